@@ -1,0 +1,87 @@
+"""lensbook: LLM-driven investigation of a live Python process, from a notebook.
+
+    import lensbook
+    lensbook.start()                                   # one idle operator per built-in skill
+    notes = lensbook.run("runtime", reason="memory keeps growing")
+    notes.result                                       # state, snapshots, iterations, usage
+
+Nothing happens at import: the lens loop (a daemon thread with its own asyncio loop) starts on
+first use and stops with `lensbook.stop()` or at exit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from lensbook import events
+from lensbook._errors import (
+    ClientNotConfigured,
+    LensbookError,
+    LLMError,
+    OperatorCrashed,
+    OperatorNotStarted,
+    OperatorStopped,
+    ProviderError,
+    RunFailed,
+    UnknownSkill,
+    WrongThread,
+)
+from lensbook.clients import LLMClient, ScriptedClient
+from lensbook.operator.actor import Operator
+from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
+from lensbook.skills import Skill, probe, register_skill
+from lensbook.types import (
+    CompletionResult,
+    MessageResponse,
+    Notification,
+    NotificationList,
+    Snapshot,
+    Status,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__version__ = "0.1.0"
+
+
+def metrics(skill: str | None = None) -> pd.DataFrame:
+    """The sampled metrics (time, skill, metric, value) as a pandas DataFrame."""
+    from lensbook.metrics import store
+
+    return store.frame(skill)
+
+
+__all__ = [
+    "ClientNotConfigured",
+    "CompletionResult",
+    "LLMClient",
+    "LLMError",
+    "LensbookError",
+    "MessageResponse",
+    "Notification",
+    "NotificationList",
+    "Operator",
+    "OperatorCrashed",
+    "OperatorNotStarted",
+    "OperatorStopped",
+    "ProviderError",
+    "RunFailed",
+    "ScriptedClient",
+    "Skill",
+    "Snapshot",
+    "Status",
+    "UnknownSkill",
+    "WrongThread",
+    "__version__",
+    "arun",
+    "events",
+    "get_operator",
+    "metrics",
+    "operators",
+    "probe",
+    "register_skill",
+    "run",
+    "start",
+    "stop",
+]

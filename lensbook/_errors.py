@@ -1,0 +1,100 @@
+"""Exceptions raised by lensbook.
+
+The hierarchy::
+
+    LensbookError
+    ├── OperatorNotStarted (also LookupError)   no static operator for that skill
+    ├── UnknownSkill (also LookupError)          no skill with that id
+    ├── WrongThread (also RuntimeError)          sync API called from the lens loop itself
+    ├── ClientNotConfigured                      no LLM client could be chosen
+    ├── RunFailed                                a run ended without a result; carries what it found
+    │   ├── LLMError                             every client of the chain failed
+    │   ├── OperatorCrashed                      the operator's task crashed mid-run (restarted)
+    │   └── OperatorStopped                      the operator was stopped before the run could end
+    └── ProviderError                            one model call failed (retried, then fallback)
+        └── ScriptExhausted                      a ScriptedClient ran out of turns
+
+Tool errors (unknown tool, bad arguments, a probe that raises) are never exceptions: they go back
+to the model as error results.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lensbook.types import CompletionResult, Notification
+
+__all__ = [
+    "ClientNotConfigured",
+    "LLMError",
+    "LensbookError",
+    "OperatorCrashed",
+    "OperatorNotStarted",
+    "OperatorStopped",
+    "ProviderError",
+    "RunFailed",
+    "ScriptExhausted",
+    "UnknownSkill",
+    "WrongThread",
+]
+
+
+class LensbookError(Exception):
+    """Base class of every error lensbook raises on purpose."""
+
+
+class OperatorNotStarted(LensbookError, LookupError):
+    """No static operator was started for the requested skill (see `lensbook.start`)."""
+
+
+class UnknownSkill(LensbookError, LookupError):
+    """No built-in or registered skill has this id."""
+
+
+class WrongThread(LensbookError, RuntimeError):
+    """A blocking call was made from the lens loop's own thread, where it would deadlock."""
+
+
+class ClientNotConfigured(LensbookError):
+    """No LLM client was given and none could be chosen from the environment."""
+
+
+class RunFailed(LensbookError):
+    """A run ended without completing. Nothing it found is lost: see `.notifications`."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        notifications: list[Notification] | None = None,
+        result: CompletionResult | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.notifications: list[Notification] = list(notifications or [])
+        self.result = result
+
+
+class LLMError(RunFailed):
+    """The model could not be reached or kept failing, on every client of the chain."""
+
+
+class OperatorCrashed(RunFailed):
+    """The operator's task crashed during this run; the supervisor restarted it."""
+
+
+class OperatorStopped(RunFailed):
+    """The operator was stopped while this run was queued or running."""
+
+
+class ProviderError(LensbookError):
+    """One model call failed. `retryable` errors (rate limits, overload, timeouts) are retried."""
+
+    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.status = status
+
+
+class ScriptExhausted(ProviderError):
+    """A ScriptedClient was asked for more turns than its script holds."""

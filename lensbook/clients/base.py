@@ -1,0 +1,145 @@
+"""The LLMClient Protocol and the message types the operator loop speaks.
+
+These are lensbook's own types, not any provider's: the Anthropic adapter (and any other) converts
+them to and from its wire format, so the loop, the offline investigator and the scripted test
+model all plug in behind `LLMClient`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lensbook.types import TokenUsage
+
+__all__ = [
+    "Block",
+    "LLMClient",
+    "Message",
+    "ModelRequest",
+    "ModelTurn",
+    "Purpose",
+    "TextBlock",
+    "ToolCall",
+    "ToolResult",
+    "ToolSpec",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextBlock(_Model):
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ToolCall(_Model):
+    """The model asks for one tool. `arguments` is whatever the model sent (validated later)."""
+
+    type: Literal["tool_call"] = "tool_call"
+    id: str
+    name: str
+    arguments: Any = Field(default_factory=dict)
+
+
+class ToolResult(_Model):
+    type: Literal["tool_result"] = "tool_result"
+    tool_call_id: str
+    content: str
+    is_error: bool = False
+
+
+Block = Annotated[TextBlock | ToolCall | ToolResult, Field(discriminator="type")]
+
+
+class Message(_Model):
+    role: Literal["user", "assistant"]
+    content: tuple[Block, ...]
+
+    @classmethod
+    def user(cls, *blocks: TextBlock | ToolResult | str) -> Message:
+        return cls(role="user", content=tuple(_block(b) for b in blocks))
+
+    @classmethod
+    def assistant(cls, *blocks: TextBlock | ToolCall | str) -> Message:
+        return cls(role="assistant", content=tuple(_block(b) for b in blocks))
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [b for b in self.content if isinstance(b, ToolCall)]
+
+    @property
+    def tool_results(self) -> list[ToolResult]:
+        return [b for b in self.content if isinstance(b, ToolResult)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
+
+
+def _block(b: TextBlock | ToolCall | ToolResult | str) -> TextBlock | ToolCall | ToolResult:
+    return TextBlock(text=b) if isinstance(b, str) else b
+
+
+class ToolSpec(_Model):
+    """A tool as the model sees it: name, description and JSON schema of its input."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+Purpose = Literal["investigate", "summarize", "compact", "message"]
+
+
+class ModelRequest(_Model):
+    """One request for the model's next turn.
+
+    `purpose` says why it is asked: the investigation's next step, the final summary after the
+    iteration limit, a compaction summary, or an answer to `message()`; `tools` is empty for all
+    but the first. `skill_id` and `context` let a client that is not a model (the offline
+    investigator) know what it investigates.
+    """
+
+    system: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    max_tokens: int = 4096
+    purpose: Purpose = "investigate"
+    skill_id: str = ""
+    context: dict[str, Any] = Field(default_factory=dict)
+    #: the skill object itself, for in-process clients (never serialised or sent)
+    skill: Any = Field(default=None, exclude=True, repr=False)
+
+
+class ModelTurn(_Model):
+    """The model's answer: text and tool calls in order, why it stopped, and token usage."""
+
+    content: tuple[TextBlock | ToolCall, ...] = ()
+    stop_reason: str = "end_turn"
+    usage: TokenUsage = TokenUsage()
+    model: str = ""
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [b for b in self.content if isinstance(b, ToolCall)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
+
+
+@runtime_checkable
+class LLMClient(Protocol):
+    """Anything that can take a `ModelRequest` and produce the model's next `ModelTurn`.
+
+    Failures are raised as `lensbook.ProviderError` (with `retryable` set for rate limits,
+    overload and timeouts); the client chain retries, falls back, and finally raises `LLMError`.
+    """
+
+    name: str
+
+    async def complete(self, request: ModelRequest) -> ModelTurn: ...

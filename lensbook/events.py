@@ -1,0 +1,81 @@
+"""The event bus: every step of every run is published here.
+
+Widgets, run records, the metrics sampler and tests subscribe; each event is also mirrored to the
+``lensbook.events`` logger at DEBUG level. Subscribers are called synchronously on the publishing
+thread (usually the lens loop), so they must be quick; one that raises is logged and skipped.
+
+Event kinds: ``run_queued``, ``run_started``, ``iteration``, ``model_request``, ``model_response``,
+``model_retry``, ``client_fallback``, ``tool_call``, ``tool_result``, ``snapshot``,
+``state_changed``, ``notification``, ``compaction``, ``error``, ``run_completed``,
+``operator_started``, ``operator_stopped``, ``operator_crashed``, ``operator_restarted``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Event", "publish", "subscribe", "unsubscribe"]
+
+_log = logging.getLogger("lensbook.events")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One step of lensbook's work: what happened (`kind`), to which operator and run."""
+
+    kind: str
+    operator: str = ""
+    run_id: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+    at: float = field(default_factory=time.time)
+    seq: int = 0
+
+
+Subscriber = Callable[[Event], None]
+
+_lock = threading.Lock()
+_subscribers: dict[int, tuple[Subscriber, frozenset[str] | None]] = {}
+_tokens = itertools.count(1)
+_seq = itertools.count(1)
+
+
+def subscribe(callback: Subscriber, kinds: Iterable[str] | None = None) -> int:
+    """Call `callback(event)` for every event (or only those of `kinds`); returns a token."""
+    token = next(_tokens)
+    with _lock:
+        _subscribers[token] = (callback, frozenset(kinds) if kinds is not None else None)
+    return token
+
+
+def unsubscribe(token: int) -> None:
+    """Stop the subscription `token`; unknown tokens are ignored."""
+    with _lock:
+        _subscribers.pop(token, None)
+
+
+def publish(kind: str, operator: str = "", run_id: str = "", **data: Any) -> Event:
+    """Publish one event to every subscriber and to the ``lensbook.events`` logger."""
+    event = Event(kind=kind, operator=operator, run_id=run_id, data=data, seq=next(_seq))
+    with _lock:
+        targets = list(_subscribers.values())
+    for callback, kinds in targets:
+        if kinds is not None and kind not in kinds:
+            continue
+        try:
+            callback(event)
+        except Exception:
+            _log.exception("event subscriber %r failed on %s", callback, kind)
+    if _log.isEnabledFor(logging.DEBUG):
+        _log.debug("%s operator=%s run=%s %s", kind, operator, run_id, _brief(data))
+    return event
+
+
+def _brief(data: dict[str, Any], limit: int = 300) -> str:
+    text = repr(data)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

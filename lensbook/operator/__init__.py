@@ -1,0 +1,8 @@
+"""Operators: the actor, its investigation loop, compaction, and the static supervisor."""
+
+from __future__ import annotations
+
+from lensbook.operator.actor import Operator
+from lensbook.operator.loop import Investigation, RunSettings
+
+__all__ = ["Investigation", "Operator", "RunSettings"]

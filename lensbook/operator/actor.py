@@ -1,0 +1,485 @@
+"""The Operator: a long-lived worker bound to one skill, living on the lens loop.
+
+Runs are queued FIFO and served one at a time by the operator's task; each caller gets its own
+result. A run that ends by timeout or `stop()` returns what it found (stop reason ``timeout`` or
+``stopped``); a run whose model fails raises `LLMError` with its notifications. If the serving task
+itself crashes, the supervisor fails that run with `OperatorCrashed`, publishes
+``operator_crashed`` and restarts the task, which goes on with the queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lensbook import _loop, events, metrics
+from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
+from lensbook.clients.base import LLMClient, Message, ModelRequest
+from lensbook.clients.chain import ClientChain
+from lensbook.clients.registry import build_chain
+from lensbook.operator import prompts
+from lensbook.operator.loop import Investigation, RunSettings
+from lensbook.skills import resolve_skill
+from lensbook.skills.base import SkillLike, render_output
+from lensbook.types import (
+    CompletionResult,
+    HealthState,
+    MessageResponse,
+    Notification,
+    NotificationList,
+    Status,
+    new_id,
+)
+
+__all__ = ["Operator"]
+
+_log = logging.getLogger("lensbook.operator")
+
+_pending: set[asyncio.Future[Any]] = set()
+
+NotificationCallback = Callable[[Notification], Any]
+CompleteCallback = Callable[[CompletionResult], Any]
+
+_RUN_OPTIONS = {
+    "client",
+    "client_registry",
+    "max_iterations",
+    "timeout",
+    "compaction_max_tokens",
+    "compaction_keep_last",
+    "max_wait_seconds",
+}
+
+
+@dataclass
+class _Request:
+    context: dict[str, Any]
+    options: dict[str, Any]
+    future: asyncio.Future[CompletionResult]
+    on_notification: NotificationCallback | None = None
+    on_complete: CompleteCallback | None = None
+    run_id: str = field(default_factory=new_id)
+
+
+def _merge_context(context: Mapping[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(context or {})
+    if "context" in options:
+        merged.update(options.pop("context") or {})
+    if "reason" in options:
+        merged["reason"] = options.pop("reason")
+    unknown = set(options) - _RUN_OPTIONS
+    if unknown:
+        raise TypeError(
+            f"unknown run option(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_RUN_OPTIONS | {'context', 'reason'}))}"
+        )
+    return merged
+
+
+class Operator:
+    """A worker bound to one skill. Create with `Operator.start(skill=...)`."""
+
+    def __init__(
+        self,
+        skill: Any,
+        *,
+        name: str | None = None,
+        client: LLMClient | ClientChain | str | None = None,
+        client_registry: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
+        max_iterations: int = 25,
+        compaction_max_tokens: int = 50_000,
+        compaction_keep_last: int = 5,
+        max_wait_seconds: float = 30.0,
+        on_notification: NotificationCallback | None = None,
+        on_complete: CompleteCallback | None = None,
+    ) -> None:
+        self.skill: SkillLike = resolve_skill(skill)
+        self.name = name or self.skill.id
+        self.client = client
+        self.client_registry = client_registry
+        self.context = dict(context or {})
+        self.defaults: dict[str, Any] = {
+            "max_iterations": max_iterations,
+            "compaction_max_tokens": compaction_max_tokens,
+            "compaction_keep_last": compaction_keep_last,
+            "max_wait_seconds": max_wait_seconds,
+        }
+        RunSettings(**self.defaults)  # validate early
+        self.on_notification = on_notification
+        self.on_complete = on_complete
+        self.state: HealthState = "healthy"
+        self.last_result: CompletionResult | None = None
+        self._chain: ClientChain | None = None
+        self._queue: asyncio.Queue[_Request] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._active: _Request | None = None
+        self._investigation: Investigation | None = None
+        self._run_task: asyncio.Task[CompletionResult] | None = None
+        self._last_future: asyncio.Future[CompletionResult] | None = None
+        self._conversation: list[Message] = []
+        self._stopped = False
+        self.crashes = 0
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, skill: Any, *, start_loop: bool = False, **options: Any) -> Operator:
+        """Create an operator and start it on the lens loop, idle until invoked.
+
+        With `start_loop=True` it begins a run at once with the `context` option.
+        """
+        op = cls(skill, **options)
+        _loop.run_sync(op._astart())
+        if start_loop:
+            op.run_async(op.context)
+        return op
+
+    async def _astart(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._stopped = False
+        self._queue = asyncio.Queue()
+        metrics.store.listen()
+        self._spawn()
+        events.publish("operator_started", self.name, skill=self.skill.id)
+
+    def _spawn(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._serve(), name=f"lensbook-operator-{self.name}"
+        )
+        self._task.add_done_callback(self._supervise)
+
+    def _supervise(self, task: asyncio.Task[None]) -> None:
+        """Restart the serving task if it died of anything but a stop."""
+        if task.cancelled() or self._stopped:
+            return
+        exc = task.exception()
+        if exc is None:
+            return
+        self.crashes += 1
+        request, investigation = self._active, self._investigation
+        self._active = self._investigation = self._run_task = None
+        found = list(investigation.notifications) if investigation else []
+        result = (
+            investigation.result("error", error=f"{type(exc).__name__}: {exc}")
+            if investigation
+            else None
+        )
+        _log.error("operator %s crashed; restarting", self.name, exc_info=exc)
+        events.publish(
+            "operator_crashed",
+            self.name,
+            request.run_id if request else "",
+            error=f"{type(exc).__name__}: {exc}",
+            notifications=len(found),
+        )
+        if request is not None and not request.future.done():
+            request.future.set_exception(
+                OperatorCrashed(
+                    f"operator {self.name} crashed during this run: {type(exc).__name__}: {exc}",
+                    notifications=found,
+                    result=result,
+                )
+            )
+        self._spawn()
+        events.publish("operator_restarted", self.name, crashes=self.crashes)
+
+    def stop(self) -> None:
+        """Stop the operator: the running run returns what it found, queued runs fail."""
+        if self._task is None:
+            return
+        _loop.run_sync(self.astop())
+
+    async def astop(self) -> None:
+        self._stopped = True
+        if self._run_task is not None and not self._run_task.done():
+            self._run_task.cancel()
+            await asyncio.wait([self._run_task])
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            await asyncio.wait([self._task])
+        self._task = None
+        while self._queue is not None and not self._queue.empty():
+            request = self._queue.get_nowait()
+            if not request.future.done():
+                request.future.set_exception(
+                    OperatorStopped(f"operator {self.name} was stopped before this run started")
+                )
+        events.publish("operator_stopped", self.name)
+
+    @property
+    def started(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def run(self, context: Mapping[str, Any] | None = None, **options: Any) -> NotificationList:
+        """Run an investigation and block until it ends; returns its notifications.
+
+        Options for this call only: `reason`, `client`, `client_registry`, `max_iterations`,
+        `timeout` (seconds; the run then stops and returns what it found).
+        """
+        result = _loop.run_sync(self.arun_result(context, **options))
+        return NotificationList(result)
+
+    async def arun(
+        self, context: Mapping[str, Any] | None = None, **options: Any
+    ) -> NotificationList:
+        """The async twin of `run`, awaitable from any event loop."""
+        return NotificationList(await self.arun_result(context, **options))
+
+    async def arun_result(
+        self, context: Mapping[str, Any] | None = None, **options: Any
+    ) -> CompletionResult:
+        """Like `arun`, returning the whole `CompletionResult`."""
+        return await _loop.run_on_loop(self._enqueue_and_wait(context, options))
+
+    def run_async(
+        self,
+        context: Mapping[str, Any] | None = None,
+        on_notification: NotificationCallback | None = None,
+        on_complete: CompleteCallback | None = None,
+        **options: Any,
+    ) -> None:
+        """Queue a run and return at once; callbacks fire on the lens loop's thread."""
+        ctx = _merge_context(context, options)
+        _loop.run_sync(self._enqueue(ctx, options, on_notification, on_complete))
+
+    def wait(self, timeout: float | None = None) -> CompletionResult:
+        """Wait for the latest queued run (or return the last result when idle)."""
+        return _loop.run_sync(self.await_(), timeout)
+
+    async def await_(self) -> CompletionResult:
+        """The async twin of `wait`."""
+        return await _loop.run_on_loop(self._await_latest())
+
+    async def _await_latest(self) -> CompletionResult:
+        if self._last_future is not None:
+            return await asyncio.shield(self._last_future)
+        if self.last_result is not None:
+            return self.last_result
+        raise LensbookError(f"operator {self.name} has not been asked to run")
+
+    async def _enqueue_and_wait(
+        self, context: Mapping[str, Any] | None, options: dict[str, Any]
+    ) -> CompletionResult:
+        options = dict(options)
+        ctx = _merge_context(context, options)
+        future = await self._enqueue(ctx, options, None, None)
+        return await future
+
+    async def _enqueue(
+        self,
+        context: dict[str, Any],
+        options: dict[str, Any],
+        on_notification: NotificationCallback | None,
+        on_complete: CompleteCallback | None,
+    ) -> asyncio.Future[CompletionResult]:
+        if not self.started or self._queue is None:
+            await self._astart()
+        assert self._queue is not None
+        future: asyncio.Future[CompletionResult] = asyncio.get_running_loop().create_future()
+        # a result nobody awaits must not log "exception never retrieved"
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        request = _Request(
+            {**self.context, **context}, options, future, on_notification, on_complete
+        )
+        self._last_future = future
+        await self._queue.put(request)
+        events.publish("run_queued", self.name, request.run_id, queued=self._queue.qsize())
+        return future
+
+    async def _serve(self) -> None:
+        assert self._queue is not None
+        while True:
+            request = await self._queue.get()
+            if request.future.done():
+                continue
+            self._active = request
+            try:
+                result = await self._execute(request)
+            except RunFailed as exc:
+                if exc.result is not None:
+                    self._finish(request, exc.result)
+                if not request.future.done():
+                    request.future.set_exception(exc)
+            else:
+                self._finish(request, result)
+                if not request.future.done():
+                    request.future.set_result(result)
+            finally:
+                self._active = None
+
+    async def _execute(self, request: _Request) -> CompletionResult:
+        options = request.options
+        settings = RunSettings(**{k: options.get(k, v) for k, v in self.defaults.items()})
+        chain = self._chain_for(options)
+
+        def notify(note: Notification) -> None:
+            for callback in (request.on_notification, self.on_notification):
+                _call_back(callback, note)
+
+        investigation = Investigation(
+            operator=self.name,
+            skill=self.skill,
+            chain=chain,
+            context=request.context,
+            settings=settings,
+            state=self.state,
+            on_notification=notify,
+            run_id=request.run_id,
+        )
+        self._investigation = investigation
+        self._run_task = asyncio.get_running_loop().create_task(investigation.run())
+        timeout = options.get("timeout")
+        try:
+            done, _ = await asyncio.wait([self._run_task], timeout=timeout)
+            if not done:
+                self._run_task.cancel()
+                await asyncio.wait([self._run_task])
+                return investigation.result("timeout", error=f"stopped after {timeout} s")
+            if self._run_task.cancelled():
+                return investigation.result("stopped")
+            return self._run_task.result()
+        except asyncio.CancelledError:
+            # stop(): the serving task is cancelled while the run is being awaited
+            if self._run_task is not None and not self._run_task.done():
+                self._run_task.cancel()
+            result = investigation.result("stopped")
+            self._finish(request, result)
+            if not request.future.done():
+                request.future.set_result(result)
+            raise
+        finally:
+            self.state = investigation.state
+            self._conversation = list(investigation.messages)
+            self._run_task = None
+
+    def _finish(self, request: _Request, result: CompletionResult) -> None:
+        self.state = result.state
+        self.last_result = result
+        events.publish(
+            "run_completed",
+            self.name,
+            result.run_id,
+            state=result.state,
+            stop_reason=result.stop_reason,
+            iterations=result.iterations,
+            notifications=len(result.notifications),
+            error=result.error,
+            usage=result.usage.to_dict(),
+            client=result.client,
+        )
+        for callback in (request.on_complete, self.on_complete):
+            _call_back(callback, result)
+
+    def _chain_for(self, options: Mapping[str, Any]) -> ClientChain:
+        if "client" in options or "client_registry" in options:
+            return build_chain(
+                options.get("client", self.client),
+                options.get("client_registry", self.client_registry),
+            )
+        if self._chain is None:
+            self._chain = build_chain(self.client, self.client_registry)
+        return self._chain
+
+    # -- questions and status --------------------------------------------------------------
+
+    def message(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+        """Ask the operator about its investigation; its conversation is not changed."""
+        return _loop.run_sync(self.amessage(prompt, timeout=timeout))
+
+    async def amessage(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+        """The async twin of `message`."""
+        return await _loop.run_on_loop(asyncio.wait_for(self._answer(prompt), timeout))
+
+    async def _answer(self, prompt: str) -> MessageResponse:
+        investigation = self._investigation
+        conversation = list(investigation.messages) if investigation else list(self._conversation)
+        question = prompts.message_prompt(prompt)
+        if not conversation:
+            loop = asyncio.get_running_loop()
+            snapshot = await loop.run_in_executor(None, self.skill.snapshot)
+            question += "\nNo investigation has run yet. Current snapshot: " + render_output(
+                snapshot
+            )
+        messages = _answerable(conversation, question)
+        request = ModelRequest(
+            system=f"{self.skill.system_prompt}\n\n{prompts.OPERATOR_PROTOCOL}",
+            messages=tuple(messages),
+            tools=(),
+            purpose="message",
+            skill_id=self.skill.id,
+            context={"state": self.state},
+            skill=self.skill,
+        )
+        chain = self._chain_for({})
+        turn = await chain.complete(request)
+        status = self.status()
+        return MessageResponse(
+            skill=self.skill.id, state=status.state, iteration=status.iteration, response=turn.text
+        )
+
+    def status(self) -> Status:
+        """The operator's skill, health state, iteration and whether it is running."""
+        investigation = self._investigation
+        running = self._active is not None
+        if investigation is not None and running:
+            state, iteration = investigation.state, investigation.iteration
+        else:
+            state = self.state
+            iteration = self.last_result.iterations if self.last_result else 0
+        return Status(
+            operator=self.name,
+            state=state,
+            iteration=iteration,
+            running=running,
+            queued=self._queue.qsize() if self._queue is not None else 0,
+        )
+
+    @property
+    def current_action(self) -> str:
+        inv = self._investigation
+        return inv.current_action if inv is not None and self._active is not None else "idle"
+
+    def __repr__(self) -> str:
+        s = self.status()
+        return (
+            f"<Operator {self.name} ({self.skill.id}): {s.state}, "
+            f"{'running' if s.running else 'idle'}, iteration {s.iteration}>"
+        )
+
+
+def _answerable(conversation: list[Message], question: str) -> list[Message]:
+    """The conversation made valid for a question: no dangling tool calls, user turn last."""
+    messages = list(conversation)
+    while messages and messages[-1].role == "assistant" and messages[-1].tool_calls:
+        messages.pop()
+    if messages and messages[-1].role == "user":
+        last = messages[-1]
+        if last.tool_results and (len(messages) < 2 or not messages[-2].tool_calls):
+            messages.pop()
+        else:
+            return [
+                *messages[:-1],
+                Message(role="user", content=(*last.content, *Message.user(question).content)),
+            ]
+    return [*messages, Message.user(question)]
+
+
+def _call_back(callback: Callable[[Any], Any] | None, value: Any) -> None:
+    if callback is None:
+        return
+    try:
+        outcome = callback(value)
+        if inspect.isawaitable(outcome):
+            task = asyncio.ensure_future(outcome)
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+    except Exception:
+        _log.exception("callback %r failed", callback)

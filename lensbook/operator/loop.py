@@ -1,0 +1,507 @@
+"""One investigation: the tool-calling loop between a model and a skill.
+
+    run() -> step() -> client.complete() -> execute(tool calls) -> ... -> done
+
+Limits are checked before each model call. The loop never raises for a tool's sake: unknown
+tools, bad arguments, probes that raise or overrun become error results the model sees. It ends
+when the model calls `done`, at the iteration limit (after one last turn to sum up), or by an
+`LLMError` that carries the notifications already made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from lensbook import events
+from lensbook._errors import LLMError
+from lensbook.clients.base import (
+    Message,
+    ModelRequest,
+    ModelTurn,
+    TextBlock,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
+from lensbook.clients.chain import ClientChain
+from lensbook.operator import compaction, prompts
+from lensbook.skills.base import ProbeTool, SkillLike, jsonable, render_output
+from lensbook.skills.redact import redact
+from lensbook.types import (
+    CompletionResult,
+    HealthState,
+    Notification,
+    Severity,
+    Snapshot,
+    StopReason,
+    TokenUsage,
+    new_id,
+    utcnow,
+)
+
+__all__ = ["Investigation", "RunSettings"]
+
+REPEAT_LIMIT = 3
+
+_probe_pool = concurrent.futures.ThreadPoolExecutor(
+    max_workers=4, thread_name_prefix="lensbook-probe"
+)
+
+
+class RunSettings:
+    """The knobs of one run (per-call options already merged over the operator's)."""
+
+    def __init__(
+        self,
+        *,
+        max_iterations: int = 25,
+        compaction_max_tokens: int = 50_000,
+        compaction_keep_last: int = 5,
+        max_wait_seconds: float = 30.0,
+        max_tokens: int = 4096,
+    ) -> None:
+        if max_iterations < 1:
+            raise ValueError("max_iterations must be at least 1")
+        self.max_iterations = max_iterations
+        self.compaction_max_tokens = compaction_max_tokens
+        self.compaction_keep_last = compaction_keep_last
+        self.max_wait_seconds = max_wait_seconds
+        self.max_tokens = max_tokens
+
+
+class Investigation:
+    """The state and loop of one run of one operator."""
+
+    def __init__(
+        self,
+        *,
+        operator: str,
+        skill: SkillLike,
+        chain: ClientChain,
+        context: dict[str, Any],
+        settings: RunSettings,
+        state: HealthState = "healthy",
+        on_notification: Callable[[Notification], None] | None = None,
+        run_id: str | None = None,
+    ) -> None:
+        self.operator = operator
+        self.skill = skill
+        self.chain = chain
+        self.context = redact(context)
+        self.settings = settings
+        self.state: HealthState = state
+        self.run_id = run_id or new_id()
+        self.on_notification = on_notification
+        self.system = f"{skill.system_prompt.strip()}\n\n{prompts.OPERATOR_PROTOCOL}".strip()
+        self.messages: list[Message] = [
+            Message.user(prompts.first_message(self.context, state, skill.title or skill.id))
+        ]
+        self.snapshots: dict[str, Snapshot] = {}
+        self.notifications: list[Notification] = []
+        self.iteration = 0
+        self.usage = TokenUsage()
+        self.conversation_tokens = 0
+        self.summary: str | None = None
+        self.current_action = ""
+        self.started_at: datetime = utcnow()
+        self._done = False
+        self._last_call: tuple[str, str] | None = None
+        self._repeats = 0
+        self._sent_upto = 0
+        self.tools: dict[str, ProbeTool] = {}
+        for tool in self._base_tools() + skill.probes():
+            self.tools[tool.name] = tool
+        self.tool_specs = tuple(
+            ToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
+            for t in self.tools.values()
+        )
+        self._base_names = {t.name for t in self._base_tools()}
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> CompletionResult:
+        """Run to completion; raises `LLMError` (with the notifications made) if the model fails."""
+        self._emit(
+            "run_started",
+            context=self.context,
+            state=self.state,
+            client=self.chain.name,
+            max_iterations=self.settings.max_iterations,
+        )
+        try:
+            while not self._done:
+                if self.iteration >= self.settings.max_iterations:
+                    await self._final_turn()
+                    return self.result("max_iterations")
+                await self.step()
+        except LLMError as exc:
+            result = self.result("error", error=str(exc))
+            self._emit("error", error=str(exc))
+            raise LLMError(str(exc), notifications=self.notifications, result=result) from exc
+        return self.result("done")
+
+    async def step(self) -> None:
+        """One iteration: compact if needed, ask the model, run the tools it called."""
+        if self.conversation_tokens > self.settings.compaction_max_tokens:
+            await self._compact()
+        self.iteration += 1
+        self._emit(
+            "iteration", iteration=self.iteration, max_iterations=self.settings.max_iterations
+        )
+        self.current_action = "waiting for the model"
+        turn = await self._ask(self.messages, self.tool_specs, "investigate")
+        content = turn.content or (TextBlock(text="(no content)"),)
+        self.messages.append(Message(role="assistant", content=content))
+        calls = turn.tool_calls
+        if not calls:
+            self.messages.append(
+                Message.user(
+                    "Reply with tool calls only. Call done when the investigation is complete."
+                )
+            )
+            return
+        results = [await self.execute(call) for call in calls]
+        self.messages.append(Message(role="user", content=tuple(results)))
+
+    async def _ask(
+        self, messages: list[Message], tools: tuple[ToolSpec, ...], purpose: str
+    ) -> ModelTurn:
+        request = ModelRequest(
+            system=self.system,
+            messages=tuple(messages),
+            tools=tools,
+            max_tokens=self.settings.max_tokens,
+            purpose=purpose,  # type: ignore[arg-type]
+            skill_id=self.skill.id,
+            context=self.context,
+            skill=self.skill,
+        )
+        new = messages[self._sent_upto :] if purpose == "investigate" else messages[-1:]
+        self._emit(
+            "model_request", purpose=purpose, messages=[m.model_dump(mode="json") for m in new]
+        )
+        self._sent_upto = len(messages)
+        started = time.perf_counter()
+        turn = await self.chain.complete(request, on_event=self._emit)
+        self.usage = self.usage + turn.usage
+        reported = (
+            turn.usage.input_tokens
+            + turn.usage.cache_read_input_tokens
+            + turn.usage.cache_creation_input_tokens
+            + turn.usage.output_tokens
+        )
+        self.conversation_tokens = reported or compaction.estimate_tokens(
+            self.system, [*messages, Message(role="assistant", content=turn.content)], tools
+        )
+        self._emit(
+            "model_response",
+            purpose=purpose,
+            client=self.chain.last_client,
+            turn=turn.model_dump(mode="json"),
+            seconds=round(time.perf_counter() - started, 4),
+        )
+        return turn
+
+    async def _final_turn(self) -> None:
+        """At the iteration limit: one last turn without tools to sum up."""
+        self.current_action = "summing up"
+        messages = _with_user_text(
+            self.messages, prompts.final_turn_prompt(self.settings.max_iterations)
+        )
+        turn = await self._ask(messages, (), "summarize")
+        self.summary = turn.text or None
+
+    async def _compact(self) -> None:
+        head, tail = compaction.split(self.messages, self.settings.compaction_keep_last)
+        if not head:
+            return
+        before = self.conversation_tokens
+        self.current_action = "compacting the conversation"
+        request_messages = [
+            Message.user(
+                compaction.COMPACTION_PROMPT
+                + "\n\nThe investigation so far:\n"
+                + compaction.transcript(head)
+            )
+        ]
+        turn = await self._ask(request_messages, (), "compact")
+        facts = self._facts()
+        text = f"[Summary of the investigation so far]\n{turn.text.strip()}\n\n{facts}"
+        self.messages = compaction.merge_into_first_user(text, tail)
+        self._sent_upto = 0
+        self.conversation_tokens = compaction.estimate_tokens(
+            self.system, self.messages, self.tool_specs
+        )
+        self._emit(
+            "compaction",
+            tokens_before=before,
+            tokens_after=self.conversation_tokens,
+            messages_summarised=len(head),
+            messages_kept=len(tail),
+        )
+
+    def _facts(self) -> str:
+        """What must survive compaction verbatim."""
+        snaps = ", ".join(f"{s.id} ({s.captured_at:%H:%M:%S})" for s in self.snapshots.values())
+        notes = "; ".join(f"{n.id} {n.severity} {n.anomaly_type}" for n in self.notifications)
+        return (
+            f"Known snapshot ids: {snaps or 'none'}.\nNotifications sent: {notes or 'none'}.\n"
+            f"Health state: {self.state}. Iteration {self.iteration} of "
+            f"{self.settings.max_iterations}."
+        )
+
+    # -- tools ----------------------------------------------------------------------------
+
+    async def execute(self, call: ToolCall) -> ToolResult:
+        """Run one tool call; every failure becomes an error result, never an exception."""
+        self.current_action = f"calling {call.name}"
+        self._emit("tool_call", id=call.id, name=call.name, arguments=_safe_args(call.arguments))
+        started = time.perf_counter()
+        content, is_error = await self._dispatch(call)
+        elapsed = time.perf_counter() - started
+        self._emit(
+            "tool_result",
+            id=call.id,
+            name=call.name,
+            is_error=is_error,
+            content=content,
+            bytes=len(content.encode()),
+            seconds=round(elapsed, 4),
+        )
+        return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
+
+    async def _dispatch(self, call: ToolCall) -> tuple[str, bool]:
+        tool = self.tools.get(call.name)
+        if tool is None:
+            names = ", ".join(self.tools)
+            return f"unknown tool {call.name!r}; available tools: {names}", True
+        signature = (call.name, _canonical(call.arguments))
+        self._repeats = self._repeats + 1 if signature == self._last_call else 1
+        self._last_call = signature
+        if self._repeats >= REPEAT_LIMIT:
+            return (
+                f"{call.name} was called with the same arguments {self._repeats} times in a "
+                "row; its answer will not change. Try another tool, or call done."
+            ), True
+        try:
+            kwargs = tool.validate(_parse_arguments(call.arguments))
+        except ValueError as exc:
+            return f"{call.name}: {exc}", True
+        try:
+            if call.name in self._base_names:
+                value = await tool.fn(**kwargs)
+            else:
+                value = await _run_probe(tool, kwargs)
+        except ToolRefused as exc:
+            return f"{call.name}: {exc}", True
+        except asyncio.TimeoutError:
+            return (
+                f"{call.name} overran its time budget of {tool.budget:g} s and was abandoned",
+                True,
+            )
+        except Exception as exc:
+            return render_output(f"{call.name} raised {type(exc).__name__}: {exc}", 2000), True
+        return render_output(value, tool.max_chars), False
+
+    def _base_tools(self) -> list[ProbeTool]:
+        return [
+            ProbeTool.from_function(getattr(self, f"tool_{n}"), name=n)
+            for n in (
+                "take_snapshot",
+                "get_snapshot",
+                "get_snapshots",
+                "send_notification",
+                "get_notifications",
+                "set_state",
+                "think",
+                "wait",
+                "done",
+            )
+        ]
+
+    async def tool_take_snapshot(self) -> dict[str, Any]:
+        """Take a snapshot of the skill's key numbers; returns its id and data."""
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.run_in_executor(_probe_pool, self.skill.snapshot), 10)
+        snap = Snapshot(data=redact(jsonable(data)))
+        self.snapshots[snap.id] = snap
+        self._emit("snapshot", id=snap.id, skill=self.skill.id, data=snap.data)
+        return {"id": snap.id, "captured_at": snap.captured_at.isoformat(), "data": snap.data}
+
+    async def tool_get_snapshot(self, id: str) -> dict[str, Any]:
+        """Get one snapshot taken in this run by its id.
+
+        Args:
+            id: the snapshot id returned by take_snapshot.
+        """
+        if id not in self.snapshots:
+            raise ToolRefused(f"no snapshot {id!r}; known: {', '.join(self.snapshots) or 'none'}")
+        return self.snapshots[id].to_dict()
+
+    async def tool_get_snapshots(self, limit: int = 10, offset: int = 0) -> list[dict[str, Any]]:
+        """List this run's snapshots, oldest first.
+
+        Args:
+            limit: how many to return (at most 50).
+            offset: how many to skip from the oldest.
+        """
+        snaps = list(self.snapshots.values())[
+            max(0, offset) : max(0, offset) + min(max(limit, 0), 50)
+        ]
+        return [s.to_dict() for s in snaps]
+
+    async def tool_send_notification(
+        self,
+        anomaly_type: str,
+        severity: Severity,
+        context: str,
+        observation: str,
+        snapshot_ids: list[str],
+        hypothesis: str | None = None,
+    ) -> dict[str, Any]:
+        """Report a finding, grounded in snapshots of this run.
+
+        Args:
+            anomaly_type: short name of the anomaly, e.g. "memory_leak".
+            severity: info, warning or critical.
+            context: the facts around the finding, with numbers.
+            observation: what was observed, with numbers and the culprit it names.
+            snapshot_ids: ids of the snapshots that prove it (at least one, from take_snapshot).
+            hypothesis: what probably causes it (optional).
+        """
+        unknown = [s for s in snapshot_ids if s not in self.snapshots]
+        if not snapshot_ids or unknown:
+            raise ToolRefused(
+                "a notification must cite at least one snapshot taken in this run"
+                + (f"; unknown ids: {', '.join(unknown)}" if unknown else "")
+                + f"; known ids: {', '.join(self.snapshots) or 'none (call take_snapshot)'}"
+            )
+        note = Notification(
+            operator=self.operator,
+            anomaly_type=anomaly_type,
+            severity=severity,
+            context=context,
+            observation=observation,
+            hypothesis=hypothesis,
+            snapshot_ids=tuple(snapshot_ids),
+            trace_id=self.run_id,
+        )
+        self.notifications.append(note)
+        self._emit("notification", notification=note.to_dict())
+        if self.on_notification is not None:
+            self.on_notification(note)
+        return {"id": note.id, "status": "sent"}
+
+    async def tool_get_notifications(self) -> list[dict[str, Any]]:
+        """The notifications sent in this run, oldest first."""
+        return [n.to_dict() for n in self.notifications]
+
+    async def tool_set_state(self, state: HealthState, reason: str) -> dict[str, Any]:
+        """Set the operator's health state.
+
+        Args:
+            state: healthy, observing, warning or critical.
+            reason: why, in one sentence with the deciding numbers.
+        """
+        previous, self.state = self.state, state
+        self._emit("state_changed", previous=previous, state=state, reason=reason)
+        return {"state": state, "previous": previous}
+
+    async def tool_think(self, thought: str) -> str:
+        """Think out loud; the thought is kept in the conversation and costs no probe.
+
+        Args:
+            thought: your reasoning.
+        """
+        return "noted"
+
+    async def tool_wait(self, seconds: float) -> dict[str, Any]:
+        """Wait before looking again (to see a trend); the conversation is kept.
+
+        Args:
+            seconds: how long, at most the operator's max_wait_seconds.
+        """
+        waited = min(max(seconds, 0.0), self.settings.max_wait_seconds)
+        self.current_action = f"waiting {waited:g} s"
+        await asyncio.sleep(waited)
+        return {"waited_seconds": waited}
+
+    async def tool_done(self, summary: str = "") -> str:
+        """End the investigation.
+
+        Args:
+            summary: a few sentences on what was found.
+        """
+        self._done = True
+        if summary:
+            self.summary = summary
+        return "investigation complete"
+
+    # -- results and events ---------------------------------------------------------------
+
+    def result(self, stop_reason: StopReason, error: str | None = None) -> CompletionResult:
+        return CompletionResult(
+            operator=self.operator,
+            run_id=self.run_id,
+            state=self.state,
+            notifications=tuple(self.notifications),
+            snapshots=tuple(self.snapshots.values()),
+            iterations=self.iteration,
+            stop_reason=stop_reason,
+            summary=self.summary,
+            error=error,
+            usage=self.usage,
+            client=self.chain.last_client,
+            started_at=self.started_at,
+            finished_at=utcnow(),
+        )
+
+    def _emit(self, kind: str, **data: Any) -> None:
+        events.publish(kind, self.operator, self.run_id, **data)
+
+
+class ToolRefused(Exception):
+    """A base tool refuses a call; the message goes back to the model."""
+
+
+async def _run_probe(tool: ProbeTool, kwargs: dict[str, Any]) -> Any:
+    if tool.is_async:
+        return await asyncio.wait_for(tool.fn(**kwargs), tool.budget)
+    loop = asyncio.get_running_loop()
+    future = loop.run_in_executor(_probe_pool, functools.partial(tool.fn, **kwargs))
+    return await asyncio.wait_for(future, tool.budget)
+
+
+def _parse_arguments(arguments: Any) -> Any:
+    if isinstance(arguments, str):
+        try:
+            return json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"arguments are not valid JSON ({exc.msg} at {exc.pos})") from None
+    return arguments
+
+
+def _canonical(arguments: Any) -> str:
+    try:
+        return json.dumps(arguments, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        return repr(arguments)
+
+
+def _safe_args(arguments: Any) -> Any:
+    return redact(jsonable(arguments))
+
+
+def _with_user_text(messages: list[Message], text: str) -> list[Message]:
+    """The conversation with `text` added to (or as) the last user turn."""
+    if messages and messages[-1].role == "user":
+        last = messages[-1]
+        return [*messages[:-1], Message(role="user", content=(*last.content, TextBlock(text=text)))]
+    return [*messages, Message.user(text)]

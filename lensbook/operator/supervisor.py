@@ -1,0 +1,100 @@
+"""Static operators: one per skill, started by `lensbook.start()`, found by skill id."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lensbook import _loop
+from lensbook._errors import OperatorNotStarted, UnknownSkill
+from lensbook.clients.base import LLMClient
+from lensbook.operator.actor import Operator
+from lensbook.skills import builtin_ids, resolve_skill
+from lensbook.types import CompletionResult, NotificationList
+
+__all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
+
+_lock = threading.Lock()
+_static: dict[str, Operator] = {}
+
+
+def start(
+    skills: Iterable[Any] | None = None,
+    *,
+    client: LLMClient | str | None = None,
+    client_registry: Mapping[str, Any] | None = None,
+    **operator_defaults: Any,
+) -> list[Operator]:
+    """Start the lens loop and one idle static operator per skill (all built-ins by default).
+
+    Idempotent: a skill whose operator is already started keeps it.
+    """
+    wanted = list(skills) if skills is not None else builtin_ids()
+    started: list[Operator] = []
+    for skill in wanted:
+        instance = resolve_skill(skill)
+        with _lock:
+            op = _static.get(instance.id)
+        if op is None or not op.started:
+            op = Operator.start(
+                instance, client=client, client_registry=client_registry, **operator_defaults
+            )
+            with _lock:
+                _static[instance.id] = op
+        started.append(op)
+    return started
+
+
+def operators() -> dict[str, Operator]:
+    """The static operators by skill id."""
+    with _lock:
+        return dict(_static)
+
+
+def get_operator(skill: Any) -> Operator:
+    """The static operator for a skill id, Skill class or instance (or an Operator itself)."""
+    if isinstance(skill, Operator):
+        return skill
+    sid = skill if isinstance(skill, str) else resolve_skill(skill).id
+    with _lock:
+        op = _static.get(sid)
+    if op is None:
+        try:
+            resolve_skill(sid)
+        except UnknownSkill as exc:
+            raise OperatorNotStarted(f"{exc}; and no operator was started for it") from None
+        raise OperatorNotStarted(
+            f"no operator started for skill {sid!r}: call lensbook.start() "
+            f"(or lensbook.start([{sid!r}])) first"
+        )
+    return op
+
+
+def run(skill: Any, context: Mapping[str, Any] | None = None, **options: Any) -> NotificationList:
+    """Run the static operator for `skill` and return its notifications (`.result` has all)."""
+    return get_operator(skill).run(context, **options)
+
+
+async def arun(
+    skill: Any, context: Mapping[str, Any] | None = None, **options: Any
+) -> NotificationList:
+    """The async twin of `run`."""
+    return await get_operator(skill).arun(context, **options)
+
+
+def last_result(skill: Any) -> CompletionResult | None:
+    return get_operator(skill).last_result
+
+
+def stop() -> None:
+    """Stop every static operator and the lens loop."""
+    with _lock:
+        ops = list(_static.values())
+        _static.clear()
+    if _loop.is_running() and not _loop.in_lens_thread():
+        for op in ops:
+            with contextlib.suppress(Exception):  # stopping must not fail half way
+                op.stop()
+    _loop.stop_loop()

@@ -1,0 +1,276 @@
+"""The Skill API: what an operator knows about one domain of the runtime.
+
+A skill has an `id` (the prefix of its tools), a `title`, a one-line `description`, a
+`system_prompt`, a cheap `snapshot()` and probes: typed methods marked with `@probe`, whose
+tool schemas are generated from their signatures and docstrings. Probes run under a time budget
+and their output is made JSON-safe, redacted and capped.
+
+    class Queue(Skill):
+        id = "queue"
+        title = "Work queue"
+        description = "Depth and age of the job queue"
+        system_prompt = "You watch the job queue..."
+
+        def snapshot(self) -> dict[str, Any]:
+            return {"depth": len(jobs)}
+
+        @probe
+        def oldest(self, limit: int = 5) -> list[dict[str, Any]]:
+            \"\"\"The oldest jobs waiting. Cost: O(limit), no locks.\"\"\"
+            ...
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+from pydantic_core import to_jsonable_python
+
+from lensbook.skills.redact import redact
+
+__all__ = [
+    "DEFAULT_BUDGET",
+    "DEFAULT_MAX_CHARS",
+    "ProbeTool",
+    "Skill",
+    "SkillLike",
+    "build_args_model",
+    "jsonable",
+    "probe",
+    "render_output",
+]
+
+DEFAULT_BUDGET = 5.0
+DEFAULT_MAX_CHARS = 6000
+
+_PROBE_ATTR = "__lensbook_probe__"
+
+
+@dataclass(frozen=True)
+class _ProbeOptions:
+    budget: float
+    max_chars: int
+    name: str | None
+
+
+def probe(
+    fn: Callable[..., Any] | None = None,
+    *,
+    budget: float = DEFAULT_BUDGET,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    name: str | None = None,
+) -> Any:
+    """Mark a skill method (or a plain function) as a probe the model may call.
+
+    Its parameters must be typed; its docstring's first paragraph becomes the tool description
+    and an ``Args:`` section describes the parameters. `budget` is the wall-time limit in
+    seconds, `max_chars` the cap on the JSON output the model sees.
+    """
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        if not (f.__doc__ or "").strip():
+            raise TypeError(
+                f"probe {f.__qualname__} needs a docstring: it is the tool's description"
+            )
+        setattr(f, _PROBE_ATTR, _ProbeOptions(budget=budget, max_chars=max_chars, name=name))
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+@runtime_checkable
+class SkillLike(Protocol):
+    """What lensbook needs of a skill; `Skill` subclasses meet it, other objects may too."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def system_prompt(self) -> str: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
+
+    def probes(self) -> list[ProbeTool]: ...
+
+
+class Skill:
+    """Base class of built-in and user skills. Subclasses set the class attributes."""
+
+    id: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    system_prompt: ClassVar[str] = ""
+    #: Opt-in to sending values (not only names, types, sizes) of user data this skill sees.
+    share_values: bool = False
+
+    def snapshot(self) -> dict[str, Any]:
+        """A flat map of the key numbers. Must be cheap: it never walks the heap."""
+        return {}
+
+    def probes(self) -> list[ProbeTool]:
+        """The probes of this skill, as tools named ``<id>_<method>``."""
+        found: list[ProbeTool] = []
+        for attr in sorted(dir(type(self))):
+            member = getattr(type(self), attr, None)
+            if callable(member) and hasattr(member, _PROBE_ATTR):
+                found.append(ProbeTool.from_function(getattr(self, attr), prefix=self.id))
+        return found
+
+    def rules(self) -> Sequence[Any]:
+        """Rules the offline investigator applies for this skill (see `lensbook.rules`)."""
+        return ()
+
+    def __repr__(self) -> str:
+        return f"<skill {self.id!r}: {self.title}>"
+
+
+class ProbeTool:
+    """A probe bound to its skill: name, description, argument model, and options."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str,
+        description: str,
+        args_model: type[BaseModel],
+        budget: float,
+        max_chars: int,
+    ) -> None:
+        self.fn = fn
+        self.name = name
+        self.description = description
+        self.args_model = args_model
+        self.budget = budget
+        self.max_chars = max_chars
+        self.is_async = inspect.iscoroutinefunction(fn)
+
+    @classmethod
+    def from_function(
+        cls, fn: Callable[..., Any], *, prefix: str = "", name: str | None = None
+    ) -> ProbeTool:
+        options: _ProbeOptions = getattr(fn, _PROBE_ATTR, None) or _ProbeOptions(
+            DEFAULT_BUDGET, DEFAULT_MAX_CHARS, None
+        )
+        base = name or options.name or fn.__name__
+        full = base if not prefix or base.startswith(prefix + "_") else f"{prefix}_{base}"
+        description, arg_docs = parse_docstring(fn.__doc__ or "")
+        return cls(
+            fn,
+            name=full,
+            description=description,
+            args_model=build_args_model(fn, arg_docs, model_name=full),
+            budget=options.budget,
+            max_chars=options.max_chars,
+        )
+
+    @property
+    def input_schema(self) -> dict[str, Any]:
+        return tool_schema(self.args_model)
+
+    def validate(self, arguments: Any) -> dict[str, Any]:
+        """Validated keyword arguments; raises `ValueError` with a readable message."""
+        if arguments is None:
+            arguments = {}
+        if not isinstance(arguments, dict):
+            raise ValueError(f"arguments must be a JSON object, got {type(arguments).__name__}")
+        try:
+            parsed = self.args_model.model_validate(arguments)
+        except ValidationError as exc:
+            raise ValueError(_validation_message(exc)) from None
+        return {k: getattr(parsed, k) for k in type(parsed).model_fields}
+
+
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """Split a docstring into its description and its ``Args:`` entries."""
+    doc = inspect.cleandoc(doc)
+    parts = re.split(r"^\s*(?:Args|Arguments|Parameters):\s*$", doc, maxsplit=1, flags=re.M)
+    description = parts[0].strip()
+    args: dict[str, str] = {}
+    if len(parts) == 2:
+        current = ""
+        for line in parts[1].splitlines():
+            match = re.match(r"^\s{0,8}(\w+)\s*(?:\([^)]*\))?:\s*(.*)$", line)
+            if match:
+                current = match.group(1)
+                args[current] = match.group(2).strip()
+            elif current and line.strip():
+                if re.match(r"^\S", line):  # a new section (Returns:, Cost:, ...)
+                    current = ""
+                    continue
+                args[current] += " " + line.strip()
+    return description, args
+
+
+def build_args_model(
+    fn: Callable[..., Any], arg_docs: dict[str, str] | None = None, *, model_name: str = "Args"
+) -> type[BaseModel]:
+    """A pydantic model of `fn`'s parameters (all must be annotated), extra keys forbidden."""
+    arg_docs = arg_docs or {}
+    hints = typing.get_type_hints(fn)
+    fields: dict[str, Any] = {}
+    for pname, param in inspect.signature(fn).parameters.items():
+        if pname in ("self", "cls") or param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if pname not in hints:
+            raise TypeError(f"parameter {pname!r} of {fn.__qualname__} needs a type annotation")
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        fields[pname] = (hints[pname], Field(default, description=arg_docs.get(pname)))
+    model: type[BaseModel] = create_model(
+        model_name, __config__=ConfigDict(extra="forbid"), **fields
+    )
+    return model
+
+
+def tool_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of an argument model, without pydantic's titles (noise for a model)."""
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    schema.setdefault("properties", {})
+    return schema
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err.get("loc", ())) or "arguments"
+        parts.append(f"{loc}: {err.get('msg')}")
+    return "invalid arguments: " + "; ".join(parts)
+
+
+def jsonable(value: Any) -> Any:
+    """Any value made JSON-safe (unknown objects become their repr, bounded)."""
+    return to_jsonable_python(value, fallback=lambda v: _short_repr(v), serialize_unknown=True)
+
+
+def _short_repr(value: Any, limit: int = 200) -> str:
+    try:
+        text = repr(value)
+    except Exception as exc:
+        text = f"<unrepresentable {type(value).__name__}: {exc}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def render_output(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """JSON-safe, redacted, compact JSON text of a result, capped at `max_chars`."""
+    text = json.dumps(redact(jsonable(value)), separators=(",", ":"), default=str)
+    if len(text) > max_chars:
+        cut = len(text) - max_chars
+        text = text[:max_chars] + f"...[truncated {cut} chars]"
+    return text

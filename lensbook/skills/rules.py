@@ -1,0 +1,135 @@
+"""Rules: how a skill teaches the offline investigator to investigate it.
+
+The offline investigator (`lensbook.clients.offline`) drives the same operator loop a model
+would. Each turn it rebuilds the `Evidence` from the conversation (snapshots and probe results),
+asks every rule of the skill which probes it `wants` next, calls those not yet called, and when
+no rule wants more, asks each rule to `judge` the evidence. A rule is any object with these two
+methods; subclass `Rule` for the defaults.
+
+    class QueueBacklog(Rule):
+        name = "queue_backlog"
+        snapshots_needed = 2            # a trend: two snapshots, `gap` seconds apart
+
+        def wants(self, ev):
+            return [ProbeCall("queue_oldest", {"limit": 3})] if ev.latest("depth", 0) > 100 else []
+
+        def judge(self, ev):
+            if ev.delta("depth") > 50:
+                oldest = ev.result("queue_oldest")
+                return [Finding("queue_backlog", "warning", context=..., observation=...)]
+            return []
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lensbook.types import HealthState, Severity
+
+__all__ = ["Evidence", "Finding", "ProbeCall", "Rule"]
+
+
+@dataclass(frozen=True)
+class ProbeCall:
+    """A tool the rule wants called, with its arguments."""
+
+    name: str
+    arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What a rule concludes; becomes one notification (citing the run's snapshots)."""
+
+    anomaly_type: str
+    severity: Severity
+    context: str
+    observation: str
+    hypothesis: str | None = None
+    #: the health state this finding implies (default: from the severity)
+    state: HealthState | None = None
+
+    @property
+    def implied_state(self) -> HealthState:
+        if self.state is not None:
+            return self.state
+        states: dict[str, HealthState] = {
+            "info": "observing",
+            "warning": "warning",
+            "critical": "critical",
+        }
+        return states[self.severity]
+
+
+@dataclass
+class Evidence:
+    """What the investigation has seen so far, for rules to read."""
+
+    context: dict[str, Any]
+    #: snapshot data in the order taken, with their ids and capture times (epoch seconds)
+    snapshots: list[dict[str, Any]] = field(default_factory=list)
+    snapshot_ids: list[str] = field(default_factory=list)
+    snapshot_times: list[float] = field(default_factory=list)
+    #: probe results: tool name -> list of (arguments, parsed JSON value or raw text), in order
+    results: dict[str, list[tuple[dict[str, Any], Any]]] = field(default_factory=dict)
+    #: probe errors: tool name -> error texts
+    errors: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        return str(self.context.get("reason", ""))
+
+    def latest(self, key: str, default: Any = None) -> Any:
+        """The newest snapshot's value for `key`."""
+        return self.snapshots[-1].get(key, default) if self.snapshots else default
+
+    def first(self, key: str, default: Any = None) -> Any:
+        return self.snapshots[0].get(key, default) if self.snapshots else default
+
+    def delta(self, key: str) -> float:
+        """Newest minus oldest snapshot value of a numeric key (0 when unknown)."""
+        a, b = self.first(key), self.latest(key)
+        if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+            return float(b) - float(a)
+        return 0.0
+
+    def elapsed(self) -> float:
+        """Seconds between the oldest and newest snapshot."""
+        if len(self.snapshot_times) < 2:
+            return 0.0
+        return self.snapshot_times[-1] - self.snapshot_times[0]
+
+    def rate(self, key: str) -> float | None:
+        """Per-second change of `key` between the oldest and newest snapshot."""
+        span = self.elapsed()
+        return self.delta(key) / span if span > 0 else None
+
+    def result(self, name: str, default: Any = None) -> Any:
+        """The newest result of probe `name` (parsed JSON where it parsed)."""
+        found = self.results.get(name)
+        return found[-1][1] if found else default
+
+    def called(self, call: ProbeCall) -> bool:
+        return any(args == call.arguments for args, _ in self.results.get(call.name, [])) or (
+            call.name in self.errors
+        )
+
+
+class Rule:
+    """Base class of rules; override `wants` and `judge`."""
+
+    name: str = ""
+    #: snapshots this rule needs before judging (2 or more for a trend)
+    snapshots_needed: int = 1
+    #: seconds to wait between snapshots when a trend is needed
+    gap: float = 2.0
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        """Probes to call next given the evidence so far (already-called ones are skipped)."""
+        return ()
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        """Findings from the evidence; empty when this rule sees nothing wrong."""
+        return ()

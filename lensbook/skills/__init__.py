@@ -22,6 +22,16 @@ __all__ = [
 #: Built-in skill id -> "module:Class", imported only when first used.
 BUILTIN_SKILLS: dict[str, str] = {
     "runtime": "lensbook.skills.runtime:RuntimeSkill",
+    "memory": "lensbook.skills.memory:MemorySkill",
+    "gc": "lensbook.skills.gc_:GCSkill",
+    "threads": "lensbook.skills.threads:ThreadsSkill",
+    "asyncio": "lensbook.skills.aio:AsyncioSkill",
+    "process": "lensbook.skills.process:ProcessSkill",
+    "system": "lensbook.skills.system:SystemSkill",
+    "kernel": "lensbook.skills.kernel:KernelSkill",
+    "logs": "lensbook.skills.logs:LogsSkill",
+    "exceptions": "lensbook.skills.exceptions:ExceptionsSkill",
+    "tracer": "lensbook.skills.tracer:TracerSkill",
 }
 
 _registered: dict[str, type[Skill] | SkillLike] = {}

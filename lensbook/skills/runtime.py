@@ -14,6 +14,8 @@ from typing import Any
 import psutil
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.types import Severity
 
 __all__ = ["RuntimeSkill"]
 
@@ -58,6 +60,9 @@ class RuntimeSkill(Skill):
             "tracemalloc": tracemalloc.is_tracing(),
             "uptime_s": round(time.time() - created, 1),
         }
+
+    def rules(self) -> list[Rule]:
+        return [_MemoryGrowth(), _FdPressure(), _ThreadCount(), _CpuSaturation(), _Uncollectable()]
 
     @probe
     def interpreter(self) -> dict[str, Any]:
@@ -124,3 +129,133 @@ class RuntimeSkill(Skill):
             "host_available_mb": round(host.available / 2**20, 1),
             "host_percent": host.percent,
         }
+
+
+class _MemoryGrowth(Rule):
+    """RSS that grows between two snapshots: points at the memory skill."""
+
+    name = "runtime_memory_growth"
+    snapshots_needed = 2
+    gap = 1.5
+
+    def wants(self, ev: Evidence) -> list[ProbeCall]:
+        if len(ev.snapshots) >= 2 and ev.delta("rss_mb") > 10:
+            return [ProbeCall("runtime_memory_info")]
+        return []
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        grew, rate = ev.delta("rss_mb"), ev.rate("rss_mb") or 0.0
+        start = ev.first("rss_mb", 0.0) or 0.0
+        if grew < 20 or rate < 2 or grew < 0.1 * start:
+            return []
+        severity: Severity = "critical" if rate > 50 else "warning"
+        info = ev.result("runtime_memory_info") or {}
+        return [
+            Finding(
+                anomaly_type="memory_growth",
+                severity=severity,
+                context=f"RSS went from {start:.1f} MB to {ev.latest('rss_mb'):.1f} MB in "
+                f"{ev.elapsed():.1f} s; host has {info.get('host_available_mb', '?')} MB available",
+                observation=f"resident memory grows by {rate:.1f} MB/s (+{grew:.1f} MB)",
+                hypothesis="something allocates without releasing; the memory skill "
+                "(memory_top_growth) names the allocation site",
+            )
+        ]
+
+
+class _FdPressure(Rule):
+    name = "runtime_fd_pressure"
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        fds = ev.latest("open_fds", -1)
+        if not isinstance(fds, (int, float)) or fds < 0:
+            return []
+        try:
+            import resource
+
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ImportError, OSError, ValueError):
+            return []
+        grew = ev.delta("open_fds")
+        if soft > 0 and fds > 0.8 * soft:
+            return [
+                Finding(
+                    anomaly_type="fd_exhaustion",
+                    severity="critical",
+                    context=f"{fds:.0f} file descriptors open of a soft limit of {soft}",
+                    observation=f"fd usage at {100 * fds / soft:.0f}% of RLIMIT_NOFILE"
+                    + (f", +{grew:.0f} since the first snapshot" if grew else ""),
+                    hypothesis="files or sockets are opened and not closed; the process skill "
+                    "groups them by path",
+                )
+            ]
+        if grew >= 50:
+            return [
+                Finding(
+                    anomaly_type="fd_growth",
+                    severity="warning",
+                    context=f"open fds went from {ev.first('open_fds')} to {fds} in "
+                    f"{ev.elapsed():.1f} s",
+                    observation=f"+{grew:.0f} file descriptors between snapshots",
+                    hypothesis="a descriptor leak; the process skill groups open files by path",
+                )
+            ]
+        return []
+
+
+class _ThreadCount(Rule):
+    name = "runtime_thread_count"
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        threads = ev.latest("python_threads", 0) or 0
+        if threads < 200:
+            return []
+        return [
+            Finding(
+                anomaly_type="many_threads",
+                severity="warning",
+                context=f"{threads} Python threads alive ({ev.latest('threads')} OS threads)",
+                observation=f"thread count {threads}, change {ev.delta('python_threads'):+.0f} "
+                "between snapshots",
+                hypothesis="threads started per task and never joined; the threads skill "
+                "lists them",
+            )
+        ]
+
+
+class _CpuSaturation(Rule):
+    name = "runtime_cpu"
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        if len(ev.snapshots) < 2:
+            return []
+        values = [s.get("cpu_percent", 0) or 0 for s in ev.snapshots[1:]]
+        if min(values) < 90:
+            return []
+        return [
+            Finding(
+                anomaly_type="cpu_busy",
+                severity="info",
+                context=f"process CPU {', '.join(f'{v:.0f}%' for v in values)} across snapshots",
+                observation="the process keeps at least one core busy",
+                hypothesis="a hot loop or heavy work; the threads skill samples stacks to name it",
+            )
+        ]
+
+
+class _Uncollectable(Rule):
+    name = "runtime_uncollectable"
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        n = ev.latest("gc_uncollectable", 0) or 0
+        if n <= 0:
+            return []
+        return [
+            Finding(
+                anomaly_type="gc_uncollectable",
+                severity="info",
+                context=f"the collector reported {n} uncollectable object(s)",
+                observation=f"gc_uncollectable={n}",
+                hypothesis="objects in gc.garbage; the gc skill shows their types",
+            )
+        ]

@@ -1,0 +1,230 @@
+"""The offline investigator: a deterministic rules engine behind the LLMClient Protocol.
+
+It needs no network and no key, and drives the very same operator loop and tools a model would:
+it takes a snapshot, asks the skill's rules which probes to call, takes a second snapshot after a
+gap where a rule needs a trend, then turns the rules' findings into notifications citing the
+snapshots, sets the state and calls done. It is stateless: every turn is rebuilt from the
+conversation. It says what it is in every answer; it never pretends to be a model.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.types import HealthState
+
+__all__ = ["NAME", "OfflineInvestigator", "gather_evidence"]
+
+NAME = "offline investigator"
+
+_STATE_ORDER: dict[str, int] = {"healthy": 0, "observing": 1, "warning": 2, "critical": 3}
+_ids = itertools.count(1)
+
+
+class OfflineInvestigator:
+    """Investigates with each skill's rules instead of a model (see `lensbook.skills.rules`)."""
+
+    def __init__(self, *, max_rounds: int = 10, name: str = NAME) -> None:
+        self.name = name
+        self.max_rounds = max_rounds
+
+    async def complete(self, request: ModelRequest) -> ModelTurn:
+        if request.purpose == "investigate":
+            return _turn(self._next_step(request))
+        ev, sent = gather_evidence(request.messages, request.context)
+        if request.purpose == "message":
+            return _turn([_answer(request, ev, sent)])
+        return _turn([_summary(ev, sent)])
+
+    def _next_step(self, request: ModelRequest) -> list[ToolCall | str]:
+        ev, sent = gather_evidence(request.messages, request.context)
+        tools = {t.name for t in request.tools}
+        if not ev.snapshots:
+            return [_call("take_snapshot")]
+        rules = _rules_of(request.skill)
+        rounds = sum(1 for m in request.messages if m.role == "assistant")
+        if rounds < self.max_rounds:
+            wanted = _wanted(rules, ev, tools)
+            if wanted:
+                return [_call(c.name, **c.arguments) for c in wanted]
+            needed = max((r.snapshots_needed for r in rules), default=1)
+            if needed > len(ev.snapshots):
+                gap = max(
+                    (r.gap for r in rules if r.snapshots_needed > len(ev.snapshots)), default=2.0
+                )
+                return [_call("wait", seconds=gap), _call("take_snapshot")]
+        if sent or _has_called(request.messages, "set_state"):
+            return [_call("done", summary=_summary(ev, sent))]
+        return self._conclude(rules, ev)
+
+    def _conclude(self, rules: Sequence[Rule], ev: Evidence) -> list[ToolCall | str]:
+        findings: list[Finding] = []
+        for rule in rules:
+            try:
+                findings.extend(rule.judge(ev))
+            except Exception as exc:  # a broken rule must not end the run
+                findings.append(
+                    Finding(
+                        anomaly_type="rule_error",
+                        severity="info",
+                        context=f"rule {getattr(rule, 'name', rule)!r} of the offline investigator",
+                        observation=f"the rule raised {type(exc).__name__}: {exc}",
+                    )
+                )
+        cite = list(ev.snapshot_ids)
+        calls: list[ToolCall | str] = []
+        for f in findings:
+            args: dict[str, Any] = {
+                "anomaly_type": f.anomaly_type,
+                "severity": f.severity,
+                "context": f.context,
+                "observation": f.observation,
+                "snapshot_ids": cite,
+            }
+            if f.hypothesis:
+                args["hypothesis"] = f.hypothesis
+            calls.append(_call("send_notification", **args))
+        state: HealthState = "healthy"
+        for f in findings:
+            if _STATE_ORDER[f.implied_state] > _STATE_ORDER[state]:
+                state = f.implied_state
+        reason = (
+            "; ".join(f"{f.severity}: {f.anomaly_type}" for f in findings)
+            if findings
+            else f"no rule of the skill fired on {len(ev.snapshots)} snapshot(s)"
+        )
+        calls.append(_call("set_state", state=state, reason=f"{NAME}: {reason}"))
+        calls.append(_call("done", summary=_conclusion_text(findings, state, ev)))
+        return calls
+
+
+def _rules_of(skill: Any) -> list[Rule]:
+    rules = getattr(skill, "rules", None)
+    if rules is None:
+        return []
+    return list(rules())
+
+
+def _wanted(rules: Sequence[Rule], ev: Evidence, tools: set[str]) -> list[ProbeCall]:
+    wanted: list[ProbeCall] = []
+    for rule in rules:
+        try:
+            calls = list(rule.wants(ev))
+        except Exception:
+            continue
+        for c in calls:
+            if c.name in tools and not ev.called(c) and c not in wanted:
+                wanted.append(c)
+    return wanted
+
+
+def gather_evidence(
+    messages: Sequence[Message], context: dict[str, Any]
+) -> tuple[Evidence, list[dict[str, Any]]]:
+    """The evidence and the notifications sent, rebuilt from a conversation."""
+    ev = Evidence(context=dict(context))
+    sent: list[dict[str, Any]] = []
+    calls: dict[str, ToolCall] = {}
+    for message in messages:
+        for call in message.tool_calls:
+            calls[call.id] = call
+        for result in message.tool_results:
+            found = calls.get(result.tool_call_id)
+            if found is None:
+                continue
+            call = found
+            args = call.arguments if isinstance(call.arguments, dict) else {}
+            if result.is_error:
+                ev.errors.setdefault(call.name, []).append(result.content)
+                continue
+            value = _parse(result.content)
+            if call.name == "take_snapshot" and isinstance(value, dict) and "id" in value:
+                ev.snapshot_ids.append(str(value["id"]))
+                ev.snapshots.append(dict(value.get("data") or {}))
+                ev.snapshot_times.append(_epoch(value.get("captured_at")))
+            elif call.name == "send_notification":
+                sent.append(args)
+            else:
+                ev.results.setdefault(call.name, []).append((args, value))
+    return ev, sent
+
+
+def _parse(content: str) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content
+
+
+def _epoch(stamp: Any) -> float:
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _has_called(messages: Sequence[Message], name: str) -> bool:
+    return any(c.name == name for m in messages for c in m.tool_calls)
+
+
+def _call(name: str, **arguments: Any) -> ToolCall:
+    return ToolCall(id=f"offline_{next(_ids)}", name=name, arguments=arguments)
+
+
+def _turn(items: list[ToolCall | str]) -> ModelTurn:
+    content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
+    stop = "tool_use" if any(isinstance(c, ToolCall) for c in content) else "end_turn"
+    return ModelTurn(content=content, stop_reason=stop, model=NAME)
+
+
+def _conclusion_text(findings: Sequence[Finding], state: str, ev: Evidence) -> str:
+    if not findings:
+        return (
+            f"{NAME}: nothing abnormal in {len(ev.snapshots)} snapshot(s) and "
+            f"{sum(len(v) for v in ev.results.values())} probe result(s); state {state}."
+        )
+    items = "; ".join(f"[{f.severity}] {f.anomaly_type}: {f.observation}" for f in findings)
+    return f"{NAME}: state {state}. {items}"
+
+
+def _summary(ev: Evidence, sent: Sequence[dict[str, Any]]) -> str:
+    notes = "; ".join(
+        f"[{n.get('severity')}] {n.get('anomaly_type')}: {n.get('observation')}" for n in sent
+    )
+    probes = ", ".join(sorted(ev.results)) or "none"
+    return (
+        f"{NAME} (rules, no model): {len(ev.snapshots)} snapshot(s) "
+        f"({', '.join(ev.snapshot_ids) or 'none'}), probes called: {probes}. "
+        f"Notifications: {notes or 'none'}."
+    )
+
+
+def _answer(request: ModelRequest, ev: Evidence, sent: Sequence[dict[str, Any]]) -> str:
+    question = request.messages[-1].text.splitlines()[-1] if request.messages else ""
+    state = request.context.get("state", "unknown")
+    latest = ev.snapshots[-1] if ev.snapshots else {}
+    if not latest and request.messages:
+        # no run yet: the operator put a fresh snapshot in the question
+        text = request.messages[-1].text
+        if "Current snapshot: " in text:
+            latest = _parse(text.split("Current snapshot: ", 1)[1])
+            latest = latest if isinstance(latest, dict) else {}
+    figures = ", ".join(f"{k}={v}" for k, v in list(latest.items())[:12]) or "none"
+    notes = "\n".join(
+        f"- [{n.get('severity')}] {n.get('anomaly_type')}: {n.get('observation')}"
+        + (f" (hypothesis: {n['hypothesis']})" if n.get("hypothesis") else "")
+        for n in sent
+    )
+    return (
+        f"This is the {NAME} (a rules engine, not a language model); it answers from its "
+        f"findings, whatever the question ({question.strip()!r}).\n"
+        f"Health state: {state}.\n"
+        f"Notifications:\n{notes or '- none'}\n"
+        f"Latest snapshot: {figures}"
+    )

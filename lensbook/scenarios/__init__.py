@@ -1,0 +1,61 @@
+"""Induced faults: real problems started inside this process, for `lensbook demo` and the tests.
+
+A `Scenario` names the fault, the skill and reason to investigate with, and what a correct
+diagnosis must name (regular expressions matched against the notifications' text). `induce()`
+starts the fault for real (threads, leaks, open files...) and returns a cleanup callable.
+Run one in a child process with ``python -m lensbook.scenarios NAME --json``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["SCENARIOS", "Scenario", "get_scenario", "scenario_names"]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A fault to induce and the diagnosis it calls for."""
+
+    name: str
+    title: str
+    skill: str
+    reason: str
+    #: starts the fault in this process; returns a cleanup callable (or None)
+    induce: Callable[[], Callable[[], None] | None]
+    #: regular expressions (case-insensitive) that the notifications' text must all match
+    expect: tuple[str, ...] = ()
+    #: a healthy process: no warning or critical notification, final state healthy
+    healthy: bool = False
+    #: seconds to let the fault develop before the investigation starts
+    settle: float = 1.0
+    max_iterations: int = 25
+
+
+#: scenario name -> "module:ATTRIBUTE", imported on demand
+SCENARIOS: dict[str, str] = {
+    "cache_leak": "lensbook.scenarios.cache_leak:SCENARIO",
+    "callback_leak": "lensbook.scenarios.callback_leak:SCENARIO",
+    "fd_leak": "lensbook.scenarios.fd_leak:SCENARIO",
+    "deadlock": "lensbook.scenarios.deadlock:SCENARIO",
+    "stuck_task": "lensbook.scenarios.stuck_task:SCENARIO",
+    "cpu_spin": "lensbook.scenarios.cpu_spin:SCENARIO",
+    "del_cycles": "lensbook.scenarios.del_cycles:SCENARIO",
+    "out_cache": "lensbook.scenarios.out_cache:SCENARIO",
+    "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
+    "healthy": "lensbook.scenarios.healthy:SCENARIO",
+}
+
+
+def scenario_names() -> list[str]:
+    return list(SCENARIOS)
+
+
+def get_scenario(name: str) -> Scenario:
+    if name not in SCENARIOS:
+        raise KeyError(f"no scenario {name!r}; known: {', '.join(SCENARIOS)}")
+    module_name, attr = SCENARIOS[name].split(":")
+    scenario: Scenario = getattr(importlib.import_module(module_name), attr)
+    return scenario

@@ -1,0 +1,32 @@
+"""``python -m lensbook.scenarios NAME [--json]``: induce a fault here and investigate it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from lensbook.scenarios import scenario_names
+from lensbook.scenarios.runner import run_scenario
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lensbook.scenarios")
+    parser.add_argument("name", choices=scenario_names())
+    parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    parser.add_argument("--max-iterations", type=int, default=None)
+    args = parser.parse_args(argv)
+    outcome = run_scenario(args.name, max_iterations=args.max_iterations)
+    if args.json:
+        sys.stdout.write(json.dumps(outcome.to_dict(), default=str) + "\n")
+    else:
+        sys.stdout.write(f"{outcome.scenario}: diagnosed={outcome.diagnosed}\n")
+    sys.stdout.flush()
+    # faults such as deadlocked threads would keep the interpreter from exiting
+    import os
+
+    os._exit(0 if outcome.diagnosed else 1)
+
+
+if __name__ == "__main__":
+    main()

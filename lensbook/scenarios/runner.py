@@ -1,0 +1,131 @@
+"""Run a scenario in this process: induce the fault, investigate it, judge the diagnosis."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import lensbook
+from lensbook import events
+from lensbook.scenarios import Scenario, get_scenario
+from lensbook.types import CompletionResult
+
+__all__ = ["Outcome", "judge", "run_scenario"]
+
+
+@dataclass
+class Outcome:
+    """What one investigation of a scenario took and found."""
+
+    scenario: str
+    skill: str
+    diagnosed: bool
+    false_alarm: bool
+    state: str
+    iterations: int
+    tool_calls: int
+    probe_calls: int
+    tool_output_bytes: int
+    seconds: float
+    client: str
+    missing: list[str] = field(default_factory=list)
+    notifications: list[dict[str, Any]] = field(default_factory=list)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_BASE_TOOLS = {
+    "take_snapshot",
+    "get_snapshot",
+    "get_snapshots",
+    "send_notification",
+    "get_notifications",
+    "set_state",
+    "think",
+    "wait",
+    "done",
+}
+
+
+def judge(scenario: Scenario, result: CompletionResult) -> tuple[bool, bool, list[str]]:
+    """(diagnosed, false_alarm, missing patterns) for a scenario's result."""
+    alarming = [n for n in result.notifications if n.severity in ("warning", "critical")]
+    if scenario.healthy:
+        false_alarm = bool(alarming) or result.state not in ("healthy", "observing")
+        return not false_alarm, false_alarm, []
+    text = "\n".join(
+        f"{n.anomaly_type} {n.context} {n.observation} {n.hypothesis or ''}"
+        for n in result.notifications
+    )
+    missing = [p for p in scenario.expect if not re.search(p, text, re.IGNORECASE | re.DOTALL)]
+    return bool(alarming) and not missing, False, missing
+
+
+def run_scenario(
+    name: str | Scenario,
+    *,
+    client: Any = None,
+    max_iterations: int | None = None,
+    on_event: Any = None,
+) -> Outcome:
+    """Induce the scenario's fault here, investigate it through `lensbook.run`, and judge it."""
+    scenario = name if isinstance(name, Scenario) else get_scenario(name)
+    counts = {"tool_calls": 0, "probe_calls": 0, "bytes": 0}
+
+    def count(event: events.Event) -> None:
+        if event.kind == "tool_result":
+            counts["tool_calls"] += 1
+            counts["bytes"] += int(event.data.get("bytes", 0))
+            if event.data.get("name") not in _BASE_TOOLS:
+                counts["probe_calls"] += 1
+        if on_event is not None:
+            on_event(event)
+
+    cleanup = scenario.induce()
+    token = events.subscribe(count)
+    started = time.perf_counter()
+    try:
+        time.sleep(scenario.settle)
+        lensbook.start([scenario.skill], client=client)
+        try:
+            notes = lensbook.run(
+                scenario.skill,
+                reason=scenario.reason,
+                max_iterations=max_iterations or scenario.max_iterations,
+            )
+            result = notes.result
+            error = None
+        except lensbook.RunFailed as exc:
+            if exc.result is None:
+                raise
+            result, error = exc.result, str(exc)
+    finally:
+        events.unsubscribe(token)
+        if cleanup is not None:
+            cleanup()
+    seconds = time.perf_counter() - started - scenario.settle
+    diagnosed, false_alarm, missing = judge(scenario, result)
+    return Outcome(
+        scenario=scenario.name,
+        skill=scenario.skill,
+        diagnosed=diagnosed and error is None,
+        false_alarm=false_alarm,
+        state=result.state,
+        iterations=result.iterations,
+        tool_calls=counts["tool_calls"],
+        probe_calls=counts["probe_calls"],
+        tool_output_bytes=counts["bytes"],
+        seconds=round(seconds, 3),
+        client=result.client,
+        missing=missing,
+        notifications=[n.to_dict() for n in result.notifications],
+        input_tokens=result.usage.input_tokens,
+        output_tokens=result.usage.output_tokens,
+        error=error,
+    )

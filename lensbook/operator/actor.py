@@ -197,12 +197,15 @@ class Operator:
 
     async def astop(self) -> None:
         self._stopped = True
-        if self._run_task is not None and not self._run_task.done():
-            self._run_task.cancel()
-            await asyncio.wait([self._run_task])
+        run_task = self._run_task
         if self._task is not None and not self._task.done():
+            # cancelling the serving task ends the active run with what it found ("stopped")
             self._task.cancel()
             await asyncio.wait([self._task])
+        if run_task is not None and not run_task.done():
+            run_task.cancel()
+            await asyncio.wait([run_task])
+        self._active = None
         self._task = None
         while self._queue is not None and not self._queue.empty():
             request = self._queue.get_nowait()
@@ -300,6 +303,11 @@ class Operator:
             request = await self._queue.get()
             if request.future.done():
                 continue
+            if self._stopped:
+                request.future.set_exception(
+                    OperatorStopped(f"operator {self.name} was stopped before this run started")
+                )
+                continue
             self._active = request
             try:
                 result = await self._execute(request)
@@ -312,8 +320,8 @@ class Operator:
                 self._finish(request, result)
                 if not request.future.done():
                     request.future.set_result(result)
-            finally:
-                self._active = None
+            # on any other exception _active stays set: the supervisor fails that run
+            self._active = None
 
     async def _execute(self, request: _Request) -> CompletionResult:
         options = request.options
@@ -336,6 +344,8 @@ class Operator:
         )
         self._investigation = investigation
         self._run_task = asyncio.get_running_loop().create_task(investigation.run())
+        # its outcome is read below; this keeps a run cancelled by stop() from logging noise
+        self._run_task.add_done_callback(lambda t: t.cancelled() or t.exception())
         timeout = options.get("timeout")
         try:
             done, _ = await asyncio.wait([self._run_task], timeout=timeout)

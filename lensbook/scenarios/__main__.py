@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from lensbook.scenarios import scenario_names
@@ -15,16 +16,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("name", choices=scenario_names())
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("--max-iterations", type=int, default=None)
+    parser.add_argument("--progress", action="store_true", help="a live progress line on stderr")
     args = parser.parse_args(argv)
-    outcome = run_scenario(args.name, max_iterations=args.max_iterations)
+    if args.progress:
+        from lensbook.cli import Progress
+
+        with Progress():
+            outcome = run_scenario(args.name, max_iterations=args.max_iterations)
+    else:
+        outcome = run_scenario(args.name, max_iterations=args.max_iterations)
     if args.json:
         sys.stdout.write(json.dumps(outcome.to_dict(), default=str) + "\n")
     else:
         sys.stdout.write(f"{outcome.scenario}: diagnosed={outcome.diagnosed}\n")
     sys.stdout.flush()
     # faults such as deadlocked threads would keep the interpreter from exiting
-    import os
-
     os._exit(0 if outcome.diagnosed else 1)
 
 

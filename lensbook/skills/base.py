@@ -28,7 +28,7 @@ import re
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
@@ -60,8 +60,22 @@ class _ProbeOptions:
     name: str | None
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def probe(fn: F, /) -> F: ...
+
+
+@overload
+def probe(
+    *, budget: float = ..., max_chars: int = ..., name: str | None = ...
+) -> Callable[[F], F]: ...
+
+
 def probe(
     fn: Callable[..., Any] | None = None,
+    /,
     *,
     budget: float = DEFAULT_BUDGET,
     max_chars: int = DEFAULT_MAX_CHARS,

@@ -1,0 +1,256 @@
+"""The `lensbook` command: investigate from a terminal, run the demo, list skills.
+
+lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json]
+lensbook demo [SCENARIO|all]
+lensbook skills
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from lensbook import events
+
+__all__ = ["Progress", "main"]
+
+
+class Progress:
+    """A live progress line on a terminal (a line per step elsewhere), fed by events."""
+
+    def __init__(self, stream: TextIO = sys.stderr, max_iterations: int = 25) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.max_iterations = max_iterations
+        self.started = time.monotonic()
+        self.iteration = 0
+        self.action = "starting"
+        self.skill = ""
+        self._token: int | None = None
+        self._last = ""
+
+    def __enter__(self) -> Progress:
+        self._token = events.subscribe(self.on_event)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            events.unsubscribe(self._token)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def on_event(self, event: events.Event) -> None:
+        data = event.data
+        self.skill = event.operator or self.skill
+        if event.kind == "run_started":
+            self.max_iterations = int(data.get("max_iterations", self.max_iterations))
+            self.action = f"investigating with the {data.get('client', 'client')}"
+        elif event.kind == "iteration":
+            self.iteration = int(data.get("iteration", 0))
+        elif event.kind == "tool_call":
+            self.action = f"calling {data.get('name')}"
+        elif event.kind == "state_changed":
+            self.action = f"state {data.get('previous')} -> {data.get('state')}"
+        elif event.kind == "notification":
+            note = data.get("notification", {})
+            self.action = f"notification: [{note.get('severity')}] {note.get('anomaly_type')}"
+        elif event.kind in ("model_retry", "client_fallback", "error"):
+            self.action = f"{event.kind}: {data.get('error') or data.get('client')}"
+        elif event.kind == "run_completed":
+            self.action = f"done: {data.get('state')} ({data.get('stop_reason')})"
+        else:
+            return
+        self._render()
+
+    def _render(self) -> None:
+        elapsed = time.monotonic() - self.started
+        line = (
+            f"[{self.skill}] iteration {self.iteration}/{self.max_iterations} "
+            f"· {self.action} · {elapsed:.1f}s"
+        )
+        if line == self._last:
+            return
+        self._last = line
+        if self.tty:
+            width = 100
+            self.stream.write("\r" + line[:width].ljust(width))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _print_result(result: Any, out: TextIO) -> None:
+    out.write("\n" + str(result) + "\n")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import lensbook
+
+    context: dict[str, Any] = {"reason": args.reason} if args.reason else {}
+    if args.pid is not None:
+        from lensbook.skills.external import ExternalProcessSkill
+
+        skill: Any = ExternalProcessSkill(args.pid)
+        context["pid"] = args.pid
+    else:
+        skill = args.skill
+    try:
+        op = lensbook.Operator.start(skill=skill, max_iterations=args.max_iterations)
+    except lensbook.LensbookError as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+    try:
+        with Progress(max_iterations=args.max_iterations) if not args.json else _Null():
+            try:
+                result = op.run(context).result
+            except lensbook.RunFailed as exc:
+                sys.stderr.write(f"lensbook: {exc}\n")
+                if exc.result is None:
+                    return 1
+                result = exc.result
+    finally:
+        lensbook.stop()
+    if args.json:
+        sys.stdout.write(result.model_dump_json() + "\n")
+    else:
+        _print_result(result, sys.stdout)
+    return 0 if result.stop_reason != "error" else 1
+
+
+class _Null:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from lensbook.scenarios import get_scenario, scenario_names
+
+    names = scenario_names() if args.scenario == "all" else [args.scenario]
+    if args.scenario != "all" and args.scenario not in scenario_names():
+        sys.stderr.write(
+            f"lensbook: no scenario {args.scenario!r}; known: {', '.join(scenario_names())}, all\n"
+        )
+        return 2
+    rows = []
+    for name in names:
+        scenario = get_scenario(name)
+        sys.stdout.write(
+            f"\n=== {scenario.title}: inducing it in a child process, then "
+            f"`lensbook.run({scenario.skill!r}, reason={scenario.reason!r})`\n"
+        )
+        sys.stdout.flush()
+        out = subprocess.run(
+            [sys.executable, "-m", "lensbook.scenarios", name, "--progress", "--json"],
+            stdout=subprocess.PIPE,
+            text=True,
+            timeout=300,
+            env=_child_env(),
+        )
+        lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+        if not lines:
+            sys.stdout.write(f"{name}: the child process gave no result (exit {out.returncode})\n")
+            rows.append((name, False, 0, 0, 0.0))
+            continue
+        outcome = json.loads(lines[-1])
+        for note in outcome["notifications"]:
+            sys.stdout.write(
+                f"\n[{note['severity'].upper()}] {note['operator']}: {note['anomaly_type']}\n"
+                f"  context:     {note['context']}\n  observation: {note['observation']}\n"
+                + (f"  hypothesis:  {note['hypothesis']}\n" if note.get("hypothesis") else "")
+            )
+        verdict = "diagnosed" if outcome["diagnosed"] else "NOT diagnosed"
+        sys.stdout.write(
+            f"\n{name}: {verdict} by the {outcome['client']} in {outcome['iterations']} "
+            f"iterations, {outcome['probe_calls']} probe calls, "
+            f"{outcome['tool_output_bytes']} bytes of tool output, {outcome['seconds']:.1f} s; "
+            f"final state {outcome['state']}\n"
+        )
+        rows.append(
+            (
+                name,
+                outcome["diagnosed"],
+                outcome["iterations"],
+                outcome["tool_output_bytes"],
+                outcome["seconds"],
+            )
+        )
+    if len(rows) > 1:
+        sys.stdout.write("\nscenario          diagnosed  iterations  bytes   seconds\n")
+        for name, ok, it, size, secs in rows:
+            sys.stdout.write(f"{name:<17} {ok!s:<10} {it:<11} {size:<7} {secs:.1f}\n")
+    return 0 if all(r[1] for r in rows) else 1
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def cmd_skills(args: argparse.Namespace) -> int:
+    from lensbook.skills import builtin_ids, resolve_skill
+
+    for sid in builtin_ids():
+        try:
+            skill = resolve_skill(sid)
+        except Exception as exc:
+            sys.stdout.write(f"{sid}: unavailable ({type(exc).__name__}: {exc})\n")
+            continue
+        sys.stdout.write(f"{sid}: {skill.title} — {skill.description}\n")
+        for tool in skill.probes():
+            params = ", ".join(tool.args_model.model_fields)
+            first = tool.description.splitlines()[0] if tool.description else ""
+            sys.stdout.write(f"    {tool.name}({params})  {first}\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lensbook",
+        description="Investigate a live Python process with an LLM operator "
+        "(or the offline investigator when no API key is set).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="investigate this or another local process")
+    run.add_argument("skill", help="skill id (runtime, memory, ...); ignored with --pid")
+    run.add_argument("--reason", default="", help="why you investigate")
+    run.add_argument(
+        "--pid",
+        type=int,
+        default=None,
+        help="investigate another local process from outside (psutil, py-spy)",
+    )
+    run.add_argument("--max-iterations", type=int, default=25)
+    run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.set_defaults(func=cmd_run)
+    demo = sub.add_parser("demo", help="induce a real fault in a child process and investigate")
+    demo.add_argument(
+        "scenario",
+        nargs="?",
+        default="cache_leak",
+        help="a scenario name, or 'all' (default: cache_leak)",
+    )
+    demo.set_defaults(func=cmd_demo)
+    skills = sub.add_parser("skills", help="list the skills and their probes")
+    skills.set_defaults(func=cmd_skills)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

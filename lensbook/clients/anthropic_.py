@@ -1,0 +1,298 @@
+"""The Anthropic Messages API adapter: lensbook's message types to the wire and back.
+
+    client = AnthropicClient(model="claude-sonnet-5")        # reads ANTHROPIC_API_KEY
+    lensbook.run("runtime", reason="...", client=client)
+
+It is the only module that knows the Messages API. Requests carry prompt-caching breakpoints on
+the system prompt and on the last tool definition, so the stable prefix of a long investigation
+(system + tools) is cached between turns. Every SDK failure leaves as `lensbook.ProviderError`,
+`retryable` for rate limits, overload, server errors, timeouts and lost connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import anthropic
+from anthropic.types import (
+    CacheControlEphemeralParam,
+    MessageParam,
+    TextBlockParam,
+    ToolParam,
+    ToolResultBlockParam,
+    ToolUseBlockParam,
+)
+
+from lensbook._errors import ProviderError
+from lensbook.clients.base import (
+    Block,
+    Message,
+    ModelRequest,
+    ModelTurn,
+    TextBlock,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
+from lensbook.types import TokenUsage
+
+__all__ = ["DEFAULT_MODEL", "AnthropicClient"]
+
+DEFAULT_MODEL = "claude-sonnet-5"
+
+_EPHEMERAL: CacheControlEphemeralParam = {"type": "ephemeral"}
+
+# The API rejects empty text blocks; an empty turn still needs some content.
+_EMPTY_TEXT = "(empty)"
+
+_UserBlock = TextBlockParam | ToolResultBlockParam
+_AssistantBlock = TextBlockParam | ToolUseBlockParam
+
+
+class AnthropicClient:
+    """An `LLMClient` that asks Claude through the official SDK's `AsyncAnthropic`.
+
+    Options (as `client_registry` passes them): `model`, `api_key` (default: the SDK reads
+    ANTHROPIC_API_KEY), `base_url`, `timeout` in seconds per request, `max_tokens` (overrides
+    the request's), `name`.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str = DEFAULT_MODEL,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 60.0,
+        max_tokens: int | None = None,
+        name: str = "anthropic",
+    ) -> None:
+        self.name = name
+        self.model = model
+        self.api_key = api_key
+        self.base_url = base_url
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self._sdk: anthropic.AsyncAnthropic | None = None
+        self._sdk_loop: asyncio.AbstractEventLoop | None = None
+
+    def __repr__(self) -> str:
+        where = f", base_url={self.base_url!r}" if self.base_url else ""
+        return f"AnthropicClient(name={self.name!r}, model={self.model!r}{where})"
+
+    async def complete(self, request: ModelRequest) -> ModelTurn:
+        """Ask for the next turn; raises `ProviderError` for every failure of the call."""
+        params = build_params(request, model=self.model, max_tokens=self.max_tokens)
+        try:
+            sdk = self._client()
+            response = await sdk.messages.create(**params)
+        except anthropic.RateLimitError as exc:
+            raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
+        except anthropic.APIStatusError as exc:
+            # InternalServerError covers every 5xx, 529 "overloaded" included
+            retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
+            raise ProviderError(
+                _describe(exc), retryable=retryable, status=exc.status_code
+            ) from exc
+        except anthropic.APITimeoutError as exc:
+            raise ProviderError(
+                f"{self.name}: no answer within {self.timeout:g} s", retryable=True
+            ) from exc
+        except anthropic.APIConnectionError as exc:
+            raise ProviderError(f"{self.name}: connection failed: {exc}", retryable=True) from exc
+        except anthropic.AnthropicError as exc:
+            # malformed answers (APIResponseValidationError) and credential errors
+            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        except TypeError as exc:
+            # the SDK raises TypeError when it finds no credentials at all
+            raise ProviderError(f"{self.name}: {exc}") from exc
+        try:
+            return convert_response(response)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ProviderError(f"{self.name}: could not read the answer: {exc}") from exc
+
+    async def aclose(self) -> None:
+        """Close the SDK client's connections (call on the loop that used the client)."""
+        sdk, self._sdk, self._sdk_loop = self._sdk, None, None
+        if sdk is not None:
+            await sdk.close()
+
+    def _client(self) -> anthropic.AsyncAnthropic:
+        """The SDK client of the running loop, created on first use.
+
+        httpx's connection pool belongs to the loop that opened it, and the lens loop is
+        replaced after `lensbook.stop()`; a client made on another loop is dropped, not reused.
+        """
+        loop = asyncio.get_running_loop()
+        if self._sdk is None or self._sdk_loop is not loop:
+            self._sdk = anthropic.AsyncAnthropic(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                timeout=self.timeout,
+                # lensbook's ClientChain retries with backoff and then falls back to the next
+                # client; SDK retries underneath would multiply attempts and hide failures.
+                max_retries=0,
+            )
+            self._sdk_loop = loop
+        return self._sdk
+
+
+# -- lensbook -> Messages API ------------------------------------------------------------------
+
+
+def build_params(
+    request: ModelRequest, *, model: str, max_tokens: int | None = None
+) -> dict[str, Any]:
+    """The keyword arguments of `messages.create` for one request."""
+    params: dict[str, Any] = {
+        "model": model,
+        "max_tokens": max_tokens or request.max_tokens,
+        "messages": convert_messages(request.messages),
+    }
+    if request.system.strip():
+        system: list[TextBlockParam] = [
+            {"type": "text", "text": request.system, "cache_control": _EPHEMERAL}
+        ]
+        params["system"] = system
+    if request.tools:
+        params["tools"] = convert_tools(request.tools)
+    return params
+
+
+def convert_tools(tools: Sequence[ToolSpec]) -> list[ToolParam]:
+    """Tool definitions, the last one marked as the end of the cached prefix."""
+    converted: list[ToolParam] = []
+    for spec in tools:
+        schema = dict(spec.input_schema)
+        schema.setdefault("type", "object")
+        tool: ToolParam = {
+            "name": spec.name,
+            "description": spec.description,
+            "input_schema": schema,
+        }
+        converted.append(tool)
+    if converted:
+        converted[-1]["cache_control"] = _EPHEMERAL
+    return converted
+
+
+def convert_messages(messages: Sequence[Message]) -> list[MessageParam]:
+    """Messages API turns; consecutive messages of one role are merged into one turn."""
+    turns: list[tuple[str, list[Block]]] = []
+    for message in messages:
+        if turns and turns[-1][0] == message.role:
+            turns[-1][1].extend(message.content)
+        else:
+            turns.append((message.role, list(message.content)))
+    converted: list[MessageParam] = []
+    for role, blocks in turns:
+        if role == "user":
+            user = _user_blocks(blocks)
+            converted.append({"role": "user", "content": user or [_text(_EMPTY_TEXT)]})
+        else:
+            assistant = _assistant_blocks(blocks)
+            converted.append({"role": "assistant", "content": assistant or [_text(_EMPTY_TEXT)]})
+    return converted
+
+
+def _user_blocks(content: Sequence[Block]) -> list[_UserBlock]:
+    results: list[_UserBlock] = []
+    blocks: list[_UserBlock] = []
+    for block in content:
+        if isinstance(block, ToolResult):
+            result: ToolResultBlockParam = {
+                "type": "tool_result",
+                "tool_use_id": block.tool_call_id,
+                "content": block.content or _EMPTY_TEXT,
+                "is_error": block.is_error,
+            }
+            results.append(result)
+        elif isinstance(block, TextBlock) and block.text:
+            blocks.append(_text(block.text))
+        elif isinstance(block, ToolCall):
+            # a tool call in a user turn cannot be sent as one; keep what it said
+            blocks.append(_text(f"[tool call {block.name} {_json(block.arguments)}]"))
+    # the API wants a turn's tool results before any text that follows them
+    return results + blocks
+
+
+def _assistant_blocks(content: Sequence[Block]) -> list[_AssistantBlock]:
+    blocks: list[_AssistantBlock] = []
+    for block in content:
+        if isinstance(block, ToolCall):
+            use: ToolUseBlockParam = {
+                "type": "tool_use",
+                "id": block.id,
+                "name": block.name,
+                "input": _as_input(block.arguments),
+            }
+            blocks.append(use)
+        elif isinstance(block, TextBlock) and block.text:
+            blocks.append(_text(block.text))
+        elif isinstance(block, ToolResult):
+            blocks.append(_text(f"[tool result {block.tool_call_id}] {block.content}"))
+    return blocks
+
+
+def _text(text: str) -> TextBlockParam:
+    return {"type": "text", "text": text}
+
+
+def _as_input(arguments: Any) -> dict[str, object]:
+    """Tool input must be a JSON object; arguments from other clients may be a string."""
+    if isinstance(arguments, dict):
+        return dict(arguments)
+    if isinstance(arguments, str):
+        try:
+            parsed = json.loads(arguments)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            return parsed
+    return {"arguments": arguments}
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+# -- Messages API -> lensbook ------------------------------------------------------------------
+
+
+def convert_response(message: anthropic.types.Message) -> ModelTurn:
+    """The model's turn: text and tool calls in order (other block kinds are not used)."""
+    content: list[TextBlock | ToolCall] = []
+    for block in message.content:
+        if isinstance(block, anthropic.types.TextBlock):
+            content.append(TextBlock(text=block.text))
+        elif isinstance(block, anthropic.types.ToolUseBlock):
+            content.append(ToolCall(id=block.id, name=block.name, arguments=block.input))
+    usage = message.usage
+    return ModelTurn(
+        content=tuple(content),
+        stop_reason=message.stop_reason or "end_turn",
+        usage=TokenUsage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        ),
+        model=str(message.model),
+    )
+
+
+def _describe(exc: anthropic.APIStatusError) -> str:
+    """`529 overloaded_error: Overloaded (request req_...)`, from the error body if any."""
+    # read from the body, not from attributes that only recent SDK versions have
+    body = exc.body if isinstance(exc.body, dict) else {}
+    found = body.get("error")
+    error: dict[str, Any] = found if isinstance(found, dict) else {}
+    kind = error.get("type") or type(exc).__name__
+    detail = error.get("message") or exc.message
+    # the request id is what Anthropic's support asks for
+    request_id = getattr(exc, "request_id", None)
+    where = f" (request {request_id})" if request_id else ""
+    return f"{exc.status_code} {kind}: {detail}{where}"

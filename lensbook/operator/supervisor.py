@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lensbook import _loop
+from lensbook import _loop, metrics
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
 from lensbook.operator.actor import Operator
@@ -18,6 +18,7 @@ __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
 
 _lock = threading.Lock()
 _static: dict[str, Operator] = {}
+_sampler: metrics.Sampler | None = None
 
 
 def start(
@@ -25,12 +26,16 @@ def start(
     *,
     client: LLMClient | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
+    sample_interval: float | None = 30.0,
     **operator_defaults: Any,
 ) -> list[Operator]:
     """Start the lens loop and one idle static operator per skill (all built-ins by default).
 
-    Idempotent: a skill whose operator is already started keeps it.
+    Idempotent: a skill whose operator is already started keeps it. Between runs the runtime
+    skill's snapshot is sampled every `sample_interval` seconds into the metrics store (None
+    turns it off); during runs every snapshot is recorded.
     """
+    global _sampler
     wanted = list(skills) if skills is not None else builtin_ids()
     started: list[Operator] = []
     for skill in wanted:
@@ -44,6 +49,10 @@ def start(
             with _lock:
                 _static[instance.id] = op
         started.append(op)
+    metrics.store.listen()
+    if sample_interval and _sampler is None:
+        _sampler = metrics.Sampler([resolve_skill("runtime")], interval=sample_interval)
+        _sampler.start()
     return started
 
 
@@ -90,6 +99,10 @@ def last_result(skill: Any) -> CompletionResult | None:
 
 def stop() -> None:
     """Stop every static operator and the lens loop."""
+    global _sampler
+    if _sampler is not None:
+        _sampler.stop()
+        _sampler = None
     with _lock:
         ops = list(_static.values())
         _static.clear()

@@ -11,7 +11,7 @@ first use and stops with `lensbook.stop()` or at exit.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lensbook import events
 from lensbook._errors import (
@@ -28,6 +28,8 @@ from lensbook._errors import (
 )
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.operator.actor import Operator
+from lensbook.records import Run, load_run, runs
+from lensbook.records.replay import replay
 from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
 from lensbook.skills import Skill, probe, register_skill
 from lensbook.types import (
@@ -52,6 +54,20 @@ def metrics(skill: str | None = None) -> pd.DataFrame:
     return store.frame(skill)
 
 
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext lensbook`: register the `%lens` magics (see `lensbook.notebook`)."""
+    from lensbook.notebook import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext lensbook`: remove the magics and stop the live widgets' updates."""
+    from lensbook.notebook import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
 __all__ = [
     "ClientNotConfigured",
     "CompletionResult",
@@ -67,6 +83,7 @@ __all__ = [
     "OperatorStopped",
     "ProviderError",
     "RunFailed",
+    "Run",
     "ScriptedClient",
     "Skill",
     "Snapshot",
@@ -77,11 +94,14 @@ __all__ = [
     "arun",
     "events",
     "get_operator",
+    "load_run",
     "metrics",
     "operators",
     "probe",
     "register_skill",
+    "replay",
     "run",
+    "runs",
     "start",
     "stop",
 ]

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
 
 import lensbook
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _records_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Run records of the tests (and their child processes) go to a temporary folder."""
+    folder = tmp_path_factory.mktemp("lensbook-records")
+    previous = os.environ.get("LENSBOOK_RECORDS_DIR")
+    os.environ["LENSBOOK_RECORDS_DIR"] = str(folder)
+    yield
+    if previous is None:
+        os.environ.pop("LENSBOOK_RECORDS_DIR", None)
+    else:
+        os.environ["LENSBOOK_RECORDS_DIR"] = previous
 
 
 @pytest.fixture(autouse=True)

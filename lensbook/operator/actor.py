@@ -16,7 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook import _loop, events, metrics
+from lensbook import _loop, events, records
+from lensbook import metrics as metrics_module
 from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
@@ -144,7 +145,8 @@ class Operator:
             return
         self._stopped = False
         self._queue = asyncio.Queue()
-        metrics.store.listen()
+        metrics_module.store.listen()
+        records.writer.listen()
         self._spawn()
         events.publish("operator_started", self.name, skill=self.skill.id)
 
@@ -152,6 +154,9 @@ class Operator:
         self._task = asyncio.get_running_loop().create_task(
             self._serve(), name=f"lensbook-operator-{self.name}"
         )
+        # the loop holds tasks weakly: an operator lives until stopped, referenced or not
+        _pending.add(self._task)
+        self._task.add_done_callback(_pending.discard)
         self._task.add_done_callback(self._supervise)
 
     def _supervise(self, task: asyncio.Task[None]) -> None:
@@ -384,6 +389,7 @@ class Operator:
             error=result.error,
             usage=result.usage.to_dict(),
             client=result.client,
+            summary=result.summary,
         )
         for callback in (request.on_complete, self.on_complete):
             _call_back(callback, result)

@@ -133,7 +133,12 @@ class Investigation:
             context=self.context,
             state=self.state,
             client=self.chain.name,
+            skill=self.skill.id,
+            skill_title=self.skill.title,
             max_iterations=self.settings.max_iterations,
+            compaction_max_tokens=self.settings.compaction_max_tokens,
+            compaction_keep_last=self.settings.compaction_keep_last,
+            max_wait_seconds=self.settings.max_wait_seconds,
         )
         try:
             while not self._done:
@@ -149,7 +154,7 @@ class Investigation:
 
     async def step(self) -> None:
         """One iteration: compact if needed, ask the model, run the tools it called."""
-        if self.conversation_tokens > self.settings.compaction_max_tokens:
+        if self.should_compact():
             await self._compact()
         self.iteration += 1
         self._emit(
@@ -208,6 +213,10 @@ class Investigation:
             seconds=round(time.perf_counter() - started, 4),
         )
         return turn
+
+    def should_compact(self) -> bool:
+        """Whether the conversation has grown past the compaction threshold."""
+        return self.conversation_tokens > self.settings.compaction_max_tokens
 
     async def _final_turn(self) -> None:
         """At the iteration limit: one last turn without tools to sum up."""
@@ -278,6 +287,11 @@ class Investigation:
         return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
 
     async def _dispatch(self, call: ToolCall) -> tuple[str, bool]:
+        """The tool's output text and whether it is an error (a replay overrides this)."""
+        return await self.run_tool(call)
+
+    async def run_tool(self, call: ToolCall) -> tuple[str, bool]:
+        """Validate and run one tool call for real."""
         tool = self.tools.get(call.name)
         if tool is None:
             names = ", ".join(self.tools)
@@ -328,12 +342,16 @@ class Investigation:
 
     async def tool_take_snapshot(self) -> dict[str, Any]:
         """Take a snapshot of the skill's key numbers; returns its id and data."""
-        loop = asyncio.get_running_loop()
-        data = await asyncio.wait_for(loop.run_in_executor(_probe_pool, self.skill.snapshot), 10)
-        snap = Snapshot(data=redact(jsonable(data)))
+        snap = await self.capture_snapshot()
         self.snapshots[snap.id] = snap
         self._emit("snapshot", id=snap.id, skill=self.skill.id, data=snap.data)
         return {"id": snap.id, "captured_at": snap.captured_at.isoformat(), "data": snap.data}
+
+    async def capture_snapshot(self) -> Snapshot:
+        """The skill's snapshot, made JSON-safe and redacted (a replay overrides this)."""
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.run_in_executor(_probe_pool, self.skill.snapshot), 10)
+        return Snapshot(data=redact(jsonable(data)))
 
     async def tool_get_snapshot(self, id: str) -> dict[str, Any]:
         """Get one snapshot taken in this run by its id.

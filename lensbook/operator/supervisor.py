@@ -7,7 +7,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lensbook import _loop, metrics
+from lensbook import _loop, records
+from lensbook import metrics as metrics_module
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
 from lensbook.operator.actor import Operator
@@ -18,7 +19,7 @@ __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
 
 _lock = threading.Lock()
 _static: dict[str, Operator] = {}
-_sampler: metrics.Sampler | None = None
+_sampler: metrics_module.Sampler | None = None
 
 
 def start(
@@ -49,9 +50,9 @@ def start(
             with _lock:
                 _static[instance.id] = op
         started.append(op)
-    metrics.store.listen()
+    metrics_module.store.listen()
     if sample_interval and _sampler is None:
-        _sampler = metrics.Sampler([resolve_skill("runtime")], interval=sample_interval)
+        _sampler = metrics_module.Sampler([resolve_skill("runtime")], interval=sample_interval)
         _sampler.start()
     return started
 
@@ -111,3 +112,4 @@ def stop() -> None:
             with contextlib.suppress(Exception):  # stopping must not fail half way
                 op.stop()
     _loop.stop_loop()
+    records.writer.close_open()

@@ -1,0 +1,88 @@
+"""A file-descriptor leak: a thread opens ``leak-<n>.log`` files every few ms, never closing them.
+
+The leak is bounded so it cannot exhaust the machine: at most 2000 files and never more than
+40% of the RLIMIT_NOFILE headroom, opened over about 20 seconds (the rate adapts to the cap,
+so the growth stays visible between two snapshots a few seconds apart).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from typing import IO
+
+from lensbook.scenarios import Scenario
+
+__all__ = ["SCENARIO", "leak_files"]
+
+MAX_FILES = 2000
+#: seconds over which the cap is reached
+SPREAD = 20.0
+
+
+def _cap() -> int:
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, ValueError, OSError):
+        return 200
+    if soft == resource.RLIM_INFINITY:
+        return MAX_FILES
+    in_use = len(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else 64
+    return max(50, min(MAX_FILES, int(0.4 * (soft - in_use))))
+
+
+def leak_files(
+    directory: str, cap: int, interval: float
+) -> tuple[threading.Thread, threading.Event, list[IO[str]]]:
+    """Start a daemon thread that opens `cap` files in `directory`, one every `interval` s."""
+    stop = threading.Event()
+    opened: list[IO[str]] = []
+
+    def run() -> None:
+        for n in range(cap):
+            if stop.wait(interval):
+                return
+            # the bug: the handle is kept (as a forgotten log handle would be), never closed
+            handle = open(os.path.join(directory, f"leak-{n}.log"), "w")  # noqa: SIM115
+            handle.write(f"request {n}\n")
+            handle.flush()
+            opened.append(handle)
+
+    thread = threading.Thread(target=run, name="request-logger", daemon=True)
+    thread.start()
+    return thread, stop, opened
+
+
+def _induce() -> Callable[[], None]:
+    directory = tempfile.mkdtemp()
+    cap = _cap()
+    thread, stop, opened = leak_files(directory, cap, SPREAD / cap)
+
+    def cleanup() -> None:
+        stop.set()
+        thread.join(timeout=5)
+        for handle in opened:
+            handle.close()
+        shutil.rmtree(directory, ignore_errors=True)
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="fd_leak",
+    title="File descriptors opened in a loop and never closed",
+    skill="process",
+    reason="the process holds more and more open file descriptors",
+    induce=_induce,
+    expect=(
+        r"grew from \d+ to \d+",  # the growth, with numbers
+        r"\+\d+ in [\d.]+ s",
+        r"leak-\*\.log",  # the path pattern of the leaked files
+    ),
+    settle=1.0,
+)

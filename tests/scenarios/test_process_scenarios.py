@@ -1,0 +1,84 @@
+"""End to end: the process and system skills driven by the offline investigator."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from typing import Any
+
+import psutil
+import pytest
+
+import lensbook
+from lensbook.clients.offline import OfflineInvestigator
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+def run_scenario(name: str) -> dict[str, Any]:
+    """``python -m lensbook.scenarios NAME --json`` in a child process, with no model key."""
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    done = subprocess.run(
+        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.stdout.strip(), done.stderr[-3000:]
+    outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return outcome
+
+
+@pytest.mark.slow
+def test_fd_leak_is_diagnosed_with_growth_and_path_pattern() -> None:
+    outcome = run_scenario("fd_leak")
+    assert outcome["diagnosed"], outcome
+    assert outcome["client"] == "offline investigator"
+    [note] = [n for n in outcome["notifications"] if n["anomaly_type"] == "fd_leak"]
+    assert note["severity"] in ("warning", "critical")
+    grew = re.search(r"grew from (\d+) to (\d+) \(\+(\d+) in ([\d.]+) s", note["observation"])
+    assert grew is not None, note["observation"]
+    first, last, plus, _span = grew.groups()
+    assert int(last) - int(first) == int(plus) >= 16
+    assert "/tmp*/leak-*.log" in note["observation"]
+    assert "leak-*.log" in note["hypothesis"]
+    assert "RLIMIT_NOFILE" in note["context"]
+    assert len(note["snapshot_ids"]) == 2
+    assert outcome["probe_calls"] <= 4  # a listing before, a listing and the history after
+
+
+def test_idle_process_is_healthy_through_the_loop() -> None:
+    lensbook.start(["process"], client=OfflineInvestigator())
+    notes = lensbook.run("process", reason="routine check of file descriptors and children")
+    result = notes.result
+    assert result.state == "healthy"
+    assert list(result.notifications) == []
+    assert len(result.snapshots) == 2  # the fd trend needs two snapshots
+    assert result.stop_reason == "done"
+
+
+def test_system_run_cites_snapshots_and_alarms_only_on_real_numbers() -> None:
+    lensbook.start(["system"], client=OfflineInvestigator())
+    result = lensbook.run("system", reason="is the host saturated?").result
+    assert result.stop_reason == "done"
+    assert len(result.snapshots) == 2
+    last = result.snapshots[-1].data
+    assert last["cpu_window_s"] >= 0.5  # the second snapshot has a window worth judging
+    ids = {s.id for s in result.snapshots}
+    for note in result.notifications:
+        assert set(note.snapshot_ids) <= ids
+        if note.severity == "info":
+            continue
+        # an alarm on this machine must be what its own numbers say
+        assert (
+            last["mem_available_percent"] < 10
+            or last["disk_root_percent"] >= 95
+            or (last["cpu_percent"] >= 95 and last["load1_per_core"] >= 3)
+            or note.anomaly_type in ("container_memory_pressure", "swap_activity")
+        ), note
+    if psutil.virtual_memory().percent < 50 and os.getloadavg()[0] < (os.cpu_count() or 1):
+        assert result.state in ("healthy", "observing")

@@ -1,0 +1,60 @@
+"""An error storm: a worker thread logs the same error from one logger ~200 times a second.
+
+The "payments.gateway" logger repeats "failed to charge card %s: gateway timeout" with a new
+card id each time (one template, many messages), as a retry loop without backoff would.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from lensbook.scenarios import Scenario
+
+LOGGER = "payments.gateway"
+#: records per burst, and bursts per second
+BURST = 20
+PERIOD = 0.1
+
+
+def _induce() -> Callable[[], None]:
+    log = logging.getLogger(LOGGER)
+    # the application has its own handler, so nothing reaches stderr's last resort
+    sink = logging.NullHandler()
+    log.addHandler(sink)
+    stop = threading.Event()
+
+    def retry_loop() -> None:
+        card = 4000_0000
+        while not stop.is_set():
+            for _ in range(BURST):
+                card += 1
+                log.error("failed to charge card %s: gateway timeout", card)
+            stop.wait(PERIOD)
+
+    worker = threading.Thread(target=retry_loop, name="payments-retry", daemon=True)
+    worker.start()
+
+    def cleanup() -> None:
+        stop.set()
+        worker.join(5)
+        log.removeHandler(sink)
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="error_storm",
+    title="An error storm from one logger",
+    skill="logs",
+    reason="the service feels sluggish and the log files are growing fast",
+    induce=_induce,
+    expect=(
+        r"payments\.gateway",
+        r"failed to charge card %s: gateway timeout",
+        r"\d+(\.\d+)?\s*(errors)?/s",
+        r"payments-retry",
+    ),
+    settle=0.5,
+)

@@ -1,0 +1,122 @@
+"""End to end: induce the out_cache and error_storm faults in a child process, investigate them
+with the offline investigator, and check the diagnosis names the culprit; and no false alarm
+from the logs, exceptions and kernel skills on a quiet process."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lensbook.clients.offline import OfflineInvestigator
+from lensbook.scenarios import Scenario
+from lensbook.scenarios.runner import run_scenario
+from lensbook.skills import resolve_skill
+
+
+def run_in_child(name: str, tmp_path: Any) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    env["IPYTHONDIR"] = str(tmp_path / "ipython")  # the out_cache shell writes no home files
+    proc = subprocess.run(
+        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    assert lines, f"no outcome printed; stderr:\n{proc.stderr[-2000:]}"
+    outcome: dict[str, Any] = json.loads(lines[-1])
+    return outcome
+
+
+def notes_text(outcome: dict[str, Any]) -> str:
+    return "\n".join(
+        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
+        for n in outcome["notifications"]
+    )
+
+
+@pytest.mark.slow
+def test_out_cache_names_the_cache_entry_and_its_size(tmp_path: Any) -> None:
+    outcome = run_in_child("out_cache", tmp_path)
+    assert outcome["diagnosed"] is True, outcome
+    assert outcome["client"] == "offline investigator"
+    assert outcome["state"] == "warning"
+    text = notes_text(outcome)
+    assert "Out[3]" in text
+    assert "pandas.DataFrame of shape 2000000x10" in text
+    assert "152.6 MB" in text
+    assert "no user variable refers to it" in text
+
+
+@pytest.mark.slow
+def test_error_storm_names_logger_message_and_rate(tmp_path: Any) -> None:
+    outcome = run_in_child("error_storm", tmp_path)
+    assert outcome["diagnosed"] is True, outcome
+    assert outcome["state"] in ("warning", "critical")
+    (note,) = outcome["notifications"]
+    assert note["anomaly_type"] == "error_storm"
+    assert "'payments.gateway'" in note["observation"]
+    assert "'failed to charge card %s: gateway timeout'" in note["observation"]
+    assert "errors/s" in note["context"]
+    assert "payments-retry" in note["observation"]
+
+
+@pytest.fixture
+def closes_skills() -> Iterator[None]:
+    yield
+    for sid in ("logs", "exceptions", "kernel"):
+        resolve_skill(sid).close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def quiet_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    existed = InteractiveShell.initialized()
+    if not existed:
+        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+        config = Config()
+        config.HistoryManager.hist_file = ":memory:"
+        InteractiveShell.instance(config=config)
+    sh = InteractiveShell.instance()
+    with contextlib.redirect_stdout(io.StringIO()):
+        sh.run_cell(
+            "import pandas as pd\nprices = pd.Series([1.5, 2.5])\nprices", store_history=True
+        )
+        sh.run_cell("total = prices.sum(); total", store_history=True)
+    yield sh
+    with contextlib.redirect_stdout(io.StringIO()):
+        sh.run_line_magic("reset", "-f")
+    if not existed:
+        InteractiveShell.clear_instance()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skill", ["logs", "exceptions", "kernel"])
+def test_no_false_alarm_on_a_quiet_process(
+    skill: str, closes_skills: None, quiet_shell: Any
+) -> None:
+    quiet = Scenario(
+        name=f"quiet_{skill}",
+        title="a quiet process",
+        skill=skill,
+        reason="routine check: is anything wrong?",
+        induce=lambda: None,
+        healthy=True,
+        settle=0,
+    )
+    outcome = run_scenario(quiet, client=OfflineInvestigator())
+    assert outcome.error is None
+    assert outcome.false_alarm is False
+    assert outcome.state == "healthy"
+    assert outcome.notifications == []

@@ -1,0 +1,255 @@
+"""The logs skill: a ring buffer on the root logger, its counts, rates, groups and rules."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lensbook.skills.base import render_output
+from lensbook.skills.logs import LogsSkill, parse_level
+from lensbook.skills.rules import Evidence
+
+
+@pytest.fixture
+def skill() -> Iterator[LogsSkill]:
+    sk = LogsSkill()
+    yield sk
+    sk.close()
+
+
+def rendered(value: Any) -> Any:
+    return json.loads(render_output(value, 100_000))
+
+
+def ours(sk: LogsSkill) -> list[logging.Handler]:
+    return [h for h in logging.root.handlers if h is sk._handler]
+
+
+def test_installed_on_first_use_once_and_removable() -> None:
+    before = list(logging.root.handlers)
+    sk = LogsSkill()
+    assert logging.root.handlers == before  # nothing at construction
+    sk.snapshot()
+    sk.summary()
+    sk.snapshot()
+    assert len(logging.root.handlers) == len(before) + 1
+    sk.close()
+    assert logging.root.handlers == before
+    sk.recent()  # a probe installs it again
+    assert len(logging.root.handlers) == len(before) + 1
+    sk.close()
+    assert logging.root.handlers == before
+
+
+def test_counts_by_level_and_logger(skill: LogsSkill) -> None:
+    skill.snapshot()
+    log = logging.getLogger("shop.cart")
+    log.setLevel(logging.DEBUG)
+    try:
+        log.info("cart opened")
+        log.warning("cart is getting large")
+        for i in range(3):
+            log.error("cart %d lost", i)
+        logging.getLogger("shop.pay").critical("payment provider down")
+    finally:
+        log.setLevel(logging.NOTSET)
+    summary = rendered(skill.summary())
+    assert summary["by_level"] == {"INFO": 1, "WARNING": 1, "ERROR": 3, "CRITICAL": 1}
+    loggers = {row["logger"]: row for row in summary["loggers"]}
+    assert loggers["shop.cart"]["total"] == 5
+    assert loggers["shop.cart"]["by_level"]["ERROR"] == 3
+    assert loggers["shop.pay"]["by_level"] == {"CRITICAL": 1}
+    assert summary["last_60s"]["errors"] == 4
+    snap = skill.snapshot()
+    assert snap["errors_total"] == 4 and snap["warnings_total"] == 1 and snap["records_total"] == 6
+
+
+def test_top_messages_group_by_template_across_arguments(skill: LogsSkill) -> None:
+    skill.snapshot()
+    log = logging.getLogger("crawler")
+    for url in ("https://a.example/1", "https://b.example/2", "https://c.example/3"):
+        log.warning("failed to fetch %s", url)
+    for n in (17, 18):
+        log.warning(f"queue depth {n} above limit")  # pre-formatted: numbers are masked
+    log.warning("something else")
+    top = rendered(skill.top_messages(min_level="WARNING"))
+    groups = {g["template"]: g for g in top["groups"]}
+    assert groups["failed to fetch %s"]["count"] == 3
+    assert groups["failed to fetch %s"]["logger"] == "crawler"
+    assert groups["failed to fetch %s"]["example"] == "failed to fetch https://c.example/3"
+    assert groups["failed to fetch %s"]["location"].startswith("test_logs.py:")
+    assert groups["queue depth <n> above limit"]["count"] == 2
+    assert top["groups"][0]["template"] == "failed to fetch %s"
+
+
+def test_ring_is_bounded_in_count_and_age_while_counts_stay_exact() -> None:
+    sk = LogsSkill(max_records=50, max_age=60.0)
+    try:
+        sk.snapshot()
+        log = logging.getLogger("bounded")
+        for i in range(200):
+            log.warning("record %d", i)
+        recent = sk.recent(limit=100)
+        assert recent["matched"] == 50
+        assert recent["records"][0]["message"] == "record 199"
+        assert sk.snapshot()["records_total"] == 200
+        assert sk.top_messages()["groups"][0]["count"] == 200
+
+        old = logging.makeLogRecord(
+            {
+                "name": "bounded",
+                "msg": "from long ago",
+                "levelno": logging.WARNING,
+                "levelname": "WARNING",
+                "created": time.time() - 3600,
+            }
+        )
+        logging.getLogger("bounded").handle(old)
+        assert all(r["message"] != "from long ago" for r in sk.recent(limit=100)["records"])
+    finally:
+        sk.close()
+
+
+def test_recent_filters_by_level_and_logger(skill: LogsSkill) -> None:
+    skill.snapshot()
+    logging.getLogger("svc.db").error("db down")
+    logging.getLogger("svc.dbx").error("not a child of svc.db")
+    logging.getLogger("svc.db.pool").warning("pool low")
+    logging.getLogger("svc.web").error("web down")
+    out = skill.recent(logger="svc.db", min_level="warning")
+    assert [r["message"] for r in out["records"]] == ["pool low", "db down"]
+    out = skill.recent(logger="svc.db", min_level="ERROR")
+    assert [r["logger"] for r in out["records"]] == ["svc.db"]
+    with pytest.raises(ValueError, match="unknown logging level"):
+        skill.recent(min_level="LOUD")
+    assert parse_level("40") == logging.ERROR
+
+
+def test_search_by_regex_on_redacted_text(skill: LogsSkill) -> None:
+    skill.snapshot()
+    log = logging.getLogger("net")
+    log.error("connection refused by 10.0.0.7")
+    log.error("read timeout after 30 s")
+    log.warning("using key sk-ant-api03-%s", "Q" * 40)
+    found = skill.search("refused|timeout")
+    assert found["matched"] == 2
+    # a search can not be used to test guesses of a credential
+    assert skill.search("sk-ant")["matched"] == 0
+    assert skill.search("REDACTED")["matched"] == 1
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        skill.search("(unclosed")
+
+
+def test_exceptions_logged_are_noted(skill: LogsSkill) -> None:
+    skill.snapshot()
+    try:
+        {}["missing"]
+    except KeyError:
+        logging.getLogger("jobs").exception("job %s failed", "nightly")
+    rec = skill.recent()["records"][0]
+    assert rec["exception"] == "KeyError"
+    assert skill.top_messages()["groups"][0]["exceptions"] == ["KeyError"]
+
+
+def storm(stop: threading.Event, per_burst: int = 20) -> None:
+    log = logging.getLogger("payments.gateway")
+    n = 0
+    while not stop.is_set():
+        for _ in range(per_burst):
+            n += 1
+            log.error("failed to charge card %s: gateway timeout", n)
+        stop.wait(0.05)
+
+
+def evidence_after(skill: LogsSkill, seconds: float) -> Evidence:
+    """Evidence as the offline investigator builds it: two snapshots, then wanted probes."""
+    ev = Evidence(context={"reason": "errors?"})
+    ev.snapshots.append(rendered(skill.snapshot()))
+    ev.snapshot_times.append(time.time())
+    time.sleep(seconds)
+    ev.snapshots.append(rendered(skill.snapshot()))
+    ev.snapshot_times.append(time.time())
+    probes = {p.name: p for p in skill.probes()}
+    for rule in skill.rules():
+        for call in rule.wants(ev):
+            if not ev.called(call):
+                value = rendered(probes[call.name].fn(**call.arguments))
+                ev.results.setdefault(call.name, []).append((call.arguments, value))
+    return ev
+
+
+def test_error_storm_rule_names_logger_template_rate_and_thread(skill: LogsSkill) -> None:
+    stop = threading.Event()
+    worker = threading.Thread(target=storm, args=(stop,), name="payments-retry", daemon=True)
+    skill.snapshot()
+    worker.start()
+    try:
+        ev = evidence_after(skill, 1.5)
+    finally:
+        stop.set()
+        worker.join(5)
+    findings = [f for rule in skill.rules() for f in rule.judge(ev)]
+    assert [f.anomaly_type for f in findings] == ["error_storm"]
+    text = findings[0].observation
+    assert "'payments.gateway'" in text
+    assert "'failed to charge card %s: gateway timeout'" in text
+    assert "/s" in text and "payments-retry" in text and "test_logs.py:" in text
+
+
+def test_quiet_logging_raises_no_finding(skill: LogsSkill) -> None:
+    logging.getLogger("quiet").warning("one warning, as healthy processes have")
+    ev = evidence_after(skill, 0.2)
+    logging.getLogger("quiet").error("a single error is not a storm")
+    assert [f for rule in skill.rules() for f in rule.judge(ev)] == []
+
+
+def test_stderr_output_unchanged_for_a_process_without_handlers() -> None:
+    # in a process that configured no logging, records reach stderr through logging's last
+    # resort; the observers (logs and exceptions skills together) must not change that
+    code = textwrap.dedent(
+        """
+        import logging
+        from lensbook.skills.exceptions import ExceptionsSkill
+        from lensbook.skills.logs import LogsSkill
+        logs, exc = LogsSkill(), ExceptionsSkill()
+        # (the module-level logging.warning() would call basicConfig: use a logger)
+        logging.getLogger("a").warning("before install")
+        logs.snapshot(); exc.snapshot()
+        logging.getLogger("a.b").warning("while observed")
+        logging.getLogger("a.b").info("info is below the last resort's level")
+        app = logging.getLogger("app"); app.addHandler(logging.NullHandler())
+        app.error("handled by the app's own handler")
+        logs.close(); exc.close()
+        logging.getLogger("a").warning("after close")
+        assert logging.root.handlers == []
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert proc.stderr.splitlines() == ["before install", "while observed", "after close"]
+
+
+def test_default_outputs_fit_their_caps_with_long_records(skill: LogsSkill) -> None:
+    skill.snapshot()
+    for i in range(200):
+        name = f"very.long.logger.name.for.a.deeply.nested.module.number{i % 7}"
+        logging.getLogger(name).error("x" * 500 + " %s", i)
+    tools = {t.name: t for t in skill.probes()}
+    for name, args in (
+        ("logs_recent", {}),
+        ("logs_search", {"pattern": "x"}),
+        ("logs_top_messages", {}),
+        ("logs_summary", {}),
+    ):
+        text = render_output(tools[name].fn(**args), tools[name].max_chars)
+        json.loads(text)  # not cut short

@@ -28,9 +28,9 @@ from lensbook._errors import (
 )
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.operator.actor import Operator
+from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
 from lensbook.records import Run, load_run, runs
 from lensbook.records.replay import replay
-from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
 from lensbook.skills import Skill, probe, register_skill
 from lensbook.types import (
     CompletionResult,
@@ -82,8 +82,8 @@ __all__ = [
     "OperatorNotStarted",
     "OperatorStopped",
     "ProviderError",
-    "RunFailed",
     "Run",
+    "RunFailed",
     "ScriptedClient",
     "Skill",
     "Snapshot",

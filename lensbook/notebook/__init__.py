@@ -1,0 +1,72 @@
+"""lensbook in IPython and Jupyter: the `%lens` magics and live widgets.
+
+    %load_ext lensbook
+    %lens run runtime --reason "memory keeps growing"
+    %lens dashboard
+
+Importing this package imports neither IPython nor ipywidgets: `load_ipython_extension` brings
+in the magics, which bring in the widgets on first display. `last()` works in any script.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Any
+
+from lensbook.notebook._history import last
+
+__all__ = ["last", "load_ipython_extension", "unload_ipython_extension"]
+
+_magics: Any = None
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """Register the `%lens` magics on `ipython` and make their defaults configurable."""
+    global _magics
+    from lensbook.notebook import _history
+    from lensbook.notebook.magics import LensMagics
+
+    if _magics is not None and _magics.shell is ipython:
+        return
+    magics = LensMagics(shell=ipython, parent=ipython)
+    ipython.register_magics(magics)
+    if magics not in ipython.configurables:
+        ipython.configurables.append(magics)
+    _history.journal.listen()
+    _magics = magics
+    _warn_if_threads_cannot_update(ipython)
+
+
+def _warn_if_threads_cannot_update(ipython: Any) -> None:
+    """ipykernel 7.0.x drops comm messages sent from other threads: the cards would freeze."""
+    kernel = getattr(ipython, "kernel", None)
+    version = str(getattr(sys.modules.get("ipykernel"), "__version__", ""))
+    if kernel is not None and version.startswith("7.0."):
+        warnings.warn(
+            f"ipykernel {version} does not send widget updates from threads, so lensbook's "
+            "cards will not move while a run goes on; use ipykernel 6.29 or >= 7.1",
+            stacklevel=3,
+        )
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove the `%lens` magics and stop every live view's updates (the widgets stay shown).
+
+    The journal of notifications is forgotten; operators keep running (`lensbook.stop()`).
+    """
+    global _magics
+    from lensbook.notebook import _history
+
+    magics, _magics = _magics, None
+    if magics is not None:
+        manager = ipython.magics_manager
+        if manager.magics["line"].get("lens") is not None:
+            del manager.magics["line"]["lens"]
+        manager.registry.pop(type(magics).__name__, None)
+        if magics in ipython.configurables:
+            ipython.configurables.remove(magics)
+    _history.journal.stop()
+    views = sys.modules.get("lensbook.notebook.widgets")
+    if views is not None:  # else no widget was ever shown
+        views.stop_all_updates()

@@ -1,0 +1,552 @@
+"""What the notebook views show, kept apart from any widget: folded from events, rendered as text.
+
+Each model takes events (`apply`) and renders itself as plain text (terminals, nbconvert, notebook
+diffs) and HTML (the widgets' content). They import neither IPython nor ipywidgets, so the text
+fallback works without them and the rendering is testable on its own.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+from lensbook.events import Event
+from lensbook.types import CompletionResult, Notification
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from lensbook.operator.actor import Operator
+
+__all__ = [
+    "BAR_STYLES",
+    "STATE_COLOURS",
+    "CardModel",
+    "FeedModel",
+    "MetricsModel",
+    "status_html",
+    "status_text",
+]
+
+STATE_COLOURS = {
+    "healthy": "#16a34a",
+    "observing": "#2563eb",
+    "warning": "#d97706",
+    "critical": "#dc2626",
+}
+SEVERITY_COLOURS = {"info": "#2563eb", "warning": "#d97706", "critical": "#dc2626"}
+
+#: progress bar style by how the run ended
+BAR_STYLES = {
+    "done": "success",
+    "max_iterations": "success",
+    "stopped": "warning",
+    "timeout": "warning",
+    "error": "danger",
+    "crashed": "danger",
+}
+
+_esc = html.escape
+
+
+def _badge(text: str, colour: str) -> str:
+    return (
+        f'<span style="background:{colour};color:#fff;border-radius:9px;padding:1px 8px;'
+        f'font-size:0.85em;font-weight:600">{_esc(text)}</span>'
+    )
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes} min {seconds:02d} s"
+
+
+class CardModel:
+    """One operator as a card shows it: health, running or idle, iteration, action, elapsed."""
+
+    def __init__(self, operator: str, title: str = "", max_iterations: int = 25) -> None:
+        self.operator = operator
+        self.title = title or operator
+        self.state = "healthy"
+        self.running = False
+        self.started = True
+        self.queued = 0
+        self.iteration = 0
+        self.max_iterations = max_iterations
+        self.action = "idle"
+        self.run_id = ""
+        self.client = ""
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.stop_reason: str | None = None
+        self.error: str | None = None
+        self.notifications = 0
+        self.summary: str | None = None
+
+    @classmethod
+    def of(cls, op: Operator) -> CardModel:
+        """The card of an operator as it is now (its last result, or its live status)."""
+        model = cls(op.name, op.skill.title or op.skill.id, int(op.defaults["max_iterations"]))
+        model.started = op.started
+        if op.last_result is not None:
+            model.finish(op.last_result)
+        status = op.status()
+        model.state, model.queued = status.state, status.queued
+        if status.running:
+            model.running, model.iteration = True, status.iteration
+            model.stop_reason, model.action = None, op.current_action
+            model.started_at = time.time()
+        return model
+
+    # -- events ---------------------------------------------------------------------------
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event of this operator in; True when it ends a run (flush it exactly)."""
+        kind, data = event.kind, event.data
+        if kind == "run_queued":
+            self.queued = int(data.get("queued", self.queued + 1))
+        elif kind == "run_started":
+            self.running, self.started = True, True
+            self.run_id = event.run_id
+            self.queued = max(0, self.queued - 1)
+            self.iteration = 0
+            self.max_iterations = int(data.get("max_iterations", self.max_iterations))
+            self.state = str(data.get("state", self.state))
+            self.client = str(data.get("client", ""))
+            self.started_at, self.finished_at = event.at, None
+            self.stop_reason = self.error = self.summary = None
+            self.notifications = 0
+            self.action = "starting"
+        elif kind == "iteration":
+            self.iteration = int(data.get("iteration", self.iteration))
+            self.max_iterations = int(data.get("max_iterations", self.max_iterations))
+            self.action = "waiting for the model"
+        elif kind == "tool_call":
+            self.action = f"calling {data.get('name', '?')}"
+        elif kind == "tool_result" and data.get("is_error"):
+            self.action = f"{data.get('name', '?')} failed"
+        elif kind == "state_changed":
+            self.state = str(data.get("state", self.state))
+        elif kind == "notification":
+            self.notifications += 1
+        elif kind in ("error", "operator_crashed"):
+            self.error = str(data.get("error", "error"))
+        elif kind == "run_completed":
+            self.running = False
+            self.state = str(data.get("state", self.state))
+            self.stop_reason = str(data.get("stop_reason", "done"))
+            self.iteration = int(data.get("iterations", self.iteration))
+            self.notifications = int(data.get("notifications", self.notifications))
+            self.error = data.get("error") or None
+            self.client = str(data.get("client") or self.client)
+            self.finished_at = event.at
+            self.action = f"finished ({self.stop_reason})"
+            return True
+        elif kind == "operator_stopped":
+            self.started = False
+            if self.running:
+                self.running, self.stop_reason = False, "stopped"
+                self.finished_at = event.at
+            self.action = "operator stopped"
+            return True
+        elif kind == "operator_started":
+            self.started = True
+        return False
+
+    def queue(self, max_iterations: int) -> None:
+        """A run was just asked for: show it as queued until it starts."""
+        self.running = False
+        self.iteration = 0
+        self.max_iterations = max_iterations
+        self.stop_reason = self.error = self.summary = None
+        self.started_at = self.finished_at = None
+        self.notifications = 0
+        self.action = "queued"
+
+    def finish(self, result: CompletionResult) -> None:
+        """Set the exact final state from a run's result."""
+        self.running = False
+        self.run_id = result.run_id
+        self.state = result.state
+        self.iteration = result.iterations
+        if result.stop_reason == "max_iterations":  # the limit of that run, whatever the default
+            self.max_iterations = result.iterations
+        self.stop_reason = result.stop_reason
+        self.error = result.error
+        self.notifications = len(result.notifications)
+        self.client = result.client
+        self.summary = result.summary
+        self.started_at = result.started_at.timestamp()
+        self.finished_at = result.finished_at.timestamp()
+        self.action = f"finished ({result.stop_reason})"
+
+    def fail(self, message: str) -> None:
+        """A run that ended without any result (it never started, or the operator crashed)."""
+        self.running = False
+        self.stop_reason = "error"
+        self.error = message
+        self.finished_at = time.time()
+        self.action = "failed"
+
+    # -- rendering ------------------------------------------------------------------------
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else (now or time.time())
+        return max(0.0, end - self.started_at)
+
+    @property
+    def activity(self) -> str:
+        if self.running:
+            return "running"
+        if not self.started:
+            return "stopped"
+        return f"idle, {self.queued} queued" if self.queued else "idle"
+
+    @property
+    def bar_style(self) -> str:
+        if self.running or self.stop_reason is None:
+            return "info" if self.running else ""
+        return BAR_STYLES.get(self.stop_reason, "danger" if self.error else "success")
+
+    @property
+    def bar_value(self) -> int:
+        # a run that ended well fills the bar: "done at iteration 3 of 25" is complete, not 12%
+        if self.bar_style == "success":
+            return self.max_iterations
+        return min(self.iteration, self.max_iterations)
+
+    @property
+    def progress_text(self) -> str:
+        return f"{self.iteration}/{self.max_iterations}"
+
+    def text(self, now: float | None = None) -> str:
+        elapsed = self.elapsed(now)
+        parts = [
+            f"{self.title} [{self.operator}]",
+            self.state.upper(),
+            self.activity,
+            f"iteration {self.progress_text}",
+            self.action,
+        ]
+        if elapsed is not None:
+            parts.append(_seconds(elapsed))
+        parts.append(f"{self.notifications} notification(s)")
+        line = " | ".join(parts)
+        if self.error:
+            line += f"\n  error: {self.error}"
+        if self.summary and not self.running:
+            line += f"\n  summary: {self.summary}"
+        return line
+
+    def html(self, now: float | None = None) -> str:
+        elapsed = self.elapsed(now)
+        colour = STATE_COLOURS.get(self.state, "#6b7280")
+        activity_colour = "#2563eb" if self.running else "#6b7280"
+        bits = [
+            f'<b style="font-size:1.1em">{_esc(self.title)}</b>',
+            f"<code>{_esc(self.operator)}</code>",
+            _badge(self.state, colour),
+            f'<span style="color:{activity_colour}">{_esc(self.activity)}</span>',
+        ]
+        detail = [_esc(self.action)]
+        if elapsed is not None:
+            detail.append(_seconds(elapsed))
+        detail.append(f"{self.notifications} notification(s)")
+        if self.client:
+            detail.append(f"client: {_esc(self.client)}")
+        extra = ""
+        if self.error:
+            extra += f'<div style="color:#dc2626">error: {_esc(self.error)}</div>'
+        if self.summary and not self.running:
+            extra += f'<div style="color:#374151"><i>{_esc(self.summary)}</i></div>'
+        return (
+            '<div class="lensbook-card" style="line-height:1.6">'
+            f'<div style="display:flex;gap:8px;align-items:center">{" ".join(bits)}</div>'
+            f'<div style="color:#374151;font-size:0.9em">{" · ".join(detail)}</div>'
+            f"{extra}</div>"
+        )
+
+
+class FeedModel:
+    """Notifications, newest first, with the snapshots they cite (bounded)."""
+
+    def __init__(
+        self, operator: str | None = None, max_entries: int = 50, max_snapshots: int = 256
+    ) -> None:
+        self.operator = operator
+        self.max_entries = max_entries
+        self.max_snapshots = max_snapshots
+        self.entries: list[dict[str, Any]] = []  # oldest first
+        self.total = 0
+        self.snapshots: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._seen: set[str] = set()
+
+    def wants(self, event: Event) -> bool:
+        return self.operator is None or event.operator == self.operator
+
+    def apply(self, event: Event) -> bool:
+        """Fold one event in; True when the visible feed changed."""
+        if event.kind == "snapshot":
+            data = event.data.get("data")
+            sid = event.data.get("id")
+            if isinstance(sid, str) and isinstance(data, dict):
+                self.add_snapshot(sid, data)
+            return False
+        if event.kind == "notification":
+            note = event.data.get("notification")
+            if isinstance(note, dict):
+                return self.add(note)
+        return False
+
+    def add_snapshot(self, sid: str, data: dict[str, Any]) -> None:
+        self.snapshots[sid] = data
+        self.snapshots.move_to_end(sid)
+        while len(self.snapshots) > self.max_snapshots:
+            self.snapshots.popitem(last=False)
+
+    def add(self, note: dict[str, Any]) -> bool:
+        nid = str(note.get("id", ""))
+        if nid and nid in self._seen:
+            return False
+        if self.operator is not None and note.get("operator") != self.operator:
+            return False
+        self._seen.add(nid)
+        self.entries.append(note)
+        self.total += 1
+        if len(self.entries) > self.max_entries:
+            dropped = self.entries.pop(0)
+            self._seen.discard(str(dropped.get("id", "")))
+        return True
+
+    def merge(self, notes: Iterable[dict[str, Any]]) -> None:
+        """Add notifications kept elsewhere, keeping the feed in order of detection."""
+        known = {str(n.get("id", "")): n for n in self.entries}
+        for note in notes:
+            known.setdefault(str(note.get("id", "")), note)
+        self.entries, self.total = [], 0
+        self._seen.clear()
+        for note in sorted(known.values(), key=lambda n: str(n.get("detected_at", ""))):
+            self.add(note)
+
+    def seed(self, results: Iterable[CompletionResult]) -> None:
+        """Add what earlier runs found, oldest first."""
+        notes: list[tuple[datetime, Notification]] = []
+        for result in results:
+            for snap in result.snapshots:
+                self.add_snapshot(snap.id, snap.data)
+            notes.extend((n.detected_at, n) for n in result.notifications)
+        for _, note in sorted(notes, key=lambda pair: pair[0]):
+            self.add(note.to_dict())
+
+    def text(self) -> str:
+        who = f" from {self.operator}" if self.operator else ""
+        if not self.entries:
+            return f"No notifications{who} yet."
+        lines = [f"{self.total} notification(s){who}, newest first:"]
+        for note in reversed(self.entries):
+            lines.append(
+                f"[{str(note.get('severity', '?')).upper()}] {note.get('operator', '?')}: "
+                f"{note.get('anomaly_type', '?')} - {note.get('observation', '')}"
+            )
+        if self.total > len(self.entries):
+            lines.append(f"... and {self.total - len(self.entries)} older")
+        return "\n".join(lines)
+
+    def html(self) -> str:
+        if not self.entries:
+            who = f" from <code>{_esc(self.operator)}</code>" if self.operator else ""
+            return f'<div style="color:#6b7280"><i>No notifications{who} yet.</i></div>'
+        items = [
+            self._entry_html(note, newest=(i == 0)) for i, note in enumerate(reversed(self.entries))
+        ]
+        more = ""
+        if self.total > len(self.entries):
+            older = self.total - len(self.entries)
+            more = f'<div style="color:#6b7280">... and {older} older</div>'
+        return f'<div class="lensbook-feed" style="line-height:1.45">{"".join(items)}{more}</div>'
+
+    def _entry_html(self, note: dict[str, Any], newest: bool) -> str:
+        severity = str(note.get("severity", "info"))
+        colour = SEVERITY_COLOURS.get(severity, "#6b7280")
+        when = str(note.get("detected_at", ""))[11:19]
+        fields = [
+            ("context", note.get("context")),
+            ("observation", note.get("observation")),
+            ("hypothesis", note.get("hypothesis")),
+        ]
+        body = "".join(
+            f"<div><b>{name}</b> {_esc(str(value))}</div>" for name, value in fields if value
+        )
+        evidence = []
+        for sid in note.get("snapshot_ids", ()):
+            data = self.snapshots.get(sid)
+            shown = _compact(data) if data is not None else "(not seen by this view)"
+            evidence.append(f"<li><code>{_esc(sid)}</code> {_esc(shown)}</li>")
+        if evidence:
+            body += f'<div><b>evidence</b><ul style="margin:0">{"".join(evidence)}</ul></div>'
+        return (
+            f'<details class="lensbook-notification" {"open" if newest else ""} '
+            f'style="border-left:4px solid {colour};padding:2px 8px;margin:4px 0">'
+            f'<summary><b style="color:{colour}">{_esc(severity.upper())}</b> '
+            f"<b>{_esc(str(note.get('operator', '')))}</b>: "
+            f"{_esc(str(note.get('anomaly_type', '')))} <small>{_esc(when)}</small></summary>"
+            f'<div style="font-size:0.9em">{body}</div></details>'
+        )
+
+
+def _compact(data: dict[str, Any], limit: int = 400) -> str:
+    text = ", ".join(f"{k}={v}" for k, v in data.items())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: metrics charted first when a view has more series than charts
+PREFERRED_METRICS = (
+    "rss_mb",
+    "open_fds",
+    "python_threads",
+    "threads",
+    "gc_collections",
+    "cpu_percent",
+    "vms_mb",
+)
+
+
+class MetricsModel:
+    """The latest sampled values and the series a view has seen change (from the metrics store)."""
+
+    def __init__(self, skill: str | None = None, max_charts: int = 4) -> None:
+        from lensbook.metrics import store
+
+        self.store = store
+        self.skill = skill
+        self.max_charts = max_charts
+        self.touched: set[tuple[str, str]] = set(store.keys(skill))
+        self.snapshots_seen = 0
+
+    def wants(self, event: Event) -> bool:
+        if event.kind != "snapshot":
+            return False
+        return self.skill is None or (event.data.get("skill") or event.operator) == self.skill
+
+    def apply(self, event: Event) -> bool:
+        data = event.data.get("data")
+        if not isinstance(data, dict):
+            return False
+        skill = str(event.data.get("skill") or event.operator)
+        for key, value in data.items():
+            if isinstance(value, (int, float)):
+                self.touched.add((skill, key))
+        self.snapshots_seen += 1
+        return True
+
+    def table(self) -> pd.DataFrame:
+        """One row per series: latest value, change over the kept window, points, last update."""
+        import pandas as pd
+
+        rows = []
+        for skill, metric in sorted(self.touched):
+            points = self.store.series(skill, metric)
+            if not points:
+                continue
+            first, last = points[0][1], points[-1][1]
+            rows.append(
+                {
+                    "skill": skill,
+                    "metric": metric,
+                    "value": last,
+                    "change": last - first,
+                    "points": len(points),
+                    "updated": datetime.fromtimestamp(points[-1][0], timezone.utc).strftime(
+                        "%H:%M:%S"
+                    ),
+                }
+            )
+        columns = ["skill", "metric", "value", "change", "points", "updated"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def chart_keys(self) -> list[tuple[str, str]]:
+        """The series worth a chart: preferred metrics first, then any that moved."""
+        candidates = [k for k in self.touched if len(self.store.series(*k)) >= 2]
+        rank = {name: i for i, name in enumerate(PREFERRED_METRICS)}
+        moved = [k for k in candidates if _moved(self.store.series(*k))]
+        preferred = sorted(
+            (k for k in candidates if k[1] in rank), key=lambda k: (rank[k[1]], k[0])
+        )
+        others = sorted(k for k in moved if k[1] not in rank)
+        return (preferred + others)[: self.max_charts]
+
+    def chart_png(self) -> bytes:
+        """Small multiples of `chart_keys()` as a PNG (b"" when there is nothing to chart).
+
+        Cost: ~30-80 ms of Agg rendering (holds the GIL); callers throttle it to seconds.
+        """
+        keys = self.chart_keys()
+        if not keys:
+            return b""
+        # the object API (no pyplot): no global figure state, safe off the main thread
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        cols = 2 if len(keys) > 1 else 1
+        rows = (len(keys) + cols - 1) // cols
+        fig = Figure(figsize=(4.2 * cols, 1.9 * rows), dpi=80)
+        FigureCanvasAgg(fig)
+        t0 = min(self.store.series(*k)[0][0] for k in keys)
+        for i, (skill, metric) in enumerate(keys):
+            ax = fig.add_subplot(rows, cols, i + 1)
+            points = self.store.series(skill, metric)
+            ax.plot([t - t0 for t, _ in points], [v for _, v in points], marker=".", lw=1.2)
+            ax.set_title(f"{skill}.{metric}", fontsize=9)
+            ax.tick_params(labelsize=7)
+            ax.grid(alpha=0.3)
+        fig.supxlabel("seconds", fontsize=8)
+        fig.tight_layout()
+        out = io.BytesIO()
+        fig.savefig(out, format="png")
+        return out.getvalue()
+
+    def text(self) -> str:
+        frame = self.table()
+        if frame.empty:
+            return "No metrics sampled yet."
+        return str(frame.to_string(index=False, max_rows=40))
+
+    def html(self) -> str:
+        frame = self.table()
+        if frame.empty:
+            return '<div style="color:#6b7280"><i>No metrics sampled yet.</i></div>'
+        table = frame.to_html(index=False, max_rows=40, float_format=lambda v: f"{v:.6g}", border=0)
+        # widget HTML inherits a 28 px line height from ipywidgets: a table needs less
+        return f'<div class="lensbook-metrics-table" style="line-height:1.35">{table}</div>'
+
+
+def _moved(points: list[tuple[float, float]]) -> bool:
+    return len({v for _, v in points}) > 1
+
+
+def status_text(rows: list[CardModel]) -> str:
+    if not rows:
+        return "No operators started (lensbook.start() or %lens run SKILL)."
+    return "\n".join(row.text() for row in rows)
+
+
+def status_html(rows: list[CardModel]) -> str:
+    if not rows:
+        return (
+            "<i>No operators started "
+            "(<code>lensbook.start()</code> or <code>%lens run SKILL</code>).</i>"
+        )
+    return "".join(
+        f'<div style="border:1px solid #e5e7eb;border-radius:6px;padding:4px 8px;margin:4px 0">'
+        f"{row.html()}</div>"
+        for row in rows
+    )

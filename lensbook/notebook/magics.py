@@ -1,0 +1,510 @@
+"""The `%lens` line magic: run, watch and question lensbook's operators from IPython.
+
+Loaded by `%load_ext lensbook` (or `c.InteractiveShellApp.extensions = ["lensbook"]`). The line
+is split with `shlex` and parsed by argparse subcommands; a bad flag or an unknown skill raises a
+one-line `UsageError`. `{...}` and `$x` in the line are not expanded (`@no_var_expand`), so a
+`--reason` is passed as typed. Defaults are `config=True` traits (`%config LensMagics`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import shlex
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
+from traitlets import CaselessStrEnum, Float, Int, Unicode
+
+from lensbook import _loop
+from lensbook._errors import LensbookError, RunFailed, UnknownSkill
+from lensbook.notebook import _history
+from lensbook.notebook._models import CardModel, FeedModel, MetricsModel, status_html, status_text
+from lensbook.types import CompletionResult, NotificationList
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from lensbook.notebook.widgets import OperatorCard
+    from lensbook.operator.actor import Operator
+
+__all__ = ["LensMagics", "Report", "RunNotes", "build_parser"]
+
+SUBCOMMANDS = (
+    "run",
+    "status",
+    "message",
+    "stop",
+    "skills",
+    "notifications",
+    "dashboard",
+    "metrics",
+)
+
+
+class _HelpShown(Exception):
+    """argparse asked to print help (`-h`): show it instead of exiting the kernel."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser that raises `UsageError` (one line) instead of exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see %lens?)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        raise UsageError(message.strip() if message else f"{self.prog}: exited ({status})")
+
+    def print_help(self, file: Any = None) -> None:
+        raise _HelpShown(self.format_help())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The `%lens` parser; its help is the magic's docstring (`%lens?`)."""
+    parser = _Parser(
+        prog="%lens",
+        description="Run, watch and question lensbook's operators (one per skill).",
+        epilog=(
+            "Defaults (client, max iterations, refresh rate, widgets) are settable with "
+            "%config LensMagics.<name> = value. After a run, _ and lensbook.notebook.last() "
+            "hold its notifications (.result has everything). Kernel > Interrupt stops a "
+            "blocking run and keeps what it found."
+        ),
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run an investigation with a live operator card",
+        description="Run the skill's operator (started if needed) with a live operator card; "
+        "blocks until it ends unless --background.",
+    )
+    run.add_argument("skill", metavar="SKILL", help="skill id, e.g. runtime or memory")
+    run.add_argument("--reason", metavar="TEXT", help="why you look (quoted; not expanded)")
+    run.add_argument(
+        "--max-iterations", metavar="N", type=_positive_int, help="iteration limit of this run"
+    )
+    run.add_argument(
+        "--client",
+        metavar="NAME",
+        help="'offline', a name in the operator's client_registry, or a variable "
+        "holding an LLMClient",
+    )
+    run.add_argument("--timeout", metavar="SECONDS", type=float, help="stop the run after this")
+    run.add_argument(
+        "--background", action="store_true", help="return at once; the card keeps updating"
+    )
+
+    status = sub.add_parser("status", help="health, iteration and activity of operators")
+    status.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
+
+    message = sub.add_parser(
+        "message", help="ask an operator about its investigation (its conversation is kept)"
+    )
+    message.add_argument("skill", metavar="SKILL")
+    message.add_argument("question", metavar="QUESTION", nargs="+", help="quoted question")
+
+    stop = sub.add_parser("stop", help="stop an operator (its run returns what it found)")
+    stop.add_argument("skill", metavar="SKILL")
+
+    sub.add_parser("skills", help="the skills you can run")
+
+    notes = sub.add_parser("notifications", help="the live notification feed")
+    notes.add_argument("skill", metavar="SKILL", nargs="?", help="one operator (default: all)")
+
+    sub.add_parser("dashboard", help="every operator's card, the feed and the metrics")
+
+    metrics = sub.add_parser("metrics", help="latest sampled values and live charts")
+    metrics.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _full_help() -> str:
+    parser = build_parser()
+    parts = [parser.format_help()]
+    subparsers = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    for name in SUBCOMMANDS:
+        parts.append(f"--- %lens {name} ---\n{subparsers[name].format_help()}")
+    return "\n".join(parts)
+
+
+class Report:
+    """A display object with both text/plain and text/html (the magics' answers)."""
+
+    def __init__(self, text: str, html_: str | None = None) -> None:
+        self.text = text
+        self.html = html_ if html_ is not None else f"<pre>{html.escape(text)}</pre>"
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return {"text/plain": self.text, "text/html": self.html}
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class RunNotes(NotificationList):
+    """A run's notifications, shown as one line: its card above already shows the findings."""
+
+    def __repr__(self) -> str:
+        r = self.result
+        return (
+            f"{r.operator}: {r.state}, {len(r.notifications)} notification(s) after "
+            f"{r.iterations} iteration(s), stopped by {r.stop_reason} "
+            "(the card above shows them; _.result has everything)"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<small>{html.escape(repr(self))}</small>"
+
+
+@magics_class
+class LensMagics(Magics):
+    """The `%lens` magic and its configurable defaults."""
+
+    client = Unicode(
+        "",
+        help="Client of %lens run when --client is not given: '' (the operator's own, by "
+        "default Anthropic with ANTHROPIC_API_KEY else the offline investigator), 'offline', "
+        "a client_registry name, or the name of a variable holding an LLMClient.",
+    ).tag(config=True)
+    max_iterations = Int(
+        0,
+        help="Iteration limit of %lens run when --max-iterations is not given (0: the "
+        "operator's own, 25 by default).",
+    ).tag(config=True)
+    refresh_rate = Float(
+        10.0, help="Most widget updates per second, per widget (the final state is always sent)."
+    ).tag(config=True)
+    widgets = CaselessStrEnum(
+        ["auto", "on", "off"],
+        "auto",
+        help="Live ipywidgets: 'auto' (in a kernel with ipywidgets), 'on', or 'off' (text).",
+    ).tag(config=True)
+    message_timeout = Float(60.0, help="Seconds %lens message waits for an answer.").tag(
+        config=True
+    )
+
+    def __init__(self, shell: Any = None, **kwargs: Any) -> None:
+        super().__init__(shell=shell, **kwargs)
+        self.parser = build_parser()
+
+    @no_var_expand
+    @line_magic
+    def lens(self, line: str) -> Any:
+        try:
+            argv = shlex.split(line)
+        except ValueError as exc:
+            raise UsageError(f"%lens: cannot parse the line: {exc}") from None
+        if not argv:
+            return Report(_full_help())
+        try:
+            args = self.parser.parse_args(argv)
+        except _HelpShown as shown:
+            return Report(shown.text)
+        handler = getattr(self, f"_cmd_{args.command}")
+        return handler(args)
+
+    lens.__doc__ = _full_help()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _use_widgets(self) -> bool:
+        if self.widgets == "off":
+            return False
+        try:
+            import ipywidgets  # noqa: F401
+        except ImportError:
+            return False
+        if self.widgets == "on":
+            return True
+        return getattr(self.shell, "kernel", None) is not None
+
+    def _skill(self, name: str) -> str:
+        from lensbook.skills import resolve_skill
+
+        try:
+            return resolve_skill(name).id
+        except UnknownSkill as exc:
+            raise UsageError(f"%lens: {exc}") from None
+        except Exception as exc:  # a skill module that fails to import
+            raise UsageError(
+                f"%lens: skill {name!r} could not be loaded: {type(exc).__name__}: {exc}"
+            ) from None
+
+    def _static(self, skill: str) -> Operator | None:
+        from lensbook.operator.supervisor import operators
+
+        return operators().get(skill)
+
+    def _started(self, skill: str) -> Operator:
+        from lensbook.operator.supervisor import start
+
+        try:
+            return start([skill])[0]
+        except LensbookError as exc:
+            raise UsageError(f"%lens: cannot start the {skill} operator: {exc}") from None
+
+    def _client(self, name: str, op: Operator) -> Any:
+        """`--client NAME` as the run option: None (the operator's own), an object, or a name."""
+        from lensbook.clients.base import LLMClient
+        from lensbook.clients.chain import ClientChain
+
+        if not name:
+            return None
+        value = self.shell.user_ns.get(name) if self.shell is not None else None
+        if isinstance(value, (LLMClient, ClientChain)):
+            return value
+        if name == "offline":
+            try:
+                from lensbook.clients.offline import OfflineInvestigator
+            except ImportError:
+                raise UsageError("%lens: the offline investigator is not available") from None
+            return OfflineInvestigator()
+        registry = op.client_registry or {}
+        names = [
+            str(c.get("name") or c.get("provider")) if isinstance(c, dict) else c.name
+            for c in registry.get("clients") or []
+        ]
+        if name in names:
+            return name
+        known = ", ".join(["offline", *names])
+        raise UsageError(
+            f"%lens: unknown client {name!r}: use {known}, or the name of a variable holding "
+            "an LLMClient"
+        )
+
+    def _feed_model(self, skill: str | None) -> FeedModel:
+        """A feed model holding what the journal and the operators' last runs found."""
+        from lensbook.operator.supervisor import operators
+
+        feed = FeedModel(skill)
+        _history.journal.copy_into(feed)
+        results = [
+            op.last_result
+            for name, op in operators().items()
+            if op.last_result is not None and (skill is None or name == skill)
+        ]
+        for result in results:
+            for snap in result.snapshots:
+                feed.add_snapshot(snap.id, snap.data)
+        feed.merge(n.to_dict() for result in results for n in result.notifications)
+        return feed
+
+    # -- subcommands -----------------------------------------------------------------------
+
+    def _cmd_run(self, args: argparse.Namespace) -> Any:
+        skill = self._skill(args.skill)
+        op = self._started(skill)
+        options: dict[str, Any] = {}
+        max_iterations = args.max_iterations or self.max_iterations
+        if max_iterations:
+            options["max_iterations"] = max_iterations
+        client = self._client(args.client if args.client is not None else self.client, op)
+        if client is not None:
+            options["client"] = client
+        if args.timeout is not None:
+            options["timeout"] = args.timeout
+        context = {"reason": args.reason} if args.reason is not None else None
+
+        card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]))
+        future = _loop.submit(op.arun_result(context, **options))
+        _history.track(skill, future)
+        if args.background:
+            if card is not None:
+                future.add_done_callback(lambda f: _finish_card(card, f))
+                return None
+            return Report(
+                f"{skill}: investigating in the background. %lens status {skill} shows where it "
+                f"is; lensbook.notebook.last({skill!r}, wait=True) returns its result."
+            )
+        return self._wait(skill, op, future, card)
+
+    def _run_card(self, op: Operator, max_iterations: int) -> OperatorCard | None:
+        if not self._use_widgets():
+            return None
+        from lensbook.notebook.widgets import OperatorCard
+
+        model = CardModel.of(op)
+        model.queue(max_iterations)
+        card = OperatorCard(model=model, refresh_rate=self.refresh_rate, feed=True, follow=False)
+        card.show()
+        return card
+
+    def _wait(
+        self,
+        skill: str,
+        op: Operator,
+        future: concurrent.futures.Future[CompletionResult],
+        card: OperatorCard | None,
+    ) -> Any:
+        try:
+            try:
+                result = future.result()
+            except KeyboardInterrupt:
+                # Kernel > Interrupt: stop the run; it returns what it found so far
+                op.stop()
+                result = future.result(timeout=30)
+        except RunFailed as exc:
+            if exc.result is None:
+                if card is not None:
+                    card.finish(error=str(exc))
+                raise UsageError(f"%lens run {skill}: {exc}") from None
+            result = exc.result
+        except LensbookError as exc:
+            if card is not None:
+                card.finish(error=str(exc))
+            raise UsageError(f"%lens run {skill}: {exc}") from None
+        _history.remember(result)
+        if card is None:
+            return NotificationList(result)
+        card.finish(result)
+        return RunNotes(result)
+
+    def _cmd_status(self, args: argparse.Namespace) -> Report:
+        from lensbook.operator.supervisor import operators
+
+        if args.skill:
+            skill = self._skill(args.skill)
+            op = self._static(skill)
+            if op is None:
+                return Report(f"{skill}: not started (%lens run {skill} starts it)")
+            rows = [CardModel.of(op)]
+        else:
+            rows = [CardModel.of(op) for op in operators().values()]
+        return Report(status_text(rows), status_html(rows))
+
+    def _cmd_message(self, args: argparse.Namespace) -> Report:
+        skill = self._skill(args.skill)
+        op = self._started(skill)
+        question = " ".join(args.question)
+        try:
+            answer = op.message(question, timeout=self.message_timeout)
+        except TimeoutError:
+            raise UsageError(
+                f"%lens message {skill}: no answer within {self.message_timeout:g} s"
+            ) from None
+        except LensbookError as exc:
+            raise UsageError(f"%lens message {skill}: {exc}") from None
+        text = f"{answer.skill} ({answer.state}, iteration {answer.iteration}): {answer.response}"
+        page = (
+            f"<div><b>{html.escape(answer.skill)}</b> <small>{html.escape(answer.state)}, "
+            f"iteration {answer.iteration}</small></div>"
+            f'<div style="white-space:pre-wrap">{html.escape(answer.response)}</div>'
+        )
+        return Report(text, page)
+
+    def _cmd_stop(self, args: argparse.Namespace) -> Report:
+        skill = self._skill(args.skill)
+        op = self._static(skill)
+        if op is None or not op.started:
+            return Report(f"{skill}: not running")
+        was_running = op.status().running
+        op.stop()
+        return Report(
+            f"{skill}: stopped"
+            + (" (its run returned what it had found)" if was_running else "")
+            + f"; %lens run {skill} starts it again"
+        )
+
+    def _cmd_skills(self, args: argparse.Namespace) -> Report:
+        from lensbook.operator.supervisor import operators
+        from lensbook.skills import builtin_ids, resolve_skill
+
+        running = operators()
+        ids = list(dict.fromkeys([*builtin_ids(), *running]))
+        rows: list[tuple[str, str, str, str]] = []
+        for sid in ids:
+            op = running.get(sid)
+            where = "not started"
+            if op is not None:
+                where = "running" if op.status().running else ("idle" if op.started else "stopped")
+            try:
+                skill = resolve_skill(sid)
+                rows.append((sid, skill.title or sid, skill.description, where))
+            except Exception as exc:
+                rows.append((sid, "(unavailable)", f"{type(exc).__name__}: {exc}", where))
+        width = max(len(r[0]) for r in rows)
+        text = "\n".join(f"{r[0]:<{width}}  {r[3]:<11}  {r[1]}: {r[2]}" for r in rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows
+        )
+        page = (
+            "<table><thead><tr><th>skill</th><th>title</th><th>description</th>"
+            f"<th>operator</th></tr></thead><tbody>{body}</tbody></table>"
+        )
+        return Report(text, page)
+
+    def _cmd_notifications(self, args: argparse.Namespace) -> Report | None:
+        skill = self._skill(args.skill) if args.skill else None
+        model = self._feed_model(skill)
+        if not self._use_widgets():
+            return Report(model.text(), model.html())
+        from lensbook.notebook.widgets import NotificationFeed
+
+        NotificationFeed(skill, model=model, refresh_rate=self.refresh_rate).show()
+        return None
+
+    def _cmd_metrics(self, args: argparse.Namespace) -> Report | None:
+        skill = self._skill(args.skill) if args.skill else None
+        if not self._use_widgets():
+            model = MetricsModel(skill)
+            return Report(model.text(), model.html())
+        from lensbook.notebook.widgets import MetricsView
+
+        MetricsView(skill, refresh_rate=self.refresh_rate).show()
+        return None
+
+    def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:
+        from lensbook.operator.supervisor import operators
+
+        ops = list(operators().values())
+        feed = self._feed_model(None)
+        if not self._use_widgets():
+            rows = [CardModel.of(op) for op in ops]
+            metrics = MetricsModel()
+            return Report(
+                "\n\n".join([status_text(rows), feed.text(), metrics.text()]),
+                status_html(rows) + feed.html() + metrics.html(),
+            )
+        from lensbook.notebook.widgets import Dashboard
+
+        Dashboard(ops, feed=feed, refresh_rate=self.refresh_rate).show()
+        return None
+
+
+def _finish_card(card: OperatorCard, future: concurrent.futures.Future[CompletionResult]) -> None:
+    from lensbook.notebook.widgets import in_current_cell
+
+    in_current_cell(lambda: _finish_card_now(card, future))
+
+
+def _finish_card_now(
+    card: OperatorCard, future: concurrent.futures.Future[CompletionResult]
+) -> None:
+    if future.cancelled():
+        card.finish(error="cancelled")
+        return
+    exc = future.exception()
+    if exc is None:
+        card.finish(future.result())
+    elif isinstance(exc, RunFailed) and exc.result is not None:
+        card.finish(exc.result)
+    else:
+        card.finish(error=f"{type(exc).__name__}: {exc}")

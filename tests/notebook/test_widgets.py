@@ -1,0 +1,283 @@
+"""The live widgets: their state after real runs, and throttled, batched updates under bursts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import comm
+import pytest
+from comm.base_comm import BaseComm
+
+import lensbook
+from lensbook import Skill, events
+from lensbook.clients import ScriptedClient, call
+from lensbook.notebook._models import CardModel, FeedModel
+from lensbook.notebook._throttle import Throttle
+from lensbook.notebook.widgets import (
+    Dashboard,
+    MetricsView,
+    NotificationFeed,
+    OperatorCard,
+    live_views,
+)
+
+from ._helpers import finding_script
+
+
+class CountingComm(BaseComm):  # type: ignore[misc]
+    """A comm that keeps every message a widget sends (the kernel's would put it on iopub)."""
+
+    sent: ClassVar[list[tuple[str, str, Any]]] = []
+
+    def publish_msg(
+        self, msg_type: str, data: Any = None, metadata: Any = None, **keys: Any
+    ) -> None:
+        CountingComm.sent.append((self.comm_id, msg_type, data))
+
+
+@pytest.fixture
+def comms() -> Iterator[list[tuple[str, str, Any]]]:
+    """Widgets created in the test send through CountingComm (comm's documented hook)."""
+    original = comm.create_comm
+    CountingComm.sent = []
+    comm.create_comm = lambda *args, **kwargs: CountingComm(*args, **kwargs)
+    try:
+        yield CountingComm.sent
+    finally:
+        comm.create_comm = original
+
+
+def updates(sent: list[tuple[str, str, Any]], widget: Any) -> list[dict[str, Any]]:
+    """The state updates sent for one widget."""
+    return [
+        data["state"]
+        for comm_id, kind, data in sent
+        if comm_id == widget.model_id and kind == "comm_msg" and data.get("method") == "update"
+    ]
+
+
+def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    for _ in range(2000):
+        if predicate():
+            return
+        time.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Beacon(Skill):
+    id = "beacon"
+    title = "Beacon"
+    description = "a second skill, to see that cards keep to their own operator"
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"blinks": 1}
+
+
+def test_card_after_a_scripted_run() -> None:
+    (op,) = lensbook.start(["runtime"], client=finding_script(state="critical"))
+    card = OperatorCard(op, feed=True)
+    assert card.model.action == "idle" and card.bar.bar_style == ""
+    notes = op.run(reason="fds grow")
+    wait_until(lambda: card.bar.bar_style == "success", "the card shows the end")
+    assert card.bar.bar_style == "success"
+    assert (card.bar.value, card.bar.max, card.bar.description) == (25, 25, "5/25")
+    assert "critical" in card.header.value and "#dc2626" in card.header.value
+    assert "finished (done)" in card.header.value
+    assert "client: scripted" in card.header.value
+    assert card.feed is not None
+    wait_until(lambda: "fd_growth" in card.feed.body.value, "the feed shows the finding")
+    body = card.feed.body.value
+    assert body.count('<details class="lensbook-notification"') == 1
+    assert '<details class="lensbook-notification" open' in body  # the newest is expanded
+    for part in ("context", "observation", "hypothesis", "evidence", notes[0].snapshot_ids[0]):
+        assert part in body
+    assert "rss_mb=" in body  # the evidence shows the cited snapshot's data
+    assert card.listening  # a dashboard card follows its operator for good
+    text = card._repr_mimebundle_()["text/plain"]
+    assert text.startswith("Python runtime [runtime] | CRITICAL | idle | iteration 5/25")
+    assert "[WARNING] runtime: fd_growth" in text
+
+
+def test_card_keeps_to_its_operator_and_follows_the_next_run() -> None:
+    runtime, beacon = lensbook.start(["runtime", Beacon()], client=finding_script())
+    card = OperatorCard(runtime)
+    beacon.run(
+        client=ScriptedClient([call("set_state", state="critical", reason="r"), call("done")])
+    )
+    card.throttle.now()
+    assert card.model.state == "healthy" and card.model.iteration == 0
+    runtime.run()
+    wait_until(lambda: card.bar.bar_style == "success", "the card shows the run")
+    assert card.model.state == "warning" and "#d97706" in card.header.value
+    with pytest.raises(lensbook.LLMError, match="boom"):
+        runtime.run(client=ScriptedClient([call("take_snapshot"), lensbook.ProviderError("boom")]))
+    wait_until(lambda: card.bar.bar_style == "danger", "the failed run turned the bar red")
+    assert "boom" in card.header.value
+
+
+def test_failed_run_turns_the_bar_to_danger_and_stop_to_warning() -> None:
+    model = CardModel("runtime", "Python runtime")
+    model.apply(events.Event("run_started", "runtime", "r1", {"max_iterations": 10}))
+    assert model.bar_style == "info" and model.running
+    model.apply(events.Event("run_completed", "runtime", "r1", {"stop_reason": "error"}))
+    assert model.bar_style == "danger"
+    model.apply(events.Event("run_started", "runtime", "r2", {"max_iterations": 10}))
+    model.apply(events.Event("iteration", "runtime", "r2", {"iteration": 3}))
+    assert (model.bar_style, model.bar_value, model.progress_text) == ("info", 3, "3/10")
+    model.apply(events.Event("operator_stopped", "runtime"))
+    assert (model.bar_style, model.activity) == ("warning", "stopped")
+
+
+def test_metrics_view_table_and_chart_after_a_run() -> None:
+    (op,) = lensbook.start(["runtime"], client=finding_script())
+    view = MetricsView("runtime", chart_interval=0.0)
+    op.run()
+    wait_until(lambda: bool(view.chart.value), "a chart was drawn")
+    frame = view.frame()
+    assert list(frame.columns) == ["skill", "metric", "value", "change", "points", "updated"]
+    assert {"rss_mb", "threads", "open_fds", "gc_collections"} <= set(frame["metric"])
+    assert set(frame["skill"]) == {"runtime"}
+    assert (frame["points"] >= 2).all()
+    assert view.chart.value[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "<table" in view.table.value and "rss_mb" in view.table.value
+    assert view.model.chart_keys()[0] == ("runtime", "rss_mb")
+    assert "rss_mb" in view._repr_mimebundle_()["text/plain"]
+
+
+def test_dashboard_holds_every_operator(comms: list[Any]) -> None:
+    ops = lensbook.start(["runtime", Beacon()], client=finding_script())
+    board = Dashboard(ops)
+    assert [c.model.operator for c in board.cards] == ["runtime", "beacon"]
+    ops[0].run()
+    wait_until(lambda: "fd_growth" in board.feed.body.value, "the feed saw the finding")
+    wait_until(lambda: board.cards[0].bar.bar_style == "success", "the runtime card finished")
+    assert board.cards[1].model.stop_reason is None
+    text = board._repr_mimebundle_()["text/plain"]
+    assert text.splitlines()[1].startswith("Python runtime [runtime] | WARNING")
+    assert text.splitlines()[2].startswith("Beacon [beacon] | HEALTHY")
+    assert len(live_views()) >= 4
+    board.close()
+    assert not board.listening
+
+
+def test_feed_entries_are_bounded_and_newest_first() -> None:
+    feed = FeedModel(max_entries=3)
+    for i in range(5):
+        feed.apply(
+            events.Event(
+                "notification",
+                "runtime",
+                data={
+                    "notification": {
+                        "id": f"n{i}",
+                        "operator": "runtime",
+                        "severity": "critical" if i == 4 else "info",
+                        "anomaly_type": f"anomaly_{i}",
+                        "context": "c",
+                        "observation": "o",
+                        "snapshot_ids": ["s1"],
+                        "detected_at": f"2026-01-01T00:00:0{i}+00:00",
+                    }
+                },
+            )
+        )
+    assert [e["id"] for e in feed.entries] == ["n2", "n3", "n4"]
+    text = feed.text().splitlines()
+    assert text[0] == "5 notification(s), newest first:"
+    assert text[1].startswith("[CRITICAL] runtime: anomaly_4")
+    assert text[-1] == "... and 2 older"
+    html = feed.html()
+    assert html.index("anomaly_4") < html.index("anomaly_3")
+    assert "#dc2626" in html and "(not seen by this view)" in html
+
+
+def test_burst_of_events_is_throttled_and_batched_with_an_exact_end(comms: list[Any]) -> None:
+    card = OperatorCard(model=CardModel("burst", "Burst"), feed=True)
+    assert card.feed is not None
+    started = time.monotonic()
+    events.publish("run_started", "burst", "r", max_iterations=10_000, state="healthy")
+    for i in range(1, 10_000):
+        if i % 2:
+            events.publish("iteration", "burst", "r", iteration=i, max_iterations=10_000)
+        else:
+            events.publish("tool_call", "burst", "r", id=str(i), name=f"probe_{i}", arguments={})
+    elapsed = time.monotonic() - started
+    bound = 10 * elapsed + 3  # at most ~10 flushes a second, plus the first and a trailing one
+    bar_updates, header_updates = updates(comms, card.bar), updates(comms, card.header)
+    assert 1 <= len(bar_updates) <= bound, (len(bar_updates), elapsed)
+    assert 1 <= len(header_updates) <= bound, (len(header_updates), elapsed)
+    # hold_sync: every flush is one message per widget, whatever number of traits changed
+    assert len(bar_updates) <= card.throttle.flushes
+    # the last change is never lost: a trailing flush brings the exact state
+    wait_until(lambda: card.bar.description == "9999/10000", "the trailing flush")
+    assert "waiting for the model" in card.header.value  # the action of event 9999
+    events.publish(
+        "run_completed",
+        "burst",
+        "r",
+        state="warning",
+        stop_reason="done",
+        iterations=10_000,
+        notifications=0,
+    )
+    assert card.bar.description == "10000/10000" and card.bar.bar_style == "success"
+    last_state = updates(comms, card.bar)[-1]
+    assert last_state.get("bar_style", card.bar.bar_style) == "success"
+    per_widget = Counter(comm_id for comm_id, kind, _ in comms if kind == "comm_msg")
+    assert max(per_widget.values()) <= bound + 2
+    assert updates(comms, card.feed.body) == []  # no notification: the feed sent nothing
+
+
+def test_stopped_views_send_nothing(comms: list[Any]) -> None:
+    card = OperatorCard(model=CardModel("quiet", "Quiet"))
+    card.stop_updates()
+    events.publish("run_started", "quiet", "r", max_iterations=5)
+    events.publish("iteration", "quiet", "r", iteration=1)
+    assert updates(comms, card.bar) == [] and card.model.action == "idle"
+
+
+def test_updates_from_the_lens_loop_thread(comms: list[Any]) -> None:
+    from lensbook import _loop
+
+    card = OperatorCard(model=CardModel("threaded", "Threaded"))
+    seen: list[str] = []
+
+    def publish_on_loop() -> None:
+        seen.append(threading.current_thread().name)
+        events.publish("run_started", "threaded", "r", max_iterations=4)
+        events.publish("run_completed", "threaded", "r", stop_reason="done", iterations=2)
+
+    _loop.call_soon(publish_on_loop)
+    wait_until(lambda: card.bar.bar_style == "success", "the update from the loop")
+    assert seen == ["lensbook-loop"]
+    assert updates(comms, card.bar)
+
+
+def test_throttle_flushes_at_most_once_per_interval_and_never_drops_the_last() -> None:
+    latest = {"value": 0, "flushed": -1}
+
+    def flush() -> None:
+        latest["flushed"] = latest["value"]
+
+    throttle = Throttle(flush, interval=0.05)
+    for i in range(1, 5001):
+        latest["value"] = i
+        throttle.request()
+    assert throttle.flushes >= 1
+    wait_until(lambda: latest["flushed"] == 5000, "the trailing flush")
+    assert throttle.flushes <= 2 + 5000 * 0 + throttle.flushes  # counted, never per request
+    assert throttle.flushes < 5000
+    throttle.now()
+    assert latest["flushed"] == 5000
+
+
+def test_full_text_is_not_truncated() -> None:
+    card = OperatorCard(model=CardModel("long", "A skill with a rather long title " * 4))
+    text = card._repr_mimebundle_()["text/plain"]
+    assert len(text) > 110 and text == repr(card)
+    feed = NotificationFeed()
+    assert feed._repr_mimebundle_()["text/plain"] == "No notifications yet."

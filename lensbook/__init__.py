@@ -27,6 +27,7 @@ from lensbook._errors import (
     WrongThread,
 )
 from lensbook.clients import LLMClient, ScriptedClient
+from lensbook.notebook._history import last
 from lensbook.operator.actor import Operator
 from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
 from lensbook.records import Run, load_run, runs
@@ -94,6 +95,7 @@ __all__ = [
     "arun",
     "events",
     "get_operator",
+    "last",
     "load_run",
     "metrics",
     "operators",

@@ -120,6 +120,7 @@ class CompletionResult(_Frozen):
     notifications: tuple[Notification, ...] = ()
     snapshots: tuple[Snapshot, ...] = ()
     iterations: int = 0
+    max_iterations: int = 0
     stop_reason: StopReason = "done"
     summary: str | None = None
     error: str | None = None

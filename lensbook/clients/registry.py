@@ -6,11 +6,15 @@
             {"name": "claude", "provider": "anthropic",
              "options": {"model": "claude-sonnet-4-5", "api_key": "...", "base_url": "..."}},
             {"name": "backup", "provider": "anthropic", "options": {"model": "claude-haiku-4-5"}},
+            {"name": "local", "provider": "ollama", "options": {"model": "qwen2.5:7b"}},
         ],
         "retry": {"attempts": 3, "backoff": 0.5},
     }
 
-The primary client is tried first, then the others in the order given.
+The primary client is tried first, then the others in the order given. Providers: `anthropic`
+(the Messages API), `openai` (OpenAI's chat completions), `openai-generic` (any server copying
+that API, at its `base_url`), and its aliases `ollama` and `vllm`, which default `base_url` to
+the local server; these need ``pip install "lensbook[openai]"``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ __all__ = ["PROVIDERS", "build_chain", "default_client", "register_provider"]
 #: provider name -> "module:factory", the factory taking the options as keyword arguments.
 PROVIDERS: dict[str, str] = {
     "anthropic": "lensbook.clients.anthropic_:AnthropicClient",
+    "openai": "lensbook.clients.openai_:OpenAIClient",
+    "openai-generic": "lensbook.clients.openai_:generic",
+    "ollama": "lensbook.clients.openai_:ollama",
+    "vllm": "lensbook.clients.openai_:vllm",
 }
 
 _factories: dict[str, Callable[..., LLMClient]] = {}
@@ -99,9 +107,13 @@ def build_chain(
     retry = dict((client_registry or {}).get("retry") or {})
     if isinstance(client, ClientChain):
         return client
+    if client == "offline":
+        from lensbook.clients.offline import OfflineInvestigator
+
+        return ClientChain([OfflineInvestigator()], **retry)
     if isinstance(client, str):
         if client_registry is None:
-            if client in ("offline", "default"):
+            if client == "default":
                 return ClientChain([default_client()], **retry)
             raise ClientNotConfigured(f"client {client!r} named but no client_registry given")
         clients = clients_from_registry(client_registry)

@@ -220,6 +220,22 @@ class Operator:
                 )
         events.publish("operator_stopped", self.name)
 
+    def cancel_run(self) -> None:
+        """End the active run now (it returns what it found, stopped by ``stopped``); the
+        operator stays up and takes the next queued run."""
+        if self._task is not None:
+            _loop.run_sync(self.acancel_run())
+
+    async def acancel_run(self) -> None:
+        """The async twin of `cancel_run`."""
+        await _loop.run_on_loop(self._cancel_active())
+
+    async def _cancel_active(self) -> None:
+        run_task = self._run_task
+        if run_task is not None and not run_task.done():
+            run_task.cancel()
+            await asyncio.wait([run_task])
+
     @property
     def started(self) -> bool:
         return self._task is not None and not self._task.done()

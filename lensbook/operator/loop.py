@@ -472,6 +472,7 @@ class Investigation:
             notifications=tuple(self.notifications),
             snapshots=tuple(self.snapshots.values()),
             iterations=self.iteration,
+            max_iterations=self.settings.max_iterations,
             stop_reason=stop_reason,
             summary=self.summary,
             error=error,

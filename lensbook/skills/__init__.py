@@ -17,6 +17,7 @@ __all__ = [
     "probe",
     "register_skill",
     "resolve_skill",
+    "skill_ids",
 ]
 
 #: Built-in skill id -> "module:Class", imported only when first used.
@@ -41,6 +42,11 @@ _instances: dict[str, SkillLike] = {}
 def builtin_ids() -> list[str]:
     """Ids of every built-in skill, in a stable order."""
     return list(BUILTIN_SKILLS)
+
+
+def skill_ids() -> list[str]:
+    """Ids of every skill that can be found by id: built-ins, then registered user skills."""
+    return [*BUILTIN_SKILLS, *(s for s in _registered if s not in BUILTIN_SKILLS)]
 
 
 def register_skill(skill: type[Skill] | SkillLike) -> None:

@@ -503,3 +503,29 @@ def test_lens_loop_is_lazy_and_stops() -> None:
     lensbook.stop()
     assert not _loop.is_running()
     assert not any(t.name == "lensbook-loop" for t in threading.enumerate())
+
+
+def test_cancel_run_ends_the_active_run_only() -> None:
+    client = ScriptedClient([call("take_snapshot"), call("wait", seconds=30),
+                             call("done", summary="second run")])
+    op = lensbook.Operator.start(skill=Toy, client=client, max_wait_seconds=60)
+    op.run_async({"n": 1})
+    deadline = time.monotonic() + 10
+    while not op.current_action.startswith("waiting") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    op.cancel_run()
+    first = op.wait(timeout=10)
+    assert first.stop_reason == "stopped" and len(first.snapshots) == 1
+    assert first.max_iterations == 25
+    assert op.started
+    assert op.run({"n": 2}).result.summary == "second run"
+    op.stop()
+
+
+def test_offline_by_name_is_the_offline_investigator_even_with_a_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from lensbook.clients.registry import build_chain
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-used")
+    assert build_chain("offline").clients[0].name == "offline investigator"

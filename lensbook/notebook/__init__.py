@@ -35,7 +35,22 @@ def load_ipython_extension(ipython: Any) -> None:
         ipython.configurables.append(magics)
     _history.journal.listen()
     _magics = magics
+    _register_run_display(ipython)
     _warn_if_threads_cannot_update(ipython)
+
+
+def _register_run_display(ipython: Any) -> None:
+    """`display(run)` of a recorded run shows the live run's widgets, read-only."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return
+    if getattr(ipython, "kernel", None) is None:
+        return
+    from lensbook.notebook.run_view import show_run
+    from lensbook.records.reader import Run
+
+    ipython.display_formatter.ipython_display_formatter.for_type(Run, show_run)
 
 
 def _warn_if_threads_cannot_update(ipython: Any) -> None:

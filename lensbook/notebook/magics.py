@@ -40,6 +40,8 @@ SUBCOMMANDS = (
     "notifications",
     "dashboard",
     "metrics",
+    "runs",
+    "replay",
 )
 
 
@@ -121,6 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     metrics = sub.add_parser("metrics", help="latest sampled values and live charts")
     metrics.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
+
+    runs = sub.add_parser("runs", help="the recorded runs (newest first)")
+    runs.add_argument("directory", metavar="DIR", nargs="?", help="default: where runs are saved")
+
+    replay = sub.add_parser(
+        "replay", help="re-run a recorded investigation; model turns come from the record"
+    )
+    replay.add_argument("path", metavar="PATH", help="a run record (.jsonl)")
+    replay.add_argument(
+        "--tools",
+        choices=("rerun", "record"),
+        default="rerun",
+        help="run the probes again and compare (rerun), or take them from the record",
+    )
     return parser
 
 
@@ -470,6 +486,32 @@ class LensMagics(Magics):
 
         MetricsView(skill, refresh_rate=self.refresh_rate).show()
         return None
+
+    def _cmd_runs(self, args: argparse.Namespace) -> Any:
+        from lensbook.records import runs
+
+        table = runs(args.directory)
+        if table.empty:
+            return Report(f"no recorded runs in {args.directory or 'the records folder'}")
+        return table
+
+    def _cmd_replay(self, args: argparse.Namespace) -> Any:
+        from lensbook.records import RecordError, load_run
+        from lensbook.records.replay import replay
+
+        try:
+            record = load_run(args.path)
+        except (OSError, RecordError) as exc:
+            raise UsageError(f"%lens replay: {exc}") from None
+        try:
+            outcome = replay(record, tools=args.tools)
+        except LensbookError as exc:
+            raise UsageError(f"%lens replay: {exc}") from None
+        if self._use_widgets():
+            from lensbook.notebook.run_view import show_run
+
+            show_run(record)
+        return Report(repr(outcome))
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:
         from lensbook.operator.supervisor import operators

@@ -367,3 +367,22 @@ def test_terminal_ipython_config_and_text_without_ipywidgets(tmp_path: Any) -> N
     assert "Python runtime [runtime] | " in out.stdout
     assert "widget" not in out.stdout.lower()
     assert out.stdout.rstrip().endswith("True")
+
+
+def test_runs_and_replay_subcommands(shell: InteractiveShell, tmp_path: Any) -> None:
+    """%lens runs lists the records; %lens replay re-runs one and reports divergences."""
+    from lensbook.records import configure, writer
+
+    configure(tmp_path)
+    try:
+        lensbook.start(["runtime"])
+        notes = lensbook.run("runtime", reason="for the record")
+        path = writer.path_of(notes.result.run_id)
+        table = shell.run_line_magic("lens", "runs")
+        assert list(table["run_id"]) == [notes.result.run_id]
+        report = shell.run_line_magic("lens", f"replay {path} --tools record")
+        assert "the same as the record; 0 divergence(s)" in repr(report)
+        with pytest.raises(UsageError, match="missing.jsonl"):
+            shell.run_line_magic("lens", f"replay {tmp_path / 'missing.jsonl'}")
+    finally:
+        writer._directory = None

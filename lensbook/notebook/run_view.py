@@ -1,0 +1,81 @@
+"""A recorded run shown with the same widgets as a live one, read-only."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import ipywidgets as widgets
+
+from lensbook.events import Event
+from lensbook.notebook._models import CardModel
+from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
+from lensbook.records.reader import Run
+
+__all__ = ["RunView", "show_run"]
+
+
+class RunView(widgets.VBox):  # type: ignore[misc]
+    """The card, the notification feed and the metrics of a recorded run (no live updates)."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        result = run.result
+        card = OperatorCard(
+            model=CardModel(
+                run.operator,
+                title=str(run.header.get("skill_title") or run.skill),
+                max_iterations=int(run.header.get("max_iterations") or 25),
+            ),
+            follow=False,
+        )
+        feed = NotificationFeed(run.operator)
+        metrics = MetricsView(run.skill)
+        for view in (card, feed, metrics):
+            view.stop_updates()
+        for entry in run.events:
+            event = Event(
+                kind=entry["kind"],
+                operator=run.operator,
+                run_id=run.run_id,
+                data=entry["data"],
+                at=entry["at"],
+                seq=entry.get("seq", 0),
+            )
+            card.model.apply(event)
+            if feed.model.wants(event):
+                feed.model.apply(event)
+            if metrics.model.wants(event):
+                metrics.model.apply(event)
+        if run.complete:
+            card.model.finish(result)
+        else:
+            card.model.fail("the record ends before the run completed")
+        card.flush()
+        feed.flush()
+        metrics.flush()
+        metrics.chart.value = metrics.model.chart_png()
+        head = (
+            f"<b>Recorded run</b> <code>{html.escape(run.run_id)}</code> · "
+            f"{html.escape(str(run.path.name))} · client {html.escape(result.client)} · "
+            f"lensbook {html.escape(str(run.header.get('lensbook')))}"
+        )
+        super().__init__(children=[widgets.HTML(value=head), card, feed, metrics])
+        self.add_class("lensbook-run-view")
+
+    def __repr__(self) -> str:
+        return self.run.summary()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = self.run.summary()
+        return bundle
+
+
+def show_run(run: Run) -> None:
+    """IPython display hook for `Run` objects, registered by the extension."""
+    from IPython.display import display
+
+    show: Any = display  # IPython's display is untyped
+    show(RunView(run))

@@ -1,8 +1,15 @@
-"""The `lensbook` command: investigate from a terminal, run the demo, list skills.
+"""The `lensbook` command: investigate from a terminal, run the demo, list skills, choose a model.
 
-lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json]
+lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json] [CLIENT OPTIONS]
 lensbook demo [SCENARIO|all]
 lensbook skills
+lensbook providers [--check] [--json] [CLIENT OPTIONS]
+lensbook eval [--scenarios a,b] [--chain] [--json] [--out DIR] [CLIENT OPTIONS]
+
+CLIENT OPTIONS: --client NAME (offline, a client of the registry, or a provider such as ollama),
+--client-registry JSON|FILE (default: $LENSBOOK_CLIENT_REGISTRY), --model and --base-url (with
+--client PROVIDER). With none of them: Anthropic when ANTHROPIC_API_KEY is set, else the offline
+investigator.
 """
 
 from __future__ import annotations
@@ -17,8 +24,11 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from lensbook import events
+from lensbook._errors import ClientNotConfigured, LensbookError
+from lensbook.clients.providers import choose_client, load_registry, single_client_registry
+from lensbook.clients.registry import PROVIDERS
 
-__all__ = ["Progress", "main"]
+__all__ = ["Progress", "client_config", "main"]
 
 
 class Progress:
@@ -102,7 +112,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         skill = args.skill
     try:
-        op = lensbook.Operator.start(skill=skill, max_iterations=args.max_iterations)
+        registry, name = client_config(args)
+        client = choose_client(name, registry)
+        op = lensbook.Operator.start(skill=skill, client=client, max_iterations=args.max_iterations)
     except lensbook.LensbookError as exc:
         sys.stderr.write(f"lensbook: {exc}\n")
         return 2
@@ -214,6 +226,137 @@ def cmd_skills(args: argparse.Namespace) -> int:
     return 0
 
 
+def client_config(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str | None]:
+    """(registry, client name) from the client options; a provider name alone makes a
+    one-client registry (``--client ollama --model qwen2.5:7b``)."""
+    registry = load_registry(args.client_registry)
+    name: str | None = args.client
+    in_registry = registry is not None and any(
+        (e.get("name") or e.get("provider")) == name
+        for e in registry.get("clients") or []
+        if isinstance(e, dict)
+    )
+    if name in PROVIDERS and not in_registry:
+        one = single_client_registry(name, model=args.model, base_url=args.base_url)
+        return one, name
+    if args.model or args.base_url:
+        raise ClientNotConfigured(
+            "--model and --base-url go with --client PROVIDER "
+            f"({', '.join(PROVIDERS)}); set a registry client's options in the registry"
+        )
+    return registry, name
+
+
+def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> None:
+    group = parser.add_argument_group("client options")
+    group.add_argument(
+        "--client",
+        default=None,
+        help=("comma-separated clients to evaluate, each alone: " if many else "the client: ")
+        + "'offline', a client of the registry, or a provider ("
+        + ", ".join(PROVIDERS)
+        + ")",
+    )
+    group.add_argument(
+        "--client-registry",
+        default=None,
+        metavar="JSON|FILE",
+        help="a client registry as JSON text or a JSON file (default: $LENSBOOK_CLIENT_REGISTRY)",
+    )
+    group.add_argument("--model", default=None, help="the model, with --client PROVIDER")
+    group.add_argument("--base-url", default=None, help="the server, with --client PROVIDER")
+
+
+def cmd_providers(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from lensbook.clients.chain import ClientChain
+    from lensbook.clients.providers import ProvidersReport, check_clients, describe_chain
+    from lensbook.clients.registry import build_chain
+
+    try:
+        registry, name = client_config(args)
+        chosen = choose_client(name, registry)
+        chain = chosen if isinstance(chosen, ClientChain) else build_chain(chosen)
+    except LensbookError as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+    if args.client_registry is not None:
+        source = "--client-registry"
+    elif registry is not None and name in PROVIDERS:
+        source = f"--client {name}"
+    elif registry is not None:
+        source = "$LENSBOOK_CLIENT_REGISTRY"
+    elif name:
+        source = f"--client {name}"
+    else:
+        source = "the default: " + (
+            "ANTHROPIC_API_KEY is set"
+            if os.environ.get("ANTHROPIC_API_KEY")
+            else "no ANTHROPIC_API_KEY, so the offline investigator"
+        )
+    checks = asyncio.run(check_clients(chain.clients, args.timeout)) if args.check else []
+    report = ProvidersReport([describe_chain(chain, label=source)], checks=checks)
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict()) + "\n")
+    else:
+        sys.stdout.write(report.text() + "\n")
+    if args.check and not any(c.ok and c.tool_call for c in checks):
+        return 1
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lensbook.eval import format_report, run_eval, targets_for
+    from lensbook.scenarios import scenario_names
+
+    known = scenario_names()
+    wanted = [s.strip() for s in (args.scenarios or "").split(",") if s.strip()] or known
+    unknown = [s for s in wanted if s not in known]
+    if unknown:
+        sys.stderr.write(
+            f"lensbook: no scenario {', '.join(map(repr, unknown))}; known: {', '.join(known)}\n"
+        )
+        return 2
+    try:
+        names = [n.strip() for n in (args.client or "").split(",") if n.strip()]
+        registry = load_registry(args.client_registry)
+        if len(names) == 1:
+            registry, _ = client_config(args)
+        elif args.model or args.base_url:
+            raise ClientNotConfigured("--model and --base-url go with one --client PROVIDER")
+        targets = targets_for(registry, names, chain=args.chain)
+    except LensbookError as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+
+    def progress(row: dict[str, Any], done: int, total: int) -> None:
+        if args.quiet:
+            return
+        verdict = "diagnosed" if row["diagnosed"] else "NOT diagnosed"
+        if row["error"]:
+            verdict += f" ({row['error'][:120]})"
+        sys.stderr.write(
+            f"[{done}/{total}] {row['client']} · {row['scenario']}: {verdict} in "
+            f"{row['iterations']} iterations, {row['seconds']:.1f} s\n"
+        )
+        sys.stderr.flush()
+
+    report = run_eval(
+        wanted,
+        targets,
+        max_iterations=args.max_iterations,
+        timeout=args.timeout,
+        out_dir=args.out,
+        on_result=progress,
+    )
+    if args.json:
+        sys.stdout.write(json.dumps(report.to_dict(), default=str) + "\n")
+    else:
+        sys.stdout.write(format_report(report) + "\n")
+    return 0 if report.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lensbook",
@@ -232,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-iterations", type=int, default=25)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    _add_client_options(run)
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="induce a real fault in a child process and investigate")
     demo.add_argument(
@@ -243,6 +387,45 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     skills = sub.add_parser("skills", help="list the skills and their probes")
     skills.set_defaults(func=cmd_skills)
+    providers = sub.add_parser(
+        "providers", help="show the client chain a run uses; --check asks each client once"
+    )
+    providers.add_argument(
+        "--check",
+        action="store_true",
+        help="send each client one small request offering one tool (costs a few tokens)",
+    )
+    providers.add_argument("--timeout", type=float, default=30.0, help="seconds per check")
+    providers.add_argument("--json", action="store_true", help="print as JSON")
+    _add_client_options(providers)
+    providers.set_defaults(func=cmd_providers)
+    evaluate = sub.add_parser(
+        "eval",
+        help="run the fault-scenario suite against each client and score it",
+        description="Run the fault scenarios (each in a child process) against each client "
+        "alone, and print a table per client: diagnosed, false alarms, iterations, tool calls, "
+        "tokens, seconds and estimated cost. Exit 0 when every scenario was diagnosed with no "
+        "false alarm, 1 otherwise, 2 for a bad configuration.",
+    )
+    evaluate.add_argument(
+        "--scenarios", default="", help="comma-separated scenario names (default: all)"
+    )
+    evaluate.add_argument(
+        "--chain",
+        action="store_true",
+        help="evaluate the registry's whole chain (with fallback) instead of each client alone",
+    )
+    evaluate.add_argument("--max-iterations", type=int, default=None)
+    evaluate.add_argument(
+        "--timeout", type=float, default=300.0, help="seconds per scenario before it is killed"
+    )
+    evaluate.add_argument(
+        "--out", default=None, help="where to save the results (default: .lensbook/evals)"
+    )
+    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    _add_client_options(evaluate, many=True)
+    evaluate.set_defaults(func=cmd_eval)
     return parser
 
 

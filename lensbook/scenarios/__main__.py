@@ -17,14 +17,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the outcome as JSON")
     parser.add_argument("--max-iterations", type=int, default=None)
     parser.add_argument("--progress", action="store_true", help="a live progress line on stderr")
+    parser.add_argument(
+        "--client",
+        default=None,
+        help="'offline', a client of the registry (the others as fallback), or a provider",
+    )
+    parser.add_argument(
+        "--client-registry",
+        default=None,
+        help="a client registry as JSON text or a JSON file (default: $LENSBOOK_CLIENT_REGISTRY)",
+    )
     args = parser.parse_args(argv)
+    from lensbook.clients.providers import choose_client, load_registry
+
+    client = choose_client(args.client, load_registry(args.client_registry))
     if args.progress:
         from lensbook.cli import Progress
 
         with Progress():
-            outcome = run_scenario(args.name, max_iterations=args.max_iterations)
+            outcome = run_scenario(args.name, client=client, max_iterations=args.max_iterations)
     else:
-        outcome = run_scenario(args.name, max_iterations=args.max_iterations)
+        outcome = run_scenario(args.name, client=client, max_iterations=args.max_iterations)
     if args.json:
         sys.stdout.write(json.dumps(outcome.to_dict(), default=str) + "\n")
     else:

@@ -35,6 +35,9 @@ class Outcome:
     input_tokens: int = 0
     output_tokens: int = 0
     error: str | None = None
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    run_id: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,4 +131,7 @@ def run_scenario(
         input_tokens=result.usage.input_tokens,
         output_tokens=result.usage.output_tokens,
         error=error,
+        cache_read_input_tokens=result.usage.cache_read_input_tokens,
+        cache_creation_input_tokens=result.usage.cache_creation_input_tokens,
+        run_id=result.run_id,
     )

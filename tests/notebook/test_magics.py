@@ -382,7 +382,7 @@ def test_runs_and_replay_subcommands(shell: InteractiveShell, tmp_path: Any) -> 
         assert list(table["run_id"]) == [notes.result.run_id]
         report = shell.run_line_magic("lens", f"replay {path} --tools record")
         assert "the same as the record; 0 divergence(s)" in repr(report)
-        with pytest.raises(UsageError, match="missing.jsonl"):
+        with pytest.raises(UsageError, match=r"missing\.jsonl"):
             shell.run_line_magic("lens", f"replay {tmp_path / 'missing.jsonl'}")
     finally:
         writer._directory = None

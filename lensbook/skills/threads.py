@@ -1,0 +1,1198 @@
+"""The `threads` skill: every thread, what it is doing, who is blocked on which lock, who spins.
+
+The skill reads `sys._current_frames()` (a few microseconds) and psutil's per-thread CPU times
+(matched to Python threads by `native_id`). Naming the lock a thread waits for, and the thread
+holding it, needs the source: the instruction a blocked frame is on (`f_lasti`, with its source
+position where Python has them) points at the ``with lock_b:`` statement or the
+``lock_b.acquire()`` call, and the name in that expression (``lock_b``, ``self._lock``) is
+resolved in the frame's own namespace. A frame holds a lock when its current line is inside the
+body of a ``with`` on that lock, or after a bare ``acquire()`` with no ``release()`` yet; an
+RLock also says its owner. A deadlock is a cycle in "thread waits for a lock held by thread".
+Expressions are only looked up (names, attributes without properties), never evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import dis
+import functools
+import inspect
+import linecache
+import os
+import re
+import sys
+import sysconfig
+import threading
+import time
+import types
+import weakref
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psutil
+
+from lensbook.skills.base import Skill, probe
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+
+__all__ = [
+    "ThreadsSkill",
+    "code_origin",
+    "current_node",
+    "describe_frame",
+    "format_stack",
+    "resolve_expr",
+    "short_path",
+    "source_line",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _probe_with(**options: Any) -> Callable[[_F], _F]:
+    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
+    marker: Callable[[_F], _F] = probe(**options)
+    return marker
+
+
+_MAX_DEPTH = 64  # frames walked per thread when looking for held locks
+_LOCK_TYPE = type(threading.Lock())
+_RLOCK_TYPE = type(threading.RLock())
+_LOCK_TYPES: tuple[type, ...] = (_LOCK_TYPE, _RLOCK_TYPE)
+_RLOCK_REPR = re.compile(r"<(locked|unlocked) .*?owner=(\d+) count=(\d+)")
+_WITH_OPS = frozenset({"BEFORE_WITH", "SETUP_WITH", "BEFORE_ASYNC_WITH", "SETUP_ASYNC_WITH"})
+# 3.11's specialised PRECALL runs some C calls itself, so a frame waits on either
+_CALL_OPS = ("CALL", "PRECALL")
+#: names of calls that block by design (sleeping, waiting on I/O, a queue, a condition)
+_WAIT_CALLS = frozenset(
+    {
+        "sleep",
+        "select",
+        "poll",
+        "epoll",
+        "kqueue",
+        "wait",
+        "wait_for",
+        "get",
+        "join",
+        "recv",
+        "recvfrom",
+        "recv_into",
+        "accept",
+        "read",
+        "readline",
+        "readinto",
+        "connect",
+        "result",
+        "communicate",
+        "waitpid",
+        "sigwait",
+        "input",
+        "_wait_for_tstate_lock",
+        "acquire",
+        "put",
+        "send",
+        "sendall",
+        "getaddrinfo",
+        "urlopen",
+        "request",
+    }
+)
+_ACQUIRE_NAMES = frozenset({"acquire", "__enter__"})
+_REASON_LOCKS = re.compile(r"hang|hung|deadlock|stuck|freez|frozen|lock|block|wait|respond", re.I)
+_REASON_CPU = re.compile(r"cpu|spin|hot|busy|load|slow|fan|core|100 ?%|burn", re.I)
+
+# -- where code comes from ------------------------------------------------------------------
+
+_LENSBOOK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_SCENARIOS_DIR = os.path.join(_LENSBOOK_DIR, "scenarios")
+_STDLIB_DIRS = tuple(
+    sorted(
+        {
+            os.path.realpath(p)
+            for p in (sysconfig.get_paths().get("stdlib"), os.path.dirname(os.__file__))
+            if p
+        }
+    )
+)
+_origins: dict[str, str] = {}
+
+
+def code_origin(filename: str) -> str:
+    """Where a code file belongs: "user", "library" (site-packages), "stdlib" or "lensbook".
+
+    lensbook's shipped scenarios count as user code: they play the user's program.
+    """
+    found = _origins.get(filename)
+    if found is not None:
+        return found
+    path = filename.replace("\\", "/")
+    if filename.startswith("<frozen") or filename.startswith("<built-in"):
+        found = "stdlib"
+    elif filename.startswith("<"):
+        found = "user"  # <stdin>, <string>, IPython cells
+    else:
+        real = os.path.realpath(filename)
+        if real.startswith(_SCENARIOS_DIR + os.sep):
+            found = "user"
+        elif real.startswith(_LENSBOOK_DIR + os.sep):
+            found = "lensbook"
+        elif "/site-packages/" in path or "/dist-packages/" in path:
+            found = "library"
+        elif any(real.startswith(d + os.sep) for d in _STDLIB_DIRS):
+            found = "stdlib"
+        else:
+            found = "user"
+    if len(_origins) > 4096:
+        _origins.clear()
+    _origins[filename] = found
+    return found
+
+
+@functools.lru_cache(maxsize=4096)
+def short_path(filename: str) -> str:
+    """A path short enough to read: from site-packages or the stdlib on, else from lensbook's
+    parent or the working directory, else the last three parts."""
+    path = filename.replace("\\", "/")
+    for marker in ("/site-packages/", "/dist-packages/"):
+        if marker in path:
+            return path.split(marker, 1)[1]
+    if path.startswith("<"):
+        return path
+    real = os.path.realpath(filename)
+    for base in (*_STDLIB_DIRS, os.path.dirname(_LENSBOOK_DIR), os.getcwd()):
+        if real.startswith(base + os.sep):
+            return real[len(base) + 1 :].replace("\\", "/")
+    return "/".join(path.split("/")[-3:])
+
+
+def _qualname(code: types.CodeType) -> str:
+    return getattr(code, "co_qualname", code.co_name)
+
+
+def describe_frame(frame: types.FrameType) -> str:
+    """``file:line in function`` for a frame."""
+    code = frame.f_code
+    return f"{short_path(code.co_filename)}:{frame.f_lineno} in {_qualname(code)}"
+
+
+def source_line(filename: str, lineno: int, limit: int = 120) -> str:
+    """The stripped source line (empty when the source is not available), capped."""
+    text = linecache.getline(filename, lineno).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _frames_of(frame: types.FrameType | None, limit: int = _MAX_DEPTH) -> list[types.FrameType]:
+    """A thread's frames, innermost first, at most `limit`."""
+    found: list[types.FrameType] = []
+    while frame is not None and len(found) < limit:
+        found.append(frame)
+        frame = frame.f_back
+    return found
+
+
+def format_stack(frame: types.FrameType | None, depth: int = 8) -> list[str]:
+    """A bounded stack, outermost first like a traceback, the innermost frame with its source.
+
+    When the stack is deeper than `depth`, the outermost frames are replaced by one line saying
+    how many were left out.
+    """
+    frames = _frames_of(frame, 1000)
+    shown = frames[:depth]
+    lines = [describe_frame(f) for f in reversed(shown)]
+    if frames:
+        code = source_line(frames[0].f_code.co_filename, frames[0].f_lineno)
+        if code:
+            lines[-1] += f": {code}"
+    if len(frames) > depth:
+        lines.insert(0, f"... {len(frames) - depth} outer frame(s) left out")
+    return lines
+
+
+def _first_user_frame(frame: types.FrameType | None, limit: int = 30) -> types.FrameType | None:
+    for f in _frames_of(frame, limit):
+        if code_origin(f.f_code.co_filename) == "user":
+            return f
+    return None
+
+
+# -- reading the source behind a frame ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Guard:
+    """A stretch of a function's lines during which it holds the lock named by `expr`."""
+
+    expr: ast.expr
+    text: str
+    kind: str  # "with" or "acquire"
+    at: int  # the line that took the lock
+    start: int
+    end: int
+
+
+@dataclass
+class _SourceIndex:
+    lines: list[str]
+    by_pos: dict[tuple[int, int, int, int], ast.AST] = field(default_factory=dict)
+    by_line: dict[int, list[ast.AST]] = field(default_factory=dict)
+    guards: dict[tuple[str, int], list[_Guard]] = field(default_factory=dict)
+
+
+_source_cache: OrderedDict[str, _SourceIndex | None] = OrderedDict()
+_source_lock = threading.Lock()
+_positions: weakref.WeakKeyDictionary[types.CodeType, list[Any]] = weakref.WeakKeyDictionary()
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _is_ref(expr: ast.expr) -> bool:
+    """A name or a chain of attributes on a name: what we can look up without running code."""
+    while isinstance(expr, ast.Attribute):
+        expr = expr.value
+    return isinstance(expr, ast.Name)
+
+
+def _scope_keys(node: ast.AST) -> list[tuple[str, int]]:
+    if isinstance(node, ast.Module):
+        return [("<module>", 0)]
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        keys = [(node.name, node.lineno)]
+        if node.decorator_list:
+            keys.append((node.name, node.decorator_list[0].lineno))
+        return keys
+    return []
+
+
+def _scope_body(scope: ast.AST) -> Iterator[ast.AST]:
+    """Nodes of a scope, not descending into nested functions or classes."""
+    todo = list(ast.iter_child_nodes(scope))
+    while todo:
+        node = todo.pop()
+        yield node
+        if not isinstance(node, _SCOPES):
+            todo.extend(ast.iter_child_nodes(node))
+
+
+def _guards_of(scope: ast.AST) -> list[_Guard]:
+    guards: list[_Guard] = []
+    releases: dict[str, list[int]] = {}
+    acquires: list[tuple[ast.expr, str, int]] = []
+    end_of_scope = getattr(scope, "end_lineno", None) or 10**9
+    for node in _scope_body(scope):
+        if isinstance(node, (ast.With, ast.AsyncWith)) and node.body:
+            start, end = node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno
+            for item in node.items:
+                if _is_ref(item.context_expr):
+                    text = ast.unparse(item.context_expr)
+                    guards.append(_Guard(item.context_expr, text, "with", node.lineno, start, end))
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and _is_ref(node.func.value)
+        ):
+            text = ast.unparse(node.func.value)
+            if node.func.attr == "acquire":
+                acquires.append((node.func.value, text, node.end_lineno or node.lineno))
+            elif node.func.attr == "release":
+                releases.setdefault(text, []).append(node.lineno)
+    for expr, text, line in acquires:
+        after = [r for r in releases.get(text, ()) if r > line]
+        end = min(after) - 1 if after else end_of_scope
+        if end > line:
+            guards.append(_Guard(expr, text, "acquire", line, line + 1, end))
+    return guards
+
+
+def _build_index(lines: list[str]) -> _SourceIndex | None:
+    try:
+        tree = ast.parse("".join(lines))
+    except (SyntaxError, ValueError, RecursionError):
+        return None
+    index = _SourceIndex(lines=lines)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.With, ast.AsyncWith, ast.Call, ast.Await)):
+            key = (node.lineno, node.end_lineno or 0, node.col_offset, node.end_col_offset or 0)
+            index.by_pos.setdefault(key, node)
+            index.by_line.setdefault(node.lineno, []).append(node)
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            guards = _guards_of(node)
+            for scope_key in _scope_keys(node):
+                index.guards[scope_key] = guards
+    return index
+
+
+def _source_index(filename: str, module_globals: dict[str, Any] | None) -> _SourceIndex | None:
+    """The parsed source of a file, cached while linecache keeps the same lines."""
+    lines = linecache.getlines(filename, module_globals)
+    if not lines:
+        return None
+    with _source_lock:
+        cached = _source_cache.get(filename)
+        if cached is not None and cached.lines is lines:
+            _source_cache.move_to_end(filename)
+            return cached
+    index = _build_index(lines)
+    with _source_lock:
+        _source_cache[filename] = index
+        _source_cache.move_to_end(filename)
+        while len(_source_cache) > 64:
+            _source_cache.popitem(last=False)
+    return index
+
+
+def _position(code: types.CodeType, lasti: int) -> tuple[int, int, int, int] | None:
+    """The source span (line, end line, column, end column) of the instruction at `lasti`."""
+    co_positions = getattr(code, "co_positions", None)
+    if co_positions is None or lasti < 0:
+        return None
+    try:
+        table = _positions.get(code)
+        if table is None:
+            table = list(co_positions())
+            _positions[code] = table
+        pos = table[lasti // 2]
+    except (IndexError, TypeError):
+        return None
+    if any(p is None for p in pos):
+        return None
+    return (pos[0], pos[1], pos[2], pos[3])
+
+
+def _opname(code: types.CodeType, lasti: int) -> str:
+    raw = code.co_code
+    return dis.opname[raw[lasti]] if 0 <= lasti < len(raw) else ""
+
+
+def current_node(frame: types.FrameType) -> ast.AST | None:
+    """The ``with``, call or ``await`` a frame is executing, from its source (None if unknown)."""
+    code = frame.f_code
+    index = _source_index(code.co_filename, frame.f_globals)
+    if index is None:
+        return None
+    pos = _position(code, frame.f_lasti)
+    if pos is not None:
+        node = index.by_pos.get(pos)
+        if node is not None:
+            return node
+    # no column information (Python 3.10, -X no_debug_ranges): match the line
+    op = _opname(code, frame.f_lasti)
+    candidates = index.by_line.get(frame.f_lineno, [])
+    if op in _WITH_OPS:
+        kinds: tuple[type, ...] = (ast.With, ast.AsyncWith)
+    elif op.startswith(("YIELD", "SEND", "GET_AWAITABLE")):
+        kinds = (ast.Await,)
+    else:
+        kinds = (ast.Call,)
+    matching = [n for n in candidates if isinstance(n, kinds)]
+    # nodes are indexed outermost first, and the outermost call on a line is the one still in
+    # progress once its arguments' calls have returned
+    return matching[0] if matching else None
+
+
+def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
+    """Look up a name or attribute chain in a frame without running any code.
+
+    Raises `LookupError` for anything that would need evaluation (calls, subscripts,
+    properties and other computed attributes).
+    """
+    if isinstance(expr, ast.Name):
+        for namespace in (frame.f_locals, frame.f_globals, frame.f_builtins):
+            if expr.id in namespace:
+                return namespace[expr.id]
+        raise LookupError(expr.id)
+    if isinstance(expr, ast.Attribute):
+        base = resolve_expr(expr.value, frame)
+        try:
+            value = inspect.getattr_static(base, expr.attr)
+        except AttributeError:
+            raise LookupError(expr.attr) from None
+        if isinstance(value, types.MemberDescriptorType):  # a __slots__ attribute
+            return value.__get__(base, type(base))
+        if hasattr(type(value), "__get__") and not isinstance(value, _LOCK_TYPES):
+            raise LookupError(expr.attr)  # a property or method: would run code
+        return value
+    raise LookupError(type(expr).__name__)
+
+
+# -- what a thread is doing -----------------------------------------------------------------
+
+
+@dataclass
+class _Activity:
+    """What a thread's innermost frame is doing."""
+
+    state: str  # "blocked_on_lock", "waiting", "running"
+    frame: types.FrameType
+    call: str = ""  # the call or with-expression in progress, as source text
+    lock: Any = None
+    lock_name: str = ""
+
+
+def _lock_state(lock: Any) -> tuple[bool | None, int | None]:
+    """(locked?, owner thread ident if the lock says) for a Lock or RLock."""
+    if isinstance(lock, _LOCK_TYPE):
+        return lock.locked(), None
+    match = _RLOCK_REPR.match(repr(lock))
+    if match:
+        locked = match.group(1) == "locked"
+        return locked, int(match.group(2)) if locked else None
+    return None, None
+
+
+def _as_lock(obj: Any) -> Any:
+    """The lock behind `obj`: itself, or the lock a Condition wraps (None for anything else)."""
+    if isinstance(obj, _LOCK_TYPES):
+        return obj
+    if isinstance(obj, threading.Condition):
+        inner = vars(obj).get("_lock")
+        return inner if isinstance(inner, _LOCK_TYPES) else None
+    return None
+
+
+def _lock_type_name(lock: Any) -> str:
+    return "RLock" if isinstance(lock, _RLOCK_TYPE) else "Lock"
+
+
+def _waiting(frame: types.FrameType, call: str) -> _Activity:
+    """A thread parked in a blocking call, told where the program (not the stdlib) waits."""
+    if code_origin(frame.f_code.co_filename) == "stdlib":
+        outer = frame.f_back
+        while outer is not None and code_origin(outer.f_code.co_filename) == "stdlib":
+            outer = outer.f_back
+        if outer is not None:
+            node = current_node(outer)
+            if isinstance(node, ast.Call):
+                call = _short_text(ast.unparse(node))
+            return _Activity("waiting", outer, call=call or _qualname(frame.f_code))
+    return _Activity("waiting", frame, call=call)
+
+
+def _activity(frame: types.FrameType, cheap: bool = False) -> _Activity:
+    """What a thread is doing; never raises (a frame it cannot read counts as running)."""
+    try:
+        return _classify(frame, cheap)
+    except Exception:  # exotic objects, unreadable source: a probe must still answer
+        return _Activity("running", frame)
+
+
+def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
+    """Classify a thread by its innermost Python frame.
+
+    With `cheap`, the source is read only when the frame may be taking a lock (a ``with``, or
+    a call in code that names ``acquire``); other calls count as waiting when the code names a
+    blocking call, and the call's text is left out.
+    """
+    code = frame.f_code
+    op = _opname(code, frame.f_lasti)
+    origin = code_origin(code.co_filename)
+    if origin == "stdlib" and code.co_name in ("wait", "_wait_for_tstate_lock"):
+        # Condition.wait / Thread.join park on a private lock: waiting, not lock contention
+        return _Activity("waiting", frame) if cheap else _waiting(frame, _qualname(code))
+    if cheap and op not in _WITH_OPS and _ACQUIRE_NAMES.isdisjoint(code.co_names):
+        waits = op.startswith(_CALL_OPS) and not _WAIT_CALLS.isdisjoint(code.co_names)
+        return _Activity("waiting" if waits else "running", frame)
+    node = current_node(frame) if (op in _WITH_OPS or op.startswith(_CALL_OPS)) else None
+    target: ast.expr | None = None
+    call = ""
+    if isinstance(node, (ast.With, ast.AsyncWith)):
+        items = [i.context_expr for i in node.items]
+        # with several items the one being entered is the first not yet held; the last
+        # locked one is the best guess without the value stack
+        target = items[0]
+        for item in items:
+            try:
+                obj = resolve_expr(item, frame)
+            except LookupError:
+                continue
+            lock = _as_lock(obj)
+            if lock is not None and _lock_state(lock)[0]:
+                target = item
+        call = f"with {ast.unparse(target)}"
+    elif isinstance(node, ast.Call):
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        call = _short_text(ast.unparse(node))
+        if isinstance(func, ast.Attribute) and name in ("acquire", "__enter__"):
+            target = func.value
+        elif name in _WAIT_CALLS:
+            return _waiting(frame, call)
+    if target is not None:
+        try:
+            obj = resolve_expr(target, frame)
+        except LookupError:
+            obj = None
+        lock = _as_lock(obj)
+        if lock is not None:
+            name = ast.unparse(target)
+            caller = frame.f_back
+            if origin == "stdlib" and caller is not None:
+                # inside Condition.__enter__ and the like: name the lock as the caller does
+                outer = _activity(caller)
+                if outer.lock is lock:
+                    name, frame, call = outer.lock_name or name, caller, outer.call or call
+            return _Activity("blocked_on_lock", frame, call=call, lock=lock, lock_name=name)
+        if obj is not None and call.startswith("with "):
+            return _Activity("running", frame, call=call)
+        return _waiting(frame, call)
+    return _Activity("running", frame, call=call)
+
+
+def _short_text(text: str, limit: int = 100) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _held_locks(
+    frames: Sequence[types.FrameType], skip: Any = None
+) -> list[tuple[Any, str, str, types.FrameType]]:
+    """Locks the frames of one thread hold: (lock, name in the frame, how/where, frame)."""
+    held: list[tuple[Any, str, str, types.FrameType]] = []
+    seen: set[int] = set()
+    for frame in frames:
+        code = frame.f_code
+        index = _source_index(code.co_filename, frame.f_globals)
+        if index is None:
+            continue
+        key = ("<module>", 0) if code.co_name == "<module>" else (code.co_name, code.co_firstlineno)
+        for guard in index.guards.get(key, ()):
+            if not guard.start <= frame.f_lineno <= guard.end:
+                continue
+            try:
+                obj = _as_lock(resolve_expr(guard.expr, frame))
+            except Exception:  # LookupError, or an object that resists static lookup
+                continue
+            if obj is None or obj is skip or id(obj) in seen:
+                continue
+            if _lock_state(obj)[0] is False:
+                continue
+            seen.add(id(obj))
+            how = f"{guard.kind} at {short_path(code.co_filename)}:{guard.at}"
+            held.append((obj, guard.text, how, frame))
+    return held
+
+
+def _thread_cpu(process: psutil.Process) -> dict[int, float]:
+    """CPU seconds (user + system) by native thread id; empty where psutil cannot tell."""
+    try:
+        return {t.id: t.user_time + t.system_time for t in process.threads()}
+    except (psutil.Error, OSError, NotImplementedError):
+        return {}
+
+
+def _thread_demand() -> dict[int, float]:
+    """Seconds each thread spent on a CPU or waiting in the run queue for one, by native id
+    (Linux schedstat; empty elsewhere). Unlike CPU time, it stays near the wall time for a
+    thread that never blocks even when the machine is too busy to give it a whole core."""
+    found: dict[int, float] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                run_ns, wait_ns, _ = f.read().split(maxsplit=2)
+            found[int(tid)] = (int(run_ns) + int(wait_ns)) / 1e9
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _thread_names() -> dict[int, threading.Thread]:
+    return {t.ident: t for t in threading.enumerate() if t.ident is not None}
+
+
+def _name_of(ident: int, threads: dict[int, threading.Thread]) -> str:
+    thread = threads.get(ident)
+    return thread.name if thread is not None else f"<non-Python thread {ident}>"
+
+
+def _is_lensbook_thread(name: str) -> bool:
+    return name.startswith("lensbook")
+
+
+# -- the skill ------------------------------------------------------------------------------
+
+
+class ThreadsSkill(Skill):
+    id = "threads"
+    title = "Threads"
+    description = (
+        "Threads, their stacks and CPU, blocked lock waits, deadlocks and spinning threads"
+    )
+    system_prompt = (
+        "You are the threads operator of a live Python process. You see every thread: its name, "
+        "whether it is a daemon, its CPU time and what its innermost frame is doing (running, "
+        "waiting in a blocking call, or blocked acquiring a lock). Look for deadlocks (threads "
+        "waiting in a cycle for locks the others hold: name every thread and lock of the "
+        "cycle and where each lock was taken), for threads blocked a long time behind a lock "
+        "holder, and for threads burning a core (sample them to find the hot function; a busy "
+        "loop that polls instead of waiting is a classic). A thread idle in a queue get, an "
+        "Event or Condition wait, a select or a sleep is normal, not a fault. lensbook's own "
+        "threads are named lensbook-*."
+    )
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._lock = threading.Lock()
+        # (monotonic time, process CPU seconds): windows for the CPU rate between snapshots
+        self._marks: deque[tuple[float, float]] = deque(maxlen=16)
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Cost: ~0.1 ms + ~2 µs per thread and one /proc read; the source of a frame is read
+        only when it may be taking a lock (once per file, then cached).
+
+        Per-thread CPU needs one /proc read per thread, each waiting for the GIL under load, so
+        it is left to `threads_hot`; the snapshot has the process's CPU rate since the newest
+        snapshot at least 0.5 s old (``cpu_window_s`` is 0 until there is one).
+        """
+        me = threading.get_ident()
+        frames = sys._current_frames()
+        threads = _thread_names()
+        blocked = waiting = 0
+        for ident, frame in frames.items():
+            if ident == me:
+                continue
+            state = _activity(frame, cheap=True).state
+            blocked += state == "blocked_on_lock"
+            waiting += state == "waiting"
+        del frame
+        now = time.monotonic()
+        try:
+            with self._process.oneshot():  # one /proc read: each one waits for the GIL back
+                cpu = self._process.cpu_times()
+                proc_cpu = cpu.user + cpu.system
+                os_threads = self._process.num_threads()
+        except (psutil.Error, OSError):
+            proc_cpu, os_threads = 0.0, len(frames)
+        proc_percent = window = 0.0
+        with self._lock:
+            base = self._baseline(now)
+            self._marks.append((now, proc_cpu))
+        if base is not None:
+            window = now - base[0]
+            proc_percent = max(0.0, 100.0 * (proc_cpu - base[1]) / window)
+        return {
+            "threads": len(frames),
+            "daemon_threads": sum(1 for t in threads.values() if t.daemon),
+            "os_threads": os_threads,
+            "blocked_on_lock": blocked,
+            "waiting_threads": waiting,
+            "cpu_window_s": round(window, 2),
+            "process_cpu_percent": round(proc_percent, 1),
+        }
+
+    def _baseline(self, now: float) -> tuple[float, float] | None:
+        """The newest mark at least 0.5 s old (a shorter window is mostly clock-tick noise)."""
+        for mark in reversed(self._marks):
+            if now - mark[0] >= 0.5:
+                return mark
+        return None
+
+    # -- probes -----------------------------------------------------------------------------
+
+    @_probe_with(max_chars=8000, name="list")
+    def list_threads(self, limit: int = 30, stack_depth: int = 6) -> dict[str, Any]:
+        """Every thread: name, daemon flag, CPU seconds, state, and a bounded stack.
+
+        Threads with the same stack (a pool of idle workers) are grouped with a count. The state
+        is "blocked_on_lock" (naming the lock), "waiting" (sleep, select, queue, Event, join...)
+        or "running" (Python code or an unknown C call).
+
+        Args:
+            limit: at most this many groups of threads (busiest CPU first).
+            stack_depth: frames kept per stack, innermost last (1 to 30).
+
+        Cost: ~1 ms with 10 threads, ~2 ms with 100 (one /proc read per thread for CPU time).
+        """
+        stack_depth = min(max(stack_depth, 1), 30)
+        me = threading.get_ident()
+        frames = sys._current_frames()
+        threads = _thread_names()
+        cpu = _thread_cpu(self._process)
+        groups: dict[tuple[str, ...], dict[str, Any]] = {}
+        for ident, frame in frames.items():
+            if ident == me:
+                continue
+            thread = threads.get(ident)
+            act = _activity(frame)
+            stack = tuple(format_stack(frame, stack_depth))
+            native = getattr(thread, "native_id", None) if thread else None
+            seconds = cpu.get(native) if native is not None else None
+            entry = groups.get(stack)
+            if entry is None:
+                entry = groups[stack] = {
+                    "threads": [],
+                    "count": 0,
+                    "state": act.state,
+                    "doing": act.call or None,
+                    "cpu_s": 0.0,
+                    "stack": list(stack),
+                }
+                if act.state == "blocked_on_lock":
+                    entry["lock"] = act.lock_name
+            entry["count"] += 1
+            entry["cpu_s"] = round(entry["cpu_s"] + (seconds or 0.0), 3)
+            if len(entry["threads"]) < 5:
+                entry["threads"].append(
+                    {
+                        "name": _name_of(ident, threads),
+                        "daemon": thread.daemon if thread else None,
+                        "native_id": native,
+                        "cpu_s": None if seconds is None else round(seconds, 3),
+                    }
+                )
+        ordered = sorted(groups.values(), key=lambda g: -g["cpu_s"])
+        return {
+            "threads": len(frames) - (me in frames),
+            "groups": ordered[: max(limit, 1)],
+            "groups_left_out": max(0, len(ordered) - max(limit, 1)),
+            "note": "the probe's own thread is left out",
+        }
+
+    @probe
+    def stack(self, thread: str, depth: int = 20) -> dict[str, Any]:
+        """The stack of one thread, innermost frame last, with its source lines.
+
+        Args:
+            thread: the thread's name, ident or native id.
+            depth: frames to show (1 to 60).
+
+        Cost: microseconds.
+        """
+        threads = _thread_names()
+        frames = sys._current_frames()
+        for ident, frame in frames.items():
+            t = threads.get(ident)
+            names = {str(ident), _name_of(ident, threads)}
+            if t is not None and t.native_id is not None:
+                names.add(str(t.native_id))
+            if thread in names:
+                act = _activity(frame)
+                return {
+                    "thread": _name_of(ident, threads),
+                    "daemon": t.daemon if t else None,
+                    "state": act.state,
+                    "doing": act.call or None,
+                    "stack": format_stack(frame, min(max(depth, 1), 60)),
+                }
+        known = ", ".join(sorted(_name_of(i, threads) for i in frames))
+        raise ValueError(f"no thread {thread!r}; threads: {known}")
+
+    @probe
+    def deadlocks(self, limit: int = 10) -> dict[str, Any]:
+        """Threads blocked acquiring a lock, who holds each lock, and deadlock cycles.
+
+        A lock is named as the blocked frame names it (``lock_b``, ``self._lock``); its holder
+        is the thread whose frame is inside a ``with`` on it or after its ``acquire()``, or the
+        owner an RLock records. A cycle (A waits for a lock B holds while B waits for one A
+        holds) is a deadlock.
+
+        Args:
+            limit: at most this many blocked threads outside cycles.
+
+        Cost: ~0.2 ms when no thread is blocked; otherwise every thread's stack is searched for
+        held locks (~8 ms with 100 threads) after a one-off parse (~10 ms per 1000 lines) of
+        each source file on those stacks; no code is run.
+        """
+        me = threading.get_ident()
+        frames = {i: f for i, f in sys._current_frames().items() if i != me}
+        threads = _thread_names()
+        waits: dict[int, _Activity] = {}
+        activities: dict[int, _Activity] = {}
+        for ident, frame in frames.items():
+            act = activities[ident] = _activity(frame)
+            if act.state == "blocked_on_lock":
+                waits[ident] = act
+        holders: dict[int, dict[int, tuple[str, str]]] = {}  # id(lock) -> {ident: (name, how)}
+        if waits:
+            for ident, frame in frames.items():
+                skip = waits[ident].lock if ident in waits else None
+                for lock, name, how, _ in _held_locks(_frames_of(frame), skip):
+                    holders.setdefault(id(lock), {})[ident] = (name, how)
+            for act in waits.values():
+                owner = _lock_state(act.lock)[1]
+                if owner is not None and owner in frames:
+                    holders[id(act.lock)] = {
+                        owner: holders.get(id(act.lock), {}).get(
+                            owner, (act.lock_name, "owner recorded by the RLock")
+                        )
+                    }
+        edges = {
+            ident: [h for h in holders.get(id(act.lock), {}) if h != ident]
+            for ident, act in waits.items()
+        }
+        cycles = _cycles(edges)
+        in_cycle = {i for c in cycles for i in c}
+
+        def held_by(ident: int) -> list[dict[str, str]]:
+            return [
+                {"lock": name, "taken": how}
+                for per_lock in holders.values()
+                for holder, (name, how) in per_lock.items()
+                if holder == ident
+            ]
+
+        def waiting(ident: int) -> dict[str, Any]:
+            act = waits[ident]
+            locked, _ = _lock_state(act.lock)
+            holder_ids = edges.get(ident, [])
+            entry: dict[str, Any] = {
+                "thread": _name_of(ident, threads),
+                "waits_for": act.lock_name,
+                "lock_type": _lock_type_name(act.lock),
+                "lock_locked": locked,
+                "at": describe_frame(act.frame),
+                "code": source_line(act.frame.f_code.co_filename, act.frame.f_lineno),
+                "holds": held_by(ident),
+                "held_by": [_name_of(h, threads) for h in holder_ids] or None,
+            }
+            if not holder_ids:
+                entry["holder_note"] = (
+                    "no live frame holds it by with/acquire (taken in C code, by a thread that "
+                    "ended, or in a frame whose source is unavailable)"
+                )
+            elif ident not in in_cycle:
+                h = holder_ids[0]
+                hold = activities.get(h)
+                if hold is not None:
+                    doing = hold.call or "python code"
+                    entry["holder_doing"] = f"{hold.state}: {doing} at {describe_frame(hold.frame)}"
+            return entry
+
+        report_cycles = []
+        for cycle in cycles:
+            steps = [waiting(i) for i in cycle]
+            report_cycles.append(
+                {
+                    "threads": [s["thread"] for s in steps],
+                    "locks": [s["waits_for"] for s in steps],
+                    "cycle": steps,
+                }
+            )
+        others = [waiting(i) for i in waits if i not in in_cycle][: max(limit, 0)]
+        return {
+            "deadlocks": report_cycles,
+            "blocked": others,
+            "blocked_threads": len(waits),
+            "threads_scanned": len(frames),
+        }
+
+    @_probe_with(budget=6.0)
+    def hot(self, seconds: float = 0.5, interval_ms: float = 5.0, top: int = 3) -> dict[str, Any]:
+        """Which threads burn CPU and in which function: per-thread CPU over a short window and
+        stack samples taken every few milliseconds.
+
+        ``runnable_percent`` (Linux) is the share of the window a thread spent on a CPU or
+        waiting in the run queue for one: near 100 for a thread that never blocks, even when a
+        busy machine gives it less than a core.
+
+        Args:
+            seconds: the sampling window (0.1 to 3).
+            interval_ms: time between stack samples (1 to 50); at most 1000 samples are taken.
+            top: threads to describe (the busiest first).
+
+        Cost: the window's length in wall time; each sample reads every thread's innermost
+        frames (idle threads are recognised and cheap): ~1% of a core at 5 ms intervals with
+        10 threads, ~5% with 100.
+        """
+        seconds = min(max(seconds, 0.1), 3.0)
+        interval = min(max(interval_ms, 1.0), 50.0) / 1000.0
+        me = threading.get_ident()
+        leaf: dict[int, Counter[tuple[types.CodeType, int]]] = {}
+        funcs: dict[int, Counter[types.CodeType]] = {}
+        users: dict[int, Counter[types.CodeType]] = {}
+        stacks: dict[tuple[int, types.CodeType], list[str]] = {}
+        cpu_start = time.monotonic()
+        cpu0 = _thread_cpu(self._process)
+        demand0 = _thread_demand()
+        proc = self._process.cpu_times()
+        start = time.monotonic()
+        samples = 0
+
+        # a thread still on the same frame and instruction as in the last sample (an idle
+        # one) reuses what that sample found: sampling stays cheap with many idle threads
+        last: dict[int, tuple[types.FrameType, int, types.CodeType | None]] = {}
+
+        def sample() -> None:
+            for ident, frame in sys._current_frames().items():
+                if ident == me:
+                    continue
+                code = frame.f_code
+                leaf.setdefault(ident, Counter())[(code, frame.f_lineno)] += 1
+                funcs.setdefault(ident, Counter())[code] += 1
+                seen = last.get(ident)
+                if seen is not None and seen[0] is frame and seen[1] == frame.f_lasti:
+                    user_code = seen[2]
+                else:
+                    user = _first_user_frame(frame)
+                    user_code = user.f_code if user is not None else None
+                    last[ident] = (frame, frame.f_lasti, user_code)
+                if user_code is not None:
+                    users.setdefault(ident, Counter())[user_code] += 1
+                if (ident, code) not in stacks and len(stacks) < 500:
+                    stacks[(ident, code)] = format_stack(frame, 8)
+
+        while samples < 1000:
+            sample()
+            samples += 1
+            if time.monotonic() - start >= seconds:
+                break
+            time.sleep(interval)
+        window = time.monotonic() - start
+        last.clear()  # no frame is kept past the sampling
+        cpu1 = _thread_cpu(self._process)
+        demand1 = _thread_demand()
+        proc1 = self._process.cpu_times()
+        # the CPU window runs from before the first read to after the last: under load each
+        # /proc read waits for the GIL, and a thread keeps burning CPU meanwhile
+        cpu_window = time.monotonic() - cpu_start
+        threads = _thread_names()
+        rows = []
+        for ident in set(leaf) | {i for i, t in threads.items() if i != me}:
+            thread = threads.get(ident)
+            native = thread.native_id if thread is not None else None
+            pct: float | None = None
+            runnable: float | None = None
+            if native is not None and native in cpu1:
+                used = cpu1[native] - cpu0.get(native, 0.0)
+                pct = round(min(100.0, 100.0 * used / cpu_window), 1)
+            if native is not None and native in demand1 and native in demand0:
+                wanted = demand1[native] - demand0[native]
+                runnable = round(min(100.0, 100.0 * wanted / cpu_window), 1)
+            rows.append((ident, pct, runnable))
+        rows.sort(key=lambda r: -max(r[1] or 0.0, r[2] or 0.0))
+        described = []
+        for ident, pct, runnable in rows[: max(top, 1)]:
+            count = sum(funcs.get(ident, Counter()).values())
+            entry: dict[str, Any] = {
+                "thread": _name_of(ident, threads),
+                "daemon": threads[ident].daemon if ident in threads else None,
+                "cpu_percent": pct,
+                "runnable_percent": runnable,
+                "samples": count,
+            }
+            if count:
+                code, hits = funcs[ident].most_common(1)[0]
+                entry["hot_function"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
+                entry["hot_function_share"] = round(100.0 * hits / count, 1)
+                entry["hot_lines"] = [
+                    {
+                        "at": f"{short_path(c.co_filename)}:{line}",
+                        "share": round(100.0 * n / count, 1),
+                        "code": source_line(c.co_filename, line),
+                    }
+                    for (c, line), n in leaf[ident].most_common(3)
+                ]
+                if ident in users:
+                    ucode, uhits = users[ident].most_common(1)[0]
+                    entry["user_function"] = f"{_qualname(ucode)} ({short_path(ucode.co_filename)})"
+                    entry["user_function_share"] = round(100.0 * uhits / count, 1)
+                entry["stack"] = stacks.get((ident, code), [])
+            described.append(entry)
+        quiet = sum(1 for _, p, _ in rows[max(top, 1) :] if (p or 0.0) < 5.0)
+        return {
+            "window_s": round(window, 3),
+            "samples": samples,
+            "process_cpu_percent": round(
+                max(
+                    0.0, 100.0 * (proc1.user + proc1.system - proc.user - proc.system) / cpu_window
+                ),
+                1,
+            ),
+            "threads": described,
+            "other_threads": len(rows) - len(described),
+            "other_threads_below_5_percent": quiet,
+            "cpu_source": "psutil per-thread times" if cpu1 else "unavailable (samples only)",
+            "runnable_source": "schedstat: on a CPU or waiting for one"
+            if demand1
+            else "unavailable",
+        }
+
+    def rules(self) -> Sequence[Rule]:
+        return (Deadlock(), LockContention(), SpinningThread())
+
+    def close(self) -> None:
+        """Nothing to undo: the skill installs no hooks."""
+
+
+def _cycles(edges: dict[int, list[int]]) -> list[list[int]]:
+    """Elementary cycles of a small "waits for" graph, each once, starting at its lowest id."""
+    found: list[list[int]] = []
+    seen: set[tuple[int, ...]] = set()
+
+    def walk(path: list[int]) -> None:
+        for nxt in edges.get(path[-1], ()):
+            if nxt == path[0]:
+                low = path.index(min(path))
+                cycle = tuple(path[low:] + path[:low])
+                if cycle not in seen:
+                    seen.add(cycle)
+                    found.append(list(cycle))
+            elif nxt not in path and nxt > path[0] and len(path) < 32:
+                walk([*path, nxt])
+
+    for start in sorted(edges):
+        walk([start])
+    return found
+
+
+# -- rules for the offline investigator -----------------------------------------------------
+
+
+def _results(ev: Evidence, name: str) -> Iterable[Any]:
+    return (value for _, value in ev.results.get(name, []))
+
+
+class Deadlock(Rule):
+    """Threads blocked on locks: look for a cycle and name its threads and locks."""
+
+    name = "deadlock"
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if ev.latest("blocked_on_lock", 0) or _REASON_LOCKS.search(ev.reason):
+            return [ProbeCall("threads_deadlocks")]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("threads_deadlocks")
+        if not isinstance(result, dict):
+            return []
+        findings = []
+        for cycle in result.get("deadlocks") or []:
+            steps = cycle.get("cycle") or []
+            parts = []
+            for step in steps:
+                holds = ", ".join(f"{h['lock']} ({h['taken']})" for h in step.get("holds") or [])
+                parts.append(
+                    f"thread {step['thread']!r} holds {holds or 'a lock'} and waits for "
+                    f"{step['waits_for']} at {step['at']} (held by "
+                    f"{', '.join(repr(h) for h in step.get('held_by') or ['?'])})"
+                )
+            threads = ", ".join(repr(t) for t in cycle.get("threads", []))
+            locks = ", ".join(cycle.get("locks", []))
+            findings.append(
+                Finding(
+                    anomaly_type="deadlock",
+                    severity="critical",
+                    context=(
+                        f"{result.get('blocked_threads')} of {result.get('threads_scanned')} "
+                        f"threads are blocked acquiring locks; {len(steps)} of them wait for "
+                        "each other in a cycle"
+                    ),
+                    observation=f"Deadlock between threads {threads} on locks {locks}: "
+                    + "; ".join(parts)
+                    + ".",
+                    hypothesis=(
+                        f"The threads take the locks {locks} in opposite orders, so each holds "
+                        "the lock the other needs and none can proceed. Take the locks in one "
+                        "global order everywhere (or one lock for both), or acquire with a "
+                        "timeout and back off."
+                    ),
+                )
+            )
+        return findings
+
+
+class LockContention(Rule):
+    """Threads blocked behind a lock holder, outside any cycle: worth naming, not an alarm."""
+
+    name = "lock_contention"
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("threads_deadlocks")
+        if not isinstance(result, dict) or not result.get("blocked"):
+            return []
+        blocked = result["blocked"]
+        parts = []
+        for b in blocked[:5]:
+            holder = ", ".join(repr(h) for h in b.get("held_by") or []) or "an unknown holder"
+            doing = f" ({b['holder_doing']})" if b.get("holder_doing") else ""
+            parts.append(
+                f"{b['thread']!r} waits for {b['waits_for']} at {b['at']}, held by {holder}{doing}"
+            )
+        return [
+            Finding(
+                anomaly_type="lock_contention",
+                severity="info",
+                context=(
+                    f"{len(blocked)} thread(s) blocked acquiring a lock at the time of the probe, "
+                    "not in a deadlock cycle"
+                ),
+                observation="; ".join(parts) + ".",
+                hypothesis=(
+                    "A thread holds the lock while it does slow work (I/O, sleep, a long "
+                    "computation); if the wait persists across snapshots, shorten the critical "
+                    "section."
+                ),
+            )
+        ]
+
+
+class SpinningThread(Rule):
+    """A thread using most of a core: sample it and name its hot function."""
+
+    name = "cpu_spin"
+    #: a thread above this share of one core over the sampling window is reported (not higher:
+    #: on a loaded machine a spinning thread gets only its share of the cores)
+    threshold = 50.0
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        known = ev.latest("cpu_window_s", 0.0) >= 0.5
+        if (
+            not known
+            or ev.latest("process_cpu_percent", 0.0) >= self.threshold
+            or _REASON_CPU.search(ev.reason)
+        ):
+            return [ProbeCall("threads_hot", {"seconds": 0.5})]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        findings = []
+        for result in list(_results(ev, "threads_hot"))[-1:]:
+            if not isinstance(result, dict):
+                continue
+            for t in result.get("threads") or []:
+                pct = t.get("cpu_percent")
+                runnable = t.get("runnable_percent") or 0.0
+                if pct is None or _is_lensbook_thread(t["thread"]):
+                    continue
+                # a thread that never blocks spins even if a busy machine gives it half a core
+                if pct < self.threshold and not (runnable >= 90.0 and pct >= 10.0):
+                    continue
+                lines = t.get("hot_lines") or []
+                top_line = lines[0] if lines else {}
+                line_share = sum(x.get("share", 0.0) for x in lines)
+                spin = t.get("hot_function_share", 0.0) >= 80.0 and line_share >= 90.0
+                where = t.get("user_function") or t.get("hot_function")
+                code = f" `{top_line['code']}`" if top_line.get("code") else ""
+                findings.append(
+                    Finding(
+                        anomaly_type="cpu_spin" if spin else "cpu_hot_thread",
+                        severity="warning",
+                        context=(
+                            f"process CPU {result.get('process_cpu_percent')}% over a "
+                            f"{result.get('window_s')} s window, {result.get('samples')} stack "
+                            "samples"
+                        ),
+                        observation=(
+                            f"Thread {t['thread']!r} used {pct}% of a core (runnable "
+                            f"{t.get('runnable_percent')}% of the time); "
+                            f"{t.get('hot_function_share')}% of its samples were in "
+                            f"{t.get('hot_function')}, hottest line {top_line.get('at')}{code} "
+                            f"({top_line.get('share')}%); user code: {where}."
+                        ),
+                        hypothesis=(
+                            f"{where} is a busy loop: it polls without blocking, so it burns a "
+                            "core and holds the GIL from other threads. Wait on a "
+                            "threading.Event/Condition or a queue, or sleep between polls."
+                            if spin
+                            else f"{where} is CPU-bound; if that is unexpected, trace it (tracer "
+                            "skill) to see who calls it and how long each call takes."
+                        ),
+                    )
+                )
+        return findings

@@ -1,7 +1,7 @@
 """The `lensbook` command: investigate from a terminal, run the demo, list skills, choose a model.
 
 lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json] [CLIENT OPTIONS]
-lensbook demo [SCENARIO|all]
+lensbook demo [SCENARIO|all] [CLIENT OPTIONS]
 lensbook skills
 lensbook providers [--check] [--json] [CLIENT OPTIONS]
 lensbook eval [--scenarios a,b] [--chain] [--json] [--out DIR] [CLIENT OPTIONS]
@@ -25,7 +25,12 @@ from typing import Any, TextIO
 
 from lensbook import events
 from lensbook._errors import ClientNotConfigured, LensbookError
-from lensbook.clients.providers import choose_client, load_registry, single_client_registry
+from lensbook.clients.providers import (
+    REGISTRY_ENV,
+    choose_client,
+    load_registry,
+    single_client_registry,
+)
 from lensbook.clients.registry import PROVIDERS
 
 __all__ = ["Progress", "client_config", "main"]
@@ -153,6 +158,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"lensbook: no scenario {args.scenario!r}; known: {', '.join(scenario_names())}, all\n"
         )
         return 2
+    try:
+        registry, client = client_config(args)
+        choose_client(client, registry)  # a bad configuration stops here, not in each child
+    except LensbookError as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+    env = _child_env()
+    env.pop(REGISTRY_ENV, None)
+    client_args = ["--client", client] if client else []
+    if registry is not None:
+        # through the environment: API keys on a command line would show in `ps`
+        env[REGISTRY_ENV] = json.dumps(registry)
     rows = []
     for name in names:
         scenario = get_scenario(name)
@@ -162,11 +179,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
         sys.stdout.flush()
         out = subprocess.run(
-            [sys.executable, "-m", "lensbook.scenarios", name, "--progress", "--json"],
+            [
+                sys.executable,
+                "-m",
+                "lensbook.scenarios",
+                name,
+                "--progress",
+                "--json",
+                *client_args,
+            ],
             stdout=subprocess.PIPE,
             text=True,
             timeout=300,
-            env=_child_env(),
+            env=env,
         )
         lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
         if not lines:
@@ -384,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="cache_leak",
         help="a scenario name, or 'all' (default: cache_leak)",
     )
+    _add_client_options(demo)
     demo.set_defaults(func=cmd_demo)
     skills = sub.add_parser("skills", help="list the skills and their probes")
     skills.set_defaults(func=cmd_skills)
@@ -420,7 +446,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=300.0, help="seconds per scenario before it is killed"
     )
     evaluate.add_argument(
-        "--out", default=None, help="where to save the results (default: .lensbook/evals)"
+        "--out",
+        default=None,
+        help="where to save the results (default: $LENSBOOK_EVALS_DIR or .lensbook/evals)",
     )
     evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

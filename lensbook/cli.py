@@ -454,7 +454,71 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_client_options(evaluate, many=True)
     evaluate.set_defaults(func=cmd_eval)
+    replay = sub.add_parser(
+        "replay", help="re-run a recorded investigation; the model's turns come from the record"
+    )
+    replay.add_argument("path", help="a run record (.jsonl), e.g. from `lensbook runs`")
+    replay.add_argument(
+        "--tools",
+        choices=("rerun", "record"),
+        default="rerun",
+        help="run the probes again and report divergences (rerun), or take them from the record",
+    )
+    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    replay.set_defaults(func=cmd_replay)
+    runs = sub.add_parser("runs", help="list the recorded runs, newest first")
+    runs.add_argument(
+        "directory",
+        nargs="?",
+        default=None,
+        help="default: $LENSBOOK_RECORDS_DIR or .lensbook/runs",
+    )
+    runs.set_defaults(func=cmd_runs)
     return parser
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import lensbook
+    from lensbook.records import RecordError, load_run
+    from lensbook.records.replay import replay
+
+    try:
+        record = load_run(args.path)
+        outcome = replay(record, tools=args.tools)
+    except (OSError, RecordError, lensbook.LensbookError) as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+    finally:
+        lensbook.stop()
+    if args.json:
+        sys.stdout.write(
+            json.dumps(
+                {
+                    "run_id": record.run_id,
+                    "tools": args.tools,
+                    "same_notifications": outcome.same_notifications,
+                    "divergences": [vars(d) for d in outcome.divergences],
+                    "result": outcome.result.to_dict(),
+                },
+                default=str,
+            )
+            + "\n"
+        )
+    else:
+        sys.stdout.write(repr(outcome) + "\n\n" + str(outcome.result) + "\n")
+    return 0 if outcome.same_notifications else 1
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    from lensbook.records import runs
+
+    table = runs(args.directory)
+    if table.empty:
+        sys.stdout.write("no recorded runs\n")
+        return 0
+    cols = ["started", "operator", "state", "stop_reason", "notifications", "reason", "path"]
+    sys.stdout.write(table[cols].to_string(index=False) + "\n")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

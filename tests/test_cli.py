@@ -243,3 +243,48 @@ def test_eval_is_in_the_help() -> None:
     assert out.returncode == 0
     for command in ("run", "demo", "skills", "providers", "eval"):
         assert command in out.stdout
+
+
+def test_replay_and_runs_commands(tmp_path: Path) -> None:
+    """`lensbook replay` re-runs the shipped postmortem record; `lensbook runs` lists records."""
+    import shutil
+
+    record = tmp_path / "cache-leak.jsonl"
+    shutil.copy(Path(__file__).parents[1] / "notebooks" / "records" / "cache-leak.jsonl", record)
+    env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(tmp_path / "new")}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lensbook.cli",
+            "replay",
+            str(record),
+            "--tools",
+            "record",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["same_notifications"] is True and data["divergences"] == []
+    assert data["result"]["notifications"][0]["anomaly_type"] == "memory_leak"
+    listed = subprocess.run(
+        [sys.executable, "-m", "lensbook.cli", "runs", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert "cache-leak.jsonl" in listed.stdout and "memory" in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "lensbook.cli", "replay", str(tmp_path / "nope.jsonl")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "nope.jsonl" in bad.stderr

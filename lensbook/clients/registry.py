@@ -72,7 +72,10 @@ def clients_from_registry(registry: Mapping[str, Any]) -> list[LLMClient]:
         provider = entry.get("provider")
         if not provider:
             raise ClientNotConfigured(f"client {name!r} in client_registry names no provider")
-        client = _factory(provider)(**dict(entry.get("options") or {}))
+        try:
+            client = _factory(provider)(**dict(entry.get("options") or {}))
+        except TypeError as exc:
+            raise ClientNotConfigured(f"client {name!r} ({provider}): bad options: {exc}") from None
         client.name = str(name)
         built.append(client)
     primary = registry.get("primary")

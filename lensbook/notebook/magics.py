@@ -42,6 +42,7 @@ SUBCOMMANDS = (
     "metrics",
     "runs",
     "replay",
+    "providers",
 )
 
 
@@ -131,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="re-run a recorded investigation; model turns come from the record"
     )
     replay.add_argument("path", metavar="PATH", help="a run record (.jsonl)")
+    sub.add_parser(
+        "providers", help="each operator's client chain and the client that answered its last run"
+    )
     replay.add_argument(
         "--tools",
         choices=("rerun", "record"),
@@ -486,6 +490,11 @@ class LensMagics(Magics):
 
         MetricsView(skill, refresh_rate=self.refresh_rate).show()
         return None
+
+    def _cmd_providers(self, args: argparse.Namespace) -> Any:
+        from lensbook.clients.providers import providers_report
+
+        return providers_report()
 
     def _cmd_runs(self, args: argparse.Namespace) -> Any:
         from lensbook.records import runs

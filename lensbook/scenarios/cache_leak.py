@@ -1,0 +1,31 @@
+"""A memory leak through a module-level cache that only grows (skill `memory`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lensbook.scenarios import Scenario
+
+
+def _induce() -> Callable[[], None]:
+    from lensbook.scenarios import _leaky_cache
+
+    stop = _leaky_cache.start_traffic(per_second=4000)
+
+    def cleanup() -> None:
+        stop.set()
+        _leaky_cache.clear()
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="cache_leak",
+    title="A module-level cache that is never evicted",
+    skill="memory",
+    reason="memory keeps growing while the service runs",
+    induce=_induce,
+    # the diagnosis must name the allocating line and the cache that holds the entries
+    expect=(r"_leaky_cache\.py:\d+", r"_leaky_cache\._CACHE"),
+    settle=1.5,
+)

@@ -1,0 +1,35 @@
+"""A memory leak through callbacks registered per request and never removed (skill `memory`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from lensbook.scenarios import Scenario
+
+
+def _induce() -> Callable[[], None]:
+    from lensbook.scenarios import _leaky_callbacks
+
+    stop = _leaky_callbacks.start_traffic(per_second=3000)
+
+    def cleanup() -> None:
+        stop.set()
+        _leaky_callbacks.clear()
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="callback_leak",
+    title="Callbacks registered per request and never removed",
+    skill="memory",
+    reason="memory grows with every request",
+    induce=_induce,
+    # the growing type, the closure and the line that registers it, and the emitter holding it
+    expect=(
+        r"RequestContext",
+        r"<lambda> \(\S*_leaky_callbacks\.py:\d+\)",
+        r"_leaky_callbacks\.BUS",
+    ),
+    settle=1.5,
+)

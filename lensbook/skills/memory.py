@@ -1,0 +1,1269 @@
+"""The `memory` skill: where memory goes, what grows, and what keeps it alive.
+
+The snapshot is cheap (RSS, pymalloc blocks, tracemalloc totals). Deep probes run on demand: a
+tracemalloc window that the investigation opens and closes itself (1 frame by default), a diff
+of that window ranked by allocation site, type censuses and their growth, the largest containers
+and who holds them, and the referrer chain that keeps a type alive.
+
+Heap walks hold the GIL and grow with the heap (a census is ~90 ms per million tracked objects),
+so every walking probe checks a deadline as it goes and answers with what it has when time runs
+out (``"partial": true``) instead of overrunning its budget.
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import heapq
+import inspect
+import itertools
+import json
+import linecache
+import operator
+import os
+import random
+import sys
+import sysconfig
+import threading
+import time
+import tracemalloc
+import types
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import psutil
+
+from lensbook.metrics import store as metrics_store
+from lensbook.skills.base import Skill, probe
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+
+__all__ = ["LeakRule", "MemorySkill"]
+
+_MB = 2**20
+_KB = 1024
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def probe_with(*, budget: float) -> Callable[[_F], _F]:
+    """`probe(budget=...)` typed for mypy (`probe` called with options returns Any)."""
+    marker: Callable[[_F], _F] = probe(budget=budget)
+    return marker
+
+
+RawFrame = tuple[str, int]
+RawTraceback = tuple[RawFrame, ...]
+
+# -- where a frame comes from -------------------------------------------------------------------
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# induced faults live inside the package but stand for the user's code
+_USER_INSIDE_PACKAGE = os.path.join(_PACKAGE_DIR, "scenarios") + os.sep
+_STDLIB_DIRS = tuple(
+    {
+        os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep,
+        os.path.abspath(sysconfig.get_paths(vars={"base": sys.base_prefix})["stdlib"]) + os.sep,
+    }
+)
+_TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__ or "tracemalloc.py")
+
+
+@functools.lru_cache(maxsize=8192)
+def _origin(filename: str) -> str:
+    """'lensbook' (our own machinery), 'import', 'stdlib', 'library' or 'user'."""
+    if filename.startswith("<frozen importlib") or filename.startswith("<frozen zipimport"):
+        return "import"
+    if filename.startswith("<frozen "):
+        return "stdlib"
+    if filename.startswith("<"):
+        return "user"  # <stdin>, <string>, notebook cells
+    path = os.path.abspath(filename)
+    if path == _TRACEMALLOC_FILE:
+        return "lensbook"
+    if path.startswith(_PACKAGE_DIR) and not path.startswith(_USER_INSIDE_PACKAGE):
+        return "lensbook"
+    if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path:
+        return "library"
+    if path.startswith(_STDLIB_DIRS):
+        return "stdlib"
+    return "user"
+
+
+@functools.lru_cache(maxsize=8192)
+def _short_path(filename: str) -> str:
+    """The path relative to the sys.path entry that holds it (as an import would name it)."""
+    if filename.startswith("<"):
+        return filename
+    path = os.path.abspath(filename)
+    best = path
+    # sys.path, plus the working directory and lensbook's own root (an editable install
+    # imports through a finder, so its root is not on sys.path)
+    for entry in [*sys.path, os.getcwd(), os.path.dirname(_PACKAGE_DIR.rstrip(os.sep))]:
+        root = os.path.abspath(entry or os.getcwd()) + os.sep
+        if path.startswith(root) and len(path) - len(root) < len(best):
+            best = path[len(root) :]
+    return best
+
+
+def _where(filename: str, lineno: int) -> str:
+    return f"{_short_path(filename)}:{lineno}"
+
+
+def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
+    text = linecache.getline(filename, lineno).strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _type_name(t: type) -> str:
+    module = getattr(t, "__module__", None)
+    qualname = getattr(t, "__qualname__", t.__name__)
+    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
+
+
+def _type_origin(t: type) -> str:
+    module = sys.modules.get(getattr(t, "__module__", "") or "")
+    filename = getattr(module, "__file__", None)
+    if module is None or getattr(t, "__module__", None) == "builtins":
+        return "builtin"
+    if not filename:
+        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
+    return _origin(str(filename))
+
+
+def _type_site(t: type) -> str | None:
+    """file:line of a class statement (only for classes written in Python)."""
+    try:
+        filename = inspect.getsourcefile(t)
+        _, lnum = inspect.findsource(t)
+    except (OSError, TypeError):
+        return None
+    return _where(filename, lnum + 1) if filename else None
+
+
+def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
+    """The first rows whose JSON fits in `budget` characters, and how many were left out.
+
+    Output is cut at whole rows so it stays valid JSON under the probe's cap (a truncated
+    answer would not parse).
+    """
+    used = 0
+    for i, row in enumerate(rows):
+        used += len(json.dumps(row, default=str)) + 1
+        if used > budget:
+            return rows[:i], len(rows) - i
+    return rows, 0
+
+
+def _code_site(code: types.CodeType) -> str:
+    return _where(code.co_filename, code.co_firstlineno)
+
+
+def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
+    """Iterate `items` in chunks, stopping (silently) once the deadline passes."""
+    for start in range(0, len(items), size):
+        if time.perf_counter() > deadline:
+            return
+        yield from items[start : start + size]
+
+
+# -- tracemalloc --------------------------------------------------------------------------------
+
+
+@dataclass
+class _SiteStat:
+    size: int = 0
+    count: int = 0
+    #: the traceback that contributed most to this site, most recent frame first
+    traceback: RawTraceback = ()
+    traceback_size: int = 0
+
+
+@dataclass
+class _Grouped:
+    sites: dict[RawFrame, _SiteStat] = field(default_factory=dict)
+    #: bytes left out by origin (lensbook's own machinery, module imports)
+    excluded: dict[str, int] = field(default_factory=dict)
+    total: int = 0
+    #: 1 when every block was counted, n when one in n was (a random sample, sums scaled)
+    stride: float = 1.0
+    #: the deadline passed before every (sampled) block was counted
+    partial: bool = False
+
+
+def _site_of(tb: RawTraceback) -> tuple[RawFrame | None, str]:
+    """The frame to blame for an allocation: the most recent one in user or library code.
+
+    With a 1-frame traceback that is the allocating frame itself. Returns (None, origin) when
+    the allocation belongs to lensbook or to module imports, which are left out.
+    """
+    if not tb:
+        return None, "unknown"
+    first = _origin(tb[0][0])
+    if first in ("lensbook", "import"):
+        return None, first
+    for frame in tb:
+        kind = _origin(frame[0])
+        if kind == "lensbook":
+            return None, kind
+        if kind in ("user", "library"):
+            return frame, kind
+    return tb[0], first
+
+
+def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTraceback, int]]:
+    # The list behind the public Sequence: reading it directly avoids building one Trace and
+    # one Traceback object per block, which is what makes compare_to slow at a million blocks.
+    raw = getattr(snap.traces, "_traces", None)
+    if isinstance(raw, list):
+        return raw
+    return [
+        (t.domain, t.size, tuple((f.filename, f.lineno) for f in reversed(list(t.traceback))), 0)
+        for t in snap.traces
+    ]
+
+
+def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
+    """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
+
+    Past `max_traces` blocks, a random sample of that many is counted and the sums scaled up:
+    while tracing is on, this very pass is traced too and runs ~10x slower, so a process that
+    traces millions of blocks gets an estimate in time rather than an exact answer too late.
+    The sample is random, not every n-th block: blocks come in hash-table order, which follows
+    addresses, and a regular stride aliases with the allocator's regular layout.
+    """
+    raw = _raw_traces(snap)
+    stride = 1.0
+    picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
+    if max_traces and len(raw) > max_traces:
+        chosen = random.sample(range(len(raw)), max_traces)
+        picked = operator.itemgetter(*chosen)(raw)
+        del chosen
+        stride = len(raw) / max_traces
+    by_tb: dict[int, list[Any]] = {}
+    scanned = 0
+    for start in range(0, len(picked), 65536):
+        if time.perf_counter() > deadline:
+            break
+        chunk = picked[start : start + 65536]
+        # tracemalloc hands out one tuple per distinct traceback, so keying by id is exact
+        # (every tuple stays alive in `raw`) and cheaper than hashing nested tuples
+        for _domain, size, tb, _nframe in chunk:
+            entry = by_tb.get(id(tb))
+            if entry is None:
+                by_tb[id(tb)] = [tb, size, 1]
+            else:
+                entry[1] += size
+                entry[2] += 1
+        scanned += len(chunk)
+    grouped = _Grouped(total=len(raw), stride=stride, partial=scanned < len(picked))
+    for tb, size, count in by_tb.values():
+        size, count = round(size * stride), round(count * stride)
+        site, kind = _site_of(tb)
+        if site is None:
+            grouped.excluded[kind] = grouped.excluded.get(kind, 0) + size
+            continue
+        stat = grouped.sites.get(site)
+        if stat is None:
+            stat = grouped.sites[site] = _SiteStat()
+        stat.size += size
+        stat.count += count
+        if size > stat.traceback_size:
+            stat.traceback, stat.traceback_size = tb, size
+    return grouped
+
+
+#: blocks counted one by one while tracing is still on (past that, a sample; see `_group`)
+_TRACED_PASS_MAX = 200_000
+
+
+@dataclass
+class _TraceWindow:
+    """A tracemalloc window opened by this skill (or joined, when the user was tracing)."""
+
+    started_at: float
+    frames: int
+    owned: bool
+    #: per-site sizes and counts when the window opened (only when joining the user's tracing)
+    baseline: dict[RawFrame, tuple[int, int]] = field(default_factory=dict)
+    timer: threading.Timer | None = None
+
+
+# -- heap walks ---------------------------------------------------------------------------------
+
+_CONTAINERS = (list, dict, set, frozenset, deque)
+
+
+@dataclass
+class _Census:
+    at: float
+    types: dict[str, int]
+    functions: dict[str, int]
+    tracked: int
+    partial: bool
+
+
+def _take_census(deadline: float) -> _Census:
+    objs = gc.get_objects()
+    try:
+        total = len(objs)
+        by_type: Counter[type] = Counter()
+        codes: Counter[types.CodeType] = Counter()
+        partial = False
+        for start in range(0, total, 262144):
+            if time.perf_counter() > deadline:
+                partial = True
+                break
+            chunk = objs[start : start + 262144]
+            by_type.update(map(type, chunk))
+            # closures and bound methods are counted by the code that made them: a leak of
+            # callbacks shows as one function site growing, not as "function" in general
+            codes.update(o.__code__ for o in chunk if type(o) is types.FunctionType)
+            codes.update(
+                o.__func__.__code__
+                for o in chunk
+                if type(o) is types.MethodType and type(o.__func__) is types.FunctionType
+            )
+            del chunk
+    finally:
+        del objs
+    names: Counter[str] = Counter()
+    for t, n in by_type.items():
+        names[_type_name(t)] += n
+    functions: Counter[str] = Counter()
+    for code, n in codes.items():
+        functions[f"{code.co_qualname} ({_code_site(code)})"] += n
+    return _Census(
+        at=time.time(),
+        types=dict(names),
+        functions=dict(functions),
+        tracked=total,
+        partial=partial,
+    )
+
+
+def _module_globals() -> dict[int, str]:
+    """id -> dotted name of every module-level object (how a leak's holder is named)."""
+    names: dict[int, str] = {}
+    for mod_name, module in list(sys.modules.items()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        names[id(namespace)] = f"module {mod_name}"
+        for key, value in list(namespace.items()):
+            if isinstance(value, (types.ModuleType, types.FunctionType, type)):
+                continue  # modules, functions and classes are not where data piles up
+            names.setdefault(id(value), f"{mod_name}.{key}")
+    return names
+
+
+def _describe(obj: Any) -> str:
+    """A short, value-free description of an object: its type, size, and where code was made."""
+    t = type(obj)
+    if t is types.FunctionType:
+        return f"function {obj.__qualname__} ({_code_site(obj.__code__)})"
+    if t is types.MethodType:
+        func = obj.__func__
+        site = f" ({_code_site(func.__code__)})" if hasattr(func, "__code__") else ""
+        return f"bound method {getattr(func, '__qualname__', '?')}{site}"
+    if t is types.FrameType:
+        return f"frame of {obj.f_code.co_qualname} ({_where(obj.f_code.co_filename, obj.f_lineno)})"
+    if t is types.CellType:
+        return "closure cell"
+    if isinstance(obj, (list, dict, set, frozenset, deque, tuple)):
+        return f"{_type_name(t)} (len {len(obj)})"
+    if isinstance(obj, type):
+        return f"class {_type_name(obj)}"
+    if isinstance(obj, types.ModuleType):
+        return f"module {obj.__name__}"
+    return f"{_type_name(t)} object"
+
+
+def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
+    """How `holder` refers to `held`: an attribute name where there is one, never a value.
+
+    Keys of ordinary dicts are data (a cache's keys may be e-mail addresses), so they are only
+    shown when the skill shares values.
+    """
+    if isinstance(holder, dict):
+        for key, value in holder.items():
+            if value is held:
+                if share_values and isinstance(key, (str, int)):
+                    return f"[{str(key)[:40]!r}]"
+                return "(value)"
+            if key is held:
+                return "(key)"
+        return ""
+    if isinstance(holder, (list, tuple, deque, set, frozenset)):
+        return "(item)"
+    if type(holder) is types.FunctionType:
+        if holder.__defaults__ and any(d is held for d in holder.__defaults__):
+            return "(default argument)"
+        return "(closure)"
+    if type(holder) is types.MethodType:
+        return ".__self__" if holder.__self__ is held else ".__func__"
+    slots = getattr(type(holder), "__slots__", ())
+    for name in (slots,) if isinstance(slots, str) else slots:
+        if getattr(holder, name, None) is held:
+            return f".{name}"
+    return ""
+
+
+def _attribute_name(namespace: dict[Any, Any], held: Any) -> str:
+    for key, value in namespace.items():
+        if value is held:
+            return str(key)
+    return "?"
+
+
+def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
+    """The instance or class whose attribute dict `namespace` is, if it is one."""
+    owners = gc.get_referrers(namespace)
+    try:
+        for owner in owners:
+            if id(owner) in skip or type(owner) is types.FrameType:
+                continue
+            if isinstance(owner, type):
+                if any(r is namespace for r in gc.get_referents(owner)):
+                    return owner
+            elif type(owner).__dictoffset__ and getattr(owner, "__dict__", None) is namespace:
+                return owner
+        return None
+    finally:
+        del owners
+
+
+def _referrer_chain(
+    target: Any,
+    names: dict[int, str],
+    max_depth: int,
+    deadline: float,
+    ignore: set[int],
+    share_values: bool = False,
+) -> list[str]:
+    """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit."""
+    hops = [_describe(target)]
+    me = sys._getframe()
+    try:
+        _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
+    finally:
+        del me  # a frame holding itself would keep every caller's locals alive until a GC
+    return hops
+
+
+def _climb(
+    current: Any,
+    hops: list[str],
+    names: dict[int, str],
+    max_depth: int,
+    deadline: float,
+    ignore: set[int],
+    me: types.FrameType,
+    share_values: bool,
+) -> None:
+    seen = {id(current)}
+    for _ in range(max_depth):
+        name = names.get(id(current))
+        if name is not None:
+            hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
+            return
+        if time.perf_counter() > deadline:
+            hops.append("... (time budget reached)")
+            return
+        referrers = gc.get_referrers(current)
+        try:
+            own = {id(referrers), id(hops), id(seen), *ignore}
+            frames: list[types.FrameType] = []
+            chosen: Any = None
+            for ref in referrers:
+                if id(ref) in own or id(ref) in seen:
+                    continue
+                if type(ref) is types.FrameType:
+                    if not _is_own_frame(ref, me):
+                        frames.append(ref)
+                    continue
+                if id(ref) in names:
+                    chosen = ref
+                    break
+                if chosen is None:
+                    chosen = ref
+        finally:
+            del referrers
+        if chosen is None and frames:
+            hops.append(f"held by a local variable of {_describe(frames[0])[9:]}")
+            return
+        if chosen is None:
+            hops.append("no further referrers (held only by untracked or C-level state)")
+            return
+        namespace_of = names.get(id(chosen), "")
+        if namespace_of.startswith("module ") and isinstance(chosen, dict):
+            attr = _attribute_name(chosen, current)
+            hops.append(f"held by module global {namespace_of[7:]}.{attr}")
+            return
+        if type(chosen) is dict and not namespace_of:
+            owner = _namespace_owner(chosen, own | seen)
+            if owner is not None:
+                # an attribute: name it on its object rather than as a hop through a dict
+                attr = _attribute_name(chosen, current)
+                if isinstance(owner, type):
+                    hops.append(f"held by class attribute {_type_name(owner)}.{attr}")
+                    return
+                seen.add(id(chosen))
+                hops.append(f"{_describe(owner)} .{attr}")
+                seen.add(id(owner))
+                current = owner
+                continue
+        if isinstance(chosen, type):
+            hops.append(f"held by class {_type_name(chosen)}")
+            return
+        if isinstance(chosen, types.ModuleType):
+            hops.append(f"held by module {chosen.__name__}")
+            return
+        edge = _edge(chosen, current, share_values)
+        hops.append(f"{_describe(chosen)}{' ' + edge if edge else ''}")
+        seen.add(id(chosen))
+        current = chosen
+    hops.append("... (depth limit)")
+
+
+def _is_own_frame(frame: types.FrameType, me: types.FrameType) -> bool:
+    probe_frame: types.FrameType | None = me
+    while probe_frame is not None:
+        if probe_frame is frame:
+            return True
+        probe_frame = probe_frame.f_back
+    return _origin(frame.f_code.co_filename) == "lensbook"
+
+
+# -- the skill ----------------------------------------------------------------------------------
+
+
+class MemorySkill(Skill):
+    id = "memory"
+    title = "Memory"
+    description = (
+        "RSS trend, tracemalloc allocation sites, type growth, largest containers, referrer chains"
+    )
+    system_prompt = (
+        "You are the memory operator of a live Python process. You find memory leaks and say "
+        "exactly where they are: the file and line that allocates what stays alive, the type "
+        "that grows, and what holds it. Work from trends, not single values: RSS moves with "
+        "the allocator, so confirm growth with a tracemalloc window (memory_trace_start, wait, "
+        "memory_allocation_diff, which also stops tracing) and two type censuses "
+        "(memory_census, then memory_type_growth). Name the holder with "
+        "memory_largest_containers and memory_referrers. Typical culprits: module-level caches "
+        "without eviction, callbacks or closures registered and never removed, lists that only "
+        "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
+        "~0.1 s per million objects; do not repeat them needlessly."
+    )
+
+    def __init__(self) -> None:
+        self._process = psutil.Process()
+        self._lock = threading.RLock()
+        self._window: _TraceWindow | None = None
+        self._census: _Census | None = None
+        #: container id -> (type name, length) from the last memory_largest_containers call
+        self._container_sizes: dict[int, tuple[str, int]] = {}
+
+    # -- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Cost: ~60 µs (one psutil read, /proc/meminfo, allocator counters); no heap walk."""
+        mem = self._process.memory_info()
+        data: dict[str, Any] = {
+            "rss_mb": round(mem.rss / _MB, 2),
+            "vms_mb": round(mem.vms / _MB, 2),
+            "host_available_mb": round(psutil.virtual_memory().available / _MB, 1),
+            # pymalloc blocks in use: counts untracked objects (str, int, bytes) too
+            "heap_blocks": sys.getallocatedblocks(),
+            "tracemalloc": tracemalloc.is_tracing(),
+        }
+        if tracemalloc.is_tracing():
+            current, peak = tracemalloc.get_traced_memory()
+            data["traced_mb"] = round(current / _MB, 3)
+            data["traced_peak_mb"] = round(peak / _MB, 3)
+            data["tracemalloc_frames"] = tracemalloc.get_traceback_limit()
+        return data
+
+    # -- RSS over time ----------------------------------------------------------------------
+
+    @probe
+    def rss_trend(self, window_s: float = 600.0, points: int = 12) -> dict[str, Any]:
+        """RSS over time from the sampled snapshots of this skill and the runtime skill.
+
+        Args:
+            window_s: how far back to look, in seconds.
+            points: how many evenly spaced points to return (at most 60).
+
+        Cost: microseconds; reads lensbook's metrics store, never the heap.
+        """
+        since = time.time() - max(window_s, 1.0)
+        series = sorted(
+            metrics_store.series("memory", "rss_mb", since)
+            + metrics_store.series("runtime", "rss_mb", since)
+        )
+        now_mb = round(self._process.memory_info().rss / _MB, 2)
+        if len(series) < 2:
+            return {
+                "samples": len(series),
+                "rss_mb_now": now_mb,
+                "note": "fewer than 2 samples in the window: take snapshots a few seconds apart",
+            }
+        t0 = series[0][0]
+        values = [v for _, v in series]
+        span = series[-1][0] - t0
+        slope = _least_squares(series)
+        step = max(1, len(series) // max(1, min(points, 60)))
+        return {
+            "samples": len(series),
+            "span_s": round(span, 1),
+            "rss_mb_now": now_mb,
+            "first_mb": values[0],
+            "last_mb": values[-1],
+            "min_mb": min(values),
+            "max_mb": max(values),
+            "slope_mb_per_min": None if slope is None else round(slope * 60, 3),
+            "points": [[round(t - t0, 1), v] for t, v in series[::step]][-60:],
+        }
+
+    # -- tracemalloc ------------------------------------------------------------------------
+
+    @probe_with(budget=8.0)
+    def trace_start(self, frames: int = 1, max_seconds: float = 60.0) -> dict[str, Any]:
+        """Open a tracemalloc window: trace allocations from now on, to diff them later.
+
+        Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so it runs in a
+        short window: memory_allocation_diff closes it, and it stops by itself after
+        `max_seconds`. If the process was already tracing, the window joins that tracing (a
+        baseline is taken) and never stops it.
+
+        Args:
+            frames: frames kept per allocation (1 to 25); 1 names the allocating line, more
+                show who called it.
+            max_seconds: stop tracing after this many seconds if nobody closed the window.
+
+        Cost: starting is instant; joining existing tracing takes a snapshot (~0.5 s per
+        million traced blocks).
+        """
+        frames = min(max(frames, 1), 25)
+        max_seconds = min(max(max_seconds, 1.0), 600.0)
+        with self._lock:
+            if self._window is not None and self._window.owned:
+                self._close_window()
+            if tracemalloc.is_tracing():
+                deadline = time.perf_counter() + 3.0
+                grouped = _group(tracemalloc.take_snapshot(), deadline, _TRACED_PASS_MAX)
+                self._window = _TraceWindow(
+                    started_at=time.time(),
+                    frames=tracemalloc.get_traceback_limit(),
+                    owned=False,
+                    baseline={k: (s.size, s.count) for k, s in grouped.sites.items()},
+                )
+                return {
+                    "tracing": True,
+                    "started_by": "the process (kept running; not stopped by lensbook)",
+                    "frames": self._window.frames,
+                    "baseline_blocks": grouped.total,
+                    "baseline_sampled_1_in": round(grouped.stride, 1),
+                    "baseline_partial": grouped.partial,
+                }
+            tracemalloc.start(frames)
+            timer = threading.Timer(max_seconds, self._expire)
+            timer.daemon = True
+            timer.name = "lensbook-tracemalloc-window"
+            self._window = _TraceWindow(
+                started_at=time.time(), frames=frames, owned=True, timer=timer
+            )
+            timer.start()
+            return {
+                "tracing": True,
+                "started_by": "lensbook",
+                "frames": frames,
+                "stops_after_s": max_seconds,
+            }
+
+    @probe
+    def trace_stop(self) -> dict[str, Any]:
+        """Close the tracemalloc window without a diff (tracing the process had is kept).
+
+        Cost: instant.
+        """
+        with self._lock:
+            window = self._window
+            if window is None:
+                return {"tracing": tracemalloc.is_tracing(), "note": "no window was open"}
+            self._close_window()
+            return {"tracing": tracemalloc.is_tracing(), "stopped": window.owned}
+
+    @probe_with(budget=10.0)
+    def allocation_diff(
+        self, top: int = 10, frames_shown: int = 4, stop: bool = True
+    ) -> dict[str, Any]:
+        """What the tracemalloc window allocated and still holds, ranked by allocation site.
+
+        Each site is the file:line blamed for the blocks (the most recent frame in user or
+        library code), with the bytes and blocks that grew, the source line, and the
+        traceback that contributed most. lensbook's own allocations and module imports are
+        left out and reported as totals.
+
+        Args:
+            top: how many sites to return (at most 30).
+            frames_shown: frames of each site's traceback to show (most recent first).
+            stop: close the window (stop tracing if lensbook started it).
+
+        Cost: a tracemalloc snapshot (~0.5 s per million traced blocks) then one pass over the
+        blocks, bounded to ~6 s (partial results past that).
+        """
+        top = min(max(top, 1), 30)
+        frames_shown = min(max(frames_shown, 1), 25)
+        with self._lock:
+            window = self._window
+            if window is None and not tracemalloc.is_tracing():
+                raise RuntimeError("tracemalloc is not tracing: call memory_trace_start first")
+            deadline = time.perf_counter() + 6.0
+            snap = tracemalloc.take_snapshot()
+            frames = snap.traceback_limit
+            if stop and window is not None:
+                # stop before grouping: a pass over a million blocks is ~10x slower while traced
+                self._close_window()
+            grouped = _group(snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None)
+            del snap
+        baseline = window.baseline if window is not None else {}
+        rows: list[tuple[RawFrame, int, int, _SiteStat]] = []
+        for site, stat in grouped.sites.items():
+            size0, count0 = baseline.get(site, (0, 0))
+            rows.append((site, stat.size - size0, stat.count - count0, stat))
+        growth = sum(r[1] for r in rows)
+        best = heapq.nlargest(top, rows, key=lambda r: r[1])
+        window_s = time.time() - window.started_at if window is not None else None
+        sites = []
+        for (filename, lineno), size, count, stat in best:
+            if size <= 0:
+                break
+            entry: dict[str, Any] = {
+                "site": _where(filename, lineno),
+                "kb": round(size / _KB, 1),
+                "blocks": count,
+                "share": round(size / growth, 3) if growth > 0 else None,
+                "origin": _origin(filename),
+                "code": _source_line(filename, lineno),
+            }
+            if len(stat.traceback) > 1:
+                entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
+            sites.append(entry)
+        sites, omitted = _fit(sites, 4200)
+        return {
+            "window_s": None if window_s is None else round(window_s, 2),
+            "frames": frames,
+            "growth_kb": round(growth / _KB, 1),
+            "rate_kb_per_s": round(growth / _KB / window_s, 1) if window_s else None,
+            "traced_blocks": grouped.total,
+            "distinct_sites": len(grouped.sites),
+            "sampled_1_in": round(grouped.stride, 1),
+            "partial": grouped.partial,
+            "excluded_kb": {k: round(v / _KB, 1) for k, v in grouped.excluded.items()},
+            "tracing_after": tracemalloc.is_tracing(),
+            "sites": sites,
+            "sites_omitted_for_size": omitted,
+        }
+
+    def _close_window(self) -> None:
+        window, self._window = self._window, None
+        if window is None:
+            return
+        if window.timer is not None:
+            window.timer.cancel()
+        if window.owned and tracemalloc.is_tracing():
+            tracemalloc.stop()
+
+    def _expire(self) -> None:
+        with self._lock:
+            if self._window is not None and self._window.owned:
+                self._close_window()
+
+    def close(self) -> None:
+        """Stop any tracing this skill started and forget its baselines."""
+        with self._lock:
+            self._close_window()
+            self._census = None
+            self._container_sizes.clear()
+
+    # -- censuses ---------------------------------------------------------------------------
+
+    @probe
+    def census(self, top: int = 15) -> dict[str, Any]:
+        """Count live GC-tracked objects by type, and keep the counts for memory_type_growth.
+
+        Args:
+            top: how many types to return (at most 50).
+
+        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s). Untracked
+        objects (str, int, bytes, dicts of atoms) are not counted; tracemalloc sees them.
+        """
+        census = _take_census(time.perf_counter() + 3.0)
+        with self._lock:
+            self._census = census
+        ranked = heapq.nlargest(min(max(top, 1), 50), census.types.items(), key=lambda kv: kv[1])
+        return {
+            "tracked_objects": census.tracked,
+            "distinct_types": len(census.types),
+            "partial": census.partial,
+            "top": [{"type": name, "count": n} for name, n in ranked],
+        }
+
+    @probe
+    def type_growth(self, top: int = 10) -> dict[str, Any]:
+        """Which types (and which closures, by the code that made them) grew since memory_census.
+
+        Takes a new census, compares it with the previous one and keeps it as the new baseline.
+        User-defined types come with the file:line of their class statement.
+
+        Args:
+            top: how many growing types and functions to return (at most 30).
+
+        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s).
+        """
+        top = min(max(top, 1), 30)
+        now = _take_census(time.perf_counter() + 3.0)
+        with self._lock:
+            before, self._census = self._census, now
+        if before is None:
+            return {
+                "note": "no earlier census: this one is the baseline; call again later",
+                "tracked_objects": now.tracked,
+            }
+        interval = max(now.at - before.at, 1e-6)
+        deltas = Counter(now.types)
+        deltas.subtract(before.types)
+        grown = [(name, d) for name, d in deltas.most_common(top + 10) if d > 0]
+        type_by_name = _types_named({name for name, _ in grown})
+        rows: list[dict[str, Any]] = []
+        for name, d in grown:
+            t = type_by_name.get(name)
+            origin = _type_origin(t) if t is not None else None
+            if origin == "lensbook" or len(rows) == top:
+                continue  # lensbook's own bookkeeping (this census, for one) is not the user's
+            row: dict[str, Any] = {
+                "type": name,
+                "before": before.types.get(name, 0),
+                "after": now.types.get(name, 0),
+                "delta": d,
+                "per_s": round(d / interval, 1),
+            }
+            if t is not None:
+                row["origin"] = origin
+                if origin in ("user", "library"):
+                    row["defined_at"] = _type_site(t)
+            rows.append(row)
+        fdeltas = Counter(now.functions)
+        fdeltas.subtract(before.functions)
+        functions = [
+            {"function": name, "delta": d, "per_s": round(d / interval, 1)}
+            for name, d in fdeltas.most_common(min(top, 8))
+            if d > 0
+        ]
+        shrunk = [(n, d) for n, d in deltas.most_common()[:-4:-1] if d < 0]
+        return {
+            "interval_s": round(interval, 2),
+            "tracked_before": before.tracked,
+            "tracked_after": now.tracked,
+            "tracked_delta": now.tracked - before.tracked,
+            "partial": before.partial or now.partial,
+            "growing": _fit(rows, 2600)[0],
+            "growing_functions": _fit(functions, 1200)[0],
+            "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
+        }
+
+    @probe
+    def largest_containers(self, top: int = 5, baseline: bool = False) -> dict[str, Any]:
+        """The largest lists, dicts, sets and deques alive, who holds them, and how they grew.
+
+        Growth is against the previous call (same object). The holders of the first three are
+        named by a short referrer chain (a module global, a class attribute, a local variable).
+
+        Args:
+            top: how many containers to return (at most 20).
+            baseline: only remember the sizes now (a short answer), to report growth on the
+                next call.
+
+        Cost: one heap walk with len() of each container, ~0.2 s per million tracked objects,
+        plus one referrer walk per named holder (bounded to ~3 s in all).
+        """
+        top = min(max(top, 1), 20)
+        deadline = time.perf_counter() + 3.0
+        own = {id(self._container_sizes), id(self._census.types if self._census else None)}
+        if self._census is not None:
+            own.add(id(self._census.functions))
+        objs = gc.get_objects()
+        try:
+            own.add(id(objs))
+            candidates = (
+                o
+                for o in _deadline_chunks(objs, deadline)
+                if isinstance(o, _CONTAINERS) and id(o) not in own
+            )
+            largest = heapq.nlargest(max(top, 50), candidates, key=len)
+            partial = time.perf_counter() > deadline
+        finally:
+            del objs
+        with self._lock:
+            previous = self._container_sizes
+            self._container_sizes = {id(c): (_type_name(type(c)), len(c)) for c in largest}
+        if baseline:
+            return {
+                "remembered": len(largest),
+                "largest_len": len(largest[0]) if largest else 0,
+                "partial": partial,
+            }
+        floor = min(n for _, n in previous.values()) if len(previous) >= 50 else 0
+        names = _module_globals()
+        ignore = {id(largest), id(names), id(previous)}
+        rows = []
+        for i in range(min(top, len(largest))):
+            c = largest[i]
+            name = _type_name(type(c))
+            row: dict[str, Any] = {
+                "type": name,
+                "len": len(c),
+                "kb": round(sys.getsizeof(c) / _KB, 1),
+            }
+            seen = previous.get(id(c))
+            if seen is not None and seen[0] == name:
+                row["grew"] = len(c) - seen[1]
+            elif previous:
+                # not among the largest last time: it had at most `floor` items then
+                row["grew_at_least"] = len(c) - floor
+            if isinstance(c, dict) and c:
+                row["value_types"] = _value_types(c.values())
+            elif c and not isinstance(c, dict):
+                row["item_types"] = _value_types(c)
+            if i < 3:
+                chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
+                row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
+            rows.append(row)
+        rows, omitted = _fit(rows, 4500)
+        return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
+
+    @probe
+    def referrers(self, type_name: str, max_depth: int = 8, samples: int = 2) -> dict[str, Any]:
+        """What keeps objects of a type alive: referrer chains from a few old instances upward.
+
+        Each chain goes hop by hop (closure cell, list, dict, object attribute...) until a
+        module global, a class attribute, a local variable of a running frame, or the depth
+        limit. Only types, sizes and names are reported, never values.
+
+        Args:
+            type_name: the type, as memory_type_growth names it ("pkg.mod.Class") or its short
+                name ("Class", "dict").
+            max_depth: hops to follow per chain (at most 12).
+            samples: instances to follow (at most 4); identical chains are merged.
+
+        Cost: one heap walk to find instances, then one walk per hop (~10 ms per million
+        objects each), bounded to ~4 s.
+        """
+        deadline = time.perf_counter() + 4.0
+        max_depth = min(max(max_depth, 1), 12)
+        samples = min(max(samples, 1), 4)
+        objs = gc.get_objects()
+        try:
+            matching = {
+                t
+                for t in set(map(type, objs))
+                if type_name in (_type_name(t), t.__qualname__, t.__name__)
+            }
+            instances: list[Any] = []
+            count = 0
+            if matching:
+                # oldest generation last: walk backwards to sample long-lived (likely leaked)
+                for o in reversed(objs):
+                    if type(o) in matching:
+                        count += 1
+                        if len(instances) < 200:
+                            instances.append(o)
+        finally:
+            del objs
+        if not instances:
+            return {"type": type_name, "instances": 0, "chains": []}
+        step = (len(instances) - 1) / max(samples - 1, 1)
+        picks = _unique(instances[round(i * step)] for i in range(samples))
+        del instances
+        names = _module_globals()
+        chains: dict[str, int] = {}
+        for i in range(len(picks)):
+            chain = " <- ".join(
+                _referrer_chain(
+                    picks[i],
+                    names,
+                    max_depth,
+                    deadline,
+                    {id(picks), id(names)},
+                    self.share_values,
+                )
+            )
+            chains[chain] = chains.get(chain, 0) + 1
+        del picks
+        return {
+            "type": type_name,
+            "instances": count,
+            "chains": _fit([{"chain": c, "samples": n} for c, n in chains.items()], 4500)[0],
+        }
+
+    def rules(self) -> Sequence[Rule]:
+        return (LeakRule(),)
+
+
+def _unique(items: Iterable[Any]) -> list[Any]:
+    seen: set[int] = set()
+    out = []
+    for item in items:
+        if id(item) not in seen:
+            seen.add(id(item))
+            out.append(item)
+    return out
+
+
+def _types_named(wanted: set[str]) -> dict[str, type]:
+    """Type objects for census names, found among the classes of loaded modules and builtins."""
+    found: dict[str, type] = {}
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if not isinstance(namespace, dict):
+            continue
+        for value in list(namespace.values()):
+            if isinstance(value, type):
+                name = _type_name(value)
+                if name in wanted:
+                    found.setdefault(name, value)
+    for t in (
+        types.FunctionType,
+        types.MethodType,
+        types.CellType,
+        types.FrameType,
+        types.CodeType,
+    ):
+        found.setdefault(_type_name(t), t)
+    return found
+
+
+def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
+    """The types of a container's first items (a sample, so it stays cheap on huge ones)."""
+    counts = Counter(_type_name(type(v)) for v in itertools.islice(values, sample))
+    return dict(counts.most_common(3))
+
+
+def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    if var == 0:
+        return None
+    return sum((t - mt) * (v - mv) for t, v in points) / var
+
+
+# -- the offline investigator's rule ------------------------------------------------------------
+
+#: growth that counts as a leak within one window: at least this much, at least this fast
+LEAK_MIN_KB = 1024.0
+LEAK_MIN_KB_PER_S = 200.0
+#: GC-tracked objects (or container items) that must appear for object growth to count
+OBJECTS_MIN_DELTA = 20_000
+CONTAINER_MIN_GROWTH = 5_000
+
+
+class LeakRule(Rule):
+    """Memory that grows and stays: opens a tracemalloc window and takes two censuses."""
+
+    name = "memory_leak"
+    snapshots_needed = 2
+    gap = 3.0
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if not ev.snapshots:
+            return []
+        calls = [
+            ProbeCall("memory_rss_trend"),
+            ProbeCall("memory_census", {"top": 10}),
+            ProbeCall("memory_largest_containers", {"baseline": True}),
+            ProbeCall("memory_trace_start", {"frames": 1}),
+        ]
+        if len(ev.snapshots) < 2:
+            return calls
+        calls += [
+            ProbeCall("memory_allocation_diff", {"top": 8}),
+            ProbeCall("memory_type_growth", {"top": 8}),
+            ProbeCall("memory_largest_containers", {"top": 5}),
+        ]
+        suspect = _suspect_type(ev.result("memory_type_growth"))
+        if suspect is not None:
+            calls.append(ProbeCall("memory_referrers", {"type_name": suspect}))
+        return calls
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        diff = _as_dict(ev.result("memory_allocation_diff"))
+        growth = _as_dict(ev.result("memory_type_growth"))
+        containers = _as_dict(ev.result("memory_largest_containers"))
+        refs = _as_dict(ev.result("memory_referrers"))
+        growth_kb = float(diff.get("growth_kb") or 0.0)
+        window = float(diff.get("window_s") or 0.0) or ev.elapsed() or 1.0
+        rate_kb = growth_kb / window
+        sites = [s for s in diff.get("sites") or [] if isinstance(s, dict)]
+        grown = [g for g in growth.get("growing") or [] if isinstance(g, dict)]
+        tracked_delta = int(growth.get("tracked_delta") or 0)
+        growing_box = _growing_container(containers)
+        box_grew = _grew(growing_box) if growing_box else 0
+
+        leak_by_bytes = growth_kb >= LEAK_MIN_KB and rate_kb >= LEAK_MIN_KB_PER_S
+        leak_by_objects = tracked_delta >= OBJECTS_MIN_DELTA
+        leak_by_container = box_grew >= CONTAINER_MIN_GROWTH
+        if not (leak_by_bytes or leak_by_objects or leak_by_container):
+            return []
+
+        rss0, rss1 = ev.first("rss_mb"), ev.latest("rss_mb")
+        available = ev.latest("host_available_mb")
+        parts = []
+        if diff:
+            parts.append(
+                f"In a {window:.1f} s tracemalloc window ({diff.get('frames', 1)} frame), "
+                f"memory still held grew by {_kb(growth_kb)} ({_kb(rate_kb)}/s)"
+            )
+        if isinstance(rss0, (int, float)) and isinstance(rss1, (int, float)):
+            parts.append(f"RSS went {rss0:.1f} -> {rss1:.1f} MB over {ev.elapsed():.1f} s")
+        if growth:
+            parts.append(
+                f"GC-tracked objects {growth.get('tracked_before')} -> "
+                f"{growth.get('tracked_after')} ({tracked_delta:+d} in "
+                f"{growth.get('interval_s')} s)"
+            )
+        context = "; ".join(parts) + "."
+
+        obs = []
+        if sites:
+            first = sites[0]
+            obs.append(
+                f"Top allocation site {first['site']} (`{first.get('code', '')}`): "
+                f"+{_kb(float(first['kb']))} in {first['blocks']} blocks"
+                + (
+                    f" ({float(first['share']) * 100:.0f}% of the growth)"
+                    if first.get("share")
+                    else ""
+                )
+            )
+            if first.get("traceback"):
+                obs.append("called from " + " <- ".join(first["traceback"][1:3]))
+            more = ", ".join(f"{s['site']} +{_kb(float(s['kb']))}" for s in sites[1:4])
+            if more:
+                obs.append(f"next: {more}")
+        # types that grew by a tenth of the leader or more; the rest is noise
+        grown = [g for g in grown if int(g["delta"]) * 10 >= int(grown[0]["delta"])]
+        if grown:
+            obs.append(
+                "growing types: "
+                + ", ".join(
+                    f"{g['type']} {g['delta']:+d}"
+                    + (f" (class at {g['defined_at']})" if g.get("defined_at") else "")
+                    for g in grown[:4]
+                )
+            )
+        funcs = [f for f in growth.get("growing_functions") or [] if isinstance(f, dict)]
+        callbacks = [f for f in funcs if int(f.get("delta", 0)) >= OBJECTS_MIN_DELTA // 20]
+        if callbacks:
+            obs.append(
+                "functions created and kept: "
+                + ", ".join(f"{f['function']} {f['delta']:+d}" for f in callbacks[:3])
+            )
+        if growing_box:
+            obs.append(
+                f"largest growing container: {growing_box['type']} of {growing_box['len']} "
+                f"items ({box_grew:+d}{'' if 'grew' in growing_box else ' at least'}) <- "
+                f"{growing_box.get('held_by') or 'holder unknown'}"
+            )
+        chains = [c for c in refs.get("chains") or [] if isinstance(c, dict)]
+        if chains:
+            obs.append(f"{refs.get('type')} is kept alive by: {chains[0]['chain']}")
+        observation = "; ".join(obs) + "." if obs else "Memory grows; no site was found."
+
+        hypothesis = _hypothesis(sites, callbacks, growing_box, refs)
+        severity: Any = "warning"
+        if isinstance(available, (int, float)) and rate_kb > 0:
+            minutes_left = available * 1024 / rate_kb / 60
+            if minutes_left < 15:
+                severity = "critical"
+                hypothesis += (
+                    f" At this rate the host's {available:.0f} MB of available memory lasts "
+                    f"about {minutes_left:.0f} min."
+                )
+        return [
+            Finding(
+                anomaly_type="memory_leak",
+                severity=severity,
+                context=context,
+                observation=observation,
+                hypothesis=hypothesis,
+            )
+        ]
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _kb(kb: float) -> str:
+    return f"{kb / 1024:.1f} MB" if abs(kb) >= 1024 else f"{kb:.0f} KB"
+
+
+def _suspect_type(growth: Any) -> str | None:
+    """The growing type worth a referrer chain: a user-defined one that grew substantially."""
+    for row in _as_dict(growth).get("growing") or []:
+        if (
+            isinstance(row, dict)
+            and row.get("origin") in ("user", "library")
+            and int(row.get("delta", 0)) >= 1000
+        ):
+            return str(row["type"])
+    return None
+
+
+def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:
+    rows = [c for c in containers.get("containers") or [] if isinstance(c, dict)]
+    growing = [c for c in rows if _grew(c) > 0]
+    return max(growing, key=_grew) if growing else {}
+
+
+def _grew(container: dict[str, Any]) -> int:
+    return int(container.get("grew") or container.get("grew_at_least") or 0)
+
+
+def _hypothesis(
+    sites: list[dict[str, Any]],
+    callbacks: list[dict[str, Any]],
+    box: dict[str, Any],
+    refs: dict[str, Any],
+) -> str:
+    where = f" allocated at {sites[0]['site']}" if sites else ""
+    held_by = str(box.get("held_by") or "")
+    # the end of the chain names the root: "module global x.y", "class attribute X.y", ...
+    root = held_by.rsplit("held by ", 1)[-1] if "held by " in held_by else ""
+    if callbacks:
+        fn = callbacks[0]["function"]
+        into = f"a {box['type']} of {box['len']} callbacks under {root}" if root else "a registry"
+        kept = (
+            f"; each keeps its {str(refs['type']).rsplit('.', 1)[-1]} alive through its closure"
+            if refs.get("chains")
+            else ""
+        )
+        return (
+            f"Callbacks are registered and never removed: {fn} is created per call and "
+            f"added to {into}, which only grows{kept}. Unregister the callback when its owner "
+            "is done (or hold it by weak reference)."
+        )
+    if root.startswith(("module global", "class attribute")):
+        return (
+            f"An unbounded cache: the {box['type']} {root} only grows (no eviction); its "
+            f"entries are{where}. Bound it (LRU, TTL) or clear it."
+        )
+    return (
+        f"Objects{where} are allocated and never released; follow the referrer chain to the "
+        "structure that keeps them."
+    )

@@ -1,0 +1,354 @@
+"""The memory skill: tracemalloc windows, censuses, containers, referrer chains and its rule."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import lensbook
+from lensbook import events
+from lensbook.clients.offline import OfflineInvestigator
+from lensbook.clients.scripted import ScriptedClient, call
+from lensbook.metrics import store
+from lensbook.scenarios import _leaky_cache, _leaky_callbacks
+from lensbook.skills import resolve_skill
+from lensbook.skills.base import render_output
+from lensbook.skills.memory import LeakRule, MemorySkill
+from lensbook.skills.rules import Evidence, ProbeCall, Rule
+
+_HELD: list[Any] = []
+
+
+def _allocate(n: int) -> None:
+    for i in range(n):
+        _HELD.append({"i": i, "payload": [i] * 8})  # allocation site
+
+
+class Widget:  # class statement
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+class Entry:
+    pass
+
+
+def _make_callback(n: int) -> Callable[[], int]:
+    def callback() -> int:  # closure site
+        return n
+
+    return callback
+
+
+def _line_of(marker: str, source: Any = None) -> int:
+    lines, start = inspect.getsourcelines(source or inspect.getmodule(_allocate))
+    for offset, line in enumerate(lines):
+        if marker in line:
+            return start + offset if start else offset + 1
+    raise AssertionError(f"no line with {marker!r}")
+
+
+def _probe(skill: MemorySkill, name: str, **arguments: Any) -> Any:
+    """Call a probe as the loop would (validated arguments, rendered and capped output)."""
+    tool = {t.name: t for t in skill.probes()}[f"memory_{name}"]
+    return json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars))
+
+
+@pytest.fixture
+def skill() -> Iterator[MemorySkill]:
+    was_tracing = tracemalloc.is_tracing()
+    skill = MemorySkill()
+    yield skill
+    skill.close()
+    _HELD.clear()
+    _leaky_cache.clear()
+    _leaky_callbacks.clear()
+    if tracemalloc.is_tracing() and not was_tracing:
+        tracemalloc.stop()
+
+
+def test_snapshot_is_flat_numbers_and_starts_nothing(skill: MemorySkill) -> None:
+    tracing = tracemalloc.is_tracing()
+    snap = skill.snapshot()
+    assert all(isinstance(v, (int, float, bool)) for v in snap.values())
+    assert snap["rss_mb"] > 0 and snap["heap_blocks"] > 0 and snap["host_available_mb"] > 0
+    assert snap["tracemalloc"] is tracing
+    assert tracemalloc.is_tracing() is tracing
+
+
+def test_trace_window_names_the_allocating_line_and_stops_tracing(skill: MemorySkill) -> None:
+    assert not tracemalloc.is_tracing()
+    started = _probe(skill, "trace_start")
+    assert started["started_by"] == "lensbook" and started["frames"] == 1
+    assert tracemalloc.is_tracing()
+    _allocate(20_000)
+    diff = _probe(skill, "allocation_diff", top=5)
+    assert not tracemalloc.is_tracing()
+    assert diff["tracing_after"] is False
+    top = diff["sites"][0]
+    assert top["site"].endswith(f"test_memory.py:{_line_of('# allocation site')}")
+    assert "allocation site" in top["code"]
+    assert 76_000 <= top["blocks"] <= 80_000  # a dict, a list, and their tables per item
+    assert diff["growth_kb"] >= top["kb"] > 1000
+
+
+def test_more_frames_show_the_caller(skill: MemorySkill) -> None:
+    _probe(skill, "trace_start", frames=3)
+    _allocate(5_000)  # caller line
+    diff = _probe(skill, "allocation_diff", top=3)
+    assert diff["frames"] == 3
+    traceback = diff["sites"][0]["traceback"]
+    assert traceback[0].endswith(f":{_line_of('# allocation site')}")
+    assert traceback[1].endswith(f"test_memory.py:{_line_of('# caller line')}")
+
+
+def test_answers_stay_whole_json_under_the_cap_with_deep_tracebacks(skill: MemorySkill) -> None:
+    source = "\n".join(f"def alloc{i}(keep): keep.append(bytearray({i}))" for i in range(40))
+    allocators: dict[str, Any] = {}
+    exec(compile(source, "generated_allocators.py", "exec"), allocators)
+
+    def deep(depth: int, allocate: Callable[[list[Any]], None]) -> None:
+        if depth:
+            deep(depth - 1, allocate)
+        else:
+            allocate(_HELD)
+
+    _probe(skill, "trace_start", frames=25)
+    for i in range(40):
+        for _ in range(100):
+            deep(20, allocators[f"alloc{i}"])
+    tool = {t.name: t for t in skill.probes()}["memory_allocation_diff"]
+    text = render_output(tool.fn(top=30, frames_shown=25), tool.max_chars)
+    assert len(text) <= tool.max_chars and "[truncated" not in text
+    diff = json.loads(text)
+    assert diff["sites"] and diff["sites_omitted_for_size"] > 0
+    assert len(diff["sites"][0]["traceback"]) == 25
+    assert diff["sites"][0]["site"].startswith("generated_allocators.py:")
+
+
+@pytest.mark.slow
+def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySkill) -> None:
+    tracemalloc.start()
+    try:
+        _allocate(60_000)  # before the window: ~240,000 traced blocks, past the exact pass
+        started = _probe(skill, "trace_start")
+        assert started["started_by"].startswith("the process")
+        assert started["baseline_sampled_1_in"] > 1 and not started["baseline_partial"]
+        _allocate(10_000)
+        diff = _probe(skill, "allocation_diff")
+        assert tracemalloc.is_tracing()
+        assert diff["sampled_1_in"] > 1
+        top = diff["sites"][0]
+        assert top["site"].endswith(f":{_line_of('# allocation site')}")
+        # only the window's 10,000 items (4 blocks each: a dict, a list, and their tables),
+        # estimated from a sample
+        assert 34_000 <= top["blocks"] <= 46_000
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_forgotten_window_stops_by_itself(skill: MemorySkill) -> None:
+    _probe(skill, "trace_start", max_seconds=1.0)
+    assert tracemalloc.is_tracing()
+    deadline = time.monotonic() + 20
+    while tracemalloc.is_tracing() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not tracemalloc.is_tracing()
+    assert _probe(skill, "trace_stop")["note"] == "no window was open"
+
+
+def test_a_diff_without_tracing_is_an_error(skill: MemorySkill) -> None:
+    with pytest.raises(RuntimeError, match="memory_trace_start"):
+        skill.allocation_diff()
+
+
+def test_type_growth_names_the_class_and_the_closure_sites(skill: MemorySkill) -> None:
+    assert "note" in _probe(skill, "type_growth")  # no census yet: this one is the baseline
+    census = _probe(skill, "census", top=5)
+    assert census["tracked_objects"] > 1000 and len(census["top"]) == 5
+    _HELD.extend(Widget(i) for i in range(3_000))
+    _HELD.extend(_make_callback(i) for i in range(2_000))
+    growth = _probe(skill, "type_growth", top=10)
+    rows = {row["type"].rsplit(".", 1)[-1]: row for row in growth["growing"]}
+    assert rows["Widget"]["delta"] == 3_000
+    assert rows["Widget"]["origin"] == "user"
+    assert rows["Widget"]["defined_at"].endswith(f":{_line_of('# class statement')}")
+    closure = "_make_callback.<locals>.callback ("
+    (fn,) = [f for f in growth["growing_functions"] if f["function"].startswith(closure)]
+    assert fn["delta"] == 2_000
+    assert fn["function"].endswith(f"test_memory.py:{_line_of('# closure site')})")
+
+
+def test_largest_containers_name_the_module_global_and_its_growth(skill: MemorySkill) -> None:
+    for n in range(6_000):
+        _leaky_cache.lookup(n)
+    assert _probe(skill, "largest_containers", baseline=True)["remembered"] > 0
+    for n in range(6_000, 10_000):
+        _leaky_cache.lookup(n)
+    found = _probe(skill, "largest_containers", top=5)
+    cache = [c for c in found["containers"] if c["len"] == 10_000]
+    assert cache, found
+    assert cache[0]["type"] == "dict" and cache[0]["grew"] == 4_000
+    assert cache[0]["held_by"] == "held by module global lensbook.scenarios._leaky_cache._CACHE"
+    assert cache[0]["value_types"] == {"dict": 200}
+
+
+def test_referrers_follow_a_closure_up_to_the_emitter(skill: MemorySkill) -> None:
+    for n in range(2_000):
+        _leaky_callbacks.handle_request(n)
+    found = _probe(skill, "referrers", type_name="RequestContext")
+    assert found["instances"] == 2_000
+    chain = found["chains"][0]["chain"]
+    registration = _line_of("BUS.on(", _leaky_callbacks)
+    assert f"<lambda> (lensbook/scenarios/_leaky_callbacks.py:{registration})" in chain
+    assert "EventEmitter object ._handlers" in chain
+    assert chain.endswith("held by module global lensbook.scenarios._leaky_callbacks.BUS")
+    assert _probe(skill, "referrers", type_name="NoSuchType")["instances"] == 0
+
+
+def test_referrer_chains_show_dict_keys_only_when_values_are_shared(skill: MemorySkill) -> None:
+    _leaky_cache._CACHE["ada@example.com"] = {"entry": Entry()}
+    chain = _probe(skill, "referrers", type_name="Entry")["chains"][0]["chain"]
+    assert "example.com" not in chain
+    assert chain.endswith("held by module global lensbook.scenarios._leaky_cache._CACHE")
+    skill.share_values = True
+    chain = _probe(skill, "referrers", type_name="Entry")["chains"][0]["chain"]
+    assert "['ada@example.com']" in chain
+
+
+def test_rss_trend_reads_the_sampled_series(skill: MemorySkill) -> None:
+    store.clear()
+    assert _probe(skill, "rss_trend")["samples"] == 0
+    now = time.time()
+    for i in range(30):
+        store.record("memory" if i % 2 else "runtime", {"rss_mb": 100.0 + i}, at=now - 30 + i)
+    trend = _probe(skill, "rss_trend", window_s=60, points=10)
+    assert trend["samples"] == 30
+    assert trend["first_mb"] == 100.0 and trend["last_mb"] == 129.0
+    assert trend["slope_mb_per_min"] == pytest.approx(60.0)
+    assert 10 <= len(trend["points"]) <= 15
+    store.clear()
+
+
+# -- the rule, on real probe output ---------------------------------------------------------
+
+
+def _investigate(skill: MemorySkill, rule: Rule, between: Callable[[], None]) -> Evidence:
+    """Follow the rule as the offline investigator does: snapshots, wanted probes, a gap."""
+    ev = Evidence(context={"reason": "memory keeps growing"})
+
+    def take_snapshot() -> None:
+        ev.snapshots.append(json.loads(render_output(skill.snapshot())))
+        ev.snapshot_ids.append(f"s{len(ev.snapshots)}")
+        ev.snapshot_times.append(time.time())
+
+    def run_wanted() -> None:
+        while True:
+            wanted: list[ProbeCall] = [c for c in rule.wants(ev) if not ev.called(c)]
+            if not wanted:
+                return
+            for c in wanted:
+                value = _probe(skill, c.name.removeprefix("memory_"), **c.arguments)
+                ev.results.setdefault(c.name, []).append((c.arguments, value))
+
+    take_snapshot()
+    run_wanted()
+    between()
+    take_snapshot()
+    run_wanted()
+    return ev
+
+
+def test_the_rule_names_the_site_and_the_cache_of_a_leak(skill: MemorySkill) -> None:
+    def leak() -> None:
+        for n in range(30_000):
+            _leaky_cache.lookup(n)
+
+    ev = _investigate(skill, LeakRule(), leak)
+    assert not tracemalloc.is_tracing()
+    (finding,) = LeakRule().judge(ev)
+    assert finding.anomaly_type == "memory_leak" and finding.severity in ("warning", "critical")
+    site = f"lensbook/scenarios/_leaky_cache.py:{_line_of('hit = {', _leaky_cache)}"
+    assert site in finding.observation
+    assert "module global lensbook.scenarios._leaky_cache._CACHE" in finding.observation
+    assert "unbounded cache" in (finding.hypothesis or "")
+
+
+def test_the_rule_is_quiet_when_nothing_grows(skill: MemorySkill) -> None:
+    ev = _investigate(skill, LeakRule(), lambda: time.sleep(1.0))
+    assert "memory_allocation_diff" in ev.results
+    assert LeakRule().judge(ev) == []
+
+
+@pytest.mark.slow
+def test_an_offline_investigation_of_this_idle_process_raises_no_alarm() -> None:
+    lensbook.start(["memory"], client=OfflineInvestigator())
+    try:
+        result = lensbook.run("memory", reason="routine check").result
+    finally:
+        resolve_skill("memory").close()  # type: ignore[attr-defined]
+    assert result.state in ("healthy", "observing")
+    assert not [n for n in result.notifications if n.severity != "info"]
+    assert not tracemalloc.is_tracing()
+
+
+# -- bounds on a heap of a million objects --------------------------------------------------
+
+
+@pytest.mark.slow
+def test_heap_walking_probes_keep_their_budget_and_cap_on_a_million_objects() -> None:
+    heap = [[] for _ in range(1_000_000)]  # a million GC-tracked lists
+    traced: list[Any] = []
+
+    def allocate_while_tracing(request: Any) -> list[Any]:
+        traced.append([[] for _ in range(1_000_000)])  # a million traced blocks
+        return [
+            call("memory_allocation_diff", top=30, frames_shown=25),
+            call("memory_type_growth", top=30),
+            call("memory_largest_containers", top=20),
+            call("memory_referrers", type_name="list", samples=4, max_depth=12),
+            call("memory_census", top=50),
+            call("memory_rss_trend", points=60),
+        ]
+
+    script = ScriptedClient(
+        [
+            call("take_snapshot"),
+            [
+                call("memory_census", top=50),
+                call("memory_largest_containers", baseline=True),
+                call("memory_trace_start"),
+            ],
+            allocate_while_tracing,
+            call("done"),
+        ]
+    )
+    results: list[dict[str, Any]] = []
+    token = events.subscribe(lambda e: results.append(e.data), kinds=["tool_result"])
+    skill = resolve_skill("memory")
+    try:
+        lensbook.start(["memory"], client=script)
+        lensbook.run("memory", reason="bounds check", max_iterations=10)
+    finally:
+        events.unsubscribe(token)
+        skill.close()  # type: ignore[attr-defined]
+    caps = {t.name: t.max_chars for t in skill.probes()}
+    probes = [r for r in results if r["name"] in caps]
+    assert len(probes) == 9
+    for r in probes:
+        assert not r["is_error"], r["content"]
+        assert "[truncated" not in r["content"] and len(r["content"]) <= caps[r["name"]]
+    by_name = {r["name"]: json.loads(r["content"]) for r in probes}
+    diff = by_name["memory_allocation_diff"]
+    assert diff["traced_blocks"] >= 1_000_000
+    assert diff["sites"][0]["site"].endswith(f":{_line_of('# a million traced blocks')}")
+    assert by_name["memory_type_growth"]["tracked_after"] >= 2_000_000
+    assert not tracemalloc.is_tracing()
+    heap.clear()
+    traced.clear()

@@ -4,8 +4,8 @@ their evidence; the diagnosis must still name the culprit (the probes' output ca
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 import textwrap

@@ -39,7 +39,8 @@ def main() -> None:
     print(f"window: {args.seconds:.0f} s")
     print(f"baseline (no lensbook): {baseline:.4f} CPU s = {100 * baseline / args.seconds:.4f}% "
           "of one core")
-    print(f"idle with lensbook:     {idle:.4f} CPU s = {100 * idle / args.seconds:.4f}% of one core")
+    print(f"idle with lensbook:     {idle:.4f} CPU s = {100 * idle / args.seconds:.4f}% "
+          "of one core")
     extra = max(0.0, idle - baseline)
     print(f"lensbook's share:       {100 * extra / args.seconds:.4f}% of one core "
           "(target < 0.05%)")

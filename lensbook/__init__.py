@@ -27,6 +27,7 @@ from lensbook._errors import (
     WrongThread,
 )
 from lensbook.clients import LLMClient, ScriptedClient
+from lensbook.coordinator import Coordinator, CoordinatorResult, Insight, watch
 from lensbook.notebook._history import last
 from lensbook.operator.actor import Operator
 from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
@@ -72,6 +73,9 @@ def unload_ipython_extension(ipython: Any) -> None:
 __all__ = [
     "ClientNotConfigured",
     "CompletionResult",
+    "Coordinator",
+    "CoordinatorResult",
+    "Insight",
     "LLMClient",
     "LLMError",
     "LensbookError",
@@ -106,4 +110,5 @@ __all__ = [
     "runs",
     "start",
     "stop",
+    "watch",
 ]

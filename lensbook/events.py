@@ -8,6 +8,12 @@ Event kinds: ``run_queued``, ``run_started``, ``iteration``, ``model_request``, 
 ``model_retry``, ``client_fallback``, ``tool_call``, ``tool_result``, ``snapshot``,
 ``state_changed``, ``notification``, ``compaction``, ``error``, ``run_completed``,
 ``operator_started``, ``operator_stopped``, ``operator_crashed``, ``operator_restarted``.
+The coordinator adds ``coordinator_started``, ``coordinator_iteration``,
+``coordinator_tool_call``, ``coordinator_tool_result``, ``coordinator_operators_invoked``,
+``coordinator_notification``, ``coordinator_notification_status``,
+``coordinator_operator_finished``, ``coordinator_operators_stopped``, ``insight``,
+``coordinator_completed``; the watcher ``watch_started``, ``watch_state``, ``watch_sample``,
+``watch_anomaly``, ``watch_trigger``, ``watch_investigation_completed``, ``watch_stopped``.
 """
 
 from __future__ import annotations

@@ -8,12 +8,46 @@ import sys
 import lensbook
 
 EXPECTED = {
-    "ClientNotConfigured", "CompletionResult", "LLMClient", "LLMError", "LensbookError",
-    "MessageResponse", "Notification", "NotificationList", "Operator", "OperatorCrashed",
-    "OperatorNotStarted", "OperatorStopped", "ProviderError", "Run", "RunFailed",
-    "ScriptedClient", "Skill", "Snapshot", "Status", "UnknownSkill", "WrongThread",
-    "__version__", "arun", "events", "get_operator", "last", "load_run", "metrics",
-    "operators", "probe", "register_skill", "replay", "run", "runs", "start", "stop",
+    "ClientNotConfigured",
+    "CompletionResult",
+    "LLMClient",
+    "LLMError",
+    "LensbookError",
+    "MessageResponse",
+    "Notification",
+    "NotificationList",
+    "Operator",
+    "OperatorCrashed",
+    "OperatorNotStarted",
+    "OperatorStopped",
+    "ProviderError",
+    "Run",
+    "RunFailed",
+    "ScriptedClient",
+    "Skill",
+    "Snapshot",
+    "Status",
+    "UnknownSkill",
+    "WrongThread",
+    "__version__",
+    "arun",
+    "events",
+    "get_operator",
+    "last",
+    "load_run",
+    "metrics",
+    "operators",
+    "probe",
+    "register_skill",
+    "replay",
+    "run",
+    "runs",
+    "start",
+    "stop",
+    "Coordinator",
+    "CoordinatorResult",
+    "Insight",
+    "watch",
 }
 
 
@@ -41,6 +75,7 @@ def test_nothing_happens_at_import() -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as cwd:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             cwd=cwd, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=True
+        )
     assert out.stdout.strip() == "1 [] False"

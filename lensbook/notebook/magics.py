@@ -43,6 +43,8 @@ SUBCOMMANDS = (
     "runs",
     "replay",
     "providers",
+    "investigate",
+    "watch",
 )
 
 
@@ -135,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "providers", help="each operator's client chain and the client that answered its last run"
     )
+    from lensbook.notebook import coordinator_view
+
+    coordinator_view.add_parsers(sub)
     replay.add_argument(
         "--tools",
         choices=("rerun", "record"),
@@ -490,6 +495,16 @@ class LensMagics(Magics):
 
         MetricsView(skill, refresh_rate=self.refresh_rate).show()
         return None
+
+    def _cmd_investigate(self, args: argparse.Namespace) -> Any:
+        from lensbook.notebook import coordinator_view
+
+        return coordinator_view.investigate(self, args)
+
+    def _cmd_watch(self, args: argparse.Namespace) -> Any:
+        from lensbook.notebook import coordinator_view
+
+        return coordinator_view.watch_command(self, args)
 
     def _cmd_providers(self, args: argparse.Namespace) -> Any:
         from lensbook.clients.providers import providers_report

@@ -207,9 +207,7 @@ class Operator:
             # cancelling the serving task ends the active run with what it found ("stopped")
             self._task.cancel()
             await asyncio.wait([self._task])
-        if run_task is not None and not run_task.done():
-            run_task.cancel()
-            await asyncio.wait([run_task])
+        await _cancel_until_done(run_task)
         self._active = None
         self._task = None
         while self._queue is not None and not self._queue.empty():
@@ -231,10 +229,7 @@ class Operator:
         await _loop.run_on_loop(self._cancel_active())
 
     async def _cancel_active(self) -> None:
-        run_task = self._run_task
-        if run_task is not None and not run_task.done():
-            run_task.cancel()
-            await asyncio.wait([run_task])
+        await _cancel_until_done(self._run_task)
 
     @property
     def started(self) -> bool:
@@ -371,8 +366,7 @@ class Operator:
         try:
             done, _ = await asyncio.wait([self._run_task], timeout=timeout)
             if not done:
-                self._run_task.cancel()
-                await asyncio.wait([self._run_task])
+                await _cancel_until_done(self._run_task)
                 return investigation.result("timeout", error=f"stopped after {timeout} s")
             if self._run_task.cancelled():
                 return investigation.result("stopped")
@@ -485,6 +479,17 @@ class Operator:
             f"<Operator {self.name} ({self.skill.id}): {s.state}, "
             f"{'running' if s.running else 'idle'}, iteration {s.iteration}>"
         )
+
+
+async def _cancel_until_done(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` and wait for it to end.
+
+    asyncio.wait_for (3.11) can swallow a cancellation that lands just as the awaited call
+    returns, so the cancellation is repeated until the task has really ended.
+    """
+    while task is not None and not task.done():
+        task.cancel()
+        await asyncio.wait([task], timeout=0.5)
 
 
 def _answerable(conversation: list[Message], question: str) -> list[Message]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -111,5 +112,8 @@ def stop() -> None:
         for op in ops:
             with contextlib.suppress(Exception):  # stopping must not fail half way
                 op.stop()
+    watcher = sys.modules.get("lensbook.coordinator.watcher")
+    if watcher is not None:
+        watcher.stop_watching()
     _loop.stop_loop()
     records.writer.close_open()

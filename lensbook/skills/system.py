@@ -115,8 +115,11 @@ class _KeptFiles:
         return text
 
     def __del__(self) -> None:
-        with contextlib.suppress(Exception):  # at interpreter exit os may be gone
+        # at interpreter exit module globals (os, contextlib) may already be None
+        try:  # noqa: SIM105
             self.close()
+        except Exception:
+            pass
 
     def close(self) -> None:
         with self._lock:

@@ -214,11 +214,13 @@ def test_referrers_follow_a_closure_up_to_the_emitter(skill: MemorySkill) -> Non
 
 def test_referrer_chains_show_dict_keys_only_when_values_are_shared(skill: MemorySkill) -> None:
     _leaky_cache._CACHE["ada@example.com"] = {"entry": Entry()}
-    chain = _probe(skill, "referrers", type_name="Entry")["chains"][0]["chain"]
+    # the qualified name, as memory_type_growth reports it: other libraries have an Entry too
+    qualified = f"{Entry.__module__}.{Entry.__qualname__}"
+    chain = _probe(skill, "referrers", type_name=qualified)["chains"][0]["chain"]
     assert "example.com" not in chain
     assert chain.endswith("held by module global lensbook.scenarios._leaky_cache._CACHE")
     skill.share_values = True
-    chain = _probe(skill, "referrers", type_name="Entry")["chains"][0]["chain"]
+    chain = _probe(skill, "referrers", type_name=qualified)["chains"][0]["chain"]
     assert "['ada@example.com']" in chain
 
 

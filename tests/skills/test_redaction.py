@@ -124,18 +124,16 @@ def shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    sh = InteractiveShell.instance()
+    # a fresh shell: other tests may have left the process's singleton mid-history
+    InteractiveShell.clear_instance()
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    sh = InteractiveShell.instance(config=config)
     yield sh
     with contextlib.redirect_stdout(io.StringIO()):
         sh.run_line_magic("reset", "-f")
-    if not existed:
-        InteractiveShell.clear_instance()
+    InteractiveShell.clear_instance()
 
 
 @pytest.mark.parametrize("share_values", [False, True])

@@ -29,7 +29,7 @@ from lensbook.skills.threads import (
 
 def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a probe from another thread, as the operator does (the caller is left out)."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lensbook-probe") as pool:
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probe-caller") as pool:
         return json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
 
 
@@ -96,7 +96,7 @@ def test_list_groups_identical_threads(
     assert group["threads"][0]["cpu_s"] is not None
     assert any("threading.py" in line for line in group["stack"])
     assert all(
-        not t["name"].startswith("lensbook-probe") for g in out["groups"] for t in g["threads"]
+        not t["name"].startswith("probe-caller") for g in out["groups"] for t in g["threads"]
     )
     small = off_main(skill.list_threads, limit=1)
     assert len(small["groups"]) == 1 and small["groups_left_out"] >= 1

@@ -506,8 +506,9 @@ def test_lens_loop_is_lazy_and_stops() -> None:
 
 
 def test_cancel_run_ends_the_active_run_only() -> None:
-    client = ScriptedClient([call("take_snapshot"), call("wait", seconds=30),
-                             call("done", summary="second run")])
+    client = ScriptedClient(
+        [call("take_snapshot"), call("wait", seconds=30), call("done", summary="second run")]
+    )
     op = lensbook.Operator.start(skill=Toy, client=client, max_wait_seconds=60)
     op.run_async({"n": 1})
     deadline = time.monotonic() + 10

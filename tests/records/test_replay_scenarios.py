@@ -20,8 +20,13 @@ from lensbook.scenarios import scenario_names
 def test_a_recorded_scenario_replays_to_the_same_notifications(name: str, tmp_path: Path) -> None:
     env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(tmp_path)}
     env.pop("ANTHROPIC_API_KEY", None)
-    out = subprocess.run([sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-                         capture_output=True, text=True, timeout=240, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env,
+    )
     outcome = json.loads(out.stdout.strip().splitlines()[-1])
     records = sorted(tmp_path.glob("*.jsonl"))
     assert len(records) == 1, out.stderr[-2000:]

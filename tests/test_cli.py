@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -288,3 +289,46 @@ def test_replay_and_runs_commands(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and "nope.jsonl" in bad.stderr
+
+
+@pytest.mark.slow
+def test_run_with_pid_investigates_another_process_from_outside() -> None:
+    """`lensbook run --pid`: a child that grows by ~20 MB/s is seen growing, from outside."""
+    grower = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time\nheld = []\nfor _ in range(3000):\n"
+            "    held.append(bytearray(1_000_000)); time.sleep(0.05)",
+        ],
+    )
+    try:
+        time.sleep(0.5)
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "lensbook.cli",
+                "run",
+                "x",
+                "--pid",
+                str(grower.pid),
+                "--reason",
+                "is it leaking?",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"},
+        )
+    finally:
+        grower.kill()
+        grower.wait(10)
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["client"] == "offline investigator"
+    kinds = [n["anomaly_type"] for n in result["notifications"]]
+    assert "memory_growth" in kinds
+    note = result["notifications"][kinds.index("memory_growth")]
+    assert f"pid {grower.pid}" in note["context"]

@@ -11,7 +11,6 @@ the system prompt and on the last tool definition, so the stable prefix of a lon
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from typing import Any
@@ -27,6 +26,7 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
+from lensbook.clients._sdk import PerLoopClient
 from lensbook.clients.base import (
     Block,
     Message,
@@ -76,8 +76,7 @@ class AnthropicClient:
         self.base_url = base_url
         self.timeout = timeout
         self.max_tokens = max_tokens
-        self._sdk: anthropic.AsyncAnthropic | None = None
-        self._sdk_loop: asyncio.AbstractEventLoop | None = None
+        self._sdk = PerLoopClient(self._new_sdk)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -87,7 +86,7 @@ class AnthropicClient:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
         params = build_params(request, model=self.model, max_tokens=self.max_tokens)
         try:
-            sdk = self._client()
+            sdk = self._sdk.get()
             response = await sdk.messages.create(**params)
         except anthropic.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
@@ -116,28 +115,17 @@ class AnthropicClient:
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (call on the loop that used the client)."""
-        sdk, self._sdk, self._sdk_loop = self._sdk, None, None
-        if sdk is not None:
-            await sdk.close()
+        await self._sdk.aclose()
 
-    def _client(self) -> anthropic.AsyncAnthropic:
-        """The SDK client of the running loop, created on first use.
-
-        httpx's connection pool belongs to the loop that opened it, and the lens loop is
-        replaced after `lensbook.stop()`; a client made on another loop is dropped, not reused.
-        """
-        loop = asyncio.get_running_loop()
-        if self._sdk is None or self._sdk_loop is not loop:
-            self._sdk = anthropic.AsyncAnthropic(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                # lensbook's ClientChain retries with backoff and then falls back to the next
-                # client; SDK retries underneath would multiply attempts and hide failures.
-                max_retries=0,
-            )
-            self._sdk_loop = loop
-        return self._sdk
+    def _new_sdk(self) -> anthropic.AsyncAnthropic:
+        return anthropic.AsyncAnthropic(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            # lensbook's ClientChain retries with backoff and then falls back to the next
+            # client; SDK retries underneath would multiply attempts and hide failures.
+            max_retries=0,
+        )
 
 
 # -- lensbook -> Messages API ------------------------------------------------------------------

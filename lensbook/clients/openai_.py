@@ -21,7 +21,6 @@ it to its next client for good instead of losing more iterations.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import itertools
@@ -31,6 +30,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import ClientNotConfigured, ProviderError
+from lensbook.clients._sdk import PerLoopClient
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -138,8 +138,7 @@ class OpenAIClient:
         self.extra_body = dict(extra_body or {})
         self.headers = dict(headers or {})
         self._malformed: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._sdk_client: openai.AsyncOpenAI | None = None
-        self._sdk_loop: asyncio.AbstractEventLoop | None = None
+        self._sdk_client = PerLoopClient(self._new_sdk_client)
 
     def __repr__(self) -> str:
         where = f", base_url={self.base_url!r}" if self.base_url else ""
@@ -173,7 +172,7 @@ class OpenAIClient:
     async def _create(self, params: dict[str, Any]) -> Any:
         sdk = _sdk()
         try:
-            client = self._client()
+            client = self._sdk_client.get()
             return await client.chat.completions.create(**params)
         except sdk.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
@@ -197,29 +196,19 @@ class OpenAIClient:
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (call on the loop that used the client)."""
-        sdk, self._sdk_client, self._sdk_loop = self._sdk_client, None, None
-        if sdk is not None:
-            await sdk.close()
+        await self._sdk_client.aclose()
 
-    def _client(self) -> openai.AsyncOpenAI:
-        """The SDK client of the running loop, created on first use.
-
-        httpx's connection pool belongs to the loop that opened it, and the lens loop is
-        replaced after `lensbook.stop()`; a client made on another loop is dropped, not reused.
-        """
-        loop = asyncio.get_running_loop()
-        if self._sdk_client is None or self._sdk_loop is not loop:
-            self._sdk_client = _sdk().AsyncOpenAI(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                timeout=self.timeout,
-                # lensbook's ClientChain retries with backoff and then falls back to the next
-                # client; SDK retries underneath would multiply attempts and hide failures.
-                max_retries=0,
-                default_headers=self.headers or None,
-            )
-            self._sdk_loop = loop
-        return self._sdk_client
+    def _new_sdk_client(self) -> openai.AsyncOpenAI:
+        client: openai.AsyncOpenAI = _sdk().AsyncOpenAI(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            # lensbook's ClientChain retries with backoff and then falls back to the next
+            # client; SDK retries underneath would multiply attempts and hide failures.
+            max_retries=0,
+            default_headers=self.headers or None,
+        )
+        return client
 
     # -- repairs --------------------------------------------------------------------------
 

@@ -25,14 +25,12 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeAlias
 
-from tests.fakes.messages_server import Delay, Reply
+from tests.fakes._scripted import Delay, RecordedBase, Reply, ScriptedServer, pool
 
 __all__ = [
     "ChatRequest",
@@ -55,13 +53,8 @@ Item: TypeAlias = "dict[str, Any] | Reply | Delay | Callable[[ChatRequest, ChatS
 
 
 @dataclass(frozen=True)
-class ChatRequest:
+class ChatRequest(RecordedBase):
     """One request as the server received it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -91,12 +84,7 @@ class ChatRequest:
                 names[call["id"]] = call["function"]["name"]
             if msg.get("role") == "tool" and names.get(msg.get("tool_call_id", "")) == tool_name:
                 found = msg.get("content")
-        if isinstance(found, str):
-            try:
-                return json.loads(found)
-            except ValueError:
-                return found
-        return found
+        return self._parsed(found)
 
 
 # -- script items --------------------------------------------------------------------------------
@@ -181,171 +169,38 @@ def bad_request(text: str = "messages: field required") -> Reply:
 # -- the server ----------------------------------------------------------------------------------
 
 
-class ChatServer:
+class ChatServer(ScriptedServer[ChatRequest]):
     """A local HTTP server answering POST /v1/chat/completions from a script."""
 
-    def __init__(
-        self,
-        script: Iterable[Item] = (),
-        *,
-        then: Item | None = None,
-        lifetime: float = 120.0,
-        max_requests: int = 500,
-    ) -> None:
-        self.script: list[Item] = list(script)
-        self.then = then
-        self.lifetime = lifetime
-        self.max_requests = max_requests
-        self.requests: list[ChatRequest] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._watchdog: threading.Timer | None = None
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
+    request_type = ChatRequest
+    thread_name = "fake-chat-server"
 
     @property
     def base_url(self) -> str:
         """What an OpenAI-compatible client is given (the SDK appends /chat/completions)."""
         return f"{self.url}/v1"
 
-    @property
-    def remaining(self) -> int:
-        with self._lock:
-            return len(self.script)
+    def _routes(self, path: str) -> bool:
+        return path.endswith("/chat/completions")
 
-    def push(self, *items: Item) -> None:
-        with self._lock:
-            self.script.extend(items)
+    def _not_found(self, path: str) -> Reply:
+        return error(404, "invalid_request_error", f"no route {path}")
 
-    def start(self) -> ChatServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-chat-server",
-            daemon=True,
-        )
-        self._thread.start()
-        # bounded: a server a test forgot to stop goes away by itself
-        self._watchdog = threading.Timer(self.lifetime, self.stop)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-        return self
+    def _bad_request(self, text: str) -> Reply:
+        return bad_request(text)
 
-    def stop(self) -> None:
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if self._watchdog is not None and self._watchdog is not threading.current_thread():
-            self._watchdog.cancel()
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+    def _script_failed(self, exc: Exception) -> Reply:
+        return error(500, "server_error", f"fake server script failed: {exc!r}")
 
-    def __enter__(self) -> ChatServer:
-        return self.start()
+    def _late(self) -> Any:
+        return text_reply("late")
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- called by the handler threads --------------------------------------------------------
-
-    def _answer(self, request: ChatRequest) -> Reply:
-        with self._lock:
-            self.requests.append(request)
-            count = len(self.requests)
-            item: Any = self.script.pop(0) if self.script else self.then
-        if count > self.max_requests:
-            return bad_request(f"fake server: more than {self.max_requests} requests")
-        if item is None:
-            return bad_request(f"fake server: script exhausted at request {count}")
-        return self._resolve(item, request)
-
-    def _resolve(self, item: Any, request: ChatRequest) -> Reply:
-        for _ in range(10):  # a callable may return another callable; not forever
-            if isinstance(item, Delay):
-                self._stopping.wait(item.seconds)
-                item = item.reply if item.reply is not None else text_reply("late")
-                continue
-            if isinstance(item, Reply):
-                return item
-            if isinstance(item, dict):
-                body = dict(item)
-                body.setdefault("model", request.body.get("model", "fake-model"))
-                return Reply(200, body, {"x-request-id": f"req_fake_{next(_ids):04d}"})
-            if callable(item):
-                item = item(request, self)
-                continue
-            break
-        raise TypeError(f"not a script item: {item!r}")
+    def _ok(self, item: dict[str, Any], request: ChatRequest) -> Reply:
+        body = dict(item)
+        body.setdefault("model", request.body.get("model", "fake-model"))
+        return Reply(200, body, {"x-request-id": f"req_fake_{next(_ids):04d}"})
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: ChatServer
-    # HTTP/1.0: one request per connection, so no idle keep-alive sockets outlive a test
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw or b"null")
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = ChatRequest("POST", self.path, headers, body)
-        if not self.path.split("?")[0].endswith("/chat/completions"):
-            self._send(error(404, "invalid_request_error", f"no route {self.path}"))
-            return
-        if not isinstance(body, dict):
-            self._send(bad_request("body is not a JSON object"))
-            return
-        try:
-            reply = self.fake._answer(request)
-        except Exception as exc:  # a broken script item: tell the client, keep serving
-            reply = error(500, "server_error", f"fake server script failed: {exc!r}")
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a provoked timeout); nothing to tell it
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows the recorded requests when a test fails."""
-
-
-@contextmanager
-def server_pool() -> Iterator[Callable[..., ChatServer]]:
+def server_pool() -> AbstractContextManager[Callable[..., ChatServer]]:
     """A starter of servers, `start(script, then=..., ...)`; every one is stopped on exit."""
-    started: list[ChatServer] = []
-
-    def start(script: Iterable[Item] = (), **options: Any) -> ChatServer:
-        server = ChatServer(script, **options).start()
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
+    return pool(ChatServer)

@@ -22,13 +22,12 @@ it stops. It listens on the loopback interface only and never makes a request of
 from __future__ import annotations
 
 import itertools
-import json
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Any, TypeAlias
+
+from tests.fakes._scripted import Delay, RecordedBase, Reply, ScriptedServer, pool
 
 __all__ = [
     "Delay",
@@ -51,30 +50,8 @@ _ids = itertools.count(1)
 
 
 @dataclass(frozen=True)
-class Reply:
-    """An HTTP answer: status, JSON body and extra headers."""
-
-    status: int
-    body: Any
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Delay:
-    """Wait `seconds` (longer than the client's timeout, to provoke one), then answer `reply`."""
-
-    seconds: float
-    reply: Item | None = None
-
-
-@dataclass(frozen=True)
-class RecordedRequest:
+class RecordedRequest(RecordedBase):
     """One request as the server received it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: Any
 
     @property
     def tool_results(self) -> list[dict[str, Any]]:
@@ -104,12 +81,7 @@ class RecordedRequest:
                     and names.get(block.get("tool_use_id")) == tool_name
                 ):
                     found = block.get("content")
-        if isinstance(found, str):
-            try:
-                return json.loads(found)
-            except ValueError:
-                return found
-        return found
+        return self._parsed(found)
 
 
 Item: TypeAlias = (
@@ -199,163 +171,39 @@ def bad_request(text: str = "messages: field required") -> Reply:
 # -- the server ----------------------------------------------------------------------------------
 
 
-class MessagesServer:
+class MessagesServer(ScriptedServer[RecordedRequest]):
     """A local HTTP server answering POST /v1/messages from a script; records every request."""
 
-    def __init__(
-        self,
-        script: Iterable[Item] = (),
-        *,
-        then: Item | None = None,
-        lifetime: float = 120.0,
-        max_requests: int = 500,
-    ) -> None:
-        self.script: list[Item] = list(script)
-        self.then = then
-        self.lifetime = lifetime
-        self.max_requests = max_requests
-        self.requests: list[RecordedRequest] = []
-        self._lock = threading.Lock()
-        self._stopping = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._watchdog: threading.Timer | None = None
-
-    @property
-    def url(self) -> str:
-        if self._httpd is None:
-            raise RuntimeError("the server is not started")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    @property
-    def remaining(self) -> int:
-        """Script items not yet used."""
-        with self._lock:
-            return len(self.script)
-
-    def push(self, *items: Item) -> None:
-        """Append items to the script."""
-        with self._lock:
-            self.script.extend(items)
+    request_type = RecordedRequest
+    thread_name = "fake-messages-server"
 
     def bodies(self) -> list[Any]:
         """The parsed JSON bodies of the requests so far."""
         with self._lock:
             return [r.body for r in self.requests]
 
-    def start(self) -> MessagesServer:
-        handler = type("Handler", (_Handler,), {"fake": self})
-        httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        httpd.daemon_threads = True
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fake-messages-server",
-            daemon=True,
-        )
-        self._thread.start()
-        # bounded: a server a test forgot to stop goes away by itself
-        self._watchdog = threading.Timer(self.lifetime, self.stop)
-        self._watchdog.daemon = True
-        self._watchdog.start()
-        return self
+    def _routes(self, path: str) -> bool:
+        return path == "/v1/messages"
 
-    def stop(self) -> None:
-        self._stopping.set()
-        httpd, self._httpd = self._httpd, None
-        if self._watchdog is not None and self._watchdog is not threading.current_thread():
-            self._watchdog.cancel()
-        if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=5)
+    def _not_found(self, path: str) -> Reply:
+        return error(404, "not_found_error", f"no route {path}")
 
-    def __enter__(self) -> MessagesServer:
-        return self.start()
+    def _bad_request(self, text: str) -> Reply:
+        return bad_request(text)
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _script_failed(self, exc: Exception) -> Reply:
+        return error(500, "api_error", f"fake server script failed: {exc!r}")
 
-    # -- called by the handler threads --------------------------------------------------------
+    def _late(self) -> Any:
+        return message(text("late"))
 
-    def _answer(self, request: RecordedRequest) -> Reply:
-        with self._lock:
-            self.requests.append(request)
-            count = len(self.requests)
-            item: Any = self.script.pop(0) if self.script else self.then
-        if count > self.max_requests:
-            return bad_request(f"fake server: more than {self.max_requests} requests")
-        if item is None:
-            return bad_request(f"fake server: script exhausted at request {count}")
-        return self._resolve(item, request)
-
-    def _resolve(self, item: Any, request: RecordedRequest) -> Reply:
-        for _ in range(10):  # a callable may return another callable; not forever
-            if isinstance(item, Delay):
-                self._stopping.wait(item.seconds)
-                item = item.reply if item.reply is not None else message(text("late"))
-                continue
-            if isinstance(item, Reply):
-                return item
-            if isinstance(item, dict):
-                body = dict(item)
-                body.setdefault("model", request.body.get("model", "claude-fake"))
-                return Reply(200, body, {"request-id": f"req_fake_{next(_ids):04d}"})
-            if callable(item):
-                item = item(request, self)
-                continue
-            break
-        raise TypeError(f"not a script item: {item!r}")
+    def _ok(self, item: dict[str, Any], request: RecordedRequest) -> Reply:
+        body = dict(item)
+        body.setdefault("model", request.body.get("model", "claude-fake"))
+        return Reply(200, body, {"request-id": f"req_fake_{next(_ids):04d}"})
 
 
-class _Handler(BaseHTTPRequestHandler):
-    fake: MessagesServer
-    # HTTP/1.0: one request per connection, so no idle keep-alive sockets outlive a test
-    protocol_version = "HTTP/1.0"
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw or b"null")
-        except ValueError:
-            body = raw.decode("utf-8", "replace")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        request = RecordedRequest("POST", self.path, headers, body)
-        if self.path.split("?")[0] != "/v1/messages":
-            self._send(error(404, "not_found_error", f"no route {self.path}"))
-            return
-        if not isinstance(body, dict):
-            self._send(bad_request("body is not a JSON object"))
-            return
-        try:
-            reply = self.fake._answer(request)
-        except Exception as exc:  # a broken script item: tell the client, keep serving
-            reply = error(500, "api_error", f"fake server script failed: {exc!r}")
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
-        payload = json.dumps(reply.body).encode()
-        try:
-            self.send_response(reply.status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(payload)))
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(payload)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (a provoked timeout); nothing to tell it
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: pytest shows the recorded requests when a test fails."""
-
-
-@contextmanager
-def server_pool() -> Iterator[Callable[..., MessagesServer]]:
+def server_pool() -> AbstractContextManager[Callable[..., MessagesServer]]:
     """A starter of servers, `start(script, then=..., ...)`; every one is stopped on exit.
 
     A test module turns it into its fixture::
@@ -365,15 +213,4 @@ def server_pool() -> Iterator[Callable[..., MessagesServer]]:
             with server_pool() as start:
                 yield start
     """
-    started: list[MessagesServer] = []
-
-    def start(script: Iterable[Item] = (), **options: Any) -> MessagesServer:
-        server = MessagesServer(script, **options).start()
-        started.append(server)
-        return server
-
-    try:
-        yield start
-    finally:
-        for server in started:
-            server.stop()
+    return pool(MessagesServer)

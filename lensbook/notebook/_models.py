@@ -54,6 +54,16 @@ BAR_STYLES = {
 _esc = html.escape
 
 
+def elapsed(
+    started: float | None, finished: float | None, now: float | None = None
+) -> float | None:
+    """Seconds from `started` to `finished` (or to now while running); None before a start."""
+    if started is None:
+        return None
+    end = finished if finished is not None else (now or time.time())
+    return max(0.0, end - started)
+
+
 def _badge(text: str, colour: str) -> str:
     return (
         f'<span style="background:{colour};color:#fff;border-radius:9px;padding:1px 8px;'
@@ -198,10 +208,7 @@ class CardModel:
     # -- rendering ------------------------------------------------------------------------
 
     def elapsed(self, now: float | None = None) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at if self.finished_at is not None else (now or time.time())
-        return max(0.0, end - self.started_at)
+        return elapsed(self.started_at, self.finished_at, now)
 
     @property
     def activity(self) -> str:

@@ -28,6 +28,7 @@ from lensbook.notebook._models import (
     CardModel,
     _badge,
     _seconds,
+    elapsed,
 )
 from lensbook.notebook.widgets import CARD_EVENTS, _bundle, _LiveView
 
@@ -194,10 +195,7 @@ class CoordinatorModel:
     # -- rendering ------------------------------------------------------------------------
 
     def elapsed(self, now: float | None = None) -> float | None:
-        if self.started_at is None:
-            return None
-        end = self.finished_at if self.finished_at is not None else (now or time.time())
-        return max(0.0, end - self.started_at)
+        return elapsed(self.started_at, self.finished_at, now)
 
     @property
     def activity(self) -> str:

@@ -23,7 +23,7 @@ from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.registry import build_chain
 from lensbook.operator import prompts
-from lensbook.operator.loop import Investigation, RunSettings
+from lensbook.operator.loop import Investigation, RunSettings, publish_completed
 from lensbook.skills import resolve_skill
 from lensbook.skills.base import SkillLike, render_output
 from lensbook.types import (
@@ -388,19 +388,7 @@ class Operator:
     def _finish(self, request: _Request, result: CompletionResult) -> None:
         self.state = result.state
         self.last_result = result
-        events.publish(
-            "run_completed",
-            self.name,
-            result.run_id,
-            state=result.state,
-            stop_reason=result.stop_reason,
-            iterations=result.iterations,
-            notifications=len(result.notifications),
-            error=result.error,
-            usage=result.usage.to_dict(),
-            client=result.client,
-            summary=result.summary,
-        )
+        publish_completed(self.name, result)
         for callback in (request.on_complete, self.on_complete):
             _call_back(callback, result)
 

@@ -46,7 +46,7 @@ from lensbook.types import (
     utcnow,
 )
 
-__all__ = ["Investigation", "RunSettings"]
+__all__ = ["Investigation", "RunSettings", "publish_completed"]
 
 REPEAT_LIMIT = 3
 
@@ -484,6 +484,24 @@ class Investigation:
 
     def _emit(self, kind: str, **data: Any) -> None:
         events.publish(kind, self.operator, self.run_id, **data)
+
+
+def publish_completed(operator: str, result: CompletionResult, **extra: Any) -> None:
+    """Publish the ``run_completed`` event of a run (an operator's, or a replay's)."""
+    events.publish(
+        "run_completed",
+        operator,
+        result.run_id,
+        state=result.state,
+        stop_reason=result.stop_reason,
+        iterations=result.iterations,
+        notifications=len(result.notifications),
+        error=result.error,
+        usage=result.usage.to_dict(),
+        client=result.client,
+        summary=result.summary,
+        **extra,
+    )
 
 
 class ToolRefused(Exception):

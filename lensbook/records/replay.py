@@ -14,11 +14,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from lensbook import _loop, events
+from lensbook import _loop
 from lensbook._errors import ProviderError, RunFailed
 from lensbook.clients.base import ModelRequest, ModelTurn, ToolCall
 from lensbook.clients.chain import ClientChain
-from lensbook.operator.loop import Investigation, RunSettings
+from lensbook.operator.loop import Investigation, RunSettings, publish_completed
 from lensbook.records.reader import Run, load_run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Snapshot
@@ -235,20 +235,7 @@ def replay(
             if exc.result is None:
                 raise
             result = exc.result
-        events.publish(
-            "run_completed",
-            investigation.operator,
-            investigation.run_id,
-            state=result.state,
-            stop_reason=result.stop_reason,
-            iterations=result.iterations,
-            notifications=len(result.notifications),
-            error=result.error,
-            usage=result.usage.to_dict(),
-            client=result.client,
-            summary=result.summary,
-            replay_of=record.run_id,
-        )
+        publish_completed(investigation.operator, result, replay_of=record.run_id)
         return result
 
     result = _loop.run_sync(go(), timeout)

@@ -481,7 +481,11 @@ class GCChurnRule(Rule):
         if live_rows:
             obs.append(
                 "live objects with __del__: "
-                + ", ".join(f"{t['type']} {t['count']}" for t in live_rows[:3])
+                + ", ".join(
+                    f"{t['type']} {t['count']}"
+                    + (f" (__del__ at {t['__del__']})" if t.get("__del__") else "")
+                    for t in live_rows[:3]
+                )
             )
         observation = (
             "; ".join(obs) + "."

@@ -58,6 +58,7 @@ class _ProbeOptions:
     budget: float
     max_chars: int
     name: str | None
+    intrusive: str | None = None
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,7 +70,11 @@ def probe(fn: F, /) -> F: ...
 
 @overload
 def probe(
-    *, budget: float = ..., max_chars: int = ..., name: str | None = ...
+    *,
+    budget: float = ...,
+    max_chars: int = ...,
+    name: str | None = ...,
+    intrusive: str | None = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -80,12 +85,17 @@ def probe(
     budget: float = DEFAULT_BUDGET,
     max_chars: int = DEFAULT_MAX_CHARS,
     name: str | None = None,
+    intrusive: str | None = None,
 ) -> Any:
     """Mark a skill method (or a plain function) as a probe the model may call.
 
     Its parameters must be typed; its docstring's first paragraph becomes the tool description
     and an ``Args:`` section describes the parameters. `budget` is the wall-time limit in
     seconds, `max_chars` the cap on the JSON output the model sees.
+
+    `intrusive` declares that the probe changes the process (what it changes, e.g.
+    ``"tracemalloc"``). Such a probe must enter each change in `lensbook.skills.intrusion`
+    with its undo callable and a bounded life, so the run's end, `stop()` and exit undo it.
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -93,7 +103,8 @@ def probe(
             raise TypeError(
                 f"probe {f.__qualname__} needs a docstring: it is the tool's description"
             )
-        setattr(f, _PROBE_ATTR, _ProbeOptions(budget=budget, max_chars=max_chars, name=name))
+        options = _ProbeOptions(budget=budget, max_chars=max_chars, name=name, intrusive=intrusive)
+        setattr(f, _PROBE_ATTR, options)
         return f
 
     return mark(fn) if fn is not None else mark
@@ -163,8 +174,11 @@ class ProbeTool:
         args_model: type[BaseModel],
         budget: float,
         max_chars: int,
+        intrusive: str | None = None,
     ) -> None:
         self.fn = fn
+        #: what the probe changes in the process (None: it only observes)
+        self.intrusive = intrusive
         self.name = name
         self.description = description
         self.args_model = args_model
@@ -189,6 +203,7 @@ class ProbeTool:
             args_model=build_args_model(fn, arg_docs, model_name=full),
             budget=options.budget,
             max_chars=options.max_chars,
+            intrusive=options.intrusive,
         )
 
     @property

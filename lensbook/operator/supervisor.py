@@ -13,7 +13,7 @@ from lensbook import metrics as metrics_module
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
 from lensbook.operator.actor import Operator
-from lensbook.skills import builtin_ids, resolve_skill
+from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.types import CompletionResult, NotificationList
 
 __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
@@ -100,7 +100,8 @@ def last_result(skill: Any) -> CompletionResult | None:
 
 
 def stop() -> None:
-    """Stop every static operator and the lens loop."""
+    """Stop every static operator and the lens loop, and undo every change lensbook made to
+    the process (tracing, wrappers, hooks, handlers; see `lensbook.skills.intrusion`)."""
     global _sampler
     if _sampler is not None:
         _sampler.stop()
@@ -116,4 +117,6 @@ def stop() -> None:
     if watcher is not None:
         watcher.stop_watching()
     _loop.stop_loop()
+    # what probes switched on outside runs (direct calls) and the passive observers' hooks
+    intrusion.undo_all("lensbook stopped")
     records.writer.close_open()

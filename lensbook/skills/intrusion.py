@@ -115,6 +115,12 @@ class Change:
             _changes.pop(id(self), None)
         return True
 
+    def forget(self) -> None:
+        """Drop the entry without undoing: its owner has undone the change itself."""
+        self._done.set()
+        with _lock:
+            _changes.pop(id(self), None)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -1,12 +1,13 @@
 """The `tracer` skill: count and time the calls of one named function for a short window.
 
-The function, named ``module.qualname`` (``app.db.Pool.get``, ``urllib.request.urlopen``), is looked up in
-modules already loaded (nothing is imported) and replaced, in the module or class that defines
-it, by a wrapper that records the duration, caller, thread and exception of each call. The
-original object is put back when the window ends, when the call limit is reached, or when
-anything fails. Only calls that look the function up by its attribute while the window is open
-are seen: a reference taken before (``from m import f``, a stored callback) bypasses the wrapper,
-and one taken during the window keeps a pass-through wrapper that records nothing afterwards.
+The function, named ``module.qualname`` (``app.db.Pool.get``, ``urllib.request.urlopen``), is
+looked up in modules already loaded (nothing is imported) and replaced, in the module or class
+that defines it, by a wrapper that records the duration, caller, thread and exception of each
+call. The original object is put back when the window ends, when the call limit is reached, or
+when anything fails. Only calls that look the function up by its attribute while the window is
+open are seen: a reference taken before (``from m import f``, a stored callback) bypasses the
+wrapper, and one taken during the window keeps a pass-through wrapper that records nothing
+afterwards.
 
 Why wrap rather than profile: `sys.setprofile` hooks every call of every function (a large
 slowdown everywhere) and, before Python 3.12, cannot reach threads that already run; a wrapper
@@ -124,7 +125,9 @@ def resolve_target(name: str) -> _Target:
     """Find ``module.qualname`` among loaded modules; raises `ValueError` saying why not."""
     parts = name.strip().split(".")
     if len(parts) < 2 or not all(p.isidentifier() for p in parts):
-        raise ValueError(f"{name!r} is not a dotted name: give module.qualname, e.g. app.db.Pool.get")
+        raise ValueError(
+            f"{name!r} is not a dotted name: give module.qualname, e.g. app.db.Pool.get"
+        )
     module: types.ModuleType | None = None
     split = 0
     for split in range(len(parts) - 1, 0, -1):

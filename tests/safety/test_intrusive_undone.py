@@ -9,8 +9,6 @@ hooks and handlers) is compared before and after, with real operators, threads a
 from __future__ import annotations
 
 import _thread
-import gc
-import logging
 import sys
 import threading
 import time
@@ -26,6 +24,8 @@ from lensbook._errors import LLMError, RunFailed
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
+
+from ._state import process_state, run_scoped
 
 TARGET = "lb_safety_target"
 
@@ -67,30 +67,6 @@ def target() -> Iterator[types.ModuleType]:
     stop.set()
     thread.join(10)
     del sys.modules[TARGET]
-
-
-def process_state(module: types.ModuleType) -> dict[str, Any]:
-    """What an intrusive probe could leave changed in this process."""
-    return {
-        "tracemalloc": tracemalloc.is_tracing(),
-        "gc_debug": gc.get_debug(),
-        "settrace": sys.gettrace(),
-        "setprofile": sys.getprofile(),
-        "threading_trace": threading.gettrace(),
-        "threading_profile": threading.getprofile(),
-        "traced_function": vars(module)["work"],
-        "gc_callbacks": list(gc.callbacks),
-        "root_handlers": list(logging.root.handlers),
-        "asyncio_handlers": list(logging.getLogger("asyncio").handlers),
-        "excepthook": sys.excepthook,
-        "threading_excepthook": threading.excepthook,
-    }
-
-
-def run_scoped(state: dict[str, Any]) -> dict[str, Any]:
-    """The part of the state a run must give back when it ends (observers stay until stop)."""
-    keep = ("tracemalloc", "gc_debug", "settrace", "setprofile", "traced_function")
-    return {k: state[k] for k in keep}
 
 
 def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:

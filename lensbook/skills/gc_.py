@@ -19,7 +19,14 @@ from typing import Any
 
 from lensbook.skills import intrusion
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.memory import _code_site, _type_name, _type_origin, _type_site, probe_with
+from lensbook.skills.memory import (
+    Pacer,
+    _code_site,
+    _type_name,
+    _type_origin,
+    _type_site,
+    probe_with,
+)
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
@@ -295,10 +302,12 @@ class GCSkill(Skill):
             total = len(objs)
             by_type: Counter[type] = Counter()
             scanned = 0
-            for start in range(0, total, 262144):
+            pace = Pacer()
+            for start in range(0, total, 65536):
+                pace()
                 if time.perf_counter() > deadline:
                     break
-                chunk = objs[start : start + 262144]
+                chunk = objs[start : start + 65536]
                 by_type.update(map(type, chunk))
                 scanned += len(chunk)
                 del chunk

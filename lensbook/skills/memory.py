@@ -161,9 +161,32 @@ def _code_site(code: types.CodeType) -> str:
     return _where(code.co_filename, code.co_firstlineno)
 
 
-def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
-    """Iterate `items` in chunks, stopping (silently) once the deadline passes."""
+class Pacer:
+    """Hands the GIL back during a heap walk, so a busy main thread keeps most of its pace.
+
+    A walk on a probe thread would otherwise share the interpreter 50/50 with the main thread
+    (both ask for the GIL every 5 ms switch interval), or hold it for a whole C call. Called
+    between chunks, the pacer sleeps as long as the walk worked since its last rest once that
+    passes `slice_s`: the walk takes at most half the interpreter, in short slices, and its
+    wall time doubles (deadlines account for it: results are partial sooner on huge heaps).
+    """
+
+    def __init__(self, slice_s: float = 0.01) -> None:
+        self.slice_s = slice_s
+        self.mark = time.perf_counter()
+
+    def __call__(self) -> None:
+        worked = time.perf_counter() - self.mark
+        if worked >= self.slice_s:
+            time.sleep(min(worked, 0.2))
+            self.mark = time.perf_counter()
+
+
+def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 16384) -> Iterator[Any]:
+    """Iterate `items` in chunks, pacing between them, stopping (silently) at the deadline."""
+    pace = Pacer()
     for start in range(0, len(items), size):
+        pace()
         if time.perf_counter() > deadline:
             return
         yield from items[start : start + size]
@@ -244,10 +267,12 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
         stride = len(raw) / max_traces
     by_tb: dict[int, list[Any]] = {}
     scanned = 0
-    for start in range(0, len(picked), 65536):
+    pace = Pacer()
+    for start in range(0, len(picked), 16384):
+        pace()
         if time.perf_counter() > deadline:
             break
-        chunk = picked[start : start + 65536]
+        chunk = picked[start : start + 16384]
         # tracemalloc hands out one tuple per distinct traceback, so keying by id is exact
         # (every tuple stays alive in `raw`) and cheaper than hashing nested tuples
         for _domain, size, tb, _nframe in chunk:
@@ -419,11 +444,13 @@ def _take_census(deadline: float) -> _Census:
         by_type: Counter[type] = Counter()
         codes: Counter[types.CodeType] = Counter()
         partial = False
-        for start in range(0, total, 262144):
+        pace = Pacer()
+        for start in range(0, total, 65536):
+            pace()
             if time.perf_counter() > deadline:
                 partial = True
                 break
-            chunk = objs[start : start + 262144]
+            chunk = objs[start : start + 65536]
             by_type.update(map(type, chunk))
             # closures and bound methods are counted by the code that made them: a leak of
             # callbacks shows as one function site growing, not as "function" in general
@@ -571,7 +598,9 @@ def _climb(
     share_values: bool,
 ) -> None:
     seen = {id(current)}
+    pace = Pacer()
     for _ in range(max_depth):
+        pace()  # each gc.get_referrers below walks the whole heap in one C call
         name = names.get(id(current))
         if name is not None:
             hops.append(f"held by {'module global ' if '.' in name else ''}{name}")

@@ -1,12 +1,25 @@
-"""The SDK client of the running event loop, shared by the adapters that wrap an async SDK."""
+"""What the adapters that wrap an async SDK share: the SDK client of the running event loop,
+and the one rule for answers that cannot be decoded.
+
+An SDK parses a 200 answer only after the call returned: a body cut short, an HTML page from a
+proxy, invalid UTF-8 or JSON that is not an object escape as `ValueError` (`JSONDecodeError`,
+`UnicodeDecodeError`), or come back as a bare `str` instead of the API's type. Such an answer
+says nothing about the request, only about the path to the provider, so it is a *retryable*
+`ProviderError`: the chain tries again and then falls back to its next client.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-__all__ = ["PerLoopClient"]
+from lensbook._errors import ProviderError
+
+__all__ = ["UNDECODABLE", "PerLoopClient", "expect_answer", "undecodable"]
+
+#: what an SDK raises while decoding a body it received (both are ValueError subclasses)
+UNDECODABLE: tuple[type[Exception], ...] = (ValueError,)
 
 
 class _Closable(Protocol):
@@ -41,3 +54,16 @@ class PerLoopClient(Generic[T]):
         client, self._client, self._loop = self._client, None, None
         if client is not None:
             await client.close()
+
+
+def undecodable(client: str, detail: object) -> ProviderError:
+    """The retryable error of an answer that could not be decoded."""
+    text = str(detail)
+    return ProviderError(f"{client}: undecodable answer: {text[:200]}", retryable=True)
+
+
+def expect_answer(client: str, response: Any, answer_type: type[Any]) -> None:
+    """Raise `undecodable` unless the SDK gave back an object of the API's answer type."""
+    if not isinstance(response, answer_type):
+        shown = response[:80] if isinstance(response, str) else type(response).__name__
+        raise undecodable(client, f"not a {answer_type.__name__}: {shown!r}")

@@ -6,7 +6,8 @@
 It is the only module that knows the Messages API. Requests carry prompt-caching breakpoints on
 the system prompt and on the last tool definition, so the stable prefix of a long investigation
 (system + tools) is cached between turns. Every SDK failure leaves as `lensbook.ProviderError`,
-`retryable` for rate limits, overload, server errors, timeouts and lost connections.
+`retryable` for rate limits, overload, server errors, timeouts, lost connections and answers
+that cannot be decoded (see `_sdk`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import PerLoopClient
+from lensbook.clients._sdk import UNDECODABLE, PerLoopClient, expect_answer, undecodable
 from lensbook.clients.base import (
     Block,
     Message,
@@ -108,6 +109,9 @@ class AnthropicClient:
         except TypeError as exc:
             # the SDK raises TypeError when it finds no credentials at all
             raise ProviderError(f"{self.name}: {exc}") from exc
+        except UNDECODABLE as exc:
+            raise undecodable(self.name, exc) from exc
+        expect_answer(self.name, response, anthropic.types.Message)
         try:
             return convert_response(response)
         except (AttributeError, TypeError, ValueError) as exc:

@@ -8,8 +8,9 @@
 It is the only module that knows the chat completions wire format; it needs the official SDK
 (``pip install "lensbook[openai]"``). The loop, the tools and the redaction are the ones every
 client shares. Every SDK failure leaves as `lensbook.ProviderError`, `retryable` for rate limits,
-server errors, timeouts and lost connections; the SDK's own retries are off, because lensbook's
-`ClientChain` retries and then falls back to the next client.
+server errors, timeouts, lost connections and answers that cannot be decoded (see `_sdk`); the
+SDK's own retries are off, because lensbook's `ClientChain` retries and then falls back to the
+next client.
 
 Small local models often answer without a native tool call, or with arguments that are not JSON.
 Such a turn goes to the loop as it is (arguments that are not JSON stay a string), and the loop
@@ -30,7 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import PerLoopClient
+from lensbook.clients._sdk import UNDECODABLE, PerLoopClient, expect_answer, undecodable
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -161,6 +162,7 @@ class OpenAIClient:
         if self.extra_body:
             params["extra_body"] = self.extra_body
         response = await self._create(params)
+        expect_answer(self.name, response, _sdk().types.chat.ChatCompletion)
         try:
             turn, problems = convert_response(response)
         except (AttributeError, TypeError, ValueError, IndexError) as exc:
@@ -193,6 +195,8 @@ class OpenAIClient:
         except sdk.OpenAIError as exc:
             # malformed answers (APIResponseValidationError) and missing credentials
             raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        except UNDECODABLE as exc:
+            raise undecodable(self.name, exc) from exc
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (call on the loop that used the client)."""

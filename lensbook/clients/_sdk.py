@@ -1,5 +1,5 @@
 """What the adapters that wrap an async SDK share: the SDK client of the running event loop,
-and the one rule for answers that cannot be decoded.
+the time one call may take, and the one rule for answers that cannot be decoded.
 
 An SDK parses a 200 answer only after the call returned: a body cut short, an HTML page from a
 proxy, invalid UTF-8 or JSON that is not an object escape as `ValueError` (`JSONDecodeError`,
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any, Generic, Protocol, TypeVar
 
 from lensbook._errors import ProviderError
+from lensbook.limits import MODEL_CALL_TIMEOUT
 
-__all__ = ["UNDECODABLE", "PerLoopClient", "expect_answer", "undecodable"]
+__all__ = ["UNDECODABLE", "PerLoopClient", "call_timeout", "expect_answer", "undecodable"]
 
 #: what an SDK raises while decoding a body it received (both are ValueError subclasses)
 UNDECODABLE: tuple[type[Exception], ...] = (ValueError,)
@@ -54,6 +55,15 @@ class PerLoopClient(Generic[T]):
         client, self._client, self._loop = self._client, None, None
         if client is not None:
             await client.close()
+
+
+def call_timeout(own: float | None, request: Any) -> float:
+    """Seconds one call may take: the client's own `timeout` option if it has one, else the
+    request's (the run's model timeout), else `MODEL_CALL_TIMEOUT`."""
+    if own is not None:
+        return own
+    asked = getattr(request, "timeout", None)
+    return float(asked) if asked is not None else MODEL_CALL_TIMEOUT
 
 
 def undecodable(client: str, detail: object) -> ProviderError:

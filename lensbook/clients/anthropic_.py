@@ -27,7 +27,13 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import UNDECODABLE, PerLoopClient, expect_answer, undecodable
+from lensbook.clients._sdk import (
+    UNDECODABLE,
+    PerLoopClient,
+    call_timeout,
+    expect_answer,
+    undecodable,
+)
 from lensbook.clients.base import (
     Block,
     Message,
@@ -57,8 +63,8 @@ class AnthropicClient:
     """An `LLMClient` that asks Claude through the official SDK's `AsyncAnthropic`.
 
     Options (as `client_registry` passes them): `model`, `api_key` (default: the SDK reads
-    ANTHROPIC_API_KEY), `base_url`, `timeout` in seconds per request, `max_tokens` (overrides
-    the request's), `name`.
+    ANTHROPIC_API_KEY), `base_url`, `timeout` in seconds per request (default: the run's model
+    timeout, see `lensbook.limits`), `max_tokens` (overrides the request's), `name`.
     """
 
     def __init__(
@@ -67,7 +73,7 @@ class AnthropicClient:
         model: str = DEFAULT_MODEL,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         max_tokens: int | None = None,
         name: str = "anthropic",
     ) -> None:
@@ -86,9 +92,10 @@ class AnthropicClient:
     async def complete(self, request: ModelRequest) -> ModelTurn:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
         params = build_params(request, model=self.model, max_tokens=self.max_tokens)
+        timeout = call_timeout(self.timeout, request)
         try:
             sdk = self._sdk.get()
-            response = await sdk.messages.create(**params)
+            response = await sdk.messages.create(**params, timeout=timeout)
         except anthropic.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
         except anthropic.APIStatusError as exc:
@@ -99,7 +106,7 @@ class AnthropicClient:
             ) from exc
         except anthropic.APITimeoutError as exc:
             raise ProviderError(
-                f"{self.name}: no answer within {self.timeout:g} s", retryable=True
+                f"{self.name}: no answer within {timeout:g} s", retryable=True
             ) from exc
         except anthropic.APIConnectionError as exc:
             raise ProviderError(f"{self.name}: connection failed: {exc}", retryable=True) from exc
@@ -125,7 +132,7 @@ class AnthropicClient:
         return anthropic.AsyncAnthropic(
             api_key=self.api_key,
             base_url=self.base_url,
-            timeout=self.timeout,
+            timeout=call_timeout(self.timeout, None),
             # lensbook's ClientChain retries with backoff and then falls back to the next
             # client; SDK retries underneath would multiply attempts and hide failures.
             max_retries=0,

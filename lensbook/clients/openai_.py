@@ -31,7 +31,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import UNDECODABLE, PerLoopClient, expect_answer, undecodable
+from lensbook.clients._sdk import (
+    UNDECODABLE,
+    PerLoopClient,
+    call_timeout,
+    expect_answer,
+    undecodable,
+)
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -97,7 +103,8 @@ class OpenAIClient:
 
     Options (as `client_registry` passes them): `model`, `base_url` (default: OpenAI's, or the
     SDK's OPENAI_BASE_URL), `api_key` (default: OPENAI_API_KEY; a placeholder for a local
-    `base_url`), `timeout` in seconds per request, `max_tokens` (overrides the request's),
+    `base_url`), `timeout` in seconds per request (default: the run's model timeout, see
+    `lensbook.limits`), `max_tokens` (overrides the request's),
     `max_tokens_field` (``max_completion_tokens`` for OpenAI, ``max_tokens`` elsewhere),
     `temperature`, `max_repairs`, `extra_body` (sent as is, for server-specific fields),
     `headers`, `name`, `provider` (the label shown by ``lensbook providers``).
@@ -109,7 +116,7 @@ class OpenAIClient:
         model: str = DEFAULT_MODEL,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         max_tokens: int | None = None,
         max_tokens_field: str | None = None,
         temperature: float | None = None,
@@ -161,7 +168,7 @@ class OpenAIClient:
         )
         if self.extra_body:
             params["extra_body"] = self.extra_body
-        response = await self._create(params)
+        response = await self._create(params, call_timeout(self.timeout, request))
         expect_answer(self.name, response, _sdk().types.chat.ChatCompletion)
         try:
             turn, problems = convert_response(response)
@@ -171,11 +178,11 @@ class OpenAIClient:
             self._count_repairs(conversation, turn, problems)
         return turn
 
-    async def _create(self, params: dict[str, Any]) -> Any:
+    async def _create(self, params: dict[str, Any], timeout: float) -> Any:
         sdk = _sdk()
         try:
             client = self._sdk_client.get()
-            return await client.chat.completions.create(**params)
+            return await client.chat.completions.create(**params, timeout=timeout)
         except sdk.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
         except sdk.APIStatusError as exc:
@@ -185,7 +192,7 @@ class OpenAIClient:
             ) from exc
         except sdk.APITimeoutError as exc:
             raise ProviderError(
-                f"{self.name}: no answer within {self.timeout:g} s", retryable=True
+                f"{self.name}: no answer within {timeout:g} s", retryable=True
             ) from exc
         except sdk.APIConnectionError as exc:
             where = self.base_url or "the OpenAI API"
@@ -206,7 +213,7 @@ class OpenAIClient:
         client: openai.AsyncOpenAI = _sdk().AsyncOpenAI(
             api_key=self.api_key,
             base_url=self.base_url,
-            timeout=self.timeout,
+            timeout=call_timeout(self.timeout, None),
             # lensbook's ClientChain retries with backoff and then falls back to the next
             # client; SDK retries underneath would multiply attempts and hide failures.
             max_retries=0,

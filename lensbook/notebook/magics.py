@@ -383,9 +383,10 @@ class LensMagics(Magics):
             try:
                 result = future.result()
             except KeyboardInterrupt:
-                # Kernel > Interrupt: stop the run; it returns what it found so far
-                op.stop()
-                result = future.result(timeout=30)
+                # Kernel > Interrupt: this run ends with what it found ("interrupted"); the
+                # operator stays up for the next one
+                future.cancel()
+                result = op.wait(timeout=30)
         except RunFailed as exc:
             if exc.result is None:
                 if card is not None:

@@ -144,6 +144,7 @@ class Investigation:
             compaction_max_tokens=self.settings.compaction_max_tokens,
             compaction_keep_last=self.settings.compaction_keep_last,
             max_wait_seconds=self.settings.max_wait_seconds,
+            model_timeout=self.settings.model_timeout,
         )
         try:
             while not self._done:

@@ -127,6 +127,25 @@ def test_ctrl_c_keeps_what_a_slow_model_found(shell: InteractiveShell, servers: 
     assert again.result.stop_reason == "done"
 
 
+def test_a_cancelled_arun_interrupts_its_run(servers: Servers) -> None:
+    import asyncio
+
+    hang = servers(then=Delay(90.0))
+    op = lensbook.Operator.start(skill="runtime", client_registry=_registry(hang))
+
+    async def impatient() -> None:
+        task = asyncio.ensure_future(op.arun(reason="hang"))
+        while not hang.requests:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(impatient())
+    assert op.wait(timeout=30).stop_reason == "interrupted"
+    assert op.run(reason="next", client=ScriptedClient([call("done")])).result.stop_reason == "done"
+
+
 def test_default_limits_are_named_once_and_settable(servers: Servers) -> None:
     assert limits.MODEL_CALL_TIMEOUT <= 60 and limits.RUN_TIMEOUT <= 300
     op = lensbook.Operator.start(skill="runtime", client=ScriptedClient([call("done")] * 3))
@@ -143,6 +162,8 @@ def test_default_limits_are_named_once_and_settable(servers: Servers) -> None:
     with pytest.raises(lensbook.LLMError, match=r"no answer within 0\.3 s"):
         quick.run(reason="hang")
     assert len(hang.requests) == 3 and time.monotonic() - began < 30
+    path = writer.path_of(quick.last_result.run_id)  # type: ignore[union-attr]
+    assert path is not None and load_run(path).header["model_timeout"] == 0.3
 
     # per call: the run's own limit stops a model that answers, slowly, forever
     result = quick.run(reason="slow", client_registry=_registry(slow), model_timeout=5, timeout=2)

@@ -121,19 +121,20 @@ def test_an_unusable_folder_costs_one_warning_and_the_run_goes_on(
     assert writer.path_of(result.run_id) is None
 
 
-FULL_DISK_CHILD = textwrap.dedent("""
+CHILD = textwrap.dedent("""
     import json, logging, os, subprocess, sys
-    folder = sys.argv[1]
-    options = "size=64k,mode=0700"
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "lensbook-full", folder], check=True)
-    filler = os.path.join(folder, "filler.bin")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk, then leave room for
-    try:                                           # the first few lines of the record
-        while True:
-            os.write(fd, b"x" * 4096)
-    except OSError:
-        os.close(fd)
-    os.truncate(filler, os.path.getsize(filler) - 8192)
+    folder, fault = sys.argv[1], sys.argv[2]
+    if fault == "full":
+        options = "size=64k,mode=0700"
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "lensbook-full", folder], check=True)
+        filler = os.path.join(folder, "filler.bin")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT)  # fill the disk, then leave room for
+        try:                                           # the first few lines of the record
+            while True:
+                os.write(fd, b"x" * 4096)
+        except OSError:
+            os.close(fd)
+        os.truncate(filler, os.path.getsize(filler) - 8192)
 
     seen = []
     class Keep(logging.Handler):
@@ -153,8 +154,11 @@ FULL_DISK_CHILD = textwrap.dedent("""
         stop_error = None
     except BaseException as exc:
         stop_error = repr(exc)
-    records = [n for n in os.listdir(folder) if n.endswith(".jsonl")]
-    lines = open(os.path.join(folder, records[0])).read().count("\\n") if records else 0
+    try:
+        records = [n for n in os.listdir(folder) if n.endswith(".jsonl")]
+        lines = open(os.path.join(folder, records[0])).read().count("\\n") if records else 0
+    except OSError:
+        records, lines = [], 0
     print(json.dumps({"seen": seen, "stop_error": stop_error, "stop_reason": result.stop_reason,
                       "run_id": result.run_id, "records": records, "lines": lines}))
 """)
@@ -176,7 +180,7 @@ def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
     folder.mkdir()
     env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(folder)}
     child = subprocess.run(
-        [*_isolated_mount(), sys.executable, "-c", FULL_DISK_CHILD, str(folder)],
+        [*_isolated_mount(), sys.executable, "-c", CHILD, str(folder), "full"],
         env=env,
         capture_output=True,
         text=True,
@@ -197,3 +201,34 @@ def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
     assert "ENOSPC" in warnings[0][2] and outcome["run_id"] in warnings[0][2]
     assert not [s for s in outcome["seen"] if s[0] in ("ERROR", "CRITICAL")]
     assert len(outcome["records"]) == 1 and outcome["lines"] >= 1  # readable up to the disk's end
+
+
+def _without_override() -> list[str]:
+    """As root, run the child without the capabilities that ignore file permissions."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        pytest.skip("root needs util-linux setpriv to be refused a folder")
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search"]
+
+
+def test_a_folder_without_permission_costs_one_warning_per_run(tmp_path: Path) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    locked.chmod(0o500)  # no writing, even for root without its override capabilities
+    folder = locked / "runs"
+    env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(folder)}
+    child = subprocess.run(
+        [*_without_override(), sys.executable, "-c", CHILD, str(folder), "locked"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr
+    outcome = json.loads(child.stdout.splitlines()[-1])
+    assert outcome["stop_reason"] == "done" and outcome["stop_error"] is None
+    assert "Traceback" not in child.stderr
+    warnings = [s for s in outcome["seen"] if s[1] == "lensbook.records"]
+    assert len(warnings) == 1 and "EACCES" in warnings[0][2], outcome["seen"]
+    assert outcome["run_id"] in warnings[0][2]

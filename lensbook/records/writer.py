@@ -29,6 +29,7 @@ Doing no harm:
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -173,11 +174,11 @@ class RecordWriter:
         try:
             handle.write(_line(entry))
             handle.flush()
-        except (OSError, ValueError) as exc:  # ValueError: a handle closed under us
+        except (OSError, ValueError, RecursionError) as exc:  # a closed handle, unwritable data
             self._end(run_id)
             _log.warning(
                 "lensbook stopped recording run %s: cannot write %s (%s); the run goes on "
-                "unrecorded from here, and the record stays readable up to its last line",
+                "unrecorded from here (what was written stays readable)",
                 run_id,
                 path,
                 _reason(exc),
@@ -226,6 +227,10 @@ class RecordWriter:
         self.paths[event.run_id] = path
         if self._append(event.run_id, header):
             self._prune(directory)
+        else:  # not even the header: the file is no record, and it is ours to remove
+            self.paths.pop(event.run_id, None)
+            with contextlib.suppress(OSError):
+                path.unlink()
 
     def _prepare(self, directory: Path) -> None:
         """Make the folder (0700), or, once per folder, make an existing one private if it is
@@ -292,8 +297,6 @@ def _line(entry: dict[str, Any]) -> str:
 
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.errno is not None:
-        import errno
-
         return f"{errno.errorcode.get(exc.errno, exc.errno)}: {exc.strerror}"
     return f"{type(exc).__name__}: {exc}"
 

@@ -100,7 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'offline', a name in the operator's client_registry, or a variable "
         "holding an LLMClient",
     )
-    run.add_argument("--timeout", metavar="SECONDS", type=float, help="stop the run after this")
+    run.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="stop the run after this (default: lensbook.limits.RUN_TIMEOUT)",
+    )
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
     )

@@ -86,7 +86,19 @@ def _merge_context(context: Mapping[str, Any] | None, options: dict[str, Any]) -
             f"unknown run option(s): {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(_RUN_OPTIONS | {'context', 'reason'}))}"
         )
+    _check_seconds(options, "timeout", none_ok=True)
+    _check_seconds(options, "model_timeout", none_ok=False)
     return merged
+
+
+def _check_seconds(options: Mapping[str, Any], name: str, *, none_ok: bool) -> None:
+    """A time limit is a positive number of seconds (or None, for no limit, where allowed)."""
+    if name not in options or (none_ok and options[name] is None):
+        return
+    value = options[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        allowed = "a positive number of seconds" + (" or None" if none_ok else "")
+        raise ValueError(f"{name} must be {allowed}, not {value!r}")
 
 
 class Operator:
@@ -122,6 +134,7 @@ class Operator:
             "model_timeout": model_timeout,
         }
         RunSettings(**self.defaults)  # validate early
+        _check_seconds({"timeout": timeout}, "timeout", none_ok=True)
         #: seconds a run may take (None: no limit); `run(timeout=...)` sets it for one run
         self.timeout = timeout
         self.on_notification = on_notification

@@ -71,6 +71,8 @@ class RunSettings:
     ) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
+        if isinstance(model_timeout, bool) or not isinstance(model_timeout, (int, float)):
+            raise ValueError(f"model_timeout must be a number of seconds, not {model_timeout!r}")
         if not model_timeout > 0:
             raise ValueError("model_timeout must be a positive number of seconds")
         self.model_timeout = model_timeout

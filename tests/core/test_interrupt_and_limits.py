@@ -151,6 +151,11 @@ def test_default_limits_are_named_once_and_settable(servers: Servers) -> None:
     op = lensbook.Operator.start(skill="runtime", client=ScriptedClient([call("done")] * 3))
     assert op.timeout == limits.RUN_TIMEOUT
     assert op.defaults["model_timeout"] == limits.MODEL_CALL_TIMEOUT
+    for bad in ({"timeout": -1}, {"timeout": "10"}, {"model_timeout": 0}, {"model_timeout": None}):
+        with pytest.raises(ValueError, match="must be a positive number of seconds"):
+            op.run(reason="bad limit", **bad)
+    with pytest.raises(ValueError, match="timeout must be"):
+        lensbook.Operator(skill="runtime", timeout=0)
     hang = servers(then=Delay(90.0))
     slow = servers(then=Delay(1.0, tool_uses(tool_use("think", thought="hm"))))
 

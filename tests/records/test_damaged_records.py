@@ -195,7 +195,7 @@ def _damage(draw: st.DrawFn, lines: list[str]) -> str:
 
 
 @settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
 def test_fuzz_any_damaged_record_loads_usably_or_raises_record_error(

@@ -90,12 +90,21 @@ class OperatorStopped(RunFailed):
 
 
 class ProviderError(LensbookError):
-    """One model call failed. `retryable` errors (rate limits, overload, timeouts) are retried."""
+    """One model call failed. `retryable` errors (rate limits, overload, timeouts) are retried;
+    `timed_out` says the provider gave no answer within the call's time limit."""
 
-    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.timed_out = timed_out
 
 
 class ScriptExhausted(ProviderError):

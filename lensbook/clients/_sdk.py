@@ -17,7 +17,14 @@ from typing import Any, Generic, Protocol, TypeVar
 from lensbook._errors import ProviderError
 from lensbook.limits import MODEL_CALL_TIMEOUT
 
-__all__ = ["UNDECODABLE", "PerLoopClient", "call_timeout", "expect_answer", "undecodable"]
+__all__ = [
+    "UNDECODABLE",
+    "PerLoopClient",
+    "call_timeout",
+    "expect_answer",
+    "no_answer",
+    "undecodable",
+]
 
 #: what an SDK raises while decoding a body it received (both are ValueError subclasses)
 UNDECODABLE: tuple[type[Exception], ...] = (ValueError,)
@@ -64,6 +71,13 @@ def call_timeout(own: float | None, request: Any) -> float:
         return own
     asked = getattr(request, "timeout", None)
     return float(asked) if asked is not None else MODEL_CALL_TIMEOUT
+
+
+def no_answer(client: str, seconds: float) -> ProviderError:
+    """The retryable error of a call that got no answer within its time limit."""
+    return ProviderError(
+        f"{client}: no answer within {seconds:g} s", retryable=True, timed_out=True
+    )
 
 
 def undecodable(client: str, detail: object) -> ProviderError:

@@ -32,6 +32,7 @@ from lensbook.clients._sdk import (
     PerLoopClient,
     call_timeout,
     expect_answer,
+    no_answer,
     undecodable,
 )
 from lensbook.clients.base import (
@@ -105,9 +106,7 @@ class AnthropicClient:
                 _describe(exc), retryable=retryable, status=exc.status_code
             ) from exc
         except anthropic.APITimeoutError as exc:
-            raise ProviderError(
-                f"{self.name}: no answer within {timeout:g} s", retryable=True
-            ) from exc
+            raise no_answer(self.name, timeout) from exc
         except anthropic.APIConnectionError as exc:
             raise ProviderError(f"{self.name}: connection failed: {exc}", retryable=True) from exc
         except anthropic.AnthropicError as exc:

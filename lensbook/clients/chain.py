@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lensbook._errors import LLMError, ProviderError
+from lensbook.clients._sdk import no_answer
 from lensbook.clients.base import LLMClient, ModelRequest, ModelTurn
-from lensbook.limits import MODEL_CALL_TIMEOUT
+from lensbook.limits import MODEL_CALL_TIMEOUT, TIMED_OUT_ATTEMPTS
 
 __all__ = ["ClientChain"]
 
@@ -25,6 +26,8 @@ class ClientChain:
     model timeout); a client with its own ``timeout`` attribute (a slow local model configured
     so) gets that instead. The limit is also put on the request, so an SDK client gives up at
     the same moment; the chain's own guard waits a moment longer, for clients that have none.
+    A client that lets `timed_out_attempts` calls time out is not answering: the chain moves on
+    even if it has attempts left (see `lensbook.limits`).
     """
 
     def __init__(
@@ -35,6 +38,7 @@ class ClientChain:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         request_timeout: float | None = MODEL_CALL_TIMEOUT,
+        timed_out_attempts: int = TIMED_OUT_ATTEMPTS,
     ) -> None:
         if not clients:
             raise ValueError("a client chain needs at least one client")
@@ -43,6 +47,7 @@ class ClientChain:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
+        self.timed_out_attempts = max(1, timed_out_attempts)
         self.last_client = self.clients[0].name
 
     @property
@@ -62,12 +67,18 @@ class ClientChain:
         for index, client in enumerate(self.clients):
             if index:
                 _emit(on_event, "client_fallback", client=client.name, after=failures[-1])
+            timed_out = 0
             for attempt in range(1, self.attempts + 1):
                 try:
                     turn: Any = await self._call(client, request, timeout)
                 except ProviderError as exc:
                     failures.append(f"{client.name} attempt {attempt}: {exc}")
-                    if not exc.retryable or attempt == self.attempts:
+                    timed_out += exc.timed_out
+                    if (
+                        not exc.retryable
+                        or attempt == self.attempts
+                        or timed_out >= self.timed_out_attempts
+                    ):
                         break
                     delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                     _emit(
@@ -99,9 +110,7 @@ class ClientChain:
             # the client's own timeout reports first; this guard is for clients without one
             return await asyncio.wait_for(client.complete(request), limit + _GRACE)
         except asyncio.TimeoutError:
-            raise ProviderError(
-                f"{client.name}: no answer within {limit:g} s", retryable=True
-            ) from None
+            raise no_answer(client.name, limit) from None
 
 
 # how much longer than a call's limit the chain waits before abandoning it itself

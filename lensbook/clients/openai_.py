@@ -36,6 +36,7 @@ from lensbook.clients._sdk import (
     PerLoopClient,
     call_timeout,
     expect_answer,
+    no_answer,
     undecodable,
 )
 from lensbook.clients.base import (
@@ -191,9 +192,7 @@ class OpenAIClient:
                 _describe(exc), retryable=retryable, status=exc.status_code
             ) from exc
         except sdk.APITimeoutError as exc:
-            raise ProviderError(
-                f"{self.name}: no answer within {timeout:g} s", retryable=True
-            ) from exc
+            raise no_answer(self.name, timeout) from exc
         except sdk.APIConnectionError as exc:
             where = self.base_url or "the OpenAI API"
             raise ProviderError(

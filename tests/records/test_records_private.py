@@ -164,13 +164,24 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def _isolated_mount() -> list[str]:
-    """A command prefix giving the child its own mount namespace (root or not)."""
-    if shutil.which("unshare") is None:
-        pytest.skip("needs util-linux unshare to mount a small full filesystem")
+def _isolated_mount(probe: Path) -> list[str]:
+    """A command prefix giving the child its own mount namespace (root or not), or a skip that
+    says why this machine cannot give one."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        pytest.skip("needs util-linux unshare and mount to make a small full filesystem")
     if os.geteuid() == 0:
-        return ["unshare", "--mount", "--propagation", "private"]
-    return ["unshare", "--user", "--map-root-user", "--mount"]
+        prefix = ["unshare", "--mount", "--propagation", "private"]
+    else:
+        prefix = ["unshare", "--user", "--map-root-user", "--mount"]
+    tried = subprocess.run(
+        [*prefix, "mount", "-t", "tmpfs", "-o", "size=4k", "lensbook-probe", str(probe)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if tried.returncode != 0:
+        pytest.skip(f"this machine refuses a private tmpfs mount: {tried.stderr.strip()[-200:]}")
+    return prefix
 
 
 def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
@@ -180,18 +191,12 @@ def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
     folder.mkdir()
     env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(folder)}
     child = subprocess.run(
-        [*_isolated_mount(), sys.executable, "-c", CHILD, str(folder), "full"],
+        [*_isolated_mount(tmp_path), sys.executable, "-c", CHILD, str(folder), "full"],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    if (
-        child.returncode != 0
-        and "mount" in child.stderr
-        and "Operation not permitted" in (child.stderr)
-    ):
-        pytest.skip(f"this machine refuses a private mount namespace: {child.stderr[-200:]}")
     assert child.returncode == 0, child.stderr
     outcome = json.loads(child.stdout.splitlines()[-1])
     assert outcome["stop_reason"] == "done" and outcome["stop_error"] is None

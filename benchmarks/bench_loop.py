@@ -28,9 +28,8 @@ class Empty(Skill):
 def one_run(iterations: int) -> float:
     script = [call("think", thought=f"step {i}") for i in range(iterations - 1)] + [call("done")]
     client = ScriptedClient(script)
-    op = lensbook.Operator.start(
-        skill=Empty, client=client, max_iterations=iterations + 1, compaction_max_tokens=10**9
-    )
+    op = lensbook.Operator.start(skill=Empty, client=client, max_iterations=iterations + 1,
+                                 compaction_max_tokens=10**9)
     started = time.perf_counter()
     result = op.run({"reason": "bench"}).result
     elapsed = time.perf_counter() - started
@@ -47,10 +46,8 @@ def main() -> None:
     one_run(20)  # warm up imports and the loop
     per = [one_run(args.iterations) for _ in range(args.repeats)]
     print(f"iterations per run: {args.iterations}, runs: {args.repeats}")
-    print(
-        f"loop overhead per iteration: median {1000 * statistics.median(per):.3f} ms, "
-        f"min {1000 * min(per):.3f} ms, max {1000 * max(per):.3f} ms (target < 1 ms)"
-    )
+    print(f"loop overhead per iteration: median {1000 * statistics.median(per):.3f} ms, "
+          f"min {1000 * min(per):.3f} ms, max {1000 * max(per):.3f} ms (target < 1 ms)")
     lensbook.stop()
 
 

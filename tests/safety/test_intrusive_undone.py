@@ -8,7 +8,7 @@ hooks and handlers) is compared before and after, with real operators, threads a
 
 from __future__ import annotations
 
-import _thread
+import signal
 import sys
 import threading
 import time
@@ -119,17 +119,19 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
         else:
             lensbook.stop()
     elif path == "interrupt":  # Ctrl-C in the thread blocked in run()
-        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("done")]))
+        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+
+        main = threading.main_thread().ident
+        assert main is not None
 
         def interrupt_when_on() -> None:
             _wait_until(lambda: _switched_on(tool))
-            _thread.interrupt_main()
+            signal.pthread_kill(main, signal.SIGINT)  # a real signal wakes the blocked wait
 
         threading.Thread(target=interrupt_when_on, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             op.run()
-            time.sleep(30)  # the run ended before the interrupt came: wait for it here
-        op.wait(30)  # whatever the interrupt did to the run, it ends
+        assert op.wait(30).stop_reason == "interrupted"
     else:
         raise AssertionError(path)
     if path != "lensbook_stop":
@@ -167,15 +169,13 @@ def test_nothing_intrusive_is_left_whatever_ends_the_run(
     before = process_state(target)
     for skill_id, tool in intrusive_probes():
         # blocking windows outlast the run only when something ends it from outside
-        # (after Ctrl-C the run goes on to its end: a shorter window keeps the test short)
-        seconds = 2.0 if path == "interrupt" else 10.0 if path in _EXTERNAL else 0.3
-        args = _window_args(seconds)[tool]
+        args = _window_args(10.0 if path in _EXTERNAL else 0.3)[tool]
         started = time.monotonic()
         _end_run(path, tool, args, skill_id)
         after = process_state(target)
         assert run_scoped(after) == run_scoped(before), (path, tool)
         assert [c for c in intrusion.active() if c.owner is not None] == [], (path, tool)
-        if path in _EXTERNAL and path != "interrupt":
+        if path in _EXTERNAL:
             # undone at once, not when the 10 s window would have ended
             assert time.monotonic() - started < 9.0, (path, tool)
     lensbook.stop()

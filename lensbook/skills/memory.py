@@ -166,19 +166,21 @@ class Pacer:
 
     A walk on a probe thread would otherwise share the interpreter 50/50 with the main thread
     (both ask for the GIL every 5 ms switch interval), or hold it for a whole C call. Called
-    between chunks, the pacer sleeps as long as the walk worked since its last rest once that
-    passes `slice_s`: the walk takes at most half the interpreter, in short slices, and its
-    wall time doubles (deadlines account for it: results are partial sooner on huge heaps).
+    between chunks, the pacer rests `rest` times as long as the walk worked since its last
+    rest, once that passes `slice_s`: with the default the walk takes at most a third of the
+    interpreter, in short slices, and its wall time triples (deadlines account for it: results
+    are partial sooner on huge heaps).
     """
 
-    def __init__(self, slice_s: float = 0.01) -> None:
+    def __init__(self, slice_s: float = 0.01, rest: float = 2.0) -> None:
         self.slice_s = slice_s
+        self.rest = rest
         self.mark = time.perf_counter()
 
     def __call__(self) -> None:
         worked = time.perf_counter() - self.mark
         if worked >= self.slice_s:
-            time.sleep(min(worked, 0.2))
+            time.sleep(min(worked * self.rest, 0.2))
             self.mark = time.perf_counter()
 
 
@@ -445,12 +447,12 @@ def _take_census(deadline: float) -> _Census:
         codes: Counter[types.CodeType] = Counter()
         partial = False
         pace = Pacer()
-        for start in range(0, total, 65536):
+        for start in range(0, total, 32768):
             pace()
             if time.perf_counter() > deadline:
                 partial = True
                 break
-            chunk = objs[start : start + 65536]
+            chunk = objs[start : start + 32768]
             by_type.update(map(type, chunk))
             # closures and bound methods are counted by the code that made them: a leak of
             # callbacks shows as one function site growing, not as "function" in general

@@ -524,6 +524,9 @@ class TracerSkill(Skill):
                 break
             if not isinstance(module, types.ModuleType):
                 continue
+            top = _top_module(modname)
+            if top in REFUSED_MODULES or top.startswith("_"):
+                continue  # tracer_trace would refuse it: do not offer it
             try:
                 items = list(vars(module).items())
             except TypeError:

@@ -46,6 +46,15 @@ SCENARIOS: dict[str, str] = {
     "out_cache": "lensbook.scenarios.out_cache:SCENARIO",
     "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
     "healthy": "lensbook.scenarios.healthy:SCENARIO",
+    # modelled on public bug reports (each module's docstring cites its source)
+    "blocking_coroutine": "lensbook.scenarios.blocking_coroutine:SCENARIO",
+    "lock_after_cancel": "lensbook.scenarios.lock_after_cancel:SCENARIO",
+    "task_exception_lost": "lensbook.scenarios.task_exception_lost:SCENARIO",
+    "dead_consumers": "lensbook.scenarios.dead_consumers:SCENARIO",
+    "socket_leak": "lensbook.scenarios.socket_leak:SCENARIO",
+    "zombie_children": "lensbook.scenarios.zombie_children:SCENARIO",
+    "blocked_log_handler": "lensbook.scenarios.blocked_log_handler:SCENARIO",
+    "exception_cycles": "lensbook.scenarios.exception_cycles:SCENARIO",
 }
 
 

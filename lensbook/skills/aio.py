@@ -499,6 +499,7 @@ class AsyncioSkill(Skill):
         return {
             "loops": len(loops),
             "loops_running": sum(1 for loop in loops if loop.is_running()),
+            "app_loops_running": sum(1 for lp in loops if lp.is_running() and lp is not lens),
             "loops_debug": sum(1 for loop in loops if loop.get_debug()),
             "tasks": tasks,
             "user_tasks": user,
@@ -860,6 +861,10 @@ class LoopLag(Rule):
     warn_ms = 100.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        # a loop of the program runs: one snapshot's heartbeat says little (a blocked loop may
+        # have answered between two blocking calls), and measuring costs ~50 ms when healthy
+        if ev.latest("app_loops_running", 0):
+            return [ProbeCall("asyncio_lag")]
         if ev.latest("loops_running", 0) and (
             ev.latest("loop_unanswered_s", 0.0) >= 0.5
             or ev.latest("loop_lag_ms", 0.0) >= self.warn_ms

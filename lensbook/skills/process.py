@@ -24,6 +24,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 if sys.platform != "win32":  # resource limits and usage are Unix only
@@ -433,6 +434,10 @@ class ProcessSkill(Skill):
             rows.append((created, row))
         rows.sort(key=lambda r: r[0])
         listed = [r for _, r in rows[: max(1, min(limit, 200))]]
+        zombies = {r["pid"]: r for r in listed if r["status"] == psutil.STATUS_ZOMBIE}
+        # a zombie has no command line left in /proc: the Popen that started it still knows
+        for pid, command in _popen_commands(set(zombies)).items():
+            zombies[pid]["popen_args"] = command
         return {
             "children": len(rows),
             "by_status": dict(statuses.most_common()),
@@ -594,7 +599,6 @@ _FD_WORDS = re.compile(
     r"too many open files|emfile|handles?)\b",
     re.I,
 )
-_CHILD_WORDS = re.compile(r"\b(child|children|subprocess(es)?|zombies?|spawn\w*|fork\w*)\b", re.I)
 
 #: growth of open fds between two snapshots that is worth a look (absolute and relative)
 FD_GROWTH_MIN = 16
@@ -821,13 +825,17 @@ class FdPressure(Rule):
 
 
 class ChildZombies(Rule):
-    """Exited children never reaped (zombies), looked at when the reason mentions children."""
+    """Exited children never reaped (zombies), named by the command their Popen ran.
+
+    The children are always listed once (a few ms): zombies are evidence whatever the reason
+    says.
+    """
 
     name = "child_zombies"
     threshold = 3
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if ev.snapshots and _CHILD_WORDS.search(ev.reason):
+        if ev.snapshots:
             return [ProbeCall("process_children", {"limit": 20})]
         return ()
 
@@ -841,6 +849,17 @@ class ChildZombies(Rule):
             if isinstance(k, dict) and k.get("status") == psutil.STATUS_ZOMBIE
         )
         named = ", ".join(f"{n} x {c}" for n, c in names.most_common(3)) or "unnamed"
+        commands = Counter(
+            _command_pattern(str(k["popen_args"]))
+            for k in kids.get("listed") or []
+            if isinstance(k, dict) and k.get("popen_args")
+        )
+        if commands:
+            named += (
+                "; started by subprocess.Popen("
+                + ", ".join(f"{c!r} x {n}" for c, n in commands.most_common(3))
+                + ") objects still alive, never wait()ed"
+            )
         return [
             Finding(
                 "zombie_children",
@@ -853,6 +872,32 @@ class ChildZombies(Rule):
                 "each zombie keeps a pid and its exit status",
             )
         ]
+
+
+def _command_pattern(command: str) -> str:
+    """A command with its numbers replaced by ``*``, so one call site's children group."""
+    return re.sub(r"\d+", "*", command)
+
+
+def _popen_commands(pids: set[int]) -> dict[int, str]:
+    """pid -> the (redacted) command of the live `subprocess.Popen` objects of these pids.
+
+    Cost: one pass over the collector's objects (~30 ms at 1M objects), only when asked.
+    """
+    subprocess = sys.modules.get("subprocess")
+    if not pids or subprocess is None:
+        return {}
+    import gc
+
+    found: dict[int, str] = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, subprocess.Popen) and obj.pid in pids:
+            args = obj.args
+            text = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))
+            found[obj.pid] = redact_text(str(text))[:160]
+            if len(found) == len(pids):
+                break
+    return found
 
 
 def _duration(seconds: float) -> str:

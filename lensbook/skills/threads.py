@@ -79,6 +79,8 @@ _WAIT_CALLS = frozenset(
         "recv",
         "recvfrom",
         "recv_into",
+        "write",  # blocks on a full pipe or socket, a stalled disk or network file system
+        "flush",
         "accept",
         "read",
         "readline",
@@ -850,6 +852,9 @@ class ThreadsSkill(Skill):
                 "holds": held_by(ident),
                 "held_by": [_name_of(h, threads) for h in holder_ids] or None,
             }
+            user = _first_user_frame(act.frame)
+            if user is not None and user is not act.frame:
+                entry["user_code"] = describe_frame(user)
             if not holder_ids:
                 entry["holder_note"] = (
                     "no live frame holds it by with/acquire (taken in C code, by a thread that "
@@ -861,6 +866,16 @@ class ThreadsSkill(Skill):
                 if hold is not None:
                     doing = hold.call or "python code"
                     entry["holder_doing"] = f"{hold.state}: {doing} at {describe_frame(hold.frame)}"
+                    entry["holder_state"] = hold.state
+                    inner = frames.get(h)
+                    if inner is not None and inner is not hold.frame:
+                        code = source_line(inner.f_code.co_filename, inner.f_lineno)
+                        entry["holder_innermost"] = describe_frame(inner) + (
+                            f": {code}" if code else ""
+                        )
+                    user = _first_user_frame(hold.frame)
+                    if user is not None and user is not hold.frame:
+                        entry["holder_user_code"] = describe_frame(user)
             return entry
 
         report_cycles = []
@@ -1111,9 +1126,42 @@ class LockContention(Rule):
         for b in blocked[:5]:
             holder = ", ".join(repr(h) for h in b.get("held_by") or []) or "an unknown holder"
             doing = f" ({b['holder_doing']})" if b.get("holder_doing") else ""
+            if b.get("holder_user_code"):
+                doing += f", called from {b['holder_user_code']}"
+            if b.get("holder_innermost"):
+                doing += f", innermost at {b['holder_innermost']}"
+            called = f" (called from {b['user_code']})" if b.get("user_code") else ""
             parts.append(
-                f"{b['thread']!r} waits for {b['waits_for']} at {b['at']}, held by {holder}{doing}"
+                f"{b['thread']!r} waits for {b['waits_for']} at {b['at']}{called}, "
+                f"held by {holder}{doing}"
             )
+        # a holder parked in a blocking call (I/O, a sleep, a queue) with a queue of threads
+        # behind it: the lock is held across the wait, every thread that needs it stalls
+        convoy = Counter(
+            tuple(b.get("held_by") or ())
+            for b in blocked
+            if b.get("held_by") and b.get("holder_state") == "waiting"
+        )
+        stalled = max(convoy.values(), default=0)
+        if stalled >= 2:
+            return [
+                Finding(
+                    anomaly_type="lock_held_across_blocking_call",
+                    severity="warning",
+                    context=(
+                        f"{len(blocked)} thread(s) blocked acquiring a lock whose holder is itself "
+                        "blocked in a call, not in a deadlock cycle"
+                    ),
+                    observation="; ".join(parts) + ".",
+                    hypothesis=(
+                        "The holder does blocking work (I/O to a stalled pipe, socket or disk, a "
+                        "sleep, a queue) while it holds the lock, so every thread that needs the "
+                        "lock stalls behind it. Move the blocking call out of the critical "
+                        "section (for a logging handler: a QueueHandler with a QueueListener "
+                        "thread), or give it a timeout."
+                    ),
+                )
+            ]
         return [
             Finding(
                 anomaly_type="lock_contention",

@@ -55,6 +55,9 @@ SCENARIOS: dict[str, str] = {
     "zombie_children": "lensbook.scenarios.zombie_children:SCENARIO",
     "blocked_log_handler": "lensbook.scenarios.blocked_log_handler:SCENARIO",
     "exception_cycles": "lensbook.scenarios.exception_cycles:SCENARIO",
+    "last_error_retention": "lensbook.scenarios.last_error_retention:SCENARIO",
+    "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
+    "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
 }
 
 

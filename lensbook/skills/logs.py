@@ -15,7 +15,7 @@ import logging
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -391,6 +391,44 @@ class LogsSkill(Skill):
             "loggers_seen": len({name for name, _ in by_logger}),
             "message_templates": len(h.groups),
             "observed_s": round(time.time() - h.installed_at, 1),
+            "handlers_total": _count_handlers(),
+        }
+
+    @probe
+    def handlers(self, limit: int = 5) -> dict[str, Any]:
+        """Loggers with the most handlers: each handler's class, level and target (a file's path,
+        a stream's name), with handlers of one class and target on one logger counted as
+        duplicates (every record is then written once per copy). lensbook's own handlers are
+        left out.
+
+        Args:
+            limit: how many loggers to list, most handlers first (at most 20).
+
+        Cost: one pass over the logging manager's loggers (~1 µs per logger).
+        """
+        rows: list[dict[str, Any]] = []
+        for name, logger in _loggers():
+            own = [h for h in logger.handlers if not isinstance(h, ObserverHandler)]
+            if not own:
+                continue
+            targets = Counter((type(h).__name__, _target(h)) for h in own)
+            rows.append(
+                {
+                    "logger": name,
+                    "handlers": len(own),
+                    "propagate": logger.propagate,
+                    "duplicates": sum(n - 1 for n in targets.values()),
+                    "by_target": [
+                        {"class": cls, "target": target, "count": n}
+                        for (cls, target), n in targets.most_common(3)
+                    ],
+                }
+            )
+        rows.sort(key=lambda r: (-int(r["duplicates"]), -int(r["handlers"])))
+        return {
+            "loggers_with_handlers": len(rows),
+            "handlers_total": sum(r["handlers"] for r in rows),
+            "top": rows[: min(max(limit, 1), 20)],
         }
 
     @probe
@@ -558,7 +596,32 @@ class LogsSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (ErrorStorm(), WarningFlood())
+        return (ErrorStorm(), WarningFlood(), DuplicateHandlers())
+
+
+def _loggers() -> list[tuple[str, logging.Logger]]:
+    found: list[tuple[str, logging.Logger]] = [("root", logging.root)]
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            found.append((name, logger))
+    return found
+
+
+def _count_handlers() -> int:
+    return sum(
+        1 for _, logger in _loggers() for h in logger.handlers if not isinstance(h, ObserverHandler)
+    )
+
+
+def _target(handler: logging.Handler) -> str:
+    """Where a handler writes: a file's path, a stream's name, else the handler's class."""
+    path = getattr(handler, "baseFilename", None)
+    if path is None:
+        stream = getattr(handler, "stream", None)
+        path = getattr(stream, "name", None) if stream is not None else None
+    if not isinstance(path, str):
+        return type(handler).__name__
+    return redact_text(path)
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -677,5 +740,51 @@ class WarningFlood(Rule):
                     f"from {lead['location']} (thread {lead['thread']!r})"
                 ),
                 hypothesis="a warning in a hot path; it costs CPU and hides rarer records",
+            )
+        ]
+
+
+class DuplicateHandlers(Rule):
+    """One logger given the same handler again and again (a setup function called per use)."""
+
+    name = "duplicate_handlers"
+    snapshots_needed = 2
+    gap = 2.0
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if len(ev.snapshots) >= 2 and ev.latest("handlers_total", 0):
+            return [ProbeCall("logs_handlers", {"limit": 3})]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("logs_handlers")
+        if not isinstance(result, dict):
+            return []
+        lead = next((r for r in result.get("top") or [] if r.get("duplicates", 0) >= 1), None)
+        if lead is None:
+            return []
+        target = lead["by_target"][0]
+        grew = int(ev.delta("handlers_total"))
+        growth = f"; +{grew} handlers in {ev.elapsed():.1f} s" if grew > 0 else ""
+        return [
+            Finding(
+                anomaly_type="duplicate_log_handlers",
+                severity="warning",
+                context=(
+                    f"{result.get('handlers_total')} handlers on "
+                    f"{result.get('loggers_with_handlers')} logger(s){growth}"
+                ),
+                observation=(
+                    f"logger {lead['logger']!r} has {lead['handlers']} handlers, "
+                    f"{target['count']} of them {target['class']} writing to "
+                    f"{target['target']!r}: every record it logs is written "
+                    f"{target['count']} times"
+                ),
+                hypothesis=(
+                    f"the code that configures {lead['logger']!r} runs again on every use "
+                    "(logging.getLogger returns the same logger each time, so each call adds "
+                    "one more handler, and a FileHandler keeps a file open): configure logging "
+                    "once at start-up, or add the handler only if the logger has none"
+                ),
             )
         ]

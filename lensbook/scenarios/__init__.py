@@ -32,6 +32,9 @@ class Scenario:
     #: seconds to let the fault develop before the investigation starts
     settle: float = 1.0
     max_iterations: int = 25
+    #: investigate with each of these skills in turn (a healthy workload must raise no alarm
+    #: in any of them); empty: `skill` alone
+    skills: tuple[str, ...] = ()
 
 
 #: scenario name -> "module:ATTRIBUTE", imported on demand
@@ -58,6 +61,10 @@ SCENARIOS: dict[str, str] = {
     "last_error_retention": "lensbook.scenarios.last_error_retention:SCENARIO",
     "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
     "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
+    # busy but healthy workloads: no skill may raise an alarm
+    "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
+    "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",
+    "healthy_pool": "lensbook.scenarios.healthy_pool:SCENARIO",
 }
 
 

@@ -27,7 +27,8 @@ POLL_S = 1.0
 async def wait_for_confirmation(tx: int) -> bool:
     """Poll a transaction until it is confirmed, waiting the wrong way between polls."""
     for _ in range(3):
-        time.sleep(POLL_S)  # the bug: a synchronous sleep on the loop's thread
+        # the bug: a synchronous sleep on the loop's thread
+        time.sleep(POLL_S)
     return tx % 2 == 0
 
 

@@ -729,6 +729,10 @@ class ThreadsSkill(Skill):
             proc_percent = max(0.0, 100.0 * (proc_cpu - base[1]) / window)
         return {
             "threads": len(frames),
+            # the program's own threads: lensbook's loop and probe workers come and go
+            "app_threads": sum(
+                1 for i in frames if i != me and not _is_lensbook_thread(_name_of(i, threads))
+            ),
             "daemon_threads": sum(1 for t in threads.values() if t.daemon),
             "os_threads": os_threads,
             "blocked_on_lock": blocked,
@@ -1359,8 +1363,8 @@ class ThreadGrowth(Rule):
     floor = 4
 
     def _growing(self, ev: Evidence) -> bool:
-        first = float(ev.first("threads", 0) or 0)
-        grew = ev.delta("threads")
+        first = float(ev.first("app_threads", 0) or 0)
+        grew = ev.delta("app_threads")
         return grew >= max(self.floor, self.share * first)
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
@@ -1379,7 +1383,7 @@ class ThreadGrowth(Rule):
             else ""
         )
         held = f"; each pool is held by {lead['pool_held_by']}" if lead.get("pool_held_by") else ""
-        first, last = int(ev.first("threads", 0)), int(ev.latest("threads", 0))
+        first, last = int(ev.first("app_threads", 0)), int(ev.latest("app_threads", 0))
         if lead.get("pools", 0) > 1:
             hypothesis = (
                 f"a new {lead.get('pool_type')} is created per call (per request, per object) "

@@ -417,9 +417,11 @@ class LogsSkill(Skill):
                     "logger": name,
                     "handlers": len(own),
                     "propagate": logger.propagate,
-                    "duplicates": sum(n - 1 for n in targets.values()),
+                    # only handlers with a known target (a file, a named stream) can be told
+                    # apart: two in-memory handlers of one class may serve different readers
+                    "duplicates": sum(n - 1 for (_, t), n in targets.items() if t is not None),
                     "by_target": [
-                        {"class": cls, "target": target, "count": n}
+                        {"class": cls, "target": target or "unknown", "count": n}
                         for (cls, target), n in targets.most_common(3)
                     ],
                 }
@@ -613,14 +615,14 @@ def _count_handlers() -> int:
     )
 
 
-def _target(handler: logging.Handler) -> str:
-    """Where a handler writes: a file's path, a stream's name, else the handler's class."""
+def _target(handler: logging.Handler) -> str | None:
+    """Where a handler writes: a file's path or a stream's name (None when it has neither)."""
     path = getattr(handler, "baseFilename", None)
     if path is None:
         stream = getattr(handler, "stream", None)
         path = getattr(stream, "name", None) if stream is not None else None
     if not isinstance(path, str):
-        return type(handler).__name__
+        return None
     return redact_text(path)
 
 

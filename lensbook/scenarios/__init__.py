@@ -61,6 +61,7 @@ SCENARIOS: dict[str, str] = {
     "last_error_retention": "lensbook.scenarios.last_error_retention:SCENARIO",
     "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
     "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
+    "task_pileup": "lensbook.scenarios.task_pileup:SCENARIO",
     # busy but healthy workloads: no skill may raise an alarm
     "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
     "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",

@@ -42,6 +42,7 @@ FAULTS = (
     "last_error_retention",
     "duplicate_handlers",
     "executor_per_request",
+    "task_pileup",
 )
 HEALTHY = ("healthy_etl", "healthy_server", "healthy_pool")
 
@@ -129,6 +130,7 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
     assert "pandas.DataFrame 2000000x10" in named["last_error_retention"]
     assert "frames.log" in named["duplicate_handlers"]
     assert "attribute 'pool' of ReportHandler instances" in named["executor_per_request"]
+    assert re.search(r"\d+ tasks of coroutine process_job .* Semaphore", named["task_pileup"])
     assert "CLOSE_WAIT" in named["socket_leak"]
     assert "--thumbnail photo-*.jpg" in named["zombie_children"]
 

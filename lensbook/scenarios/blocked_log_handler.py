@@ -81,5 +81,5 @@ SCENARIO = Scenario(
     reason="the order service is hung; workers make no progress",
     induce=_induce,
     expect=(r"process_order", r"blocked_log_handler\.py:\d+", r"lock", r"write"),
-    settle=1.0,
+    settle=1.5,
 )

@@ -3,9 +3,9 @@
 Modelled on gorakhargosh/watchdog#357 ("while user code raises an uncaught exception,
 watchdog's consumer thread will be killed and not reborn; tasks in the queue accumulate") and
 camunda-community-hub/pyzeebe#80 ("Worker threads silently die and stop handling pending jobs
-after an exception occurs"). Here four consumers take events from a queue; the event parser
-raises ValueError on a malformed payload, nothing catches it, and each poison message (one a
-second) ends a consumer. The producer goes on, so the backlog grows while the pool shrinks.
+after an exception occurs"). Here six consumers take events from a queue; the event parser
+raises ValueError on a malformed payload, nothing catches it, and each poison message (one
+every 1.5 s) ends a consumer. The producer goes on, so the backlog grows while the pool shrinks.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from lensbook.scenarios import Scenario
 
 __all__ = ["SCENARIO", "consume_events", "parse_event"]
 
-CONSUMERS = 4
+CONSUMERS = 6
 #: seconds between malformed messages
-POISON_EVERY = 1.0
+POISON_EVERY = 1.5
 
 
 def parse_event(raw: str) -> dict[str, Any]:

@@ -5,7 +5,7 @@ process gained threads with every request, visible in ``pstree``) and rohanpm/mo
 ("Threads leaked if executor is not shut down"). Here every report request builds a handler
 object that creates its own 4-worker pool to render charts in parallel; the handlers are kept in
 a request log, so the pools (and their idle workers) are never collected nor shut down.
-Bounded: 50 requests over about 10 seconds (up to 200 idle threads).
+Bounded: 75 requests over about 15 seconds (up to 300 idle threads).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lensbook.scenarios import Scenario
 
 __all__ = ["SCENARIO", "ReportHandler"]
 
-REQUESTS = 50
+REQUESTS = 75
 
 
 def render_chart(n: int) -> int:

@@ -77,6 +77,7 @@ SCENARIO = Scenario(
         r"frames\.log",
         r"written \d+ times",
         r"\+\d+ handlers",
+        r"created at .*duplicate_handlers\.py:\d+ in frame_logger",
     ),
     settle=1.0,
 )

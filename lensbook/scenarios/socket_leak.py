@@ -80,6 +80,10 @@ SCENARIO = Scenario(
     skill="process",
     reason="after a while the scraper fails with 'Too many open files'",
     induce=_induce,
-    expect=(r"grew from \d+ to \d+", r"\d+ x INET STREAM CLOSE_WAIT 127\.0\.0\.1:\d+"),
+    expect=(
+        r"grew from \d+ to \d+",
+        r"\d+ x INET STREAM CLOSE_WAIT 127\.0\.0\.1:\d+",
+        r"created at .*socket_leak\.py:\d+ in fetch_page",
+    ),
     settle=1.0,
 )

@@ -5,7 +5,7 @@ processes": ``[httpd] <defunct>`` under every worker) and martomi/chiadog#194 (a
 child left ``<defunct>`` because the Popen was read from but never waited for). Here a
 thumbnail step starts a converter child per image with ``subprocess.Popen``, reads nothing,
 keeps the Popen object in its job list and never calls ``wait()``; each child exits at once and
-stays a zombie. Bounded: 40 children over about 4 seconds.
+stays a zombie. Bounded: 120 children over about 12 seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from lensbook.scenarios import Scenario
 
 __all__ = ["SCENARIO", "make_thumbnail"]
 
-CHILDREN = 40
+CHILDREN = 120
 
 
 def make_thumbnail(image: str, jobs: list[subprocess.Popen[bytes]]) -> None:
@@ -61,6 +61,11 @@ SCENARIO = Scenario(
     skill="process",
     reason="ps shows a growing list of <defunct> processes under our worker",
     induce=_induce,
-    expect=(r"zombie", r"Popen\('.*--thumbnail photo-\*\.jpg'", r"never wait\(\)ed"),
+    expect=(
+        r"zombie",
+        r"Popen\('.*--thumbnail photo-\*\.jpg'",
+        r"never wait\(\)ed",
+        r"created at .*zombie_children\.py:\d+ in make_thumbnail",
+    ),
     settle=2.5,
 )

@@ -597,6 +597,28 @@ class LogsSkill(Skill):
             "groups": shown,
         }
 
+    @probe
+    def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
+        """Where handlers are being created: the user code (function, file:line) that made the
+        handlers (lensbook's own aside) created during a short tracemalloc window.
+
+        Args:
+            seconds: the window (0.2 to 5).
+
+        Cost: allocations are traced for `seconds` (slower meanwhile); one pass over loggers.
+        """
+        from lensbook.skills.creation import created_where
+
+        return created_where(
+            lambda: [
+                h
+                for _, logger in _loggers()
+                for h in logger.handlers
+                if not isinstance(h, ObserverHandler)
+            ],
+            seconds,
+        )
+
     def rules(self) -> Sequence[Rule]:
         return (ErrorStorm(), WarningFlood(), DuplicateHandlers())
 
@@ -754,16 +776,24 @@ class DuplicateHandlers(Rule):
     gap = 2.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if len(ev.snapshots) >= 2 and ev.latest("handlers_total", 0):
-            return [ProbeCall("logs_handlers", {"limit": 3})]
-        return []
+        if len(ev.snapshots) < 2 or not ev.latest("handlers_total", 0):
+            return []
+        calls = [ProbeCall("logs_handlers", {"limit": 3})]
+        if ev.delta("handlers_total") > 0 and self._lead(ev) is not None:
+            calls.append(ProbeCall("logs_handler_origins"))  # who keeps adding them
+        return calls
+
+    @staticmethod
+    def _lead(ev: Evidence) -> dict[str, Any] | None:
+        result = ev.result("logs_handlers")
+        if not isinstance(result, dict):
+            return None
+        return next((r for r in result.get("top") or [] if r.get("duplicates", 0) >= 1), None)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("logs_handlers")
-        if not isinstance(result, dict):
-            return []
-        lead = next((r for r in result.get("top") or [] if r.get("duplicates", 0) >= 1), None)
-        if lead is None:
+        lead = self._lead(ev)
+        if not isinstance(result, dict) or lead is None:
             return []
         target = lead["by_target"][0]
         grew = int(ev.delta("handlers_total"))
@@ -780,7 +810,7 @@ class DuplicateHandlers(Rule):
                     f"logger {lead['logger']!r} has {lead['handlers']} handlers, "
                     f"{target['count']} of them {target['class']} writing to "
                     f"{target['target']!r}: every record it logs is written "
-                    f"{target['count']} times"
+                    f"{target['count']} times" + _origin_text(ev.result("logs_handler_origins"))
                 ),
                 hypothesis=(
                     f"the code that configures {lead['logger']!r} runs again on every use "
@@ -790,3 +820,14 @@ class DuplicateHandlers(Rule):
                 ),
             )
         ]
+
+
+def _origin_text(origins: Any) -> str:
+    if not isinstance(origins, dict) or not origins.get("sites"):
+        return ""
+    lead = origins["sites"][0]
+    via = f" (via {lead['via']})" if lead.get("via") else ""
+    return (
+        f"; new handlers are created at {lead['site']}{via}: {lead['count']} in the "
+        f"{origins.get('window_s')} s window"
+    )

@@ -132,6 +132,14 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
     assert "attribute 'pool' of ReportHandler instances" in named["executor_per_request"]
     assert re.search(r"\d+ tasks of coroutine process_job .* Semaphore", named["task_pileup"])
     assert "CLOSE_WAIT" in named["socket_leak"]
+    # the user function that keeps creating the leaked handles, from a short tracemalloc window
+    assert re.search(r"created at \S*socket_leak\.py:\d+ in fetch_page", named["socket_leak"])
+    assert re.search(
+        r"created at \S*zombie_children\.py:\d+ in make_thumbnail", named["zombie_children"]
+    )
+    assert re.search(
+        r"created at \S*duplicate_handlers\.py:\d+ in frame_logger", named["duplicate_handlers"]
+    )
     assert "--thumbnail photo-*.jpg" in named["zombie_children"]
 
 

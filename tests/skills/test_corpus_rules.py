@@ -162,3 +162,37 @@ def test_the_last_error_keeps_the_failed_functions_locals(shell: Any) -> None:
     assert lead["bytes"] >= 8_000_000
     assert "sys.last_traceback" in result["kept_by"]
     assert [f["function"] for f in result["frames"]] == ["<module>", "build"]
+
+
+class _Client:
+    """Opens a file per call and keeps it (its attributes live inline on 3.11+)."""
+
+    def __init__(self, path: Path) -> None:
+        self.handle = path.open("w")
+
+
+def test_created_where_names_the_user_function_that_keeps_creating(tmp_path: Path) -> None:
+    from lensbook.skills.creation import created_where
+
+    made: list[Any] = []
+    stop = threading.Event()
+
+    def open_clients() -> None:
+        n = 0
+        while not stop.wait(0.02):
+            n += 1
+            made.append(_Client(tmp_path / f"c{n}.txt"))
+
+    worker = threading.Thread(target=open_clients, daemon=True)
+    worker.start()
+    try:
+        result = created_where(lambda: list(made), seconds=0.5)
+    finally:
+        stop.set()
+        worker.join(5)
+        for client in made:
+            client.handle.close()
+    assert result["created_in_window"] >= 1
+    lead = result["sites"][0]
+    line = _Client.__init__.__code__.co_firstlineno + 1
+    assert lead["site"].endswith(f"test_corpus_rules.py:{line} in _Client.__init__"), lead

@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SCENARIOS", "Scenario", "get_scenario", "scenario_names"]
+__all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario_names"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,14 @@ SCENARIOS: dict[str, str] = {
     "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",
     "healthy_pool": "lensbook.scenarios.healthy_pool:SCENARIO",
 }
+
+
+def process_skills() -> tuple[str, ...]:
+    """The built-in skills that judge this process (all but `system`, which judges the host: a
+    host saturated by other processes is a true finding, not a false alarm about this one)."""
+    from lensbook.skills import builtin_ids
+
+    return tuple(s for s in builtin_ids() if s != "system")
 
 
 def scenario_names() -> list[str]:

@@ -1,4 +1,4 @@
-"""Busy but healthy: a pandas ETL loop at steady state (it must raise no alarm in any skill).
+"""Busy but healthy: a pandas ETL loop at steady state; no skill judging the process may alarm.
 
 A worker thread extracts batches of orders (CSV text parsed by pandas), transforms them
 (cleans, joins a small product table, aggregates per category) and loads each summary into a
@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from lensbook.scenarios import Scenario
-from lensbook.skills import builtin_ids
+from lensbook.scenarios import Scenario, process_skills
 
 __all__ = ["SCENARIO", "run_batch"]
 
@@ -83,5 +82,5 @@ SCENARIO = Scenario(
     healthy=True,
     # the bounded store fills and pandas warms its caches within the first seconds
     settle=4.0,
-    skills=tuple(builtin_ids()),
+    skills=process_skills(),
 )

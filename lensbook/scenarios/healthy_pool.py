@@ -1,4 +1,4 @@
-"""Busy but healthy: one shared thread pool at steady state (no alarm in any skill).
+"""Busy but healthy: one shared thread pool at steady state; no skill judging the process may alarm.
 
 A dispatcher submits small jobs to one long-lived 8-worker ThreadPoolExecutor at a steady
 rate; each job does a little work, waits briefly as I/O would, and records its result under a
@@ -14,8 +14,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from lensbook.scenarios import Scenario
-from lensbook.skills import builtin_ids
+from lensbook.scenarios import Scenario, process_skills
 
 __all__ = ["SCENARIO", "resize_image"]
 
@@ -60,5 +59,5 @@ SCENARIO = Scenario(
     induce=_induce,
     healthy=True,
     settle=1.0,
-    skills=tuple(builtin_ids()),
+    skills=process_skills(),
 )

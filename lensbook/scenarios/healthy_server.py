@@ -1,4 +1,4 @@
-"""Busy but healthy: an asyncio server on 127.0.0.1 under steady load (no alarm in any skill).
+"""Busy but healthy: an asyncio server on 127.0.0.1 under steady load; it must not alarm.
 
 An asyncio TCP server answers small length-prefixed requests; eight clients on keep-alive
 connections send ~400 requests a second in all from a loop of their own. Both loops are
@@ -13,9 +13,8 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import Scenario, process_skills
 from lensbook.scenarios._app_loop import start_app_loop
-from lensbook.skills import builtin_ids
 
 __all__ = ["SCENARIO", "handle_client"]
 
@@ -86,5 +85,5 @@ SCENARIO = Scenario(
     induce=_induce,
     healthy=True,
     settle=1.0,
-    skills=tuple(builtin_ids()),
+    skills=process_skills(),
 )

@@ -8,13 +8,13 @@ fallback works without them and the rendering is testable on its own.
 from __future__ import annotations
 
 import html
-import io
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lensbook.charts import Mark, Series, describe, render_png
 from lensbook.events import Event
 from lensbook.types import CompletionResult, Notification
 
@@ -438,13 +438,39 @@ class MetricsModel:
         self.max_charts = max_charts
         self.touched: set[tuple[str, str]] = set(store.keys(skill))
         self.snapshots_seen = 0
+        #: notifications and state changes seen, marked on the charts' time axis (bounded)
+        self.marks: deque[Mark] = deque(maxlen=20)
 
     def wants(self, event: Event) -> bool:
+        if event.kind in ("notification", "state_changed"):
+            return self.skill is None or event.operator == self.skill
         if event.kind != "snapshot":
             return False
         return self.skill is None or (event.data.get("skill") or event.operator) == self.skill
 
     def apply(self, event: Event) -> bool:
+        if event.kind == "notification":
+            note = event.data.get("notification") or {}
+            self.marks.append(
+                Mark(
+                    event.at,
+                    f"[{note.get('severity')}] {note.get('anomaly_type')}",
+                    "notification",
+                    str(note.get("severity")),
+                )
+            )
+            return True
+        if event.kind == "state_changed":
+            d = event.data
+            self.marks.append(
+                Mark(
+                    event.at,
+                    f"{d.get('previous')} -> {d.get('state')}",
+                    "state",
+                    str(d.get("state")),
+                )
+            )
+            return True
         data = event.data.get("data")
         if not isinstance(data, dict):
             return False
@@ -491,35 +517,33 @@ class MetricsModel:
         others = sorted(k for k in moved if k[1] not in rank)
         return (preferred + others)[: self.max_charts]
 
+    def _series(self) -> list[Series]:
+        keys = self.chart_keys()
+        many_skills = len({skill for skill, _ in keys}) > 1
+        return [
+            Series(f"{skill}.{metric}" if many_skills else metric, self.store.series(skill, metric))
+            for skill, metric in keys
+        ]
+
     def chart_png(self) -> bytes:
-        """Small multiples of `chart_keys()` as a PNG (b"" when there is nothing to chart).
+        """Small multiples of `chart_keys()` as a PNG (b"" when there is nothing to chart),
+        with the notifications and state changes seen marked (see `lensbook.charts`).
 
         Cost: ~30-80 ms of Agg rendering (holds the GIL); callers throttle it to seconds.
         """
-        keys = self.chart_keys()
-        if not keys:
+        series = self._series()
+        if not series:
             return b""
-        # the object API (no pyplot): no global figure state, safe off the main thread
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        t0 = min(s.points[0][0] for s in series)
+        return render_png(series, [m for m in self.marks if m.at >= t0], t0=t0)
 
-        cols = 2 if len(keys) > 1 else 1
-        rows = (len(keys) + cols - 1) // cols
-        fig = Figure(figsize=(4.2 * cols, 1.9 * rows), dpi=80)
-        FigureCanvasAgg(fig)
-        t0 = min(self.store.series(*k)[0][0] for k in keys)
-        for i, (skill, metric) in enumerate(keys):
-            ax = fig.add_subplot(rows, cols, i + 1)
-            points = self.store.series(skill, metric)
-            ax.plot([t - t0 for t, _ in points], [v for _, v in points], marker=".", lw=1.2)
-            ax.set_title(f"{skill}.{metric}", fontsize=9)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-        fig.supxlabel("seconds", fontsize=8)
-        fig.tight_layout()
-        out = io.BytesIO()
-        fig.savefig(out, format="png")
-        return out.getvalue()
+    def chart_text(self) -> str:
+        """The charts' text alternative: each series' change and the marks, in words."""
+        series = self._series()
+        if not series:
+            return "No chart yet: no series has two points."
+        t0 = min(s.points[0][0] for s in series)
+        return describe(series, [m for m in self.marks if m.at >= t0], t0)
 
     def text(self) -> str:
         frame = self.table()

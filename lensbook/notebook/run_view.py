@@ -55,6 +55,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]
         feed.flush()
         metrics.flush()
         metrics.chart.value = metrics.model.chart_png()
+        metrics.caption.value = metrics._caption()
         head = (
             f"<b>Recorded run</b> <code>{html.escape(run.run_id)}</code> · "
             f"{html.escape(str(run.path.name))} · client {html.escape(result.client)} · "

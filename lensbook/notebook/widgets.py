@@ -56,7 +56,7 @@ CARD_EVENTS = frozenset(
     }
 )
 FEED_EVENTS = frozenset({"snapshot", "notification"})
-METRICS_EVENTS = frozenset({"snapshot", "run_completed"})
+METRICS_EVENTS = frozenset({"snapshot", "run_completed", "notification", "state_changed"})
 
 #: seconds between refreshes of a running card's elapsed time when no event comes
 TICK_SECONDS = 1.0
@@ -330,9 +330,12 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
         self.title = widgets.HTML(value=f"<b>{title}</b>")
         self.table = widgets.HTML(value=self.model.html())
         self.chart = widgets.Image(value=self.model.chart_png(), format="png")
+        # the chart's text alternative, one click away under it
+        self.caption = widgets.HTML(value=self._caption())
         self._chart_dirty = False
         super().__init__(
-            children=[self.title, self.table, self.chart], layout=widgets.Layout(width="auto")
+            children=[self.title, self.table, self.chart, self.caption],
+            layout=widgets.Layout(width="auto"),
         )
         self.add_class("lensbook-metrics")
         self.chart_throttle = Throttle(lambda: in_current_cell(self._flush_chart), chart_interval)
@@ -361,8 +364,19 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
                 return
             self._chart_dirty = False
         png = self.model.chart_png()  # outside the lock: rendering takes tens of ms
-        with self._lock:
+        caption = self._caption()
+        with self._lock, self.chart.hold_sync(), self.caption.hold_sync():
             self.chart.value = png
+            self.caption.value = caption
+
+    def _caption(self) -> str:
+        import html
+
+        text = self.model.chart_text()
+        return (
+            '<details class="lensbook-chart-text"><summary><small>chart as text</small>'
+            f'</summary><pre style="line-height:1.3">{html.escape(text)}</pre></details>'
+        )
 
     def frame(self) -> Any:
         """The table shown, as a pandas DataFrame."""
@@ -379,7 +393,7 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
 
     def close(self) -> None:
         self.stop_updates()
-        for child in (self.title, self.table, self.chart):
+        for child in (self.title, self.table, self.chart, self.caption):
             child.close()
         super().close()
 

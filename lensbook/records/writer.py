@@ -1,10 +1,14 @@
 """The record writer: one JSON-lines file per run, appended and flushed event by event.
 
 A record is readable up to its last complete line even if the process is killed mid-run. The
-first line is a header (format version, lensbook and Python versions, operator, skill, context,
-settings, client); every following line is one event of the run (see `lensbook.events`):
-model requests and responses (already redacted), tool calls and results, snapshots, state
-changes, notifications, and the completion with timing and token usage.
+first line is a header (format version, kind, lensbook and Python versions, host, pid, operator,
+skill, context, settings, client); every following line is one event of the run (see
+`lensbook.events`): model requests and responses (already redacted), tool calls and results,
+snapshots, state changes, notifications, and the completion with timing and token usage.
+
+A coordinator run is recorded the same way (``kind: coordinator``, from ``coordinator_started``
+to ``coordinator_completed``): its own model turns, tool calls, the notifications its operators
+sent, its insights, and for each operator run the id and file name of that run's own record.
 
 Where records go: `configure(directory=...)`, else ``$LENSBOOK_RECORDS_DIR``, else
 ``.lensbook/runs`` under the working directory (a notebook's own folder under Jupyter). Recording
@@ -27,6 +31,11 @@ from lensbook import events
 __all__ = ["FORMAT_VERSION", "RecordWriter", "configure", "writer"]
 
 FORMAT_VERSION = 1
+
+#: the events that open a record, and the kind of run the record holds
+_BEGINS = {"run_started": "operator", "coordinator_started": "coordinator"}
+#: the events that close one
+_ENDS = frozenset({"run_completed", "operator_crashed", "coordinator_completed"})
 
 
 class RecordWriter:
@@ -100,7 +109,7 @@ class RecordWriter:
         if not event.run_id:
             return
         with self._lock:
-            if event.kind == "run_started" and self.enabled:
+            if event.kind in _BEGINS and self.enabled:
                 self._begin(event)
             entry = self._open.get(event.run_id)
             if entry is None:
@@ -116,7 +125,7 @@ class RecordWriter:
                     "data": event.data,
                 },
             )
-            if event.kind in ("run_completed", "operator_crashed"):
+            if event.kind in _ENDS:
                 handle.close()
                 del self._open[event.run_id]
 
@@ -141,6 +150,8 @@ class RecordWriter:
             "operator": event.operator,
             "run_id": event.run_id,
             "started_at": event.at,
+            "kind": _BEGINS[event.kind],
+            "host": platform.node(),
             "pid": os.getpid(),
             **{k: v for k, v in event.data.items() if k != "type"},
         }

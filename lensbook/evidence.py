@@ -17,12 +17,36 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Change", "Evidence", "ProbeResult", "SnapshotSeen", "changes", "number"]
+__all__ = [
+    "BASE_TOOLS",
+    "PROBE_QUOTE_CHARS",
+    "Change",
+    "Evidence",
+    "ProbeResult",
+    "SnapshotSeen",
+    "changes",
+    "number",
+]
 
 _esc = html.escape
 
 #: how much of a probe's answer is quoted under a notification
 PROBE_QUOTE_CHARS = 160
+
+#: the operator loop's own tools: their results are not evidence a notification rests on
+BASE_TOOLS = frozenset(
+    {
+        "take_snapshot",
+        "get_snapshot",
+        "get_snapshots",
+        "get_notifications",
+        "set_state",
+        "send_notification",
+        "wait",
+        "think",
+        "done",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -173,7 +197,7 @@ class Evidence:
                 f"  {p.name}{' (error)' if p.is_error else ''}: {p.quote()}" for p in self.probes
             ]
         if self.missing:
-            lines.append(f"snapshots not seen here: {', '.join(self.missing)}")
+            lines.append(f"snapshots {', '.join(self.missing)} (not seen by this view)")
         return "\n".join(lines)
 
     def html(self, max_changes: int = 8) -> str:
@@ -217,8 +241,8 @@ class Evidence:
             )
         if self.missing:
             parts.append(
-                f'<div style="color:#6b7280">snapshots not seen here: '
-                f"{_esc(', '.join(self.missing))}</div>"
+                f'<div style="color:#6b7280">snapshots {_esc(", ".join(self.missing))} '
+                "(not seen by this view)</div>"
             )
         return f'<div class="lensbook-evidence">{"".join(parts)}</div>'
 

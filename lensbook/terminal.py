@@ -2,7 +2,8 @@
 
 `StatusLines` folds events into one `CardModel` per operator (the notebook card's own model, so
 the terminal and the notebook say the same thing). On a TTY, `rich.live.Live` redraws the lines
-in place (a few times a second, from rich's own refresh thread; events only update the models).
+in place (a few times a second, from rich's own refresh thread, which reads the models; events
+only update them).
 When the stream is not a TTY (a pipe, a CI log, a file), it writes one plain line per thing that
 matters — a run starting, a state change, a notification, a retry or error, the end — and never
 the same line twice, so a log reads as a story instead of a progress bar's frames. `quiet=True`
@@ -69,8 +70,9 @@ class StatusLines:
             from rich.live import Live
 
             console = Console(file=self.stream, force_terminal=True)
+            # rich's refresh thread asks for the lines each time, so elapsed times tick
             self._live = Live(
-                self._renderable(),
+                get_renderable=self._renderable,
                 console=console,
                 refresh_per_second=self.refresh_per_second,
                 transient=False,
@@ -86,7 +88,7 @@ class StatusLines:
             events.unsubscribe(self._token)
             self._token = None
         if self._live is not None:
-            self._live.update(self._renderable(), refresh=True)
+            self._live.refresh()
             self._live.stop()
             self._live = None
 
@@ -106,9 +108,7 @@ class StatusLines:
                     event.data.get("error") or event.data.get("client") or ""
                 )
             line = self._plain(event, model)
-        if self._live is not None:
-            self._live.update(self._renderable())
-        elif line is not None and line not in self._written:
+        if self._live is None and line is not None and line not in self._written:
             self._written.add(line)
             self.stream.write(line + "\n")
             self.stream.flush()

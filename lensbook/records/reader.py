@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import LensbookError
 from lensbook.charts import Mark, Series
-from lensbook.evidence import Evidence, ProbeResult, SnapshotSeen, number
+from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
 from lensbook.records.writer import FORMAT_VERSION, writer
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 
@@ -20,21 +20,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["RecordError", "Run", "load_run", "runs"]
-
-#: the operator loop's own tools: their results are not evidence a notification rests on
-_BASE_TOOLS = frozenset(
-    {
-        "take_snapshot",
-        "get_snapshot",
-        "get_snapshots",
-        "get_notifications",
-        "set_state",
-        "send_notification",
-        "wait",
-        "think",
-        "done",
-    }
-)
 
 
 class RecordError(LensbookError):
@@ -157,7 +142,7 @@ class Run:
                 bool(e["data"].get("is_error")),
             )
             for e in self.of_kind("tool_result")
-            if e["data"].get("name") not in _BASE_TOOLS
+            if e["data"].get("name") not in BASE_TOOLS
         ]
         return Evidence.of(data, seen, probes)
 

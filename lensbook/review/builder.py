@@ -27,7 +27,14 @@ from typing import Any
 
 from lensbook.records.reader import RecordError, Run, load_run
 
-__all__ = ["Postmortem", "postmortem"]
+__all__ = [
+    "Postmortem",
+    "add_arguments",
+    "export_html",
+    "find_record",
+    "from_arguments",
+    "postmortem",
+]
 
 #: seconds a cell of the generated notebook may run when it is executed
 CELL_TIMEOUT = 120
@@ -64,6 +71,26 @@ class Postmortem:
         return f"<div>postmortem notebook {link}{extra} ({len(self.runs)} run(s))</div>"
 
 
+def find_record(
+    name: str | os.PathLike[str], directory: str | os.PathLike[str] | None = None
+) -> Path:
+    """A record by path, or by run id (or a unique prefix of one) in the records folder."""
+    path = Path(name)
+    if path.exists():
+        return path
+    from lensbook.records.writer import writer
+
+    folder = Path(directory) if directory is not None else writer.directory
+    text = str(name)
+    found = sorted(folder.glob(f"*-{text}*.jsonl")) if folder.is_dir() and text else []
+    found = [p for p in found if p.stem.rsplit("-", 1)[-1].startswith(text)]
+    if len(found) == 1:
+        return found[0]
+    if len(found) > 1:
+        raise RecordError(f"run id {text!r} matches {len(found)} records in {folder}; give more")
+    raise RecordError(f"no record {text!r}: not a file, nor a run id in {folder}")
+
+
 def _as_runs(runs: Run | str | os.PathLike[str] | Iterable[Any]) -> list[Run]:
     if isinstance(runs, (Run, str, os.PathLike)):
         items: list[Any] = [runs]
@@ -71,7 +98,7 @@ def _as_runs(runs: Run | str | os.PathLike[str] | Iterable[Any]) -> list[Run]:
         items = list(runs)
     if not items:
         raise ValueError("postmortem needs at least one recorded run")
-    return [load_run(r) for r in items]
+    return [r if isinstance(r, Run) else load_run(find_record(r)) for r in items]
 
 
 def _secure_dir(path: Path) -> None:
@@ -104,7 +131,7 @@ def _related(run: Run) -> list[Path]:
 
 def postmortem(
     runs: Run | str | os.PathLike[str] | Sequence[Any],
-    output: str | os.PathLike[str] = "postmortem.ipynb",
+    output: str | os.PathLike[str] | None = None,
     *,
     html: bool = False,
     execute: bool = True,
@@ -112,14 +139,15 @@ def postmortem(
 ) -> Postmortem:
     """Write a postmortem notebook of one or more recorded runs (see the module docstring).
 
-    `runs`: a `Run`, a record path, or a list of them. `output`: the notebook's path (its
-    records go to ``<stem>.records/`` beside it). `execute`: run it once so it is saved with
+    `runs`: a `Run`, a record path or run id, or a list of them. `output`: the notebook's
+    path (default ``postmortem-<run id>.ipynb``; its records go to ``<stem>.records/`` beside
+    it). `execute`: run it once so it is saved with
     its outputs (needs a Python kernel; a few seconds). `html`: also write ``<stem>.html``.
     """
     nbformat = _nbformat()
 
     loaded = _as_runs(runs)
-    path = Path(output)
+    path = Path(output) if output is not None else Path(f"postmortem-{loaded[0].run_id}.ipynb")
     if path.suffix != ".ipynb":
         raise ValueError(f"the postmortem notebook's name must end in .ipynb, not {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,3 +325,34 @@ def _section(i: int, run: Run, total: int, parent: str | None) -> list[Any]:
         ),
     ]
     return cells
+
+
+def add_arguments(parser: Any) -> None:
+    """The postmortem options, shared by `lensbook postmortem` and `%lens postmortem`."""
+    parser.add_argument(
+        "runs", metavar="RUN", nargs="+", help="a run record (.jsonl) or a run id (prefix)"
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="NOTEBOOK",
+        default=None,
+        help="the notebook to write (default: postmortem-<run id>.ipynb)",
+    )
+    parser.add_argument(
+        "--html", action="store_true", help="also export it as one self-contained HTML file"
+    )
+    parser.add_argument(
+        "--no-execute",
+        dest="execute",
+        action="store_false",
+        help="write the notebook without running it (no outputs saved)",
+    )
+    parser.add_argument("--title", default=None, help="the notebook's title")
+
+
+def from_arguments(args: Any) -> Postmortem:
+    """Write the postmortem that parsed `add_arguments` options ask for."""
+    return postmortem(
+        list(args.runs), args.output, html=args.html, execute=args.execute, title=args.title
+    )

@@ -101,7 +101,7 @@ def test_run_card_state_after_the_run(shell: InteractiveShell) -> None:
     assert card.bar.value == card.bar.max == 25
     assert card.bar.description == "5/25"
     assert "critical" in card.header.value and "#dc2626" in card.header.value
-    assert card.feed is not None and "fd_growth" in card.feed.body.value
+    assert card.feed is not None and "fd_growth" in card.feed.html()
 
 
 def test_reason_is_not_expanded(shell: InteractiveShell) -> None:

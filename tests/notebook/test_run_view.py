@@ -26,7 +26,7 @@ def test_run_view_rebuilds_the_card_feed_and_metrics(tmp_path: Path) -> None:
     assert card.model.iteration == notes.result.iterations
     assert not card.listening and not feed.listening and not metrics.listening
     assert len(feed.model.entries) == len(notes) >= 1
-    assert notes[0].anomaly_type in feed.body.value
+    assert notes[0].anomaly_type in feed.html()
     assert not metrics.model.table().empty
     assert "rss_mb" in metrics.table.value
     assert metrics.chart.value[:4] == b"\x89PNG"

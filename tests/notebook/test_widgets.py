@@ -89,10 +89,11 @@ def test_card_after_a_scripted_run() -> None:
     assert "finished (done)" in card.header.value
     assert "client: scripted" in card.header.value
     assert card.feed is not None
-    wait_until(lambda: "fd_growth" in card.feed.body.value, "the feed shows the finding")
-    body = card.feed.body.value
-    assert body.count('<details class="lensbook-notification"') == 1
-    assert '<details class="lensbook-notification" open' in body  # the newest is expanded
+    wait_until(lambda: "fd_growth" in card.feed.html(), "the feed shows the finding")
+    body = card.feed.html()
+    (item,) = card.feed.items.values()  # one expandable entry per notification
+    assert "lensbook-notification" in item._dom_classes
+    assert item.selected_index == 0  # the newest is expanded
     for part in ("context", "observation", "hypothesis", "evidence", notes[0].snapshot_ids[0]):
         assert part in body
     assert "rss_mb=" in body  # the evidence shows the cited snapshot's data
@@ -153,7 +154,7 @@ def test_dashboard_holds_every_operator(comms: list[Any]) -> None:
     board = Dashboard(ops)
     assert [c.model.operator for c in board.cards] == ["runtime", "beacon"]
     ops[0].run()
-    wait_until(lambda: "fd_growth" in board.feed.body.value, "the feed saw the finding")
+    wait_until(lambda: "fd_growth" in board.feed.html(), "the feed saw the finding")
     wait_until(lambda: board.cards[0].bar.bar_style == "success", "the runtime card finished")
     assert board.cards[1].model.stop_reason is None
     text = board._repr_mimebundle_()["text/plain"]

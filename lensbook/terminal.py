@@ -6,8 +6,8 @@ in place (a few times a second, from rich's own refresh thread, which reads the 
 only update them).
 When the stream is not a TTY (a pipe, a CI log, a file), it writes one plain line per thing that
 matters — a run starting, a state change, a notification, a retry or error, the end — and never
-the same line twice, so a log reads as a story instead of a progress bar's frames. `quiet=True`
-writes nothing. The final report is printed by the caller, after the live lines stop.
+the same line twice in a row, so a log reads as a story instead of a progress bar's frames.
+`quiet=True` writes nothing. The final report is printed by the caller, after the live lines stop.
 """
 
 from __future__ import annotations
@@ -60,7 +60,8 @@ class StatusLines:
         self._lock = threading.Lock()
         self._token: int | None = None
         self._live: Any = None
-        self._written: set[str] = set()
+        #: each operator's last plain line: an unchanged one is not written again
+        self._last: dict[str, str] = {}
 
     def __enter__(self) -> StatusLines:
         if self.quiet:
@@ -108,25 +109,10 @@ class StatusLines:
                     event.data.get("error") or event.data.get("client") or ""
                 )
             line = self._plain(event, model)
-        if self._live is None and line is not None and line not in self._written:
-            self._written.add(line)
+        if self._live is None and line is not None and self._last.get(event.operator) != line:
+            self._last[event.operator] = line
             self.stream.write(line + "\n")
             self.stream.flush()
-
-    def line(self, operator: str) -> str:
-        """One operator's status line, as plain text."""
-        m = self.models[operator]
-        elapsed = m.elapsed()
-        parts = [
-            f"[{m.operator}]",
-            m.state.upper(),
-            f"iteration {m.progress_text}",
-            m.action,
-        ]
-        if elapsed is not None:
-            parts.append(f"{elapsed:.1f} s")
-        parts.append(f"{m.notifications} notification(s)")
-        return " · ".join(parts)
 
     @staticmethod
     def _plain(event: events.Event, m: CardModel) -> str | None:

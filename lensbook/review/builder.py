@@ -184,14 +184,30 @@ def _execute(nb: Any, where: Path) -> None:
             os.environ["ANTHROPIC_API_KEY"] = env_key
 
 
+#: nbconvert's lab template without the scripts it fetches from a CDN (require.js, MathJax,
+#: mermaid): a postmortem has no widgets, maths or diagrams, and the file must open offline
+_SELF_CONTAINED = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+
+
 def export_html(path: Path, nb: Any | None = None) -> Path:
-    """The notebook as one self-contained HTML file beside it (images are inline data)."""
+    """The notebook as one self-contained HTML file beside it: styles and images inline, no
+    script fetched from anywhere."""
+    import jinja2
     import nbconvert
 
     nbformat = _nbformat()
     exporter_class: Any = nbconvert.HTMLExporter  # nbconvert is untyped
     notebook = nb if nb is not None else nbformat.read(path, as_version=4)
-    exporter = exporter_class()
+    exporter = exporter_class(
+        extra_loaders=[jinja2.DictLoader({"lensbook-postmortem.html.j2": _SELF_CONTAINED})],
+        template_file="lensbook-postmortem.html.j2",
+        embed_images=True,
+    )
     exporter.exclude_input_prompt = True
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(notebook)

@@ -118,8 +118,8 @@ def changes(before: SnapshotSeen, after: SnapshotSeen) -> list[Change]:
     moved: list[Change] = []
     for key in after.data:
         old, new = number(before.data.get(key)), number(after.data.get(key))
-        if old is None or new is None or old == new:
-            continue
+        if old is None or new is None or old == new or "uptime" in key:
+            continue  # (a clock always moves, and says nothing about the incident)
         moved.append(Change(key, old, new, seconds if seconds and seconds > 0 else None))
     return sorted(moved, key=lambda c: -abs(c.delta) / (abs(c.old) or 1.0))
 

@@ -176,14 +176,14 @@ def test_the_html_export_in_headless_chromium_shows_the_timeline_and_findings(
             expect(finding).to_be_visible()
             expect(finding).to_contain_text("memory_leak")
             expect(finding).to_contain_text("rss_mb: 48.03 -> 96.66")
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / "postmortem-html.png"
+            page.set_viewport_size({"width": 1100, "height": 2000})
+            page.screenshot(path=str(shot))  # the top: what, when, where, timeline, findings
             snapshots = finding.locator("details.lensbook-snapshots")
             expect(snapshots.locator("pre").first).to_be_hidden()  # one click away
             snapshots.locator("summary").click()
             expect(snapshots.locator("pre").first).to_contain_text('"heap_blocks"')
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            shot = ARTIFACTS / "postmortem-html.png"
-            page.set_viewport_size({"width": 1100, "height": 1800})
-            page.screenshot(path=str(shot))
         finally:
             browser.close()
     assert shot.stat().st_size > 10_000

@@ -18,7 +18,7 @@ import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["Mark", "Series", "describe", "is_size", "render_png", "unit_of"]
+__all__ = ["Mark", "Series", "describe", "is_size", "render_png", "unit_of", "y_range"]
 
 _SIZE_SUFFIXES = (
     "_mb",
@@ -37,6 +37,7 @@ _SIZE_SUFFIXES = (
     "handles",
     "connections",
     "children",
+    "_total",
 )
 _RATE_SUFFIXES = ("_per_s", "_per_sec", "_per_second", "_rate", "_hz")
 
@@ -72,10 +73,13 @@ class Mark:
 
 
 def unit_of(metric: str) -> str:
-    """The unit a metric's name states ('' when it states none)."""
+    """The unit a metric's name states ('' when it states none): ``write_mb_per_s`` is
+    "MB per second", ``errors_per_s`` "per second", ``rss_mb`` "MB"."""
     name = metric.lower()
-    if any(name.endswith(s) for s in _RATE_SUFFIXES):
-        return "per second"
+    for rate in _RATE_SUFFIXES:
+        if name.endswith(rate):
+            amount = unit_of(name[: -len(rate)])
+            return f"{amount} per second" if amount and amount != "s" else "per second"
     for suffix, unit in (("_mb", "MB"), ("_kb", "KB"), ("_gb", "GB"), ("_bytes", "bytes")):
         if name.endswith(suffix):
             return unit
@@ -87,9 +91,22 @@ def unit_of(metric: str) -> str:
 
 
 def is_size(metric: str) -> bool:
-    """Whether the metric is an amount that has a true zero (its axis keeps it)."""
+    """Whether the metric is an amount, a count or a rate with a true zero (its axis keeps it)."""
     name = metric.lower()
-    return any(name.endswith(s) for s in _SIZE_SUFFIXES) or unit_of(name) == "%"
+    return (
+        any(name.endswith(s) for s in _SIZE_SUFFIXES)
+        or unit_of(name) == "%"
+        or unit_of(name).endswith("per second")
+    )
+
+
+def y_range(series: Series) -> tuple[float, float] | None:
+    """The y axis a panel gets: from zero for a size that never goes below it, else None
+    (matplotlib's own, fitted to the data; the title then states the change)."""
+    values = [v for _, v in series.points]
+    if not values or not is_size(series.name) or min(values) < 0:
+        return None
+    return 0.0, (max(values) * 1.08) or 1.0
 
 
 def _fmt(value: float) -> str:
@@ -100,9 +117,9 @@ def _fmt(value: float) -> str:
 
 def _change(series: Series) -> str:
     first, last = series.points[0][1], series.points[-1][1]
-    unit = f" {series.unit}" if series.unit and series.unit != "per second" else ""
-    if series.unit == "per second":
-        unit = "/s"
+    unit = f" {series.unit}" if series.unit else ""
+    if series.unit.endswith("per second"):
+        unit = f" {series.unit[: -len('per second')].strip()}/s".replace(" /s", "/s")
     delta = last - first
     sign = "+" if delta > 0 else ""
     return f"{_fmt(first)} -> {_fmt(last)}{unit}, {sign}{_fmt(delta)}"
@@ -122,7 +139,7 @@ def describe(series: Sequence[Series], marks: Sequence[Mark] = (), t0: float | N
         lines.append(
             f"{s.name}{unit}: {_change(s)} over {span:.1f} s; min {_fmt(min(values))}, "
             f"max {_fmt(max(values))}, {len(values)} point(s)"
-            + ("; axis from zero" if is_size(s.name) else "")
+            + ("; axis from zero" if y_range(s) is not None else "")
         )
     for m in sorted(marks, key=lambda m: m.at):
         lines.append(f"at {m.at - start:.1f} s: {m.kind} {m.label}")
@@ -157,9 +174,9 @@ def render_png(
         xs = [t - start for t, _ in s.points]
         ys = [v for _, v in s.points]
         ax.plot(xs, ys, marker=".", lw=1.2, color="#374151")
-        if is_size(s.name) and min(ys) >= 0:
-            top = max(ys) * 1.08 or 1.0
-            ax.set_ylim(0, top)
+        limits = y_range(s)
+        if limits is not None:
+            ax.set_ylim(*limits)
         for m in marks:
             label = f"{m.kind}: {m.label}"
             ax.axvline(

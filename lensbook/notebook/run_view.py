@@ -75,8 +75,18 @@ class RunView(widgets.VBox):  # type: ignore[misc]
 
 
 def show_run(run: Run) -> None:
-    """IPython display hook for `Run` objects, registered by the extension."""
+    """IPython display hook for `Run` objects, registered by the extension.
+
+    An operator run shows as its card, feed and metrics; a coordinator run (no card of its
+    own) as its summary, insights and findings, the postmortem's own views."""
     from IPython.display import display
 
     show: Any = display  # IPython's display is untyped
+    if run.kind == "coordinator":
+        from lensbook.review import show as review
+
+        summary = review.Shown(run.summary(), f"<pre>{html.escape(run.summary())}</pre>")
+        for part in (summary, review.insights(run), review.findings(run)):
+            show(part)
+        return
     show(RunView(run))

@@ -21,7 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import lensbook
 from lensbook.cli import main
 from lensbook.records import RecordError, load_run
-from lensbook.review import postmortem
+from lensbook.review import postmortem, show
 
 REPO = Path(__file__).resolve().parents[2]
 LEAK = REPO / "notebooks" / "records" / "cache-leak.jsonl"
@@ -243,3 +243,26 @@ def test_the_magic_writes_one_and_turns_bad_input_into_a_usage_error(
         shell.run_line_magic("lens", f"postmortem {damaged} -o {tmp_path / 'd.ipynb'}")
     with pytest.raises(RecordError):
         postmortem(damaged, tmp_path / "d.ipynb", execute=False)
+
+
+def test_the_history_around_the_incident_is_shown_when_the_record_has_one(
+    tmp_path: Path,
+) -> None:
+    lines = LEAK.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["history"] = [
+        {"at": "08:10:07", "rss_mb": 31.0, "threads": 12},
+        {"at": "08:11:07", "rss_mb": 48.0, "threads": 12},
+    ]
+    with_history = tmp_path / "with-history.jsonl"
+    with_history.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    shown = show.history(load_run(with_history))
+    assert "08:10:07" in shown.text and "31.0" in shown.text and "<table" in shown.html
+    # a history recorded as an event of its own, in any shape, is shown as it is
+    event = {"type": "event", "seq": 99, "at": 1.0, "kind": "history", "data": {"x": [1, 2]}}
+    as_event = tmp_path / "as-event.jsonl"
+    as_event.write_text(LEAK.read_text() + json.dumps(event) + "\n")
+    assert '"x": [' in show.history(load_run(as_event)).text
+    review = postmortem(with_history, tmp_path / "h.ipynb", execute=False)
+    nb = nbformat.read(review.path, as_version=4)
+    assert any(c.source == "show.history(runs[0])" for c in nb.cells)

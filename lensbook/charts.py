@@ -128,10 +128,11 @@ def _change(series: Series) -> str:
 def describe(series: Sequence[Series], marks: Sequence[Mark] = (), t0: float | None = None) -> str:
     """The text alternative of a chart: each series' range and change, and the marks."""
     drawn = [s for s in series if s.points]
-    if not drawn:
+    if not drawn and not marks:
         return "No metric series to chart."
-    start = t0 if t0 is not None else min(s.points[0][0] for s in drawn)
-    lines = []
+    firsts = [s.points[0][0] for s in drawn] or [m.at for m in marks]
+    start = t0 if t0 is not None else min(firsts)
+    lines = [] if drawn else ["No metric series to chart."]
     for s in drawn:
         values = [v for _, v in s.points]
         span = s.points[-1][0] - s.points[0][0]

@@ -168,20 +168,22 @@ def postmortem(
     return Postmortem(path, html_path, local, execute)
 
 
+#: variables the kernel that runs a postmortem does not get: it runs offline by construction
+_KEYS = ("ANTHROPIC_API_KEY", "OPENAI_API_KEY", "LENSBOOK_CLIENT_REGISTRY")
+
+
 def _execute(nb: Any, where: Path) -> None:
     from nbclient import NotebookClient
 
-    env_key = os.environ.pop("ANTHROPIC_API_KEY", None)  # offline by construction
-    try:
-        NotebookClient(
-            nb,
-            timeout=CELL_TIMEOUT,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(where)}},
-        ).execute()
-    finally:
-        if env_key is not None:
-            os.environ["ANTHROPIC_API_KEY"] = env_key
+    # the kernel's own environment (this process's stays as it is: a live run may need a key)
+    env = {k: v for k, v in os.environ.items() if k not in _KEYS}
+    env.setdefault("MPLBACKEND", "agg")
+    NotebookClient(
+        nb,
+        timeout=CELL_TIMEOUT,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(where)}},
+    ).execute(env=env)
 
 
 #: nbconvert's lab template without the scripts it fetches from a CDN (require.js, MathJax,

@@ -77,6 +77,7 @@ def timeline(run: Run, metrics: list[str] | None = None, limit: int = 4) -> Show
     png = render_png(series, marks, t0=t0) if series else b""
     if not png:
         text = "No metric moved between the run's snapshots; nothing to chart.\n" + alt
+        text = text.replace("\nNo metric series to chart.", "")
         return Shown(text, f"<pre>{_esc(text)}</pre>")
     data = base64.b64encode(png).decode("ascii")
     page = (

@@ -422,12 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from lensbook.records import RecordError
     from lensbook.review.builder import from_arguments
 
     try:
         written = from_arguments(args)
-    except (OSError, ValueError, RecordError) as exc:
+    except (OSError, ValueError, LensbookError) as exc:
         sys.stderr.write(f"lensbook: {exc}\n")
         return 2
     sys.stdout.write(repr(written) + "\n")

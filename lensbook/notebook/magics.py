@@ -546,12 +546,11 @@ class LensMagics(Magics):
         return Report(repr(outcome))
 
     def _cmd_postmortem(self, args: argparse.Namespace) -> Any:
-        from lensbook.records import RecordError
         from lensbook.review.builder import from_arguments
 
         try:
             return from_arguments(args)
-        except (OSError, ValueError, RecordError) as exc:
+        except (OSError, ValueError, LensbookError) as exc:
             raise UsageError(f"%lens postmortem: {exc}") from None
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:

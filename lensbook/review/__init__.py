@@ -3,6 +3,6 @@ their cells display (`show`)."""
 
 from __future__ import annotations
 
-from lensbook.review.builder import Postmortem, export_html, postmortem
+from lensbook.review.builder import Postmortem, PostmortemError, export_html, postmortem
 
-__all__ = ["Postmortem", "export_html", "postmortem"]
+__all__ = ["Postmortem", "PostmortemError", "export_html", "postmortem"]

@@ -25,10 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lensbook._errors import LensbookError
 from lensbook.records.reader import RecordError, Run, load_run
 
 __all__ = [
     "Postmortem",
+    "PostmortemError",
     "add_arguments",
     "export_html",
     "find_record",
@@ -38,6 +40,10 @@ __all__ = [
 
 #: seconds a cell of the generated notebook may run when it is executed
 CELL_TIMEOUT = 120
+
+
+class PostmortemError(LensbookError):
+    """The notebook was written but could not be executed (its path is in the message)."""
 
 
 @dataclass
@@ -161,9 +167,17 @@ def postmortem(
     local = [load_run(c) for c, _ in copies]
     relative = [os.path.relpath(c, path.parent) for c, _ in copies]
     nb = _notebook(local, relative, [parent for _, parent in copies], title)
+    nbformat.write(nb, path)  # first without outputs: a failed execution loses nothing
     if execute:
-        _execute(nb, path.parent)
-    nbformat.write(nb, path)
+        try:
+            _execute(nb, path.parent)
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+            raise PostmortemError(
+                f"{path} is written, but running it failed ({type(exc).__name__}: {first[0]}); "
+                "open it to see where, or write it with execute=False (--no-execute)"
+            ) from exc
+        nbformat.write(nb, path)
     html_path = export_html(path, nb) if html else None
     return Postmortem(path, html_path, local, execute)
 

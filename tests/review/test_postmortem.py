@@ -21,7 +21,7 @@ from IPython.core.interactiveshell import InteractiveShell
 import lensbook
 from lensbook.cli import main
 from lensbook.records import RecordError, load_run
-from lensbook.review import postmortem, show
+from lensbook.review import PostmortemError, postmortem, show
 
 REPO = Path(__file__).resolve().parents[2]
 LEAK = REPO / "notebooks" / "records" / "cache-leak.jsonl"
@@ -266,3 +266,18 @@ def test_the_history_around_the_incident_is_shown_when_the_record_has_one(
     review = postmortem(with_history, tmp_path / "h.ipynb", execute=False)
     nb = nbformat.read(review.path, as_version=4)
     assert any(c.source == "show.history(runs[0])" for c in nb.cells)
+
+
+def test_a_notebook_that_fails_to_run_is_still_written_and_the_error_says_where(
+    tmp_path: Path,
+) -> None:
+    lines = LEAK.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["skill"] = "a_skill_only_its_author_has"  # replay cannot find it here
+    record = tmp_path / "custom.jsonl"
+    record.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    target = tmp_path / "custom.ipynb"
+    with pytest.raises(PostmortemError, match=r"custom\.ipynb is written, but running it failed"):
+        postmortem(record, target)
+    nb = nbformat.read(target, as_version=4)  # nothing lost: the notebook, without outputs
+    assert any("lensbook.replay(runs[0]" in c.source for c in nb.cells)

@@ -28,6 +28,7 @@ from lensbook.types import CompletionResult, Notification
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lensbook.metrics import MetricsStore
     from lensbook.operator.actor import Operator
 
 __all__ = [
@@ -483,13 +484,16 @@ PREFERRED_METRICS = (
 class MetricsModel:
     """The latest sampled values and the series a view has seen change (from the metrics store)."""
 
-    def __init__(self, skill: str | None = None, max_charts: int = 4) -> None:
-        from lensbook.metrics import store
+    def __init__(
+        self, skill: str | None = None, max_charts: int = 4, store: MetricsStore | None = None
+    ) -> None:
+        from lensbook.metrics import store as live
 
-        self.store = store
+        # the live sampler's store, or another (a recorded run's own numbers)
+        self.store = store if store is not None else live
         self.skill = skill
         self.max_charts = max_charts
-        self.touched: set[tuple[str, str]] = set(store.keys(skill))
+        self.touched: set[tuple[str, str]] = set(self.store.keys(skill))
         self.snapshots_seen = 0
         #: notifications and state changes seen, marked on the charts' time axis (bounded)
         self.marks: deque[Mark] = deque(maxlen=20)

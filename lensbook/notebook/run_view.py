@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from lensbook.events import Event
+from lensbook.metrics import MetricsStore
 from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
 from lensbook.records.reader import Run
@@ -30,7 +31,12 @@ class RunView(widgets.VBox):  # type: ignore[misc]
             follow=False,
         )
         feed = NotificationFeed(run.operator)
-        metrics = MetricsView(run.skill)
+        # the record's own numbers: the live sampler's store holds this process's, not the run's
+        numbers = MetricsStore()
+        for e in run.of_kind("snapshot"):
+            skill = str(e["data"].get("skill") or run.skill)
+            numbers.record(skill, e["data"].get("data") or {}, e["at"])
+        metrics = MetricsView(run.skill, store=numbers)
         for view in (card, feed, metrics):
             view.stop_updates()
         for entry in run.events:
@@ -55,7 +61,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]
         feed.flush()
         metrics.flush()
         metrics.chart.value = metrics.model.chart_png()
-        metrics.caption.value = metrics._caption()
+        metrics.caption_text.value = metrics._caption()
         head = (
             f"<b>Recorded run</b> <code>{html.escape(run.run_id)}</code> · "
             f"{html.escape(str(run.path.name))} · client {html.escape(result.client)} · "

@@ -400,14 +400,20 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
         refresh_rate: float = 10.0,
         chart_interval: float = 2.0,
         max_charts: int = 4,
+        store: Any = None,
     ) -> None:
-        self.model = MetricsModel(skill, max_charts=max_charts)
+        self.model = MetricsModel(skill, max_charts=max_charts, store=store)
         title = f"Metrics of <code>{skill}</code>" if skill else "Metrics"
         self.title = widgets.HTML(value=f"<b>{title}</b>")
         self.table = widgets.HTML(value=self.model.html())
         self.chart = widgets.Image(value=self.model.chart_png(), format="png")
-        # the chart's text alternative, one click away under it
-        self.caption = widgets.HTML(value=self._caption())
+        # the chart's text alternative, one click away under it; an accordion keeps it open
+        # (or closed) as the reader left it while the chart refreshes
+        self.caption_text = widgets.HTML(value=self._caption())
+        self.caption = widgets.Accordion(
+            children=[self.caption_text], titles=("chart as text",), selected_index=None
+        )
+        self.caption.add_class("lensbook-chart-text")
         self._chart_dirty = False
         super().__init__(
             children=[self.title, self.table, self.chart, self.caption],
@@ -441,18 +447,15 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
             self._chart_dirty = False
         png = self.model.chart_png()  # outside the lock: rendering takes tens of ms
         caption = self._caption()
-        with self._lock, self.chart.hold_sync(), self.caption.hold_sync():
+        with self._lock, self.chart.hold_sync(), self.caption_text.hold_sync():
             self.chart.value = png
-            self.caption.value = caption
+            self.caption_text.value = caption
 
     def _caption(self) -> str:
         import html
 
-        text = self.model.chart_text()
-        return (
-            '<details class="lensbook-chart-text"><summary><small>chart as text</small>'
-            f'</summary><pre style="line-height:1.3">{html.escape(text)}</pre></details>'
-        )
+        text = html.escape(self.model.chart_text())
+        return f'<pre style="line-height:1.3;margin:0">{text}</pre>'
 
     def frame(self) -> Any:
         """The table shown, as a pandas DataFrame."""
@@ -469,7 +472,7 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
 
     def close(self) -> None:
         self.stop_updates()
-        for child in (self.title, self.table, self.chart, self.caption):
+        for child in (self.title, self.table, self.chart, self.caption_text, self.caption):
             child.close()
         super().close()
 

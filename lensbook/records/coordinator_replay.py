@@ -89,7 +89,8 @@ class _ReplaySession(Session):
         queue = self._queued.get(run.skill)
         entry = queue.popleft() if queue else None
         name = entry.get("record") if entry else None
-        if not name:
+        path = self._record.beside(name)
+        if path is None:
             run.error = "no recorded operator run to replay"
             self._divergences.append(
                 Divergence(f"operator {run.skill}", "(no record)", "invoked in the replay")
@@ -97,7 +98,7 @@ class _ReplaySession(Session):
             run.result = self._empty_result(run, run.error)
         else:
             try:
-                operator_record = load_run(self._record.path.parent / str(name))
+                operator_record = load_run(path)
             except (OSError, RecordError) as exc:
                 raise RecordError(
                     f"the coordinator record cites operator record {name}, which cannot be "

@@ -108,6 +108,14 @@ class Run:
         """A coordinator run's operator runs: skill, run id, record file name, state, findings."""
         return [dict(e["data"]) for e in self.of_kind("coordinator_operator_finished")]
 
+    def beside(self, name: Any) -> Path | None:
+        """A record this one names (a coordinator's operator run), in this record's folder.
+
+        Only the file name counts: a record cannot point outside its own folder."""
+        if not name:
+            return None
+        return self.path.parent / Path(str(name)).name
+
     @property
     def history(self) -> Any:
         """The flight recorder's history around the run, when the record has one (else None)."""
@@ -122,8 +130,8 @@ class Run:
         if self.kind == "coordinator":
             # the evidence is in the record of the operator run that sent it, beside this one
             for entry in self.operator_records:
-                path = self.path.parent / str(entry.get("record") or "")
-                if entry.get("record") and path.exists():
+                path = self.beside(entry.get("record"))
+                if path is not None and path.exists():
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
                         operator_run = load_run(path)

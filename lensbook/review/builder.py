@@ -124,8 +124,8 @@ def _related(run: Run) -> list[Path]:
     needed = []
     for entry in run.operator_records:
         name = entry.get("record")
-        if name:
-            path = run.path.parent / str(name)
+        path = run.beside(name)
+        if path is not None:
             if not path.exists():
                 raise RecordError(
                     f"{run.path}: the coordinator run cites operator record {name}, which is "
@@ -157,13 +157,15 @@ def postmortem(
     if path.suffix != ".ipynb":
         raise ValueError(f"the postmortem notebook's name must end in .ipynb, not {path.name!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
+    # each run given, then the runs it groups (a coordinator's operator runs), in order; all
+    # found before anything is copied, so a missing one leaves nothing half-written
+    sources: list[tuple[Path, str | None]] = []
+    for run in loaded:
+        sources.append((run.path, None))
+        sources += [(p, run.run_id) for p in _related(run)]
     folder = path.with_name(path.stem + ".records")
     _secure_dir(folder)
-    # each run given, then the runs it groups (a coordinator's operator runs), in order
-    copies: list[tuple[Path, str | None]] = []
-    for run in loaded:
-        copies.append((_copy_record(run.path, folder), None))
-        copies += [(_copy_record(p, folder), run.run_id) for p in _related(run)]
+    copies = [(_copy_record(source, folder), parent) for source, parent in sources]
     local = [load_run(c) for c, _ in copies]
     relative = [os.path.relpath(c, path.parent) for c, _ in copies]
     nb = _notebook(local, relative, [parent for _, parent in copies], title)

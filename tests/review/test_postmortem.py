@@ -281,3 +281,22 @@ def test_a_notebook_that_fails_to_run_is_still_written_and_the_error_says_where(
         postmortem(record, target)
     nb = nbformat.read(target, as_version=4)  # nothing lost: the notebook, without outputs
     assert any("lensbook.replay(runs[0]" in c.source for c in nb.cells)
+
+
+def test_a_record_cannot_name_a_record_outside_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "outside.jsonl").write_bytes(LEAK.read_bytes())
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    header = {"type": "header", "format": "lensbook-run", "version": 1, "kind": "coordinator"}
+    finished = {
+        "type": "event",
+        "seq": 1,
+        "at": 1.0,
+        "kind": "coordinator_operator_finished",
+        "data": {"skill": "memory", "record": "../outside.jsonl"},
+    }
+    crafted = folder / "crafted.jsonl"
+    crafted.write_text(json.dumps(header) + "\n" + json.dumps(finished) + "\n")
+    with pytest.raises(RecordError, match="not beside it"):
+        postmortem(crafted, tmp_path / "review" / "r.ipynb", execute=False)
+    assert not (tmp_path / "review" / "r.records").exists()  # nothing half-written

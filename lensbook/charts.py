@@ -4,7 +4,8 @@ Matplotlib scales a y axis to the data, so a 2 MB wobble on a 68 MB process fill
 reads as a cliff. Here a size metric (MB, bytes, blocks, objects, threads, descriptors...) and a
 percentage keep zero on their axis; every panel's title states the change explicitly
 (``48.0 -> 96.7 MB, +48.7``) so a small move on an honest axis is still read; a rate is labelled
-per second. Notifications and state changes are vertical lines on the shared time axis. Each
+per second. The panels share one time axis, on which notifications and state changes are
+vertical lines. Each
 chart comes with a text alternative (`describe`) that says the same in words, for screen readers,
 terminals, notebook diffs and the ``alt`` of the image.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["Mark", "Series", "describe", "is_size", "render_png", "unit_of", "y_range"]
 
@@ -170,8 +172,11 @@ def render_png(
     FigureCanvasAgg(fig)
     start = t0 if t0 is not None else min(s.points[0][0] for s in drawn)
     labelled: set[str] = set()
+    first: Any = None
     for i, s in enumerate(drawn):
-        ax = fig.add_subplot(rows, cols, i + 1)
+        # one time axis for every panel: a moment lines up across them
+        ax = fig.add_subplot(rows, cols, i + 1, sharex=first)
+        first = first if first is not None else ax
         xs = [t - start for t, _ in s.points]
         ys = [v for _, v in s.points]
         ax.plot(xs, ys, marker=".", lw=1.2, color="#374151")

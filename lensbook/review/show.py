@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import html
 import json
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook.charts import describe, render_png
-from lensbook.records.reader import Run
+from lensbook.charts import Mark, Series, describe, render_png
+from lensbook.records.reader import Run, load_run
 from lensbook.types import Notification
 
 __all__ = ["TIMELINE_METRICS", "Shown", "findings", "history", "insights", "timeline"]
@@ -67,11 +68,37 @@ def _chosen_metrics(run: Run, limit: int) -> list[str]:
     return (first + rest)[:limit]
 
 
-def timeline(run: Run, metrics: list[str] | None = None, limit: int = 4) -> Shown:
-    """The run's metrics over time with notifications and state changes marked on the axis."""
-    names = metrics if metrics is not None else _chosen_metrics(run, limit)
-    series = run.series(names)
+def _coordinated(run: Run, per_operator: int = 2) -> tuple[list[Series], list[Mark]]:
+    """A coordinator run's timeline: its operators' metrics (``skill.metric``) and state
+    changes, read from their records beside it, with its own notifications."""
+    series: list[Series] = []
     marks = run.marks()
+    for entry in run.operator_records:
+        path = run.beside(entry.get("record"))
+        if path is None or not path.exists():
+            continue
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            operator_run = load_run(path)
+        skill = str(entry.get("skill") or operator_run.skill)
+        for s in operator_run.series(_chosen_metrics(operator_run, per_operator)):
+            series.append(Series(f"{skill}.{s.name}", s.points))
+        marks += [
+            Mark(m.at, f"{skill} {m.label}", m.kind, m.level)
+            for m in operator_run.marks()
+            if m.kind == "state"
+        ]
+    return series, sorted(marks, key=lambda m: m.at)
+
+
+def timeline(run: Run, metrics: list[str] | None = None, limit: int = 4) -> Shown:
+    """The run's metrics over time with notifications and state changes marked on the axis
+    (a coordinator run: its operators' metrics and state changes on one time axis)."""
+    if run.kind == "coordinator" and metrics is None:
+        series, marks = _coordinated(run)
+    else:
+        names = metrics if metrics is not None else _chosen_metrics(run, limit)
+        series, marks = run.series(names), run.marks()
     t0 = run.started_at
     alt = describe(series, marks, t0)
     png = render_png(series, marks, t0=t0) if series else b""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -138,6 +139,8 @@ def test_a_coordinator_run_is_recorded_replayed_and_becomes_a_postmortem(tmp_pat
     assert [r.kind for r in review.runs] == ["coordinator", "operator"]
     text = outputs(nbformat.read(review.path, as_version=4))
     assert "insight(s)" in text and "1 operator run(s):" in text
+    # the coordinator's timeline: its operator's metrics and state changes on one time axis
+    assert re.search(r"runtime\.\w+ .*->.* over", text) and "state runtime healthy ->" in text
     assert "what moved between snapshots" in text  # the evidence, from the operator's record
     assert text.count("same notifications: True") == 2
     checked = nbval(review.path)

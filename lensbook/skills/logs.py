@@ -638,7 +638,7 @@ class LogsSkill(Skill):
             "groups": shown,
         }
 
-    @probe
+    @probe(intrusive="tracemalloc")
     def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
         """Where handlers are being created: the user code (function, file:line) that made the
         handlers (lensbook's own aside) created during a short tracemalloc window.

@@ -396,7 +396,7 @@ class ProcessSkill(Skill):
             out[name.removeprefix("RLIMIT_").lower()] = entry
         return out
 
-    @probe
+    @probe(intrusive="tracemalloc")
     def created(self, kind: str = "socket", seconds: float = 1.0) -> dict[str, Any]:
         """Where new handles are created: the user code (function, file:line) that allocated
         the open sockets, files or child processes (`subprocess.Popen`) created during a short

@@ -36,6 +36,8 @@ def _window_args(seconds: float) -> dict[str, dict[str, Any]]:
         "tracer_trace": {"target": f"{TARGET}.work", "seconds": seconds},
         "memory_trace_start": {"frames": 3, "max_seconds": 60},
         "gc_cycle_types": {"seconds": seconds},
+        "process_created": {"kind": "socket", "seconds": seconds},
+        "logs_handler_origins": {"seconds": seconds},
     }
 
 

@@ -52,7 +52,8 @@ __all__ = ["Investigation", "RunSettings", "publish_completed"]
 REPEAT_LIMIT = 3
 
 # daemon threads: the interpreter never waits at exit for a probe its budget abandoned
-_probe_pool = DaemonPool(max_workers=6, name="lensbook-probe")
+# (16: a probe's budget runs from its submission, so probes must not queue behind windows)
+_probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 
 
 class RunSettings:

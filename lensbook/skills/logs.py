@@ -638,7 +638,7 @@ class LogsSkill(Skill):
             "groups": shown,
         }
 
-    @probe(intrusive="tracemalloc")
+    @probe(budget=8.0, intrusive="tracemalloc")  # a window of up to 5 s, then one pass
     def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
         """Where handlers are being created: the user code (function, file:line) that made the
         handlers (lensbook's own aside) created during a short tracemalloc window.

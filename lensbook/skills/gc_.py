@@ -21,7 +21,6 @@ from typing import Any
 from lensbook.skills import intrusion
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.memory import (
-    Pacer,
     _code_site,
     _type_name,
     _type_origin,
@@ -305,9 +304,7 @@ class GCSkill(Skill):
             total = len(objs)
             by_type: Counter[type] = Counter()
             scanned = 0
-            pace = Pacer()
             for start in range(0, total, 65536):
-                pace()
                 if time.perf_counter() > deadline:
                     break
                 chunk = objs[start : start + 65536]

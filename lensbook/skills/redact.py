@@ -381,16 +381,24 @@ def _redact(text: str) -> str:
     return text
 
 
+#: what `clip` redacts beyond its limit, so a secret that starts before the cut is seen whole
+_CLIP_MARGIN = 4096
+
+
 def clip(text: str, limit: int, marker: str = "...") -> str:
     """`text` redacted, then cut to at most `limit` characters (`marker` shows the cut).
 
     The one way to shorten text on its way to a model or a record: redaction comes first, so
-    no credential is ever left half-cut and unrecognisable.
+    no credential is ever left half-cut and unrecognisable. Only the first `limit` characters
+    plus a margin longer than any token rule's secret are redacted (a log message of megabytes
+    costs no more than its shown part); a private key cut by that margin is still redacted
+    from its BEGIN line to the end.
     """
-    text = redact_text(text)
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - len(marker))] + marker
+    window = text[: limit + _CLIP_MARGIN]
+    shown = redact_text(window)
+    if len(shown) <= limit and len(window) == len(text):
+        return shown
+    return shown[: max(0, limit - len(marker))] + marker
 
 
 def redact(value: Any) -> Any:

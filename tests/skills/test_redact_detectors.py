@@ -92,6 +92,16 @@ def test_clip_redacts_before_it_cuts() -> None:
     assert password[:6] not in shown and len(shown) <= cut_at
 
 
+def test_clip_of_a_huge_text_redacts_what_it_shows() -> None:
+    pem = next(s.secret for s in SHAPES if s.name == "pem")
+    key = SHAPES[0].secret
+    for secret in (pem, key):
+        text = "x" * 990 + " " + secret + " tail" * 200_000  # a megabyte
+        shown = clip(text, 1000)
+        assert len(shown) == 1000 and shown.endswith("...")
+        assert leaks(shown) == [] and secret[:6] not in shown[990:]
+
+
 def test_redaction_is_idempotent_and_keeps_delimiters() -> None:
     for shape in SHAPES:
         once = redact_text(delimit(redact_text(shape.line())))

@@ -285,7 +285,9 @@ class ProcessSkill(Skill):
             elif laddr:
                 # a listening or unconnected socket: its own port, or its path pattern
                 local = _endpoint(laddr)
-                remote = f"local {path_pattern(local) if family == 'UNIX' else local}"
+                # (a path is redacted before its digits are masked, as in open_files)
+                shown = path_pattern(redact_text(local)) if family == "UNIX" else local
+                remote = f"local {shown}"
             else:
                 remote = "unbound"
             groups[(family, stype, status, remote)] += 1
@@ -293,7 +295,7 @@ class ProcessSkill(Skill):
             "sockets": len(conns),
             "by_status": dict(by_status.most_common()),
             "groups": [
-                {"family": f, "type": t, "status": s, "endpoint": r, "count": n}
+                {"family": f, "type": t, "status": s, "endpoint": from_process(r), "count": n}
                 for (f, t, s, r), n in groups.most_common(max(1, min(limit, 100)))
             ],
             "other_groups": max(0, len(groups) - limit),

@@ -274,6 +274,13 @@ _RULES: list[_Rule] = [
             r"|EAAA[A-Za-z0-9_-]{60}|lin_api_[A-Za-z0-9]{40}|PMAK-[a-f0-9]{24}-[a-f0-9]{34}"
             r"|NRAK-[A-Z0-9]{27}|glc_[A-Za-z0-9+/]{32,}={0,2}|glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}"
             r"|sntry[su]_[A-Za-z0-9+/=_]{40,}|AGE-SECRET-KEY-1[0-9A-Z]{58}"
+            # SaaS tokens: Mapbox secret, Dropbox, Airtable, Contentful, Netlify, PlanetScale,
+            # Prefect, Supabase, Notion, Fly.io, 1Password service accounts, Typeform, Tailscale
+            r"|sk\.eyJ[A-Za-z0-9_-]{40,}\.[A-Za-z0-9_-]{20,}|sl\.[A-Za-z0-9_-]{120,}"
+            r"|pat[A-Za-z0-9]{14}\.[a-f0-9]{64}|CFPAT-[A-Za-z0-9_-]{43}|nfp_[A-Za-z0-9]{36}"
+            r"|pscale_(?:tkn|pw|oauth)_[A-Za-z0-9_.-]{32,}|pnu_[A-Za-z0-9]{36}|sbp_[a-f0-9]{40}"
+            r"|(?:secret|ntn)_[A-Za-z0-9]{43,}|fo1_[A-Za-z0-9_-]{43}|ops_eyJ[A-Za-z0-9+/=_-]{100,}"
+            r"|tfp_[A-Za-z0-9_.=-]{40,}|tskey-(?:auth|api|client)-[A-Za-z0-9-]{20,}"
             # Azure AD client secrets
             r"|[A-Za-z0-9_~.]{3}\dQ~[A-Za-z0-9_~.-]{31,34}"
             r")"

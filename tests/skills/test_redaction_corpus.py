@@ -53,6 +53,10 @@ EXC_TYPES: list[type[Exception]] = [ValueError, KeyError, RuntimeError, TypeErro
                                     LookupError, ArithmeticError, PermissionError]  # fmt: skip
 
 
+#: how many first digits the two-digit tags have (``log0*`` ... ``log8*``): one search each
+TENS = (len(SHAPES) - 1) // 10 + 1
+
+
 def _lines() -> list[tuple[int, str]]:
     return list(enumerate(s.line() for s in SHAPES))
 
@@ -196,7 +200,7 @@ def test_no_secret_reaches_a_model_request_or_a_record(
     plan: list[tuple[Skill, Calls]] = [
         (
             polluted.logs,
-            [("logs_search", {"pattern": f"log{d}", "limit": 50}) for d in range(8)]
+            [("logs_search", {"pattern": f"log{d}", "limit": 50}) for d in range(TENS)]
             + [
                 ("logs_recent", {"limit": 100, "min_level": "DEBUG"}),
                 ("logs_top_messages", {"limit": 50, "min_level": "DEBUG"}),
@@ -205,7 +209,7 @@ def test_no_secret_reaches_a_model_request_or_a_record(
         ),
         (
             polluted.exceptions,
-            [("exceptions_recent", {"type_name": n, "limit": 10, "frames": 2}) for n in exc_names]
+            [("exceptions_recent", {"type_name": n, "limit": 20, "frames": 1}) for n in exc_names]
             + [("exceptions_top", {"limit": 30, "frames": 2}), ("exceptions_summary", {})],
         ),
         (

@@ -308,3 +308,21 @@ def test_command_lines_reach_the_model_only_by_opt_in(polluted: _Polluted) -> No
     top = SystemSkill().top_processes(limit=30, interval=0.1)
     assert all("cmdline" not in r for r in top["by_cpu"] + top["by_memory"])
     assert "cmd00" not in json.dumps([children, top], default=str)
+
+
+def test_another_process_seen_from_outside_shows_its_command_line_by_opt_in_only() -> None:
+    from lensbook.skills.external import ExternalProcessSkill
+
+    line = next(s for s in SHAPES if s.name == "flag_password").line()
+    child = subprocess.Popen(["sh", "-c", "read x", "sh", *line.split()], stdin=subprocess.PIPE)
+    try:
+        skill = ExternalProcessSkill(child.pid)
+        shown = skill.overview()
+        assert shown["name"] == "sh" and "cmdline" not in shown
+        skill.share_command_lines = True
+        shown = skill.overview()
+        assert "--password [REDACTED]" in shown["cmdline"] and leaks(str(shown)) == []
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(10)

@@ -355,7 +355,9 @@ _RULES: list[_Rule] = [
 
 
 def redact_text(text: str) -> str:
-    """Replace every credential-shaped substring of `text` with ``[REDACTED]``."""
+    """Replace every credential-shaped substring of `text` with ``[REDACTED]`` (a plain str)."""
+    if type(text) is not str:
+        text = str(text)  # a marked string (`ProcessText`) is redacted, not marked, here
     if len(text) < _SHORTEST:
         return text
     if len(text) <= _CACHED_UP_TO:

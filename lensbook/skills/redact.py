@@ -138,6 +138,10 @@ def _keep_group(name: str) -> Callable[[re.Match[str]], str]:
     return sub
 
 
+#: bare values that are no secret whatever their key says (``pass_rate=0.95``, ``token: true``)
+_PLAIN_VALUE = re.compile(r"[-+]?\d+(?:\.\d+)?%?|(?i:true|false|none|null|yes|no|on|off)")
+
+
 def _redact_assignments(text: str) -> str:
     """``key=value``: redact each value whose key names a secret (and is not a bare number).
 
@@ -154,7 +158,7 @@ def _redact_assignments(text: str) -> str:
         value = match.group(group)
         if not _names_secret(match.group("key")) or value.startswith(REDACTED):
             continue
-        if group == "bare" and (value.isdigit() or len(value) < 3):
+        if group == "bare" and (len(value) < 3 or _PLAIN_VALUE.fullmatch(value)):
             continue
         out += [text[pos : match.start(group)], REDACTED]
         pos = match.end(group)

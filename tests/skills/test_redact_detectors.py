@@ -50,6 +50,7 @@ ORDINARY = [
     "GET /api/v1/items?id=42&page=3 200 in 12 ms",
     "session_count: 3 sessions_open=2 auth: ok cookie jar reset",
     "sha256=9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "pass_rate=0.95 password_set: true token_count=12 secret_rotation: off",
 ]
 
 

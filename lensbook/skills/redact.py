@@ -346,7 +346,9 @@ _RULES: list[_Rule] = [
     # mysql's -pPASSWORD (a value glued to -p with a digit, capital or symbol: not -pthread)
     _Rule(
         ("-p",),
-        re.compile(r"(?<![\w-])(?P<pre>-p)(?=" + _V + r"*[^a-z" + _END + "])" + _V + "{3,}"),
+        re.compile(
+            r"(?<![\w-])(?P<pre>-p)(?!rint0\b)(?=" + _V + r"*[^a-z" + _END + "])" + _V + "{3,}"
+        ),
         _keep_group("pre"),
     ),
     # key=value / key: value / "key": "value" whose key names a secret

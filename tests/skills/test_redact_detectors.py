@@ -40,7 +40,7 @@ def test_a_whole_document_of_secrets_is_redacted(prefix: str) -> None:
 ORDINARY = [
     "passed: 12, failed: 0, author: alice, max_tokens: 4096, compass: north",
     "tokens: 7 input_tokens=1200 keyboard: qwerty bypass=on passenger: bob",
-    "x --token-count 5 --key-size 2048 gcc -pthread -O2 -pipe",
+    "x --token-count 5 --key-size 2048 gcc -pthread -O2 -pipe; find . -print0",
     "ssh git@github.com; postgres://app@db.internal:5432/orders",
     "/usr/lib/python3.11/site-packages/lensbook/skills/redact.py:42 in redact_text",
     "/home/alice/projects/shop/orders/service/handlers/checkout.py",

@@ -619,7 +619,7 @@ class KernelSkill(Skill):
         held.sort(key=lambda r: -int(r["bytes"]))
         total = sum(int(r["bytes"]) for r in held)
         return {
-            "last_error": f"{type(exc).__name__}: {redact_text(str(exc))[:120]}",
+            "last_error": from_process(f"{type(exc).__name__}: {clip(str(exc), 120)}"),
             "kept_by": _last_error_roots(shell, exc),
             "frames": frames,
             "held_bytes": total,

@@ -24,7 +24,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.redact import redact_text
+from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
@@ -467,7 +467,8 @@ class ProcessSkill(Skill):
         zombies = {r["pid"]: r for r in listed if r["status"] == psutil.STATUS_ZOMBIE}
         # a zombie has no command line left in /proc: the Popen that started it still knows
         for pid, command in _popen_commands(set(zombies)).items():
-            zombies[pid]["popen_args"] = command
+            # (this process's own Popen object: the user's data, redacted, marked as such)
+            zombies[pid]["popen_args"] = from_process(command)
         return {
             "children": len(rows),
             "by_status": dict(statuses.most_common()),
@@ -985,7 +986,7 @@ def _popen_commands(pids: set[int]) -> dict[int, str]:
         if isinstance(obj, subprocess.Popen) and obj.pid in pids:
             args = obj.args
             text = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))
-            found[obj.pid] = redact_text(str(text))[:160]
+            found[obj.pid] = clip(str(text), 160, marker="")
             if len(found) == len(pids):
                 break
     return found

@@ -290,6 +290,9 @@ class Investigation:
         self._emit("tool_call", id=call.id, name=call.name, arguments=_safe_args(call.arguments))
         started = time.perf_counter()
         content, is_error = await self._dispatch(call)
+        # a lone surrogate (echoed from a hostile argument or read from the process) cannot be
+        # encoded for a record or a provider: it would end the run; replace it instead
+        content = content.encode("utf-8", "replace").decode("utf-8")
         elapsed = time.perf_counter() - started
         self._emit(
             "tool_result",

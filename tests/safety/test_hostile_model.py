@@ -150,11 +150,12 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
         started = time.monotonic()
         work.until(all_done, RUN_LIMIT_S)
         elapsed = time.monotonic() - started
+        stuck = [(op.name, op.current_action) for op in operators if op.last_result is None]
     finally:
         events.unsubscribe(token)
         for op in operators:
             op.stop()
-    assert all_done.is_set(), f"only {len(finished)} of {len(tools)} hostile runs ended"
+    assert all_done.is_set(), f"only {len(finished)} of {len(tools)} hostile runs ended: {stuck}"
     assert all(r.stop_reason == "done" for r in finished), [
         (r.operator, r.stop_reason, r.error) for r in finished if r.stop_reason != "done"
     ]

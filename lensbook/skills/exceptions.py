@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.logs import ObserverHandler
 from lensbook.skills.redact import redact_text
@@ -68,15 +69,6 @@ def _frames(tb: types.TracebackType | None) -> list[tuple[str, int, str]]:
 def _where(frame: tuple[str, int, str]) -> str:
     filename, lineno, func = frame
     return f"{_short_path(filename)}:{lineno} in {func}"
-
-
-def _short_path(filename: str) -> str:
-    """A path short enough to read: from site-packages on, or the last three parts."""
-    for marker in ("site-packages/", "dist-packages/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    parts = filename.replace("\\", "/").split("/")
-    return "/".join(parts[-3:])
 
 
 @dataclass

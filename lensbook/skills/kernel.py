@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import REDACTED, is_secret_key, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -682,13 +683,6 @@ class KernelSkill(Skill):
 
     def rules(self) -> Sequence[Rule]:
         return (OutputCacheRetention(), LargeVariable(), LongRunningCell())
-
-
-def _short_path(filename: str) -> str:
-    for marker in ("site-packages/", "dist-packages/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return "/".join(filename.replace("\\", "/").split("/")[-2:])
 
 
 def _user_variables(shell: Any) -> list[tuple[str, Any]]:

@@ -12,7 +12,6 @@ out (``"partial": true``) instead of overrunning its budget.
 
 from __future__ import annotations
 
-import functools
 import gc
 import heapq
 import inspect
@@ -20,10 +19,8 @@ import itertools
 import json
 import linecache
 import operator
-import os
 import random
 import sys
-import sysconfig
 import threading
 import time
 import tracemalloc
@@ -36,6 +33,8 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
+from lensbook.skills._frames import attribute, short_path, where
+from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -56,59 +55,11 @@ def probe_with(*, budget: float) -> Callable[[_F], _F]:
 RawFrame = tuple[str, int]
 RawTraceback = tuple[RawFrame, ...]
 
-# -- where a frame comes from -------------------------------------------------------------------
+# -- where a frame comes from: lensbook.skills._frames decides ----------------------------------
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-# induced faults live inside the package but stand for the user's code
-_USER_INSIDE_PACKAGE = os.path.join(_PACKAGE_DIR, "scenarios") + os.sep
-_STDLIB_DIRS = tuple(
-    {
-        os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep,
-        os.path.abspath(sysconfig.get_paths(vars={"base": sys.base_prefix})["stdlib"]) + os.sep,
-    }
-)
-_TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__ or "tracemalloc.py")
-
-
-@functools.lru_cache(maxsize=8192)
-def _origin(filename: str) -> str:
-    """'lensbook' (our own machinery), 'import', 'stdlib', 'library' or 'user'."""
-    if filename.startswith("<frozen importlib") or filename.startswith("<frozen zipimport"):
-        return "import"
-    if filename.startswith("<frozen "):
-        return "stdlib"
-    if filename.startswith("<"):
-        return "user"  # <stdin>, <string>, notebook cells
-    path = os.path.abspath(filename)
-    if path == _TRACEMALLOC_FILE:
-        return "lensbook"
-    if path.startswith(_PACKAGE_DIR) and not path.startswith(_USER_INSIDE_PACKAGE):
-        return "lensbook"
-    if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path:
-        return "library"
-    if path.startswith(_STDLIB_DIRS):
-        return "stdlib"
-    return "user"
-
-
-@functools.lru_cache(maxsize=8192)
-def _short_path(filename: str) -> str:
-    """The path relative to the sys.path entry that holds it (as an import would name it)."""
-    if filename.startswith("<"):
-        return filename
-    path = os.path.abspath(filename)
-    best = path
-    # sys.path, plus the working directory and lensbook's own root (an editable install
-    # imports through a finder, so its root is not on sys.path)
-    for entry in [*sys.path, os.getcwd(), os.path.dirname(_PACKAGE_DIR.rstrip(os.sep))]:
-        root = os.path.abspath(entry or os.getcwd()) + os.sep
-        if path.startswith(root) and len(path) - len(root) < len(best):
-            best = path[len(root) :]
-    return best
-
-
-def _where(filename: str, lineno: int) -> str:
-    return f"{_short_path(filename)}:{lineno}"
+_origin = frames_origin
+_short_path = short_path
+_where = where
 
 
 def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
@@ -193,23 +144,18 @@ class _Grouped:
 
 
 def _site_of(tb: RawTraceback) -> tuple[RawFrame | None, str]:
-    """The frame to blame for an allocation: the most recent one in user or library code.
-
-    With a 1-frame traceback that is the allocating frame itself. Returns (None, origin) when
-    the allocation belongs to lensbook or to module imports, which are left out.
+    """The frame to blame for an allocation: the first frame in the user's code (the library
+    frames below it are the detail kept in the site's traceback), else the innermost library
+    frame. With a 1-frame traceback that is the allocating frame itself. Returns (None, origin)
+    when the allocation belongs to lensbook or to module imports, which are left out.
     """
     if not tb:
         return None, "unknown"
-    first = _origin(tb[0][0])
-    if first in ("lensbook", "import"):
-        return None, first
-    for frame in tb:
-        kind = _origin(frame[0])
-        if kind == "lensbook":
-            return None, kind
-        if kind in ("user", "library"):
-            return frame, kind
-    return tb[0], first
+    site, _ = attribute(tb)
+    if site is None:
+        first = _origin(tb[0][0])
+        return None, first if first in ("lensbook", "import") else "lensbook"
+    return site, _origin(site[0])
 
 
 def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTraceback, int]]:
@@ -702,9 +648,10 @@ class MemorySkill(Skill):
     ) -> dict[str, Any]:
         """What the tracemalloc window allocated and still holds, ranked by allocation site.
 
-        Each site is the file:line blamed for the blocks (the most recent frame in user or
-        library code), with the bytes and blocks that grew, the source line, and the
-        traceback that contributed most. lensbook's own allocations and module imports are
+        Each site is the file:line blamed for the blocks (the first frame in the user's code,
+        with the library frames below it as ``via``; else the most recent library frame), with
+        the bytes and blocks that grew, the source line, and the traceback that contributed
+        most. lensbook's own allocations and module imports are
         left out and reported as totals.
 
         Args:
@@ -751,6 +698,10 @@ class MemorySkill(Skill):
             }
             if len(stat.traceback) > 1:
                 entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
+            _, detail = attribute(stat.traceback)
+            if detail:
+                # the user's line called into a library that did the allocating
+                entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
             sites.append(entry)
         sites, omitted = _fit(sites, 4200)
         return {
@@ -1086,7 +1037,9 @@ class LeakRule(Rule):
             ProbeCall("memory_rss_trend"),
             ProbeCall("memory_census", {"top": 10}),
             ProbeCall("memory_largest_containers", {"baseline": True}),
-            ProbeCall("memory_trace_start", {"frames": 1}),
+            # a few frames, so a library's allocation is blamed on the user's line that called it;
+            # the window is short (closed by memory_allocation_diff, stops itself after 30 s)
+            ProbeCall("memory_trace_start", {"frames": 6, "max_seconds": 30.0}),
         ]
         if len(ev.snapshots) < 2:
             return calls
@@ -1150,7 +1103,13 @@ class LeakRule(Rule):
                     else ""
                 )
             )
-            if first.get("traceback"):
+            if first.get("via"):
+                obs.append(
+                    "the user's code at that line calls into "
+                    + " -> ".join(reversed(first["via"][:3]))
+                    + ", which allocates"
+                )
+            elif first.get("traceback"):
                 obs.append("called from " + " <- ".join(first["traceback"][1:3]))
             more = ", ".join(f"{s['site']} +{_kb(float(s['kb']))}" for s in sites[1:4])
             if more:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import ast
 import dis
-import functools
 import inspect
 import linecache
 import os
 import re
 import sys
-import sysconfig
 import threading
 import time
 import types
@@ -33,6 +31,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -103,68 +102,9 @@ _ACQUIRE_NAMES = frozenset({"acquire", "__enter__"})
 _REASON_LOCKS = re.compile(r"hang|hung|deadlock|stuck|freez|frozen|lock|block|wait|respond", re.I)
 _REASON_CPU = re.compile(r"cpu|spin|hot|busy|load|slow|fan|core|100 ?%|burn", re.I)
 
-# -- where code comes from ------------------------------------------------------------------
+# -- where code comes from: lensbook.skills._frames decides ---------------------------
 
-_LENSBOOK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SCENARIOS_DIR = os.path.join(_LENSBOOK_DIR, "scenarios")
-_STDLIB_DIRS = tuple(
-    sorted(
-        {
-            os.path.realpath(p)
-            for p in (sysconfig.get_paths().get("stdlib"), os.path.dirname(os.__file__))
-            if p
-        }
-    )
-)
-_origins: dict[str, str] = {}
-
-
-def code_origin(filename: str) -> str:
-    """Where a code file belongs: "user", "library" (site-packages), "stdlib" or "lensbook".
-
-    lensbook's shipped scenarios count as user code: they play the user's program.
-    """
-    found = _origins.get(filename)
-    if found is not None:
-        return found
-    path = filename.replace("\\", "/")
-    if filename.startswith("<frozen") or filename.startswith("<built-in"):
-        found = "stdlib"
-    elif filename.startswith("<"):
-        found = "user"  # <stdin>, <string>, IPython cells
-    else:
-        real = os.path.realpath(filename)
-        if real.startswith(_SCENARIOS_DIR + os.sep):
-            found = "user"
-        elif real.startswith(_LENSBOOK_DIR + os.sep):
-            found = "lensbook"
-        elif "/site-packages/" in path or "/dist-packages/" in path:
-            found = "library"
-        elif any(real.startswith(d + os.sep) for d in _STDLIB_DIRS):
-            found = "stdlib"
-        else:
-            found = "user"
-    if len(_origins) > 4096:
-        _origins.clear()
-    _origins[filename] = found
-    return found
-
-
-@functools.lru_cache(maxsize=4096)
-def short_path(filename: str) -> str:
-    """A path short enough to read: from site-packages or the stdlib on, else from lensbook's
-    parent or the working directory, else the last three parts."""
-    path = filename.replace("\\", "/")
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    if path.startswith("<"):
-        return path
-    real = os.path.realpath(filename)
-    for base in (*_STDLIB_DIRS, os.path.dirname(_LENSBOOK_DIR), os.getcwd()):
-        if real.startswith(base + os.sep):
-            return real[len(base) + 1 :].replace("\\", "/")
-    return "/".join(path.split("/")[-3:])
+code_origin = origin
 
 
 def _qualname(code: types.CodeType) -> str:
@@ -210,11 +150,7 @@ def format_stack(frame: types.FrameType | None, depth: int = 8) -> list[str]:
     return lines
 
 
-def _first_user_frame(frame: types.FrameType | None, limit: int = 30) -> types.FrameType | None:
-    for f in _frames_of(frame, limit):
-        if code_origin(f.f_code.co_filename) == "user":
-            return f
-    return None
+_first_user_frame = first_user_frame
 
 
 # -- reading the source behind a frame ------------------------------------------------------

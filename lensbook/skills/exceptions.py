@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.logs import ObserverHandler
@@ -102,6 +103,10 @@ class _Seen:
             "where": self.signature[1],
             "traceback": [_where(f) for f in kept],
         }
+        user = next((f for f in reversed(self.frames) if origin(f[0]) == "user"), None)
+        if user is not None and user != self.frames[-1]:
+            # raised inside a library or the stdlib: the user's line that called it
+            out["user_where"] = _where(user)
         if len(self.frames) > len(kept):
             out["frames_omitted"] = len(self.frames) - len(kept)
         if self.line:

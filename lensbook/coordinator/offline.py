@@ -70,7 +70,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "warning_flood",
     ),
     "descriptor exhaustion": ("fd_leak", "fd_growth", "fd_exhaustion", "fd_pressure"),
-    "lock contention": ("deadlock", "lock_contention"),
+    "lock contention": ("deadlock", "lock_contention", "lock_wait_stalled"),
 }
 
 #: the skills whose operators see each family

@@ -46,6 +46,7 @@ SCENARIOS: dict[str, str] = {
     "out_cache": "lensbook.scenarios.out_cache:SCENARIO",
     "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
     "healthy": "lensbook.scenarios.healthy:SCENARIO",
+    "ring_deadlock": "lensbook.scenarios.ring_deadlock:SCENARIO",
 }
 
 

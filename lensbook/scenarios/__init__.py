@@ -47,6 +47,7 @@ SCENARIOS: dict[str, str] = {
     "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
     "healthy": "lensbook.scenarios.healthy:SCENARIO",
     "ring_deadlock": "lensbook.scenarios.ring_deadlock:SCENARIO",
+    "runtime_leak": "lensbook.scenarios.runtime_leak:SCENARIO",
 }
 
 

@@ -21,8 +21,10 @@ name; `forget()` drops the caches (when ``sys.path`` or the installed set change
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib.metadata
+import linecache
 import os
 import sys
 import sysconfig
@@ -35,6 +37,7 @@ __all__ = [
     "attribute",
     "first_user_frame",
     "forget",
+    "function_at",
     "origin",
     "short_path",
     "where",
@@ -190,3 +193,40 @@ def attribute(
         detail.append(frame)
     library = next((f for f in frames if origin(f[0]) == "library"), None)
     return library or frames[0], []
+
+
+@functools.lru_cache(maxsize=256)
+def _scopes(filename: str, size: int) -> tuple[tuple[int, int, str], ...]:
+    """(first line, last line, qualified name) of every function and class in a file."""
+    del size  # part of the cache key: a file edited in place is parsed again
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError, RecursionError):
+        return ()
+    found: list[tuple[int, int, str]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = f"{prefix}{child.name}"
+                found.append((child.lineno, child.end_lineno or child.lineno, name))
+                inner = "<locals>." if not isinstance(child, ast.ClassDef) else ""
+                visit(child, f"{name}.{inner}")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return tuple(found)
+
+
+def function_at(filename: str, lineno: int) -> str | None:
+    """The qualified name of the innermost function (or class body) holding a line of a file,
+    from its source (parsed once per file); None at module level or without source."""
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    best: tuple[int, int, str] | None = None
+    for scope in _scopes(filename, len(lines)):
+        if scope[0] <= lineno <= scope[1] and (best is None or scope[0] >= best[0]):
+            best = scope
+    return best[2] if best is not None else None

@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
-from lensbook.skills._frames import attribute, short_path, where
+from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
+from lensbook.skills._roots import fix_for, is_tooling, known_root
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -422,20 +423,29 @@ def _climb(
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
             chosen: Any = None
+            named: Any = None
+            root: str | None = None
             for ref in referrers:
-                if id(ref) in own or id(ref) in seen:
+                if id(ref) in own or id(ref) in seen or is_tooling(ref):
                     continue
                 if type(ref) is types.FrameType:
                     if not _is_own_frame(ref, me):
                         frames.append(ref)
                     continue
-                if id(ref) in names:
-                    chosen = ref
+                # a well-known retainer names the root best; then a named global
+                root = known_root(ref, current)
+                if root is not None:
                     break
+                if named is None and id(ref) in names:
+                    named = ref
                 if chosen is None:
                     chosen = ref
+            chosen = named if named is not None else chosen
         finally:
             del referrers
+        if root is not None:
+            hops.append(f"held by {root}")
+            return
         if chosen is None and frames:
             hops.append(f"held by a local variable of {_describe(frames[0])[9:]}")
             return
@@ -450,6 +460,10 @@ def _climb(
         if type(chosen) is dict and not namespace_of:
             owner = _namespace_owner(chosen, own | seen)
             if owner is not None:
+                root = known_root(owner, current)
+                if root is not None:
+                    hops.append(f"held by {root}")
+                    return
                 # an attribute: name it on its object rather than as a hop through a dict
                 attr = _attribute_name(chosen, current)
                 if isinstance(owner, type):
@@ -694,6 +708,7 @@ class MemorySkill(Skill):
                 "blocks": count,
                 "share": round(size / growth, 3) if growth > 0 else None,
                 "origin": _origin(filename),
+                "function": function_at(filename, lineno),
                 "code": _source_line(filename, lineno),
             }
             if len(stat.traceback) > 1:
@@ -892,6 +907,9 @@ class MemorySkill(Skill):
             if i < 3:
                 chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
                 row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
+                fix = fix_for(row["held_by"] or "")
+                if fix:
+                    row["fix"] = fix
             rows.append(row)
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
@@ -957,11 +975,19 @@ class MemorySkill(Skill):
         return {
             "type": type_name,
             "instances": count,
-            "chains": _fit([{"chain": c, "samples": n} for c, n in chains.items()], 4500)[0],
+            "chains": _fit([_chain_row(c, n) for c, n in chains.items()], 4500)[0],
         }
 
     def rules(self) -> Sequence[Rule]:
         return (LeakRule(),)
+
+
+def _chain_row(chain: str, samples: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"chain": chain, "samples": samples}
+    fix = fix_for(chain)
+    if fix:
+        row["fix"] = fix
+    return row
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:
@@ -1095,7 +1121,9 @@ class LeakRule(Rule):
         if sites:
             first = sites[0]
             obs.append(
-                f"Top allocation site {first['site']} (`{first.get('code', '')}`): "
+                f"Top allocation site {first['site']}"
+                + (f" in {first['function']}" if first.get("function") else "")
+                + f" (`{first.get('code', '')}`): "
                 f"+{_kb(float(first['kb']))} in {first['blocks']} blocks"
                 + (
                     f" ({float(first['share']) * 100:.0f}% of the growth)"
@@ -1201,6 +1229,15 @@ def _hypothesis(
     refs: dict[str, Any],
 ) -> str:
     where = f" allocated at {sites[0]['site']}" if sites else ""
+    chains = [c for c in refs.get("chains") or [] if isinstance(c, dict)]
+    known = next((c for c in chains if c.get("fix")), None) or (box if box.get("fix") else None)
+    if known is not None:
+        text = str(known.get("chain") or known.get("held_by") or "")
+        root = text.rsplit("held by ", 1)[-1]
+        kept = f"{refs.get('type') or box.get('type') or 'objects'!s}" if refs else "objects"
+        return (
+            f"{kept} pile up{where} and stay alive because {root} keeps them. Fix: {known['fix']}."
+        )
     held_by = str(box.get("held_by") or "")
     # the end of the chain names the root: "module global x.y", "class attribute X.y", ...
     root = held_by.rsplit("held by ", 1)[-1] if "held by " in held_by else ""

@@ -48,6 +48,8 @@ EXPECTED = {
     "CoordinatorResult",
     "Insight",
     "watch",
+    "triage",
+    "Triage",
 }
 
 

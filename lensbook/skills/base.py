@@ -90,7 +90,7 @@ def probe(
     and an ``Args:`` section describes the parameters. `budget` is the wall-time limit in
     seconds, `max_chars` the cap on the JSON output the model sees. `cheap` declares that it
     costs microseconds with its defaults (no heap walk, no waiting), so triage
-    (`lensbook.triage`) may call it when a rule asks for it.
+    (`lensbook.triage()`) may call it when a rule asks for it.
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:

@@ -1251,6 +1251,8 @@ class LockContention(Rule):
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("threads_deadlocks")
+        if not isinstance(result, dict) and "threads_deadlocks" not in ev.errors:
+            return _stall_from_snapshot(ev)
         if not isinstance(result, dict) or not result.get("blocked"):
             return []
         stalled = [b for b in result["blocked"] if _stalled(b)]
@@ -1280,6 +1282,23 @@ class LockContention(Rule):
                 ),
             )
         ]
+
+
+def _stall_from_snapshot(ev: Evidence) -> Sequence[Finding]:
+    """The cheap check (triage): threads seen at the same lock acquisition for a long time."""
+    longest = float(ev.latest("longest_lock_wait_s", 0.0) or 0.0)
+    if longest < STALL_S:
+        return []
+    return [
+        Finding(
+            anomaly_type="lock_wait_stalled",
+            severity="warning",
+            context=f"{ev.latest('blocked_on_lock')} thread(s) blocked acquiring locks",
+            observation=f"a thread has been at the same lock acquisition for {longest:.0f} s",
+            hypothesis="a deadlock or a lock never released; threads_deadlocks names the "
+            "threads, the locks and where they wait",
+        )
+    ]
 
 
 def _stall_finding(result: dict[str, Any], stalled: list[dict[str, Any]]) -> Finding:

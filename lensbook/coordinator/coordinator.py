@@ -361,15 +361,15 @@ class Coordinator:
         return self._task
 
     async def _execute(self, session: Session, strategy: str) -> CoordinatorResult:
-        if "triage" not in session.context:
-            # triage first: the operators to invoke follow the evidence, not the question's words
-            swept = await asyncio.get_running_loop().run_in_executor(
-                None, triage, list(session.skills)
-            )
-            session.context["triage"] = swept.brief()
+        # triage first: the operators to invoke follow the evidence, not the question's words
+        swept = await asyncio.get_running_loop().run_in_executor(
+            None, triage, list(session.skills.values())
+        )
+        session.triage = swept.brief()
         session._emit(
             "coordinator_started",
             context=session.context,
+            triage=session.triage,
             strategy=strategy,
             skills=list(session.skills),
             client=session.chain.name,

@@ -126,6 +126,8 @@ class Session:
         self.run_id = new_id()
         self.context = context
         self.skills = dict(skills)
+        #: triage's strongest signals, swept before the strategy starts (see lensbook._triage)
+        self.triage: list[dict[str, Any]] = []
         self.chain = chain
         self.operator_client = operator_client
         self.settings = settings
@@ -168,6 +170,10 @@ class Session:
             for t in (self.tools[n] for n in names)
         )
 
+    def briefing(self) -> dict[str, Any]:
+        """The question's context, with triage's signals when there are any."""
+        return {**self.context, "triage": self.triage} if self.triage else dict(self.context)
+
     async def ask(
         self, system: str, messages: list[Message], tools: Iterable[str], stage: str
     ) -> ModelTurn:
@@ -180,7 +186,7 @@ class Session:
             purpose="investigate",
             skill_id=prompts.SKILL_ID,
             context={
-                **self.context,
+                **self.briefing(),
                 "strategy": self.strategy,
                 "stage": stage,
                 "available_skills": list(self.skills),

@@ -48,6 +48,8 @@ SCENARIOS: dict[str, str] = {
     "healthy": "lensbook.scenarios.healthy:SCENARIO",
     "ring_deadlock": "lensbook.scenarios.ring_deadlock:SCENARIO",
     "runtime_leak": "lensbook.scenarios.runtime_leak:SCENARIO",
+    "method_cache_leak": "lensbook.scenarios.method_cache_leak:SCENARIO",
+    "figure_leak": "lensbook.scenarios.figure_leak:SCENARIO",
 }
 
 

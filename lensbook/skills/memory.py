@@ -829,6 +829,16 @@ class MemorySkill(Skill):
             for name, d in fdeltas.most_common(min(top, 8))
             if d > 0
         ]
+        # classes that grew a little, steadily: often one per request (a figure, a session),
+        # the top object the rest hangs from, whose holder is the leak's root
+        few = sorted((d, name) for name, d in deltas.items() if SUSPECT_MIN_DELTA <= d < 1000)
+        few_types = _types_named({name for _, name in few[:200]})
+        fewest = [
+            {"type": name, "delta": d, "origin": origin}
+            for d, name in few[:200]
+            if name in few_types
+            and (origin := _type_origin(few_types[name])) in ("user", "library")
+        ][:5]
         shrunk = [(n, d) for n, d in deltas.most_common()[:-4:-1] if d < 0]
         return {
             "interval_s": round(interval, 2),
@@ -838,6 +848,7 @@ class MemorySkill(Skill):
             "partial": before.partial or now.partial,
             "growing": _fit(rows, 2600)[0],
             "growing_functions": _fit(functions, 1200)[0],
+            "fewest_growing_classes": fewest,
             "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
         }
 
@@ -1047,6 +1058,8 @@ LEAK_MIN_KB_PER_S = 200.0
 #: GC-tracked objects (or container items) that must appear for object growth to count
 OBJECTS_MIN_DELTA = 20_000
 CONTAINER_MIN_GROWTH = 5_000
+#: instances of a class that must appear for it to be followed to what keeps it
+SUSPECT_MIN_DELTA = 10
 
 
 class LeakRule(Rule):
@@ -1074,16 +1087,15 @@ class LeakRule(Rule):
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        suspect = _suspect_type(ev.result("memory_type_growth"))
-        if suspect is not None:
-            calls.append(ProbeCall("memory_referrers", {"type_name": suspect}))
+        for suspect in _suspect_types(ev.result("memory_type_growth")):
+            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         diff = _as_dict(ev.result("memory_allocation_diff"))
         growth = _as_dict(ev.result("memory_type_growth"))
         containers = _as_dict(ev.result("memory_largest_containers"))
-        refs = _as_dict(ev.result("memory_referrers"))
+        refs = _best_referrers(ev)
         growth_kb = float(diff.get("growth_kb") or 0.0)
         window = float(diff.get("window_s") or 0.0) or ev.elapsed() or 1.0
         rate_kb = growth_kb / window
@@ -1167,6 +1179,7 @@ class LeakRule(Rule):
                 f"{growing_box.get('held_by') or 'holder unknown'}"
             )
         chains = [c for c in refs.get("chains") or [] if isinstance(c, dict)]
+        chains.sort(key=lambda c: not c.get("fix"))  # a known retainer first
         if chains:
             obs.append(f"{refs.get('type')} is kept alive by: {chains[0]['chain']}")
         observation = "; ".join(obs) + "." if obs else "Memory grows; no site was found."
@@ -1200,16 +1213,42 @@ def _kb(kb: float) -> str:
     return f"{kb / 1024:.1f} MB" if abs(kb) >= 1024 else f"{kb:.0f} KB"
 
 
-def _suspect_type(growth: Any) -> str | None:
-    """The growing type worth a referrer chain: a user-defined one that grew substantially."""
-    for row in _as_dict(growth).get("growing") or []:
-        if (
-            isinstance(row, dict)
-            and row.get("origin") in ("user", "library")
-            and int(row.get("delta", 0)) >= 1000
+def _suspect_types(growth: Any) -> list[str]:
+    """The growing types worth a referrer chain: a user or library class that grew by a lot;
+    else the (up to three) that grew least among those that grew at all: one per request (a
+    figure, a session), the top object the rest hangs from, whose holder is the leak's root."""
+    rows = [
+        row
+        for row in _as_dict(growth).get("growing") or []
+        if isinstance(row, dict)
+        and row.get("origin") in ("user", "library")
+        and int(row.get("delta", 0)) >= SUSPECT_MIN_DELTA
+    ]
+    for row in rows:
+        if int(row.get("delta", 0)) >= 1000:
+            return [str(row["type"])]
+    rows += [r for r in _as_dict(growth).get("fewest_growing_classes") or [] if isinstance(r, dict)]
+    rows.sort(key=lambda r: int(r.get("delta", 0)))
+    return list(dict.fromkeys(str(r["type"]) for r in rows))[:3]
+
+
+def _best_referrers(ev: Evidence) -> dict[str, Any]:
+    """Of the referrer chains followed, the one that ends at the most telling root: a known
+    retainer (with its fix), then a module global or class attribute, then any."""
+
+    def rank(result: dict[str, Any]) -> int:
+        chains = [c for c in result.get("chains") or [] if isinstance(c, dict)]
+        if any(c.get("fix") for c in chains):
+            return 3
+        if any(
+            "module global" in str(c.get("chain")) or "class attribute" in str(c.get("chain"))
+            for c in chains
         ):
-            return str(row["type"])
-    return None
+            return 2
+        return 1 if chains else 0
+
+    found = [_as_dict(v) for _, v in ev.results.get("memory_referrers", [])]
+    return max(found, key=rank) if found else {}
 
 
 def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:

@@ -23,15 +23,17 @@ are listed in ``skipped``); no heap walk, so it stays far below 100 ms on a mill
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from lensbook.skills import SkillLike, builtin_ids, resolve_skill
 from lensbook.skills._history import error_rate
-from lensbook.skills.base import ProbeTool, jsonable
+from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
 from lensbook.skills.redact import redact
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.types import Severity
@@ -238,7 +240,7 @@ def _sweep(
     if not rules:
         return []
     ev = _evidence(sid, snap, now, window_s)
-    cheap = {t.name: t for t in skill.probes() if t.cheap}
+    cheap = _cheap_probes(skill)
     for rule in rules:
         try:
             wanted = list(rule.wants(ev))
@@ -255,6 +257,28 @@ def _sweep(
             continue
         signals.extend(_signal(sid, f, ev) for f in findings)
     return signals
+
+
+_cheap_cache: weakref.WeakKeyDictionary[Any, dict[str, ProbeTool]] = weakref.WeakKeyDictionary()
+
+
+def _cheap_probes(skill: SkillLike) -> dict[str, ProbeTool]:
+    """The probes a skill marked cheap, by tool name; built once per skill (building every
+    probe's argument model costs milliseconds, more than the whole sweep may)."""
+    try:
+        return _cheap_cache[skill]
+    except (KeyError, TypeError):
+        pass
+    found: dict[str, ProbeTool] = {}
+    prefix = str(getattr(skill, "id", ""))
+    for attr in dir(type(skill)):
+        options = getattr(getattr(type(skill), attr, None), PROBE_ATTR, None)
+        if options is not None and getattr(options, "cheap", False):
+            tool = ProbeTool.from_function(getattr(skill, attr), prefix=prefix)
+            found[tool.name] = tool
+    with contextlib.suppress(TypeError):  # an object that takes no weak reference
+        _cheap_cache[skill] = found
+    return found
 
 
 def _evidence(sid: str, snap: dict[str, Any], now: float, window_s: float) -> Evidence:

@@ -50,6 +50,7 @@ SCENARIOS: dict[str, str] = {
     "runtime_leak": "lensbook.scenarios.runtime_leak:SCENARIO",
     "method_cache_leak": "lensbook.scenarios.method_cache_leak:SCENARIO",
     "figure_leak": "lensbook.scenarios.figure_leak:SCENARIO",
+    "out_cache_61mb": "lensbook.scenarios.out_cache_61mb:SCENARIO",
 }
 
 

@@ -38,6 +38,7 @@ from lensbook.skills.redact import redact
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_CHARS",
+    "PROBE_ATTR",
     "ProbeTool",
     "Skill",
     "SkillLike",
@@ -51,6 +52,8 @@ DEFAULT_BUDGET = 5.0
 DEFAULT_MAX_CHARS = 6000
 
 _PROBE_ATTR = "__lensbook_probe__"
+#: the attribute `probe` sets on a function (its options), for code that lists probes cheaply
+PROBE_ATTR = _PROBE_ATTR
 
 
 @dataclass(frozen=True)

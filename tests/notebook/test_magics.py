@@ -386,3 +386,14 @@ def test_runs_and_replay_subcommands(shell: InteractiveShell, tmp_path: Any) -> 
             shell.run_line_magic("lens", f"replay {tmp_path / 'missing.jsonl'}")
     finally:
         writer._directory = None
+
+
+def test_triage_answers_with_ranked_signals_and_rejects_unknown_skills(
+    shell: InteractiveShell,
+) -> None:
+    report = shell.run_line_magic("lens", "triage runtime gc")
+    data = mime(shell, report)
+    assert data["text/plain"].startswith("triage: ") and "from 2 skill(s)" in data["text/plain"]
+    assert "triage:" in data["text/html"]
+    with pytest.raises(UsageError, match="no skill 'nope'"):
+        shell.run_line_magic("lens", "triage nope")

@@ -678,6 +678,19 @@ def _thread_demand() -> dict[int, float]:
     return found
 
 
+def _target_of(thread: threading.Thread | None) -> str | None:
+    """The function a thread was started to run, with where it is defined and whose code it
+    is ("user", "library", ...); read from the Thread's own attributes, no code runs."""
+    target = vars(thread).get("_target") if thread is not None else None
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    return (
+        f"{_qualname(code)} ({short_path(code.co_filename)}:{code.co_firstlineno}, "
+        f"{origin(code.co_filename)} code)"
+    )
+
+
 def _thread_names() -> dict[int, threading.Thread]:
     return {t.ident: t for t in threading.enumerate() if t.ident is not None}
 
@@ -838,6 +851,13 @@ class ThreadsSkill(Skill):
                 }
                 if act.state == "blocked_on_lock":
                     entry["lock"] = act.lock_name
+                user = first_user_frame(frame)
+                if user is not None and user is not frame:
+                    # inside a library or the stdlib: the user's frame that called into it
+                    entry["user_frame"] = describe_frame(user)
+                runs = _target_of(thread)
+                if runs:
+                    entry["runs"] = runs
             entry["count"] += 1
             entry["cpu_s"] = round(entry["cpu_s"] + (seconds or 0.0), 3)
             if len(entry["threads"]) < 5:

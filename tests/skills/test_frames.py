@@ -149,3 +149,20 @@ def test_a_hot_thread_inside_a_library_names_the_users_function(plotkit: ModuleT
     entry = next(t for t in hot["threads"] if t["thread"] == "renderer")
     assert entry["hot_function"].startswith("spin (plotkit/_render.py)")
     assert entry["user_function"].startswith("render_loop (")
+
+
+def test_a_thread_listed_inside_a_library_names_what_it_runs_and_the_users_frame(
+    plotkit: ModuleType,
+) -> None:
+    stop: list[bool] = []
+    worker = threading.Thread(target=render_loop, args=(plotkit, stop), name="renderer-2")
+    worker.start()
+    try:
+        listed = _rendered(ThreadsSkill().list_threads(limit=50))
+    finally:
+        stop.append(True)
+        worker.join(10)
+    group = next(g for g in listed["groups"] if g["threads"][0]["name"] == "renderer-2")
+    assert group["runs"].startswith("render_loop (tests/skills/test_frames.py:")
+    assert group["runs"].endswith("user code)")
+    assert group["user_frame"].startswith(f"tests/skills/test_frames.py:{_line('# user spin')}")

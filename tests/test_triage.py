@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import lensbook
+from lensbook import events
 from lensbook._triage import is_vague
 from lensbook.coordinator.offline import classify
 from lensbook.metrics import store
@@ -85,3 +87,37 @@ def test_a_healthy_process_triages_clean_and_keywords_only_break_ties() -> None:
     assert classify("the logs", every, [], tie)[:2] == ["logs", "memory"]
     # keywords alone do not add an operator the evidence does not point at
     assert "threads" not in classify("threads and memory", every, [], tie)
+
+
+def test_a_vague_run_starts_from_triage_and_points_at_other_operators() -> None:
+    store.clear()
+    op = lensbook.Operator.start(skill="kernel", client="offline")
+    try:
+        seen = [
+            {
+                "skill": "logs",
+                "anomaly_type": "error_storm",
+                "severity": "critical",
+                "confidence": 0.9,
+                "summary": "errors logged at 96.0/s over the last 10 s",
+            }
+        ]
+        notes = op.run({"reason": "is anything wrong?", "triage": seen}, max_iterations=8)
+    finally:
+        op.stop()
+    pointers = [n for n in notes if n.anomaly_type == "triage_pointer"]
+    assert len(pointers) == 1 and pointers[0].severity == "info"
+    assert "logs/error_storm (critical)" in pointers[0].observation
+    assert "run the logs operator" in (pointers[0].hypothesis or "")
+    # a vague reason with no triage given is swept before the run
+    started: list[dict[str, Any]] = []
+    token = events.subscribe(lambda e: started.append(e.data), kinds=["run_started"])
+    op = lensbook.Operator.start(skill="kernel", client="offline")
+    try:
+        op.run(reason="orders service degraded", max_iterations=8)
+        op.run(reason="my dataframe variable", max_iterations=8)
+    finally:
+        op.stop()
+        events.unsubscribe(token)
+    assert isinstance(started[0]["context"].get("triage"), list)
+    assert "triage" not in started[1]["context"]  # a reason that names a domain is not vague

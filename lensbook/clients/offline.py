@@ -107,9 +107,7 @@ class OfflineInvestigator:
         return calls
 
 
-def _triage_pointers(
-    ev: Evidence, findings: Sequence[Finding], skill_id: str
-) -> list[Finding]:
+def _triage_pointers(ev: Evidence, findings: Sequence[Finding], skill_id: str) -> list[Finding]:
     """What triage saw before a vague run in other skills' domains: an info note naming the
     operator to run, so "is anything wrong?" never gets a bare "healthy" over a known fault."""
     signals = ev.context.get("triage")

@@ -83,10 +83,11 @@ def error_rate(window_s: float = 120.0, now: float | None = None) -> ErrorRate:
         level = str(detail.get("level", "")).upper()
         if kind in ("log", "log_rate") and level not in ("ERROR", "CRITICAL"):
             continue
-        if kind == "log" and getattr(event, "source", "") in rated:
-            continue
+        if kind in ("log", "logged_exception") and getattr(event, "source", "") in rated:
+            continue  # the logger's rate events count every record, these included
         n = int(detail.get("count", 1) or 1) if kind == "log_rate" else 1
-        key = str(detail.get("where") or getattr(event, "source", "") or kind)
+        where = detail.get("where") if kind != "log_rate" else None
+        key = str(where or getattr(event, "source", "") or kind)
         by_where[key] += n
         if len(ids) < 5:
             ids.append(str(getattr(event, "id", "")))

@@ -20,7 +20,7 @@ import logging
 import sys
 from typing import Any
 
-__all__ = ["fix_for", "is_tooling", "known_root"]
+__all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
 
 _FIXES: tuple[tuple[str, str], ...] = (
     (
@@ -76,6 +76,21 @@ def known_root(holder: Any, held: Any) -> str | None:
     if out is not None and holder is out:
         key = next((k for k, v in list(out.items()) if v is held), None)
         return f"IPython's output cache Out[{key}]" if key is not None else "IPython's Out"
+    return None
+
+
+def global_root(name: str) -> str | None:
+    """A module global's name in the user's terms, when it is a well-known retainer: IPython's
+    ``_N`` aliases and ``Out`` in the notebook's namespace (``__main__``)."""
+    module, _, attr = name.rpartition(".")
+    if module != "__main__" or _ipython_out() is None:
+        return None
+    if attr == "Out":
+        return "IPython's output cache Out"
+    if attr[1:].isdigit() and attr.startswith("_"):
+        return f"IPython's output cache Out[{attr[1:]}] (and its alias {attr})"
+    if attr in ("_", "__", "___"):
+        return f"IPython's output cache alias {attr} (the last results)"
     return None
 
 

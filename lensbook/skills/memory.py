@@ -35,7 +35,7 @@ import psutil
 from lensbook.metrics import store as metrics_store
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
-from lensbook.skills._roots import fix_for, is_tooling, known_root
+from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -413,7 +413,11 @@ def _climb(
     for _ in range(max_depth):
         name = names.get(id(current))
         if name is not None:
-            hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
+            known = global_root(name)
+            if known is not None:
+                hops.append(f"held by {known}")
+            else:
+                hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
             return
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
@@ -455,7 +459,8 @@ def _climb(
         namespace_of = names.get(id(chosen), "")
         if namespace_of.startswith("module ") and isinstance(chosen, dict):
             attr = _attribute_name(chosen, current)
-            hops.append(f"held by module global {namespace_of[7:]}.{attr}")
+            known = global_root(f"{namespace_of[7:]}.{attr}")
+            hops.append(f"held by {known or f'module global {namespace_of[7:]}.{attr}'}")
             return
         if type(chosen) is dict and not namespace_of:
             owner = _namespace_owner(chosen, own | seen)

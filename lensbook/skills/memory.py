@@ -389,14 +389,99 @@ def _referrer_chain(
     ignore: set[int],
     share_values: bool = False,
 ) -> list[str]:
-    """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit."""
+    """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit.
+
+    The first referrer at each hop is followed (cheap, and right for most chains); when that
+    walk gets lost in an object graph's own cycles and ends at no root, a breadth-first search
+    over all referrers, level by level, looks for the nearest root instead.
+    """
     hops = [_describe(target)]
     me = sys._getframe()
     try:
         _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
+        if not hops[-1].startswith("held by"):
+            found = _search_root(target, names, max_depth, deadline, ignore | {id(hops)})
+            if found is not None:
+                path, root = found
+                hops = [_describe(target)]
+                for holder, held in path:
+                    edge = _edge(holder, held, share_values)
+                    hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
+                hops.append(f"held by {root}")
     finally:
         del me  # a frame holding itself would keep every caller's locals alive until a GC
     return hops
+
+
+#: objects kept per level of the breadth-first search (a bound on its memory and time)
+_SEARCH_WIDTH = 256
+
+
+def _search_root(
+    target: Any, names: dict[int, str], max_depth: int, deadline: float, ignore: set[int]
+) -> tuple[list[tuple[Any, Any]], str] | None:
+    """The nearest root above `target` (a known retainer, a module global, a class attribute),
+    searched level by level: one heap walk per level (`gc.get_referrers` of the whole level at
+    once), so it costs what the first-referrer walk costs. Returns the (holder, held) hops from
+    `target` upwards and the root's name, or None."""
+    held_by: dict[int, Any] = {}  # id(holder) -> the object of the level below it holds
+    seen: dict[int, Any] = {id(target): target}
+    level = [target]
+    try:
+        for _ in range(max_depth):
+            if not level or time.perf_counter() > deadline:
+                return None
+            ids = {id(o) for o in level}
+            referrers = gc.get_referrers(*level)
+            own = {id(referrers), id(level), id(seen), id(held_by), id(ids), *ignore}
+            upper: list[Any] = []
+            for ref in referrers:
+                if id(ref) in own or id(ref) in seen or type(ref) is types.FrameType:
+                    continue
+                if is_tooling(ref):
+                    continue
+                held = next((c for c in gc.get_referents(ref) if id(c) in ids), None)
+                if held is None:
+                    continue
+                seen[id(ref)] = ref
+                held_by[id(ref)] = held
+                root = _root_name(ref, held, names, held_by)
+                if root is not None:
+                    path: list[tuple[Any, Any]] = []
+                    node = ref
+                    while node is not target:
+                        path.append((node, held_by[id(node)]))
+                        node = held_by[id(node)]
+                    path.reverse()
+                    # the root's own hop is named by the root, not listed as a holder
+                    return path[:-1], root
+                if len(upper) < _SEARCH_WIDTH:
+                    upper.append(ref)
+            del referrers
+            level = upper
+        return None
+    finally:
+        seen.clear()
+        held_by.clear()
+
+
+def _root_name(
+    holder: Any, held: Any, names: dict[int, str], held_by: dict[int, Any]
+) -> str | None:
+    known = known_root(holder, held)
+    if known is not None:
+        return known
+    label = names.get(id(holder))
+    if label is not None:
+        if label.startswith("module ") and isinstance(holder, dict):
+            name = f"{label[7:]}.{_attribute_name(holder, held)}"
+        else:
+            name = label
+        return global_root(name) or f"module global {name}"
+    if isinstance(holder, type) and isinstance(held, dict) and id(held) in held_by:
+        # a class's namespace holding the object: a class attribute
+        return f"class attribute {_type_name(holder)}.{_attribute_name(held, held_by[id(held)])}"
+    return None
 
 
 def _climb(

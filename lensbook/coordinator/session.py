@@ -271,10 +271,12 @@ class Session:
             run.invocations += 1
             run.reasons.append(reason)
             run.result, run.error, run.crashed = None, None, False
-            context = {"reason": reason, "requested_by": "lensbook coordinator"}
+            context: dict[str, Any] = {"reason": reason, "requested_by": "lensbook coordinator"}
             question = self.context.get("reason")
             if question and question != reason:
                 context["question"] = question
+            # the sweep was done once for the whole coordination: the operators start from it
+            context["triage"] = [s for s in self.triage if s.get("skill") != skill][:5]
             run.task = asyncio.get_running_loop().create_task(
                 self._serve(run, context), name=f"lensbook-{run.operator.name}"
             )

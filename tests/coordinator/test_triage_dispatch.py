@@ -27,7 +27,7 @@ def test_a_vague_complaint_is_dispatched_from_evidence_and_linked() -> None:
     assert result["stop_reason"] == "done", result.get("error")
     assert result["client"] == "offline coordinator"
     # no keyword of the question names memory or logs: the evidence sent both operators
-    assert {"memory", "logs"} <= set(result["operator_results"])
+    assert {"memory", "logs"} <= set(result["operator_results"]), result["operator_results"]
     notes = {n["notification"]["id"]: n for n in result["notifications"]}
     by_kind = {n["notification"]["anomaly_type"]: n["notification"] for n in notes.values()}
     leak, storm = by_kind["memory_leak"], by_kind["error_storm"]

@@ -36,6 +36,7 @@ from lensbook.metrics import store as metrics_store
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -1145,6 +1146,8 @@ def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
 #: growth that counts as a leak within one window: at least this much, at least this fast
 LEAK_MIN_KB = 1024.0
 LEAK_MIN_KB_PER_S = 200.0
+#: growth in one window that counts, as a share of the process's RSS (the floor above is noise)
+LEAK_MIN_SHARE_OF_RSS = 0.02
 #: GC-tracked objects (or container items) that must appear for object growth to count
 OBJECTS_MIN_DELTA = 20_000
 CONTAINER_MIN_GROWTH = 5_000
@@ -1195,7 +1198,15 @@ class LeakRule(Rule):
         growing_box = _growing_container(containers)
         box_grew = _grew(growing_box) if growing_box else 0
 
-        leak_by_bytes = growth_kb >= LEAK_MIN_KB and rate_kb >= LEAK_MIN_KB_PER_S
+        rss_mb = float(ev.latest("rss_mb", 0.0) or 0.0)
+        # bytes alone are judged against the process (a share of RSS) and must be confirmed by
+        # RSS still rising late in the sampled history: a batch in flight at the second look, or
+        # a heap warming up to its plateau, is not a leak
+        leak_by_bytes = (
+            growth_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_mb * 1024)
+            and rate_kb >= LEAK_MIN_KB_PER_S
+            and not plateaued(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+        )
         leak_by_objects = tracked_delta >= OBJECTS_MIN_DELTA
         leak_by_container = box_grew >= CONTAINER_MIN_GROWTH
         if not (leak_by_bytes or leak_by_objects or leak_by_container):

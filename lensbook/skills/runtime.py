@@ -17,6 +17,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills._history import error_rate
+from lensbook.skills._trend import plateaued, shape_known, slope
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.types import Severity
@@ -222,20 +223,12 @@ def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
         "first": points[0][1],
         "last": points[-1][1],
         "min": min(v for _, v in points),
-        "slope_per_s": None if (slope := _least_squares(points)) is None else round(slope, 4),
+        "slope_per_s": None if (rate := slope(points)) is None else round(rate, 4),
+        "plateaued": plateaued(points),
+        "shape_known": shape_known(points),
         # the share of changes that went up: a leak rises steadily, a busy heap saw-tooths
         "rising_share": round(sum(d > 0 for d in moving) / len(moving), 2) if moving else 0.0,
     }
-
-
-def _least_squares(points: list[tuple[float, float]]) -> float | None:
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 #: RSS growth that counts, judged against the process: over the window at least this share of
@@ -258,7 +251,9 @@ class _MemoryGrowth(Rule):
     def wants(self, ev: Evidence) -> list[ProbeCall]:
         calls = [ProbeCall("runtime_trends")]
         if _growth(ev) is not None:
-            calls += [ProbeCall("runtime_memory_info"), ProbeCall("runtime_allocation_sites")]
+            calls.append(ProbeCall("runtime_memory_info"))
+            if _shape_known(ev):  # a window of tracing only for a rise that is surely steady
+                calls.append(ProbeCall("runtime_allocation_sites"))
         return calls
 
     def judge(self, ev: Evidence) -> list[Finding]:
@@ -270,7 +265,20 @@ class _MemoryGrowth(Rule):
         available = info.get("host_available_mb") if isinstance(info, dict) else None
         severity: Severity = "warning"
         hypothesis = "something allocates and keeps what it allocates"
-        if isinstance(available, (int, float)) and rate > 0 and available / rate < 15 * 60:
+        if not _shape_known(ev):
+            # samples bunched at the ends: a leak and a warm-up look the same; say so, no alarm
+            severity = "info"
+            hypothesis = (
+                "RSS rose, but the samples cannot tell a steady leak from a heap warming up "
+                "to its plateau; look again later (the metrics keep sampling), or run the "
+                "memory skill"
+            )
+        if (
+            severity == "warning"
+            and isinstance(available, (int, float))
+            and rate > 0
+            and available / rate < 15 * 60
+        ):
             severity = "critical"
             hypothesis += (
                 f"; at this rate the host's {available:.0f} MB available last about "
@@ -316,6 +324,15 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def _shape_known(ev: Evidence) -> bool:
+    """Whether the RSS samples cover the window well enough to call a rise steady (the run's
+    own snapshots alone, two of them, count as known: that is the old two-point rule)."""
+    trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
+    if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
+        return bool(trend.get("shape_known"))
+    return True
+
+
 def _growth(ev: Evidence) -> tuple[float, float, float, float, int] | None:
     """(start MB, end MB, span s, MB/s, samples) when RSS grows by the relative rule."""
     trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
@@ -330,6 +347,8 @@ def _growth(ev: Evidence) -> tuple[float, float, float, float, int] | None:
     else:
         return None
     grew = end - start
+    if trend.get("plateaued"):
+        return None  # rose, then levelled off: a warm-up, not a leak
     if (
         grew < max(GROWTH_FLOOR_MB, GROWTH_MIN_SHARE * start)
         or rate * 600 < GROWTH_TEN_MIN_SHARE * end

@@ -111,8 +111,8 @@ def _triage_pointers(ev: Evidence, findings: Sequence[Finding], skill_id: str) -
     """What triage saw before a vague run in other skills' domains: an info note naming the
     operator to run, so "is anything wrong?" never gets a bare "healthy" over a known fault."""
     signals = ev.context.get("triage")
-    if not isinstance(signals, list):
-        return []
+    if not isinstance(signals, list) or ev.context.get("requested_by"):
+        return []  # a coordinator invokes the other operators itself
     seen = {f.anomaly_type for f in findings}
     pointers = []
     for s in signals:

@@ -39,8 +39,10 @@ from typing import Any, TypeVar
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.threads import format_stack, source_line
+from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
 
@@ -392,8 +394,7 @@ class _SlowCallbacks(logging.Handler):
             seconds = float(args[1])
         except (TypeError, ValueError):
             return
-        handle = str(args[0])
-        handle = handle if len(handle) <= 200 else handle[:197] + "..."
+        handle = clip(str(args[0]), 200)
         self.total += 1
         self.seen.append((record.created, record.thread, handle, seconds))
 
@@ -567,7 +568,7 @@ class AsyncioSkill(Skill):
                 first = frames[0].f_code if frames else None
                 rows.append(
                     {
-                        "task": task.get_name(),
+                        "task": from_process(task.get_name()),
                         "coroutine": _coro_name(task, frames),
                         "defined_at": f"{short_path(first.co_filename)}:{first.co_firstlineno}"
                         if first
@@ -795,8 +796,8 @@ class AsyncioSkill(Skill):
             "slowest": [
                 {
                     "seconds": round(s, 4),
-                    "callback": handle,
-                    "thread": threads.get(thread, thread),
+                    "callback": from_process(handle),
+                    "thread": from_process(threads[thread]) if thread in threads else thread,
                     "ago_s": round(time.time() - at, 1),
                 }
                 for at, thread, handle, s in worst

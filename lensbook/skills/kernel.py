@@ -26,8 +26,9 @@ import psutil
 
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.redact import REDACTED, is_secret_key, redact_text
+from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 __all__ = ["KernelSkill", "deep_size", "human_bytes"]
@@ -321,8 +322,7 @@ class _CellClock:
         raw = str(getattr(info, "raw_cell", "") or "")
         first = next((line.strip() for line in raw.splitlines() if line.strip()), "")
         count = self.shell.execution_count - 1 if getattr(info, "store_history", False) else None
-        # redacted before it is cut, so no credential is left half-cut and unrecognisable
-        line = redact_text(first)[:160]
+        line = clip(first, 160, marker="")
         self.running.append(_Cell(count, time.time(), threading.get_ident(), line))
 
     def post(self, result: Any) -> None:
@@ -532,14 +532,18 @@ class KernelSkill(Skill):
                 skipped += 1
             else:
                 size, approx = sizes[id(value)] = sizer.size(value)
-            row: dict[str, Any] = {"name": name, "type": _type_name(value), "bytes": size}
+            row: dict[str, Any] = {
+                "name": from_process(name),
+                "type": _type_name(value),
+                "bytes": size,
+            }
             row["size"] = human_bytes(size)
             row.update(_shape_info(value))
             if approx:
                 row["approximate"] = True
             aliases = [n for n in by_id[id(value)] if n != name]
             if aliases:
-                row["same_object_as"] = aliases[:5]
+                row["same_object_as"] = [from_process(n) for n in aliases[:5]]
             if self.share_values:
                 row["value"] = _value_preview(name, value)
             rows.append(row)
@@ -616,7 +620,7 @@ class KernelSkill(Skill):
         held.sort(key=lambda r: -int(r["bytes"]))
         total = sum(int(r["bytes"]) for r in held)
         return {
-            "last_error": f"{type(exc).__name__}: {redact_text(str(exc))[:120]}",
+            "last_error": from_process(f"{type(exc).__name__}: {clip(str(exc), 120)}"),
             "kept_by": _last_error_roots(shell, exc),
             "frames": frames,
             "held_bytes": total,
@@ -662,8 +666,8 @@ class KernelSkill(Skill):
                 {
                     "name": f"Out[{key}]",
                     "key": key,
-                    "cache_names": cache_names.get(oid, [])[:5],
-                    "user_names": user_names.get(oid, [])[:5],
+                    "cache_names": [from_process(n) for n in cache_names.get(oid, [])[:5]],
+                    "user_names": [from_process(n) for n in user_names.get(oid, [])[:5]],
                     "other_references": max(others, 0),
                     "only_cache": not user_names.get(oid) and others <= 0,
                 }
@@ -732,7 +736,7 @@ class KernelSkill(Skill):
             )
         size, approx = deep_size(value, budget=2.0)
         info: dict[str, Any] = {
-            "name": name,
+            "name": from_process(name),
             "type": _type_name(value),
             "bytes": size,
             "size": human_bytes(size),
@@ -743,9 +747,12 @@ class KernelSkill(Skill):
         info.update(_layout(value))
         if shell is not None:
             _, cache_names, user_names = _namespace_refs(shell)
-            info["names"] = sorted(
-                set(cache_names.get(id(value), [])) | set(user_names.get(id(value), []))
-            )[:10]
+            info["names"] = [
+                from_process(n)
+                for n in sorted(
+                    set(cache_names.get(id(value), [])) | set(user_names.get(id(value), []))
+                )[:10]
+            ]
         if self.share_values:
             info["value"] = _value_preview(name, value)
         return info
@@ -865,7 +872,13 @@ def _layout(value: Any) -> dict[str, Any]:
         columns = []
         for col, nbytes in sorted(usage.items(), key=lambda kv: -int(kv[1]))[:10]:
             dtype = str(value.dtypes[col]) if col in value.columns else "index"
-            columns.append({"column": str(col)[:60], "dtype": dtype, "size": human_bytes(nbytes)})
+            columns.append(
+                {
+                    "column": from_process(clip(str(col), 60)),
+                    "dtype": dtype,
+                    "size": human_bytes(nbytes),
+                }
+            )
         return {"columns": int(value.shape[1]), "largest_columns": columns}
     if isinstance(value, (list, tuple, set, frozenset, deque)):
         kinds: dict[str, int] = {}
@@ -890,8 +903,7 @@ def _value_preview(name: str, value: Any) -> str:
         text = repr(value)
     except Exception as exc:
         return f"<repr failed: {type(exc).__name__}>"
-    text = redact_text(text)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return from_process(clip(text, 120))
 
 
 # -- rules ------------------------------------------------------------------------------------

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.redact import redact_text
+from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
 __all__ = ["LogsSkill", "ObserverHandler", "parse_level"]
@@ -113,12 +114,11 @@ def _template_of(record: logging.LogRecord) -> tuple[str, str]:
 
 def _keep(text: str) -> str:
     if len(text) > _KEEP_CHARS:
-        # redact before cutting, so no credential is left half-cut and unrecognisable
-        text = redact_text(text)[:_KEEP_CHARS]
+        text = clip(text, _KEEP_CHARS, marker="")
     return text
 
 
-def _shown_template(raw: str, masked: bool) -> str:
+def _shown_template(raw: str, masked: bool) -> ProcessText:
     text = redact_text(raw)
     return _show(_NUMBERS.sub("<n>", text) if masked else text)
 
@@ -163,17 +163,16 @@ class _Entry:
         return {
             "ago_s": round(now - self.created, 2),
             "level": logging.getLevelName(self.level),
-            "logger": self.logger,
+            "logger": from_process(self.logger),
             "message": _show(self.message),
             "location": self.location,
-            "thread": self.thread,
+            "thread": from_process(self.thread),
             **({"exception": self.exc_type} if self.exc_type else {}),
         }
 
 
-def _show(text: str) -> str:
-    text = redact_text(text)
-    return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
+def _show(text: str) -> ProcessText:
+    return from_process(clip(text, _SHOW_CHARS))
 
 
 @dataclass
@@ -462,7 +461,7 @@ class LogsSkill(Skill):
             "records_total": total,
             "by_level": {logging.getLevelName(k): v for k, v in sorted(by_level.items())},
             "loggers": [
-                {"logger": name, "total": sum(levels.values()), "by_level": levels}
+                {"logger": from_process(name), "total": sum(levels.values()), "by_level": levels}
                 for name, levels in ranked[: max(top, 0)]
             ],
             "loggers_seen": len(loggers),
@@ -575,7 +574,7 @@ class LogsSkill(Skill):
             recent = in_window.get((g.logger, g.level, g.template), 0)
             shown.append(
                 {
-                    "logger": g.logger,
+                    "logger": from_process(g.logger),
                     "level": logging.getLevelName(g.level),
                     "template": _shown_template(g.raw_template, g.masked),
                     "count": g.count,
@@ -585,7 +584,7 @@ class LogsSkill(Skill):
                     "first_seen_ago_s": round(now - g.first, 1),
                     "last_seen_ago_s": round(now - g.last, 1),
                     "location": g.location,
-                    "thread": g.thread,
+                    "thread": from_process(g.thread),
                     "example": _show(g.example),
                     **({"exceptions": sorted(g.exc_types)} if g.exc_types else {}),
                 }

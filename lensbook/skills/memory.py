@@ -38,6 +38,7 @@ from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["LeakRule", "MemorySkill"]
@@ -338,7 +339,7 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         for key, value in holder.items():
             if value is held:
                 if share_values and isinstance(key, (str, int)):
-                    return f"[{str(key)[:40]!r}]"
+                    return f"[{clip(str(key), 40)!r}]"
                 return "(value)"
             if key is held:
                 return "(key)"

@@ -24,8 +24,9 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.redact import redact_text
+from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 
 if sys.platform != "win32":  # resource limits and usage are Unix only
     import resource
@@ -221,27 +222,27 @@ class ProcessSkill(Skill):
             if group is None:
                 groups[key] = {
                     "kind": kind,
-                    "pattern": key[1],
+                    # masking digits first could cut a secret in the path into pieces that
+                    # redaction no longer recognises: the shown pattern is built redacted
+                    "pattern": from_process(path_pattern(redact_text(target))),
                     "count": 1,
                     "fd_min": fd,
                     "fd_max": fd,
-                    "examples": [target],
+                    "examples": [from_process(target)],
                 }
             else:
                 group["count"] += 1
                 group["fd_max"] = max(group["fd_max"], fd)
                 if len(group["examples"]) < 2 and target not in group["examples"]:
-                    group["examples"].append(target)
+                    group["examples"].append(from_process(target))
         ordered = sorted(groups.values(), key=lambda g: (-g["count"], -g["fd_max"]))
         now = time.time()
         previous = self._last_groups
-        self._last_groups = (now, {f"{g['kind']} {g['pattern']}": g["count"] for g in ordered})
+        self._last_groups = (now, {f"{k[0]} {k[1]}": g["count"] for k, g in groups.items()})
         if previous is not None:
             _since, counts = previous
-            for g in ordered:
-                g["growth_since_last_call"] = g["count"] - counts.get(
-                    f"{g['kind']} {g['pattern']}", 0
-                )
+            for k, g in groups.items():
+                g["growth_since_last_call"] = g["count"] - counts.get(f"{k[0]} {k[1]}", 0)
         soft, hard = _nofile_limits()
         highest = max(pairs, default=None)
         return {
@@ -252,7 +253,9 @@ class ProcessSkill(Skill):
             "by_kind": dict(kinds.most_common()),
             "groups": ordered[:limit],
             "other_groups": max(0, len(ordered) - limit),
-            "highest_fd": None if highest is None else {"fd": highest[0], "target": highest[1]},
+            "highest_fd": None
+            if highest is None
+            else {"fd": highest[0], "target": from_process(highest[1])},
             "seconds_since_last_call": None if previous is None else round(now - previous[0], 2),
         }
 
@@ -282,7 +285,9 @@ class ProcessSkill(Skill):
             elif laddr:
                 # a listening or unconnected socket: its own port, or its path pattern
                 local = _endpoint(laddr)
-                remote = f"local {path_pattern(local) if family == 'UNIX' else local}"
+                # (a path is redacted before its digits are masked, as in open_files)
+                shown = path_pattern(redact_text(local)) if family == "UNIX" else local
+                remote = f"local {shown}"
             else:
                 remote = "unbound"
             groups[(family, stype, status, remote)] += 1
@@ -290,7 +295,7 @@ class ProcessSkill(Skill):
             "sockets": len(conns),
             "by_status": dict(by_status.most_common()),
             "groups": [
-                {"family": f, "type": t, "status": s, "endpoint": r, "count": n}
+                {"family": f, "type": t, "status": s, "endpoint": from_process(r), "count": n}
                 for (f, t, s, r), n in groups.most_common(max(1, min(limit, 100)))
             ],
             "other_groups": max(0, len(groups) - limit),
@@ -418,7 +423,10 @@ class ProcessSkill(Skill):
 
     @probe
     def children(self, limit: int = 20) -> dict[str, Any]:
-        """Child processes (recursive): pid, name, status, age, RSS, CPU, command; zombies counted.
+        """Child processes (recursive): pid, name, status, age, RSS, CPU; zombies counted.
+
+        Command lines are shown only when the user opted in (`share_command_lines` or
+        ``$LENSBOOK_SHARE_COMMAND_LINES=1``).
 
         Args:
             limit: how many children to list (oldest first); all are counted.
@@ -439,7 +447,7 @@ class ProcessSkill(Skill):
                     row: dict[str, Any] = {
                         "pid": child.pid,
                         "ppid": child.ppid(),
-                        "name": child.name(),
+                        "name": from_process(child.name()),
                         "status": status,
                         "age_s": round(now - created, 1),
                     }
@@ -447,7 +455,9 @@ class ProcessSkill(Skill):
                         cpu = child.cpu_times()
                         row["rss_mb"] = _mb(child.memory_info().rss)
                         row["cpu_s"] = round(cpu.user + cpu.system, 2)
-                        row["cmdline"] = " ".join(child.cmdline())[:160]
+                        shown = self.command_line(child.cmdline(), 160)
+                        if shown is not None:
+                            row["cmdline"] = shown
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             statuses[status] += 1
@@ -457,7 +467,8 @@ class ProcessSkill(Skill):
         zombies = {r["pid"]: r for r in listed if r["status"] == psutil.STATUS_ZOMBIE}
         # a zombie has no command line left in /proc: the Popen that started it still knows
         for pid, command in _popen_commands(set(zombies)).items():
-            zombies[pid]["popen_args"] = command
+            # (this process's own Popen object: the user's data, redacted, marked as such)
+            zombies[pid]["popen_args"] = from_process(command)
         return {
             "children": len(rows),
             "by_status": dict(statuses.most_common()),
@@ -549,7 +560,7 @@ class ProcessSkill(Skill):
                 (
                     m.rss,
                     {
-                        "path": path,
+                        "path": from_process(path),
                         "category": cat,
                         "rss_mb": _mb(m.rss),
                         "swap_mb": _mb(getattr(m, "swap", 0)),
@@ -975,7 +986,7 @@ def _popen_commands(pids: set[int]) -> dict[int, str]:
         if isinstance(obj, subprocess.Popen) and obj.pid in pids:
             args = obj.args
             text = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))
-            found[obj.pid] = redact_text(str(text))[:160]
+            found[obj.pid] = clip(str(text), 160, marker="")
             if len(found) == len(pids):
                 break
     return found

@@ -34,7 +34,9 @@ import psutil
 
 from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = [
     "ThreadsSkill",
@@ -605,8 +607,7 @@ def _only_locked_candidate(frame: types.FrameType) -> Any:
 
 
 def _short_text(text: str, limit: int = 100) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(" ".join(text.split()), limit)
 
 
 def _held_locks(
@@ -697,9 +698,9 @@ def _thread_names() -> dict[int, threading.Thread]:
     return {t.ident: t for t in threading.enumerate() if t.ident is not None}
 
 
-def _name_of(ident: int, threads: dict[int, threading.Thread]) -> str:
+def _name_of(ident: int, threads: dict[int, threading.Thread]) -> str | ProcessText:
     thread = threads.get(ident)
-    return thread.name if thread is not None else f"<non-Python thread {ident}>"
+    return from_process(thread.name) if thread is not None else f"<non-Python thread {ident}>"
 
 
 def _is_lensbook_thread(name: str) -> bool:

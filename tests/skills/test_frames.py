@@ -82,13 +82,25 @@ def render_loop(lib: ModuleType, stop: list[bool]) -> None:
     lib._render.spin(stop)  # user spin
 
 
+def _unmarked(text: str) -> str:
+    """JSON text without the markers around the process's own text (thread names...)."""
+    return (
+        text.replace("\\u27e6", "")
+        .replace("\\u27e7", "")
+        .replace("\u27e6", "")
+        .replace("\u27e7", "")
+    )
+
+
 def _line(marker: str) -> int:
     lines, _ = inspect.getsourcelines(sys.modules[__name__])
     return next(i for i, line in enumerate(lines, 1) if marker in line)
 
 
 def _rendered(value: Any) -> Any:
-    return json.loads(render_output(value, 100_000))
+    """As the loop renders it, with the markers around the process's own text taken off."""
+    text = render_output(value, 100_000)
+    return json.loads(_unmarked(text))
 
 
 def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:

@@ -46,7 +46,8 @@ notebook's records directory::
 (one entry per worker and skill: ``worker``, ``host``, ``skill``, ``outcome`` - completed,
 failed, lost or timeout -, ``error``, ``run_id``, ``record``: the file name in the folder, or
 null when none was written) and ``insights`` (`ClusterInsight.to_dict()` of each).
-Each record's header carries ``worker`` and ``host``, and its context ``cluster_run``.
+Each record's header carries ``worker`` and ``host``, and its context ``cluster_run``; its
+snapshot events name the skill ``<skill>@<worker address>`` (the worker's own metric series).
 `lensbook.runs(folder)` lists the folder's runs; `load_cluster_run(folder)` reads it back.
 """
 

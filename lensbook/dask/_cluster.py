@@ -262,6 +262,10 @@ class Cluster:
             part.notes.append(data.get("notification") or {})
         elif kind == "run_completed":
             part.completed = True
+        elif kind == "snapshot":
+            # the worker's numbers are its own series in the notebook's metrics, not the
+            # notebook process's
+            data["skill"] = str(msg.get("operator"))
         part.received += 1
         events.publish(str(kind), str(msg.get("operator")), str(msg.get("run_id")), **data)
         self._notify()

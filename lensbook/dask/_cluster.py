@@ -583,14 +583,14 @@ def _request(
     workers: Sequence[str] | None,
     options: dict[str, Any],
 ) -> _Request:
+    from lensbook.operator.actor import _merge_context
     from lensbook.skills import resolve_skill
 
     for skill in skills:
         resolve_skill(skill)  # an unknown skill fails here, before any worker is asked
-    merged = dict(context or {})
-    merged.update(options.pop("context", None) or {})
-    if "reason" in options:
-        merged["reason"] = options.pop("reason")
+    options = dict(options)
+    # the same options, checked the same way, as a local run: a bad one fails here
+    merged = _merge_context(context, options)
     return _Request(skills, merged, options, list(workers) if workers is not None else None)
 
 

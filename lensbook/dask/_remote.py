@@ -55,8 +55,9 @@ class WorkerSkill:
             f"{self.address}; your tools run inside it."
         )
 
-    def _on_worker(self, fn: Any, *args: Any, timeout: float) -> Any:
-        # called from a probe thread of the lens loop: Client.run blocks on the client's loop
+    def _on_worker(self, fn: Any, *args: Any) -> Any:
+        # called from the lens loop's probe threads, so a synchronous Client.run is right here;
+        # the loop's own time budget (probe budget + round trip) bounds the wait
         answers = self.client.run(fn, *args, workers=[self.address], on_error="return")
         if self.address not in answers:
             raise RuntimeError(f"worker {self.address} is gone")
@@ -67,7 +68,7 @@ class WorkerSkill:
 
     def snapshot(self) -> dict[str, Any]:
         """The snapshot taken inside the worker. Cost: the skill's snapshot plus one round trip."""
-        value: dict[str, Any] = self._on_worker(take_snapshot, self.id, timeout=_ROUND_TRIP)
+        value: dict[str, Any] = self._on_worker(take_snapshot, self.id)
         return value
 
     def probes(self) -> list[ProbeTool]:
@@ -79,9 +80,7 @@ class WorkerSkill:
 
     def _remote(self, tool: ProbeTool) -> ProbeTool:
         def run_there(**kwargs: Any) -> Any:
-            return self._on_worker(
-                call_probe, self.id, tool.name, kwargs, timeout=tool.budget + _ROUND_TRIP
-            )
+            return self._on_worker(call_probe, self.id, tool.name, kwargs)
 
         return ProbeTool(
             run_there,

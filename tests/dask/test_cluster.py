@@ -176,6 +176,53 @@ def test_async_form_on_one_worker(client: Any, cluster: lensdask.Cluster) -> Non
     assert result.workers[0].client == "offline investigator"
 
 
+def test_with_a_model_the_loop_runs_here_and_the_probes_in_the_worker(
+    client: Any, cluster: lensdask.Cluster
+) -> None:
+    from lensbook.clients import ScriptedClient, call
+
+    (first, _) = workers(client)
+    worker_pid = cluster.status()[first]["pid"]
+
+    def notify(request: Any) -> Any:
+        snaps = [
+            json.loads(r.content)["id"]
+            for m in request.messages
+            for r in m.tool_results
+            if r.content.startswith('{"id"')
+        ]
+        return call(
+            "send_notification",
+            anomaly_type="scripted_finding",
+            severity="warning",
+            context="seen by the scripted model",
+            observation="the interpreter probe answered from the worker",
+            snapshot_ids=snaps[-1:],
+        )
+
+    model = ScriptedClient(
+        [
+            call("take_snapshot"),
+            call("runtime_interpreter"),
+            notify,
+            call("set_state", state="warning", reason="scripted"),
+            call("done", summary="scripted"),
+        ],
+        name="scripted model",
+    )
+    result = cluster.run("runtime", reason="model here", workers=[first], client=model)
+    (part,) = result.workers
+    assert part.outcome == "completed" and part.client == "scripted model"
+    assert [n.anomaly_type for n in part.notifications] == ["scripted_finding"]
+    assert part.notifications[0].worker == first
+    # the probe ran in the worker: its answer carries the worker's pid, not this process's
+    record = lensbook.load_run(part.record)  # type: ignore[arg-type]
+    answers = [e["data"] for e in record.of_kind("tool_result")]
+    interp = next(a for a in answers if a.get("name") == "runtime_interpreter")
+    assert f'"pid":{worker_pid}' in interp["content"]
+    assert worker_pid != os.getpid()
+
+
 def test_lens_run_on_dask_in_a_real_kernel(tmp_path: Path, local: Any) -> None:
     import nbformat
     from nbclient import NotebookClient

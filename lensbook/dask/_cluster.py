@@ -152,7 +152,8 @@ class Cluster:
         # cluster run id -> (worker, skill) -> part
         self._parts: dict[str, dict[tuple[str, str], _Part]] = {}
         self._gone: dict[str, set[str]] = defaultdict(set)  # cluster run -> workers that left
-        self._changed: asyncio.Condition | None = None
+        # set and replaced whenever a relayed message changes a run's state (client loop only)
+        self._pulse = asyncio.Event()
         self._hello: asyncio.Event | None = None
         self._hello_token = ""
 
@@ -192,7 +193,6 @@ class Cluster:
     async def _subscribe(self) -> None:
         """Listen to the topic, then wait until a message of ours comes back through it: from
         then on no event a worker sends can be missed."""
-        self._changed = asyncio.Condition()
         self._hello = asyncio.Event()
         self._hello_token = new_id()
         self.client.subscribe_topic(_worker.TOPIC, self._on_topic)
@@ -271,17 +271,9 @@ class Cluster:
         self._notify()
 
     def _notify(self) -> None:
-        changed = self._changed
-        if changed is None:
-            return
-
-        async def wake() -> None:
-            async with changed:
-                changed.notify_all()
-
-        task = asyncio.ensure_future(wake())
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+        """Wake every wait on this cluster's runs (they re-check their state)."""
+        pulse, self._pulse = self._pulse, asyncio.Event()
+        pulse.set()
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -448,8 +440,6 @@ class Cluster:
         self, call: asyncio.Future[Any], part: _Part, cluster_run: str, deadline: float
     ) -> tuple[WorkerOutcome, Any]:
         """Wait for a worker's answer, its departure, or the deadline, whichever comes first."""
-        assert self._changed is not None
-        changed = self._changed
         end = time.monotonic() + deadline
         while not call.done():
             if part.worker in self._gone.get(cluster_run, ()):
@@ -459,23 +449,19 @@ class Cluster:
             if left <= 0:
                 call.cancel()
                 return "timeout", f"worker {part.worker} did not answer within {deadline:.0f} s"
-            async with changed:
-                waiter = asyncio.ensure_future(changed.wait())
-                await asyncio.wait({call, waiter}, timeout=min(left, 5.0))
-                waiter.cancel()
+            pulse = asyncio.ensure_future(self._pulse.wait())
+            await asyncio.wait({call, pulse}, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            pulse.cancel()
         exc = call.exception()
         if exc is not None:
             return "lost", _explain(part.worker, exc)
         return "completed", call.result()
 
     async def _wait_for_events(self, part: _Part, expected: int) -> None:
-        assert self._changed is not None
-        changed = self._changed
         end = time.monotonic() + _EVENT_WAIT
-        async with changed:
-            while part.received < expected and time.monotonic() < end:
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(changed.wait(), timeout=end - time.monotonic())
+        while part.received < expected and time.monotonic() < end:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._pulse.wait(), timeout=end - time.monotonic())
 
     def _lost(self, part: _Part, outcome: WorkerOutcome, error: str) -> WorkerResult:
         """A worker that never answered: keep what it sent and close its run's record."""
@@ -565,9 +551,6 @@ class Cluster:
     def __repr__(self) -> str:
         state = "attached" if self.attached else "detached"
         return f"<lensbook.dask.Cluster {state} to {self.client.scheduler_info().get('address')}>"
-
-
-_background: set[asyncio.Future[Any]] = set()
 
 
 async def _maybe(value: Any) -> Any:

@@ -37,6 +37,7 @@ EXPECTED = {
     "load_run",
     "metrics",
     "operators",
+    "postmortem",
     "probe",
     "register_skill",
     "replay",

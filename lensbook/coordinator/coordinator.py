@@ -87,6 +87,7 @@ def coordinator_chain(
         backoff=chain.backoff,
         max_backoff=chain.max_backoff,
         request_timeout=chain.request_timeout,
+        timed_out_attempts=chain.timed_out_attempts,
     )
 
 
@@ -414,6 +415,7 @@ class Coordinator:
             notifications=len(result.notifications),
             summary=result.summary,
             seconds=round(result.seconds, 3),
+            client=result.client,
         )
         if self.on_complete is not None:
             try:

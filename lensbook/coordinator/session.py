@@ -32,7 +32,9 @@ from lensbook.coordinator.insights import (
     TrackedNotification,
 )
 from lensbook.operator.actor import Operator
-from lensbook.skills.base import ProbeTool, SkillLike, render_output
+from lensbook.skills.base import ProbeTool, SkillLike, raised, render_output
+from lensbook.skills.redact import clip, redact
+from lensbook.skills.untrusted import from_process
 from lensbook.types import CompletionResult, Notification, TokenUsage, new_id, utcnow
 
 __all__ = ["AGENT_TOOLS", "OperatorRun", "Refused", "Session", "Settings"]
@@ -124,7 +126,7 @@ class Session:
     ) -> None:
         self.name = name
         self.run_id = new_id()
-        self.context = context
+        self.context = redact(context)
         self.skills = dict(skills)
         self.chain = chain
         self.operator_client = operator_client
@@ -146,6 +148,8 @@ class Session:
         # set when something changed since the model last looked (wait returns at once then)
         self.changed = asyncio.Event()
         self.messages: list[Message] = []
+        self._sent_upto = 0
+        self._sent_list: list[Message] | None = None
         self.tools: dict[str, ProbeTool] = {
             n: ProbeTool.from_function(getattr(self, f"tool_{n}"), name=n)
             for n in (*AGENT_TOOLS, "select_skills")
@@ -186,8 +190,29 @@ class Session:
                 "available_skills": list(self.skills),
             },
         )
+        # recorded like an operator's turns, so the record replays (the purpose is the stage)
+        # the pipeline starts a fresh conversation for its synthesis: then all of it is new
+        fresh = messages is not self._sent_list
+        new = messages if fresh else messages[self._sent_upto :]
+        self._sent_list = messages
+        self._emit(
+            "model_request",
+            purpose="investigate",
+            stage=stage,
+            messages=[m.model_dump(mode="json") for m in new],
+        )
+        self._sent_upto = len(messages)
+        started = time.perf_counter()
         turn = await self.chain.complete(request, on_event=self._emit)
         self.usage = self.usage + turn.usage
+        self._emit(
+            "model_response",
+            purpose="investigate",
+            stage=stage,
+            client=self.chain.last_client,
+            turn=turn.model_dump(mode="json"),
+            seconds=round(time.perf_counter() - started, 4),
+        )
         return turn
 
     async def execute(self, call: ToolCall, allowed: tuple[str, ...] = AGENT_TOOLS) -> ToolResult:
@@ -199,7 +224,7 @@ class Session:
             id=call.id,
             name=call.name,
             is_error=is_error,
-            content=content[:2000],
+            content=clip(content, 2000),
         )
         return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
 
@@ -219,7 +244,7 @@ class Session:
         except (Refused, ValueError) as exc:
             return f"{call.name}: {exc}", True
         except Exception as exc:
-            return render_output(f"{call.name} raised {type(exc).__name__}: {exc}", 2000), True
+            return raised(call.name, exc), True
         return render_output(value, TOOL_MAX_CHARS), False
 
     # -- operators -------------------------------------------------------------------------
@@ -312,6 +337,8 @@ class Session:
             "coordinator_operator_finished",
             skill=run.skill,
             operator_name=op.name,
+            operator_run_id=result.run_id,
+            record=_record_name(result.run_id),
             state=result.state,
             stop_reason=result.stop_reason,
             crashed=run.crashed,
@@ -388,9 +415,9 @@ class Session:
         if run.result is not None and not run.running:
             row["stop_reason"] = run.result.stop_reason
             if run.result.summary:
-                row["summary"] = run.result.summary[:400]
+                row["summary"] = from_process(clip(run.result.summary, 400))
         if run.error:
-            row["error"] = run.error[:400]
+            row["error"] = clip(run.error, 400)
         if run.crashed:
             row["crashed"] = True
         return row
@@ -408,9 +435,10 @@ class Session:
             "skill": tracked.skill,
             "anomaly_type": n.anomaly_type,
             "severity": n.severity,
-            "context": n.context[:800],
-            "observation": n.observation[:1200],
-            "hypothesis": (n.hypothesis or "")[:600] or None,
+            # written by an operator's model from what the process showed it: data, delimited
+            "context": from_process(clip(n.context, 800)),
+            "observation": from_process(clip(n.observation, 1200)),
+            "hypothesis": from_process(clip(n.hypothesis, 600)) if n.hypothesis else None,
             "detected_at": n.detected_at.isoformat(),
             "status": tracked.status,
         }
@@ -646,6 +674,14 @@ class Session:
 
     def _emit(self, kind: str, **data: Any) -> None:
         events.publish(kind, self.name, self.run_id, **data)
+
+
+def _record_name(run_id: str) -> str | None:
+    """The file name of an operator run's record (None when it was not recorded)."""
+    from lensbook.records.writer import writer
+
+    path = writer.path_of(run_id) if run_id else None
+    return path.name if path is not None else None
 
 
 def _call(callback: Callable[[Any], Any], value: Any) -> None:

@@ -21,7 +21,7 @@ from lensbook import _loop
 from lensbook._errors import LensbookError, RunFailed, UnknownSkill
 from lensbook.notebook import _history
 from lensbook.notebook._models import CardModel, FeedModel, MetricsModel, status_html, status_text
-from lensbook.types import CompletionResult, NotificationList
+from lensbook.types import CompletionResult, NotificationList, new_id
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -45,6 +45,7 @@ SUBCOMMANDS = (
     "providers",
     "investigate",
     "watch",
+    "postmortem",
 )
 
 
@@ -100,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'offline', a name in the operator's client_registry, or a variable "
         "holding an LLMClient",
     )
-    run.add_argument("--timeout", metavar="SECONDS", type=float, help="stop the run after this")
+    run.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="stop the run after this (default: lensbook.limits.RUN_TIMEOUT)",
+    )
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
     )
@@ -144,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         "providers", help="each operator's client chain and the client that answered its last run"
     )
     from lensbook.notebook import coordinator_view
+    from lensbook.review.builder import add_arguments
 
     coordinator_view.add_parsers(sub)
+    review = sub.add_parser(
+        "postmortem",
+        help="write a postmortem notebook from recorded runs (as `lensbook postmortem`)",
+    )
+    add_arguments(review)
     replay.add_argument(
         "--tools",
         choices=("rerun", "record"),
@@ -356,8 +368,9 @@ class LensMagics(Magics):
             options["timeout"] = args.timeout
         context = {"reason": args.reason} if args.reason is not None else None
 
-        card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]))
-        future = _loop.submit(op.arun_result(context, **options))
+        run_id = new_id()
+        card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]), run_id)
+        future = _loop.submit(op.arun_result(context, run_id=run_id, **options))
         _history.track(skill, future)
         if args.background:
             if card is not None:
@@ -422,13 +435,13 @@ class LensMagics(Magics):
             view.finish(result)
         return result
 
-    def _run_card(self, op: Operator, max_iterations: int) -> OperatorCard | None:
+    def _run_card(self, op: Operator, max_iterations: int, run_id: str) -> OperatorCard | None:
         if not self._use_widgets():
             return None
         from lensbook.notebook.widgets import OperatorCard
 
         model = CardModel.of(op)
-        model.queue(max_iterations)
+        model.queue(max_iterations, run_id)
         card = OperatorCard(model=model, refresh_rate=self.refresh_rate, feed=True, follow=False)
         card.show()
         return card
@@ -444,9 +457,10 @@ class LensMagics(Magics):
             try:
                 result = future.result()
             except KeyboardInterrupt:
-                # Kernel > Interrupt: stop the run; it returns what it found so far
-                op.stop()
-                result = future.result(timeout=30)
+                # Kernel > Interrupt: this run ends with what it found ("interrupted"); the
+                # operator stays up for the next one
+                future.cancel()
+                result = op.wait(timeout=30)
         except RunFailed as exc:
             if exc.result is None:
                 if card is not None:
@@ -597,6 +611,14 @@ class LensMagics(Magics):
 
             show_run(record)
         return Report(repr(outcome))
+
+    def _cmd_postmortem(self, args: argparse.Namespace) -> Any:
+        from lensbook.review.builder import from_arguments
+
+        try:
+            return from_arguments(args)
+        except (OSError, ValueError, LensbookError) as exc:
+            raise UsageError(f"%lens postmortem: {exc}") from None
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:
         from lensbook.operator.supervisor import operators

@@ -31,8 +31,9 @@ from lensbook.clients.base import (
     ToolSpec,
 )
 from lensbook.clients.chain import ClientChain
+from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, prompts
-from lensbook.skills.base import ProbeTool, SkillLike, jsonable, render_output
+from lensbook.skills.base import ProbeTool, SkillLike, jsonable, outgoing, raised, render_output
 from lensbook.skills.redact import redact
 from lensbook.types import (
     CompletionResult,
@@ -66,9 +67,15 @@ class RunSettings:
         compaction_keep_last: int = 5,
         max_wait_seconds: float = 30.0,
         max_tokens: int = 4096,
+        model_timeout: float = MODEL_CALL_TIMEOUT,
     ) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
+        if isinstance(model_timeout, bool) or not isinstance(model_timeout, (int, float)):
+            raise ValueError(f"model_timeout must be a number of seconds, not {model_timeout!r}")
+        if not model_timeout > 0:
+            raise ValueError("model_timeout must be a positive number of seconds")
+        self.model_timeout = model_timeout
         self.max_iterations = max_iterations
         self.compaction_max_tokens = compaction_max_tokens
         self.compaction_keep_last = compaction_keep_last
@@ -139,6 +146,7 @@ class Investigation:
             compaction_max_tokens=self.settings.compaction_max_tokens,
             compaction_keep_last=self.settings.compaction_keep_last,
             max_wait_seconds=self.settings.max_wait_seconds,
+            model_timeout=self.settings.model_timeout,
         )
         try:
             while not self._done:
@@ -194,7 +202,9 @@ class Investigation:
         )
         self._sent_upto = len(messages)
         started = time.perf_counter()
-        turn = await self.chain.complete(request, on_event=self._emit)
+        turn = await self.chain.complete(
+            request, on_event=self._emit, timeout=self.settings.model_timeout
+        )
         self.usage = self.usage + turn.usage
         reported = (
             turn.usage.input_tokens
@@ -321,7 +331,7 @@ class Investigation:
                 True,
             )
         except Exception as exc:
-            return render_output(f"{call.name} raised {type(exc).__name__}: {exc}", 2000), True
+            return raised(call.name, exc), True
         return render_output(value, tool.max_chars), False
 
     def _base_tools(self) -> list[ProbeTool]:
@@ -348,10 +358,10 @@ class Investigation:
         return {"id": snap.id, "captured_at": snap.captured_at.isoformat(), "data": snap.data}
 
     async def capture_snapshot(self) -> Snapshot:
-        """The skill's snapshot, made JSON-safe and redacted (a replay overrides this)."""
+        """The skill's snapshot, made outgoing (redacted, delimited; a replay overrides this)."""
         loop = asyncio.get_running_loop()
         data = await asyncio.wait_for(loop.run_in_executor(_probe_pool, self.skill.snapshot), 10)
-        return Snapshot(data=redact(jsonable(data)))
+        return Snapshot(data=outgoing(data))
 
     async def tool_get_snapshot(self, id: str) -> dict[str, Any]:
         """Get one snapshot taken in this run by its id.

@@ -1,4 +1,10 @@
-"""Reading run records back: `load_run(path)` -> `Run`, and `runs()` to list them."""
+"""Reading run records back: `load_run(path)` -> `Run`, and `runs()` to list them.
+
+Every line is checked before it is kept (see `shapes`): a line that is not JSON, is nested too
+deeply to parse, or is an event of the wrong shape is listed in `Run.problems` with its line
+number and the rest loads; a file whose header cannot be read raises `RecordError`. `runs()`
+lists such a file as damaged instead of failing for the whole folder.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lensbook._errors import LensbookError
-from lensbook.records.writer import FORMAT_VERSION, writer
+from lensbook._errors import RecordError
+from lensbook.charts import Mark, Series
+from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
+from lensbook.records.shapes import check_event, check_header
+from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["RecordError", "Run", "load_run", "runs"]
-
-
-class RecordError(LensbookError):
-    """A record that cannot be read at all (not a lensbook record, or from a newer format)."""
 
 
 class Run:
@@ -55,19 +60,136 @@ class Run:
         return dict(self.header.get("context") or {})
 
     @property
+    def kind(self) -> str:
+        """``operator`` or ``coordinator`` (records before coordinators were recorded: operator)."""
+        return str(self.header.get("kind") or "operator")
+
+    @property
+    def started_at(self) -> float:
+        return float(self.header.get("started_at") or (self.events[0]["at"] if self.events else 0))
+
+    @property
+    def where(self) -> dict[str, str]:
+        """Where and with what the run happened: host, pid, Python, lensbook, client."""
+        return {
+            "host": str(self.header.get("host") or "(not recorded)"),
+            "pid": str(self.header.get("pid") or "(not recorded)"),
+            "python": str(self.header.get("python") or "(not recorded)"),
+            "lensbook": str(self.header.get("lensbook") or "(not recorded)"),
+            "client": self.result.client if self.kind == "operator" else self.coordinator_client,
+        }
+
+    @property
+    def coordinator_client(self) -> str:
+        done = self.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        return str(info.get("client") or self.header.get("client") or "")
+
+    @property
     def complete(self) -> bool:
         """Whether the run's completion was recorded (False for a run cut short)."""
-        return any(e["kind"] == "run_completed" for e in self.events)
+        return any(e["kind"] in ("run_completed", "coordinator_completed") for e in self.events)
 
     def of_kind(self, *kinds: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] in kinds]
 
     @property
     def notification_objects(self) -> list[Notification]:
+        """The run's notifications (for a coordinator run: those its operators sent it)."""
         return [
             Notification.model_validate(e["data"]["notification"])
-            for e in self.of_kind("notification")
+            for e in self.of_kind("notification", "coordinator_notification")
         ]
+
+    @property
+    def insights(self) -> list[dict[str, Any]]:
+        """A coordinator run's insights, as recorded (empty for an operator run)."""
+        return [dict(e["data"]["insight"]) for e in self.of_kind("insight")]
+
+    @property
+    def operator_records(self) -> list[dict[str, Any]]:
+        """A coordinator run's operator runs: skill, run id, record file name, state, findings."""
+        return [dict(e["data"]) for e in self.of_kind("coordinator_operator_finished")]
+
+    def beside(self, name: Any) -> Path | None:
+        """A record this one names (a coordinator's operator run), in this record's folder.
+
+        Only the file name counts: a record cannot point outside its own folder."""
+        if not name:
+            return None
+        return self.path.parent / Path(str(name)).name
+
+    @property
+    def history(self) -> Any:
+        """The flight recorder's history around the run, when the record has one (else None)."""
+        found = self.header.get("history")
+        for e in self.of_kind("history"):
+            found = e["data"].get("history", e["data"])
+        return found
+
+    def evidence(self, note: Notification | dict[str, Any]) -> Evidence:
+        """What a notification of this run rests on (see `lensbook.evidence`)."""
+        data = note.to_dict() if isinstance(note, Notification) else note
+        if self.kind == "coordinator":
+            # the evidence is in the record of the operator run that sent it, beside this one
+            for entry in self.operator_records:
+                path = self.beside(entry.get("record"))
+                if path is not None and path.exists():
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        operator_run = load_run(path)
+                    if any(n.id == data.get("id") for n in operator_run.notification_objects):
+                        return operator_run.evidence(data)
+        seen = {
+            e["data"]["id"]: SnapshotSeen(e["data"]["id"], e["at"], e["data"].get("data") or {})
+            for e in self.of_kind("snapshot")
+        }
+        calls = {e["data"].get("id"): e["data"].get("name") for e in self.of_kind("tool_call")}
+        probes = [
+            ProbeResult(
+                str(e["data"].get("name") or calls.get(e["data"].get("id")) or "?"),
+                e["at"],
+                str(e["data"].get("content") or ""),
+                bool(e["data"].get("is_error")),
+            )
+            for e in self.of_kind("tool_result")
+            if e["data"].get("name") not in BASE_TOOLS
+        ]
+        return Evidence.of(data, seen, probes)
+
+    def series(self, metrics: list[str] | None = None) -> list[Series]:
+        """The numeric snapshot fields as chart series (`metrics`: which, in order)."""
+        points: dict[str, list[tuple[float, float]]] = {}
+        for e in self.of_kind("snapshot"):
+            for key, value in (e["data"].get("data") or {}).items():
+                v = number(value)
+                if v is not None:
+                    points.setdefault(key, []).append((e["at"], v))
+        names = metrics if metrics is not None else list(points)
+        return [Series(n, points[n]) for n in names if n in points]
+
+    def marks(self) -> list[Mark]:
+        """Notifications and state changes, for a chart's time axis."""
+        marks = [
+            Mark(
+                e["at"],
+                f"[{n.get('severity')}] {n.get('anomaly_type')}",
+                "notification",
+                str(n.get("severity")),
+            )
+            for e in self.of_kind("notification", "coordinator_notification")
+            for n in [e["data"].get("notification") or {}]
+        ]
+        marks += [
+            Mark(
+                e["at"],
+                f"{e['data'].get('previous')} -> {e['data'].get('state')}",
+                "state",
+                str(e["data"].get("state")),
+            )
+            for e in self.of_kind("state_changed")
+        ]
+        return sorted(marks, key=lambda m: m.at)
 
     @property
     def snapshot_objects(self) -> list[Snapshot]:
@@ -175,6 +297,8 @@ class Run:
         return pd.DataFrame(rows, columns=["time", "skill", "metric", "value"])
 
     def summary(self) -> str:
+        if self.kind == "coordinator":
+            return self._coordinator_summary()
         r = self.result
         lines = [
             f"run {self.run_id} of {self.operator} (skill {self.skill}), lensbook "
@@ -188,6 +312,38 @@ class Run:
         lines += [str(n) for n in r.notifications]
         if r.summary:
             lines.append(f"summary: {r.summary}")
+        if self.problems:
+            lines.append(f"{len(self.problems)} unreadable line(s): " + "; ".join(self.problems))
+        return "\n".join(lines)
+
+    def _coordinator_summary(self) -> str:
+        done = self.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        notes = self.notification_objects
+        ops = ", ".join(
+            f"{o.get('skill')}: {o.get('state')} ({o.get('stop_reason')}, "
+            f"{o.get('notifications')} notif.)"
+            for o in self.operator_records
+        )
+        lines = [
+            f"coordinator run {self.run_id} of {self.operator}, lensbook "
+            f"{self.header.get('lensbook')}, client {self.coordinator_client}",
+            f"context: {json.dumps(self.context)}",
+            (
+                f"completed: stopped by {info.get('stop_reason')}"
+                if done
+                else "CUT SHORT: the record ends before the coordination completed"
+            )
+            + f", {len(self.of_kind('coordinator_iteration'))} iteration(s), "
+            f"{len(self.insights)} insight(s), {len(notes)} notification(s)",
+            f"operators: {ops or 'none'}",
+        ]
+        lines += [str(n) for n in notes]
+        lines += [f"insight: [{i.get('confidence')}] {i.get('summary')}" for i in self.insights]
+        if info.get("summary"):
+            lines.append(f"summary: {info['summary']}")
+        if info.get("error"):
+            lines.append(f"error: {info['error']}")
         if self.problems:
             lines.append(f"{len(self.problems)} unreadable line(s): " + "; ".join(self.problems))
         return "\n".join(lines)
@@ -246,9 +402,10 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
                 entry = json.loads(line)
                 if not isinstance(entry, dict):
                     raise ValueError("not a JSON object")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 cut = "" if line.endswith("\n") else " (truncated last line)"
-                problems.append(f"line {number}: {str(exc)[:80]}{cut}")
+                what = "nested too deeply to read" if isinstance(exc, RecursionError) else exc
+                problems.append(f"line {number}: {str(what)[:80]}{cut}")
                 continue
             if header is None:
                 if entry.get("type") != "header" or entry.get("format") != "lensbook-run":
@@ -259,13 +416,20 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
                         f"{p}: record format version {version!r} is newer than this lensbook "
                         f"reads (up to {FORMAT_VERSION}); upgrade lensbook to read it"
                     )
+                damage = check_header(entry)
+                if damage is not None:
+                    raise RecordError(f"{p}: line {number}, a damaged header: {damage}")
                 header = entry
                 continue
-            if entry.get("type") == "event" and "kind" in entry:
-                entry.setdefault("data", {})
-                events.append(entry)
-            else:
+            if entry.get("type") != "event":
                 problems.append(f"line {number}: not an event")
+                continue
+            damage = check_event(entry)
+            if damage is not None:
+                problems.append(f"line {number}: {damage}")
+                continue
+            entry.setdefault("data", {})
+            events.append(entry)
     if header is None:
         raise RecordError(f"{p}: empty, or no readable header")
     if problems:
@@ -275,38 +439,71 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
     return Run(p, header, events, problems)
 
 
+def _outcome(run: Run) -> dict[str, Any]:
+    """How a run ended, for the runs table (a coordinator's state: the worst of its operators)."""
+    if run.kind == "coordinator":
+        done = run.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        order = ["healthy", "observing", "warning", "critical"]
+        states = [str(o.get("state")) for o in run.operator_records if o.get("state") in order]
+        return {
+            "state": max(states, key=order.index) if states else "healthy",
+            "stop_reason": info.get("stop_reason") or "error",
+            "notifications": len(run.notification_objects),
+            "iterations": len(run.of_kind("coordinator_iteration")),
+            "client": run.coordinator_client,
+        }
+    r = run.result
+    return {
+        "state": r.state,
+        "stop_reason": r.stop_reason,
+        "notifications": len(r.notifications),
+        "iterations": r.iterations,
+        "client": r.client,
+    }
+
+
 def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """The recorded runs in a directory (default: where records are written), newest first."""
+    """The recorded runs in a directory (default: where records are written), newest first.
+
+    Files that are neither named nor headed like a record are not lensbook's and are not
+    listed; a record that cannot be read is listed with ``damaged`` True and the reason in
+    ``problems``, and so is one whose lines are partly unreadable (it still loads).
+    """
     import pandas as pd
 
     folder = Path(directory) if directory is not None else writer.directory
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.jsonl"), reverse=True):
+        if not _claims_to_be_record(path):
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run = load_run(path)
-        except (RecordError, OSError):
+        except (RecordError, OSError) as exc:
+            rows.append(
+                {"damaged": True, "problems": str(exc), "complete": False, "path": str(path)}
+            )
             continue
-        r = run.result
         rows.append(
             {
                 "started": pd.Timestamp(run.header.get("started_at", 0), unit="s", tz="UTC"),
+                "kind": run.kind,
                 "operator": run.operator,
                 "skill": run.skill,
                 "run_id": run.run_id,
                 "reason": run.context.get("reason", ""),
-                "state": r.state,
-                "stop_reason": r.stop_reason,
-                "notifications": len(r.notifications),
-                "iterations": r.iterations,
-                "client": r.client,
+                **_outcome(run),
                 "complete": run.complete,
+                "damaged": bool(run.problems),
+                "problems": "; ".join(run.problems[:3]),
                 "path": str(path),
             }
         )
     cols = [
         "started",
+        "kind",
         "operator",
         "skill",
         "run_id",
@@ -317,6 +514,26 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         "iterations",
         "client",
         "complete",
+        "damaged",
+        "problems",
         "path",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _claims_to_be_record(path: Path) -> bool:
+    """Whether a file is named like a record or begins like one (a copied or renamed record)."""
+    if RECORD_NAME.fullmatch(path.name):
+        return True
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(1 << 16)
+    except OSError:
+        return False
+    if first.startswith(HEADER_PREFIX):
+        return True
+    try:
+        entry = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(entry, dict) and entry.get("format") == "lensbook-run"

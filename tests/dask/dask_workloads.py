@@ -67,3 +67,12 @@ def entering() -> bool:
 
 def release_gate() -> None:
     _RELEASE.set()
+
+
+def freeze(flag: str, seconds: float) -> None:
+    """Block the calling thread (the worker's event loop, under `Client.run`), after saying so."""
+    import pathlib
+    import time
+
+    pathlib.Path(flag).write_text("frozen")
+    time.sleep(seconds)

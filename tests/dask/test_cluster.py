@@ -286,6 +286,32 @@ def test_attach_detach_attach_and_a_worker_added_later(
     until(lambda: len(client.nthreads()) == 2, deadline=120, what="scale down")
 
 
+def test_a_worker_that_does_not_answer_times_out_by_the_deadline(
+    client: Any, cluster: lensdask.Cluster, tmp_path: Path
+) -> None:
+    handle = lensdask.current(client)
+    assert handle is not None
+    frozen, other = workers(client)
+    grace = lensdask._cluster.GRACE
+    flag = tmp_path / "frozen"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        # a plain function run by Client.run blocks the worker's event loop: it cannot answer
+        thaw = pool.submit(
+            client.run, dask_workloads.freeze, str(flag), grace + 4, workers=[frozen]
+        )
+        until(flag.exists, what="the worker to freeze")
+        began = time.monotonic()
+        result = handle.run("runtime", reason="frozen worker", timeout=2)
+        took = time.monotonic() - began
+        thaw.result(timeout=60)
+    assert result.failed_workers == [frozen]
+    (part,) = result.worker(frozen)
+    assert part.outcome == "timeout" and frozen in (part.error or "")
+    assert result.worker(other)[0].outcome == "completed"
+    assert took < 2 + grace + 10
+    until(lambda: client.run(os.getpid, workers=[frozen]), deadline=60, what="the thaw")
+
+
 def test_worker_killed_mid_run_gives_a_partial_result_naming_it(
     client: Any, cluster: lensdask.Cluster
 ) -> None:

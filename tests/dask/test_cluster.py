@@ -176,6 +176,22 @@ def test_async_form_on_one_worker(client: Any, cluster: lensdask.Cluster) -> Non
     assert result.workers[0].client == "offline investigator"
 
 
+def test_an_asynchronous_client(local: Any, client: Any) -> None:
+    import asyncio
+
+    (_, second) = workers(client)
+
+    async def investigate() -> lensdask.ClusterResult:
+        async with distributed.Client(local.scheduler_address, asynchronous=True) as ac:
+            handle = await lensdask.aattach(ac)
+            status = await handle.astatus()
+            assert all(s["attached"] for s in status.values())
+            return await handle.arun("runtime", reason="async client", workers=[second])
+
+    result = asyncio.run(investigate())
+    assert [(w.worker, w.outcome) for w in result.workers] == [(second, "completed")]
+
+
 def test_with_a_model_the_loop_runs_here_and_the_probes_in_the_worker(
     client: Any, cluster: lensdask.Cluster
 ) -> None:

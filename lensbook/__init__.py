@@ -26,6 +26,7 @@ from lensbook._errors import (
     UnknownSkill,
     WrongThread,
 )
+from lensbook._triage import Triage, triage
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.coordinator import Coordinator, CoordinatorResult, Insight, watch
 from lensbook.notebook._history import last
@@ -94,6 +95,7 @@ __all__ = [
     "Skill",
     "Snapshot",
     "Status",
+    "Triage",
     "UnknownSkill",
     "WrongThread",
     "__version__",
@@ -112,5 +114,6 @@ __all__ = [
     "runs",
     "start",
     "stop",
+    "triage",
     "watch",
 ]

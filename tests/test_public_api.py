@@ -49,6 +49,8 @@ EXPECTED = {
     "CoordinatorResult",
     "Insight",
     "watch",
+    "triage",
+    "Triage",
 }
 
 

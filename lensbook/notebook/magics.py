@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
     )
+    run.add_argument(
+        "--on",
+        choices=["dask"],
+        help="dask: run on every worker of the current distributed client's cluster "
+        "(lensbook.dask; attached first if needed), one live card per worker",
+    )
 
     status = sub.add_parser("status", help="health, iteration and activity of operators")
     status.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
@@ -124,6 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("skill", metavar="SKILL")
 
     sub.add_parser("skills", help="the skills you can run")
+
+    triage = sub.add_parser(
+        "triage",
+        help="a cheap sweep of the started skills, their rules and the history, ranked",
+    )
+    triage.add_argument(
+        "skills", metavar="SKILL", nargs="*", help="skills to sweep (default: the started ones)"
+    )
 
     notes = sub.add_parser("notifications", help="the live notification feed")
     notes.add_argument("skill", metavar="SKILL", nargs="?", help="one operator (default: all)")
@@ -348,6 +362,8 @@ class LensMagics(Magics):
 
     def _cmd_run(self, args: argparse.Namespace) -> Any:
         skill = self._skill(args.skill)
+        if args.on == "dask":
+            return self._run_on_dask(skill, args)
         op = self._started(skill)
         options: dict[str, Any] = {}
         max_iterations = args.max_iterations or self.max_iterations
@@ -373,6 +389,59 @@ class LensMagics(Magics):
                 f"is; lensbook.notebook.last({skill!r}, wait=True) returns its result."
             )
         return self._wait(skill, op, future, card)
+
+    def _run_on_dask(self, skill: str, args: argparse.Namespace) -> Any:
+        """`%lens run SKILL --on dask`: the cluster run, blocking, with a card per worker."""
+        if args.background:
+            raise UsageError("%lens run --on dask: --background is not supported on a cluster")
+        try:
+            from distributed import get_client
+
+            import lensbook.dask as lensdask
+        except ImportError:
+            raise UsageError(
+                '%lens run --on dask needs distributed: pip install "lensbook[dask]"'
+            ) from None
+        try:
+            client = get_client()
+        except ValueError:
+            raise UsageError(
+                "%lens run --on dask: no distributed client in this kernel; create one first "
+                "(client = distributed.Client(...))"
+            ) from None
+        options: dict[str, Any] = {}
+        max_iterations = args.max_iterations or self.max_iterations or 25
+        options["max_iterations"] = max_iterations
+        name = args.client if args.client is not None else self.client
+        if name:
+            value = self.shell.user_ns.get(name) if self.shell is not None else None
+            options["client"] = value if value is not None else name
+        if args.timeout is not None:
+            options["timeout"] = args.timeout
+        if args.reason is not None:
+            options["reason"] = args.reason
+        try:
+            cluster = lensdask.current(client) or lensdask.attach(client)
+            workers = list(cluster.client.nthreads())
+        except LensbookError as exc:
+            raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
+        view = None
+        if self._use_widgets():
+            from lensbook.notebook.cluster_view import ClusterDashboard
+
+            view = ClusterDashboard(
+                skill, workers, max_iterations=max_iterations, refresh_rate=self.refresh_rate
+            )
+            view.show()
+        try:
+            result = cluster.run(skill, workers=workers, **options)
+        except LensbookError as exc:
+            if view is not None:
+                view.finish(error=str(exc))
+            raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
+        if view is not None:
+            view.finish(result)
+        return result
 
     def _run_card(self, op: Operator, max_iterations: int, run_id: str) -> OperatorCard | None:
         if not self._use_widgets():
@@ -489,6 +558,12 @@ class LensMagics(Magics):
             f"<th>operator</th></tr></thead><tbody>{body}</tbody></table>"
         )
         return Report(text, page)
+
+    def _cmd_triage(self, args: argparse.Namespace) -> Report:
+        from lensbook._triage import triage
+
+        found = triage([self._skill(s) for s in args.skills] or None)
+        return Report(found.text(), found._repr_html_())
 
     def _cmd_notifications(self, args: argparse.Namespace) -> Report | None:
         skill = self._skill(args.skill) if args.skill else None

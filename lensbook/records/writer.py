@@ -80,6 +80,7 @@ def is_own_record(path: Path) -> bool:
     except OSError:
         return False
 
+
 #: the events that open a record, and the kind of run the record holds
 _BEGINS = {"run_started": "operator", "coordinator_started": "coordinator"}
 #: the events that close one

@@ -41,6 +41,7 @@ from lensbook.skills.untrusted import ProcessText, delimit, from_process
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_CHARS",
+    "PROBE_ATTR",
     "ProbeTool",
     "Skill",
     "SkillLike",
@@ -56,6 +57,8 @@ DEFAULT_BUDGET = 5.0
 DEFAULT_MAX_CHARS = 6000
 
 _PROBE_ATTR = "__lensbook_probe__"
+#: the attribute `probe` sets on a function (its options), for code that lists probes cheaply
+PROBE_ATTR = _PROBE_ATTR
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,8 @@ class _ProbeOptions:
     max_chars: int
     name: str | None
     intrusive: str | None = None
+    #: microseconds, no heap walk, no waiting: triage may call it on every sweep
+    cheap: bool = False
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,6 +85,7 @@ def probe(
     max_chars: int = ...,
     name: str | None = ...,
     intrusive: str | None = ...,
+    cheap: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -91,12 +97,15 @@ def probe(
     max_chars: int = DEFAULT_MAX_CHARS,
     name: str | None = None,
     intrusive: str | None = None,
+    cheap: bool = False,
 ) -> Any:
     """Mark a skill method (or a plain function) as a probe the model may call.
 
     Its parameters must be typed; its docstring's first paragraph becomes the tool description
     and an ``Args:`` section describes the parameters. `budget` is the wall-time limit in
-    seconds, `max_chars` the cap on the JSON output the model sees.
+    seconds, `max_chars` the cap on the JSON output the model sees. `cheap` declares that it
+    costs microseconds with its defaults (no heap walk, no waiting), so triage
+    (`lensbook.triage()`) may call it when a rule asks for it.
 
     `intrusive` declares that the probe changes the process (what it changes, e.g.
     ``"tracemalloc"``). Such a probe must enter each change in `lensbook.skills.intrusion`
@@ -108,7 +117,9 @@ def probe(
             raise TypeError(
                 f"probe {f.__qualname__} needs a docstring: it is the tool's description"
             )
-        options = _ProbeOptions(budget=budget, max_chars=max_chars, name=name, intrusive=intrusive)
+        options = _ProbeOptions(
+            budget=budget, max_chars=max_chars, name=name, intrusive=intrusive, cheap=cheap
+        )
         setattr(f, _PROBE_ATTR, options)
         return f
 
@@ -200,10 +211,12 @@ class ProbeTool:
         budget: float,
         max_chars: int,
         intrusive: str | None = None,
+        cheap: bool = False,
     ) -> None:
         self.fn = fn
         #: what the probe changes in the process (None: it only observes)
         self.intrusive = intrusive
+        self.cheap = cheap
         self.name = name
         self.description = description
         self.args_model = args_model
@@ -229,6 +242,7 @@ class ProbeTool:
             budget=options.budget,
             max_chars=options.max_chars,
             intrusive=options.intrusive,
+            cheap=options.cheap,
         )
 
     @property

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
-from lensbook.skills import intrusion
+from lensbook.skills import _heap, intrusion
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.memory import (
     _code_site,
@@ -299,11 +299,12 @@ class GCSkill(Skill):
         Cost: one heap walk, ~50 ms per million tracked objects (bounded to ~3 s).
         """
         deadline = time.perf_counter() + 3.0
-        objs = gc.get_objects()
+        heap = _heap.objects()  # a tuple has no __del__: leaving them out changes no row
+        objs = heap.objects
         try:
-            total = len(objs)
+            total = len(heap)
             by_type: Counter[type] = Counter()
-            scanned = 0
+            scanned = heap.tuples
             for start in range(0, total, 65536):
                 if time.perf_counter() > deadline:
                     break

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
-from lensbook.skills import intrusion
+from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
@@ -391,10 +391,12 @@ class _Census:
 
 
 def _take_census(deadline: float) -> _Census:
-    objs = gc.get_objects()
+    heap = _heap.objects()
+    objs = heap.objects
     try:
         total = len(objs)
         by_type: Counter[type] = Counter()
+        by_type[tuple] = heap.tuples
         codes: Counter[types.CodeType] = Counter()
         partial = False
         # no Pacer here: resting while holding the list of every object lengthens the time
@@ -508,7 +510,7 @@ def _attribute_name(namespace: dict[Any, Any], held: Any) -> str:
 
 def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
     """The instance or class whose attribute dict `namespace` is, if it is one."""
-    owners = gc.get_referrers(namespace)
+    owners = _heap.referrers(namespace)
     try:
         for owner in owners:
             if id(owner) in skip or type(owner) is types.FrameType:
@@ -574,7 +576,7 @@ def _search_root(
             if not level or time.perf_counter() > deadline:
                 return None
             ids = {id(o) for o in level}
-            referrers = gc.get_referrers(*level)
+            referrers = _heap.referrers(*level)
             own = {id(referrers), id(level), id(seen), id(held_by), id(ids), *ignore}
             upper: list[Any] = []
             for ref in referrers:
@@ -651,7 +653,7 @@ def _climb(
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
             return
-        referrers = gc.get_referrers(current)
+        referrers = _heap.referrers(current)
         try:
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
@@ -752,14 +754,21 @@ class MemorySkill(Skill):
         "~0.1 s per million objects; do not repeat them needlessly."
     )
 
-    def __init__(self, *, trace_duty: float = DEFAULT_TRACE_DUTY) -> None:
+    def __init__(
+        self, *, trace_duty: float = DEFAULT_TRACE_DUTY, budget_scale: float = 1.0
+    ) -> None:
         """`trace_duty`: the share of a tracing window that tracemalloc is really on (in
         bursts of 50 ms); 1.0 traces the whole window (exact sums, but allocation-heavy code
-        runs ~8x slower for the window's length). The user's choice: a model cannot change it.
+        runs ~8x slower for the window's length). `budget_scale` multiplies the time every
+        heap or trace walk may take before it answers partially (above 1 on a slow or loaded
+        machine: complete answers, later). The user's choices: a model cannot change them.
         """
         if not 0.0 < trace_duty <= 1.0:
             raise ValueError(f"trace_duty must be in (0, 1], got {trace_duty!r}")
+        if not 0.0 < budget_scale <= 100.0:
+            raise ValueError(f"budget_scale must be in (0, 100], got {budget_scale!r}")
         self.trace_duty = trace_duty
+        self.budget_scale = budget_scale
         self._process = psutil.Process()
         self._lock = threading.RLock()
         self._window: _TraceWindow | None = None
@@ -855,7 +864,7 @@ class MemorySkill(Skill):
             if self._window is not None and self._window.owned:
                 self._close_window()
             if tracemalloc.is_tracing():
-                deadline = time.perf_counter() + 3.0
+                deadline = time.perf_counter() + 3.0 * self.budget_scale
                 grouped = _group(tracemalloc.take_snapshot(), deadline, _TRACED_PASS_MAX)
                 self._window = _TraceWindow(
                     started_at=time.time(),
@@ -956,7 +965,7 @@ class MemorySkill(Skill):
                     )
                 if window is None and not tracemalloc.is_tracing():
                     raise RuntimeError("tracemalloc is not tracing: call memory_trace_start first")
-                deadline = time.perf_counter() + 6.0
+                deadline = time.perf_counter() + 6.0 * self.budget_scale
                 snap = tracemalloc.take_snapshot()
                 frames = snap.traceback_limit
                 if stop and window is not None:
@@ -1036,7 +1045,7 @@ class MemorySkill(Skill):
         Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s). Untracked
         objects (str, int, bytes, dicts of atoms) are not counted; tracemalloc sees them.
         """
-        census = _take_census(time.perf_counter() + 3.0)
+        census = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
         with self._lock:
             self._census = census
         ranked = heapq.nlargest(min(max(top, 1), 50), census.types.items(), key=lambda kv: kv[1])
@@ -1060,7 +1069,7 @@ class MemorySkill(Skill):
         Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s).
         """
         top = min(max(top, 1), 30)
-        now = _take_census(time.perf_counter() + 3.0)
+        now = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
         with self._lock:
             before, self._census = self._census, now
         if before is None:
@@ -1137,11 +1146,11 @@ class MemorySkill(Skill):
         plus one referrer walk per named holder (bounded to ~3 s in all).
         """
         top = min(max(top, 1), 20)
-        deadline = time.perf_counter() + 3.0
+        deadline = time.perf_counter() + 3.0 * self.budget_scale
         own = {id(self._container_sizes), id(self._census.types if self._census else None)}
         if self._census is not None:
             own.add(id(self._census.functions))
-        objs = gc.get_objects()
+        objs = _heap.objects().objects  # containers only: tuples are none of them
         try:
             own.add(id(objs))
             candidates = (
@@ -1211,10 +1220,10 @@ class MemorySkill(Skill):
         Cost: one heap walk to find instances, then one walk per hop (~10 ms per million
         objects each), bounded to ~4 s.
         """
-        deadline = time.perf_counter() + 4.0
+        deadline = time.perf_counter() + 4.0 * self.budget_scale
         max_depth = min(max(max_depth, 1), 12)
         samples = min(max(samples, 1), 4)
-        objs = gc.get_objects()
+        objs = _heap.objects().objects
         try:
             matching = {
                 t

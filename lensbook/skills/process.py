@@ -23,6 +23,7 @@ from typing import Any
 import psutil
 
 from lensbook.metrics import store as metrics_store
+from lensbook.skills import _heap
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -919,7 +920,6 @@ _CREATED_KINDS = ("socket", "file", "child")
 
 def _open_handles(kind: str) -> list[Any]:
     """Live, open objects of a kind, found among the collector's objects (no user code runs)."""
-    import gc
     import io
 
     wanted: tuple[type, ...]
@@ -936,7 +936,7 @@ def _open_handles(kind: str) -> list[Any]:
     else:
         wanted = (io.IOBase,)
     found = []
-    for candidate in gc.get_objects():
+    for candidate in _heap.objects().objects:
         if not isinstance(candidate, wanted):
             continue
         obj: Any = candidate
@@ -979,10 +979,9 @@ def _popen_commands(pids: set[int]) -> dict[int, str]:
     subprocess = sys.modules.get("subprocess")
     if not pids or subprocess is None:
         return {}
-    import gc
 
     found: dict[int, str] = {}
-    for obj in gc.get_objects():
+    for obj in _heap.objects().objects:
         if isinstance(obj, subprocess.Popen) and obj.pid in pids:
             args = obj.args
             text = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
+from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
 from lensbook.skills._trend import plateaued, shape_known, slope
 from lensbook.skills.base import Skill, probe
@@ -182,7 +183,7 @@ class RuntimeSkill(Skill):
 
         Cost: O(generation 0) only (microseconds); the full count is the memory skill's census.
         """
-        young = len(gc.get_objects(generation=0))
+        young = len(_heap.objects(generation=0))
         return {
             "gen0_tracked": young,
             "allocations_since_gen0": gc.get_count()[0],

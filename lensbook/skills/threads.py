@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from lensbook.skills import _heap
 from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
@@ -729,16 +730,15 @@ def _instance_dict(obj: Any) -> dict[str, Any] | None:
 def _held_by(obj: Any) -> str | None:
     """One referrer of `obj`, named as its user would: ``attribute 'pool' of ReportHandler
     (file:line of the class)`` or ``global 'pool' of module m``; None for anything else."""
-    import gc
 
-    for ref in gc.get_referrers(obj):
+    for ref in _heap.referrers(obj):
         if isinstance(ref, dict):
             name = next((k for k, v in ref.items() if v is obj), None)
             if name is None:
                 continue
             if "__builtins__" in ref and isinstance(ref.get("__name__"), str):
                 return f"global {name!r} of module {ref['__name__']}"
-            owners = [o for o in gc.get_referrers(ref) if _instance_dict(o) is ref]
+            owners = [o for o in _heap.referrers(ref) if _instance_dict(o) is ref]
         else:
             # an instance whose attributes live inline (no dict object until one is asked for)
             attrs = _instance_dict(ref)

@@ -125,12 +125,6 @@ class MainThreadWork:
             self.chunks.append(time.perf_counter() - started)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN, NOT FIXED: a heap walk (gc.get_objects) on a probe thread can hold a tuple "
-    "another thread is still building; _PyTuple_Resize then raises SystemError in that thread "
-    "(an operator crash here, in about half the runs since the last merge of main)",
-)
 def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     before = process_state()
     tools = _all_tools()

@@ -66,7 +66,7 @@ def skill() -> Iterator[MemorySkill]:
     was_tracing = tracemalloc.is_tracing()
     # whole-window tracing: these tests check exact sums (the default bursts estimate them;
     # see test_a_default_window_traces_in_bursts_and_still_names_the_leak)
-    skill = MemorySkill(trace_duty=1.0)
+    skill = MemorySkill(trace_duty=1.0, budget_scale=10.0)  # complete walks on a busy machine
     yield skill
     skill.close()
     _HELD.clear()

@@ -25,32 +25,43 @@ refers to, found in the same exclusive step: a chain through a closure's cells o
 from __future__ import annotations
 
 import gc
+import operator
 import sys
+import time
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
+from itertools import compress
 from typing import Any
 
 __all__ = ["Heap", "exclusive", "objects", "referrers"]
 
-#: long enough that no waiting thread asks for the GIL during one C-speed pass
-_EXCLUSIVE_INTERVAL_S = 10.0
+#: how long another thread may wait for the GIL during one exclusive step (instead of the
+#: 5 ms default): past a C-speed pass over a few million objects, short enough for a main thread
+_EXCLUSIVE_INTERVAL_S = 0.25
 
 
 @contextmanager
 def exclusive() -> Iterator[None]:
     """No other Python thread is handed the GIL inside (unless this thread blocks).
 
-    The switch interval is process-wide, so it is raised only around C-speed steps and put
-    back in ``finally``: even an exception cannot leave it raised.
+    A thread waiting for the GIL asks the holder to let go once the switch interval has passed
+    since it began to wait, so raising the interval alone leaves waiters that began with the
+    old one: giving the GIL up once (`time.sleep(0)`) and taking it back restarts every
+    woken waiter's wait with the raised interval. On the way out the interval is put back
+    (in ``finally``: even an exception cannot leave it raised) and the GIL handed straight
+    back to whoever waited through the step.
     """
     previous = sys.getswitchinterval()
-    sys.setswitchinterval(_EXCLUSIVE_INTERVAL_S)
+    sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
     try:
+        time.sleep(0)
         yield
     finally:
         sys.setswitchinterval(previous)
+        time.sleep(0)
 
 
 @dataclass
@@ -68,43 +79,54 @@ def objects(generation: int | None = None) -> Heap:
     """Every object the collector tracks (of one generation if given), tuples left out."""
     with exclusive():
         raw = gc.get_objects() if generation is None else gc.get_objects(generation)
-        kept = [o for o in raw if type(o) is not tuple]
+        kept = _without_tuples(raw)
         tuples = len(raw) - len(kept)
         del raw
     return Heap(kept, tuples)
+
+
+_IS_TUPLE = partial(operator.is_, tuple)
+_NOT_TUPLE = partial(operator.is_not, tuple)
+
+
+def _without_tuples(raw: list[Any]) -> list[Any]:
+    """`raw` without exact tuples, in one C-level pass: no bytecode runs inside it, so the
+    interpreter never checks for a thread switch there (a Python loop would, at every turn)."""
+    return list(compress(raw, map(_NOT_TUPLE, map(type, raw))))
 
 
 def referrers(*targets: Any) -> list[Any]:
     """`gc.get_referrers(*targets)` without the tuples that may still be under construction."""
     with exclusive():
         raw = gc.get_referrers(*targets)
-        tuples = [o for o in raw if type(o) is tuple]
-        kept = [o for o in raw if type(o) is not tuple]
+        kept = list(compress(raw, map(_NOT_TUPLE, map(type, raw))))
+        tuples = list(compress(raw, map(_IS_TUPLE, map(type, raw))))
         del raw
         if tuples:
-            kept.extend(_published(tuples))
-        del tuples
+            # what refers to them, tuples left out (one being filled refers to its items);
+            # only ids are kept of the candidates, so no Python loop runs while they are held
+            holders = gc.get_referrers(*tuples)
+            holders = list(compress(holders, map(_NOT_TUPLE, map(type, holders))))
+            wanted = set(map(id, tuples))
+            ours = id(tuples)  # the list of candidates refers to them all: not a holder
+            tuples.clear()  # `holders` holds that list: emptied, it holds no tuple any more
+            del tuples
+            kept.extend(_held(holders, wanted, ours))
+            del holders
+        else:
+            del tuples
     return kept
 
 
-def _published(tuples: list[Any]) -> list[Any]:
-    """The tuples that some tracked object refers to (so none of them is being built).
-
-    Runs inside `exclusive()`: the holders list may hold a tuple under construction (one being
-    filled refers to its items) and is dropped before the caller lets other threads run.
-    """
-    index = {id(t): t for t in tuples}
-    holders = gc.get_referrers(*tuples)
-    own = {id(tuples), id(index), id(holders)}
-    mine = (_published.__code__, referrers.__code__)
+def _held(holders: list[Any], wanted: set[int], ours: int) -> list[Any]:
+    """The tuples among `holders`' referents whose ids are `wanted` (each referred to by a
+    tracked object other than a tuple, so none of them is being built)."""
+    mine = (referrers.__code__, _held.__code__)
     found: dict[int, Any] = {}
     for holder in holders:
-        if id(holder) in own:
-            continue
-        if type(holder) is types.FrameType and holder.f_code in mine:
+        if id(holder) == ours or (type(holder) is types.FrameType and holder.f_code in mine):
             continue
         for item in gc.get_referents(holder):
-            if id(item) in index:
-                found[id(item)] = index[id(item)]
-    del holders
+            if type(item) is tuple and id(item) in wanted:
+                found[id(item)] = item
     return list(found.values())

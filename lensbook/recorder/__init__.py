@@ -1,0 +1,87 @@
+"""The flight recorder: a bounded, redacted history of what the process did since lensbook loaded.
+
+Started by `lensbook.start()`, `%load_ext lensbook` and `lensbook.watch`, passive observers
+record uncaught and logged exceptions, log records (rates per logger and level, the last
+warnings and errors), thread births and deaths by kind, and event-loop lag with a sample of the
+blocked loop's stack. Skills' rules read it through the operators' ``get_history`` tool, so a
+run answers "what happened since lensbook loaded"; notifications cite history ids (``h-...``)
+as they cite snapshot ids.
+
+    from lensbook import recorder
+    recorder.history_events(kinds=["thread_died"])   # [HistoryEvent(id='h-...', ...)]
+    lensbook.history()                                # the same as pandas DataFrames
+
+Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
+`exceptions`, `logs`, `threads`, `aio` (one observer each), `event`, `frames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from lensbook.recorder.api import KINDS, recorder
+from lensbook.recorder.event import HistoryEvent, is_history_id
+from lensbook.recorder.ring import CAPS, MAX_AGE_S
+
+__all__ = [
+    "CAPS",
+    "KINDS",
+    "MAX_AGE_S",
+    "HistoryEvent",
+    "clear",
+    "flush",
+    "history_events",
+    "is_history_id",
+    "is_recording",
+    "start",
+    "start_sampler",
+    "stop",
+]
+
+
+def history_events(
+    since: float | None = None,
+    kinds: Collection[str] | None = None,
+    limit: int | None = None,
+) -> list[HistoryEvent]:
+    """The history, oldest first, already redacted.
+
+    Args:
+        since: only events at or after this epoch time (`time.time()`).
+        kinds: only events of these kinds (see `KINDS`).
+        limit: only the newest `limit` events (still oldest first).
+    """
+    if isinstance(kinds, str):
+        kinds = (kinds,)  # a lone kind, not its letters
+    return recorder.events(since, kinds, limit)
+
+
+def is_recording() -> bool:
+    """Whether the observers are installed."""
+    return recorder.recording
+
+
+def start(owner: str = "api", *, shell: Any = None, sample_interval: float | None = 30.0) -> None:
+    """Start recording for `owner` (idempotent); `shell` is an IPython shell to watch cells of."""
+    recorder.start(owner, shell=shell, sample_interval=sample_interval)
+
+
+def stop(owner: str | None = None) -> None:
+    """Stop recording for `owner` (for everyone if None); hooks go when no owner is left."""
+    recorder.stop(owner)
+
+
+def start_sampler(interval: float | None) -> None:
+    """Sample the runtime snapshot into the metrics store every `interval` seconds."""
+    recorder.start_sampler(interval)
+
+
+def flush() -> None:
+    """Turn the counters into rate events now (reading does it too)."""
+    recorder.flush()
+
+
+def clear() -> None:
+    """Forget the history recorded so far."""
+    recorder.clear()

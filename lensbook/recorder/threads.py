@@ -1,0 +1,246 @@
+"""Thread observer: births and deaths, grouped by kind (target function and the code that started
+the thread), so growth by kind and silent deaths are answerable afterwards.
+
+Python has no thread-start hook, so two methods of `threading.Thread` are wrapped, each chained
+to what was there before and put back by `remove()` (only if still ours):
+
+- ``Thread.start``: in the starting thread, notes the target and the first caller frame outside
+  the stdlib (the user's call to ``executor.submit`` rather than ``concurrent.futures``'s
+  ``_adjust_thread_count``);
+- ``Thread._bootstrap_inner``: runs in the new thread and notes when it ends (a death by
+  exception comes from the exceptions observer's ``threading.excepthook``).
+
+Per thread the hot path is a frame walk of a few steps and dict updates (a few microseconds next
+to the ~100 µs a thread start costs). The first few threads per kind and minute become
+``thread_started`` / ``thread_ended`` events; every flush adds one ``thread_growth`` event per
+kind that started or ended threads since the last flush, with the number alive.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+import time
+import types
+from dataclasses import dataclass
+from typing import Any
+
+from lensbook.recorder.event import HistoryEvent, make_event
+from lensbook.recorder.frames import callable_name, first_outside, where
+from lensbook.recorder.ring import HistoryRing, RateGate
+
+__all__ = ["ThreadObserver"]
+
+_MAX_KINDS = 500
+_MAX_TRACKED = 100_000  # threads started and not ended yet that we remember the kind of
+_DIGITS = re.compile(r"\d+")
+_KindKey = tuple[str, Any, int]  # (target name, starter code, starter line)
+
+
+@dataclass
+class _Kind:
+    target: str
+    started_from: str
+    starter_function: str
+    name_pattern: str
+    started: int = 0
+    ended: int = 0
+    died: int = 0
+    window_started: int = 0
+    window_ended: int = 0
+    window_died: int = 0
+
+
+class ThreadObserver:
+    """Wraps `Thread.start` and `Thread._bootstrap_inner` to see threads come and go."""
+
+    def __init__(self, ring: HistoryRing) -> None:
+        self.ring = ring
+        self.gate = RateGate(burst=5, window_s=60.0)
+        self._lock = threading.Lock()
+        self._kinds: dict[_KindKey, _Kind] = {}
+        self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
+        # id(thread) -> (kind, start time); removed when the thread ends
+        self._live: dict[int, tuple[_Kind, float]] = {}
+        self._died: set[int] = set()
+        self._window_start = time.time()
+        self._prev_start: Any = None
+        self._prev_bootstrap: Any = None
+        self._start_wrapper: Any = None
+        self._bootstrap_wrapper: Any = None
+
+    # -- the hooks --------------------------------------------------------------------------
+
+    def install(self) -> None:
+        if self._start_wrapper is not None:
+            return
+        observer = self
+        prev_start = self._prev_start = threading.Thread.start
+        prev_bootstrap = self._prev_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
+
+        def start(thread: threading.Thread) -> None:
+            try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
+                observer.on_start(thread, sys._getframe(1))
+            except Exception:  # seeing a thread start must never stop it from starting
+                pass
+            prev_start(thread)
+
+        def _bootstrap_inner(thread: threading.Thread) -> None:
+            try:
+                prev_bootstrap(thread)
+            finally:
+                try:  # noqa: SIM105 (as above: the path every thread takes)
+                    observer.on_end(thread)
+                except Exception:
+                    pass
+
+        start.__wrapped__ = prev_start  # type: ignore[attr-defined]
+        _bootstrap_inner.__wrapped__ = prev_bootstrap  # type: ignore[attr-defined]
+        self._start_wrapper, self._bootstrap_wrapper = start, _bootstrap_inner
+        threading.Thread.start = start  # type: ignore[method-assign,assignment]
+        threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+
+    def remove(self) -> None:
+        if self._start_wrapper is None:
+            return
+        if threading.Thread.start is self._start_wrapper:
+            threading.Thread.start = self._prev_start  # type: ignore[method-assign]
+        if threading.Thread._bootstrap_inner is self._bootstrap_wrapper:  # type: ignore[attr-defined]
+            threading.Thread._bootstrap_inner = self._prev_bootstrap  # type: ignore[attr-defined]
+        self._start_wrapper = self._bootstrap_wrapper = None
+        with self._lock:
+            self._live.clear()
+            self._died.clear()
+
+    @property
+    def installed(self) -> bool:
+        return self._start_wrapper is not None
+
+    # -- what they see ----------------------------------------------------------------------
+
+    def on_start(self, thread: threading.Thread, caller: types.FrameType | None) -> None:
+        target = getattr(thread, "_target", None)
+        # no target: a subclass overriding run()
+        target_name = callable_name(type(thread).run if target is None else target)
+        starter = first_outside(caller)
+        code = starter.f_code if starter is not None else None
+        line = starter.f_lineno if starter is not None else 0
+        key: _KindKey = (target_name, code, line or 0)
+        now = time.time()
+        with self._lock:
+            kind = self._kinds.get(key)
+            if kind is None:
+                if len(self._kinds) < _MAX_KINDS:
+                    kind = self._kinds[key] = _Kind(
+                        target_name,
+                        where(code, line) if code is not None else "?",
+                        getattr(code, "co_qualname", getattr(code, "co_name", "?")),
+                        _DIGITS.sub("N", thread.name),
+                    )
+                else:
+                    kind = self._overflow
+            kind.started += 1
+            kind.window_started += 1
+            if len(self._live) < _MAX_TRACKED:
+                self._live[id(thread)] = (kind, now)
+        if self.gate.allow(("start", key), now):
+            self.ring.add(
+                make_event(
+                    "thread_started",
+                    thread.name,
+                    {
+                        "thread": thread.name,
+                        "target": kind.target,
+                        "kind": kind.name_pattern,
+                        "started_from": kind.started_from,
+                        "function": kind.starter_function,
+                        "daemon": thread.daemon,
+                        "count": kind.started,
+                    },
+                    at=now,
+                )
+            )
+
+    def on_end(self, thread: threading.Thread) -> None:
+        now = time.time()
+        with self._lock:
+            found = self._live.pop(id(thread), None)
+            died = id(thread) in self._died
+            self._died.discard(id(thread))
+            if found is None:
+                return  # started before we were installed
+            kind, started = found
+            kind.ended += 1
+            kind.window_ended += 1
+        if self.gate.allow(("end", kind.target, kind.started_from), now):
+            self.ring.add(
+                make_event(
+                    "thread_ended",
+                    thread.name,
+                    {
+                        "thread": thread.name,
+                        "target": kind.target,
+                        "kind": kind.name_pattern,
+                        "started_from": kind.started_from,
+                        "lived_s": round(now - started, 3),
+                        "died": died,
+                    },
+                    at=now,
+                )
+            )
+
+    def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
+        """A thread ended by an exception (called from ``threading.excepthook``)."""
+        now = time.time()
+        name = thread.name if thread is not None else threading.current_thread().name
+        kind: _Kind | None = None
+        with self._lock:
+            if thread is not None:
+                self._died.add(id(thread))
+                found = self._live.get(id(thread))
+                if found is not None:
+                    kind = found[0]
+                    kind.died += 1
+                    kind.window_died += 1
+        detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
+        detail["thread"] = name
+        if kind is not None:
+            detail.update(
+                target=kind.target, started_from=kind.started_from, kind=kind.name_pattern
+            )
+        elif thread is not None and getattr(thread, "_target", None) is not None:
+            detail["target"] = callable_name(thread._target)  # type: ignore[attr-defined]
+        self.ring.add(make_event("thread_died", name, detail, at=now))
+
+    def flush(self, now: float) -> list[HistoryEvent]:
+        """One ``thread_growth`` event per kind that started or ended threads since last time."""
+        with self._lock:
+            span = max(now - self._window_start, 1.0)
+            self._window_start = now
+            rows = []
+            for kind in [*self._kinds.values(), self._overflow]:
+                if kind.window_started or kind.window_ended or kind.window_died:
+                    rows.append(
+                        {
+                            "kind": kind.name_pattern,
+                            "target": kind.target,
+                            "started_from": kind.started_from,
+                            "function": kind.starter_function,
+                            "started": kind.window_started,
+                            "ended": kind.window_ended,
+                            "died": kind.window_died,
+                            "alive": max(kind.started - kind.ended, 0),
+                            "started_total": kind.started,
+                            "rate_per_s": round(kind.window_started / span, 3),
+                            "window_s": round(span, 2),
+                        }
+                    )
+                    kind.window_started = kind.window_ended = kind.window_died = 0
+        return [make_event("thread_growth", str(row["kind"]), row, at=now) for row in rows]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._kinds.clear()
+            self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
+        self.gate.clear()

@@ -31,8 +31,8 @@ from lensbook.clients.base import (
     ToolSpec,
 )
 from lensbook.clients.chain import ClientChain
-from lensbook.operator import compaction, prompts
-from lensbook.skills.base import ProbeTool, SkillLike, jsonable, render_output
+from lensbook.operator import compaction, history_tool, prompts
+from lensbook.skills.base import ProbeTool, SkillLike, jsonable, probe, render_output
 from lensbook.skills.redact import redact
 from lensbook.types import (
     CompletionResult,
@@ -104,6 +104,8 @@ class Investigation:
             Message.user(prompts.first_message(self.context, state, skill.title or skill.id))
         ]
         self.snapshots: dict[str, Snapshot] = {}
+        #: ids of the history events (flight recorder) this run was shown: citable evidence
+        self.history_ids: set[str] = set()
         self.notifications: list[Notification] = []
         self.iteration = 0
         self.usage = TokenUsage()
@@ -274,6 +276,8 @@ class Investigation:
         self._emit("tool_call", id=call.id, name=call.name, arguments=_safe_args(call.arguments))
         started = time.perf_counter()
         content, is_error = await self._dispatch(call)
+        if call.name == "get_history" and not is_error:
+            self.history_ids.update(history_tool.ids_in(content))
         elapsed = time.perf_counter() - started
         self._emit(
             "tool_result",
@@ -331,6 +335,7 @@ class Investigation:
                 "take_snapshot",
                 "get_snapshot",
                 "get_snapshots",
+                "get_history",
                 "send_notification",
                 "get_notifications",
                 "set_state",
@@ -375,6 +380,21 @@ class Investigation:
         ]
         return [s.to_dict() for s in snaps]
 
+    @probe(max_chars=history_tool.MAX_CHARS + 500)
+    async def tool_get_history(
+        self, kinds: list[str] | None = None, since_s: float | None = None, limit: int = 40
+    ) -> dict[str, Any]:
+        """What happened before and during this run (flight recorder): exceptions, thread
+        deaths and growth, log and error rates, event-loop stalls. Cite event ids (h-...) in
+        snapshot_ids.
+
+        Args:
+            kinds: only these event kinds (all if empty).
+            since_s: only the last this many seconds.
+            limit: at most this many of the newest events (at most 200).
+        """
+        return history_tool.read(kinds, since_s, limit)
+
     async def tool_send_notification(
         self,
         anomaly_type: str,
@@ -391,15 +411,18 @@ class Investigation:
             severity: info, warning or critical.
             context: the facts around the finding, with numbers.
             observation: what was observed, with numbers and the culprit it names.
-            snapshot_ids: ids of the snapshots that prove it (at least one, from take_snapshot).
+            snapshot_ids: ids of the snapshots (from take_snapshot) and history events (h-...,
+                from get_history) that prove it: at least one.
             hypothesis: what probably causes it (optional).
         """
-        unknown = [s for s in snapshot_ids if s not in self.snapshots]
+        unknown = [s for s in snapshot_ids if s not in self.snapshots and s not in self.history_ids]
         if not snapshot_ids or unknown:
             raise ToolRefused(
-                "a notification must cite at least one snapshot taken in this run"
+                "a notification must cite at least one snapshot taken (or history event shown) "
+                "in this run"
                 + (f"; unknown ids: {', '.join(unknown)}" if unknown else "")
-                + f"; known ids: {', '.join(self.snapshots) or 'none (call take_snapshot)'}"
+                + "; known snapshot ids: "
+                + (", ".join(self.snapshots) or "none (call take_snapshot)")
             )
         note = Notification(
             operator=self.operator,

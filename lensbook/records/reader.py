@@ -138,6 +138,44 @@ class Run:
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "captured_at"])
 
     @property
+    def history_events(self) -> list[dict[str, Any]]:
+        """The flight recorder's events this run read (``get_history`` results), oldest first,
+        each once: id, at, ago_s, time, kind, source, summary, detail."""
+        seen: dict[str, dict[str, Any]] = {}
+        for e in self.of_kind("tool_result"):
+            data = e["data"]
+            if data.get("name") != "get_history" or data.get("is_error"):
+                continue
+            try:
+                value = json.loads(str(data.get("content", "")))
+            except ValueError:
+                continue
+            for event in value.get("events", []) if isinstance(value, dict) else []:
+                if isinstance(event, dict) and "id" in event:
+                    seen.setdefault(str(event["id"]), event)
+        return sorted(seen.values(), key=lambda ev: float(ev.get("time") or 0.0))
+
+    @property
+    def history(self) -> pd.DataFrame:
+        """`history_events` as a DataFrame: id, time (UTC), kind, source, summary, detail."""
+        import pandas as pd
+
+        rows = [
+            (
+                e["id"],
+                e.get("time"),
+                e.get("kind"),
+                e.get("source"),
+                e.get("summary"),
+                e.get("detail"),
+            )
+            for e in self.history_events
+        ]
+        df = pd.DataFrame(rows, columns=["id", "time", "kind", "source", "summary", "detail"])
+        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
+        return df
+
+    @property
     def timeline(self) -> pd.DataFrame:
         import pandas as pd
 

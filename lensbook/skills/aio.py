@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.threads import code_origin, format_stack, short_path, source_line
 
@@ -801,7 +802,7 @@ class AsyncioSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (StuckTasks(), LoopLag(), SlowCallbacks())
+        return (StuckTasks(), LoopLag(), SlowCallbacks(), PastLoopStalls())
 
 
 # -- rules for the offline investigator -----------------------------------------------------

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
 from lensbook.skills.logs import ObserverHandler
 from lensbook.skills.redact import redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -585,7 +586,7 @@ class ExceptionsSkill(Skill):
         return {"window_s": round(span, 2), "groups_total": len(groups), "groups": shown}
 
     def rules(self) -> Sequence[Rule]:
-        return (UncaughtExceptions(), ExceptionBurst())
+        return (UncaughtExceptions(), ExceptionBurst(), PastUncaught(), PastExceptionBursts())
 
 
 # -- rules ------------------------------------------------------------------------------------

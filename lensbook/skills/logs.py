@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.types import Severity
@@ -558,7 +559,7 @@ class LogsSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (ErrorStorm(), WarningFlood())
+        return (ErrorStorm(), WarningFlood(), PastErrorLogBursts())
 
 
 def _under(name: str, prefix: str) -> bool:

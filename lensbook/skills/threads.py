@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = [
@@ -1013,7 +1014,13 @@ class ThreadsSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (Deadlock(), LockContention(), SpinningThread())
+        return (
+            Deadlock(),
+            LockContention(),
+            SpinningThread(),
+            PastThreadDeaths(),
+            ThreadGrowthByKind(),
+        )
 
     def close(self) -> None:
         """Nothing to undo: the skill installs no hooks."""

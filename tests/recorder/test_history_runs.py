@@ -1,0 +1,116 @@
+"""Runs read the flight recorder's history: what happened before a run was asked for is reported,
+cited by history id, kept in the run's record and replayed to the same notifications."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import lensbook
+from lensbook import recorder
+from lensbook.clients.offline import OfflineInvestigator
+from lensbook.records import writer
+from lensbook.records.replay import replay
+from lensbook.skills import resolve_skill
+
+
+@pytest.fixture
+def quiet_threadhook() -> Any:
+    original = threading.excepthook
+    threading.excepthook = lambda args: None
+    yield
+    threading.excepthook = original
+
+
+def _start(*skills: str) -> None:
+    recorder.clear()
+    lensbook.start(list(skills), client=OfflineInvestigator(), sample_interval=None)
+
+
+def test_a_thread_that_died_before_the_run_is_reported_cited_recorded_and_replayed(
+    quiet_threadhook: None,
+) -> None:
+    resolve_skill("exceptions").close()  # no run of the skill before: only the recorder saw it
+    _start("exceptions")
+
+    def consume_orders() -> None:
+        raise ConnectionResetError("broker went away")
+
+    worker = threading.Thread(target=consume_orders, name="order-consumer")
+    worker.start()
+    worker.join(10)
+    died = recorder.history_events(kinds=["exception"])[-1]
+
+    notes = lensbook.run("exceptions", {"reason": "why did the order work stop?"})
+    found = [n for n in notes if n.anomaly_type == "thread_died"]
+    assert found, [n.anomaly_type for n in notes]
+    note = found[0]
+    assert "ConnectionResetError('broker went away')" in note.observation
+    assert "'order-consumer'" in note.observation and "consume_orders" in note.observation
+    assert "test_history_runs.py:" in note.observation
+    assert died.id in note.snapshot_ids  # cites the history entry like a snapshot
+    assert any(not s.startswith("h-") for s in note.snapshot_ids)  # and the run's snapshots
+
+    path = writer.path_of(notes.result.run_id)
+    assert path is not None
+    run = lensbook.load_run(path)
+    assert died.id in {e["id"] for e in run.history_events}  # the history the run used
+    assert "thread_died" in set(run.history["kind"])
+    recorder.clear()  # today's history differs: the replay must answer from the record
+    for mode in ("rerun", "record"):
+        again = replay(run, tools=mode)  # type: ignore[arg-type]
+        assert again.same_notifications, again
+
+
+def test_an_error_burst_that_stopped_is_reported_with_its_rate_and_time() -> None:
+    resolve_skill("exceptions").close()  # as if the skill had never been used before the burst
+    _start("exceptions")
+    log = logging.getLogger("shop.payments")
+    log.disabled, was = False, log.disabled
+    handler = logging.NullHandler()
+    log.addHandler(handler)
+    log.propagate, propagated = True, log.propagate
+    try:
+        for i in range(200):
+            try:
+                raise TimeoutError(f"gateway timeout #{i}")
+            except TimeoutError:
+                log.exception("charge failed")
+    finally:
+        log.removeHandler(handler)
+        log.propagate, log.disabled = propagated, was
+    notes = lensbook.run("exceptions", {"reason": "were there errors earlier?"})
+    burst = [n for n in notes if n.anomaly_type == "exception_burst"]
+    assert burst, [n.anomaly_type for n in notes]
+    assert "burst of 200 TimeoutError" in burst[0].observation
+    assert "/s, from " in burst[0].observation and " UTC (ended " in burst[0].observation
+    assert any(s.startswith("h-") for s in burst[0].snapshot_ids)
+
+
+def test_thread_growth_by_kind_names_the_starting_function() -> None:
+    _start("threads")
+    pools: list[ThreadPoolExecutor] = []
+
+    def handle_request() -> None:
+        pool = ThreadPoolExecutor(max_workers=1)  # one per request, never shut down
+        pool.submit(time.sleep, 0)
+        pools.append(pool)
+
+    try:
+        for _ in range(6):
+            handle_request()
+        notes = lensbook.run("threads", {"reason": "thread count keeps growing"})
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    growth = [n for n in notes if n.anomaly_type == "thread_growth"]
+    assert growth, [n.anomaly_type for n in notes]
+    text = growth[0].observation
+    assert "6 thread(s) of kind 'ThreadPoolExecutor-N_N' alive" in text
+    assert "concurrent.futures.thread._worker" in text and "handle_request" in text
+    assert growth[0].hypothesis and "never shut down" in growth[0].hypothesis

@@ -293,3 +293,28 @@ def test_ring_caps_hold_under_a_flood(recording: None) -> None:
     assert sum(e.detail["count"] for e in rate) == 102_000  # every record counted
     growth = [e for e in history_events(kinds=["thread_growth"]) if e.detail["target"] == "int"]
     assert sum(e.detail["started"] for e in growth) == 3_000 and growth[-1].detail["alive"] == 0
+
+
+def test_lens_history_magic_shows_a_chart_and_a_text_timeline(quiet_threadhook: list[str]) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "lensbook")
+    try:
+        recorder.clear()
+        die("ingest-2")
+        report = shell.run_line_magic("lens", "history")
+        data, _ = shell.display_formatter.format(report)
+        died = history_events(kinds=["thread_died"])[-1]
+        assert died.id in data["text/plain"] and "thread_died" in data["text/plain"]
+        assert "KeyError(\"'order-17'\") ended thread 'ingest-2'" in data["text/plain"]
+        assert '<img alt="history timeline" src="data:image/png;base64,' in data["text/html"]
+        text_only = shell.run_line_magic("lens", "history --kinds thread_died --text")
+        data, _ = shell.display_formatter.format(text_only)
+        assert "<img" not in data["text/html"] and died.id in data["text/html"]
+        assert data["text/plain"].count(" thread_died ") == 1
+        with pytest.raises(UsageError, match="unknown kind"):
+            shell.run_line_magic("lens", "history --kinds threads")
+    finally:
+        shell.run_line_magic("unload_ext", "lensbook")

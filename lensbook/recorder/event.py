@@ -67,15 +67,45 @@ class HistoryEvent:
         }
 
 
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _is_plain(value: Any, depth: int = 0) -> bool:
+    """Whether `value` is already JSON-safe (the observers build their details so): then it is
+    kept as is, not copied by `jsonable`, which matters for memory at the caps."""
+    if isinstance(value, _PLAIN):
+        return True
+    if depth > 4:
+        return False
+    if isinstance(value, list):
+        return all(_is_plain(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v, depth + 1) for k, v in value.items())
+    return False
+
+
+def _share(new: Any, old: Any) -> Any:
+    """`new` (redacted), reusing `old`'s objects wherever redaction changed nothing: a
+    redacted copy of every string and dict would double the history's memory."""
+    if type(new) is type(old) and new == old:
+        return old
+    if isinstance(new, dict) and isinstance(old, dict):
+        return {k: _share(v, old.get(k)) for k, v in new.items()}
+    if isinstance(new, list) and isinstance(old, list) and len(new) == len(old):
+        return [_share(a, b) for a, b in zip(new, old, strict=True)]
+    return new
+
+
 def make_event(
     kind: str, source: str, detail: dict[str, Any], at: float | None = None
 ) -> HistoryEvent:
     """A new event, its detail made JSON-safe and redacted before it is stored anywhere."""
-    clean = redact(jsonable(detail))
+    plain = detail if _is_plain(detail) else jsonable(detail)
+    clean = _share(redact(plain), plain)
     return HistoryEvent(
         id=_next_id(),
         time=time.time() if at is None else at,
         kind=kind,
-        source=redact_text(source),
+        source=_share(redact_text(source), source),
         detail=clean if isinstance(clean, dict) else {"value": clean},
     )

@@ -4,9 +4,9 @@ observer as ``logged_exception``.
 
 It is a `lensbook.skills.logs.ObserverHandler`, so it never changes what is printed (when it is
 the only handler, records still reach ``logging.lastResort``). The hot path is a dict increment;
-`handle` skips the handler lock (the counters tolerate a lost increment under a race far better
-than every record of the process would tolerate a lock). Every flush turns the counters into one
-``log_rate`` event per (logger, level) seen since the last flush.
+`handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
+race far better than every record of the process would tolerate a lock). Every flush turns the
+counters into one ``log_rate`` event per (logger, level) seen since the last flush.
 """
 
 from __future__ import annotations
@@ -19,11 +19,12 @@ from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.frames import short, short_path
 from lensbook.recorder.ring import HistoryRing, RateGate
-from lensbook.skills.logs import ObserverHandler
+from lensbook.skills.logs import ObserverHandler, forward_if_unhandled
 
 __all__ = ["LogObserver"]
 
 _MAX_KEYS = 500
+_WARNING = logging.WARNING
 _OTHER = "<other loggers>"
 
 
@@ -33,12 +34,28 @@ class _Handler(ObserverHandler):
         self.owner = owner
 
     def handle(self, record: logging.LogRecord) -> bool:
-        # no filters and no lock on the path every record of the process takes
-        self.emit(record)
+        # every record of the process comes through here: no filters, no lock, no context
+        # manager, and one dict update for a record below WARNING (the usual case)
+        counts = self.owner.counts
+        key = (record.name, record.levelno)
+        n = counts.get(key, 0)
+        if not n and len(counts) >= _MAX_KEYS:
+            key = (_OTHER, record.levelno)
+            n = counts.get(key, 0)
+        counts[key] = n + 1
+        if record.levelno >= _WARNING:
+            try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
+                self.owner.observe(record, n + 1)
+            except Exception:  # an observer must never break the application's logging
+                pass
+            # (`logging.lastResort` prints from WARNING on; a lowered level is not followed)
+            last = logging.lastResort
+            if last is not None and record.levelno >= last.level:
+                forward_if_unhandled(self, record)
         return True
 
-    def observe(self, record: logging.LogRecord) -> None:
-        self.owner.observe(record)
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
 
 
 class LogObserver:
@@ -49,20 +66,13 @@ class LogObserver:
         self.exceptions = exceptions
         self.gate = RateGate(burst=5, window_s=60.0)
         self.handler = _Handler(self)
-        self._counts: dict[tuple[str, int], int] = {}
+        #: records by (logger, level) since the last flush (swapped whole by `flush`)
+        self.counts: dict[tuple[str, int], int] = {}
         self._window_start = time.time()
         self._installed = False
 
-    def observe(self, record: logging.LogRecord) -> None:
-        key = (record.name, record.levelno)
-        counts = self._counts
-        n = counts.get(key)
-        if n is None and len(counts) >= _MAX_KEYS:
-            key = (_OTHER, record.levelno)
-            n = counts.get(key)
-        counts[key] = (n or 0) + 1
-        if record.levelno < logging.WARNING:
-            return
+    def observe(self, record: logging.LogRecord, count: int) -> None:
+        """A record at WARNING or above: a logged exception, or maybe a ``log`` event."""
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, BaseException):
             self.exceptions.record(
@@ -87,7 +97,7 @@ class LogObserver:
             "where": f"{short_path(record.pathname)}:{record.lineno}",
             "function": record.funcName,
             "thread": record.threadName,
-            "count": counts.get(key, 0),
+            "count": count,
         }
         self.ring.add(make_event("log", record.name, detail, at=now))
 
@@ -99,7 +109,7 @@ class LogObserver:
             return short(str(record.msg))
 
     def flush(self, now: float) -> list[HistoryEvent]:
-        counts, self._counts = self._counts, {}
+        counts, self.counts = self.counts, {}
         span = max(now - self._window_start, 1.0)
         self._window_start = now
         return [
@@ -129,5 +139,5 @@ class LogObserver:
             self._installed = False
 
     def clear(self) -> None:
-        self._counts = {}
+        self.counts = {}
         self.gate.clear()

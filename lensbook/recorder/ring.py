@@ -26,18 +26,18 @@ __all__ = ["CAPS", "DEFAULT_CAP", "MAX_AGE_S", "HistoryRing", "RateGate"]
 
 #: events kept per kind (the newest); kinds not listed keep `DEFAULT_CAP`
 CAPS: dict[str, int] = {
-    "exception": 500,
-    "logged_exception": 500,
-    "exception_rate": 500,
-    "log": 1000,
-    "log_rate": 1000,
-    "thread_started": 500,
-    "thread_ended": 500,
-    "thread_died": 300,
-    "thread_growth": 500,
-    "loop_lag": 300,
+    "exception": 300,
+    "logged_exception": 300,
+    "exception_rate": 300,
+    "log": 300,
+    "log_rate": 500,
+    "thread_started": 300,
+    "thread_ended": 300,
+    "thread_died": 200,
+    "thread_growth": 300,
+    "loop_lag": 200,
 }
-DEFAULT_CAP = 200
+DEFAULT_CAP = 100
 #: nothing older than this is kept (seconds)
 MAX_AGE_S = 6 * 3600.0
 
@@ -112,22 +112,29 @@ class HistoryRing:
 class RateGate:
     """Lets the first `burst` occurrences of each key through per `window_s` seconds.
 
-    Keys are bounded (`max_keys`): past it, new keys share one overflow slot, so a hostile
-    stream of distinct keys cannot grow memory. Not locked: a lost update under a race only lets
-    one event more or fewer through.
+    Keys are bounded (`max_keys`): when full, keys whose window has passed are dropped (at most
+    once a second); past that, new keys share one overflow slot, so a hostile stream of distinct
+    keys cannot grow memory. Not locked: a lost update under a race only lets one event more or
+    fewer through.
     """
 
     _OVERFLOW = ("<other>",)
 
-    def __init__(self, burst: int = 5, window_s: float = 60.0, max_keys: int = 1000) -> None:
+    def __init__(self, burst: int = 5, window_s: float = 60.0, max_keys: int = 500) -> None:
         self.burst = burst
         self.window_s = window_s
         self.max_keys = max_keys
         self._slots: dict[Hashable, list[float]] = {}  # key -> [window start, count]
+        self._pruned = 0.0
 
     def allow(self, key: Hashable, now: float) -> bool:
         slot = self._slots.get(key)
         if slot is None:
+            if len(self._slots) >= self.max_keys and now - self._pruned >= 1.0:
+                self._pruned = now
+                horizon = now - self.window_s
+                for old in [k for k, s in self._slots.items() if s[0] <= horizon]:
+                    del self._slots[old]
             if len(self._slots) >= self.max_keys:
                 key = self._OVERFLOW
                 slot = self._slots.get(key)

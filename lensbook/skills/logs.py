@@ -26,7 +26,7 @@ from lensbook.skills.redact import redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.types import Severity
 
-__all__ = ["LogsSkill", "ObserverHandler", "parse_level"]
+__all__ = ["LogsSkill", "ObserverHandler", "forward_if_unhandled", "parse_level"]
 
 #: formatted messages are kept up to this length (longer ones are redacted, then cut)
 _KEEP_CHARS = 1000
@@ -69,10 +69,10 @@ class ObserverHandler(logging.Handler):
         # an observer must never break the application's logging
         with contextlib.suppress(Exception):
             self.observe(record)
-        _forward_if_unhandled(self, record)
+        forward_if_unhandled(self, record)
 
 
-def _forward_if_unhandled(handler: ObserverHandler, record: logging.LogRecord) -> None:
+def forward_if_unhandled(handler: ObserverHandler, record: logging.LogRecord) -> None:
     """Give the record to `logging.lastResort` when only observers would have handled it.
 
     Logging prints a record through its last resort only when no handler was found on the

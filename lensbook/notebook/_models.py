@@ -396,7 +396,7 @@ class FeedModel:
         evidence = []
         for sid in note.get("snapshot_ids", ()):
             data = self.snapshots.get(sid)
-            shown = _compact(data) if data is not None else "(not seen by this view)"
+            shown = _compact(data) if data is not None else _history_line(sid)
             evidence.append(f"<li><code>{_esc(sid)}</code> {_esc(shown)}</li>")
         if evidence:
             body += f'<div><b>evidence</b><ul style="margin:0">{"".join(evidence)}</ul></div>'
@@ -534,6 +534,17 @@ class MetricsModel:
         table = frame.to_html(index=False, max_rows=40, float_format=lambda v: f"{v:.6g}", border=0)
         # widget HTML inherits a 28 px line height from ipywidgets: a table needs less
         return f'<div class="lensbook-metrics-table" style="line-height:1.35">{table}</div>'
+
+
+def _history_line(event_id: str) -> str:
+    """A cited flight-recorder event (h-...) in one line, while the recorder still has it."""
+    from lensbook.recorder import history_event
+    from lensbook.recorder.frame import clock, describe
+
+    event = history_event(event_id)
+    if event is None:
+        return "(not seen by this view)"
+    return f"{clock(event.time)} UTC {event.kind}: {describe(event)}"
 
 
 def _moved(points: list[tuple[float, float]]) -> bool:

@@ -31,6 +31,7 @@ __all__ = [
     "HistoryEvent",
     "clear",
     "flush",
+    "history_event",
     "history_events",
     "is_history_id",
     "is_recording",
@@ -55,6 +56,13 @@ def history_events(
     if isinstance(kinds, str):
         kinds = (kinds,)  # a lone kind, not its letters
     return recorder.events(since, kinds, limit)
+
+
+def history_event(event_id: str) -> HistoryEvent | None:
+    """The event with this id, while it is still kept (None after the caps dropped it)."""
+    if not is_history_id(event_id):
+        return None
+    return next((e for e in recorder.ring.events() if e.id == event_id), None)
 
 
 def is_recording() -> bool:

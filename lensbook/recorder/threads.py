@@ -37,6 +37,9 @@ __all__ = ["ThreadObserver"]
 _MAX_KINDS = 500
 _MAX_TRACKED = 100_000  # threads started and not ended yet that we remember the kind of
 _DIGITS = re.compile(r"\d+")
+#: worker threads of pools are named "<prefix>-<pool>_<worker>" (ThreadPoolExecutor's scheme)
+_POOLED = re.compile(r".*-\d+_\d+$")
+_MAX_POOLS = 1000
 _KindKey = tuple[int, int, int]  # ids of (target code or type, starter code), starter offset
 _GATE_BURST = 5
 _GATE_WINDOW_S = 60.0
@@ -60,6 +63,9 @@ class _Kind:
     gate_ends: int = 0
     #: the objects whose ids make the kind's key (kept alive so the ids stay theirs)
     held: Any = None
+    #: for pool workers: the distinct pools ("ThreadPoolExecutor-7") their threads belong to;
+    #: many pools started from one place is a pool per call, never shut down
+    pools: set[str] | None = None
 
 
 class ThreadObserver:
@@ -183,6 +189,9 @@ class ThreadObserver:
             kind = self._new_kind(key, thread, target, code, line, tkey)
         kind.started += 1
         kind.window_started += 1
+        pools = kind.pools
+        if pools is not None and len(pools) < _MAX_POOLS:
+            pools.add(thread.name.rsplit("_", 1)[0])
         now = time.time()
         if len(self._live) < _MAX_TRACKED:
             self._live[id(thread)] = (kind, now)
@@ -225,6 +234,7 @@ class ThreadObserver:
                 getattr(code, "co_qualname", getattr(code, "co_name", "?")),
                 _DIGITS.sub("N", thread.name),
                 held=(held, code),
+                pools=set() if _POOLED.match(thread.name) else None,
             )
             return kind
 
@@ -302,6 +312,7 @@ class ThreadObserver:
                             "started_total": kind.started,
                             "rate_per_s": round(kind.window_started / span, 3),
                             "window_s": round(span, 2),
+                            "pools": len(kind.pools) if kind.pools is not None else None,
                         }
                     )
                     kind.window_started = kind.window_ended = kind.window_died = 0

@@ -37,8 +37,10 @@ BURST_RATE = 1.0
 BURST_GAP_S = 25.0
 #: the live rules see the last few seconds; a burst that ended longer ago is history's to tell
 LIVE_WINDOW_S = 10.0
-#: threads of one kind alive (started while recording and not ended) that make growth
+#: threads of one kind alive (started while recording and not ended) that make growth, when
+#: they belong to this many pools started from one place (a pool per call), or alone
 GROWTH_ALIVE = 5
+GROWTH_POOLS = 3
 GROWTH_WARNING = 50
 #: a loop stall worth a notification (ms), or this many stalls of any length
 STALL_MS = 250.0
@@ -284,8 +286,16 @@ class ThreadGrowthByKind(Rule):
             latest[key] = e
             if d.get("started"):
                 windows.setdefault(key, []).append(e)
+
+        def grows(d: dict[str, Any]) -> bool:
+            alive = int(d.get("alive") or 0)
+            pools = int(d.get("pools") or 0)
+            # a fixed pool started once is not growth; many pools from one place, or very
+            # many live threads of one kind, is
+            return alive >= GROWTH_WARNING or (alive >= GROWTH_ALIVE and pools >= GROWTH_POOLS)
+
         growing = sorted(
-            (e for e in latest.values() if int(e["detail"].get("alive") or 0) >= GROWTH_ALIVE),
+            (e for e in latest.values() if grows(e["detail"])),
             key=lambda e: -int(e["detail"].get("alive") or 0),
         )
         if not growing:
@@ -294,22 +304,20 @@ class ThreadGrowthByKind(Rule):
         d = lead["detail"]
         key = (d.get("target"), d.get("started_from"))
         spread = len(windows.get(key, []))
-        severity: Severity = (
-            "warning" if spread >= 2 or int(d.get("alive") or 0) >= GROWTH_WARNING else "info"
-        )
+        severity: Severity = "warning"
         return [
             Finding(
                 anomaly_type="thread_growth",
                 severity=severity,
                 context=(
-                    f"{len(growing)} kind(s) of thread with {GROWTH_ALIVE}+ alive that were "
-                    f"started since the flight recorder began; threads started in {spread} "
-                    "recording window(s) for the largest"
+                    f"{len(growing)} kind(s) of thread keep growing since the flight recorder "
+                    f"began; the largest started threads in {spread} recording window(s)"
                 ),
                 observation=(
                     f"{d.get('alive')} thread(s) of kind {d.get('kind')!r} alive of "
-                    f"{d.get('started_total')} started (target {d.get('target')}), all started "
-                    f"from {d.get('started_from')} in {d.get('function')}"
+                    f"{d.get('started_total')} started (target {d.get('target')})"
+                    + (f" in {d.get('pools')} pools" if d.get("pools") else "")
+                    + f", all started from {d.get('started_from')} in {d.get('function')}"
                 ),
                 hypothesis=(
                     "a new pool or thread per request that is never shut down"

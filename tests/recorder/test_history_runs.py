@@ -14,6 +14,7 @@ import pytest
 import lensbook
 from lensbook import recorder
 from lensbook.clients.offline import OfflineInvestigator
+from lensbook.notebook._models import FeedModel
 from lensbook.records import writer
 from lensbook.records.replay import replay
 from lensbook.skills import resolve_skill
@@ -55,6 +56,10 @@ def test_a_thread_that_died_before_the_run_is_reported_cited_recorded_and_replay
     assert "test_history_runs.py:" in note.observation
     assert died.id in note.snapshot_ids  # cites the history entry like a snapshot
     assert any(not s.startswith("h-") for s in note.snapshot_ids)  # and the run's snapshots
+
+    feed = FeedModel(None)  # the notebook feed shows the cited history entry, not an unknown id
+    feed.seed([notes.result])
+    assert "thread_died: ConnectionResetError" in feed.html()
 
     path = writer.path_of(notes.result.run_id)
     assert path is not None

@@ -318,3 +318,40 @@ def test_lens_history_magic_shows_a_chart_and_a_text_timeline(quiet_threadhook: 
             shell.run_line_magic("lens", "history --kinds threads")
     finally:
         shell.run_line_magic("unload_ext", "lensbook")
+
+
+def test_asyncio_callback_and_task_failures_on_a_known_loop() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
+    runner.start()
+    register_loop(loop)
+    seen: list[str] = []
+
+    def theirs(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(str(context.get("message")))
+
+    loop.set_exception_handler(theirs)
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    try:
+
+        def refresh_cache() -> None:
+            raise OSError("cache backend unreachable")
+
+        def fail_and_look() -> list[HistoryEvent]:
+            # the loop is hooked by the recorder's first tick: fail until it is seen
+            loop.call_soon_threadsafe(refresh_cache)
+            time.sleep(0.05)
+            return [e for e in history_events(kinds=["exception"]) if e.source.startswith("loop@")]
+
+        event = wait_for(fail_and_look)[0]
+        assert event.detail["route"] == "callback" and event.detail["type"] == "OSError"
+        assert event.detail["function"].endswith("refresh_cache")
+        assert wait_for(lambda: seen)  # the handler that was there before still runs
+    finally:
+        lensbook.stop()
+        assert loop.get_exception_handler() is theirs  # put back exactly
+        unregister_loop(loop)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()

@@ -12,6 +12,8 @@ Every figure is measured with and without the recorder in this one process, side
   alternating rounds (target < 3% overhead).
 - logs: records emitted through a file handler at ~50,000 records/s (1% warnings), CPU time
   without and with the recorder, alternating rounds (target < 3% overhead).
+- flood: a million warnings and 100,000 thread starts with the recorder on: cost per item and
+  every ring within its cap.
 
     .venv/bin/python benchmarks/bench_recorder.py [--seconds 60] [--loop] [--only idle,memory,...]
 """
@@ -268,11 +270,46 @@ def logs(records: int = 200_000, rounds: int = 20) -> None:
     handler.close()
 
 
+def flood(records: int = 1_000_000, starts: int = 100_000) -> None:
+    """The hostile flood of the issue: a million warnings and 100,000 thread starts."""
+    recorder.clear()
+    recorder.start("bench", sample_interval=None)
+    rss = psutil.Process().memory_info().rss
+    log = logging.getLogger("flood")
+    log.propagate = False
+    log.addHandler(recorder.recorder.logs.handler)
+    log.addHandler(logging.NullHandler())
+    started = time.process_time()
+    for i in range(records):
+        log.warning("flood %d from %s", i, "client-7")
+    per_record = (time.process_time() - started) / records
+    started = time.process_time()
+    for _ in range(starts):
+        t = threading.Thread(target=int)
+        t.start()
+        t.join()
+    per_thread = (time.process_time() - started) / starts
+    recorder.flush()
+    counts = recorder.recorder.ring.counts()
+    grew = (psutil.Process().memory_info().rss - rss) / 1e6
+    rate = sum(e.detail["count"] for e in recorder.history_events(kinds=["log_rate"]))
+    recorder.stop("bench")
+    log.handlers[:] = []
+    print(f"hostile flood: {records:,} warnings, {starts:,} thread starts, recorder on:")
+    print(f"  {per_record * 1e6:.2f} µs CPU per warning, {per_thread * 1e6:.1f} µs CPU per thread")
+    print(
+        f"  events kept: {counts} (every kind within its cap: "
+        f"{all(n <= recorder.CAPS.get(k, 100) for k, n in counts.items())})"
+    )
+    print(f"  warnings counted in log_rate: {rate:,}; RSS grew {grew:.1f} MB")
+    recorder.clear()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="each idle window")
     parser.add_argument("--loop", action="store_true", help="an idle user event loop too")
-    parser.add_argument("--only", default="idle,memory,threads,logs")
+    parser.add_argument("--only", default="idle,memory,threads,logs,flood")
     args = parser.parse_args()
     chosen = set(args.only.split(","))
     if "memory" in chosen:
@@ -281,6 +318,8 @@ def main() -> None:
         threads()
     if "logs" in chosen:
         logs()
+    if "flood" in chosen:
+        flood()
     if "idle" in chosen:
         idle(args.seconds, args.loop)
 

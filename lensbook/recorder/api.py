@@ -61,7 +61,9 @@ class Recorder:
         self.lag_interval_s = lag_interval_s
         self.ring = HistoryRing()
         self.threads = ThreadObserver(self.ring)
-        self.exceptions = ExceptionObserver(self.ring, self.threads.on_death)
+        self.exceptions = ExceptionObserver(
+            self.ring, self.threads.count_death, self.threads.on_death
+        )
         self.logs = LogObserver(self.ring, self.exceptions)
         self.lag = LagObserver(self.ring, lag_threshold_s)
         self.started_at: float | None = None

@@ -69,11 +69,17 @@ class ExceptionObserver:
     """Sees exceptions by every route and records them into the history ring."""
 
     def __init__(
-        self, ring: HistoryRing, on_thread_death: Callable[[Any, dict[str, Any]], None]
+        self,
+        ring: HistoryRing,
+        count_thread_death: Callable[[Any], None],
+        on_thread_death: Callable[[Any, dict[str, Any]], None],
     ) -> None:
         self.ring = ring
+        self.count_thread_death = count_thread_death
         self.on_thread_death = on_thread_death
         self.gate = RateGate(burst=5, window_s=60.0)
+        # thread deaths matter one by one: many more of them are kept whole
+        self.death_gate = RateGate(burst=50, window_s=60.0)
         self._lock = threading.Lock()
         self._counts: dict[_Signature, _Counts] = {}
         self._window_start = time.time()
@@ -119,8 +125,9 @@ class ExceptionObserver:
                 counts.routes[route] = counts.routes.get(route, 0) + 1
                 counts.uncaught = counts.uncaught or uncaught
             total = counts.total if counts is not None else 1
-        if not (uncaught and route == "thread") and not self.gate.allow(sig, now):
-            return None  # a thread death is always kept: there are few, and each matters
+        gate = self.death_gate if route == "thread" else self.gate
+        if not gate.allow(sig, now):
+            return None  # counted above; the exception_rate events carry it
         detail = exception_detail(exc)
         if counts is not None and counts.function == "?":
             counts.function = str(detail.get("function", "?"))
@@ -209,6 +216,7 @@ class ExceptionObserver:
             try:
                 thread = args.thread
                 name = thread.name if thread is not None else threading.current_thread().name
+                self.count_thread_death(thread)
                 event = self.record(args.exc_value, "thread", uncaught=True, source=name)
                 if event is not None:
                     self.on_thread_death(thread, event.detail)
@@ -296,3 +304,4 @@ class ExceptionObserver:
         with self._lock:
             self._counts.clear()
         self.gate.clear()
+        self.death_gate.clear()

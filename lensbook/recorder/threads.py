@@ -100,7 +100,11 @@ class ThreadObserver:
                 observer.on_start(thread, sys._getframe(1))
             except Exception:  # seeing a thread start must never stop it from starting
                 pass
-            prev_start(thread)
+            try:
+                prev_start(thread)
+            except BaseException:
+                observer.on_failed_start(thread)  # "can't start new thread": it never lived
+                raise
 
         def _bootstrap_inner(thread: threading.Thread) -> None:
             try:
@@ -268,19 +272,29 @@ class ThreadObserver:
                 )
             )
 
+    def on_failed_start(self, thread: threading.Thread) -> None:
+        found = self._live.pop(id(thread), None)
+        if found is not None:
+            found[0].started -= 1
+            found[0].window_started -= 1
+
+    def count_death(self, thread: threading.Thread | None) -> None:
+        """A thread is ending by an exception (from ``threading.excepthook``, in that thread)."""
+        if thread is None:
+            return
+        with self._lock:
+            self._died.add(id(thread))
+            found = self._live.get(id(thread))
+            if found is not None:
+                found[0].died += 1
+                found[0].window_died += 1
+
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
-        """A thread ended by an exception (called from ``threading.excepthook``)."""
+        """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
         now = time.time()
         name = thread.name if thread is not None else threading.current_thread().name
-        kind: _Kind | None = None
-        with self._lock:
-            if thread is not None:
-                self._died.add(id(thread))
-                found = self._live.get(id(thread))
-                if found is not None:
-                    kind = found[0]
-                    kind.died += 1
-                    kind.window_died += 1
+        found = self._live.get(id(thread)) if thread is not None else None
+        kind = found[0] if found is not None else None
         detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
         detail["thread"] = name
         if kind is not None:

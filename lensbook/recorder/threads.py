@@ -77,8 +77,12 @@ class ThreadObserver:
         self._skip: dict[int, tuple[types.CodeType, bool]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
-        # id(thread) -> (kind, start time); removed when the thread ends
-        self._live: dict[int, tuple[_Kind, float]] = {}
+        # id(thread) -> its kind; removed when the thread ends
+        self._live: dict[int, _Kind] = {}
+        # id(thread) -> start time, for the threads whose start became an event (few)
+        self._born: dict[int, float] = {}
+        #: epoch seconds, set by each flush: the rate gates' coarse clock
+        self.clock = time.time()
         self._died: set[int] = set()
         self._window_start = time.time()
         self._prev_start: Any = None
@@ -131,6 +135,7 @@ class ThreadObserver:
         self._start_wrapper = self._bootstrap_wrapper = None
         with self._lock:
             self._live.clear()
+            self._born.clear()
             self._died.clear()
 
     @property
@@ -196,13 +201,17 @@ class ThreadObserver:
         pools = kind.pools
         if pools is not None and len(pools) < _MAX_POOLS:
             pools.add(thread.name.rsplit("_", 1)[0])
-        now = time.time()
-        if len(self._live) < _MAX_TRACKED:
-            self._live[id(thread)] = (kind, now)
-        if now - kind.gate_start >= _GATE_WINDOW_S:
-            kind.gate_start, kind.gate_starts, kind.gate_ends = now, 0, 0
+        live = self._live
+        if len(live) < _MAX_TRACKED:
+            live[id(thread)] = kind
+        # the gate's minute runs on the flush's clock: no clock read per thread
+        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
+            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
         kind.gate_starts += 1
         if kind.gate_starts <= _GATE_BURST:
+            now = time.time()
+            if len(self._born) < _MAX_TRACKED:
+                self._born[id(thread)] = now
             self.ring.add(
                 make_event(
                     "thread_started",
@@ -250,33 +259,30 @@ class ThreadObserver:
         if self._died:
             died = id(thread) in self._died
             self._died.discard(id(thread))
-        kind, started = found
+        kind = found
         kind.ended += 1
         kind.window_ended += 1
         kind.gate_ends += 1
+        born = self._born.pop(id(thread), None) if self._born else None
         if kind.gate_ends <= _GATE_BURST or died:
             now = time.time()
-            self.ring.add(
-                make_event(
-                    "thread_ended",
-                    thread.name,
-                    {
-                        "thread": thread.name,
-                        "target": kind.target,
-                        "kind": kind.name_pattern,
-                        "started_from": kind.started_from,
-                        "lived_s": round(now - started, 3),
-                        "died": died,
-                    },
-                    at=now,
-                )
-            )
+            detail: dict[str, Any] = {
+                "thread": thread.name,
+                "target": kind.target,
+                "kind": kind.name_pattern,
+                "started_from": kind.started_from,
+                "died": died,
+            }
+            if born is not None:  # known for the threads whose start was recorded
+                detail["lived_s"] = round(now - born, 3)
+            self.ring.add(make_event("thread_ended", thread.name, detail, at=now))
 
     def on_failed_start(self, thread: threading.Thread) -> None:
         found = self._live.pop(id(thread), None)
+        self._born.pop(id(thread), None)
         if found is not None:
-            found[0].started -= 1
-            found[0].window_started -= 1
+            found.started -= 1
+            found.window_started -= 1
 
     def count_death(self, thread: threading.Thread | None) -> None:
         """A thread is ending by an exception (from ``threading.excepthook``, in that thread)."""
@@ -286,15 +292,14 @@ class ThreadObserver:
             self._died.add(id(thread))
             found = self._live.get(id(thread))
             if found is not None:
-                found[0].died += 1
-                found[0].window_died += 1
+                found.died += 1
+                found.window_died += 1
 
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
         """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
         now = time.time()
         name = thread.name if thread is not None else threading.current_thread().name
-        found = self._live.get(id(thread)) if thread is not None else None
-        kind = found[0] if found is not None else None
+        kind = self._live.get(id(thread)) if thread is not None else None
         detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
         detail["thread"] = name
         if kind is not None:
@@ -307,6 +312,7 @@ class ThreadObserver:
 
     def flush(self, now: float) -> list[HistoryEvent]:
         """One ``thread_growth`` event per kind that started or ended threads since last time."""
+        self.clock = now
         with self._lock:
             span = max(now - self._window_start, 1.0)
             self._window_start = now

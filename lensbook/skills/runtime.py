@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.types import Severity
 
@@ -62,7 +63,14 @@ class RuntimeSkill(Skill):
         }
 
     def rules(self) -> list[Rule]:
-        return [_MemoryGrowth(), _FdPressure(), _ThreadCount(), _CpuSaturation(), _Uncollectable()]
+        return [
+            _MemoryGrowth(),
+            _FdPressure(),
+            _ThreadCount(),
+            _CpuSaturation(),
+            _Uncollectable(),
+            ThreadGrowthByKind(),  # the flight recorder's answer to "which threads, from where"
+        ]
 
     @probe
     def interpreter(self) -> dict[str, Any]:

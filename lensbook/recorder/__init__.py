@@ -11,8 +11,29 @@ as they cite snapshot ids.
     recorder.history_events(kinds=["thread_died"])   # [HistoryEvent(id='h-...', ...)]
     lensbook.history()                                # the same as pandas DataFrames
 
+Kinds and their `detail` (all JSON-safe; `where` is "file:line", `stack` is "file:line in
+function" strings, outermost first, at most 8):
+
+- ``exception`` (uncaught; source: thread or loop): type, message, where, function, line, thread,
+  stack, route ("main", "thread", "task", "callback", "cell"), uncaught=True, count (of this
+  type and site so far); ``logged_exception``: the same with route "logged", uncaught=False,
+  logger, level, log (the record's message). The first 5 per site and minute are kept whole.
+- ``exception_rate`` (per flush and site): type, where, function, uncaught, routes, count,
+  total, rate_per_s, window_s, first, last (epoch seconds).
+- ``log`` (WARNING and above; source: logger): level, message, where, function, thread, count;
+  ``log_rate`` (per flush, logger and level): logger, level, count, rate_per_s, window_s.
+- ``thread_started`` / ``thread_ended`` (source: thread name): thread, target, kind (the name
+  with digits as N), started_from, function (the starting code), daemon, count / lived_s, died;
+  ``thread_died``: the exception's fields plus target, started_from, kind;
+  ``thread_growth`` (per flush and kind): kind, target, started_from, function, started,
+  ended, died, alive, started_total, rate_per_s, window_s, pools.
+- ``loop_lag`` (source: "loop 0x... in <thread>"): lag_ms, threshold_ms, thread,
+  still_blocked, sampled, and when sampled: coroutine, coroutine_where, function, where,
+  blocking_call (the source line), stack.
+
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
-`exceptions`, `logs`, `threads`, `aio` (one observer each), `event`, `frames`.
+`exceptions`, `logs`, `threads`, `aio` (one observer each), `event` (the record and its ids),
+`frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
 """
 
 from __future__ import annotations

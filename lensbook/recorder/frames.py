@@ -23,7 +23,6 @@ __all__ = [
     "callable_name",
     "code_origin",
     "exception_detail",
-    "first_outside",
     "short",
     "short_path",
     "stack_of",
@@ -62,21 +61,6 @@ def stack_of(frame: types.FrameType | None, limit: int = MAX_FRAMES) -> list[str
         f = f.f_back
     found.reverse()
     return found
-
-
-def first_outside(
-    frame: types.FrameType | None, skip: tuple[str, ...] = ("stdlib", "lensbook"), depth: int = 30
-) -> types.FrameType | None:
-    """The innermost frame from `frame` outwards whose code is not from `skip` origins (the
-    user's call into ``threading`` or ``concurrent.futures``); `frame` itself if none is."""
-    f = frame
-    n = 0
-    while f is not None and n < depth:
-        if code_origin(f.f_code.co_filename) not in skip:
-            return f
-        f = f.f_back
-        n += 1
-    return frame
 
 
 def callable_name(fn: Any) -> str:

@@ -119,3 +119,45 @@ def test_thread_growth_by_kind_names_the_starting_function() -> None:
     assert "6 thread(s) of kind 'ThreadPoolExecutor-N_N' alive" in text
     assert "concurrent.futures.thread._worker" in text and "handle_request" in text
     assert growth[0].hypothesis and "never shut down" in growth[0].hypothesis
+
+
+def _rate_event(i: int, first: float, last: float, count: int) -> dict[str, Any]:
+    detail = {
+        "type": "TimeoutError",
+        "where": "shop/payments.py:88",
+        "function": "charge",
+        "uncaught": False,
+        "routes": {"logged": count},
+        "count": count,
+        "total": count,
+        "rate_per_s": round(count / max(last - first, 1.0), 3),
+        "window_s": 10.0,
+        "first": first,
+        "last": last,
+    }
+    return {"id": f"h-{i:012x}", "time": last, "kind": "exception_rate", "detail": detail}
+
+
+def test_a_burst_that_ended_a_minute_ago_is_one_burst_with_its_rate_and_time() -> None:
+    """The rule alone, on history as a run receives it: two flush windows of one storm that
+    ended 70 s before the run's snapshot, and a live window that no longer sees it."""
+    from lensbook.skills.history_rules import PastExceptionBursts
+    from lensbook.skills.rules import Evidence
+
+    now = time.time()
+    ev = Evidence(context={}, snapshots=[{}], snapshot_ids=["s1"], snapshot_times=[now])
+    ev.history = [
+        _rate_event(1, now - 95, now - 85, 400),
+        _rate_event(2, now - 85, now - 70, 350),
+    ]
+    ev.results["exceptions_summary"] = [({}, {"last_10s": {"count": 0, "per_s": 0.0}})]
+    (finding,) = PastExceptionBursts().judge(ev)
+    assert "burst of 750 TimeoutError (handled or logged) raised at shop/payments.py:88" in (
+        finding.observation
+    )
+    assert "30.0/s" in finding.observation and "(ended 70 s ago)" in finding.observation
+    assert finding.history_ids == ("h-000000000001", "h-000000000002")
+    # while the storm is still on and the skill's own window sees it, the live rule reports it
+    ev.history = [_rate_event(3, now - 5, now - 1, 300)]
+    ev.results["exceptions_summary"] = [({}, {"last_10s": {"count": 300, "per_s": 30.0}})]
+    assert PastExceptionBursts().judge(ev) == []

@@ -250,6 +250,18 @@ def test_owners_hooks_go_with_the_last_one() -> None:
     assert not is_recording() and hooks() == before
 
 
+def test_watch_starts_the_recorder_and_stopping_it_puts_the_hooks_back() -> None:
+    from lensbook.coordinator.watcher import stop_watching, watch
+
+    before = hooks()
+    watch(["runtime"], interval=3600, auto_trigger=False)
+    try:
+        assert is_recording() and recorder.recorder.owners == {"watch"}
+    finally:
+        stop_watching()
+    assert not is_recording() and hooks() == before
+
+
 def test_hooks_restored_exactly_after_unload_ext() -> None:
     from IPython.core.interactiveshell import InteractiveShell
 

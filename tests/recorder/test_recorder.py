@@ -360,6 +360,18 @@ def test_asyncio_callback_and_task_failures_on_a_known_loop() -> None:
         assert event.detail["route"] == "callback" and event.detail["type"] == "OSError"
         assert event.detail["function"].endswith("refresh_cache")
         assert wait_for(lambda: seen)  # the handler that was there before still runs
+
+        async def sync_orders() -> None:
+            raise ValueError("bad order payload")
+
+        # a task nobody awaits: its exception is reported when the task is collected
+        loop.call_soon_threadsafe(lambda: loop.create_task(sync_orders()) and None)
+        task_event = wait_for(
+            lambda: [e for e in history_events(kinds=["exception"]) if e.detail["route"] == "task"]
+        )[0]
+        assert task_event.detail["type"] == "ValueError"
+        assert task_event.detail["function"].endswith("sync_orders")
+        assert "never retrieved" in task_event.detail["asyncio_message"]
     finally:
         lensbook.stop()
         assert loop.get_exception_handler() is theirs  # put back exactly

@@ -11,8 +11,9 @@ The hierarchy::
     │   ├── LLMError                             every client of the chain failed
     │   ├── OperatorCrashed                      the operator's task crashed mid-run (restarted)
     │   └── OperatorStopped                      the operator was stopped before the run could end
-    └── ProviderError                            one model call failed (retried, then fallback)
-        └── ScriptExhausted                      a ScriptedClient ran out of turns
+    ├── ProviderError                            one model call failed (retried, then fallback)
+    │   └── ScriptExhausted                      a ScriptedClient ran out of turns
+    └── RecordError                              a file that cannot be read as a run record
 
 Tool errors (unknown tool, bad arguments, a probe that raises) are never exceptions: they go back
 to the model as error results.
@@ -33,6 +34,7 @@ __all__ = [
     "OperatorNotStarted",
     "OperatorStopped",
     "ProviderError",
+    "RecordError",
     "RunFailed",
     "ScriptExhausted",
     "UnknownSkill",
@@ -88,13 +90,27 @@ class OperatorStopped(RunFailed):
 
 
 class ProviderError(LensbookError):
-    """One model call failed. `retryable` errors (rate limits, overload, timeouts) are retried."""
+    """One model call failed. `retryable` errors (rate limits, overload, timeouts) are retried;
+    `timed_out` says the provider gave no answer within the call's time limit."""
 
-    def __init__(self, message: str, *, retryable: bool = False, status: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        timed_out: bool = False,
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.status = status
+        self.timed_out = timed_out
 
 
 class ScriptExhausted(ProviderError):
     """A ScriptedClient was asked for more turns than its script holds."""
+
+
+class RecordError(LensbookError):
+    """A file that cannot be read as a run record: not a lensbook record, a damaged header, or a
+    record from a newer format. (Damaged event lines do not raise: they are listed.)"""

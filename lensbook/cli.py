@@ -516,7 +516,16 @@ def cmd_runs(args: argparse.Namespace) -> int:
     if table.empty:
         sys.stdout.write("no recorded runs\n")
         return 0
-    cols = ["started", "operator", "state", "stop_reason", "notifications", "reason", "path"]
+    cols = [
+        "started",
+        "operator",
+        "state",
+        "stop_reason",
+        "notifications",
+        "reason",
+        "damaged",
+        "path",
+    ]
     sys.stdout.write(table[cols].to_string(index=False) + "\n")
     return 0
 

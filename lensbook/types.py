@@ -26,7 +26,7 @@ __all__ = [
 
 HealthState = Literal["healthy", "observing", "warning", "critical"]
 Severity = Literal["info", "warning", "critical"]
-StopReason = Literal["done", "max_iterations", "timeout", "stopped", "error"]
+StopReason = Literal["done", "max_iterations", "timeout", "stopped", "interrupted", "error"]
 
 _SEVERITY_COLOURS = {"info": "#2563eb", "warning": "#d97706", "critical": "#dc2626"}
 

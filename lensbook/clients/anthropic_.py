@@ -6,7 +6,8 @@
 It is the only module that knows the Messages API. Requests carry prompt-caching breakpoints on
 the system prompt and on the last tool definition, so the stable prefix of a long investigation
 (system + tools) is cached between turns. Every SDK failure leaves as `lensbook.ProviderError`,
-`retryable` for rate limits, overload, server errors, timeouts and lost connections.
+`retryable` for rate limits, overload, server errors, timeouts, lost connections and answers
+that cannot be decoded (see `_sdk`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import PerLoopClient
+from lensbook.clients._sdk import (
+    UNDECODABLE,
+    PerLoopClient,
+    call_timeout,
+    expect_answer,
+    no_answer,
+    undecodable,
+)
 from lensbook.clients.base import (
     Block,
     Message,
@@ -56,8 +64,8 @@ class AnthropicClient:
     """An `LLMClient` that asks Claude through the official SDK's `AsyncAnthropic`.
 
     Options (as `client_registry` passes them): `model`, `api_key` (default: the SDK reads
-    ANTHROPIC_API_KEY), `base_url`, `timeout` in seconds per request, `max_tokens` (overrides
-    the request's), `name`.
+    ANTHROPIC_API_KEY), `base_url`, `timeout` in seconds per request (default: the run's model
+    timeout, see `lensbook.limits`), `max_tokens` (overrides the request's), `name`.
     """
 
     def __init__(
@@ -66,7 +74,7 @@ class AnthropicClient:
         model: str = DEFAULT_MODEL,
         api_key: str | None = None,
         base_url: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         max_tokens: int | None = None,
         name: str = "anthropic",
     ) -> None:
@@ -85,9 +93,10 @@ class AnthropicClient:
     async def complete(self, request: ModelRequest) -> ModelTurn:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
         params = build_params(request, model=self.model, max_tokens=self.max_tokens)
+        timeout = call_timeout(self.timeout, request)
         try:
             sdk = self._sdk.get()
-            response = await sdk.messages.create(**params)
+            response = await sdk.messages.create(**params, timeout=timeout)
         except anthropic.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
         except anthropic.APIStatusError as exc:
@@ -97,9 +106,7 @@ class AnthropicClient:
                 _describe(exc), retryable=retryable, status=exc.status_code
             ) from exc
         except anthropic.APITimeoutError as exc:
-            raise ProviderError(
-                f"{self.name}: no answer within {self.timeout:g} s", retryable=True
-            ) from exc
+            raise no_answer(self.name, timeout) from exc
         except anthropic.APIConnectionError as exc:
             raise ProviderError(f"{self.name}: connection failed: {exc}", retryable=True) from exc
         except anthropic.AnthropicError as exc:
@@ -108,6 +115,9 @@ class AnthropicClient:
         except TypeError as exc:
             # the SDK raises TypeError when it finds no credentials at all
             raise ProviderError(f"{self.name}: {exc}") from exc
+        except UNDECODABLE as exc:
+            raise undecodable(self.name, exc) from exc
+        expect_answer(self.name, response, anthropic.types.Message)
         try:
             return convert_response(response)
         except (AttributeError, TypeError, ValueError) as exc:
@@ -121,7 +131,7 @@ class AnthropicClient:
         return anthropic.AsyncAnthropic(
             api_key=self.api_key,
             base_url=self.base_url,
-            timeout=self.timeout,
+            timeout=call_timeout(self.timeout, None),
             # lensbook's ClientChain retries with backoff and then falls back to the next
             # client; SDK retries underneath would multiply attempts and hide failures.
             max_retries=0,

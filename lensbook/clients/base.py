@@ -111,6 +111,9 @@ class ModelRequest(_Model):
     purpose: Purpose = "investigate"
     skill_id: str = ""
     context: dict[str, Any] = Field(default_factory=dict)
+    #: seconds this call may take; the chain sets it from the run's model timeout, and a client
+    #: without a timeout of its own uses it
+    timeout: float | None = None
     #: the skill object itself, for in-process clients (never serialised or sent)
     skill: Any = Field(default=None, exclude=True, repr=False)
 

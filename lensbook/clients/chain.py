@@ -7,7 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from lensbook._errors import LLMError, ProviderError
+from lensbook.clients._sdk import no_answer
 from lensbook.clients.base import LLMClient, ModelRequest, ModelTurn
+from lensbook.limits import MODEL_CALL_TIMEOUT, TIMED_OUT_ATTEMPTS
 
 __all__ = ["ClientChain"]
 
@@ -19,6 +21,13 @@ class ClientChain:
 
     A non-retryable error (bad request, authentication, malformed answer) moves on to the next
     client at once. When every client has failed, `LLMError` names each failure.
+
+    Each call may take `request_timeout` seconds (or the `timeout` given to `complete`, a run's
+    model timeout); a client with its own ``timeout`` attribute (a slow local model configured
+    so) gets that instead. The limit is also put on the request, so an SDK client gives up at
+    the same moment; the chain's own guard waits a moment longer, for clients that have none.
+    A client that lets `timed_out_attempts` calls time out is not answering: the chain moves on
+    even if it has attempts left (see `lensbook.limits`).
     """
 
     def __init__(
@@ -28,7 +37,8 @@ class ClientChain:
         attempts: int = 3,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
-        request_timeout: float | None = 120.0,
+        request_timeout: float | None = MODEL_CALL_TIMEOUT,
+        timed_out_attempts: int = TIMED_OUT_ATTEMPTS,
     ) -> None:
         if not clients:
             raise ValueError("a client chain needs at least one client")
@@ -37,23 +47,38 @@ class ClientChain:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.request_timeout = request_timeout
+        self.timed_out_attempts = max(1, timed_out_attempts)
         self.last_client = self.clients[0].name
 
     @property
     def name(self) -> str:
         return " -> ".join(c.name for c in self.clients)
 
-    async def complete(self, request: ModelRequest, on_event: EventSink | None = None) -> ModelTurn:
+    async def complete(
+        self,
+        request: ModelRequest,
+        on_event: EventSink | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ModelTurn:
+        """The next turn from the first client that gives one (`timeout`: seconds per call,
+        instead of `request_timeout`)."""
         failures: list[str] = []
         for index, client in enumerate(self.clients):
             if index:
                 _emit(on_event, "client_fallback", client=client.name, after=failures[-1])
+            timed_out = 0
             for attempt in range(1, self.attempts + 1):
                 try:
-                    turn: Any = await self._call(client, request)
+                    turn: Any = await self._call(client, request, timeout)
                 except ProviderError as exc:
                     failures.append(f"{client.name} attempt {attempt}: {exc}")
-                    if not exc.retryable or attempt == self.attempts:
+                    timed_out += exc.timed_out
+                    if (
+                        not exc.retryable
+                        or attempt == self.attempts
+                        or timed_out >= self.timed_out_attempts
+                    ):
                         break
                     delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                     _emit(
@@ -75,15 +100,21 @@ class ClientChain:
                     return turn
         raise LLMError("every client failed: " + "; ".join(failures))
 
-    async def _call(self, client: LLMClient, request: ModelRequest) -> Any:
-        if self.request_timeout is None:
+    async def _call(self, client: LLMClient, request: ModelRequest, timeout: float | None) -> Any:
+        own = getattr(client, "timeout", None)
+        limit = own if isinstance(own, (int, float)) else timeout or self.request_timeout
+        if limit is None:
             return await client.complete(request)
+        request = request.model_copy(update={"timeout": float(limit)})
         try:
-            return await asyncio.wait_for(client.complete(request), self.request_timeout)
+            # the client's own timeout reports first; this guard is for clients without one
+            return await asyncio.wait_for(client.complete(request), limit + _GRACE)
         except asyncio.TimeoutError:
-            raise ProviderError(
-                f"no answer within {self.request_timeout} s", retryable=True
-            ) from None
+            raise no_answer(client.name, limit) from None
+
+
+# how much longer than a call's limit the chain waits before abandoning it itself
+_GRACE = 1.0
 
 
 def _emit(sink: EventSink | None, kind: str, **data: Any) -> None:

@@ -8,8 +8,9 @@
 It is the only module that knows the chat completions wire format; it needs the official SDK
 (``pip install "lensbook[openai]"``). The loop, the tools and the redaction are the ones every
 client shares. Every SDK failure leaves as `lensbook.ProviderError`, `retryable` for rate limits,
-server errors, timeouts and lost connections; the SDK's own retries are off, because lensbook's
-`ClientChain` retries and then falls back to the next client.
+server errors, timeouts, lost connections and answers that cannot be decoded (see `_sdk`); the
+SDK's own retries are off, because lensbook's `ClientChain` retries and then falls back to the
+next client.
 
 Small local models often answer without a native tool call, or with arguments that are not JSON.
 Such a turn goes to the loop as it is (arguments that are not JSON stay a string), and the loop
@@ -30,7 +31,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import PerLoopClient
+from lensbook.clients._sdk import (
+    UNDECODABLE,
+    PerLoopClient,
+    call_timeout,
+    expect_answer,
+    no_answer,
+    undecodable,
+)
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -96,7 +104,8 @@ class OpenAIClient:
 
     Options (as `client_registry` passes them): `model`, `base_url` (default: OpenAI's, or the
     SDK's OPENAI_BASE_URL), `api_key` (default: OPENAI_API_KEY; a placeholder for a local
-    `base_url`), `timeout` in seconds per request, `max_tokens` (overrides the request's),
+    `base_url`), `timeout` in seconds per request (default: the run's model timeout, see
+    `lensbook.limits`), `max_tokens` (overrides the request's),
     `max_tokens_field` (``max_completion_tokens`` for OpenAI, ``max_tokens`` elsewhere),
     `temperature`, `max_repairs`, `extra_body` (sent as is, for server-specific fields),
     `headers`, `name`, `provider` (the label shown by ``lensbook providers``).
@@ -108,7 +117,7 @@ class OpenAIClient:
         model: str = DEFAULT_MODEL,
         base_url: str | None = None,
         api_key: str | None = None,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         max_tokens: int | None = None,
         max_tokens_field: str | None = None,
         temperature: float | None = None,
@@ -160,7 +169,8 @@ class OpenAIClient:
         )
         if self.extra_body:
             params["extra_body"] = self.extra_body
-        response = await self._create(params)
+        response = await self._create(params, call_timeout(self.timeout, request))
+        expect_answer(self.name, response, _sdk().types.chat.ChatCompletion)
         try:
             turn, problems = convert_response(response)
         except (AttributeError, TypeError, ValueError, IndexError) as exc:
@@ -169,11 +179,11 @@ class OpenAIClient:
             self._count_repairs(conversation, turn, problems)
         return turn
 
-    async def _create(self, params: dict[str, Any]) -> Any:
+    async def _create(self, params: dict[str, Any], timeout: float) -> Any:
         sdk = _sdk()
         try:
             client = self._sdk_client.get()
-            return await client.chat.completions.create(**params)
+            return await client.chat.completions.create(**params, timeout=timeout)
         except sdk.RateLimitError as exc:
             raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
         except sdk.APIStatusError as exc:
@@ -182,9 +192,7 @@ class OpenAIClient:
                 _describe(exc), retryable=retryable, status=exc.status_code
             ) from exc
         except sdk.APITimeoutError as exc:
-            raise ProviderError(
-                f"{self.name}: no answer within {self.timeout:g} s", retryable=True
-            ) from exc
+            raise no_answer(self.name, timeout) from exc
         except sdk.APIConnectionError as exc:
             where = self.base_url or "the OpenAI API"
             raise ProviderError(
@@ -193,6 +201,8 @@ class OpenAIClient:
         except sdk.OpenAIError as exc:
             # malformed answers (APIResponseValidationError) and missing credentials
             raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
+        except UNDECODABLE as exc:
+            raise undecodable(self.name, exc) from exc
 
     async def aclose(self) -> None:
         """Close the SDK client's connections (call on the loop that used the client)."""
@@ -202,7 +212,7 @@ class OpenAIClient:
         client: openai.AsyncOpenAI = _sdk().AsyncOpenAI(
             api_key=self.api_key,
             base_url=self.base_url,
-            timeout=self.timeout,
+            timeout=call_timeout(self.timeout, None),
             # lensbook's ClientChain retries with backoff and then falls back to the next
             # client; SDK retries underneath would multiply attempts and hide failures.
             max_retries=0,

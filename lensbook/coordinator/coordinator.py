@@ -87,6 +87,7 @@ def coordinator_chain(
         backoff=chain.backoff,
         max_backoff=chain.max_backoff,
         request_timeout=chain.request_timeout,
+        timed_out_attempts=chain.timed_out_attempts,
     )
 
 

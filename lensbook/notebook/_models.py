@@ -46,6 +46,7 @@ BAR_STYLES = {
     "done": "success",
     "max_iterations": "success",
     "stopped": "warning",
+    "interrupted": "warning",
     "timeout": "warning",
     "error": "danger",
     "crashed": "danger",

@@ -101,7 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="'offline', a name in the operator's client_registry, or a variable "
         "holding an LLMClient",
     )
-    run.add_argument("--timeout", metavar="SECONDS", type=float, help="stop the run after this")
+    run.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        help="stop the run after this (default: lensbook.limits.RUN_TIMEOUT)",
+    )
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
     )
@@ -396,9 +401,10 @@ class LensMagics(Magics):
             try:
                 result = future.result()
             except KeyboardInterrupt:
-                # Kernel > Interrupt: stop the run; it returns what it found so far
-                op.stop()
-                result = future.result(timeout=30)
+                # Kernel > Interrupt: this run ends with what it found ("interrupted"); the
+                # operator stays up for the next one
+                future.cancel()
+                result = op.wait(timeout=30)
         except RunFailed as exc:
             if exc.result is None:
                 if card is not None:

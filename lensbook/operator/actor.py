@@ -2,9 +2,13 @@
 
 Runs are queued FIFO and served one at a time by the operator's task; each caller gets its own
 result. A run that ends by timeout or `stop()` returns what it found (stop reason ``timeout`` or
-``stopped``); a run whose model fails raises `LLMError` with its notifications. If the serving task
-itself crashes, the supervisor fails that run with `OperatorCrashed`, publishes
-``operator_crashed`` and restarts the task, which goes on with the queue.
+``stopped``). A caller that gives up (Ctrl-C in a blocking `run()`, a cancelled `arun()`)
+interrupts its own run: a running one is cancelled and keeps what it found (stop reason
+``interrupted``, reachable through `wait()`, `last_result` and `lensbook.last()`), a queued one
+never starts, and the next run starts at once. A run whose model fails raises `LLMError` with
+its notifications. If the serving task itself crashes, the supervisor fails that run with
+`OperatorCrashed`, publishes ``operator_crashed`` and restarts the task, which goes on with the
+queue.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, Ru
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.registry import build_chain
+from lensbook.limits import MODEL_CALL_TIMEOUT, RUN_TIMEOUT
 from lensbook.operator import prompts
 from lensbook.operator.loop import Investigation, RunSettings, publish_completed
 from lensbook.skills import resolve_skill
@@ -53,6 +58,7 @@ _RUN_OPTIONS = {
     "compaction_max_tokens",
     "compaction_keep_last",
     "max_wait_seconds",
+    "model_timeout",
 }
 
 
@@ -64,6 +70,8 @@ class _Request:
     on_notification: NotificationCallback | None = None
     on_complete: CompleteCallback | None = None
     run_id: str = field(default_factory=new_id)
+    #: the caller gave up on this run (Ctrl-C, a cancelled await)
+    interrupted: bool = False
 
 
 def _merge_context(context: Mapping[str, Any] | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -78,7 +86,19 @@ def _merge_context(context: Mapping[str, Any] | None, options: dict[str, Any]) -
             f"unknown run option(s): {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(_RUN_OPTIONS | {'context', 'reason'}))}"
         )
+    _check_seconds(options, "timeout", none_ok=True)
+    _check_seconds(options, "model_timeout", none_ok=False)
     return merged
+
+
+def _check_seconds(options: Mapping[str, Any], name: str, *, none_ok: bool) -> None:
+    """A time limit is a positive number of seconds (or None, for no limit, where allowed)."""
+    if name not in options or (none_ok and options[name] is None):
+        return
+    value = options[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        allowed = "a positive number of seconds" + (" or None" if none_ok else "")
+        raise ValueError(f"{name} must be {allowed}, not {value!r}")
 
 
 class Operator:
@@ -96,6 +116,8 @@ class Operator:
         compaction_max_tokens: int = 50_000,
         compaction_keep_last: int = 5,
         max_wait_seconds: float = 30.0,
+        timeout: float | None = RUN_TIMEOUT,
+        model_timeout: float = MODEL_CALL_TIMEOUT,
         on_notification: NotificationCallback | None = None,
         on_complete: CompleteCallback | None = None,
     ) -> None:
@@ -109,8 +131,12 @@ class Operator:
             "compaction_max_tokens": compaction_max_tokens,
             "compaction_keep_last": compaction_keep_last,
             "max_wait_seconds": max_wait_seconds,
+            "model_timeout": model_timeout,
         }
         RunSettings(**self.defaults)  # validate early
+        _check_seconds({"timeout": timeout}, "timeout", none_ok=True)
+        #: seconds a run may take (None: no limit); `run(timeout=...)` sets it for one run
+        self.timeout = timeout
         self.on_notification = on_notification
         self.on_complete = on_complete
         self.state: HealthState = "healthy"
@@ -241,7 +267,8 @@ class Operator:
         """Run an investigation and block until it ends; returns its notifications.
 
         Options for this call only: `reason`, `client`, `client_registry`, `max_iterations`,
-        `timeout` (seconds; the run then stops and returns what it found).
+        `timeout` (seconds, default `lensbook.limits.RUN_TIMEOUT`; the run then stops and
+        returns what it found), `model_timeout` (seconds per model call).
         """
         result = _loop.run_sync(self.arun_result(context, **options))
         return NotificationList(result)
@@ -278,8 +305,13 @@ class Operator:
         return await _loop.run_on_loop(self._await_latest())
 
     async def _await_latest(self) -> CompletionResult:
-        if self._last_future is not None:
-            return await asyncio.shield(self._last_future)
+        latest = self._last_future
+        if latest is not None and not latest.cancelled():
+            try:
+                return await asyncio.shield(latest)
+            except asyncio.CancelledError:
+                if not latest.cancelled():
+                    raise  # this wait itself was cancelled
         if self.last_result is not None:
             return self.last_result
         raise LensbookError(f"operator {self.name} has not been asked to run")
@@ -289,8 +321,24 @@ class Operator:
     ) -> CompletionResult:
         options = dict(options)
         ctx = _merge_context(context, options)
-        future = await self._enqueue(ctx, options, None, None)
-        return await future
+        request = await self._enqueue(ctx, options, None, None)
+        try:
+            # shielded: the run's outcome outlives this caller, for wait() and last_result
+            return await asyncio.shield(request.future)
+        except asyncio.CancelledError:
+            self._interrupt(request)
+            raise
+
+    def _interrupt(self, request: _Request) -> None:
+        """The caller gave up on `request`: cancel it if it runs, drop it if it is queued."""
+        request.interrupted = True
+        if self._active is request and self._run_task is not None:
+            # in a task of its own: a cancellation can be swallowed once (see _cancel_until_done)
+            task = asyncio.get_running_loop().create_task(_cancel_until_done(self._run_task))
+            _pending.add(task)
+            task.add_done_callback(_pending.discard)
+        elif not request.future.done():
+            request.future.cancel()
 
     async def _enqueue(
         self,
@@ -298,7 +346,7 @@ class Operator:
         options: dict[str, Any],
         on_notification: NotificationCallback | None,
         on_complete: CompleteCallback | None,
-    ) -> asyncio.Future[CompletionResult]:
+    ) -> _Request:
         if not self.started or self._queue is None:
             await self._astart()
         assert self._queue is not None
@@ -311,7 +359,7 @@ class Operator:
         self._last_future = future
         await self._queue.put(request)
         events.publish("run_queued", self.name, request.run_id, queued=self._queue.qsize())
-        return future
+        return request
 
     async def _serve(self) -> None:
         assert self._queue is not None
@@ -362,14 +410,14 @@ class Operator:
         self._run_task = asyncio.get_running_loop().create_task(investigation.run())
         # its outcome is read below; this keeps a run cancelled by stop() from logging noise
         self._run_task.add_done_callback(lambda t: t.cancelled() or t.exception())
-        timeout = options.get("timeout")
+        timeout = options.get("timeout", self.timeout)
         try:
             done, _ = await asyncio.wait([self._run_task], timeout=timeout)
             if not done:
                 await _cancel_until_done(self._run_task)
                 return investigation.result("timeout", error=f"stopped after {timeout} s")
             if self._run_task.cancelled():
-                return investigation.result("stopped")
+                return investigation.result("interrupted" if request.interrupted else "stopped")
             return self._run_task.result()
         except asyncio.CancelledError:
             # stop(): the serving task is cancelled while the run is being awaited

@@ -31,6 +31,7 @@ from lensbook.clients.base import (
     ToolSpec,
 )
 from lensbook.clients.chain import ClientChain
+from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, history_tool, prompts
 from lensbook.skills.base import ProbeTool, SkillLike, jsonable, probe, render_output
 from lensbook.skills.redact import redact
@@ -66,9 +67,15 @@ class RunSettings:
         compaction_keep_last: int = 5,
         max_wait_seconds: float = 30.0,
         max_tokens: int = 4096,
+        model_timeout: float = MODEL_CALL_TIMEOUT,
     ) -> None:
         if max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
+        if isinstance(model_timeout, bool) or not isinstance(model_timeout, (int, float)):
+            raise ValueError(f"model_timeout must be a number of seconds, not {model_timeout!r}")
+        if not model_timeout > 0:
+            raise ValueError("model_timeout must be a positive number of seconds")
+        self.model_timeout = model_timeout
         self.max_iterations = max_iterations
         self.compaction_max_tokens = compaction_max_tokens
         self.compaction_keep_last = compaction_keep_last
@@ -141,6 +148,7 @@ class Investigation:
             compaction_max_tokens=self.settings.compaction_max_tokens,
             compaction_keep_last=self.settings.compaction_keep_last,
             max_wait_seconds=self.settings.max_wait_seconds,
+            model_timeout=self.settings.model_timeout,
         )
         try:
             while not self._done:
@@ -196,7 +204,9 @@ class Investigation:
         )
         self._sent_upto = len(messages)
         started = time.perf_counter()
-        turn = await self.chain.complete(request, on_event=self._emit)
+        turn = await self.chain.complete(
+            request, on_event=self._emit, timeout=self.settings.model_timeout
+        )
         self.usage = self.usage + turn.usage
         reported = (
             turn.usage.input_tokens

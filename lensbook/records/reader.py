@@ -1,4 +1,10 @@
-"""Reading run records back: `load_run(path)` -> `Run`, and `runs()` to list them."""
+"""Reading run records back: `load_run(path)` -> `Run`, and `runs()` to list them.
+
+Every line is checked before it is kept (see `shapes`): a line that is not JSON, is nested too
+deeply to parse, or is an event of the wrong shape is listed in `Run.problems` with its line
+number and the rest loads; a file whose header cannot be read raises `RecordError`. `runs()`
+lists such a file as damaged instead of failing for the whole folder.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +16,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lensbook._errors import LensbookError
-from lensbook.records.writer import FORMAT_VERSION, writer
+from lensbook._errors import RecordError
+from lensbook.records.shapes import check_event, check_header
+from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 
 if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["RecordError", "Run", "load_run", "runs"]
-
-
-class RecordError(LensbookError):
-    """A record that cannot be read at all (not a lensbook record, or from a newer format)."""
 
 
 class Run:
@@ -284,9 +287,10 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
                 entry = json.loads(line)
                 if not isinstance(entry, dict):
                     raise ValueError("not a JSON object")
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 cut = "" if line.endswith("\n") else " (truncated last line)"
-                problems.append(f"line {number}: {str(exc)[:80]}{cut}")
+                what = "nested too deeply to read" if isinstance(exc, RecursionError) else exc
+                problems.append(f"line {number}: {str(what)[:80]}{cut}")
                 continue
             if header is None:
                 if entry.get("type") != "header" or entry.get("format") != "lensbook-run":
@@ -297,13 +301,20 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
                         f"{p}: record format version {version!r} is newer than this lensbook "
                         f"reads (up to {FORMAT_VERSION}); upgrade lensbook to read it"
                     )
+                damage = check_header(entry)
+                if damage is not None:
+                    raise RecordError(f"{p}: line {number}, a damaged header: {damage}")
                 header = entry
                 continue
-            if entry.get("type") == "event" and "kind" in entry:
-                entry.setdefault("data", {})
-                events.append(entry)
-            else:
+            if entry.get("type") != "event":
                 problems.append(f"line {number}: not an event")
+                continue
+            damage = check_event(entry)
+            if damage is not None:
+                problems.append(f"line {number}: {damage}")
+                continue
+            entry.setdefault("data", {})
+            events.append(entry)
     if header is None:
         raise RecordError(f"{p}: empty, or no readable header")
     if problems:
@@ -314,17 +325,27 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
 
 
 def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """The recorded runs in a directory (default: where records are written), newest first."""
+    """The recorded runs in a directory (default: where records are written), newest first.
+
+    Files that are neither named nor headed like a record are not lensbook's and are not
+    listed; a record that cannot be read is listed with ``damaged`` True and the reason in
+    ``problems``, and so is one whose lines are partly unreadable (it still loads).
+    """
     import pandas as pd
 
     folder = Path(directory) if directory is not None else writer.directory
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.jsonl"), reverse=True):
+        if not _claims_to_be_record(path):
+            continue
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run = load_run(path)
-        except (RecordError, OSError):
+        except (RecordError, OSError) as exc:
+            rows.append(
+                {"damaged": True, "problems": str(exc), "complete": False, "path": str(path)}
+            )
             continue
         r = run.result
         rows.append(
@@ -340,6 +361,8 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 "iterations": r.iterations,
                 "client": r.client,
                 "complete": run.complete,
+                "damaged": bool(run.problems),
+                "problems": "; ".join(run.problems[:3]),
                 "path": str(path),
             }
         )
@@ -355,6 +378,26 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         "iterations",
         "client",
         "complete",
+        "damaged",
+        "problems",
         "path",
     ]
     return pd.DataFrame(rows, columns=cols)
+
+
+def _claims_to_be_record(path: Path) -> bool:
+    """Whether a file is named like a record or begins like one (a copied or renamed record)."""
+    if RECORD_NAME.fullmatch(path.name):
+        return True
+    try:
+        with path.open("rb") as handle:
+            first = handle.readline(1 << 16)
+    except OSError:
+        return False
+    if first.startswith(HEADER_PREFIX):
+        return True
+    try:
+        entry = json.loads(first)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(entry, dict) and entry.get("format") == "lensbook-run"

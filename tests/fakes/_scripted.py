@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Generic, TypeVar
 
-__all__ = ["Delay", "RecordedBase", "Reply", "ScriptedServer", "pool"]
+__all__ = ["Delay", "Raw", "RecordedBase", "Reply", "ScriptedServer", "pool", "undecodable"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,35 @@ class Reply:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Raw:
+    """An HTTP answer sent byte for byte: a broken body a real provider or proxy can send.
+
+    `length` is the content-length announced; when it is more than `body` holds, the server
+    sends what it has and closes the connection (a 200 response cut short).
+    """
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    length: int | None = None
+
+
+def undecodable(good: bytes) -> dict[str, Raw]:
+    """The 200 answers no client can decode, by name: `good` (a valid JSON body) cut short,
+    an HTML page, invalid UTF-8, and a JSON body that is not an answer (a bare string)."""
+    return {
+        "cut-short": Raw(200, good[: len(good) // 2], length=len(good)),
+        "html": Raw(
+            200,
+            b"<html><body><h1>502 Bad Gateway</h1><p>nginx</p></body></html>",
+            content_type="text/html",
+        ),
+        "invalid-utf8": Raw(200, b'{"id": "\xff\xfe\xfa", ' + b"\xff" * 8 + b"}"),
+        "not-json": Raw(200, b"this is not json {"),
+    }
 
 
 @dataclass(frozen=True)
@@ -163,7 +192,7 @@ class ScriptedServer(Generic[R]):
 
     # -- called by the handler threads --------------------------------------------------------
 
-    def _handle(self, path: str, headers: dict[str, str], body: Any) -> Reply:
+    def _handle(self, path: str, headers: dict[str, str], body: Any) -> Reply | Raw:
         request: Any = self.request_type("POST", path, headers, body)
         if not self._routes(path.split("?")[0]):
             return self._not_found(path)
@@ -174,7 +203,7 @@ class ScriptedServer(Generic[R]):
         except Exception as exc:  # a broken script item: tell the client, keep serving
             return self._script_failed(exc)
 
-    def _answer(self, request: R) -> Reply:
+    def _answer(self, request: R) -> Reply | Raw:
         with self._lock:
             self.requests.append(request)
             count = len(self.requests)
@@ -185,13 +214,13 @@ class ScriptedServer(Generic[R]):
             return self._bad_request(f"fake server: script exhausted at request {count}")
         return self._resolve(item, request)
 
-    def _resolve(self, item: Any, request: R) -> Reply:
+    def _resolve(self, item: Any, request: R) -> Reply | Raw:
         for _ in range(10):  # a callable may return another callable; not forever
             if isinstance(item, Delay):
                 self._stopping.wait(item.seconds)
                 item = item.reply if item.reply is not None else self._late()
                 continue
-            if isinstance(item, Reply):
+            if isinstance(item, (Reply, Raw)):
                 return item
             if isinstance(item, dict):
                 return self._ok(item, request)
@@ -217,7 +246,10 @@ class _Handler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         self._send(self.fake._handle(self.path, headers, body))
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: Reply | Raw) -> None:
+        if isinstance(reply, Raw):
+            self._send_raw(reply)
+            return
         payload = json.dumps(reply.body).encode()
         try:
             self.send_response(reply.status)
@@ -229,6 +261,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(payload)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a provoked timeout); nothing to tell it
+
+    def _send_raw(self, reply: Raw) -> None:
+        try:
+            self.send_response(reply.status)
+            self.send_header("content-type", reply.content_type)
+            self.send_header("content-length", str(reply.length or len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        # HTTP/1.0: the connection closes after this, so a short body arrives cut short
+        self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: pytest shows the recorded requests when a test fails."""

@@ -170,7 +170,7 @@ def texts(messages: list[dict[str, Any]], kind: str) -> list[str]:
     return out
 
 
-def test_interrupt_stops_the_run_and_keeps_what_it_found(
+def test_interrupt_ends_the_run_and_keeps_what_it_found(
     kernel: tuple[KernelManager, BlockingKernelClient],
 ) -> None:
     km, kc = kernel
@@ -194,10 +194,15 @@ def test_interrupt_stops_the_run_and_keeps_what_it_found(
     messages = collect(kc, msg_id, 60)
     assert not [m for m in messages if m["msg_type"] == "error"], texts(messages, "error")
     (result,) = texts(messages, "execute_result")
-    assert "stopped by stopped" in result
-    replies = [kc.get_shell_msg(timeout=10) for _ in range(2)]  # the setup's, then the run's
-    assert replies[1]["parent_header"]["msg_id"] == msg_id
-    assert replies[1]["content"]["status"] == "ok"
+    assert "stopped by interrupted" in result
+    cards = [
+        str(m["content"]["data"]["state"].get("value", ""))
+        for m in messages
+        if m["msg_type"] == "comm_msg" and "lensbook-card" in str(m["content"].get("data", {}))
+    ]
+    assert cards and "finished (interrupted)" in cards[-1]
+    reply = _reply_to(kc, msg_id)  # after the setup's (and any early kernel_info's)
+    assert reply["content"]["status"] == "ok"
 
     after = run(
         kc,
@@ -205,7 +210,56 @@ def test_interrupt_stops_the_run_and_keeps_what_it_found(
         "print(notes.result.stop_reason, len(notes.result.snapshots), "
         "lensbook.get_operator('runtime').started)",
     )
-    assert "".join(texts(after, "stream")) == "stopped 1 False\n"
-    # the operator starts again on the next run
+    assert "".join(texts(after, "stream")) == "interrupted 1 True\n"  # the operator stays up
     again = run(kc, "sc = ScriptedClient([call('done')])\n%lens run runtime --client sc")
     assert "stopped by done" in texts(again, "execute_result")[0]
+
+
+def test_interrupting_a_blocking_run_on_a_model_that_never_answers(
+    kernel: tuple[KernelManager, BlockingKernelClient],
+) -> None:
+    from tests.fakes.messages_server import Delay, MessagesServer
+
+    km, kc = kernel
+    with MessagesServer(then=Delay(90.0)) as hang:
+        setup = run(
+            kc,
+            "import lensbook\n"
+            "from lensbook.clients import ScriptedClient, call\n"
+            "registry = {'clients': [{'name': 'hang', 'provider': 'anthropic', 'options': "
+            f"{{'base_url': {hang.url!r}, 'api_key': 'k'}}}}]}}\n"
+            "lensbook.start(['runtime'], client_registry=registry, sample_interval=None)",
+        )
+        assert not [m for m in setup if m["msg_type"] == "error"], texts(setup, "error")
+        msg_id = kc.execute("notes = lensbook.run('runtime', reason='is it stuck?')")
+        deadline = time.monotonic() + 60
+        while not hang.requests and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert hang.requests, "the run never asked the model"
+        km.interrupt_kernel()
+        messages = collect(kc, msg_id, 60)
+        assert any("KeyboardInterrupt" in t for t in texts(messages, "error") + _enames(messages))
+        began = time.monotonic()
+        after = run(
+            kc,
+            "op = lensbook.get_operator('runtime')\n"
+            "print(op.wait(timeout=30).stop_reason)\n"
+            "print(lensbook.run('runtime', client=ScriptedClient([call('done')])).result"
+            ".stop_reason)",
+        )
+        assert "".join(texts(after, "stream")) == "interrupted\ndone\n"
+        assert time.monotonic() - began < 30  # not behind the hanging call (90 s)
+        assert len(hang.requests) == 1
+
+
+def _reply_to(kc: BlockingKernelClient, msg_id: str) -> dict[str, Any]:
+    """The shell reply to `msg_id`, skipping the replies to earlier requests."""
+    for _ in range(10):
+        reply: dict[str, Any] = kc.get_shell_msg(timeout=10)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+    raise AssertionError(f"no shell reply to {msg_id}")
+
+
+def _enames(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"].get("ename", "") for m in messages if m["msg_type"] == "error"]

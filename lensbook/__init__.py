@@ -34,6 +34,7 @@ from lensbook.operator.actor import Operator
 from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
 from lensbook.records import Run, load_run, runs
 from lensbook.records.replay import replay
+from lensbook.review import postmortem
 from lensbook.skills import Skill, probe, register_skill
 from lensbook.types import (
     CompletionResult,
@@ -116,6 +117,7 @@ __all__ = [
     "load_run",
     "metrics",
     "operators",
+    "postmortem",
     "probe",
     "register_skill",
     "replay",

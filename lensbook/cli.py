@@ -1,10 +1,13 @@
 """The `lensbook` command: investigate from a terminal, run the demo, list skills, choose a model.
 
-lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json] [CLIENT OPTIONS]
+lensbook run SKILL --reason "..." [--pid PID] [--max-iterations N] [--json] [--quiet]
+    [CLIENT OPTIONS]  (a live status line per operator on a TTY, plain lines when piped)
 lensbook demo [SCENARIO|all] [CLIENT OPTIONS]
 lensbook skills
 lensbook providers [--check] [--json] [CLIENT OPTIONS]
 lensbook eval [--scenarios a,b] [--chain] [--json] [--out DIR] [CLIENT OPTIONS]
+lensbook replay PATH [--tools rerun|record]; lensbook runs [DIR]
+lensbook postmortem RUN [RUN...] [-o review.ipynb] [--html] [--no-execute]
 
 CLIENT OPTIONS: --client NAME (offline, a client of the registry, or a provider such as ollama),
 --client-registry JSON|FILE (default: $LENSBOOK_CLIENT_REGISTRY), --model and --base-url (with
@@ -19,11 +22,9 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from lensbook import events
 from lensbook._errors import ClientNotConfigured, LensbookError
 from lensbook.clients.providers import (
     REGISTRY_ENV,
@@ -32,73 +33,9 @@ from lensbook.clients.providers import (
     single_client_registry,
 )
 from lensbook.clients.registry import PROVIDERS
+from lensbook.terminal import StatusLines
 
-__all__ = ["Progress", "client_config", "main"]
-
-
-class Progress:
-    """A live progress line on a terminal (a line per step elsewhere), fed by events."""
-
-    def __init__(self, stream: TextIO = sys.stderr, max_iterations: int = 25) -> None:
-        self.stream = stream
-        self.tty = stream.isatty()
-        self.max_iterations = max_iterations
-        self.started = time.monotonic()
-        self.iteration = 0
-        self.action = "starting"
-        self.skill = ""
-        self._token: int | None = None
-        self._last = ""
-
-    def __enter__(self) -> Progress:
-        self._token = events.subscribe(self.on_event)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            events.unsubscribe(self._token)
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
-
-    def on_event(self, event: events.Event) -> None:
-        data = event.data
-        self.skill = event.operator or self.skill
-        if event.kind == "run_started":
-            self.max_iterations = int(data.get("max_iterations", self.max_iterations))
-            self.action = f"investigating with the {data.get('client', 'client')}"
-        elif event.kind == "iteration":
-            self.iteration = int(data.get("iteration", 0))
-        elif event.kind == "tool_call":
-            self.action = f"calling {data.get('name')}"
-        elif event.kind == "state_changed":
-            self.action = f"state {data.get('previous')} -> {data.get('state')}"
-        elif event.kind == "notification":
-            note = data.get("notification", {})
-            self.action = f"notification: [{note.get('severity')}] {note.get('anomaly_type')}"
-        elif event.kind in ("model_retry", "client_fallback", "error"):
-            self.action = f"{event.kind}: {data.get('error') or data.get('client')}"
-        elif event.kind == "run_completed":
-            self.action = f"done: {data.get('state')} ({data.get('stop_reason')})"
-        else:
-            return
-        self._render()
-
-    def _render(self) -> None:
-        elapsed = time.monotonic() - self.started
-        line = (
-            f"[{self.skill}] iteration {self.iteration}/{self.max_iterations} "
-            f"· {self.action} · {elapsed:.1f}s"
-        )
-        if line == self._last:
-            return
-        self._last = line
-        if self.tty:
-            width = 100
-            self.stream.write("\r" + line[:width].ljust(width))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+__all__ = ["client_config", "main"]
 
 
 def _print_result(result: Any, out: TextIO) -> None:
@@ -124,7 +61,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"lensbook: {exc}\n")
         return 2
     try:
-        with Progress(max_iterations=args.max_iterations) if not args.json else _Null():
+        # live status lines on stderr; none with --json or --quiet (jobs parse stdout)
+        with StatusLines(quiet=args.quiet or args.json):
             try:
                 result = op.run(context).result
             except lensbook.RunFailed as exc:
@@ -139,14 +77,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         _print_result(result, sys.stdout)
     return 0 if result.stop_reason != "error" else 1
-
-
-class _Null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -400,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--max-iterations", type=int, default=25)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
+    run.add_argument(
+        "--quiet", action="store_true", help="no status lines on stderr, only the final report"
+    )
     _add_client_options(run)
     run.set_defaults(func=cmd_run)
     demo = sub.add_parser("demo", help="induce a real fault in a child process and investigate")
@@ -474,7 +407,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: $LENSBOOK_RECORDS_DIR or .lensbook/runs",
     )
     runs.set_defaults(func=cmd_runs)
+    from lensbook.review.builder import add_arguments
+
+    review = sub.add_parser(
+        "postmortem",
+        help="write a postmortem notebook from recorded runs (offline; --html to export)",
+        description="Write a notebook from one or more recorded runs (operator or coordinator): "
+        "what was asked, when and where, the summary, a timeline chart, each finding with its "
+        "evidence, the history, and a replay cell. It runs top to bottom offline.",
+    )
+    add_arguments(review)
+    review.set_defaults(func=cmd_postmortem)
     return parser
+
+
+def cmd_postmortem(args: argparse.Namespace) -> int:
+    from lensbook.review.builder import from_arguments
+
+    try:
+        written = from_arguments(args)
+    except (OSError, ValueError, LensbookError) as exc:
+        sys.stderr.write(f"lensbook: {exc}\n")
+        return 2
+    sys.stdout.write(repr(written) + "\n")
+    return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -518,6 +474,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
         return 0
     cols = [
         "started",
+        "kind",
         "operator",
         "state",
         "stop_reason",

@@ -38,6 +38,7 @@ EXPECTED = {
     "load_run",
     "metrics",
     "operators",
+    "postmortem",
     "probe",
     "register_skill",
     "replay",

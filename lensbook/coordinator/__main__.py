@@ -1,4 +1,4 @@
-"""``python -m lensbook.coordinator SCENARIO [--json]``: induce a fault here and coordinate.
+"""``python -m lensbook.coordinator SCENARIO [--json] [--quiet]``: induce a fault and coordinate.
 
 The scenario is any of `lensbook.scenarios` (by name), or a module ``lensbook.scenarios.<name>``
 defining ``SCENARIO`` (such as ``leak_and_errors``). The coordinator investigates it with the
@@ -33,6 +33,7 @@ def load_scenario(name: str) -> Scenario:
 def main(argv: list[str] | None = None) -> int:
     from lensbook.coordinator.coordinator import Coordinator
     from lensbook.operator.supervisor import stop
+    from lensbook.terminal import StatusLines
 
     parser = argparse.ArgumentParser(prog="python -m lensbook.coordinator")
     parser.add_argument("scenario")
@@ -40,18 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strategy", choices=["agent", "pipeline"], default="agent")
     parser.add_argument("--deadline", type=float, default=120.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--quiet", action="store_true", help="no status lines on stderr")
     args = parser.parse_args(argv)
     scenario = load_scenario(args.scenario)
     skills = [s for s in (args.skills or "").split(",") if s] or None
     cleanup = scenario.induce()
     try:
         time.sleep(scenario.settle)
-        result = Coordinator.run(
-            {"reason": scenario.reason},
-            skills=skills,
-            strategy=args.strategy,
-            deadline=args.deadline,
-        )
+        # one status line per operator the coordinator invokes, on stderr
+        with StatusLines(quiet=args.quiet or args.json):
+            result = Coordinator.run(
+                {"reason": scenario.reason},
+                skills=skills,
+                strategy=args.strategy,
+                deadline=args.deadline,
+            )
     finally:
         if cleanup is not None:
             cleanup()

@@ -415,6 +415,7 @@ class Coordinator:
             notifications=len(result.notifications),
             summary=result.summary,
             seconds=round(result.seconds, 3),
+            client=result.client,
         )
         if self.on_complete is not None:
             try:

@@ -146,6 +146,8 @@ class Session:
         # set when something changed since the model last looked (wait returns at once then)
         self.changed = asyncio.Event()
         self.messages: list[Message] = []
+        self._sent_upto = 0
+        self._sent_list: list[Message] | None = None
         self.tools: dict[str, ProbeTool] = {
             n: ProbeTool.from_function(getattr(self, f"tool_{n}"), name=n)
             for n in (*AGENT_TOOLS, "select_skills")
@@ -186,8 +188,29 @@ class Session:
                 "available_skills": list(self.skills),
             },
         )
+        # recorded like an operator's turns, so the record replays (the purpose is the stage)
+        # the pipeline starts a fresh conversation for its synthesis: then all of it is new
+        fresh = messages is not self._sent_list
+        new = messages if fresh else messages[self._sent_upto :]
+        self._sent_list = messages
+        self._emit(
+            "model_request",
+            purpose="investigate",
+            stage=stage,
+            messages=[m.model_dump(mode="json") for m in new],
+        )
+        self._sent_upto = len(messages)
+        started = time.perf_counter()
         turn = await self.chain.complete(request, on_event=self._emit)
         self.usage = self.usage + turn.usage
+        self._emit(
+            "model_response",
+            purpose="investigate",
+            stage=stage,
+            client=self.chain.last_client,
+            turn=turn.model_dump(mode="json"),
+            seconds=round(time.perf_counter() - started, 4),
+        )
         return turn
 
     async def execute(self, call: ToolCall, allowed: tuple[str, ...] = AGENT_TOOLS) -> ToolResult:
@@ -312,6 +335,8 @@ class Session:
             "coordinator_operator_finished",
             skill=run.skill,
             operator_name=op.name,
+            operator_run_id=result.run_id,
+            record=_record_name(result.run_id),
             state=result.state,
             stop_reason=result.stop_reason,
             crashed=run.crashed,
@@ -646,6 +671,14 @@ class Session:
 
     def _emit(self, kind: str, **data: Any) -> None:
         events.publish(kind, self.name, self.run_id, **data)
+
+
+def _record_name(run_id: str) -> str | None:
+    """The file name of an operator run's record (None when it was not recorded)."""
+    from lensbook.records.writer import writer
+
+    path = writer.path_of(run_id) if run_id else None
+    return path.name if path is not None else None
 
 
 def _call(callback: Callable[[Any], Any], value: Any) -> None:

@@ -8,19 +8,27 @@ fallback works without them and the rendering is testable on its own.
 from __future__ import annotations
 
 import html
-import io
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from lensbook.charts import Mark, Series, describe, render_png
 from lensbook.events import Event
+from lensbook.evidence import (
+    BASE_TOOLS,
+    PROBE_QUOTE_CHARS,
+    Evidence,
+    ProbeResult,
+    SnapshotSeen,
+)
 from lensbook.types import CompletionResult, Notification
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lensbook.metrics import MetricsStore
     from lensbook.operator.actor import Operator
 
 __all__ = [
@@ -100,6 +108,10 @@ class CardModel:
         self.error: str | None = None
         self.notifications = 0
         self.summary: str | None = None
+        #: the run this card waits for (set by `queue`): until it starts the card shows it as
+        #: queued, and it never shows another run's events
+        self.awaiting: str | None = None
+        self.waiting = False
 
     @classmethod
     def of(cls, op: Operator) -> CardModel:
@@ -121,9 +133,12 @@ class CardModel:
     def apply(self, event: Event) -> bool:
         """Fold one event of this operator in; True when it ends a run (flush it exactly)."""
         kind, data = event.kind, event.data
+        if self.awaiting is not None and event.run_id and event.run_id != self.awaiting:
+            return False  # another run of the operator: the one in progress, or queued later
         if kind == "run_queued":
             self.queued = int(data.get("queued", self.queued + 1))
         elif kind == "run_started":
+            self.waiting = False
             self.running, self.started = True, True
             self.run_id = event.run_id
             self.queued = max(0, self.queued - 1)
@@ -171,8 +186,13 @@ class CardModel:
             self.started = True
         return False
 
-    def queue(self, max_iterations: int) -> None:
-        """A run was just asked for: show it as queued until it starts."""
+    def queue(self, max_iterations: int, run_id: str | None = None) -> None:
+        """A run was just asked for: show it as queued until it starts (with `run_id`, the
+        card follows that run only, whatever else the operator runs meanwhile)."""
+        self.awaiting = run_id
+        self.waiting = run_id is not None
+        if run_id is not None:
+            self.run_id = run_id
         self.running = False
         self.iteration = 0
         self.max_iterations = max_iterations
@@ -183,7 +203,7 @@ class CardModel:
 
     def finish(self, result: CompletionResult) -> None:
         """Set the exact final state from a run's result."""
-        self.running = False
+        self.running = self.waiting = False
         self.run_id = result.run_id
         self.state = result.state
         self.iteration = result.iterations
@@ -200,7 +220,7 @@ class CardModel:
 
     def fail(self, message: str) -> None:
         """A run that ended without any result (it never started, or the operator crashed)."""
-        self.running = False
+        self.running = self.waiting = False
         self.stop_reason = "error"
         self.error = message
         self.finished_at = time.time()
@@ -215,6 +235,8 @@ class CardModel:
     def activity(self) -> str:
         if self.running:
             return "running"
+        if self.waiting:
+            return "queued"
         if not self.started:
             return "stopped"
         return f"idle, {self.queued} queued" if self.queued else "idle"
@@ -285,10 +307,15 @@ class CardModel:
 
 
 class FeedModel:
-    """Notifications, newest first, with the snapshots they cite (bounded)."""
+    """Notifications, newest first, with what they rest on: the snapshots they cite (and when
+    they were taken) and the probe results before them (both bounded)."""
 
     def __init__(
-        self, operator: str | None = None, max_entries: int = 50, max_snapshots: int = 256
+        self,
+        operator: str | None = None,
+        max_entries: int = 50,
+        max_snapshots: int = 256,
+        max_probes: int = 64,
     ) -> None:
         self.operator = operator
         self.max_entries = max_entries
@@ -296,6 +323,9 @@ class FeedModel:
         self.entries: list[dict[str, Any]] = []  # oldest first
         self.total = 0
         self.snapshots: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self.snapshot_at: dict[str, float] = {}
+        #: (operator, probe result) of the probes answered, newest last
+        self.probes: deque[tuple[str, ProbeResult]] = deque(maxlen=max_probes)
         self._seen: set[str] = set()
 
     def wants(self, event: Event) -> bool:
@@ -307,7 +337,14 @@ class FeedModel:
             data = event.data.get("data")
             sid = event.data.get("id")
             if isinstance(sid, str) and isinstance(data, dict):
-                self.add_snapshot(sid, data)
+                self.add_snapshot(sid, data, event.at)
+            return False
+        if event.kind == "tool_result":
+            name = str(event.data.get("name") or "")
+            if name and name not in BASE_TOOLS:
+                content = str(event.data.get("content") or "")[: PROBE_QUOTE_CHARS * 2]
+                probe = ProbeResult(name, event.at, content, bool(event.data.get("is_error")))
+                self.probes.append((event.operator, probe))
             return False
         if event.kind == "notification":
             note = event.data.get("notification")
@@ -315,11 +352,14 @@ class FeedModel:
                 return self.add(note)
         return False
 
-    def add_snapshot(self, sid: str, data: dict[str, Any]) -> None:
+    def add_snapshot(self, sid: str, data: dict[str, Any], at: float | None = None) -> None:
         self.snapshots[sid] = data
         self.snapshots.move_to_end(sid)
+        if at is not None:
+            self.snapshot_at[sid] = at
         while len(self.snapshots) > self.max_snapshots:
-            self.snapshots.popitem(last=False)
+            old, _ = self.snapshots.popitem(last=False)
+            self.snapshot_at.pop(old, None)
 
     def add(self, note: dict[str, Any]) -> bool:
         nid = str(note.get("id", ""))
@@ -350,7 +390,7 @@ class FeedModel:
         notes: list[tuple[datetime, Notification]] = []
         for result in results:
             for snap in result.snapshots:
-                self.add_snapshot(snap.id, snap.data)
+                self.add_snapshot(snap.id, snap.data, snap.captured_at.timestamp())
             notes.extend((n.detected_at, n) for n in result.notifications)
         for _, note in sorted(notes, key=lambda pair: pair[0]):
             self.add(note.to_dict())
@@ -382,10 +422,32 @@ class FeedModel:
             more = f'<div style="color:#6b7280">... and {older} older</div>'
         return f'<div class="lensbook-feed" style="line-height:1.45">{"".join(items)}{more}</div>'
 
-    def _entry_html(self, note: dict[str, Any], newest: bool) -> str:
-        severity = str(note.get("severity", "info"))
-        colour = SEVERITY_COLOURS.get(severity, "#6b7280")
+    def evidence(self, note: dict[str, Any]) -> Evidence:
+        """What a notification rests on, as far as this feed saw it."""
+        seen = {
+            sid: SnapshotSeen(sid, self.snapshot_at.get(sid), data)
+            for sid, data in self.snapshots.items()
+        }
+        who = note.get("operator")
+        probes = [p for op, p in self.probes if op == who]
+        history = {
+            str(i): line
+            for i in note.get("snapshot_ids") or ()
+            if (line := _history_line(str(i))) is not None
+        }
+        return Evidence.of(note, seen, probes, history=history)
+
+    @staticmethod
+    def entry_title(note: dict[str, Any]) -> str:
+        """A notification's one-line title: severity, operator, anomaly, time."""
         when = str(note.get("detected_at", ""))[11:19]
+        return (
+            f"{str(note.get('severity', 'info')).upper()} {note.get('operator', '')}: "
+            f"{note.get('anomaly_type', '')}  {when}"
+        )
+
+    def entry_body(self, note: dict[str, Any]) -> str:
+        """A notification's content as HTML: its text fields and its evidence."""
         fields = [
             ("context", note.get("context")),
             ("observation", note.get("observation")),
@@ -394,26 +456,23 @@ class FeedModel:
         body = "".join(
             f"<div><b>{name}</b> {_esc(str(value))}</div>" for name, value in fields if value
         )
-        evidence = []
-        for sid in note.get("snapshot_ids", ()):
-            data = self.snapshots.get(sid)
-            shown = _compact(data) if data is not None else _history_line(sid)
-            evidence.append(f"<li><code>{_esc(sid)}</code> {_esc(shown)}</li>")
-        if evidence:
-            body += f'<div><b>evidence</b><ul style="margin:0">{"".join(evidence)}</ul></div>'
+        evidence = self.evidence(note)
+        if evidence.snapshot_ids or evidence.probes:
+            body += evidence.html()
+        return f'<div style="font-size:0.9em;line-height:1.45">{body}</div>'
+
+    def _entry_html(self, note: dict[str, Any], newest: bool) -> str:
+        severity = str(note.get("severity", "info"))
+        colour = SEVERITY_COLOURS.get(severity, "#6b7280")
+        when = str(note.get("detected_at", ""))[11:19]
         return (
             f'<details class="lensbook-notification" {"open" if newest else ""} '
             f'style="border-left:4px solid {colour};padding:2px 8px;margin:4px 0">'
             f'<summary><b style="color:{colour}">{_esc(severity.upper())}</b> '
             f"<b>{_esc(str(note.get('operator', '')))}</b>: "
             f"{_esc(str(note.get('anomaly_type', '')))} <small>{_esc(when)}</small></summary>"
-            f'<div style="font-size:0.9em">{body}</div></details>'
+            f"{self.entry_body(note)}</details>"
         )
-
-
-def _compact(data: dict[str, Any], limit: int = 400) -> str:
-    text = ", ".join(f"{k}={v}" for k, v in data.items())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 #: metrics charted first when a view has more series than charts
@@ -431,21 +490,50 @@ PREFERRED_METRICS = (
 class MetricsModel:
     """The latest sampled values and the series a view has seen change (from the metrics store)."""
 
-    def __init__(self, skill: str | None = None, max_charts: int = 4) -> None:
-        from lensbook.metrics import store
+    def __init__(
+        self, skill: str | None = None, max_charts: int = 4, store: MetricsStore | None = None
+    ) -> None:
+        from lensbook.metrics import store as live
 
-        self.store = store
+        # the live sampler's store, or another (a recorded run's own numbers)
+        self.store = store if store is not None else live
         self.skill = skill
         self.max_charts = max_charts
-        self.touched: set[tuple[str, str]] = set(store.keys(skill))
+        self.touched: set[tuple[str, str]] = set(self.store.keys(skill))
         self.snapshots_seen = 0
+        #: notifications and state changes seen, marked on the charts' time axis (bounded)
+        self.marks: deque[Mark] = deque(maxlen=20)
 
     def wants(self, event: Event) -> bool:
+        if event.kind in ("notification", "state_changed"):
+            return self.skill is None or event.operator == self.skill
         if event.kind != "snapshot":
             return False
         return self.skill is None or (event.data.get("skill") or event.operator) == self.skill
 
     def apply(self, event: Event) -> bool:
+        if event.kind == "notification":
+            note = event.data.get("notification") or {}
+            self.marks.append(
+                Mark(
+                    event.at,
+                    f"[{note.get('severity')}] {note.get('anomaly_type')}",
+                    "notification",
+                    str(note.get("severity")),
+                )
+            )
+            return True
+        if event.kind == "state_changed":
+            d = event.data
+            self.marks.append(
+                Mark(
+                    event.at,
+                    f"{d.get('previous')} -> {d.get('state')}",
+                    "state",
+                    str(d.get("state")),
+                )
+            )
+            return True
         data = event.data.get("data")
         if not isinstance(data, dict):
             return False
@@ -492,35 +580,33 @@ class MetricsModel:
         others = sorted(k for k in moved if k[1] not in rank)
         return (preferred + others)[: self.max_charts]
 
+    def _series(self) -> list[Series]:
+        keys = self.chart_keys()
+        many_skills = len({skill for skill, _ in keys}) > 1
+        return [
+            Series(f"{skill}.{metric}" if many_skills else metric, self.store.series(skill, metric))
+            for skill, metric in keys
+        ]
+
     def chart_png(self) -> bytes:
-        """Small multiples of `chart_keys()` as a PNG (b"" when there is nothing to chart).
+        """Small multiples of `chart_keys()` as a PNG (b"" when there is nothing to chart),
+        with the notifications and state changes seen marked (see `lensbook.charts`).
 
         Cost: ~30-80 ms of Agg rendering (holds the GIL); callers throttle it to seconds.
         """
-        keys = self.chart_keys()
-        if not keys:
+        series = self._series()
+        if not series:
             return b""
-        # the object API (no pyplot): no global figure state, safe off the main thread
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
+        t0 = min(s.points[0][0] for s in series)
+        return render_png(series, [m for m in self.marks if m.at >= t0], t0=t0)
 
-        cols = 2 if len(keys) > 1 else 1
-        rows = (len(keys) + cols - 1) // cols
-        fig = Figure(figsize=(4.2 * cols, 1.9 * rows), dpi=80)
-        FigureCanvasAgg(fig)
-        t0 = min(self.store.series(*k)[0][0] for k in keys)
-        for i, (skill, metric) in enumerate(keys):
-            ax = fig.add_subplot(rows, cols, i + 1)
-            points = self.store.series(skill, metric)
-            ax.plot([t - t0 for t, _ in points], [v for _, v in points], marker=".", lw=1.2)
-            ax.set_title(f"{skill}.{metric}", fontsize=9)
-            ax.tick_params(labelsize=7)
-            ax.grid(alpha=0.3)
-        fig.supxlabel("seconds", fontsize=8)
-        fig.tight_layout()
-        out = io.BytesIO()
-        fig.savefig(out, format="png")
-        return out.getvalue()
+    def chart_text(self) -> str:
+        """The charts' text alternative: each series' change and the marks, in words."""
+        series = self._series()
+        if not series:
+            return "No chart yet: no series has two points."
+        t0 = min(s.points[0][0] for s in series)
+        return describe(series, [m for m in self.marks if m.at >= t0], t0)
 
     def text(self) -> str:
         frame = self.table()
@@ -537,14 +623,14 @@ class MetricsModel:
         return f'<div class="lensbook-metrics-table" style="line-height:1.35">{table}</div>'
 
 
-def _history_line(event_id: str) -> str:
+def _history_line(event_id: str) -> str | None:
     """A cited flight-recorder event (h-...) in one line, while the recorder still has it."""
     from lensbook.recorder import history_event
     from lensbook.recorder.frame import clock, describe
 
     event = history_event(event_id)
     if event is None:
-        return "(not seen by this view)"
+        return None
     return f"{clock(event.time)} UTC {event.kind}: {describe(event)}"
 
 

@@ -26,6 +26,7 @@ from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.notebook._models import (
     SEVERITY_COLOURS,
     CardModel,
+    FeedModel,
     _badge,
     _seconds,
     elapsed,
@@ -106,16 +107,24 @@ class CoordinatorModel:
         self.cards: dict[str, CardModel] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.insights: list[dict[str, Any]] = []
+        #: the operators' snapshots and probe results, for what each notification rests on
+        self.evidence = FeedModel()
 
     def wants(self, event: events.Event) -> bool:
         if event.operator == self.name:
             return not self.run_id or event.run_id == self.run_id or not event.run_id
-        return event.operator.startswith(self.name + ".") and event.kind in CARD_EVENTS
+        return event.operator.startswith(self.name + ".") and (
+            event.kind in CARD_EVENTS or event.kind == "snapshot"
+        )
 
     def apply(self, event: events.Event) -> bool:
         """Fold one event in; True when it ends the run (flush it exactly)."""
         kind, data = event.kind, event.data
         if event.operator != self.name:
+            if kind in ("snapshot", "tool_result"):
+                self.evidence.apply(event)
+                if kind == "snapshot":
+                    return False
             skill = event.operator[len(self.name) + 1 :]
             card = self.cards.get(skill)
             if card is None:
@@ -276,9 +285,18 @@ class CoordinatorModel:
                 f"{_esc(str(note.get('anomaly_type', '')))} "
                 f"{_badge(status, _STATUS_COLOURS.get(status, '#6b7280'))}"
                 f'<div style="font-size:0.9em">{_esc(str(note.get("observation", "")))}</div>'
-                "</div>"
+                f"{self._moved_html(note)}</div>"
             )
         return "".join(rows)
+
+    def _moved_html(self, note: dict[str, Any]) -> str:
+        """The two biggest moves between the snapshots the notification cites, inline (the
+        whole evidence is under the notification in the operator's own feed)."""
+        moved = self.evidence.evidence(note).moved[:2]
+        if not moved:
+            return ""
+        text = "; ".join(c.text() for c in moved)
+        return f'<div style="font-size:0.85em;color:#374151">moved: <code>{_esc(text)}</code></div>'
 
     def insights_html(self) -> str:
         if not self.insights:
@@ -334,7 +352,7 @@ class CoordinatorView(widgets.VBox, _LiveView):  # type: ignore[misc]
             ),
         )
         self.add_class("lensbook-coordinator")
-        self._listen(COORDINATOR_EVENTS | CARD_EVENTS, refresh_rate)
+        self._listen(COORDINATOR_EVENTS | CARD_EVENTS | {"snapshot"}, refresh_rate)
 
     def _on_event(self, event: events.Event) -> None:
         if not self.model.wants(event):

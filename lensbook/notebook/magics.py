@@ -21,7 +21,7 @@ from lensbook import _loop
 from lensbook._errors import LensbookError, RunFailed, UnknownSkill
 from lensbook.notebook import _history
 from lensbook.notebook._models import CardModel, FeedModel, MetricsModel, status_html, status_text
-from lensbook.types import CompletionResult, NotificationList
+from lensbook.types import CompletionResult, NotificationList, new_id
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -45,6 +45,7 @@ SUBCOMMANDS = (
     "providers",
     "investigate",
     "watch",
+    "postmortem",
     "history",
 )
 
@@ -156,8 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--text", action="store_true", help="no chart: the text timeline only")
     from lensbook.notebook import coordinator_view
+    from lensbook.review.builder import add_arguments
 
     coordinator_view.add_parsers(sub)
+    review = sub.add_parser(
+        "postmortem",
+        help="write a postmortem notebook from recorded runs (as `lensbook postmortem`)",
+    )
+    add_arguments(review)
     replay.add_argument(
         "--tools",
         choices=("rerun", "record"),
@@ -366,8 +373,9 @@ class LensMagics(Magics):
             options["timeout"] = args.timeout
         context = {"reason": args.reason} if args.reason is not None else None
 
-        card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]))
-        future = _loop.submit(op.arun_result(context, **options))
+        run_id = new_id()
+        card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]), run_id)
+        future = _loop.submit(op.arun_result(context, run_id=run_id, **options))
         _history.track(skill, future)
         if args.background:
             if card is not None:
@@ -379,13 +387,13 @@ class LensMagics(Magics):
             )
         return self._wait(skill, op, future, card)
 
-    def _run_card(self, op: Operator, max_iterations: int) -> OperatorCard | None:
+    def _run_card(self, op: Operator, max_iterations: int, run_id: str) -> OperatorCard | None:
         if not self._use_widgets():
             return None
         from lensbook.notebook.widgets import OperatorCard
 
         model = CardModel.of(op)
-        model.queue(max_iterations)
+        model.queue(max_iterations, run_id)
         card = OperatorCard(model=model, refresh_rate=self.refresh_rate, feed=True, follow=False)
         card.show()
         return card
@@ -571,6 +579,14 @@ class LensMagics(Magics):
 
             show_run(record)
         return Report(repr(outcome))
+
+    def _cmd_postmortem(self, args: argparse.Namespace) -> Any:
+        from lensbook.review.builder import from_arguments
+
+        try:
+            return from_arguments(args)
+        except (OSError, ValueError, LensbookError) as exc:
+            raise UsageError(f"%lens postmortem: {exc}") from None
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:
         from lensbook.operator.supervisor import operators

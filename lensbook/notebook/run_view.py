@@ -8,6 +8,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from lensbook.events import Event
+from lensbook.metrics import MetricsStore
 from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
 from lensbook.records.reader import Run
@@ -30,7 +31,12 @@ class RunView(widgets.VBox):  # type: ignore[misc]
             follow=False,
         )
         feed = NotificationFeed(run.operator)
-        metrics = MetricsView(run.skill)
+        # the record's own numbers: the live sampler's store holds this process's, not the run's
+        numbers = MetricsStore()
+        for e in run.of_kind("snapshot"):
+            skill = str(e["data"].get("skill") or run.skill)
+            numbers.record(skill, e["data"].get("data") or {}, e["at"])
+        metrics = MetricsView(run.skill, store=numbers)
         for view in (card, feed, metrics):
             view.stop_updates()
         for entry in run.events:
@@ -55,6 +61,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]
         feed.flush()
         metrics.flush()
         metrics.chart.value = metrics.model.chart_png()
+        metrics.caption_text.value = metrics._caption()
         head = (
             f"<b>Recorded run</b> <code>{html.escape(run.run_id)}</code> · "
             f"{html.escape(str(run.path.name))} · client {html.escape(result.client)} · "
@@ -74,8 +81,18 @@ class RunView(widgets.VBox):  # type: ignore[misc]
 
 
 def show_run(run: Run) -> None:
-    """IPython display hook for `Run` objects, registered by the extension."""
+    """IPython display hook for `Run` objects, registered by the extension.
+
+    An operator run shows as its card, feed and metrics; a coordinator run (no card of its
+    own) as its summary, insights and findings, the postmortem's own views."""
     from IPython.display import display
 
     show: Any = display  # IPython's display is untyped
+    if run.kind == "coordinator":
+        from lensbook.review import show as review
+
+        summary = review.Shown(run.summary(), f"<pre>{html.escape(run.summary())}</pre>")
+        for part in (summary, review.insights(run), review.findings(run)):
+            show(part)
+        return
     show(RunView(run))

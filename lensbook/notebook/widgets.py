@@ -21,7 +21,7 @@ import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
 from lensbook import events
-from lensbook.notebook._models import CardModel, FeedModel, MetricsModel
+from lensbook.notebook._models import SEVERITY_COLOURS, CardModel, FeedModel, MetricsModel
 from lensbook.notebook._throttle import Throttle, call_later
 from lensbook.types import CompletionResult
 
@@ -55,8 +55,8 @@ CARD_EVENTS = frozenset(
         "operator_crashed",
     }
 )
-FEED_EVENTS = frozenset({"snapshot", "notification"})
-METRICS_EVENTS = frozenset({"snapshot", "run_completed"})
+FEED_EVENTS = frozenset({"snapshot", "notification", "tool_result"})
+METRICS_EVENTS = frozenset({"snapshot", "run_completed", "notification", "state_changed"})
 
 #: seconds between refreshes of a running card's elapsed time when no event comes
 TICK_SECONDS = 1.0
@@ -269,8 +269,15 @@ class OperatorCard(widgets.VBox, _LiveView):  # type: ignore[misc]
 
 
 class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
-    """Notifications, newest first and open; each expands to its context, observation,
-    hypothesis and the data of the snapshots it cites."""
+    """Notifications, newest first; each expands to its context, observation, hypothesis and
+    evidence (what moved between the cited snapshots, the probe results, the full snapshots).
+
+    Each notification is its own `Accordion` of one page, kept for as long as the notification
+    is shown: whether it is expanded lives in the widget's synced `selected_index`, which the
+    browser sets when the reader clicks, so a refresh of the feed (a new notification, new
+    evidence) never collapses what the reader opened nor opens what they closed. Left alone,
+    the newest entry is expanded and the others are not.
+    """
 
     def __init__(
         self,
@@ -283,9 +290,14 @@ class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
     ) -> None:
         self.model = model if model is not None else FeedModel(operator, max_entries=max_entries)
         self.model.seed(seed)
-        self.body = widgets.HTML(value=self.model.html())
+        self.body = widgets.HTML(value=self._header())
+        self.items: dict[str, widgets.Accordion] = {}
+        #: notification id -> expanded, for the entries the reader opened or closed
+        self.chosen: dict[str, bool] = {}
+        self._setting = False
         super().__init__(children=[self.body], layout=widgets.Layout(width="auto"))
         self.add_class("lensbook-feed")
+        self.flush()
         self._listen(FEED_EVENTS, refresh_rate)
 
     def _on_event(self, event: events.Event) -> None:
@@ -296,8 +308,69 @@ class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
         if changed:
             self.throttle.request()
 
+    def _item(self, note: dict[str, Any]) -> widgets.Accordion:
+        nid = str(note.get("id", ""))
+        item = self.items.get(nid)
+        body = self.model.entry_body(note)
+        if item is None:
+            colour = SEVERITY_COLOURS.get(str(note.get("severity")), "#6b7280")
+            item = widgets.Accordion(
+                children=[widgets.HTML(value=body)],
+                titles=(self.model.entry_title(note),),
+                layout=widgets.Layout(border_left=f"4px solid {colour}", margin="2px 0"),
+            )
+            item.add_class("lensbook-notification")
+            item.observe(lambda change, nid=nid: self._chosen(nid, change), "selected_index")
+            self.items[nid] = item
+        elif item.children[0].value != body:  # evidence seen since: the page only
+            item.children[0].value = body
+        return item
+
+    def _chosen(self, nid: str, change: dict[str, Any]) -> None:
+        if not self._setting:  # the reader clicked (the browser synced selected_index)
+            self.chosen[nid] = change["new"] is not None
+
+    def _header(self) -> str:
+        m = self.model
+        if not m.entries:
+            who = f" from <code>{m.operator}</code>" if m.operator else ""
+            return f'<div style="color:#6b7280"><i>No notifications{who} yet.</i></div>'
+        header = f"<small>{m.total} notification(s), newest first</small>"
+        if m.total > len(m.entries):
+            header += f" <small>(the {m.total - len(m.entries)} oldest not shown)</small>"
+        return header
+
+    def html(self) -> str:
+        """What the feed shows, as one HTML text (the header, then each entry's title and page)."""
+        parts = [self.body.value]
+        for item in self.items.values():
+            parts.append(f"<h5>{item.titles[0]}</h5>{item.children[0].value}")
+        return "".join(parts)
+
     def flush(self) -> None:
-        self.body.value = self.model.html()
+        notes = list(reversed(self.model.entries))  # newest first
+        header = self._header()
+        items = [self._item(note) for note in notes]
+        shown = {str(n.get("id", "")) for n in notes}
+        for nid in [k for k in self.items if k not in shown]:
+            self.items.pop(nid).close()
+            self.chosen.pop(nid, None)
+        self._setting = True
+        try:
+            for i, (note, item) in enumerate(zip(notes, items, strict=True)):
+                nid = str(note.get("id", ""))
+                expanded = self.chosen.get(nid, i == 0)
+                wanted = 0 if expanded else None
+                if item.selected_index != wanted:
+                    item.selected_index = wanted
+            if self.body.value != header:
+                self.body.value = header
+            children = (self.body, *items)
+            box: Any = self  # ipywidgets is untyped
+            if tuple(box.children) != children:
+                box.children = children
+        finally:
+            self._setting = False
 
     def text(self) -> str:
         return self.model.text()
@@ -310,6 +383,9 @@ class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
 
     def close(self) -> None:
         self.stop_updates()
+        for item in self.items.values():
+            item.close()
+        self.items.clear()
         self.body.close()
         super().close()
 
@@ -324,15 +400,24 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
         refresh_rate: float = 10.0,
         chart_interval: float = 2.0,
         max_charts: int = 4,
+        store: Any = None,
     ) -> None:
-        self.model = MetricsModel(skill, max_charts=max_charts)
+        self.model = MetricsModel(skill, max_charts=max_charts, store=store)
         title = f"Metrics of <code>{skill}</code>" if skill else "Metrics"
         self.title = widgets.HTML(value=f"<b>{title}</b>")
         self.table = widgets.HTML(value=self.model.html())
         self.chart = widgets.Image(value=self.model.chart_png(), format="png")
+        # the chart's text alternative, one click away under it; an accordion keeps it open
+        # (or closed) as the reader left it while the chart refreshes
+        self.caption_text = widgets.HTML(value=self._caption())
+        self.caption = widgets.Accordion(
+            children=[self.caption_text], titles=("chart as text",), selected_index=None
+        )
+        self.caption.add_class("lensbook-chart-text")
         self._chart_dirty = False
         super().__init__(
-            children=[self.title, self.table, self.chart], layout=widgets.Layout(width="auto")
+            children=[self.title, self.table, self.chart, self.caption],
+            layout=widgets.Layout(width="auto"),
         )
         self.add_class("lensbook-metrics")
         self.chart_throttle = Throttle(lambda: in_current_cell(self._flush_chart), chart_interval)
@@ -361,8 +446,16 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
                 return
             self._chart_dirty = False
         png = self.model.chart_png()  # outside the lock: rendering takes tens of ms
-        with self._lock:
+        caption = self._caption()
+        with self._lock, self.chart.hold_sync(), self.caption_text.hold_sync():
             self.chart.value = png
+            self.caption_text.value = caption
+
+    def _caption(self) -> str:
+        import html
+
+        text = html.escape(self.model.chart_text())
+        return f'<pre style="line-height:1.3;margin:0">{text}</pre>'
 
     def frame(self) -> Any:
         """The table shown, as a pandas DataFrame."""
@@ -379,7 +472,7 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
 
     def close(self) -> None:
         self.stop_updates()
-        for child in (self.title, self.table, self.chart):
+        for child in (self.title, self.table, self.chart, self.caption_text, self.caption):
             child.close()
         super().close()
 

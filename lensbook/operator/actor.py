@@ -282,7 +282,11 @@ class Operator:
     async def arun_result(
         self, context: Mapping[str, Any] | None = None, **options: Any
     ) -> CompletionResult:
-        """Like `arun`, returning the whole `CompletionResult`."""
+        """Like `arun`, returning the whole `CompletionResult`.
+
+        `run_id` (optional) is the id the run gets, so a view made before the run is queued
+        can follow its events and no other run's (the card of a queued `%lens run`).
+        """
         return await _loop.run_on_loop(self._enqueue_and_wait(context, options))
 
     def run_async(
@@ -320,8 +324,9 @@ class Operator:
         self, context: Mapping[str, Any] | None, options: dict[str, Any]
     ) -> CompletionResult:
         options = dict(options)
+        run_id = options.pop("run_id", None)
         ctx = _merge_context(context, options)
-        request = await self._enqueue(ctx, options, None, None)
+        request = await self._enqueue(ctx, options, None, None, run_id=run_id)
         try:
             # shielded: the run's outcome outlives this caller, for wait() and last_result
             return await asyncio.shield(request.future)
@@ -346,6 +351,7 @@ class Operator:
         options: dict[str, Any],
         on_notification: NotificationCallback | None,
         on_complete: CompleteCallback | None,
+        run_id: str | None = None,
     ) -> _Request:
         if not self.started or self._queue is None:
             await self._astart()
@@ -356,6 +362,8 @@ class Operator:
         request = _Request(
             {**self.context, **context}, options, future, on_notification, on_complete
         )
+        if run_id:
+            request.run_id = str(run_id)
         self._last_future = future
         await self._queue.put(request)
         events.publish("run_queued", self.name, request.run_id, queued=self._queue.qsize())

@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import RecordError
+from lensbook.charts import Mark, Series
+from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
 from lensbook.records.shapes import check_event, check_header
 from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
@@ -58,19 +60,143 @@ class Run:
         return dict(self.header.get("context") or {})
 
     @property
+    def kind(self) -> str:
+        """``operator`` or ``coordinator`` (records before coordinators were recorded: operator)."""
+        return str(self.header.get("kind") or "operator")
+
+    @property
+    def started_at(self) -> float:
+        return float(self.header.get("started_at") or (self.events[0]["at"] if self.events else 0))
+
+    @property
+    def where(self) -> dict[str, str]:
+        """Where and with what the run happened: host, pid, Python, lensbook, client."""
+        return {
+            "host": str(self.header.get("host") or "(not recorded)"),
+            "pid": str(self.header.get("pid") or "(not recorded)"),
+            "python": str(self.header.get("python") or "(not recorded)"),
+            "lensbook": str(self.header.get("lensbook") or "(not recorded)"),
+            "client": self.result.client if self.kind == "operator" else self.coordinator_client,
+        }
+
+    @property
+    def coordinator_client(self) -> str:
+        done = self.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        return str(info.get("client") or self.header.get("client") or "")
+
+    @property
     def complete(self) -> bool:
         """Whether the run's completion was recorded (False for a run cut short)."""
-        return any(e["kind"] == "run_completed" for e in self.events)
+        return any(e["kind"] in ("run_completed", "coordinator_completed") for e in self.events)
 
     def of_kind(self, *kinds: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e["kind"] in kinds]
 
     @property
     def notification_objects(self) -> list[Notification]:
+        """The run's notifications (for a coordinator run: those its operators sent it)."""
         return [
             Notification.model_validate(e["data"]["notification"])
-            for e in self.of_kind("notification")
+            for e in self.of_kind("notification", "coordinator_notification")
         ]
+
+    @property
+    def insights(self) -> list[dict[str, Any]]:
+        """A coordinator run's insights, as recorded (empty for an operator run)."""
+        return [dict(e["data"]["insight"]) for e in self.of_kind("insight")]
+
+    @property
+    def operator_records(self) -> list[dict[str, Any]]:
+        """A coordinator run's operator runs: skill, run id, record file name, state, findings."""
+        return [dict(e["data"]) for e in self.of_kind("coordinator_operator_finished")]
+
+    def beside(self, name: Any) -> Path | None:
+        """A record this one names (a coordinator's operator run), in this record's folder.
+
+        Only the file name counts: a record cannot point outside its own folder."""
+        if not name:
+            return None
+        return self.path.parent / Path(str(name)).name
+
+    @property
+    def history(self) -> Any:
+        """The flight recorder's history around the run, when the record has one (else None):
+        a history section, else the events the run read with ``get_history``."""
+        found = self.header.get("history")
+        for e in self.of_kind("history"):
+            found = e["data"].get("history", e["data"])
+        if found is None:
+            found = self.history_events or None
+        return found
+
+    def evidence(self, note: Notification | dict[str, Any]) -> Evidence:
+        """What a notification of this run rests on (see `lensbook.evidence`)."""
+        data = note.to_dict() if isinstance(note, Notification) else note
+        if self.kind == "coordinator":
+            # the evidence is in the record of the operator run that sent it, beside this one
+            for entry in self.operator_records:
+                path = self.beside(entry.get("record"))
+                if path is not None and path.exists():
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        operator_run = load_run(path)
+                    if any(n.id == data.get("id") for n in operator_run.notification_objects):
+                        return operator_run.evidence(data)
+        seen = {
+            e["data"]["id"]: SnapshotSeen(e["data"]["id"], e["at"], e["data"].get("data") or {})
+            for e in self.of_kind("snapshot")
+        }
+        calls = {e["data"].get("id"): e["data"].get("name") for e in self.of_kind("tool_call")}
+        probes = [
+            ProbeResult(
+                str(e["data"].get("name") or calls.get(e["data"].get("id")) or "?"),
+                e["at"],
+                str(e["data"].get("content") or ""),
+                bool(e["data"].get("is_error")),
+            )
+            for e in self.of_kind("tool_result")
+            if e["data"].get("name") not in BASE_TOOLS
+        ]
+        history = {
+            str(e["id"]): f"{e.get('at', '')} UTC {e.get('kind')}: {e.get('summary', '')}"
+            for e in self.history_events
+        }
+        return Evidence.of(data, seen, probes, history=history)
+
+    def series(self, metrics: list[str] | None = None) -> list[Series]:
+        """The numeric snapshot fields as chart series (`metrics`: which, in order)."""
+        points: dict[str, list[tuple[float, float]]] = {}
+        for e in self.of_kind("snapshot"):
+            for key, value in (e["data"].get("data") or {}).items():
+                v = number(value)
+                if v is not None:
+                    points.setdefault(key, []).append((e["at"], v))
+        names = metrics if metrics is not None else list(points)
+        return [Series(n, points[n]) for n in names if n in points]
+
+    def marks(self) -> list[Mark]:
+        """Notifications and state changes, for a chart's time axis."""
+        marks = [
+            Mark(
+                e["at"],
+                f"[{n.get('severity')}] {n.get('anomaly_type')}",
+                "notification",
+                str(n.get("severity")),
+            )
+            for e in self.of_kind("notification", "coordinator_notification")
+            for n in [e["data"].get("notification") or {}]
+        ]
+        marks += [
+            Mark(
+                e["at"],
+                f"{e['data'].get('previous')} -> {e['data'].get('state')}",
+                "state",
+                str(e["data"].get("state")),
+            )
+            for e in self.of_kind("state_changed")
+        ]
+        return sorted(marks, key=lambda m: m.at)
 
     @property
     def snapshot_objects(self) -> list[Snapshot]:
@@ -159,26 +285,6 @@ class Run:
         return sorted(seen.values(), key=lambda ev: float(ev.get("time") or 0.0))
 
     @property
-    def history(self) -> pd.DataFrame:
-        """`history_events` as a DataFrame: id, time (UTC), kind, source, summary, detail."""
-        import pandas as pd
-
-        rows = [
-            (
-                e["id"],
-                e.get("time"),
-                e.get("kind"),
-                e.get("source"),
-                e.get("summary"),
-                e.get("detail"),
-            )
-            for e in self.history_events
-        ]
-        df = pd.DataFrame(rows, columns=["id", "time", "kind", "source", "summary", "detail"])
-        df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)
-        return df
-
-    @property
     def timeline(self) -> pd.DataFrame:
         import pandas as pd
 
@@ -216,6 +322,8 @@ class Run:
         return pd.DataFrame(rows, columns=["time", "skill", "metric", "value"])
 
     def summary(self) -> str:
+        if self.kind == "coordinator":
+            return self._coordinator_summary()
         r = self.result
         lines = [
             f"run {self.run_id} of {self.operator} (skill {self.skill}), lensbook "
@@ -229,6 +337,38 @@ class Run:
         lines += [str(n) for n in r.notifications]
         if r.summary:
             lines.append(f"summary: {r.summary}")
+        if self.problems:
+            lines.append(f"{len(self.problems)} unreadable line(s): " + "; ".join(self.problems))
+        return "\n".join(lines)
+
+    def _coordinator_summary(self) -> str:
+        done = self.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        notes = self.notification_objects
+        ops = ", ".join(
+            f"{o.get('skill')}: {o.get('state')} ({o.get('stop_reason')}, "
+            f"{o.get('notifications')} notif.)"
+            for o in self.operator_records
+        )
+        lines = [
+            f"coordinator run {self.run_id} of {self.operator}, lensbook "
+            f"{self.header.get('lensbook')}, client {self.coordinator_client}",
+            f"context: {json.dumps(self.context)}",
+            (
+                f"completed: stopped by {info.get('stop_reason')}"
+                if done
+                else "CUT SHORT: the record ends before the coordination completed"
+            )
+            + f", {len(self.of_kind('coordinator_iteration'))} iteration(s), "
+            f"{len(self.insights)} insight(s), {len(notes)} notification(s)",
+            f"operators: {ops or 'none'}",
+        ]
+        lines += [str(n) for n in notes]
+        lines += [f"insight: [{i.get('confidence')}] {i.get('summary')}" for i in self.insights]
+        if info.get("summary"):
+            lines.append(f"summary: {info['summary']}")
+        if info.get("error"):
+            lines.append(f"error: {info['error']}")
         if self.problems:
             lines.append(f"{len(self.problems)} unreadable line(s): " + "; ".join(self.problems))
         return "\n".join(lines)
@@ -324,6 +464,30 @@ def load_run(path: str | os.PathLike[str] | Run) -> Run:
     return Run(p, header, events, problems)
 
 
+def _outcome(run: Run) -> dict[str, Any]:
+    """How a run ended, for the runs table (a coordinator's state: the worst of its operators)."""
+    if run.kind == "coordinator":
+        done = run.of_kind("coordinator_completed")
+        info = done[-1]["data"] if done else {}
+        order = ["healthy", "observing", "warning", "critical"]
+        states = [str(o.get("state")) for o in run.operator_records if o.get("state") in order]
+        return {
+            "state": max(states, key=order.index) if states else "healthy",
+            "stop_reason": info.get("stop_reason") or "error",
+            "notifications": len(run.notification_objects),
+            "iterations": len(run.of_kind("coordinator_iteration")),
+            "client": run.coordinator_client,
+        }
+    r = run.result
+    return {
+        "state": r.state,
+        "stop_reason": r.stop_reason,
+        "notifications": len(r.notifications),
+        "iterations": r.iterations,
+        "client": r.client,
+    }
+
+
 def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """The recorded runs in a directory (default: where records are written), newest first.
 
@@ -347,19 +511,15 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 {"damaged": True, "problems": str(exc), "complete": False, "path": str(path)}
             )
             continue
-        r = run.result
         rows.append(
             {
                 "started": pd.Timestamp(run.header.get("started_at", 0), unit="s", tz="UTC"),
+                "kind": run.kind,
                 "operator": run.operator,
                 "skill": run.skill,
                 "run_id": run.run_id,
                 "reason": run.context.get("reason", ""),
-                "state": r.state,
-                "stop_reason": r.stop_reason,
-                "notifications": len(r.notifications),
-                "iterations": r.iterations,
-                "client": r.client,
+                **_outcome(run),
                 "complete": run.complete,
                 "damaged": bool(run.problems),
                 "problems": "; ".join(run.problems[:3]),
@@ -368,6 +528,7 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         )
     cols = [
         "started",
+        "kind",
         "operator",
         "skill",
         "run_id",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from lensbook import _loop
 from lensbook._errors import ProviderError, RunFailed
@@ -23,7 +23,10 @@ from lensbook.records.reader import Run, load_run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Snapshot
 
-__all__ = ["Divergence", "ReplayClient", "ReplayResult", "replay"]
+if TYPE_CHECKING:
+    from lensbook.records.coordinator_replay import CoordinatorReplay
+
+__all__ = ["Divergence", "ReplayClient", "ReplayResult", "areplay", "replay"]
 
 ToolMode = Literal["rerun", "record"]
 
@@ -202,14 +205,25 @@ def replay(
     tools: ToolMode = "rerun",
     skill: Any = None,
     timeout: float | None = 300.0,
-) -> ReplayResult:
+) -> ReplayResult | CoordinatorReplay:
     """Re-run a recorded investigation with the model's turns from the record.
 
-    `skill` is needed only for a user skill that is not registered under the record's skill id.
+    A coordinator run's record replays its own turns, and each operator run it started from
+    that run's record (found beside it), in the same order. `skill` is needed only for a user
+    skill that is not registered under the record's skill id.
     """
     record = load_run(run)
     if tools not in ("rerun", "record"):
         raise ValueError("tools must be 'rerun' or 'record'")
+    if record.kind == "coordinator":
+        from lensbook.records.coordinator_replay import areplay_coordinator
+
+        return _loop.run_sync(areplay_coordinator(record, tools), timeout)
+    return _loop.run_sync(areplay(record, tools=tools, skill=skill), timeout)
+
+
+async def areplay(record: Run, *, tools: ToolMode = "rerun", skill: Any = None) -> ReplayResult:
+    """The replay of one operator run, on the lens loop (see `replay`)."""
     divergences: list[Divergence] = []
     client = ReplayClient(record, divergences)
     h = record.header
@@ -231,16 +245,11 @@ def replay(
         settings=settings,
         state=h.get("state", "healthy"),
     )
-
-    async def go() -> CompletionResult:
-        try:
-            result = await investigation.run()
-        except RunFailed as exc:
-            if exc.result is None:
-                raise
-            result = exc.result
-        publish_completed(investigation.operator, result, replay_of=record.run_id)
-        return result
-
-    result = _loop.run_sync(go(), timeout)
+    try:
+        result = await investigation.run()
+    except RunFailed as exc:
+        if exc.result is None:
+            raise
+        result = exc.result
+    publish_completed(investigation.operator, result, replay_of=record.run_id)
     return ReplayResult(result=result, record=record, tools=tools, divergences=divergences)

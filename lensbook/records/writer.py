@@ -1,10 +1,14 @@
 """The record writer: one JSON-lines file per run, appended and flushed event by event.
 
 A record is readable up to its last complete line even if the process is killed mid-run. The
-first line is a header (format version, lensbook and Python versions, operator, skill, context,
-settings, client); every following line is one event of the run (see `lensbook.events`):
-model requests and responses (already redacted), tool calls and results, snapshots, state
-changes, notifications, and the completion with timing and token usage.
+first line is a header (format version, kind, lensbook and Python versions, host, pid, operator,
+skill, context, settings, client); every following line is one event of the run (see
+`lensbook.events`): model requests and responses (already redacted), tool calls and results,
+snapshots, state changes, notifications, and the completion with timing and token usage.
+
+A coordinator run is recorded the same way (``kind: coordinator``, from ``coordinator_started``
+to ``coordinator_completed``): its own model turns, tool calls, the notifications its operators
+sent, its insights, and for each operator run the id and file name of that run's own record.
 
 Where records go: `configure(directory=...)`, else ``$LENSBOOK_RECORDS_DIR``, else
 ``.lensbook/runs`` under the working directory (a notebook's own folder under Jupyter). Recording
@@ -75,6 +79,12 @@ def is_own_record(path: Path) -> bool:
             return handle.read(len(HEADER_PREFIX)) == HEADER_PREFIX
     except OSError:
         return False
+
+
+#: the events that open a record, and the kind of run the record holds
+_BEGINS = {"run_started": "operator", "coordinator_started": "coordinator"}
+#: the events that close one
+_ENDS = frozenset({"run_completed", "operator_crashed", "coordinator_completed"})
 
 
 class RecordWriter:
@@ -151,7 +161,7 @@ class RecordWriter:
         if not event.run_id:
             return
         with self._lock:
-            if event.kind == "run_started" and self.enabled:
+            if event.kind in _BEGINS and self.enabled:
                 self._begin(event)
             entry = self._open.get(event.run_id)
             if entry is None:
@@ -165,7 +175,7 @@ class RecordWriter:
             }
             if not self._append(event.run_id, line):
                 return
-            if event.kind in ("run_completed", "operator_crashed"):
+            if event.kind in _ENDS:
                 self._end(event.run_id)
 
     def _append(self, run_id: str, entry: dict[str, Any]) -> bool:
@@ -220,6 +230,8 @@ class RecordWriter:
             "operator": event.operator,
             "run_id": event.run_id,
             "started_at": event.at,
+            "kind": _BEGINS[event.kind],
+            "host": platform.node(),
             "pid": os.getpid(),
             **{k: v for k, v in event.data.items() if k != "type"},
         }

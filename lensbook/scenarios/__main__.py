@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     client = choose_client(args.client, load_registry(args.client_registry))
     if args.progress:
-        from lensbook.cli import Progress
+        from lensbook.terminal import StatusLines
 
-        with Progress():
+        with StatusLines():
             outcome = run_scenario(args.name, client=client, max_iterations=args.max_iterations)
     else:
         outcome = run_scenario(args.name, client=client, max_iterations=args.max_iterations)

@@ -121,3 +121,30 @@ def test_watch_magic_starts_shows_and_stops_the_watcher(magics: Any) -> None:
     assert status.text.startswith("watch: learning | ")
     assert "stopped after" in watch_command(magics, parse(["watch", "stop"])).text
     assert watch_command(magics, parse(["watch", "status"])).text.startswith("watch: not watching")
+
+
+def test_a_notification_in_the_view_says_what_moved_between_its_snapshots() -> None:
+    from lensbook.events import Event
+    from lensbook.notebook.coordinator_view import CoordinatorModel
+
+    model = CoordinatorModel("coordinator", "why?")
+    steps = [
+        Event("coordinator_started", "coordinator", "c1", {"strategy": "agent"}, at=100.0),
+        Event("snapshot", "coordinator.alpha", "r1", {"id": "s1", "data": {"depth": 42}}, 101.0),
+        Event("snapshot", "coordinator.alpha", "r1", {"id": "s2", "data": {"depth": 90}}, 103.0),
+    ]
+    note = {
+        "id": "n1",
+        "operator": "coordinator.alpha",
+        "severity": "warning",
+        "anomaly_type": "queue_growth",
+        "observation": "the queue doubled",
+        "snapshot_ids": ["s1", "s2"],
+        "detected_at": "1970-01-01T00:01:44+00:00",
+    }
+    data = {"skill": "alpha", "notification": note}
+    steps.append(Event("coordinator_notification", "coordinator", "c1", data))
+    for event in steps:
+        assert model.wants(event)
+        model.apply(event)
+    assert "moved: <code>depth: 42 -&gt; 90 (+48, +114%, +24/s)</code>" in model.notes_html()

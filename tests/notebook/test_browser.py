@@ -200,3 +200,7 @@ def test_lens_run_in_jupyterlab_shows_the_card_and_a_notification(
     docs = os.environ.get("LENSBOOK_SCREENSHOT_COPY")
     if docs:  # how the screenshot in docs/ is refreshed
         shutil.copy(shot, docs)
+    folder = os.environ.get("LENSBOOK_SCREENSHOT_DIR")
+    if folder:  # or every screenshot at once (README and docs/screenshots/)
+        for name in (shot.name, "lens-dashboard-jupyterlab.png"):
+            shutil.copy(ARTIFACTS / name, Path(folder) / name)

@@ -101,7 +101,7 @@ def test_run_card_state_after_the_run(shell: InteractiveShell) -> None:
     assert card.bar.value == card.bar.max == 25
     assert card.bar.description == "5/25"
     assert "critical" in card.header.value and "#dc2626" in card.header.value
-    assert card.feed is not None and "fd_growth" in card.feed.body.value
+    assert card.feed is not None and "fd_growth" in card.feed.html()
 
 
 def test_reason_is_not_expanded(shell: InteractiveShell) -> None:
@@ -386,3 +386,38 @@ def test_runs_and_replay_subcommands(shell: InteractiveShell, tmp_path: Any) -> 
             shell.run_line_magic("lens", f"replay {tmp_path / 'missing.jsonl'}")
     finally:
         writer._directory = None
+
+
+def test_a_queued_run_card_shows_its_own_run_until_it_starts(shell: InteractiveShell) -> None:
+    first = ScriptedClient(
+        [call("take_snapshot"), call("wait", seconds=2), call("done", summary="first")],
+        name="first",
+    )
+    shell.user_ns.update(first=first, sc=finding_script())
+    with capture_output():
+        shell.run_line_magic("lens", "run runtime --client first --background")
+    running = last_card()
+    deadline = time.monotonic() + 60
+    while first.remaining != 1:  # the first run is in its wait
+        assert time.monotonic() < deadline, "the first run never reached its wait"
+        time.sleep(0.01)
+    with capture_output():
+        shell.run_line_magic("lens", "run runtime --client sc --background")
+    queued = last_card()
+    assert queued is not running
+    shown: list[str] = [queued.header.value]
+    queued.header.observe(lambda change: shown.append(change["new"]), "value")
+    assert queued.model.waiting and "queued" in queued.header.value
+    assert queued.bar.description == "0/25" and queued.bar.value == 0
+    notes = last("runtime", wait=True, timeout=60)
+    assert notes is not None and notes.result.client == "scripted"
+    _settle(queued)
+    _settle(running)
+    # the first run's iterations and end reached its own card, never the queued one
+    assert "finished (done)" in running.text() and "client: first" in running.header.value
+    assert not any("client: first" in value or "first</i>" in value for value in shown), shown
+    # until its run started the card said "queued"; then it showed its own run only
+    own = [v for v in shown if "queued" not in v]
+    assert all("running" in v or "client: scripted" in v for v in own), own
+    assert queued.model.run_id == notes.result.run_id
+    assert "fd_growth" in queued.text() and "client: scripted" in queued.header.value

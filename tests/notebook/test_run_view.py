@@ -26,8 +26,19 @@ def test_run_view_rebuilds_the_card_feed_and_metrics(tmp_path: Path) -> None:
     assert card.model.iteration == notes.result.iterations
     assert not card.listening and not feed.listening and not metrics.listening
     assert len(feed.model.entries) == len(notes) >= 1
-    assert notes[0].anomaly_type in feed.body.value
+    assert notes[0].anomaly_type in feed.html()
     assert not metrics.model.table().empty
     assert "rss_mb" in metrics.table.value
     assert metrics.chart.value[:4] == b"\x89PNG"
     assert repr(view) == run.summary()
+
+
+def test_a_record_from_another_process_is_charted_from_its_own_numbers() -> None:
+    leak = Path(__file__).resolve().parents[2] / "notebooks" / "records" / "cache-leak.jsonl"
+    record = lensbook.load_run(leak)
+    metrics = RunView(record).children[3]
+    assert metrics.chart.value[:4] == b"\x89PNG"
+    text = metrics.model.chart_text()  # the chart's text alternative, from the record's snapshots
+    assert "rss_mb (MB): 48.03 -> 96.66 MB, +48.63 over 3.0 s" in text
+    assert "notification [warning] memory_leak" in text
+    assert "rss_mb (MB): 48.03 -&gt; 96.66" in metrics.caption_text.value

@@ -89,10 +89,11 @@ def test_card_after_a_scripted_run() -> None:
     assert "finished (done)" in card.header.value
     assert "client: scripted" in card.header.value
     assert card.feed is not None
-    wait_until(lambda: "fd_growth" in card.feed.body.value, "the feed shows the finding")
-    body = card.feed.body.value
-    assert body.count('<details class="lensbook-notification"') == 1
-    assert '<details class="lensbook-notification" open' in body  # the newest is expanded
+    wait_until(lambda: "fd_growth" in card.feed.html(), "the feed shows the finding")
+    body = card.feed.html()
+    (item,) = card.feed.items.values()  # one expandable entry per notification
+    assert "lensbook-notification" in item._dom_classes
+    assert item.selected_index == 0  # the newest is expanded
     for part in ("context", "observation", "hypothesis", "evidence", notes[0].snapshot_ids[0]):
         assert part in body
     assert "rss_mb=" in body  # the evidence shows the cited snapshot's data
@@ -153,7 +154,7 @@ def test_dashboard_holds_every_operator(comms: list[Any]) -> None:
     board = Dashboard(ops)
     assert [c.model.operator for c in board.cards] == ["runtime", "beacon"]
     ops[0].run()
-    wait_until(lambda: "fd_growth" in board.feed.body.value, "the feed saw the finding")
+    wait_until(lambda: "fd_growth" in board.feed.html(), "the feed saw the finding")
     wait_until(lambda: board.cards[0].bar.bar_style == "success", "the runtime card finished")
     assert board.cards[1].model.stop_reason is None
     text = board._repr_mimebundle_()["text/plain"]
@@ -281,3 +282,46 @@ def test_full_text_is_not_truncated() -> None:
     assert len(text) > 110 and text == repr(card)
     feed = NotificationFeed()
     assert feed._repr_mimebundle_()["text/plain"] == "No notifications yet."
+
+
+def _note(i: int, severity: str = "warning") -> dict[str, Any]:
+    return {
+        "id": f"n{i}",
+        "operator": "feedop",
+        "severity": severity,
+        "anomaly_type": f"anomaly_{i}",
+        "context": "c",
+        "observation": f"observation {i}",
+        "snapshot_ids": [],
+        "detected_at": f"2026-01-01T00:00:0{i}+00:00",
+    }
+
+
+def _clicked(item: Any, expanded: bool) -> None:
+    """What the browser sends when the reader opens or closes an entry (a comm update)."""
+    state = {"selected_index": 0 if expanded else None}
+    item._handle_msg({"content": {"data": {"method": "update", "state": state}}, "buffers": []})
+
+
+def test_an_expanded_notification_stays_expanded_when_the_feed_refreshes() -> None:
+    feed = NotificationFeed("feedop")
+    expanded = lambda: {nid: item.selected_index == 0 for nid, item in feed.items.items()}  # noqa: E731
+    events.publish("notification", "feedop", "r", notification=_note(1))
+    wait_until(lambda: "n1" in feed.items, "the first entry")
+    assert expanded() == {"n1": True}  # left alone, the newest is open
+    _clicked(feed.items["n1"], expanded=False)  # the reader closes it
+    events.publish("notification", "feedop", "r", notification=_note(2))
+    wait_until(lambda: "n2" in feed.items, "the second entry")
+    assert expanded() == {"n1": False, "n2": True}
+    assert list(feed.children[1:]) == [feed.items["n2"], feed.items["n1"]]  # newest first
+    _clicked(feed.items["n1"], expanded=True)  # the reader opens the older one again
+    events.publish("notification", "feedop", "r", notification=_note(3, "critical"))
+    wait_until(lambda: "n3" in feed.items, "the third entry")
+    # the reader's choice stands; the entry that was only open for being newest closes
+    assert expanded() == {"n1": True, "n2": False, "n3": True}
+    first = feed.items["n1"]
+    events.publish("snapshot", "feedop", "r", id="s9", data={"rss_mb": 1.0})
+    feed.throttle.now()
+    assert feed.items["n1"] is first and expanded()["n1"]  # the same widget, still open
+    assert "3 notification(s), newest first" in feed.body.value
+    feed.close()

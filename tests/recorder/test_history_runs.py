@@ -65,7 +65,8 @@ def test_a_thread_that_died_before_the_run_is_reported_cited_recorded_and_replay
     assert path is not None
     run = lensbook.load_run(path)
     assert died.id in {e["id"] for e in run.history_events}  # the history the run used
-    assert "thread_died" in set(run.history["kind"])
+    assert "thread_died" in {e["kind"] for e in run.history}  # what a postmortem shows
+    assert "history it cites:" in run.evidence(note).text()
     recorder.clear()  # today's history differs: the replay must answer from the record
     for mode in ("rerun", "record"):
         again = replay(run, tools=mode)  # type: ignore[arg-type]

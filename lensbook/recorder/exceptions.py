@@ -38,6 +38,7 @@ from lensbook.recorder.ring import HistoryRing, RateGate
 __all__ = ["ExceptionObserver"]
 
 _MAX_SIGNATURES = 1000
+_SAME_MOMENT_S = 1.0
 _Signature = tuple[str, str, int]  # (type qualname, file, line)
 
 
@@ -84,8 +85,10 @@ class ExceptionObserver:
         self._counts: dict[_Signature, _Counts] = {}
         self._window_start = time.time()
         # exceptions just recorded by an uncaught route: asyncio's default handler then logs the
-        # same object, which must not count twice (identity holds: the object is still alive)
-        self._recent: deque[int] = deque(maxlen=32)
+        # same object, which must not count twice. Exceptions take no weak references and ids
+        # are reused once an object dies, so an entry matches only the same id, signature and
+        # a moment later (the log call follows within the same handler call).
+        self._recent: deque[tuple[int, _Signature, float]] = deque(maxlen=32)
         self._active = False
         self._prev_excepthook: Any = None
         self._prev_threadhook: Any = None
@@ -107,11 +110,13 @@ class ExceptionObserver:
     ) -> HistoryEvent | None:
         """Count one exception; return its event if the gate let it become one."""
         now = time.time()
-        if not uncaught and id(exc) in self._recent:
-            return None
-        if uncaught:
-            self._recent.append(id(exc))
         sig = _signature(exc)
+        if uncaught:
+            self._recent.append((id(exc), sig, now))
+        elif self._recent and any(
+            i == id(exc) and s == sig and now - t < _SAME_MOMENT_S for i, s, t in self._recent
+        ):
+            return None
         with self._lock:
             counts = self._counts.get(sig)
             if counts is None and len(self._counts) < _MAX_SIGNATURES:
@@ -301,6 +306,7 @@ class ExceptionObserver:
             self._shell = None
 
     def clear(self) -> None:
+        self._recent.clear()
         with self._lock:
             self._counts.clear()
         self.gate.clear()

@@ -379,3 +379,37 @@ def test_asyncio_callback_and_task_failures_on_a_known_loop() -> None:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+def test_an_asyncio_failure_logged_by_the_default_handler_counts_once() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="feed-loop", daemon=True)
+    runner.start()
+    register_loop(loop)
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    try:
+
+        def poll_feed() -> None:
+            raise TimeoutError("feed timed out")
+
+        def fail_and_look() -> list[HistoryEvent]:
+            loop.call_soon_threadsafe(poll_feed)
+            time.sleep(0.05)
+            return [e for e in history_events(kinds=["exception"]) if e.source.startswith("loop@")]
+
+        wait_for(fail_and_look)  # the loop is hooked (failures before that were only logged)
+        recorder.clear()
+        wait_for(fail_and_look)
+        # asyncio's default handler logged each failure with its traceback: not a second count
+        logged = history_events(kinds=["logged_exception"])
+        assert all(e.detail["type"] != "TimeoutError" for e in logged), logged
+        rates = [e.detail for e in history_events(kinds=["exception_rate"])]
+        assert {r["type"] for r in rates} == {"TimeoutError"}
+        assert all(set(r["routes"]) == {"callback"} for r in rates)
+    finally:
+        lensbook.stop()
+        unregister_loop(loop)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()

@@ -26,8 +26,9 @@ def main() -> None:
         report = run_eval(names, targets_for(None, ["offline"]), save=False)
         for row in report.rows:
             rows[str(row["scenario"])].append(row)
+    width = max(len(n) for n in names)
     print(
-        f"{'scenario':<15} {'diagnosed':>9} {'false alarm':>11} {'iterations':>10} "
+        f"{'scenario':<{width}} {'diagnosed':>9} {'false alarm':>11} {'iterations':>10} "
         f"{'tool calls':>10} {'output bytes':>12} {'~tokens':>8} {'seconds':>8}"
     )
     for name, found in rows.items():
@@ -38,10 +39,20 @@ def main() -> None:
         diagnosed = sum(bool(r.get("diagnosed")) for r in found)
         alarms = sum(bool(r.get("false_alarm")) for r in found)
         print(
-            f"{name:<15} {diagnosed:>6}/{len(found):<2} {alarms:>11} {med('iterations'):>10.0f} "
-            f"{med('tool_calls'):>10.0f} {med('tool_output_bytes'):>12.0f} "
-            f"{med('tool_output_bytes') / 4:>8.0f} {med('seconds'):>8.2f}"
+            f"{name:<{width}} {diagnosed:>6}/{len(found):<2} {alarms:>11} "
+            f"{med('iterations'):>10.0f} {med('tool_calls'):>10.0f} "
+            f"{med('tool_output_bytes'):>12.0f} {med('tool_output_bytes') / 4:>8.0f} "
+            f"{med('seconds'):>8.2f}"
         )
+    every = [r for found in rows.values() for r in found]
+    faults = [r for r in every if not r.get("healthy")]
+    quiet = [r for r in every if r.get("healthy")]
+    print(
+        f"faults diagnosed {sum(bool(r.get('diagnosed')) for r in faults)}/{len(faults)}; "
+        f"healthy workloads without alarm {sum(bool(r.get('diagnosed')) for r in quiet)}/"
+        f"{len(quiet)}; false alarms {sum(bool(r.get('false_alarm')) for r in every)} "
+        f"(runs: {len(every)}, repeat {args.repeat})"
+    )
 
 
 if __name__ == "__main__":

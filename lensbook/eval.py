@@ -233,6 +233,13 @@ class EvalReport:
                     "scenarios": len(rows),
                     "diagnosed": sum(1 for r in rows if r["diagnosed"]),
                     "false_alarms": sum(1 for r in rows if r["false_alarm"]),
+                    # faults (a culprit to name) apart from healthy workloads (no alarm to raise)
+                    "faults": sum(1 for r in rows if not r.get("healthy")),
+                    "faults_diagnosed": sum(
+                        1 for r in rows if not r.get("healthy") and r["diagnosed"]
+                    ),
+                    "healthy": sum(1 for r in rows if r.get("healthy")),
+                    "healthy_quiet": sum(1 for r in rows if r.get("healthy") and r["diagnosed"]),
                     "errors": sum(1 for r in rows if r["error"]),
                     "iterations": sum(r["iterations"] for r in rows),
                     "tool_calls": sum(r["tool_calls"] for r in rows),
@@ -396,6 +403,7 @@ def _row(
         "provider": client.provider,
         "model": client.model,
         "scenario": scenario,
+        "healthy": _is_healthy(scenario),
         "skill": got.get("skill", ""),
         "diagnosed": bool(got.get("diagnosed", False)),
         "false_alarm": bool(got.get("false_alarm", False)),
@@ -418,6 +426,16 @@ def _row(
     }
     row["cost_usd"] = estimate_cost(price_for(client.provider, client.model, prices), row)
     return row
+
+
+def _is_healthy(scenario: str) -> bool:
+    """Whether a scenario is a healthy workload (its diagnosis is: no alarm)."""
+    from lensbook.scenarios import get_scenario
+
+    try:
+        return get_scenario(scenario).healthy
+    except KeyError:
+        return False
 
 
 def _write(handle: IO[str] | None, line: Mapping[str, Any]) -> None:
@@ -497,6 +515,10 @@ def format_report(report: EvalReport) -> str:
                 cell.rjust(widths[i]) for i, cell in enumerate(row) if i
             ]
             lines.append("  ".join(cells))
+        lines.append(
+            f"faults diagnosed {t['faults_diagnosed']}/{t['faults']}; healthy workloads "
+            f"without alarm {t['healthy_quiet']}/{t['healthy']}; false alarms {t['false_alarms']}"
+        )
         for r in rows:
             if r["error"]:
                 lines.append(f"  {r['scenario']}: error: {r['error']}")

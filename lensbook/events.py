@@ -1,8 +1,10 @@
 """The event bus: every step of every run is published here.
 
 Widgets, run records, the metrics sampler and tests subscribe; each event is also mirrored to the
-``lensbook.events`` logger at DEBUG level. Subscribers are called synchronously on the publishing
-thread (usually the lens loop), so they must be quick; one that raises is logged and skipped.
+``lensbook.events`` logger at DEBUG level. Event data is redacted on publication
+(`lensbook.skills.redact`), so no subscriber (the run records above all) sees a credential.
+Subscribers are called synchronously on the publishing thread (usually the lens loop), so they
+must be quick; one that raises is logged and skipped.
 
 Event kinds: ``run_queued``, ``run_started``, ``iteration``, ``model_request``, ``model_response``,
 ``model_retry``, ``client_fallback``, ``tool_call``, ``tool_result``, ``snapshot``,
@@ -25,6 +27,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from lensbook.skills.redact import clip, redact
 
 __all__ = ["Event", "publish", "subscribe", "unsubscribe"]
 
@@ -66,7 +70,9 @@ def unsubscribe(token: int) -> None:
 
 
 def publish(kind: str, operator: str = "", run_id: str = "", **data: Any) -> Event:
-    """Publish one event to every subscriber and to the ``lensbook.events`` logger."""
+    """Publish one event, redacted, to every subscriber and to the ``lensbook.events`` logger."""
+    # the record boundary: records, widgets and logs only ever see redacted event data
+    data = redact(data)
     event = Event(kind=kind, operator=operator, run_id=run_id, data=data, seq=next(_seq))
     with _lock:
         targets = list(_subscribers.values())
@@ -83,5 +89,4 @@ def publish(kind: str, operator: str = "", run_id: str = "", **data: Any) -> Eve
 
 
 def _brief(data: dict[str, Any], limit: int = 300) -> str:
-    text = repr(data)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(repr(data), limit)

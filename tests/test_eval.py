@@ -162,13 +162,25 @@ def test_eval_of_the_whole_suite_prints_the_figures_the_runs_produced(tmp_path: 
     table = _tables(out.stdout)["offline investigator"]
     for row in results:
         assert table[row["scenario"]] == _as_cells(row)
-        assert row["skill"] == get_scenario(row["scenario"]).skill
+        scenario = get_scenario(row["scenario"])
+        assert row["skill"] == "+".join(scenario.skills or (scenario.skill,))
+        assert row["healthy"] is scenario.healthy
         assert row["error"] is None, row
     assert table["total"][1] == f"{total['diagnosed']}/{len(names)}"
     assert table["total"][3:5] == [str(total["iterations"]), str(total["tool_calls"])]
     assert total["iterations"] == sum(r["iterations"] for r in results)
     healthy = next(r for r in results if r["scenario"] == "healthy")
     assert healthy["diagnosed"] and not healthy["false_alarm"]
+    # faults and healthy workloads are totalled apart
+    faults = [r for r in results if not r["healthy"]]
+    assert total["faults"] == len(faults)
+    assert total["faults_diagnosed"] == sum(r["diagnosed"] for r in faults)
+    assert total["healthy"] + total["faults"] == len(names)
+    assert (
+        f"faults diagnosed {total['faults_diagnosed']}/{total['faults']}; healthy workloads "
+        f"without alarm {total['healthy_quiet']}/{total['healthy']}; "
+        f"false alarms {total['false_alarms']}"
+    ) in out.stdout
     assert f"saved to {next(tmp_path.glob('*.jsonl'))}" in out.stdout
     # one progress line per run on stderr
     assert len(re.findall(r"^\[\d+/\d+\] ", out.stderr, re.M)) == len(names)

@@ -9,6 +9,7 @@ from typing import Any
 from lensbook._errors import LLMError, ProviderError
 from lensbook.clients._sdk import no_answer
 from lensbook.clients.base import LLMClient, ModelRequest, ModelTurn
+from lensbook.clients.redaction import RequestRedactor
 from lensbook.limits import MODEL_CALL_TIMEOUT, TIMED_OUT_ATTEMPTS
 
 __all__ = ["ClientChain"]
@@ -49,6 +50,7 @@ class ClientChain:
         self.request_timeout = request_timeout
         self.timed_out_attempts = max(1, timed_out_attempts)
         self.last_client = self.clients[0].name
+        self._redact = RequestRedactor()
 
     @property
     def name(self) -> str:
@@ -63,6 +65,7 @@ class ClientChain:
     ) -> ModelTurn:
         """The next turn from the first client that gives one (`timeout`: seconds per call,
         instead of `request_timeout`)."""
+        request = self._redact(request)  # the model boundary: nothing unredacted goes past
         failures: list[str] = []
         for index, client in enumerate(self.clients):
             if index:

@@ -17,6 +17,7 @@ from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
 
 __all__ = ["NAME", "OfflineInvestigator", "gather_evidence"]
@@ -174,7 +175,7 @@ def _add_history(ev: Evidence, value: dict[str, Any]) -> None:
 
 def _parse(content: str) -> Any:
     try:
-        return json.loads(content)
+        return undelimit(json.loads(content))
     except ValueError:
         return content
 

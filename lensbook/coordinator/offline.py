@@ -27,7 +27,8 @@ from datetime import datetime
 from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
-from lensbook.coordinator import prompts
+from lensbook.skills.redact import clip
+from lensbook.skills.untrusted import undelimit
 
 __all__ = [
     "CHAINS",
@@ -398,8 +399,7 @@ def _kinds(group: Iterable[Mapping[str, Any]]) -> list[str]:
 
 
 def _observed(note: Mapping[str, Any]) -> str:
-    text = str(note.get("observation") or "")
-    text = text if len(text) <= 300 else text[:297] + "..."
+    text = clip(str(note.get("observation") or ""), 300)
     return f"{note.get('skill')}/{note.get('anomaly_type')} ({note.get('severity')}): {text}"
 
 
@@ -471,7 +471,7 @@ def read(messages: Sequence[Message]) -> Picture:
 
 def _parse(content: str) -> Any:
     try:
-        return json.loads(content)
+        return undelimit(json.loads(content))
     except ValueError:
         return None
 
@@ -498,7 +498,8 @@ class OfflineCoordinator:
             skills = classify(_reason(request.context), available, _anomalies(request.context))
             return _turn([_call("select_skills", skills=skills, reason=_why(skills))])
         if stage == "synthesise":
-            return _turn(self._conclude(_synthesis_notes(request.messages)))
+            # the notifications are the result of the get_notifications call lensbook made
+            return _turn(self._conclude(list(read(request.messages).notes.values())))
         return _turn(self._next_step(request, available))
 
     def _next_step(self, request: ModelRequest, available: list[str]) -> list[ToolCall | str]:
@@ -563,16 +564,6 @@ def _anomalies(context: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 def _why(skills: Sequence[str]) -> str:
     return f"the question points at {', '.join(skills)}"
-
-
-def _synthesis_notes(messages: Sequence[Message]) -> list[dict[str, Any]]:
-    for message in messages:
-        text = message.text
-        if prompts.NOTIFICATIONS_MARKER in text:
-            value = _parse(text.split(prompts.NOTIFICATIONS_MARKER, 1)[1].strip())
-            if isinstance(value, list):
-                return [n for n in value if isinstance(n, dict)]
-    return []
 
 
 def _conclusion(drafts: Sequence[Draft], notes: Sequence[Mapping[str, Any]]) -> str:

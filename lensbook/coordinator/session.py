@@ -32,7 +32,9 @@ from lensbook.coordinator.insights import (
     TrackedNotification,
 )
 from lensbook.operator.actor import Operator
-from lensbook.skills.base import ProbeTool, SkillLike, render_output
+from lensbook.skills.base import ProbeTool, SkillLike, raised, render_output
+from lensbook.skills.redact import clip, redact
+from lensbook.skills.untrusted import from_process
 from lensbook.types import CompletionResult, Notification, TokenUsage, new_id, utcnow
 
 __all__ = ["AGENT_TOOLS", "OperatorRun", "Refused", "Session", "Settings"]
@@ -124,7 +126,7 @@ class Session:
     ) -> None:
         self.name = name
         self.run_id = new_id()
-        self.context = context
+        self.context = redact(context)
         self.skills = dict(skills)
         self.chain = chain
         self.operator_client = operator_client
@@ -222,7 +224,7 @@ class Session:
             id=call.id,
             name=call.name,
             is_error=is_error,
-            content=content[:2000],
+            content=clip(content, 2000),
         )
         return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
 
@@ -242,7 +244,7 @@ class Session:
         except (Refused, ValueError) as exc:
             return f"{call.name}: {exc}", True
         except Exception as exc:
-            return render_output(f"{call.name} raised {type(exc).__name__}: {exc}", 2000), True
+            return raised(call.name, exc), True
         return render_output(value, TOOL_MAX_CHARS), False
 
     # -- operators -------------------------------------------------------------------------
@@ -413,9 +415,9 @@ class Session:
         if run.result is not None and not run.running:
             row["stop_reason"] = run.result.stop_reason
             if run.result.summary:
-                row["summary"] = run.result.summary[:400]
+                row["summary"] = from_process(clip(run.result.summary, 400))
         if run.error:
-            row["error"] = run.error[:400]
+            row["error"] = clip(run.error, 400)
         if run.crashed:
             row["crashed"] = True
         return row
@@ -433,9 +435,10 @@ class Session:
             "skill": tracked.skill,
             "anomaly_type": n.anomaly_type,
             "severity": n.severity,
-            "context": n.context[:800],
-            "observation": n.observation[:1200],
-            "hypothesis": (n.hypothesis or "")[:600] or None,
+            # written by an operator's model from what the process showed it: data, delimited
+            "context": from_process(clip(n.context, 800)),
+            "observation": from_process(clip(n.observation, 1200)),
+            "hypothesis": from_process(clip(n.hypothesis, 600)) if n.hypothesis else None,
             "detected_at": n.detected_at.isoformat(),
             "status": tracked.status,
         }

@@ -2,6 +2,7 @@
 
     agent:    ask -> run the tools called -> ask ... -> done (refused while operators run)
     pipeline: classify (select_skills) -> run those operators once -> synthesise (insights, done)
+              (the operators' statuses and notifications are handed over as tool results)
 
 Both run on the lens loop inside one task that the coordinator bounds by its deadline and
 cancels on `cancel()`; both raise `LLMError` when the model fails for good.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from lensbook.clients.base import Message, TextBlock
+from lensbook.clients.base import Message, TextBlock, ToolCall
 from lensbook.coordinator import prompts
 from lensbook.coordinator.session import AGENT_TOOLS, Session
 
@@ -73,11 +74,31 @@ async def run_pipeline(session: Session) -> None:
     session.invoke(chosen, reason)
     await session.wait_all()
 
-    notes = [session.note_view(n) for n in session.notes.values()]
+    # What the operators found reaches the model as tool results (data it reads), never as
+    # user text (which it would obey): lensbook makes the two reading calls on its behalf.
+    tools = (
+        "get_operator_statuses",
+        "get_notifications",
+        "produce_insight",
+        "update_notification_statuses",
+        "done",
+    )
+    reads = (
+        ToolCall(id="lensbook_read_statuses", name="get_operator_statuses", arguments={}),
+        ToolCall(
+            id="lensbook_read_notifications",
+            name="get_notifications",
+            arguments={"status": "all", "limit": 100},
+        ),
+    )
     session.messages = [
-        Message.user(prompts.synthesis_message(session.context, notes, session.statuses()))
+        Message.user(prompts.synthesis_message(session.context)),
+        Message(role="assistant", content=reads),
+        Message(
+            role="user",
+            content=tuple([await session.execute(call, allowed=tools) for call in reads]),
+        ),
     ]
-    tools = ("produce_insight", "update_notification_statuses", "done")
     for _ in range(SYNTHESIS_TURNS):
         await _step(session, prompts.PIPELINE_SYNTHESISE, tools, "synthesise")
         if session.finished:

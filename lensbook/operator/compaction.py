@@ -12,6 +12,7 @@ import json
 from collections.abc import Sequence
 
 from lensbook.clients.base import Message, TextBlock, ToolCall, ToolResult, ToolSpec
+from lensbook.skills.redact import redact_text
 
 __all__ = ["COMPACTION_PROMPT", "estimate_tokens", "merge_into_first_user", "split", "transcript"]
 
@@ -66,7 +67,8 @@ def transcript(messages: Sequence[Message], limit: int = 60_000) -> str:
             elif isinstance(block, ToolResult):
                 tag = "error" if block.is_error else "result"
                 lines.append(f"{tag} [{block.tool_call_id}]: {block.content}")
-    text = "\n".join(lines)
+    # redacted before it is cut: the cut must never leave part of a credential behind
+    text = redact_text("\n".join(lines))
     return text if len(text) <= limit else text[-limit:]
 
 

@@ -33,7 +33,15 @@ from lensbook.clients.base import (
 from lensbook.clients.chain import ClientChain
 from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, history_tool, prompts
-from lensbook.skills.base import ProbeTool, SkillLike, jsonable, probe, render_output
+from lensbook.skills.base import (
+    ProbeTool,
+    SkillLike,
+    jsonable,
+    outgoing,
+    probe,
+    raised,
+    render_output,
+)
 from lensbook.skills.redact import redact
 from lensbook.types import (
     CompletionResult,
@@ -335,7 +343,7 @@ class Investigation:
                 True,
             )
         except Exception as exc:
-            return render_output(f"{call.name} raised {type(exc).__name__}: {exc}", 2000), True
+            return raised(call.name, exc), True
         return render_output(value, tool.max_chars), False
 
     def _base_tools(self) -> list[ProbeTool]:
@@ -363,10 +371,10 @@ class Investigation:
         return {"id": snap.id, "captured_at": snap.captured_at.isoformat(), "data": snap.data}
 
     async def capture_snapshot(self) -> Snapshot:
-        """The skill's snapshot, made JSON-safe and redacted (a replay overrides this)."""
+        """The skill's snapshot, made outgoing (redacted, delimited; a replay overrides this)."""
         loop = asyncio.get_running_loop()
         data = await asyncio.wait_for(loop.run_in_executor(_probe_pool, self.skill.snapshot), 10)
-        return Snapshot(data=redact(jsonable(data)))
+        return Snapshot(data=outgoing(data))
 
     async def tool_get_snapshot(self, id: str) -> dict[str, Any]:
         """Get one snapshot taken in this run by its id.

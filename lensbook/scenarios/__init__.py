@@ -12,7 +12,7 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["SCENARIOS", "Scenario", "get_scenario", "scenario_names"]
+__all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario_names"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,9 @@ class Scenario:
     #: seconds to let the fault develop before the investigation starts
     settle: float = 1.0
     max_iterations: int = 25
+    #: investigate with each of these skills in turn (a healthy workload must raise no alarm
+    #: in any of them); empty: `skill` alone
+    skills: tuple[str, ...] = ()
 
 
 #: scenario name -> "module:ATTRIBUTE", imported on demand
@@ -46,7 +49,32 @@ SCENARIOS: dict[str, str] = {
     "out_cache": "lensbook.scenarios.out_cache:SCENARIO",
     "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
     "healthy": "lensbook.scenarios.healthy:SCENARIO",
+    # modelled on public bug reports (each module's docstring cites its source)
+    "blocking_coroutine": "lensbook.scenarios.blocking_coroutine:SCENARIO",
+    "lock_after_cancel": "lensbook.scenarios.lock_after_cancel:SCENARIO",
+    "task_exception_lost": "lensbook.scenarios.task_exception_lost:SCENARIO",
+    "dead_consumers": "lensbook.scenarios.dead_consumers:SCENARIO",
+    "socket_leak": "lensbook.scenarios.socket_leak:SCENARIO",
+    "zombie_children": "lensbook.scenarios.zombie_children:SCENARIO",
+    "blocked_log_handler": "lensbook.scenarios.blocked_log_handler:SCENARIO",
+    "exception_cycles": "lensbook.scenarios.exception_cycles:SCENARIO",
+    "last_error_retention": "lensbook.scenarios.last_error_retention:SCENARIO",
+    "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
+    "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
+    "task_pileup": "lensbook.scenarios.task_pileup:SCENARIO",
+    # busy but healthy workloads: no skill may raise an alarm
+    "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
+    "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",
+    "healthy_pool": "lensbook.scenarios.healthy_pool:SCENARIO",
 }
+
+
+def process_skills() -> tuple[str, ...]:
+    """The built-in skills that judge this process (all but `system`, which judges the host: a
+    host saturated by other processes is a true finding, not a false alarm about this one)."""
+    from lensbook.skills import builtin_ids
+
+    return tuple(s for s in builtin_ids() if s != "system")
 
 
 def scenario_names() -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -56,15 +57,21 @@ _BASE_TOOLS = {
 }
 
 
-def judge(scenario: Scenario, result: CompletionResult) -> tuple[bool, bool, list[str]]:
-    """(diagnosed, false_alarm, missing patterns) for a scenario's result."""
-    alarming = [n for n in result.notifications if n.severity in ("warning", "critical")]
+def judge(
+    scenario: Scenario, result: CompletionResult | Sequence[CompletionResult]
+) -> tuple[bool, bool, list[str]]:
+    """(diagnosed, false_alarm, missing patterns) for a scenario's result (or the results of
+    each of its skills' runs)."""
+    results = [result] if isinstance(result, CompletionResult) else list(result)
+    notes = [n for r in results for n in r.notifications]
+    alarming = [n for n in notes if n.severity in ("warning", "critical")]
     if scenario.healthy:
-        false_alarm = bool(alarming) or result.state not in ("healthy", "observing")
+        false_alarm = bool(alarming) or any(
+            r.state not in ("healthy", "observing") for r in results
+        )
         return not false_alarm, false_alarm, []
     text = "\n".join(
-        f"{n.anomaly_type} {n.context} {n.observation} {n.hypothesis or ''}"
-        for n in result.notifications
+        f"{n.anomaly_type} {n.context} {n.observation} {n.hypothesis or ''}" for n in notes
     )
     missing = [p for p in scenario.expect if not re.search(p, text, re.IGNORECASE | re.DOTALL)]
     return bool(alarming) and not missing, False, missing
@@ -90,48 +97,53 @@ def run_scenario(
         if on_event is not None:
             on_event(event)
 
+    skills = list(scenario.skills or (scenario.skill,))
     cleanup = scenario.induce()
     token = events.subscribe(count)
     started = time.perf_counter()
+    results: list[CompletionResult] = []
+    errors: list[str] = []
     try:
         time.sleep(scenario.settle)
-        lensbook.start([scenario.skill], client=client)
-        try:
-            notes = lensbook.run(
-                scenario.skill,
-                reason=scenario.reason,
-                max_iterations=max_iterations or scenario.max_iterations,
-            )
-            result = notes.result
-            error = None
-        except lensbook.RunFailed as exc:
-            if exc.result is None:
-                raise
-            result, error = exc.result, str(exc)
+        lensbook.start(skills, client=client)
+        for skill in skills:  # one after another: runs side by side would disturb each other
+            try:
+                notes = lensbook.run(
+                    skill,
+                    reason=scenario.reason,
+                    max_iterations=max_iterations or scenario.max_iterations,
+                )
+                results.append(notes.result)
+            except lensbook.RunFailed as exc:
+                if exc.result is None:
+                    raise
+                results.append(exc.result)
+                errors.append(f"{skill}: {exc}" if len(skills) > 1 else str(exc))
     finally:
         events.unsubscribe(token)
         if cleanup is not None:
             cleanup()
     seconds = time.perf_counter() - started - scenario.settle
-    diagnosed, false_alarm, missing = judge(scenario, result)
+    diagnosed, false_alarm, missing = judge(scenario, results)
+    order = ("healthy", "observing", "warning", "critical")
     return Outcome(
         scenario=scenario.name,
-        skill=scenario.skill,
-        diagnosed=diagnosed and error is None,
+        skill="+".join(skills),
+        diagnosed=diagnosed and not errors,
         false_alarm=false_alarm,
-        state=result.state,
-        iterations=result.iterations,
+        state=max((r.state for r in results), key=lambda s: order.index(s) if s in order else 0),
+        iterations=sum(r.iterations for r in results),
         tool_calls=counts["tool_calls"],
         probe_calls=counts["probe_calls"],
         tool_output_bytes=counts["bytes"],
         seconds=round(seconds, 3),
-        client=result.client,
+        client=results[0].client,
         missing=missing,
-        notifications=[n.to_dict() for n in result.notifications],
-        input_tokens=result.usage.input_tokens,
-        output_tokens=result.usage.output_tokens,
-        error=error,
-        cache_read_input_tokens=result.usage.cache_read_input_tokens,
-        cache_creation_input_tokens=result.usage.cache_creation_input_tokens,
-        run_id=result.run_id,
+        notifications=[n.to_dict() for r in results for n in r.notifications],
+        input_tokens=sum(r.usage.input_tokens for r in results),
+        output_tokens=sum(r.usage.output_tokens for r in results),
+        error="; ".join(errors) or None,
+        cache_read_input_tokens=sum(r.usage.cache_read_input_tokens for r in results),
+        cache_creation_input_tokens=sum(r.usage.cache_creation_input_tokens for r in results),
+        run_id=",".join(r.run_id for r in results),
     )

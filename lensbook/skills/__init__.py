@@ -7,6 +7,7 @@ from typing import Any
 
 from lensbook._errors import UnknownSkill
 from lensbook.skills.base import ProbeTool, Skill, SkillLike, probe
+from lensbook.skills.untrusted import from_process
 
 __all__ = [
     "BUILTIN_SKILLS",
@@ -14,6 +15,7 @@ __all__ = [
     "Skill",
     "SkillLike",
     "builtin_ids",
+    "from_process",
     "probe",
     "register_skill",
     "resolve_skill",

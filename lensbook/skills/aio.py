@@ -38,8 +38,10 @@ from typing import Any, TypeVar
 
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.threads import code_origin, format_stack, short_path, source_line
+from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
 
@@ -391,8 +393,7 @@ class _SlowCallbacks(logging.Handler):
             seconds = float(args[1])
         except (TypeError, ValueError):
             return
-        handle = str(args[0])
-        handle = handle if len(handle) <= 200 else handle[:197] + "..."
+        handle = clip(str(args[0]), 200)
         self.total += 1
         self.seen.append((record.created, record.thread, handle, seconds))
 
@@ -500,6 +501,7 @@ class AsyncioSkill(Skill):
         return {
             "loops": len(loops),
             "loops_running": sum(1 for loop in loops if loop.is_running()),
+            "app_loops_running": sum(1 for lp in loops if lp.is_running() and lp is not lens),
             "loops_debug": sum(1 for loop in loops if loop.get_debug()),
             "tasks": tasks,
             "user_tasks": user,
@@ -565,7 +567,7 @@ class AsyncioSkill(Skill):
                 first = frames[0].f_code if frames else None
                 rows.append(
                     {
-                        "task": task.get_name(),
+                        "task": from_process(task.get_name()),
                         "coroutine": _coro_name(task, frames),
                         "defined_at": f"{short_path(first.co_filename)}:{first.co_firstlineno}"
                         if first
@@ -793,8 +795,8 @@ class AsyncioSkill(Skill):
             "slowest": [
                 {
                     "seconds": round(s, 4),
-                    "callback": handle,
-                    "thread": threads.get(thread, thread),
+                    "callback": from_process(handle),
+                    "thread": from_process(threads[thread]) if thread in threads else thread,
                     "ago_s": round(time.time() - at, 1),
                 }
                 for at, thread, handle, s in worst
@@ -802,7 +804,7 @@ class AsyncioSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (StuckTasks(), LoopLag(), SlowCallbacks(), PastLoopStalls())
+        return (StuckTasks(), LoopLag(), SlowCallbacks(), TaskGrowth(), PastLoopStalls())
 
 
 # -- rules for the offline investigator -----------------------------------------------------
@@ -826,8 +828,20 @@ class StuckTasks(Rule):
         if not isinstance(result, dict) or not result.get("stuck"):
             return []
         findings = []
-        for task in result["stuck"][:5]:
+        # tasks of one coroutine parked at one await are one finding, not one per task
+        alike: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+        for task in result["stuck"]:
+            key = (task.get("loop"), task["coroutine"], task.get("await_at"), task["awaiting"])
+            alike.setdefault(key, []).append(task)
+        for same in list(alike.values())[:5]:
+            task = same[0]
             code = f" `{task['code']}`" if task.get("code") else ""
+            names = ", ".join(repr(t["task"]) for t in same[:3])
+            who = (
+                f"Task {names}"
+                if len(same) == 1
+                else f"{len(same)} tasks ({names}{', ...' if len(same) > 3 else ''})"
+            )
             findings.append(
                 Finding(
                     anomaly_type="stuck_task",
@@ -838,8 +852,8 @@ class StuckTasks(Rule):
                         f"{task.get('loop')}"
                     ),
                     observation=(
-                        f"Task {task['task']!r} running coroutine {task['coroutine']} "
-                        f"(defined at {task.get('defined_at')}) has been suspended for "
+                        f"{who} running coroutine {task['coroutine']} "
+                        f"(defined at {task.get('defined_at')}) suspended for "
                         f"{task['same_await_s']} s at {task.get('await_at')}{code}, awaiting "
                         f"{task['awaiting']}."
                     ),
@@ -861,6 +875,10 @@ class LoopLag(Rule):
     warn_ms = 100.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        # a loop of the program runs: one snapshot's heartbeat says little (a blocked loop may
+        # have answered between two blocking calls), and measuring costs ~50 ms when healthy
+        if ev.latest("app_loops_running", 0):
+            return [ProbeCall("asyncio_lag")]
         if ev.latest("loops_running", 0) and (
             ev.latest("loop_unanswered_s", 0.0) >= 0.5
             or ev.latest("loop_lag_ms", 0.0) >= self.warn_ms
@@ -957,6 +975,59 @@ class SlowCallbacks(Rule):
                 hypothesis=(
                     "That callback or task step blocks the loop: make it await, or move its "
                     "work off the loop."
+                ),
+            )
+        ]
+
+
+class TaskGrowth(Rule):
+    """The program's pending tasks climbing between two snapshots: name the coroutine that
+    accumulates and where its tasks wait (tasks created faster than they finish)."""
+
+    name = "task_growth"
+    snapshots_needed = 2
+    gap = 3.0
+    #: growth that counts, relative to the tasks the program had, with a floor for small ones
+    share = 0.5
+    floor = 20
+
+    def _growing(self, ev: Evidence) -> bool:
+        first = float(ev.first("user_tasks", 0) or 0)
+        return ev.delta("user_tasks") >= max(self.floor, self.share * first)
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if len(ev.snapshots) >= 2 and self._growing(ev):
+            return [ProbeCall("asyncio_tasks", {"limit": 10, "stack_limit": 2})]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("asyncio_tasks")
+        if not self._growing(ev) or not isinstance(result, dict):
+            return []
+        groups = [g for g in result.get("groups") or [] if isinstance(g, dict) and g.get("user")]
+        if not groups:
+            return []
+        lead = max(groups, key=lambda g: int(g.get("count", 0)))
+        first, last = int(ev.first("user_tasks", 0)), int(ev.latest("user_tasks", 0))
+        code = f" `{lead['code']}`" if lead.get("code") else ""
+        return [
+            Finding(
+                anomaly_type="task_growth",
+                severity="warning",
+                context=(
+                    f"the program's pending tasks grew from {first} to {last} (+{last - first} "
+                    f"in {ev.elapsed():.1f} s); loop: {lead.get('loop')}"
+                ),
+                observation=(
+                    f"{lead['count']} tasks of coroutine {lead['coroutine']} (defined at "
+                    f"{lead.get('defined_at')}) wait at {lead.get('await_at')}{code}, awaiting "
+                    f"{lead.get('awaiting')}"
+                ),
+                hypothesis=(
+                    f"tasks of {lead['coroutine']} are created faster than they finish, so the "
+                    "backlog lives as pending tasks (each with its coroutine and arguments): "
+                    "take the concurrency limit before creating a task, or let a fixed number "
+                    "of workers take jobs from a bounded asyncio.Queue"
                 ),
             )
         ]

@@ -3,7 +3,8 @@
 A skill has an `id` (the prefix of its tools), a `title`, a one-line `description`, a
 `system_prompt`, a cheap `snapshot()` and probes: typed methods marked with `@probe`, whose
 tool schemas are generated from their signatures and docstrings. Probes run under a time budget
-and their output is made JSON-safe, redacted and capped.
+and their output is made JSON-safe, redacted, delimited where it is the process's own text
+(`lensbook.skills.untrusted`) and only then capped.
 
     class Queue(Skill):
         id = "queue"
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import re
 import typing
 from collections.abc import Callable, Sequence
@@ -33,7 +35,8 @@ from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
-from lensbook.skills.redact import redact
+from lensbook.skills.redact import clip, redact, redact_text
+from lensbook.skills.untrusted import ProcessText, delimit, from_process
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -43,7 +46,9 @@ __all__ = [
     "SkillLike",
     "build_args_model",
     "jsonable",
+    "outgoing",
     "probe",
+    "raised",
     "render_output",
 ]
 
@@ -129,6 +134,9 @@ class Skill:
     system_prompt: ClassVar[str] = ""
     #: Opt-in to sending values (not only names, types, sizes) of user data this skill sees.
     share_values: bool = False
+    #: Opt-in to sending other processes' command lines (redacted, then cut); None follows
+    #: ``$LENSBOOK_SHARE_COMMAND_LINES``. Without it a process is its executable name and pid.
+    share_command_lines: bool | None = None
 
     def snapshot(self) -> dict[str, Any]:
         """A flat map of the key numbers. Must be cheap: it never walks the heap."""
@@ -146,6 +154,23 @@ class Skill:
     def rules(self) -> Sequence[Any]:
         """Rules the offline investigator applies for this skill (see `lensbook.rules`)."""
         return ()
+
+    def command_line(self, argv: Sequence[str], limit: int = 300) -> ProcessText | None:
+        """Another process's command line as it may be shown, or None without the opt-in.
+
+        A command line is where passwords go (``mysql -pX``, ``--api-key X``): it is shown
+        only when the user opted in (`share_command_lines`), and then redacted before it is cut.
+        """
+        if not self.shares_command_lines():
+            return None
+        return from_process(clip(" ".join(argv), limit))
+
+    def shares_command_lines(self) -> bool:
+        """Whether other processes' command lines may be shown (see `share_command_lines`)."""
+        if self.share_command_lines is not None:
+            return self.share_command_lines
+        flag = os.environ.get("LENSBOOK_SHARE_COMMAND_LINES", "")
+        return flag.strip().lower() in ("1", "true", "yes", "on")
 
     def __repr__(self) -> str:
         return f"<skill {self.id!r}: {self.title}>"
@@ -278,12 +303,45 @@ def _short_repr(value: Any, limit: int = 200) -> str:
         text = repr(value)
     except Exception as exc:
         text = f"<unrepresentable {type(value).__name__}: {exc}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return clip(text, limit)
+
+
+def outgoing(value: Any) -> Any:
+    """`value` as it may leave the process: JSON-safe, redacted, process text delimited.
+
+    The one preparation of what a probe or snapshot returns, before anything cuts it. Strings
+    marked with `lensbook.skills.untrusted.from_process` (in dicts, lists and tuples) are
+    redacted, then wrapped in the data delimiters.
+    """
+    return redact(jsonable(_delimit_marked(value)))
+
+
+def _delimit_marked(value: Any) -> Any:
+    if isinstance(value, ProcessText):
+        return delimit(redact_text(value))
+    if isinstance(value, dict):
+        return {k: _delimit_marked(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_delimit_marked(v) for v in value]
+    return value
+
+
+def raised(tool: str, exc: BaseException) -> str:
+    """The error result of a tool that raised: its message is the process's text, delimited."""
+    try:
+        message = str(exc)
+    except Exception:
+        message = "<str() failed>"
+    return f"{tool} raised {type(exc).__name__}: " + delimit(clip(message, 2000))
 
 
 def render_output(value: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str:
-    """JSON-safe, redacted, compact JSON text of a result, capped at `max_chars`."""
-    text = json.dumps(redact(jsonable(value)), separators=(",", ":"), default=str)
+    """JSON text of a result (see `outgoing`), capped at `max_chars`.
+
+    Everything is redacted before the cap cuts it; non-ASCII text (and the data delimiters)
+    is kept as it is rather than escaped, so the model reads what the process wrote.
+    """
+    text = json.dumps(outgoing(value), separators=(",", ":"), default=str, ensure_ascii=False)
     if len(text) > max_chars:
         cut = len(text) - max_chars
         text = text[:max_chars] + f"...[truncated {cut} chars]"

@@ -34,8 +34,9 @@ from typing import Any
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
 from lensbook.skills.logs import ObserverHandler
-from lensbook.skills.redact import redact_text
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
 __all__ = ["ExceptionsSkill"]
@@ -52,10 +53,13 @@ def _type_name(tp: type[BaseException]) -> str:
     return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
 
 
-def _short(text: str, limit: int = _MESSAGE_CHARS) -> str:
-    # redact before cutting, so no credential is left half-cut and unrecognisable
-    text = redact_text(text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _short(text: str, limit: int = _MESSAGE_CHARS) -> ProcessText:
+    return from_process(clip(text, limit))
+
+
+def _kept(text: str, limit: int = 4000) -> str:
+    """The text an exception is kept with: cut (after redaction) only when it is long."""
+    return text if len(text) <= limit else clip(text, limit, marker="")
 
 
 def _frames(tb: types.TracebackType | None) -> list[tuple[str, int, str]]:
@@ -107,7 +111,7 @@ class _Seen:
             "type": self.type_name,
             "message": _short(self.message),
             "sources": sorted(self.sources),
-            "thread": self.thread,
+            "thread": from_process(self.thread),
             "where": self.signature[1],
             "traceback": [_where(f) for f in kept],
         }
@@ -203,7 +207,7 @@ class _ExceptionLog:
             text = str(exc)
         except Exception:
             text = "<str() failed>"
-        raw = text[:4000]
+        raw = _kept(text)
         if message and source == "asyncio":
             text = f"{message}: {text}" if text else message
         frames = _frames(exc.__traceback__)
@@ -219,7 +223,7 @@ class _ExceptionLog:
             now,
             source,
             _type_name(type(exc)),
-            text[:4000],
+            _kept(text),
             thread,
             frames,
             line,
@@ -579,7 +583,7 @@ class ExceptionsSkill(Skill):
                     "first_seen_ago_s": round(now - first, 1),
                     "last_seen_ago_s": round(now - last, 1),
                     "sources": sources,
-                    "threads": sorted(threads),
+                    "threads": [from_process(t) for t in sorted(threads)],
                     "latest": example.shown(now, depth) if example is not None else None,
                 }
             )

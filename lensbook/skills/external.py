@@ -17,7 +17,9 @@ from typing import Any
 import psutil
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 
 __all__ = ["ExternalProcessSkill"]
 
@@ -62,14 +64,19 @@ class ExternalProcessSkill(Skill):
 
     @probe
     def overview(self) -> dict[str, Any]:
-        """Command line, status, start time, user, memory, CPU times and context switches.
+        """Name, status, start time, user, memory, CPU times and context switches.
+
+        The command line is shown only when the user opted in (`share_command_lines` or
+        ``$LENSBOOK_SHARE_COMMAND_LINES=1``).
 
         Cost: a few /proc reads (<1 ms).
         """
         p = self.proc
         with p.oneshot():
+            shown = self.command_line(_safe(p.cmdline, []), 300)
             return {
-                "cmdline": " ".join(p.cmdline())[:300],
+                "name": from_process(_safe(p.name, "?")),
+                **({"cmdline": shown} if shown is not None else {}),
                 "status": p.status(),
                 "create_time": p.create_time(),
                 "username": _safe(p.username, "?"),
@@ -121,7 +128,7 @@ class ExternalProcessSkill(Skill):
             [exe, "dump", "--pid", str(self.pid)], capture_output=True, text=True, timeout=12
         )
         text = out.stdout if out.returncode == 0 else out.stderr
-        return {"available": out.returncode == 0, "dump": text[:5000]}
+        return {"available": out.returncode == 0, "dump": from_process(clip(text, 5000))}
 
 
 def _safe(fn: Any, default: Any) -> Any:

@@ -12,6 +12,7 @@ import gc
 import heapq
 import threading
 import time
+import types
 from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
@@ -238,6 +239,7 @@ class GCSkill(Skill):
         try:
             by_type: Counter[type] = Counter(map(type, kept[:max_objects]))
             total = len(kept)
+            frames = _cyclic_frames(kept[:max_objects])
         finally:
             del kept
         collections = [
@@ -265,6 +267,7 @@ class GCSkill(Skill):
             "garbage_objects": total,
             "stopped_early": total >= max_objects,
             "types": rows,
+            "frames": frames,
         }
 
     @probe
@@ -386,7 +389,65 @@ class GCSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (GCChurnRule(), UncollectableRule(), GCDisabledRule())
+        return (GCChurnRule(), UncollectableRule(), GCDisabledRule(), CyclicFramesRule())
+
+
+def _holds_exception(frame: types.FrameType) -> str | None:
+    """The name of a local of a finished frame that is, or directly contains, an exception."""
+    try:
+        local_vars = frame.f_locals  # a finished frame: a plain read, no code runs
+    except Exception:
+        return None
+    for name, value in local_vars.items():
+        items: Any = ()
+        if isinstance(value, dict):
+            items = value.values()
+        elif isinstance(value, (list, tuple, set)):
+            items = value
+        if isinstance(value, BaseException) or any(isinstance(v, BaseException) for v in items):
+            return name
+    return None
+
+
+def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> list[dict[str, Any]]:
+    """Functions whose finished frames were cyclic garbage (a frame lives on in a cycle through
+    a traceback, a generator or a closure), most frequent first; a frame whose locals hold an
+    exception is the usual culprit: exception -> traceback -> frame -> local -> exception."""
+    counts: Counter[types.CodeType] = Counter()
+    holders: dict[types.CodeType, str] = {}
+    seen = 0
+    for obj in garbage:
+        if not isinstance(obj, types.FrameType):
+            continue
+        seen += 1
+        if seen > limit:
+            break
+        code = obj.f_code
+        counts[code] += 1
+        if code not in holders:
+            held = _holds_exception(obj)
+            if held is not None:
+                holders[code] = held
+    rows = []
+    for code, n in counts.most_common(top):
+        row: dict[str, Any] = {
+            "function": getattr(code, "co_qualname", code.co_name),
+            "where": _code_site(code),
+            "origin": _type_origin_of_file(code.co_filename),
+            "count": n,
+        }
+        if code in holders:
+            row["holds_exception_in"] = holders[code]
+        rows.append(row)
+    # the frame that stores the exception first: it is what makes the cycle
+    rows.sort(key=lambda r: ("holds_exception_in" not in r, r["origin"] != "user", -r["count"]))
+    return rows
+
+
+def _type_origin_of_file(filename: str) -> str:
+    from lensbook.skills.threads import code_origin
+
+    return code_origin(filename)
 
 
 # -- the offline investigator's rules -----------------------------------------------------------
@@ -585,5 +646,80 @@ class GCDisabledRule(Rule):
                     "Deliberate (gc.disable() for latency) or left over from a benchmark; "
                     "check that the program calls gc.collect() itself."
                 ),
+            )
+        ]
+
+
+#: a share of the young generation (objects per gen-0 collection over its threshold) that dies
+#: in reference cycles above which cycles are made on a hot path; the floor keeps quiet
+#: processes quiet
+CYCLIC_SHARE_WARNING = 0.25
+CYCLIC_RATE_FLOOR = 500.0
+
+
+class CyclicFramesRule(Rule):
+    """A large share of what is allocated dies in reference cycles: name the functions whose
+    frames the collector reclaims (an exception stored where its own traceback can reach it)."""
+
+    name = "gc_cyclic_frames"
+    snapshots_needed = 2
+    gap = 3.0
+
+    def _share(self, ev: Evidence) -> float:
+        collections = ev.delta("gc_collections_gen0")
+        threshold = float(ev.latest("gc_threshold0", 0) or 0)
+        if collections <= 0 or threshold <= 0:
+            return 0.0
+        return ev.delta("gc_collected") / collections / threshold
+
+    def _hot(self, ev: Evidence) -> bool:
+        rate = ev.rate("gc_collected") or 0.0
+        return rate >= CYCLIC_RATE_FLOOR and self._share(ev) >= CYCLIC_SHARE_WARNING
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if len(ev.snapshots) >= 2 and self._hot(ev):
+            return [ProbeCall("gc_cycle_types", {"seconds": 1.0})]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        cycles = ev.result("gc_cycle_types")
+        if not self._hot(ev) or not isinstance(cycles, dict):
+            return []
+        frames = [f for f in cycles.get("frames") or [] if isinstance(f, dict)]
+        if not frames:
+            return []  # cycles without frames: the churn rule speaks for data-structure cycles
+        lead = frames[0]
+        kinds = ", ".join(
+            f"{t['type']} {t['per_s']}/s" for t in (cycles.get("types") or [])[:4] if "type" in t
+        )
+        held = lead.get("holds_exception_in")
+        observation = (
+            f"frames of {lead['function']} ({lead['where']}) are reclaimed by the cycle collector: "
+            f"{lead['count']} in {cycles.get('watched_s')} s"
+            + (f"; each still holds an exception in its local {held!r}" if held else "")
+            + f"; the cyclic garbage is {kinds}"
+        )
+        rate = ev.rate("gc_collected") or 0.0
+        hypothesis = (
+            f"{lead['function']} keeps a caught exception in {held!r}: exception -> "
+            "__traceback__ -> its frame -> that local -> exception is a reference cycle, so the "
+            "frame and every local it holds (buffers, records) wait for the collector. Delete "
+            "the variable in a finally (or keep str(exc) / traceback.format_exc() instead)."
+            if held
+            else f"frames of {lead['function']} outlive their call through a reference cycle "
+            "(a stored traceback, generator or closure); break it so reference counting frees "
+            "them."
+        )
+        return [
+            Finding(
+                anomaly_type="gc_cyclic_frames",
+                severity="warning",
+                context=(
+                    f"the collector reclaims {rate:.0f} objects/s: per young collection, "
+                    f"{self._share(ev) * 100:.0f}% of the generation's threshold "
+                    f"({ev.latest('gc_threshold0')} allocations) dies in reference cycles"
+                ),
+                observation=observation,
+                hypothesis=hypothesis,
             )
         ]

@@ -278,6 +278,9 @@ class ThreadGrowthByKind(Rule):
     history_kinds = ("thread_growth",)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
+        groups = ev.result("threads_groups")
+        if isinstance(groups, dict) and groups.get("groups"):
+            return []  # the threads skill saw the growth during the run: its live rule tells it
         latest: dict[tuple[Any, ...], dict[str, Any]] = {}
         windows: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         for e in ev.history_of("thread_growth"):

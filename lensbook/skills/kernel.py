@@ -25,8 +25,9 @@ from typing import Any
 import psutil
 
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.redact import REDACTED, is_secret_key, redact_text
+from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 __all__ = ["KernelSkill", "deep_size", "human_bytes"]
@@ -320,8 +321,7 @@ class _CellClock:
         raw = str(getattr(info, "raw_cell", "") or "")
         first = next((line.strip() for line in raw.splitlines() if line.strip()), "")
         count = self.shell.execution_count - 1 if getattr(info, "store_history", False) else None
-        # redacted before it is cut, so no credential is left half-cut and unrecognisable
-        line = redact_text(first)[:160]
+        line = clip(first, 160, marker="")
         self.running.append(_Cell(count, time.time(), threading.get_ident(), line))
 
     def post(self, result: Any) -> None:
@@ -463,6 +463,7 @@ class KernelSkill(Skill):
             "cell_running": running is not None,
             "cell_seconds": running["seconds"] if running else 0.0,
             "cell_is_lensbook": bool(running and running["is_lensbook"]),
+            "last_error_frames": _traceback_depth(_last_error(shell)),
             "rss_mb": rss_mb,
         }
 
@@ -530,14 +531,18 @@ class KernelSkill(Skill):
                 skipped += 1
             else:
                 size, approx = sizes[id(value)] = sizer.size(value)
-            row: dict[str, Any] = {"name": name, "type": _type_name(value), "bytes": size}
+            row: dict[str, Any] = {
+                "name": from_process(name),
+                "type": _type_name(value),
+                "bytes": size,
+            }
             row["size"] = human_bytes(size)
             row.update(_shape_info(value))
             if approx:
                 row["approximate"] = True
             aliases = [n for n in by_id[id(value)] if n != name]
             if aliases:
-                row["same_object_as"] = aliases[:5]
+                row["same_object_as"] = [from_process(n) for n in aliases[:5]]
             if self.share_values:
                 row["value"] = _value_preview(name, value)
             rows.append(row)
@@ -552,6 +557,74 @@ class KernelSkill(Skill):
             "total": human_bytes(unique_total),
             "top": shown,
             **({"sized_shallow_after_budget": skipped} if skipped else {}),
+        }
+
+    @probe
+    def last_error(self, limit: int = 5) -> dict[str, Any]:
+        """What the last uncaught error of a cell keeps alive: the frames of its traceback and
+        their largest locals (names, types, shapes, sizes; no values), innermost first.
+
+        IPython keeps that exception for ``%debug`` and ``%tb`` (``sys.last_value``,
+        ``sys.last_traceback``, the shell's last execution result); its traceback holds every
+        frame of the failed call, and each frame holds all its local variables.
+
+        Args:
+            limit: how many locals to list, largest first (at most 20).
+
+        Cost: O(size of those locals), bounded to ~2 s as `kernel_variables`.
+        """
+        shell = _shell()
+        exc = _last_error(shell)
+        if exc is None:
+            return {"last_error": None}
+        sizer = _Sizer(time.perf_counter() + 2.0)
+        seen: set[int] = set()
+        frames: list[dict[str, Any]] = []
+        held: list[dict[str, Any]] = []
+        from lensbook.skills.threads import code_origin
+
+        named = {id(v) for _, v in _user_variables(shell)}
+        tb = exc.__traceback__
+        reached_user = False
+        while tb is not None and len(frames) < 30:
+            frame = tb.tb_frame
+            code = frame.f_code
+            reached_user = reached_user or code_origin(code.co_filename) == "user"
+            tb_next = tb.tb_next
+            if not reached_user:  # IPython's own frames that ran the cell
+                tb = tb_next
+                continue
+            where = f"{_short_path(code.co_filename)}:{tb.tb_lineno}"
+            function = getattr(code, "co_qualname", code.co_name)
+            frames.append({"function": function, "where": where})
+            if code.co_name != "<module>":  # a cell's own frame is the user namespace
+                for name, value in list(frame.f_locals.items()):
+                    if id(value) in seen or id(value) in named or isinstance(value, _NOT_DATA):
+                        continue  # a user variable still names it: not kept by the error
+                    seen.add(id(value))
+                    size, approx = sizer.size(value)
+                    row: dict[str, Any] = {
+                        "name": name,
+                        "function": function,
+                        "where": where,
+                        "type": _type_name(value),
+                        "bytes": size,
+                        "size": human_bytes(size),
+                        **_shape_info(value),
+                    }
+                    if approx:
+                        row["approximate"] = True
+                    held.append(row)
+            tb = tb_next
+        held.sort(key=lambda r: -int(r["bytes"]))
+        total = sum(int(r["bytes"]) for r in held)
+        return {
+            "last_error": from_process(f"{type(exc).__name__}: {clip(str(exc), 120)}"),
+            "kept_by": _last_error_roots(shell, exc),
+            "frames": frames,
+            "held_bytes": total,
+            "held": human_bytes(total),
+            "top": held[: min(max(limit, 1), 20)],
         }
 
     @probe
@@ -592,8 +665,8 @@ class KernelSkill(Skill):
                 {
                     "name": f"Out[{key}]",
                     "key": key,
-                    "cache_names": cache_names.get(oid, [])[:5],
-                    "user_names": user_names.get(oid, [])[:5],
+                    "cache_names": [from_process(n) for n in cache_names.get(oid, [])[:5]],
+                    "user_names": [from_process(n) for n in user_names.get(oid, [])[:5]],
                     "other_references": max(others, 0),
                     "only_cache": not user_names.get(oid) and others <= 0,
                 }
@@ -662,7 +735,7 @@ class KernelSkill(Skill):
             )
         size, approx = deep_size(value, budget=2.0)
         info: dict[str, Any] = {
-            "name": name,
+            "name": from_process(name),
             "type": _type_name(value),
             "bytes": size,
             "size": human_bytes(size),
@@ -673,15 +746,52 @@ class KernelSkill(Skill):
         info.update(_layout(value))
         if shell is not None:
             _, cache_names, user_names = _namespace_refs(shell)
-            info["names"] = sorted(
-                set(cache_names.get(id(value), [])) | set(user_names.get(id(value), []))
-            )[:10]
+            info["names"] = [
+                from_process(n)
+                for n in sorted(
+                    set(cache_names.get(id(value), [])) | set(user_names.get(id(value), []))
+                )[:10]
+            ]
         if self.share_values:
             info["value"] = _value_preview(name, value)
         return info
 
     def rules(self) -> Sequence[Rule]:
-        return (OutputCacheRetention(), LargeVariable(), LongRunningCell())
+        return (OutputCacheRetention(), LargeVariable(), LongRunningCell(), LastErrorRetention())
+
+
+_NOT_DATA = (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType)
+
+
+def _last_error(shell: Any) -> BaseException | None:
+    """The last uncaught exception IPython kept (None outside IPython or after none)."""
+    if shell is None:
+        return None
+    exc = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
+    if exc is None:
+        result = getattr(shell, "last_execution_result", None)
+        exc = getattr(result, "error_in_exec", None)
+    return exc if isinstance(exc, BaseException) else None
+
+
+def _traceback_depth(exc: BaseException | None) -> int:
+    depth, tb = 0, exc.__traceback__ if exc is not None else None
+    while tb is not None and depth < 100:
+        depth, tb = depth + 1, tb.tb_next
+    return depth
+
+
+def _last_error_roots(shell: Any, exc: BaseException) -> list[str]:
+    """Where the kept exception is referenced from, as a user would clear it."""
+    roots = [
+        f"sys.{name}" for name in ("last_exc", "last_value") if getattr(sys, name, None) is exc
+    ]
+    if getattr(sys, "last_traceback", None) is exc.__traceback__:
+        roots.append("sys.last_traceback")
+    result = getattr(shell, "last_execution_result", None)
+    if getattr(result, "error_in_exec", None) is exc:
+        roots.append("the shell's last_execution_result")
+    return roots
 
 
 def _short_path(filename: str) -> str:
@@ -768,7 +878,13 @@ def _layout(value: Any) -> dict[str, Any]:
         columns = []
         for col, nbytes in sorted(usage.items(), key=lambda kv: -int(kv[1]))[:10]:
             dtype = str(value.dtypes[col]) if col in value.columns else "index"
-            columns.append({"column": str(col)[:60], "dtype": dtype, "size": human_bytes(nbytes)})
+            columns.append(
+                {
+                    "column": from_process(clip(str(col), 60)),
+                    "dtype": dtype,
+                    "size": human_bytes(nbytes),
+                }
+            )
         return {"columns": int(value.shape[1]), "largest_columns": columns}
     if isinstance(value, (list, tuple, set, frozenset, deque)):
         kinds: dict[str, int] = {}
@@ -793,8 +909,7 @@ def _value_preview(name: str, value: Any) -> str:
         text = repr(value)
     except Exception as exc:
         return f"<repr failed: {type(exc).__name__}>"
-    text = redact_text(text)
-    return text if len(text) <= 120 else text[:117] + "..."
+    return from_process(clip(text, 120))
 
 
 # -- rules ------------------------------------------------------------------------------------
@@ -851,6 +966,63 @@ class OutputCacheRetention(Rule):
                     f"the variable was deleted but the result was displayed (it was a cell's last "
                     f"expression), so {lead['name']} still holds it; free it with "
                     f"`del {lead['name']}` plus its _N alias, or `%reset -f out`"
+                ),
+            )
+        ]
+
+
+#: memory kept alive by the last error's frames that makes a finding: a share of the RSS, with a
+#: floor so that small kernels stay quiet
+LAST_ERROR_SHARE = 0.10
+LAST_ERROR_FLOOR_BYTES = 16 * 2**20
+
+
+class LastErrorRetention(Rule):
+    """The last uncaught error of a cell keeping large locals of its frames alive."""
+
+    name = "last_error_retention"
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if ev.latest("in_ipython") and ev.latest("last_error_frames", 0) > 1:
+            return [ProbeCall("kernel_last_error", {"limit": 5})]
+        return []
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("kernel_last_error")
+        if not isinstance(result, dict) or not result.get("top"):
+            return []
+        held = int(result.get("held_bytes") or 0)
+        rss = float(ev.latest("rss_mb", 0) or 0) * 2**20
+        if held < LAST_ERROR_FLOOR_BYTES or (rss and held < LAST_ERROR_SHARE * rss):
+            return []
+        lead = result["top"][0]
+        shape = "x".join(str(n) for n in lead.get("shape", []))
+        roots = " and ".join(result.get("kept_by") or []) or "IPython"
+        share = f", {held / rss:.0%} of the process's RSS" if rss else ""
+        path = " -> ".join(f"{f['function']} ({f['where']})" for f in result.get("frames", []))
+        clear = "; ".join(
+            ["sys.last_traceback = sys.last_value = sys.last_type = None"]
+            + (["sys.last_exc = None"] if "sys.last_exc" in roots else [])
+        )
+        return [
+            Finding(
+                anomaly_type="last_error_retention",
+                severity="warning",
+                context=(
+                    f"the last uncaught error ({result.get('last_error')}) is kept by {roots}; "
+                    f"its traceback holds {result.get('held')}{share} in the locals of its "
+                    f"frames: {path}"
+                ),
+                observation=(
+                    f"the frame of {lead['function']} at {lead['where']} keeps its local "
+                    f"{lead['name']!r} alive: {lead['type']}{' ' + shape if shape else ''}, "
+                    f"{lead['size']}; no user variable names it"
+                ),
+                hypothesis=(
+                    "IPython keeps the last exception for %debug and %tb, and its traceback "
+                    "keeps every frame of the failed call with all its locals. Free them with "
+                    f"`{clear}` and run a cell that succeeds (or %reset); in the function, "
+                    "del large intermediates before code that may raise."
                 ),
             )
         ]

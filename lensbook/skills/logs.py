@@ -15,15 +15,16 @@ import logging
 import re
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastErrorLogBursts
-from lensbook.skills.redact import redact_text
+from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
 __all__ = ["LogsSkill", "ObserverHandler", "forward_if_unhandled", "parse_level"]
@@ -114,12 +115,11 @@ def _template_of(record: logging.LogRecord) -> tuple[str, str]:
 
 def _keep(text: str) -> str:
     if len(text) > _KEEP_CHARS:
-        # redact before cutting, so no credential is left half-cut and unrecognisable
-        text = redact_text(text)[:_KEEP_CHARS]
+        text = clip(text, _KEEP_CHARS, marker="")
     return text
 
 
-def _shown_template(raw: str, masked: bool) -> str:
+def _shown_template(raw: str, masked: bool) -> ProcessText:
     text = redact_text(raw)
     return _show(_NUMBERS.sub("<n>", text) if masked else text)
 
@@ -164,17 +164,16 @@ class _Entry:
         return {
             "ago_s": round(now - self.created, 2),
             "level": logging.getLevelName(self.level),
-            "logger": self.logger,
+            "logger": from_process(self.logger),
             "message": _show(self.message),
             "location": self.location,
-            "thread": self.thread,
+            "thread": from_process(self.thread),
             **({"exception": self.exc_type} if self.exc_type else {}),
         }
 
 
-def _show(text: str) -> str:
-    text = redact_text(text)
-    return text if len(text) <= _SHOW_CHARS else text[: _SHOW_CHARS - 3] + "..."
+def _show(text: str) -> ProcessText:
+    return from_process(clip(text, _SHOW_CHARS))
 
 
 @dataclass
@@ -392,6 +391,46 @@ class LogsSkill(Skill):
             "loggers_seen": len({name for name, _ in by_logger}),
             "message_templates": len(h.groups),
             "observed_s": round(time.time() - h.installed_at, 1),
+            "handlers_total": _count_handlers(),
+        }
+
+    @probe
+    def handlers(self, limit: int = 5) -> dict[str, Any]:
+        """Loggers with the most handlers: each handler's class, level and target (a file's path,
+        a stream's name), with handlers of one class and target on one logger counted as
+        duplicates (every record is then written once per copy). lensbook's own handlers are
+        left out.
+
+        Args:
+            limit: how many loggers to list, most handlers first (at most 20).
+
+        Cost: one pass over the logging manager's loggers (~1 µs per logger).
+        """
+        rows: list[dict[str, Any]] = []
+        for name, logger in _loggers():
+            own = [h for h in logger.handlers if not isinstance(h, ObserverHandler)]
+            if not own:
+                continue
+            targets = Counter((type(h).__name__, _target(h)) for h in own)
+            rows.append(
+                {
+                    "logger": name,
+                    "handlers": len(own),
+                    "propagate": logger.propagate,
+                    # only handlers with a known target (a file, a named stream) can be told
+                    # apart: two in-memory handlers of one class may serve different readers
+                    "duplicates": sum(n - 1 for (_, t), n in targets.items() if t is not None),
+                    "by_target": [
+                        {"class": cls, "target": target or "unknown", "count": n}
+                        for (cls, target), n in targets.most_common(3)
+                    ],
+                }
+            )
+        rows.sort(key=lambda r: (-int(r["duplicates"]), -int(r["handlers"])))
+        return {
+            "loggers_with_handlers": len(rows),
+            "handlers_total": sum(r["handlers"] for r in rows),
+            "top": rows[: min(max(limit, 1), 20)],
         }
 
     @probe
@@ -423,7 +462,7 @@ class LogsSkill(Skill):
             "records_total": total,
             "by_level": {logging.getLevelName(k): v for k, v in sorted(by_level.items())},
             "loggers": [
-                {"logger": name, "total": sum(levels.values()), "by_level": levels}
+                {"logger": from_process(name), "total": sum(levels.values()), "by_level": levels}
                 for name, levels in ranked[: max(top, 0)]
             ],
             "loggers_seen": len(loggers),
@@ -536,7 +575,7 @@ class LogsSkill(Skill):
             recent = in_window.get((g.logger, g.level, g.template), 0)
             shown.append(
                 {
-                    "logger": g.logger,
+                    "logger": from_process(g.logger),
                     "level": logging.getLevelName(g.level),
                     "template": _shown_template(g.raw_template, g.masked),
                     "count": g.count,
@@ -546,7 +585,7 @@ class LogsSkill(Skill):
                     "first_seen_ago_s": round(now - g.first, 1),
                     "last_seen_ago_s": round(now - g.last, 1),
                     "location": g.location,
-                    "thread": g.thread,
+                    "thread": from_process(g.thread),
                     "example": _show(g.example),
                     **({"exceptions": sorted(g.exc_types)} if g.exc_types else {}),
                 }
@@ -558,8 +597,55 @@ class LogsSkill(Skill):
             "groups": shown,
         }
 
+    @probe
+    def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
+        """Where handlers are being created: the user code (function, file:line) that made the
+        handlers (lensbook's own aside) created during a short tracemalloc window.
+
+        Args:
+            seconds: the window (0.2 to 5).
+
+        Cost: allocations are traced for `seconds` (slower meanwhile); one pass over loggers.
+        """
+        from lensbook.skills.creation import created_where
+
+        return created_where(
+            lambda: [
+                h
+                for _, logger in _loggers()
+                for h in logger.handlers
+                if not isinstance(h, ObserverHandler)
+            ],
+            seconds,
+        )
+
     def rules(self) -> Sequence[Rule]:
-        return (ErrorStorm(), WarningFlood(), PastErrorLogBursts())
+        return (ErrorStorm(), WarningFlood(), DuplicateHandlers(), PastErrorLogBursts())
+
+
+def _loggers() -> list[tuple[str, logging.Logger]]:
+    found: list[tuple[str, logging.Logger]] = [("root", logging.root)]
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger):
+            found.append((name, logger))
+    return found
+
+
+def _count_handlers() -> int:
+    return sum(
+        1 for _, logger in _loggers() for h in logger.handlers if not isinstance(h, ObserverHandler)
+    )
+
+
+def _target(handler: logging.Handler) -> str | None:
+    """Where a handler writes: a file's path or a stream's name (None when it has neither)."""
+    path = getattr(handler, "baseFilename", None)
+    if path is None:
+        stream = getattr(handler, "stream", None)
+        path = getattr(stream, "name", None) if stream is not None else None
+    if not isinstance(path, str):
+        return None
+    return redact_text(path)
 
 
 def _under(name: str, prefix: str) -> bool:
@@ -680,3 +766,68 @@ class WarningFlood(Rule):
                 hypothesis="a warning in a hot path; it costs CPU and hides rarer records",
             )
         ]
+
+
+class DuplicateHandlers(Rule):
+    """One logger given the same handler again and again (a setup function called per use)."""
+
+    name = "duplicate_handlers"
+    snapshots_needed = 2
+    gap = 2.0
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if len(ev.snapshots) < 2 or not ev.latest("handlers_total", 0):
+            return []
+        calls = [ProbeCall("logs_handlers", {"limit": 3})]
+        if ev.delta("handlers_total") > 0 and self._lead(ev) is not None:
+            calls.append(ProbeCall("logs_handler_origins"))  # who keeps adding them
+        return calls
+
+    @staticmethod
+    def _lead(ev: Evidence) -> dict[str, Any] | None:
+        result = ev.result("logs_handlers")
+        if not isinstance(result, dict):
+            return None
+        return next((r for r in result.get("top") or [] if r.get("duplicates", 0) >= 1), None)
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        result = ev.result("logs_handlers")
+        lead = self._lead(ev)
+        if not isinstance(result, dict) or lead is None:
+            return []
+        target = lead["by_target"][0]
+        grew = int(ev.delta("handlers_total"))
+        growth = f"; +{grew} handlers in {ev.elapsed():.1f} s" if grew > 0 else ""
+        return [
+            Finding(
+                anomaly_type="duplicate_log_handlers",
+                severity="warning",
+                context=(
+                    f"{result.get('handlers_total')} handlers on "
+                    f"{result.get('loggers_with_handlers')} logger(s){growth}"
+                ),
+                observation=(
+                    f"logger {lead['logger']!r} has {lead['handlers']} handlers, "
+                    f"{target['count']} of them {target['class']} writing to "
+                    f"{target['target']!r}: every record it logs is written "
+                    f"{target['count']} times" + _origin_text(ev.result("logs_handler_origins"))
+                ),
+                hypothesis=(
+                    f"the code that configures {lead['logger']!r} runs again on every use "
+                    "(logging.getLogger returns the same logger each time, so each call adds "
+                    "one more handler, and a FileHandler keeps a file open): configure logging "
+                    "once at start-up, or add the handler only if the logger has none"
+                ),
+            )
+        ]
+
+
+def _origin_text(origins: Any) -> str:
+    if not isinstance(origins, dict) or not origins.get("sites"):
+        return ""
+    lead = origins["sites"][0]
+    via = f" (via {lead['via']})" if lead.get("via") else ""
+    return (
+        f"; new handlers are created at {lead['site']}{via}: {lead['count']} in the "
+        f"{origins.get('window_s')} s window"
+    )

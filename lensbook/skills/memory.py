@@ -37,6 +37,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["LeakRule", "MemorySkill"]
@@ -390,7 +391,7 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         for key, value in holder.items():
             if value is held:
                 if share_values and isinstance(key, (str, int)):
-                    return f"[{str(key)[:40]!r}]"
+                    return f"[{clip(str(key), 40)!r}]"
                 return "(value)"
             if key is held:
                 return "(key)"

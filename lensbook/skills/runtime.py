@@ -16,6 +16,7 @@ import psutil
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 __all__ = ["RuntimeSkill"]
@@ -83,8 +84,8 @@ class RuntimeSkill(Skill):
             "implementation": platform.python_implementation(),
             "platform": platform.platform(),
             "pid": os.getpid(),
-            "executable": sys.executable,
-            "argv0": (sys.argv or [""])[0],
+            "executable": from_process(sys.executable),
+            "argv0": from_process((sys.argv or [""])[0]),
             "gil_enabled": getattr(sys, "_is_gil_enabled", lambda: True)(),
         }
 

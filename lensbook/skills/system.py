@@ -23,6 +23,7 @@ import psutil
 
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import from_process
 
 __all__ = [
     "CpuSaturation",
@@ -592,6 +593,9 @@ class SystemSkill(Skill):
     def top_processes(self, limit: int = 8, interval: float = 0.5) -> dict[str, Any]:
         """The host's processes using the most CPU and the most memory, and counts by status.
 
+        Processes are shown by executable name and pid; their command lines only when the user
+        opted in (`share_command_lines` or ``$LENSBOOK_SHARE_COMMAND_LINES=1``).
+
         Per-process CPU % needs a baseline: the first call (or one more than 60 s after the
         previous) primes every process's counter, sleeps `interval` seconds and measures;
         later calls measure since the previous call. 100% is one full core.
@@ -635,9 +639,15 @@ class SystemSkill(Skill):
         busy = [r for r in rows if float(r["cpu_percent"]) > 0]
         by_cpu = sorted(busy, key=lambda r: -float(r["cpu_percent"]))[:limit]
         by_mem = sorted(rows, key=lambda r: -float(r["rss_mb"]))[:limit]
+        share = self.shares_command_lines()
         for row in {id(r): r for r in by_cpu + by_mem}.values():
+            row["name"] = from_process(row["name"])
+            if not share:
+                continue
             with contextlib.suppress(psutil.Error, OSError):
-                row["cmdline"] = " ".join(psutil.Process(int(row["pid"])).cmdline())[:100]
+                shown = self.command_line(psutil.Process(int(row["pid"])).cmdline(), 160)
+                if shown is not None:
+                    row["cmdline"] = shown
         total_mb = psutil.virtual_memory().total / _MB
         for row in by_mem:
             row["mem_percent"] = round(100.0 * float(row["rss_mb"]) / total_mb, 1)

@@ -319,8 +319,12 @@ def test_text_only_turns_get_a_nudge() -> None:
 
 def test_pipeline_classifies_runs_once_and_synthesises() -> None:
     def synthesise(request: ModelRequest) -> list[Any]:
-        text = request.messages[0].text
-        notes = json.loads(text.split("Notifications (JSON): ", 1)[1])
+        # the operators' findings come as the results of reading calls, not as user text
+        calls = {c.id: c.name for m in request.messages for c in m.tool_calls}
+        results = {calls[r.tool_call_id]: r for m in request.messages for r in m.tool_results}
+        assert set(results) == {"get_operator_statuses", "get_notifications"}
+        assert all(not m.text or "beta is slow" not in m.text for m in request.messages)
+        notes = json.loads(results["get_notifications"].content)["notifications"]
         return [
             call(
                 "produce_insight",

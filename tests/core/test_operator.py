@@ -267,7 +267,8 @@ def test_tool_errors_go_back_to_the_model_and_the_run_continues() -> None:
     assert "text: Input should be a valid string" in first[1].content
     assert "bogus: Extra inputs are not permitted" in first[2].content
     second = client.requests[2].messages[-1].tool_results
-    assert second[0].is_error and "RuntimeError: probe exploded on purpose" in second[0].content
+    # the exception's message is the process's text: delimited as data
+    assert second[0].is_error and "RuntimeError: ⟦probe exploded on purpose⟧" in second[0].content
     assert second[1].is_error and "time budget of 0.2 s" in second[1].content
     assert not second[2].is_error and second[2].content.endswith("chars]")
     assert len(second[2].content) < 200

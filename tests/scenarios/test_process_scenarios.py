@@ -48,7 +48,9 @@ def test_fd_leak_is_diagnosed_with_growth_and_path_pattern() -> None:
     assert "leak-*.log" in note["hypothesis"]
     assert "RLIMIT_NOFILE" in note["context"]
     assert len(note["snapshot_ids"]) == 2
-    assert outcome["probe_calls"] <= 4  # a listing before, a listing and the history after
+    # a listing before; a listing, the history and where new files are created after
+    assert outcome["probe_calls"] <= 5
+    assert re.search(r"created at \S*fd_leak\.py:\d+ in leak_files", note["observation"])
 
 
 def test_idle_process_is_healthy_through_the_loop() -> None:

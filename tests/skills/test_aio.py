@@ -29,12 +29,15 @@ from lensbook.skills.aio import (
 )
 from lensbook.skills.base import render_output
 from lensbook.skills.rules import Evidence
+from lensbook.skills.untrusted import undelimit
 
 
 def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a probe from another thread, as the operator does."""
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lensbook-probe") as pool:
-        return json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
+        return undelimit(
+            json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
+        )
 
 
 def evidence(
@@ -42,7 +45,7 @@ def evidence(
 ) -> Evidence:
     ev = Evidence(context={"reason": reason})
     for i, snap in enumerate(snapshots):
-        ev.snapshots.append(json.loads(render_output(snap)))
+        ev.snapshots.append(undelimit(json.loads(render_output(snap))))
         ev.snapshot_ids.append(f"s{i}")
         ev.snapshot_times.append(time.time())
     for name, value in results.items():

@@ -20,6 +20,7 @@ from lensbook import _loop
 from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.rules import Evidence
+from lensbook.skills.untrusted import undelimit
 
 
 @pytest.fixture
@@ -44,7 +45,7 @@ def previous_threadhook() -> Iterator[list[str]]:
 
 
 def rendered(value: Any) -> Any:
-    return json.loads(render_output(value, 100_000))
+    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def die(name: str, exc: BaseException) -> None:
@@ -294,4 +295,6 @@ def test_default_outputs_fit_their_caps_with_long_exceptions(skill: ExceptionsSk
             log.exception("failed")
     tools = {t.name: t for t in skill.probes()}
     for name in ("exceptions_recent", "exceptions_top", "exceptions_summary"):
-        json.loads(render_output(tools[name].fn(), tools[name].max_chars))  # not cut short
+        undelimit(
+            json.loads(render_output(tools[name].fn(), tools[name].max_chars))
+        )  # not cut short

@@ -21,6 +21,7 @@ from lensbook.skills import resolve_skill
 from lensbook.skills.base import render_output
 from lensbook.skills.gc_ import GCChurnRule, GCDisabledRule, GCSkill, UncollectableRule
 from lensbook.skills.rules import Evidence
+from lensbook.skills.untrusted import undelimit
 
 
 class Pair:
@@ -46,7 +47,7 @@ def _line_of(marker: str) -> int:
 
 def _probe(skill: GCSkill, name: str, **arguments: Any) -> Any:
     tool = {t.name: t for t in skill.probes()}[f"gc_{name}"]
-    return json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars))
+    return undelimit(json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars)))
 
 
 @pytest.fixture
@@ -177,7 +178,7 @@ def _evidence(skill: GCSkill, gap: float) -> Evidence:
     for i in range(2):
         if i:
             time.sleep(gap)
-        ev.snapshots.append(json.loads(render_output(skill.snapshot())))
+        ev.snapshots.append(undelimit(json.loads(render_output(skill.snapshot()))))
         ev.snapshot_ids.append(f"s{i}")
         ev.snapshot_times.append(time.time())
     rule = GCChurnRule()

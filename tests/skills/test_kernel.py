@@ -21,6 +21,7 @@ from lensbook.skills.base import render_output
 from lensbook.skills.kernel import KernelSkill, deep_size, human_bytes
 from lensbook.skills.redact import REDACTED
 from lensbook.skills.rules import Evidence
+from lensbook.skills.untrusted import undelimit
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def run(sh: Any, code: str) -> Any:
 
 
 def rendered(value: Any) -> Any:
-    return json.loads(render_output(value, 100_000))
+    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def test_outside_ipython_reports_no_kernel_and_never_imports_ipython() -> None:

@@ -17,6 +17,7 @@ import pytest
 from lensbook.skills.base import render_output
 from lensbook.skills.logs import LogsSkill, parse_level
 from lensbook.skills.rules import Evidence
+from lensbook.skills.untrusted import undelimit
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def skill() -> Iterator[LogsSkill]:
 
 
 def rendered(value: Any) -> Any:
-    return json.loads(render_output(value, 100_000))
+    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def ours(sk: LogsSkill) -> list[logging.Handler]:

@@ -21,6 +21,7 @@ from lensbook.skills import resolve_skill
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import LeakRule, MemorySkill
 from lensbook.skills.rules import Evidence, ProbeCall, Rule
+from lensbook.skills.untrusted import undelimit
 
 _HELD: list[Any] = []
 
@@ -57,7 +58,7 @@ def _line_of(marker: str, source: Any = None) -> int:
 def _probe(skill: MemorySkill, name: str, **arguments: Any) -> Any:
     """Call a probe as the loop would (validated arguments, rendered and capped output)."""
     tool = {t.name: t for t in skill.probes()}[f"memory_{name}"]
-    return json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars))
+    return undelimit(json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars)))
 
 
 @pytest.fixture
@@ -246,7 +247,7 @@ def _investigate(skill: MemorySkill, rule: Rule, between: Callable[[], None]) ->
     ev = Evidence(context={"reason": "memory keeps growing"})
 
     def take_snapshot() -> None:
-        ev.snapshots.append(json.loads(render_output(skill.snapshot())))
+        ev.snapshots.append(undelimit(json.loads(render_output(skill.snapshot()))))
         ev.snapshot_ids.append(f"s{len(ev.snapshots)}")
         ev.snapshot_times.append(time.time())
 

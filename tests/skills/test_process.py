@@ -32,6 +32,7 @@ from lensbook.skills.process import (
     path_pattern,
 )
 from lensbook.skills.rules import Evidence, ProbeCall
+from lensbook.skills.untrusted import undelimit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re
 def call(skill: ProcessSkill, name: str, **kwargs: Any) -> Any:
     """A probe's result as the model (and the offline investigator) sees it."""
     tool = {t.name: t for t in skill.probes()}[name]
-    return json.loads(render_output(tool.fn(**tool.validate(kwargs)), tool.max_chars))
+    return undelimit(json.loads(render_output(tool.fn(**tool.validate(kwargs)), tool.max_chars)))
 
 
 @pytest.fixture
@@ -214,10 +215,16 @@ def test_children_lists_live_and_zombie_children() -> None:
     sleeper = subprocess.Popen(["sleep", "30"])
     zombies = _zombie_children(3)
     try:
-        result = call(ProcessSkill(), "process_children")
+        skill = ProcessSkill()
+        result = call(skill, "process_children")
         pids = {c["pid"] for c in result["listed"]}
         assert sleeper.pid in pids
         assert result["zombies"] >= 3
+        row = next(c for c in result["listed"] if c["pid"] == sleeper.pid)
+        # another process's command line only with the user's opt-in
+        assert row["name"] == "sleep" and "cmdline" not in row
+        skill.share_command_lines = True
+        result = call(skill, "process_children")
         row = next(c for c in result["listed"] if c["pid"] == sleeper.pid)
         assert row["name"] == "sleep" and row["cmdline"] == "sleep 30"
     finally:
@@ -275,7 +282,7 @@ def evidence(skill: ProcessSkill, snaps: list[dict[str, Any]], reason: str = "")
     ev = Evidence(context={"reason": reason})
     for i, data in enumerate(snaps):
         at = data.pop("_at", time.time())
-        ev.snapshots.append(json.loads(render_output(data)))
+        ev.snapshots.append(undelimit(json.loads(render_output(data))))
         ev.snapshot_ids.append(f"s{i}")
         ev.snapshot_times.append(at)
     return ev
@@ -323,7 +330,7 @@ def test_fd_leak_is_named_with_growth_and_pattern(tmp_path: Path, leaked: list[I
     for c in wanted:
         record(ev, skill, c)
     open_leaks(tmp_path, leaked, 0, 60)
-    ev.snapshots.append(json.loads(render_output(skill.snapshot())))
+    ev.snapshots.append(undelimit(json.loads(render_output(skill.snapshot()))))
     ev.snapshot_ids.append("s1")
     ev.snapshot_times.append(t0 + 2.0)
     wanted = [c for c in rule.wants(ev) if not ev.called(c)]
@@ -414,6 +421,7 @@ def test_fd_pressure_near_the_soft_limit_in_a_child() -> None:
         from lensbook.skills.process import ProcessSkill
         from lensbook.skills.rules import Evidence
         from lensbook.skills.base import render_output
+        from lensbook.skills.untrusted import undelimit
         here = len(os.listdir("/proc/self/fd")) - 1
         resource.setrlimit(resource.RLIMIT_NOFILE, (here + 100, resource.getrlimit(
             resource.RLIMIT_NOFILE)[1]))
@@ -426,7 +434,7 @@ def test_fd_pressure_near_the_soft_limit_in_a_child() -> None:
             for c in rule.wants(ev):
                 tool = {t.name: t for t in skill.probes()}[c.name]
                 ev.results.setdefault(c.name, []).append(
-                    (c.arguments, json.loads(render_output(tool.fn(**c.arguments)))))
+                    (c.arguments, undelimit(json.loads(render_output(tool.fn(**c.arguments))))))
         out = [f.__dict__ for r in skill.rules() for f in r.judge(ev)]
         sys.stdout.write(json.dumps(out))
         """

@@ -21,6 +21,7 @@ from lensbook.skills.system import (
     SwapActivity,
     SystemSkill,
 )
+from lensbook.skills.untrusted import undelimit
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -31,7 +32,7 @@ HOLD += "sys.stdout.flush()\ntime.sleep(30)\n"
 
 def call(skill: SystemSkill, name: str, **kwargs: Any) -> Any:
     tool = {t.name: t for t in skill.probes()}[name]
-    return json.loads(render_output(tool.fn(**tool.validate(kwargs)), tool.max_chars))
+    return undelimit(json.loads(render_output(tool.fn(**tool.validate(kwargs)), tool.max_chars)))
 
 
 @pytest.fixture

@@ -25,12 +25,15 @@ from lensbook.skills.threads import (
     ThreadsSkill,
     code_origin,
 )
+from lensbook.skills.untrusted import undelimit
 
 
 def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Call a probe from another thread, as the operator does (the caller is left out)."""
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probe-caller") as pool:
-        return json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
+        return undelimit(
+            json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
+        )
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -43,7 +46,7 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 def evidence(skill: ThreadsSkill, reason: str = "routine check", **results: Any) -> Evidence:
     ev = Evidence(context={"reason": reason})
-    ev.snapshots.append(json.loads(render_output(skill.snapshot())))
+    ev.snapshots.append(undelimit(json.loads(render_output(skill.snapshot()))))
     ev.snapshot_ids.append("s1")
     ev.snapshot_times.append(time.time())
     for name, value in results.items():

@@ -27,6 +27,7 @@ from lensbook.skills.tracer import (
     resolve_target,
     target_from,
 )
+from lensbook.skills.untrusted import undelimit
 
 SOURCE = """
 import asyncio
@@ -273,7 +274,7 @@ def test_target_from_context_or_reason() -> None:
 
 def evidence_with(out: Any, **context: Any) -> Evidence:
     ev = Evidence(context=context)
-    ev.results["tracer_trace"] = [({}, json.loads(render_output(out)))]
+    ev.results["tracer_trace"] = [({}, undelimit(json.loads(render_output(out))))]
     return ev
 
 

@@ -1,0 +1,60 @@
+"""Fire-and-forget tasks whose exceptions nobody retrieves.
+
+Modelled on chelaxian/tg-ytdlp-bot#462 (48 "Task exception was never retrieved" a day: tasks
+started with bare ``asyncio.create_task(...)``, never awaited, so their failures only surfaced
+when the task was garbage-collected, far from the cause) and python/asyncio#399 ("asyncio
+swallows a raised exception when code is executed inside a new task"). Here an order handler
+sends each receipt in a background task that is never awaited; the receipt code raises
+KeyError for orders without an e-mail address, so receipts silently stop going out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from lensbook.scenarios import Scenario
+from lensbook.scenarios._app_loop import start_app_loop
+
+__all__ = ["SCENARIO", "send_receipt"]
+
+
+async def send_receipt(order: dict[str, Any]) -> None:
+    """Mail the receipt of an order (guest orders carry no e-mail address)."""
+    await asyncio.sleep(0)
+    address = order["email"]
+    await asyncio.sleep(0.01)
+    del address
+
+
+async def handle_order(n: int) -> None:
+    order: dict[str, Any] = {"id": n, "total": 10 + n}
+    if n % 3:
+        order["email"] = f"customer{n}@example.com"
+    # the bug: fire and forget; nothing awaits the task or looks at its exception
+    asyncio.get_running_loop().create_task(send_receipt(order))
+
+
+async def service() -> None:
+    n = 0
+    while True:
+        n += 1
+        await handle_order(n)
+        await asyncio.sleep(0.05)
+
+
+def _induce() -> Callable[[], None]:
+    _loop, cleanup = start_app_loop("orders-loop", service)
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="task_exception_lost",
+    title="Fire-and-forget tasks fail and nobody retrieves their exception",
+    skill="exceptions",
+    reason="customers say receipts stopped arriving, but nothing shows up in our logs",
+    induce=_induce,
+    expect=(r"KeyError", r"send_receipt", r"task_exception_lost\.py:\d+", r"never retrieved|task"),
+    settle=0.5,
+)

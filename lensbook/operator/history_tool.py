@@ -16,6 +16,7 @@ from typing import Any
 from lensbook.recorder import KINDS, history_events, is_history_id, is_recording
 from lensbook.recorder.api import recorder
 from lensbook.recorder.frame import clock, describe
+from lensbook.skills.untrusted import from_process
 
 __all__ = ["MAX_CHARS", "MAX_EVENTS", "STACK_FRAMES", "ids_in", "read"]
 
@@ -34,7 +35,8 @@ def read(kinds: Iterable[str] | None, since_s: float | None, limit: int) -> dict
     events = history_events(since=since, kinds=wanted, limit=min(max(limit, 0), MAX_EVENTS))
     started = recorder.started_at
     shown = [_shown(e.to_dict(), now) for e in events]
-    sizes = [len(json.dumps(e, separators=(",", ":"), default=str)) + 1 for e in shown]
+    # (+ a little for the delimiters each string gets on its way out)
+    sizes = [len(json.dumps(e, separators=(",", ":"), default=str)) + 40 for e in shown]
     total, first = sum(sizes), 0
     while total > MAX_CHARS and first < len(shown):
         total -= sizes[first]
@@ -65,10 +67,22 @@ def _shown(event: dict[str, Any], now: float) -> dict[str, Any]:
         "ago_s": round(now - event["time"], 1),
         "time": event["time"],
         "kind": event["kind"],
-        "source": event["source"],
-        "summary": describe(event),
-        "detail": detail,
+        # names, paths, messages and source lines were all written by the observed process:
+        # the model sees them delimited as data (the offline rules read them undelimited)
+        "source": from_process(event["source"]),
+        "summary": from_process(describe(event)),
+        "detail": _marked(detail),
     }
+
+
+def _marked(value: Any) -> Any:
+    if isinstance(value, str):
+        return from_process(value)
+    if isinstance(value, dict):
+        return {k: _marked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_marked(v) for v in value]
+    return value
 
 
 def ids_in(content: str) -> list[str]:

@@ -21,6 +21,7 @@ from lensbook.charts import Mark, Series
 from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
 from lensbook.records.shapes import check_event, check_header
 from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
+from lensbook.skills.untrusted import undelimit
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 
 if TYPE_CHECKING:
@@ -276,7 +277,8 @@ class Run:
             if data.get("name") != "get_history" or data.get("is_error"):
                 continue
             try:
-                value = json.loads(str(data.get("content", "")))
+                # the process's text was delimited for the model: read it back as it was
+                value = undelimit(json.loads(str(data.get("content", ""))))
             except ValueError:
                 continue
             for event in value.get("events", []) if isinstance(value, dict) else []:

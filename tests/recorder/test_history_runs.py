@@ -18,6 +18,7 @@ from lensbook.notebook._models import FeedModel
 from lensbook.records import writer
 from lensbook.records.replay import replay
 from lensbook.skills import resolve_skill
+from lensbook.skills.untrusted import CLOSE, OPEN
 
 
 @pytest.fixture
@@ -65,6 +66,10 @@ def test_a_thread_that_died_before_the_run_is_reported_cited_recorded_and_replay
     assert path is not None
     run = lensbook.load_run(path)
     assert died.id in {e["id"] for e in run.history_events}  # the history the run used
+    shown = next(e for e in run.of_kind("tool_result") if e["data"]["name"] == "get_history")
+    # the model saw the process's text delimited as data; the record's reader undelimits it
+    assert f"{OPEN}broker went away{CLOSE}" in shown["data"]["content"]
+    assert "broker went away" in {e["detail"].get("message") for e in run.history_events}
     assert "thread_died" in {e["kind"] for e in run.history}  # what a postmortem shows
     assert "history it cites:" in run.evidence(note).text()
     recorder.clear()  # today's history differs: the replay must answer from the record

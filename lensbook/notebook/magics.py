@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
     )
+    run.add_argument(
+        "--on",
+        choices=["dask"],
+        help="dask: run on every worker of the current distributed client's cluster "
+        "(lensbook.dask; attached first if needed), one live card per worker",
+    )
 
     status = sub.add_parser("status", help="health, iteration and activity of operators")
     status.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
@@ -361,6 +367,8 @@ class LensMagics(Magics):
 
     def _cmd_run(self, args: argparse.Namespace) -> Any:
         skill = self._skill(args.skill)
+        if args.on == "dask":
+            return self._run_on_dask(skill, args)
         op = self._started(skill)
         options: dict[str, Any] = {}
         max_iterations = args.max_iterations or self.max_iterations
@@ -386,6 +394,59 @@ class LensMagics(Magics):
                 f"is; lensbook.notebook.last({skill!r}, wait=True) returns its result."
             )
         return self._wait(skill, op, future, card)
+
+    def _run_on_dask(self, skill: str, args: argparse.Namespace) -> Any:
+        """`%lens run SKILL --on dask`: the cluster run, blocking, with a card per worker."""
+        if args.background:
+            raise UsageError("%lens run --on dask: --background is not supported on a cluster")
+        try:
+            from distributed import get_client
+
+            import lensbook.dask as lensdask
+        except ImportError:
+            raise UsageError(
+                '%lens run --on dask needs distributed: pip install "lensbook[dask]"'
+            ) from None
+        try:
+            client = get_client()
+        except ValueError:
+            raise UsageError(
+                "%lens run --on dask: no distributed client in this kernel; create one first "
+                "(client = distributed.Client(...))"
+            ) from None
+        options: dict[str, Any] = {}
+        max_iterations = args.max_iterations or self.max_iterations or 25
+        options["max_iterations"] = max_iterations
+        name = args.client if args.client is not None else self.client
+        if name:
+            value = self.shell.user_ns.get(name) if self.shell is not None else None
+            options["client"] = value if value is not None else name
+        if args.timeout is not None:
+            options["timeout"] = args.timeout
+        if args.reason is not None:
+            options["reason"] = args.reason
+        try:
+            cluster = lensdask.current(client) or lensdask.attach(client)
+            workers = list(cluster.client.nthreads())
+        except LensbookError as exc:
+            raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
+        view = None
+        if self._use_widgets():
+            from lensbook.notebook.cluster_view import ClusterDashboard
+
+            view = ClusterDashboard(
+                skill, workers, max_iterations=max_iterations, refresh_rate=self.refresh_rate
+            )
+            view.show()
+        try:
+            result = cluster.run(skill, workers=workers, **options)
+        except LensbookError as exc:
+            if view is not None:
+                view.finish(error=str(exc))
+            raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
+        if view is not None:
+            view.finish(result)
+        return result
 
     def _run_card(self, op: Operator, max_iterations: int, run_id: str) -> OperatorCard | None:
         if not self._use_widgets():

@@ -27,6 +27,7 @@ from lensbook._errors import (
     UnknownSkill,
     WrongThread,
 )
+from lensbook._triage import Triage, triage
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.coordinator import Coordinator, CoordinatorResult, Insight, watch
 from lensbook.notebook._history import last
@@ -106,6 +107,7 @@ __all__ = [
     "Skill",
     "Snapshot",
     "Status",
+    "Triage",
     "UnknownSkill",
     "WrongThread",
     "__version__",
@@ -125,5 +127,6 @@ __all__ = [
     "runs",
     "start",
     "stop",
+    "triage",
     "watch",
 ]

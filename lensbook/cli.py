@@ -25,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
-from lensbook._errors import ClientNotConfigured, LensbookError
+from lensbook._errors import ClientNotConfigured, LensbookError, UnknownSkill
 from lensbook.clients.providers import (
     REGISTRY_ENV,
     choose_client,
@@ -178,6 +178,22 @@ def cmd_skills(args: argparse.Namespace) -> int:
             params = ", ".join(tool.args_model.model_fields)
             first = tool.description.splitlines()[0] if tool.description else ""
             sys.stdout.write(f"    {tool.name}({params})  {first}\n")
+    return 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    from lensbook._triage import triage
+
+    skills = [s for s in args.skills.split(",") if s] or None
+    try:
+        found = triage(skills)
+    except UnknownSkill as exc:
+        sys.stderr.write(f"lensbook triage: {exc}\n")
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(found.to_dict(), default=str) + "\n")
+    else:
+        sys.stdout.write(found.text() + "\n")
     return 0
 
 
@@ -346,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
     skills = sub.add_parser("skills", help="list the skills and their probes")
     skills.set_defaults(func=cmd_skills)
+    sweep = sub.add_parser(
+        "triage",
+        help="a cheap sweep of every skill's snapshot, rules and history in this process, "
+        "ranked (mostly useful in scripts and jobs, after `import lensbook`)",
+    )
+    sweep.add_argument("--skills", default="", help="comma-separated skill ids (default: all)")
+    sweep.add_argument("--json", action="store_true", help="print the result as JSON")
+    sweep.set_defaults(func=cmd_triage)
     providers = sub.add_parser(
         "providers", help="show the client chain a run uses; --check asks each client once"
     )

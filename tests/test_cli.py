@@ -332,3 +332,13 @@ def test_run_with_pid_investigates_another_process_from_outside() -> None:
     assert "memory_growth" in kinds
     note = result["notifications"][kinds.index("memory_growth")]
     assert f"pid {grower.pid}" in note["context"]
+
+
+def test_triage_prints_the_sweep_and_json() -> None:
+    out = _lensbook("triage", "--skills", "runtime,gc,process", "--json")
+    assert out.returncode == 0, out.stderr
+    sweep = json.loads(out.stdout)
+    assert set(sweep) >= {"signals", "seconds", "skipped", "history_recording"}
+    assert isinstance(sweep["signals"], list)
+    bad = _lensbook("triage", "--skills", "nope")
+    assert bad.returncode == 2 and "no skill 'nope'" in bad.stderr

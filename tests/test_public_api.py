@@ -50,6 +50,8 @@ EXPECTED = {
     "CoordinatorResult",
     "Insight",
     "watch",
+    "triage",
+    "Triage",
 }
 
 

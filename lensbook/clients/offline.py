@@ -65,9 +65,11 @@ class OfflineInvestigator:
                 return [_call("wait", seconds=gap), _call("take_snapshot")]
         if sent or _has_called(request.messages, "set_state"):
             return [_call("done", summary=_summary(ev, sent))]
-        return self._conclude(rules, ev)
+        return self._conclude(rules, ev, str(getattr(request.skill, "id", "")))
 
-    def _conclude(self, rules: Sequence[Rule], ev: Evidence) -> list[ToolCall | str]:
+    def _conclude(
+        self, rules: Sequence[Rule], ev: Evidence, skill_id: str = ""
+    ) -> list[ToolCall | str]:
         findings: list[Finding] = []
         for rule in rules:
             try:
@@ -81,6 +83,7 @@ class OfflineInvestigator:
                         observation=f"the rule raised {type(exc).__name__}: {exc}",
                     )
                 )
+        findings.extend(_triage_pointers(ev, findings, skill_id))
         cite = list(ev.snapshot_ids)
         known = {e.get("id") for e in ev.history}
         calls: list[ToolCall | str] = []
@@ -107,6 +110,35 @@ class OfflineInvestigator:
         calls.append(_call("set_state", state=state, reason=f"{NAME}: {reason}"))
         calls.append(_call("done", summary=_conclusion_text(findings, state, ev)))
         return calls
+
+
+def _triage_pointers(ev: Evidence, findings: Sequence[Finding], skill_id: str) -> list[Finding]:
+    """What triage saw before a vague run in other skills' domains: an info note naming the
+    operator to run, so "is anything wrong?" never gets a bare "healthy" over a known fault."""
+    signals = ev.context.get("triage")
+    if not isinstance(signals, list) or ev.context.get("requested_by"):
+        return []  # a coordinator invokes the other operators itself
+    seen = {f.anomaly_type for f in findings}
+    pointers = []
+    for s in signals:
+        if not isinstance(s, dict) or s.get("severity") not in ("warning", "critical"):
+            continue
+        if s.get("skill") == skill_id or s.get("anomaly_type") in seen:
+            continue
+        seen.add(str(s.get("anomaly_type")))
+        pointers.append(
+            Finding(
+                anomaly_type="triage_pointer",
+                severity="info",
+                context=f"triage before this run (confidence {s.get('confidence')})",
+                observation=f"{s.get('skill')}/{s.get('anomaly_type')} ({s.get('severity')}): "
+                f"{s.get('summary')}",
+                hypothesis=f"outside this skill's domain: run the {s.get('skill')} operator "
+                f"(lensbook.run({s.get('skill')!r}) or %lens run {s.get('skill')}) to name the "
+                "cause",
+            )
+        )
+    return pointers[:3]
 
 
 def _rules_of(skill: Any) -> list[Rule]:

@@ -21,6 +21,7 @@ from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
 from lensbook import _loop, records
 from lensbook._errors import LensbookError, LLMError
+from lensbook._triage import triage
 from lensbook.clients.base import LLMClient
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.registry import build_chain
@@ -361,9 +362,15 @@ class Coordinator:
         return self._task
 
     async def _execute(self, session: Session, strategy: str) -> CoordinatorResult:
+        # triage first: the operators to invoke follow the evidence, not the question's words
+        swept = await asyncio.get_running_loop().run_in_executor(
+            None, triage, list(session.skills.values())
+        )
+        session.triage = swept.brief()
         session._emit(
             "coordinator_started",
             context=session.context,
+            triage=session.triage,
             strategy=strategy,
             skills=list(session.skills),
             client=session.chain.name,

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from lensbook._triage import KEYWORDS
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
 from lensbook.skills.redact import clip
 from lensbook.skills.untrusted import undelimit
@@ -71,7 +72,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "warning_flood",
     ),
     "descriptor exhaustion": ("fd_leak", "fd_growth", "fd_exhaustion", "fd_pressure"),
-    "lock contention": ("deadlock", "lock_contention"),
+    "lock contention": ("deadlock", "lock_contention", "lock_wait_stalled"),
 }
 
 #: the skills whose operators see each family
@@ -120,30 +121,6 @@ CHAINS: tuple[Chain, ...] = (
     ),
 )
 
-#: words of a question that point at a skill (matched as word prefixes)
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "memory": ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc"),
-    "gc": ("gc", "garbage", "collect", "pause", "cycle"),
-    "asyncio": (
-        "slow",
-        "latency",
-        "lag",
-        "loop",
-        "async",
-        "await",
-        "task",
-        "sluggish",
-        "stall",
-        "unresponsive",
-    ),
-    "logs": ("log", "error", "storm", "warning", "spam"),
-    "exceptions": ("exception", "traceback", "crash", "raise", "fail"),
-    "threads": ("thread", "deadlock", "lock", "hang", "stuck", "freez", "cpu", "spin"),
-    "process": ("fd", "file", "descriptor", "socket", "child", "zombie", "subprocess"),
-    "system": ("host", "disk", "swap", "container", "machine"),
-    "kernel": ("notebook", "cell", "kernel", "variable", "dataframe", "output"),
-}
-
 #: notifications further apart than this (seconds) are not correlated in time
 WINDOW = 300.0
 #: the most operators a first invocation starts
@@ -162,9 +139,14 @@ def family_of(anomaly_type: str) -> str | None:
 
 
 def classify(
-    reason: str, available: Sequence[str], anomalies: Iterable[Mapping[str, Any]] = ()
+    reason: str,
+    available: Sequence[str],
+    anomalies: Iterable[Mapping[str, Any]] = (),
+    triage: Iterable[Mapping[str, Any]] = (),
 ) -> list[str]:
-    """The skills a question (and a watcher's anomalies) point at, among those available."""
+    """The skills to invoke first, among those available: those a watcher's anomalies name,
+    then those triage's evidence points at (by severity and confidence; the question's
+    keywords only break ties), and only without evidence those the question's words name."""
     anomalies = list(anomalies)
     chosen: list[str] = []
     for anomaly in anomalies:
@@ -172,14 +154,42 @@ def classify(
         if skill in available and skill not in chosen:
             chosen.append(skill)
     words = re.findall(r"[a-z]+", reason.lower())
-    for skill, keys in KEYWORDS.items():
-        wanted = any(w.startswith(k) for w in words for k in keys)
-        if wanted and skill in available and skill not in chosen:
+    named = [
+        skill
+        for skill, keys in KEYWORDS.items()
+        if any(w.startswith(k) for w in words for k in keys)
+    ]
+    evidence: dict[str, float] = {}
+    for signal in triage:
+        if str(signal.get("severity")) not in _SEVERE:
+            continue
+        score = _SEVERITY_SCORE.get(str(signal.get("severity")), 0) + float(
+            signal.get("confidence") or 0.0
+        )
+        for skill in _skills_for(signal):
+            evidence[skill] = max(evidence.get(skill, 0.0), score)
+    for skill in sorted(evidence, key=lambda s: (-evidence[s], s not in named)):
+        if skill in available and skill not in chosen:
             chosen.append(skill)
+    if not evidence:
+        for skill in named:
+            if skill in available and skill not in chosen:
+                chosen.append(skill)
     if not chosen:
         fallback = [s for s in ("runtime", "memory", "logs") if s in available]
         chosen = fallback[:1] or list(available)[:1]
     return chosen[: max(MAX_FIRST_SKILLS, len(anomalies))]
+
+
+_SEVERITY_SCORE = {"critical": 3, "warning": 2, "info": 1}
+
+
+def _skills_for(signal: Mapping[str, Any]) -> list[str]:
+    """The operators that investigate a triage signal: its family's skills (runtime's memory
+    growth is the memory skill's to explain), else the skill that raised it."""
+    family = family_of(str(signal.get("anomaly_type")))
+    skills = list(FAMILY_SKILLS.get(family, ())) if family else []
+    return skills or [str(signal.get("skill"))]
 
 
 def follow_ups(
@@ -495,8 +505,15 @@ class OfflineCoordinator:
         stage = str(request.context.get("stage", "agent"))
         available = [str(s) for s in request.context.get("available_skills") or []]
         if stage == "classify":
-            skills = classify(_reason(request.context), available, _anomalies(request.context))
-            return _turn([_call("select_skills", skills=skills, reason=_why(skills))])
+            skills = classify(
+                _reason(request.context),
+                available,
+                _anomalies(request.context),
+                _triage(request.context),
+            )
+            return _turn(
+                [_call("select_skills", skills=skills, reason=_why(skills, request.context))]
+            )
         if stage == "synthesise":
             # the notifications are the result of the get_notifications call lensbook made
             return _turn(self._conclude(list(read(request.messages).notes.values())))
@@ -508,9 +525,11 @@ class OfflineCoordinator:
         if pic.concluded or pic.rounds >= self.max_rounds:
             return [_call("done", summary=_summary_of(pic))]
         if not pic.invocations:
-            skills = classify(reason, available, _anomalies(request.context))
+            skills = classify(
+                reason, available, _anomalies(request.context), _triage(request.context)
+            )
             return [
-                _call("think", thought=f"{NAME}: {_why(skills)}"),
+                _call("think", thought=f"{NAME}: {_why(skills, request.context)}"),
                 _call("invoke_operators", skills=skills, context=reason or "look for anomalies"),
             ]
         if pic.done_refused or pic.running:
@@ -562,7 +581,20 @@ def _anomalies(context: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [a for a in found if isinstance(a, Mapping)] if isinstance(found, list) else []
 
 
-def _why(skills: Sequence[str]) -> str:
+def _triage(context: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    found = context.get("triage")
+    return [s for s in found if isinstance(s, Mapping)] if isinstance(found, list) else []
+
+
+def _why(skills: Sequence[str], context: Mapping[str, Any] | None = None) -> str:
+    severe = [s for s in _triage(context or {}) if str(s.get("severity")) in _SEVERE]
+    if severe:
+        seen = "; ".join(
+            f"{s.get('skill')}/{s.get('anomaly_type')} ({s.get('severity')}, confidence "
+            f"{s.get('confidence')})"
+            for s in severe[:4]
+        )
+        return f"triage saw {seen}, so the evidence points at {', '.join(skills)}"
     return f"the question points at {', '.join(skills)}"
 
 

@@ -128,6 +128,8 @@ class Session:
         self.run_id = new_id()
         self.context = redact(context)
         self.skills = dict(skills)
+        #: triage's strongest signals, swept before the strategy starts (see lensbook._triage)
+        self.triage: list[dict[str, Any]] = []
         self.chain = chain
         self.operator_client = operator_client
         self.settings = settings
@@ -172,6 +174,10 @@ class Session:
             for t in (self.tools[n] for n in names)
         )
 
+    def briefing(self) -> dict[str, Any]:
+        """The question's context, with triage's signals when there are any."""
+        return {**self.context, "triage": self.triage} if self.triage else dict(self.context)
+
     async def ask(
         self, system: str, messages: list[Message], tools: Iterable[str], stage: str
     ) -> ModelTurn:
@@ -184,7 +190,7 @@ class Session:
             purpose="investigate",
             skill_id=prompts.SKILL_ID,
             context={
-                **self.context,
+                **self.briefing(),
                 "strategy": self.strategy,
                 "stage": stage,
                 "available_skills": list(self.skills),
@@ -290,10 +296,12 @@ class Session:
             run.invocations += 1
             run.reasons.append(reason)
             run.result, run.error, run.crashed = None, None, False
-            context = {"reason": reason, "requested_by": "lensbook coordinator"}
+            context: dict[str, Any] = {"reason": reason, "requested_by": "lensbook coordinator"}
             question = self.context.get("reason")
             if question and question != reason:
                 context["question"] = question
+            # the sweep was done once for the whole coordination: the operators start from it
+            context["triage"] = [s for s in self.triage if s.get("skill") != skill][:5]
             run.task = asyncio.get_running_loop().create_task(
                 self._serve(run, context), name=f"lensbook-{run.operator.name}"
             )

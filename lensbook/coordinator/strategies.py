@@ -28,7 +28,7 @@ async def run_agent(session: Session) -> None:
     session.messages = [
         Message.user(
             prompts.first_message(
-                session.context,
+                session.briefing(),
                 {sid: s.description for sid, s in session.skills.items()},
                 session.remaining(),
             )
@@ -64,7 +64,7 @@ async def _step(session: Session, system: str, tools: tuple[str, ...], stage: st
 async def run_pipeline(session: Session) -> None:
     """Classify which skills matter, run their operators once, synthesise one answer."""
     offer = {sid: s.description for sid, s in session.skills.items()}
-    session.messages = [Message.user(prompts.classify_message(session.context, offer))]
+    session.messages = [Message.user(prompts.classify_message(session.briefing(), offer))]
     for _ in range(2):  # one more chance if the model names no known skill
         await _step(session, prompts.PIPELINE_CLASSIFY, ("select_skills",), "classify")
         if session.selected:

@@ -132,6 +132,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("skills", help="the skills you can run")
 
+    triage = sub.add_parser(
+        "triage",
+        help="a cheap sweep of the started skills, their rules and the history, ranked",
+    )
+    triage.add_argument(
+        "skills", metavar="SKILL", nargs="*", help="skills to sweep (default: the started ones)"
+    )
+
     notes = sub.add_parser("notifications", help="the live notification feed")
     notes.add_argument("skill", metavar="SKILL", nargs="?", help="one operator (default: all)")
 
@@ -563,6 +571,12 @@ class LensMagics(Magics):
             f"<th>operator</th></tr></thead><tbody>{body}</tbody></table>"
         )
         return Report(text, page)
+
+    def _cmd_triage(self, args: argparse.Namespace) -> Report:
+        from lensbook._triage import triage
+
+        found = triage([self._skill(s) for s in args.skills] or None)
+        return Report(found.text(), found._repr_html_())
 
     def _cmd_notifications(self, args: argparse.Namespace) -> Report | None:
         skill = self._skill(args.skill) if args.skill else None

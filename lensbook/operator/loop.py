@@ -21,6 +21,7 @@ from typing import Any
 
 from lensbook import events
 from lensbook._errors import LLMError
+from lensbook._triage import is_vague, triage
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -145,6 +146,7 @@ class Investigation:
 
     async def run(self) -> CompletionResult:
         """Run to completion; raises `LLMError` (with the notifications made) if the model fails."""
+        await self._triage_if_vague()
         self._emit(
             "run_started",
             context=self.context,
@@ -169,6 +171,22 @@ class Investigation:
             self._emit("error", error=str(exc))
             raise LLMError(str(exc), notifications=self.notifications, result=result) from exc
         return self.result("done")
+
+    async def _triage_if_vague(self) -> None:
+        """A reason that names no domain ("is anything wrong?") starts from triage: its ranked
+        signals join the context the model (or the offline investigator) reads first."""
+        reason = str(self.context.get("reason") or "")
+        if "triage" in self.context or not is_vague(reason):
+            return
+        try:
+            swept = await asyncio.get_running_loop().run_in_executor(None, triage)
+        except Exception as exc:  # triage is a hint: a failure must not fail the run
+            self.context["triage_error"] = f"{type(exc).__name__}: {exc}"
+            return
+        self.context["triage"] = redact(swept.brief())
+        self.messages[0] = Message.user(
+            prompts.first_message(self.context, self.state, self.skill.title or self.skill.id)
+        )
 
     async def step(self) -> None:
         """One iteration: compact if needed, ask the model, run the tools it called."""

@@ -66,6 +66,12 @@ SCENARIOS: dict[str, str] = {
     "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
     "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",
     "healthy_pool": "lensbook.scenarios.healthy_pool:SCENARIO",
+    # issue 14's own: attribution to user code, retention roots, locks by any expression
+    "ring_deadlock": "lensbook.scenarios.ring_deadlock:SCENARIO",
+    "runtime_leak": "lensbook.scenarios.runtime_leak:SCENARIO",
+    "method_cache_leak": "lensbook.scenarios.method_cache_leak:SCENARIO",
+    "figure_leak": "lensbook.scenarios.figure_leak:SCENARIO",
+    "out_cache_61mb": "lensbook.scenarios.out_cache_61mb:SCENARIO",
 }
 
 

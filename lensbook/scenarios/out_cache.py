@@ -17,26 +17,30 @@ from lensbook.scenarios import Scenario
 #: rows x 10 float64 columns: 2,000,000 rows are 152.6 MB
 ROWS = 2_000_000
 
-CELLS = (
-    "import numpy as np\nimport pandas as pd",
-    f"orders = pd.DataFrame(np.random.default_rng(0).random(({ROWS}, 10)),\n"
-    "                      columns=[f'f{i}' for i in range(10)])",
-    "orders",  # displayed: Out[3] and _3 now hold the frame
-    "del orders",
-    "summary = {'rows': 2}\nlen(summary)",
-    "'done'",
-    "3 * 7",
-)
+
+def cells(rows: int) -> tuple[str, ...]:
+    """The cells the shell runs: build a DataFrame of `rows` x 10, display it, delete it."""
+    return (
+        "import numpy as np\nimport pandas as pd",
+        f"orders = pd.DataFrame(np.random.default_rng(0).random(({rows}, 10)),\n"
+        "                      columns=[f'f{i}' for i in range(10)])",
+        "orders",  # displayed: Out[3] and _3 now hold the frame
+        "del orders",
+        "summary = {'rows': 2}\nlen(summary)",
+        "'done'",
+        "3 * 7",
+    )
 
 
-def _induce() -> Callable[[], None]:
+def induce_with(rows: int) -> Callable[[], None]:
+    """Run the cells in a real InteractiveShell; returns the cleanup (%reset -f out)."""
     # IPython is imported here only: the scenario needs a shell, lensbook's import does not
     from IPython.core.interactiveshell import InteractiveShell
 
     shell: Any = InteractiveShell.instance()
     # the displayhook prints each result; keep the runner's stdout for its JSON line
     with contextlib.redirect_stdout(io.StringIO()):
-        for cell in CELLS:
+        for cell in cells(rows):
             result = shell.run_cell(cell, store_history=True)
             result.raise_error()
 
@@ -45,6 +49,10 @@ def _induce() -> Callable[[], None]:
             shell.run_line_magic("reset", "-f out")
 
     return cleanup
+
+
+def _induce() -> Callable[[], None]:
+    return induce_with(ROWS)
 
 
 SCENARIO = Scenario(

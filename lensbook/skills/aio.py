@@ -36,11 +36,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lensbook.skills._frames import origin as code_origin
+from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
-from lensbook.skills.threads import code_origin, format_stack, short_path, source_line
+from lensbook.skills.threads import format_stack, source_line
 from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]

@@ -41,6 +41,7 @@ from lensbook.skills.untrusted import ProcessText, delimit, from_process
 __all__ = [
     "DEFAULT_BUDGET",
     "DEFAULT_MAX_CHARS",
+    "PROBE_ATTR",
     "ProbeTool",
     "Skill",
     "SkillLike",
@@ -56,6 +57,8 @@ DEFAULT_BUDGET = 5.0
 DEFAULT_MAX_CHARS = 6000
 
 _PROBE_ATTR = "__lensbook_probe__"
+#: the attribute `probe` sets on a function (its options), for code that lists probes cheaply
+PROBE_ATTR = _PROBE_ATTR
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ class _ProbeOptions:
     budget: float
     max_chars: int
     name: str | None
+    #: microseconds, no heap walk, no waiting: triage may call it on every sweep
+    cheap: bool = False
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -74,7 +79,7 @@ def probe(fn: F, /) -> F: ...
 
 @overload
 def probe(
-    *, budget: float = ..., max_chars: int = ..., name: str | None = ...
+    *, budget: float = ..., max_chars: int = ..., name: str | None = ..., cheap: bool = ...
 ) -> Callable[[F], F]: ...
 
 
@@ -85,12 +90,15 @@ def probe(
     budget: float = DEFAULT_BUDGET,
     max_chars: int = DEFAULT_MAX_CHARS,
     name: str | None = None,
+    cheap: bool = False,
 ) -> Any:
     """Mark a skill method (or a plain function) as a probe the model may call.
 
     Its parameters must be typed; its docstring's first paragraph becomes the tool description
     and an ``Args:`` section describes the parameters. `budget` is the wall-time limit in
-    seconds, `max_chars` the cap on the JSON output the model sees.
+    seconds, `max_chars` the cap on the JSON output the model sees. `cheap` declares that it
+    costs microseconds with its defaults (no heap walk, no waiting), so triage
+    (`lensbook.triage()`) may call it when a rule asks for it.
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -98,7 +106,11 @@ def probe(
             raise TypeError(
                 f"probe {f.__qualname__} needs a docstring: it is the tool's description"
             )
-        setattr(f, _PROBE_ATTR, _ProbeOptions(budget=budget, max_chars=max_chars, name=name))
+        setattr(
+            f,
+            _PROBE_ATTR,
+            _ProbeOptions(budget=budget, max_chars=max_chars, name=name, cheap=cheap),
+        )
         return f
 
     return mark(fn) if fn is not None else mark
@@ -188,8 +200,10 @@ class ProbeTool:
         args_model: type[BaseModel],
         budget: float,
         max_chars: int,
+        cheap: bool = False,
     ) -> None:
         self.fn = fn
+        self.cheap = cheap
         self.name = name
         self.description = description
         self.args_model = args_model
@@ -214,6 +228,7 @@ class ProbeTool:
             args_model=build_args_model(fn, arg_docs, model_name=full),
             budget=options.budget,
             max_chars=options.max_chars,
+            cheap=options.cheap,
         )
 
     @property

@@ -31,6 +31,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensbook.skills._frames import origin
+from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
 from lensbook.skills.logs import ObserverHandler
@@ -75,15 +77,6 @@ def _where(frame: tuple[str, int, str]) -> str:
     return f"{_short_path(filename)}:{lineno} in {func}"
 
 
-def _short_path(filename: str) -> str:
-    """A path short enough to read: from site-packages on, or the last three parts."""
-    for marker in ("site-packages/", "dist-packages/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    parts = filename.replace("\\", "/").split("/")
-    return "/".join(parts[-3:])
-
-
 @dataclass
 class _Seen:
     """One exception as kept: text and locations only (no frames, no exception object)."""
@@ -115,6 +108,10 @@ class _Seen:
             "where": self.signature[1],
             "traceback": [_where(f) for f in kept],
         }
+        user = next((f for f in reversed(self.frames) if origin(f[0]) == "user"), None)
+        if user is not None and user != self.frames[-1]:
+            # raised inside a library or the stdlib: the user's line that called it
+            out["user_where"] = _where(user)
         if len(self.frames) > len(kept):
             out["frames_omitted"] = len(self.frames) - len(kept)
         if self.line:

@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -794,13 +795,6 @@ def _last_error_roots(shell: Any, exc: BaseException) -> list[str]:
     return roots
 
 
-def _short_path(filename: str) -> str:
-    for marker in ("site-packages/", "dist-packages/"):
-        if marker in filename:
-            return filename.split(marker, 1)[1]
-    return "/".join(filename.replace("\\", "/").split("/")[-2:])
-
-
 def _user_variables(shell: Any) -> list[tuple[str, Any]]:
     """(name, value) of the user's data: no IPython names, modules, functions or classes."""
     if shell is not None:
@@ -914,8 +908,12 @@ def _value_preview(name: str, value: Any) -> str:
 
 # -- rules ------------------------------------------------------------------------------------
 
-#: bytes held only by the output cache that make a finding
-CACHE_WARNING_BYTES = 64 * 2**20
+#: results held only by the output cache are judged against the process: a finding when they
+#: are this share of its RSS, or this share of the host's available memory; the floor is only
+#: there against noise (small results are not worth a notification)
+CACHE_SHARE_OF_RSS = 0.10
+CACHE_SHARE_OF_AVAILABLE = 0.05
+CACHE_FLOOR_BYTES = 16 * 2**20
 LARGE_VARIABLE_BYTES = 1024 * 2**20
 LONG_CELL_SECONDS = 600.0
 
@@ -936,10 +934,10 @@ class OutputCacheRetention(Rule):
             return []
         held = [r for r in cache.get("top", []) if r.get("only_cache") and not r.get("duplicate")]
         only = int(cache.get("held_only_by_cache_bytes") or 0)
-        if only < CACHE_WARNING_BYTES or not held:
+        rss_mb = float(ev.latest("rss_mb", 0) or 0)
+        if not held or not _significant(only, rss_mb):
             return []
         lead = held[0]
-        rss_mb = float(ev.latest("rss_mb", 0) or 0)
         share = f", {lead['bytes'] / 2**20 / rss_mb:.0%} of the process's RSS" if rss_mb else ""
         shape = "x".join(str(n) for n in lead.get("shape", [])) or None
         names = ", ".join([lead["name"], *(lead.get("cache_names") or [])])
@@ -969,6 +967,19 @@ class OutputCacheRetention(Rule):
                 ),
             )
         ]
+
+
+def _significant(nbytes: int, rss_mb: float) -> bool:
+    """Whether memory held for nothing matters to this process (see CACHE_SHARE_OF_RSS)."""
+    if nbytes < CACHE_FLOOR_BYTES:
+        return False
+    if rss_mb > 0 and nbytes >= CACHE_SHARE_OF_RSS * rss_mb * 2**20:
+        return True
+    try:
+        available = psutil.virtual_memory().available
+    except (OSError, RuntimeError):
+        return False
+    return nbytes >= CACHE_SHARE_OF_AVAILABLE * available
 
 
 #: memory kept alive by the last error's frames that makes a finding: a share of the RSS, with a

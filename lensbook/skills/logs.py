@@ -686,7 +686,7 @@ class ErrorStorm(Rule):
         summary = ev.result("logs_summary")
         top = ev.result("logs_top_messages")
         if not isinstance(summary, dict) or not isinstance(top, dict):
-            return []
+            return self._from_snapshot(ev)
         window = summary.get("last_10s") or {}
         rate = window.get("errors_per_s")
         errors = int(window.get("errors") or 0)
@@ -721,6 +721,27 @@ class ErrorStorm(Rule):
                     f"a failing dependency behind {lead['logger']!r} is retried in a tight loop "
                     f"without backoff (the same template repeats); look at {lead['location']}"
                 ),
+            )
+        ]
+
+    @staticmethod
+    def _from_snapshot(ev: Evidence) -> Sequence[Finding]:
+        """The cheap check (triage): the snapshot's error rate alone, without the names."""
+        if "logs_summary" in ev.results or "logs_summary" in ev.errors:
+            return []  # the probes ran and saw no storm; do not second-guess them
+        rate = float(ev.latest("errors_per_s", 0.0) or 0.0)
+        errors = int(ev.latest("errors_last_min", 0) or 0)
+        if rate < STORM_RATE or errors < STORM_MIN_ERRORS:
+            return []
+        severity: Severity = "critical" if rate >= CRITICAL_RATE else "warning"
+        return [
+            Finding(
+                anomaly_type="error_storm",
+                severity=severity,
+                context=f"{errors} ERROR records in the last minute",
+                observation=f"errors logged at {rate:.1f}/s over the last 10 s",
+                hypothesis="one failure repeating; logs_top_messages names the logger, "
+                "template and call site",
             )
         ]
 

@@ -12,7 +12,6 @@ out (``"partial": true``) instead of overrunning its budget.
 
 from __future__ import annotations
 
-import functools
 import gc
 import heapq
 import inspect
@@ -20,10 +19,8 @@ import itertools
 import json
 import linecache
 import operator
-import os
 import random
 import sys
-import sysconfig
 import threading
 import time
 import tracemalloc
@@ -36,6 +33,10 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
+from lensbook.skills._frames import attribute, function_at, short_path, where
+from lensbook.skills._frames import origin as frames_origin
+from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -57,59 +58,11 @@ def probe_with(*, budget: float) -> Callable[[_F], _F]:
 RawFrame = tuple[str, int]
 RawTraceback = tuple[RawFrame, ...]
 
-# -- where a frame comes from -------------------------------------------------------------------
+# -- where a frame comes from: lensbook.skills._frames decides ----------------------------------
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-# induced faults live inside the package but stand for the user's code
-_USER_INSIDE_PACKAGE = os.path.join(_PACKAGE_DIR, "scenarios") + os.sep
-_STDLIB_DIRS = tuple(
-    {
-        os.path.abspath(sysconfig.get_paths()["stdlib"]) + os.sep,
-        os.path.abspath(sysconfig.get_paths(vars={"base": sys.base_prefix})["stdlib"]) + os.sep,
-    }
-)
-_TRACEMALLOC_FILE = os.path.abspath(tracemalloc.__file__ or "tracemalloc.py")
-
-
-@functools.lru_cache(maxsize=8192)
-def _origin(filename: str) -> str:
-    """'lensbook' (our own machinery), 'import', 'stdlib', 'library' or 'user'."""
-    if filename.startswith("<frozen importlib") or filename.startswith("<frozen zipimport"):
-        return "import"
-    if filename.startswith("<frozen "):
-        return "stdlib"
-    if filename.startswith("<"):
-        return "user"  # <stdin>, <string>, notebook cells
-    path = os.path.abspath(filename)
-    if path == _TRACEMALLOC_FILE:
-        return "lensbook"
-    if path.startswith(_PACKAGE_DIR) and not path.startswith(_USER_INSIDE_PACKAGE):
-        return "lensbook"
-    if f"{os.sep}site-packages{os.sep}" in path or f"{os.sep}dist-packages{os.sep}" in path:
-        return "library"
-    if path.startswith(_STDLIB_DIRS):
-        return "stdlib"
-    return "user"
-
-
-@functools.lru_cache(maxsize=8192)
-def _short_path(filename: str) -> str:
-    """The path relative to the sys.path entry that holds it (as an import would name it)."""
-    if filename.startswith("<"):
-        return filename
-    path = os.path.abspath(filename)
-    best = path
-    # sys.path, plus the working directory and lensbook's own root (an editable install
-    # imports through a finder, so its root is not on sys.path)
-    for entry in [*sys.path, os.getcwd(), os.path.dirname(_PACKAGE_DIR.rstrip(os.sep))]:
-        root = os.path.abspath(entry or os.getcwd()) + os.sep
-        if path.startswith(root) and len(path) - len(root) < len(best):
-            best = path[len(root) :]
-    return best
-
-
-def _where(filename: str, lineno: int) -> str:
-    return f"{_short_path(filename)}:{lineno}"
+_origin = frames_origin
+_short_path = short_path
+_where = where
 
 
 def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
@@ -194,23 +147,18 @@ class _Grouped:
 
 
 def _site_of(tb: RawTraceback) -> tuple[RawFrame | None, str]:
-    """The frame to blame for an allocation: the most recent one in user or library code.
-
-    With a 1-frame traceback that is the allocating frame itself. Returns (None, origin) when
-    the allocation belongs to lensbook or to module imports, which are left out.
+    """The frame to blame for an allocation: the first frame in the user's code (the library
+    frames below it are the detail kept in the site's traceback), else the innermost library
+    frame. With a 1-frame traceback that is the allocating frame itself. Returns (None, origin)
+    when the allocation belongs to lensbook or to module imports, which are left out.
     """
     if not tb:
         return None, "unknown"
-    first = _origin(tb[0][0])
-    if first in ("lensbook", "import"):
-        return None, first
-    for frame in tb:
-        kind = _origin(frame[0])
-        if kind == "lensbook":
-            return None, kind
-        if kind in ("user", "library"):
-            return frame, kind
-    return tb[0], first
+    site, _ = attribute(tb)
+    if site is None:
+        first = _origin(tb[0][0])
+        return None, first if first in ("lensbook", "import") else "lensbook"
+    return site, _origin(site[0])
 
 
 def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTraceback, int]]:
@@ -443,14 +391,99 @@ def _referrer_chain(
     ignore: set[int],
     share_values: bool = False,
 ) -> list[str]:
-    """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit."""
+    """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit.
+
+    The first referrer at each hop is followed (cheap, and right for most chains); when that
+    walk gets lost in an object graph's own cycles and ends at no root, a breadth-first search
+    over all referrers, level by level, looks for the nearest root instead.
+    """
     hops = [_describe(target)]
     me = sys._getframe()
     try:
         _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
+        if not hops[-1].startswith("held by"):
+            found = _search_root(target, names, max_depth, deadline, ignore | {id(hops)})
+            if found is not None:
+                path, root = found
+                hops = [_describe(target)]
+                for holder, held in path:
+                    edge = _edge(holder, held, share_values)
+                    hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
+                hops.append(f"held by {root}")
     finally:
         del me  # a frame holding itself would keep every caller's locals alive until a GC
     return hops
+
+
+#: objects kept per level of the breadth-first search (a bound on its memory and time)
+_SEARCH_WIDTH = 256
+
+
+def _search_root(
+    target: Any, names: dict[int, str], max_depth: int, deadline: float, ignore: set[int]
+) -> tuple[list[tuple[Any, Any]], str] | None:
+    """The nearest root above `target` (a known retainer, a module global, a class attribute),
+    searched level by level: one heap walk per level (`gc.get_referrers` of the whole level at
+    once), so it costs what the first-referrer walk costs. Returns the (holder, held) hops from
+    `target` upwards and the root's name, or None."""
+    held_by: dict[int, Any] = {}  # id(holder) -> the object of the level below it holds
+    seen: dict[int, Any] = {id(target): target}
+    level = [target]
+    try:
+        for _ in range(max_depth):
+            if not level or time.perf_counter() > deadline:
+                return None
+            ids = {id(o) for o in level}
+            referrers = gc.get_referrers(*level)
+            own = {id(referrers), id(level), id(seen), id(held_by), id(ids), *ignore}
+            upper: list[Any] = []
+            for ref in referrers:
+                if id(ref) in own or id(ref) in seen or type(ref) is types.FrameType:
+                    continue
+                if is_tooling(ref):
+                    continue
+                held = next((c for c in gc.get_referents(ref) if id(c) in ids), None)
+                if held is None:
+                    continue
+                seen[id(ref)] = ref
+                held_by[id(ref)] = held
+                root = _root_name(ref, held, names, held_by)
+                if root is not None:
+                    path: list[tuple[Any, Any]] = []
+                    node = ref
+                    while node is not target:
+                        path.append((node, held_by[id(node)]))
+                        node = held_by[id(node)]
+                    path.reverse()
+                    # the root's own hop is named by the root, not listed as a holder
+                    return path[:-1], root
+                if len(upper) < _SEARCH_WIDTH:
+                    upper.append(ref)
+            del referrers
+            level = upper
+        return None
+    finally:
+        seen.clear()
+        held_by.clear()
+
+
+def _root_name(
+    holder: Any, held: Any, names: dict[int, str], held_by: dict[int, Any]
+) -> str | None:
+    known = known_root(holder, held)
+    if known is not None:
+        return known
+    label = names.get(id(holder))
+    if label is not None:
+        if label.startswith("module ") and isinstance(holder, dict):
+            name = f"{label[7:]}.{_attribute_name(holder, held)}"
+        else:
+            name = label
+        return global_root(name) or f"module global {name}"
+    if isinstance(holder, type) and isinstance(held, dict) and id(held) in held_by:
+        # a class's namespace holding the object: a class attribute
+        return f"class attribute {_type_name(holder)}.{_attribute_name(held, held_by[id(held)])}"
+    return None
 
 
 def _climb(
@@ -467,7 +500,11 @@ def _climb(
     for _ in range(max_depth):
         name = names.get(id(current))
         if name is not None:
-            hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
+            known = global_root(name)
+            if known is not None:
+                hops.append(f"held by {known}")
+            else:
+                hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
             return
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
@@ -477,20 +514,29 @@ def _climb(
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
             chosen: Any = None
+            named: Any = None
+            root: str | None = None
             for ref in referrers:
-                if id(ref) in own or id(ref) in seen:
+                if id(ref) in own or id(ref) in seen or is_tooling(ref):
                     continue
                 if type(ref) is types.FrameType:
                     if not _is_own_frame(ref, me):
                         frames.append(ref)
                     continue
-                if id(ref) in names:
-                    chosen = ref
+                # a well-known retainer names the root best; then a named global
+                root = known_root(ref, current)
+                if root is not None:
                     break
+                if named is None and id(ref) in names:
+                    named = ref
                 if chosen is None:
                     chosen = ref
+            chosen = named if named is not None else chosen
         finally:
             del referrers
+        if root is not None:
+            hops.append(f"held by {root}")
+            return
         if chosen is None and frames:
             hops.append(f"held by a local variable of {_describe(frames[0])[9:]}")
             return
@@ -500,11 +546,16 @@ def _climb(
         namespace_of = names.get(id(chosen), "")
         if namespace_of.startswith("module ") and isinstance(chosen, dict):
             attr = _attribute_name(chosen, current)
-            hops.append(f"held by module global {namespace_of[7:]}.{attr}")
+            known = global_root(f"{namespace_of[7:]}.{attr}")
+            hops.append(f"held by {known or f'module global {namespace_of[7:]}.{attr}'}")
             return
         if type(chosen) is dict and not namespace_of:
             owner = _namespace_owner(chosen, own | seen)
             if owner is not None:
+                root = known_root(owner, current)
+                if root is not None:
+                    hops.append(f"held by {root}")
+                    return
                 # an attribute: name it on its object rather than as a hop through a dict
                 attr = _attribute_name(chosen, current)
                 if isinstance(owner, type):
@@ -703,9 +754,10 @@ class MemorySkill(Skill):
     ) -> dict[str, Any]:
         """What the tracemalloc window allocated and still holds, ranked by allocation site.
 
-        Each site is the file:line blamed for the blocks (the most recent frame in user or
-        library code), with the bytes and blocks that grew, the source line, and the
-        traceback that contributed most. lensbook's own allocations and module imports are
+        Each site is the file:line blamed for the blocks (the first frame in the user's code,
+        with the library frames below it as ``via``; else the most recent library frame), with
+        the bytes and blocks that grew, the source line, and the traceback that contributed
+        most. lensbook's own allocations and module imports are
         left out and reported as totals.
 
         Args:
@@ -748,10 +800,15 @@ class MemorySkill(Skill):
                 "blocks": count,
                 "share": round(size / growth, 3) if growth > 0 else None,
                 "origin": _origin(filename),
+                "function": function_at(filename, lineno),
                 "code": _source_line(filename, lineno),
             }
             if len(stat.traceback) > 1:
                 entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
+            _, detail = attribute(stat.traceback)
+            if detail:
+                # the user's line called into a library that did the allocating
+                entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
             sites.append(entry)
         sites, omitted = _fit(sites, 4200)
         return {
@@ -864,6 +921,16 @@ class MemorySkill(Skill):
             for name, d in fdeltas.most_common(min(top, 8))
             if d > 0
         ]
+        # classes that grew a little, steadily: often one per request (a figure, a session),
+        # the top object the rest hangs from, whose holder is the leak's root
+        few = sorted((d, name) for name, d in deltas.items() if SUSPECT_MIN_DELTA <= d < 1000)
+        few_types = _types_named({name for _, name in few[:200]})
+        fewest = [
+            {"type": name, "delta": d, "origin": origin}
+            for d, name in few[:200]
+            if name in few_types
+            and (origin := _type_origin(few_types[name])) in ("user", "library")
+        ][:5]
         shrunk = [(n, d) for n, d in deltas.most_common()[:-4:-1] if d < 0]
         return {
             "interval_s": round(interval, 2),
@@ -873,6 +940,7 @@ class MemorySkill(Skill):
             "partial": before.partial or now.partial,
             "growing": _fit(rows, 2600)[0],
             "growing_functions": _fit(functions, 1200)[0],
+            "fewest_growing_classes": fewest,
             "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
         }
 
@@ -942,6 +1010,9 @@ class MemorySkill(Skill):
             if i < 3:
                 chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
                 row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
+                fix = fix_for(row["held_by"] or "")
+                if fix:
+                    row["fix"] = fix
             rows.append(row)
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
@@ -1007,11 +1078,19 @@ class MemorySkill(Skill):
         return {
             "type": type_name,
             "instances": count,
-            "chains": _fit([{"chain": c, "samples": n} for c, n in chains.items()], 4500)[0],
+            "chains": _fit([_chain_row(c, n) for c, n in chains.items()], 4500)[0],
         }
 
     def rules(self) -> Sequence[Rule]:
         return (LeakRule(),)
+
+
+def _chain_row(chain: str, samples: int) -> dict[str, Any]:
+    row: dict[str, Any] = {"chain": chain, "samples": samples}
+    fix = fix_for(chain)
+    if fix:
+        row["fix"] = fix
+    return row
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:
@@ -1068,9 +1147,13 @@ def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
 #: growth that counts as a leak within one window: at least this much, at least this fast
 LEAK_MIN_KB = 1024.0
 LEAK_MIN_KB_PER_S = 200.0
+#: growth in one window that counts, as a share of the process's RSS (the floor above is noise)
+LEAK_MIN_SHARE_OF_RSS = 0.02
 #: GC-tracked objects (or container items) that must appear for object growth to count
 OBJECTS_MIN_DELTA = 20_000
 CONTAINER_MIN_GROWTH = 5_000
+#: instances of a class that must appear for it to be followed to what keeps it
+SUSPECT_MIN_DELTA = 10
 
 
 class LeakRule(Rule):
@@ -1087,7 +1170,9 @@ class LeakRule(Rule):
             ProbeCall("memory_rss_trend"),
             ProbeCall("memory_census", {"top": 10}),
             ProbeCall("memory_largest_containers", {"baseline": True}),
-            ProbeCall("memory_trace_start", {"frames": 1}),
+            # a few frames, so a library's allocation is blamed on the user's line that called it;
+            # the window is short (closed by memory_allocation_diff, stops itself after 30 s)
+            ProbeCall("memory_trace_start", {"frames": 6, "max_seconds": 30.0}),
         ]
         if len(ev.snapshots) < 2:
             return calls
@@ -1096,16 +1181,15 @@ class LeakRule(Rule):
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        suspect = _suspect_type(ev.result("memory_type_growth"))
-        if suspect is not None:
-            calls.append(ProbeCall("memory_referrers", {"type_name": suspect}))
+        for suspect in _suspect_types(ev.result("memory_type_growth")):
+            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         diff = _as_dict(ev.result("memory_allocation_diff"))
         growth = _as_dict(ev.result("memory_type_growth"))
         containers = _as_dict(ev.result("memory_largest_containers"))
-        refs = _as_dict(ev.result("memory_referrers"))
+        refs = _best_referrers(ev)
         growth_kb = float(diff.get("growth_kb") or 0.0)
         window = float(diff.get("window_s") or 0.0) or ev.elapsed() or 1.0
         rate_kb = growth_kb / window
@@ -1115,7 +1199,15 @@ class LeakRule(Rule):
         growing_box = _growing_container(containers)
         box_grew = _grew(growing_box) if growing_box else 0
 
-        leak_by_bytes = growth_kb >= LEAK_MIN_KB and rate_kb >= LEAK_MIN_KB_PER_S
+        rss_mb = float(ev.latest("rss_mb", 0.0) or 0.0)
+        # bytes alone are judged against the process (a share of RSS) and must be confirmed by
+        # RSS still rising late in the sampled history: a batch in flight at the second look, or
+        # a heap warming up to its plateau, is not a leak
+        leak_by_bytes = (
+            growth_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_mb * 1024)
+            and rate_kb >= LEAK_MIN_KB_PER_S
+            and not plateaued(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+        )
         leak_by_objects = tracked_delta >= OBJECTS_MIN_DELTA
         leak_by_container = box_grew >= CONTAINER_MIN_GROWTH
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
@@ -1143,7 +1235,9 @@ class LeakRule(Rule):
         if sites:
             first = sites[0]
             obs.append(
-                f"Top allocation site {first['site']} (`{first.get('code', '')}`): "
+                f"Top allocation site {first['site']}"
+                + (f" in {first['function']}" if first.get("function") else "")
+                + f" (`{first.get('code', '')}`): "
                 f"+{_kb(float(first['kb']))} in {first['blocks']} blocks"
                 + (
                     f" ({float(first['share']) * 100:.0f}% of the growth)"
@@ -1151,7 +1245,13 @@ class LeakRule(Rule):
                     else ""
                 )
             )
-            if first.get("traceback"):
+            if first.get("via"):
+                obs.append(
+                    "the user's code at that line calls into "
+                    + " -> ".join(reversed(first["via"][:3]))
+                    + ", which allocates"
+                )
+            elif first.get("traceback"):
                 obs.append("called from " + " <- ".join(first["traceback"][1:3]))
             more = ", ".join(f"{s['site']} +{_kb(float(s['kb']))}" for s in sites[1:4])
             if more:
@@ -1181,6 +1281,7 @@ class LeakRule(Rule):
                 f"{growing_box.get('held_by') or 'holder unknown'}"
             )
         chains = [c for c in refs.get("chains") or [] if isinstance(c, dict)]
+        chains.sort(key=lambda c: not c.get("fix"))  # a known retainer first
         if chains:
             obs.append(f"{refs.get('type')} is kept alive by: {chains[0]['chain']}")
         observation = "; ".join(obs) + "." if obs else "Memory grows; no site was found."
@@ -1214,16 +1315,42 @@ def _kb(kb: float) -> str:
     return f"{kb / 1024:.1f} MB" if abs(kb) >= 1024 else f"{kb:.0f} KB"
 
 
-def _suspect_type(growth: Any) -> str | None:
-    """The growing type worth a referrer chain: a user-defined one that grew substantially."""
-    for row in _as_dict(growth).get("growing") or []:
-        if (
-            isinstance(row, dict)
-            and row.get("origin") in ("user", "library")
-            and int(row.get("delta", 0)) >= 1000
+def _suspect_types(growth: Any) -> list[str]:
+    """The growing types worth a referrer chain: a user or library class that grew by a lot;
+    else the (up to three) that grew least among those that grew at all: one per request (a
+    figure, a session), the top object the rest hangs from, whose holder is the leak's root."""
+    rows = [
+        row
+        for row in _as_dict(growth).get("growing") or []
+        if isinstance(row, dict)
+        and row.get("origin") in ("user", "library")
+        and int(row.get("delta", 0)) >= SUSPECT_MIN_DELTA
+    ]
+    for row in rows:
+        if int(row.get("delta", 0)) >= 1000:
+            return [str(row["type"])]
+    rows += [r for r in _as_dict(growth).get("fewest_growing_classes") or [] if isinstance(r, dict)]
+    rows.sort(key=lambda r: int(r.get("delta", 0)))
+    return list(dict.fromkeys(str(r["type"]) for r in rows))[:3]
+
+
+def _best_referrers(ev: Evidence) -> dict[str, Any]:
+    """Of the referrer chains followed, the one that ends at the most telling root: a known
+    retainer (with its fix), then a module global or class attribute, then any."""
+
+    def rank(result: dict[str, Any]) -> int:
+        chains = [c for c in result.get("chains") or [] if isinstance(c, dict)]
+        if any(c.get("fix") for c in chains):
+            return 3
+        if any(
+            "module global" in str(c.get("chain")) or "class attribute" in str(c.get("chain"))
+            for c in chains
         ):
-            return str(row["type"])
-    return None
+            return 2
+        return 1 if chains else 0
+
+    found = [_as_dict(v) for _, v in ev.results.get("memory_referrers", [])]
+    return max(found, key=rank) if found else {}
 
 
 def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:
@@ -1243,6 +1370,15 @@ def _hypothesis(
     refs: dict[str, Any],
 ) -> str:
     where = f" allocated at {sites[0]['site']}" if sites else ""
+    chains = [c for c in refs.get("chains") or [] if isinstance(c, dict)]
+    known = next((c for c in chains if c.get("fix")), None) or (box if box.get("fix") else None)
+    if known is not None:
+        text = str(known.get("chain") or known.get("held_by") or "")
+        root = text.rsplit("held by ", 1)[-1]
+        kept = f"{refs.get('type') or box.get('type') or 'objects'!s}" if refs else "objects"
+        return (
+            f"{kept} pile up{where} and stay alive because {root} keeps them. Fix: {known['fix']}."
+        )
     held_by = str(box.get("held_by") or "")
     # the end of the chain names the root: "module global x.y", "class attribute X.y", ...
     root = held_by.rsplit("held by ", 1)[-1] if "held by " in held_by else ""

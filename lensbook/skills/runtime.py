@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import platform
 import sys
 import threading
 import time
 import tracemalloc
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import psutil
 
+from lensbook.metrics import store as metrics_store
+from lensbook.skills._history import error_rate
+from lensbook.skills._trend import plateaued, shape_known, slope
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -20,6 +25,17 @@ from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 __all__ = ["RuntimeSkill"]
+
+_MB = 2**20
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def probe_with(*, budget: float) -> Callable[[_F], _F]:
+    """`probe(budget=...)`, typed for mypy."""
+    marker: Callable[[_F], _F] = probe(budget=budget)
+    return marker
 
 
 class RuntimeSkill(Skill):
@@ -68,10 +84,68 @@ class RuntimeSkill(Skill):
             _MemoryGrowth(),
             _FdPressure(),
             _ThreadCount(),
+            _ErrorRate(),
             _CpuSaturation(),
             _Uncollectable(),
             ThreadGrowthByKind(),  # the flight recorder's answer to "which threads, from where"
         ]
+
+    @probe(cheap=True)
+    def trends(self, window_s: float = 600.0) -> dict[str, Any]:
+        """How RSS and the thread count moved over the metrics sampled before and during this
+        run, and the error rate in the flight recorder's history.
+
+        Args:
+            window_s: how far back to look, in seconds.
+
+        Cost: microseconds; reads lensbook's metrics store and history, never the heap.
+        """
+        now = time.time()
+        since = now - max(window_s, 1.0)
+        rss_now = round(self._process.memory_info().rss / _MB, 2)
+        rss = sorted(
+            metrics_store.series("runtime", "rss_mb", since)
+            + metrics_store.series("memory", "rss_mb", since)
+        )
+        rss.append((now, rss_now))
+        threads = metrics_store.series("runtime", "python_threads", since)
+        threads.append((now, float(threading.active_count())))
+        errors = error_rate(min(window_s, 120.0), now)
+        return {
+            "rss": _trend(rss),
+            "threads": _trend(threads),
+            "errors": {
+                "window_s": errors.window_s,
+                "count": errors.count,
+                "per_s": round(errors.per_s, 2),
+                "top": [{"where": w, "count": n} for w, n in errors.top],
+                "history_ids": errors.ids,
+                "recording": errors.recording,
+            },
+        }
+
+    @probe_with(budget=8.0)
+    def allocation_sites(self, seconds: float = 1.5, top: int = 3) -> dict[str, Any]:
+        """Where the growing memory is allocated, attributed to the first frame in the user's
+        code: a short tracemalloc window (6 frames) run by the memory skill.
+
+        Args:
+            seconds: length of the window (0.5 to 5).
+            top: sites to return (at most 10).
+
+        Cost: slows allocation-heavy code for the window's length (tracing, ~x10 at 6
+        frames), then a snapshot and one pass over the traced blocks (bounded to ~6 s).
+        """
+        from lensbook.skills import resolve_skill
+
+        memory = resolve_skill("memory")
+        started = memory.trace_start(frames=6, max_seconds=30.0)  # type: ignore[attr-defined]
+        time.sleep(min(max(seconds, 0.5), 5.0))
+        diff: dict[str, Any] = memory.allocation_diff(  # type: ignore[attr-defined]
+            top=min(max(top, 1), 10)
+        )
+        diff["started_by"] = started.get("started_by")
+        return diff
 
     @probe
     def interpreter(self) -> dict[str, Any]:
@@ -140,36 +214,151 @@ class RuntimeSkill(Skill):
         }
 
 
+def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
+    """First, last, span, least-squares slope per second and how steadily a series rose."""
+    if len(points) < 2:
+        return {"samples": len(points), "last": points[-1][1] if points else None}
+    steps = [b[1] - a[1] for a, b in itertools.pairwise(points)]
+    moving = [d for d in steps if d != 0]
+    return {
+        "samples": len(points),
+        "span_s": round(points[-1][0] - points[0][0], 1),
+        "first": points[0][1],
+        "last": points[-1][1],
+        "min": min(v for _, v in points),
+        "slope_per_s": None if (rate := slope(points)) is None else round(rate, 4),
+        "plateaued": plateaued(points),
+        "shape_known": shape_known(points),
+        # the share of changes that went up: a leak rises steadily, a busy heap saw-tooths
+        "rising_share": round(sum(d > 0 for d in moving) / len(moving), 2) if moving else 0.0,
+    }
+
+
+#: RSS growth that counts, judged against the process: over the window at least this share of
+#: the starting RSS (and this absolute floor, against allocator noise), at a rate that would
+#: add this share of RSS in ten minutes, rising in most steps
+GROWTH_MIN_SHARE = 0.05
+GROWTH_FLOOR_MB = 8.0
+GROWTH_TEN_MIN_SHARE = 0.25
+GROWTH_RISING_SHARE = 0.6
+
+
 class _MemoryGrowth(Rule):
-    """RSS that grows between two snapshots: points at the memory skill."""
+    """RSS that grows steadily, judged on every sample since before the run (the metrics
+    store) and relative to the process's size: points at the user's allocation site."""
 
     name = "runtime_memory_growth"
     snapshots_needed = 2
     gap = 1.5
 
     def wants(self, ev: Evidence) -> list[ProbeCall]:
-        if len(ev.snapshots) >= 2 and ev.delta("rss_mb") > 10:
-            return [ProbeCall("runtime_memory_info")]
-        return []
+        calls = [ProbeCall("runtime_trends")]
+        if _growth(ev) is not None:
+            calls.append(ProbeCall("runtime_memory_info"))
+            if _shape_known(ev):  # a window of tracing only for a rise that is surely steady
+                calls.append(ProbeCall("runtime_allocation_sites"))
+        return calls
 
     def judge(self, ev: Evidence) -> list[Finding]:
-        grew, rate = ev.delta("rss_mb"), ev.rate("rss_mb") or 0.0
-        start = ev.first("rss_mb", 0.0) or 0.0
-        if grew < 20 or rate < 2 or grew < 0.1 * start:
+        found = _growth(ev)
+        if found is None:
             return []
-        severity: Severity = "critical" if rate > 50 else "warning"
+        start, end, span, rate, samples = found
         info = ev.result("runtime_memory_info") or {}
+        available = info.get("host_available_mb") if isinstance(info, dict) else None
+        severity: Severity = "warning"
+        hypothesis = "something allocates and keeps what it allocates"
+        if not _shape_known(ev):
+            # samples bunched at the ends: a leak and a warm-up look the same; say so, no alarm
+            severity = "info"
+            hypothesis = (
+                "RSS rose, but the samples cannot tell a steady leak from a heap warming up "
+                "to its plateau; look again later (the metrics keep sampling), or run the "
+                "memory skill"
+            )
+        if (
+            severity == "warning"
+            and isinstance(available, (int, float))
+            and rate > 0
+            and available / rate < 15 * 60
+        ):
+            severity = "critical"
+            hypothesis += (
+                f"; at this rate the host's {available:.0f} MB available last about "
+                f"{available / rate / 60:.0f} min"
+            )
+        sites = _as_dict(ev.result("runtime_allocation_sites")).get("sites") or []
+        observation = (
+            f"resident memory grows by {rate:.2f} MB/s: {start:.1f} -> {end:.1f} MB "
+            f"(+{(end - start) / max(start, 1e-9):.0%}) over {span:.0f} s and {samples} samples"
+        )
+        if sites and isinstance(sites[0], dict):
+            top = sites[0]
+            observation += (
+                f"; top allocation site {top.get('site')}"
+                + (f" in {top['function']}" if top.get("function") else "")
+                + f" (`{top.get('code', '')}`): "
+                f"+{float(top.get('kb', 0)) / 1024:.1f} MB in a "
+                f"{_as_dict(ev.result('runtime_allocation_sites')).get('window_s')} s window"
+            )
+            if top.get("via"):
+                observation += " via " + " -> ".join(reversed(top["via"][:3]))
+            in_function = f" ({top['function']})" if top.get("function") else ""
+            hypothesis = (
+                f"{hypothesis}: the user's code at {top.get('site')}{in_function} allocates "
+                "most of it; "
+                "the memory skill names what keeps it alive (memory_referrers)"
+            )
+        else:
+            hypothesis += "; the memory skill names the allocation site and what keeps it alive"
         return [
             Finding(
                 anomaly_type="memory_growth",
                 severity=severity,
-                context=f"RSS went from {start:.1f} MB to {ev.latest('rss_mb'):.1f} MB in "
-                f"{ev.elapsed():.1f} s; host has {info.get('host_available_mb', '?')} MB available",
-                observation=f"resident memory grows by {rate:.1f} MB/s (+{grew:.1f} MB)",
-                hypothesis="something allocates without releasing; the memory skill "
-                "(memory_top_growth) names the allocation site",
+                context=f"RSS {end:.1f} MB; host has {available if available is not None else '?'}"
+                " MB available; judged on the metrics sampled before and during the run",
+                observation=observation,
+                hypothesis=hypothesis,
             )
         ]
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _shape_known(ev: Evidence) -> bool:
+    """Whether the RSS samples cover the window well enough to call a rise steady (the run's
+    own snapshots alone, two of them, count as known: that is the old two-point rule)."""
+    trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
+    if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
+        return bool(trend.get("shape_known"))
+    return True
+
+
+def _growth(ev: Evidence) -> tuple[float, float, float, float, int] | None:
+    """(start MB, end MB, span s, MB/s, samples) when RSS grows by the relative rule."""
+    trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
+    if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
+        start, end = float(trend["first"]), float(trend["last"])
+        span, rising = float(trend["span_s"]), float(trend.get("rising_share") or 0)
+        rate = float(trend.get("slope_per_s") or 0.0)
+        samples = int(trend["samples"])
+    elif len(ev.snapshots) >= 2:
+        start, end = float(ev.first("rss_mb", 0.0) or 0.0), float(ev.latest("rss_mb", 0.0) or 0)
+        span, rate, rising, samples = ev.elapsed(), ev.rate("rss_mb") or 0.0, 1.0, len(ev.snapshots)
+    else:
+        return None
+    grew = end - start
+    if trend.get("plateaued"):
+        return None  # rose, then levelled off: a warm-up, not a leak
+    if (
+        grew < max(GROWTH_FLOOR_MB, GROWTH_MIN_SHARE * start)
+        or rate * 600 < GROWTH_TEN_MIN_SHARE * end
+        or rising < GROWTH_RISING_SHARE
+    ):
+        return None
+    return start, end, span, rate, samples
 
 
 class _FdPressure(Rule):
@@ -212,11 +401,39 @@ class _FdPressure(Rule):
         return []
 
 
+#: thread growth that counts: at least this many more threads, and this share more
+THREAD_GROWTH_MIN = 20
+THREAD_GROWTH_SHARE = 0.5
+
+
 class _ThreadCount(Rule):
     name = "runtime_thread_count"
 
+    def wants(self, ev: Evidence) -> list[ProbeCall]:
+        return [ProbeCall("runtime_trends")]
+
     def judge(self, ev: Evidence) -> list[Finding]:
         threads = ev.latest("python_threads", 0) or 0
+        trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("threads"))
+        first, last = trend.get("first"), trend.get("last")
+        if (
+            isinstance(first, (int, float))
+            and isinstance(last, (int, float))
+            and last - first >= max(THREAD_GROWTH_MIN, THREAD_GROWTH_SHARE * first)
+            and float(trend.get("rising_share") or 0) >= GROWTH_RISING_SHARE
+        ):
+            return [
+                Finding(
+                    anomaly_type="thread_growth",
+                    severity="warning",
+                    context=f"{last:.0f} Python threads alive ({ev.latest('threads')} OS "
+                    "threads); judged on the metrics sampled before and during the run",
+                    observation=f"the thread count rose from {first:.0f} to {last:.0f} over "
+                    f"{trend.get('span_s')} s ({trend.get('samples')} samples)",
+                    hypothesis="threads started per task and never joined or ended; the "
+                    "threads skill lists them and where they were started",
+                )
+            ]
         if threads < 200:
             return []
         return [
@@ -228,6 +445,41 @@ class _ThreadCount(Rule):
                 "between snapshots",
                 hypothesis="threads started per task and never joined; the threads skill "
                 "lists them",
+            )
+        ]
+
+
+#: errors per second in the history that count, and the fewest errors for a rate to mean much
+ERROR_RATE_MIN_PER_S = 1.0
+ERROR_MIN_COUNT = 20
+
+
+class _ErrorRate(Rule):
+    """Errors in the flight recorder's history (uncaught, logged with a traceback, ERROR
+    logs): a steady rate is a symptom to name even when memory and CPU look fine."""
+
+    name = "runtime_error_rate"
+
+    def wants(self, ev: Evidence) -> list[ProbeCall]:
+        return [ProbeCall("runtime_trends")]
+
+    def judge(self, ev: Evidence) -> list[Finding]:
+        errors = _as_dict(_as_dict(ev.result("runtime_trends")).get("errors"))
+        count, rate = int(errors.get("count") or 0), float(errors.get("per_s") or 0.0)
+        if count < ERROR_MIN_COUNT or rate < ERROR_RATE_MIN_PER_S:
+            return []
+        top = [t for t in errors.get("top") or [] if isinstance(t, dict)]
+        where = ", ".join(f"{t.get('where')} x{t.get('count')}" for t in top) or "unknown"
+        ids = ", ".join(errors.get("history_ids") or [])
+        return [
+            Finding(
+                anomaly_type="error_storm",
+                severity="warning",
+                context=f"{count} errors in the last {errors.get('window_s')} s of the flight "
+                f"recorder's history" + (f" ({ids})" if ids else ""),
+                observation=f"errors at {rate:.1f}/s; most from {where}",
+                hypothesis="one failure repeating; the logs and exceptions skills name the "
+                "logger, message and raising line",
             )
         ]
 

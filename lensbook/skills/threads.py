@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import ast
 import dis
-import functools
+import gc
 import inspect
 import linecache
 import os
 import re
 import sys
-import sysconfig
 import threading
 import time
 import types
@@ -33,6 +32,7 @@ from typing import Any, TypeVar
 
 import psutil
 
+from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
@@ -108,68 +108,9 @@ _ACQUIRE_NAMES = frozenset({"acquire", "__enter__"})
 _REASON_LOCKS = re.compile(r"hang|hung|deadlock|stuck|freez|frozen|lock|block|wait|respond", re.I)
 _REASON_CPU = re.compile(r"cpu|spin|hot|busy|load|slow|fan|core|100 ?%|burn", re.I)
 
-# -- where code comes from ------------------------------------------------------------------
+# -- where code comes from: lensbook.skills._frames decides ---------------------------
 
-_LENSBOOK_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_SCENARIOS_DIR = os.path.join(_LENSBOOK_DIR, "scenarios")
-_STDLIB_DIRS = tuple(
-    sorted(
-        {
-            os.path.realpath(p)
-            for p in (sysconfig.get_paths().get("stdlib"), os.path.dirname(os.__file__))
-            if p
-        }
-    )
-)
-_origins: dict[str, str] = {}
-
-
-def code_origin(filename: str) -> str:
-    """Where a code file belongs: "user", "library" (site-packages), "stdlib" or "lensbook".
-
-    lensbook's shipped scenarios count as user code: they play the user's program.
-    """
-    found = _origins.get(filename)
-    if found is not None:
-        return found
-    path = filename.replace("\\", "/")
-    if filename.startswith("<frozen") or filename.startswith("<built-in"):
-        found = "stdlib"
-    elif filename.startswith("<"):
-        found = "user"  # <stdin>, <string>, IPython cells
-    else:
-        real = os.path.realpath(filename)
-        if real.startswith(_SCENARIOS_DIR + os.sep):
-            found = "user"
-        elif real.startswith(_LENSBOOK_DIR + os.sep):
-            found = "lensbook"
-        elif "/site-packages/" in path or "/dist-packages/" in path:
-            found = "library"
-        elif any(real.startswith(d + os.sep) for d in _STDLIB_DIRS):
-            found = "stdlib"
-        else:
-            found = "user"
-    if len(_origins) > 4096:
-        _origins.clear()
-    _origins[filename] = found
-    return found
-
-
-@functools.lru_cache(maxsize=4096)
-def short_path(filename: str) -> str:
-    """A path short enough to read: from site-packages or the stdlib on, else from lensbook's
-    parent or the working directory, else the last three parts."""
-    path = filename.replace("\\", "/")
-    for marker in ("/site-packages/", "/dist-packages/"):
-        if marker in path:
-            return path.split(marker, 1)[1]
-    if path.startswith("<"):
-        return path
-    real = os.path.realpath(filename)
-    for base in (*_STDLIB_DIRS, os.path.dirname(_LENSBOOK_DIR), os.getcwd()):
-        if real.startswith(base + os.sep):
-            return real[len(base) + 1 :].replace("\\", "/")
-    return "/".join(path.split("/")[-3:])
+code_origin = origin
 
 
 def _qualname(code: types.CodeType) -> str:
@@ -215,11 +156,7 @@ def format_stack(frame: types.FrameType | None, depth: int = 8) -> list[str]:
     return lines
 
 
-def _first_user_frame(frame: types.FrameType | None, limit: int = 30) -> types.FrameType | None:
-    for f in _frames_of(frame, limit):
-        if code_origin(f.f_code.co_filename) == "user":
-            return f
-    return None
+_first_user_frame = first_user_frame
 
 
 # -- reading the source behind a frame ------------------------------------------------------
@@ -252,8 +189,9 @@ _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
 
 
 def _is_ref(expr: ast.expr) -> bool:
-    """A name or a chain of attributes on a name: what we can look up without running code."""
-    while isinstance(expr, ast.Attribute):
+    """A name, with attributes and subscripts on it (``self.locks[(i + 1) % n]``): what may be
+    looked up without running code (`resolve_expr` decides at lookup time)."""
+    while isinstance(expr, (ast.Attribute, ast.Subscript)):
         expr = expr.value
     return isinstance(expr, ast.Name)
 
@@ -288,7 +226,8 @@ def _guards_of(scope: ast.AST) -> list[_Guard]:
         if isinstance(node, (ast.With, ast.AsyncWith)) and node.body:
             start, end = node.body[0].lineno, node.body[-1].end_lineno or node.body[-1].lineno
             for item in node.items:
-                if _is_ref(item.context_expr):
+                # calls too (``with pool.lock_for(key):``): resolved by reference at lookup
+                if _is_ref(item.context_expr) or isinstance(item.context_expr, ast.Call):
                     text = ast.unparse(item.context_expr)
                     guards.append(_Guard(item.context_expr, text, "with", node.lineno, start, end))
         elif (
@@ -417,7 +356,112 @@ def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
         if hasattr(type(value), "__get__") and not isinstance(value, _LOCK_TYPES):
             raise LookupError(expr.attr)  # a property or method: would run code
         return value
+    if isinstance(expr, ast.Subscript):
+        base = resolve_expr(expr.value, frame)
+        key = _index_value(expr.slice, frame)
+        # only the built-in containers: a subclass's __getitem__ (or a key's __hash__/__eq__)
+        # would be user code; ints and strs hash and compare in C
+        try:
+            if type(base) in (list, tuple) and type(key) is int:
+                return base[key]
+            if type(base) is dict and type(key) in (int, str):
+                return base[key]
+        except (IndexError, KeyError):
+            raise LookupError(ast.unparse(expr)) from None
+        raise LookupError(ast.unparse(expr))
     raise LookupError(type(expr).__name__)
+
+
+def _lock_label(expr: ast.expr, frame: types.FrameType) -> str:
+    """The expression's text, with the concrete element when it has a computed subscript:
+    ``locks[(i + 1) % 3] (locks[0])``."""
+    text = ast.unparse(expr)
+    try:
+        concrete = _concrete(expr, frame)
+    except LookupError:
+        return text
+    return text if concrete == text else f"{text} ({concrete})"
+
+
+def _concrete(expr: ast.expr, frame: types.FrameType) -> str:
+    if isinstance(expr, ast.Subscript):
+        return f"{_concrete(expr.value, frame)}[{_index_value(expr.slice, frame)!r}]"
+    if isinstance(expr, ast.Attribute):
+        return f"{_concrete(expr.value, frame)}.{expr.attr}"
+    return ast.unparse(expr)
+
+
+_ARITHMETIC: dict[type, Callable[[int, int], int]] = {
+    ast.Add: lambda a, b: a + b,
+    ast.Sub: lambda a, b: a - b,
+    ast.Mult: lambda a, b: a * b,
+    ast.Mod: lambda a, b: a % b,
+    ast.FloorDiv: lambda a, b: a // b,
+}
+
+
+def _index_value(expr: ast.expr, frame: types.FrameType) -> Any:
+    """The value of a subscript's index: a constant, a looked-up int or str, ``len()`` of a
+    built-in container, or integer arithmetic on those (``(i + 1) % len(locks)``). Anything
+    else raises `LookupError`."""
+    if isinstance(expr, ast.Constant) and type(expr.value) in (int, str):
+        return expr.value
+    if isinstance(expr, (ast.Name, ast.Attribute, ast.Subscript)):
+        value = resolve_expr(expr, frame)
+        if type(value) in (int, str):
+            return value
+        raise LookupError(ast.unparse(expr))
+    if (
+        isinstance(expr, ast.Call)
+        and isinstance(expr.func, ast.Name)
+        and len(expr.args) == 1
+        and not expr.keywords
+        and resolve_expr(expr.func, frame) is len
+    ):
+        # len() of a built-in container runs no user code (a subclass's __len__ would)
+        sized = resolve_expr(expr.args[0], frame) if _is_ref(expr.args[0]) else None
+        if type(sized) in (list, tuple, dict, str, set, frozenset):
+            return len(sized)
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+        value = _index_value(expr.operand, frame)
+        if type(value) is int:
+            return -value
+    if isinstance(expr, ast.BinOp) and type(expr.op) in _ARITHMETIC:
+        left, right = _index_value(expr.left, frame), _index_value(expr.right, frame)
+        if type(left) is int and type(right) is int and max(abs(left), abs(right)) < 2**32:
+            try:
+                return _ARITHMETIC[type(expr.op)](left, right)
+            except ZeroDivisionError:
+                raise LookupError(ast.unparse(expr)) from None
+    raise LookupError(ast.unparse(expr))
+
+
+def _reachable_locks(frame: types.FrameType, depth: int = 2, limit: int = 2000) -> list[Any]:
+    """Locks reachable from a frame's locals and the globals its code names, following
+    references (`gc.get_referents`, which runs no Python code) `depth` hops deep.
+
+    The fallback when the expression that takes a lock cannot be looked up (a lock returned
+    by a call, ``with pool.lock_for(key):``): the lock being taken is among these.
+    """
+    found: dict[int, Any] = {}
+    seen: set[int] = set()
+    layer: list[Any] = list(frame.f_locals.values())
+    namespace = frame.f_globals
+    layer += [namespace[n] for n in frame.f_code.co_names if n in namespace]
+    for _ in range(depth + 1):
+        nxt: list[Any] = []
+        for obj in layer:
+            if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FrameType)):
+                continue
+            seen.add(id(obj))
+            lock = _as_lock(obj)
+            if lock is not None:
+                found[id(lock)] = lock
+                continue
+            if len(seen) < limit:
+                nxt.extend(gc.get_referents(obj))
+        layer = nxt
+    return list(found.values())
 
 
 # -- what a thread is doing -----------------------------------------------------------------
@@ -456,6 +500,8 @@ def _as_lock(obj: Any) -> Any:
 
 
 def _lock_type_name(lock: Any) -> str:
+    if lock is None:
+        return "unknown (the expression that takes it could not be looked up)"
     return "RLock" if isinstance(lock, _RLOCK_TYPE) else "Lock"
 
 
@@ -499,7 +545,7 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
         return _Activity("waiting" if waits else "running", frame)
     node = current_node(frame) if (op in _WITH_OPS or op.startswith(_CALL_OPS)) else None
     target: ast.expr | None = None
-    call = ""
+    call = call_name = ""
     if isinstance(node, (ast.With, ast.AsyncWith)):
         items = [i.context_expr for i in node.items]
         # with several items the one being entered is the first not yet held; the last
@@ -518,6 +564,7 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
         call = _short_text(ast.unparse(node))
+        call_name = name
         if isinstance(func, ast.Attribute) and name in ("acquire", "__enter__"):
             target = func.value
         elif name in _WAIT_CALLS:
@@ -526,10 +573,13 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
         try:
             obj = resolve_expr(target, frame)
         except LookupError:
-            obj = None
+            # a lock returned by a call, or an expression we may not evaluate: the lock taken
+            # is one the frame can reach; if exactly one of those is locked and not held by
+            # this very thread, that is the one it waits for
+            obj = None if cheap else _only_locked_candidate(frame)
         lock = _as_lock(obj)
         if lock is not None:
-            name = ast.unparse(target)
+            name = _lock_label(target, frame)
             caller = frame.f_back
             if origin == "stdlib" and caller is not None:
                 # inside Condition.__enter__ and the like: name the lock as the caller does
@@ -539,8 +589,22 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
             return _Activity("blocked_on_lock", frame, call=call, lock=lock, lock_name=name)
         if obj is not None and call.startswith("with "):
             return _Activity("running", frame, call=call)
+        if obj is None and (op in _WITH_OPS or call_name in _ACQUIRE_NAMES):
+            # the innermost Python frame is entering a with (or calling acquire) and no deeper
+            # Python frame runs: a C-level acquisition of a lock we could not look up
+            return _Activity(
+                "blocked_on_lock", frame, call=call, lock=None, lock_name=ast.unparse(target)
+            )
         return _waiting(frame, call)
     return _Activity("running", frame, call=call)
+
+
+def _only_locked_candidate(frame: types.FrameType) -> Any:
+    mine = {id(lock) for lock, *_ in _held_locks(_frames_of(frame))}
+    locked = [
+        lock for lock in _reachable_locks(frame) if id(lock) not in mine and _lock_state(lock)[0]
+    ]
+    return locked[0] if len(locked) == 1 else None
 
 
 def _short_text(text: str, limit: int = 100) -> str:
@@ -548,9 +612,13 @@ def _short_text(text: str, limit: int = 100) -> str:
 
 
 def _held_locks(
-    frames: Sequence[types.FrameType], skip: Any = None
+    frames: Sequence[types.FrameType], skip: Any = None, wanted: dict[int, Any] | None = None
 ) -> list[tuple[Any, str, str, types.FrameType]]:
-    """Locks the frames of one thread hold: (lock, name in the frame, how/where, frame)."""
+    """Locks the frames of one thread hold: (lock, name in the frame, how/where, frame).
+
+    A guard whose expression cannot be looked up (a call) holds the one lock of `wanted` (locks
+    other threads wait for) that the frame can reach and that is locked, if there is one.
+    """
     held: list[tuple[Any, str, str, types.FrameType]] = []
     seen: set[int] = set()
     for frame in frames:
@@ -564,7 +632,18 @@ def _held_locks(
                 continue
             try:
                 obj = _as_lock(resolve_expr(guard.expr, frame))
-            except Exception:  # LookupError, or an object that resists static lookup
+            except LookupError:
+                if not wanted:
+                    continue
+                reach = [
+                    lock
+                    for lock in _reachable_locks(frame)
+                    if id(lock) in wanted and lock is not skip and _lock_state(lock)[0]
+                ]
+                if len(reach) != 1:
+                    continue
+                obj = reach[0]
+            except Exception:  # an object that resists static lookup
                 continue
             if obj is None or obj is skip or id(obj) in seen:
                 continue
@@ -572,7 +651,7 @@ def _held_locks(
                 continue
             seen.add(id(obj))
             how = f"{guard.kind} at {short_path(code.co_filename)}:{guard.at}"
-            held.append((obj, guard.text, how, frame))
+            held.append((obj, _lock_label(guard.expr, frame), how, frame))
     return held
 
 
@@ -601,6 +680,19 @@ def _thread_demand() -> dict[int, float]:
         except (OSError, ValueError):
             continue
     return found
+
+
+def _target_of(thread: threading.Thread | None) -> str | None:
+    """The function a thread was started to run, with where it is defined and whose code it
+    is ("user", "library", ...); read from the Thread's own attributes, no code runs."""
+    target = vars(thread).get("_target") if thread is not None else None
+    code = getattr(target, "__code__", None)
+    if not isinstance(code, types.CodeType):
+        return None
+    return (
+        f"{_qualname(code)} ({short_path(code.co_filename)}:{code.co_firstlineno}, "
+        f"{origin(code.co_filename)} code)"
+    )
 
 
 def _thread_names() -> dict[int, threading.Thread]:
@@ -692,6 +784,25 @@ class ThreadsSkill(Skill):
         self._lock = threading.Lock()
         # (monotonic time, process CPU seconds): windows for the CPU rate between snapshots
         self._marks: deque[tuple[float, float]] = deque(maxlen=16)
+        # thread ident -> (id of its innermost frame, instruction, monotonic time first seen
+        # blocked there): a thread still at the same acquisition has made no progress since
+        self._blocked_since: dict[int, tuple[int, int, float]] = {}
+
+    def _note_blocked(self, blocked: dict[int, types.FrameType]) -> dict[int, float]:
+        """Remember when each blocked thread was first seen at its current acquisition; the
+        seconds each has waited there since (a lower bound)."""
+        now = time.monotonic()
+        waited: dict[int, float] = {}
+        with self._lock:
+            known = self._blocked_since
+            self._blocked_since = {}
+            for ident, frame in blocked.items():
+                mark = (id(frame), frame.f_lasti)
+                seen = known.get(ident)
+                since = seen[2] if seen is not None and seen[:2] == mark else now
+                self._blocked_since[ident] = (*mark, since)
+                waited[ident] = now - since
+        return waited
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -707,13 +818,18 @@ class ThreadsSkill(Skill):
         frames = sys._current_frames()
         threads = _thread_names()
         blocked = waiting = 0
+        stuck: dict[int, types.FrameType] = {}
         for ident, frame in frames.items():
             if ident == me:
                 continue
-            state = _activity(frame, cheap=True).state
-            blocked += state == "blocked_on_lock"
-            waiting += state == "waiting"
+            act = _activity(frame, cheap=True)
+            blocked += act.state == "blocked_on_lock"
+            waiting += act.state == "waiting"
+            if act.state == "blocked_on_lock":
+                stuck[ident] = act.frame
         del frame
+        waited = self._note_blocked(stuck)
+        stuck.clear()
         now = time.monotonic()
         try:
             with self._process.oneshot():  # one /proc read: each one waits for the GIL back
@@ -738,6 +854,7 @@ class ThreadsSkill(Skill):
             "daemon_threads": sum(1 for t in threads.values() if t.daemon),
             "os_threads": os_threads,
             "blocked_on_lock": blocked,
+            "longest_lock_wait_s": round(max(waited.values(), default=0.0), 1),
             "waiting_threads": waiting,
             "cpu_window_s": round(window, 2),
             "process_cpu_percent": round(proc_percent, 1),
@@ -792,6 +909,13 @@ class ThreadsSkill(Skill):
                 }
                 if act.state == "blocked_on_lock":
                     entry["lock"] = act.lock_name
+                user = first_user_frame(frame)
+                if user is not None and user is not frame:
+                    # inside a library or the stdlib: the user's frame that called into it
+                    entry["user_frame"] = describe_frame(user)
+                runs = _target_of(thread)
+                if runs:
+                    entry["runs"] = runs
             entry["count"] += 1
             entry["cpu_s"] = round(entry["cpu_s"] + (seconds or 0.0), 3)
             if len(entry["threads"]) < 5:
@@ -840,8 +964,8 @@ class ThreadsSkill(Skill):
         known = ", ".join(sorted(_name_of(i, threads) for i in frames))
         raise ValueError(f"no thread {thread!r}; threads: {known}")
 
-    @probe
-    def deadlocks(self, limit: int = 10) -> dict[str, Any]:
+    @_probe_with(budget=15.0)
+    def deadlocks(self, limit: int = 10, recheck_after_s: float = 0.0) -> dict[str, Any]:
         """Threads blocked acquiring a lock, who holds each lock, and deadlock cycles.
 
         A lock is named as the blocked frame names it (``lock_b``, ``self._lock``); its holder
@@ -849,14 +973,32 @@ class ThreadsSkill(Skill):
         owner an RLock records. A cycle (A waits for a lock B holds while B waits for one A
         holds) is a deadlock.
 
+        The lock is found whatever the expression that takes it: names, attribute chains,
+        subscripts with integer arithmetic (``locks[(i + 1) % 3]``), and for a lock returned
+        by a call, the one locked lock the frame can reach by reference. ``waited_s`` is how
+        long each thread has been seen at that same acquisition (same frame and instruction).
+
         Args:
             limit: at most this many blocked threads outside cycles.
+            recheck_after_s: look, wait this long (at most 10 s), and look again: a thread
+                still at the same acquisition has made no progress in between.
 
-        Cost: ~0.2 ms when no thread is blocked; otherwise every thread's stack is searched for
-        held locks (~8 ms with 100 threads) after a one-off parse (~10 ms per 1000 lines) of
-        each source file on those stacks; no code is run.
+        Cost: ~0.2 ms when no thread is blocked (plus `recheck_after_s` of waiting); otherwise
+        every thread's stack is searched for held locks (~8 ms with 100 threads) after a
+        one-off parse (~10 ms per 1000 lines) of each source file on those stacks; no code is
+        run.
         """
         me = threading.get_ident()
+        if recheck_after_s > 0:
+            first = {}
+            for ident, frame in sys._current_frames().items():
+                act = _activity(frame)
+                if ident != me and act.state == "blocked_on_lock":
+                    first[ident] = act.frame
+            self._note_blocked(first)
+            first.clear()  # no frame is kept across the wait
+            del frame, act
+            time.sleep(min(recheck_after_s, 10.0))
         frames = {i: f for i, f in sys._current_frames().items() if i != me}
         threads = _thread_names()
         waits: dict[int, _Activity] = {}
@@ -865,11 +1007,13 @@ class ThreadsSkill(Skill):
             act = activities[ident] = _activity(frame)
             if act.state == "blocked_on_lock":
                 waits[ident] = act
+        waited = self._note_blocked({i: a.frame for i, a in waits.items()})
         holders: dict[int, dict[int, tuple[str, str]]] = {}  # id(lock) -> {ident: (name, how)}
         if waits:
+            wanted = {id(a.lock): a.lock for a in waits.values() if a.lock is not None}
             for ident, frame in frames.items():
                 skip = waits[ident].lock if ident in waits else None
-                for lock, name, how, _ in _held_locks(_frames_of(frame), skip):
+                for lock, name, how, _ in _held_locks(_frames_of(frame), skip, wanted):
                     holders.setdefault(id(lock), {})[ident] = (name, how)
             for act in waits.values():
                 owner = _lock_state(act.lock)[1]
@@ -907,6 +1051,8 @@ class ThreadsSkill(Skill):
                 "code": source_line(act.frame.f_code.co_filename, act.frame.f_lineno),
                 "holds": held_by(ident),
                 "held_by": [_name_of(h, threads) for h in holder_ids] or None,
+                # since first seen at this very acquisition (same frame and instruction)
+                "waited_s": round(waited.get(ident, 0.0), 1),
             }
             user = _first_user_frame(act.frame)
             if user is not None and user is not act.frame:
@@ -1182,9 +1328,15 @@ class Deadlock(Rule):
     name = "deadlock"
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if ev.latest("blocked_on_lock", 0) or _REASON_LOCKS.search(ev.reason):
-            return [ProbeCall("threads_deadlocks")]
-        return []
+        if not (ev.latest("blocked_on_lock", 0) or _REASON_LOCKS.search(ev.reason)):
+            return []
+        calls = [ProbeCall("threads_deadlocks")]
+        first = ev.result("threads_deadlocks")
+        if isinstance(first, dict) and not first.get("deadlocks") and first.get("blocked"):
+            # blocked threads and no proven cycle: look again later to tell a stall (no
+            # progress at the same acquisition) from a passing wait
+            calls.append(ProbeCall("threads_deadlocks", {"recheck_after_s": RECHECK_S}))
+        return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("threads_deadlocks")
@@ -1226,15 +1378,35 @@ class Deadlock(Rule):
         return findings
 
 
+#: seconds a stalled-looking wait is watched again before it is judged
+RECHECK_S = 3.0
+#: a thread at the same lock acquisition this long, behind no holder doing work, is stalled
+STALL_S = 2.5
+
+
+def _stalled(entry: dict[str, Any]) -> bool:
+    """A wait with no progress: long, and its holder unknown or itself blocked on a lock."""
+    holder_doing = str(entry.get("holder_doing") or "")
+    return float(entry.get("waited_s") or 0.0) >= STALL_S and (
+        not entry.get("held_by") or holder_doing.startswith("blocked_on_lock")
+    )
+
+
 class LockContention(Rule):
-    """Threads blocked behind a lock holder, outside any cycle: worth naming, not an alarm."""
+    """Threads blocked behind a lock outside any proven cycle: a stall (long wait, no progress,
+    no working holder) is a warning; a wait behind a working holder is worth naming only."""
 
     name = "lock_contention"
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("threads_deadlocks")
+        if not isinstance(result, dict) and "threads_deadlocks" not in ev.errors:
+            return _stall_from_snapshot(ev)
         if not isinstance(result, dict) or not result.get("blocked"):
             return []
+        stuck = [b for b in result["blocked"] if _stalled(b)]
+        if stuck:
+            return [_stall_finding(result, stuck)]
         blocked = result["blocked"]
         parts = []
         for b in blocked[:5]:
@@ -1292,6 +1464,51 @@ class LockContention(Rule):
                 ),
             )
         ]
+
+
+def _stall_from_snapshot(ev: Evidence) -> Sequence[Finding]:
+    """The cheap check (triage): threads seen at the same lock acquisition for a long time."""
+    longest = float(ev.latest("longest_lock_wait_s", 0.0) or 0.0)
+    if longest < STALL_S:
+        return []
+    return [
+        Finding(
+            anomaly_type="lock_wait_stalled",
+            severity="warning",
+            context=f"{ev.latest('blocked_on_lock')} thread(s) blocked acquiring locks",
+            observation=f"a thread has been at the same lock acquisition for {longest:.0f} s",
+            hypothesis="a deadlock or a lock never released; threads_deadlocks names the "
+            "threads, the locks and where they wait",
+        )
+    ]
+
+
+def _stall_finding(result: dict[str, Any], stalled: list[dict[str, Any]]) -> Finding:
+    parts = []
+    for b in stalled[:5]:
+        holder = ", ".join(repr(h) for h in b.get("held_by") or []) or "no thread we can name"
+        code = f" `{b['code']}`" if b.get("code") else ""
+        parts.append(
+            f"{b['thread']!r} has waited {b['waited_s']} s for {b['waits_for']} at "
+            f"{b['at']}{code} (held by {holder})"
+        )
+    names = ", ".join(repr(b["thread"]) for b in stalled)
+    return Finding(
+        anomaly_type="lock_wait_stalled",
+        severity="warning",
+        context=(
+            f"{result.get('blocked_threads')} of {result.get('threads_scanned')} threads are "
+            f"blocked acquiring locks; {len(stalled)} made no progress at the same acquisition "
+            "between two looks, and no cycle could be proven"
+        ),
+        observation=f"Threads {names} are stuck at lock acquisition: " + "; ".join(parts) + ".",
+        hypothesis=(
+            "A lock that is never released (acquired in one function and not released on "
+            "every path, or held by a thread that ended) or a deadlock through locks taken "
+            "where lensbook cannot see the holder. Release in a finally/with block, and take "
+            "locks in one global order (or acquire with a timeout)."
+        ),
+    )
 
 
 class SpinningThread(Rule):

@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from lensbook.skills._frames import origin as code_origin
+from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
-from lensbook.skills.threads import code_origin, short_path
 
 __all__ = ["TracerSkill", "active_traces"]
 

@@ -113,8 +113,14 @@ def test_notebook_with_lens_run_saves_the_finished_card(
     assert len(cards) == 2
     assert all("Python runtime" in h and "finished (done)" in h for h in cards)
     assert all("#d97706" in h for h in cards)  # the warning badge
-    feeds = [h for h in htmls if "lensbook-notification" in h]
-    assert feeds and all("many_threads" in h for h in feeds)
+    # each notification is an Accordion of its own (its open/closed state survives refreshes)
+    feeds = [
+        m["state"]
+        for m in models
+        if m["model_name"] == "AccordionModel"
+        and "lensbook-notification" in m["state"].get("_dom_classes", ())
+    ]
+    assert feeds and all("many_threads" in " ".join(f["titles"]) for f in feeds), feeds
     status = nb.cells[7].outputs[-1].data["text/plain"]
     assert status.startswith("Python runtime [runtime] | WARNING | idle")
 

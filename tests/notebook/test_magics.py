@@ -421,3 +421,14 @@ def test_a_queued_run_card_shows_its_own_run_until_it_starts(shell: InteractiveS
     assert all("running" in v or "client: scripted" in v for v in own), own
     assert queued.model.run_id == notes.result.run_id
     assert "fd_growth" in queued.text() and "client: scripted" in queued.header.value
+
+
+def test_triage_answers_with_ranked_signals_and_rejects_unknown_skills(
+    shell: InteractiveShell,
+) -> None:
+    report = shell.run_line_magic("lens", "triage runtime gc")
+    data = mime(shell, report)
+    assert data["text/plain"].startswith("triage: ") and "from 2 skill(s)" in data["text/plain"]
+    assert "triage:" in data["text/html"]
+    with pytest.raises(UsageError, match="no skill 'nope'"):
+        shell.run_line_magic("lens", "triage nope")

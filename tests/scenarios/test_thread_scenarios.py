@@ -62,3 +62,15 @@ def test_cpu_spin_names_the_thread_and_its_hot_function() -> None:
     (note,) = [n for n in outcome["notifications"] if n["severity"] == "warning"]
     assert "'spinner'" in note["observation"]
     assert "poll_for_work" in note["observation"]
+
+
+def test_ring_deadlock_on_subscripted_locks_names_threads_locks_and_line() -> None:
+    outcome = run_scenario("ring_deadlock")
+    assert outcome["diagnosed"], outcome
+    assert outcome["state"] == "critical"
+    (note,) = [n for n in outcome["notifications"] if n["anomaly_type"] == "deadlock"]
+    for n in range(3):
+        assert f"station-{n}" in note["observation"]
+        assert f"locks[(i + 1) % len(locks)] (locks[{n}])" in note["observation"]
+    assert "lensbook/scenarios/ring_deadlock.py:" in note["observation"]
+    assert "in pack_order" in note["observation"]

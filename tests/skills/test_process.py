@@ -334,7 +334,10 @@ def test_fd_leak_is_named_with_growth_and_pattern(tmp_path: Path, leaked: list[I
     ev.snapshot_ids.append("s1")
     ev.snapshot_times.append(t0 + 2.0)
     wanted = [c for c in rule.wants(ev) if not ev.called(c)]
-    assert wanted == [ProbeCall("process_open_files", {"limit": 10})]
+    # a second listing; once a listing names the top group, also where that kind of descriptor
+    # is created in the user's code (which group tops the first listing depends on the process)
+    assert wanted[0] == ProbeCall("process_open_files", {"limit": 10})
+    assert {c.name for c in wanted[1:]} <= {"process_created", "process_sockets"}
     findings = run_rules(ev, skill)
     assert len(findings) == 1
     f = findings[0]

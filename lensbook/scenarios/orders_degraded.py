@@ -1,0 +1,81 @@
+"""A vague incident, "orders service degraded": an audit log that keeps every order (~8 MB/s)
+while the payment client logs ~100 errors a second. A coordinator's scenario.
+
+Modelled on two public reports: psf/requests#4191 (every response kept for a consumer that
+falls behind, so memory grows with each request) and strands-project/mongodb_store#170 (a retry
+loop with no delay logging the same error thousands of times). The complaint names neither:
+no keyword of the question points at memory or logs, so the coordinator must dispatch its
+operators from triage's evidence (the runtime skill's RSS trend, the log handler's error rate).
+
+lensbook had been loaded before the complaint: the runtime skill is sampled every second and
+the logs skill's handler is installed (what `lensbook.start()` and the flight recorder do), so
+there is a history to triage.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lensbook.metrics import Sampler, store
+from lensbook.scenarios import Scenario
+from lensbook.skills import resolve_skill
+
+__all__ = ["SCENARIO", "record_order"]
+
+LOGGER = "orders.payments"
+ORDERS_PER_BATCH = 300
+ERRORS_PER_BATCH = 5
+PERIOD_S = 0.05
+
+_AUDIT_LOG: list[dict[str, Any]] = []
+
+
+def record_order(n: int) -> None:
+    order = {"id": n, "lines": [n, n + 1, n + 2], "note": f"order {n} " + "." * 1000}
+    _AUDIT_LOG.append(order)  # kept forever: nothing reads or trims the audit log
+
+
+def _serve(stop: threading.Event, log: logging.Logger) -> None:
+    n = 0
+    while not stop.wait(PERIOD_S):
+        for _ in range(ORDERS_PER_BATCH):
+            record_order(n)
+            n += 1
+        for _ in range(ERRORS_PER_BATCH):
+            log.error("charge for order %s failed: payment provider timeout", n)
+
+
+def _induce() -> Callable[[], None]:
+    store.listen()
+    sampler = Sampler([resolve_skill("runtime")], interval=1.0)
+    sampler.start()
+    resolve_skill("logs").snapshot()  # the log handler is in place before the incident
+    log = logging.getLogger(LOGGER)
+    sink = logging.NullHandler()  # the service's own handler: nothing reaches stderr
+    log.addHandler(sink)
+    stop = threading.Event()
+    worker = threading.Thread(target=_serve, args=(stop, log), name="orders-api", daemon=True)
+    worker.start()
+
+    def cleanup() -> None:
+        stop.set()
+        worker.join(5)
+        sampler.stop()
+        log.removeHandler(sink)
+        _AUDIT_LOG.clear()
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="orders_degraded",
+    title="A vague complaint over a memory leak and an error storm",
+    skill="runtime",
+    reason="orders service degraded",
+    induce=_induce,
+    expect=(r"orders_degraded\.py:\d+", r"_AUDIT_LOG", r"orders\.payments"),
+    settle=4.0,
+)

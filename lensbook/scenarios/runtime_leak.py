@@ -1,0 +1,71 @@
+"""``%lens run runtime --reason "leak"`` on a process that leaks about 8 MB/s.
+
+Modelled on psf/requests#4191 ("Possible Memory Leak": a crawler keeps every response's
+content for a writer that falls behind, and RSS grows with each request) and on
+raku-community-modules/HTTP-UserAgent#52 (a client's ``history`` keeping a copy of every
+response). Here a ``crawler`` thread keeps every response body it fetches in a module-level
+history that nothing trims: ~800 KB every 0.1 s.
+
+lensbook has been loaded for a while before the question is asked, so the runtime skill's
+snapshot has been sampled every second into the metrics store: the investigation must judge
+growth on those samples, not only on the two snapshots it takes itself (the leak adds only
+~12 MB between two snapshots 1.5 s apart).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from lensbook.metrics import Sampler, store
+from lensbook.scenarios import Scenario
+from lensbook.skills import resolve_skill
+
+__all__ = ["SCENARIO", "fetch_page"]
+
+BODY_BYTES = 800 * 1024
+INTERVAL_S = 0.1
+
+_HISTORY: list[bytes] = []
+
+
+def fetch_page(n: int) -> int:
+    body = b"<p>page</p>" * (BODY_BYTES // 11)  # the response body, kept below
+    _HISTORY.append(body)
+    return len(body)
+
+
+def _crawl(stop: threading.Event) -> None:
+    n = 0
+    while not stop.wait(INTERVAL_S):
+        fetch_page(n)
+        n += 1
+
+
+def _induce() -> Callable[[], None]:
+    # what `%load_ext lensbook` (lensbook.start) had been doing before the question: sampling
+    store.listen()
+    sampler = Sampler([resolve_skill("runtime")], interval=1.0)
+    sampler.start()
+    stop = threading.Event()
+    crawler = threading.Thread(target=_crawl, args=(stop,), name="crawler", daemon=True)
+    crawler.start()
+
+    def cleanup() -> None:
+        stop.set()
+        crawler.join(5)
+        sampler.stop()
+        _HISTORY.clear()
+
+    return cleanup
+
+
+SCENARIO = Scenario(
+    name="runtime_leak",
+    title="The design card's first example: the runtime operator asked about a ~8 MB/s leak",
+    skill="runtime",
+    reason="leak",
+    induce=_induce,
+    expect=(r"memory_growth", r"runtime_leak\.py:\d+", r"in fetch_page"),
+    settle=4.0,
+)

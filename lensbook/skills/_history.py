@@ -1,0 +1,102 @@
+"""The flight recorder's history as rules and triage read it, whether or not it is there.
+
+The recorder (`lensbook.recorder`) keeps a bounded, redacted history of what happened between
+investigations (exceptions, error logs and log rates, threads started and ended, loop lag).
+Its contract: ``history_events(since, kinds, limit) -> list[HistoryEvent]`` and
+``is_recording()``. This module is the one place that imports it, so a process (or a branch)
+without a recorder reads an empty history instead of failing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ERROR_KINDS", "ErrorRate", "error_rate", "events", "recording"]
+
+#: history kinds that are errors (uncaught or logged with a traceback, or logged at ERROR+)
+ERROR_KINDS = ("exception", "logged_exception", "thread_died")
+
+
+def _recorder() -> Any:
+    try:
+        return importlib.import_module("lensbook.recorder")
+    except ImportError:
+        return None
+
+
+def recording() -> bool:
+    """Whether a flight recorder is installed and recording."""
+    recorder = _recorder()
+    try:
+        return bool(recorder is not None and recorder.is_recording())
+    except Exception:
+        return False
+
+
+def events(
+    since: float | None = None, kinds: Collection[str] | None = None, limit: int | None = None
+) -> list[Any]:
+    """History events (chronological, redacted); empty without a recorder."""
+    recorder = _recorder()
+    if recorder is None:
+        return []
+    try:
+        return list(recorder.history_events(since=since, kinds=kinds, limit=limit))
+    except Exception:  # a broken recorder must not break an investigation
+        return []
+
+
+@dataclass
+class ErrorRate:
+    """Errors in the history over a window: how many, how fast, and where most came from."""
+
+    window_s: float
+    count: int = 0
+    per_s: float = 0.0
+    #: (where or source, count) most frequent first
+    top: list[tuple[str, int]] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    recording: bool = False
+
+
+def error_rate(window_s: float = 120.0, now: float | None = None) -> ErrorRate:
+    """Error events per second over the last `window_s` seconds, with their main sources.
+
+    Logged errors are counted from ``log`` events at ERROR or above and from the periodic
+    ``log_rate`` events (which carry ``count`` per logger and level) as well as exceptions.
+    """
+    now = time.time() if now is None else now
+    since = now - window_s
+    found = events(since=since, kinds=(*ERROR_KINDS, "log", "log_rate"))
+    by_where: Counter[str] = Counter()
+    ids: list[str] = []
+    # a logger with periodic rate events is counted from those, not once more per record
+    rated = {getattr(e, "source", "") for e in found if getattr(e, "kind", "") == "log_rate"}
+    for event in found:
+        detail = getattr(event, "detail", {}) or {}
+        kind = getattr(event, "kind", "")
+        level = str(detail.get("level", "")).upper()
+        if kind in ("log", "log_rate") and level not in ("ERROR", "CRITICAL"):
+            continue
+        if kind in ("log", "logged_exception") and getattr(event, "source", "") in rated:
+            continue  # the logger's rate events count every record, these included
+        n = int(detail.get("count", 1) or 1) if kind == "log_rate" else 1
+        where = detail.get("where") if kind != "log_rate" else None
+        key = str(where or getattr(event, "source", "") or kind)
+        by_where[key] += n
+        if len(ids) < 5:
+            ids.append(str(getattr(event, "id", "")))
+    count = sum(by_where.values())
+    return ErrorRate(
+        window_s=window_s,
+        count=count,
+        per_s=count / window_s if window_s > 0 else 0.0,
+        top=by_where.most_common(3),
+        ids=[i for i in ids if i],
+        recording=recording(),
+    )

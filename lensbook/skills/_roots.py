@@ -1,0 +1,138 @@
+"""What keeps an object alive, named in the user's terms, with the fix for well-known retainers.
+
+The memory skill walks referrers from a sample of a growing type up to a root. Most roots are
+generic (a module global, a class attribute, a local variable of a running frame), but a few
+retainers are well known and have a known fix: a ``functools.lru_cache``/``cache`` decorator's
+cache (its keys hold every argument, ``self`` included), matplotlib's pyplot figure managers
+(figures stay until ``plt.close``), a logger's handler list, IPython's output cache ``Out`` and
+its ``_N`` aliases, and ``sys.modules``. `known_root` recognises them from the holder object
+itself (types and identities only: no user code runs), and `fix_for` gives the fix for a chain
+that ends at one.
+
+The tooling's own structures are never the answer: lensbook's objects, tracemalloc's and
+linecache's caches are skipped by `is_tooling` during the walk.
+"""
+
+from __future__ import annotations
+
+import linecache
+import logging
+import sys
+from typing import Any
+
+__all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
+
+_FIXES: tuple[tuple[str, str], ...] = (
+    (
+        "the cache of @functools.lru_cache",
+        "the cache keys hold every argument (self included), so each instance passed stays "
+        "alive until evicted: bound it (maxsize), call {name}.cache_clear(), or cache per "
+        "instance (functools.cached_property, or a cache keyed by weak reference)",
+    ),
+    (
+        "matplotlib's pyplot figure managers",
+        "pyplot keeps every figure it created until it is closed: call plt.close(fig) after "
+        "saving (or build figures with matplotlib.figure.Figure, which pyplot does not track)",
+    ),
+    (
+        "the handler list of logger",
+        "a handler is added on every call and never removed: add handlers once at start-up, "
+        "or logger.removeHandler(h) when done",
+    ),
+    (
+        "IPython's output cache",
+        "a displayed result stays in Out[N] and _N after its variable is deleted: "
+        "del Out[N] (and _N), or %reset -f out; end cells with ; to not cache a result",
+    ),
+    (
+        "sys.modules",
+        "a module stays loaded for the process's lifetime, with its globals: clear the "
+        "module-level structure, or del sys.modules[name] if it is reloaded on purpose",
+    ),
+)
+
+
+def known_root(holder: Any, held: Any) -> str | None:
+    """The name of a well-known retainer, if `holder` is one (``held`` is what it keeps)."""
+    kind = type(holder)
+    if kind.__name__ == "_lru_cache_wrapper" and kind.__module__ == "functools":
+        namespace = getattr(holder, "__dict__", {})
+        module = namespace.get("__module__", "?")
+        qualname = namespace.get("__qualname__", "?")
+        return f"the cache of @functools.lru_cache {module}.{qualname}"
+    if holder is sys.modules:
+        return "sys.modules"
+    if isinstance(holder, logging.Logger) and vars(holder).get("handlers") is held:
+        return f"the handler list of logger {holder.name!r}"
+    helpers = sys.modules.get("matplotlib._pylab_helpers")
+    gcf = getattr(helpers, "Gcf", None)
+    if gcf is not None and holder is vars(gcf).get("figs"):
+        return "matplotlib's pyplot figure managers (matplotlib._pylab_helpers.Gcf.figs)"
+    out = _ipython_out()
+    if out is not None and isinstance(holder, dict) and holder is _ipython_ns():
+        key = next((k for k, v in list(holder.items()) if v is held and _is_out_alias(k)), None)
+        if key is not None:
+            return f"IPython's output cache alias {key}"
+    if out is not None and holder is out:
+        key = next((k for k, v in list(out.items()) if v is held), None)
+        return f"IPython's output cache Out[{key}]" if key is not None else "IPython's Out"
+    return None
+
+
+def global_root(name: str) -> str | None:
+    """A module global's name in the user's terms, when it is a well-known retainer: IPython's
+    ``_N`` aliases and ``Out`` in the notebook's namespace (``__main__``)."""
+    module, _, attr = name.rpartition(".")
+    if module != "__main__" or _ipython_out() is None:
+        return None
+    if attr == "Out":
+        return "IPython's output cache Out"
+    if attr[1:].isdigit() and attr.startswith("_"):
+        return f"IPython's output cache Out[{attr[1:]}] (and its alias {attr})"
+    if attr in ("_", "__", "___"):
+        return f"IPython's output cache alias {attr} (the last results)"
+    return None
+
+
+def _ipython_ns() -> dict[str, Any] | None:
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return None
+    try:
+        shell = ipython.get_ipython()
+    except Exception:  # an IPython half torn down
+        return None
+    namespace = getattr(shell, "user_ns", None) if shell is not None else None
+    return namespace if isinstance(namespace, dict) else None
+
+
+def _ipython_out() -> dict[Any, Any] | None:
+    out = (_ipython_ns() or {}).get("Out")
+    return out if isinstance(out, dict) else None
+
+
+def _is_out_alias(key: Any) -> bool:
+    return (
+        isinstance(key, str)
+        and (key in ("_", "__", "___") or key[1:].isdigit())
+        and (key.startswith("_"))
+    )
+
+
+def fix_for(chain: str) -> str | None:
+    """The fix for a referrer chain that ends at a well-known retainer (None otherwise)."""
+    for marker, fix in _FIXES:
+        if marker in chain:
+            name = chain.rsplit(marker, 1)[1].split()[0] if "{name}" in fix else ""
+            return fix.format(name=name.strip(" ,.;()") or "the function")
+    return None
+
+
+def is_tooling(obj: Any) -> bool:
+    """lensbook's own objects and tracemalloc's/linecache's caches: never the answer."""
+    if obj is linecache.cache:
+        return True
+    module = getattr(type(obj), "__module__", "") or ""
+    if module == "tracemalloc":
+        return True
+    return module.startswith("lensbook.") and not module.startswith("lensbook.scenarios")

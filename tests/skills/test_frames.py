@@ -1,0 +1,180 @@
+"""Attribution to the user's code: a throwaway installed library two or three frames below the
+user's function, and every skill that names a place blames the user's line."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+import logging
+import sys
+import threading
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from lensbook.skills import _frames
+from lensbook.skills.base import render_output
+from lensbook.skills.exceptions import ExceptionsSkill
+from lensbook.skills.memory import MemorySkill
+from lensbook.skills.threads import ThreadsSkill
+
+_LIBRARY = {
+    "plotkit/__init__.py": "from plotkit.figure import plot\n",
+    "plotkit/figure.py": (
+        "from plotkit import _render\n\ndef plot(points):\n    return _render.rasterise(points)\n"
+    ),
+    "plotkit/_render.py": (
+        "_CANVASES = []\n"
+        "\n"
+        "def rasterise(points):\n"
+        "    canvas = [bytearray(256) for _ in range(points)]  # library allocation\n"
+        "    _CANVASES.append(canvas)\n"
+        "    return len(canvas)\n"
+        "\n"
+        "def parse(text):\n"
+        "    return int(text)  # library raise\n"
+        "\n"
+        "def spin(stop):\n"
+        "    n = 0\n"
+        "    while not stop:\n"
+        "        n += 1\n"
+        "    return n\n"
+    ),
+    "plotkit-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: plotkit\nVersion: 1.0\n",
+    "plotkit-1.0.dist-info/top_level.txt": "plotkit\n",
+    "plotkit-1.0.dist-info/RECORD": "plotkit/__init__.py,,\nplotkit/figure.py,,\n",
+}
+
+
+@pytest.fixture
+def plotkit(tmp_path: Path) -> Iterator[ModuleType]:
+    """A small installed "library" (with its dist-info) in a temp dir on sys.path."""
+    root = tmp_path / "libs"
+    for name, text in _LIBRARY.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    sys.path.insert(0, str(root))
+    _frames.forget()
+    try:
+        yield importlib.import_module("plotkit")
+    finally:
+        sys.path.remove(str(root))
+        for name in [m for m in sys.modules if m == "plotkit" or m.startswith("plotkit.")]:
+            del sys.modules[name]
+        _frames.forget()
+
+
+def draw_report(lib: ModuleType) -> int:
+    return int(lib.plot(3000))  # user line
+
+
+def load_settings(lib: ModuleType) -> int:
+    return int(lib._render.parse("not a number"))  # user raise
+
+
+def render_loop(lib: ModuleType, stop: list[bool]) -> None:
+    lib._render.spin(stop)  # user spin
+
+
+def _unmarked(text: str) -> str:
+    """JSON text without the markers around the process's own text (thread names...)."""
+    return (
+        text.replace("\\u27e6", "")
+        .replace("\\u27e7", "")
+        .replace("\u27e6", "")
+        .replace("\u27e7", "")
+    )
+
+
+def _line(marker: str) -> int:
+    lines, _ = inspect.getsourcelines(sys.modules[__name__])
+    return next(i for i, line in enumerate(lines, 1) if marker in line)
+
+
+def _rendered(value: Any) -> Any:
+    """As the loop renders it, with the markers around the process's own text taken off."""
+    text = render_output(value, 100_000)
+    return json.loads(_unmarked(text))
+
+
+def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:
+    assert _frames.origin(plotkit._render.__file__) == "library"
+    assert _frames.origin(__file__) == "user"
+    assert _frames.origin(json.__file__) == "stdlib"
+    assert _frames.origin(_frames.__file__) == "lensbook"
+    assert _frames.origin("<ipython-input-3-abc>") == "user"
+    assert _frames.short_path(plotkit._render.__file__) == "plotkit/_render.py"
+
+
+def test_an_allocation_three_library_frames_down_is_blamed_on_the_users_line(
+    plotkit: ModuleType,
+) -> None:
+    was_tracing = tracemalloc.is_tracing()
+    skill = MemorySkill()
+    try:
+        skill.trace_start(frames=6)
+        draw_report(plotkit)
+        diff = _rendered(skill.allocation_diff(top=3))
+    finally:
+        skill.close()
+        plotkit._render._CANVASES.clear()
+        if tracemalloc.is_tracing() and not was_tracing:
+            tracemalloc.stop()
+    top = diff["sites"][0]
+    assert top["site"].endswith(f"test_frames.py:{_line('# user line')}"), diff
+    assert top["origin"] == "user"
+    via = " ".join(top["via"])
+    assert "plotkit/_render.py" in via and "plotkit/figure.py" in via
+    assert "(library)" in via
+
+
+def test_an_exception_raised_in_a_library_names_the_users_line(plotkit: ModuleType) -> None:
+    skill = ExceptionsSkill()
+    try:
+        skill.snapshot()
+        try:
+            load_settings(plotkit)
+        except ValueError:
+            logging.getLogger("settings").exception("bad settings")
+        latest = _rendered(skill.recent())["exceptions"][0]
+    finally:
+        skill.close()
+    assert latest["where"].startswith("plotkit/_render.py:")
+    assert latest["user_where"].startswith(f"tests/skills/test_frames.py:{_line('# user raise')}")
+
+
+def test_a_hot_thread_inside_a_library_names_the_users_function(plotkit: ModuleType) -> None:
+    stop: list[bool] = []  # a plain list: the hot loop calls nothing but its own code
+    worker = threading.Thread(target=render_loop, args=(plotkit, stop), name="renderer")
+    worker.start()
+    try:
+        hot = _rendered(ThreadsSkill().hot(seconds=0.3, top=5))
+    finally:
+        stop.append(True)
+        worker.join(10)
+    entry = next(t for t in hot["threads"] if t["thread"] == "renderer")
+    assert entry["hot_function"].startswith("spin (plotkit/_render.py)")
+    assert entry["user_function"].startswith("render_loop (")
+
+
+def test_a_thread_listed_inside_a_library_names_what_it_runs_and_the_users_frame(
+    plotkit: ModuleType,
+) -> None:
+    stop: list[bool] = []
+    worker = threading.Thread(target=render_loop, args=(plotkit, stop), name="renderer-2")
+    worker.start()
+    try:
+        listed = _rendered(ThreadsSkill().list_threads(limit=50))
+    finally:
+        stop.append(True)
+        worker.join(10)
+    group = next(g for g in listed["groups"] if g["threads"][0]["name"] == "renderer-2")
+    assert group["runs"].startswith("render_loop (tests/skills/test_frames.py:")
+    assert group["runs"].endswith("user code)")
+    assert group["user_frame"].startswith(f"tests/skills/test_frames.py:{_line('# user spin')}")

@@ -1,0 +1,75 @@
+"""The runtime skill's relative rules: RSS growth judged on the sampled history, thread growth
+and error rates, from real samples in the metrics store and real snapshots."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from lensbook.metrics import store
+from lensbook.skills.rules import Evidence
+from lensbook.skills.runtime import RuntimeSkill
+
+
+@pytest.fixture
+def skill() -> Iterator[RuntimeSkill]:
+    store.clear()
+    yield RuntimeSkill()
+    store.clear()
+
+
+def _evidence(skill: RuntimeSkill) -> Evidence:
+    ev = Evidence(context={"reason": ""})
+    ev.snapshots.append(skill.snapshot())
+    ev.snapshot_ids.append("s1")
+    ev.snapshot_times.append(time.time())
+    ev.results["runtime_trends"] = [({}, skill.trends())]
+    return ev
+
+
+def _judge(skill: RuntimeSkill, ev: Evidence) -> dict[str, Any]:
+    return {f.anomaly_type: f for rule in skill.rules() for f in rule.judge(ev)}
+
+
+def test_steady_rss_growth_in_the_samples_is_flagged_relative_to_the_process(
+    skill: RuntimeSkill,
+) -> None:
+    now = time.time()
+    rss = skill.snapshot()["rss_mb"]
+    # 60 s of samples rising steadily from half the present RSS to it
+    for i in range(13):
+        store.record("runtime", {"rss_mb": rss * (0.5 + i / 24)}, at=now - 60 + i * 5)
+    found = _judge(skill, _evidence(skill))
+    growth = found["memory_growth"]
+    assert "grows by" in growth.observation and "14 samples" in growth.observation
+
+
+def test_a_saw_tooth_heap_is_not_a_leak(skill: RuntimeSkill) -> None:
+    now = time.time()
+    rss = skill.snapshot()["rss_mb"]
+    for i in range(13):  # a busy ETL loop: up 60 MB, back down, again
+        store.record("runtime", {"rss_mb": rss + (60 if i % 2 else 0)}, at=now - 60 + i * 5)
+    assert "memory_growth" not in _judge(skill, _evidence(skill))
+
+
+def test_threads_started_and_never_ended_are_flagged(skill: RuntimeSkill) -> None:
+    now = time.time()
+    base = threading.active_count()
+    for i in range(6):
+        store.record("runtime", {"python_threads": max(1, base - 40 + i * 5)}, at=now - 30 + i)
+    stop = threading.Event()
+    workers = [threading.Thread(target=stop.wait, daemon=True) for _ in range(20)]
+    for w in workers:
+        w.start()
+    try:
+        found = _judge(skill, _evidence(skill))
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(5)
+    assert "thread_growth" in found
+    assert "the thread count rose from" in found["thread_growth"].observation

@@ -92,6 +92,8 @@ class ExceptionObserver:
         self._active = False
         self._prev_excepthook: Any = None
         self._prev_threadhook: Any = None
+        self._excepthook: Any = None
+        self._threadhook: Any = None
         self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = (
             weakref.WeakKeyDictionary()
         )
@@ -196,39 +198,45 @@ class ExceptionObserver:
             self.hook_shell(shell)
             return
         self._active = True
-        self._prev_excepthook = sys.excepthook
-        self._prev_threadhook = threading.excepthook
-        sys.excepthook = self._excepthook
-        threading.excepthook = self._threadhook
+        # new hook functions at every install, each with its own previous hook: one left in
+        # someone's chain at the last stop (they had wrapped it) only passes through, and a
+        # chain can never loop back on itself
+        prev_hook: Any = sys.excepthook
+        prev_thread: Any = threading.excepthook
+
+        def excepthook(
+            tp: type[BaseException], value: BaseException, tb: types.TracebackType | None
+        ) -> None:
+            if self._excepthook is excepthook and not issubclass(
+                tp, (KeyboardInterrupt, SystemExit)
+            ):
+                # recording must never hide the traceback the user expects
+                with contextlib.suppress(Exception):
+                    self.record(value, "main", uncaught=True)
+            (prev_hook or sys.__excepthook__)(tp, value, tb)
+
+        def threadhook(args: Any) -> None:
+            if (
+                self._threadhook is threadhook
+                and args.exc_value is not None
+                and not issubclass(args.exc_type, SystemExit)
+            ):
+                try:
+                    thread = args.thread
+                    name = thread.name if thread is not None else threading.current_thread().name
+                    self.count_thread_death(thread)
+                    event = self.record(args.exc_value, "thread", uncaught=True, source=name)
+                    if event is not None:
+                        self.on_thread_death(thread, event.detail)
+                except Exception:
+                    pass
+            (prev_thread or threading.__excepthook__)(args)
+
+        self._excepthook, self._prev_excepthook = excepthook, prev_hook
+        self._threadhook, self._prev_threadhook = threadhook, prev_thread
+        sys.excepthook = excepthook
+        threading.excepthook = threadhook
         self.hook_shell(shell)
-
-    def _excepthook(
-        self, tp: type[BaseException], value: BaseException, tb: types.TracebackType | None
-    ) -> None:
-        if self._active and not issubclass(tp, (KeyboardInterrupt, SystemExit)):
-            # recording must never hide the traceback the user expects
-            with contextlib.suppress(Exception):
-                self.record(value, "main", uncaught=True)
-        previous = self._prev_excepthook or sys.__excepthook__
-        previous(tp, value, tb)
-
-    def _threadhook(self, args: Any) -> None:
-        if (
-            self._active
-            and args.exc_value is not None
-            and not issubclass(args.exc_type, SystemExit)
-        ):
-            try:
-                thread = args.thread
-                name = thread.name if thread is not None else threading.current_thread().name
-                self.count_thread_death(thread)
-                event = self.record(args.exc_value, "thread", uncaught=True, source=name)
-                if event is not None:
-                    self.on_thread_death(thread, event.detail)
-            except Exception:
-                pass
-        previous = self._prev_threadhook or threading.__excepthook__
-        previous(args)
 
     def hook_loops(self, loops: Iterable[asyncio.AbstractEventLoop]) -> None:
         """Chain an exception handler onto every loop not hooked yet."""
@@ -247,7 +255,9 @@ class ExceptionObserver:
     ) -> Callable[[asyncio.AbstractEventLoop, dict[str, Any]], None]:
         def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
             exc = context.get("exception")
-            if self._active and isinstance(exc, BaseException):
+            current = self._loops.get(loop)
+            # an older handler of ours left in a chain passes through: only the current records
+            if current is not None and current[0] is handler and isinstance(exc, BaseException):
                 route = (
                     "task"
                     if isinstance(context.get("task") or context.get("future"), asyncio.Future)
@@ -292,10 +302,11 @@ class ExceptionObserver:
         if not self._active:
             return
         self._active = False
-        if sys.excepthook == self._excepthook:
+        if sys.excepthook is self._excepthook:
             sys.excepthook = self._prev_excepthook
-        if threading.excepthook == self._threadhook:
+        if threading.excepthook is self._threadhook:
             threading.excepthook = self._prev_threadhook
+        self._excepthook = self._threadhook = None  # a hook left in a chain passes through
         for loop, (handler, previous) in list(self._loops.items()):
             if not loop.is_closed() and loop.get_exception_handler() is handler:
                 loop.set_exception_handler(previous)

@@ -100,10 +100,13 @@ class ThreadObserver:
         prev_bootstrap = self._prev_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
         def start(thread: threading.Thread) -> None:
-            try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
-                observer.on_start(thread, sys._getframe(1))
-            except Exception:  # seeing a thread start must never stop it from starting
-                pass
+            # only the wrapper installed now records: an older one left in a chain (someone
+            # wrapped it after us) passes through
+            if observer._start_wrapper is start:
+                try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
+                    observer.on_start(thread, sys._getframe(1))
+                except Exception:  # seeing a thread start must never stop it from starting
+                    pass
             try:
                 prev_start(thread)
             except BaseException:
@@ -114,10 +117,11 @@ class ThreadObserver:
             try:
                 prev_bootstrap(thread)
             finally:
-                try:  # noqa: SIM105 (as above: the path every thread takes)
-                    observer.on_end(thread)
-                except Exception:
-                    pass
+                if observer._bootstrap_wrapper is _bootstrap_inner:
+                    try:  # noqa: SIM105 (as above: the path every thread takes)
+                        observer.on_end(thread)
+                    except Exception:
+                        pass
 
         start.__wrapped__ = prev_start  # type: ignore[attr-defined]
         _bootstrap_inner.__wrapped__ = prev_bootstrap  # type: ignore[attr-defined]

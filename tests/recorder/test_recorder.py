@@ -4,7 +4,9 @@ hooks put back exactly, caps under a flood."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 import logging
 import sys
@@ -413,3 +415,30 @@ def test_an_asyncio_failure_logged_by_the_default_handler_counts_once() -> None:
         loop.call_soon_threadsafe(loop.stop)
         runner.join(10)
         loop.close()
+
+
+def test_a_restart_over_a_hook_that_wrapped_ours_neither_loops_nor_counts_twice() -> None:
+    original = sys.excepthook
+    calls: list[str] = []
+    try:
+        recorder.start("api", sample_interval=None)
+        ours = sys.excepthook
+
+        def theirs(tp: Any, value: BaseException, tb: Any) -> None:  # wraps ours, stays
+            calls.append("theirs")
+            ours(tp, value, tb)
+
+        sys.excepthook = theirs
+        recorder.stop()  # ours cannot be taken out: it stays in their chain, quiet
+        recorder.clear()
+        recorder.start("api", sample_interval=None)  # new hook on top of theirs
+        try:
+            raise ValueError("once")
+        except ValueError as exc:
+            with contextlib.redirect_stderr(io.StringIO()):
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        assert calls == ["theirs"]
+        assert [e.detail["message"] for e in history_events(kinds=["exception"])] == ["once"]
+    finally:
+        recorder.stop()
+        sys.excepthook = original

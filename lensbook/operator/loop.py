@@ -11,8 +11,6 @@ when the model calls `done`, at the iteration limit (after one last turn to sum 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import json
 import time
 from collections.abc import Callable
@@ -34,6 +32,8 @@ from lensbook.clients.base import (
 from lensbook.clients.chain import ClientChain
 from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, history_tool, prompts
+from lensbook.operator.probe_pool import DaemonPool
+from lensbook.skills import intrusion
 from lensbook.skills.base import (
     ProbeTool,
     SkillLike,
@@ -60,9 +60,9 @@ __all__ = ["Investigation", "RunSettings", "publish_completed"]
 
 REPEAT_LIMIT = 3
 
-_probe_pool = concurrent.futures.ThreadPoolExecutor(
-    max_workers=4, thread_name_prefix="lensbook-probe"
-)
+# daemon threads: the interpreter never waits at exit for a probe its budget abandoned
+# (16: a probe's budget runs from its submission, so probes must not queue behind windows)
+_probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 
 
 class RunSettings:
@@ -170,6 +170,12 @@ class Investigation:
             result = self.result("error", error=str(exc))
             self._emit("error", error=str(exc))
             raise LLMError(str(exc), notifications=self.notifications, result=result) from exc
+        finally:
+            # whatever ended the run (done, limit, timeout, stop, cancel, crash, model error),
+            # what its probes switched on in the process is switched off now
+            undone = intrusion.undo_owned_by(self.run_id)
+            if undone:
+                self._emit("intrusions_undone", count=undone)
         return self.result("done")
 
     async def _triage_if_vague(self) -> None:
@@ -312,6 +318,9 @@ class Investigation:
         self._emit("tool_call", id=call.id, name=call.name, arguments=_safe_args(call.arguments))
         started = time.perf_counter()
         content, is_error = await self._dispatch(call)
+        # a lone surrogate (echoed from a hostile argument or read from the process) cannot be
+        # encoded for a record or a provider: it would end the run; replace it instead
+        content = content.encode("utf-8", "replace").decode("utf-8")
         if call.name == "get_history" and not is_error:
             self.history_ids.update(history_tool.ids_in(content))
         elapsed = time.perf_counter() - started
@@ -352,7 +361,7 @@ class Investigation:
             if call.name in self._base_names:
                 value = await tool.fn(**kwargs)
             else:
-                value = await _run_probe(tool, kwargs)
+                value = await _run_probe(tool, kwargs, self.run_id)
         except ToolRefused as exc:
             return f"{call.name}: {exc}", True
         except asyncio.TimeoutError:
@@ -567,12 +576,18 @@ class ToolRefused(Exception):
     """A base tool refuses a call; the message goes back to the model."""
 
 
-async def _run_probe(tool: ProbeTool, kwargs: dict[str, Any]) -> Any:
+async def _run_probe(tool: ProbeTool, kwargs: dict[str, Any], run_id: str) -> Any:
+    """Run a probe under its budget, its process changes attributed to run `run_id`."""
     if tool.is_async:
-        return await asyncio.wait_for(tool.fn(**kwargs), tool.budget)
+        with intrusion.run_scope(run_id):  # the probe's task copies this context
+            return await asyncio.wait_for(tool.fn(**kwargs), tool.budget)
+
+    def call() -> Any:
+        with intrusion.run_scope(run_id):
+            return tool.fn(**kwargs)
+
     loop = asyncio.get_running_loop()
-    future = loop.run_in_executor(_probe_pool, functools.partial(tool.fn, **kwargs))
-    return await asyncio.wait_for(future, tool.budget)
+    return await asyncio.wait_for(loop.run_in_executor(_probe_pool, call), tool.budget)
 
 
 def _parse_arguments(arguments: Any) -> Any:

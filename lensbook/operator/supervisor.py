@@ -12,7 +12,7 @@ from lensbook import _loop, recorder, records
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
 from lensbook.operator.actor import Operator
-from lensbook.skills import builtin_ids, resolve_skill
+from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.types import CompletionResult, NotificationList
 
 __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
@@ -99,7 +99,9 @@ def last_result(skill: Any) -> CompletionResult | None:
 
 
 def stop() -> None:
-    """Stop every static operator, the flight recorder (its hooks go) and the lens loop."""
+    """Stop every static operator, the flight recorder (its hooks go) and the lens loop, and
+    undo every change lensbook made to the process (tracing, wrappers, hooks, handlers; see
+    `lensbook.skills.intrusion`)."""
     recorder.stop()
     with _lock:
         ops = list(_static.values())
@@ -112,4 +114,6 @@ def stop() -> None:
     if watcher is not None:
         watcher.stop_watching()
     _loop.stop_loop()
+    # what probes switched on outside runs (direct calls) and the passive observers' hooks
+    intrusion.undo_all("lensbook stopped")
     records.writer.close_open()

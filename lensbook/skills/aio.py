@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
@@ -426,6 +427,7 @@ class AsyncioSkill(Skill):
         )
         self._heartbeat = _Heartbeat()
         self._slow: _SlowCallbacks | None = None
+        self._change: intrusion.Change | None = None
 
     def _hook(self) -> None:
         """Collect asyncio's slow-callback warnings from now on (idempotent)."""
@@ -433,6 +435,10 @@ class AsyncioSkill(Skill):
             if self._slow is None:
                 self._slow = _SlowCallbacks()
                 logging.getLogger("asyncio").addHandler(self._slow)
+                if self._change is None:  # removed by lensbook.stop() and at exit
+                    self._change = intrusion.switch_on(
+                        "asyncio slow-callback handler", self.close, max_seconds=None, session=True
+                    )
 
     def close(self) -> None:
         """Remove the logging handler; forget the tasks seen."""
@@ -441,6 +447,9 @@ class AsyncioSkill(Skill):
                 logging.getLogger("asyncio").removeHandler(self._slow)
                 self._slow = None
             self._seen = weakref.WeakKeyDictionary()
+            change, self._change = self._change, None
+        if change is not None:
+            change.forget()
 
     def _observe(
         self, task: asyncio.Task[Any], now: float, frames: list[types.FrameType] | None

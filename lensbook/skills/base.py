@@ -66,6 +66,7 @@ class _ProbeOptions:
     budget: float
     max_chars: int
     name: str | None
+    intrusive: str | None = None
     #: microseconds, no heap walk, no waiting: triage may call it on every sweep
     cheap: bool = False
 
@@ -79,7 +80,12 @@ def probe(fn: F, /) -> F: ...
 
 @overload
 def probe(
-    *, budget: float = ..., max_chars: int = ..., name: str | None = ..., cheap: bool = ...
+    *,
+    budget: float = ...,
+    max_chars: int = ...,
+    name: str | None = ...,
+    intrusive: str | None = ...,
+    cheap: bool = ...,
 ) -> Callable[[F], F]: ...
 
 
@@ -90,6 +96,7 @@ def probe(
     budget: float = DEFAULT_BUDGET,
     max_chars: int = DEFAULT_MAX_CHARS,
     name: str | None = None,
+    intrusive: str | None = None,
     cheap: bool = False,
 ) -> Any:
     """Mark a skill method (or a plain function) as a probe the model may call.
@@ -99,6 +106,10 @@ def probe(
     seconds, `max_chars` the cap on the JSON output the model sees. `cheap` declares that it
     costs microseconds with its defaults (no heap walk, no waiting), so triage
     (`lensbook.triage()`) may call it when a rule asks for it.
+
+    `intrusive` declares that the probe changes the process (what it changes, e.g.
+    ``"tracemalloc"``). Such a probe must enter each change in `lensbook.skills.intrusion`
+    with its undo callable and a bounded life, so the run's end, `stop()` and exit undo it.
     """
 
     def mark(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -106,11 +117,10 @@ def probe(
             raise TypeError(
                 f"probe {f.__qualname__} needs a docstring: it is the tool's description"
             )
-        setattr(
-            f,
-            _PROBE_ATTR,
-            _ProbeOptions(budget=budget, max_chars=max_chars, name=name, cheap=cheap),
+        options = _ProbeOptions(
+            budget=budget, max_chars=max_chars, name=name, intrusive=intrusive, cheap=cheap
         )
+        setattr(f, _PROBE_ATTR, options)
         return f
 
     return mark(fn) if fn is not None else mark
@@ -200,9 +210,12 @@ class ProbeTool:
         args_model: type[BaseModel],
         budget: float,
         max_chars: int,
+        intrusive: str | None = None,
         cheap: bool = False,
     ) -> None:
         self.fn = fn
+        #: what the probe changes in the process (None: it only observes)
+        self.intrusive = intrusive
         self.cheap = cheap
         self.name = name
         self.description = description
@@ -228,6 +241,7 @@ class ProbeTool:
             args_model=build_args_model(fn, arg_docs, model_name=full),
             budget=options.budget,
             max_chars=options.max_chars,
+            intrusive=options.intrusive,
             cheap=options.cheap,
         )
 

@@ -15,6 +15,7 @@ selection is one pass over the collector's objects when the caller scans for the
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import linecache
 import time
@@ -22,6 +23,8 @@ import tracemalloc
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from lensbook.skills import intrusion
 
 __all__ = ["created_where"]
 
@@ -38,10 +41,18 @@ def created_where(
 
     seconds = min(max(seconds, 0.2), 5.0)
     owned = not tracemalloc.is_tracing()
+    window: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if owned:
         tracemalloc.start(FRAMES)
-    try:
-        time.sleep(seconds)
+        # entered in the intrusion ledger: the run's end, stop() and exit stop it early
+        window = intrusion.window(
+            "tracemalloc", _stop_if_tracing, max_seconds=seconds + 1.0, detail="created_where"
+        )
+    with window as change:
+        if change is not None:
+            change.wait(seconds)
+        else:
+            time.sleep(seconds)  # the process's own tracing: nothing of ours to undo
         sites: Counter[str] = Counter()
         via: dict[str, str] = {}
         older = 0
@@ -69,9 +80,6 @@ def created_where(
                 if below and site not in via:
                     via[site] = " <- ".join(reversed(below))
             sites[site] += 1
-    finally:
-        if owned:
-            tracemalloc.stop()
     return {
         "window_s": seconds,
         "created_in_window": sum(sites.values()),
@@ -81,6 +89,11 @@ def created_where(
             for site, n in sites.most_common(max(top, 1))
         ],
     }
+
+
+def _stop_if_tracing() -> None:
+    if tracemalloc.is_tracing():
+        tracemalloc.stop()
 
 
 def _traceback_of(obj: Any) -> tracemalloc.Traceback | None:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
@@ -264,6 +265,7 @@ class _Hooks:
         default_factory=weakref.WeakKeyDictionary
     )
     shell: Any = None
+    change: intrusion.Change | None = None
     cell_callback: Callable[..., Any] | None = None
     active: bool = True
 
@@ -366,6 +368,10 @@ class ExceptionsSkill(Skill):
         threading.excepthook = threadhook
         hooks.handler = _LoggedTracebacks(log)
         logging.root.addHandler(hooks.handler)
+        # removed by lensbook.stop() and at exit
+        hooks.change = intrusion.switch_on(
+            "exception hooks", self.close, max_seconds=None, session=True
+        )
         return hooks
 
     @staticmethod
@@ -422,6 +428,8 @@ class ExceptionsSkill(Skill):
         if hooks is None:
             return
         hooks.active = False
+        if hooks.change is not None:
+            hooks.change.forget()
         if sys.excepthook is hooks.excepthook and hooks.prev_excepthook is not None:
             sys.excepthook = hooks.prev_excepthook
         if threading.excepthook is hooks.threadhook and hooks.prev_threadhook is not None:

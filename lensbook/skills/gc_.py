@@ -8,6 +8,7 @@ type (and by whether the type defines `__del__`), then released.
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 import threading
@@ -17,8 +18,15 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+from lensbook.skills import intrusion
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.memory import _code_site, _type_name, _type_origin, _type_site, probe_with
+from lensbook.skills.memory import (
+    _code_site,
+    _type_name,
+    _type_origin,
+    _type_site,
+    probe_with,
+)
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
@@ -76,6 +84,7 @@ class GCSkill(Skill):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._installed_at: float | None = None
+        self._change: intrusion.Change | None = None
         self._started: float | None = None
         self._pauses: deque[_Pause] = deque(maxlen=PAUSE_HISTORY)
         self._pause_total = [0.0, 0.0, 0.0]
@@ -89,6 +98,10 @@ class GCSkill(Skill):
             if self._installed_at is None:
                 self._installed_at = time.time()
                 gc.callbacks.append(self._on_gc)
+                # removed by lensbook.stop() and at exit
+                self._change = intrusion.switch_on(
+                    "gc.callbacks hook", self.close, max_seconds=None, session=True
+                )
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         # runs inside every collection, in whichever thread triggered it: keep it tiny
@@ -122,6 +135,9 @@ class GCSkill(Skill):
                     gc.callbacks.remove(self._on_gc)
                 self._installed_at = None
                 self._started = None
+            change, self._change = self._change, None
+        if change is not None:
+            change.forget()
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -196,7 +212,7 @@ class GCSkill(Skill):
             "hook_installed_s_ago": round(now - installed, 1),
         }
 
-    @probe_with(budget=12.0)
+    @probe_with(budget=12.0, intrusive="gc debug flags (DEBUG_SAVEALL)")
     def cycle_types(
         self, seconds: float = 1.0, top: int = 8, max_objects: int = 200_000
     ) -> dict[str, Any]:
@@ -224,13 +240,13 @@ class GCSkill(Skill):
         collections0 = [s["collections"] for s in gc.get_stats()]
         started = time.perf_counter()
         gc.set_debug(flags | gc.DEBUG_SAVEALL)
-        try:
-            while time.perf_counter() - started < seconds:
-                time.sleep(0.02)
+        # the run's end, lensbook.stop() and exit put the flags back even mid-window
+        with intrusion.window(
+            "gc DEBUG_SAVEALL", functools.partial(gc.set_debug, flags), max_seconds=seconds + 1
+        ) as change:
+            while time.perf_counter() - started < seconds and not change.wait(0.02):
                 if len(gc.garbage) - first >= max_objects:
                     break
-        finally:
-            gc.set_debug(flags)
         watched = time.perf_counter() - started
         kept = gc.garbage[first:]
         if not users_saveall:
@@ -288,10 +304,10 @@ class GCSkill(Skill):
             total = len(objs)
             by_type: Counter[type] = Counter()
             scanned = 0
-            for start in range(0, total, 262144):
+            for start in range(0, total, 65536):
                 if time.perf_counter() > deadline:
                     break
-                chunk = objs[start : start + 262144]
+                chunk = objs[start : start + 65536]
                 by_type.update(map(type, chunk))
                 scanned += len(chunk)
                 del chunk

@@ -20,6 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
+
+from lensbook.skills import intrusion
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import clip, redact_text
@@ -320,6 +323,36 @@ class _RingHandler(ObserverHandler):
             self.release()
 
 
+#: the longest pattern a model may search with (RE2 compiles it to a bounded program anyway)
+MAX_PATTERN = 500
+
+
+def compile_search_pattern(pattern: str) -> Any:
+    """A case-insensitive RE2 pattern; raises `ValueError` saying why a pattern is refused.
+
+    Why RE2 and not `re` with a timeout: `re` cannot be interrupted (a catastrophic pattern
+    held the GIL for minutes after its probe's budget abandoned it), and the `regex` module's
+    timeout still spends the whole budget holding the GIL. RE2 matches in time linear in the
+    text, so there is nothing to interrupt.
+    """
+    if not isinstance(pattern, str) or not pattern:
+        raise ValueError("give a non-empty regular expression")
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(f"the pattern is {len(pattern)} characters; at most {MAX_PATTERN}")
+    options = re2.Options()
+    options.case_sensitive = False
+    options.log_errors = False  # RE2 would print to the user's stderr
+    options.max_mem = 8 << 20  # bounds the compiled program of a huge repetition
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+        raise ValueError(
+            f"invalid regular expression {pattern!r}: {reason} (patterns use RE2 syntax: no "
+            "backreferences or lookarounds)"
+        ) from None
+
+
 class LogsSkill(Skill):
     id = "logs"
     title = "Logging"
@@ -342,6 +375,7 @@ class LogsSkill(Skill):
         self.max_records = max_records
         self.max_age = max_age
         self._handler: _RingHandler | None = None
+        self._change: intrusion.Change | None = None
         self._lock = threading.Lock()
 
     # -- the handler ----------------------------------------------------------------------
@@ -358,6 +392,10 @@ class LogsSkill(Skill):
                 handler = _RingHandler(self.max_records, self.max_age)
                 logging.root.addHandler(handler)
                 self._handler = handler
+                if self._change is None:  # removed by lensbook.stop() and at exit
+                    self._change = intrusion.switch_on(
+                        "logs handler", self.close, max_seconds=None, session=True
+                    )
             return handler
 
     def close(self) -> None:
@@ -366,6 +404,9 @@ class LogsSkill(Skill):
             if self._handler is not None:
                 logging.root.removeHandler(self._handler)
                 self._handler = None
+            change, self._change = self._change, None
+        if change is not None:
+            change.forget()
 
     # -- snapshot and probes --------------------------------------------------------------
 
@@ -509,19 +550,19 @@ class LogsSkill(Skill):
     def search(self, pattern: str, limit: int = 15, min_level: str = "DEBUG") -> dict[str, Any]:
         """Records in the buffer whose message or logger name matches a regular expression.
 
-        Matching is done on the redacted text, so a search cannot reveal a credential.
+        Matching is done on the redacted text, so a search cannot reveal a credential. The
+        pattern is run by RE2, whose matching time is linear in the text: no pattern can make
+        it backtrack for minutes (RE2 has no backreferences or lookarounds).
 
         Cost: one redaction and regex match per buffered record, ~70 ms for a full ring of 5,000.
 
         Args:
-            pattern: a Python regular expression, case-insensitive (e.g. "timeout|refused").
+            pattern: a regular expression (RE2 syntax, like Python's without backreferences
+                or lookarounds), case-insensitive (e.g. "timeout|refused").
             limit: how many records to return, newest first (at most 100).
             min_level: the lowest level searched.
         """
-        try:
-            regex = re.compile(pattern, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from None
+        regex = compile_search_pattern(pattern)
         h = self.install()
         level = parse_level(min_level)
         now = time.time()
@@ -597,7 +638,7 @@ class LogsSkill(Skill):
             "groups": shown,
         }
 
-    @probe
+    @probe(budget=8.0, intrusive="tracemalloc")  # a window of up to 5 s, then one pass
     def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
         """Where handlers are being created: the user code (function, file:line) that made the
         handlers (lensbook's own aside) created during a short tracemalloc window.

@@ -12,6 +12,7 @@ out (``"partial": true``) instead of overrunning its budget.
 
 from __future__ import annotations
 
+import functools
 import gc
 import heapq
 import inspect
@@ -33,6 +34,7 @@ from typing import Any, TypeVar
 import psutil
 
 from lensbook.metrics import store as metrics_store
+from lensbook.skills import intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
@@ -49,9 +51,9 @@ _KB = 1024
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def probe_with(*, budget: float) -> Callable[[_F], _F]:
+def probe_with(*, budget: float, intrusive: str | None = None) -> Callable[[_F], _F]:
     """`probe(budget=...)` typed for mypy (`probe` called with options returns Any)."""
-    marker: Callable[[_F], _F] = probe(budget=budget)
+    marker: Callable[[_F], _F] = probe(budget=budget, intrusive=intrusive)
     return marker
 
 
@@ -112,6 +114,32 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
 
 def _code_site(code: types.CodeType) -> str:
     return _where(code.co_filename, code.co_firstlineno)
+
+
+class Pacer:
+    """Hands the GIL back during a heap walk, so a busy main thread keeps most of its pace.
+
+    Used where the walk holds no list of every object while it rests (tracemalloc traces, the
+    referrer climb between its gc.get_referrers calls). A walk on a probe thread would
+    otherwise share the interpreter 50/50 with the main thread
+    (both ask for the GIL every 5 ms switch interval), or hold it for a whole C call. Called
+    between chunks, the pacer rests `rest` times as long as the walk worked since its last
+    rest, once that passes `slice_s`: with the default the walk takes at most a third of the
+    interpreter, in short slices, and its wall time triples (deadlines account for it: results
+    are partial sooner on huge heaps).
+    """
+
+    def __init__(self, slice_s: float = 0.01, rest: float = 2.0) -> None:
+        self.slice_s = slice_s
+        self.rest = rest
+        # CPU time of this thread: time spent waiting for the GIL is not work to rest from
+        self.mark = time.thread_time()
+
+    def __call__(self) -> None:
+        worked = time.thread_time() - self.mark
+        if worked >= self.slice_s:
+            time.sleep(min(worked * self.rest, 0.2))
+            self.mark = time.thread_time()
 
 
 def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
@@ -192,10 +220,12 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
         stride = len(raw) / max_traces
     by_tb: dict[int, list[Any]] = {}
     scanned = 0
-    for start in range(0, len(picked), 65536):
+    pace = Pacer()
+    for start in range(0, len(picked), 16384):
+        pace()
         if time.perf_counter() > deadline:
             break
-        chunk = picked[start : start + 65536]
+        chunk = picked[start : start + 16384]
         # tracemalloc hands out one tuple per distinct traceback, so keying by id is exact
         # (every tuple stays alive in `raw`) and cheaper than hashing nested tuples
         for _domain, size, tb, _nframe in chunk:
@@ -227,16 +257,123 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
 _TRACED_PASS_MAX = 200_000
 
 
+#: while lensbook owns the window, tracemalloc is on in bursts of this long...
+TRACE_BURST_S = 0.05
+#: ...for this share of the window by default (see `MemorySkill(trace_duty=...)`)
+DEFAULT_TRACE_DUTY = 0.1
+#: the longest tracing window a model can open
+MAX_TRACE_SECONDS = 60.0
+
+
 @dataclass
 class _TraceWindow:
-    """A tracemalloc window opened by this skill (or joined, when the user was tracing)."""
+    """A tracemalloc window opened by this skill (or joined, when the user was tracing).
+
+    An owned window with a duty below 1 is traced in bursts: a ``lensbook-tracemalloc-window``
+    thread starts tracing, waits `TRACE_BURST_S`, takes a snapshot (small: only the burst's
+    surviving blocks), stops tracing and adds the snapshot's sites to `sampled`, then rests.
+    tracemalloc has no pause and `stop()` drops its traces, so bursts are the only way to
+    bound its cost (x8 per allocation with 1 frame) to a share of the window.
+    """
 
     started_at: float
     frames: int
     owned: bool
     #: per-site sizes and counts when the window opened (only when joining the user's tracing)
     baseline: dict[RawFrame, tuple[int, int]] = field(default_factory=dict)
-    timer: threading.Timer | None = None
+    duty: float = 1.0
+    #: what the bursts found so far (sizes of blocks still alive at each burst's end)
+    sampled: _Grouped = field(default_factory=_Grouped)
+    traced_s: float = 0.0
+    bursts: int = 0
+    ended_by: str | None = None
+    ended_at: float | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    cycler: threading.Thread | None = None
+    change: intrusion.Change | None = None
+
+    @property
+    def bursting(self) -> bool:
+        return self.owned and self.duty < 1.0
+
+    def end(self, reason: str) -> None:
+        """Stop tracing (if lensbook started it). Called through the intrusion ledger, from
+        any thread; takes no skill lock, so a run's end never waits for a running probe."""
+        if self.ended_by is None:
+            self.ended_by = reason
+        self.stop.set()
+        cycler = self.cycler
+        if cycler is not None and cycler.is_alive():
+            if cycler is not threading.current_thread():
+                cycler.join(5.0)  # it ends its burst (snapshot, stop) within ~0.1 s
+        elif self.owned and tracemalloc.is_tracing():
+            tracemalloc.stop()  # a whole-window trace, or a first burst never handed over
+        if self.ended_at is None:
+            self.ended_at = time.time()
+
+    def cycle(self, began: float) -> None:
+        """The bursts of an owned window until `stop` is set; the first began at `began`."""
+        rest = TRACE_BURST_S / self.duty - TRACE_BURST_S
+        try:
+            while True:
+                try:
+                    self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
+                    snap = tracemalloc.take_snapshot()
+                finally:
+                    tracemalloc.stop()
+                traced = time.perf_counter() - began
+                grouped = _group(snap, time.perf_counter() + 1.0, _TRACED_PASS_MAX)
+                del snap
+                with self.lock:
+                    _merge(self.sampled, grouped)
+                    self.traced_s += traced
+                    self.bursts += 1
+                if self.stop.wait(rest):
+                    return
+                if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
+                    self.ended_by = self.ended_by or "the process started tracing itself"
+                    return
+                began = time.perf_counter()
+                tracemalloc.start(self.frames)
+        finally:
+            self.ended_at = time.time()
+            # ended on its own (not by `end`, which holds the change's lock while joining us)
+            if self.change is not None and not self.stop.is_set():
+                self.change.undo("window ended")
+
+
+def _merge(into: _Grouped, more: _Grouped) -> None:
+    """Add the sites of one burst to those of the bursts before it."""
+    into.total += more.total
+    into.partial = into.partial or more.partial
+    into.stride = max(into.stride, more.stride)
+    for kind, size in more.excluded.items():
+        into.excluded[kind] = into.excluded.get(kind, 0) + size
+    for site, stat in more.sites.items():
+        mine = into.sites.get(site)
+        if mine is None:
+            into.sites[site] = stat
+            continue
+        mine.size += stat.size
+        mine.count += stat.count
+        if stat.traceback_size > mine.traceback_size:
+            mine.traceback, mine.traceback_size = stat.traceback, stat.traceback_size
+
+
+def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
+    """Burst sums scaled to the whole window (an estimate, like `_group`'s sampling)."""
+    out = _Grouped(
+        total=grouped.total,
+        stride=grouped.stride * factor,
+        partial=grouped.partial,
+        excluded={k: round(v * factor) for k, v in grouped.excluded.items()},
+    )
+    for site, stat in grouped.sites.items():
+        out.sites[site] = _SiteStat(
+            round(stat.size * factor), round(stat.count * factor), stat.traceback, stat.size
+        )
+    return out
 
 
 # -- heap walks ---------------------------------------------------------------------------------
@@ -260,11 +397,14 @@ def _take_census(deadline: float) -> _Census:
         by_type: Counter[type] = Counter()
         codes: Counter[types.CodeType] = Counter()
         partial = False
-        for start in range(0, total, 262144):
+        # no Pacer here: resting while holding the list of every object lengthens the time
+        # objects still under construction in other threads are held (a segfault seen in the
+        # hostile suite); the chunks keep each step short instead
+        for start in range(0, total, 32768):
             if time.perf_counter() > deadline:
                 partial = True
                 break
-            chunk = objs[start : start + 262144]
+            chunk = objs[start : start + 32768]
             by_type.update(map(type, chunk))
             # closures and bound methods are counted by the code that made them: a leak of
             # callbacks shows as one function site growing, not as "function" in general
@@ -497,7 +637,9 @@ def _climb(
     share_values: bool,
 ) -> None:
     seen = {id(current)}
+    pace = Pacer()
     for _ in range(max_depth):
+        pace()  # each gc.get_referrers below walks the whole heap in one C call
         name = names.get(id(current))
         if name is not None:
             known = global_root(name)
@@ -610,7 +752,14 @@ class MemorySkill(Skill):
         "~0.1 s per million objects; do not repeat them needlessly."
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, trace_duty: float = DEFAULT_TRACE_DUTY) -> None:
+        """`trace_duty`: the share of a tracing window that tracemalloc is really on (in
+        bursts of 50 ms); 1.0 traces the whole window (exact sums, but allocation-heavy code
+        runs ~8x slower for the window's length). The user's choice: a model cannot change it.
+        """
+        if not 0.0 < trace_duty <= 1.0:
+            raise ValueError(f"trace_duty must be in (0, 1], got {trace_duty!r}")
+        self.trace_duty = trace_duty
         self._process = psutil.Process()
         self._lock = threading.RLock()
         self._window: _TraceWindow | None = None
@@ -681,25 +830,27 @@ class MemorySkill(Skill):
 
     # -- tracemalloc ------------------------------------------------------------------------
 
-    @probe_with(budget=8.0)
+    @probe_with(budget=8.0, intrusive="tracemalloc")
     def trace_start(self, frames: int = 1, max_seconds: float = 60.0) -> dict[str, Any]:
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
-        Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so it runs in a
-        short window: memory_allocation_diff closes it, and it stops by itself after
-        `max_seconds`. If the process was already tracing, the window joins that tracing (a
-        baseline is taken) and never stops it.
+        Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so by default
+        it is on in 50 ms bursts for 10% of the window (sums are scaled to the window, an
+        estimate), and the window is short: memory_allocation_diff closes it, it stops by
+        itself after `max_seconds`, and when the run ends. If the process was already
+        tracing, the window joins that tracing (a baseline is taken) and never stops it.
 
         Args:
             frames: frames kept per allocation (1 to 25); 1 names the allocating line, more
                 show who called it.
-            max_seconds: stop tracing after this many seconds if nobody closed the window.
+            max_seconds: stop tracing after this many seconds if nobody closed the window
+                (at most 60).
 
         Cost: starting is instant; joining existing tracing takes a snapshot (~0.5 s per
         million traced blocks).
         """
         frames = min(max(frames, 1), 25)
-        max_seconds = min(max(max_seconds, 1.0), 600.0)
+        max_seconds = min(max(max_seconds, 1.0), MAX_TRACE_SECONDS)
         with self._lock:
             if self._window is not None and self._window.owned:
                 self._close_window()
@@ -720,18 +871,32 @@ class MemorySkill(Skill):
                     "baseline_sampled_1_in": round(grouped.stride, 1),
                     "baseline_partial": grouped.partial,
                 }
-            tracemalloc.start(frames)
-            timer = threading.Timer(max_seconds, self._expire)
-            timer.daemon = True
-            timer.name = "lensbook-tracemalloc-window"
-            self._window = _TraceWindow(
-                started_at=time.time(), frames=frames, owned=True, timer=timer
+            window = _TraceWindow(
+                started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            timer.start()
+            tracemalloc.start(frames)  # the whole window, or its first burst
+            if window.bursting:
+                window.cycler = threading.Thread(
+                    target=window.cycle,
+                    args=(time.perf_counter(),),
+                    name="lensbook-tracemalloc-window",
+                    daemon=True,
+                )
+            # raises RunEnded (tracing already stopped again) if the asking run has ended
+            window.change = intrusion.switch_on(
+                "tracemalloc",
+                functools.partial(window.end, "switched off"),
+                max_seconds=max_seconds,
+                detail=f"{frames} frame(s), {window.duty:.0%} of the window",
+            )
+            self._window = window
+            if window.cycler is not None:
+                window.cycler.start()
             return {
                 "tracing": True,
                 "started_by": "lensbook",
                 "frames": frames,
+                "traced_share": window.duty,
                 "stops_after_s": max_seconds,
             }
 
@@ -743,7 +908,8 @@ class MemorySkill(Skill):
         """
         with self._lock:
             window = self._window
-            if window is None:
+            if window is None or window.ended_by is not None:
+                self._window = None
                 return {"tracing": tracemalloc.is_tracing(), "note": "no window was open"}
             self._close_window()
             return {"tracing": tracemalloc.is_tracing(), "stopped": window.owned}
@@ -772,16 +938,35 @@ class MemorySkill(Skill):
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
             window = self._window
-            if window is None and not tracemalloc.is_tracing():
-                raise RuntimeError("tracemalloc is not tracing: call memory_trace_start first")
-            deadline = time.perf_counter() + 6.0
-            snap = tracemalloc.take_snapshot()
-            frames = snap.traceback_limit
-            if stop and window is not None:
-                # stop before grouping: a pass over a million blocks is ~10x slower while traced
-                self._close_window()
-            grouped = _group(snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None)
-            del snap
+            if window is not None and window.bursting:
+                if stop:
+                    self._close_window()  # ends the current burst, adding it to the sums
+                with window.lock:
+                    traced_s = window.traced_s
+                    wall_s = (window.ended_at or time.time()) - window.started_at
+                    wall_s = max(wall_s, traced_s)
+                    grouped = _scaled(window.sampled, wall_s / traced_s if traced_s else 1.0)
+                frames = window.frames
+            else:
+                if window is not None and window.ended_by is not None:
+                    self._close_window()
+                    raise RuntimeError(
+                        f"the tracemalloc window had ended ({window.ended_by}) and its traces "
+                        "are gone: call memory_trace_start again"
+                    )
+                if window is None and not tracemalloc.is_tracing():
+                    raise RuntimeError("tracemalloc is not tracing: call memory_trace_start first")
+                deadline = time.perf_counter() + 6.0
+                snap = tracemalloc.take_snapshot()
+                frames = snap.traceback_limit
+                if stop and window is not None:
+                    # stop before grouping: a pass over a million blocks is ~10x slower traced
+                    self._close_window()
+                grouped = _group(
+                    snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None
+                )
+                del snap
+                traced_s = None
         baseline = window.baseline if window is not None else {}
         rows: list[tuple[RawFrame, int, int, _SiteStat]] = []
         for site, stat in grouped.sites.items():
@@ -822,23 +1007,15 @@ class MemorySkill(Skill):
             "partial": grouped.partial,
             "excluded_kb": {k: round(v / _KB, 1) for k, v in grouped.excluded.items()},
             "tracing_after": tracemalloc.is_tracing(),
+            "traced_s": None if traced_s is None else round(traced_s, 2),
             "sites": sites,
             "sites_omitted_for_size": omitted,
         }
 
     def _close_window(self) -> None:
         window, self._window = self._window, None
-        if window is None:
-            return
-        if window.timer is not None:
-            window.timer.cancel()
-        if window.owned and tracemalloc.is_tracing():
-            tracemalloc.stop()
-
-    def _expire(self) -> None:
-        with self._lock:
-            if self._window is not None and self._window.owned:
-                self._close_window()
+        if window is not None and window.change is not None:
+            window.change.undo("window closed")  # runs window.end (stops tracing if ours)
 
     def close(self) -> None:
         """Stop any tracing this skill started and forget its baselines."""

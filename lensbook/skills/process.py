@@ -401,7 +401,7 @@ class ProcessSkill(Skill):
             out[name.removeprefix("RLIMIT_").lower()] = entry
         return out
 
-    @probe
+    @probe(budget=8.0, intrusive="tracemalloc")  # a window of up to 5 s, then one pass
     def created(self, kind: str = "socket", seconds: float = 1.0) -> dict[str, Any]:
         """Where new handles are created: the user code (function, file:line) that allocated
         the open sockets, files or child processes (`subprocess.Popen`) created during a short

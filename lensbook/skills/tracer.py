@@ -1,16 +1,28 @@
 """The `tracer` skill: count and time the calls of one named function for a short window.
 
-The function, named ``module.qualname`` (``json.dumps``, ``app.db.Pool.get``), is looked up in
-modules already loaded (nothing is imported) and replaced, in the module or class that defines
-it, by a wrapper that records the duration, caller, thread and exception of each call. The
-original object is put back when the window ends, when the call limit is reached, or when
-anything fails. Only calls that look the function up by its attribute while the window is open
-are seen: a reference taken before (``from m import f``, a stored callback) bypasses the wrapper,
-and one taken during the window keeps a pass-through wrapper that records nothing afterwards.
+The function, named ``module.qualname`` (``app.db.Pool.get``, ``urllib.request.urlopen``), is
+looked up in modules already loaded (nothing is imported) and replaced, in the module or class
+that defines it, by a wrapper that records the duration, caller, thread and exception of each
+call. The original object is put back when the window ends, when the call limit is reached, or
+when anything fails. Only calls that look the function up by its attribute while the window is
+open are seen: a reference taken before (``from m import f``, a stored callback) bypasses the
+wrapper, and one taken during the window keeps a pass-through wrapper that records nothing
+afterwards.
 
 Why wrap rather than profile: `sys.setprofile` hooks every call of every function (a large
 slowdown everywhere) and, before Python 3.12, cannot reach threads that already run; a wrapper
 costs ~3 µs on the traced function's calls only.
+
+Doing no harm: a wrapper put on a function that lensbook, the lens loop or the interpreter's own
+machinery calls would run inside that machinery (``builtins.len`` deadlocked on the tracer's own
+lock, ``time.monotonic`` recursed until the lens-loop thread died). So such targets are refused
+(`refusal`): builtins, the modules lensbook and its loop run on, lensbook itself, C accelerator
+modules. The wrapper's bookkeeping is also guarded per thread (`_Guard`, a `threading.local`
+whose attribute reads are C code that cannot be wrapped): a call made while the same thread is
+already recording passes straight through, so no target can recurse into the recorder or wait
+on its lock. Its helpers (clock, thread name, random) are bound at import, not looked up by
+attribute at call time. Each window is entered in `lensbook.skills.intrusion`, so the run's
+end, `lensbook.stop()` and exit put the original back even if the window's thread is stuck.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
@@ -49,6 +62,41 @@ MAX_SECONDS = 10.0
 MAX_CALLS = 100_000
 _MAX_CALLERS = 200
 _RESERVOIR = 2000
+
+#: top-level modules whose functions are never wrapped: lensbook, its lens loop, its
+#: dependencies on the probe path and the interpreter's machinery call them (a wrapper there
+#: would run inside lensbook's own bookkeeping, or slow every call in the process)
+REFUSED_MODULES = frozenset(
+    """
+    builtins sys time threading asyncio concurrent selectors select socket signal atexit
+    functools itertools operator collections heapq bisect random types typing abc inspect
+    weakref contextvars queue copy copyreg gc tracemalloc faulthandler traceback linecache
+    logging warnings importlib pkgutil zipimport encodings codecs io os posixpath genericpath
+    stat re sre_compile sre_parse json enum dataclasses string textwrap reprlib pickle struct
+    lensbook pydantic pydantic_core typing_extensions annotated_types psutil re2 anthropic
+    openai httpx httpcore h11 anyio sniffio certifi ssl IPython ipykernel jupyter_client zmq
+    tornado traitlets comm ipywidgets
+    """.split()  # noqa: SIM905 (a word list reads better than 80 quoted strings)
+)
+#: special methods called implicitly by the interpreter on every attribute access or deletion
+_REFUSED_ATTRS = frozenset(
+    {"__getattribute__", "__getattr__", "__setattr__", "__delattr__", "__del__", "__hash__"}
+)
+
+_now = time.perf_counter
+_monotonic = time.monotonic
+_getframe = sys._getframe
+_current_thread = threading.current_thread
+_random = random.Random()
+
+
+class _Guard(threading.local):
+    """Per-thread flag: set while this thread runs the wrapper's own bookkeeping."""
+
+    busy = False
+
+
+_guard = _Guard()
 
 # -- finding the function -------------------------------------------------------------------
 
@@ -78,7 +126,9 @@ def resolve_target(name: str) -> _Target:
     """Find ``module.qualname`` among loaded modules; raises `ValueError` saying why not."""
     parts = name.strip().split(".")
     if len(parts) < 2 or not all(p.isidentifier() for p in parts):
-        raise ValueError(f"{name!r} is not a dotted name: give module.qualname, e.g. json.dumps")
+        raise ValueError(
+            f"{name!r} is not a dotted name: give module.qualname, e.g. app.db.Pool.get"
+        )
     module: types.ModuleType | None = None
     split = 0
     for split in range(len(parts) - 1, 0, -1):
@@ -130,6 +180,33 @@ def resolve_target(name: str) -> _Target:
     return _Target(name=name, owner=owner, attr=attr, original=raw, func=func, kind=kind)
 
 
+def _top_module(name: object) -> str:
+    return name.split(".", 1)[0] if isinstance(name, str) else ""
+
+
+def refusal(target: _Target) -> str | None:
+    """Why the tracer must not wrap `target` (None when it may)."""
+    owner = target.owner
+    owner_module = owner.__name__ if isinstance(owner, types.ModuleType) else owner.__module__
+    for where in (_top_module(owner_module), _top_module(getattr(target.func, "__module__", ""))):
+        if where in REFUSED_MODULES or where.startswith("_"):
+            return (
+                f"{target.name} is refused: {where!r} is part of the machinery lensbook and the "
+                "interpreter run on (builtins, time, threading, sys, asyncio, functools, "
+                "logging, lensbook itself, C accelerator modules...); wrapping it could hang "
+                "or crash the process. Trace a function of the application or of a library "
+                "it uses instead"
+            )
+    if target.attr in _REFUSED_ATTRS:
+        return f"{target.name} is refused: the interpreter calls {target.attr} implicitly"
+    bound_to = getattr(target.func, "__self__", None)
+    if target.kind.startswith("builtin") and isinstance(bound_to, types.ModuleType):
+        module = bound_to.__name__
+        if _top_module(module) in REFUSED_MODULES or module.startswith("_"):
+            return f"{target.name} is refused: it is {module}.{target.func.__name__}"
+    return None
+
+
 # -- one tracing window ---------------------------------------------------------------------
 
 
@@ -155,7 +232,7 @@ class _Session:
 
     def begin(self) -> bool:
         """Whether this call is recorded (the window is open and the limit not reached)."""
-        if not self.active or time.monotonic() > self.deadline:
+        if not self.active or _monotonic() > self.deadline:
             return False
         with self.lock:
             if self.recorded >= self.max_calls:
@@ -167,7 +244,7 @@ class _Session:
 
     def end(self, elapsed: float, caller: types.FrameType | None, error: str | None) -> None:
         where = (caller.f_code, caller.f_lineno) if caller is not None else None
-        thread = threading.current_thread().name
+        thread = _current_thread().name
         with self.lock:
             self.finished += 1
             self.total += elapsed
@@ -176,7 +253,7 @@ class _Session:
             if len(self.reservoir) < _RESERVOIR:
                 self.reservoir.append(elapsed)
             else:  # a uniform sample of all durations
-                slot = random.randrange(self.finished)
+                slot = _random.randrange(self.finished)
                 if slot < _RESERVOIR:
                     self.reservoir[slot] = elapsed
             if where not in self.callers and len(self.callers) >= _MAX_CALLERS:
@@ -197,10 +274,10 @@ def _wrapper(session: _Session) -> Callable[..., Any]:
 
         @functools.wraps(func)
         async def traced_coroutine(*args: Any, **kwargs: Any) -> Any:
-            if not session.begin():
+            if not _begin(session):
                 return await func(*args, **kwargs)
-            caller = sys._getframe(1)
-            started = time.perf_counter()
+            caller = _getframe(1)
+            started = _now()
             error = None
             try:
                 return await func(*args, **kwargs)
@@ -208,17 +285,17 @@ def _wrapper(session: _Session) -> Callable[..., Any]:
                 error = type(exc).__name__
                 raise
             finally:
-                session.end(time.perf_counter() - started, caller, error)
+                _end(session, _now() - started, caller, error)
                 del caller
 
         return traced_coroutine
 
     @functools.wraps(func)
     def traced(*args: Any, **kwargs: Any) -> Any:
-        if not session.begin():
+        if not _begin(session):
             return func(*args, **kwargs)
-        caller = sys._getframe(1)
-        started = time.perf_counter()
+        caller = _getframe(1)
+        started = _now()
         error = None
         try:
             return func(*args, **kwargs)
@@ -226,10 +303,33 @@ def _wrapper(session: _Session) -> Callable[..., Any]:
             error = type(exc).__name__
             raise
         finally:
-            session.end(time.perf_counter() - started if timed else 0.0, caller, error)
+            _end(session, _now() - started if timed else 0.0, caller, error)
             del caller
 
     return traced
+
+
+def _begin(session: _Session) -> bool:
+    """`session.begin()` unless this thread is already inside the recorder (then: untraced)."""
+    if _guard.busy:
+        return False
+    _guard.busy = True
+    try:
+        return session.begin()
+    finally:
+        _guard.busy = False
+
+
+def _end(
+    session: _Session, elapsed: float, caller: types.FrameType | None, error: str | None
+) -> None:
+    if _guard.busy:  # a call made by the recorder itself; never recorded, never re-entered
+        return
+    _guard.busy = True
+    try:
+        session.end(elapsed, caller, error)
+    finally:
+        _guard.busy = False
 
 
 _active: dict[tuple[int, str], _Session] = {}
@@ -243,9 +343,17 @@ def active_traces() -> list[str]:
 
 
 @contextlib.contextmanager
-def _installed(session: _Session) -> Iterator[None]:
-    """Put the wrapper in place for the `with` block, and the original back afterwards."""
+def _installed(session: _Session) -> Iterator[intrusion.Change]:
+    """Put the wrapper in place for the `with` block, and the original back afterwards.
+
+    The wrapping is entered in the intrusion ledger: whoever drains it first (this block's
+    end, the run's end, `lensbook.stop()`, exit, the window's time limit) restores the original
+    and wakes the window's thread.
+    """
     target = session.target
+    why = refusal(target)
+    if why is not None:
+        raise ValueError(why)
     with _active_lock:
         if target.key in _active:
             raise ValueError(f"{target.name} is already being traced; wait for that window")
@@ -255,18 +363,29 @@ def _installed(session: _Session) -> Iterator[None]:
         wrapped = staticmethod(wrapped)
     elif target.kind.endswith("classmethod"):
         wrapped = classmethod(wrapped)
+
+    def restore() -> None:
+        session.active = False
+        # put back the very object we found, unless someone replaced ours meanwhile
+        if vars(target.owner).get(target.attr) is wrapped:
+            setattr(target.owner, target.attr, target.original)
+        session.full.set()  # wake the window's thread: the window is over
+
     try:
         try:
             setattr(target.owner, target.attr, wrapped)
         except (TypeError, AttributeError) as exc:  # an immutable (C) type
             raise ValueError(f"{target.name} cannot be wrapped: {exc}") from None
+        change = intrusion.switch_on(
+            "tracer",
+            restore,
+            max_seconds=max(session.deadline - _monotonic(), 0.0) + 1.0,
+            detail=target.name,
+        )
         try:
-            yield
+            yield change
         finally:
-            session.active = False
-            # put back the very object we found, unless someone replaced ours meanwhile
-            if vars(target.owner).get(target.attr) is wrapped:
-                setattr(target.owner, target.attr, target.original)
+            change.undo("window ended")
     finally:
         with _active_lock:
             _active.pop(target.key, None)
@@ -354,14 +473,14 @@ class TracerSkill(Skill):
             "calls_traced": self._calls,
         }
 
-    @_probe_with(budget=MAX_SECONDS + 2.0, max_chars=5000)
+    @_probe_with(budget=MAX_SECONDS + 2.0, max_chars=5000, intrusive="wraps one function")
     def trace(self, target: str, seconds: float = 2.0, max_calls: int = 10_000) -> dict[str, Any]:
         """Trace one function for a short window: call count, mean/p95/max duration, callers,
         threads and exceptions. The function is wrapped in place and restored afterwards.
 
         Args:
             target: module.qualname of a function or method of a loaded module, e.g.
-                json.dumps or app.db.Pool.get.
+                app.db.Pool.get or urllib.request.urlopen.
             seconds: the window (0.1 to 10); it ends early when max_calls is reached.
             max_calls: calls recorded at most (1 to 100000); later calls run untraced.
 
@@ -373,12 +492,14 @@ class TracerSkill(Skill):
         resolved = resolve_target(target)
         session = _Session(resolved, max_calls, time.monotonic() + seconds)
         started = time.monotonic()
-        with _installed(session):
-            filled = session.full.wait(seconds)
+        with _installed(session) as change:
+            session.full.wait(seconds)
+            ended_early = change.undone_by  # the run ended, lensbook stopped, ...
+            stopped_by = ended_early or ("max_calls" if session.full.is_set() else "time")
         window = time.monotonic() - started
         self._runs += 1
         self._calls += session.finished
-        return _report(session, window, "max_calls" if filled else "time")
+        return _report(session, window, stopped_by)
 
     @probe
     def find(self, name: str, limit: int = 20) -> dict[str, Any]:
@@ -404,6 +525,9 @@ class TracerSkill(Skill):
                 break
             if not isinstance(module, types.ModuleType):
                 continue
+            top = _top_module(modname)
+            if top in REFUSED_MODULES or top.startswith("_"):
+                continue  # tracer_trace would refuse it: do not offer it
             try:
                 items = list(vars(module).items())
             except TypeError:

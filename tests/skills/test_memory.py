@@ -64,7 +64,9 @@ def _probe(skill: MemorySkill, name: str, **arguments: Any) -> Any:
 @pytest.fixture
 def skill() -> Iterator[MemorySkill]:
     was_tracing = tracemalloc.is_tracing()
-    skill = MemorySkill()
+    # whole-window tracing: these tests check exact sums (the default bursts estimate them;
+    # see test_a_default_window_traces_in_bursts_and_still_names_the_leak)
+    skill = MemorySkill(trace_duty=1.0)
     yield skill
     skill.close()
     _HELD.clear()
@@ -152,6 +154,33 @@ def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySki
         assert 34_000 <= top["blocks"] <= 46_000
     finally:
         tracemalloc.stop()
+
+
+def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
+    skill = MemorySkill()  # the default: tracemalloc on for 10% of the window, in bursts
+    stop = _leaky_cache.start_traffic(per_second=4000)
+    try:
+        started = _probe(skill, "trace_start", frames=25, max_seconds=1e9)
+        assert started["traced_share"] == 0.1
+        assert started["stops_after_s"] == 60.0  # model-chosen window lengths are clamped
+        deadline = time.monotonic() + 30
+        diff: dict[str, Any] = {}
+        while time.monotonic() < deadline:  # until a few bursts have seen the leak
+            diff = _probe(skill, "allocation_diff", stop=False)
+            if diff["sites"] and (diff["traced_s"] or 0) >= 0.15:
+                break
+            time.sleep(0.1)
+        diff = _probe(skill, "allocation_diff", top=3)
+        assert not tracemalloc.is_tracing()
+    finally:
+        stop.set()
+        skill.close()
+        _leaky_cache.clear()
+    site = f"lensbook/scenarios/_leaky_cache.py:{_line_of('hit = {', _leaky_cache)}"
+    assert diff["sites"][0]["site"].endswith(site)
+    # traced for a share of the window only; sums are scaled up to the window
+    assert diff["traced_s"] < 0.5 * diff["window_s"]
+    assert diff["sampled_1_in"] > 1
 
 
 def test_a_forgotten_window_stops_by_itself(skill: MemorySkill) -> None:
@@ -334,9 +363,10 @@ def test_heap_walking_probes_keep_their_budget_and_cap_on_a_million_objects() ->
     )
     results: list[dict[str, Any]] = []
     token = events.subscribe(lambda e: results.append(e.data), kinds=["tool_result"])
-    skill = resolve_skill("memory")
+    # traced for the whole window, so the diff really meets a million traced blocks
+    skill = MemorySkill(trace_duty=1.0)
     try:
-        lensbook.start(["memory"], client=script)
+        lensbook.start([skill], client=script)
         lensbook.run("memory", reason="bounds check", max_iterations=10)
     finally:
         events.unsubscribe(token)

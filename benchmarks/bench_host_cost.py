@@ -1,0 +1,155 @@
+"""What a memory investigation costs the host: a busy main thread with and without one.
+
+The main thread does CPU- and allocation-heavy work in fixed chunks (building small dicts and
+lists, summing them) and times every chunk. Two phases run side by side, each in a fresh child
+process, alternating `--repeat` times:
+
+- baseline: the work alone (lensbook not imported), plus the same leaking service thread;
+- investigation: the same, while lensbook's offline investigator runs a memory investigation
+  (`lensbook.run("memory")` on the lens loop: censuses, a tracemalloc window, its diff, type
+  growth, the largest containers, referrer chains) until the run ends.
+
+It prints, per repeat and as medians, the chunk time during the investigation divided by the
+baseline's median chunk time: the median ratio, the 95th percentile and the worst (slowest
+chunk). Targets (issue 12): median <= 1.5, worst <= 3. The baseline's own p95 and worst over
+its median show the machine's noise: on a shared machine the worst chunk is often the
+scheduler's, not lensbook's, so read the worst next to the baseline's.
+
+    .venv/bin/python benchmarks/bench_host_cost.py [--repeat 3] [--heap 300000] [--chunk-ms 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+
+def _work_unit(n: int = 400) -> int:
+    rows = [{"i": i, "v": [i, i + 1, i + 2]} for i in range(n)]  # allocation-heavy
+    return sum(r["i"] * len(r["v"]) for r in rows)  # and CPU
+
+
+def _calibrate(chunk_s: float) -> int:
+    """Work units per chunk, from the fastest of several timed batches (a busy machine only
+    ever makes a batch slower, so the minimum is the closest to the work's own cost)."""
+    batch = 20
+    best = min(_timed(batch) for _ in range(7)) / batch
+    return max(1, round(chunk_s / best))
+
+
+def _timed(units: int) -> float:
+    started = time.perf_counter()
+    for _ in range(units):
+        _work_unit()
+    return time.perf_counter() - started
+
+
+def _chunks(units: int, until: Any) -> list[float]:
+    times = []
+    while not until():
+        started = time.perf_counter()
+        for _ in range(units):
+            _work_unit()
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, Any]:
+    heap = [[i] for i in range(heap_size)]  # a heap for the walks to cover
+    from lensbook.scenarios import _leaky_cache  # a service thread with a real leak
+
+    stop = _leaky_cache.start_traffic(per_second=4000)
+    _chunks(units, _deadline(1.0))  # warm up
+    out: dict[str, Any] = {"phase": phase}
+    if phase == "baseline":
+        out["chunks"] = _chunks(units, _deadline(seconds))
+    else:
+        import lensbook
+        from lensbook.clients.offline import OfflineInvestigator
+
+        lensbook.start(["memory"], client=OfflineInvestigator(), sample_interval=None)
+        done = threading.Event()
+        lensbook.get_operator("memory").run_async(
+            {"reason": "memory keeps growing"}, on_complete=lambda _result: done.set()
+        )
+        started = time.perf_counter()
+        out["chunks"] = _chunks(units, done.is_set)
+        out["investigation_s"] = round(time.perf_counter() - started, 2)
+        result = lensbook.get_operator("memory").last_result
+        out["found"] = [n.observation[:160] for n in result.notifications] if result else []
+        lensbook.stop()
+    stop.set()
+    del heap
+    return out
+
+
+def _deadline(seconds: float) -> Any:
+    end = time.perf_counter() + seconds
+    return lambda: time.perf_counter() >= end
+
+
+def _run_child(phase: str, args: argparse.Namespace, units: int, seconds: float) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--child", phase, "--heap", str(args.heap)]
+    cmd += ["--units", str(units), "--seconds", str(seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--heap", type=int, default=300_000)
+    parser.add_argument("--chunk-ms", type=float, default=100.0)
+    parser.add_argument("--child", choices=["baseline", "investigation"])
+    parser.add_argument("--units", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(_child(args.child, args.heap, args.units, args.seconds)))
+        return
+
+    units = _calibrate(args.chunk_ms / 1000)
+    print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists\n")
+    head = ("repeat", "base ms", "base p95", "base worst", "inv s", "median", "p95", "worst")
+    print("".join(f"{h:>11}" for h in head))
+    rows = []
+    for i in range(args.repeat):
+        inv = _run_child("investigation", args, units, 0)
+        base = _run_child("baseline", args, units, max(inv["investigation_s"], 3.0))
+        b_med = statistics.median(base["chunks"])
+        row = (
+            b_med * 1000,
+            _p95(base["chunks"]) / b_med,
+            max(base["chunks"]) / b_med,
+            inv["investigation_s"],
+            statistics.median(inv["chunks"]) / b_med,
+            _p95(inv["chunks"]) / b_med,
+            max(inv["chunks"]) / b_med,
+        )
+        rows.append(row)
+        print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
+        if i == 0:
+            for line in inv["found"]:
+                print(f"{'':>11} found: {line}")
+    medians = [statistics.median(col) for col in zip(*rows, strict=True)]
+    print(f"{'median':>11}" + "".join(f"{v:>11.2f}" for v in medians))
+    print(
+        f"\ninvestigation vs baseline: median {medians[4]:.2f}x (target <= 1.5), worst "
+        f"{medians[6]:.2f}x (target <= 3; the baseline's own worst is {medians[2]:.2f}x)"
+    )
+
+
+def _p95(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Every intrusive probe, through every way a run can end: nothing it switched on is left.
+
+The list of intrusive probes is read from the built-in skills (`ProbeTool.intrusive`), so a new
+one fails `test_every_intrusive_probe_has_arguments_here` until it is walked through the paths
+too. The process's state (tracemalloc, gc debug flags, settrace/setprofile, the traced function,
+hooks and handlers) is compared before and after, with real operators, threads and loops.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import time
+import tracemalloc
+import types
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import lensbook
+from lensbook._errors import LLMError, RunFailed
+from lensbook.clients.scripted import ScriptedClient, call
+from lensbook.operator.actor import Operator
+from lensbook.skills import builtin_ids, intrusion, resolve_skill
+
+from ._state import process_state, run_scoped
+
+TARGET = "lb_safety_target"
+
+
+def _window_args(seconds: float) -> dict[str, dict[str, Any]]:
+    """Arguments that keep each intrusive probe's change on for about `seconds`."""
+    return {
+        "tracer_trace": {"target": f"{TARGET}.work", "seconds": seconds},
+        "memory_trace_start": {"frames": 3, "max_seconds": 60},
+        "gc_cycle_types": {"seconds": seconds},
+        "process_created": {"kind": "socket", "seconds": seconds},
+        "logs_handler_origins": {"seconds": seconds},
+    }
+
+
+def intrusive_probes() -> list[tuple[str, str]]:
+    """(skill id, tool name) of every probe a built-in skill declares intrusive."""
+    return [
+        (sid, tool.name)
+        for sid in builtin_ids()
+        for tool in resolve_skill(sid).probes()
+        if tool.intrusive
+    ]
+
+
+@pytest.fixture
+def target() -> Iterator[types.ModuleType]:
+    """A real module whose function the tracer wraps, called by a real thread."""
+    module = types.ModuleType(TARGET)
+    exec(compile("def work(n):\n    return sum(range(n))\n", f"<{TARGET}>", "exec"), vars(module))
+    sys.modules[TARGET] = module
+    stop = threading.Event()
+
+    def caller() -> None:
+        while not stop.wait(0.005):
+            module.work(100)
+
+    thread = threading.Thread(target=caller, name="safety-caller", daemon=True)
+    thread.start()
+    yield module
+    stop.set()
+    thread.join(10)
+    del sys.modules[TARGET]
+
+
+def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
+def _switched_on(tool: str) -> bool:
+    name = {"tracer_trace": "tracer", "memory_trace_start": "tracemalloc"}.get(tool)
+    return any(c.owner is not None and (name is None or c.name == name) for c in intrusion.active())
+
+
+def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
+    """Start a run whose model calls `tool`, and end it by `path`."""
+    probe_turn = [call(tool, **args)]
+    if path == "done":
+        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("done")]))
+        op.run()
+    elif path == "max_iterations":
+        script = ScriptedClient([probe_turn, "summary: the limit was reached"])
+        op = Operator.start(skill_id, client=script)
+        assert op.run(max_iterations=1).result.stop_reason == "max_iterations"
+    elif path == "crash":
+        script = ScriptedClient([probe_turn, RuntimeError("the model adapter crashed")])
+        op = Operator.start(skill_id, client=script)
+        with pytest.raises(RunFailed):
+            op.run()
+    elif path == "llm_error":  # the script runs out: a provider error, the chain gives up
+        op = Operator.start(skill_id, client=ScriptedClient([probe_turn]))
+        with pytest.raises(LLMError):
+            op.run()
+    elif path == "timeout":
+        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+        assert op.run(timeout=1.0).result.stop_reason == "timeout"
+    elif path in ("stop", "cancel", "lensbook_stop"):
+        script = ScriptedClient([probe_turn, call("wait", seconds=30)])
+        if path == "lensbook_stop":
+            op = lensbook.start([skill_id], client=script, sample_interval=None)[0]
+        else:
+            op = Operator.start(skill_id, client=script)
+        op.run_async()
+        _wait_until(lambda: _switched_on(tool))
+        if path == "stop":
+            op.stop()
+        elif path == "cancel":
+            op.cancel_run()
+            assert op.wait(30).stop_reason == "stopped"
+        else:
+            lensbook.stop()
+    elif path == "interrupt":  # Ctrl-C in the thread blocked in run()
+        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+
+        main = threading.main_thread().ident
+        assert main is not None
+
+        def interrupt_when_on() -> None:
+            _wait_until(lambda: _switched_on(tool))
+            signal.pthread_kill(main, signal.SIGINT)  # a real signal wakes the blocked wait
+
+        threading.Thread(target=interrupt_when_on, daemon=True).start()
+        with pytest.raises(KeyboardInterrupt):
+            op.run()
+        assert op.wait(30).stop_reason == "interrupted"
+    else:
+        raise AssertionError(path)
+    if path != "lensbook_stop":
+        op.stop()
+
+
+PATHS = (
+    "done",
+    "max_iterations",
+    "crash",
+    "llm_error",
+    "timeout",
+    "stop",
+    "cancel",
+    "lensbook_stop",
+    "interrupt",
+)
+#: paths that end the run from outside while the probe's window is still open
+_EXTERNAL = {"timeout", "stop", "cancel", "lensbook_stop", "interrupt"}
+
+
+def test_every_intrusive_probe_has_arguments_here() -> None:
+    found = {name for _sid, name in intrusive_probes()}
+    assert found, "the built-in skills declare no intrusive probe"
+    assert found <= set(_window_args(1.0)), (
+        f"walk the new intrusive probe(s) {found - set(_window_args(1.0))} through every end "
+        "path: add their window arguments to _window_args"
+    )
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_nothing_intrusive_is_left_whatever_ends_the_run(
+    path: str, target: types.ModuleType
+) -> None:
+    before = process_state(target)
+    for skill_id, tool in intrusive_probes():
+        # blocking windows outlast the run only when something ends it from outside
+        args = _window_args(10.0 if path in _EXTERNAL else 0.3)[tool]
+        started = time.monotonic()
+        _end_run(path, tool, args, skill_id)
+        after = process_state(target)
+        assert run_scoped(after) == run_scoped(before), (path, tool)
+        assert [c for c in intrusion.active() if c.owner is not None] == [], (path, tool)
+        if path in _EXTERNAL:
+            # undone at once, not when the 10 s window would have ended
+            assert time.monotonic() - started < 9.0, (path, tool)
+    lensbook.stop()
+    assert process_state(target) == before
+    assert intrusion.active() == []
+
+
+def test_tracing_the_user_had_on_stays_on(target: types.ModuleType) -> None:
+    tracemalloc.start(2)
+    try:
+        script = ScriptedClient([[call("memory_trace_start", frames=1)], call("done")])
+        Operator.start("memory", client=script).run()
+        lensbook.stop()
+        assert tracemalloc.is_tracing() and tracemalloc.get_traceback_limit() == 2
+    finally:
+        tracemalloc.stop()

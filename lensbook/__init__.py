@@ -11,6 +11,7 @@ first use and stops with `lensbook.stop()` or at exit.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lensbook import events
@@ -58,6 +59,17 @@ def metrics(skill: str | None = None) -> pd.DataFrame:
     return store.frame(skill)
 
 
+def history(kinds: Iterable[str] | str | None = None, since: float | None = None) -> pd.DataFrame:
+    """The flight recorder's history (`lensbook.recorder`) as a pandas DataFrame.
+
+    One row per event, oldest first: id ("h-..."), time (UTC), kind, source, summary (one line)
+    and detail (a dict). `kinds` and `since` (epoch seconds) narrow it.
+    """
+    from lensbook.recorder.frame import history_frame
+
+    return history_frame(kinds, since)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext lensbook`: register the `%lens` magics (see `lensbook.notebook`)."""
     from lensbook.notebook import load_ipython_extension as load
@@ -102,6 +114,7 @@ __all__ = [
     "arun",
     "events",
     "get_operator",
+    "history",
     "last",
     "load_run",
     "metrics",

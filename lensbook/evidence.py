@@ -39,6 +39,7 @@ BASE_TOOLS = frozenset(
         "take_snapshot",
         "get_snapshot",
         "get_snapshots",
+        "get_history",
         "get_notifications",
         "set_state",
         "send_notification",
@@ -141,6 +142,8 @@ class Evidence:
     snapshot_ids: tuple[str, ...]
     snapshots: list[SnapshotSeen]
     probes: list[ProbeResult] = field(default_factory=list)
+    #: cited flight-recorder events (ids "h-...") this view knows, each as one line of text
+    history: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -149,6 +152,7 @@ class Evidence:
         snapshots: Mapping[str, SnapshotSeen],
         probes: Sequence[ProbeResult] = (),
         max_probes: int = 6,
+        history: Mapping[str, str] | None = None,
     ) -> Evidence:
         """The evidence of one notification (a `Notification.to_dict()`), from what was seen.
 
@@ -162,12 +166,13 @@ class Evidence:
         kept = [
             p for p in probes if (start is None or p.at >= start) and (end is None or p.at <= end)
         ]
-        return cls(ids, seen, kept[-max_probes:])
+        cited = {i: history[i] for i in ids if history and i in history}
+        return cls(ids, seen, kept[-max_probes:], cited)
 
     @property
     def missing(self) -> list[str]:
         """Cited ids this view never saw (a live view started after them, a pruned feed)."""
-        have = {s.id for s in self.snapshots}
+        have = {s.id for s in self.snapshots} | set(self.history)
         return [i for i in self.snapshot_ids if i not in have]
 
     @property
@@ -196,6 +201,9 @@ class Evidence:
             lines += [
                 f"  {p.name}{' (error)' if p.is_error else ''}: {p.quote()}" for p in self.probes
             ]
+        if self.history:
+            lines.append("history it cites:")
+            lines += [f"  {i} {line}" for i, line in self.history.items()]
         if self.missing:
             lines.append(f"snapshots {', '.join(self.missing)} (not seen by this view)")
         return "\n".join(lines)
@@ -239,6 +247,12 @@ class Evidence:
                 f'<details class="lensbook-snapshots"><summary>full snapshots '
                 f"({len(self.snapshots)})</summary>{full}</details>"
             )
+        if self.history:
+            rows = "".join(
+                f"<li><code>{_esc(i)}</code> <small>{_esc(line)}</small></li>"
+                for i, line in self.history.items()
+            )
+            parts.append(f'<div><b>history it cites</b><ul style="margin:0">{rows}</ul></div>')
         if self.missing:
             parts.append(
                 f'<div style="color:#6b7280">snapshots {_esc(", ".join(self.missing))} '

@@ -33,6 +33,7 @@ EXPECTED = {
     "arun",
     "events",
     "get_operator",
+    "history",
     "last",
     "load_run",
     "metrics",

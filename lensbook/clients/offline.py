@@ -50,6 +50,9 @@ class OfflineInvestigator:
             return [_call("take_snapshot")]
         rules = _rules_of(request.skill)
         rounds = sum(1 for m in request.messages if m.role == "assistant")
+        kinds = sorted({k for r in rules for k in getattr(r, "history_kinds", ())})
+        if kinds and "get_history" in tools and not _has_called(request.messages, "get_history"):
+            return [_call("get_history", kinds=kinds, limit=200)]
         if rounds < self.max_rounds:
             wanted = _wanted(rules, ev, tools)
             if wanted:
@@ -82,6 +85,7 @@ class OfflineInvestigator:
                 )
         findings.extend(_triage_pointers(ev, findings, skill_id))
         cite = list(ev.snapshot_ids)
+        known = {e.get("id") for e in ev.history}
         calls: list[ToolCall | str] = []
         for f in findings:
             args: dict[str, Any] = {
@@ -89,7 +93,7 @@ class OfflineInvestigator:
                 "severity": f.severity,
                 "context": f.context,
                 "observation": f.observation,
-                "snapshot_ids": cite,
+                "snapshot_ids": cite + [h for h in f.history_ids if h in known],
             }
             if f.hypothesis:
                 args["hypothesis"] = f.hypothesis
@@ -183,9 +187,22 @@ def gather_evidence(
                 ev.snapshot_times.append(_epoch(value.get("captured_at")))
             elif call.name == "send_notification":
                 sent.append(args)
+            elif call.name == "get_history" and isinstance(value, dict):
+                _add_history(ev, value)
             else:
                 ev.results.setdefault(call.name, []).append((args, value))
     return ev, sent
+
+
+def _add_history(ev: Evidence, value: dict[str, Any]) -> None:
+    ev.history_read = True
+    ev.history_recording = ev.history_recording or bool(value.get("recording"))
+    seen = {e.get("id") for e in ev.history}
+    for event in value.get("events") or []:
+        if isinstance(event, dict) and event.get("id") not in seen:
+            ev.history.append(event)
+            seen.add(event.get("id"))
+    ev.history.sort(key=lambda e: float(e.get("time") or 0.0))
 
 
 def _parse(content: str) -> Any:

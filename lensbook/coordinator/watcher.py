@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
-from lensbook import _loop, events
+from lensbook import _loop, events, recorder
 from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import resolve_skill
@@ -737,6 +737,7 @@ def watch(
         previous, _current = _current, watcher
     if previous is not None:
         previous.stop()
+    recorder.start("watch")  # the watcher's investigations read what happened before them
     return watcher.start()
 
 
@@ -752,3 +753,4 @@ def stop_watching() -> None:
         watcher, _current = _current, None
     if watcher is not None:
         watcher.stop()
+    recorder.stop("watch")

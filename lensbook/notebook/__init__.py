@@ -3,6 +3,7 @@
     %load_ext lensbook
     %lens run runtime --reason "memory keeps growing"
     %lens dashboard
+    %lens history
 
 Importing this package imports neither IPython nor ipywidgets: `load_ipython_extension` brings
 in the magics, which bring in the widgets on first display. `last()` works in any script.
@@ -14,6 +15,7 @@ import sys
 import warnings
 from typing import Any
 
+from lensbook import recorder
 from lensbook.notebook._history import last
 
 __all__ = ["last", "load_ipython_extension", "unload_ipython_extension"]
@@ -34,6 +36,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
     _history.journal.listen()
+    recorder.start("ipython", shell=ipython)
     _magics = magics
     _register_run_display(ipython)
     _warn_if_threads_cannot_update(ipython)
@@ -69,6 +72,8 @@ def unload_ipython_extension(ipython: Any) -> None:
     """Remove the `%lens` magics and stop every live view's updates (the widgets stay shown).
 
     The journal of notifications is forgotten; operators keep running (`lensbook.stop()`).
+    The flight recorder stops for the extension: its hooks go unless `lensbook.start()` or
+    `lensbook.watch()` also started it.
     """
     global _magics
     from lensbook.notebook import _history
@@ -82,6 +87,7 @@ def unload_ipython_extension(ipython: Any) -> None:
         if magics in ipython.configurables:
             ipython.configurables.remove(magics)
     _history.journal.stop()
+    recorder.stop("ipython")
     views = sys.modules.get("lensbook.notebook.widgets")
     if views is not None:  # else no widget was ever shown
         views.stop_all_updates()

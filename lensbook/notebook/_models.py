@@ -430,7 +430,12 @@ class FeedModel:
         }
         who = note.get("operator")
         probes = [p for op, p in self.probes if op == who]
-        return Evidence.of(note, seen, probes)
+        history = {
+            str(i): line
+            for i in note.get("snapshot_ids") or ()
+            if (line := _history_line(str(i))) is not None
+        }
+        return Evidence.of(note, seen, probes, history=history)
 
     @staticmethod
     def entry_title(note: dict[str, Any]) -> str:
@@ -616,6 +621,17 @@ class MetricsModel:
         table = frame.to_html(index=False, max_rows=40, float_format=lambda v: f"{v:.6g}", border=0)
         # widget HTML inherits a 28 px line height from ipywidgets: a table needs less
         return f'<div class="lensbook-metrics-table" style="line-height:1.35">{table}</div>'
+
+
+def _history_line(event_id: str) -> str | None:
+    """A cited flight-recorder event (h-...) in one line, while the recorder still has it."""
+    from lensbook.recorder import history_event
+    from lensbook.recorder.frame import clock, describe
+
+    event = history_event(event_id)
+    if event is None:
+        return None
+    return f"{clock(event.time)} UTC {event.kind}: {describe(event)}"
 
 
 def _moved(points: list[tuple[float, float]]) -> bool:

@@ -46,6 +46,7 @@ SUBCOMMANDS = (
     "investigate",
     "watch",
     "postmortem",
+    "history",
 )
 
 
@@ -157,6 +158,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "providers", help="each operator's client chain and the client that answered its last run"
     )
+    history = sub.add_parser(
+        "history",
+        help="what the flight recorder saw: a timeline of metrics and events (text in a terminal)",
+    )
+    history.add_argument(
+        "--kinds", metavar="K1,K2", help="only these event kinds, e.g. exception,loop_lag"
+    )
+    history.add_argument("--since", metavar="SECONDS", type=float, help="only the last SECONDS")
+    history.add_argument(
+        "--limit", metavar="N", type=_positive_int, default=500, help="the newest N (500)"
+    )
+    history.add_argument("--text", action="store_true", help="no chart: the text timeline only")
     from lensbook.notebook import coordinator_view
     from lensbook.review.builder import add_arguments
 
@@ -584,6 +597,22 @@ class LensMagics(Magics):
 
         MetricsView(skill, refresh_rate=self.refresh_rate).show()
         return None
+
+    def _cmd_history(self, args: argparse.Namespace) -> Any:
+        import time
+
+        from lensbook.notebook.history_view import HistoryReport
+        from lensbook.recorder import KINDS, history_events
+
+        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
+        unknown = sorted(set(kinds or ()) - set(KINDS))
+        if unknown:
+            raise UsageError(
+                f"%lens history: unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}"
+            )
+        since = time.time() - args.since if args.since else None
+        events = history_events(since=since, kinds=kinds, limit=args.limit)
+        return HistoryReport(events, chart=not args.text)
 
     def _cmd_investigate(self, args: argparse.Namespace) -> Any:
         from lensbook.notebook import coordinator_view

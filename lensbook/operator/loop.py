@@ -31,10 +31,18 @@ from lensbook.clients.base import (
 )
 from lensbook.clients.chain import ClientChain
 from lensbook.limits import MODEL_CALL_TIMEOUT
-from lensbook.operator import compaction, prompts
+from lensbook.operator import compaction, history_tool, prompts
 from lensbook.operator.probe_pool import DaemonPool
 from lensbook.skills import intrusion
-from lensbook.skills.base import ProbeTool, SkillLike, jsonable, outgoing, raised, render_output
+from lensbook.skills.base import (
+    ProbeTool,
+    SkillLike,
+    jsonable,
+    outgoing,
+    probe,
+    raised,
+    render_output,
+)
 from lensbook.skills.redact import redact
 from lensbook.types import (
     CompletionResult,
@@ -112,6 +120,8 @@ class Investigation:
             Message.user(prompts.first_message(self.context, state, skill.title or skill.id))
         ]
         self.snapshots: dict[str, Snapshot] = {}
+        #: ids of the history events (flight recorder) this run was shown: citable evidence
+        self.history_ids: set[str] = set()
         self.notifications: list[Notification] = []
         self.iteration = 0
         self.usage = TokenUsage()
@@ -311,6 +321,8 @@ class Investigation:
         # a lone surrogate (echoed from a hostile argument or read from the process) cannot be
         # encoded for a record or a provider: it would end the run; replace it instead
         content = content.encode("utf-8", "replace").decode("utf-8")
+        if call.name == "get_history" and not is_error:
+            self.history_ids.update(history_tool.ids_in(content))
         elapsed = time.perf_counter() - started
         self._emit(
             "tool_result",
@@ -368,6 +380,7 @@ class Investigation:
                 "take_snapshot",
                 "get_snapshot",
                 "get_snapshots",
+                "get_history",
                 "send_notification",
                 "get_notifications",
                 "set_state",
@@ -412,6 +425,21 @@ class Investigation:
         ]
         return [s.to_dict() for s in snaps]
 
+    @probe(max_chars=history_tool.MAX_CHARS + 500)
+    async def tool_get_history(
+        self, kinds: list[str] | None = None, since_s: float | None = None, limit: int = 40
+    ) -> dict[str, Any]:
+        """What happened before and during this run (flight recorder): exceptions, thread
+        deaths and growth, log and error rates, event-loop stalls. Cite event ids (h-...) in
+        snapshot_ids.
+
+        Args:
+            kinds: only these event kinds (all if empty).
+            since_s: only the last this many seconds.
+            limit: at most this many of the newest events (at most 200).
+        """
+        return history_tool.read(kinds, since_s, limit)
+
     async def tool_send_notification(
         self,
         anomaly_type: str,
@@ -428,15 +456,18 @@ class Investigation:
             severity: info, warning or critical.
             context: the facts around the finding, with numbers.
             observation: what was observed, with numbers and the culprit it names.
-            snapshot_ids: ids of the snapshots that prove it (at least one, from take_snapshot).
+            snapshot_ids: ids of the snapshots (from take_snapshot) and history events (h-...,
+                from get_history) that prove it: at least one.
             hypothesis: what probably causes it (optional).
         """
-        unknown = [s for s in snapshot_ids if s not in self.snapshots]
+        unknown = [s for s in snapshot_ids if s not in self.snapshots and s not in self.history_ids]
         if not snapshot_ids or unknown:
             raise ToolRefused(
-                "a notification must cite at least one snapshot taken in this run"
+                "a notification must cite at least one snapshot taken (or history event shown) "
+                "in this run"
                 + (f"; unknown ids: {', '.join(unknown)}" if unknown else "")
-                + f"; known ids: {', '.join(self.snapshots) or 'none (call take_snapshot)'}"
+                + "; known snapshot ids: "
+                + (", ".join(self.snapshots) or "none (call take_snapshot)")
             )
         note = Notification(
             operator=self.operator,

@@ -8,8 +8,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from lensbook import _loop, records
-from lensbook import metrics as metrics_module
+from lensbook import _loop, recorder, records
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
 from lensbook.operator.actor import Operator
@@ -20,7 +19,6 @@ __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
 
 _lock = threading.Lock()
 _static: dict[str, Operator] = {}
-_sampler: metrics_module.Sampler | None = None
 
 
 def start(
@@ -29,15 +27,16 @@ def start(
     client: LLMClient | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
     sample_interval: float | None = 30.0,
+    history: bool = True,
     **operator_defaults: Any,
 ) -> list[Operator]:
     """Start the lens loop and one idle static operator per skill (all built-ins by default).
 
-    Idempotent: a skill whose operator is already started keeps it. Between runs the runtime
-    skill's snapshot is sampled every `sample_interval` seconds into the metrics store (None
-    turns it off); during runs every snapshot is recorded.
+    Idempotent: a skill whose operator is already started keeps it. The flight recorder
+    (`lensbook.recorder`) starts keeping the process's history unless `history` is False.
+    Between runs the runtime skill's snapshot is sampled every `sample_interval` seconds into
+    the metrics store (None turns it off); during runs every snapshot is recorded.
     """
-    global _sampler
     wanted = list(skills) if skills is not None else builtin_ids()
     started: list[Operator] = []
     for skill in wanted:
@@ -51,10 +50,10 @@ def start(
             with _lock:
                 _static[instance.id] = op
         started.append(op)
-    metrics_module.store.listen()
-    if sample_interval and _sampler is None:
-        _sampler = metrics_module.Sampler([resolve_skill("runtime")], interval=sample_interval)
-        _sampler.start()
+    if history:
+        recorder.start("api", sample_interval=sample_interval)
+    else:
+        recorder.start_sampler(sample_interval)
     return started
 
 
@@ -100,12 +99,10 @@ def last_result(skill: Any) -> CompletionResult | None:
 
 
 def stop() -> None:
-    """Stop every static operator and the lens loop, and undo every change lensbook made to
-    the process (tracing, wrappers, hooks, handlers; see `lensbook.skills.intrusion`)."""
-    global _sampler
-    if _sampler is not None:
-        _sampler.stop()
-        _sampler = None
+    """Stop every static operator, the flight recorder (its hooks go) and the lens loop, and
+    undo every change lensbook made to the process (tracing, wrappers, hooks, handlers; see
+    `lensbook.skills.intrusion`)."""
+    recorder.stop()
     with _lock:
         ops = list(_static.values())
         _static.clear()

@@ -21,6 +21,7 @@ from lensbook.charts import Mark, Series
 from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
 from lensbook.records.shapes import check_event, check_header
 from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
+from lensbook.skills.untrusted import undelimit
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 
 if TYPE_CHECKING:
@@ -121,10 +122,13 @@ class Run:
 
     @property
     def history(self) -> Any:
-        """The flight recorder's history around the run, when the record has one (else None)."""
+        """The flight recorder's history around the run, when the record has one (else None):
+        a history section, else the events the run read with ``get_history``."""
         found = self.header.get("history")
         for e in self.of_kind("history"):
             found = e["data"].get("history", e["data"])
+        if found is None:
+            found = self.history_events or None
         return found
 
     def evidence(self, note: Notification | dict[str, Any]) -> Evidence:
@@ -155,7 +159,11 @@ class Run:
             for e in self.of_kind("tool_result")
             if e["data"].get("name") not in BASE_TOOLS
         ]
-        return Evidence.of(data, seen, probes)
+        history = {
+            str(e["id"]): f"{e.get('at', '')} UTC {e.get('kind')}: {e.get('summary', '')}"
+            for e in self.history_events
+        }
+        return Evidence.of(data, seen, probes, history=history)
 
     def series(self, metrics: list[str] | None = None) -> list[Series]:
         """The numeric snapshot fields as chart series (`metrics`: which, in order)."""
@@ -258,6 +266,25 @@ class Run:
 
         rows = [{"id": s.id, "captured_at": s.captured_at, **s.data} for s in self.snapshot_objects]
         return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["id", "captured_at"])
+
+    @property
+    def history_events(self) -> list[dict[str, Any]]:
+        """The flight recorder's events this run read (``get_history`` results), oldest first,
+        each once: id, at, ago_s, time, kind, source, summary, detail."""
+        seen: dict[str, dict[str, Any]] = {}
+        for e in self.of_kind("tool_result"):
+            data = e["data"]
+            if data.get("name") != "get_history" or data.get("is_error"):
+                continue
+            try:
+                # the process's text was delimited for the model: read it back as it was
+                value = undelimit(json.loads(str(data.get("content", ""))))
+            except ValueError:
+                continue
+            for event in value.get("events", []) if isinstance(value, dict) else []:
+                if isinstance(event, dict) and "id" in event:
+                    seen.setdefault(str(event["id"]), event)
+        return sorted(seen.values(), key=lambda ev: float(ev.get("time") or 0.0))
 
     @property
     def timeline(self) -> pd.DataFrame:

@@ -154,6 +154,10 @@ class _ReplayInvestigation(Investigation):
 
     async def _dispatch(self, call: ToolCall) -> tuple[str, bool]:
         recorded = self._results.get(call.id)
+        if call.name == "get_history" and recorded is not None:
+            # the history a run read is the past as it was then, in either mode: today's
+            # history is another one, and the recorded notifications cite its ids
+            return str(recorded.get("content", "")), bool(recorded.get("is_error"))
         from_record = call.name not in self._base_names or call.name == "wait"
         if self._mode == "record" and from_record and recorded is not None:
             return str(recorded.get("content", "")), bool(recorded.get("is_error"))

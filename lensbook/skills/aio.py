@@ -40,6 +40,7 @@ from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.threads import format_stack, source_line
@@ -814,7 +815,7 @@ class AsyncioSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (StuckTasks(), LoopLag(), SlowCallbacks(), TaskGrowth())
+        return (StuckTasks(), LoopLag(), SlowCallbacks(), TaskGrowth(), PastLoopStalls())
 
 
 # -- rules for the offline investigator -----------------------------------------------------

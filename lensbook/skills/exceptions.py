@@ -35,6 +35,7 @@ from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
 from lensbook.skills.logs import ObserverHandler
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -594,7 +595,7 @@ class ExceptionsSkill(Skill):
         return {"window_s": round(span, 2), "groups_total": len(groups), "groups": shown}
 
     def rules(self) -> Sequence[Rule]:
-        return (UncaughtExceptions(), ExceptionBurst())
+        return (UncaughtExceptions(), ExceptionBurst(), PastUncaught(), PastExceptionBursts())
 
 
 # -- rules ------------------------------------------------------------------------------------

@@ -24,12 +24,13 @@ import re2
 
 from lensbook.skills import intrusion
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
-__all__ = ["LogsSkill", "ObserverHandler", "parse_level"]
+__all__ = ["LogsSkill", "ObserverHandler", "forward_if_unhandled", "parse_level"]
 
 #: formatted messages are kept up to this length (longer ones are redacted, then cut)
 _KEEP_CHARS = 1000
@@ -72,10 +73,10 @@ class ObserverHandler(logging.Handler):
         # an observer must never break the application's logging
         with contextlib.suppress(Exception):
             self.observe(record)
-        _forward_if_unhandled(self, record)
+        forward_if_unhandled(self, record)
 
 
-def _forward_if_unhandled(handler: ObserverHandler, record: logging.LogRecord) -> None:
+def forward_if_unhandled(handler: ObserverHandler, record: logging.LogRecord) -> None:
     """Give the record to `logging.lastResort` when only observers would have handled it.
 
     Logging prints a record through its last resort only when no handler was found on the
@@ -660,7 +661,7 @@ class LogsSkill(Skill):
         )
 
     def rules(self) -> Sequence[Rule]:
-        return (ErrorStorm(), WarningFlood(), DuplicateHandlers())
+        return (ErrorStorm(), WarningFlood(), DuplicateHandlers(), PastErrorLogBursts())
 
 
 def _loggers() -> list[tuple[str, logging.Logger]]:

@@ -18,6 +18,9 @@ methods; subclass `Rule` for the defaults.
                 oldest = ev.result("queue_oldest")
                 return [Finding("queue_backlog", "warning", context=..., observation=...)]
             return []
+
+A rule that names `history_kinds` also reads what the flight recorder saw before the run
+(`ev.history`, `ev.history_of(kind)`) and cites those events in `Finding.history_ids`.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ class Finding:
     hypothesis: str | None = None
     #: the health state this finding implies (default: from the severity)
     state: HealthState | None = None
+    #: history events (flight recorder ids, "h-...") that prove it, cited with the snapshots
+    history_ids: tuple[str, ...] = ()
 
     @property
     def implied_state(self) -> HealthState:
@@ -76,6 +81,12 @@ class Evidence:
     results: dict[str, list[tuple[dict[str, Any], Any]]] = field(default_factory=dict)
     #: probe errors: tool name -> error texts
     errors: dict[str, list[str]] = field(default_factory=dict)
+    #: flight-recorder events the run was shown (``get_history``), oldest first, each once;
+    #: each a dict with id, time, kind, source, summary and detail
+    history: list[dict[str, Any]] = field(default_factory=list)
+    #: whether the run asked for the history (and the recorder was on when it answered)
+    history_read: bool = False
+    history_recording: bool = False
 
     @property
     def reason(self) -> str:
@@ -106,6 +117,10 @@ class Evidence:
         span = self.elapsed()
         return self.delta(key) / span if span > 0 else None
 
+    def history_of(self, *kinds: str) -> list[dict[str, Any]]:
+        """The history events of these kinds, oldest first."""
+        return [e for e in self.history if e.get("kind") in kinds]
+
     def result(self, name: str, default: Any = None) -> Any:
         """The newest result of probe `name` (parsed JSON where it parsed)."""
         found = self.results.get(name)
@@ -125,6 +140,9 @@ class Rule:
     snapshots_needed: int = 1
     #: seconds to wait between snapshots when a trend is needed
     gap: float = 2.0
+    #: flight-recorder kinds this rule reads (`Evidence.history`); the offline investigator
+    #: asks for them once, after the first snapshot
+    history_kinds: tuple[str, ...] = ()
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         """Probes to call next given the evidence so far (already-called ones are skipped)."""

@@ -20,6 +20,7 @@ from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
 from lensbook.skills._trend import plateaued, shape_known, slope
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
@@ -87,6 +88,7 @@ class RuntimeSkill(Skill):
             _ErrorRate(),
             _CpuSaturation(),
             _Uncollectable(),
+            ThreadGrowthByKind(),  # the flight recorder's answer to "which threads, from where"
         ]
 
     @probe(cheap=True)

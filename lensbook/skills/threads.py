@@ -35,6 +35,7 @@ import psutil
 from lensbook.skills import _heap
 from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
@@ -1280,7 +1281,14 @@ class ThreadsSkill(Skill):
         return {"threads": sum(g["count"] for g in groups.values()), "groups": rows}
 
     def rules(self) -> Sequence[Rule]:
-        return (Deadlock(), LockContention(), SpinningThread(), ThreadGrowth())
+        return (
+            Deadlock(),
+            LockContention(),
+            SpinningThread(),
+            ThreadGrowth(),
+            PastThreadDeaths(),
+            ThreadGrowthByKind(),
+        )
 
     def close(self) -> None:
         """Nothing to undo: the skill installs no hooks."""

@@ -343,7 +343,7 @@ def test_compaction_keeps_snapshot_ids_and_resets_the_count() -> None:
     script += ["SUMMARY: looked at the toy", notify_remembered, call("done")]
     client = ScriptedClient(script)
     op = lensbook.Operator.start(
-        skill=Toy, client=client, compaction_max_tokens=1500, compaction_keep_last=2
+        skill=Toy, client=client, compaction_max_tokens=1800, compaction_keep_last=2
     )
     seen, token = collect(["compaction"])
     result = op.run({}).result

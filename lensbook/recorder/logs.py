@@ -1,0 +1,143 @@
+"""Log observer: a handler on the root logger counting every record by (logger, level), keeping
+the last records at WARNING and above, and passing records with a traceback to the exceptions
+observer as ``logged_exception``.
+
+It is a `lensbook.skills.logs.ObserverHandler`, so it never changes what is printed (when it is
+the only handler, records still reach ``logging.lastResort``). The hot path is a dict increment;
+`handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
+race far better than every record of the process would tolerate a lock). Every flush turns the
+counters into one ``log_rate`` event per (logger, level) seen since the last flush.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from lensbook.recorder.event import HistoryEvent, make_event
+from lensbook.recorder.exceptions import ExceptionObserver
+from lensbook.recorder.frames import short, short_path
+from lensbook.recorder.ring import HistoryRing, RateGate
+from lensbook.skills.logs import ObserverHandler, forward_if_unhandled
+
+__all__ = ["LogObserver"]
+
+_MAX_KEYS = 500
+_WARNING = logging.WARNING
+_OTHER = "<other loggers>"
+
+
+class _Handler(ObserverHandler):
+    def __init__(self, owner: LogObserver) -> None:
+        super().__init__()
+        self.owner = owner
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # every record of the process comes through here: no filters, no lock, no context
+        # manager, and one dict update for a record below WARNING (the usual case)
+        counts = self.owner.counts
+        key = (record.name, record.levelno)
+        n = counts.get(key, 0)
+        if not n and len(counts) >= _MAX_KEYS:
+            key = (_OTHER, record.levelno)
+            n = counts.get(key, 0)
+        counts[key] = n + 1
+        if record.levelno >= _WARNING:
+            try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
+                self.owner.observe(record, n + 1)
+            except Exception:  # an observer must never break the application's logging
+                pass
+            # (`logging.lastResort` prints from WARNING on; a lowered level is not followed)
+            last = logging.lastResort
+            if last is not None and record.levelno >= last.level:
+                forward_if_unhandled(self, record)
+        return True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.handle(record)
+
+
+class LogObserver:
+    """Counts records by (logger, level) and records warnings, errors and logged tracebacks."""
+
+    def __init__(self, ring: HistoryRing, exceptions: ExceptionObserver) -> None:
+        self.ring = ring
+        self.exceptions = exceptions
+        self.gate = RateGate(burst=5, window_s=60.0)
+        self.handler = _Handler(self)
+        #: records by (logger, level) since the last flush (swapped whole by `flush`)
+        self.counts: dict[tuple[str, int], int] = {}
+        self._window_start = time.time()
+        self._installed = False
+
+    def observe(self, record: logging.LogRecord, count: int) -> None:
+        """A record at WARNING or above: a logged exception, or maybe a ``log`` event."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, BaseException):
+            self.exceptions.record(
+                exc,
+                "logged",
+                uncaught=False,
+                source=record.name,
+                extra={
+                    "logger": record.name,
+                    "level": record.levelname,
+                    "log": self._message(record),
+                },
+            )
+            return
+        template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
+        now = record.created
+        if not self.gate.allow((record.name, record.levelno, template), now):
+            return
+        detail: dict[str, Any] = {
+            "level": record.levelname,
+            "message": self._message(record),
+            "where": f"{short_path(record.pathname)}:{record.lineno}",
+            "function": record.funcName,
+            "thread": record.threadName,
+            "count": count,
+        }
+        self.ring.add(make_event("log", record.name, detail, at=now))
+
+    @staticmethod
+    def _message(record: logging.LogRecord) -> str:
+        try:
+            return short(record.getMessage())
+        except Exception:  # a bad format string is the application's bug, not ours
+            return short(str(record.msg))
+
+    def flush(self, now: float) -> list[HistoryEvent]:
+        counts, self.counts = self.counts, {}
+        span = max(now - self._window_start, 1.0)
+        self._window_start = now
+        return [
+            make_event(
+                "log_rate",
+                name,
+                {
+                    "logger": name,
+                    "level": logging.getLevelName(level),
+                    "count": n,
+                    "rate_per_s": round(n / span, 3),
+                    "window_s": round(span, 2),
+                },
+                at=now,
+            )
+            for (name, level), n in sorted(counts.items(), key=lambda kv: -kv[1])
+        ]
+
+    def install(self) -> None:
+        if not self._installed:
+            logging.root.addHandler(self.handler)
+            self._installed = True
+
+    def remove(self) -> None:
+        if self._installed:
+            logging.root.removeHandler(self.handler)
+            self._installed = False
+
+    def clear(self) -> None:
+        self.counts = {}
+        self.gate.clear()

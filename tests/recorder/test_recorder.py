@@ -1,0 +1,444 @@
+"""The flight recorder: the history contract, each observer with real threads, loops and loggers,
+hooks put back exactly, caps under a flood."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import io
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+import lensbook
+from lensbook import recorder
+from lensbook.recorder import HistoryEvent, history_events, is_recording
+from lensbook.skills.aio import register_loop, unregister_loop
+
+
+@pytest.fixture
+def quiet_threadhook() -> Iterator[list[str]]:
+    """A threading.excepthook that was there before lensbook (it must still be called)."""
+    seen: list[str] = []
+    original = threading.excepthook
+
+    def hook(args: Any) -> None:
+        seen.append(f"{args.exc_type.__name__} in {args.thread.name}")
+
+    threading.excepthook = hook
+    yield seen
+    threading.excepthook = original
+
+
+@pytest.fixture
+def recording() -> Iterator[None]:
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    yield
+    lensbook.stop()
+    recorder.clear()
+
+
+def wait_for(find: Callable[[], Any], deadline: float = 20.0) -> Any:
+    """Poll `find` until it returns something truthy (generous deadline for busy machines)."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        found = find()
+        if found:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"nothing found within {deadline} s")
+
+
+def die(name: str) -> None:
+    def consume() -> None:
+        raise KeyError("order-17")
+
+    worker = threading.Thread(target=consume, name=name)
+    worker.start()
+    worker.join(10)
+
+
+def hooks() -> tuple[Any, ...]:
+    return (
+        sys.excepthook,
+        threading.excepthook,
+        threading.Thread.start,
+        threading.Thread._bootstrap_inner,  # type: ignore[attr-defined]
+        tuple(logging.root.handlers),
+    )
+
+
+def test_contract_shape(quiet_threadhook: list[str], recording: None) -> None:
+    t0 = time.time()
+    die("worker-a")
+    logging.getLogger("shop.api").warning("slow answer for user=%s", "ann")
+    events = history_events()
+    assert is_recording()
+    assert events == sorted(events, key=lambda e: e.time)
+    ids = [e.id for e in events]
+    assert len(set(ids)) == len(ids)
+    for e in events:
+        assert isinstance(e, HistoryEvent)
+        assert e.id.startswith("h-") and len(e.id) == 14 and int(e.id[2:], 16) >= 0
+        assert recorder.is_history_id(e.id)
+        assert e.time >= t0 - 1 and isinstance(e.kind, str) and isinstance(e.source, str)
+        json.dumps(e.detail)  # JSON-safe
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        events[0].kind = "x"  # type: ignore[misc]
+    kinds = {e.kind for e in events}
+    assert {"exception", "thread_started", "thread_died", "thread_ended", "log"} <= kinds
+    only = history_events(kinds=["log"])
+    assert [e.kind for e in only] == ["log"] and only[0].source == "shop.api"
+    assert history_events(kinds="log") == only  # a lone kind is not read as its letters
+    assert history_events(limit=2) == history_events()[-2:]
+    assert history_events(since=time.time() + 60) == []
+    frame = lensbook.history()
+    assert list(frame.columns) == ["id", "time", "kind", "source", "summary", "detail"]
+    assert set(frame["kind"]) >= {"thread_died", "log"}
+    assert str(frame["time"].dtype).startswith("datetime64")
+
+
+def test_thread_death_before_any_run(quiet_threadhook: list[str], recording: None) -> None:
+    die("consumer-1")
+    died = history_events(kinds=["thread_died"])
+    assert len(died) == 1
+    d = died[0].detail
+    assert died[0].source == "consumer-1" and d["thread"] == "consumer-1"
+    assert d["type"] == "KeyError" and "order-17" in d["message"]
+    assert d["where"].endswith(f"test_recorder.py:{die.__code__.co_firstlineno + 2}")
+    assert d["function"] == "die.<locals>.consume"
+    assert d["target"].endswith("die.<locals>.consume")
+    uncaught = history_events(kinds=["exception"])
+    assert uncaught[0].detail["uncaught"] is True and uncaught[0].detail["route"] == "thread"
+    assert quiet_threadhook == ["KeyError in consumer-1"]  # chained to what was there before
+
+
+def test_executor_per_request_shows_as_growth_by_kind(recording: None) -> None:
+    executors: list[ThreadPoolExecutor] = []
+
+    def handle_request() -> None:
+        pool = ThreadPoolExecutor(max_workers=1)  # the bug: one per request, never shut down
+        pool.submit(time.sleep, 0)
+        executors.append(pool)
+
+    try:
+        for _ in range(8):
+            handle_request()
+        growth = [
+            e
+            for e in history_events(kinds=["thread_growth"])
+            if e.detail["target"] == "concurrent.futures.thread._worker"
+        ]
+        d = growth[-1].detail
+        assert d["kind"] == "ThreadPoolExecutor-N_N"
+        assert d["function"].endswith("handle_request") and "test_recorder.py:" in d["started_from"]
+        assert sum(e.detail["started"] for e in growth) == 8 and d["alive"] == 8
+    finally:
+        for pool in executors:
+            pool.shutdown()
+
+
+def test_blocking_call_in_a_coroutine_is_named() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="api-loop", daemon=True)
+    runner.start()
+    register_loop(loop)
+    stop = threading.Event()
+
+    def lookup_prices() -> None:
+        time.sleep(0.4)  # a blocking call on the loop's thread
+
+    async def handle_order() -> None:
+        while not stop.is_set():
+            lookup_prices()
+            await asyncio.sleep(0.05)
+
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    try:
+        asyncio.run_coroutine_threadsafe(handle_order(), loop)
+        lag = wait_for(
+            lambda: [e for e in history_events(kinds=["loop_lag"]) if e.detail["sampled"]]
+        )[0]
+        d = lag.detail
+        assert d["thread"] == "api-loop" and d["lag_ms"] >= 100
+        assert d["coroutine"].endswith("handle_order")
+        assert d["function"].endswith("lookup_prices")
+        assert d["blocking_call"] == "time.sleep(0.4)  # a blocking call on the loop's thread"
+    finally:
+        stop.set()
+        lensbook.stop()
+        unregister_loop(loop)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+def test_error_burst_keeps_its_count_rate_and_time(recording: None) -> None:
+    log = logging.getLogger("shop.payments")
+    log.propagate, previous = True, log.propagate
+    start = time.time()
+    for i in range(300):
+        try:
+            raise TimeoutError(f"gateway timeout #{i}")
+        except TimeoutError:
+            log.exception("charge failed")
+    end = time.time()
+    # the periodic flush may cut the burst in two windows: together they hold all of it
+    rates = [e.detail for e in history_events(kinds=["exception_rate"])]
+    assert {d["type"] for d in rates} == {"TimeoutError"}
+    assert sum(d["count"] for d in rates) == 300 and rates[-1]["total"] == 300
+    assert all(d["uncaught"] is False and d["rate_per_s"] > 0 for d in rates)
+    assert start <= rates[0]["first"] <= rates[-1]["last"] <= end
+    # each occurrence was counted, the first few kept whole: a storm is not 300 events
+    assert 1 <= len(history_events(kinds=["logged_exception"])) <= 5
+    log_rates = [e for e in history_events(kinds=["log_rate"]) if e.source == "shop.payments"]
+    assert sum(e.detail["count"] for e in log_rates) == 300
+    assert {e.detail["level"] for e in log_rates} == {"ERROR"}
+    log.propagate = previous
+
+
+def test_history_is_redacted(recording: None) -> None:
+    logging.getLogger("shop.db").error(
+        "cannot connect to postgres://app:hunter2secret@db:5432/shop "
+        "with api_key=sk-ant-abcdefghijklmnopqrstu"
+    )
+    text = json.dumps([e.to_dict() for e in history_events()])
+    assert "hunter2secret" not in text and "sk-ant-abcdefghijklmnopqrstu" not in text
+    assert "[REDACTED]" in text
+
+
+def test_hooks_restored_exactly_after_stop_and_chained_meanwhile() -> None:
+    seen: list[str] = []
+    original = sys.excepthook
+
+    def mine(tp: Any, value: BaseException, tb: Any) -> None:
+        seen.append(tp.__name__)
+
+    sys.excepthook = mine
+    try:
+        before = hooks()
+        lensbook.start(["exceptions"], sample_interval=None)
+        assert hooks() != before and is_recording()
+        try:
+            raise ValueError("boom")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+        assert seen == ["ValueError"]
+        assert history_events(kinds=["exception"])[-1].detail["route"] == "main"
+        lensbook.stop()
+        assert hooks() == before and not is_recording()
+        assert history_events(kinds=["exception"])  # the history outlives the hooks
+    finally:
+        sys.excepthook = original
+
+
+def test_owners_hooks_go_with_the_last_one() -> None:
+    before = hooks()
+    recorder.start("api", sample_interval=None)
+    recorder.start("watch", sample_interval=None)
+    recorder.stop("api")
+    assert is_recording() and hooks() != before
+    recorder.stop("watch")
+    assert not is_recording() and hooks() == before
+
+
+def test_watch_starts_the_recorder_and_stopping_it_puts_the_hooks_back() -> None:
+    from lensbook.coordinator.watcher import stop_watching, watch
+
+    before = hooks()
+    watch(["runtime"], interval=3600, auto_trigger=False)
+    try:
+        assert is_recording() and recorder.recorder.owners == {"watch"}
+    finally:
+        stop_watching()
+    assert not is_recording() and hooks() == before
+
+
+def test_hooks_restored_exactly_after_unload_ext() -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    before = hooks()
+    callbacks = list(shell.events.callbacks["post_run_cell"])
+    shell.run_line_magic("load_ext", "lensbook")
+    try:
+        assert is_recording()
+        shell.run_cell("raise LookupError('cell failed')")
+        cell = [e for e in history_events(kinds=["exception"]) if e.detail["route"] == "cell"]
+        assert cell and cell[-1].detail["type"] == "LookupError"
+    finally:
+        shell.run_line_magic("unload_ext", "lensbook")
+    assert hooks() == before and not is_recording()
+    assert list(shell.events.callbacks["post_run_cell"]) == callbacks
+
+
+def test_ring_caps_hold_under_a_flood(recording: None) -> None:
+    flood = logging.getLogger("flood")
+    flood.propagate = False
+    flood.addHandler(recorder.recorder.logs.handler)  # the recorder's own handler, alone
+    flood.setLevel(logging.DEBUG)
+    try:
+        for i in range(100_000):
+            flood.warning("record %d", i)
+        for i in range(2_000):
+            flood.warning(f"distinct message {i}")  # defeats the per-message gate
+    finally:
+        flood.removeHandler(recorder.recorder.logs.handler)
+    threads = [threading.Thread(target=int) for _ in range(3_000)]
+    for t in threads:
+        t.start()
+        t.join()
+    recorder.flush()
+    counts = recorder.recorder.ring.counts()
+    for kind, n in counts.items():
+        assert n <= recorder.CAPS.get(kind, 100), kind
+    assert counts["log"] == recorder.CAPS["log"]  # full, the oldest gone
+    rate = [e for e in history_events(kinds=["log_rate"]) if e.source == "flood"]
+    assert sum(e.detail["count"] for e in rate) == 102_000  # every record counted
+    growth = [e for e in history_events(kinds=["thread_growth"]) if e.detail["target"] == "int"]
+    assert sum(e.detail["started"] for e in growth) == 3_000 and growth[-1].detail["alive"] == 0
+
+
+def test_lens_history_magic_shows_a_chart_and_a_text_timeline(quiet_threadhook: list[str]) -> None:
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "lensbook")
+    try:
+        recorder.clear()
+        die("ingest-2")
+        report = shell.run_line_magic("lens", "history")
+        data, _ = shell.display_formatter.format(report)
+        died = history_events(kinds=["thread_died"])[-1]
+        assert died.id in data["text/plain"] and "thread_died" in data["text/plain"]
+        assert "KeyError(\"'order-17'\") ended thread 'ingest-2'" in data["text/plain"]
+        assert '<img alt="history timeline" src="data:image/png;base64,' in data["text/html"]
+        text_only = shell.run_line_magic("lens", "history --kinds thread_died --text")
+        data, _ = shell.display_formatter.format(text_only)
+        assert "<img" not in data["text/html"] and died.id in data["text/html"]
+        assert data["text/plain"].count(" thread_died ") == 1
+        with pytest.raises(UsageError, match="unknown kind"):
+            shell.run_line_magic("lens", "history --kinds threads")
+    finally:
+        shell.run_line_magic("unload_ext", "lensbook")
+
+
+def test_asyncio_callback_and_task_failures_on_a_known_loop() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="jobs-loop", daemon=True)
+    runner.start()
+    register_loop(loop)
+    seen: list[str] = []
+
+    def theirs(lp: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        seen.append(str(context.get("message")))
+
+    loop.set_exception_handler(theirs)
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    try:
+
+        def refresh_cache() -> None:
+            raise OSError("cache backend unreachable")
+
+        def fail_and_look() -> list[HistoryEvent]:
+            # the loop is hooked by the recorder's first tick: fail until it is seen
+            loop.call_soon_threadsafe(refresh_cache)
+            time.sleep(0.05)
+            return [e for e in history_events(kinds=["exception"]) if e.source.startswith("loop@")]
+
+        event = wait_for(fail_and_look)[0]
+        assert event.detail["route"] == "callback" and event.detail["type"] == "OSError"
+        assert event.detail["function"].endswith("refresh_cache")
+        assert wait_for(lambda: seen)  # the handler that was there before still runs
+
+        async def sync_orders() -> None:
+            raise ValueError("bad order payload")
+
+        # a task nobody awaits: its exception is reported when the task is collected
+        loop.call_soon_threadsafe(lambda: loop.create_task(sync_orders()) and None)
+        task_event = wait_for(
+            lambda: [e for e in history_events(kinds=["exception"]) if e.detail["route"] == "task"]
+        )[0]
+        assert task_event.detail["type"] == "ValueError"
+        assert task_event.detail["function"].endswith("sync_orders")
+        assert "never retrieved" in task_event.detail["asyncio_message"]
+    finally:
+        lensbook.stop()
+        assert loop.get_exception_handler() is theirs  # put back exactly
+        unregister_loop(loop)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+def test_an_asyncio_failure_logged_by_the_default_handler_counts_once() -> None:
+    loop = asyncio.new_event_loop()
+    runner = threading.Thread(target=loop.run_forever, name="feed-loop", daemon=True)
+    runner.start()
+    register_loop(loop)
+    recorder.clear()
+    lensbook.start(["exceptions"], sample_interval=None)
+    try:
+
+        def poll_feed() -> None:
+            raise TimeoutError("feed timed out")
+
+        def fail_and_look() -> list[HistoryEvent]:
+            loop.call_soon_threadsafe(poll_feed)
+            time.sleep(0.05)
+            return [e for e in history_events(kinds=["exception"]) if e.source.startswith("loop@")]
+
+        wait_for(fail_and_look)  # the loop is hooked (failures before that were only logged)
+        recorder.clear()
+        wait_for(fail_and_look)
+        # asyncio's default handler logged each failure with its traceback: not a second count
+        logged = history_events(kinds=["logged_exception"])
+        assert all(e.detail["type"] != "TimeoutError" for e in logged), logged
+        rates = [e.detail for e in history_events(kinds=["exception_rate"])]
+        assert {r["type"] for r in rates} == {"TimeoutError"}
+        assert all(set(r["routes"]) == {"callback"} for r in rates)
+    finally:
+        lensbook.stop()
+        unregister_loop(loop)
+        loop.call_soon_threadsafe(loop.stop)
+        runner.join(10)
+        loop.close()
+
+
+def test_a_restart_over_a_hook_that_wrapped_ours_neither_loops_nor_counts_twice() -> None:
+    original = sys.excepthook
+    calls: list[str] = []
+    try:
+        recorder.start("api", sample_interval=None)
+        ours = sys.excepthook
+
+        def theirs(tp: Any, value: BaseException, tb: Any) -> None:  # wraps ours, stays
+            calls.append("theirs")
+            ours(tp, value, tb)
+
+        sys.excepthook = theirs
+        recorder.stop()  # ours cannot be taken out: it stays in their chain, quiet
+        recorder.clear()
+        recorder.start("api", sample_interval=None)  # new hook on top of theirs
+        try:
+            raise ValueError("once")
+        except ValueError as exc:
+            with contextlib.redirect_stderr(io.StringIO()):
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        assert calls == ["theirs"]
+        assert [e.detail["message"] for e in history_events(kinds=["exception"])] == ["once"]
+    finally:
+        recorder.stop()
+        sys.excepthook = original

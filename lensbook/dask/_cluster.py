@@ -599,12 +599,13 @@ def _group_records(result: ClusterResult, started: float) -> Path | None:
     if not writer.enabled:
         return None
     folder = writer.directory / f"{_stamp(started)}-cluster-{result.run_id}"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)  # private like every record folder (mkdir's mode is cut by umask)
     entries = []
     for w in result.workers:
         run_id = w.run_id
         path = writer.path_of(run_id) if run_id else None
         if path is not None and path.exists():
-            folder.mkdir(parents=True, exist_ok=True)
             target = folder / path.name
             with contextlib.suppress(OSError):
                 os.replace(path, target)
@@ -620,7 +621,6 @@ def _group_records(result: ClusterResult, started: float) -> Path | None:
                 "record": w.record.name if w.record is not None else None,
             }
         )
-    folder.mkdir(parents=True, exist_ok=True)
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -632,5 +632,7 @@ def _group_records(result: ClusterResult, started: float) -> Path | None:
         "workers": entries,
         "insights": [i.to_dict() for i in result.insights],
     }
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+    fd = os.open(folder / MANIFEST, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=1))
     return folder

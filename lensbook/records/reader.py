@@ -493,24 +493,34 @@ def _outcome(run: Run) -> dict[str, Any]:
 def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
     """The recorded runs in a directory (default: where records are written), newest first.
 
-    Files that are neither named nor headed like a record are not lensbook's and are not
-    listed; a record that cannot be read is listed with ``damaged`` True and the reason in
-    ``problems``, and so is one whose lines are partly unreadable (it still loads).
+    Runs grouped in a folder one level down (a Dask cluster run's workers) are listed too, with
+    the folder's name in ``group``. Files that are neither named nor headed like a record are
+    not lensbook's and are not listed; a record that cannot be read is listed with ``damaged``
+    True and the reason in ``problems``, and so is one whose lines are partly unreadable (it
+    still loads).
     """
     import pandas as pd
 
     folder = Path(directory) if directory is not None else writer.directory
     rows: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.jsonl"), reverse=True):
+    found = [*folder.glob("*.jsonl"), *folder.glob("*/*.jsonl")]
+    for path in sorted(found, key=lambda p: p.name, reverse=True):
         if not _claims_to_be_record(path):
             continue
+        group = path.parent.name if path.parent != folder else ""
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 run = load_run(path)
         except (RecordError, OSError) as exc:
             rows.append(
-                {"damaged": True, "problems": str(exc), "complete": False, "path": str(path)}
+                {
+                    "damaged": True,
+                    "problems": str(exc),
+                    "complete": False,
+                    "group": group,
+                    "path": str(path),
+                }
             )
             continue
         rows.append(
@@ -525,6 +535,7 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
                 "complete": run.complete,
                 "damaged": bool(run.problems),
                 "problems": "; ".join(run.problems[:3]),
+                "group": group,
                 "path": str(path),
             }
         )
@@ -543,6 +554,7 @@ def runs(directory: str | os.PathLike[str] | None = None) -> pd.DataFrame:
         "complete",
         "damaged",
         "problems",
+        "group",
         "path",
     ]
     return pd.DataFrame(rows, columns=cols)

@@ -27,6 +27,7 @@ from typing import Any
 
 from lensbook._errors import LensbookError
 from lensbook.records.reader import RecordError, Run, load_run
+from lensbook.records.writer import is_own_record
 
 __all__ = [
     "Postmortem",
@@ -104,7 +105,18 @@ def _as_runs(runs: Run | str | os.PathLike[str] | Iterable[Any]) -> list[Run]:
         items = list(runs)
     if not items:
         raise ValueError("postmortem needs at least one recorded run")
-    return [r if isinstance(r, Run) else load_run(find_record(r)) for r in items]
+    loaded: list[Run] = []
+    for item in items:
+        if isinstance(item, Run):
+            loaded.append(item)
+        elif Path(item).is_dir():  # a folder of grouped runs (a Dask cluster run): each of them
+            members = sorted(p for p in Path(item).glob("*.jsonl") if is_own_record(p))
+            if not members:
+                raise RecordError(f"no records in the folder {item}")
+            loaded += [load_run(m) for m in members]
+        else:
+            loaded.append(load_run(find_record(item)))
+    return loaded
 
 
 def _secure_dir(path: Path) -> None:

@@ -10,6 +10,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import sysconfig
@@ -77,7 +78,7 @@ def workers(client: Any) -> list[str]:
 
 
 def test_leak_on_one_worker_is_named_there_and_called_skew(
-    client: Any, cluster: lensdask.Cluster
+    client: Any, cluster: lensdask.Cluster, tmp_path: Path
 ) -> None:
     leaky, healthy = workers(client)
     task = client.submit(dask_workloads.hoard, pure=False, workers=[leaky])
@@ -121,6 +122,16 @@ def test_leak_on_one_worker_is_named_there_and_called_skew(
     assert {w["worker"] for w in manifest["workers"]} == {leaky, healthy}
     listed = lensbook.runs(result.directory)
     assert len(listed) == 2 and set(listed["complete"]) == {True}
+    # private like every record, and listed from the records folder under the cluster run
+    assert stat.S_IMODE(result.directory.stat().st_mode) == 0o700
+    assert stat.S_IMODE((result.directory / "cluster.json").stat().st_mode) == 0o600
+    everything = lensbook.runs(result.directory.parent)
+    assert set(everything.loc[everything["group"] == result.directory.name, "path"]) == set(
+        listed["path"]
+    )
+    # a postmortem of the whole cluster run: one section per worker's run
+    review = lensbook.postmortem(result.directory, tmp_path / "cluster.ipynb", execute=False)
+    assert {r.header.get("worker") for r in review.runs} == {leaky, healthy}
     loaded = lensbook.load_run(bad.record)  # type: ignore[arg-type]
     assert loaded.header["worker"] == leaky
     assert [n.id for n in loaded.result.notifications] == [n.id for n in bad.notifications]

@@ -199,3 +199,23 @@ def test_kill_9_mid_run_leaves_a_readable_record(tmp_path: Path) -> None:
     assert [n.anomaly_type for n in run.result.notifications] == ["dial_high"]
     assert run.events[-1]["kind"] in ("tool_call", "tool_result")
     assert run.result.stop_reason == "error" and "before the run completed" in str(run.result.error)
+
+
+def test_runs_lists_grouped_runs_and_a_postmortem_takes_their_folder(tmp_path: Path) -> None:
+    shipped = Path(__file__).parents[2] / "notebooks" / "records" / "cache-leak.jsonl"
+    group = tmp_path / "20261201T120000000-cluster-0123456789abcdef"
+    group.mkdir()
+    (tmp_path / "20261201T110000000-memory-00000000000000aa.jsonl").write_bytes(
+        shipped.read_bytes()
+    )
+    (group / "20261201T120000000-memory_w1-00000000000000bb.jsonl").write_bytes(
+        shipped.read_bytes()
+    )
+    (group / "notes.jsonl").write_text('{"not": "a record"}\n')  # not lensbook's: not listed
+    listed = lensbook.runs(tmp_path)
+    assert sorted(listed["group"]) == ["", group.name]
+    assert not listed["damaged"].any()
+    review = lensbook.postmortem(group, tmp_path / "review.ipynb", execute=False)
+    assert [r.path.name for r in review.runs] == [
+        "20261201T120000000-memory_w1-00000000000000bb.jsonl"
+    ]

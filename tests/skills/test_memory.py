@@ -156,11 +156,6 @@ def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySki
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (timing under a loaded "
-    "machine or state left by earlier tests); to be read next session",
-)
 def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
     skill = MemorySkill()  # the default: tracemalloc on for 10% of the window, in bursts
     stop = _leaky_cache.start_traffic(per_second=4000)
@@ -170,9 +165,12 @@ def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
         assert started["stops_after_s"] == 60.0  # model-chosen window lengths are clamped
         deadline = time.monotonic() + 30
         diff: dict[str, Any] = {}
-        while time.monotonic() < deadline:  # until a few bursts have seen the leak
+        # until a few bursts have seen the leak: the traced share is bounded over whole
+        # cycles of burst and rest, so a window that ends right after its first burst (which
+        # a loaded machine can stretch well past 50 ms) was traced nearly all along
+        while time.monotonic() < deadline:
             diff = _probe(skill, "allocation_diff", stop=False)
-            if diff["sites"] and (diff["traced_s"] or 0) >= 0.15:
+            if diff["sites"] and diff["bursts"] >= 3:
                 break
             time.sleep(0.1)
         diff = _probe(skill, "allocation_diff", top=3)

@@ -1346,8 +1346,10 @@ LEAK_TEN_MIN_SHARE_OF_RSS = 0.25
 #: ...with absolute floors only against noise (a tiny process)
 LEAK_MIN_KB = 256.0
 LEAK_MIN_KB_PER_S = 32.0
-#: blocks at least this large on average are blobs (bytes, arrays), which no census counts
+#: blocks at least this large on average are blobs (bytes, arrays), which no census counts;
+#: blobs alone are a leak only with RSS rising steadily over at least this much history
 LEAK_BLOB_BYTES = 4096
+LEAK_HISTORY_MIN_S = 60.0
 #: GC-tracked objects that must appear between the two censuses: a share of the heap, with a
 #: floor against the objects a busy process has in flight at any moment
 OBJECTS_MIN_SHARE = 0.02
@@ -1416,10 +1418,13 @@ class LeakRule(Rule):
             for site in sites
             if float(site.get("kb") or 0) * _KB >= LEAK_BLOB_BYTES * max(int(site["blocks"]), 1)
         )
+        trend = _as_dict(ev.result("memory_rss_trend"))
         leak_by_bytes = (
             blob_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_kb)
             and blob_kb / window >= max(LEAK_MIN_KB_PER_S, LEAK_TEN_MIN_SHARE_OF_RSS * rss_kb / 600)
-            and steady_rise(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+            # a rise of a few seconds (lensbook's own start among them) proves nothing
+            and float(trend.get("span_s") or 0.0) >= LEAK_HISTORY_MIN_S
+            and steady_rise(trend.get("points") or [])
         )
         tracked_before = int(growth.get("tracked_before") or 0)
         leak_by_objects = tracked_delta >= max(

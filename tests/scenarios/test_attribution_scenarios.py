@@ -49,11 +49,6 @@ def _line(module: ModuleType, marker: str) -> int:
     return next(i for i, line in enumerate(lines, 1) if marker in line)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky in the full suite (passes alone and passed in the previous full "
-    "run): the runtime leak rule reads growth from few sampled points",
-)
 def test_runtime_reason_leak_flags_growth_from_the_sampled_history() -> None:
     outcome = _run("runtime_leak")
     (note,) = [n for n in outcome["notifications"] if n["anomaly_type"] == "memory_growth"]

@@ -710,7 +710,12 @@ def _started_by(thread: threading.Thread | None) -> str | None:
     if not found:
         return None
     via = f" via {found['via']}" if found.get("via") else ""
-    return f"{found['function']} at {found['started_from']}{via}"
+    # a comprehension runs as a function of its own: name the function it is written in
+    function = _COMPREHENSION.sub("", str(found["function"]))
+    return f"{function} at {found['started_from']}{via}"
+
+
+_COMPREHENSION = re.compile(r"\.<locals>\.<(listcomp|dictcomp|setcomp|genexpr)>$")
 
 
 def _thread_names() -> dict[int, threading.Thread]:

@@ -73,9 +73,11 @@ def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix() -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="KNOWN: with tracemalloc in 10% bursts (the do-no-harm default) the sampled top site "
-    "is sometimes the user's line that made the data (figure_leak.py:40) instead of ax.plot, "
-    "and the plt.close fix is then not offered; with MemorySkill(trace_duty=1.0) it passes",
+    reason="KNOWN: with tracemalloc in 10% bursts (the do-no-harm default) a burst mostly starts "
+    "while the reports thread sleeps between charts, and tracing slows the code it traces ~20x, "
+    "so a 50 ms burst covers only the start of a chart: the data made at figure_leak.py:40 and "
+    "part of plt.subplots, rarely ax.plot (6 frames also lose ax.plot's caller: its arrays are "
+    "allocated 10-15 frames down). Passes with MemorySkill(trace_duty=1.0)",
 )
 def test_a_leak_inside_matplotlib_is_blamed_on_the_users_line_and_pyplot() -> None:
     outcome = _run("figure_leak")

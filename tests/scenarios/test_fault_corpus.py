@@ -113,6 +113,11 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
     assert "pandas.DataFrame 2000000x10" in named["last_error_retention"]
     assert "frames.log" in named["duplicate_handlers"]
     assert "attribute 'pool' of ReportHandler instances" in named["executor_per_request"]
+    # the request handler that starts the pools' threads (the flight recorder saw them start)
+    assert re.search(
+        r"started by ReportHandler\.handle at \S*executor_per_request\.py:\d+",
+        named["executor_per_request"],
+    )
     assert re.search(r"\d+ tasks of coroutine process_job .* Semaphore", named["task_pileup"])
     assert "CLOSE_WAIT" in named["socket_leak"]
     # the user function that keeps creating the leaked handles, from a short tracemalloc window

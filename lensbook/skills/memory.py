@@ -1065,19 +1065,25 @@ class MemorySkill(Skill):
             "top": [{"type": name, "count": n} for name, n in ranked],
         }
 
-    @probe
-    def type_growth(self, top: int = 10) -> dict[str, Any]:
+    @probe_with(budget=20.0)
+    def type_growth(self, top: int = 10, after_s: float = 0.0) -> dict[str, Any]:
         """Which types (and which closures, by the code that made them) grew since memory_census.
 
         Takes a new census, compares it with the previous one and keeps it as the new baseline.
-        User-defined types come with the file:line of their class statement.
+        User-defined types come with the file:line of their class statement. Called again
+        (with `after_s`), it tells growth that goes on from objects that were only in flight
+        at the last look.
 
         Args:
             top: how many growing types and functions to return (at most 30).
+            after_s: wait this long before the census (at most 10 s).
 
-        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s).
+        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s), after the
+        wait.
         """
         top = min(max(top, 1), 30)
+        if after_s > 0:
+            time.sleep(min(after_s, 10.0))
         now = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
         with self._lock:
             before, self._census = self._census, now
@@ -1354,6 +1360,10 @@ LEAK_HISTORY_MIN_S = 60.0
 #: floor against the objects a busy process has in flight at any moment
 OBJECTS_MIN_SHARE = 0.02
 OBJECTS_MIN_DELTA = 20_000
+#: objects that grew are looked at again this long after: a leak goes on growing at this share
+#: of its rate at least; objects in flight at the second look do not
+OBJECTS_RECHECK_S = 2.0
+OBJECTS_RECHECK_SHARE = 0.3
 #: items a container seen at both looks (or one held by a named root) must gain
 CONTAINER_MIN_GROWTH = 5_000
 #: instances of a class that must appear for it to be followed to what keeps it
@@ -1385,13 +1395,18 @@ class LeakRule(Rule):
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        for suspect in _suspect_types(ev.result("memory_type_growth")):
+        for suspect in _suspect_types(_first_growth(ev)):
             calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
+        first = _first_growth(ev)
+        if _objects_grew(first):
+            # objects alone: look once more, to tell a heap that goes on growing from a batch
+            # of objects that happened to be in flight at the second look
+            calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         diff = _as_dict(ev.result("memory_allocation_diff"))
-        growth = _as_dict(ev.result("memory_type_growth"))
+        growth = _first_growth(ev)
         containers = _as_dict(ev.result("memory_largest_containers"))
         refs = _best_referrers(ev)
         growth_kb = float(diff.get("growth_kb") or 0.0)
@@ -1426,10 +1441,7 @@ class LeakRule(Rule):
             and float(trend.get("span_s") or 0.0) >= LEAK_HISTORY_MIN_S
             and steady_rise(trend.get("points") or [])
         )
-        tracked_before = int(growth.get("tracked_before") or 0)
-        leak_by_objects = tracked_delta >= max(
-            OBJECTS_MIN_DELTA, OBJECTS_MIN_SHARE * tracked_before
-        )
+        leak_by_objects = _objects_grew(growth) and _objects_go_on(growth, ev)
         leak_by_container = box_grew >= CONTAINER_MIN_GROWTH and _persistent(growing_box)
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
             return []
@@ -1582,6 +1594,33 @@ def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:
 
 def _grew(container: dict[str, Any]) -> int:
     return int(container.get("grew") or container.get("grew_at_least") or 0)
+
+
+def _first_growth(ev: Evidence) -> dict[str, Any]:
+    """The type growth between the rule's two looks (not the recheck after them)."""
+    found = [v for args, v in ev.results.get("memory_type_growth", []) if not args.get("after_s")]
+    return _as_dict(found[-1]) if found else {}
+
+
+def _objects_grew(growth: dict[str, Any]) -> bool:
+    """Whether the GC-tracked objects grew by a share of the heap (with a floor) between looks."""
+    delta = int(growth.get("tracked_delta") or 0)
+    before = int(growth.get("tracked_before") or 0)
+    return delta >= max(OBJECTS_MIN_DELTA, OBJECTS_MIN_SHARE * before)
+
+
+def _objects_go_on(growth: dict[str, Any], ev: Evidence) -> bool:
+    """Whether the objects kept growing after the second look, at a good share of the rate
+    seen between the first two (true when no recheck was made: nothing says otherwise)."""
+    again = [v for args, v in ev.results.get("memory_type_growth", []) if args.get("after_s")]
+    if not again:
+        return True
+    recheck = _as_dict(again[-1])
+    if "tracked_delta" not in recheck:
+        return True  # the recheck could not compare (no earlier census): no evidence against
+    rate = int(growth.get("tracked_delta") or 0) / max(float(growth.get("interval_s") or 1), 1e-6)
+    rate_again = int(recheck["tracked_delta"]) / max(float(recheck.get("interval_s") or 1), 1e-6)
+    return rate_again >= OBJECTS_RECHECK_SHARE * rate
 
 
 def _persistent(container: dict[str, Any]) -> bool:

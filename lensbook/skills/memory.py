@@ -42,6 +42,7 @@ from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.threads import app_thread_running
 
 __all__ = ["LeakRule", "MemorySkill"]
 
@@ -261,6 +262,10 @@ _TRACED_PASS_MAX = 200_000
 TRACE_BURST_S = 0.05
 #: ...for this share of the window by default (see `MemorySkill(trace_duty=...)`)
 DEFAULT_TRACE_DUTY = 0.1
+#: how long a burst waits for the program to run (see `_TraceWindow._await_work`), polling
+BURST_HOLD_S = 0.5
+BURST_PHASE_S = 0.03
+BURST_POLL_S = 0.003
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
 
@@ -312,8 +317,35 @@ class _TraceWindow:
         if self.ended_at is None:
             self.ended_at = time.time()
 
+    def _await_work(self) -> bool:
+        """Hold the next burst until a random moment of the program's work; True if the window
+        was stopped meanwhile.
+
+        A burst that starts while the program waits (a worker sleeping between requests) only
+        traces what follows the wait, and tracing slows that code ~20x: every burst would see
+        the first steps of a request (its input) and never the library call further in that
+        keeps the most. Starting at a random moment of the program's work samples all of it.
+        The moment is a random share of `BURST_PHASE_S` of the time a thread of the program
+        was seen running; waits at most `BURST_HOLD_S` (an idle program allocates nothing to
+        miss)."""
+        want = random.uniform(0.0, BURST_PHASE_S)  # of the program's running time
+        deadline = time.perf_counter() + BURST_HOLD_S
+        busy = 0.0
+        while busy < want and time.perf_counter() < deadline:
+            mark = time.perf_counter()
+            running = app_thread_running()
+            # a look costs ~3 µs per thread: with many threads, look less often (<= 10% of
+            # the time, so of the GIL too)
+            if self.stop.wait(max(BURST_POLL_S, 9.0 * (time.perf_counter() - mark))):
+                return True
+            if running:
+                busy += time.perf_counter() - mark
+        return self.stop.is_set()
+
     def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began`.
+        """The bursts of an owned window until `stop` is set; the first began at `began` (when
+        the window opened: what the caller runs next is traced), the next ones at a random
+        moment of the program's work.
 
         A burst ends when this thread gets the GIL back, which a long C call in another thread
         (a pandas conversion, a big sort) or a saturated machine can delay well past
@@ -335,6 +367,8 @@ class _TraceWindow:
                     self.traced_s += traced
                     self.bursts += 1
                 if self.stop.wait(max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)):
+                    return
+                if self._await_work():
                     return
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"

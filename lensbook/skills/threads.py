@@ -43,6 +43,7 @@ from lensbook.types import Severity
 
 __all__ = [
     "ThreadsSkill",
+    "app_thread_running",
     "code_origin",
     "current_node",
     "describe_frame",
@@ -519,6 +520,20 @@ def _waiting(frame: types.FrameType, call: str) -> _Activity:
                 call = _short_text(ast.unparse(node))
             return _Activity("waiting", outer, call=call or _qualname(frame.f_code))
     return _Activity("waiting", frame, call=call)
+
+
+def app_thread_running() -> bool:
+    """Whether a thread of the program (not lensbook's, not the caller) is running Python code
+    rather than waiting (a sleep, a queue, an Event, a lock, a select). Cost: ~2 µs per
+    thread; reads frames only, runs no code."""
+    me = threading.get_ident()
+    names = {t.ident: t.name for t in threading.enumerate()}
+    for ident, frame in sys._current_frames().items():
+        if ident == me or _is_lensbook_thread(names.get(ident, "")):
+            continue
+        if _activity(frame, cheap=True).state == "running":
+            return True
+    return False
 
 
 def _activity(frame: types.FrameType, cheap: bool = False) -> _Activity:

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lensbook.skills import SkillLike, builtin_ids, resolve_skill
+from lensbook.skills import SkillLike, builtin_ids, knowledge, resolve_skill
 from lensbook.skills._history import error_rate
 from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
 from lensbook.skills.redact import redact
@@ -41,34 +41,9 @@ from lensbook.types import Severity
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KEYWORDS", "Signal", "Triage", "is_vague", "triage"]
+__all__ = ["Signal", "Triage", "is_vague", "triage"]
 
 _SEVERITY_RANK: dict[str, int] = {"critical": 3, "warning": 2, "info": 1}
-
-#: words of a question that point at a skill (matched as word prefixes)
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "memory": ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc"),
-    "gc": ("gc", "garbage", "collect", "pause", "cycle"),
-    "asyncio": (
-        "slow",
-        "latency",
-        "lag",
-        "loop",
-        "async",
-        "await",
-        "task",
-        "sluggish",
-        "stall",
-        "unresponsive",
-    ),
-    "logs": ("log", "error", "storm", "warning", "spam"),
-    "exceptions": ("exception", "traceback", "crash", "raise", "fail"),
-    "threads": ("thread", "deadlock", "lock", "hang", "stuck", "freez", "cpu", "spin"),
-    "process": ("fd", "file", "descriptor", "socket", "child", "zombie", "subprocess"),
-    "system": ("host", "disk", "swap", "container", "machine"),
-    "kernel": ("notebook", "cell", "kernel", "variable", "dataframe", "output"),
-}
-
 
 @dataclass(frozen=True)
 class Signal:
@@ -219,9 +194,9 @@ def triage(
 
 def is_vague(reason: str) -> bool:
     """Whether a reason points at no domain: none of its words starts with a skill's keyword
-    ("orders service degraded", "is anything wrong?"). Such a run starts from triage."""
-    words = re.findall(r"[a-z]+", reason.lower())
-    return not any(w.startswith(k) for w in words for keys in KEYWORDS.values() for k in keys)
+    (`Skill.keywords`: "orders service degraded", "is anything wrong?"). Such a run starts
+    from triage."""
+    return not knowledge.gather().named(re.findall(r"[a-z]+", reason.lower()))
 
 
 def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:

@@ -34,7 +34,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
@@ -419,6 +419,25 @@ class AsyncioSkill(Skill):
         "loop's thread is doing), and for lag. Tasks idle in asyncio.sleep, a queue get or a "
         "socket read are normal. lensbook's own tasks live on the lens loop."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = (
+        "slow",
+        "latency",
+        "lag",
+        "loop",
+        "async",
+        "await",
+        "task",
+        "sluggish",
+        "stall",
+        "unresponsive",
+    )
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "event-loop lag": ("event_loop_lag", "event_loop_blocked", "slow_callbacks", "stuck_task")
+    }
+    investigates = ("event-loop lag",)
+    counters = frozenset({"slow_callbacks"})
+    watched = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -29,7 +29,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
@@ -321,6 +321,15 @@ class ExceptionsSkill(Skill):
         "function), the thread and the rate. The hooks only see exceptions raised after the "
         "first use of this skill."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("exception", "traceback", "crash", "raise", "fail")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "errors": ("exception_burst", "uncaught_exception", "thread_died")
+    }
+    investigates = ("errors",)
+    counters = frozenset({"thread_deaths", "cell_errors"})
+    unwatched = frozenset({"observed_s", "exception_types"})
+    watched = True
 
     def __init__(self, max_records: int = 500) -> None:
         self.max_records = max_records

@@ -16,7 +16,7 @@ import time
 import types
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from lensbook.skills import _heap, intrusion
 from lensbook.skills.base import Skill, probe
@@ -80,6 +80,23 @@ class GCSkill(Skill):
         "cycle with a weak reference or an explicit close, gc.freeze() after startup, "
         "thresholds) with numbers."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("gc", "garbage", "collect", "pause", "cycle")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "GC pressure": ("gc_churn", "gc_uncollectable")
+    }
+    investigates = ("GC pressure",)
+    counters = frozenset(
+        {
+            "gc_collections",
+            "gc_collections_gen0",
+            "gc_collections_gen1",
+            "gc_collections_gen2",
+            "gc_collected",
+        }
+    )
+    unwatched = frozenset({"gc_threshold0"})
+    watched = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

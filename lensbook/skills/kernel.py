@@ -20,7 +20,7 @@ import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
@@ -357,6 +357,12 @@ class KernelSkill(Skill):
         "size, and how to free it (del Out[N]; %reset -f out). Values are never shown unless "
         "the user opted in."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("notebook", "cell", "kernel", "variable", "dataframe", "output")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "memory growth": ("output_cache_retention", "large_variable"),
+        "CPU saturation": ("long_running_cell",),
+    }
 
     def __init__(self) -> None:
         self._clock: _CellClock | None = None

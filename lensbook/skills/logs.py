@@ -18,7 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import re2
 
@@ -370,6 +370,12 @@ class LogsSkill(Skill):
         "installed (the first use of this skill), and not those of loggers that do not "
         "propagate to the root logger."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("log", "error", "storm", "warning", "spam")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {"errors": ("error_storm", "warning_flood")}
+    investigates = ("errors",)
+    unwatched = frozenset({"observed_s", "buffered_records", "loggers_seen", "message_templates"})
+    watched = True
 
     def __init__(self, max_records: int = 5000, max_age: float = 900.0) -> None:
         self.max_records = max_records

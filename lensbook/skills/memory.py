@@ -29,7 +29,7 @@ import types
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psutil
 
@@ -41,7 +41,7 @@ from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["LeakRule", "MemorySkill"]
 
@@ -753,6 +753,23 @@ class MemorySkill(Skill):
         "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {"memory growth": ("memory_leak",)}
+    investigates = ("memory growth",)
+    chains = (
+        Chain(
+            ("memory growth", "GC pressure", "event-loop lag"),
+            "a growing heap makes every full collection walk more objects; longer GC pauses "
+            "hold the GIL and stall the event loop",
+        ),
+        Chain(
+            ("memory growth", "host memory pressure"),
+            "the process's growth eats the host's available memory",
+        ),
+    )
+    unwatched = frozenset({"host_available_mb"})
+    watched = True
 
     def __init__(
         self, *, trace_duty: float = DEFAULT_TRACE_DUTY, budget_scale: float = 1.0

@@ -18,7 +18,7 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
@@ -26,7 +26,7 @@ from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip, redact_text
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
 if sys.platform != "win32":  # resource limits and usage are Unix only
@@ -153,6 +153,33 @@ class ProcessSkill(Skill):
         "RLIMIT_NOFILE soft limit. A few dozen descriptors that come and go are normal; do not "
         "report a count that is stable."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("fd", "file", "descriptor", "socket", "child", "zombie", "subprocess")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "descriptor exhaustion": ("fd_leak", "fd_growth", "fd_pressure")
+    }
+    investigates = ("descriptor exhaustion",)
+    chains = (
+        Chain(
+            ("descriptor exhaustion", "errors"),
+            "when descriptors run out, open(), socket() and accept() fail with EMFILE and the "
+            "failures are logged",
+        ),
+    )
+    counters = frozenset(
+        {
+            "cpu_user_s",
+            "cpu_system_s",
+            "ctx_voluntary",
+            "ctx_involuntary",
+            "minor_faults",
+            "major_faults",
+            "block_reads",
+            "block_writes",
+        }
+    )
+    unwatched = frozenset({"fd_soft_limit"})
+    watched = True
 
     def __init__(self) -> None:
         self._process = psutil.Process()

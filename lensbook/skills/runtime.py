@@ -11,7 +11,7 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psutil
 
@@ -49,6 +49,16 @@ class RuntimeSkill(Skill):
         "descriptors and tracemalloc. Compare snapshots over time before you conclude; growth "
         "between snapshots matters more than any single value."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "memory growth": ("memory_growth",),
+        "GC pressure": ("gc_uncollectable",),
+        "CPU saturation": ("cpu_busy",),
+        "errors": ("error_storm",),
+        "descriptor exhaustion": ("fd_growth", "fd_exhaustion"),
+    }
+    counters = frozenset({"gc_collections"})
+    unwatched = frozenset({"uptime_s", "host_available_mb"})
 
     def __init__(self) -> None:
         self._process = psutil.Process()

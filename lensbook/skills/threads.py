@@ -28,7 +28,7 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psutil
 
@@ -37,7 +37,7 @@ from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = [
@@ -778,6 +778,26 @@ class ThreadsSkill(Skill):
         "Event or Condition wait, a select or a sleep is normal, not a fault. lensbook's own "
         "threads are named lensbook-*."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("thread", "deadlock", "lock", "hang", "stuck", "freez", "cpu", "spin")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CPU saturation": ("cpu_spin", "cpu_hot_thread"),
+        "lock contention": ("deadlock", "lock_contention", "lock_wait_stalled"),
+    }
+    investigates = ("CPU saturation", "lock contention")
+    chains = (
+        Chain(
+            ("CPU saturation", "event-loop lag"),
+            "CPU-bound work holds the GIL (or the loop's own thread), so the loop's callbacks "
+            "run late",
+        ),
+        Chain(
+            ("lock contention", "event-loop lag"),
+            "a coroutine waiting on a blocked thread or lock stops making progress",
+        ),
+    )
+    unwatched = frozenset({"cpu_window_s"})
+    watched = True
 
     def __init__(self) -> None:
         self._process = psutil.Process()

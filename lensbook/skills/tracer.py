@@ -460,6 +460,8 @@ class TracerSkill(Skill):
         "is removed afterwards. Judge durations against what the function should cost, and "
         "name the callers responsible for most calls or most time."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    counters = frozenset({"traces_run", "calls_traced"})
 
     def __init__(self) -> None:
         self._runs = 0

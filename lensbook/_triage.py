@@ -45,6 +45,7 @@ __all__ = ["Signal", "Triage", "is_vague", "triage"]
 
 _SEVERITY_RANK: dict[str, int] = {"critical": 3, "warning": 2, "info": 1}
 
+
 @dataclass(frozen=True)
 class Signal:
     """One thing triage saw: which skill, what kind, how bad, how sure, and why."""

@@ -48,14 +48,6 @@ from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _probe_with(**options: Any) -> Callable[[_F], _F]:
-    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
-    marker: Callable[[_F], _F] = probe(**options)
-    return marker
-
 
 T = TypeVar("T")
 
@@ -623,7 +615,7 @@ class AsyncioSkill(Skill):
                 )
         return rows, notes
 
-    @_probe_with(max_chars=8000)
+    @probe(max_chars=8000)
     def tasks(
         self,
         limit: int = 20,

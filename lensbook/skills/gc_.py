@@ -25,7 +25,6 @@ from lensbook.skills.memory import (
     _type_name,
     _type_origin,
     _type_site,
-    probe_with,
 )
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -229,7 +228,7 @@ class GCSkill(Skill):
             "hook_installed_s_ago": round(now - installed, 1),
         }
 
-    @probe_with(budget=12.0, intrusive="gc debug flags (DEBUG_SAVEALL)")
+    @probe(budget=12.0, intrusive="gc debug flags (DEBUG_SAVEALL)")
     def cycle_types(
         self, seconds: float = 1.0, top: int = 8, max_objects: int = 200_000
     ) -> dict[str, Any]:

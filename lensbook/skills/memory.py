@@ -27,9 +27,9 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
@@ -47,14 +47,6 @@ __all__ = ["LeakRule", "MemorySkill"]
 
 _MB = 2**20
 _KB = 1024
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def probe_with(*, budget: float, intrusive: str | None = None) -> Callable[[_F], _F]:
-    """`probe(budget=...)` typed for mypy (`probe` called with options returns Any)."""
-    marker: Callable[[_F], _F] = probe(budget=budget, intrusive=intrusive)
-    return marker
 
 
 RawFrame = tuple[str, int]
@@ -856,7 +848,7 @@ class MemorySkill(Skill):
 
     # -- tracemalloc ------------------------------------------------------------------------
 
-    @probe_with(budget=8.0, intrusive="tracemalloc")
+    @probe(budget=8.0, intrusive="tracemalloc")
     def trace_start(self, frames: int = 1, max_seconds: float = 60.0) -> dict[str, Any]:
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
@@ -940,7 +932,7 @@ class MemorySkill(Skill):
             self._close_window()
             return {"tracing": tracemalloc.is_tracing(), "stopped": window.owned}
 
-    @probe_with(budget=10.0)
+    @probe(budget=10.0)
     def allocation_diff(
         self, top: int = 10, frames_shown: int = 4, stop: bool = True
     ) -> dict[str, Any]:

@@ -10,8 +10,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
@@ -28,15 +27,6 @@ from lensbook.types import Severity
 __all__ = ["RuntimeSkill"]
 
 _MB = 2**20
-
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def probe_with(*, budget: float) -> Callable[[_F], _F]:
-    """`probe(budget=...)`, typed for mypy."""
-    marker: Callable[[_F], _F] = probe(budget=budget)
-    return marker
 
 
 class RuntimeSkill(Skill):
@@ -135,7 +125,7 @@ class RuntimeSkill(Skill):
             },
         }
 
-    @probe_with(budget=8.0)
+    @probe(budget=8.0)
     def allocation_sites(self, seconds: float = 1.5, top: int = 3) -> dict[str, Any]:
         """Where the growing memory is allocated, attributed to the first frame in the user's
         code: a short tracemalloc window (6 frames) run by the memory skill.

@@ -28,7 +28,7 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
@@ -50,14 +50,6 @@ __all__ = [
     "short_path",
     "source_line",
 ]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _probe_with(**options: Any) -> Callable[[_F], _F]:
-    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
-    marker: Callable[[_F], _F] = probe(**options)
-    return marker
 
 
 _MAX_DEPTH = 64  # frames walked per thread when looking for held locks
@@ -889,7 +881,7 @@ class ThreadsSkill(Skill):
 
     # -- probes -----------------------------------------------------------------------------
 
-    @_probe_with(max_chars=8000, name="list")
+    @probe(max_chars=8000, name="list")
     def list_threads(self, limit: int = 30, stack_depth: int = 6) -> dict[str, Any]:
         """Every thread: name, daemon flag, CPU seconds, state, and a bounded stack.
 
@@ -984,7 +976,7 @@ class ThreadsSkill(Skill):
         known = ", ".join(sorted(_name_of(i, threads) for i in frames))
         raise ValueError(f"no thread {thread!r}; threads: {known}")
 
-    @_probe_with(budget=15.0)
+    @probe(budget=15.0)
     def deadlocks(self, limit: int = 10, recheck_after_s: float = 0.0) -> dict[str, Any]:
         """Threads blocked acquiring a lock, who holds each lock, and deadlock cycles.
 
@@ -1118,7 +1110,7 @@ class ThreadsSkill(Skill):
             "threads_scanned": len(frames),
         }
 
-    @_probe_with(budget=6.0)
+    @probe(budget=6.0)
     def hot(self, seconds: float = 0.5, interval_ms: float = 5.0, top: int = 3) -> dict[str, Any]:
         """Which threads burn CPU and in which function: per-thread CPU over a short window and
         stack samples taken every few milliseconds.

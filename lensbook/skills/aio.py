@@ -39,11 +39,12 @@ from typing import Any, ClassVar, TypeVar
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
+from lensbook.skills._stacks import format_stack, source_line
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
-from lensbook.skills.threads import format_stack, source_line
 from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
@@ -252,10 +253,6 @@ def _await_frames(coro: Any, limit: int = 30) -> tuple[list[types.FrameType], An
             or getattr(obj, "ag_await", None)
         )
     return frames, last
-
-
-def _qualname(code: types.CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
 
 
 def _is_asyncio(code: types.CodeType) -> bool:

@@ -34,9 +34,9 @@ from typing import Any, ClassVar
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._observers import ObserverHandler
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
-from lensbook.skills.logs import ObserverHandler
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process

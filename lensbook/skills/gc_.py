@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from lensbook.skills import _heap, intrusion
+from lensbook.skills._frames import code_site as _code_site
+from lensbook.skills._frames import origin as _origin
+from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_origin as _type_origin
+from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.memory import (
-    _code_site,
-    _type_name,
-    _type_origin,
-    _type_site,
-)
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
@@ -464,9 +464,9 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
     rows = []
     for code, n in counts.most_common(top):
         row: dict[str, Any] = {
-            "function": getattr(code, "co_qualname", code.co_name),
+            "function": _qualname(code),
             "where": _code_site(code),
-            "origin": _type_origin_of_file(code.co_filename),
+            "origin": _origin(code.co_filename),
             "count": n,
         }
         if code in holders:
@@ -475,12 +475,6 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
     # the frame that stores the exception first: it is what makes the cycle
     rows.sort(key=lambda r: ("holds_exception_in" not in r, r["origin"] != "user", -r["count"]))
     return rows
-
-
-def _type_origin_of_file(filename: str) -> str:
-    from lensbook.skills.threads import code_origin
-
-    return code_origin(filename)
 
 
 # -- the offline investigator's rules -----------------------------------------------------------

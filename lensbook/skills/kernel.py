@@ -588,7 +588,7 @@ class KernelSkill(Skill):
         seen: set[int] = set()
         frames: list[dict[str, Any]] = []
         held: list[dict[str, Any]] = []
-        from lensbook.skills.threads import code_origin
+        from lensbook.skills._frames import origin as code_origin
 
         named = {id(v) for _, v in _user_variables(shell)}
         tb = exc.__traceback__

@@ -15,10 +15,8 @@ from __future__ import annotations
 import functools
 import gc
 import heapq
-import inspect
 import itertools
 import json
-import linecache
 import operator
 import random
 import sys
@@ -36,9 +34,15 @@ import psutil
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
+from lensbook.skills._frames import code_site as _code_site
 from lensbook.skills._frames import origin as frames_origin
+from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_origin as _type_origin
+from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import plateaued
+from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
@@ -59,37 +63,6 @@ _short_path = short_path
 _where = where
 
 
-def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _type_name(t: type) -> str:
-    module = getattr(t, "__module__", None)
-    qualname = getattr(t, "__qualname__", t.__name__)
-    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
-
-
-def _type_origin(t: type) -> str:
-    module = sys.modules.get(getattr(t, "__module__", "") or "")
-    filename = getattr(module, "__file__", None)
-    if module is None or getattr(t, "__module__", None) == "builtins":
-        return "builtin"
-    if not filename:
-        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
-    return _origin(str(filename))
-
-
-def _type_site(t: type) -> str | None:
-    """file:line of a class statement (only for classes written in Python)."""
-    try:
-        filename = inspect.getsourcefile(t)
-        _, lnum = inspect.findsource(t)
-    except (OSError, TypeError):
-        return None
-    return _where(filename, lnum + 1) if filename else None
-
-
 def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
     """The first rows whose JSON fits in `budget` characters, and how many were left out.
 
@@ -102,10 +75,6 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
-
-
-def _code_site(code: types.CodeType) -> str:
-    return _where(code.co_filename, code.co_firstlineno)
 
 
 class Pacer:
@@ -1004,7 +973,7 @@ class MemorySkill(Skill):
                 "share": round(size / growth, 3) if growth > 0 else None,
                 "origin": _origin(filename),
                 "function": function_at(filename, lineno),
-                "code": _source_line(filename, lineno),
+                "code": source_line(filename, lineno, 100),
             }
             if len(stat.traceback) > 1:
                 entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
@@ -1325,16 +1294,6 @@ def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
     """The types of a container's first items (a sample, so it stays cheap on huge ones)."""
     counts = Counter(_type_name(type(v)) for v in itertools.islice(values, sample))
     return dict(counts.most_common(3))
-
-
-def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 # -- the offline investigator's rule ------------------------------------------------------------

@@ -24,6 +24,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap
+from lensbook.skills._trend import slope as _slope
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
@@ -629,19 +630,6 @@ def _map_category(path: str) -> str:
     if ".so" in os.path.basename(path) or path.endswith((".dylib", ".pyd")):
         return "shared_libraries"
     return "files"
-
-
-def _slope(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares change per second (None with fewer than two distinct times)."""
-    if len(points) < 2:
-        return None
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 def _downsample(points: Sequence[tuple[float, float]], n: int) -> list[tuple[float, float]]:

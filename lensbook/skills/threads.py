@@ -34,6 +34,9 @@ import psutil
 
 from lensbook.skills import _heap
 from lensbook.skills._frames import first_user_frame, origin, short_path
+from lensbook.skills._stacks import describe_frame, format_stack, source_line
+from lensbook.skills._stacks import frames_of as _frames_of
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
@@ -44,11 +47,7 @@ __all__ = [
     "ThreadsSkill",
     "code_origin",
     "current_node",
-    "describe_frame",
-    "format_stack",
     "resolve_expr",
-    "short_path",
-    "source_line",
 ]
 
 
@@ -104,49 +103,6 @@ _REASON_CPU = re.compile(r"cpu|spin|hot|busy|load|slow|fan|core|100 ?%|burn", re
 # -- where code comes from: lensbook.skills._frames decides ---------------------------
 
 code_origin = origin
-
-
-def _qualname(code: types.CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
-
-
-def describe_frame(frame: types.FrameType) -> str:
-    """``file:line in function`` for a frame."""
-    code = frame.f_code
-    return f"{short_path(code.co_filename)}:{frame.f_lineno} in {_qualname(code)}"
-
-
-def source_line(filename: str, lineno: int, limit: int = 120) -> str:
-    """The stripped source line (empty when the source is not available), capped."""
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _frames_of(frame: types.FrameType | None, limit: int = _MAX_DEPTH) -> list[types.FrameType]:
-    """A thread's frames, innermost first, at most `limit`."""
-    found: list[types.FrameType] = []
-    while frame is not None and len(found) < limit:
-        found.append(frame)
-        frame = frame.f_back
-    return found
-
-
-def format_stack(frame: types.FrameType | None, depth: int = 8) -> list[str]:
-    """A bounded stack, outermost first like a traceback, the innermost frame with its source.
-
-    When the stack is deeper than `depth`, the outermost frames are replaced by one line saying
-    how many were left out.
-    """
-    frames = _frames_of(frame, 1000)
-    shown = frames[:depth]
-    lines = [describe_frame(f) for f in reversed(shown)]
-    if frames:
-        code = source_line(frames[0].f_code.co_filename, frames[0].f_lineno)
-        if code:
-            lines[-1] += f": {code}"
-    if len(frames) > depth:
-        lines.insert(0, f"... {len(frames) - depth} outer frame(s) left out")
-    return lines
 
 
 _first_user_frame = first_user_frame

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._ipython import shell as _ipython_shell
 from lensbook.skills._observers import ObserverHandler
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
@@ -293,17 +294,6 @@ def known_loops() -> list[asyncio.AbstractEventLoop]:
             except Exception:
                 continue
     return [loop for loop in found if not loop.is_closed()]
-
-
-def _ipython_shell() -> Any:
-    if "IPython" not in sys.modules:
-        return None  # nobody started a shell if IPython was never imported
-    try:
-        from IPython import get_ipython
-
-        return get_ipython()
-    except Exception:
-        return None
 
 
 class ExceptionsSkill(Skill):

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import psutil
 
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._ipython import shell as _shell
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -287,18 +288,6 @@ def _ref_overhead() -> int:
 
 
 # -- the shell --------------------------------------------------------------------------------
-
-
-def _shell() -> Any:
-    """The running IPython shell, or None (IPython is not imported if nobody imported it)."""
-    if "IPython" not in sys.modules:
-        return None
-    try:
-        from IPython import get_ipython
-
-        return get_ipython()
-    except Exception:
-        return None
 
 
 @dataclass

@@ -308,7 +308,8 @@ def _signal(sid: str, finding: Finding, ev: Evidence) -> Signal:
 
 
 def _history_signals(window_s: float, now: float, found: Sequence[Signal]) -> list[Signal]:
-    """Errors in the flight recorder's history, for the logs and exceptions skills."""
+    """Errors in the flight recorder's history, for the skills that investigate errors (logs
+    and exceptions, as they declare)."""
     if any(s.anomaly_type == "error_storm" for s in found):
         return []  # the runtime rule already read the same history
     rate = error_rate(window_s, now)
@@ -328,5 +329,5 @@ def _history_signals(window_s: float, now: float, found: Sequence[Signal]) -> li
             source="history",
             history_ids=tuple(rate.ids),
         )
-        for skill in ("logs", "exceptions")
+        for skill in knowledge.gather().investigators("error_storm")
     ]

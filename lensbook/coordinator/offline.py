@@ -103,9 +103,7 @@ _SEVERITY_SCORE = {"critical": 3, "warning": 2, "info": 1}
 def _skills_for(signal: Mapping[str, Any], known: Knowledge) -> list[str]:
     """The operators that investigate a triage signal: its family's skills (runtime's memory
     growth is the memory skill's to explain), else the skill that raised it."""
-    family = known.family_of(str(signal.get("anomaly_type")))
-    skills = list(known.family_skills.get(family, ())) if family else []
-    return skills or [str(signal.get("skill"))]
+    return list(known.investigators(str(signal.get("anomaly_type")))) or [str(signal.get("skill"))]
 
 
 def follow_ups(

@@ -51,6 +51,11 @@ class Knowledge:
                 return family
         return None
 
+    def investigators(self, anomaly_type: str) -> tuple[str, ...]:
+        """The skills whose operators investigate an anomaly type's family (none if unknown)."""
+        family = self.family_of(anomaly_type)
+        return self.family_skills.get(family, ()) if family else ()
+
     def named(self, words: Iterable[str]) -> list[str]:
         """The skills whose keywords start one of `words`, in skill order."""
         words = list(words)

@@ -22,6 +22,9 @@ def test_the_built_in_skills_declare_the_coordinators_families_and_chains() -> N
     assert known.family_skills["memory growth"] == ("memory",)  # not kernel: it only reports
     assert known.family_skills["CPU saturation"] == ("threads",)
     assert set(known.family_skills) == set(known.families)
+    assert known.investigators("error_storm") == ("logs", "exceptions")  # triage's history
+    assert known.investigators("memory_growth") == ("memory",)  # runtime's finding
+    assert known.investigators("no_such_anomaly") == ()
     chains = {c.links: c.mechanism for c in known.chains}
     assert "longer GC pauses" in chains[("memory growth", "GC pressure", "event-loop lag")]
     assert ("descriptor exhaustion", "errors") in chains

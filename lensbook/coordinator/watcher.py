@@ -77,9 +77,12 @@ def default_skills() -> tuple[str, ...]:
     return knowledge.gather().watched
 
 
-def metric_kind(name: str, value: Any) -> Literal["gauge", "rate"] | None:
-    """How a snapshot value is watched: as it is, as a per-second rate, or not at all."""
-    known = knowledge.gather()
+def metric_kind(
+    name: str, value: Any, known: knowledge.Knowledge | None = None
+) -> Literal["gauge", "rate"] | None:
+    """How a snapshot value is watched: as it is, as a per-second rate, or not at all (as the
+    skills declare: `Skill.counters`, `Skill.unwatched`; `known` saves gathering it again)."""
+    known = known or knowledge.gather()
     if isinstance(value, bool) or not isinstance(value, (int, float)) or name in known.unwatched:
         return None
     if not math.isfinite(float(value)):
@@ -490,9 +493,10 @@ class Watcher:
     def _values(self, snapshots: Mapping[str, Mapping[str, Any]], at: float) -> dict[str, float]:
         """key -> the value watched this sample (rates need the previous sample)."""
         out: dict[str, float] = {}
+        known = knowledge.gather()
         for skill, data in snapshots.items():
             for name, raw in data.items():
-                kind = metric_kind(name, raw)
+                kind = metric_kind(name, raw, known)
                 if kind is None:
                     continue
                 key = f"{skill}.{name}"

@@ -72,10 +72,11 @@ _cache: tuple[tuple[tuple[str, int], ...], Knowledge] | None = None
 def gather() -> Knowledge:
     """The knowledge of every skill known now (cached while the registered skills stay)."""
     global _cache
-    key = tuple((sid, id(_registered.get(sid))) for sid in skill_ids())
+    # the built-ins never change: only registrations (a new id, or an id registered again) do
+    key = tuple((sid, id(skill)) for sid, skill in _registered.items())
     if _cache is not None and _cache[0] == key:
         return _cache[1]
-    knowledge = _merge(sid for sid, _ in key)
+    knowledge = _merge(skill_ids())
     _cache = (key, knowledge)
     return knowledge
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lensbook.skills import SkillLike, builtin_ids, knowledge, resolve_skill
+from lensbook.skills import SkillLike, knowledge, resolve_skill, skill_ids
 from lensbook.skills._history import error_rate
 from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
 from lensbook.skills.redact import redact
@@ -168,8 +168,9 @@ def triage(
     window_s: float = 600.0,
     budget_s: float = 2.0,
 ) -> Triage:
-    """Sweep the started skills (every built-in when none is started), their cheap rule checks
-    and the history; return the signals ranked by severity, then confidence."""
+    """Sweep the started skills (every known one, built-in or registered, when none is
+    started), their cheap rule checks and the history; return the signals ranked by severity,
+    then confidence."""
     started = time.perf_counter()
     now = time.time()
     result = Triage(at=now, seconds=0.0)
@@ -205,7 +206,7 @@ def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
         from lensbook.operator.supervisor import operators
 
         running = list(operators())
-        wanted = running or builtin_ids()
+        wanted = running or skill_ids()
     return [resolve_skill(s) for s in wanted]
 
 

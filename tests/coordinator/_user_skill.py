@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import lensbook
 from lensbook import Skill, events, probe
 from lensbook._triage import is_vague
 from lensbook.coordinator import Coordinator, Watcher
@@ -95,6 +96,8 @@ def main() -> dict[str, Any]:
 
     # the coordinator, from evidence: the question names nothing, triage sees the backlog
     fill(500)
+    swept = lensbook.triage()  # no skill named: every known one, the registered one too
+    out["default_triage"] = [s.skill for s in swept.signals if s.anomaly_type == "queue_backlog"]
     started: list[dict[str, Any]] = []
     token = events.subscribe(lambda e: started.append(dict(e.data)), ["coordinator_started"])
     result = Coordinator(skills=["logs", "jobqueue"]).run("orders service degraded", deadline=90)

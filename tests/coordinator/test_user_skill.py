@@ -33,6 +33,8 @@ def test_a_registered_skill_is_dispatched_from_evidence_linked_and_watched() -> 
     assert out["vague"] == {"orders service degraded": True, "why the backlog?": False}
     assert out["named"] == ["jobqueue"]
 
+    # swept by triage with the built-ins when no skill is named
+    assert out["default_triage"] == ["jobqueue"]
     # dispatched from triage's evidence (the question names nothing), then its chain followed
     run = out["evidence_run"]
     assert run["stop_reason"] == "done", run["error"]

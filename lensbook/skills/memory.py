@@ -15,10 +15,8 @@ from __future__ import annotations
 import functools
 import gc
 import heapq
-import inspect
 import itertools
 import json
-import linecache
 import operator
 import random
 import sys
@@ -27,35 +25,32 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
+from lensbook.skills._frames import code_site as _code_site
 from lensbook.skills._frames import origin as frames_origin
+from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_origin as _type_origin
+from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._stacks import source_line
+from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
-from lensbook.skills.threads import app_thread_running
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 
 __all__ = ["LeakRule", "MemorySkill"]
 
 _MB = 2**20
 _KB = 1024
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def probe_with(*, budget: float, intrusive: str | None = None) -> Callable[[_F], _F]:
-    """`probe(budget=...)` typed for mypy (`probe` called with options returns Any)."""
-    marker: Callable[[_F], _F] = probe(budget=budget, intrusive=intrusive)
-    return marker
 
 
 RawFrame = tuple[str, int]
@@ -66,37 +61,6 @@ RawTraceback = tuple[RawFrame, ...]
 _origin = frames_origin
 _short_path = short_path
 _where = where
-
-
-def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _type_name(t: type) -> str:
-    module = getattr(t, "__module__", None)
-    qualname = getattr(t, "__qualname__", t.__name__)
-    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
-
-
-def _type_origin(t: type) -> str:
-    module = sys.modules.get(getattr(t, "__module__", "") or "")
-    filename = getattr(module, "__file__", None)
-    if module is None or getattr(t, "__module__", None) == "builtins":
-        return "builtin"
-    if not filename:
-        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
-    return _origin(str(filename))
-
-
-def _type_site(t: type) -> str | None:
-    """file:line of a class statement (only for classes written in Python)."""
-    try:
-        filename = inspect.getsourcefile(t)
-        _, lnum = inspect.findsource(t)
-    except (OSError, TypeError):
-        return None
-    return _where(filename, lnum + 1) if filename else None
 
 
 def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
@@ -111,10 +75,6 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
-
-
-def _code_site(code: types.CodeType) -> str:
-    return _where(code.co_filename, code.co_firstlineno)
 
 
 class Pacer:
@@ -324,22 +284,21 @@ class _TraceWindow:
         A burst that starts while the program waits (a worker sleeping between requests) only
         traces what follows the wait, and tracing slows that code ~20x: every burst would see
         the first steps of a request (its input) and never the library call further in that
-        keeps the most. Starting at a random moment of the program's work samples all of it.
-        The moment is a random share of `BURST_PHASE_S` of the time a thread of the program
-        was seen running; waits at most `BURST_HOLD_S` (an idle program allocates nothing to
-        miss)."""
-        want = random.uniform(0.0, BURST_PHASE_S)  # of the program's running time
+        keeps the most. So the burst starts once the program's own threads (not lensbook's)
+        have used a random share of `BURST_PHASE_S` of CPU time; it waits at most
+        `BURST_HOLD_S` (an idle program allocates nothing to miss). Where threads' CPU clocks
+        cannot be read, it starts at once."""
+        want = random.uniform(0.0, BURST_PHASE_S)
         deadline = time.perf_counter() + BURST_HOLD_S
-        busy = 0.0
-        while busy < want and time.perf_counter() < deadline:
+        start = _program_cpu()
+        while start is not None and time.perf_counter() < deadline:
             mark = time.perf_counter()
-            running = app_thread_running()
-            # a look costs ~3 µs per thread: with many threads, look less often (<= 10% of
-            # the time, so of the GIL too)
+            now = _program_cpu()
+            if now is None or now - start >= want:
+                break
+            # a look costs ~1 µs per thread: with many threads, look less often (<= 10%)
             if self.stop.wait(max(BURST_POLL_S, 9.0 * (time.perf_counter() - mark))):
                 return True
-            if running:
-                busy += time.perf_counter() - mark
         return self.stop.is_set()
 
     def cycle(self, began: float) -> None:
@@ -380,6 +339,25 @@ class _TraceWindow:
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
+
+
+def _program_cpu() -> float | None:
+    """CPU seconds used so far by the program's threads (lensbook's own and this one left
+    out), or None where threads' CPU clocks cannot be read. Cost: ~1 µs per thread."""
+    clock = getattr(time, "pthread_getcpuclockid", None)
+    if clock is None:
+        return None
+    me = threading.get_ident()
+    total = 0.0
+    for thread in threading.enumerate():
+        ident = thread.ident
+        if ident is None or ident == me or thread.name.startswith("lensbook"):
+            continue
+        try:
+            total += time.clock_gettime(clock(ident))
+        except (OSError, OverflowError, ValueError):
+            continue  # ended meanwhile
+    return total
 
 
 def _merge(into: _Grouped, more: _Grouped) -> None:
@@ -792,6 +770,23 @@ class MemorySkill(Skill):
         "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {"memory growth": ("memory_leak",)}
+    investigates = ("memory growth",)
+    chains = (
+        Chain(
+            ("memory growth", "GC pressure", "event-loop lag"),
+            "a growing heap makes every full collection walk more objects; longer GC pauses "
+            "hold the GIL and stall the event loop",
+        ),
+        Chain(
+            ("memory growth", "host memory pressure"),
+            "the process's growth eats the host's available memory",
+        ),
+    )
+    unwatched = frozenset({"host_available_mb"})
+    watched = True
 
     def __init__(
         self, *, trace_duty: float = DEFAULT_TRACE_DUTY, budget_scale: float = 1.0
@@ -878,7 +873,7 @@ class MemorySkill(Skill):
 
     # -- tracemalloc ------------------------------------------------------------------------
 
-    @probe_with(budget=8.0, intrusive="tracemalloc")
+    @probe(budget=8.0, intrusive="tracemalloc")
     def trace_start(self, frames: int = 1, max_seconds: float = 60.0) -> dict[str, Any]:
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
@@ -962,7 +957,7 @@ class MemorySkill(Skill):
             self._close_window()
             return {"tracing": tracemalloc.is_tracing(), "stopped": window.owned}
 
-    @probe_with(budget=10.0)
+    @probe(budget=10.0)
     def allocation_diff(
         self, top: int = 10, frames_shown: int = 4, stop: bool = True
     ) -> dict[str, Any]:
@@ -1037,7 +1032,7 @@ class MemorySkill(Skill):
                 "share": round(size / growth, 3) if growth > 0 else None,
                 "origin": _origin(filename),
                 "function": function_at(filename, lineno),
-                "code": _source_line(filename, lineno),
+                "code": source_line(filename, lineno, 100),
             }
             if len(stat.traceback) > 1:
                 entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
@@ -1099,7 +1094,7 @@ class MemorySkill(Skill):
             "top": [{"type": name, "count": n} for name, n in ranked],
         }
 
-    @probe_with(budget=20.0)
+    @probe(budget=20.0)
     def type_growth(self, top: int = 10, after_s: float = 0.0) -> dict[str, Any]:
         """Which types (and which closures, by the code that made them) grew since memory_census.
 
@@ -1365,16 +1360,6 @@ def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
     """The types of a container's first items (a sample, so it stays cheap on huge ones)."""
     counts = Counter(_type_name(type(v)) for v in itertools.islice(values, sample))
     return dict(counts.most_common(3))
-
-
-def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 # -- the offline investigator's rule ------------------------------------------------------------

@@ -212,6 +212,11 @@ def test_a_thread_a_library_started_names_the_users_call_that_started_it(
             time.sleep(0.01)
         found = _rendered(skill.deadlocks())
         listed = _rendered(skill.list_threads(limit=50))
+        (started,) = [
+            e.detail
+            for e in recorder.history_events(kinds=["thread_started"])
+            if e.detail.get("thread") == "plotkit-worker"
+        ]
     finally:
         lock.release()
         recorder.stop("test-frames")
@@ -220,6 +225,10 @@ def test_a_thread_a_library_started_names_the_users_call_that_started_it(
         f"start_report_worker at tests/skills/test_frames.py:{_line('# user thread start')} "
         f"via plotkit/_render.py:{_library_line('# library thread start')}"
     )
+    # the history says it too: the user's call, the library frame that started it
+    assert started["function"] == "start_report_worker"
+    assert started["started_from"].endswith(f"test_frames.py:{_line('# user thread start')}")
+    assert started["via"] == f"plotkit/_render.py:{_library_line('# library thread start')}"
     (blocked,) = [b for b in found["blocked"] if b["thread"] == "plotkit-worker"]
     assert blocked["started_by"] == started_by
     group = next(g for g in listed["groups"] if g["threads"][0]["name"] == "plotkit-worker")

@@ -1628,11 +1628,19 @@ class ThreadGrowth(Rule):
         )
         held = f"; each pool is held by {lead['pool_held_by']}" if lead.get("pool_held_by") else ""
         first, last = int(ev.first("app_threads", 0)), int(ev.latest("app_threads", 0))
+        # the user's code that starts them, when the flight recorder saw them start
+        where = f" ({lead['started_by'].split(' via ')[0]})" if lead.get("started_by") else ""
         if lead.get("pools", 0) > 1:
             hypothesis = (
-                f"a new {lead.get('pool_type')} is created per call (per request, per object) "
-                "and never shut down, so its idle workers live on: create one pool at start-up "
-                "and share it, or use it as a context manager (`with ...:`) / call shutdown()"
+                f"a new {lead.get('pool_type')} is created per call (per request, per "
+                f"object){where} and never shut down, so its idle workers live on: create one "
+                "pool at start-up and share it, or use it as a context manager (`with ...:`) / "
+                "call shutdown()"
+            )
+        elif where:
+            hypothesis = (
+                f"threads are started faster than they finish{where}: a thread started per "
+                "call, or workers blocked on something that never comes"
             )
         else:
             hypothesis = (

@@ -10,11 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import threading
 from collections.abc import Callable
+from functools import partial
 from typing import IO
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "leak_files"]
 
@@ -36,16 +37,14 @@ def _cap() -> int:
     return max(50, min(MAX_FILES, int(0.4 * (soft - in_use))))
 
 
-def leak_files(
-    directory: str, cap: int, interval: float
-) -> tuple[threading.Thread, threading.Event, list[IO[str]]]:
-    """Start a daemon thread that opens `cap` files in `directory`, one every `interval` s."""
-    stop = threading.Event()
+def leak_files(workers: Workers, directory: str, cap: int, interval: float) -> list[IO[str]]:
+    """Start a worker that opens `cap` files in `directory`, one every `interval` s; returns
+    the list of the files it has opened so far."""
     opened: list[IO[str]] = []
 
     def run() -> None:
         for n in range(cap):
-            if stop.wait(interval):
+            if workers.stop.wait(interval):
                 return
             # the bug: the handle is kept (as a forgotten log handle would be), never closed
             handle = open(os.path.join(directory, f"leak-{n}.log"), "w")  # noqa: SIM115
@@ -53,28 +52,24 @@ def leak_files(
             handle.flush()
             opened.append(handle)
 
-    thread = threading.Thread(target=run, name="request-logger", daemon=True)
-    thread.start()
-    return thread, stop, opened
+    workers.start("request-logger", run)
+    return opened
 
 
 def _induce() -> Callable[[], None]:
     directory = tempfile.mkdtemp()
     cap = _cap()
-    thread, stop, opened = leak_files(directory, cap, SPREAD / cap)
+    workers = Workers()
+    opened = leak_files(workers, directory, cap, SPREAD / cap)
 
-    def cleanup() -> None:
-        stop.set()
-        thread.join(timeout=5)
+    def close_files() -> None:
         for handle in opened:
             handle.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
-    return cleanup
+    return workers.cleanup(close_files, partial(shutil.rmtree, directory, ignore_errors=True))
 
 
 SCENARIO = Scenario(
-    name="fd_leak",
     title="File descriptors opened in a loop and never closed",
     skill="process",
     reason="the process holds more and more open file descriptors",

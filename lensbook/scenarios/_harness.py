@@ -12,7 +12,8 @@ scenario's cleanup, which always runs in the same order:
 4. run the `then` steps: undo what the fault left in the process (caches, handlers, files).
 
 `start_paced` is the paced request loop the memory leak services share: a batch of calls
-every 1/20 s until stopped, so a leak grows at a steady, known rate.
+every 1/20 s until stopped, so a leak grows at a steady, known rate. `sample_runtime` plays a
+process where lensbook was loaded before the question, for the scenarios judged on history.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from lensbook.clients.offline import OfflineInvestigator
 from lensbook.scenarios import Scenario
 from lensbook.scenarios.runner import run_scenario
 from lensbook.skills import resolve_skill
+from tests._ipython import ipython_shell
 from tests.scenarios._children import notes_text, run_offline
 
 
@@ -53,27 +55,16 @@ def closes_skills() -> Iterator[None]:
 
 
 @pytest.fixture
-def quiet_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    sh = InteractiveShell.instance()
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_cell(
-            "import pandas as pd\nprices = pd.Series([1.5, 2.5])\nprices", store_history=True
-        )
-        sh.run_cell("total = prices.sum(); total", store_history=True)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    if not existed:
-        InteractiveShell.clear_instance()
+def quiet_shell(tmp_path: Path) -> Iterator[Any]:
+    with ipython_shell(tmp_path, fresh=False) as sh:
+        with contextlib.redirect_stdout(io.StringIO()):
+            sh.run_cell(
+                "import pandas as pd\nprices = pd.Series([1.5, 2.5])\nprices", store_history=True
+            )
+            sh.run_cell("total = prices.sum(); total", store_history=True)
+        yield sh
+        with contextlib.redirect_stdout(io.StringIO()):
+            sh.run_line_magic("reset", "-f")
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests._ipython import ipython_shell
 
 
 @pytest.fixture
@@ -203,29 +205,21 @@ def test_tracebacks_are_bounded(skill: ExceptionsSkill) -> None:
     assert len(render_output(skill.recent(limit=50, frames=12))) < 6000
 
 
-def test_cell_errors_are_seen(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    shell = InteractiveShell.instance()
+def test_cell_errors_are_seen(tmp_path: Path) -> None:
     sk = ExceptionsSkill()
-    try:
-        sk.snapshot()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            shell.run_cell("prices = {}\nprices['EUR']", store_history=True)
-        seen = rendered(sk.recent())["exceptions"][0]
-        assert seen["type"] == "KeyError" and seen["sources"] == ["cell"]
-        assert seen["line"] == "prices['EUR']"
-    finally:
-        sk.close()
-        if not existed:
-            InteractiveShell.clear_instance()
+    with ipython_shell(tmp_path, fresh=False) as shell:
+        try:
+            sk.snapshot()
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                shell.run_cell("prices = {}\nprices['EUR']", store_history=True)
+            seen = rendered(sk.recent())["exceptions"][0]
+            assert seen["type"] == "KeyError" and seen["sources"] == ["cell"]
+            assert seen["line"] == "prices['EUR']"
+        finally:
+            sk.close()
 
 
 def evidence(skill: ExceptionsSkill, during: Any) -> Evidence:
@@ -295,6 +289,6 @@ def test_default_outputs_fit_their_caps_with_long_exceptions(skill: ExceptionsSk
             log.exception("failed")
     tools = {t.name: t for t in skill.probes()}
     for name in ("exceptions_recent", "exceptions_top", "exceptions_summary"):
-        undelimit(
-            json.loads(render_output(tools[name].fn(), tools[name].max_chars))
-        )  # not cut short
+        text = render_output(tools[name].fn(), tools[name].max_chars)
+        assert "...[truncated " not in text, name  # not cut short
+        assert undelimit(json.loads(text)), name  # whole JSON, and not empty

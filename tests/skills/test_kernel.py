@@ -11,6 +11,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,24 +23,14 @@ from lensbook.skills.kernel import KernelSkill, deep_size, human_bytes
 from lensbook.skills.redact import REDACTED
 from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests._ipython import ipython_shell
 
 
 @pytest.fixture
-def shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def shell(tmp_path: Path) -> Iterator[Any]:
     """A real InteractiveShell with in-memory history (the process's singleton)."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    # a fresh shell: other tests may have left the process's singleton mid-history
-    InteractiveShell.clear_instance()
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    InteractiveShell.clear_instance()
+    with ipython_shell(tmp_path) as sh:
+        yield sh
 
 
 @pytest.fixture

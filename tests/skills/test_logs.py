@@ -253,4 +253,5 @@ def test_default_outputs_fit_their_caps_with_long_records(skill: LogsSkill) -> N
         ("logs_summary", {}),
     ):
         text = render_output(tools[name].fn(**args), tools[name].max_chars)
-        json.loads(text)  # not cut short
+        assert "...[truncated " not in text, name  # not cut short
+        assert json.loads(text), name  # whole JSON, and not empty

@@ -13,15 +13,19 @@ scenario's cleanup, which always runs in the same order:
 
 `start_paced` is the paced request loop the memory leak services share: a batch of calls
 every 1/20 s until stopped, so a leak grows at a steady, known rate. `sample_runtime` plays a
-process where lensbook was loaded before the question, for the scenarios judged on history.
+process where lensbook was loaded before the question, for the scenarios judged on history;
+`scratch_dir` is a temporary folder for the files a fault leaves, with the step that removes it.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
+from functools import partial
 
-__all__ = ["Workers", "sample_runtime", "start_paced"]
+__all__ = ["Workers", "sample_runtime", "scratch_dir", "start_paced"]
 
 #: how many batches of requests a paced service serves a second
 BATCHES_PER_S = 20
@@ -94,3 +98,9 @@ def sample_runtime() -> Callable[[], None]:
     sampler = Sampler([resolve_skill("runtime")], interval=1.0)
     sampler.start()
     return sampler.stop
+
+
+def scratch_dir() -> tuple[str, Callable[[], None]]:
+    """A new temporary folder for a fault's files, and the cleanup step that removes it."""
+    directory = tempfile.mkdtemp()
+    return directory, partial(shutil.rmtree, directory, ignore_errors=True)

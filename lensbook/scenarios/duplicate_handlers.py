@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from functools import partial
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import Workers, scratch_dir
 
 __all__ = ["SCENARIO", "frame_logger"]
 
@@ -41,7 +38,7 @@ def render_frame(path: str, n: int) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    directory = tempfile.mkdtemp()
+    directory, remove_directory = scratch_dir()
     path = os.path.join(directory, "frames.log")
     workers = Workers()
 
@@ -59,7 +56,7 @@ def _induce() -> Callable[[], None]:
             log.removeHandler(handler)
             handler.close()
 
-    return workers.cleanup(remove_handlers, partial(shutil.rmtree, directory, ignore_errors=True))
+    return workers.cleanup(remove_handlers, remove_directory)
 
 
 SCENARIO = Scenario(

@@ -8,14 +8,11 @@ so the growth stays visible between two snapshots a few seconds apart).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
-from functools import partial
 from typing import IO
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import Workers, scratch_dir
 
 __all__ = ["SCENARIO", "leak_files"]
 
@@ -57,7 +54,7 @@ def leak_files(workers: Workers, directory: str, cap: int, interval: float) -> l
 
 
 def _induce() -> Callable[[], None]:
-    directory = tempfile.mkdtemp()
+    directory, remove_directory = scratch_dir()
     cap = _cap()
     workers = Workers()
     opened = leak_files(workers, directory, cap, SPREAD / cap)
@@ -66,7 +63,7 @@ def _induce() -> Callable[[], None]:
         for handle in opened:
             handle.close()
 
-    return workers.cleanup(close_files, partial(shutil.rmtree, directory, ignore_errors=True))
+    return workers.cleanup(close_files, remove_directory)
 
 
 SCENARIO = Scenario(

@@ -14,7 +14,8 @@ scenario's cleanup, which always runs in the same order:
 `start_paced` is the paced request loop the memory leak services share: a batch of calls
 every 1/20 s until stopped, so a leak grows at a steady, known rate. `sample_runtime` plays a
 process where lensbook was loaded before the question, for the scenarios judged on history;
-`scratch_dir` is a temporary folder for the files a fault leaves, with the step that removes it.
+`scratch_dir` is a temporary folder for the files a fault leaves, with the step that removes it;
+`each` is the step that closes (or waits for) every resource a fault kept.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import partial
+from typing import TypeVar
 
-__all__ = ["Workers", "sample_runtime", "scratch_dir", "start_paced"]
+__all__ = ["Workers", "each", "sample_runtime", "scratch_dir", "start_paced"]
+
+T = TypeVar("T")
 
 #: how many batches of requests a paced service serves a second
 BATCHES_PER_S = 20
@@ -104,3 +108,14 @@ def scratch_dir() -> tuple[str, Callable[[], None]]:
     """A new temporary folder for a fault's files, and the cleanup step that removes it."""
     directory = tempfile.mkdtemp()
     return directory, partial(shutil.rmtree, directory, ignore_errors=True)
+
+
+def each(items: Iterable[T], action: Callable[[T], object]) -> Callable[[], None]:
+    """A cleanup step: `action(item)` for every item, read when the step runs (the fault's
+    list of what it kept is complete by then)."""
+
+    def step() -> None:
+        for item in items:
+            action(item)
+
+    return step

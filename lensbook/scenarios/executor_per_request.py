@@ -14,7 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import Workers, each
 
 __all__ = ["SCENARIO", "ReportHandler"]
 
@@ -51,11 +51,7 @@ def _induce() -> Callable[[], None]:
 
     workers.start("report-server", serve)
 
-    def shut_pools_down() -> None:
-        for handler in request_log:
-            handler.pool.shutdown(wait=True)
-
-    return workers.cleanup(shut_pools_down)
+    return workers.cleanup(each(request_log, lambda handler: handler.pool.shutdown(wait=True)))
 
 
 SCENARIO = Scenario(

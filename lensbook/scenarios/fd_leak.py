@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import IO
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers, scratch_dir
+from lensbook.scenarios._harness import Workers, each, scratch_dir
 
 __all__ = ["SCENARIO", "leak_files"]
 
@@ -59,11 +59,7 @@ def _induce() -> Callable[[], None]:
     workers = Workers()
     opened = leak_files(workers, directory, cap, SPREAD / cap)
 
-    def close_files() -> None:
-        for handle in opened:
-            handle.close()
-
-    return workers.cleanup(close_files, remove_directory)
+    return workers.cleanup(each(opened, lambda handle: handle.close()), remove_directory)
 
 
 SCENARIO = Scenario(

@@ -15,7 +15,7 @@ import socketserver
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import Workers, each
 from lensbook.scenarios.fd_leak import _cap
 
 __all__ = ["SCENARIO", "fetch_page"]
@@ -62,12 +62,8 @@ def _induce() -> Callable[[], None]:
 
     scraping.start("scraper", scrape)
 
-    def close_session() -> None:
-        for conn in session:
-            conn.close()
-
     # the scraper stops before the server does: a fetch never meets a closed server
-    return scraping.cleanup(close_session, stop_server)
+    return scraping.cleanup(each(session, socket.socket.close), stop_server)
 
 
 SCENARIO = Scenario(

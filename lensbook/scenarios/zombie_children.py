@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import Workers, each
 
 __all__ = ["SCENARIO", "make_thumbnail"]
 
@@ -45,11 +45,7 @@ def _induce() -> Callable[[], None]:
 
     workers.start("thumbnailer", run)
 
-    def reap() -> None:
-        for proc in jobs:
-            proc.wait(5)
-
-    return workers.cleanup(reap)
+    return workers.cleanup(each(jobs, lambda proc: proc.wait(5)))
 
 
 SCENARIO = Scenario(

@@ -1,6 +1,6 @@
 """The scenarios' harness, in this process with real threads: named daemon workers, a cleanup
 that stops, unblocks, joins and undoes in that order, the paced service loop, the app loop with
-named tasks, and the registry's names."""
+named tasks, the cleanup steps, and the registry's names."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from lensbook.scenarios import get_scenario, scenario_names
 from lensbook.scenarios._app_loop import start_app_loop
-from lensbook.scenarios._harness import Workers, start_paced
+from lensbook.scenarios._harness import Workers, each, scratch_dir, start_paced
 
 
 def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -109,3 +110,16 @@ def test_every_registered_scenario_is_named_after_its_module() -> None:
         scenario = get_scenario(name)
         assert scenario.name == name
         assert scenario.induce.__module__ == f"lensbook.scenarios.{name}"
+
+
+def test_each_reads_the_list_when_the_step_runs_and_scratch_dir_removes_its_files() -> None:
+    kept: list[list[str]] = []
+    close_all = each(kept, lambda item: item.append("closed"))
+    kept.extend([[], []])  # the fault fills its list after the cleanup was built
+    close_all()
+    assert kept == [["closed"], ["closed"]]
+    directory, remove = scratch_dir()
+    (Path(directory) / "leak-0.log").write_text("x")
+    remove()
+    assert not Path(directory).exists()
+    remove()  # twice is harmless: a cleanup may run after a partial one

@@ -2,7 +2,8 @@
 
 A `Scenario` names the fault, the skill and reason to investigate with, and what a correct
 diagnosis must name (regular expressions matched against the notifications' text). `induce()`
-starts the fault for real (threads, leaks, open files...) and returns a cleanup callable.
+starts the fault for real (threads, leaks, open files...) and returns a cleanup callable; the
+threaded faults run on `_harness.Workers`, so a scenario's module holds only its fault.
 Run one in a child process with ``python -m lensbook.scenarios NAME --json``.
 """
 

@@ -5,7 +5,7 @@ keep the interpreter alive) that share one stop event. `Workers` starts them and
 scenario's cleanup, which always runs in the same order:
 
 1. set the stop event (loops that wait on it return);
-2. run the `unblock` steps: what a thread stuck outside the stop event needs (a lock released
+2. run the `unblock` step: what a thread stuck outside the stop event needs (a lock released
    by hand, a pipe drained, a sentinel queued);
 3. join every thread, each for at most `join_timeout` seconds (a thread that stays stuck is a
    daemon: it is left behind rather than hanging the cleanup);

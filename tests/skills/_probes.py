@@ -1,14 +1,17 @@
-"""Calling a skill's probes in the tests as the operator does: from a thread of their own, with
-the answer rendered to the model's JSON text and parsed back."""
+"""Calling a skill's probes in the tests as the operator and the offline investigator do: from
+a thread of their own, with the answer rendered to the model's JSON text and parsed back; and
+the evidence the investigator gathers for the skill's rules."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.skills.base import render_output
+from lensbook.skills.base import Skill, render_output
+from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
 
 
@@ -35,3 +38,26 @@ def unmarked(text: str) -> str:
         .replace("\u27e6", "")
         .replace("\u27e7", "")
     )
+
+
+def rendered(value: Any) -> Any:
+    """A probe's answer as the model reads it (rendered, cap of 100,000), parsed back."""
+    return undelimit(json.loads(render_output(value, 100_000)))
+
+
+def evidence_around(skill: Skill, during: Callable[[], object]) -> Evidence:
+    """Evidence as the offline investigator builds it: a snapshot, `during()`, a snapshot,
+    then every probe the skill's rules want."""
+    ev = Evidence(context={"reason": "errors?"})
+    ev.snapshots.append(rendered(skill.snapshot()))
+    ev.snapshot_times.append(time.time())
+    during()
+    ev.snapshots.append(rendered(skill.snapshot()))
+    ev.snapshot_times.append(time.time())
+    probes = {p.name: p for p in skill.probes()}
+    for rule in skill.rules():
+        for call in rule.wants(ev):
+            if not ev.called(call):
+                value = rendered(probes[call.name].fn(**call.arguments))
+                ev.results.setdefault(call.name, []).append((call.arguments, value))
+    return ev

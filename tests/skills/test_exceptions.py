@@ -20,9 +20,9 @@ import pytest
 from lensbook import _loop
 from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
-from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
 from tests._ipython import ipython_shell
+from tests.skills._probes import evidence_around, rendered
 
 
 @pytest.fixture
@@ -44,10 +44,6 @@ def previous_threadhook() -> Iterator[list[str]]:
     threading.excepthook = hook
     yield seen
     threading.excepthook = original
-
-
-def rendered(value: Any) -> Any:
-    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def die(name: str, exc: BaseException) -> None:
@@ -222,26 +218,10 @@ def test_cell_errors_are_seen(tmp_path: Path) -> None:
             sk.close()
 
 
-def evidence(skill: ExceptionsSkill, during: Any) -> Evidence:
-    ev = Evidence(context={"reason": "errors?"})
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    during()
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    probes = {p.name: p for p in skill.probes()}
-    for rule in skill.rules():
-        for call in rule.wants(ev):
-            if not ev.called(call):
-                value = rendered(probes[call.name].fn(**call.arguments))
-                ev.results.setdefault(call.name, []).append((call.arguments, value))
-    return ev
-
-
 def test_rule_names_a_thread_that_died(
     skill: ExceptionsSkill, previous_threadhook: list[str]
 ) -> None:
-    ev = evidence(skill, lambda: die("billing-sync", KeyError("invoice 991")))
+    ev = evidence_around(skill, lambda: die("billing-sync", KeyError("invoice 991")))
     findings = [f for rule in skill.rules() for f in rule.judge(ev)]
     assert [f.anomaly_type for f in findings] == ["thread_died"]
     assert findings[0].severity == "warning"
@@ -260,7 +240,7 @@ def test_rule_names_an_exception_burst(skill: ExceptionsSkill) -> None:
                 log.exception("bad row")
         time.sleep(1.1)  # rates need a window of a second or more
 
-    ev = evidence(skill, burst)
+    ev = evidence_around(skill, burst)
     findings = [f for rule in skill.rules() for f in rule.judge(ev)]
     assert [f.anomaly_type for f in findings] == ["exception_burst"]
     assert "ValueError" in findings[0].observation
@@ -268,7 +248,7 @@ def test_rule_names_an_exception_burst(skill: ExceptionsSkill) -> None:
 
 
 def test_quiet_process_raises_no_finding(skill: ExceptionsSkill) -> None:
-    ev = evidence(skill, lambda: time.sleep(0.1))
+    ev = evidence_around(skill, lambda: time.sleep(0.1))
     assert ev.results == {}
     assert [f for rule in skill.rules() for f in rule.judge(ev)] == []
 

@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensbook.skills.base import render_output
 from lensbook.skills.kernel import KernelSkill, deep_size, human_bytes
 from lensbook.skills.redact import REDACTED
 from lensbook.skills.rules import Evidence
-from lensbook.skills.untrusted import undelimit
 from tests._ipython import ipython_shell
+from tests.skills._probes import rendered
 
 
 @pytest.fixture
@@ -44,10 +43,6 @@ def run(sh: Any, code: str) -> Any:
     """Run a cell as a user would, keeping the displayhook's printing out of the test output."""
     with contextlib.redirect_stdout(io.StringIO()):
         return sh.run_cell(code, store_history=True)
-
-
-def rendered(value: Any) -> Any:
-    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def test_outside_ipython_reports_no_kernel_and_never_imports_ipython() -> None:

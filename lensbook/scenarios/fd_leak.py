@@ -1,7 +1,7 @@
 """A file-descriptor leak: a thread opens ``leak-<n>.log`` files every few ms, never closing them.
 
 The leak is bounded so it cannot exhaust the machine: at most 2000 files and never more than
-40% of the RLIMIT_NOFILE headroom, opened over about 20 seconds (the rate adapts to the cap,
+40% of the RLIMIT_NOFILE headroom, opened over about 60 seconds (the rate adapts to the cap,
 so the growth stays visible between two snapshots a few seconds apart).
 """
 
@@ -17,8 +17,9 @@ from lensbook.scenarios._harness import Workers, each, scratch_dir
 __all__ = ["SCENARIO", "leak_files"]
 
 MAX_FILES = 2000
-#: seconds over which the cap is reached
-SPREAD = 20.0
+#: seconds over which the cap is reached: long enough that the leak is still going when a
+#: slow (loaded) investigation opens its creation window after the two snapshots
+SPREAD = 60.0
 
 
 def _cap() -> int:

@@ -21,9 +21,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 
 from lensbook import recorder
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "fetch_stock", "sync_stock"]
 
@@ -63,26 +65,13 @@ def _induce() -> Callable[[], None]:
     # the application has its own handler, so nothing reaches stderr's last resort
     sink = logging.NullHandler()
     log.addHandler(sink)
-    stop = threading.Event()
-    worker = threading.Thread(
-        target=sync_stock,
-        args=([f"sku-{n}" for n in range(20)], time.monotonic() + OUTAGE_S, stop),
-        name="inventory-sync",
-        daemon=True,
-    )
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(5)
-        log.removeHandler(sink)
-        recorder.stop(_OWNER)
-
-    return cleanup
+    workers = Workers()
+    skus = [f"sku-{n}" for n in range(20)]
+    workers.start("inventory-sync", sync_stock, skus, time.monotonic() + OUTAGE_S, workers.stop)
+    return workers.cleanup(partial(log.removeHandler, sink), partial(recorder.stop, _OWNER))
 
 
 SCENARIO = Scenario(
-    name="past_retry_storm",
     title="A retry storm that ended before the investigation (read from the history)",
     skill="exceptions",
     reason="stock levels were wrong for a while earlier; is anything still wrong?",

@@ -25,6 +25,7 @@ from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.memory import MemorySkill
 from lensbook.skills.rules import Evidence
 from lensbook.skills.threads import LockContention, ThreadsSkill
+from tests.skills._probes import unmarked
 
 _LIBRARY = {
     "plotkit/__init__.py": "from plotkit.figure import plot\n",
@@ -100,16 +101,6 @@ def wait_for_report(lock: threading.Lock) -> None:
         pass
 
 
-def _unmarked(text: str) -> str:
-    """JSON text without the markers around the process's own text (thread names...)."""
-    return (
-        text.replace("\\u27e6", "")
-        .replace("\\u27e7", "")
-        .replace("\u27e6", "")
-        .replace("\u27e7", "")
-    )
-
-
 def _line(marker: str) -> int:
     lines, _ = inspect.getsourcelines(sys.modules[__name__])
     return next(i for i, line in enumerate(lines, 1) if marker in line)
@@ -118,7 +109,7 @@ def _line(marker: str) -> int:
 def _rendered(value: Any) -> Any:
     """As the loop renders it, with the markers around the process's own text taken off."""
     text = render_output(value, 100_000)
-    return json.loads(_unmarked(text))
+    return json.loads(unmarked(text))
 
 
 def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:

@@ -878,8 +878,9 @@ class MemorySkill(Skill):
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
         Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so by default
-        it is on in 50 ms bursts for 10% of the window (sums are scaled to the window, an
-        estimate), and the window is short: memory_allocation_diff closes it, it stops by
+        it is on in 50 ms bursts for 10% of the window (the first now, the next ones at random
+        moments of the program's work; sums are scaled to the window, an estimate), and the
+        window is short: memory_allocation_diff closes it, it stops by
         itself after `max_seconds`, and when the run ends. If the process was already
         tracing, the window joins that tracing (a baseline is taken) and never stops it.
 
@@ -1390,7 +1391,8 @@ SUSPECT_MIN_DELTA = 10
 
 
 class LeakRule(Rule):
-    """Memory that grows and stays: opens a tracemalloc window and takes two censuses."""
+    """Memory that grows and stays: opens a tracemalloc window and takes two censuses (and a
+    third when objects alone grew, to tell a leak from a batch in flight)."""
 
     name = "memory_leak"
     snapshots_needed = 2

@@ -30,10 +30,14 @@ function" strings, outermost first, at most 8):
 - ``loop_lag`` (source: "loop 0x... in <thread>"): lag_ms, threshold_ms, thread,
   still_blocked, sampled, and when sampled: coroutine, coroutine_where, function, where,
   blocking_call (the source line), stack.
+- ``metrics`` (source: "sampler"; the sampled runtime snapshot when it moved a step, at least
+  every 10 min; the first of a recording has baseline=True): rss_mb, threads, python_threads,
+  open_fds, allocated_blocks, gc_collections, gc_gen2_collections, gc_uncollectable,
+  cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu, baseline, moved.
 
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
-`exceptions`, `logs`, `threads`, `aio` (one observer each), `event` (the record and its ids),
-`frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
+`exceptions`, `logs`, `threads`, `aio`, `samples` (one observer each), `event` (the record and
+its ids), `frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
 """
 
 from __future__ import annotations

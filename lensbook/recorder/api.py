@@ -29,6 +29,7 @@ from lensbook.recorder.event import HistoryEvent
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
+from lensbook.recorder.samples import SampleObserver
 from lensbook.recorder.threads import ThreadObserver
 
 __all__ = ["KINDS", "Recorder", "recorder"]
@@ -45,6 +46,7 @@ KINDS = (
     "thread_died",
     "thread_growth",
     "loop_lag",
+    "metrics",
 )
 
 
@@ -66,6 +68,7 @@ class Recorder:
         )
         self.logs = LogObserver(self.ring, self.exceptions)
         self.lag = LagObserver(self.ring, lag_threshold_s)
+        self.samples = SampleObserver(self.ring)
         self.started_at: float | None = None
         self._owners: set[str] = set()
         self._lock = threading.RLock()
@@ -100,7 +103,9 @@ class Recorder:
         store.listen()
         with self._lock:
             if interval and self._sampler is None:
-                self._sampler = Sampler([resolve_skill("runtime")], interval=interval)
+                self._sampler = Sampler(
+                    [resolve_skill("runtime")], interval=interval, on_sample=self.samples.observe
+                )
                 self._sampler.start()
 
     def stop(self, owner: str | None = None) -> None:
@@ -209,6 +214,7 @@ class Recorder:
             self.exceptions.clear()
             self.logs.clear()
             self.threads.clear()
+            self.samples.clear()
             self.ring.clear()
 
 

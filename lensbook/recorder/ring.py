@@ -36,6 +36,7 @@ CAPS: dict[str, int] = {
     "thread_died": 200,
     "thread_growth": 300,
     "loop_lag": 200,
+    "metrics": 240,
 }
 DEFAULT_CAP = 100
 #: nothing older than this is kept (seconds)

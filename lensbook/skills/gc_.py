@@ -20,6 +20,7 @@ from typing import Any
 
 from lensbook.skills import _heap, intrusion
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.memory import (
     _code_site,
     _type_name,
@@ -406,7 +407,13 @@ class GCSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (GCChurnRule(), UncollectableRule(), GCDisabledRule(), CyclicFramesRule())
+        return (
+            GCChurnRule(),
+            UncollectableRule(),
+            GCDisabledRule(),
+            CyclicFramesRule(),
+            FullCollectionsSinceLoad(),
+        )
 
 
 def _holds_exception(frame: types.FrameType) -> str | None:

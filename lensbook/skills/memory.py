@@ -40,6 +40,7 @@ from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 
@@ -1268,7 +1269,7 @@ class MemorySkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (LeakRule(),)
+        return (LeakRule(), RssSinceLoad())
 
 
 def _chain_row(chain: str, samples: int) -> dict[str, Any]:

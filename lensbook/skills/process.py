@@ -24,7 +24,9 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap
+from lensbook.skills._history import metric_change
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
@@ -580,7 +582,7 @@ class ProcessSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (FdGrowth(), FdPressure(), ChildZombies())
+        return (FdGrowth(), FdPressure(), ChildZombies(), GrowthSinceLoad())
 
 
 def _endpoint(addr: Any) -> str:
@@ -857,6 +859,53 @@ class FdPressure(Rule):
                 context=context,
                 observation=observation,
                 hypothesis="descriptors are held longer than needed (a leak or an oversized pool)",
+            )
+        ]
+
+
+#: OS threads more than the flight recorder's baseline that count (and this share more)
+THREADS_SINCE_LOAD_MIN = 20
+THREADS_SINCE_LOAD_SHARE = 0.5
+
+
+class GrowthSinceLoad(Rule):
+    """Open descriptors and OS threads that grew since lensbook loaded, from the flight
+    recorder's sampled metrics; the descriptors only where `FdGrowth` does not report them."""
+
+    name = "process_growth_since_load"
+    history_kinds = ("metrics",)
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        parts: list[str] = []
+        ids: list[str] = []
+        fds = metric_change(ev.history, "open_fds")
+        if (
+            fds is not None
+            and not (_is_growing(ev) or _history_growth(ev) is not None)
+            and fds.change >= max(4 * FD_GROWTH_MIN, 0.5 * fds.first)
+        ):
+            parts.append(f"open file descriptors went from {course(fds)}")
+            ids.extend(fds.ids)
+        threads = metric_change(ev.history, "threads")
+        if threads is not None and threads.change >= max(
+            THREADS_SINCE_LOAD_MIN, THREADS_SINCE_LOAD_SHARE * threads.first
+        ):
+            parts.append(f"OS threads went from {course(threads)}")
+            ids.extend(i for i in threads.ids if i not in ids)
+        if not parts:
+            return []
+        return [
+            Finding(
+                anomaly_type="process_growth_since_load",
+                severity="warning",
+                context="judged on the runtime metrics the flight recorder sampled before the run",
+                observation="; ".join(parts),
+                hypothesis=(
+                    "resources opened or started per task and not released; "
+                    "process_open_files groups descriptors by path, the threads skill names "
+                    "which code starts the threads"
+                ),
+                history_ids=tuple(ids),
             )
         ]
 

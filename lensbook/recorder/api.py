@@ -66,6 +66,7 @@ class Recorder:
         self.exceptions = ExceptionObserver(
             self.ring, self.threads.count_death, self.threads.on_death
         )
+        self.threads.record_raw_death = self._raw_thread_died
         self.logs = LogObserver(self.ring, self.exceptions)
         self.lag = LagObserver(self.ring, lag_threshold_s)
         self.samples = SampleObserver(self.ring)
@@ -126,6 +127,12 @@ class Recorder:
             self.threads.remove()
             self.lag.clear()
         self.flush()  # what was counted until now stays readable
+
+    def _raw_thread_died(self, exc: BaseException, name: str) -> dict[str, Any] | None:
+        # a ``_thread`` thread's exception never reaches threading.excepthook: counted here as
+        # one that ended a thread
+        event = self.exceptions.record(exc, "thread", uncaught=True, source=name)
+        return event.detail if event is not None else None
 
     @property
     def recording(self) -> bool:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lensbook.recorder.event import HistoryEvent, make_event
-from lensbook.recorder.frames import exception_detail, short_path
+from lensbook.recorder.frames import exception_detail, short_path, thread_name
 from lensbook.recorder.ring import HistoryRing, RateGate
 
 __all__ = ["ExceptionObserver"]
@@ -223,7 +223,7 @@ class ExceptionObserver:
             ):
                 try:
                     thread = args.thread
-                    name = thread.name if thread is not None else threading.current_thread().name
+                    name = thread.name if thread is not None else thread_name()
                     self.count_thread_death(thread)
                     event = self.record(args.exc_value, "thread", uncaught=True, source=name)
                     if event is not None:

@@ -49,7 +49,8 @@ class _Handler(ObserverHandler):
             key = (_OTHER, record.levelno)
             n = counts.get(key, 0)
         counts[key] = n + 1
-        if record.levelno >= _WARNING:
+        # (below WARNING only a record carrying a traceback: ``log.info(..., exc_info=True)``)
+        if record.levelno >= _WARNING or record.exc_info:
             try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
                 self.owner.observe(record, n + 1)
             except Exception:  # an observer must never break the application's logging
@@ -95,6 +96,8 @@ class LogObserver:
                 },
             )
             return
+        if record.levelno < _WARNING:
+            return  # an exc_info without an exception, below the level kept as events
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         now = record.created
         if not self.gate.allow((record.name, record.levelno, template), now):

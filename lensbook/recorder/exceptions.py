@@ -41,7 +41,8 @@ from lensbook.recorder.ring import HistoryRing, RateGate
 
 __all__ = ["ExceptionObserver"]
 
-_MAX_SIGNATURES = 1000
+#: exception sites counted one by one (past this, new sites are only in the history events)
+_MAX_SIGNATURES = 500
 _SAME_MOMENT_S = 1.0
 _Signature = tuple[str, str, int]  # (type qualname, file, line)
 

@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "ErrorRate",
     "MetricChange",
     "by_route",
+    "clock",
     "error_rate",
     "events",
     "metric_change",
@@ -33,6 +35,11 @@ __all__ = [
 
 #: history kinds that are errors (uncaught or logged with a traceback, or logged at ERROR+)
 ERROR_KINDS = ("exception", "logged_exception", "thread_died")
+
+
+def clock(at: float) -> str:
+    """HH:MM:SS (UTC) of an epoch time, as the history rules write times."""
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
 
 
 def _recorder() -> Any:

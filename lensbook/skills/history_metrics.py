@@ -14,9 +14,9 @@ Thresholds are module constants, named once here.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
 
 from lensbook.skills._history import MetricChange, metric_change
+from lensbook.skills._history import clock as _clock
 from lensbook.skills.rules import Evidence, Finding, Rule
 from lensbook.types import Severity
 
@@ -36,10 +36,6 @@ HOST_SWAP_PERCENT = 50.0
 HOST_LOAD_PER_CPU = 2.0
 #: the live rule's own threshold for available host memory (system skill, %)
 LIVE_AVAILABLE_PERCENT = 10.0
-
-
-def _clock(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
 
 
 def since(change: MetricChange) -> str:

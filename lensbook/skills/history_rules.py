@@ -14,10 +14,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 from lensbook.skills._history import by_route
+from lensbook.skills._history import clock as _clock
 from lensbook.skills.rules import Evidence, Finding, Rule
 from lensbook.types import Severity
 
@@ -53,10 +53,6 @@ ERROR_LOG_MIN = 20
 #: failing cells in all
 CELL_SAME_SITE = 3
 CELL_ERRORS = 10
-
-
-def _clock(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
 
 
 def _ago(at: float, now: float) -> str:

@@ -14,6 +14,7 @@ It also holds the helpers the skills' history rules share to read the events a r
 from __future__ import annotations
 
 import importlib
+import itertools
 import time
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -138,6 +139,14 @@ class MetricChange:
     #: ids of the first, peak and last events (each once)
     ids: tuple[str, ...]
     samples: int
+    #: the share of steps between consecutive events that went up (1.0: it only rose)
+    rising_share: float = 0.0
+
+    @property
+    def steady(self) -> bool:
+        """Rose in at least three steps of four over four or more events: a trend, not one
+        step (a notebook loading a data set moves once)."""
+        return self.samples >= 4 and self.rising_share >= 0.75
 
     @property
     def change(self) -> float:
@@ -169,6 +178,7 @@ def metric_change(history: Sequence[dict[str, Any]], key: str) -> MetricChange |
     first, last = points[0], points[-1]
     peak = max(points, key=lambda p: p[1])
     ids = tuple(dict.fromkeys(i for i in (first[2], peak[2], last[2]) if i))
+    rises = sum(1 for a, b in itertools.pairwise(points) if b[1] > a[1])
     return MetricChange(
         key=key,
         first=first[1],
@@ -180,6 +190,7 @@ def metric_change(history: Sequence[dict[str, Any]], key: str) -> MetricChange |
         baseline=bool(first[3]["detail"].get("baseline")),
         ids=ids,
         samples=len(points),
+        rising_share=rises / (len(points) - 1),
     )
 
 

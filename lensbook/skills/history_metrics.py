@@ -8,6 +8,10 @@ latest, and cite those events' ids. Each answers for the time before the run: wh
 live rule sees the same thing in the run's own snapshots, the history rule steps aside, so one
 fact makes one notification.
 
+A one-off step (a notebook loading a data set, a pool started once) is told as info; a steady
+rise across the samples (`MetricChange.steady`) as a warning. Host pressure from the past is
+always info: it is context for what happened then, the system skill's live rules judge now.
+
 Thresholds are module constants, named once here.
 """
 
@@ -18,7 +22,6 @@ from collections.abc import Sequence
 from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._history import clock as _clock
 from lensbook.skills.rules import Evidence, Finding, Rule
-from lensbook.types import Severity
 
 __all__ = ["FullCollectionsSinceLoad", "HostPressureSinceLoad", "RssSinceLoad"]
 
@@ -87,7 +90,7 @@ class RssSinceLoad(Rule):
         return [
             Finding(
                 anomaly_type="memory_growth_since_load",
-                severity="warning",
+                severity="warning" if rss.steady else "info",
                 context=(
                     f"RSS {rss.last:.1f} MB, {rss.last / max(rss.first, 1e-9):.1f}x the "
                     "flight recorder's first sample; judged on the metrics it sampled before "
@@ -128,7 +131,9 @@ class FullCollectionsSinceLoad(Rule):
             findings.append(
                 Finding(
                     anomaly_type="gc_full_collections_since_load",
-                    severity="warning" if gen2.per_min >= 6 * GEN2_PER_MIN else "info",
+                    severity=(
+                        "warning" if gen2.per_min >= 6 * GEN2_PER_MIN and gen2.steady else "info"
+                    ),
                     context=(
                         f"{gen2.change:.0f} full collections in {gen2.span_s / 60:.0f} min of "
                         "the flight recorder's sampled history"
@@ -195,14 +200,13 @@ class HostPressureSinceLoad(Rule):
         if not parts:
             return []
         still = any(c.last >= 0.9 * c.peak for _, c in parts)
-        severity: Severity = "warning" if still else "info"
         ids: list[str] = []
         for _, change in parts:
             ids.extend(i for i in change.ids if i not in ids)
         return [
             Finding(
                 anomaly_type="host_pressure_since_load",
-                severity=severity,
+                severity="info",
                 context=(
                     f"{len(parts)} kind(s) of host pressure in the flight recorder's samples "
                     f"since {_clock(min(c.first_at for _, c in parts))} UTC"

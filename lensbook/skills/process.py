@@ -24,7 +24,7 @@ import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap
-from lensbook.skills._history import metric_change
+from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
@@ -876,28 +876,28 @@ class GrowthSinceLoad(Rule):
     history_kinds = ("metrics",)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
-        parts: list[str] = []
-        ids: list[str] = []
+        grown: list[tuple[str, MetricChange]] = []
         fds = metric_change(ev.history, "open_fds")
         if (
             fds is not None
             and not (_is_growing(ev) or _history_growth(ev) is not None)
             and fds.change >= max(4 * FD_GROWTH_MIN, 0.5 * fds.first)
         ):
-            parts.append(f"open file descriptors went from {course(fds)}")
-            ids.extend(fds.ids)
+            grown.append(("open file descriptors", fds))
         threads = metric_change(ev.history, "threads")
         if threads is not None and threads.change >= max(
             THREADS_SINCE_LOAD_MIN, THREADS_SINCE_LOAD_SHARE * threads.first
         ):
-            parts.append(f"OS threads went from {course(threads)}")
-            ids.extend(i for i in threads.ids if i not in ids)
-        if not parts:
+            grown.append(("OS threads", threads))
+        if not grown:
             return []
+        parts = [f"{label} went from {course(change)}" for label, change in grown]
+        ids = list(dict.fromkeys(i for _, change in grown for i in change.ids))
+        steady = any(change.steady for _, change in grown)
         return [
             Finding(
                 anomaly_type="process_growth_since_load",
-                severity="warning",
+                severity="warning" if steady else "info",
                 context="judged on the runtime metrics the flight recorder sampled before the run",
                 observation="; ".join(parts),
                 hypothesis=(

@@ -73,6 +73,7 @@ def test_rss_grown_since_load_and_still_held_is_reported_with_its_ids(
     finally:
         del held
     assert finding.anomaly_type == "memory_growth_since_load"
+    assert finding.severity == "info"  # one step (a data set loaded), not a trend
     assert "resident memory grew from" in finding.observation
     assert "when lensbook started recording" in finding.observation  # from the baseline
     assert finding.hypothesis and "outside Python objects" in finding.hypothesis
@@ -179,3 +180,25 @@ def test_a_cell_failing_again_and_again_is_reported_by_a_kernel_run() -> None:
     text = found[0].observation
     assert "most often KeyError(" in text and "AAPL" in text and "3 time(s)" in text
     assert any(s.startswith("h-") for s in found[0].snapshot_ids)
+
+
+def test_a_steady_rise_since_load_is_a_warning_a_plateau_after_one_step_is_not(
+    sampled: tuple[SampleObserver, HistoryRing, RuntimeSkill],
+) -> None:
+    observer, ring, runtime = sampled
+    snap = runtime.snapshot()
+    for i in range(6):  # RSS and OS threads rising at every sample
+        observer.observe(
+            "runtime",
+            {**snap, "rss_mb": snap["rss_mb"] * (1 + 0.3 * i), "threads": snap["threads"] + 10 * i},
+        )
+    (memory,) = RssSinceLoad().judge(_evidence(ring))
+    (process,) = GrowthSinceLoad().judge(_evidence(ring))
+    assert memory.severity == "warning" and process.severity == "warning"
+    assert "6 sample(s)" in memory.observation
+    ring.clear()
+    observer.clear()
+    for rss in (200.0, 400.0, 400.0, 400.0, 400.0):  # one jump, then flat: no more events
+        observer.observe("runtime", {**snap, "rss_mb": rss})
+    (found,) = RssSinceLoad().judge(_evidence(ring))
+    assert found.severity == "info" and "2 sample(s)" in found.observation

@@ -238,7 +238,7 @@ class ThreadObserver:
         # the path of every thread start: no lock (a race may lose one count, never a thread),
         # names and texts made once per kind
         target: Any = getattr(thread, "_target", None)
-        kind = self._kind_of(target, thread, thread.name, caller)
+        kind = self._kind_of(target, thread, caller)
         kind.started += 1
         kind.window_started += 1
         pools = kind.pools
@@ -286,7 +286,7 @@ class ThreadObserver:
     def on_raw_start(self, function: Any, caller: types.FrameType | None) -> _RawRun:
         """A ``_thread.start_new_thread`` call (in the starting thread): count it and return
         what the new thread runs instead of `function`."""
-        kind = self._kind_of(function, None, RAW_KIND, caller)
+        kind = self._kind_of(function, None, caller)
         kind.started += 1
         kind.window_started += 1
         if self._gate_start(kind):
@@ -327,10 +327,10 @@ class ThreadObserver:
         self,
         target: Any,
         thread: threading.Thread | None,
-        name: str,
         caller: types.FrameType | None,
     ) -> _Kind:
-        """The kind of a thread about to start: its target and the code that starts it."""
+        """The kind of a thread about to start (`thread` None: a ``_thread`` one): its target
+        and the code that starts it."""
         tt: type = type(target)
         if tt is _FUNCTION:
             tkey: Any = target.__code__
@@ -366,6 +366,7 @@ class ThreadObserver:
         kind = self._kinds.get(key)
         if kind is None:
             line = (starter.f_lineno or 0) if starter is not None else 0
+            name = thread.name if thread is not None else RAW_KIND  # (a property: once a kind)
             kind = self._new_kind(key, thread, name, target, code, line, tkey)
         return kind
 

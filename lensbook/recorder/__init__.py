@@ -16,7 +16,8 @@ function" strings, outermost first, at most 8):
 
 - ``exception`` (uncaught; source: thread or loop): type, message, where, function, line, thread,
   stack, route ("main", "thread", "task", "callback", "cell"), uncaught=True, count (of this
-  type and site so far); ``logged_exception``: the same with route "logged", uncaught=False,
+  type and site so far), execution_count (a cell's number, when the shell gave one);
+  ``logged_exception``: the same with route "logged", uncaught=False,
   logger, level, log (the record's message). The first 5 per site and minute are kept whole.
 - ``exception_rate`` (per flush and site): type, where, function, uncaught, routes, count,
   total, rate_per_s, window_s, first, last (epoch seconds).

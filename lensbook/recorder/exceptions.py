@@ -317,11 +317,13 @@ class ExceptionObserver:
     def _post_run_cell(self, result: Any) -> None:
         if not self._active:
             return
+        count = getattr(result, "execution_count", None)
+        extra = {"execution_count": count} if isinstance(count, int) else None
         for attr in ("error_before_exec", "error_in_exec"):  # a SyntaxError, or a raise
             exc = getattr(result, attr, None)
             if isinstance(exc, BaseException) and not isinstance(exc, KeyboardInterrupt):
                 with contextlib.suppress(Exception):
-                    self.record(exc, "cell", uncaught=True, source="ipython cell")
+                    self.record(exc, "cell", uncaught=True, source="ipython cell", extra=extra)
 
     def hooks_state(self) -> dict[str, Any]:
         """Which hooks are in and whether each is still first in line (not wrapped since)."""

@@ -453,6 +453,8 @@ class CellErrorsSinceLoad(Rule):
             return []
         now = _now(ev)
         d = repeated[-1]["detail"]
+        numbers = [e["detail"].get("execution_count") for e in repeated]
+        numbered = ", ".join(f"In [{n}]" for n in numbers[-5:] if isinstance(n, int))
         kinds = ", ".join(
             f"{t} at {w} x{len(g)}"
             for (t, w), g in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:3]
@@ -468,7 +470,9 @@ class CellErrorsSinceLoad(Rule):
                 ),
                 observation=(
                     f"most often {d.get('type')}({d.get('message', '')!r}) at {d.get('where')} "
-                    f"in {d.get('function')}, {len(repeated)} time(s); by error: {kinds}"
+                    f"in {d.get('function')}, {len(repeated)} time(s)"
+                    + (f" ({numbered})" if numbered else "")
+                    + f"; by error: {kinds}"
                 ),
                 hypothesis=(
                     f"the same cell keeps failing on {d.get('type')} at {d.get('where')}: "

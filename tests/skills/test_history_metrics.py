@@ -178,7 +178,7 @@ def test_a_cell_failing_again_and_again_is_reported_by_a_kernel_run() -> None:
     found = [n for n in notes if n.anomaly_type == "cell_errors"]
     assert found, [n.anomaly_type for n in notes]
     text = found[0].observation
-    assert "most often KeyError(" in text and "AAPL" in text and "3 time(s)" in text
+    assert "most often KeyError(" in text and "AAPL" in text and "3 time(s) (In [" in text
     assert any(s.startswith("h-") for s in found[0].snapshot_ids)
 
 

@@ -377,6 +377,7 @@ def test_a_growing_container_counts_only_when_it_stays() -> None:
 
 @pytest.mark.slow
 def test_an_offline_investigation_of_this_idle_process_raises_no_alarm() -> None:
+    lensbook.recorder.clear()  # this process's history (the test session's) is not idle
     lensbook.start(["memory"], client=OfflineInvestigator())
     try:
         result = lensbook.run("memory", reason="routine check").result

@@ -226,7 +226,7 @@ def is_vague(reason: str) -> bool:
 
 def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
     if wanted is None:
-        from lensbook.operator.supervisor import operators
+        from lensbook.operator.registry import operators
 
         running = list(operators())
         wanted = running or builtin_ids()

@@ -30,7 +30,6 @@ from typing import Any, NoReturn, TextIO
 
 import lensbook
 from lensbook import options
-from lensbook._errors import ClientNotConfigured
 from lensbook.clients.providers import (
     REGISTRY_ENV,
     choose_client,
@@ -222,7 +221,7 @@ def client_config(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str 
         one = single_client_registry(name, model=args.model, base_url=args.base_url)
         return one, name
     if args.model or args.base_url:
-        raise ClientNotConfigured(
+        raise lensbook.ClientNotConfigured(
             "--model and --base-url go with --client PROVIDER "
             f"({', '.join(PROVIDERS)}); set a registry client's options in the registry"
         )
@@ -304,7 +303,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if len(names) == 1:
             registry, _ = client_config(args)
         elif args.model or args.base_url:
-            raise ClientNotConfigured("--model and --base-url go with one --client PROVIDER")
+            raise lensbook.ClientNotConfigured(
+                "--model and --base-url go with one --client PROVIDER"
+            )
         targets = targets_for(registry, names, chain=args.chain)
     except lensbook.LensbookError as exc:
         _fail(f"lensbook eval: {exc}")

@@ -29,8 +29,8 @@ from lensbook.types import CompletionResult, Notification
 if TYPE_CHECKING:
     import pandas as pd
 
+    from lensbook import Operator
     from lensbook.metrics import MetricsStore
-    from lensbook.operator.actor import Operator
 
 __all__ = [
     "BAR_STYLES",

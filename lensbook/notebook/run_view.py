@@ -12,7 +12,7 @@ from lensbook.limits import MAX_ITERATIONS
 from lensbook.metrics import MetricsStore
 from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
-from lensbook.records.reader import Run
+from lensbook.records import Run
 
 __all__ = ["RunView", "show_run"]
 

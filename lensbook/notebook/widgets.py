@@ -35,7 +35,7 @@ from lensbook.notebook._throttle import Throttle, call_later
 from lensbook.types import CompletionResult
 
 if TYPE_CHECKING:
-    from lensbook.operator.actor import Operator
+    from lensbook import Operator
 
 __all__ = [
     "Dashboard",

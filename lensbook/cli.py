@@ -25,7 +25,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 import lensbook
@@ -337,6 +337,25 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    json: str | None = None,
+    quiet: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand `name` running `func`, with `--json` and `--quiet` when given their help."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
+    if json:
+        parser.add_argument("--json", action="store_true", help=json)
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help=quiet)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lensbook",
@@ -344,7 +363,14 @@ def build_parser() -> argparse.ArgumentParser:
         "(or the offline investigator when no API key is set).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="investigate this or another local process")
+    run = _command(
+        sub,
+        "run",
+        cmd_run,
+        json="print the result as JSON",
+        quiet="no status lines on stderr, only the final report",
+        help="investigate this or another local process",
+    )
     options.add_run_options(run, skill_help="skill id (runtime, memory, ...); ignored with --pid")
     run.add_argument(
         "--pid",
@@ -352,13 +378,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="investigate another local process from outside (psutil, py-spy)",
     )
-    run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument(
-        "--quiet", action="store_true", help="no status lines on stderr, only the final report"
-    )
     _add_client_options(run)
-    run.set_defaults(func=cmd_run)
-    demo = sub.add_parser("demo", help="induce a real fault in a child process and investigate")
+    demo = _command(
+        sub, "demo", cmd_demo, help="induce a real fault in a child process and investigate"
+    )
     demo.add_argument(
         "scenario",
         nargs="?",
@@ -366,19 +389,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scenario name, or 'all' (default: cache_leak)",
     )
     _add_client_options(demo)
-    demo.set_defaults(func=cmd_demo)
-    skills = sub.add_parser("skills", help="list the skills and their probes")
-    skills.set_defaults(func=cmd_skills)
-    sweep = sub.add_parser(
+    _command(sub, "skills", cmd_skills, help="list the skills (yours too) and their probes")
+    sweep = _command(
+        sub,
         "triage",
+        cmd_triage,
+        json="print the result as JSON",
         help="a cheap sweep of every skill's snapshot, rules and history in this process, "
         "ranked (mostly useful in scripts and jobs, after `import lensbook`)",
     )
     sweep.add_argument("--skills", default="", help="comma-separated skill ids (default: all)")
-    sweep.add_argument("--json", action="store_true", help="print the result as JSON")
-    sweep.set_defaults(func=cmd_triage)
-    providers = sub.add_parser(
-        "providers", help="show the client chain a run uses; --check asks each client once"
+    providers = _command(
+        sub,
+        "providers",
+        cmd_providers,
+        json="print as JSON",
+        help="show the client chain a run uses; --check asks each client once",
     )
     providers.add_argument(
         "--check",
@@ -388,11 +414,13 @@ def build_parser() -> argparse.ArgumentParser:
     providers.add_argument(
         "--timeout", type=options.positive_seconds, default=30.0, help="seconds per check"
     )
-    providers.add_argument("--json", action="store_true", help="print as JSON")
     _add_client_options(providers)
-    providers.set_defaults(func=cmd_providers)
-    evaluate = sub.add_parser(
+    evaluate = _command(
+        sub,
         "eval",
+        cmd_eval,
+        json="print the report as JSON",
+        quiet="no progress lines on stderr",
         help="run the fault-scenario suite against each client and score it",
         description="Run the fault scenarios (each in a child process) against each client "
         "alone, and print a table per client: diagnosed, false alarms, iterations, tool calls, "
@@ -419,28 +447,27 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="where to save the results (default: $LENSBOOK_EVALS_DIR or .lensbook/evals)",
     )
-    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_client_options(evaluate, many=True)
-    evaluate.set_defaults(func=cmd_eval)
-    replay = sub.add_parser(
-        "replay", help="re-run a recorded investigation; the model's turns come from the record"
+    replay = _command(
+        sub,
+        "replay",
+        cmd_replay,
+        json="print the outcome as JSON",
+        help="re-run a recorded investigation; the model's turns come from the record",
     )
     options.add_replay_options(replay)
-    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    replay.set_defaults(func=cmd_replay)
-    runs = sub.add_parser("runs", help="list the recorded runs, newest first")
+    runs = _command(sub, "runs", cmd_runs, help="list the recorded runs, newest first")
     options.add_runs_options(runs)
-    runs.set_defaults(func=cmd_runs)
-    review = sub.add_parser(
+    review = _command(
+        sub,
         "postmortem",
+        cmd_postmortem,
         help="write a postmortem notebook from recorded runs (offline; --html to export)",
         description="Write a notebook from one or more recorded runs (operator or coordinator): "
         "what was asked, when and where, the summary, a timeline chart, each finding with its "
         "evidence, the history, and a replay cell. It runs top to bottom offline.",
     )
     options.add_postmortem_options(review)
-    review.set_defaults(func=cmd_postmortem)
     return parser
 
 

@@ -24,12 +24,24 @@ from typing import Any, Literal, get_args
 
 from lensbook.skills.redact import clip, redact
 
-__all__ = ["EVENT_KINDS", "Event", "EventKind", "publish", "subscribe", "unsubscribe"]
+__all__ = [
+    "COORDINATOR_KINDS",
+    "EVENT_KINDS",
+    "WATCH_KINDS",
+    "CoordinatorEventKind",
+    "Event",
+    "EventKind",
+    "OperatorEventKind",
+    "RunEventKind",
+    "WatchEventKind",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+]
 
 _log = logging.getLogger("lensbook.events")
 
-EventKind = Literal[
-    # an operator's run
+RunEventKind = Literal[
     "run_queued",
     "run_started",
     "iteration",
@@ -44,15 +56,18 @@ EventKind = Literal[
     "intrusions_undone",
     "error",
     "run_completed",
-    # the client chain
+    # the client chain's
     "model_retry",
     "client_fallback",
-    # an operator's lifecycle
-    "operator_started",
-    "operator_stopped",
-    "operator_crashed",
-    "operator_restarted",
-    # the coordinator
+]
+"""An operator's run."""
+
+OperatorEventKind = Literal[
+    "operator_started", "operator_stopped", "operator_crashed", "operator_restarted"
+]
+"""An operator's lifecycle."""
+
+CoordinatorEventKind = Literal[
     "coordinator_started",
     "coordinator_iteration",
     "coordinator_tool_call",
@@ -64,7 +79,10 @@ EventKind = Literal[
     "coordinator_operators_stopped",
     "insight",
     "coordinator_completed",
-    # the watcher
+]
+"""A coordinator's run (its operators' runs publish their own `RunEventKind`s)."""
+
+WatchEventKind = Literal[
     "watch_started",
     "watch_state",
     "watch_sample",
@@ -73,10 +91,16 @@ EventKind = Literal[
     "watch_investigation_completed",
     "watch_stopped",
 ]
+"""The watcher's."""
+
+EventKind = Literal[RunEventKind, OperatorEventKind, CoordinatorEventKind, WatchEventKind]
 """Every kind of event published on the bus."""
 
 #: `EventKind` at run time
-EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))  # nested Literals flatten
+#: the coordinator's own kinds, and the watcher's, for the views that follow them
+COORDINATOR_KINDS: frozenset[CoordinatorEventKind] = frozenset(get_args(CoordinatorEventKind))
+WATCH_KINDS: frozenset[WatchEventKind] = frozenset(get_args(WatchEventKind))
 
 
 @dataclass(frozen=True, slots=True)

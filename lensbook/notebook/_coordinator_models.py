@@ -11,14 +11,14 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from lensbook.events import Event, EventKind
+from lensbook.events import COORDINATOR_KINDS, WATCH_KINDS, Event, EventKind
 from lensbook.notebook._models import (
     CARD_EVENTS,
     SEVERITY_COLOURS,
     CardModel,
     FeedModel,
+    RunClock,
     badge,
-    elapsed,
     seconds_text,
 )
 
@@ -29,30 +29,9 @@ __all__ = ["COORDINATOR_EVENTS", "WATCH_EVENTS", "CoordinatorModel", "WatchModel
 
 _esc = html.escape
 
-COORDINATOR_EVENTS: frozenset[EventKind] = frozenset(
-    {
-        "coordinator_started",
-        "coordinator_iteration",
-        "coordinator_tool_call",
-        "coordinator_operators_invoked",
-        "coordinator_notification",
-        "coordinator_notification_status",
-        "coordinator_operator_finished",
-        "insight",
-        "coordinator_completed",
-    }
-)
-WATCH_EVENTS: frozenset[EventKind] = frozenset(
-    {
-        "watch_started",
-        "watch_state",
-        "watch_sample",
-        "watch_anomaly",
-        "watch_trigger",
-        "watch_investigation_completed",
-        "watch_stopped",
-    }
-)
+#: what a coordinator view follows: the coordinator's own events (its operators' are cards)
+COORDINATOR_EVENTS: frozenset[EventKind] = frozenset(COORDINATOR_KINDS)
+WATCH_EVENTS: frozenset[EventKind] = frozenset(WATCH_KINDS)
 _CONFIDENCE_COLOURS = {"high": "#dc2626", "medium": "#d97706", "low": "#6b7280"}
 _STATUS_COLOURS = {"unread": "#2563eb", "acknowledged": "#6b7280", "resolved": "#16a34a"}
 _WATCH_COLOURS = {
@@ -63,7 +42,7 @@ _WATCH_COLOURS = {
 }
 
 
-class CoordinatorModel:
+class CoordinatorModel(RunClock):
     """One coordinator run as the view shows it, folded from events."""
 
     def __init__(self, name: str, reason: str = "", strategy: str = "agent") -> None:
@@ -180,9 +159,6 @@ class CoordinatorModel:
             card.finish(op_result)
 
     # -- rendering ------------------------------------------------------------------------
-
-    def elapsed(self, now: float | None = None) -> float | None:
-        return elapsed(self.started_at, self.finished_at, now)
 
     @property
     def activity(self) -> str:

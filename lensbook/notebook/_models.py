@@ -43,6 +43,7 @@ __all__ = [
     "CardModel",
     "FeedModel",
     "MetricsModel",
+    "RunClock",
     "badge",
     "elapsed",
     "seconds_text",
@@ -125,7 +126,17 @@ def seconds_text(value: float) -> str:
     return f"{minutes} min {seconds:02d} s"
 
 
-class CardModel:
+class RunClock:
+    """When a run started and ended, and how long it took (or has been going)."""
+
+    started_at: float | None
+    finished_at: float | None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        return elapsed(self.started_at, self.finished_at, now)
+
+
+class CardModel(RunClock):
     """One operator as a card shows it: health, running or idle, iteration, action, elapsed."""
 
     def __init__(
@@ -267,9 +278,6 @@ class CardModel:
         self.action = "failed"
 
     # -- rendering ------------------------------------------------------------------------
-
-    def elapsed(self, now: float | None = None) -> float | None:
-        return elapsed(self.started_at, self.finished_at, now)
 
     @property
     def activity(self) -> str:

@@ -20,7 +20,6 @@ from lensbook.notebook.widgets import (
     LiveView,
     MetricsView,
     OperatorCard,
-    mime_bundle,
     register_view,
 )
 
@@ -35,7 +34,7 @@ def worker_operator(skill: str, worker: str) -> str:
     return f"{skill}@{worker}"
 
 
-class ClusterDashboard(widgets.VBox, LiveView):  # type: ignore[misc]
+class ClusterDashboard(LiveView, widgets.VBox):  # type: ignore[misc]
     """One card (with its feed and metric chart) per worker of a cluster run of `skill`."""
 
     def __init__(
@@ -107,12 +106,6 @@ class ClusterDashboard(widgets.VBox, LiveView):  # type: ignore[misc]
         parts = [f"lensbook: {self.skill} on {len(self.cards)} Dask worker(s)"]
         parts += [card.text() for card in self.cards.values()]
         return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         for view in self._views():

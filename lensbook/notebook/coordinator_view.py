@@ -12,7 +12,7 @@ commands that show them are in `lensbook.notebook._coordinator_commands`.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import ipywidgets as widgets
 
@@ -24,7 +24,7 @@ from lensbook.notebook._coordinator_models import (
     WatchModel,
 )
 from lensbook.notebook._models import CARD_EVENTS
-from lensbook.notebook.widgets import LiveView, mime_bundle
+from lensbook.notebook.widgets import LiveView
 
 if TYPE_CHECKING:
     from lensbook.coordinator import Coordinator, CoordinatorResult, Watcher
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["CoordinatorView", "WatchView"]
 
 
-class CoordinatorView(widgets.VBox, LiveView):  # type: ignore[misc]
+class CoordinatorView(LiveView, widgets.VBox):  # type: ignore[misc]
     """One coordinator run, live: progress, operator cards, notifications, insights."""
 
     def __init__(
@@ -63,12 +63,7 @@ class CoordinatorView(widgets.VBox, LiveView):  # type: ignore[misc]
     def _on_event(self, event: events.Event) -> None:
         if not self.model.wants(event):
             return
-        with self._lock:
-            final = self.model.apply(event)
-        if final:
-            self.throttle.now()
-        else:
-            self.throttle.request()
+        self._fold(event)
 
     def flush(self) -> None:
         now = time.time()
@@ -92,17 +87,8 @@ class CoordinatorView(widgets.VBox, LiveView):  # type: ignore[misc]
             self.flush()
         self.refresh_display()
 
-    def text(self) -> str:
-        return self.model.text()
 
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
-
-
-class WatchView(widgets.VBox, LiveView):  # type: ignore[misc]
+class WatchView(LiveView, widgets.VBox):  # type: ignore[misc]
     """The watcher in one line: state, samples, anomalies, triggers."""
 
     def __init__(self, watcher: Watcher, *, refresh_rate: float = 2.0) -> None:
@@ -120,12 +106,3 @@ class WatchView(widgets.VBox, LiveView):  # type: ignore[misc]
 
     def flush(self) -> None:
         self.body.value = self.model.html()
-
-    def text(self) -> str:
-        return self.model.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)

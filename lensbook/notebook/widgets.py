@@ -92,6 +92,8 @@ class LiveView:
 
     _token: int | None = None
     display_handle: DisplayHandle | None = None
+    #: what the view shows, folded from events (a model of `lensbook.notebook._models`)
+    model: Any
 
     def _listen(self, kinds: Iterable[EventKind], refresh_rate: float) -> None:
         self._lock = threading.RLock()
@@ -128,21 +130,34 @@ class LiveView:
         with self._lock:
             in_current_cell(self.flush)
 
+    def _fold(self, event: events.Event) -> None:
+        """Fold `event` into the model; the end of a run is flushed at once, exactly."""
+        with self._lock:
+            final = self.model.apply(event)
+        if final:
+            self.throttle.now()
+        else:
+            self.throttle.request()
+
     def flush(self) -> None:
         raise NotImplementedError
 
     def text(self) -> str:
-        raise NotImplementedError
+        """The view as plain text: its model's, unless the view says more."""
+        return str(self.model.text())
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget's bundle, whose text/plain is the view's full text (terminals, diffs)."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = self.text()
+        return bundle
 
 
-def mime_bundle(view: Any, parent: Callable[..., Any], **kwargs: Any) -> Any:
-    bundle = parent(**kwargs)
-    if isinstance(bundle, dict):
-        bundle["text/plain"] = view.text()
-    return bundle
-
-
-class OperatorCard(widgets.VBox, LiveView):  # type: ignore[misc]
+class OperatorCard(LiveView, widgets.VBox):  # type: ignore[misc]
     """One operator: title, health badge, running/idle, iteration bar, current action, elapsed.
 
     `follow=False` (the card of one `%lens run`) stops listening once `finish()` is called;
@@ -192,12 +207,7 @@ class OperatorCard(widgets.VBox, LiveView):  # type: ignore[misc]
     def _on_event(self, event: events.Event) -> None:
         if event.operator != self.model.operator:
             return
-        with self._lock:
-            final = self.model.apply(event)
-        if final:
-            self.throttle.now()
-        else:
-            self.throttle.request()
+        self._fold(event)
 
     def flush(self) -> None:
         m = self.model
@@ -238,16 +248,10 @@ class OperatorCard(widgets.VBox, LiveView):  # type: ignore[misc]
         self.refresh_display()
 
     def text(self) -> str:
-        text = self.model.text()
+        text: str = self.model.text()
         if self.feed is not None and self.feed.model.entries:
             text += "\n" + self.feed.text()
         return text
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         self.stop_updates()
@@ -258,7 +262,7 @@ class OperatorCard(widgets.VBox, LiveView):  # type: ignore[misc]
         super().close()
 
 
-class NotificationFeed(widgets.VBox, LiveView):  # type: ignore[misc]
+class NotificationFeed(LiveView, widgets.VBox):  # type: ignore[misc]
     """Notifications, newest first; each expands to its context, observation, hypothesis and
     evidence (what moved between the cited snapshots, the probe results, the full snapshots).
 
@@ -362,15 +366,6 @@ class NotificationFeed(widgets.VBox, LiveView):  # type: ignore[misc]
         finally:
             self._setting = False
 
-    def text(self) -> str:
-        return self.model.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
-
     def close(self) -> None:
         self.stop_updates()
         for item in self.items.values():
@@ -380,7 +375,7 @@ class NotificationFeed(widgets.VBox, LiveView):  # type: ignore[misc]
         super().close()
 
 
-class MetricsView(widgets.VBox, LiveView):  # type: ignore[misc]
+class MetricsView(LiveView, widgets.VBox):  # type: ignore[misc]
     """A table of the latest sampled values and charts of the series seen moving, live."""
 
     def __init__(
@@ -451,15 +446,6 @@ class MetricsView(widgets.VBox, LiveView):  # type: ignore[misc]
         """The table shown, as a pandas DataFrame."""
         return self.model.table()
 
-    def text(self) -> str:
-        return self.model.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
-
     def close(self) -> None:
         self.stop_updates()
         for child in (self.title, self.table, self.chart, self.caption_text, self.caption):
@@ -467,7 +453,7 @@ class MetricsView(widgets.VBox, LiveView):  # type: ignore[misc]
         super().close()
 
 
-class Dashboard(widgets.VBox, LiveView):  # type: ignore[misc]
+class Dashboard(LiveView, widgets.VBox):  # type: ignore[misc]
     """Every static operator's card, the feed across operators and the metrics view."""
 
     def __init__(
@@ -520,12 +506,6 @@ class Dashboard(widgets.VBox, LiveView):  # type: ignore[misc]
         parts += [card.text() for card in self.cards] or ["(no operators started)"]
         parts += ["", self.feed.text(), "", self.metrics.text()]
         return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return mime_bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         views: list[Any] = [*self.cards, self.feed, self.metrics]

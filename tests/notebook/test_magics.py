@@ -233,6 +233,22 @@ def test_skills_lists_the_builtins(shell: InteractiveShell) -> None:
     assert "<table>" in bundle["text/html"]
 
 
+def test_skills_lists_registered_user_skills(shell: InteractiveShell) -> None:
+    class Listed(lensbook.Skill):
+        id = "magic_listed"
+        title = "Listed skill"
+        description = "A user skill registered for %lens skills"
+        system_prompt = "You look after a test."
+
+        def snapshot(self) -> dict[str, Any]:
+            return {}
+
+    lensbook.register_skill(Listed)
+    text = mime(shell, shell.run_line_magic("lens", "skills"))["text/plain"]
+    row = next(line for line in text.splitlines() if line.startswith("magic_listed "))
+    assert "not started" in row and "Listed skill: A user skill registered" in row
+
+
 def test_notifications_feed_holds_earlier_findings(shell: InteractiveShell) -> None:
     shell.user_ns["sc"] = finding_script()
     with capture_output():

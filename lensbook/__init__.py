@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 def metrics(skill: str | None = None) -> pd.DataFrame:
     """The sampled metrics (time, skill, metric, value) as a pandas DataFrame."""
-    from lensbook.metrics import store
+    from lensbook.sampling import store
 
     return store.frame(skill)
 

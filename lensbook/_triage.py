@@ -283,7 +283,7 @@ def _cheap_probes(skill: SkillLike) -> dict[str, ProbeTool]:
 
 def _evidence(sid: str, snap: dict[str, Any], now: float, window_s: float) -> Evidence:
     """The snapshot now, after the oldest sampled values of this skill within the window."""
-    from lensbook.metrics import store
+    from lensbook.sampling import store
 
     ev = Evidence(context={"reason": "", "triage": True})
     baseline: dict[str, Any] = {}

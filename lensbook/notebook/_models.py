@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from lensbook import Operator
-    from lensbook.metrics import MetricsStore
+    from lensbook.sampling import MetricsStore
 
 __all__ = [
     "BAR_STYLES",
@@ -541,7 +541,7 @@ class MetricsModel:
     def __init__(
         self, skill: str | None = None, max_charts: int = 4, store: MetricsStore | None = None
     ) -> None:
-        from lensbook.metrics import store as live
+        from lensbook.sampling import store as live
 
         # the live sampler's store, or another (a recorded run's own numbers)
         self.store = store if store is not None else live

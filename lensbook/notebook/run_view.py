@@ -9,10 +9,10 @@ import ipywidgets as widgets
 
 from lensbook.events import Event
 from lensbook.limits import MAX_ITERATIONS
-from lensbook.metrics import MetricsStore
 from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
 from lensbook.records import Run
+from lensbook.sampling import MetricsStore
 
 __all__ = ["RunView", "show_run"]
 

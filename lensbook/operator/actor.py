@@ -22,8 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook import _loop, events, records
-from lensbook import metrics as metrics_module
+from lensbook import _loop, events, records, sampling
 from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
@@ -173,7 +172,7 @@ class Operator:
             return
         self._stopped = False
         self._queue = asyncio.Queue()
-        metrics_module.store.listen()
+        sampling.store.listen()
         records.writer.listen()
         self._spawn()
         events.publish("operator_started", self.name, skill=self.skill.id)

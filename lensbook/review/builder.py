@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from lensbook._errors import LensbookError
+from lensbook.records._writer import is_own_record
 from lensbook.records.reader import RecordError, Run, load_run
-from lensbook.records.writer import is_own_record
 
 __all__ = [
     "Postmortem",
@@ -83,7 +83,7 @@ def find_record(
     path = Path(name)
     if path.exists():
         return path
-    from lensbook.records.writer import writer
+    from lensbook.records import writer
 
     folder = Path(directory) if directory is not None else writer.directory
     text = str(name)

@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.metrics import Sampler, store
+from lensbook.sampling import Sampler, store
 from lensbook.scenarios import Scenario
 from lensbook.skills import resolve_skill
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lensbook.metrics import Sampler, store
+from lensbook.sampling import Sampler, store
 from lensbook.scenarios import Scenario
 from lensbook.skills import resolve_skill
 

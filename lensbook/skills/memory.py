@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin

@@ -22,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip, redact_text

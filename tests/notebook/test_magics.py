@@ -301,6 +301,11 @@ def test_unload_stops_every_live_view(shell: InteractiveShell) -> None:
         ("frobnicate", "invalid choice: 'frobnicate'"),
         ("message runtime", "the following arguments are required: QUESTION"),
         ("run runtime --reason 'unclosed", "cannot parse the line"),
+        # the options and checks shared with the command line (lensbook.options)
+        ("run runtime --timeout 0", "must be a positive number of seconds"),
+        ("investigate --reason x --skills nope", "investigate: no skill 'nope'"),
+        ("watch start --interval -5", "must be a positive number of seconds"),
+        ("history --kinds nonsense", "history: unknown kind"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(

@@ -43,17 +43,20 @@ from lensbook.terminal import StatusLines
 __all__ = ["client_config", "main"]
 
 
+class _BadInput(Exception):
+    """A bad input: `main` writes its one line on stderr and returns exit status 2."""
+
+
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+    """An ArgumentParser whose errors are one line (`_BadInput`), not a usage block."""
 
     def error(self, message: str) -> NoReturn:
         _fail(f"{self.prog}: {message} (see {self.prog} --help)")
 
 
 def _fail(message: str) -> NoReturn:
-    """End the command for a bad input: one line, exit status 2."""
-    sys.stderr.write(f"{message}\n")
-    raise SystemExit(2)
+    """End the command for a bad input: one line on stderr, exit status 2."""
+    raise _BadInput(message)
 
 
 def _print_result(result: Any, out: TextIO) -> None:
@@ -530,8 +533,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+    except _BadInput as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     return code
 
 

@@ -385,26 +385,34 @@ def test_the_issue_s_bad_inputs_end_without_a_traceback(args: tuple[str, ...]) -
     assert out.stdout == ""
 
 
-def test_skills_lists_registered_user_skills(capsys: pytest.CaptureFixture[str]) -> None:
-    import lensbook
-    from lensbook.cli import main
+#: a user skill, registered in a child process so that it does not join this session's
+#: coordinations and triage sweeps
+LISTED_SKILL = """
+import lensbook
 
-    class Listed(lensbook.Skill):
-        id = "cli_listed"
-        title = "Listed skill"
-        description = "A user skill registered for the listing"
-        system_prompt = "You look after a test."
+class Listed(lensbook.Skill):
+    id = "cli_listed"
+    title = "Listed skill"
+    description = "A user skill registered for the listing"
+    system_prompt = "You look after a test."
 
-        def snapshot(self) -> dict[str, Any]:
-            return {}
+    def snapshot(self):
+        return {}
 
-        @lensbook.probe
-        def ping(self, times: int = 1) -> dict[str, Any]:
-            """Answer pong. Cost: nothing."""
-            return {"pong": times}
+    @lensbook.probe
+    def ping(self, times: int = 1) -> dict:
+        \"\"\"Answer pong. Cost: nothing.\"\"\"
+        return {"pong": times}
 
-    lensbook.register_skill(Listed)
-    assert main(["skills"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+lensbook.register_skill(Listed)
+"""
+
+
+def test_skills_lists_registered_user_skills() -> None:
+    code = LISTED_SKILL + "from lensbook.cli import main\nraise SystemExit(main(['skills']))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
     assert "cli_listed: Listed skill — A user skill registered for the listing" in lines
     assert any(line.strip().startswith("cli_listed_ping(times)") for line in lines), lines

@@ -233,19 +233,19 @@ def test_skills_lists_the_builtins(shell: InteractiveShell) -> None:
     assert "<table>" in bundle["text/html"]
 
 
-def test_skills_lists_registered_user_skills(shell: InteractiveShell) -> None:
-    class Listed(lensbook.Skill):
-        id = "magic_listed"
-        title = "Listed skill"
-        description = "A user skill registered for %lens skills"
-        system_prompt = "You look after a test."
+def test_skills_lists_registered_user_skills() -> None:
+    from tests.test_cli import LISTED_SKILL
 
-        def snapshot(self) -> dict[str, Any]:
-            return {}
-
-    lensbook.register_skill(Listed)
-    text = mime(shell, shell.run_line_magic("lens", "skills"))["text/plain"]
-    row = next(line for line in text.splitlines() if line.startswith("magic_listed "))
+    # in a child process, so that the skill does not join this session's coordinations
+    code = LISTED_SKILL + (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'lensbook')\n"
+        "print(ip.run_line_magic('lens', 'skills').text)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("cli_listed "))
     assert "not started" in row and "Listed skill: A user skill registered" in row
 
 

@@ -30,14 +30,10 @@ from lensbook.skills.aio import (
 from lensbook.skills.base import render_output
 from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests.skills._probes import probe_caller
 
-
-def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a probe from another thread, as the operator does."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lensbook-probe") as pool:
-        return undelimit(
-            json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
-        )
+#: call a probe from another thread, as the operator does
+off_main = probe_caller("lensbook-probe")
 
 
 def evidence(

@@ -98,7 +98,7 @@ class Recorder:
     def start_sampler(self, interval: float | None) -> None:
         """Sample the runtime skill's snapshot into the metrics store every `interval` s (the
         history's metrics; None: only runs' snapshots are kept). Idempotent."""
-        from lensbook.metrics import Sampler, store
+        from lensbook.sampling import Sampler, store
         from lensbook.skills import resolve_skill
 
         store.listen()

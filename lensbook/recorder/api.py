@@ -189,7 +189,7 @@ class Recorder:
             self.lag.record_own_lag(time.monotonic() - expected)
 
     def _find_loops(self, lens: asyncio.AbstractEventLoop) -> None:
-        from lensbook.skills.aio import known_loops
+        from lensbook.recorder.loops import known_loops
 
         loops = known_loops()
         self.exceptions.hook_loops(loops)

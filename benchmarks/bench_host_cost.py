@@ -75,7 +75,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
 
         lensbook.start(["memory"], client=OfflineInvestigator(), sample_interval=None)
         done = threading.Event()
-        lensbook.get_operator("memory").run_async(
+        lensbook.get_operator("memory").run_in_background(
             {"reason": "memory keeps growing"}, on_complete=lambda _result: done.set()
         )
         started = time.perf_counter()

@@ -1,7 +1,7 @@
 """Loop-lag observer: how late each known event loop runs a callback, and what blocked it.
 
 Every tick (run on the lens loop, ~1 s while there are loops to watch) a callback is posted to
-each loop lensbook knows (`lensbook.skills.aio.known_loops`: registered loops and loops running
+each loop lensbook knows (`lensbook.recorder.loops.known_loops`: registered loops and loops running
 in any thread) and the lens loop arms a timer at the threshold. If the callback has not run by
 then, the loop's thread is blocked *now*, so its stack is sampled (`sys._current_frames()`, a few
 microseconds): the innermost coroutine frame names the coroutine, the innermost frame and its

@@ -98,7 +98,7 @@ class Recorder:
     def start_sampler(self, interval: float | None) -> None:
         """Sample the runtime skill's snapshot into the metrics store every `interval` s (the
         history's metrics; None: only runs' snapshots are kept). Idempotent."""
-        from lensbook.metrics import Sampler, store
+        from lensbook.sampling import Sampler, store
         from lensbook.skills import resolve_skill
 
         store.listen()
@@ -189,7 +189,7 @@ class Recorder:
             self.lag.record_own_lag(time.monotonic() - expected)
 
     def _find_loops(self, lens: asyncio.AbstractEventLoop) -> None:
-        from lensbook.skills.aio import known_loops
+        from lensbook.recorder.loops import known_loops
 
         loops = known_loops()
         self.exceptions.hook_loops(loops)

@@ -13,6 +13,8 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lensbook.limits import MAX_ITERATIONS
+
 __all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario_names"]
 
 
@@ -33,7 +35,7 @@ class Scenario:
     healthy: bool = False
     #: seconds to let the fault develop before the investigation starts
     settle: float = 1.0
-    max_iterations: int = 25
+    max_iterations: int = MAX_ITERATIONS
     #: investigate with each of these skills in turn (a healthy workload must raise no alarm
     #: in any of them); empty: `skill` alone
     skills: tuple[str, ...] = ()

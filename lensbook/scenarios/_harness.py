@@ -95,7 +95,7 @@ def start_paced(name: str, serve: Callable[[int], object], per_second: int) -> W
 def sample_runtime() -> Callable[[], None]:
     """Do what `lensbook.start()` does before anyone asks a question: sample the runtime skill
     every second into the metrics store. Returns the sampler's stop."""
-    from lensbook.metrics import Sampler, store
+    from lensbook.sampling import Sampler, store
     from lensbook.skills import resolve_skill
 
     store.listen()

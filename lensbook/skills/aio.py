@@ -38,6 +38,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from lensbook.recorder.loops import is_registered as _is_registered
+from lensbook.recorder.loops import known_loops, register_loop, unregister_loop
+from lensbook.recorder.loops import lens_loop as _lens_loop
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
@@ -92,67 +95,6 @@ _REASON_LAG = re.compile(r"lag|slow|block|freez|frozen|respon|latenc|stall|hang"
 
 # -- loops ----------------------------------------------------------------------------------
 
-_registered: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-_registry_lock = threading.Lock()
-_LOOP_CODES = frozenset(
-    {
-        asyncio.BaseEventLoop.run_forever.__code__,
-        asyncio.BaseEventLoop._run_once.__code__,  # type: ignore[attr-defined]
-    }
-)
-
-
-def register_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Make a loop known to the asyncio skill (kept by weak reference: it does not live longer).
-
-    Loops that run in a thread of this process are found anyway while they run; register
-    loops that are stopped between uses, or whose run_forever has no Python frame (uvloop).
-    """
-    if not isinstance(loop, asyncio.AbstractEventLoop):
-        raise TypeError(f"expected an asyncio event loop, got {type(loop).__name__}")
-    with _registry_lock:
-        _registered.add(loop)
-
-
-def unregister_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Forget a registered loop (no error if it was not registered)."""
-    with _registry_lock:
-        _registered.discard(loop)
-
-
-def _lens_loop() -> asyncio.AbstractEventLoop | None:
-    from lensbook import _loop
-
-    loop = getattr(_loop, "_loop", None)
-    return loop if _loop.is_running() and isinstance(loop, asyncio.AbstractEventLoop) else None
-
-
-def _discovered() -> list[asyncio.AbstractEventLoop]:
-    """Loops running in some thread now: the `self` of a ``run_forever`` frame on its stack."""
-    found: list[asyncio.AbstractEventLoop] = []
-    for frame in list(sys._current_frames().values()):
-        depth = 0
-        f: types.FrameType | None = frame
-        while f is not None and depth < 200:
-            if f.f_code in _LOOP_CODES:
-                loop = f.f_locals.get("self")
-                if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
-                    found.append(loop)
-                break
-            f = f.f_back
-            depth += 1
-    return found
-
-
-def known_loops() -> list[asyncio.AbstractEventLoop]:
-    """Every loop lensbook knows: registered ones, the lens loop, loops running in any thread."""
-    with _registry_lock:
-        loops = list(_registered)
-    for loop in (_lens_loop(), *_discovered()):
-        if loop is not None and loop not in loops:
-            loops.append(loop)
-    return [loop for loop in loops if not loop.is_closed()]
-
 
 def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
     ident = getattr(loop, "_thread_id", None)  # set by BaseEventLoop while it runs
@@ -162,7 +104,7 @@ def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
 def _loop_label(loop: asyncio.AbstractEventLoop) -> str:
     if loop is _lens_loop():
         source = "lens loop"
-    elif loop in _registered:
+    elif _is_registered(loop):
         source = "registered loop"
     else:
         source = "loop"

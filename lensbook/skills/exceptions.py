@@ -19,19 +19,18 @@ One exception seen by two routes (asyncio's default handler logs what it handles
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 import linecache
 import threading
 import time
 import traceback
 import types
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from lensbook.recorder.loops import known_loops
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
@@ -260,31 +259,6 @@ class _Listening:
     listener: Callable[[BaseException | None, str, str], None]
     change: intrusion.Change | None = None
     active: bool = True
-
-
-def known_loops() -> list[asyncio.AbstractEventLoop]:
-    """Event loops lensbook knows: the lens loop, and those the asyncio skill registered."""
-    found: list[asyncio.AbstractEventLoop] = []
-    from lensbook import _loop
-
-    lens = getattr(_loop, "_loop", None)
-    if _loop.is_running() and isinstance(lens, asyncio.AbstractEventLoop):
-        found.append(lens)
-    try:  # the asyncio skill (another module) may keep a registry of loops
-        aio = importlib.import_module("lensbook.skills.aio")
-    except Exception:
-        aio = None
-    if aio is not None:
-        for attr in ("known_loops", "registered_loops", "loops"):
-            registry = getattr(aio, attr, None)
-            try:
-                extra: Iterable[Any] = registry() if callable(registry) else (registry or ())
-                for loop in list(extra):
-                    if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
-                        found.append(loop)
-            except Exception:
-                continue
-    return [loop for loop in found if not loop.is_closed()]
 
 
 class ExceptionsSkill(Skill):

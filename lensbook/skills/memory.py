@@ -31,7 +31,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import code_site as _code_site

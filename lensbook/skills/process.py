@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._trend import slope as _slope

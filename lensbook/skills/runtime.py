@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
 from lensbook.skills._trend import RISING_SHARE, plateaued, rising_share, shape_known, slope

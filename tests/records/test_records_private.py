@@ -20,7 +20,7 @@ import pytest
 import lensbook
 from lensbook.clients import ScriptedClient, call
 from lensbook.records import configure, writer
-from lensbook.records.writer import RECORD_NAME, is_own_record
+from lensbook.records._writer import RECORD_NAME, is_own_record
 
 
 @pytest.fixture

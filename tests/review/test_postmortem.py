@@ -131,6 +131,9 @@ def test_a_coordinator_run_is_recorded_replayed_and_becomes_a_postmortem(tmp_pat
     assert (Path(row.path).parent / operator_run["record"]).exists()
     again = lensbook.replay(record, tools="record")
     assert again.same_notifications and not again.divergences, again
+    assert [t.notification.id for t in again.notifications] == [
+        t.notification.id for t in result.notifications
+    ]
     # the coordinator's record finds the evidence in its operator's record beside it
     evidence = record.evidence(record.notification_objects[0])
     assert evidence.snapshots and not evidence.missing

@@ -15,7 +15,7 @@ import lensbook
 from lensbook import events
 from lensbook.clients.offline import OfflineInvestigator
 from lensbook.clients.scripted import ScriptedClient, call
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.scenarios import _leaky_cache, _leaky_callbacks
 from lensbook.skills import resolve_skill
 from lensbook.skills.base import render_output

@@ -26,7 +26,7 @@ import pytest
 
 import lensbook
 from lensbook.clients.anthropic_ import AnthropicClient
-from lensbook.records.writer import writer
+from lensbook.records import writer
 from lensbook.skills.aio import AsyncioSkill, register_loop, unregister_loop
 from lensbook.skills.base import Skill
 from lensbook.skills.exceptions import ExceptionsSkill

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.skills.rules import Evidence
 from lensbook.skills.runtime import RuntimeSkill
 

@@ -1,4 +1,4 @@
-"""The metrics store: bounded time series of every snapshot's numbers.
+"""The metrics store and sampler: bounded time series of every snapshot's numbers.
 
 Fed by every ``snapshot`` event of a run and by `Sampler`, which takes cheap snapshots between
 runs. Probes read trends from it (`series`, `slope`); widgets chart it; `lensbook.metrics()`

@@ -18,7 +18,7 @@ from lensbook import _loop
 from lensbook._errors import ProviderError, RunFailed
 from lensbook.clients.base import ModelRequest, ModelTurn, ToolCall
 from lensbook.clients.chain import ClientChain
-from lensbook.operator.loop import Investigation, RunSettings, publish_completed
+from lensbook.operator.investigation import Investigation, RunSettings, publish_completed
 from lensbook.records.reader import Run, load_run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Snapshot

@@ -26,13 +26,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from lensbook._errors import ClientNotConfigured, LensbookError, UnknownSkill
-from lensbook.clients.providers import (
-    REGISTRY_ENV,
-    choose_client,
-    load_registry,
-    single_client_registry,
-)
-from lensbook.clients.registry import PROVIDERS
+from lensbook.clients.providers import REGISTRY_ENV, load_registry
+from lensbook.clients.registry import provider_names, single_client_registry
+from lensbook.clients.resolve import resolve_client
 from lensbook.terminal import StatusLines
 
 __all__ = ["client_config", "main"]
@@ -55,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         skill = args.skill
     try:
         registry, name = client_config(args)
-        client = choose_client(name, registry)
+        client = resolve_client(name, registry)
         op = lensbook.Operator.start(skill=skill, client=client, max_iterations=args.max_iterations)
     except lensbook.LensbookError as exc:
         sys.stderr.write(f"lensbook: {exc}\n")
@@ -90,7 +86,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return 2
     try:
         registry, client = client_config(args)
-        choose_client(client, registry)  # a bad configuration stops here, not in each child
+        resolve_client(client, registry)  # a bad configuration stops here, not in each child
     except LensbookError as exc:
         sys.stderr.write(f"lensbook: {exc}\n")
         return 2
@@ -207,13 +203,13 @@ def client_config(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str 
         for e in registry.get("clients") or []
         if isinstance(e, dict)
     )
-    if name in PROVIDERS and not in_registry:
+    if name in provider_names() and not in_registry:
         one = single_client_registry(name, model=args.model, base_url=args.base_url)
         return one, name
     if args.model or args.base_url:
         raise ClientNotConfigured(
             "--model and --base-url go with --client PROVIDER "
-            f"({', '.join(PROVIDERS)}); set a registry client's options in the registry"
+            f"({', '.join(provider_names())}); set a registry client's options in the registry"
         )
     return registry, name
 
@@ -225,7 +221,7 @@ def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> 
         default=None,
         help=("comma-separated clients to evaluate, each alone: " if many else "the client: ")
         + "'offline', a client of the registry, or a provider ("
-        + ", ".join(PROVIDERS)
+        + ", ".join(provider_names())
         + ")",
     )
     group.add_argument(
@@ -241,20 +237,17 @@ def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> 
 def cmd_providers(args: argparse.Namespace) -> int:
     import asyncio
 
-    from lensbook.clients.chain import ClientChain
     from lensbook.clients.providers import ProvidersReport, check_clients, describe_chain
-    from lensbook.clients.registry import build_chain
 
     try:
         registry, name = client_config(args)
-        chosen = choose_client(name, registry)
-        chain = chosen if isinstance(chosen, ClientChain) else build_chain(chosen)
+        chain = resolve_client(name, registry)
     except LensbookError as exc:
         sys.stderr.write(f"lensbook: {exc}\n")
         return 2
     if args.client_registry is not None:
         source = "--client-registry"
-    elif registry is not None and name in PROVIDERS:
+    elif registry is not None and name in provider_names():
         source = f"--client {name}"
     elif registry is not None:
         source = "$LENSBOOK_CLIENT_REGISTRY"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
@@ -30,6 +30,10 @@ _ids = itertools.count(1)
 
 class OfflineInvestigator:
     """Investigates with each skill's rules instead of a model (see `lensbook.skills.rules`)."""
+
+    provider = "offline"
+    model = "rules"
+    in_process = True
 
     def __init__(self, *, max_rounds: int = 10, name: str = NAME) -> None:
         self.name = name
@@ -228,9 +232,7 @@ def _call(name: str, **arguments: Any) -> ToolCall:
 
 
 def _turn(items: list[ToolCall | str]) -> ModelTurn:
-    content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
-    stop = "tool_use" if any(isinstance(c, ToolCall) for c in content) else "end_turn"
-    return ModelTurn(content=content, stop_reason=stop, model=NAME)
+    return ModelTurn.of(items, model=NAME)
 
 
 def _conclusion_text(findings: Sequence[Finding], state: str, ev: Evidence) -> str:

@@ -31,14 +31,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import (
-    UNDECODABLE,
-    PerLoopClient,
-    call_timeout,
-    expect_answer,
-    no_answer,
-    undecodable,
-)
+from lensbook.clients._sdk import SDKClient, call_timeout, expect_answer, sdk_errors
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -48,6 +41,7 @@ from lensbook.clients.base import (
     ToolResult,
     ToolSpec,
 )
+from lensbook.clients.registry import Provider
 from lensbook.types import TokenUsage
 
 if TYPE_CHECKING:
@@ -55,7 +49,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "GENERIC",
+    "OLLAMA",
     "OLLAMA_URL",
+    "OPENAI",
+    "VLLM",
     "VLLM_URL",
     "OpenAIClient",
     "build_params",
@@ -99,7 +97,7 @@ def _sdk() -> Any:
     return openai
 
 
-class OpenAIClient:
+class OpenAIClient(SDKClient):
     """An `LLMClient` speaking the chat completions API through the SDK's `AsyncOpenAI`.
 
     Options (as `client_registry` passes them): `model`, `base_url` (default: OpenAI's, or the
@@ -128,15 +126,17 @@ class OpenAIClient:
         provider: str = "openai",
     ) -> None:
         _sdk()  # fail when the registry is read, not at the first request
-        self.name = name
-        self.provider = provider
-        self.model = model
-        self.base_url = base_url
         if api_key is None and base_url and not os.environ.get("OPENAI_API_KEY"):
             api_key = _PLACEHOLDER_KEY
-        self.api_key = api_key
-        self.timeout = timeout
-        self.max_tokens = max_tokens
+        super().__init__(
+            model=model,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_tokens=max_tokens,
+            name=name,
+        )
+        self.provider = provider
         # OpenAI's newer models refuse `max_tokens`; servers that copy the API may not know
         # the newer field
         self.max_tokens_field = max_tokens_field or (
@@ -147,11 +147,6 @@ class OpenAIClient:
         self.extra_body = dict(extra_body or {})
         self.headers = dict(headers or {})
         self._malformed: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._sdk_client = PerLoopClient(self._new_sdk_client)
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"OpenAIClient(name={self.name!r}, model={self.model!r}{where})"
 
     async def complete(self, request: ModelRequest) -> ModelTurn:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
@@ -181,42 +176,14 @@ class OpenAIClient:
 
     async def _create(self, params: dict[str, Any], timeout: float) -> Any:
         sdk = _sdk()
-        try:
-            client = self._sdk_client.get()
+        where = self.base_url or "the OpenAI API"
+        with sdk_errors(sdk, sdk.OpenAIError, self.name, timeout, where):
+            client = self._sdk.get()
             return await client.chat.completions.create(**params, timeout=timeout)
-        except sdk.RateLimitError as exc:
-            raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
-        except sdk.APIStatusError as exc:
-            retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-            raise ProviderError(
-                _describe(exc), retryable=retryable, status=exc.status_code
-            ) from exc
-        except sdk.APITimeoutError as exc:
-            raise no_answer(self.name, timeout) from exc
-        except sdk.APIConnectionError as exc:
-            where = self.base_url or "the OpenAI API"
-            raise ProviderError(
-                f"{self.name}: connection to {where} failed: {exc}", retryable=True
-            ) from exc
-        except sdk.OpenAIError as exc:
-            # malformed answers (APIResponseValidationError) and missing credentials
-            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        except UNDECODABLE as exc:
-            raise undecodable(self.name, exc) from exc
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections (call on the loop that used the client)."""
-        await self._sdk_client.aclose()
-
-    def _new_sdk_client(self) -> openai.AsyncOpenAI:
+    def _new_sdk(self) -> openai.AsyncOpenAI:
         client: openai.AsyncOpenAI = _sdk().AsyncOpenAI(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=call_timeout(self.timeout, None),
-            # lensbook's ClientChain retries with backoff and then falls back to the next
-            # client; SDK retries underneath would multiply attempts and hide failures.
-            max_retries=0,
-            default_headers=self.headers or None,
+            **self._sdk_options(), default_headers=self.headers or None
         )
         return client
 
@@ -287,6 +254,37 @@ def generic(**options: Any) -> OpenAIClient:
     options.setdefault("name", "openai-generic")
     options.setdefault("provider", "openai-generic")
     return OpenAIClient(**options)
+
+
+_NEEDS = ' (pip install "lensbook[openai]")'
+OPENAI = Provider(
+    "openai",
+    OpenAIClient,
+    description="OpenAI's chat completions API" + _NEEDS,
+    default_model=DEFAULT_MODEL,
+    key_env="OPENAI_API_KEY",
+)
+GENERIC = Provider(
+    "openai-generic",
+    generic,
+    description="any server copying the chat completions API, at its base_url" + _NEEDS,
+    default_model=DEFAULT_MODEL,
+    key_env="OPENAI_API_KEY",
+)
+OLLAMA = Provider(
+    "ollama",
+    ollama,
+    description="a local Ollama server" + _NEEDS,
+    default_base_url=OLLAMA_URL,
+    local=True,
+)
+VLLM = Provider(
+    "vllm",
+    vllm,
+    description="a vLLM server" + _NEEDS,
+    default_base_url=VLLM_URL,
+    local=True,
+)
 
 
 # -- lensbook -> chat completions --------------------------------------------------------------
@@ -501,18 +499,3 @@ def _usage(usage: Any) -> TokenUsage:
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cache_read_input_tokens=cached,
     )
-
-
-def _describe(exc: Any) -> str:
-    """`429 rate_limit_exceeded: Rate limit reached (request req_...)`, from the error body."""
-    body = exc.body
-    error: Any = body.get("error", body) if isinstance(body, dict) else None
-    if isinstance(error, str):
-        error = {"message": error}
-    if not isinstance(error, dict):
-        error = {}
-    kind = error.get("code") or error.get("type") or type(exc).__name__
-    detail = error.get("message") or exc.message
-    request_id = getattr(exc, "request_id", None)
-    where = f" (request {request_id})" if request_id else ""
-    return f"{exc.status_code} {kind}: {detail}{where}"

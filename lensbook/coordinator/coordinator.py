@@ -24,7 +24,7 @@ from lensbook._errors import LensbookError, LLMError
 from lensbook._triage import triage
 from lensbook.clients.base import LLMClient
 from lensbook.clients.chain import ClientChain
-from lensbook.clients.registry import build_chain
+from lensbook.clients.resolve import resolve_client
 from lensbook.coordinator.insights import (
     CoordinatorResult,
     CoordinatorStatus,
@@ -68,28 +68,17 @@ class _class_or_instance(Generic[P, R]):
 def coordinator_chain(
     client: LLMClient | ClientChain | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
+    *,
+    namespace: Mapping[str, Any] | None = None,
 ) -> ClientChain:
-    """The coordinator's chain: the operators' chain with the offline investigator swapped
-    for the offline coordinator (the default client without an API key is the former)."""
+    """The coordinator's chain, resolved as an operator's is (`resolve_client`) except that
+    "offline" (and the default without an API key) is the offline coordinator."""
     from lensbook.clients.offline import OfflineInvestigator
     from lensbook.coordinator.offline import OfflineCoordinator
 
-    if client == "offline" and client_registry is None:
-        return ClientChain([OfflineCoordinator()])
-    chain = build_chain(client, client_registry)
-    if not any(isinstance(c, OfflineInvestigator) for c in chain.clients):
-        return chain
-    swapped: list[LLMClient] = [
-        OfflineCoordinator() if isinstance(c, OfflineInvestigator) else c for c in chain.clients
-    ]
-    return ClientChain(
-        swapped,
-        attempts=chain.attempts,
-        backoff=chain.backoff,
-        max_backoff=chain.max_backoff,
-        request_timeout=chain.request_timeout,
-        timed_out_attempts=chain.timed_out_attempts,
-    )
+    if isinstance(client, OfflineInvestigator):  # the operators' offline client, asked for
+        client = "offline"
+    return resolve_client(client, client_registry, namespace=namespace, offline=OfflineCoordinator)
 
 
 OperatorClientOption = (
@@ -483,7 +472,7 @@ def _operator_clients(
         if client is None:
             # the operators' own default: a model with a key (or a registry), else offline
             if registry is not None:
-                return lambda skill: build_chain(None, registry)
+                return lambda skill: resolve_client(None, registry)
             return lambda skill: None
         return lambda skill: client
     if isinstance(option, Mapping):

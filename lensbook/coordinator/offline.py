@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from lensbook._triage import KEYWORDS
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall
 from lensbook.skills.redact import clip
 from lensbook.skills.untrusted import undelimit
 
@@ -494,6 +494,10 @@ def _parse(content: str) -> Any:
 class OfflineCoordinator:
     """Coordinates with correlation rules instead of a model (see the module's docstring)."""
 
+    provider = "offline"
+    model = "rules"
+    in_process = True
+
     def __init__(self, *, max_rounds: int = 24, wait_seconds: float = 10.0, name: str = NAME):
         self.name = name
         self.max_rounds = max_rounds
@@ -624,6 +628,4 @@ def _call(name: str, **arguments: Any) -> ToolCall:
 
 
 def _turn(items: list[ToolCall | str]) -> ModelTurn:
-    content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
-    stop = "tool_use" if any(isinstance(c, ToolCall) for c in content) else "end_turn"
-    return ModelTurn(content=content, stop_reason=stop, model=NAME)
+    return ModelTurn.of(items, model=NAME)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +33,7 @@ from lensbook.clients.base import (
     ToolSpec,
 )
 from lensbook.clients.chain import ClientChain
+from lensbook.evidence import BASE_TOOLS
 from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, history_tool, prompts
 from lensbook.operator.probe_pool import DaemonPool
@@ -62,50 +64,31 @@ __all__ = ["Investigation", "RunSettings", "ToolRefused", "publish_completed"]
 
 REPEAT_LIMIT = 3
 
-#: the operator's own tools, in the order the model sees them (the skill's probes follow)
-BASE_TOOLS = (
-    "take_snapshot",
-    "get_snapshot",
-    "get_snapshots",
-    "get_history",
-    "send_notification",
-    "get_notifications",
-    "set_state",
-    "think",
-    "wait",
-    "done",
-)
 
 # daemon threads: the interpreter never waits at exit for a probe its budget abandoned
 # (16: a probe's budget runs from its submission, so probes must not queue behind windows)
 _probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 
 
+@dataclass(frozen=True)
 class RunSettings:
     """The knobs of one run (per-call options already merged over the operator's)."""
 
-    def __init__(
-        self,
-        *,
-        max_iterations: int = 25,
-        compaction_max_tokens: int = 50_000,
-        compaction_keep_last: int = 5,
-        max_wait_seconds: float = 30.0,
-        max_tokens: int = 4096,
-        model_timeout: float = MODEL_CALL_TIMEOUT,
-    ) -> None:
-        if max_iterations < 1:
+    max_iterations: int = 25
+    compaction_max_tokens: int = 50_000
+    compaction_keep_last: int = 5
+    max_wait_seconds: float = 30.0
+    max_tokens: int = 4096
+    model_timeout: float = MODEL_CALL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
-        if isinstance(model_timeout, bool) or not isinstance(model_timeout, (int, float)):
-            raise ValueError(f"model_timeout must be a number of seconds, not {model_timeout!r}")
-        if not model_timeout > 0:
+        timeout = self.model_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"model_timeout must be a number of seconds, not {timeout!r}")
+        if not timeout > 0:
             raise ValueError("model_timeout must be a positive number of seconds")
-        self.model_timeout = model_timeout
-        self.max_iterations = max_iterations
-        self.compaction_max_tokens = compaction_max_tokens
-        self.compaction_keep_last = compaction_keep_last
-        self.max_wait_seconds = max_wait_seconds
-        self.max_tokens = max_tokens
 
 
 class Investigation:

@@ -7,7 +7,7 @@ model all plug in behind `LLMClient`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,7 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "ToolSpec",
+    "answered_calls",
 ]
 
 
@@ -90,6 +91,19 @@ class Message(_Reads, _Model):
 
 def _block(b: TextBlock | ToolCall | ToolResult | str) -> TextBlock | ToolCall | ToolResult:
     return TextBlock(text=b) if isinstance(b, str) else b
+
+
+def answered_calls(messages: Iterable[Message]) -> Iterator[tuple[ToolCall, ToolResult]]:
+    """Each tool result of a conversation with the call it answers, in order (a result that
+    answers no call is skipped): how a client that is not a model reads what happened."""
+    calls: dict[str, ToolCall] = {}
+    for message in messages:
+        for call in message.tool_calls:
+            calls[call.id] = call
+        for result in message.tool_results:
+            found = calls.get(result.tool_call_id)
+            if found is not None:
+                yield found, result
 
 
 class ToolSpec(_Model):

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
@@ -171,30 +171,22 @@ def gather_evidence(
     """The evidence and the notifications sent, rebuilt from a conversation."""
     ev = Evidence(context=dict(context))
     sent: list[dict[str, Any]] = []
-    calls: dict[str, ToolCall] = {}
-    for message in messages:
-        for call in message.tool_calls:
-            calls[call.id] = call
-        for result in message.tool_results:
-            found = calls.get(result.tool_call_id)
-            if found is None:
-                continue
-            call = found
-            args = call.arguments if isinstance(call.arguments, dict) else {}
-            if result.is_error:
-                ev.errors.setdefault(call.name, []).append(result.content)
-                continue
-            value = _parse(result.content)
-            if call.name == "take_snapshot" and isinstance(value, dict) and "id" in value:
-                ev.snapshot_ids.append(str(value["id"]))
-                ev.snapshots.append(dict(value.get("data") or {}))
-                ev.snapshot_times.append(_epoch(value.get("captured_at")))
-            elif call.name == "send_notification":
-                sent.append(args)
-            elif call.name == "get_history" and isinstance(value, dict):
-                _add_history(ev, value)
-            else:
-                ev.results.setdefault(call.name, []).append((args, value))
+    for call, result in answered_calls(messages):
+        args = call.arguments if isinstance(call.arguments, dict) else {}
+        if result.is_error:
+            ev.errors.setdefault(call.name, []).append(result.content)
+            continue
+        value = _parse(result.content)
+        if call.name == "take_snapshot" and isinstance(value, dict) and "id" in value:
+            ev.snapshot_ids.append(str(value["id"]))
+            ev.snapshots.append(dict(value.get("data") or {}))
+            ev.snapshot_times.append(_epoch(value.get("captured_at")))
+        elif call.name == "send_notification":
+            sent.append(args)
+        elif call.name == "get_history" and isinstance(value, dict):
+            _add_history(ev, value)
+        else:
+            ev.results.setdefault(call.name, []).append((args, value))
     return ev, sent
 
 

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 from lensbook._triage import KEYWORDS
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
 from lensbook.skills.redact import clip
 from lensbook.skills.untrusted import undelimit
 
@@ -445,42 +445,31 @@ class Picture:
 
 def read(messages: Sequence[Message]) -> Picture:
     """The picture a coordinator conversation gives."""
-    pic = Picture()
-    calls: dict[str, ToolCall] = {}
-    index = 0
-    for message in messages:
-        if message.role == "assistant":
-            pic.rounds += 1
-        for call in message.tool_calls:
-            calls[call.id] = call
-        for result in message.tool_results:
-            found = calls.get(result.tool_call_id)
-            if found is None:
-                continue
-            index += 1
-            name = found.name
-            if name == "done":
-                pic.done_refused = result.is_error
-                pic.concluded = pic.concluded or not result.is_error
-            if result.is_error:
-                continue
-            value = _parse(result.content)
-            if not isinstance(value, dict):
-                continue
-            if name == "invoke_operators":
-                pic.invocations.append([str(s) for s in value.get("started") or []])
-            if name in ("invoke_operators", "wait", "get_operator_statuses"):
-                ops = value.get("operators")
-                if isinstance(ops, list):
-                    pic.operators = [o for o in ops if isinstance(o, dict)]
-                    pic.status_at = index
-            elif name == "get_notifications":
-                for note in value.get("notifications") or []:
-                    if isinstance(note, dict) and note.get("id"):
-                        pic.notes[str(note["id"])] = note
-                pic.notes_at = index
-            elif name in ("produce_insight", "update_notification_statuses"):
-                pic.concluded = True
+    pic = Picture(rounds=sum(1 for m in messages if m.role == "assistant"))
+    for index, (found, result) in enumerate(answered_calls(messages), 1):
+        name = found.name
+        if name == "done":
+            pic.done_refused = result.is_error
+            pic.concluded = pic.concluded or not result.is_error
+        if result.is_error:
+            continue
+        value = _parse(result.content)
+        if not isinstance(value, dict):
+            continue
+        if name == "invoke_operators":
+            pic.invocations.append([str(s) for s in value.get("started") or []])
+        if name in ("invoke_operators", "wait", "get_operator_statuses"):
+            ops = value.get("operators")
+            if isinstance(ops, list):
+                pic.operators = [o for o in ops if isinstance(o, dict)]
+                pic.status_at = index
+        elif name == "get_notifications":
+            for note in value.get("notifications") or []:
+                if isinstance(note, dict) and note.get("id"):
+                    pic.notes[str(note["id"])] = note
+            pic.notes_at = index
+        elif name in ("produce_insight", "update_notification_statuses"):
+            pic.concluded = True
     return pic
 
 

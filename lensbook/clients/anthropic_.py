@@ -230,7 +230,7 @@ def convert_response(message: anthropic.types.Message) -> ModelTurn:
 PROVIDER = Provider(
     "anthropic",
     AnthropicClient,
-    description="Claude through the Anthropic Messages API",
+    description="Claude, through the Messages API",
     default_model=DEFAULT_MODEL,
     key_env="ANTHROPIC_API_KEY",
 )

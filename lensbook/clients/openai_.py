@@ -256,34 +256,37 @@ def generic(**options: Any) -> OpenAIClient:
     return OpenAIClient(**options)
 
 
-_NEEDS = ' (pip install "lensbook[openai]")'
 OPENAI = Provider(
     "openai",
     OpenAIClient,
-    description="OpenAI's chat completions API" + _NEEDS,
+    description="OpenAI's chat completions API",
     default_model=DEFAULT_MODEL,
     key_env="OPENAI_API_KEY",
+    extra="openai",
 )
 GENERIC = Provider(
     "openai-generic",
     generic,
-    description="any server copying the chat completions API, at its base_url" + _NEEDS,
+    description="any server copying that API (base_url)",
     default_model=DEFAULT_MODEL,
     key_env="OPENAI_API_KEY",
+    extra="openai",
 )
 OLLAMA = Provider(
     "ollama",
     ollama,
-    description="a local Ollama server" + _NEEDS,
+    description="a local Ollama server",
     default_base_url=OLLAMA_URL,
     local=True,
+    extra="openai",
 )
 VLLM = Provider(
     "vllm",
     vllm,
-    description="a vLLM server" + _NEEDS,
+    description="a vLLM server",
     default_base_url=VLLM_URL,
     local=True,
+    extra="openai",
 )
 
 

@@ -25,7 +25,7 @@ from typing import Any
 from lensbook._errors import ClientNotConfigured, LensbookError
 from lensbook.clients.base import LLMClient, Message, ModelRequest, ToolSpec
 from lensbook.clients.chain import ClientChain
-from lensbook.clients.registry import clients_from_registry
+from lensbook.clients.registry import clients_from_registry, get_provider, provider_names
 from lensbook.clients.resolve import resolve_client
 
 __all__ = [
@@ -33,11 +33,13 @@ __all__ = [
     "ChainInfo",
     "CheckResult",
     "ClientInfo",
+    "ProviderInfo",
     "ProvidersReport",
     "check_client",
     "check_clients",
     "describe_chain",
     "describe_client",
+    "describe_providers",
     "load_registry",
     "providers_report",
 ]
@@ -162,6 +164,58 @@ def registry_clients(registry: Mapping[str, Any]) -> list[ClientInfo]:
     return [describe_client(c) for c in clients_from_registry(registry)]
 
 
+@dataclass(frozen=True)
+class ProviderInfo:
+    """A provider as it describes itself: what ``--client ID`` or ``"provider": ID`` builds.
+    `key_set` says whether its key variable is set, never the key."""
+
+    id: str
+    description: str
+    default_model: str = ""
+    default_base_url: str = ""
+    key_env: str = ""
+    key_set: bool = False
+    local: bool = False
+    extra: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self) -> tuple[str, ...]:
+        """(id, description, what it needs: its server, its key, its extra)."""
+        needs = [self.default_base_url]
+        if self.key_env:
+            needs.append(f"{self.key_env} {'set' if self.key_set else 'not set'}")
+        if self.extra:
+            needs.append(f'pip install "lensbook[{self.extra}]"')
+        return (self.id, self.description, "; ".join(n for n in needs if n))
+
+
+def describe_providers() -> list[ProviderInfo]:
+    """Every known provider, read from its own metadata (loading its module, not its SDK's
+    network); a provider that cannot be loaded says why."""
+    infos: list[ProviderInfo] = []
+    for name in provider_names():
+        try:
+            p = get_provider(name)
+        except LensbookError as exc:
+            infos.append(ProviderInfo(name, f"not usable: {exc}"))
+            continue
+        infos.append(
+            ProviderInfo(
+                id=name,
+                description=p.description,
+                default_model=p.default_model,
+                default_base_url=p.default_base_url,
+                key_env=p.key_env,
+                key_set=bool(p.key_env and os.environ.get(p.key_env)),
+                local=p.local,
+                extra=p.extra,
+            )
+        )
+    return infos
+
+
 # -- checking ------------------------------------------------------------------------------------
 
 
@@ -264,11 +318,14 @@ class ProvidersReport:
         answered: Mapping[str, str] | None = None,
         checks: Sequence[CheckResult] = (),
         note: str = "",
+        providers: Sequence[ProviderInfo] | None = None,
     ) -> None:
         self.chains = list(chains)
         self.answered = dict(answered or {})
         self.checks = list(checks)
         self.note = note
+        #: the providers a name could choose (None: every known one, read from its metadata)
+        self.providers = list(describe_providers() if providers is None else providers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -276,6 +333,7 @@ class ProvidersReport:
             "answered": self.answered,
             "checks": [c.to_dict() for c in self.checks],
             "note": self.note,
+            "providers": [p.to_dict() for p in self.providers],
         }
 
     def text(self) -> str:
@@ -299,6 +357,9 @@ class ProvidersReport:
             lines.extend("  " + line for line in _columns(rows))
             first = next((c.name for c in self.checks if c.ok and c.tool_call), None)
             lines.append(f"the chain would be answered by: {first or 'no client'}")
+        if self.providers:
+            lines.append(_PROVIDERS_TITLE + ":")
+            lines.extend("  " + line for line in _columns([p.row() for p in self.providers]))
         if self.note:
             lines.append(self.note)
         return "\n".join(lines)
@@ -326,6 +387,11 @@ class ProvidersReport:
                     [_check_row(c) for c in self.checks],
                 )
             )
+        if self.providers:
+            parts.append(f"<div><b>{esc(_PROVIDERS_TITLE)}</b></div>")
+            parts.append(
+                _table(("provider", "what it is", "needs"), [p.row() for p in self.providers])
+            )
         if self.note:
             parts.append(f"<div>{esc(self.note)}</div>")
         parts.append("</div>")
@@ -336,6 +402,9 @@ class ProvidersReport:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+_PROVIDERS_TITLE = 'providers (--client ID, or "provider": ID in a registry)'
 
 
 def _check_row(check: CheckResult) -> tuple[str, ...]:

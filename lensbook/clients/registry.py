@@ -81,6 +81,8 @@ class Provider:
     key_env: str = ""
     #: the model runs on the user's machine (it costs nothing per token)
     local: bool = False
+    #: the lensbook extra its SDK comes with ("" when lensbook's own dependencies suffice)
+    extra: str = ""
 
 
 _registered: dict[str, Provider] = {}

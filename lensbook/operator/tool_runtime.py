@@ -116,7 +116,7 @@ class ToolRuntime:
         max_chars: int | None = None,
         event_chars: int | None = None,
     ) -> None:
-        self.tools = dict(tools)
+        self.tools = tools  # the loop's own mapping: a tool it adds later is offered too
         self.emit = emit
         self.call_kind = f"{event_prefix}tool_call"
         self.result_kind = f"{event_prefix}tool_result"

@@ -15,7 +15,7 @@ from lensbook.clients import ScriptedClient
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.offline import OfflineInvestigator
 from lensbook.clients.openai_ import OpenAIClient
-from lensbook.clients.providers import describe_client
+from lensbook.clients.providers import ProvidersReport, describe_client
 from lensbook.clients.registry import ENTRY_POINT_GROUP, provider_names
 from lensbook.clients.resolve import resolve_client
 from lensbook.coordinator import coordinator_chain
@@ -84,6 +84,21 @@ def test_every_client_declares_its_provider_itself() -> None:
     assert {"anthropic", "openai", "openai-generic", "ollama", "vllm"} <= set(provider_names())
 
 
+def test_the_providers_report_lists_what_each_provider_says_of_itself(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-never-shown")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    report = ProvidersReport([])
+    text, page = report.text(), report.html()
+    rows = {line.split()[0]: line for line in text.splitlines()[1:]}
+    assert "ANTHROPIC_API_KEY set" in rows["anthropic"]
+    assert "OPENAI_API_KEY not set" in rows["openai"]
+    assert "http://localhost:11434/v1" in rows["ollama"]
+    assert "sk-ant-never-shown" not in text + page + repr(report.to_dict())
+    assert "<td>vllm</td>" in page
+
+
 _THIRD_PARTY = """
 from lensbook.clients.base import ModelRequest, ModelTurn, TextBlock
 from lensbook.clients.registry import Provider
@@ -106,7 +121,7 @@ _CHECK = """
 import asyncio
 from lensbook import ClientNotConfigured
 from lensbook.clients.base import Message, ModelRequest
-from lensbook.clients.providers import describe_client
+from lensbook.clients.providers import describe_client, describe_providers
 from lensbook.clients.registry import get_provider, provider_names
 from lensbook.clients.resolve import resolve_client
 
@@ -121,6 +136,9 @@ try:
     resolve_client("broken")
 except ClientNotConfigured as exc:
     broken = str(exc)
+rows = {p.id: p.row() for p in describe_providers()}
+assert rows["acme"] == ("acme", "Acme's models", ""), rows["acme"]
+assert rows["broken"][1].startswith("not usable: provider 'broken'"), rows["broken"]
 print(info.provider, info.model, built.model, turn.text, "|", broken)
 """
 

@@ -21,6 +21,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
+from typing_extensions import TypedDict, Unpack
+
 from lensbook._errors import ProviderError
 from lensbook.limits import MODEL_CALL_TIMEOUT
 
@@ -28,6 +30,7 @@ __all__ = [
     "UNDECODABLE",
     "PerLoopClient",
     "SDKClient",
+    "SDKOptions",
     "call_timeout",
     "describe_status",
     "expect_answer",
@@ -74,6 +77,20 @@ class PerLoopClient(Generic[T]):
             await client.close()
 
 
+class SDKOptions(TypedDict, total=False):
+    """The options every SDK adapter takes, as `client_registry` passes them."""
+
+    model: str
+    #: default: the SDK reads its provider's key variable
+    api_key: str | None
+    base_url: str | None
+    #: seconds per request (default: the run's model timeout, see `lensbook.limits`)
+    timeout: float | None
+    #: overrides the request's
+    max_tokens: int | None
+    name: str
+
+
 class SDKClient:
     """What an adapter over an async SDK holds: its options, one SDK client per event loop,
     and closing it. A subclass makes the SDK client (`_new_sdk`) and asks it (`complete`)."""
@@ -83,22 +100,17 @@ class SDKClient:
     default_model = ""
     default_name = ""
 
-    def __init__(
-        self,
-        *,
-        model: str | None = None,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        max_tokens: int | None = None,
-        name: str | None = None,
-    ) -> None:
-        self.name = name or self.default_name
-        self.model = model or self.default_model
-        self.api_key = api_key
-        self.base_url = base_url
-        self.timeout = timeout
-        self.max_tokens = max_tokens
+    def __init__(self, **options: Unpack[SDKOptions]) -> None:
+        # typed for callers; a registry's options are checked here, as a signature would
+        unknown = set(options) - set(SDKOptions.__annotations__)
+        if unknown:
+            raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
+        self.name = options.get("name") or self.default_name
+        self.model = options.get("model") or self.default_model
+        self.api_key = options.get("api_key")
+        self.base_url = options.get("base_url")
+        self.timeout = options.get("timeout")
+        self.max_tokens = options.get("max_tokens")
         self._sdk: PerLoopClient[Any] = PerLoopClient(self._new_sdk)
 
     def __repr__(self) -> str:

@@ -30,8 +30,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import SDKClient, call_timeout, expect_answer, sdk_errors
+from lensbook.clients._sdk import SDKClient, SDKOptions, call_timeout, expect_answer, sdk_errors
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -100,42 +102,34 @@ def _sdk() -> Any:
 class OpenAIClient(SDKClient):
     """An `LLMClient` speaking the chat completions API through the SDK's `AsyncOpenAI`.
 
-    Options (as `client_registry` passes them): `model`, `base_url` (default: OpenAI's, or the
-    SDK's OPENAI_BASE_URL), `api_key` (default: OPENAI_API_KEY; a placeholder for a local
-    `base_url`), `timeout` in seconds per request (default: the run's model timeout, see
-    `lensbook.limits`), `max_tokens` (overrides the request's),
-    `max_tokens_field` (``max_completion_tokens`` for OpenAI, ``max_tokens`` elsewhere),
-    `temperature`, `max_repairs`, `extra_body` (sent as is, for server-specific fields),
-    `headers`, `name`, `provider` (the label shown by ``lensbook providers``).
+    Options (as `client_registry` passes them): those of every SDK client (`SDKOptions`:
+    `model`, `api_key`, `base_url`, `timeout`, `max_tokens`, `name`), where `base_url`
+    defaults to OpenAI's (or the SDK's OPENAI_BASE_URL) and `api_key` to OPENAI_API_KEY (a
+    placeholder for a local `base_url`); and `max_tokens_field` (``max_completion_tokens`` for
+    OpenAI, ``max_tokens`` elsewhere), `temperature`, `max_repairs`, `extra_body` (sent as is,
+    for server-specific fields), `headers`, `provider` (the label shown by ``lensbook
+    providers``).
     """
+
+    default_model = DEFAULT_MODEL
+    default_name = "openai"
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float | None = None,
-        max_tokens: int | None = None,
         max_tokens_field: str | None = None,
         temperature: float | None = None,
         max_repairs: int = 2,
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        name: str = "openai",
         provider: str = "openai",
+        **options: Unpack[SDKOptions],
     ) -> None:
         _sdk()  # fail when the registry is read, not at the first request
-        if api_key is None and base_url and not os.environ.get("OPENAI_API_KEY"):
-            api_key = _PLACEHOLDER_KEY
-        super().__init__(
-            model=model,
-            api_key=api_key,
-            base_url=base_url,
-            timeout=timeout,
-            max_tokens=max_tokens,
-            name=name,
-        )
+        super().__init__(**options)
+        base_url = self.base_url
+        if self.api_key is None and base_url and not os.environ.get("OPENAI_API_KEY"):
+            self.api_key = _PLACEHOLDER_KEY
         self.provider = provider
         # OpenAI's newer models refuse `max_tokens`; servers that copy the API may not know
         # the newer field

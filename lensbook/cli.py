@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 from lensbook._errors import ClientNotConfigured, LensbookError, UnknownSkill
+from lensbook.clients import resolve_client
 from lensbook.clients.providers import REGISTRY_ENV, load_registry
 from lensbook.clients.registry import provider_names, single_client_registry
-from lensbook.clients.resolve import resolve_client
 from lensbook.terminal import StatusLines
 
 __all__ = ["client_config", "main"]

@@ -328,7 +328,7 @@ class LensMagics(Magics):
     def _client(self, name: str, op: Operator) -> Any:
         """`--client NAME` as the run option: None (the operator's own) or its chain, resolved
         with the operator's registry as everywhere else (`lensbook.clients.resolve`)."""
-        from lensbook.clients.resolve import resolve_client
+        from lensbook.clients import resolve_client
 
         if not name:
             return None

@@ -64,7 +64,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
     heap = [[i] for i in range(heap_size)]  # a heap for the walks to cover
     from lensbook.scenarios import _leaky_cache  # a service thread with a real leak
 
-    stop = _leaky_cache.start_traffic(per_second=4000)
+    traffic = _leaky_cache.start_traffic(per_second=4000)
     _chunks(units, _deadline(1.0))  # warm up
     out: dict[str, Any] = {"phase": phase}
     if phase == "baseline":
@@ -84,7 +84,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
         lensbook.stop()
-    stop.set()
+    traffic.stop.set()
     del heap
     return out
 

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -298,12 +297,16 @@ def test_run_with_pid_investigates_another_process_from_outside() -> None:
         [
             sys.executable,
             "-c",
-            "import time\nheld = []\nfor _ in range(3000):\n"
-            "    held.append(bytearray(1_000_000)); time.sleep(0.05)",
+            "import time\nheld = []\nfor n in range(3000):\n"
+            "    held.append(bytearray(1_000_000)); time.sleep(0.05)\n"
+            "    if n == 0: print('growing', flush=True)",
         ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        time.sleep(0.5)
+        assert grower.stdout is not None
+        assert grower.stdout.readline() == "growing\n"  # it runs and grows: look at it now
         out = subprocess.run(
             [
                 sys.executable,
@@ -325,6 +328,8 @@ def test_run_with_pid_investigates_another_process_from_outside() -> None:
     finally:
         grower.kill()
         grower.wait(10)
+        if grower.stdout is not None:
+            grower.stdout.close()
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert result["client"] == "offline investigator"

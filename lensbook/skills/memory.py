@@ -44,6 +44,7 @@ from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import plateaued
 from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 
@@ -1246,7 +1247,7 @@ class MemorySkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (LeakRule(),)
+        return (LeakRule(), RssSinceLoad())
 
 
 def _chain_row(chain: str, samples: int) -> dict[str, Any]:

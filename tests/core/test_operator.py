@@ -150,12 +150,17 @@ def test_concurrent_runs_queue_fifo_with_own_results() -> None:
     def worker(i: int) -> None:
         results[i] = op.run({"n": i}).result
 
+    queued = threading.Semaphore(0)
+    token = events.subscribe(lambda _event: queued.release(), kinds=("run_queued",))
     threads = []
-    for i in range(3):
-        t = threading.Thread(target=worker, args=(i,))
-        t.start()
-        threads.append(t)
-        time.sleep(0.05)  # a deterministic arrival order
+    try:
+        for i in range(3):
+            t = threading.Thread(target=worker, args=(i,))
+            t.start()
+            threads.append(t)
+            assert queued.acquire(timeout=10)  # queued before the next one asks: a fixed order
+    finally:
+        events.unsubscribe(token)
     for t in threads:
         t.join(10)
     assert order == ["first", "second", "third"]

@@ -111,7 +111,7 @@ def test_a_recorded_leak_becomes_a_postmortem_nbval_runs_offline(leak_review: Pa
 
 
 def test_a_coordinator_run_is_recorded_replayed_and_becomes_a_postmortem(tmp_path: Path) -> None:
-    gate = threading.Event()  # 210 parked threads: the runtime operator reports many_threads
+    gate = threading.Event()  # 210 parked threads: the runtime operator reports thread_growth
     parked = [threading.Thread(target=gate.wait, daemon=True) for _ in range(210)]
     for t in parked:
         t.start()

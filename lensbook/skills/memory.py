@@ -223,10 +223,6 @@ _TRACED_PASS_MAX = 200_000
 TRACE_BURST_S = 0.05
 #: ...for this share of the window by default (see `MemorySkill(trace_duty=...)`)
 DEFAULT_TRACE_DUTY = 0.1
-#: how long a burst waits for the program to run (see `_TraceWindow._await_work`), polling
-BURST_HOLD_S = 0.5
-BURST_PHASE_S = 0.03
-BURST_POLL_S = 0.003
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
 
@@ -278,34 +274,8 @@ class _TraceWindow:
         if self.ended_at is None:
             self.ended_at = time.time()
 
-    def _await_work(self) -> bool:
-        """Hold the next burst until a random moment of the program's work; True if the window
-        was stopped meanwhile.
-
-        A burst that starts while the program waits (a worker sleeping between requests) only
-        traces what follows the wait, and tracing slows that code ~20x: every burst would see
-        the first steps of a request (its input) and never the library call further in that
-        keeps the most. So the burst starts once the program's own threads (not lensbook's)
-        have used a random share of `BURST_PHASE_S` of CPU time; it waits at most
-        `BURST_HOLD_S` (an idle program allocates nothing to miss). Where threads' CPU clocks
-        cannot be read, it starts at once."""
-        want = random.uniform(0.0, BURST_PHASE_S)
-        deadline = time.perf_counter() + BURST_HOLD_S
-        start = _program_cpu()
-        while start is not None and time.perf_counter() < deadline:
-            mark = time.perf_counter()
-            now = _program_cpu()
-            if now is None or now - start >= want:
-                break
-            # a look costs ~1 µs per thread: with many threads, look less often (<= 10%)
-            if self.stop.wait(max(BURST_POLL_S, 9.0 * (time.perf_counter() - mark))):
-                return True
-        return self.stop.is_set()
-
     def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began` (when
-        the window opened: what the caller runs next is traced), the next ones at a random
-        moment of the program's work.
+        """The bursts of an owned window until `stop` is set; the first began at `began`.
 
         A burst ends when this thread gets the GIL back, which a long C call in another thread
         (a pandas conversion, a big sort) or a saturated machine can delay well past
@@ -326,9 +296,10 @@ class _TraceWindow:
                     _merge(self.sampled, grouped)
                     self.traced_s += traced
                     self.bursts += 1
-                if self.stop.wait(max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)):
-                    return
-                if self._await_work():
+                # jittered around its mean (which keeps the duty): a fixed period locks onto a
+                # periodic job's (a request every 100 ms) and misses it every time
+                rest = max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)
+                if self.stop.wait(rest * random.uniform(0.5, 1.5)):
                     return
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"
@@ -340,25 +311,6 @@ class _TraceWindow:
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
-
-
-def _program_cpu() -> float | None:
-    """CPU seconds used so far by the program's threads (lensbook's own and this one left
-    out), or None where threads' CPU clocks cannot be read. Cost: ~1 µs per thread."""
-    clock = getattr(time, "pthread_getcpuclockid", None)
-    if clock is None:
-        return None
-    me = threading.get_ident()
-    total = 0.0
-    for thread in threading.enumerate():
-        ident = thread.ident
-        if ident is None or ident == me or thread.name.startswith("lensbook"):
-            continue
-        try:
-            total += time.clock_gettime(clock(ident))
-        except (OSError, OverflowError, ValueError):
-            continue  # ended meanwhile
-    return total
 
 
 def _merge(into: _Grouped, more: _Grouped) -> None:
@@ -879,9 +831,8 @@ class MemorySkill(Skill):
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
         Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so by default
-        it is on in 50 ms bursts for 10% of the window (the first now, the next ones at random
-        moments of the program's work; sums are scaled to the window, an estimate), and the
-        window is short: memory_allocation_diff closes it, it stops by
+        it is on in 50 ms bursts for 10% of the window (sums are scaled to the window, an
+        estimate), and the window is short: memory_allocation_diff closes it, it stops by
         itself after `max_seconds`, and when the run ends. If the process was already
         tracing, the window joins that tracing (a baseline is taken) and never stops it.
 

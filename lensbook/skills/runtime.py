@@ -150,7 +150,8 @@ class RuntimeSkill(Skill):
         time.sleep(min(max(seconds, 0.5), 5.0))
         while time.monotonic() - opened < ALLOCATION_WINDOW_MAX_S:
             seen = memory.allocation_diff(top=1, stop=False)  # type: ignore[attr-defined]
-            if seen.get("sites") or seen.get("bursts") is None:  # found, or traced throughout
+            # found growth worth naming (not a few stray blocks), or traced throughout
+            if seen.get("growth_kb", 0) >= ALLOCATION_SEEN_KB or seen.get("bursts") is None:
                 break
             time.sleep(0.25)
         diff: dict[str, Any] = memory.allocation_diff(  # type: ignore[attr-defined]
@@ -246,6 +247,8 @@ def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
 
 #: the longest a runtime_allocation_sites window stays open waiting for a burst to see a site
 ALLOCATION_WINDOW_MAX_S = 5.0
+#: held growth a window must have seen before it closes early (a few stray blocks are not it)
+ALLOCATION_SEEN_KB = 64.0
 
 #: RSS growth that counts, judged against the process: over the window at least this share of
 #: the starting RSS (and this absolute floor, against allocator noise), at a rate that would

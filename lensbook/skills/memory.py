@@ -42,6 +42,7 @@ from lensbook.skills._trend import plateaued
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["LeakRule", "MemorySkill"]
 
@@ -1003,7 +1004,8 @@ class MemorySkill(Skill):
             if detail:
                 # the user's line called into a library that did the allocating
                 entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
-            sites.append(entry)
+            # paths, function names and source lines are the process's text
+            sites.append(mark_fields(entry, "site", "function", "code", "traceback", "via"))
         sites, omitted = _fit(sites, 4200)
         return {
             "window_s": None if window_s is None else round(window_s, 2),
@@ -1053,7 +1055,7 @@ class MemorySkill(Skill):
             "tracked_objects": census.tracked,
             "distinct_types": len(census.types),
             "partial": census.partial,
-            "top": [{"type": name, "count": n} for name, n in ranked],
+            "top": [mark_fields({"type": name, "count": n}, "type") for name, n in ranked],
         }
 
     @probe
@@ -1099,11 +1101,11 @@ class MemorySkill(Skill):
                 row["origin"] = origin
                 if origin in ("user", "library"):
                     row["defined_at"] = _type_site(t)
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "defined_at"))
         fdeltas = Counter(now.functions)
         fdeltas.subtract(before.functions)
         functions = [
-            {"function": name, "delta": d, "per_s": round(d / interval, 1)}
+            mark_fields({"function": name, "delta": d, "per_s": round(d / interval, 1)}, "function")
             for name, d in fdeltas.most_common(min(top, 8))
             if d > 0
         ]
@@ -1112,7 +1114,7 @@ class MemorySkill(Skill):
         few = sorted((d, name) for name, d in deltas.items() if SUSPECT_MIN_DELTA <= d < 1000)
         few_types = _types_named({name for _, name in few[:200]})
         fewest = [
-            {"type": name, "delta": d, "origin": origin}
+            mark_fields({"type": name, "delta": d, "origin": origin}, "type")
             for d, name in few[:200]
             if name in few_types
             and (origin := _type_origin(few_types[name])) in ("user", "library")
@@ -1127,7 +1129,7 @@ class MemorySkill(Skill):
             "growing": _fit(rows, 2600)[0],
             "growing_functions": _fit(functions, 1200)[0],
             "fewest_growing_classes": fewest,
-            "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
+            "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
     @probe
@@ -1199,7 +1201,7 @@ class MemorySkill(Skill):
                 fix = fix_for(row["held_by"] or "")
                 if fix:
                     row["fix"] = fix
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "value_types", "item_types", "held_by", "fix"))
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
@@ -1276,7 +1278,7 @@ def _chain_row(chain: str, samples: int) -> dict[str, Any]:
     fix = fix_for(chain)
     if fix:
         row["fix"] = fix
-    return row
+    return mark_fields(row, "chain", "fix")  # names of the process's types and variables
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:

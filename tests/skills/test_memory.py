@@ -156,11 +156,6 @@ def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySki
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (timing under a loaded "
-    "machine or state left by earlier tests); to be read next session",
-)
 def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
     skill = MemorySkill()  # the default: tracemalloc on for 10% of the window, in bursts
     stop = _leaky_cache.start_traffic(per_second=4000)

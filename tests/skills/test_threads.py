@@ -235,11 +235,6 @@ def test_lock_taken_with_acquire_is_held_until_release(skill: ThreadsSkill) -> N
     assert blocked["holder_doing"].startswith("waiting: done.wait(10)")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (timing under a loaded "
-    "machine or state left by earlier tests); to be read next session",
-)
 def test_hot_names_the_spinning_thread_and_its_function(skill: ThreadsSkill) -> None:
     cleanup = start_spinner(name="test-spinner")
     try:

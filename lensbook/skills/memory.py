@@ -39,7 +39,7 @@ from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._trend import plateaued
-from lensbook.skills.base import Skill, probe
+from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
@@ -103,11 +103,12 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
     """The first rows whose JSON fits in `budget` characters, and how many were left out.
 
     Output is cut at whole rows so it stays valid JSON under the probe's cap (a truncated
-    answer would not parse).
+    answer would not parse). Rows are measured as they will leave: redacted, process text
+    delimited.
     """
     used = 0
     for i, row in enumerate(rows):
-        used += len(json.dumps(row, default=str)) + 1
+        used += len(json.dumps(outgoing(row), default=str, ensure_ascii=False)) + 1
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0

@@ -19,7 +19,6 @@ import inspect
 import itertools
 import json
 import linecache
-import operator
 import random
 import sys
 import threading
@@ -206,20 +205,22 @@ def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTrace
 def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
     """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
 
-    Past `max_traces` blocks, a random sample of that many is counted and the sums scaled up:
-    while tracing is on, this very pass is traced too and runs ~10x slower, so a process that
-    traces millions of blocks gets an estimate in time rather than an exact answer too late.
-    The sample is random, not every n-th block: blocks come in hash-table order, which follows
-    addresses, and a regular stride aliases with the allocator's regular layout.
+    Past `max_traces` blocks, a random sample of about that many is counted and the sums scaled
+    up: while tracing is on, this very pass is traced too and runs ~10x slower, so a process
+    that traces millions of blocks gets an estimate in time rather than an exact answer too
+    late. The sample is random, not every n-th block: blocks come in hash-table order, which
+    follows addresses, and a regular stride aliases with the allocator's regular layout. Each
+    block is kept with the same chance, drawn from random bytes in C-level passes: choosing
+    exact indices in Python cost as much as the count itself, and every int it made was traced.
     """
     raw = _raw_traces(snap)
     stride = 1.0
     picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
     if max_traces and len(raw) > max_traces:
-        chosen = random.sample(range(len(raw)), max_traces)
-        picked = operator.itemgetter(*chosen)(raw)
-        del chosen
-        stride = len(raw) / max_traces
+        # keep a block when its random byte is below `below`: a chance of below/256 each
+        below = min(max(round(256 * max_traces / len(raw)), 1), 255)
+        picked = list(itertools.compress(raw, map(below.__gt__, random.randbytes(len(raw)))))
+        stride = len(raw) / max(len(picked), 1)
     by_tb: dict[int, list[Any]] = {}
     scanned = 0
     pace = Pacer()

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from lensbook.skills import SkillLike, builtin_ids, resolve_skill
+from lensbook.skills import SkillLike, knowledge, resolve_skill, skill_ids
 from lensbook.skills._history import error_rate
 from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
 from lensbook.skills.redact import redact
@@ -41,33 +41,9 @@ from lensbook.types import Severity
 if TYPE_CHECKING:
     import pandas as pd
 
-__all__ = ["KEYWORDS", "Signal", "Triage", "is_vague", "triage"]
+__all__ = ["Signal", "Triage", "is_vague", "triage"]
 
 _SEVERITY_RANK: dict[str, int] = {"critical": 3, "warning": 2, "info": 1}
-
-#: words of a question that point at a skill (matched as word prefixes)
-KEYWORDS: dict[str, tuple[str, ...]] = {
-    "memory": ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc"),
-    "gc": ("gc", "garbage", "collect", "pause", "cycle"),
-    "asyncio": (
-        "slow",
-        "latency",
-        "lag",
-        "loop",
-        "async",
-        "await",
-        "task",
-        "sluggish",
-        "stall",
-        "unresponsive",
-    ),
-    "logs": ("log", "error", "storm", "warning", "spam"),
-    "exceptions": ("exception", "traceback", "crash", "raise", "fail"),
-    "threads": ("thread", "deadlock", "lock", "hang", "stuck", "freez", "cpu", "spin"),
-    "process": ("fd", "file", "descriptor", "socket", "child", "zombie", "subprocess"),
-    "system": ("host", "disk", "swap", "container", "machine"),
-    "kernel": ("notebook", "cell", "kernel", "variable", "dataframe", "output"),
-}
 
 
 @dataclass(frozen=True)
@@ -192,8 +168,9 @@ def triage(
     window_s: float = 600.0,
     budget_s: float = 2.0,
 ) -> Triage:
-    """Sweep the started skills (every built-in when none is started), their cheap rule checks
-    and the history; return the signals ranked by severity, then confidence."""
+    """Sweep the started skills (every known one, built-in or registered, when none is
+    started), their cheap rule checks and the history; return the signals ranked by severity,
+    then confidence."""
     started = time.perf_counter()
     now = time.time()
     result = Triage(at=now, seconds=0.0)
@@ -219,9 +196,9 @@ def triage(
 
 def is_vague(reason: str) -> bool:
     """Whether a reason points at no domain: none of its words starts with a skill's keyword
-    ("orders service degraded", "is anything wrong?"). Such a run starts from triage."""
-    words = re.findall(r"[a-z]+", reason.lower())
-    return not any(w.startswith(k) for w in words for keys in KEYWORDS.values() for k in keys)
+    (`Skill.keywords`: "orders service degraded", "is anything wrong?"). Such a run starts
+    from triage."""
+    return not knowledge.gather().named(re.findall(r"[a-z]+", reason.lower()))
 
 
 def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
@@ -229,7 +206,7 @@ def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
         from lensbook.operator.supervisor import operators
 
         running = list(operators())
-        wanted = running or builtin_ids()
+        wanted = running or skill_ids()
     return [resolve_skill(s) for s in wanted]
 
 
@@ -332,7 +309,8 @@ def _signal(sid: str, finding: Finding, ev: Evidence) -> Signal:
 
 
 def _history_signals(window_s: float, now: float, found: Sequence[Signal]) -> list[Signal]:
-    """Errors in the flight recorder's history, for the logs and exceptions skills."""
+    """Errors in the flight recorder's history, for the skills that investigate errors (logs
+    and exceptions, as they declare)."""
     if any(s.anomaly_type == "error_storm" for s in found):
         return []  # the runtime rule already read the same history
     rate = error_rate(window_s, now)
@@ -352,5 +330,5 @@ def _history_signals(window_s: float, now: float, found: Sequence[Signal]) -> li
             source="history",
             history_ids=tuple(rate.ids),
         )
-        for skill in ("logs", "exceptions")
+        for skill in knowledge.gather().investigators("error_storm")
     ]

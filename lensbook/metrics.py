@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from lensbook import events
+from lensbook.skills import _trend
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,16 +54,7 @@ class MetricsStore:
     def slope(self, skill: str, key: str, window: float | None = None) -> float | None:
         """Least-squares change per second over the last `window` seconds (None if < 2 points)."""
         since = None if window is None else time.time() - window
-        points = self.series(skill, key, since)
-        if len(points) < 2:
-            return None
-        n = len(points)
-        mt = sum(t for t, _ in points) / n
-        mv = sum(v for _, v in points) / n
-        var = sum((t - mt) ** 2 for t, _ in points)
-        if var == 0:
-            return None
-        return sum((t - mt) * (v - mv) for t, v in points) / var
+        return _trend.slope(self.series(skill, key, since))
 
     def keys(self, skill: str | None = None) -> list[tuple[str, str]]:
         with self._lock:

@@ -77,6 +77,7 @@ def test_triage_ranks_combined_faults(combined_faults: None) -> None:
 
 def test_a_healthy_process_triages_clean_and_keywords_only_break_ties() -> None:
     store.clear()  # the other test's leak is in the sampled history
+    lensbook.recorder.clear()  # and earlier tests' error storms from the flight recorder
     found = lensbook.triage(["runtime", "gc", "process"])
     assert found.healthy, found
     assert found.skills() == []

@@ -35,7 +35,7 @@ from lensbook.coordinator.insights import (
 from lensbook.coordinator.session import Session, Settings
 from lensbook.coordinator.strategies import STRATEGIES
 from lensbook.metrics import store as metrics_store
-from lensbook.skills import builtin_ids, resolve_skill
+from lensbook.skills import resolve_skill, skill_ids
 from lensbook.skills.base import SkillLike
 
 __all__ = ["Coordinator", "coordinator_chain"]
@@ -100,8 +100,8 @@ OperatorClientOption = (
 class Coordinator:
     """Runs operators on several skills for one question and correlates their notifications.
 
-    `skills` limits what it may invoke (all built-in skills by default); `client` is the
-    coordinator's model (the default: Anthropic with ANTHROPIC_API_KEY, else the offline
+    `skills` limits what it may invoke (all built-in and registered skills by default); `client`
+    is the coordinator's model (the default: Anthropic with ANTHROPIC_API_KEY, else the offline
     coordinator); `operator_client` is the operators' (a client, a {skill: client} mapping or a
     callable taking the skill id; by default the same model, or the offline investigator).
     """
@@ -457,7 +457,7 @@ def _context(context: Mapping[str, Any] | str | None) -> dict[str, Any]:
 
 
 def _skills(skills: Iterable[Any] | None) -> dict[str, SkillLike]:
-    chosen = list(skills) if skills is not None else builtin_ids()
+    chosen = list(skills) if skills is not None else skill_ids()
     resolved = [resolve_skill(s) for s in chosen]
     if not resolved:
         raise ValueError("a coordinator needs at least one skill")

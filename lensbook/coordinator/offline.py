@@ -14,6 +14,11 @@ notifications:
   confidence, the hypothesis not grounded).
 
 What it does not link it acknowledges. It says what it is in every answer.
+
+The families, the skills that investigate them, the chains, the question's keywords and the
+culprit patterns are not tables here: every skill declares its own (`lensbook.skills.Skill`,
+`lensbook.skills.rules.Rule.families`) and `lensbook.skills.knowledge.gather` merges them, so a
+registered user skill is dispatched and linked like a built-in one.
 """
 
 from __future__ import annotations
@@ -26,16 +31,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lensbook._triage import KEYWORDS
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.skills.knowledge import Knowledge, gather
 from lensbook.skills.redact import clip
+from lensbook.skills.rules import Chain
 from lensbook.skills.untrusted import undelimit
 
 __all__ = [
-    "CHAINS",
-    "FAMILIES",
     "NAME",
-    "Chain",
     "Draft",
     "OfflineCoordinator",
     "classify",
@@ -45,82 +48,6 @@ __all__ = [
 
 NAME = "offline coordinator"
 
-#: anomaly types (as the built-in skills' rules name them) grouped into families of symptoms
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "memory growth": (
-        "memory_leak",
-        "memory_growth",
-        "output_cache_retention",
-        "large_variable",
-    ),
-    "host memory pressure": ("host_memory_pressure", "container_memory_pressure"),
-    "GC pressure": ("gc_churn", "gc_uncollectable"),
-    "event-loop lag": ("event_loop_lag", "event_loop_blocked", "slow_callbacks", "stuck_task"),
-    "CPU saturation": (
-        "cpu_busy",
-        "cpu_spin",
-        "cpu_hot_thread",
-        "cpu_saturation",
-        "host_cpu_busy",
-        "long_running_cell",
-    ),
-    "errors": (
-        "error_storm",
-        "exception_burst",
-        "uncaught_exception",
-        "thread_died",
-        "warning_flood",
-    ),
-    "descriptor exhaustion": ("fd_leak", "fd_growth", "fd_exhaustion", "fd_pressure"),
-    "lock contention": ("deadlock", "lock_contention", "lock_wait_stalled"),
-}
-
-#: the skills whose operators see each family
-FAMILY_SKILLS: dict[str, tuple[str, ...]] = {
-    "memory growth": ("memory",),
-    "host memory pressure": ("system",),
-    "GC pressure": ("gc",),
-    "event-loop lag": ("asyncio",),
-    "CPU saturation": ("threads",),
-    "errors": ("logs", "exceptions"),
-    "descriptor exhaustion": ("process",),
-    "lock contention": ("threads",),
-}
-
-
-@dataclass(frozen=True)
-class Chain:
-    """A known causal chain between families: each link explains the next."""
-
-    links: tuple[str, ...]
-    mechanism: str
-
-
-CHAINS: tuple[Chain, ...] = (
-    Chain(
-        ("memory growth", "GC pressure", "event-loop lag"),
-        "a growing heap makes every full collection walk more objects; longer GC pauses hold "
-        "the GIL and stall the event loop",
-    ),
-    Chain(
-        ("memory growth", "host memory pressure"),
-        "the process's growth eats the host's available memory",
-    ),
-    Chain(
-        ("CPU saturation", "event-loop lag"),
-        "CPU-bound work holds the GIL (or the loop's own thread), so the loop's callbacks run late",
-    ),
-    Chain(
-        ("lock contention", "event-loop lag"),
-        "a coroutine waiting on a blocked thread or lock stops making progress",
-    ),
-    Chain(
-        ("descriptor exhaustion", "errors"),
-        "when descriptors run out, open(), socket() and accept() fail with EMFILE and the "
-        "failures are logged",
-    ),
-)
-
 #: notifications further apart than this (seconds) are not correlated in time
 WINDOW = 300.0
 #: the most operators a first invocation starts
@@ -129,13 +56,6 @@ MAX_FIRST_SKILLS = 4
 _SEVERE = ("warning", "critical")
 _LEVELS = ("low", "medium", "high")
 _ids = itertools.count(1)
-
-
-def family_of(anomaly_type: str) -> str | None:
-    for family, types in FAMILIES.items():
-        if anomaly_type in types:
-            return family
-    return None
 
 
 def classify(
@@ -153,12 +73,8 @@ def classify(
         skill = str(anomaly.get("skill", ""))
         if skill in available and skill not in chosen:
             chosen.append(skill)
-    words = re.findall(r"[a-z]+", reason.lower())
-    named = [
-        skill
-        for skill, keys in KEYWORDS.items()
-        if any(w.startswith(k) for w in words for k in keys)
-    ]
+    known = gather()
+    named = known.named(re.findall(r"[a-z]+", reason.lower()))
     evidence: dict[str, float] = {}
     for signal in triage:
         if str(signal.get("severity")) not in _SEVERE:
@@ -166,7 +82,7 @@ def classify(
         score = _SEVERITY_SCORE.get(str(signal.get("severity")), 0) + float(
             signal.get("confidence") or 0.0
         )
-        for skill in _skills_for(signal):
+        for skill in _skills_for(signal, known):
             evidence[skill] = max(evidence.get(skill, 0.0), score)
     for skill in sorted(evidence, key=lambda s: (-evidence[s], s not in named)):
         if skill in available and skill not in chosen:
@@ -184,12 +100,10 @@ def classify(
 _SEVERITY_SCORE = {"critical": 3, "warning": 2, "info": 1}
 
 
-def _skills_for(signal: Mapping[str, Any]) -> list[str]:
+def _skills_for(signal: Mapping[str, Any], known: Knowledge) -> list[str]:
     """The operators that investigate a triage signal: its family's skills (runtime's memory
     growth is the memory skill's to explain), else the skill that raised it."""
-    family = family_of(str(signal.get("anomaly_type")))
-    skills = list(FAMILY_SKILLS.get(family, ())) if family else []
-    return skills or [str(signal.get("skill"))]
+    return list(known.investigators(str(signal.get("anomaly_type")))) or [str(signal.get("skill"))]
 
 
 def follow_ups(
@@ -197,16 +111,19 @@ def follow_ups(
 ) -> list[str]:
     """Skills next to a found family on a known chain, not invoked yet: they check the chain."""
     seen = set(invoked)
+    known = gather()
     found = {
-        family_of(str(n.get("anomaly_type"))) for n in notes if str(n.get("severity")) in _SEVERE
+        known.family_of(str(n.get("anomaly_type")))
+        for n in notes
+        if str(n.get("severity")) in _SEVERE
     }
     wanted: list[str] = []
-    for chain in CHAINS:
+    for chain in known.chains:
         for i, link in enumerate(chain.links):
             if link not in found:
                 continue
             for near in chain.links[max(0, i - 1) : i + 2]:
-                for skill in FAMILY_SKILLS[near][:1]:
+                for skill in known.family_skills.get(near, ())[:1]:
                     if skill in available and skill not in seen and skill not in wanted:
                         wanted.append(skill)
     return wanted
@@ -243,16 +160,20 @@ def correlate(
     notes: Sequence[Mapping[str, Any]], window: float = WINDOW
 ) -> tuple[list[Draft], list[str]]:
     """Insights linking notifications of different operators, and the ids left unlinked."""
+    known = gather()
     pool = [dict(n) for n in notes if n.get("id")]
+    for n in pool:  # read once per note (copies: the caller's notes stay as they were)
+        n["_family"] = known.family_of(str(n.get("anomaly_type")))
+        n["_culprits"] = _culprits(n, known.culprit_patterns)
     used: set[str] = set()
     drafts: list[Draft] = []
-    for chain in sorted(CHAINS, key=lambda c: -len(c.links)):
+    for chain in sorted(known.chains, key=lambda c: -len(c.links)):
         draft = _causal(chain, [n for n in pool if n["id"] not in used], window)
         if draft is not None:
             drafts.append(draft)
             used.update(draft.notification_ids)
-    for family in FAMILIES:
-        group = [n for n in pool if n["id"] not in used and family_of(n["anomaly_type"]) == family]
+    for family in known.families:
+        group = [n for n in pool if n["id"] not in used and n["_family"] == family]
         if len({n["skill"] for n in group}) >= 2 and _span(group) <= window:
             drafts.append(_symptomatic(group, f"{family} seen by several operators"))
             used.update(n["id"] for n in group)
@@ -268,7 +189,7 @@ def correlate(
 
 
 def _causal(chain: Chain, pool: list[dict[str, Any]], window: float) -> Draft | None:
-    present = [[n for n in pool if family_of(n["anomaly_type"]) == link] for link in chain.links]
+    present = [[n for n in pool if n["_family"] == link] for link in chain.links]
     best: tuple[int, int] | None = None
     start = None
     for i, group in enumerate([*present, []]):
@@ -291,7 +212,7 @@ def _causal(chain: Chain, pool: list[dict[str, Any]], window: float) -> Draft | 
         level -= 1
     head = present[best[0]]
     cause = next((n for n in head if n.get("hypothesis")), head[0])
-    culprit = _culprits(cause)
+    culprit = cause["_culprits"]
     root = f"{cause.get('hypothesis') or cause.get('observation')} Mechanism: {chain.mechanism}."
     return Draft(
         notification_ids=[n["id"] for n in group],
@@ -310,7 +231,7 @@ def _causal(chain: Chain, pool: list[dict[str, Any]], window: float) -> Draft | 
 
 
 def _symptomatic(group: list[dict[str, Any]], what: str) -> Draft:
-    shared = set.intersection(*(_culprits(n) for n in group)) if group else set()
+    shared = set.intersection(*(n["_culprits"] for n in group)) if group else set()
     named = f"; they name {', '.join(sorted(shared)[:3])}" if shared else ""
     cause = next((n for n in group if n.get("hypothesis")), None)
     return Draft(
@@ -342,6 +263,7 @@ def _temporal(group: list[dict[str, Any]]) -> Draft:
     )
 
 
+#: culprits every notification may name; skills add their own (`Skill.culprit_patterns`)
 _CULPRIT_PATTERNS = (
     re.compile(r"[\w./-]+\.py:\d+"),
     re.compile(r"'([^'\s][^']{2,80})'"),
@@ -349,8 +271,9 @@ _CULPRIT_PATTERNS = (
 )
 
 
-def _culprits(note: Mapping[str, Any]) -> set[str]:
-    """Specific names a notification gives as its culprit: file:line, quoted names, dotted names.
+def _culprits(note: Mapping[str, Any], extra: Sequence[re.Pattern[str]] = ()) -> set[str]:
+    """Specific names a notification gives as its culprit: file:line, quoted names, dotted names
+    and what the skills' own `culprit_patterns` match.
 
     Only the lead of the observation (up to its first "; ") counts, with the hypothesis and
     the context: the rest lists runners-up ("next: other.py:33 +23 KB"), which name no culprit.
@@ -358,7 +281,7 @@ def _culprits(note: Mapping[str, Any]) -> set[str]:
     lead = str(note.get("observation") or "").split("; ", 1)[0]
     text = " ".join([lead, str(note.get("hypothesis") or ""), str(note.get("context") or "")])
     found: set[str] = set()
-    for pattern in _CULPRIT_PATTERNS:
+    for pattern in (*_CULPRIT_PATTERNS, *extra):
         for match in pattern.finditer(text):
             token = match.group(1) if pattern.groups else match.group(0)
             if len(token) >= 5 and not token.replace(".", "").isdigit():
@@ -372,7 +295,7 @@ def _by_shared_culprit(pool: list[dict[str, Any]]) -> list[list[dict[str, Any]]]
     for a, b in itertools.combinations(pool, 2):
         if a["skill"] == b["skill"] or a["id"] in taken or b["id"] in taken:
             continue
-        if _culprits(a) & _culprits(b):
+        if a["_culprits"] & b["_culprits"]:
             groups.append([a, b])
             taken.update((a["id"], b["id"]))
     return groups

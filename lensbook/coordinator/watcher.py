@@ -18,6 +18,10 @@ A metric out of range for `consecutive` samples is an anomaly; anomalies escalat
 `max_triggers_per_hour`), and the watcher cools down (`cooldown` seconds after the
 investigation ends) before it escalates again. Clocks, limits and host-wide figures (other
 processes move them) are not watched.
+
+Which skills are watched by default, which snapshot keys are counters and which are not
+watched, each skill declares itself (`Skill.watched`, `Skill.counters`, `Skill.unwatched`,
+gathered by `lensbook.skills.knowledge`): a registered user skill is watched like a built-in.
 """
 
 from __future__ import annotations
@@ -38,12 +42,11 @@ from typing import Any, Literal, NamedTuple
 from lensbook import _loop, events, recorder
 from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.metrics import store as metrics_store
-from lensbook.skills import resolve_skill
+from lensbook.skills import knowledge, resolve_skill
 from lensbook.skills.base import SkillLike
 from lensbook.types import new_id
 
 __all__ = [
-    "DEFAULT_SKILLS",
     "Anomaly",
     "Baseline",
     "MetricBaseline",
@@ -52,6 +55,7 @@ __all__ = [
     "WatchStatus",
     "Watcher",
     "current_watcher",
+    "default_skills",
     "stop_watching",
     "watch",
 ]
@@ -60,62 +64,6 @@ _log = logging.getLogger("lensbook.watch")
 
 WatchState = Literal["learning", "active", "cooldown", "stopped"]
 
-#: skills watched by default: cheap snapshots of this process (no host-wide figures)
-DEFAULT_SKILLS = ("memory", "gc", "asyncio", "logs", "exceptions", "threads", "process")
-
-#: counters that only grow, watched as per-second rates (besides every ``*_total``)
-COUNTERS = frozenset(
-    {
-        "gc_collections",
-        "gc_collections_gen0",
-        "gc_collections_gen1",
-        "gc_collections_gen2",
-        "gc_collected",
-        "thread_deaths",
-        "cell_errors",
-        "cpu_user_s",
-        "cpu_system_s",
-        "ctx_voluntary",
-        "ctx_involuntary",
-        "minor_faults",
-        "major_faults",
-        "block_reads",
-        "block_writes",
-        "slow_callbacks",
-        "traces_run",
-        "calls_traced",
-    }
-)
-
-#: clocks, limits and host-wide figures: not watched
-IGNORED = frozenset(
-    {
-        "uptime_s",
-        "observed_s",
-        "cpu_window_s",
-        "fd_soft_limit",
-        "gc_threshold0",
-        "cpu_count",
-        "host_available_mb",
-        "mem_total_mb",
-        "mem_available_mb",
-        "mem_available_percent",
-        "swap_total_mb",
-        "load1",
-        "load5",
-        "load15",
-        "load1_per_core",
-        "procs_running",
-        "procs_blocked",
-        "disk_root_percent",
-        "disk_root_free_gb",
-        "buffered_records",
-        "loggers_seen",
-        "message_templates",
-        "exception_types",
-    }
-)
-
 #: samples learning needs at least, however short its window
 MIN_LEARNING_SAMPLES = 5
 #: seconds a watcher-started investigation may take by default
@@ -123,13 +71,23 @@ INVESTIGATION_DEADLINE = 300.0
 HOUR = 3600.0
 
 
-def metric_kind(name: str, value: Any) -> Literal["gauge", "rate"] | None:
-    """How a snapshot value is watched: as it is, as a per-second rate, or not at all."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or name in IGNORED:
+def default_skills() -> tuple[str, ...]:
+    """The skills watched when none are named: those that declare `watched` (cheap snapshots
+    of this process, no host-wide figures)."""
+    return knowledge.gather().watched
+
+
+def metric_kind(
+    name: str, value: Any, known: knowledge.Knowledge | None = None
+) -> Literal["gauge", "rate"] | None:
+    """How a snapshot value is watched: as it is, as a per-second rate, or not at all (as the
+    skills declare: `Skill.counters`, `Skill.unwatched`; `known` saves gathering it again)."""
+    known = known or knowledge.gather()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or name in known.unwatched:
         return None
     if not math.isfinite(float(value)):
         return None
-    return "rate" if name.endswith("_total") or name in COUNTERS else "gauge"
+    return "rate" if name.endswith("_total") or name in known.counters else "gauge"
 
 
 def _unit(name: str, kind: str, values: list[float], interval: float) -> float:
@@ -354,7 +312,7 @@ class Watcher:
         if z_threshold <= 0:
             raise ValueError("z_threshold must be positive")
         self.skills: list[SkillLike] = [
-            resolve_skill(s) for s in (skills if skills is not None else DEFAULT_SKILLS)
+            resolve_skill(s) for s in (skills if skills is not None else default_skills())
         ]
         self.interval = float(interval)
         self.learning = float(learning)
@@ -535,9 +493,10 @@ class Watcher:
     def _values(self, snapshots: Mapping[str, Mapping[str, Any]], at: float) -> dict[str, float]:
         """key -> the value watched this sample (rates need the previous sample)."""
         out: dict[str, float] = {}
+        known = knowledge.gather()
         for skill, data in snapshots.items():
             for name, raw in data.items():
-                kind = metric_kind(name, raw)
+                kind = metric_kind(name, raw, known)
                 if kind is None:
                     continue
                 key = f"{skill}.{name}"

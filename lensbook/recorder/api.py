@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Collection
@@ -30,6 +29,7 @@ from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.threads import ThreadObserver
+from lensbook.skills._ipython import shell as _shell
 
 __all__ = ["KINDS", "Recorder", "recorder"]
 
@@ -210,17 +210,6 @@ class Recorder:
             self.logs.clear()
             self.threads.clear()
             self.ring.clear()
-
-
-def _shell() -> Any:
-    if "IPython" not in sys.modules:
-        return None  # nobody started a shell if IPython was never imported
-    try:
-        from IPython import get_ipython
-
-        return get_ipython()
-    except Exception:
-        return None
 
 
 recorder = Recorder()

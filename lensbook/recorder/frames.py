@@ -2,20 +2,21 @@
 
 No frame, traceback or exception object is ever stored: only "file:line" strings, function
 names and bounded texts (redacted when the event is made). Where code comes from (user, library,
-stdlib, lensbook) is `lensbook.skills.threads.code_origin`, the one place that decides it.
+stdlib, lensbook) and how a path is shortened is `lensbook.skills._frames`, the one place that
+decides it (both answers cached per file name there).
 """
 
 from __future__ import annotations
 
-import functools
 import linecache
 import threading
 import traceback
 import types
 from typing import Any
 
-from lensbook.skills.threads import code_origin
-from lensbook.skills.threads import short_path as _short_path
+from lensbook.skills._frames import origin as code_origin
+from lensbook.skills._frames import short_path
+from lensbook.skills._stacks import qualname as _qualname
 
 __all__ = [
     "MAX_FRAMES",
@@ -33,22 +34,12 @@ MAX_FRAMES = 8
 MESSAGE_CHARS = 300
 
 
-@functools.lru_cache(maxsize=2048)
-def short_path(filename: str) -> str:
-    """`lensbook.skills.threads.short_path`, cached: it resolves symlinks (a syscall per part)."""
-    return _short_path(filename)
-
-
 def short(text: str, limit: int = MESSAGE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def where(code: types.CodeType, lineno: int | None) -> str:
     return f"{short_path(code.co_filename)}:{lineno or 0}"
-
-
-def _qualname(code: types.CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
 
 
 def stack_of(frame: types.FrameType | None, limit: int = MAX_FRAMES) -> list[str]:

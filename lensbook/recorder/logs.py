@@ -2,7 +2,7 @@
 the last records at WARNING and above, and passing records with a traceback to the exceptions
 observer as ``logged_exception``.
 
-It is a `lensbook.skills.logs.ObserverHandler`, so it never changes what is printed (when it is
+It is a `lensbook.skills._observers` handler, so it never changes what is printed (when it is
 the only handler, records still reach ``logging.lastResort``). The hot path is a dict increment;
 `handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
 race far better than every record of the process would tolerate a lock). Every flush turns the
@@ -19,7 +19,7 @@ from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.frames import short, short_path
 from lensbook.recorder.ring import HistoryRing, RateGate
-from lensbook.skills.logs import ObserverHandler, forward_if_unhandled
+from lensbook.skills._observers import ObserverHandler, forward_if_unhandled
 
 __all__ = ["LogObserver"]
 

@@ -52,7 +52,11 @@ def skill_ids() -> list[str]:
 
 
 def register_skill(skill: type[Skill] | SkillLike) -> None:
-    """Make a user skill findable by its id (`lensbook.run("myskill")`)."""
+    """Make a user skill findable by its id (`lensbook.run("myskill")`).
+
+    What it declares (keywords, families, chains, counters: see `Skill`) then reaches triage,
+    the coordinator and the watcher as a built-in's does (`lensbook.skills.knowledge`).
+    """
     sid = skill.id
     if not sid:
         raise ValueError("a skill needs a non-empty id")

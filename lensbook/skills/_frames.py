@@ -24,6 +24,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
+import inspect
 import linecache
 import os
 import sys
@@ -35,11 +36,15 @@ from collections.abc import Sequence
 __all__ = [
     "Origin",
     "attribute",
+    "code_site",
     "first_user_frame",
     "forget",
     "function_at",
     "origin",
     "short_path",
+    "type_name",
+    "type_origin",
+    "type_site",
     "where",
 ]
 
@@ -148,6 +153,41 @@ def short_path(filename: str) -> str:
 def where(filename: str, lineno: int) -> str:
     """``short/path.py:line``."""
     return f"{short_path(filename)}:{lineno}"
+
+
+def code_site(code: types.CodeType) -> str:
+    """``short/path.py:line`` where a function is defined."""
+    return where(code.co_filename, code.co_firstlineno)
+
+
+def type_name(t: type) -> str:
+    """``module.Qualname`` of a class (builtins bare)."""
+    module = getattr(t, "__module__", None)
+    qualname = getattr(t, "__qualname__", t.__name__)
+    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
+
+
+def type_origin(t: type) -> str:
+    """Where a class comes from: `origin` of its module's file, or "builtin" for classes of
+    the interpreter and of built-in modules (a module without a file that is not built in is
+    the user's: a notebook's ``__main__``)."""
+    module = sys.modules.get(getattr(t, "__module__", "") or "")
+    filename = getattr(module, "__file__", None)
+    if module is None or getattr(t, "__module__", None) == "builtins":
+        return "builtin"
+    if not filename:
+        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
+    return origin(str(filename))
+
+
+def type_site(t: type) -> str | None:
+    """file:line of a class statement (only for classes written in Python)."""
+    try:
+        filename = inspect.getsourcefile(t)
+        _, lnum = inspect.findsource(t)
+    except (OSError, TypeError):
+        return None
+    return where(filename, lnum + 1) if filename else None
 
 
 def forget() -> None:

@@ -20,6 +20,8 @@ import logging
 import sys
 from typing import Any
 
+from lensbook.skills._ipython import shell as ipython_shell
+
 __all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
 
 _FIXES: tuple[tuple[str, str], ...] = (
@@ -95,13 +97,7 @@ def global_root(name: str) -> str | None:
 
 
 def _ipython_ns() -> dict[str, Any] | None:
-    ipython = sys.modules.get("IPython")
-    if ipython is None:
-        return None
-    try:
-        shell = ipython.get_ipython()
-    except Exception:  # an IPython half torn down
-        return None
+    shell = ipython_shell()
     namespace = getattr(shell, "user_ns", None) if shell is not None else None
     return namespace if isinstance(namespace, dict) else None
 

@@ -34,27 +34,20 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
+from lensbook.skills._stacks import format_stack, source_line
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
-from lensbook.skills.threads import format_stack, source_line
 from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _probe_with(**options: Any) -> Callable[[_F], _F]:
-    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
-    marker: Callable[[_F], _F] = probe(**options)
-    return marker
 
 
 T = TypeVar("T")
@@ -262,10 +255,6 @@ def _await_frames(coro: Any, limit: int = 30) -> tuple[list[types.FrameType], An
     return frames, last
 
 
-def _qualname(code: types.CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
-
-
 def _is_asyncio(code: types.CodeType) -> bool:
     path = code.co_filename.replace("\\", "/")
     return "/asyncio/" in path and code_origin(code.co_filename) == "stdlib"
@@ -419,6 +408,25 @@ class AsyncioSkill(Skill):
         "loop's thread is doing), and for lag. Tasks idle in asyncio.sleep, a queue get or a "
         "socket read are normal. lensbook's own tasks live on the lens loop."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = (
+        "slow",
+        "latency",
+        "lag",
+        "loop",
+        "async",
+        "await",
+        "task",
+        "sluggish",
+        "stall",
+        "unresponsive",
+    )
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "event-loop lag": ("event_loop_lag", "event_loop_blocked", "slow_callbacks", "stuck_task")
+    }
+    investigates = ("event-loop lag",)
+    counters = frozenset({"slow_callbacks"})
+    watched = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -604,7 +612,7 @@ class AsyncioSkill(Skill):
                 )
         return rows, notes
 
-    @_probe_with(max_chars=8000)
+    @probe(max_chars=8000)
     def tasks(
         self,
         limit: int = 20,

@@ -19,6 +19,13 @@ and their output is made JSON-safe, redacted, delimited where it is the process'
         def oldest(self, limit: int = 5) -> list[dict[str, Any]]:
             \"\"\"The oldest jobs waiting. Cost: O(limit), no locks.\"\"\"
             ...
+
+What the coordinator and the watcher need to know of a skill it declares too, as class
+attributes: the `keywords` of a question that point at it, the `families` of symptoms its
+findings belong to and those it `investigates`, the causal `chains` that start there, and for
+the watcher its `counters`, its `unwatched` snapshot keys and whether it is `watched` by
+default. `lensbook.skills.knowledge` gathers them from every known skill, built-in or
+registered, so a user skill takes part in coordination and watching like a built-in one.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import json
 import os
 import re
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
@@ -36,6 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from pydantic_core import to_jsonable_python
 
 from lensbook.skills.redact import clip, redact, redact_text
+from lensbook.skills.rules import Chain
 from lensbook.skills.untrusted import ProcessText, delimit, from_process
 
 __all__ = [
@@ -159,6 +167,25 @@ class Skill:
     #: Opt-in to sending other processes' command lines (redacted, then cut); None follows
     #: ``$LENSBOOK_SHARE_COMMAND_LINES``. Without it a process is its executable name and pid.
     share_command_lines: bool | None = None
+
+    # -- what the coordinator and the watcher know of this skill (`lensbook.skills.knowledge`)
+    #: words of a question that point at this skill (matched as word prefixes)
+    keywords: ClassVar[tuple[str, ...]] = ()
+    #: family of symptoms -> the anomaly types of this skill's findings in it
+    families: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: the families this skill's operator investigates: the coordinator invokes it for them
+    investigates: ClassVar[tuple[str, ...]] = ()
+    #: known causal chains that start with a family this skill investigates
+    chains: ClassVar[tuple[Chain, ...]] = ()
+    #: patterns naming a culprit in this skill's notifications (besides file:line, quoted and
+    #: dotted names); the pattern's first group, when it has one, is the culprit
+    culprit_patterns: ClassVar[tuple[re.Pattern[str], ...]] = ()
+    #: snapshot keys that only grow: watched as per-second rates (as every ``*_total`` is)
+    counters: ClassVar[frozenset[str]] = frozenset()
+    #: snapshot keys not watched: clocks, limits, host-wide figures other processes move
+    unwatched: ClassVar[frozenset[str]] = frozenset()
+    #: whether `lensbook.watch()` with no skills watches this one
+    watched: ClassVar[bool] = False
 
     def snapshot(self) -> dict[str, Any]:
         """A flat map of the key numbers. Must be cheap: it never walks the heap."""

@@ -37,7 +37,8 @@ def created_where(
 ) -> dict[str, Any]:
     """Trace allocations for `seconds`, then group the objects `select()` returns by the user
     code that created them (those created before the window are counted apart)."""
-    from lensbook.skills.threads import code_origin, short_path
+    from lensbook.skills._frames import origin as code_origin
+    from lensbook.skills._frames import short_path
 
     seconds = min(max(seconds, 0.2), 5.0)
     owned = not tracemalloc.is_tracing()

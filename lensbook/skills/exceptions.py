@@ -29,14 +29,15 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._ipython import shell as _ipython_shell
+from lensbook.skills._observers import ObserverHandler
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
-from lensbook.skills.logs import ObserverHandler
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
@@ -295,17 +296,6 @@ def known_loops() -> list[asyncio.AbstractEventLoop]:
     return [loop for loop in found if not loop.is_closed()]
 
 
-def _ipython_shell() -> Any:
-    if "IPython" not in sys.modules:
-        return None  # nobody started a shell if IPython was never imported
-    try:
-        from IPython import get_ipython
-
-        return get_ipython()
-    except Exception:
-        return None
-
-
 class ExceptionsSkill(Skill):
     id = "exceptions"
     title = "Exceptions"
@@ -321,6 +311,15 @@ class ExceptionsSkill(Skill):
         "function), the thread and the rate. The hooks only see exceptions raised after the "
         "first use of this skill."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("exception", "traceback", "crash", "raise", "fail")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "errors": ("exception_burst", "uncaught_exception", "thread_died")
+    }
+    investigates = ("errors",)
+    counters = frozenset({"thread_deaths", "cell_errors"})
+    unwatched = frozenset({"observed_s", "exception_types"})
+    watched = True
 
     def __init__(self, max_records: int = 500) -> None:
         self.max_records = max_records

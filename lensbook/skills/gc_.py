@@ -16,17 +16,16 @@ import time
 import types
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 from lensbook.skills import _heap, intrusion
+from lensbook.skills._frames import code_site as _code_site
+from lensbook.skills._frames import origin as _origin
+from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_origin as _type_origin
+from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
-from lensbook.skills.memory import (
-    _code_site,
-    _type_name,
-    _type_origin,
-    _type_site,
-    probe_with,
-)
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
 
@@ -81,6 +80,23 @@ class GCSkill(Skill):
         "cycle with a weak reference or an explicit close, gc.freeze() after startup, "
         "thresholds) with numbers."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("gc", "garbage", "collect", "pause", "cycle")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "GC pressure": ("gc_churn", "gc_uncollectable")
+    }
+    investigates = ("GC pressure",)
+    counters = frozenset(
+        {
+            "gc_collections",
+            "gc_collections_gen0",
+            "gc_collections_gen1",
+            "gc_collections_gen2",
+            "gc_collected",
+        }
+    )
+    unwatched = frozenset({"gc_threshold0"})
+    watched = True
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -213,7 +229,7 @@ class GCSkill(Skill):
             "hook_installed_s_ago": round(now - installed, 1),
         }
 
-    @probe_with(budget=12.0, intrusive="gc debug flags (DEBUG_SAVEALL)")
+    @probe(budget=12.0, intrusive="gc debug flags (DEBUG_SAVEALL)")
     def cycle_types(
         self, seconds: float = 1.0, top: int = 8, max_objects: int = 200_000
     ) -> dict[str, Any]:
@@ -454,9 +470,9 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
     rows = []
     for code, n in counts.most_common(top):
         row: dict[str, Any] = {
-            "function": getattr(code, "co_qualname", code.co_name),
+            "function": _qualname(code),
             "where": _code_site(code),
-            "origin": _type_origin_of_file(code.co_filename),
+            "origin": _origin(code.co_filename),
             "count": n,
         }
         if code in holders:
@@ -467,12 +483,6 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
     # the frame that stores the exception first: it is what makes the cycle
     rows.sort(key=lambda r: ("holds_exception_in" not in r, r["origin"] != "user", -r["count"]))
     return rows
-
-
-def _type_origin_of_file(filename: str) -> str:
-    from lensbook.skills.threads import code_origin
-
-    return code_origin(filename)
 
 
 # -- the offline investigator's rules -----------------------------------------------------------

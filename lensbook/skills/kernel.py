@@ -20,11 +20,12 @@ import types
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._ipython import shell as _shell
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -289,18 +290,6 @@ def _ref_overhead() -> int:
 # -- the shell --------------------------------------------------------------------------------
 
 
-def _shell() -> Any:
-    """The running IPython shell, or None (IPython is not imported if nobody imported it)."""
-    if "IPython" not in sys.modules:
-        return None
-    try:
-        from IPython import get_ipython
-
-        return get_ipython()
-    except Exception:
-        return None
-
-
 @dataclass
 class _Cell:
     count: int | None
@@ -357,6 +346,12 @@ class KernelSkill(Skill):
         "size, and how to free it (del Out[N]; %reset -f out). Values are never shown unless "
         "the user opted in."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("notebook", "cell", "kernel", "variable", "dataframe", "output")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "memory growth": ("output_cache_retention", "large_variable"),
+        "CPU saturation": ("long_running_cell",),
+    }
 
     def __init__(self) -> None:
         self._clock: _CellClock | None = None
@@ -582,7 +577,7 @@ class KernelSkill(Skill):
         seen: set[int] = set()
         frames: list[dict[str, Any]] = []
         held: list[dict[str, Any]] = []
-        from lensbook.skills.threads import code_origin
+        from lensbook.skills._frames import origin as code_origin
 
         named = {id(v) for _, v in _user_variables(shell)}
         tb = exc.__traceback__

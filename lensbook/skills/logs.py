@@ -9,7 +9,6 @@ Records that never reach the root logger (a logger with ``propagate = False``) a
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import re
@@ -18,11 +17,12 @@ import time
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import re2
 
 from lensbook.skills import intrusion
+from lensbook.skills._observers import ObserverHandler
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import clip, redact_text
@@ -30,7 +30,7 @@ from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
-__all__ = ["LogsSkill", "ObserverHandler", "forward_if_unhandled", "parse_level"]
+__all__ = ["LogsSkill", "parse_level"]
 
 #: formatted messages are kept up to this length (longer ones are redacted, then cut)
 _KEEP_CHARS = 1000
@@ -56,49 +56,6 @@ def parse_level(level: str | int) -> int:
             f"unknown logging level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL"
         )
     return value
-
-
-class ObserverHandler(logging.Handler):
-    """Base of lensbook's root-logger observers: they watch, and never change what is printed."""
-
-    lensbook_observer = True
-
-    def __init__(self) -> None:
-        super().__init__(logging.NOTSET)
-
-    def observe(self, record: logging.LogRecord) -> None:
-        """Take note of one record (subclasses); must be quick and must not raise."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        # an observer must never break the application's logging
-        with contextlib.suppress(Exception):
-            self.observe(record)
-        forward_if_unhandled(self, record)
-
-
-def forward_if_unhandled(handler: ObserverHandler, record: logging.LogRecord) -> None:
-    """Give the record to `logging.lastResort` when only observers would have handled it.
-
-    Logging prints a record through its last resort only when no handler was found on the
-    logger's chain; observers count as handlers, so they restore that. The first observer on
-    the chain forwards, so two observers never print a record twice.
-    """
-    last = logging.lastResort
-    if last is None or record.levelno < last.level:
-        return
-    found = logging.Logger.manager.loggerDict.get(record.name)
-    logger: logging.Logger | None = found if isinstance(found, logging.Logger) else logging.root
-    first: logging.Handler | None = None
-    while logger is not None:
-        for h in logger.handlers:
-            if not getattr(h, "lensbook_observer", False):
-                return
-            first = first or h
-        if not logger.propagate:
-            break
-        logger = logger.parent
-    if first is handler:
-        last.handle(record)
 
 
 def _template_of(record: logging.LogRecord) -> tuple[str, str]:
@@ -370,6 +327,12 @@ class LogsSkill(Skill):
         "installed (the first use of this skill), and not those of loggers that do not "
         "propagate to the root logger."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("log", "error", "storm", "warning", "spam")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {"errors": ("error_storm", "warning_flood")}
+    investigates = ("errors",)
+    unwatched = frozenset({"observed_s", "buffered_records", "loggers_seen", "message_templates"})
+    watched = True
 
     def __init__(self, max_records: int = 5000, max_age: float = 900.0) -> None:
         self.max_records = max_records

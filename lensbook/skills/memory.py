@@ -15,10 +15,8 @@ from __future__ import annotations
 import functools
 import gc
 import heapq
-import inspect
 import itertools
 import json
-import linecache
 import random
 import sys
 import threading
@@ -26,35 +24,33 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
+from lensbook.skills._frames import code_site as _code_site
 from lensbook.skills._frames import origin as frames_origin
+from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_origin as _type_origin
+from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import plateaued
+from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["LeakRule", "MemorySkill"]
 
 _MB = 2**20
 _KB = 1024
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def probe_with(*, budget: float, intrusive: str | None = None) -> Callable[[_F], _F]:
-    """`probe(budget=...)` typed for mypy (`probe` called with options returns Any)."""
-    marker: Callable[[_F], _F] = probe(budget=budget, intrusive=intrusive)
-    return marker
 
 
 RawFrame = tuple[str, int]
@@ -65,37 +61,6 @@ RawTraceback = tuple[RawFrame, ...]
 _origin = frames_origin
 _short_path = short_path
 _where = where
-
-
-def _source_line(filename: str, lineno: int, limit: int = 100) -> str:
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _type_name(t: type) -> str:
-    module = getattr(t, "__module__", None)
-    qualname = getattr(t, "__qualname__", t.__name__)
-    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
-
-
-def _type_origin(t: type) -> str:
-    module = sys.modules.get(getattr(t, "__module__", "") or "")
-    filename = getattr(module, "__file__", None)
-    if module is None or getattr(t, "__module__", None) == "builtins":
-        return "builtin"
-    if not filename:
-        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
-    return _origin(str(filename))
-
-
-def _type_site(t: type) -> str | None:
-    """file:line of a class statement (only for classes written in Python)."""
-    try:
-        filename = inspect.getsourcefile(t)
-        _, lnum = inspect.findsource(t)
-    except (OSError, TypeError):
-        return None
-    return _where(filename, lnum + 1) if filename else None
 
 
 def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
@@ -111,10 +76,6 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
-
-
-def _code_site(code: types.CodeType) -> str:
-    return _where(code.co_filename, code.co_firstlineno)
 
 
 class Pacer:
@@ -756,6 +717,23 @@ class MemorySkill(Skill):
         "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {"memory growth": ("memory_leak",)}
+    investigates = ("memory growth",)
+    chains = (
+        Chain(
+            ("memory growth", "GC pressure", "event-loop lag"),
+            "a growing heap makes every full collection walk more objects; longer GC pauses "
+            "hold the GIL and stall the event loop",
+        ),
+        Chain(
+            ("memory growth", "host memory pressure"),
+            "the process's growth eats the host's available memory",
+        ),
+    )
+    unwatched = frozenset({"host_available_mb"})
+    watched = True
 
     def __init__(
         self, *, trace_duty: float = DEFAULT_TRACE_DUTY, budget_scale: float = 1.0
@@ -842,7 +820,7 @@ class MemorySkill(Skill):
 
     # -- tracemalloc ------------------------------------------------------------------------
 
-    @probe_with(budget=8.0, intrusive="tracemalloc")
+    @probe(budget=8.0, intrusive="tracemalloc")
     def trace_start(self, frames: int = 1, max_seconds: float = 60.0) -> dict[str, Any]:
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
@@ -926,7 +904,7 @@ class MemorySkill(Skill):
             self._close_window()
             return {"tracing": tracemalloc.is_tracing(), "stopped": window.owned}
 
-    @probe_with(budget=10.0)
+    @probe(budget=10.0)
     def allocation_diff(
         self, top: int = 10, frames_shown: int = 4, stop: bool = True
     ) -> dict[str, Any]:
@@ -998,7 +976,7 @@ class MemorySkill(Skill):
                 "share": round(size / growth, 3) if growth > 0 else None,
                 "origin": _origin(filename),
                 "function": function_at(filename, lineno),
-                "code": _source_line(filename, lineno),
+                "code": source_line(filename, lineno, 100),
             }
             if len(stat.traceback) > 1:
                 entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
@@ -1320,16 +1298,6 @@ def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
     """The types of a container's first items (a sample, so it stays cheap on huge ones)."""
     counts = Counter(_type_name(type(v)) for v in itertools.islice(values, sample))
     return dict(counts.most_common(3))
-
-
-def _least_squares(points: Sequence[tuple[float, float]]) -> float | None:
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 # -- the offline investigator's rule ------------------------------------------------------------

@@ -18,15 +18,16 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.metrics import store as metrics_store
 from lensbook.skills import _heap
+from lensbook.skills._trend import slope as _slope
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip, redact_text
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
 if sys.platform != "win32":  # resource limits and usage are Unix only
@@ -153,6 +154,33 @@ class ProcessSkill(Skill):
         "RLIMIT_NOFILE soft limit. A few dozen descriptors that come and go are normal; do not "
         "report a count that is stable."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("fd", "file", "descriptor", "socket", "child", "zombie", "subprocess")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "descriptor exhaustion": ("fd_leak", "fd_growth", "fd_pressure")
+    }
+    investigates = ("descriptor exhaustion",)
+    chains = (
+        Chain(
+            ("descriptor exhaustion", "errors"),
+            "when descriptors run out, open(), socket() and accept() fail with EMFILE and the "
+            "failures are logged",
+        ),
+    )
+    counters = frozenset(
+        {
+            "cpu_user_s",
+            "cpu_system_s",
+            "ctx_voluntary",
+            "ctx_involuntary",
+            "minor_faults",
+            "major_faults",
+            "block_reads",
+            "block_writes",
+        }
+    )
+    unwatched = frozenset({"fd_soft_limit"})
+    watched = True
 
     def __init__(self) -> None:
         self._process = psutil.Process()
@@ -602,19 +630,6 @@ def _map_category(path: str) -> str:
     if ".so" in os.path.basename(path) or path.endswith((".dylib", ".pyd")):
         return "shared_libraries"
     return "files"
-
-
-def _slope(points: Sequence[tuple[float, float]]) -> float | None:
-    """Least-squares change per second (None with fewer than two distinct times)."""
-    if len(points) < 2:
-        return None
-    n = len(points)
-    mt = sum(t for t, _ in points) / n
-    mv = sum(v for _, v in points) / n
-    var = sum((t - mt) ** 2 for t, _ in points)
-    if var == 0:
-        return None
-    return sum((t - mt) * (v - mv) for t, v in points) / var
 
 
 def _downsample(points: Sequence[tuple[float, float]], n: int) -> list[tuple[float, float]]:

@@ -21,17 +21,22 @@ methods; subclass `Rule` for the defaults.
 
 A rule that names `history_kinds` also reads what the flight recorder saw before the run
 (`ev.history`, `ev.history_of(kind)`) and cites those events in `Finding.history_ids`.
+
+A rule may also say which family of symptoms its findings belong to (`families`, e.g.
+``{"memory growth": ("queue_backlog",)}``): the coordinator links findings of one family seen by
+several operators, and follows the causal `Chain`s between families that skills declare
+(`lensbook.skills.knowledge` gathers both).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from lensbook.types import HealthState, Severity
 
-__all__ = ["Evidence", "Finding", "ProbeCall", "Rule"]
+__all__ = ["Chain", "Evidence", "Finding", "ProbeCall", "Rule"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,14 @@ class ProbeCall:
 
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A known causal chain between families of symptoms: each link explains the next."""
+
+    links: tuple[str, ...]
+    mechanism: str
 
 
 @dataclass(frozen=True)
@@ -143,6 +156,9 @@ class Rule:
     #: flight-recorder kinds this rule reads (`Evidence.history`); the offline investigator
     #: asks for them once, after the first snapshot
     history_kinds: tuple[str, ...] = ()
+    #: family of symptoms -> the anomaly types of this rule's findings in it (for the
+    #: coordinator: see `lensbook.skills.knowledge`)
+    families: ClassVar[Mapping[str, tuple[str, ...]]] = {}
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         """Probes to call next given the evidence so far (already-called ones are skipped)."""

@@ -10,8 +10,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
@@ -30,15 +29,6 @@ __all__ = ["RuntimeSkill"]
 _MB = 2**20
 
 
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def probe_with(*, budget: float) -> Callable[[_F], _F]:
-    """`probe(budget=...)`, typed for mypy."""
-    marker: Callable[[_F], _F] = probe(budget=budget)
-    return marker
-
-
 class RuntimeSkill(Skill):
     id = "runtime"
     title = "Python runtime"
@@ -49,6 +39,16 @@ class RuntimeSkill(Skill):
         "descriptors and tracemalloc. Compare snapshots over time before you conclude; growth "
         "between snapshots matters more than any single value."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "memory growth": ("memory_growth",),
+        "GC pressure": ("gc_uncollectable",),
+        "CPU saturation": ("cpu_busy",),
+        "errors": ("error_storm",),
+        "descriptor exhaustion": ("fd_growth", "fd_exhaustion"),
+    }
+    counters = frozenset({"gc_collections"})
+    unwatched = frozenset({"uptime_s", "host_available_mb"})
 
     def __init__(self) -> None:
         self._process = psutil.Process()
@@ -125,7 +125,7 @@ class RuntimeSkill(Skill):
             },
         }
 
-    @probe_with(budget=8.0)
+    @probe(budget=8.0)
     def allocation_sites(self, seconds: float = 1.5, top: int = 3) -> dict[str, Any]:
         """Where the growing memory is allocated, attributed to the first frame in the user's
         code: a short tracemalloc window (6 frames) run by the memory skill.

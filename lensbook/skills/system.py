@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import psutil
 
@@ -306,6 +306,31 @@ class SystemSkill(Skill):
         "memory available under 10% or active swapping, CPU pinned with a run queue several "
         "times the core count. A busy machine (CPU high, load near the core count) is normal "
         "for CI and batch work; say so without raising an alarm. Name the processes responsible."
+    )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("host", "disk", "swap", "container", "machine")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "host memory pressure": ("host_memory_pressure", "container_memory_pressure"),
+        "CPU saturation": ("cpu_saturation", "host_cpu_busy"),
+    }
+    investigates = ("host memory pressure",)
+    unwatched = frozenset(
+        {
+            "cpu_window_s",
+            "cpu_count",
+            "mem_total_mb",
+            "mem_available_mb",
+            "mem_available_percent",
+            "swap_total_mb",
+            "load1",
+            "load5",
+            "load15",
+            "load1_per_core",
+            "procs_running",
+            "procs_blocked",
+            "disk_root_percent",
+            "disk_root_free_gb",
+        }
     )
 
     def __init__(self) -> None:

@@ -28,36 +28,27 @@ import weakref
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.skills import _heap
 from lensbook.skills._frames import first_user_frame, origin, short_path
+from lensbook.skills._stacks import describe_frame, format_stack, source_line
+from lensbook.skills._stacks import frames_of as _frames_of
+from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = [
     "ThreadsSkill",
     "code_origin",
     "current_node",
-    "describe_frame",
-    "format_stack",
     "resolve_expr",
-    "short_path",
-    "source_line",
 ]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _probe_with(**options: Any) -> Callable[[_F], _F]:
-    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
-    marker: Callable[[_F], _F] = probe(**options)
-    return marker
 
 
 _MAX_DEPTH = 64  # frames walked per thread when looking for held locks
@@ -112,49 +103,6 @@ _REASON_CPU = re.compile(r"cpu|spin|hot|busy|load|slow|fan|core|100 ?%|burn", re
 # -- where code comes from: lensbook.skills._frames decides ---------------------------
 
 code_origin = origin
-
-
-def _qualname(code: types.CodeType) -> str:
-    return getattr(code, "co_qualname", code.co_name)
-
-
-def describe_frame(frame: types.FrameType) -> str:
-    """``file:line in function`` for a frame."""
-    code = frame.f_code
-    return f"{short_path(code.co_filename)}:{frame.f_lineno} in {_qualname(code)}"
-
-
-def source_line(filename: str, lineno: int, limit: int = 120) -> str:
-    """The stripped source line (empty when the source is not available), capped."""
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _frames_of(frame: types.FrameType | None, limit: int = _MAX_DEPTH) -> list[types.FrameType]:
-    """A thread's frames, innermost first, at most `limit`."""
-    found: list[types.FrameType] = []
-    while frame is not None and len(found) < limit:
-        found.append(frame)
-        frame = frame.f_back
-    return found
-
-
-def format_stack(frame: types.FrameType | None, depth: int = 8) -> list[str]:
-    """A bounded stack, outermost first like a traceback, the innermost frame with its source.
-
-    When the stack is deeper than `depth`, the outermost frames are replaced by one line saying
-    how many were left out.
-    """
-    frames = _frames_of(frame, 1000)
-    shown = frames[:depth]
-    lines = [describe_frame(f) for f in reversed(shown)]
-    if frames:
-        code = source_line(frames[0].f_code.co_filename, frames[0].f_lineno)
-        if code:
-            lines[-1] += f": {code}"
-    if len(frames) > depth:
-        lines.insert(0, f"... {len(frames) - depth} outer frame(s) left out")
-    return lines
 
 
 _first_user_frame = first_user_frame
@@ -778,6 +726,26 @@ class ThreadsSkill(Skill):
         "Event or Condition wait, a select or a sleep is normal, not a fault. lensbook's own "
         "threads are named lensbook-*."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    keywords = ("thread", "deadlock", "lock", "hang", "stuck", "freez", "cpu", "spin")
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "CPU saturation": ("cpu_spin", "cpu_hot_thread"),
+        "lock contention": ("deadlock", "lock_contention", "lock_wait_stalled"),
+    }
+    investigates = ("CPU saturation", "lock contention")
+    chains = (
+        Chain(
+            ("CPU saturation", "event-loop lag"),
+            "CPU-bound work holds the GIL (or the loop's own thread), so the loop's callbacks "
+            "run late",
+        ),
+        Chain(
+            ("lock contention", "event-loop lag"),
+            "a coroutine waiting on a blocked thread or lock stops making progress",
+        ),
+    )
+    unwatched = frozenset({"cpu_window_s"})
+    watched = True
 
     def __init__(self) -> None:
         self._process = psutil.Process()
@@ -869,7 +837,7 @@ class ThreadsSkill(Skill):
 
     # -- probes -----------------------------------------------------------------------------
 
-    @_probe_with(max_chars=8000, name="list")
+    @probe(max_chars=8000, name="list")
     def list_threads(self, limit: int = 30, stack_depth: int = 6) -> dict[str, Any]:
         """Every thread: name, daemon flag, CPU seconds, state, and a bounded stack.
 
@@ -964,7 +932,7 @@ class ThreadsSkill(Skill):
         known = ", ".join(sorted(_name_of(i, threads) for i in frames))
         raise ValueError(f"no thread {thread!r}; threads: {known}")
 
-    @_probe_with(budget=15.0)
+    @probe(budget=15.0)
     def deadlocks(self, limit: int = 10, recheck_after_s: float = 0.0) -> dict[str, Any]:
         """Threads blocked acquiring a lock, who holds each lock, and deadlock cycles.
 
@@ -1098,7 +1066,7 @@ class ThreadsSkill(Skill):
             "threads_scanned": len(frames),
         }
 
-    @_probe_with(budget=6.0)
+    @probe(budget=6.0)
     def hot(self, seconds: float = 0.5, interval_ms: float = 5.0, top: int = 3) -> dict[str, Any]:
         """Which threads burn CPU and in which function: per-thread CPU over a short window and
         stack samples taken every few milliseconds.

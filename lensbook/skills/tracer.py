@@ -39,7 +39,7 @@ import types
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
@@ -49,14 +49,6 @@ from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = ["TracerSkill", "active_traces"]
-
-_F = TypeVar("_F", bound=Callable[..., Any])
-
-
-def _probe_with(**options: Any) -> Callable[[_F], _F]:
-    """`probe(...)` with options, typed for mypy (called with options it returns Any)."""
-    marker: Callable[[_F], _F] = probe(**options)
-    return marker
 
 
 MAX_SECONDS = 10.0
@@ -470,6 +462,8 @@ class TracerSkill(Skill):
         "is removed afterwards. Judge durations against what the function should cost, and "
         "name the callers responsible for most calls or most time."
     )
+    # what the coordinator and the watcher know of it (see `Skill`)
+    counters = frozenset({"traces_run", "calls_traced"})
 
     def __init__(self) -> None:
         self._runs = 0
@@ -483,7 +477,7 @@ class TracerSkill(Skill):
             "calls_traced": self._calls,
         }
 
-    @_probe_with(budget=MAX_SECONDS + 2.0, max_chars=5000, intrusive="wraps one function")
+    @probe(budget=MAX_SECONDS + 2.0, max_chars=5000, intrusive="wraps one function")
     def trace(self, target: str, seconds: float = 2.0, max_calls: int = 10_000) -> dict[str, Any]:
         """Trace one function for a short window: call count, mean/p95/max duration, callers,
         threads and exceptions. The function is wrapped in place and restored afterwards.

@@ -67,7 +67,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
     heap = [[i] for i in range(heap_size)]  # a heap for the walks to cover
     from lensbook.scenarios import _leaky_cache  # a service thread with a real leak
 
-    stop = _leaky_cache.start_traffic(per_second=4000)
+    traffic = _leaky_cache.start_traffic(per_second=4000)
     _chunks(units, _deadline(1.0))  # warm up
     out: dict[str, Any] = {"phase": phase}
     if phase == "baseline":
@@ -89,7 +89,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
         token = events.subscribe(on_tool, kinds=["tool_call", "tool_result"])
         lensbook.start(["memory"], client=OfflineInvestigator(), sample_interval=None)
         done = threading.Event()
-        lensbook.get_operator("memory").run_async(
+        lensbook.get_operator("memory").run_in_background(
             {"reason": "memory keeps growing"}, on_complete=lambda _result: done.set()
         )
         started = time.perf_counter()
@@ -106,7 +106,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
         lensbook.stop()
-    stop.set()
+    traffic.stop.set()
     del heap
     return out
 

@@ -65,19 +65,25 @@ def main() -> None:
     lensbook.stop()
     print(f"operators started: {len(started)} ({', '.join(started)})")
     print(f"window: {args.seconds:.0f} s")
-    print(f"baseline (no lensbook): {baseline:.4f} CPU s = {100 * baseline / args.seconds:.4f}% "
-          "of one core")
-    print(f"idle with lensbook:     {idle:.4f} CPU s = {100 * idle / args.seconds:.4f}% "
-          "of one core")
+    print(
+        f"baseline (no lensbook): {baseline:.4f} CPU s = {100 * baseline / args.seconds:.4f}% "
+        "of one core"
+    )
+    print(
+        f"idle with lensbook:     {idle:.4f} CPU s = {100 * idle / args.seconds:.4f}% of one core"
+    )
     extra = max(0.0, idle - baseline)
-    print(f"lensbook's share:       {100 * extra / args.seconds:.4f}% of one core "
-          "(target < 0.05%)")
+    print(f"lensbook's share:       {100 * extra / args.seconds:.4f}% of one core (target < 0.05%)")
     if watcher is not None:
         skills = ", ".join(s.id for s in watcher.skills)
-        print(f"watcher: interval {args.interval:g} s, {samples} samples in the window, "
-              f"skills {skills}")
-        print(f"one watcher sample (snapshots + fold), median of 50: {per_sample * 1e3:.3f} ms "
-              f"= {100 * per_sample / args.interval:.5f}% of one core at this interval")
+        print(
+            f"watcher: interval {args.interval:g} s, {samples} samples in the window, "
+            f"skills {skills}"
+        )
+        print(
+            f"one watcher sample (snapshots + fold), median of 50: {per_sample * 1e3:.3f} ms "
+            f"= {100 * per_sample / args.interval:.5f}% of one core at this interval"
+        )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ class Empty(Skill):
 def one_run(iterations: int) -> tuple[float, float]:
     script = [call("think", thought=f"step {i}") for i in range(iterations - 1)] + [call("done")]
     client = ScriptedClient(script)
-    op = lensbook.Operator.start(skill=Empty, client=client, max_iterations=iterations + 1,
-                                 compaction_max_tokens=10**9)
+    op = lensbook.Operator.start(
+        skill=Empty, client=client, max_iterations=iterations + 1, compaction_max_tokens=10**9
+    )
     started, cpu = time.perf_counter(), time.process_time()
     result = op.run({"reason": "bench"}).result
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
@@ -47,8 +48,10 @@ def main() -> None:
     runs = [one_run(args.iterations) for _ in range(args.repeats)]
     per = [wall for wall, _ in runs]
     print(f"iterations per run: {args.iterations}, runs: {args.repeats}")
-    print(f"loop overhead per iteration: median {1000 * statistics.median(per):.3f} ms, "
-          f"min {1000 * min(per):.3f} ms, max {1000 * max(per):.3f} ms (target < 1 ms)")
+    print(
+        f"loop overhead per iteration: median {1000 * statistics.median(per):.3f} ms, "
+        f"min {1000 * min(per):.3f} ms, max {1000 * max(per):.3f} ms (target < 1 ms)"
+    )
     # CPU time is what the loop costs the process; wall time also counts a busy machine's waits
     cpu = statistics.median(c for _, c in runs)
     print(f"CPU per iteration (all threads): median {1000 * cpu:.3f} ms")

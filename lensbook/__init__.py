@@ -27,12 +27,13 @@ from lensbook._errors import (
     UnknownSkill,
     WrongThread,
 )
+from lensbook._last import last
 from lensbook._triage import Triage, triage
+from lensbook._version import __version__
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.coordinator import Coordinator, CoordinatorResult, Insight, watch
-from lensbook.notebook._history import last
 from lensbook.operator.actor import Operator
-from lensbook.operator.supervisor import arun, get_operator, operators, run, start, stop
+from lensbook.operator.registry import arun, get_operator, operators, run, start, stop
 from lensbook.records import Run, load_run, runs
 from lensbook.records.replay import replay
 from lensbook.review import postmortem
@@ -49,12 +50,10 @@ from lensbook.types import (
 if TYPE_CHECKING:
     import pandas as pd
 
-__version__ = "0.1.0"
-
 
 def metrics(skill: str | None = None) -> pd.DataFrame:
     """The sampled metrics (time, skill, metric, value) as a pandas DataFrame."""
-    from lensbook.metrics import store
+    from lensbook.sampling import store
 
     return store.frame(skill)
 

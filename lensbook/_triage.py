@@ -203,7 +203,7 @@ def is_vague(reason: str) -> bool:
 
 def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
     if wanted is None:
-        from lensbook.operator.supervisor import operators
+        from lensbook.operator.registry import operators
 
         running = list(operators())
         wanted = running or skill_ids()
@@ -260,7 +260,7 @@ def _cheap_probes(skill: SkillLike) -> dict[str, ProbeTool]:
 
 def _evidence(sid: str, snap: dict[str, Any], now: float, window_s: float) -> Evidence:
     """The snapshot now, after the oldest sampled values of this skill within the window."""
-    from lensbook.metrics import store
+    from lensbook.sampling import store
 
     ev = Evidence(context={"reason": "", "triage": True})
     baseline: dict[str, Any] = {}

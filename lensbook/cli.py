@@ -9,6 +9,9 @@ lensbook eval [--scenarios a,b] [--chain] [--json] [--out DIR] [CLIENT OPTIONS]
 lensbook replay PATH [--tools rerun|record]; lensbook runs [DIR]
 lensbook postmortem RUN [RUN...] [-o review.ipynb] [--html] [--no-execute]
 
+Options are defined and checked in `lensbook.options`, with the `%lens` magic's: every bad input
+is one line on stderr and exit status 2 (argparse's usage block is left out; `--help` has it).
+
 CLIENT OPTIONS: --client NAME (offline, a client of the registry, or a provider such as ollama),
 --client-registry JSON|FILE (default: $LENSBOOK_CLIENT_REGISTRY), --model and --base-url (with
 --client PROVIDER). With none of them: Anthropic when ANTHROPIC_API_KEY is set, else the offline
@@ -22,10 +25,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
 
-from lensbook._errors import ClientNotConfigured, LensbookError, UnknownSkill
+import lensbook
+from lensbook import options
 from lensbook.clients.providers import (
     REGISTRY_ENV,
     choose_client,
@@ -33,9 +37,26 @@ from lensbook.clients.providers import (
     single_client_registry,
 )
 from lensbook.clients.registry import PROVIDERS
+from lensbook.limits import MAX_ITERATIONS
 from lensbook.terminal import StatusLines
 
 __all__ = ["client_config", "main"]
+
+
+class _BadInput(Exception):
+    """A bad input: `main` writes its one line on stderr and returns exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (`_BadInput`), not a usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        _fail(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
+def _fail(message: str) -> NoReturn:
+    """End the command for a bad input: one line on stderr, exit status 2."""
+    raise _BadInput(message)
 
 
 def _print_result(result: Any, out: TextIO) -> None:
@@ -43,8 +64,6 @@ def _print_result(result: Any, out: TextIO) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import lensbook
-
     context: dict[str, Any] = {"reason": args.reason} if args.reason else {}
     if args.pid is not None:
         from lensbook.skills.external import ExternalProcessSkill
@@ -53,13 +72,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         context["pid"] = args.pid
     else:
         skill = args.skill
+    settings: dict[str, Any] = {"max_iterations": args.max_iterations or MAX_ITERATIONS}
+    if args.timeout is not None:
+        settings["timeout"] = args.timeout
     try:
         registry, name = client_config(args)
         client = choose_client(name, registry)
-        op = lensbook.Operator.start(skill=skill, client=client, max_iterations=args.max_iterations)
-    except lensbook.LensbookError as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+        op = lensbook.Operator.start(skill=skill, client=client, **settings)
+    except (lensbook.LensbookError, ValueError) as exc:
+        _fail(f"lensbook run: {exc}")
     try:
         # live status lines on stderr; none with --json or --quiet (jobs parse stdout)
         with StatusLines(quiet=args.quiet or args.json):
@@ -82,18 +103,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from lensbook.scenarios import get_scenario, scenario_names
 
-    names = scenario_names() if args.scenario == "all" else [args.scenario]
+    names = scenario_names()
     if args.scenario != "all" and args.scenario not in scenario_names():
-        sys.stderr.write(
-            f"lensbook: no scenario {args.scenario!r}; known: {', '.join(scenario_names())}, all\n"
-        )
-        return 2
+        _fail(f"lensbook demo: no scenario {args.scenario!r}; known: {', '.join(names)}, all")
     try:
         registry, client = client_config(args)
         choose_client(client, registry)  # a bad configuration stops here, not in each child
-    except LensbookError as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+    except lensbook.LensbookError as exc:
+        _fail(f"lensbook demo: {exc}")
     env = _child_env()
     env.pop(REGISTRY_ENV, None)
     client_args = ["--client", client] if client else []
@@ -101,7 +118,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         # through the environment: API keys on a command line would show in `ps`
         env[REGISTRY_ENV] = json.dumps(registry)
     rows = []
-    for name in names:
+    for name in names if args.scenario == "all" else [args.scenario]:
         scenario = get_scenario(name)
         sys.stdout.write(
             f"\n=== {scenario.title}: inducing it in a child process, then "
@@ -165,9 +182,9 @@ def _child_env() -> dict[str, str]:
 
 
 def cmd_skills(args: argparse.Namespace) -> int:
-    from lensbook.skills import builtin_ids, resolve_skill
+    from lensbook.skills import resolve_skill, skill_ids
 
-    for sid in builtin_ids():
+    for sid in skill_ids():
         try:
             skill = resolve_skill(sid)
         except Exception as exc:
@@ -182,14 +199,10 @@ def cmd_skills(args: argparse.Namespace) -> int:
 
 
 def cmd_triage(args: argparse.Namespace) -> int:
-    from lensbook._triage import triage
-
-    skills = [s for s in args.skills.split(",") if s] or None
     try:
-        found = triage(skills)
-    except UnknownSkill as exc:
-        sys.stderr.write(f"lensbook triage: {exc}\n")
-        return 2
+        found = lensbook.triage(options.skill_list(args.skills))
+    except lensbook.LensbookError as exc:
+        _fail(f"lensbook triage: {exc}")
     if args.json:
         sys.stdout.write(json.dumps(found.to_dict(), default=str) + "\n")
     else:
@@ -211,7 +224,7 @@ def client_config(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str 
         one = single_client_registry(name, model=args.model, base_url=args.base_url)
         return one, name
     if args.model or args.base_url:
-        raise ClientNotConfigured(
+        raise lensbook.ClientNotConfigured(
             "--model and --base-url go with --client PROVIDER "
             f"({', '.join(PROVIDERS)}); set a registry client's options in the registry"
         )
@@ -249,9 +262,8 @@ def cmd_providers(args: argparse.Namespace) -> int:
         registry, name = client_config(args)
         chosen = choose_client(name, registry)
         chain = chosen if isinstance(chosen, ClientChain) else build_chain(chosen)
-    except LensbookError as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+    except lensbook.LensbookError as exc:
+        _fail(f"lensbook providers: {exc}")
     if args.client_registry is not None:
         source = "--client-registry"
     elif registry is not None and name in PROVIDERS:
@@ -285,21 +297,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     wanted = [s.strip() for s in (args.scenarios or "").split(",") if s.strip()] or known
     unknown = [s for s in wanted if s not in known]
     if unknown:
-        sys.stderr.write(
-            f"lensbook: no scenario {', '.join(map(repr, unknown))}; known: {', '.join(known)}\n"
+        _fail(
+            f"lensbook eval: no scenario {', '.join(map(repr, unknown))}; known: {', '.join(known)}"
         )
-        return 2
     try:
         names = [n.strip() for n in (args.client or "").split(",") if n.strip()]
         registry = load_registry(args.client_registry)
         if len(names) == 1:
             registry, _ = client_config(args)
         elif args.model or args.base_url:
-            raise ClientNotConfigured("--model and --base-url go with one --client PROVIDER")
+            raise lensbook.ClientNotConfigured(
+                "--model and --base-url go with one --client PROVIDER"
+            )
         targets = targets_for(registry, names, chain=args.chain)
-    except LensbookError as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+    except lensbook.LensbookError as exc:
+        _fail(f"lensbook eval: {exc}")
 
     def progress(row: dict[str, Any], done: int, total: int) -> None:
         if args.quiet:
@@ -328,30 +340,51 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def _command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    *,
+    json: str | None = None,
+    quiet: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """The subcommand `name` running `func`, with `--json` and `--quiet` when given their help."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, **kwargs)
+    parser.set_defaults(func=func)
+    if json:
+        parser.add_argument("--json", action="store_true", help=json)
+    if quiet:
+        parser.add_argument("--quiet", action="store_true", help=quiet)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lensbook",
         description="Investigate a live Python process with an LLM operator "
         "(or the offline investigator when no API key is set).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="investigate this or another local process")
-    run.add_argument("skill", help="skill id (runtime, memory, ...); ignored with --pid")
-    run.add_argument("--reason", default="", help="why you investigate")
+    run = _command(
+        sub,
+        "run",
+        cmd_run,
+        json="print the result as JSON",
+        quiet="no status lines on stderr, only the final report",
+        help="investigate this or another local process",
+    )
+    options.add_run_options(run, skill_help="skill id (runtime, memory, ...); ignored with --pid")
     run.add_argument(
         "--pid",
-        type=int,
+        type=options.existing_pid,
         default=None,
         help="investigate another local process from outside (psutil, py-spy)",
     )
-    run.add_argument("--max-iterations", type=int, default=25)
-    run.add_argument("--json", action="store_true", help="print the result as JSON")
-    run.add_argument(
-        "--quiet", action="store_true", help="no status lines on stderr, only the final report"
-    )
     _add_client_options(run)
-    run.set_defaults(func=cmd_run)
-    demo = sub.add_parser("demo", help="induce a real fault in a child process and investigate")
+    demo = _command(
+        sub, "demo", cmd_demo, help="induce a real fault in a child process and investigate"
+    )
     demo.add_argument(
         "scenario",
         nargs="?",
@@ -359,31 +392,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scenario name, or 'all' (default: cache_leak)",
     )
     _add_client_options(demo)
-    demo.set_defaults(func=cmd_demo)
-    skills = sub.add_parser("skills", help="list the skills and their probes")
-    skills.set_defaults(func=cmd_skills)
-    sweep = sub.add_parser(
+    _command(sub, "skills", cmd_skills, help="list the skills (yours too) and their probes")
+    sweep = _command(
+        sub,
         "triage",
+        cmd_triage,
+        json="print the result as JSON",
         help="a cheap sweep of every skill's snapshot, rules and history in this process, "
         "ranked (mostly useful in scripts and jobs, after `import lensbook`)",
     )
     sweep.add_argument("--skills", default="", help="comma-separated skill ids (default: all)")
-    sweep.add_argument("--json", action="store_true", help="print the result as JSON")
-    sweep.set_defaults(func=cmd_triage)
-    providers = sub.add_parser(
-        "providers", help="show the client chain a run uses; --check asks each client once"
+    providers = _command(
+        sub,
+        "providers",
+        cmd_providers,
+        json="print as JSON",
+        help="show the client chain a run uses; --check asks each client once",
     )
     providers.add_argument(
         "--check",
         action="store_true",
         help="send each client one small request offering one tool (costs a few tokens)",
     )
-    providers.add_argument("--timeout", type=float, default=30.0, help="seconds per check")
-    providers.add_argument("--json", action="store_true", help="print as JSON")
+    providers.add_argument(
+        "--timeout", type=options.positive_seconds, default=30.0, help="seconds per check"
+    )
     _add_client_options(providers)
-    providers.set_defaults(func=cmd_providers)
-    evaluate = sub.add_parser(
+    evaluate = _command(
+        sub,
         "eval",
+        cmd_eval,
+        json="print the report as JSON",
+        quiet="no progress lines on stderr",
         help="run the fault-scenario suite against each client and score it",
         description="Run the fault scenarios (each in a child process) against each client "
         "alone, and print a table per client: diagnosed, false alarms, iterations, tool calls, "
@@ -398,76 +438,59 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate the registry's whole chain (with fallback) instead of each client alone",
     )
-    evaluate.add_argument("--max-iterations", type=int, default=None)
+    evaluate.add_argument("--max-iterations", type=options.positive_int, default=None)
     evaluate.add_argument(
-        "--timeout", type=float, default=300.0, help="seconds per scenario before it is killed"
+        "--timeout",
+        type=options.positive_seconds,
+        default=300.0,
+        help="seconds per scenario before it is killed",
     )
     evaluate.add_argument(
         "--out",
         default=None,
         help="where to save the results (default: $LENSBOOK_EVALS_DIR or .lensbook/evals)",
     )
-    evaluate.add_argument("--json", action="store_true", help="print the report as JSON")
-    evaluate.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     _add_client_options(evaluate, many=True)
-    evaluate.set_defaults(func=cmd_eval)
-    replay = sub.add_parser(
-        "replay", help="re-run a recorded investigation; the model's turns come from the record"
+    replay = _command(
+        sub,
+        "replay",
+        cmd_replay,
+        json="print the outcome as JSON",
+        help="re-run a recorded investigation; the model's turns come from the record",
     )
-    replay.add_argument("path", help="a run record (.jsonl), e.g. from `lensbook runs`")
-    replay.add_argument(
-        "--tools",
-        choices=("rerun", "record"),
-        default="rerun",
-        help="run the probes again and report divergences (rerun), or take them from the record",
-    )
-    replay.add_argument("--json", action="store_true", help="print the outcome as JSON")
-    replay.set_defaults(func=cmd_replay)
-    runs = sub.add_parser("runs", help="list the recorded runs, newest first")
-    runs.add_argument(
-        "directory",
-        nargs="?",
-        default=None,
-        help="default: $LENSBOOK_RECORDS_DIR or .lensbook/runs",
-    )
-    runs.set_defaults(func=cmd_runs)
-    from lensbook.review.builder import add_arguments
-
-    review = sub.add_parser(
+    options.add_replay_options(replay)
+    runs = _command(sub, "runs", cmd_runs, help="list the recorded runs, newest first")
+    options.add_runs_options(runs)
+    review = _command(
+        sub,
         "postmortem",
+        cmd_postmortem,
         help="write a postmortem notebook from recorded runs (offline; --html to export)",
         description="Write a notebook from one or more recorded runs (operator or coordinator): "
         "what was asked, when and where, the summary, a timeline chart, each finding with its "
         "evidence, the history, and a replay cell. It runs top to bottom offline.",
     )
-    add_arguments(review)
-    review.set_defaults(func=cmd_postmortem)
+    options.add_postmortem_options(review)
     return parser
 
 
 def cmd_postmortem(args: argparse.Namespace) -> int:
-    from lensbook.review.builder import from_arguments
-
     try:
-        written = from_arguments(args)
-    except (OSError, ValueError, LensbookError) as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+        written = options.postmortem_from(args)
+    except (OSError, ValueError, lensbook.LensbookError) as exc:
+        _fail(f"lensbook postmortem: {exc}")
     sys.stdout.write(repr(written) + "\n")
     return 0
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import lensbook
-    from lensbook.records import RecordError, load_run
-    from lensbook.records.replay import replay
+    from lensbook.records import RecordError
 
     try:
-        record = load_run(args.path)
-        outcome = replay(record, tools=args.tools)
+        record = lensbook.load_run(args.path)
+        outcome = lensbook.replay(record, tools=args.tools)
     except (OSError, RecordError, lensbook.LensbookError) as exc:
-        sys.stderr.write(f"lensbook: {exc}\n")
-        return 2
+        _fail(f"lensbook replay: {exc}")
     finally:
         lensbook.stop()
     if args.json:
@@ -490,9 +513,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from lensbook.records import runs
-
-    table = runs(args.directory)
+    table = lensbook.runs(args.directory)
     if table.empty:
         sys.stdout.write("no recorded runs\n")
         return 0
@@ -512,8 +533,12 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        args = build_parser().parse_args(argv)
+        code: int = args.func(args)
+    except _BadInput as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
     return code
 
 

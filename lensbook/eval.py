@@ -445,7 +445,7 @@ def _write(handle: IO[str] | None, line: Mapping[str, Any]) -> None:
 
 
 def _version() -> str:
-    from lensbook import __version__
+    from lensbook._version import __version__
 
     return __version__
 

@@ -6,16 +6,10 @@ Widgets, run records, the metrics sampler and tests subscribe; each event is als
 Subscribers are called synchronously on the publishing thread (usually the lens loop), so they
 must be quick; one that raises is logged and skipped.
 
-Event kinds: ``run_queued``, ``run_started``, ``iteration``, ``model_request``, ``model_response``,
-``model_retry``, ``client_fallback``, ``tool_call``, ``tool_result``, ``snapshot``,
-``state_changed``, ``notification``, ``compaction``, ``error``, ``run_completed``,
-``operator_started``, ``operator_stopped``, ``operator_crashed``, ``operator_restarted``.
-The coordinator adds ``coordinator_started``, ``coordinator_iteration``,
-``coordinator_tool_call``, ``coordinator_tool_result``, ``coordinator_operators_invoked``,
-``coordinator_notification``, ``coordinator_notification_status``,
-``coordinator_operator_finished``, ``coordinator_operators_stopped``, ``insight``,
-``coordinator_completed``; the watcher ``watch_started``, ``watch_state``, ``watch_sample``,
-``watch_anomaly``, ``watch_trigger``, ``watch_investigation_completed``, ``watch_stopped``.
+Event kinds are the `EventKind` literal below (`EVENT_KINDS` at run time): an operator's run,
+the client chain's retries, the operator's lifecycle, the coordinator's run and the watcher.
+Readers name the kinds they want with it (`frozenset[EventKind]`), so mypy rejects a misspelt
+kind, and a test checks that every kind published in the package is listed here.
 """
 
 from __future__ import annotations
@@ -26,13 +20,87 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
 from lensbook.skills.redact import clip, redact
 
-__all__ = ["Event", "publish", "subscribe", "unsubscribe"]
+__all__ = [
+    "COORDINATOR_KINDS",
+    "EVENT_KINDS",
+    "WATCH_KINDS",
+    "CoordinatorEventKind",
+    "Event",
+    "EventKind",
+    "OperatorEventKind",
+    "RunEventKind",
+    "WatchEventKind",
+    "publish",
+    "subscribe",
+    "unsubscribe",
+]
 
 _log = logging.getLogger("lensbook.events")
+
+RunEventKind = Literal[
+    "run_queued",
+    "run_started",
+    "iteration",
+    "model_request",
+    "model_response",
+    "tool_call",
+    "tool_result",
+    "snapshot",
+    "state_changed",
+    "notification",
+    "compaction",
+    "intrusions_undone",
+    "error",
+    "run_completed",
+    # the client chain's
+    "model_retry",
+    "client_fallback",
+]
+"""An operator's run."""
+
+OperatorEventKind = Literal[
+    "operator_started", "operator_stopped", "operator_crashed", "operator_restarted"
+]
+"""An operator's lifecycle."""
+
+CoordinatorEventKind = Literal[
+    "coordinator_started",
+    "coordinator_iteration",
+    "coordinator_tool_call",
+    "coordinator_tool_result",
+    "coordinator_operators_invoked",
+    "coordinator_notification",
+    "coordinator_notification_status",
+    "coordinator_operator_finished",
+    "coordinator_operators_stopped",
+    "insight",
+    "coordinator_completed",
+]
+"""A coordinator's run (its operators' runs publish their own `RunEventKind`s)."""
+
+WatchEventKind = Literal[
+    "watch_started",
+    "watch_state",
+    "watch_sample",
+    "watch_anomaly",
+    "watch_trigger",
+    "watch_investigation_completed",
+    "watch_stopped",
+]
+"""The watcher's."""
+
+EventKind = Literal[RunEventKind, OperatorEventKind, CoordinatorEventKind, WatchEventKind]
+"""Every kind of event published on the bus."""
+
+#: `EventKind` at run time
+EVENT_KINDS: frozenset[str] = frozenset(get_args(EventKind))  # nested Literals flatten
+#: the coordinator's own kinds, and the watcher's, for the views that follow them
+COORDINATOR_KINDS: frozenset[CoordinatorEventKind] = frozenset(get_args(CoordinatorEventKind))
+WATCH_KINDS: frozenset[WatchEventKind] = frozenset(get_args(WatchEventKind))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +123,7 @@ _tokens = itertools.count(1)
 _seq = itertools.count(1)
 
 
-def subscribe(callback: Subscriber, kinds: Iterable[str] | None = None) -> int:
+def subscribe(callback: Subscriber, kinds: Iterable[EventKind] | None = None) -> int:
     """Call `callback(event)` for every event (or only those of `kinds`); returns a token."""
     token = next(_tokens)
     with _lock:

@@ -16,6 +16,14 @@ Both are defaults, settable per call and per operator:
   did not answer twice is not answering. Settable as ``"retry": {"timed_out_attempts": 3}`` in a
   `client_registry`, or ``ClientChain(timed_out_attempts=...)``.
 
+Other defaults, named once for the operator, the records, the command line
+and the magic:
+
+- `MAX_ITERATIONS`: model turns one operator run may take (``run(..., max_iterations=N)``,
+  ``--max-iterations N``).
+- `INVESTIGATE_DEADLINE`: seconds a ``%lens investigate`` may take (``--deadline``); the
+  `Coordinator` itself has no deadline unless given one.
+
 With these, a provider that never answers makes a run fail (`LLMError`, with what it found)
 after about a minute (2 x 30 s) instead of 3 minutes, and no run waits longer than
 `RUN_TIMEOUT`.
@@ -23,7 +31,13 @@ after about a minute (2 x 30 s) instead of 3 minutes, and no run waits longer th
 
 from __future__ import annotations
 
-__all__ = ["MODEL_CALL_TIMEOUT", "RUN_TIMEOUT", "TIMED_OUT_ATTEMPTS"]
+__all__ = [
+    "INVESTIGATE_DEADLINE",
+    "MAX_ITERATIONS",
+    "MODEL_CALL_TIMEOUT",
+    "RUN_TIMEOUT",
+    "TIMED_OUT_ATTEMPTS",
+]
 
 #: seconds one model call (one attempt) may take
 MODEL_CALL_TIMEOUT = 30.0
@@ -33,3 +47,9 @@ RUN_TIMEOUT = 180.0
 
 #: calls one client may let time out before the chain moves on
 TIMED_OUT_ATTEMPTS = 2
+
+#: model turns one operator run may take
+MAX_ITERATIONS = 25
+
+#: seconds a `%lens investigate` may take
+INVESTIGATE_DEADLINE = 300.0

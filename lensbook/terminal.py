@@ -17,28 +17,16 @@ import threading
 from typing import Any, TextIO
 
 from lensbook import events
-from lensbook.notebook._models import CardModel
+from lensbook.events import EventKind
+from lensbook.notebook._models import CARD_EVENTS, STATE_STYLES, CardModel
 
 __all__ = ["StatusLines"]
 
-#: event kinds that change a status line
-_KINDS = frozenset(
-    {
-        "run_queued",
-        "run_started",
-        "iteration",
-        "tool_call",
-        "tool_result",
-        "state_changed",
-        "notification",
-        "error",
-        "model_retry",
-        "client_fallback",
-        "run_completed",
-        "operator_crashed",
-    }
-)
-_STYLES = {"healthy": "green", "observing": "blue", "warning": "yellow", "critical": "bold red"}
+#: event kinds that change a status line: a card's, less the idle lifecycle, plus the retries
+_KINDS: frozenset[EventKind] = (CARD_EVENTS - {"operator_started", "operator_stopped"}) | {
+    "model_retry",
+    "client_fallback",
+}
 
 
 class StatusLines:
@@ -147,7 +135,7 @@ class StatusLines:
             elapsed = m.elapsed()
             grid.add_row(
                 Text(m.operator, style="bold"),
-                Text(m.state.upper(), style=_STYLES.get(m.state, "")),
+                Text(m.state.upper(), style=STATE_STYLES.get(m.state, "")),
                 Text(f"{m.progress_text:>5}"),
                 Text(m.action[:60], overflow="ellipsis", no_wrap=True),
                 Text(f"{elapsed:5.1f} s" if elapsed is not None else "", style="dim"),

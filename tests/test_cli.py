@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -298,12 +297,16 @@ def test_run_with_pid_investigates_another_process_from_outside() -> None:
         [
             sys.executable,
             "-c",
-            "import time\nheld = []\nfor _ in range(3000):\n"
-            "    held.append(bytearray(1_000_000)); time.sleep(0.05)",
+            "import time\nheld = []\nfor n in range(3000):\n"
+            "    held.append(bytearray(1_000_000)); time.sleep(0.05)\n"
+            "    if n == 0: print('growing', flush=True)",
         ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        time.sleep(0.5)
+        assert grower.stdout is not None
+        assert grower.stdout.readline() == "growing\n"  # it runs and grows: look at it now
         out = subprocess.run(
             [
                 sys.executable,
@@ -325,6 +328,8 @@ def test_run_with_pid_investigates_another_process_from_outside() -> None:
     finally:
         grower.kill()
         grower.wait(10)
+        if grower.stdout is not None:
+            grower.stdout.close()
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout)
     assert result["client"] == "offline investigator"
@@ -342,3 +347,77 @@ def test_triage_prints_the_sweep_and_json() -> None:
     assert isinstance(sweep["signals"], list)
     bad = _lensbook("triage", "--skills", "nope")
     assert bad.returncode == 2 and "no skill 'nope'" in bad.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", "memory", "--max-iterations", "-3"), "must be at least 1, got -3"),
+        (("run", "memory", "--pid", "999999999"), "no process with pid 999999999"),
+        (("run", "memory", "--timeout", "0"), "must be a positive number of seconds"),
+        (("run", "nosuchskill"), "no skill 'nosuchskill'"),
+        (("run",), "the following arguments are required: SKILL"),
+        (("triage", "--skills", "nope"), "no skill 'nope'"),
+        (("eval", "--max-iterations", "zero"), "not an integer: 'zero'"),
+        (("providers", "--timeout", "-1"), "must be a positive number of seconds"),
+        (("replay", "/no/such/run.jsonl"), "lensbook replay: "),
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else " ".join(v),
+)
+def test_every_bad_input_is_one_line_and_exit_status_2(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lensbook.cli import main
+
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("--max-iterations", "-3"), ("--pid", "999999999")],
+    ids=["negative-iterations", "no-such-pid"],
+)
+def test_the_issue_s_bad_inputs_end_without_a_traceback(args: tuple[str, ...]) -> None:
+    out = _lensbook("run", "memory", *args)
+
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert out.stdout == ""
+
+
+#: a user skill, registered in a child process so that it does not join this session's
+#: coordinations and triage sweeps
+LISTED_SKILL = """
+import lensbook
+
+class Listed(lensbook.Skill):
+    id = "cli_listed"
+    title = "Listed skill"
+    description = "A user skill registered for the listing"
+    system_prompt = "You look after a test."
+
+    def snapshot(self):
+        return {}
+
+    @lensbook.probe
+    def ping(self, times: int = 1) -> dict:
+        \"\"\"Answer pong. Cost: nothing.\"\"\"
+        return {"pong": times}
+
+lensbook.register_skill(Listed)
+"""
+
+
+def test_skills_lists_registered_user_skills() -> None:
+    code = LISTED_SKILL + "from lensbook.cli import main\nraise SystemExit(main(['skills']))\n"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert "cli_listed: Listed skill — A user skill registered for the listing" in lines
+    assert any(line.strip().startswith("cli_listed_ping(times)") for line in lines), lines

@@ -13,7 +13,7 @@ import lensbook
 from lensbook import events
 from lensbook._triage import is_vague
 from lensbook.coordinator.offline import classify
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.scenarios import orders_degraded, ring_deadlock
 
 

@@ -408,7 +408,7 @@ def providers_report(operators: Mapping[str, Any] | None = None) -> ProvidersRep
     run would use by default. It sends no request (``lensbook providers --check`` does).
     """
     if operators is None:
-        from lensbook.operator.supervisor import operators as started
+        from lensbook.operator.registry import operators as started
 
         operators = started()
     if not operators:

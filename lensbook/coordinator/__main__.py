@@ -32,7 +32,7 @@ def load_scenario(name: str) -> Scenario:
 
 def main(argv: list[str] | None = None) -> int:
     from lensbook.coordinator.coordinator import Coordinator
-    from lensbook.operator.supervisor import stop
+    from lensbook.operator.registry import stop
     from lensbook.terminal import StatusLines
 
     parser = argparse.ArgumentParser(prog="python -m lensbook.coordinator")

@@ -34,7 +34,7 @@ from lensbook.coordinator.insights import (
 )
 from lensbook.coordinator.session import Session, Settings
 from lensbook.coordinator.strategies import STRATEGIES
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import resolve_skill, skill_ids
 from lensbook.skills.base import SkillLike
 

@@ -686,7 +686,7 @@ class Session:
 
 def _record_name(run_id: str) -> str | None:
     """The file name of an operator run's record (None when it was not recorded)."""
-    from lensbook.records.writer import writer
+    from lensbook.records import writer
 
     path = writer.path_of(run_id) if run_id else None
     return path.name if path is not None else None

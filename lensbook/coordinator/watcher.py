@@ -41,7 +41,7 @@ from typing import Any, Literal, NamedTuple
 
 from lensbook import _loop, events, recorder
 from lensbook.coordinator.insights import CoordinatorResult
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import knowledge, resolve_skill
 from lensbook.skills.base import SkillLike
 from lensbook.types import new_id

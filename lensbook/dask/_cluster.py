@@ -35,7 +35,7 @@ from lensbook.dask._result import (
     WorkerResult,
     cluster_insights,
 )
-from lensbook.records.writer import _stamp
+from lensbook.records._writer import _stamp
 from lensbook.types import CompletionResult, Notification, new_id
 
 if TYPE_CHECKING:

@@ -57,16 +57,16 @@ _attached = {"worker": False, "scheduler": False}
 
 
 def _start_lensbook(records_dir: str | None, sample_interval: float | None) -> None:
-    import lensbook
     from lensbook import records
+    from lensbook.operator import registry
 
     if records_dir is not None:
         records.configure(directory=records_dir)
-    lensbook.start(sample_interval=sample_interval)
+    registry.start(sample_interval=sample_interval)
 
 
 def _stop_lensbook() -> None:
-    import lensbook
+    from lensbook.operator import registry
 
     with _lock:
         ops = list(_operators.values())
@@ -74,7 +74,7 @@ def _stop_lensbook() -> None:
     for op in ops:
         with contextlib.suppress(Exception):  # detaching must not fail half way
             op.stop()
-    lensbook.stop()
+    registry.stop()
 
 
 class LensbookWorkerPlugin(WorkerPlugin):
@@ -112,7 +112,7 @@ class LensbookSchedulerPlugin(SchedulerPlugin):
         self.scheduler = scheduler
         # a LocalCluster's scheduler may live in the notebook's own process, where lensbook is
         # already the user's: start it only where it is not running yet
-        from lensbook.operator.supervisor import operators
+        from lensbook.operator.registry import operators
 
         if not operators():
             await asyncio.to_thread(_start_lensbook, None, self.sample_interval)

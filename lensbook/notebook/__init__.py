@@ -13,14 +13,23 @@ from __future__ import annotations
 
 import sys
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from lensbook import recorder
-from lensbook.notebook._history import last
+from lensbook import last, recorder
 
-__all__ = ["last", "load_ipython_extension", "unload_ipython_extension"]
+if TYPE_CHECKING:
+    from lensbook import Coordinator
+
+__all__ = ["last", "last_coordinator", "load_ipython_extension", "unload_ipython_extension"]
 
 _magics: Any = None
+
+
+def last_coordinator() -> Coordinator | None:
+    """The coordinator of the last `%lens investigate` (None before one)."""
+    from lensbook.notebook._coordinator_commands import last_coordinator as found
+
+    return found()
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -50,8 +59,8 @@ def _register_run_display(ipython: Any) -> None:
         return
     if getattr(ipython, "kernel", None) is None:
         return
+    from lensbook import Run
     from lensbook.notebook.run_view import show_run
-    from lensbook.records.reader import Run
 
     ipython.display_formatter.ipython_display_formatter.for_type(Run, show_run)
 

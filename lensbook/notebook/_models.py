@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from lensbook.charts import Mark, Series, describe, render_png
-from lensbook.events import Event
+from lensbook.events import Event, EventKind
 from lensbook.evidence import (
     BASE_TOOLS,
     PROBE_QUOTE_CHARS,
@@ -23,20 +23,30 @@ from lensbook.evidence import (
     ProbeResult,
     SnapshotSeen,
 )
+from lensbook.limits import MAX_ITERATIONS
 from lensbook.types import CompletionResult, Notification
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from lensbook.metrics import MetricsStore
-    from lensbook.operator.actor import Operator
+    from lensbook import Operator
+    from lensbook.sampling import MetricsStore
 
 __all__ = [
     "BAR_STYLES",
+    "CARD_EVENTS",
+    "FEED_EVENTS",
+    "METRICS_EVENTS",
+    "SEVERITY_COLOURS",
     "STATE_COLOURS",
+    "STATE_STYLES",
     "CardModel",
     "FeedModel",
     "MetricsModel",
+    "RunClock",
+    "badge",
+    "elapsed",
+    "seconds_text",
     "status_html",
     "status_text",
 ]
@@ -46,6 +56,13 @@ STATE_COLOURS = {
     "observing": "#2563eb",
     "warning": "#d97706",
     "critical": "#dc2626",
+}
+#: the same states on a terminal (rich styles, `lensbook.terminal`)
+STATE_STYLES = {
+    "healthy": "green",
+    "observing": "blue",
+    "warning": "yellow",
+    "critical": "bold red",
 }
 SEVERITY_COLOURS = {"info": "#2563eb", "warning": "#d97706", "critical": "#dc2626"}
 
@@ -60,6 +77,28 @@ BAR_STYLES = {
     "crashed": "danger",
 }
 
+#: what changes an operator card (and a terminal status line)
+CARD_EVENTS: frozenset[EventKind] = frozenset(
+    {
+        "run_queued",
+        "run_started",
+        "iteration",
+        "tool_call",
+        "tool_result",
+        "state_changed",
+        "notification",
+        "error",
+        "run_completed",
+        "operator_started",
+        "operator_stopped",
+        "operator_crashed",
+    }
+)
+FEED_EVENTS: frozenset[EventKind] = frozenset({"snapshot", "notification", "tool_result"})
+METRICS_EVENTS: frozenset[EventKind] = frozenset(
+    {"snapshot", "run_completed", "notification", "state_changed"}
+)
+
 _esc = html.escape
 
 
@@ -73,24 +112,36 @@ def elapsed(
     return max(0.0, end - started)
 
 
-def _badge(text: str, colour: str) -> str:
+def badge(text: str, colour: str) -> str:
     return (
         f'<span style="background:{colour};color:#fff;border-radius:9px;padding:1px 8px;'
         f'font-size:0.85em;font-weight:600">{_esc(text)}</span>'
     )
 
 
-def _seconds(value: float) -> str:
+def seconds_text(value: float) -> str:
     if value < 60:
         return f"{value:.1f} s"
     minutes, seconds = divmod(int(value), 60)
     return f"{minutes} min {seconds:02d} s"
 
 
-class CardModel:
+class RunClock:
+    """When a run started and ended, and how long it took (or has been going)."""
+
+    started_at: float | None
+    finished_at: float | None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        return elapsed(self.started_at, self.finished_at, now)
+
+
+class CardModel(RunClock):
     """One operator as a card shows it: health, running or idle, iteration, action, elapsed."""
 
-    def __init__(self, operator: str, title: str = "", max_iterations: int = 25) -> None:
+    def __init__(
+        self, operator: str, title: str = "", max_iterations: int = MAX_ITERATIONS
+    ) -> None:
         self.operator = operator
         self.title = title or operator
         self.state = "healthy"
@@ -228,9 +279,6 @@ class CardModel:
 
     # -- rendering ------------------------------------------------------------------------
 
-    def elapsed(self, now: float | None = None) -> float | None:
-        return elapsed(self.started_at, self.finished_at, now)
-
     @property
     def activity(self) -> str:
         if self.running:
@@ -268,7 +316,7 @@ class CardModel:
             self.action,
         ]
         if elapsed is not None:
-            parts.append(_seconds(elapsed))
+            parts.append(seconds_text(elapsed))
         parts.append(f"{self.notifications} notification(s)")
         line = " | ".join(parts)
         if self.error:
@@ -284,12 +332,12 @@ class CardModel:
         bits = [
             f'<b style="font-size:1.1em">{_esc(self.title)}</b>',
             f"<code>{_esc(self.operator)}</code>",
-            _badge(self.state, colour),
+            badge(self.state, colour),
             f'<span style="color:{activity_colour}">{_esc(self.activity)}</span>',
         ]
         detail = [_esc(self.action)]
         if elapsed is not None:
-            detail.append(_seconds(elapsed))
+            detail.append(seconds_text(elapsed))
         detail.append(f"{self.notifications} notification(s)")
         if self.client:
             detail.append(f"client: {_esc(self.client)}")
@@ -493,7 +541,7 @@ class MetricsModel:
     def __init__(
         self, skill: str | None = None, max_charts: int = 4, store: MetricsStore | None = None
     ) -> None:
-        from lensbook.metrics import store as live
+        from lensbook.sampling import store as live
 
         # the live sampler's store, or another (a recorded run's own numbers)
         self.store = store if store is not None else live

@@ -14,8 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lensbook.limits import MAX_ITERATIONS
 from lensbook.notebook._models import CardModel
-from lensbook.notebook.widgets import MetricsView, OperatorCard, _bundle, _LiveView, _register
+from lensbook.notebook.widgets import (
+    LiveView,
+    MetricsView,
+    OperatorCard,
+    register_view,
+)
 
 if TYPE_CHECKING:
     from lensbook.dask import ClusterResult
@@ -28,7 +34,7 @@ def worker_operator(skill: str, worker: str) -> str:
     return f"{skill}@{worker}"
 
 
-class ClusterDashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
+class ClusterDashboard(LiveView, widgets.VBox):  # type: ignore[misc]
     """One card (with its feed and metric chart) per worker of a cluster run of `skill`."""
 
     def __init__(
@@ -36,7 +42,7 @@ class ClusterDashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
         skill: str,
         workers: Sequence[str],
         *,
-        max_iterations: int = 25,
+        max_iterations: int = MAX_ITERATIONS,
         refresh_rate: float = 10.0,
         charts: bool = True,
     ) -> None:
@@ -68,7 +74,7 @@ class ClusterDashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
         )
         super().__init__(children=[self.title, grid], layout=widgets.Layout(width="auto"))
         self.add_class("lensbook-cluster-dashboard")
-        _register(self)
+        register_view(self)
 
     @property
     def listening(self) -> bool:
@@ -100,12 +106,6 @@ class ClusterDashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
         parts = [f"lensbook: {self.skill} on {len(self.cards)} Dask worker(s)"]
         parts += [card.text() for card in self.cards.values()]
         return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         for view in self._views():

@@ -1,7 +1,7 @@
 """`%lens history`: the flight recorder's timeline, as a chart in a notebook and text elsewhere.
 
 The chart (matplotlib's object API, no pyplot: no global figure state) stacks the runtime
-metrics the sampler kept (`lensbook.metrics`) over one row of event markers per kind, on one
+metrics the sampler kept (`lensbook.metrics()`) over one row of event markers per kind, on one
 time axis, so a thread death or a loop stall lines up with the RSS or thread count around it.
 The text form is `lensbook.recorder.frame.text_timeline`: one line per event with its id.
 """
@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lensbook.metrics import store
 from lensbook.recorder import HistoryEvent
 from lensbook.recorder.frame import clock, describe, text_timeline
+from lensbook.sampling import store
 
 __all__ = ["CHART_METRICS", "HistoryReport", "timeline_png"]
 

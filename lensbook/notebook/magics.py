@@ -4,6 +4,12 @@ Loaded by `%load_ext lensbook` (or `c.InteractiveShellApp.extensions = ["lensboo
 is split with `shlex` and parsed by argparse subcommands; a bad flag or an unknown skill raises a
 one-line `UsageError`. `{...}` and `$x` in the line are not expanded (`@no_var_expand`), so a
 `--reason` is passed as typed. Defaults are `config=True` traits (`%config LensMagics`).
+
+The options and their checks are `lensbook.options`' (the `lensbook` command's too); this module
+turns what they reject into the magic's one-line `UsageError`. The answers are display objects
+(`lensbook.notebook._reports`), the views are `lensbook.notebook.widgets`', and `investigate` and
+`watch` are glued in `lensbook.notebook._coordinator_commands`. Only lensbook's public surface
+is used (`lensbook.run`'s operators, `lensbook.triage`, `lensbook.replay`...).
 """
 
 from __future__ import annotations
@@ -17,17 +23,18 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from traitlets import CaselessStrEnum, Float, Int, Unicode
 
-from lensbook import _loop
-from lensbook._errors import LensbookError, RunFailed, UnknownSkill
-from lensbook.notebook import _history
+import lensbook
+from lensbook import _last, options
+from lensbook.limits import MAX_ITERATIONS
+from lensbook.notebook import _coordinator_commands, _history
 from lensbook.notebook._models import CardModel, FeedModel, MetricsModel, status_html, status_text
+from lensbook.notebook._reports import Report, RunNotes
 from lensbook.types import CompletionResult, NotificationList, new_id
 
 if TYPE_CHECKING:
     import concurrent.futures
 
     from lensbook.notebook.widgets import OperatorCard
-    from lensbook.operator.actor import Operator
 
 __all__ = ["LensMagics", "Report", "RunNotes", "build_parser"]
 
@@ -91,22 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the skill's operator (started if needed) with a live operator card; "
         "blocks until it ends unless --background.",
     )
-    run.add_argument("skill", metavar="SKILL", help="skill id, e.g. runtime or memory")
-    run.add_argument("--reason", metavar="TEXT", help="why you look (quoted; not expanded)")
-    run.add_argument(
-        "--max-iterations", metavar="N", type=_positive_int, help="iteration limit of this run"
-    )
+    options.add_run_options(run, skill_help="skill id, e.g. runtime or memory")
     run.add_argument(
         "--client",
         metavar="NAME",
         help="'offline', a name in the operator's client_registry, or a variable "
         "holding an LLMClient",
-    )
-    run.add_argument(
-        "--timeout",
-        metavar="SECONDS",
-        type=float,
-        help="stop the run after this (default: lensbook.limits.RUN_TIMEOUT)",
     )
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
@@ -149,12 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("skill", metavar="SKILL", nargs="?", help="one skill (default: all)")
 
     runs = sub.add_parser("runs", help="the recorded runs (newest first)")
-    runs.add_argument("directory", metavar="DIR", nargs="?", help="default: where runs are saved")
+    options.add_runs_options(runs)
 
     replay = sub.add_parser(
         "replay", help="re-run a recorded investigation; model turns come from the record"
     )
-    replay.add_argument("path", metavar="PATH", help="a run record (.jsonl)")
+    options.add_replay_options(replay)
     sub.add_parser(
         "providers", help="each operator's client chain and the client that answered its last run"
     )
@@ -165,37 +162,20 @@ def build_parser() -> argparse.ArgumentParser:
     history.add_argument(
         "--kinds", metavar="K1,K2", help="only these event kinds, e.g. exception,loop_lag"
     )
-    history.add_argument("--since", metavar="SECONDS", type=float, help="only the last SECONDS")
     history.add_argument(
-        "--limit", metavar="N", type=_positive_int, default=500, help="the newest N (500)"
+        "--since", metavar="SECONDS", type=options.positive_seconds, help="only the last SECONDS"
+    )
+    history.add_argument(
+        "--limit", metavar="N", type=options.positive_int, default=500, help="the newest N (500)"
     )
     history.add_argument("--text", action="store_true", help="no chart: the text timeline only")
-    from lensbook.notebook import coordinator_view
-    from lensbook.review.builder import add_arguments
-
-    coordinator_view.add_parsers(sub)
+    _coordinator_commands.add_parsers(sub)
     review = sub.add_parser(
         "postmortem",
         help="write a postmortem notebook from recorded runs (as `lensbook postmortem`)",
     )
-    add_arguments(review)
-    replay.add_argument(
-        "--tools",
-        choices=("rerun", "record"),
-        default="rerun",
-        help="run the probes again and compare (rerun), or take them from the record",
-    )
+    options.add_postmortem_options(review)
     return parser
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def _full_help() -> str:
@@ -207,35 +187,6 @@ def _full_help() -> str:
     for name in SUBCOMMANDS:
         parts.append(f"--- %lens {name} ---\n{subparsers[name].format_help()}")
     return "\n".join(parts)
-
-
-class Report:
-    """A display object with both text/plain and text/html (the magics' answers)."""
-
-    def __init__(self, text: str, html_: str | None = None) -> None:
-        self.text = text
-        self.html = html_ if html_ is not None else f"<pre>{html.escape(text)}</pre>"
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        return {"text/plain": self.text, "text/html": self.html}
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-class RunNotes(NotificationList):
-    """A run's notifications, shown as one line: its card above already shows the findings."""
-
-    def __repr__(self) -> str:
-        r = self.result
-        return (
-            f"{r.operator}: {r.state}, {len(r.notifications)} notification(s) after "
-            f"{r.iterations} iteration(s), stopped by {r.stop_reason} "
-            "(the card above shows them; _.result has everything)"
-        )
-
-    def _repr_html_(self) -> str:
-        return f"<small>{html.escape(repr(self))}</small>"
 
 
 @magics_class
@@ -251,7 +202,7 @@ class LensMagics(Magics):
     max_iterations = Int(
         0,
         help="Iteration limit of %lens run when --max-iterations is not given (0: the "
-        "operator's own, 25 by default).",
+        f"operator's own, {MAX_ITERATIONS} by default).",
     ).tag(config=True)
     refresh_rate = Float(
         10.0, help="Most widget updates per second, per widget (the final state is always sent)."
@@ -283,13 +234,17 @@ class LensMagics(Magics):
         except _HelpShown as shown:
             return Report(shown.text)
         handler = getattr(self, f"_cmd_{args.command}")
-        return handler(args)
+        try:
+            return handler(args)
+        except options.OptionError as exc:
+            raise UsageError(f"%lens {args.command}: {exc}") from None
 
     lens.__doc__ = _full_help()
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _use_widgets(self) -> bool:
+    def use_widgets(self) -> bool:
+        """Whether answers are live widgets (the `widgets` setting, and ipywidgets found)."""
         if self.widgets == "off":
             return False
         try:
@@ -300,32 +255,16 @@ class LensMagics(Magics):
             return True
         return getattr(self.shell, "kernel", None) is not None
 
-    def _skill(self, name: str) -> str:
-        from lensbook.skills import resolve_skill
+    def _static(self, skill: str) -> lensbook.Operator | None:
+        return lensbook.operators().get(skill)
 
+    def _started(self, skill: str) -> lensbook.Operator:
         try:
-            return resolve_skill(name).id
-        except UnknownSkill as exc:
-            raise UsageError(f"%lens: {exc}") from None
-        except Exception as exc:  # a skill module that fails to import
-            raise UsageError(
-                f"%lens: skill {name!r} could not be loaded: {type(exc).__name__}: {exc}"
-            ) from None
-
-    def _static(self, skill: str) -> Operator | None:
-        from lensbook.operator.supervisor import operators
-
-        return operators().get(skill)
-
-    def _started(self, skill: str) -> Operator:
-        from lensbook.operator.supervisor import start
-
-        try:
-            return start([skill])[0]
-        except LensbookError as exc:
+            return lensbook.start([skill])[0]
+        except lensbook.LensbookError as exc:
             raise UsageError(f"%lens: cannot start the {skill} operator: {exc}") from None
 
-    def _client(self, name: str, op: Operator) -> Any:
+    def _client(self, name: str, op: lensbook.Operator) -> Any:
         """`--client NAME` as the run option: None (the operator's own), an object, or a name."""
         from lensbook.clients.base import LLMClient
         from lensbook.clients.chain import ClientChain
@@ -356,13 +295,11 @@ class LensMagics(Magics):
 
     def _feed_model(self, skill: str | None) -> FeedModel:
         """A feed model holding what the journal and the operators' last runs found."""
-        from lensbook.operator.supervisor import operators
-
         feed = FeedModel(skill)
         _history.journal.copy_into(feed)
         results = [
             op.last_result
-            for name, op in operators().items()
+            for name, op in lensbook.operators().items()
             if op.last_result is not None and (skill is None or name == skill)
         ]
         for result in results:
@@ -374,25 +311,30 @@ class LensMagics(Magics):
     # -- subcommands -----------------------------------------------------------------------
 
     def _cmd_run(self, args: argparse.Namespace) -> Any:
-        skill = self._skill(args.skill)
+        skill = options.skill_id(args.skill)
         if args.on == "dask":
             return self._run_on_dask(skill, args)
         op = self._started(skill)
-        options: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
         max_iterations = args.max_iterations or self.max_iterations
         if max_iterations:
-            options["max_iterations"] = max_iterations
+            settings["max_iterations"] = max_iterations
         client = self._client(args.client if args.client is not None else self.client, op)
         if client is not None:
-            options["client"] = client
+            settings["client"] = client
         if args.timeout is not None:
-            options["timeout"] = args.timeout
+            settings["timeout"] = args.timeout
         context = {"reason": args.reason} if args.reason is not None else None
 
         run_id = new_id()
         card = self._run_card(op, max_iterations or int(op.defaults["max_iterations"]), run_id)
-        future = _loop.submit(op.arun_result(context, run_id=run_id, **options))
-        _history.track(skill, future)
+        try:
+            future = op.run_in_background(context, run_id=run_id, **settings)
+        except (lensbook.LensbookError, ValueError, TypeError) as exc:
+            if card is not None:
+                card.finish(error=str(exc))
+            raise UsageError(f"%lens run {skill}: {exc}") from None
+        _last.track(skill, future)
         if args.background:
             if card is not None:
                 future.add_done_callback(lambda f: _finish_card(card, f))
@@ -422,24 +364,24 @@ class LensMagics(Magics):
                 "%lens run --on dask: no distributed client in this kernel; create one first "
                 "(client = distributed.Client(...))"
             ) from None
-        options: dict[str, Any] = {}
-        max_iterations = args.max_iterations or self.max_iterations or 25
-        options["max_iterations"] = max_iterations
+        settings: dict[str, Any] = {}
+        max_iterations = args.max_iterations or self.max_iterations or MAX_ITERATIONS
+        settings["max_iterations"] = max_iterations
         name = args.client if args.client is not None else self.client
         if name:
             value = self.shell.user_ns.get(name) if self.shell is not None else None
-            options["client"] = value if value is not None else name
+            settings["client"] = value if value is not None else name
         if args.timeout is not None:
-            options["timeout"] = args.timeout
+            settings["timeout"] = args.timeout
         if args.reason is not None:
-            options["reason"] = args.reason
+            settings["reason"] = args.reason
         try:
             cluster = lensdask.current(client) or lensdask.attach(client)
             workers = list(cluster.client.nthreads())
-        except LensbookError as exc:
+        except lensbook.LensbookError as exc:
             raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
         view = None
-        if self._use_widgets():
+        if self.use_widgets():
             from lensbook.notebook.cluster_view import ClusterDashboard
 
             view = ClusterDashboard(
@@ -447,8 +389,8 @@ class LensMagics(Magics):
             )
             view.show()
         try:
-            result = cluster.run(skill, workers=workers, **options)
-        except LensbookError as exc:
+            result = cluster.run(skill, workers=workers, **settings)
+        except lensbook.LensbookError as exc:
             if view is not None:
                 view.finish(error=str(exc))
             raise UsageError(f"%lens run {skill} --on dask: {exc}") from None
@@ -456,8 +398,10 @@ class LensMagics(Magics):
             view.finish(result)
         return result
 
-    def _run_card(self, op: Operator, max_iterations: int, run_id: str) -> OperatorCard | None:
-        if not self._use_widgets():
+    def _run_card(
+        self, op: lensbook.Operator, max_iterations: int, run_id: str
+    ) -> OperatorCard | None:
+        if not self.use_widgets():
             return None
         from lensbook.notebook.widgets import OperatorCard
 
@@ -470,7 +414,7 @@ class LensMagics(Magics):
     def _wait(
         self,
         skill: str,
-        op: Operator,
+        op: lensbook.Operator,
         future: concurrent.futures.Future[CompletionResult],
         card: OperatorCard | None,
     ) -> Any:
@@ -482,37 +426,35 @@ class LensMagics(Magics):
                 # operator stays up for the next one
                 future.cancel()
                 result = op.wait(timeout=30)
-        except RunFailed as exc:
+        except lensbook.RunFailed as exc:
             if exc.result is None:
                 if card is not None:
                     card.finish(error=str(exc))
                 raise UsageError(f"%lens run {skill}: {exc}") from None
             result = exc.result
-        except LensbookError as exc:
+        except lensbook.LensbookError as exc:
             if card is not None:
                 card.finish(error=str(exc))
             raise UsageError(f"%lens run {skill}: {exc}") from None
-        _history.remember(result)
+        _last.remember(result)
         if card is None:
             return NotificationList(result)
         card.finish(result)
         return RunNotes(result)
 
     def _cmd_status(self, args: argparse.Namespace) -> Report:
-        from lensbook.operator.supervisor import operators
-
         if args.skill:
-            skill = self._skill(args.skill)
+            skill = options.skill_id(args.skill)
             op = self._static(skill)
             if op is None:
                 return Report(f"{skill}: not started (%lens run {skill} starts it)")
             rows = [CardModel.of(op)]
         else:
-            rows = [CardModel.of(op) for op in operators().values()]
+            rows = [CardModel.of(op) for op in lensbook.operators().values()]
         return Report(status_text(rows), status_html(rows))
 
     def _cmd_message(self, args: argparse.Namespace) -> Report:
-        skill = self._skill(args.skill)
+        skill = options.skill_id(args.skill)
         op = self._started(skill)
         question = " ".join(args.question)
         try:
@@ -521,7 +463,7 @@ class LensMagics(Magics):
             raise UsageError(
                 f"%lens message {skill}: no answer within {self.message_timeout:g} s"
             ) from None
-        except LensbookError as exc:
+        except lensbook.LensbookError as exc:
             raise UsageError(f"%lens message {skill}: {exc}") from None
         text = f"{answer.skill} ({answer.state}, iteration {answer.iteration}): {answer.response}"
         page = (
@@ -532,7 +474,7 @@ class LensMagics(Magics):
         return Report(text, page)
 
     def _cmd_stop(self, args: argparse.Namespace) -> Report:
-        skill = self._skill(args.skill)
+        skill = options.skill_id(args.skill)
         op = self._static(skill)
         if op is None or not op.started:
             return Report(f"{skill}: not running")
@@ -545,11 +487,10 @@ class LensMagics(Magics):
         )
 
     def _cmd_skills(self, args: argparse.Namespace) -> Report:
-        from lensbook.operator.supervisor import operators
-        from lensbook.skills import builtin_ids, resolve_skill
+        from lensbook.skills import resolve_skill, skill_ids
 
-        running = operators()
-        ids = list(dict.fromkeys([*builtin_ids(), *running]))
+        running = lensbook.operators()
+        ids = list(dict.fromkeys([*skill_ids(), *running]))
         rows: list[tuple[str, str, str, str]] = []
         for sid in ids:
             op = running.get(sid)
@@ -573,15 +514,13 @@ class LensMagics(Magics):
         return Report(text, page)
 
     def _cmd_triage(self, args: argparse.Namespace) -> Report:
-        from lensbook._triage import triage
-
-        found = triage([self._skill(s) for s in args.skills] or None)
+        found = lensbook.triage([options.skill_id(s) for s in args.skills] or None)
         return Report(found.text(), found._repr_html_())
 
     def _cmd_notifications(self, args: argparse.Namespace) -> Report | None:
-        skill = self._skill(args.skill) if args.skill else None
+        skill = options.skill_id(args.skill) if args.skill else None
         model = self._feed_model(skill)
-        if not self._use_widgets():
+        if not self.use_widgets():
             return Report(model.text(), model.html())
         from lensbook.notebook.widgets import NotificationFeed
 
@@ -589,8 +528,8 @@ class LensMagics(Magics):
         return None
 
     def _cmd_metrics(self, args: argparse.Namespace) -> Report | None:
-        skill = self._skill(args.skill) if args.skill else None
-        if not self._use_widgets():
+        skill = options.skill_id(args.skill) if args.skill else None
+        if not self.use_widgets():
             model = MetricsModel(skill)
             return Report(model.text(), model.html())
         from lensbook.notebook.widgets import MetricsView
@@ -602,27 +541,18 @@ class LensMagics(Magics):
         import time
 
         from lensbook.notebook.history_view import HistoryReport
-        from lensbook.recorder import KINDS, history_events
+        from lensbook.recorder import history_events
 
-        kinds = [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
-        unknown = sorted(set(kinds or ()) - set(KINDS))
-        if unknown:
-            raise UsageError(
-                f"%lens history: unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS)}"
-            )
+        kinds = options.event_kinds(args.kinds)
         since = time.time() - args.since if args.since else None
         events = history_events(since=since, kinds=kinds, limit=args.limit)
         return HistoryReport(events, chart=not args.text)
 
     def _cmd_investigate(self, args: argparse.Namespace) -> Any:
-        from lensbook.notebook import coordinator_view
-
-        return coordinator_view.investigate(self, args)
+        return _coordinator_commands.investigate(self, args)
 
     def _cmd_watch(self, args: argparse.Namespace) -> Any:
-        from lensbook.notebook import coordinator_view
-
-        return coordinator_view.watch_command(self, args)
+        return _coordinator_commands.watch_command(self, args)
 
     def _cmd_providers(self, args: argparse.Namespace) -> Any:
         from lensbook.clients.providers import providers_report
@@ -630,45 +560,38 @@ class LensMagics(Magics):
         return providers_report()
 
     def _cmd_runs(self, args: argparse.Namespace) -> Any:
-        from lensbook.records import runs
-
-        table = runs(args.directory)
+        table = lensbook.runs(args.directory)
         if table.empty:
             return Report(f"no recorded runs in {args.directory or 'the records folder'}")
         return table
 
     def _cmd_replay(self, args: argparse.Namespace) -> Any:
-        from lensbook.records import RecordError, load_run
-        from lensbook.records.replay import replay
+        from lensbook.records import RecordError
 
         try:
-            record = load_run(args.path)
+            record = lensbook.load_run(args.path)
         except (OSError, RecordError) as exc:
             raise UsageError(f"%lens replay: {exc}") from None
         try:
-            outcome = replay(record, tools=args.tools)
-        except LensbookError as exc:
+            outcome = lensbook.replay(record, tools=args.tools)
+        except lensbook.LensbookError as exc:
             raise UsageError(f"%lens replay: {exc}") from None
-        if self._use_widgets():
+        if self.use_widgets():
             from lensbook.notebook.run_view import show_run
 
             show_run(record)
         return Report(repr(outcome))
 
     def _cmd_postmortem(self, args: argparse.Namespace) -> Any:
-        from lensbook.review.builder import from_arguments
-
         try:
-            return from_arguments(args)
-        except (OSError, ValueError, LensbookError) as exc:
+            return options.postmortem_from(args)
+        except (OSError, ValueError, lensbook.LensbookError) as exc:
             raise UsageError(f"%lens postmortem: {exc}") from None
 
     def _cmd_dashboard(self, args: argparse.Namespace) -> Report | None:
-        from lensbook.operator.supervisor import operators
-
-        ops = list(operators().values())
+        ops = list(lensbook.operators().values())
         feed = self._feed_model(None)
-        if not self._use_widgets():
+        if not self.use_widgets():
             rows = [CardModel.of(op) for op in ops]
             metrics = MetricsModel()
             return Report(
@@ -696,7 +619,7 @@ def _finish_card_now(
     exc = future.exception()
     if exc is None:
         card.finish(future.result())
-    elif isinstance(exc, RunFailed) and exc.result is not None:
+    elif isinstance(exc, lensbook.RunFailed) and exc.result is not None:
         card.finish(exc.result)
     else:
         card.finish(error=f"{type(exc).__name__}: {exc}")

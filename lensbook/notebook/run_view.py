@@ -8,10 +8,11 @@ from typing import Any
 import ipywidgets as widgets
 
 from lensbook.events import Event
-from lensbook.metrics import MetricsStore
+from lensbook.limits import MAX_ITERATIONS
 from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
-from lensbook.records.reader import Run
+from lensbook.records import Run
+from lensbook.sampling import MetricsStore
 
 __all__ = ["RunView", "show_run"]
 
@@ -26,7 +27,7 @@ class RunView(widgets.VBox):  # type: ignore[misc]
             model=CardModel(
                 run.operator,
                 title=str(run.header.get("skill_title") or run.skill),
-                max_iterations=int(run.header.get("max_iterations") or 25),
+                max_iterations=int(run.header.get("max_iterations") or MAX_ITERATIONS),
             ),
             follow=False,
         )

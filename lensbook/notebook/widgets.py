@@ -21,12 +21,21 @@ import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
 from lensbook import events
-from lensbook.notebook._models import SEVERITY_COLOURS, CardModel, FeedModel, MetricsModel
+from lensbook.events import EventKind
+from lensbook.notebook._models import (
+    CARD_EVENTS,
+    FEED_EVENTS,
+    METRICS_EVENTS,
+    SEVERITY_COLOURS,
+    CardModel,
+    FeedModel,
+    MetricsModel,
+)
 from lensbook.notebook._throttle import Throttle, call_later
 from lensbook.types import CompletionResult
 
 if TYPE_CHECKING:
-    from lensbook.operator.actor import Operator
+    from lensbook import Operator
 
 __all__ = [
     "Dashboard",
@@ -39,42 +48,23 @@ __all__ = [
     "views",
 ]
 
-CARD_EVENTS = frozenset(
-    {
-        "run_queued",
-        "run_started",
-        "iteration",
-        "tool_call",
-        "tool_result",
-        "state_changed",
-        "notification",
-        "error",
-        "run_completed",
-        "operator_started",
-        "operator_stopped",
-        "operator_crashed",
-    }
-)
-FEED_EVENTS = frozenset({"snapshot", "notification", "tool_result"})
-METRICS_EVENTS = frozenset({"snapshot", "run_completed", "notification", "state_changed"})
-
 #: seconds between refreshes of a running card's elapsed time when no event comes
 TICK_SECONDS = 1.0
 
 _created = itertools.count()
-_live: weakref.WeakValueDictionary[int, _LiveView] = weakref.WeakValueDictionary()
+_live: weakref.WeakValueDictionary[int, LiveView] = weakref.WeakValueDictionary()
 
 
-def _register(view: _LiveView) -> None:
+def register_view(view: LiveView) -> None:
     _live[next(_created)] = view
 
 
-def views() -> list[_LiveView]:
+def views() -> list[LiveView]:
     """Every view created in this process and not yet collected, oldest first."""
     return [view for _, view in sorted(_live.items(), key=lambda item: item[0])]
 
 
-def live_views() -> list[_LiveView]:
+def live_views() -> list[LiveView]:
     """The views still listening to events, oldest first."""
     return [v for v in views() if v.listening]
 
@@ -97,17 +87,19 @@ def in_current_cell(fn: Callable[[], Any]) -> Any:
     return contextvars.Context().run(fn)
 
 
-class _LiveView:
+class LiveView:
     """A subscription to events, a lock around the model, and the throttled flush."""
 
     _token: int | None = None
     display_handle: DisplayHandle | None = None
+    #: what the view shows, folded from events (a model of `lensbook.notebook._models`)
+    model: Any
 
-    def _listen(self, kinds: Iterable[str], refresh_rate: float) -> None:
+    def _listen(self, kinds: Iterable[EventKind], refresh_rate: float) -> None:
         self._lock = threading.RLock()
         self.throttle = Throttle(self._locked_flush, 1.0 / refresh_rate if refresh_rate else 0.0)
         self._token = events.subscribe(self._on_event, kinds=kinds)
-        _register(self)
+        register_view(self)
 
     @property
     def listening(self) -> bool:
@@ -138,21 +130,34 @@ class _LiveView:
         with self._lock:
             in_current_cell(self.flush)
 
+    def _fold(self, event: events.Event) -> None:
+        """Fold `event` into the model; the end of a run is flushed at once, exactly."""
+        with self._lock:
+            final = self.model.apply(event)
+        if final:
+            self.throttle.now()
+        else:
+            self.throttle.request()
+
     def flush(self) -> None:
         raise NotImplementedError
 
     def text(self) -> str:
-        raise NotImplementedError
+        """The view as plain text: its model's, unless the view says more."""
+        return str(self.model.text())
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget's bundle, whose text/plain is the view's full text (terminals, diffs)."""
+        bundle = super()._repr_mimebundle_(**kwargs)  # type: ignore[misc]
+        if isinstance(bundle, dict):
+            bundle["text/plain"] = self.text()
+        return bundle
 
 
-def _bundle(view: Any, parent: Callable[..., Any], **kwargs: Any) -> Any:
-    bundle = parent(**kwargs)
-    if isinstance(bundle, dict):
-        bundle["text/plain"] = view.text()
-    return bundle
-
-
-class OperatorCard(widgets.VBox, _LiveView):  # type: ignore[misc]
+class OperatorCard(LiveView, widgets.VBox):  # type: ignore[misc]
     """One operator: title, health badge, running/idle, iteration bar, current action, elapsed.
 
     `follow=False` (the card of one `%lens run`) stops listening once `finish()` is called;
@@ -202,12 +207,7 @@ class OperatorCard(widgets.VBox, _LiveView):  # type: ignore[misc]
     def _on_event(self, event: events.Event) -> None:
         if event.operator != self.model.operator:
             return
-        with self._lock:
-            final = self.model.apply(event)
-        if final:
-            self.throttle.now()
-        else:
-            self.throttle.request()
+        self._fold(event)
 
     def flush(self) -> None:
         m = self.model
@@ -248,16 +248,10 @@ class OperatorCard(widgets.VBox, _LiveView):  # type: ignore[misc]
         self.refresh_display()
 
     def text(self) -> str:
-        text = self.model.text()
+        text: str = self.model.text()
         if self.feed is not None and self.feed.model.entries:
             text += "\n" + self.feed.text()
         return text
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         self.stop_updates()
@@ -268,7 +262,7 @@ class OperatorCard(widgets.VBox, _LiveView):  # type: ignore[misc]
         super().close()
 
 
-class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
+class NotificationFeed(LiveView, widgets.VBox):  # type: ignore[misc]
     """Notifications, newest first; each expands to its context, observation, hypothesis and
     evidence (what moved between the cited snapshots, the probe results, the full snapshots).
 
@@ -372,15 +366,6 @@ class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
         finally:
             self._setting = False
 
-    def text(self) -> str:
-        return self.model.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _bundle(self, super()._repr_mimebundle_, **kwargs)
-
     def close(self) -> None:
         self.stop_updates()
         for item in self.items.values():
@@ -390,7 +375,7 @@ class NotificationFeed(widgets.VBox, _LiveView):  # type: ignore[misc]
         super().close()
 
 
-class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
+class MetricsView(LiveView, widgets.VBox):  # type: ignore[misc]
     """A table of the latest sampled values and charts of the series seen moving, live."""
 
     def __init__(
@@ -461,15 +446,6 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
         """The table shown, as a pandas DataFrame."""
         return self.model.table()
 
-    def text(self) -> str:
-        return self.model.text()
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _bundle(self, super()._repr_mimebundle_, **kwargs)
-
     def close(self) -> None:
         self.stop_updates()
         for child in (self.title, self.table, self.chart, self.caption_text, self.caption):
@@ -477,7 +453,7 @@ class MetricsView(widgets.VBox, _LiveView):  # type: ignore[misc]
         super().close()
 
 
-class Dashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
+class Dashboard(LiveView, widgets.VBox):  # type: ignore[misc]
     """Every static operator's card, the feed across operators and the metrics view."""
 
     def __init__(
@@ -515,7 +491,7 @@ class Dashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
             layout=widgets.Layout(width="auto"),
         )
         self.add_class("lensbook-dashboard")
-        _register(self)
+        register_view(self)
 
     @property
     def listening(self) -> bool:
@@ -530,12 +506,6 @@ class Dashboard(widgets.VBox, _LiveView):  # type: ignore[misc]
         parts += [card.text() for card in self.cards] or ["(no operators started)"]
         parts += ["", self.feed.text(), "", self.metrics.text()]
         return "\n".join(parts)
-
-    def __repr__(self) -> str:
-        return self.text()
-
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        return _bundle(self, super()._repr_mimebundle_, **kwargs)
 
     def close(self) -> None:
         views: list[Any] = [*self.cards, self.feed, self.metrics]

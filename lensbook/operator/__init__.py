@@ -1,4 +1,4 @@
-"""Operators: the actor, its investigation loop, compaction, and the static supervisor."""
+"""Operators: the actor, its investigation loop, compaction, and the registry of static ones."""
 
 from __future__ import annotations
 

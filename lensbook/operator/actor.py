@@ -14,19 +14,20 @@ queue.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook import _loop, events, records
-from lensbook import metrics as metrics_module
+from lensbook import _loop, events, records, sampling
 from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.registry import build_chain
-from lensbook.limits import MODEL_CALL_TIMEOUT, RUN_TIMEOUT
+from lensbook.limits import MAX_ITERATIONS, MODEL_CALL_TIMEOUT, RUN_TIMEOUT
 from lensbook.operator import prompts
 from lensbook.operator.loop import Investigation, RunSettings, publish_completed
 from lensbook.skills import resolve_skill
@@ -112,7 +113,7 @@ class Operator:
         client: LLMClient | ClientChain | str | None = None,
         client_registry: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
-        max_iterations: int = 25,
+        max_iterations: int = MAX_ITERATIONS,
         compaction_max_tokens: int = 50_000,
         compaction_keep_last: int = 5,
         max_wait_seconds: float = 30.0,
@@ -155,15 +156,15 @@ class Operator:
     # -- lifecycle -------------------------------------------------------------------------
 
     @classmethod
-    def start(cls, skill: Any, *, start_loop: bool = False, **options: Any) -> Operator:
+    def start(cls, skill: Any, *, start_run: bool = False, **options: Any) -> Operator:
         """Create an operator and start it on the lens loop, idle until invoked.
 
-        With `start_loop=True` it begins a run at once with the `context` option.
+        With `start_run=True` it begins a run at once with the `context` option.
         """
         op = cls(skill, **options)
         _loop.run_sync(op._astart())
-        if start_loop:
-            op.run_async(op.context)
+        if start_run:
+            op.run_in_background(op.context)
         return op
 
     async def _astart(self) -> None:
@@ -171,7 +172,7 @@ class Operator:
             return
         self._stopped = False
         self._queue = asyncio.Queue()
-        metrics_module.store.listen()
+        sampling.store.listen()
         records.writer.listen()
         self._spawn()
         events.publish("operator_started", self.name, skill=self.skill.id)
@@ -289,6 +290,27 @@ class Operator:
         """
         return await _loop.run_on_loop(self._enqueue_and_wait(context, options))
 
+    def run_in_background(
+        self,
+        context: Mapping[str, Any] | None = None,
+        on_notification: NotificationCallback | None = None,
+        on_complete: CompleteCallback | None = None,
+        **options: Any,
+    ) -> concurrent.futures.Future[CompletionResult]:
+        """Queue a run and return at once with a future of its result.
+
+        The run is queued before this returns (so `wait()` waits for it); callbacks fire on
+        the lens loop's thread; cancelling the future interrupts the run, which keeps what it
+        found. Options as `run`'s, and `run_id` (see `arun_result`).
+        """
+        options = dict(options)
+        run_id = options.pop("run_id", None)
+        ctx = _merge_context(context, options)
+        request = _loop.run_sync(
+            self._enqueue(ctx, options, on_notification, on_complete, run_id=run_id)
+        )
+        return _loop.submit(self._follow(request))
+
     def run_async(
         self,
         context: Mapping[str, Any] | None = None,
@@ -296,9 +318,13 @@ class Operator:
         on_complete: CompleteCallback | None = None,
         **options: Any,
     ) -> None:
-        """Queue a run and return at once; callbacks fire on the lens loop's thread."""
-        ctx = _merge_context(context, options)
-        _loop.run_sync(self._enqueue(ctx, options, on_notification, on_complete))
+        """Deprecated: `run_in_background` (this one was never asynchronous)."""
+        warnings.warn(
+            "Operator.run_async is deprecated: use Operator.run_in_background",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        self.run_in_background(context, on_notification, on_complete, **options)
 
     def wait(self, timeout: float | None = None) -> CompletionResult:
         """Wait for the latest queued run (or return the last result when idle)."""
@@ -327,6 +353,10 @@ class Operator:
         run_id = options.pop("run_id", None)
         ctx = _merge_context(context, options)
         request = await self._enqueue(ctx, options, None, None, run_id=run_id)
+        return await self._follow(request)
+
+    async def _follow(self, request: _Request) -> CompletionResult:
+        """The outcome of a queued run; a caller that gives up interrupts it."""
         try:
             # shielded: the run's outcome outlives this caller, for wait() and last_result
             return await asyncio.shield(request.future)

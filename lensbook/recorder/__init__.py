@@ -16,7 +16,8 @@ function" strings, outermost first, at most 8):
 
 - ``exception`` (uncaught; source: thread or loop): type, message, where, function, line, thread,
   stack, route ("main", "thread", "task", "callback", "cell"), uncaught=True, count (of this
-  type and site so far); ``logged_exception``: the same with route "logged", uncaught=False,
+  type and site so far), execution_count (a cell's number, when the shell gave one);
+  ``logged_exception``: the same with route "logged", uncaught=False,
   logger, level, log (the record's message). The first 5 per site and minute are kept whole.
 - ``exception_rate`` (per flush and site): type, where, function, uncaught, routes, count,
   total, rate_per_s, window_s, first, last (epoch seconds).
@@ -30,10 +31,14 @@ function" strings, outermost first, at most 8):
 - ``loop_lag`` (source: "loop 0x... in <thread>"): lag_ms, threshold_ms, thread,
   still_blocked, sampled, and when sampled: coroutine, coroutine_where, function, where,
   blocking_call (the source line), stack.
+- ``metrics`` (source: "sampler"; the sampled runtime snapshot when it moved a step, at least
+  every 10 min; the first of a recording has baseline=True): rss_mb, threads, python_threads,
+  open_fds, allocated_blocks, gc_collections, gc_gen2_collections, gc_uncollectable,
+  cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu, baseline, moved.
 
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
-`exceptions`, `logs`, `threads`, `aio` (one observer each), `event` (the record and its ids),
-`frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
+`exceptions`, `logs`, `threads`, `aio`, `samples` (one observer each), `event` (the record and
+its ids), `frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Loop-lag observer: how late each known event loop runs a callback, and what blocked it.
 
 Every tick (run on the lens loop, ~1 s while there are loops to watch) a callback is posted to
-each loop lensbook knows (`lensbook.skills.aio.known_loops`: registered loops and loops running
+each loop lensbook knows (`lensbook.recorder.loops.known_loops`: registered loops and loops running
 in any thread) and the lens loop arms a timer at the threshold. If the callback has not run by
 then, the loop's thread is blocked *now*, so its stack is sampled (`sys._current_frames()`, a few
 microseconds): the innermost coroutine frame names the coroutine, the innermost frame and its
@@ -10,11 +10,16 @@ callback finally runs, it records one ``loop_lag`` event with the lag and that s
 still blocked after `STILL_BLOCKED_S` gets its event then, marked ``still_blocked``.
 
 The lens loop's own lateness is measured from its tick (no stack: blocking it is lensbook's bug).
+
+This is the process's one heartbeat: the asyncio skill's snapshot also pings through it
+(`ping`, at most one ping in flight per loop, whoever posted it) and reads each loop's recent
+lags (`last_lag`) and how long a pending ping has waited (`unanswered`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import linecache
 import sys
@@ -22,6 +27,7 @@ import threading
 import time
 import types
 import weakref
+from collections import deque
 from typing import Any
 
 from lensbook.recorder.event import make_event
@@ -89,6 +95,9 @@ class LagObserver:
         self.threshold_s = threshold_s
         self._pending: dict[int, _Ping] = {}
         self._loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+        self._lock = threading.Lock()
+        #: id(loop) -> the lags (s) of its last answered pings
+        self._lags: dict[int, deque[float]] = {}
 
     def set_loops(self, loops: list[asyncio.AbstractEventLoop], lens: Any) -> None:
         self._loops = [weakref.ref(loop) for loop in loops if loop is not lens]
@@ -109,14 +118,60 @@ class LagObserver:
             if ping is not None and ping.loop() is loop and not ping.done:
                 self._check_still_blocked(ping, loop, now)
                 continue
-            ping = _Ping(loop)
-            self._pending[id(loop)] = ping
-            try:
-                loop.call_soon_threadsafe(self._pong, ping)
-            except RuntimeError:  # closed meanwhile
+            ping = self._post(loop)
+            if ping is not None:
+                lens.call_later(self.threshold_s, self._sample_if_late, ping)
+
+    def _post(self, loop: asyncio.AbstractEventLoop) -> _Ping | None:
+        """Post a ping to `loop` unless one is in flight; the new ping, or None."""
+        with self._lock:
+            ping = self._pending.get(id(loop))
+            if ping is not None and ping.loop() is loop and not ping.done:
+                return None
+            ping = self._pending[id(loop)] = _Ping(loop)
+        try:
+            loop.call_soon_threadsafe(self._pong, ping)
+        except RuntimeError:  # closed meanwhile
+            with self._lock:
                 self._pending.pop(id(loop), None)
-                continue
-            lens.call_later(self.threshold_s, self._sample_if_late, ping)
+            return None
+        return ping
+
+    def ping(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Post a ping to `loop` now (from any thread; none if one is in flight). When the lens
+        loop runs, a late answer gets its stack sample as the tick's pings do."""
+        if not loop.is_running():
+            return
+        from lensbook import _loop
+
+        ping = self._post(loop)
+        if ping is None:
+            return
+        if loop is getattr(_loop, "_loop", None):
+            ping.reported = True  # the lens loop's lateness is the tick's to tell, unsampled
+            return
+        if _loop.is_running():
+            with contextlib.suppress(RuntimeError):
+                _loop.call_soon(self._arm, ping)
+
+    def _arm(self, ping: _Ping) -> None:
+        # on the lens loop: the sample is taken at the threshold after the ping was posted
+        late = max(self.threshold_s - (time.monotonic() - ping.posted), 0.0)
+        asyncio.get_running_loop().call_later(late, self._sample_if_late, ping)
+
+    def last_lag(self, loop: asyncio.AbstractEventLoop) -> float | None:
+        """The lag (s) of `loop`'s last answered ping, None before any."""
+        with self._lock:
+            lags = self._lags.get(id(loop))
+            return lags[-1] if lags else None
+
+    def unanswered(self, loop: asyncio.AbstractEventLoop) -> float:
+        """Seconds `loop`'s pending ping has waited (0 when none is pending)."""
+        with self._lock:
+            ping = self._pending.get(id(loop))
+        if ping is None or ping.loop() is not loop or ping.done:
+            return 0.0
+        return time.monotonic() - ping.posted
 
     def _sample_if_late(self, ping: _Ping) -> None:
         loop = ping.loop()
@@ -133,13 +188,19 @@ class LagObserver:
     def _pong(self, ping: _Ping) -> None:
         # runs on the watched loop's own thread, when it gets round to it
         lag = time.monotonic() - ping.posted
+        loop = ping.loop()
+        if loop is not None:
+            with self._lock:
+                lags = self._lags.get(id(loop))
+                if lags is None:
+                    lags = self._lags[id(loop)] = deque(maxlen=20)
+                lags.append(lag)
         with ping.lock:
             ping.done = True
             if lag < self.threshold_s or ping.reported:
                 return
             ping.reported = True
             sample = ping.sample
-        loop = ping.loop()
         if loop is not None:
             self._record(loop, lag, sample, still_blocked=False)
 
@@ -195,4 +256,6 @@ class LagObserver:
             )
 
     def clear(self) -> None:
-        self._pending.clear()
+        with self._lock:
+            self._pending.clear()
+            self._lags.clear()

@@ -28,6 +28,7 @@ from lensbook.recorder.event import HistoryEvent
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
+from lensbook.recorder.samples import SampleObserver
 from lensbook.recorder.threads import ThreadObserver
 from lensbook.skills._ipython import shell as _shell
 
@@ -45,6 +46,7 @@ KINDS = (
     "thread_died",
     "thread_growth",
     "loop_lag",
+    "metrics",
 )
 
 
@@ -64,8 +66,10 @@ class Recorder:
         self.exceptions = ExceptionObserver(
             self.ring, self.threads.count_death, self.threads.on_death
         )
+        self.threads.record_raw_death = self._raw_thread_died
         self.logs = LogObserver(self.ring, self.exceptions)
         self.lag = LagObserver(self.ring, lag_threshold_s)
+        self.samples = SampleObserver(self.ring)
         self.started_at: float | None = None
         self._owners: set[str] = set()
         self._lock = threading.RLock()
@@ -94,13 +98,15 @@ class Recorder:
     def start_sampler(self, interval: float | None) -> None:
         """Sample the runtime skill's snapshot into the metrics store every `interval` s (the
         history's metrics; None: only runs' snapshots are kept). Idempotent."""
-        from lensbook.metrics import Sampler, store
+        from lensbook.sampling import Sampler, store
         from lensbook.skills import resolve_skill
 
         store.listen()
         with self._lock:
             if interval and self._sampler is None:
-                self._sampler = Sampler([resolve_skill("runtime")], interval=interval)
+                self._sampler = Sampler(
+                    [resolve_skill("runtime")], interval=interval, on_sample=self.samples.observe
+                )
                 self._sampler.start()
 
     def stop(self, owner: str | None = None) -> None:
@@ -121,6 +127,12 @@ class Recorder:
             self.threads.remove()
             self.lag.clear()
         self.flush()  # what was counted until now stays readable
+
+    def _raw_thread_died(self, exc: BaseException, name: str) -> dict[str, Any] | None:
+        # a ``_thread`` thread's exception never reaches threading.excepthook: counted here as
+        # one that ended a thread
+        event = self.exceptions.record(exc, "thread", uncaught=True, source=name)
+        return event.detail if event is not None else None
 
     @property
     def recording(self) -> bool:
@@ -177,7 +189,7 @@ class Recorder:
             self.lag.record_own_lag(time.monotonic() - expected)
 
     def _find_loops(self, lens: asyncio.AbstractEventLoop) -> None:
-        from lensbook.skills.aio import known_loops
+        from lensbook.recorder.loops import known_loops
 
         loops = known_loops()
         self.exceptions.hook_loops(loops)
@@ -209,6 +221,7 @@ class Recorder:
             self.exceptions.clear()
             self.logs.clear()
             self.threads.clear()
+            self.samples.clear()
             self.ring.clear()
 
 

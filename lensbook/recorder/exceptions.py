@@ -10,6 +10,10 @@ replaced it since (then ours just goes quiet):
   exception was never retrieved, "callback" otherwise), added as loops are found;
 - an IPython ``post_run_cell`` callback (route "cell") when a shell exists.
 
+Listeners (`listeners`: the exceptions skill's log) are told of every occurrence by every route
+before any grouping or gating, with the route and, for asyncio, the handler's message (also for
+a context that carries no exception), so the skill needs no hooks of its own.
+
 Occurrences are grouped by signature (type, innermost file:line). Each occurrence is counted;
 the first few per signature and minute become events of their own (full detail), and every flush
 adds one ``exception_rate`` event per signature seen since the last flush (count, rate, first
@@ -32,12 +36,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from lensbook.recorder.event import HistoryEvent, make_event
-from lensbook.recorder.frames import exception_detail, short_path
+from lensbook.recorder.frames import exception_detail, short_path, thread_name
 from lensbook.recorder.ring import HistoryRing, RateGate
 
 __all__ = ["ExceptionObserver"]
 
-_MAX_SIGNATURES = 1000
+#: exception sites counted one by one (past this, new sites are only in the history events)
+_MAX_SIGNATURES = 500
 _SAME_MOMENT_S = 1.0
 _Signature = tuple[str, str, int]  # (type qualname, file, line)
 
@@ -98,6 +103,8 @@ class ExceptionObserver:
             weakref.WeakKeyDictionary()
         )
         self._shell: Any = None
+        #: told of every occurrence: (exception or None, route, asyncio message)
+        self.listeners: list[Callable[[BaseException | None, str, str], None]] = []
 
     # -- recording ------------------------------------------------------------------------
 
@@ -109,8 +116,12 @@ class ExceptionObserver:
         uncaught: bool,
         source: str | None = None,
         extra: dict[str, Any] | None = None,
+        tell: bool = True,
     ) -> HistoryEvent | None:
-        """Count one exception; return its event if the gate let it become one."""
+        """Count one exception; return its event if the gate let it become one. The listeners
+        are told first (unless `tell` is False: the caller told them)."""
+        if tell and self.listeners:
+            self.tell(exc, route)
         now = time.time()
         sig = _signature(exc)
         if uncaught:
@@ -145,6 +156,12 @@ class ExceptionObserver:
         event = make_event(kind, source or str(detail.get("thread", "")), detail, at=now)
         self.ring.add(event)
         return event
+
+    def tell(self, exc: BaseException | None, route: str, message: str = "") -> None:
+        """Tell the listeners of one occurrence (they must be quick; a failing one is skipped)."""
+        for listener in list(self.listeners):
+            with contextlib.suppress(Exception):
+                listener(exc, route, message)
 
     def flush(self, now: float) -> list[HistoryEvent]:
         """One ``exception_rate`` event per signature seen since the last flush."""
@@ -223,7 +240,7 @@ class ExceptionObserver:
             ):
                 try:
                     thread = args.thread
-                    name = thread.name if thread is not None else threading.current_thread().name
+                    name = thread.name if thread is not None else thread_name()
                     self.count_thread_death(thread)
                     event = self.record(args.exc_value, "thread", uncaught=True, source=name)
                     if event is not None:
@@ -257,20 +274,30 @@ class ExceptionObserver:
             exc = context.get("exception")
             current = self._loops.get(loop)
             # an older handler of ours left in a chain passes through: only the current records
-            if current is not None and current[0] is handler and isinstance(exc, BaseException):
-                route = (
-                    "task"
-                    if isinstance(context.get("task") or context.get("future"), asyncio.Future)
-                    else "callback"
-                )
-                extra: dict[str, Any] = {"asyncio_message": str(context.get("message", ""))[:200]}
+            ours = current is not None and current[0] is handler
+            route = (
+                "task"
+                if isinstance(context.get("task") or context.get("future"), asyncio.Future)
+                else "callback"
+            )
+            message = str(context.get("message", ""))
+            if ours and isinstance(exc, BaseException):
+                extra: dict[str, Any] = {"asyncio_message": message[:200]}
                 task = context.get("task") or context.get("future")
                 if isinstance(task, asyncio.Task):
                     extra["task"] = task.get_name()
+                self.tell(exc, route, message)  # with the message, so not by `record`
                 with contextlib.suppress(Exception):
                     self.record(
-                        exc, route, uncaught=True, source=f"loop@{id(loop):#x}", extra=extra
+                        exc,
+                        route,
+                        uncaught=True,
+                        source=f"loop@{id(loop):#x}",
+                        extra=extra,
+                        tell=False,
                     )
+            elif ours:
+                self.tell(None, route, message)  # an error report without an exception
             if previous is not None:
                 previous(loop, context)
             else:
@@ -288,14 +315,26 @@ class ExceptionObserver:
         self._shell = shell
 
     def _post_run_cell(self, result: Any) -> None:
-        exc = getattr(result, "error_in_exec", None)
-        if (
-            self._active
-            and isinstance(exc, BaseException)
-            and not isinstance(exc, KeyboardInterrupt)
-        ):
-            with contextlib.suppress(Exception):
-                self.record(exc, "cell", uncaught=True, source="ipython cell")
+        if not self._active:
+            return
+        count = getattr(result, "execution_count", None)
+        extra = {"execution_count": count} if isinstance(count, int) else None
+        for attr in ("error_before_exec", "error_in_exec"):  # a SyntaxError, or a raise
+            exc = getattr(result, attr, None)
+            if isinstance(exc, BaseException) and not isinstance(exc, KeyboardInterrupt):
+                with contextlib.suppress(Exception):
+                    self.record(exc, "cell", uncaught=True, source="ipython cell", extra=extra)
+
+    def hooks_state(self) -> dict[str, Any]:
+        """Which hooks are in and whether each is still first in line (not wrapped since)."""
+        return {
+            "sys_excepthook": "first" if sys.excepthook is self._excepthook else "wrapped",
+            "threading_excepthook": (
+                "first" if threading.excepthook is self._threadhook else "wrapped"
+            ),
+            "asyncio_loops": len(self._loops),
+            "ipython_cells": self._shell is not None,
+        }
 
     def remove(self) -> None:
         """Put every hook back as it was (ours stays, quiet, where someone chained after us)."""

@@ -75,6 +75,13 @@ def describe(event: HistoryEvent | dict[str, Any]) -> str:
         )
         still = " (still blocked)" if d.get("still_blocked") else ""
         return f"{source} ran a callback {d.get('lag_ms')} ms late{still}{blocked}"
+    if kind == "metrics":
+        what = "baseline" if d.get("baseline") else "moved: " + ", ".join(d.get("moved") or ["-"])
+        return (
+            f"metrics ({what}): RSS {d.get('rss_mb')} MB, {d.get('python_threads')} threads, "
+            f"{d.get('open_fds')} fds, {d.get('gc_gen2_collections')} full collections; host "
+            f"memory {d.get('host_memory_percent')}%, load/CPU {d.get('host_load_per_cpu')}"
+        )
     return f"{kind} from {source}"
 
 

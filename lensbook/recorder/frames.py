@@ -27,6 +27,7 @@ __all__ = [
     "short",
     "short_path",
     "stack_of",
+    "thread_name",
     "where",
 ]
 
@@ -62,6 +63,15 @@ def callable_name(fn: Any) -> str:
     return f"{module}.{name}" if module and module != "builtins" else str(name)
 
 
+def thread_name() -> str:
+    """The running thread's name, without `threading.current_thread()`'s side effect: in a
+    thread started by ``_thread.start_new_thread`` that would register a dummy Thread object,
+    which the user would then see in ``threading.enumerate()``."""
+    ident = threading.get_ident()
+    known = getattr(threading, "_active", {}).get(ident)
+    return str(known.name) if known is not None else f"_thread {ident}"
+
+
 def _type_name(tp: type[BaseException]) -> str:
     module = getattr(tp, "__module__", "builtins")
     return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
@@ -80,7 +90,7 @@ def exception_detail(exc: BaseException) -> dict[str, Any]:
     detail: dict[str, Any] = {
         "type": _type_name(type(exc)),
         "message": short(message),
-        "thread": threading.current_thread().name,
+        "thread": thread_name(),
     }
     if inner:
         code, lineno = inner[-1]

@@ -7,6 +7,12 @@ the only handler, records still reach ``logging.lastResort``). The hot path is a
 `handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
 race far better than every record of the process would tolerate a lock). Every flush turns the
 counters into one ``log_rate`` event per (logger, level) seen since the last flush.
+
+A logger with ``propagate = False`` keeps its records from the root handler. So the same
+handler is also added to every such logger, at install and at each flush (every 10 s: a logger
+made non-propagating since is seen from then on), and taken off one that propagates again (or
+at `remove()`). A record then meets the handler exactly once: on the first non-propagating
+logger of its chain, or on the root.
 """
 
 from __future__ import annotations
@@ -43,7 +49,8 @@ class _Handler(ObserverHandler):
             key = (_OTHER, record.levelno)
             n = counts.get(key, 0)
         counts[key] = n + 1
-        if record.levelno >= _WARNING:
+        # (below WARNING only a record carrying a traceback: ``log.info(..., exc_info=True)``)
+        if record.levelno >= _WARNING or record.exc_info:
             try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
                 self.owner.observe(record, n + 1)
             except Exception:  # an observer must never break the application's logging
@@ -70,6 +77,8 @@ class LogObserver:
         self.counts: dict[tuple[str, int], int] = {}
         self._window_start = time.time()
         self._installed = False
+        #: the non-propagating loggers the handler was added to
+        self._attached: list[logging.Logger] = []
 
     def observe(self, record: logging.LogRecord, count: int) -> None:
         """A record at WARNING or above: a logged exception, or maybe a ``log`` event."""
@@ -87,6 +96,8 @@ class LogObserver:
                 },
             )
             return
+        if record.levelno < _WARNING:
+            return  # an exc_info without an exception, below the level kept as events
         template = record.msg if isinstance(record.msg, str) else type(record.msg).__name__
         now = record.created
         if not self.gate.allow((record.name, record.levelno, template), now):
@@ -109,6 +120,7 @@ class LogObserver:
             return short(str(record.msg))
 
     def flush(self, now: float) -> list[HistoryEvent]:
+        self.follow_unpropagated()
         counts, self.counts = self.counts, {}
         span = max(now - self._window_start, 1.0)
         self._window_start = now
@@ -132,10 +144,33 @@ class LogObserver:
         if not self._installed:
             logging.root.addHandler(self.handler)
             self._installed = True
+            self.follow_unpropagated()
+
+    def follow_unpropagated(self) -> None:
+        """Add the handler to loggers that stopped propagating, take it off those that
+        propagate again (their records reach the root's)."""
+        if not self._installed:
+            return
+        handler = self.handler
+        for logger in [lg for lg in self._attached if lg.propagate]:
+            logger.removeHandler(handler)
+            self._attached.remove(logger)
+        loggers = list(logging.root.manager.loggerDict.values())  # a copy: others may add
+        for found in loggers:
+            if (
+                isinstance(found, logging.Logger)
+                and not found.propagate
+                and handler not in found.handlers
+            ):
+                found.addHandler(handler)
+                self._attached.append(found)
 
     def remove(self) -> None:
         if self._installed:
             logging.root.removeHandler(self.handler)
+            for logger in self._attached:
+                logger.removeHandler(self.handler)
+            self._attached = []
             self._installed = False
 
     def clear(self) -> None:

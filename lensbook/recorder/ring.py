@@ -30,12 +30,13 @@ CAPS: dict[str, int] = {
     "logged_exception": 300,
     "exception_rate": 300,
     "log": 300,
-    "log_rate": 500,
-    "thread_started": 300,
-    "thread_ended": 300,
+    "log_rate": 300,
+    "thread_started": 200,
+    "thread_ended": 200,
     "thread_died": 200,
     "thread_growth": 300,
     "loop_lag": 200,
+    "metrics": 180,
 }
 DEFAULT_CAP = 100
 #: nothing older than this is kept (seconds)

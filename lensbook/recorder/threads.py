@@ -10,6 +10,15 @@ to what was there before and put back by `remove()` (only if still ours):
 - ``Thread._bootstrap_inner``: runs in the new thread and notes when it ends (a death by
   exception comes from the exceptions observer's ``threading.excepthook``).
 
+Threads started with ``_thread.start_new_thread`` (not through `threading.Thread`) never reach
+those methods, so that module function is wrapped too (``threading`` keeps its own reference
+to the original, so a `Thread` is never counted twice). The wrapper hands the new thread a
+`_RawRun` around the user's function: it notes the end and, since such a thread's exception goes
+to ``sys.unraisablehook`` rather than ``threading.excepthook``, a death by exception (then
+re-raised, so the unraisable hook prints what it always printed: `_RawRun`'s repr is the
+function's). Only callers that look the function up on ``_thread`` at call time are seen; a
+reference taken before `install()` (``from _thread import start_new_thread``) is not.
+
 Per thread the hot path is a frame walk of a few steps (whether a code object is the stdlib's is
 cached) and a few dict updates, with no lock: about a microsecond next to the 50-100 µs a thread
 start costs. A race between two starting threads may lose one count, never a thread. The first
@@ -20,16 +29,18 @@ flush, with the number alive.
 
 from __future__ import annotations
 
+import _thread
 import re
 import sys
 import threading
 import time
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from lensbook.recorder.event import HistoryEvent, make_event
-from lensbook.recorder.frames import callable_name, code_origin, where
+from lensbook.recorder.frames import callable_name, code_origin, thread_name, where
 from lensbook.recorder.ring import HistoryRing
 
 __all__ = ["ThreadObserver"]
@@ -43,6 +54,10 @@ _MAX_POOLS = 1000
 _KindKey = tuple[int, int, int]  # ids of (target code or type, starter code), starter offset
 _GATE_BURST = 5
 _GATE_WINDOW_S = 60.0
+# module globals: each `types.X` on the path of every thread start is two lookups
+_FUNCTION = types.FunctionType
+_METHOD = types.MethodType
+_BUILTIN = types.BuiltinFunctionType
 
 
 @dataclass(slots=True)
@@ -68,8 +83,43 @@ class _Kind:
     pools: set[str] | None = None
 
 
+#: the name pattern of threads started by ``_thread.start_new_thread`` (they have no name)
+RAW_KIND = "_thread"
+
+
+class _RawRun:
+    """The function a ``_thread.start_new_thread`` thread runs, with its end and death seen."""
+
+    __slots__ = ("function", "kind", "observer")
+
+    def __init__(self, observer: ThreadObserver, kind: _Kind, function: Any) -> None:
+        self.observer, self.kind, self.function = observer, kind, function
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self.function(*args, **kwargs)
+        except SystemExit:  # the documented quiet way out of such a thread
+            raise
+        except BaseException as exc:
+            try:  # noqa: SIM105 (as on every thread's path)
+                self.observer.on_raw_death(self.kind, exc)
+            except Exception:
+                pass
+            raise
+        finally:
+            try:  # noqa: SIM105
+                self.observer.on_raw_end(self.kind)
+            except Exception:
+                pass
+
+    def __repr__(self) -> str:
+        # "Exception ignored in thread started by: <repr>" names the user's function, as before
+        return repr(self.function)
+
+
 class ThreadObserver:
-    """Wraps `Thread.start` and `Thread._bootstrap_inner` to see threads come and go."""
+    """Wraps `Thread.start`, `Thread._bootstrap_inner` and ``_thread.start_new_thread`` to see
+    threads come and go."""
 
     def __init__(self, ring: HistoryRing) -> None:
         self.ring = ring
@@ -87,8 +137,13 @@ class ThreadObserver:
         self._window_start = time.time()
         self._prev_start: Any = None
         self._prev_bootstrap: Any = None
+        self._prev_raw: Any = None
         self._start_wrapper: Any = None
         self._bootstrap_wrapper: Any = None
+        self._raw_wrapper: Any = None
+        #: records an exception that ended a ``_thread`` thread; returns the event's detail
+        #: (set by the recorder to its exceptions observer)
+        self.record_raw_death: Callable[[BaseException, str], dict[str, Any] | None] | None = None
 
     # -- the hooks --------------------------------------------------------------------------
 
@@ -123,11 +178,28 @@ class ThreadObserver:
                     except Exception:
                         pass
 
+        prev_raw = self._prev_raw = _thread.start_new_thread
+
+        def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> int:
+            run = function
+            if observer._raw_wrapper is start_new_thread:
+                try:  # noqa: SIM105
+                    run = observer.on_raw_start(function, sys._getframe(1))
+                except Exception:
+                    pass
+            if kwargs is None:
+                return int(prev_raw(run, args))
+            return int(prev_raw(run, args, kwargs))
+
         start.__wrapped__ = prev_start  # type: ignore[attr-defined]
         _bootstrap_inner.__wrapped__ = prev_bootstrap  # type: ignore[attr-defined]
+        start_new_thread.__wrapped__ = prev_raw  # type: ignore[attr-defined]
+        start_new_thread.__doc__ = prev_raw.__doc__
         self._start_wrapper, self._bootstrap_wrapper = start, _bootstrap_inner
+        self._raw_wrapper = start_new_thread
         threading.Thread.start = start  # type: ignore[method-assign,assignment]
         threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
+        _thread.start_new_thread = start_new_thread
 
     def remove(self) -> None:
         if self._start_wrapper is None:
@@ -136,7 +208,9 @@ class ThreadObserver:
             threading.Thread.start = self._prev_start  # type: ignore[method-assign]
         if threading.Thread._bootstrap_inner is self._bootstrap_wrapper:  # type: ignore[attr-defined]
             threading.Thread._bootstrap_inner = self._prev_bootstrap  # type: ignore[attr-defined]
-        self._start_wrapper = self._bootstrap_wrapper = None
+        if _thread.start_new_thread is self._raw_wrapper:
+            _thread.start_new_thread = self._prev_raw
+        self._start_wrapper = self._bootstrap_wrapper = self._raw_wrapper = None
         with self._lock:
             self._live.clear()
             self._born.clear()
@@ -164,14 +238,107 @@ class ThreadObserver:
         # the path of every thread start: no lock (a race may lose one count, never a thread),
         # names and texts made once per kind
         target: Any = getattr(thread, "_target", None)
+        kind = self._kind_of(target, thread, caller)
+        kind.started += 1
+        kind.window_started += 1
+        pools = kind.pools
+        if pools is not None and len(pools) < _MAX_POOLS:
+            pools.add(thread.name.rsplit("_", 1)[0])
+        live = self._live
+        if len(live) < _MAX_TRACKED:
+            live[id(thread)] = kind
+        # `_gate_start`, inlined: a call is a tenth of what the observer costs a thread
+        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
+            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
+        kind.gate_starts += 1
+        if kind.gate_starts <= _GATE_BURST:
+            now = time.time()
+            if len(self._born) < _MAX_TRACKED:
+                self._born[id(thread)] = now
+            self._started_event(kind, thread.name, thread.daemon, now)
+
+    def _gate_start(self, kind: _Kind) -> bool:
+        """Whether this start of `kind` becomes an event (the first few per kind and minute;
+        the minute runs on the flush's clock: no clock read per thread)."""
+        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
+            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
+        kind.gate_starts += 1
+        return kind.gate_starts <= _GATE_BURST
+
+    def _started_event(self, kind: _Kind, name: str, daemon: bool, now: float) -> None:
+        self.ring.add(
+            make_event(
+                "thread_started",
+                name,
+                {
+                    "thread": name,
+                    "target": kind.target,
+                    "kind": kind.name_pattern,
+                    "started_from": kind.started_from,
+                    "function": kind.starter_function,
+                    "daemon": daemon,
+                    "count": kind.started,
+                },
+                at=now,
+            )
+        )
+
+    def on_raw_start(self, function: Any, caller: types.FrameType | None) -> _RawRun:
+        """A ``_thread.start_new_thread`` call (in the starting thread): count it and return
+        what the new thread runs instead of `function`."""
+        kind = self._kind_of(function, None, caller)
+        kind.started += 1
+        kind.window_started += 1
+        if self._gate_start(kind):
+            self._started_event(kind, RAW_KIND, True, time.time())
+        return _RawRun(self, kind, function)
+
+    def on_raw_end(self, kind: _Kind) -> None:
+        kind.ended += 1
+        kind.window_ended += 1
+        kind.gate_ends += 1
+        if kind.gate_ends <= _GATE_BURST:
+            name = thread_name()
+            detail = {
+                "thread": name,
+                "target": kind.target,
+                "kind": kind.name_pattern,
+                "started_from": kind.started_from,
+                "died": False,
+            }
+            self.ring.add(make_event("thread_ended", name, detail))
+
+    def on_raw_death(self, kind: _Kind, exc: BaseException) -> None:
+        """An exception is ending a ``_thread`` thread (in that thread)."""
+        kind.died += 1
+        kind.window_died += 1
+        name = thread_name()
+        record = self.record_raw_death
+        found = record(exc, name) if record is not None else None
+        if found is None:
+            return  # not recorded (no exceptions observer, or its gate kept it a count)
+        detail = {k: v for k, v in found.items() if k not in ("route", "uncaught")}
+        detail.update(
+            thread=name, target=kind.target, started_from=kind.started_from, kind=kind.name_pattern
+        )
+        self.ring.add(make_event("thread_died", name, detail))
+
+    def _kind_of(
+        self,
+        target: Any,
+        thread: threading.Thread | None,
+        caller: types.FrameType | None,
+    ) -> _Kind:
+        """The kind of a thread about to start (`thread` None: a ``_thread`` one): its target
+        and the code that starts it."""
         tt: type = type(target)
-        if tt is types.FunctionType:
+        if tt is _FUNCTION:
             tkey: Any = target.__code__
-        elif tt is types.MethodType and type(target.__func__) is types.FunctionType:
+        elif tt is _METHOD and type(target.__func__) is _FUNCTION:
             tkey = target.__func__.__code__
         elif target is None:  # a subclass overriding run()
             tkey = type(thread)
-        elif tt is type or tt is types.BuiltinFunctionType:
+        elif tt is type or tt is _BUILTIN:
             tkey = target
         else:  # a callable object, a partial: its type (ids of instances would be new kinds)
             tkey = tt
@@ -199,44 +366,15 @@ class ThreadObserver:
         kind = self._kinds.get(key)
         if kind is None:
             line = (starter.f_lineno or 0) if starter is not None else 0
-            kind = self._new_kind(key, thread, target, code, line, tkey)
-        kind.started += 1
-        kind.window_started += 1
-        pools = kind.pools
-        if pools is not None and len(pools) < _MAX_POOLS:
-            pools.add(thread.name.rsplit("_", 1)[0])
-        live = self._live
-        if len(live) < _MAX_TRACKED:
-            live[id(thread)] = kind
-        # the gate's minute runs on the flush's clock: no clock read per thread
-        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
-            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
-        kind.gate_starts += 1
-        if kind.gate_starts <= _GATE_BURST:
-            now = time.time()
-            if len(self._born) < _MAX_TRACKED:
-                self._born[id(thread)] = now
-            self.ring.add(
-                make_event(
-                    "thread_started",
-                    thread.name,
-                    {
-                        "thread": thread.name,
-                        "target": kind.target,
-                        "kind": kind.name_pattern,
-                        "started_from": kind.started_from,
-                        "function": kind.starter_function,
-                        "daemon": thread.daemon,
-                        "count": kind.started,
-                    },
-                    at=now,
-                )
-            )
+            name = thread.name if thread is not None else RAW_KIND  # (a property: once a kind)
+            kind = self._new_kind(key, thread, name, target, code, line, tkey)
+        return kind
 
     def _new_kind(
         self,
         key: _KindKey,
-        thread: threading.Thread,
+        thread: threading.Thread | None,
+        name: str,
         target: Any,
         code: types.CodeType | None,
         line: int,
@@ -246,12 +384,14 @@ class ThreadObserver:
             if len(self._kinds) >= _MAX_KINDS:
                 return self._overflow
             kind = self._kinds[key] = _Kind(
-                callable_name(type(thread).run if target is None else target),
+                callable_name(
+                    type(thread).run if target is None and thread is not None else target
+                ),
                 where(code, line) if code is not None else "?",
                 getattr(code, "co_qualname", getattr(code, "co_name", "?")),
-                _DIGITS.sub("N", thread.name),
+                _DIGITS.sub("N", name),
                 held=(held, code),
-                pools=set() if _POOLED.match(thread.name) else None,
+                pools=set() if _POOLED.match(name) else None,
             )
             return kind
 
@@ -302,7 +442,7 @@ class ThreadObserver:
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
         """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
         now = time.time()
-        name = thread.name if thread is not None else threading.current_thread().name
+        name = thread.name if thread is not None else thread_name()
         kind = self._live.get(id(thread)) if thread is not None else None
         detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
         detail["thread"] = name

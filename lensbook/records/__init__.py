@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
+from lensbook.records._writer import RecordWriter, configure, writer
 from lensbook.records.reader import RecordError, Run, load_run, runs
-from lensbook.records.writer import RecordWriter, configure, writer
 
 __all__ = ["RecordError", "RecordWriter", "Run", "configure", "load_run", "runs", "writer"]

@@ -3,7 +3,7 @@
 The coordinator's model turns come from its own record (as an operator's do). Each time the
 replayed coordinator invokes an operator, the next recorded run of that skill (named in the
 record's ``coordinator_operator_finished`` events, a file beside it) is replayed with
-`lensbook.records.replay.areplay`, and the notifications handed to the coordinator are the
+`lensbook.records.operator_replay.areplay`, and the notifications handed to the coordinator are the
 recorded ones, so the recorded turns that cite notification ids (insights, statuses) still cite
 known ids. The coordinator's tools run for real (waits, statuses, insights); every place where
 the replay differs from the record is a `Divergence`.
@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.clients.chain import ClientChain
-from lensbook.coordinator.insights import CoordinatorResult
+from lensbook.coordinator.insights import CoordinatorResult, TrackedNotification
 from lensbook.coordinator.session import OperatorRun, Session, Settings
+from lensbook.records.operator_replay import Divergence, ReplayClient, ToolMode, areplay
 from lensbook.records.reader import RecordError, Run, load_run
-from lensbook.records.replay import Divergence, ReplayClient, ToolMode, areplay
 from lensbook.skills import resolve_skill
 
 __all__ = ["CoordinatorReplay", "areplay_coordinator"]
@@ -33,6 +33,11 @@ class CoordinatorReplay:
     record: Run
     tools: ToolMode
     divergences: list[Divergence] = field(default_factory=list)
+
+    @property
+    def notifications(self) -> tuple[TrackedNotification, ...]:
+        """The notifications the replayed coordinator got (as its `CoordinatorResult` has them)."""
+        return self.result.notifications
 
     @property
     def same_notifications(self) -> bool:

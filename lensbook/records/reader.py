@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 from lensbook._errors import RecordError
 from lensbook.charts import Mark, Series
 from lensbook.evidence import BASE_TOOLS, Evidence, ProbeResult, SnapshotSeen, number
+from lensbook.records._writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
 from lensbook.records.shapes import check_event, check_header
-from lensbook.records.writer import FORMAT_VERSION, HEADER_PREFIX, RECORD_NAME, writer
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import CompletionResult, Notification, Snapshot, TokenUsage
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from lensbook.clients.base import Message, ModelTurn
+from lensbook.limits import MAX_ITERATIONS
 from lensbook.types import HealthState, Notification, StopReason, TokenUsage
 
 __all__ = ["Header", "check_event", "check_header"]
@@ -43,7 +44,7 @@ class Header(_Shape):
     state: HealthState = "healthy"
     client: str = ""
     lensbook: str | None = None
-    max_iterations: Annotated[int, Field(strict=True, ge=1, le=100_000)] = 25
+    max_iterations: Annotated[int, Field(strict=True, ge=1, le=100_000)] = MAX_ITERATIONS
     compaction_max_tokens: Count = 50_000
     compaction_keep_last: Count = 5
     max_wait_seconds: Seconds = 30.0

@@ -26,16 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from lensbook._errors import LensbookError
+from lensbook.records._writer import is_own_record
 from lensbook.records.reader import RecordError, Run, load_run
-from lensbook.records.writer import is_own_record
 
 __all__ = [
     "Postmortem",
     "PostmortemError",
-    "add_arguments",
     "export_html",
     "find_record",
-    "from_arguments",
     "postmortem",
 ]
 
@@ -85,7 +83,7 @@ def find_record(
     path = Path(name)
     if path.exists():
         return path
-    from lensbook.records.writer import writer
+    from lensbook.records import writer
 
     folder = Path(directory) if directory is not None else writer.directory
     text = str(name)
@@ -276,7 +274,7 @@ def _quote(text: str) -> str:
 def _notebook(
     runs: list[Run], paths: list[str], parents: list[str | None], title: str | None
 ) -> Any:
-    from lensbook import __version__
+    from lensbook._version import __version__
 
     first = runs[0]
     heading = title or f"Postmortem: {first.context.get('reason') or first.operator}"
@@ -371,34 +369,3 @@ def _section(i: int, run: Run, total: int, parent: str | None) -> list[Any]:
         ),
     ]
     return cells
-
-
-def add_arguments(parser: Any) -> None:
-    """The postmortem options, shared by `lensbook postmortem` and `%lens postmortem`."""
-    parser.add_argument(
-        "runs", metavar="RUN", nargs="+", help="a run record (.jsonl) or a run id (prefix)"
-    )
-    parser.add_argument(
-        "-o",
-        "--output",
-        metavar="NOTEBOOK",
-        default=None,
-        help="the notebook to write (default: postmortem-<run id>.ipynb)",
-    )
-    parser.add_argument(
-        "--html", action="store_true", help="also export it as one self-contained HTML file"
-    )
-    parser.add_argument(
-        "--no-execute",
-        dest="execute",
-        action="store_false",
-        help="write the notebook without running it (no outputs saved)",
-    )
-    parser.add_argument("--title", default=None, help="the notebook's title")
-
-
-def from_arguments(args: Any) -> Postmortem:
-    """Write the postmortem that parsed `add_arguments` options ask for."""
-    return postmortem(
-        list(args.runs), args.output, html=args.html, execute=args.execute, title=args.title
-    )

@@ -2,7 +2,8 @@
 
 A `Scenario` names the fault, the skill and reason to investigate with, and what a correct
 diagnosis must name (regular expressions matched against the notifications' text). `induce()`
-starts the fault for real (threads, leaks, open files...) and returns a cleanup callable.
+starts the fault for real (threads, leaks, open files...) and returns a cleanup callable; the
+threaded faults run on `_harness.Workers`, so a scenario's module holds only its fault.
 Run one in a child process with ``python -m lensbook.scenarios NAME --json``.
 """
 
@@ -12,14 +13,17 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from lensbook.limits import MAX_ITERATIONS
+
 __all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario_names"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scenario:
     """A fault to induce and the diagnosis it calls for."""
 
-    name: str
+    #: the module that defines `induce` names the scenario, unless a name is given
+    name: str = ""
     title: str
     skill: str
     reason: str
@@ -31,10 +35,14 @@ class Scenario:
     healthy: bool = False
     #: seconds to let the fault develop before the investigation starts
     settle: float = 1.0
-    max_iterations: int = 25
+    max_iterations: int = MAX_ITERATIONS
     #: investigate with each of these skills in turn (a healthy workload must raise no alarm
     #: in any of them); empty: `skill` alone
     skills: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            object.__setattr__(self, "name", self.induce.__module__.rpartition(".")[2])
 
 
 #: scenario name -> "module:ATTRIBUTE", imported on demand

@@ -6,7 +6,7 @@ miss, with no size bound and no expiry. Every new query id adds an entry that li
 
 from __future__ import annotations
 
-import threading
+from lensbook.scenarios._harness import Workers, start_paced
 
 __all__ = ["clear", "lookup", "start_traffic"]
 
@@ -24,21 +24,9 @@ def lookup(query_id: int) -> dict[str, object]:
     return hit
 
 
-def start_traffic(per_second: int = 4000) -> threading.Event:
-    """Serve ever-new queries from a thread until the returned event is set."""
-    stop = threading.Event()
-
-    def serve() -> None:
-        n = 0
-        batch = max(1, per_second // 20)
-        while not stop.is_set():
-            for _ in range(batch):
-                lookup(n)
-                n += 1
-            stop.wait(0.05)
-
-    threading.Thread(target=serve, name="query-server", daemon=True).start()
-    return stop
+def start_traffic(per_second: int = 4000) -> Workers:
+    """Serve ever-new queries from a thread until its `stop` is set (or its `cleanup()` runs)."""
+    return start_paced("query-server", lookup, per_second)
 
 
 def clear() -> None:

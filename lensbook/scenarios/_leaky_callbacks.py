@@ -7,9 +7,10 @@ The `callback_leak` fault: an event emitter at module level keeps every handler 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from typing import Any
+
+from lensbook.scenarios._harness import Workers, start_paced
 
 __all__ = ["BUS", "EventEmitter", "RequestContext", "clear", "handle_request", "start_traffic"]
 
@@ -53,21 +54,9 @@ def handle_request(request_id: int) -> int:
     return ctx.request_id
 
 
-def start_traffic(per_second: int = 3000) -> threading.Event:
-    """Handle requests from a thread until the returned event is set."""
-    stop = threading.Event()
-
-    def serve() -> None:
-        n = 0
-        batch = max(1, per_second // 20)
-        while not stop.is_set():
-            for _ in range(batch):
-                handle_request(n)
-                n += 1
-            stop.wait(0.05)
-
-    threading.Thread(target=serve, name="request-handler", daemon=True).start()
-    return stop
+def start_traffic(per_second: int = 3000) -> Workers:
+    """Handle requests from a thread until its `stop` is set (or its `cleanup()` runs)."""
+    return start_paced("request-handler", handle_request, per_second)
 
 
 def clear() -> None:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
+import time
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "process_order"]
 
@@ -35,47 +36,38 @@ def _induce() -> Callable[[], None]:
     log = logging.getLogger(LOGGER)
     log.addHandler(handler)
     log.propagate = False
-    stop = threading.Event()
+    workers = Workers()
 
     def work(worker: int) -> None:
         n = 0
-        while not stop.is_set():
+        while not workers.stop.is_set():
             n += 1
             process_order(log, worker, n)
-            stop.wait(0.01)
+            workers.stop.wait(0.01)
 
-    workers = [
-        threading.Thread(target=work, args=(i,), name=f"order-worker-{i}", daemon=True)
-        for i in range(WORKERS)
-    ]
-    for t in workers:
-        t.start()
+    for i in range(WORKERS):
+        workers.start(f"order-worker-{i}", work, i)
 
-    def cleanup() -> None:
-        stop.set()
+    def ship_again() -> None:
         # the shipper comes back: drain the pipe until every worker has finished its record
         os.set_blocking(read_end, False)
-        for _ in range(500):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
             try:
                 while os.read(read_end, 65536):
                     pass
             except BlockingIOError:
                 pass
-            if not any(t.is_alive() for t in workers):
+            if not workers.alive():
                 break
-            stop.wait(0.01)
+            time.sleep(0.01)  # polling the workers' exit, with the deadline above
         log.removeHandler(handler)
         log.propagate = True
-        for t in workers:
-            t.join(5)
-        stream.close()
-        os.close(read_end)
 
-    return cleanup
+    return workers.cleanup(stream.close, lambda: os.close(read_end), unblock=ship_again)
 
 
 SCENARIO = Scenario(
-    name="blocked_log_handler",
     title="A logging handler blocked on write holds its lock; the workers queue behind it",
     skill="threads",
     reason="the order service is hung; workers make no progress",

@@ -50,12 +50,10 @@ async def service() -> None:
 
 
 def _induce() -> Callable[[], None]:
-    _loop, cleanup = start_app_loop("quotes-loop", service)
-    return cleanup
+    return start_app_loop("quotes-loop", {"main": service})
 
 
 SCENARIO = Scenario(
-    name="blocking_coroutine",
     title="time.sleep inside a coroutine blocks the event loop",
     skill="asyncio",
     reason="the service's requests time out every now and then",

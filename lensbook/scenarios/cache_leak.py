@@ -10,17 +10,11 @@ from lensbook.scenarios import Scenario
 def _induce() -> Callable[[], None]:
     from lensbook.scenarios import _leaky_cache
 
-    stop = _leaky_cache.start_traffic(per_second=4000)
-
-    def cleanup() -> None:
-        stop.set()
-        _leaky_cache.clear()
-
-    return cleanup
+    traffic = _leaky_cache.start_traffic(per_second=4000)
+    return traffic.cleanup(_leaky_cache.clear)
 
 
 SCENARIO = Scenario(
-    name="cache_leak",
     title="A module-level cache that is never evicted",
     skill="memory",
     reason="memory keeps growing while the service runs",

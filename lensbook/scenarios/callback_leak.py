@@ -10,17 +10,11 @@ from lensbook.scenarios import Scenario
 def _induce() -> Callable[[], None]:
     from lensbook.scenarios import _leaky_callbacks
 
-    stop = _leaky_callbacks.start_traffic(per_second=3000)
-
-    def cleanup() -> None:
-        stop.set()
-        _leaky_callbacks.clear()
-
-    return cleanup
+    traffic = _leaky_callbacks.start_traffic(per_second=3000)
+    return traffic.cleanup(_leaky_callbacks.clear)
 
 
 SCENARIO = Scenario(
-    name="callback_leak",
     title="Callbacks registered per request and never removed",
     skill="memory",
     reason="memory grows with every request",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "start_spinner"]
 
@@ -20,19 +20,14 @@ def poll_for_work(flags: dict[str, bool]) -> int:
 
 def start_spinner(name: str = "spinner") -> Callable[[], None]:
     """Start the spinning thread; returns the cleanup that stops and joins it."""
+    # a plain flag, not the workers' stop event: polling it must stay a tight pure-Python loop
     flags = {"stop": False}
-    thread = threading.Thread(target=poll_for_work, args=(flags,), name=name, daemon=True)
-    thread.start()
-
-    def cleanup() -> None:
-        flags["stop"] = True
-        thread.join(5)
-
-    return cleanup
+    workers = Workers()
+    workers.start(name, poll_for_work, flags)
+    return workers.cleanup(unblock=lambda: flags.update(stop=True))
 
 
 SCENARIO = Scenario(
-    name="cpu_spin",
     title="A thread spinning the CPU",
     skill="threads",
     reason="the process uses a full core while it should be idle",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "consume_events", "parse_event"]
 
@@ -58,30 +59,19 @@ def _produce(events: queue.Queue[str | None], stop: threading.Event) -> None:
 def _induce() -> Callable[[], None]:
     events: queue.Queue[str | None] = queue.Queue()
     handled = [0]
-    stop = threading.Event()
-    consumers = [
-        threading.Thread(
-            target=consume_events, args=(events, handled), name=f"consumer-{i}", daemon=True
-        )
-        for i in range(CONSUMERS)
-    ]
-    producer = threading.Thread(target=_produce, args=(events, stop), name="producer", daemon=True)
-    for t in (*consumers, producer):
-        t.start()
+    workers = Workers()
+    for i in range(CONSUMERS):
+        workers.start(f"consumer-{i}", consume_events, events, handled)
+    workers.start("producer", _produce, events, workers.stop)
 
-    def cleanup() -> None:
-        stop.set()
-        producer.join(5)
-        for _ in consumers:
+    def end_of_stream() -> None:  # one for each consumer still alive, none for the producer
+        for _ in range(CONSUMERS):
             events.put(None)
-        for t in consumers:
-            t.join(5)
 
-    return cleanup
+    return workers.cleanup(unblock=end_of_stream)
 
 
 SCENARIO = Scenario(
-    name="dead_consumers",
     title="Queue consumers killed one by one by an uncaught exception",
     skill="exceptions",
     reason="events pile up unprocessed; the workers seem to have stopped",

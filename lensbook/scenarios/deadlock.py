@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "start_deadlock"]
 
@@ -55,30 +56,20 @@ def start_deadlock(prefix: str = "worker") -> Callable[[], None]:
     lock_a = threading.Lock()
     lock_b = threading.Lock()
     both = threading.Barrier(2)
-    breaking = threading.Event()
     locks = (lock_a, lock_b, both)
-    a = threading.Thread(
-        target=_worker, args=(transfer_a_to_b, locks, breaking), name=f"{prefix}-a", daemon=True
-    )
-    b = threading.Thread(
-        target=_worker, args=(transfer_b_to_a, locks, breaking), name=f"{prefix}-b", daemon=True
-    )
-    a.start()
-    b.start()
+    workers = Workers()  # its stop event tells the workers that the cleanup is breaking in
+    workers.start(f"{prefix}-a", _worker, transfer_a_to_b, locks, workers.stop)
+    workers.start(f"{prefix}-b", _worker, transfer_b_to_a, locks, workers.stop)
 
-    def cleanup() -> None:
-        breaking.set()
+    def break_in() -> None:
         both.abort()  # in case a thread has not reached the barrier yet
         if lock_a.locked():
             lock_a.release()
-        a.join(5)
-        b.join(5)
 
-    return cleanup
+    return workers.cleanup(unblock=break_in)
 
 
 SCENARIO = Scenario(
-    name="deadlock",
     title="Two threads deadlocked on two locks",
     skill="threads",
     reason="two worker threads stopped making progress; the job hangs",

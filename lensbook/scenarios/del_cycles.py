@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 _released = 0
 
@@ -53,19 +54,12 @@ def _churn(stop: threading.Event, trees_per_s: int, keep: int) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=_churn, args=(stop, 8000, 2000), name="parser", daemon=True)
-    thread.start()
-
-    def cleanup() -> None:
-        stop.set()
-        thread.join(timeout=5)
-
-    return cleanup
+    workers = Workers()
+    workers.start("parser", _churn, workers.stop, 8000, 2000)
+    return workers.cleanup()
 
 
 SCENARIO = Scenario(
-    name="del_cycles",
     title="Reference cycles of objects with __del__ churning the collector",
     skill="gc",
     reason="latency spikes; the process spends time in garbage collection",

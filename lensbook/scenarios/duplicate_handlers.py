@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, scratch_dir
 
 __all__ = ["SCENARIO", "frame_logger"]
 
@@ -40,33 +38,28 @@ def render_frame(path: str, n: int) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    directory = tempfile.mkdtemp()
+    directory, remove_directory = scratch_dir()
     path = os.path.join(directory, "frames.log")
-    stop = threading.Event()
+    workers = Workers()
 
     def animate() -> None:
         for n in range(MAX_HANDLERS):
-            if stop.wait(0.05):
+            if workers.stop.wait(0.05):
                 return
             render_frame(path, n)
 
-    thread = threading.Thread(target=animate, name="animator", daemon=True)
-    thread.start()
+    workers.start("animator", animate)
 
-    def cleanup() -> None:
-        stop.set()
-        thread.join(5)
+    def remove_handlers() -> None:
         log = logging.getLogger(LOGGER)
         for handler in list(log.handlers):
             log.removeHandler(handler)
             handler.close()
-        shutil.rmtree(directory, ignore_errors=True)
 
-    return cleanup
+    return workers.cleanup(remove_handlers, remove_directory)
 
 
 SCENARIO = Scenario(
-    name="duplicate_handlers",
     title="A FileHandler added to the same logger on every call",
     skill="logs",
     reason="every line of our frame log appears dozens of times",

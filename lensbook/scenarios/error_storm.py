@@ -7,10 +7,11 @@ card id each time (one template, many messages), as a retry loop without backoff
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
+from functools import partial
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 LOGGER = "payments.gateway"
 #: records per burst, and bursts per second
@@ -23,29 +24,21 @@ def _induce() -> Callable[[], None]:
     # the application has its own handler, so nothing reaches stderr's last resort
     sink = logging.NullHandler()
     log.addHandler(sink)
-    stop = threading.Event()
+    workers = Workers()
 
     def retry_loop() -> None:
         card = 4000_0000
-        while not stop.is_set():
+        while not workers.stop.is_set():
             for _ in range(BURST):
                 card += 1
                 log.error("failed to charge card %s: gateway timeout", card)
-            stop.wait(PERIOD)
+            workers.stop.wait(PERIOD)
 
-    worker = threading.Thread(target=retry_loop, name="payments-retry", daemon=True)
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(5)
-        log.removeHandler(sink)
-
-    return cleanup
+    workers.start("payments-retry", retry_loop)
+    return workers.cleanup(partial(log.removeHandler, sink))
 
 
 SCENARIO = Scenario(
-    name="error_storm",
     title="An error storm from one logger",
     skill="logs",
     reason="the service feels sluggish and the log files are growing fast",

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "validate_record"]
 
@@ -45,19 +46,12 @@ def _validate(stop: threading.Event) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=_validate, args=(stop,), name="validator", daemon=True)
-    thread.start()
-
-    def cleanup() -> None:
-        stop.set()
-        thread.join(5)
-
-    return cleanup
+    workers = Workers()
+    workers.start("validator", _validate, workers.stop)
+    return workers.cleanup()
 
 
 SCENARIO = Scenario(
-    name="exception_cycles",
     title="Stored exceptions make a reference cycle per call",
     skill="gc",
     reason="memory saw-tooths and the process pauses; is the garbage collector busy?",

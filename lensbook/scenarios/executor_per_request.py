@@ -10,11 +10,11 @@ Bounded: 75 requests over about 15 seconds (up to 300 idle threads).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, each
 
 __all__ = ["SCENARIO", "ReportHandler"]
 
@@ -39,30 +39,22 @@ class ReportHandler:
 
 def _induce() -> Callable[[], None]:
     request_log: list[ReportHandler] = []
-    stop = threading.Event()
+    workers = Workers(join_timeout=10)
 
     def serve() -> None:
         for n in range(REQUESTS):
-            if stop.wait(0.2):
+            if workers.stop.wait(0.2):
                 return
             handler = ReportHandler(n)
             handler.handle()
             request_log.append(handler)
 
-    server = threading.Thread(target=serve, name="report-server", daemon=True)
-    server.start()
+    workers.start("report-server", serve)
 
-    def cleanup() -> None:
-        stop.set()
-        server.join(10)
-        for handler in request_log:
-            handler.pool.shutdown(wait=True)
-
-    return cleanup
+    return workers.cleanup(each(request_log, lambda handler: handler.pool.shutdown(wait=True)))
 
 
 SCENARIO = Scenario(
-    name="executor_per_request",
     title="A ThreadPoolExecutor per request, never shut down",
     skill="threads",
     reason="the service's thread count keeps climbing",

@@ -1,26 +1,25 @@
 """A file-descriptor leak: a thread opens ``leak-<n>.log`` files every few ms, never closing them.
 
 The leak is bounded so it cannot exhaust the machine: at most 2000 files and never more than
-40% of the RLIMIT_NOFILE headroom, opened over about 20 seconds (the rate adapts to the cap,
+40% of the RLIMIT_NOFILE headroom, opened over about 60 seconds (the rate adapts to the cap,
 so the growth stays visible between two snapshots a few seconds apart).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Callable
 from typing import IO
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, each, scratch_dir
 
 __all__ = ["SCENARIO", "leak_files"]
 
 MAX_FILES = 2000
-#: seconds over which the cap is reached
-SPREAD = 20.0
+#: seconds over which the cap is reached: long enough that the leak is still going when a
+#: slow (loaded) investigation opens its creation window after the two snapshots
+SPREAD = 60.0
 
 
 def _cap() -> int:
@@ -36,16 +35,14 @@ def _cap() -> int:
     return max(50, min(MAX_FILES, int(0.4 * (soft - in_use))))
 
 
-def leak_files(
-    directory: str, cap: int, interval: float
-) -> tuple[threading.Thread, threading.Event, list[IO[str]]]:
-    """Start a daemon thread that opens `cap` files in `directory`, one every `interval` s."""
-    stop = threading.Event()
+def leak_files(workers: Workers, directory: str, cap: int, interval: float) -> list[IO[str]]:
+    """Start a worker that opens `cap` files in `directory`, one every `interval` s; returns
+    the list of the files it has opened so far."""
     opened: list[IO[str]] = []
 
     def run() -> None:
         for n in range(cap):
-            if stop.wait(interval):
+            if workers.stop.wait(interval):
                 return
             # the bug: the handle is kept (as a forgotten log handle would be), never closed
             handle = open(os.path.join(directory, f"leak-{n}.log"), "w")  # noqa: SIM115
@@ -53,28 +50,20 @@ def leak_files(
             handle.flush()
             opened.append(handle)
 
-    thread = threading.Thread(target=run, name="request-logger", daemon=True)
-    thread.start()
-    return thread, stop, opened
+    workers.start("request-logger", run)
+    return opened
 
 
 def _induce() -> Callable[[], None]:
-    directory = tempfile.mkdtemp()
+    directory, remove_directory = scratch_dir()
     cap = _cap()
-    thread, stop, opened = leak_files(directory, cap, SPREAD / cap)
+    workers = Workers()
+    opened = leak_files(workers, directory, cap, SPREAD / cap)
 
-    def cleanup() -> None:
-        stop.set()
-        thread.join(timeout=5)
-        for handle in opened:
-            handle.close()
-        shutil.rmtree(directory, ignore_errors=True)
-
-    return cleanup
+    return workers.cleanup(each(opened, lambda handle: handle.close()), remove_directory)
 
 
 SCENARIO = Scenario(
-    name="fd_leak",
     title="File descriptors opened in a loop and never closed",
     skill="process",
     reason="the process holds more and more open file descriptors",

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "render_dashboard"]
 
@@ -48,20 +50,12 @@ def _induce() -> Callable[[], None]:
     import matplotlib.pyplot as plt
 
     plt.rcParams["figure.max_open_warning"] = 0  # the warning would say it; the skill must
-    stop = threading.Event()
-    worker = threading.Thread(target=_serve, args=(stop,), name="reports", daemon=True)
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(5)
-        plt.close("all")
-
-    return cleanup
+    workers = Workers()
+    workers.start("reports", _serve, workers.stop)
+    return workers.cleanup(partial(plt.close, "all"))
 
 
 SCENARIO = Scenario(
-    name="figure_leak",
     title="pyplot figures created by the user's code and never closed",
     skill="memory",
     reason="the reporting worker's memory keeps growing",

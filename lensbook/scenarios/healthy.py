@@ -10,7 +10,6 @@ def _induce() -> None:
 
 
 SCENARIO = Scenario(
-    name="healthy",
     title="A healthy process",
     skill="runtime",
     reason="routine check: is anything wrong?",

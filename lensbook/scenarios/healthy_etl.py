@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from lensbook.scenarios import Scenario, process_skills
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "run_batch"]
 
@@ -53,28 +53,21 @@ def _induce() -> Callable[[], None]:
     log = logging.getLogger("etl.orders")
     products = pd.DataFrame({"product": range(50), "category": [f"c{i % 7}" for i in range(50)]})
     recent: deque[Any] = deque(maxlen=5)  # the "warehouse": a bounded store of summaries
-    stop = threading.Event()
+    workers = Workers(join_timeout=10)
 
     def etl() -> None:
         rng = np.random.default_rng(0)
         batch = 0
-        while not stop.wait(0.05):
+        while not workers.stop.wait(0.05):
             batch += 1
             recent.append(run_batch(rng, products))
             log.info("batch %d loaded", batch)
 
-    worker = threading.Thread(target=etl, name="etl", daemon=True)
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(10)
-
-    return cleanup
+    workers.start("etl", etl)
+    return workers.cleanup()
 
 
 SCENARIO = Scenario(
-    name="healthy_etl",
     title="Busy but healthy: a pandas ETL loop",
     skill="runtime",
     reason="routine check of the ETL worker: is anything wrong?",

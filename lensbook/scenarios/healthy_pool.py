@@ -13,8 +13,10 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 from lensbook.scenarios import Scenario, process_skills
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "resize_image"]
 
@@ -30,29 +32,21 @@ def _induce() -> Callable[[], None]:
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resize")
     results: dict[int, str] = {}
     lock = threading.Lock()
-    stop = threading.Event()
+    workers = Workers(join_timeout=10)
 
     def dispatch() -> None:
         n = 0
-        while not stop.wait(0.01):
+        while not workers.stop.wait(0.01):
             futures = [pool.submit(resize_image, n + i, results, lock) for i in range(4)]
             n += 4
             for f in futures:
                 f.result()
 
-    dispatcher = threading.Thread(target=dispatch, name="dispatcher", daemon=True)
-    dispatcher.start()
-
-    def cleanup() -> None:
-        stop.set()
-        dispatcher.join(10)
-        pool.shutdown(wait=True)
-
-    return cleanup
+    workers.start("dispatcher", dispatch)
+    return workers.cleanup(partial(pool.shutdown, wait=True))
 
 
 SCENARIO = Scenario(
-    name="healthy_pool",
     title="Busy but healthy: a thread pool at steady state",
     skill="threads",
     reason="routine check of the image workers: is anything wrong?",

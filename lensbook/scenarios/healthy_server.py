@@ -10,6 +10,7 @@ cleanup (or after 120 s at the latest).
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
@@ -52,23 +53,23 @@ async def client(port: int, served: list[int]) -> None:
 
 def _induce() -> Callable[[], None]:
     ports: list[int] = []
+    listening = threading.Event()
     served = [0]
 
     async def server_main() -> None:
         server = await asyncio.start_server(handle_client, "127.0.0.1", 0)
         ports.append(server.sockets[0].getsockname()[1])
+        listening.set()
         async with server:
             await server.serve_forever()
 
-    _server_loop, stop_server = start_app_loop("api-server", server_main)
-    started = time.monotonic()
-    while not ports and time.monotonic() - started < 10:
-        time.sleep(0.01)
+    stop_server = start_app_loop("api-server", {"main": server_main})
+    listening.wait(10)
 
     async def load_main() -> None:
         await asyncio.gather(*(client(ports[0], served) for _ in range(CLIENTS)))
 
-    _load_loop, stop_load = start_app_loop("load-clients", load_main)
+    stop_load = start_app_loop("load-clients", {"main": load_main})
 
     def cleanup() -> None:
         stop_load()
@@ -78,7 +79,6 @@ def _induce() -> Callable[[], None]:
 
 
 SCENARIO = Scenario(
-    name="healthy_server",
     title="Busy but healthy: an asyncio server under steady load",
     skill="asyncio",
     reason="routine check of the API server: is anything wrong?",

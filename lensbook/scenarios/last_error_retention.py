@@ -51,7 +51,6 @@ def _induce() -> Callable[[], None]:
 
 
 SCENARIO = Scenario(
-    name="last_error_retention",
     title="A failed cell's kept traceback holds a large DataFrame",
     skill="kernel",
     reason="memory did not go down after my cell failed",

@@ -30,7 +30,6 @@ def _induce() -> Callable[[], None]:
 
 
 SCENARIO = Scenario(
-    name="leak_and_errors",
     title="A cache leak and an error storm at the same time",
     skill="memory",
     reason="memory keeps growing and the service logs errors",

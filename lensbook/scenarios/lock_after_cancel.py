@@ -60,12 +60,10 @@ async def service() -> None:
 
 
 def _induce() -> Callable[[], None]:
-    _loop, cleanup = start_app_loop("api-loop", service)
-    return cleanup
+    return start_app_loop("api-loop", {"main": service})
 
 
 SCENARIO = Scenario(
-    name="lock_after_cancel",
     title="An asyncio.Lock left held by a cancelled task",
     skill="asyncio",
     reason="API requests hang since the token refresh timed out",

@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "PriceQuote"]
 
@@ -45,20 +46,12 @@ def _serve(stop: threading.Event) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    stop = threading.Event()
-    worker = threading.Thread(target=_serve, args=(stop,), name="pricing", daemon=True)
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(5)
-        PriceQuote.converted.cache_clear()
-
-    return cleanup
+    workers = Workers()
+    workers.start("pricing", _serve, workers.stop)
+    return workers.cleanup(PriceQuote.converted.cache_clear)
 
 
 SCENARIO = Scenario(
-    name="method_cache_leak",
     title="Instances pinned by an lru_cache on a method",
     skill="memory",
     reason="memory of the pricing service keeps growing",

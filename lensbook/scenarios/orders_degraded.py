@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from lensbook.metrics import Sampler, store
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, sample_runtime
 from lensbook.skills import resolve_skill
 
 __all__ = ["SCENARIO", "record_order"]
@@ -49,29 +50,17 @@ def _serve(stop: threading.Event, log: logging.Logger) -> None:
 
 
 def _induce() -> Callable[[], None]:
-    store.listen()
-    sampler = Sampler([resolve_skill("runtime")], interval=1.0)
-    sampler.start()
+    stop_sampling = sample_runtime()
     resolve_skill("logs").snapshot()  # the log handler is in place before the incident
     log = logging.getLogger(LOGGER)
     sink = logging.NullHandler()  # the service's own handler: nothing reaches stderr
     log.addHandler(sink)
-    stop = threading.Event()
-    worker = threading.Thread(target=_serve, args=(stop, log), name="orders-api", daemon=True)
-    worker.start()
-
-    def cleanup() -> None:
-        stop.set()
-        worker.join(5)
-        sampler.stop()
-        log.removeHandler(sink)
-        _AUDIT_LOG.clear()
-
-    return cleanup
+    workers = Workers()
+    workers.start("orders-api", _serve, workers.stop, log)
+    return workers.cleanup(stop_sampling, partial(log.removeHandler, sink), _AUDIT_LOG.clear)
 
 
 SCENARIO = Scenario(
-    name="orders_degraded",
     title="A vague complaint over a memory leak and an error storm",
     skill="runtime",
     reason="orders service degraded",

@@ -56,7 +56,6 @@ def _induce() -> Callable[[], None]:
 
 
 SCENARIO = Scenario(
-    name="out_cache",
     title="A DataFrame kept alive only by IPython's Out cache",
     skill="kernel",
     reason="the kernel's memory stays high after I deleted my big DataFrame",

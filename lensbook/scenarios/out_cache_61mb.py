@@ -23,7 +23,6 @@ def _induce() -> Callable[[], None]:
 
 
 SCENARIO = Scenario(
-    name="out_cache_61mb",
     title="A 61 MB DataFrame kept alive only by IPython's Out cache in a ~200 MB kernel",
     skill="kernel",
     reason="memory stays high after I deleted my DataFrame",

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers
 
 __all__ = ["SCENARIO", "start_ring"]
 
@@ -44,30 +45,20 @@ def start_ring(prefix: str = "station") -> Callable[[], None]:
     """Start the ring of deadlocked threads ``{prefix}-0`` .. ``-2``; returns the cleanup."""
     locks = [threading.Lock() for _ in range(STATIONS)]
     ready = threading.Barrier(STATIONS)
-    breaking = threading.Event()
-    threads = [
-        threading.Thread(
-            target=_station, args=(locks, i, ready, breaking), name=f"{prefix}-{i}", daemon=True
-        )
-        for i in range(STATIONS)
-    ]
-    for t in threads:
-        t.start()
+    workers = Workers()  # its stop event tells the stations that the cleanup is breaking in
+    for i in range(STATIONS):
+        workers.start(f"{prefix}-{i}", _station, locks, i, ready, workers.stop)
 
-    def cleanup() -> None:
-        breaking.set()
+    def break_ring() -> None:
         ready.abort()
         # releasing one lock lets its waiter finish, which releases the next, and so on
         if locks[0].locked():
             locks[0].release()
-        for t in threads:
-            t.join(5)
 
-    return cleanup
+    return workers.cleanup(unblock=break_ring)
 
 
 SCENARIO = Scenario(
-    name="ring_deadlock",
     title="Three threads deadlocked on locks taken as locks[i] and locks[(i + 1) % 3]",
     skill="threads",
     reason="order packing stopped; the three station threads do nothing",

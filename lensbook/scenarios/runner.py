@@ -10,6 +10,7 @@ from typing import Any
 
 import lensbook
 from lensbook import events
+from lensbook.evidence import BASE_TOOLS
 from lensbook.scenarios import Scenario, get_scenario
 from lensbook.types import CompletionResult
 
@@ -42,19 +43,6 @@ class Outcome:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-_BASE_TOOLS = {
-    "take_snapshot",
-    "get_snapshot",
-    "get_snapshots",
-    "send_notification",
-    "get_notifications",
-    "set_state",
-    "think",
-    "wait",
-    "done",
-}
 
 
 def judge(
@@ -92,7 +80,7 @@ def run_scenario(
         if event.kind == "tool_result":
             counts["tool_calls"] += 1
             counts["bytes"] += int(event.data.get("bytes", 0))
-            if event.data.get("name") not in _BASE_TOOLS:
+            if event.data.get("name") not in BASE_TOOLS:
                 counts["probe_calls"] += 1
         if on_event is not None:
             on_event(event)

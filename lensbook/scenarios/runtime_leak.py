@@ -17,9 +17,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lensbook.metrics import Sampler, store
 from lensbook.scenarios import Scenario
-from lensbook.skills import resolve_skill
+from lensbook.scenarios._harness import Workers, sample_runtime
 
 __all__ = ["SCENARIO", "fetch_page"]
 
@@ -44,24 +43,13 @@ def _crawl(stop: threading.Event) -> None:
 
 def _induce() -> Callable[[], None]:
     # what `%load_ext lensbook` (lensbook.start) had been doing before the question: sampling
-    store.listen()
-    sampler = Sampler([resolve_skill("runtime")], interval=1.0)
-    sampler.start()
-    stop = threading.Event()
-    crawler = threading.Thread(target=_crawl, args=(stop,), name="crawler", daemon=True)
-    crawler.start()
-
-    def cleanup() -> None:
-        stop.set()
-        crawler.join(5)
-        sampler.stop()
-        _HISTORY.clear()
-
-    return cleanup
+    stop_sampling = sample_runtime()
+    workers = Workers()
+    workers.start("crawler", _crawl, workers.stop)
+    return workers.cleanup(stop_sampling, _HISTORY.clear)
 
 
 SCENARIO = Scenario(
-    name="runtime_leak",
     title="The design card's first example: the runtime operator asked about a ~8 MB/s leak",
     skill="runtime",
     reason="leak",

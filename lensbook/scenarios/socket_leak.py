@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import socket
 import socketserver
-import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, each
 from lensbook.scenarios.fd_leak import _cap
 
 __all__ = ["SCENARIO", "fetch_page"]
@@ -46,36 +46,27 @@ def fetch_page(address: tuple[str, int], page: int, session: list[socket.socket]
 
 def _induce() -> Callable[[], None]:
     server = _Server(("127.0.0.1", 0), _PageHandler)
-    serving = threading.Thread(target=server.serve_forever, name="catalogue-server", daemon=True)
-    serving.start()
+    serving = Workers()
+    serving.start("catalogue-server", server.serve_forever)
+    stop_server = serving.cleanup(server.server_close, unblock=server.shutdown)
     address = server.server_address[:2]
     cap = min(MAX_SOCKETS, _cap())
-    stop = threading.Event()
     session: list[socket.socket] = []
+    scraping = Workers()
 
     def scrape() -> None:
         for page in range(cap):
-            if stop.wait(SPREAD / cap):
+            if scraping.stop.wait(SPREAD / cap):
                 return
             fetch_page((str(address[0]), int(address[1])), page, session)
 
-    client = threading.Thread(target=scrape, name="scraper", daemon=True)
-    client.start()
+    scraping.start("scraper", scrape)
 
-    def cleanup() -> None:
-        stop.set()
-        client.join(5)
-        for conn in session:
-            conn.close()
-        server.shutdown()
-        server.server_close()
-        serving.join(5)
-
-    return cleanup
+    # the scraper stops before the server does: a fetch never meets a closed server
+    return scraping.cleanup(each(session, socket.socket.close), stop_server)
 
 
 SCENARIO = Scenario(
-    name="socket_leak",
     title="Client sockets opened per request and never closed",
     skill="process",
     reason="after a while the scraper fails with 'Too many open files'",

@@ -45,12 +45,10 @@ async def service() -> None:
 
 
 def _induce() -> Callable[[], None]:
-    _loop, cleanup = start_app_loop("orders-loop", service)
-    return cleanup
+    return start_app_loop("orders-loop", {"main": service})
 
 
 SCENARIO = Scenario(
-    name="task_exception_lost",
     title="Fire-and-forget tasks fail and nobody retrieves their exception",
     skill="exceptions",
     reason="customers say receipts stopped arriving, but nothing shows up in our logs",

@@ -54,12 +54,10 @@ async def service() -> None:
 
 
 def _induce() -> Callable[[], None]:
-    _loop, cleanup = start_app_loop("jobs-loop", service)
-    return cleanup
+    return start_app_loop("jobs-loop", {"main": service})
 
 
 SCENARIO = Scenario(
-    name="task_pileup",
     title="A task per job created before the concurrency limit: pending tasks pile up",
     skill="asyncio",
     reason="the worker's memory grows during bursts and jobs finish later and later",

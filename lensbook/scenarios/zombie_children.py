@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import Scenario
+from lensbook.scenarios._harness import Workers, each
 
 __all__ = ["SCENARIO", "make_thumbnail"]
 
@@ -35,28 +35,20 @@ def make_thumbnail(image: str, jobs: list[subprocess.Popen[bytes]]) -> None:
 
 def _induce() -> Callable[[], None]:
     jobs: list[subprocess.Popen[bytes]] = []
-    stop = threading.Event()
+    workers = Workers(join_timeout=10)
 
     def run() -> None:
         for n in range(CHILDREN):
-            if stop.wait(0.1):
+            if workers.stop.wait(0.1):
                 return
             make_thumbnail(f"photo-{n}.jpg", jobs)
 
-    worker = threading.Thread(target=run, name="thumbnailer", daemon=True)
-    worker.start()
+    workers.start("thumbnailer", run)
 
-    def cleanup() -> None:
-        stop.set()
-        worker.join(10)
-        for proc in jobs:
-            proc.wait(5)
-
-    return cleanup
+    return workers.cleanup(each(jobs, lambda proc: proc.wait(5)))
 
 
 SCENARIO = Scenario(
-    name="zombie_children",
     title="Popen children never waited for: zombies accumulate",
     skill="process",
     reason="ps shows a growing list of <defunct> processes under our worker",

@@ -5,21 +5,42 @@ investigations (exceptions, error logs and log rates, threads started and ended,
 Its contract: ``history_events(since, kinds, limit) -> list[HistoryEvent]`` and
 ``is_recording()``. This module is the one place that imports it, so a process (or a branch)
 without a recorder reads an empty history instead of failing.
+
+It also holds the helpers the skills' history rules share to read the events a run was shown
+(dicts with id, time, kind, detail): `metric_change` reads one number's course through the
+``metrics`` events (baseline, peak, latest), `by_route` groups exceptions by where they came in.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
-__all__ = ["ERROR_KINDS", "ErrorRate", "error_rate", "events", "recording"]
+__all__ = [
+    "ERROR_KINDS",
+    "ErrorRate",
+    "MetricChange",
+    "by_route",
+    "clock",
+    "error_rate",
+    "events",
+    "metric_change",
+    "recording",
+]
 
 #: history kinds that are errors (uncaught or logged with a traceback, or logged at ERROR+)
 ERROR_KINDS = ("exception", "logged_exception", "thread_died")
+
+
+def clock(at: float) -> str:
+    """HH:MM:SS (UTC) of an epoch time, as the history rules write times."""
+    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
 
 
 def _recorder() -> Any:
@@ -100,3 +121,85 @@ def error_rate(window_s: float = 120.0, now: float | None = None) -> ErrorRate:
         ids=[i for i in ids if i],
         recording=recording(),
     )
+
+
+@dataclass(frozen=True)
+class MetricChange:
+    """One sampled number's course through the ``metrics`` events a run was shown."""
+
+    key: str
+    first: float
+    last: float
+    peak: float
+    first_at: float
+    last_at: float
+    peak_at: float
+    #: whether `first` is the recording's baseline (its first sample), not only the oldest shown
+    baseline: bool
+    #: ids of the first, peak and last events (each once)
+    ids: tuple[str, ...]
+    samples: int
+    #: the share of steps between consecutive events that went up (1.0: it only rose)
+    rising_share: float = 0.0
+
+    @property
+    def steady(self) -> bool:
+        """Rose in at least three steps of four over four or more events: a trend, not one
+        step (a notebook loading a data set moves once)."""
+        return self.samples >= 4 and self.rising_share >= 0.75
+
+    @property
+    def change(self) -> float:
+        return self.last - self.first
+
+    @property
+    def span_s(self) -> float:
+        return self.last_at - self.first_at
+
+    @property
+    def per_min(self) -> float:
+        return self.change / self.span_s * 60 if self.span_s > 0 else 0.0
+
+
+def metric_change(history: Sequence[dict[str, Any]], key: str) -> MetricChange | None:
+    """`key`'s first, peak and last values in the ``metrics`` events of `history` (oldest
+    first), or None with fewer than two events carrying it."""
+    points = [
+        (float(e.get("time") or 0.0), float(e["detail"][key]), str(e.get("id", "")), e)
+        for e in history
+        if e.get("kind") == "metrics"
+        and isinstance(e.get("detail"), dict)
+        and isinstance(e["detail"].get(key), (int, float))
+        and not isinstance(e["detail"].get(key), bool)
+    ]
+    if len(points) < 2:
+        return None
+    points.sort(key=lambda p: p[0])
+    first, last = points[0], points[-1]
+    peak = max(points, key=lambda p: p[1])
+    ids = tuple(dict.fromkeys(i for i in (first[2], peak[2], last[2]) if i))
+    rises = sum(1 for a, b in itertools.pairwise(points) if b[1] > a[1])
+    return MetricChange(
+        key=key,
+        first=first[1],
+        last=last[1],
+        peak=peak[1],
+        first_at=first[0],
+        last_at=last[0],
+        peak_at=peak[0],
+        baseline=bool(first[3]["detail"].get("baseline")),
+        ids=ids,
+        samples=len(points),
+        rising_share=rises / (len(points) - 1),
+    )
+
+
+def by_route(history: Sequence[dict[str, Any]], route: str) -> list[dict[str, Any]]:
+    """The ``exception`` events of `history` that came in by `route` ("cell", "thread", ...)."""
+    return [
+        e
+        for e in history
+        if e.get("kind") == "exception"
+        and isinstance(e.get("detail"), dict)
+        and e["detail"].get("route") == route
+    ]

@@ -12,9 +12,11 @@ loop: probes schedule that read on the loop itself and wait a bounded time for i
 to a direct read, retried when the task set changes under it); the cheap snapshot reads directly.
 A task's age is the time since lensbook first saw it (asyncio records no creation time), and a
 task "makes no progress" while it stays suspended at the same point awaiting the same future.
-Lag is measured with a heartbeat: a callback posted with `call_soon_threadsafe` and timed until
-it runs. Slow callbacks are only measured by asyncio in debug mode; a logging handler on the
-``asyncio`` logger (added on first use, removed by `AsyncioSkill.close()`) collects them.
+Lag is measured with the flight recorder's heartbeat (`lensbook.recorder.aio`, the one in the
+process): a callback posted with `call_soon_threadsafe` and timed until it runs; the skill
+starts the recorder as owner "asyncio" on first use and drops that owner on `close()`. Slow
+callbacks are only measured by asyncio in debug mode; a logging handler on the ``asyncio``
+logger (added on first use, removed by `AsyncioSkill.close()`) collects them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
+from lensbook.recorder.loops import is_registered as _is_registered
+from lensbook.recorder.loops import known_loops, register_loop, unregister_loop
+from lensbook.recorder.loops import lens_loop as _lens_loop
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
@@ -48,6 +53,9 @@ from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
+
+#: the owner name the skill starts the flight recorder as
+OWNER = "asyncio"
 
 
 T = TypeVar("T")
@@ -87,67 +95,6 @@ _REASON_LAG = re.compile(r"lag|slow|block|freez|frozen|respon|latenc|stall|hang"
 
 # -- loops ----------------------------------------------------------------------------------
 
-_registered: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
-_registry_lock = threading.Lock()
-_LOOP_CODES = frozenset(
-    {
-        asyncio.BaseEventLoop.run_forever.__code__,
-        asyncio.BaseEventLoop._run_once.__code__,  # type: ignore[attr-defined]
-    }
-)
-
-
-def register_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Make a loop known to the asyncio skill (kept by weak reference: it does not live longer).
-
-    Loops that run in a thread of this process are found anyway while they run; register
-    loops that are stopped between uses, or whose run_forever has no Python frame (uvloop).
-    """
-    if not isinstance(loop, asyncio.AbstractEventLoop):
-        raise TypeError(f"expected an asyncio event loop, got {type(loop).__name__}")
-    with _registry_lock:
-        _registered.add(loop)
-
-
-def unregister_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Forget a registered loop (no error if it was not registered)."""
-    with _registry_lock:
-        _registered.discard(loop)
-
-
-def _lens_loop() -> asyncio.AbstractEventLoop | None:
-    from lensbook import _loop
-
-    loop = getattr(_loop, "_loop", None)
-    return loop if _loop.is_running() and isinstance(loop, asyncio.AbstractEventLoop) else None
-
-
-def _discovered() -> list[asyncio.AbstractEventLoop]:
-    """Loops running in some thread now: the `self` of a ``run_forever`` frame on its stack."""
-    found: list[asyncio.AbstractEventLoop] = []
-    for frame in list(sys._current_frames().values()):
-        depth = 0
-        f: types.FrameType | None = frame
-        while f is not None and depth < 200:
-            if f.f_code in _LOOP_CODES:
-                loop = f.f_locals.get("self")
-                if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
-                    found.append(loop)
-                break
-            f = f.f_back
-            depth += 1
-    return found
-
-
-def known_loops() -> list[asyncio.AbstractEventLoop]:
-    """Every loop lensbook knows: registered ones, the lens loop, loops running in any thread."""
-    with _registry_lock:
-        loops = list(_registered)
-    for loop in (_lens_loop(), *_discovered()):
-        if loop is not None and loop not in loops:
-            loops.append(loop)
-    return [loop for loop in loops if not loop.is_closed()]
-
 
 def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
     ident = getattr(loop, "_thread_id", None)  # set by BaseEventLoop while it runs
@@ -157,7 +104,7 @@ def _loop_thread(loop: asyncio.AbstractEventLoop) -> int | None:
 def _loop_label(loop: asyncio.AbstractEventLoop) -> str:
     if loop is _lens_loop():
         source = "lens loop"
-    elif loop in _registered:
+    elif _is_registered(loop):
         source = "registered loop"
     else:
         source = "loop"
@@ -321,51 +268,6 @@ def _coro_name(task: asyncio.Task[Any], frames: list[types.FrameType]) -> str:
     return _qualname(frames[0].f_code) if frames else type(coro).__name__
 
 
-# -- heartbeat ------------------------------------------------------------------------------
-
-
-class _Heartbeat:
-    """Posts a callback to each loop and times how long it takes to run (never blocks)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sent: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], float]] = {}
-        self._lag: dict[int, deque[float]] = {}
-
-    def ping(self, loop: asyncio.AbstractEventLoop) -> None:
-        key = id(loop)
-        with self._lock:
-            sent = self._sent.get(key)
-            if sent is not None and sent[0]() is loop:
-                return  # one ping in flight per loop
-            started = time.perf_counter()
-            self._sent[key] = (weakref.ref(loop), started)
-        try:
-            loop.call_soon_threadsafe(self._pong, key, started)
-        except RuntimeError:  # closed
-            with self._lock:
-                self._sent.pop(key, None)
-
-    def _pong(self, key: int, started: float) -> None:
-        lag = time.perf_counter() - started
-        with self._lock:
-            self._sent.pop(key, None)
-            self._lag.setdefault(key, deque(maxlen=20)).append(lag)
-
-    def last_lag(self, loop: asyncio.AbstractEventLoop) -> float | None:
-        with self._lock:
-            lags = self._lag.get(id(loop))
-            return lags[-1] if lags else None
-
-    def unanswered(self, loop: asyncio.AbstractEventLoop) -> float:
-        """Seconds the loop's pending ping has waited (0 when none is pending)."""
-        with self._lock:
-            sent = self._sent.get(id(loop))
-        if sent is None or sent[0]() is not loop:
-            return 0.0
-        return time.perf_counter() - sent[1]
-
-
 # -- slow callbacks -------------------------------------------------------------------------
 
 
@@ -433,27 +335,40 @@ class AsyncioSkill(Skill):
         self._seen: weakref.WeakKeyDictionary[asyncio.Task[Any], _Seen] = (
             weakref.WeakKeyDictionary()
         )
-        self._heartbeat = _Heartbeat()
         self._slow: _SlowCallbacks | None = None
         self._change: intrusion.Change | None = None
 
+    @property
+    def _heartbeat(self) -> Any:
+        from lensbook.recorder.api import recorder
+
+        return recorder.lag
+
     def _hook(self) -> None:
-        """Collect asyncio's slow-callback warnings from now on (idempotent)."""
+        """Collect asyncio's slow-callback warnings from now on and start the flight
+        recorder, whose heartbeat the skill reads (idempotent)."""
+        from lensbook.recorder.api import recorder
+
         with self._lock:
             if self._slow is None:
                 self._slow = _SlowCallbacks()
                 logging.getLogger("asyncio").addHandler(self._slow)
+                recorder.start(OWNER, sample_interval=None)
                 if self._change is None:  # removed by lensbook.stop() and at exit
                     self._change = intrusion.switch_on(
                         "asyncio slow-callback handler", self.close, max_seconds=None, session=True
                     )
 
     def close(self) -> None:
-        """Remove the logging handler; forget the tasks seen."""
+        """Remove the logging handler, drop the skill's hold on the recorder; forget the tasks
+        seen."""
+        from lensbook.recorder.api import recorder
+
         with self._lock:
             if self._slow is not None:
                 logging.getLogger("asyncio").removeHandler(self._slow)
                 self._slow = None
+                recorder.stop(OWNER)
             self._seen = weakref.WeakKeyDictionary()
             change, self._change = self._change, None
         if change is not None:

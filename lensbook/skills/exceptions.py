@@ -1,41 +1,40 @@
 """The `exceptions` skill: exceptions the process raised and did not handle, or logged.
 
-Sources, hooked on first use of the skill (a snapshot or a probe), each chained to whatever was
-there before and undone by `ExceptionsSkill.close()`:
+The skill installs no hooks of its own: the flight recorder's exceptions observer
+(`lensbook.recorder.exceptions`) is the one set, chained to whatever was there before. On
+first use (a snapshot or a probe) the skill starts the recorder as an owner ("exceptions",
+so a recorder already running keeps its hooks and gains none) and listens to every occurrence
+it sees; `ExceptionsSkill.close()` stops listening and drops that owner, which takes the hooks
+out exactly as they were when no other owner is left. The routes, named here as sources:
 
-- ``sys.excepthook``: uncaught exceptions of the main thread;
-- ``threading.excepthook``: exceptions that ended a thread;
-- asyncio exception handlers of the loops lensbook knows (the lens loop, and loops registered
-  with the asyncio skill): "Task exception was never retrieved", failing callbacks;
-- logged tracebacks: records with ``exc_info`` reaching the root logger (``log.exception``);
-- IPython cells that raised (a ``post_run_cell`` callback), when a shell exists.
+- ``sys.excepthook`` ("excepthook"): uncaught exceptions of the main thread;
+- ``threading.excepthook`` and ``_thread`` threads ("thread"): exceptions that ended a thread;
+- asyncio exception handlers of the loops lensbook knows ("asyncio": the lens loop, and loops
+  registered with the asyncio skill): "Task exception was never retrieved", failing callbacks;
+- logged tracebacks ("logging"): records with ``exc_info`` (``log.exception``);
+- IPython cells that raised ("cell", a ``post_run_cell`` callback), when a shell exists.
 
 One exception seen by two routes (asyncio's default handler logs what it handles) counts once.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import importlib
 import linecache
-import logging
-import sys
 import threading
 import time
 import traceback
 import types
-import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from lensbook.recorder.loops import known_loops
 from lensbook.skills import intrusion
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _ipython_shell
-from lensbook.skills._observers import ObserverHandler
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastExceptionBursts, PastUncaught
 from lensbook.skills.redact import clip
@@ -240,60 +239,26 @@ class _ExceptionLog:
         return items, max(now - start, 0.0)
 
 
-class _LoggedTracebacks(ObserverHandler):
-    """Sees log records carrying an exception (``log.exception(...)``, ``exc_info=True``)."""
-
-    def __init__(self, log: _ExceptionLog) -> None:
-        super().__init__()
-        self.log = log
-
-    def observe(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            self.log.record(record.exc_info[1], "logging")
+#: the recorder's routes as this skill names its sources
+_SOURCES = {
+    "main": "excepthook",
+    "thread": "thread",
+    "task": "asyncio",
+    "callback": "asyncio",
+    "logged": "logging",
+    "cell": "cell",
+}
+#: the owner name the skill starts the recorder as
+OWNER = "exceptions"
 
 
 @dataclass
-class _Hooks:
-    """What was installed, to chain to and to undo."""
+class _Listening:
+    """The skill's listener on the recorder, to take off again."""
 
-    excepthook: Callable[..., Any] | None = None
-    prev_excepthook: Callable[..., Any] | None = None
-    threadhook: Callable[..., Any] | None = None
-    prev_threadhook: Callable[..., Any] | None = None
-    handler: _LoggedTracebacks | None = None
-    # loop -> (our handler, the previous handler)
-    loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, Any]] = field(
-        default_factory=weakref.WeakKeyDictionary
-    )
-    shell: Any = None
+    listener: Callable[[BaseException | None, str, str], None]
     change: intrusion.Change | None = None
-    cell_callback: Callable[..., Any] | None = None
     active: bool = True
-
-
-def known_loops() -> list[asyncio.AbstractEventLoop]:
-    """Event loops lensbook knows: the lens loop, and those the asyncio skill registered."""
-    found: list[asyncio.AbstractEventLoop] = []
-    from lensbook import _loop
-
-    lens = getattr(_loop, "_loop", None)
-    if _loop.is_running() and isinstance(lens, asyncio.AbstractEventLoop):
-        found.append(lens)
-    try:  # the asyncio skill (another module) may keep a registry of loops
-        aio = importlib.import_module("lensbook.skills.aio")
-    except Exception:
-        aio = None
-    if aio is not None:
-        for attr in ("known_loops", "registered_loops", "loops"):
-            registry = getattr(aio, attr, None)
-            try:
-                extra: Iterable[Any] = registry() if callable(registry) else (registry or ())
-                for loop in list(extra):
-                    if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
-                        found.append(loop)
-            except Exception:
-                continue
-    return [loop for loop in found if not loop.is_closed()]
 
 
 class ExceptionsSkill(Skill):
@@ -324,103 +289,50 @@ class ExceptionsSkill(Skill):
     def __init__(self, max_records: int = 500) -> None:
         self.max_records = max_records
         self._log: _ExceptionLog | None = None
-        self._hooks: _Hooks | None = None
+        self._hooks: _Listening | None = None
         self._lock = threading.Lock()
         self._loops_checked = -1e9
 
-    # -- hooks --------------------------------------------------------------------------
+    # -- hooks (the recorder's) -----------------------------------------------------------
 
     def install(self) -> _ExceptionLog:
-        """Install the hooks (idempotent; loops and a shell that appeared later are added)."""
+        """Listen to the recorder, starting it (idempotent; loops and a shell that appeared
+        later are hooked by it)."""
+        from lensbook.recorder.api import recorder
+
         with self._lock:
             if self._log is None or self._hooks is None:
                 self._log = _ExceptionLog(self.max_records)
-                self._hooks = self._install_hooks(self._log)
+                self._hooks = self._listen(self._log)
             now = time.monotonic()
             # finding loops walks every thread's stack: look again every few seconds only
             if now - self._loops_checked >= 5.0:
                 self._loops_checked = now
-                self._hook_loops(self._log, self._hooks)
-                self._hook_shell(self._log, self._hooks)
+                recorder.exceptions.hook_loops(known_loops())
+                recorder.exceptions.hook_shell(_ipython_shell())
             return self._log
 
-    def _install_hooks(self, log: _ExceptionLog) -> _Hooks:
-        hooks = _Hooks()
+    def _listen(self, log: _ExceptionLog) -> _Listening:
+        from lensbook.recorder.api import recorder
 
-        def excepthook(
-            tp: type[BaseException], value: BaseException, tb: types.TracebackType | None
-        ) -> None:
-            if hooks.active and not issubclass(tp, (KeyboardInterrupt, SystemExit)):
-                log.record(value, "excepthook")
-            previous = hooks.prev_excepthook or sys.__excepthook__
-            previous(tp, value, tb)
+        def listener(exc: BaseException | None, route: str, message: str) -> None:
+            if hooks.active:
+                log.record(exc, _SOURCES.get(route, route), message)
 
-        def threadhook(args: Any) -> None:
-            if hooks.active and not issubclass(args.exc_type, SystemExit):
-                log.record(args.exc_value, "thread")
-            previous = hooks.prev_threadhook or threading.__excepthook__
-            previous(args)
-
-        hooks.prev_excepthook, hooks.excepthook = sys.excepthook, excepthook
-        sys.excepthook = excepthook
-        hooks.prev_threadhook, hooks.threadhook = threading.excepthook, threadhook
-        threading.excepthook = threadhook
-        hooks.handler = _LoggedTracebacks(log)
-        logging.root.addHandler(hooks.handler)
+        hooks = _Listening(listener)
+        recorder.exceptions.listeners.append(listener)
+        recorder.start(OWNER, sample_interval=None)
         # removed by lensbook.stop() and at exit
         hooks.change = intrusion.switch_on(
             "exception hooks", self.close, max_seconds=None, session=True
         )
         return hooks
 
-    @staticmethod
-    def _hook_loops(log: _ExceptionLog, hooks: _Hooks) -> None:
-        for loop in known_loops():
-            if loop in hooks.loops:
-                continue
-            previous = loop.get_exception_handler()
-
-            def handler(
-                loop: asyncio.AbstractEventLoop,
-                context: dict[str, Any],
-                previous: Any = previous,
-            ) -> None:
-                if hooks.active:
-                    exc = context.get("exception")
-                    log.record(
-                        exc if isinstance(exc, BaseException) else None,
-                        "asyncio",
-                        str(context.get("message", "")),
-                    )
-                if previous is not None:
-                    previous(loop, context)
-                else:
-                    loop.default_exception_handler(context)
-
-            loop.set_exception_handler(handler)
-            hooks.loops[loop] = (handler, previous)
-
-    @staticmethod
-    def _hook_shell(log: _ExceptionLog, hooks: _Hooks) -> None:
-        if hooks.shell is not None:
-            return
-        shell = _ipython_shell()
-        if shell is None:
-            return
-
-        def post_run_cell(result: Any) -> None:
-            if not hooks.active:
-                return
-            for attr in ("error_before_exec", "error_in_exec"):
-                exc = getattr(result, attr, None)
-                if isinstance(exc, BaseException) and not isinstance(exc, KeyboardInterrupt):
-                    log.record(exc, "cell")
-
-        shell.events.register("post_run_cell", post_run_cell)
-        hooks.shell, hooks.cell_callback = shell, post_run_cell
-
     def close(self) -> None:
-        """Remove every hook (a hook someone else wrapped since is made a pass-through)."""
+        """Stop listening and drop the skill's hold on the recorder (its hooks go when no
+        other owner is left; one someone else wrapped since is made a pass-through)."""
+        from lensbook.recorder.api import recorder
+
         with self._lock:
             hooks, self._hooks, self._log = self._hooks, None, None
             self._loops_checked = -1e9
@@ -429,34 +341,17 @@ class ExceptionsSkill(Skill):
         hooks.active = False
         if hooks.change is not None:
             hooks.change.forget()
-        if sys.excepthook is hooks.excepthook and hooks.prev_excepthook is not None:
-            sys.excepthook = hooks.prev_excepthook
-        if threading.excepthook is hooks.threadhook and hooks.prev_threadhook is not None:
-            threading.excepthook = hooks.prev_threadhook
-        if hooks.handler is not None:
-            logging.root.removeHandler(hooks.handler)
-        for loop, (ours, previous) in list(hooks.loops.items()):
-            if not loop.is_closed() and loop.get_exception_handler() is ours:
-                loop.set_exception_handler(previous)
-        if hooks.shell is not None and hooks.cell_callback is not None:
-            with contextlib.suppress(ValueError):
-                hooks.shell.events.unregister("post_run_cell", hooks.cell_callback)
+        with contextlib.suppress(ValueError):
+            recorder.exceptions.listeners.remove(hooks.listener)
+        recorder.stop(OWNER)
 
     def hooked(self) -> dict[str, Any]:
-        """Which hooks are in place now (and still first in line)."""
-        hooks = self._hooks
-        if hooks is None:
+        """Which hooks are in place now (the recorder's, and whether still first in line)."""
+        from lensbook.recorder.api import recorder
+
+        if self._hooks is None:
             return {"installed": False}
-        return {
-            "installed": True,
-            "sys_excepthook": "first" if sys.excepthook is hooks.excepthook else "wrapped",
-            "threading_excepthook": (
-                "first" if threading.excepthook is hooks.threadhook else "wrapped"
-            ),
-            "logging_handler": hooks.handler in logging.root.handlers,
-            "asyncio_loops": len(hooks.loops),
-            "ipython_cells": hooks.shell is not None,
-        }
+        return {"installed": True, **recorder.exceptions.hooks_state()}
 
     # -- snapshot and probes --------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
 
@@ -428,7 +429,13 @@ class GCSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (GCChurnRule(), UncollectableRule(), GCDisabledRule(), CyclicFramesRule())
+        return (
+            GCChurnRule(),
+            UncollectableRule(),
+            GCDisabledRule(),
+            CyclicFramesRule(),
+            FullCollectionsSinceLoad(),
+        )
 
 
 def _holds_exception(frame: types.FrameType) -> str | None:

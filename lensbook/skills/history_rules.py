@@ -14,13 +14,15 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timezone
 from typing import Any
 
+from lensbook.skills._history import by_route
+from lensbook.skills._history import clock as _clock
 from lensbook.skills.rules import Evidence, Finding, Rule
 from lensbook.types import Severity
 
 __all__ = [
+    "CellErrorsSinceLoad",
     "PastErrorLogBursts",
     "PastExceptionBursts",
     "PastLoopStalls",
@@ -47,10 +49,10 @@ STALL_MS = 250.0
 STALL_COUNT = 3
 #: error records per logger that make a burst
 ERROR_LOG_MIN = 20
-
-
-def _clock(at: float) -> str:
-    return datetime.fromtimestamp(at, tz=timezone.utc).strftime("%H:%M:%S")
+#: cells failing at one site this many times (a cell rerun into the same error), or this many
+#: failing cells in all
+CELL_SAME_SITE = 3
+CELL_ERRORS = 10
 
 
 def _ago(at: float, now: float) -> str:
@@ -428,5 +430,57 @@ class PastErrorLogBursts(Rule):
                 ),
                 hypothesis="a failure that repeated for a while and stopped (or moved elsewhere)",
                 history_ids=_ids([{"id": i} for i in lead["ids"]]),
+            )
+        ]
+
+
+class CellErrorsSinceLoad(Rule):
+    """Notebook cells that raised since the recorder started: the same error again and again
+    (a cell rerun into one failure), or many failing cells."""
+
+    name = "cell_errors_since_load"
+    history_kinds = ("exception",)
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        cells = by_route(ev.history, "cell")
+        if not cells:
+            return []
+        groups: dict[tuple[Any, Any], list[dict[str, Any]]] = {}
+        for e in cells:
+            groups.setdefault((e["detail"].get("type"), e["detail"].get("where")), []).append(e)
+        repeated = max(groups.values(), key=len)
+        if len(repeated) < CELL_SAME_SITE and len(cells) < CELL_ERRORS:
+            return []
+        now = _now(ev)
+        d = repeated[-1]["detail"]
+        numbers = [e["detail"].get("execution_count") for e in repeated]
+        numbered = ", ".join(f"In [{n}]" for n in numbers[-5:] if isinstance(n, int))
+        kinds = ", ".join(
+            f"{t} at {w} x{len(g)}"
+            for (t, w), g in sorted(groups.items(), key=lambda kv: -len(kv[1]))[:3]
+        )
+        return [
+            Finding(
+                anomaly_type="cell_errors",
+                severity="info",
+                context=(
+                    f"{len(cells)} cell(s) ended in an exception since the flight recorder "
+                    f"started, {len(groups)} distinct; the latest at "
+                    f"{_clock(cells[-1]['time'])} UTC ({_ago(cells[-1]['time'], now)})"
+                ),
+                observation=(
+                    f"most often {d.get('type')}({d.get('message', '')!r}) at {d.get('where')} "
+                    f"in {d.get('function')}, {len(repeated)} time(s)"
+                    + (f" ({numbered})" if numbered else "")
+                    + f"; by error: {kinds}"
+                ),
+                hypothesis=(
+                    f"the same cell keeps failing on {d.get('type')} at {d.get('where')}: "
+                    "rerunning it will not help until that is fixed (each failure also keeps "
+                    "its traceback's frames alive in sys.last_value)"
+                    if len(repeated) >= CELL_SAME_SITE
+                    else "many cells fail: an earlier cell may have left the namespace broken"
+                ),
+                history_ids=_ids([*cells[-5:], repeated[0]]),
             )
         ]

@@ -27,6 +27,7 @@ import psutil
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _shell
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_rules import CellErrorsSinceLoad
 from lensbook.skills.redact import REDACTED, clip, is_secret_key
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
@@ -753,7 +754,13 @@ class KernelSkill(Skill):
         return info
 
     def rules(self) -> Sequence[Rule]:
-        return (OutputCacheRetention(), LargeVariable(), LongRunningCell(), LastErrorRetention())
+        return (
+            OutputCacheRetention(),
+            LargeVariable(),
+            LongRunningCell(),
+            LastErrorRetention(),
+            CellErrorsSinceLoad(),
+        )
 
 
 _NOT_DATA = (types.ModuleType, types.FunctionType, type, types.BuiltinFunctionType)

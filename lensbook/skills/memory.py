@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap, intrusion
 from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import code_site as _code_site
@@ -43,6 +43,7 @@ from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import plateaued
 from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills.base import Skill, outgoing, probe
+from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
@@ -1250,7 +1251,7 @@ class MemorySkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (LeakRule(),)
+        return (LeakRule(), RssSinceLoad())
 
 
 def _chain_row(chain: str, samples: int) -> dict[str, Any]:

@@ -22,10 +22,12 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
+from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._trend import slope as _slope
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
@@ -608,7 +610,7 @@ class ProcessSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (FdGrowth(), FdPressure(), ChildZombies())
+        return (FdGrowth(), FdPressure(), ChildZombies(), GrowthSinceLoad())
 
 
 def _endpoint(addr: Any) -> str:
@@ -872,6 +874,53 @@ class FdPressure(Rule):
                 context=context,
                 observation=observation,
                 hypothesis="descriptors are held longer than needed (a leak or an oversized pool)",
+            )
+        ]
+
+
+#: OS threads more than the flight recorder's baseline that count (and this share more)
+THREADS_SINCE_LOAD_MIN = 20
+THREADS_SINCE_LOAD_SHARE = 0.5
+
+
+class GrowthSinceLoad(Rule):
+    """Open descriptors and OS threads that grew since lensbook loaded, from the flight
+    recorder's sampled metrics; the descriptors only where `FdGrowth` does not report them."""
+
+    name = "process_growth_since_load"
+    history_kinds = ("metrics",)
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        grown: list[tuple[str, MetricChange]] = []
+        fds = metric_change(ev.history, "open_fds")
+        if (
+            fds is not None
+            and not (_is_growing(ev) or _history_growth(ev) is not None)
+            and fds.change >= max(4 * FD_GROWTH_MIN, 0.5 * fds.first)
+        ):
+            grown.append(("open file descriptors", fds))
+        threads = metric_change(ev.history, "threads")
+        if threads is not None and threads.change >= max(
+            THREADS_SINCE_LOAD_MIN, THREADS_SINCE_LOAD_SHARE * threads.first
+        ):
+            grown.append(("OS threads", threads))
+        if not grown:
+            return []
+        parts = [f"{label} went from {course(change)}" for label, change in grown]
+        ids = list(dict.fromkeys(i for _, change in grown for i in change.ids))
+        steady = any(change.steady for _, change in grown)
+        return [
+            Finding(
+                anomaly_type="process_growth_since_load",
+                severity="warning" if steady else "info",
+                context="judged on the runtime metrics the flight recorder sampled before the run",
+                observation="; ".join(parts),
+                hypothesis=(
+                    "resources opened or started per task and not released; "
+                    "process_open_files groups descriptors by path, the threads skill names "
+                    "which code starts the threads"
+                ),
+                history_ids=tuple(ids),
             )
         ]
 

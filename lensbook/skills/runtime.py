@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
 from lensbook.skills._trend import plateaued, shape_known, slope
@@ -408,12 +408,19 @@ THREAD_GROWTH_SHARE = 0.5
 
 
 class _ThreadCount(Rule):
+    """Thread growth from the sampled counts, or many threads: only when the flight recorder's
+    history has no answer, since `ThreadGrowthByKind` says the same with the kind of thread
+    and the code that starts them."""
+
     name = "runtime_thread_count"
+    history_kinds = ThreadGrowthByKind.history_kinds
 
     def wants(self, ev: Evidence) -> list[ProbeCall]:
         return [ProbeCall("runtime_trends")]
 
     def judge(self, ev: Evidence) -> list[Finding]:
+        if ThreadGrowthByKind().judge(ev):
+            return []  # one fact, one notification: the history's, which names the starter
         threads = ev.latest("python_threads", 0) or 0
         trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("threads"))
         first, last = trend.get("first"), trend.get("last")

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, TypeVar
 import psutil
 
 from lensbook.skills.base import Skill, probe
+from lensbook.skills.history_metrics import HostPressureSinceLoad
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
@@ -694,7 +695,13 @@ class SystemSkill(Skill):
         }
 
     def rules(self) -> Sequence[Rule]:
-        return (CpuSaturation(), HostMemoryPressure(), SwapActivity(), DiskFull())
+        return (
+            CpuSaturation(),
+            HostMemoryPressure(),
+            SwapActivity(),
+            DiskFull(),
+            HostPressureSinceLoad(),
+        )
 
 
 def _cgroup_cpu_quota() -> float | None:

@@ -9,7 +9,7 @@ import pytest
 
 import lensbook
 from lensbook import LLMError
-from lensbook.events import Event, subscribe, unsubscribe
+from lensbook.events import Event
 from lensbook.types import CompletionResult
 from tests.fakes.messages_server import (
     Delay,
@@ -37,15 +37,6 @@ def servers() -> Iterator[Servers]:
 
 
 DONE = tool_uses(tool_use("done", summary="all quiet"))
-
-
-@pytest.fixture
-def chain_events() -> Iterator[list[Event]]:
-    """The model_retry and client_fallback events published during the test."""
-    seen: list[Event] = []
-    token = subscribe(seen.append, kinds=("model_retry", "client_fallback"))
-    yield seen
-    unsubscribe(token)
 
 
 def _registry(

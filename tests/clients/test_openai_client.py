@@ -17,7 +17,7 @@ from lensbook import ProviderError
 from lensbook.clients.base import Message, ModelRequest, TextBlock, ToolCall, ToolResult, ToolSpec
 from lensbook.clients.openai_ import OLLAMA_URL, VLLM_URL, OpenAIClient
 from lensbook.clients.registry import build_chain, clients_from_registry
-from lensbook.events import Event, subscribe, unsubscribe
+from lensbook.events import Event
 from lensbook.types import TokenUsage
 from tests.fakes import messages_server as anthropic_fake
 from tests.fakes.chat_server import (
@@ -60,14 +60,6 @@ def _no_openai_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK reads these; a developer's own must not leak into the tests."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"):
         monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def chain_events() -> Iterator[list[Event]]:
-    seen: list[Event] = []
-    token = subscribe(seen.append, kinds=("model_retry", "client_fallback"))
-    yield seen
-    unsubscribe(token)
 
 
 BASE_TOOLS = {

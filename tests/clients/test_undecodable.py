@@ -3,37 +3,48 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 import lensbook
-from lensbook.events import Event, subscribe, unsubscribe
+from lensbook.events import Event
 from tests.fakes import chat_server, messages_server
 from tests.fakes._scripted import Raw, undecodable
 
 BROKEN = sorted(undecodable(b"{}"))
 
 
-@pytest.fixture
-def chain_events() -> Iterator[list[Event]]:
-    seen: list[Event] = []
-    token = subscribe(seen.append, kinds=("model_retry", "client_fallback"))
-    yield seen
-    unsubscribe(token)
+@dataclass(frozen=True)
+class Wire:
+    """One wire format: its fake server, a good answer to break, a final answer, its URL."""
+
+    server_pool: Callable[[], Any]
+    good_answer: Callable[[], dict[str, Any]]
+    done: Any
+    url: Callable[[Any], str]
 
 
-def _anthropic_broken(kind: str) -> Raw:
-    good = json.dumps(
-        messages_server.message(messages_server.text("x" * 200), model="claude-fake")
-    ).encode()
-    return undecodable(good)[kind]
+WIRES = {
+    "anthropic": Wire(
+        messages_server.server_pool,
+        lambda: messages_server.message(messages_server.text("x" * 200), model="claude-fake"),
+        messages_server.tool_uses(messages_server.tool_use("done", summary="all quiet")),
+        lambda server: str(server.url),
+    ),
+    "openai": Wire(
+        chat_server.server_pool,
+        lambda: chat_server.completion(content="x" * 200, model="m"),
+        chat_server.completion(chat_server.tool_call("done", summary="all quiet")),
+        lambda server: str(server.base_url),
+    ),
+}
 
 
-def _openai_broken(kind: str) -> Raw:
-    good = json.dumps(chat_server.completion(content="x" * 200, model="m")).encode()
-    return undecodable(good)[kind]
+def _broken(wire: Wire, kind: str) -> Raw:
+    return undecodable(json.dumps(wire.good_answer()).encode())[kind]
 
 
 def _client(provider: str, name: str, url: str) -> dict[str, Any]:
@@ -54,39 +65,21 @@ def _investigate(clients: list[dict[str, Any]]) -> lensbook.CompletionResult:
     return op.run(reason="is anything wrong?").result
 
 
+@pytest.mark.parametrize("provider", sorted(WIRES))
 @pytest.mark.parametrize("kind", BROKEN)
-def test_anthropic_undecodable_answer_is_retried_then_falls_back(
-    kind: str, chain_events: list[Event]
+def test_an_undecodable_answer_is_retried_then_falls_back(
+    provider: str, kind: str, chain_events: list[Event]
 ) -> None:
-    done = messages_server.tool_uses(messages_server.tool_use("done", summary="all quiet"))
-    with messages_server.server_pool() as start:
-        broken = start(then=_anthropic_broken(kind))
-        healthy = start([done])
+    wire = WIRES[provider]
+    with wire.server_pool() as start:
+        broken = start(then=_broken(wire, kind))
+        healthy = start([wire.done])
         result = _investigate(
             [
-                _client("anthropic", "primary", broken.url),
-                _client("anthropic", "backup", healthy.url),
+                _client(provider, "primary", wire.url(broken)),
+                _client(provider, "backup", wire.url(healthy)),
             ]
         )
     assert result.stop_reason == "done" and result.client == "backup"
     assert len(broken.requests) == 2  # retried once: the error was retryable
-    assert [e.kind for e in chain_events] == ["model_retry", "client_fallback"]
-
-
-@pytest.mark.parametrize("kind", BROKEN)
-def test_openai_undecodable_answer_is_retried_then_falls_back(
-    kind: str, chain_events: list[Event]
-) -> None:
-    done = chat_server.completion(chat_server.tool_call("done", summary="all quiet"))
-    with chat_server.server_pool() as start:
-        broken = start(then=_openai_broken(kind))
-        healthy = start([done])
-        result = _investigate(
-            [
-                _client("openai", "primary", broken.base_url),
-                _client("openai", "backup", healthy.base_url),
-            ]
-        )
-    assert result.stop_reason == "done" and result.client == "backup"
-    assert len(broken.requests) == 2
     assert [e.kind for e in chain_events] == ["model_retry", "client_fallback"]

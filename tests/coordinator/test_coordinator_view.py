@@ -14,14 +14,9 @@ from IPython.core.interactiveshell import InteractiveShell
 from lensbook.clients import ScriptedClient, call
 from lensbook.coordinator import Coordinator
 from lensbook.coordinator.watcher import stop_watching
-from lensbook.notebook.coordinator_view import (
-    CoordinatorView,
-    Investigated,
-    WatchView,
-    add_parsers,
-    investigate,
-    watch_command,
-)
+from lensbook.notebook._coordinator_commands import add_parsers, investigate, watch_command
+from lensbook.notebook._reports import Investigated
+from lensbook.notebook.coordinator_view import CoordinatorView, WatchView
 from lensbook.notebook.widgets import views
 
 from ._scripts import GATE, Alpha, Beta, operator_script, wait_until_idle
@@ -128,7 +123,7 @@ def test_watch_magic_starts_shows_and_stops_the_watcher(magics: Any) -> None:
 
 def test_a_notification_in_the_view_says_what_moved_between_its_snapshots() -> None:
     from lensbook.events import Event
-    from lensbook.notebook.coordinator_view import CoordinatorModel
+    from lensbook.notebook._coordinator_models import CoordinatorModel
 
     model = CoordinatorModel("coordinator", "why?")
     steps = [

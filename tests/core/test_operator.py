@@ -96,7 +96,7 @@ def test_start_is_idempotent() -> None:
     assert first[0] is second[0]
 
 
-def test_run_async_callbacks_and_wait() -> None:
+def test_run_in_background_callbacks_and_wait() -> None:
     op = lensbook.Operator.start(skill=Toy, client=ScriptedClient(full_script()))
     got: list[Any] = []
     completed = threading.Event()
@@ -110,8 +110,11 @@ def test_run_async_callbacks_and_wait() -> None:
         got.append(r)
         completed.set()
 
-    op.run_async({"reason": "async"}, on_notification=on_notification, on_complete=on_complete)
+    future = op.run_in_background(
+        {"reason": "async"}, on_notification=on_notification, on_complete=on_complete
+    )
     result = op.wait(timeout=10)
+    assert future.result(timeout=10) == result
     assert completed.wait(5)
     assert isinstance(got[0], lensbook.Notification)
     assert got[-1] == result
@@ -120,13 +123,21 @@ def test_run_async_callbacks_and_wait() -> None:
     op.stop()
 
 
-def test_operator_level_callbacks_and_start_loop() -> None:
+def test_run_async_is_a_deprecated_alias_of_run_in_background() -> None:
+    op = lensbook.Operator.start(skill=Toy, client=ScriptedClient(full_script()))
+    with pytest.warns(DeprecationWarning, match="run_in_background"):
+        assert op.run_async({"reason": "old name"}) is None
+    assert op.wait(timeout=10).state == "warning"
+    op.stop()
+
+
+def test_operator_level_callbacks_and_start_run() -> None:
     seen: list[Any] = []
     done = threading.Event()
     op = lensbook.Operator.start(
         skill=Toy,
         client=ScriptedClient(full_script()),
-        start_loop=True,
+        start_run=True,
         context={"reason": "at start"},
         on_notification=seen.append,
         on_complete=lambda r: (seen.append(r), done.set()),
@@ -150,12 +161,17 @@ def test_concurrent_runs_queue_fifo_with_own_results() -> None:
     def worker(i: int) -> None:
         results[i] = op.run({"n": i}).result
 
+    queued = threading.Semaphore(0)
+    token = events.subscribe(lambda _event: queued.release(), kinds=("run_queued",))
     threads = []
-    for i in range(3):
-        t = threading.Thread(target=worker, args=(i,))
-        t.start()
-        threads.append(t)
-        time.sleep(0.05)  # a deterministic arrival order
+    try:
+        for i in range(3):
+            t = threading.Thread(target=worker, args=(i,))
+            t.start()
+            threads.append(t)
+            assert queued.acquire(timeout=10)  # queued before the next one asks: a fixed order
+    finally:
+        events.unsubscribe(token)
     for t in threads:
         t.join(10)
     assert order == ["first", "second", "third"]
@@ -167,7 +183,7 @@ def test_concurrent_runs_queue_fifo_with_own_results() -> None:
 def test_status_while_running_then_stop_mid_run_keeps_findings() -> None:
     client = ScriptedClient([call("take_snapshot"), notify, call("wait", seconds=30)])
     op = lensbook.Operator.start(skill=Toy, client=client, max_wait_seconds=60)
-    op.run_async({"reason": "long"})
+    op.run_in_background({"reason": "long"})
     deadline = time.monotonic() + 10
     while not op.current_action.startswith("waiting 30") and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -186,7 +202,7 @@ def test_status_while_running_then_stop_mid_run_keeps_findings() -> None:
 def test_stop_fails_queued_runs_clearly() -> None:
     client = ScriptedClient([call("wait", seconds=30)])
     op = lensbook.Operator.start(skill=Toy, client=client, max_wait_seconds=60)
-    op.run_async({"n": 1})
+    op.run_in_background({"n": 1})
     errors: list[BaseException] = []
 
     def second() -> None:
@@ -439,7 +455,7 @@ def test_sync_api_from_the_lens_loop_raises_instead_of_deadlocking() -> None:
         except lensbook.WrongThread as exc:
             caught.append(exc)
 
-    op.run_async({}, on_notification=on_notification)
+    op.run_in_background({}, on_notification=on_notification)
     op.wait(timeout=10)
     assert len(caught) == 1 and isinstance(caught[0], RuntimeError)
     op.stop()
@@ -511,7 +527,7 @@ def test_cancel_run_ends_the_active_run_only() -> None:
         [call("take_snapshot"), call("wait", seconds=30), call("done", summary="second run")]
     )
     op = lensbook.Operator.start(skill=Toy, client=client, max_wait_seconds=60)
-    op.run_async({"n": 1})
+    op.run_in_background({"n": 1})
     deadline = time.monotonic() + 10
     while not op.current_action.startswith("waiting") and time.monotonic() < deadline:
         time.sleep(0.01)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -41,7 +40,7 @@ CHROMIUM_ARGS = [
 CELLS = [
     "%load_ext lensbook",
     "import threading\n"
-    "# 210 parked threads: the runtime skill's rules report many_threads\n"
+    "# 210 parked threads: the runtime skill's rules report thread_growth\n"
     "gate = threading.Event()\n"
     "parked = [threading.Thread(target=gate.wait, daemon=True) for _ in range(210)]\n"
     "for t in parked:\n"
@@ -180,7 +179,7 @@ def test_lens_run_in_jupyterlab_shows_the_card_and_a_notification(
             expect(card).to_contain_text("warning")
             note = page.locator(".lensbook-notification").first
             expect(note).to_be_visible()
-            expect(note).to_contain_text(re.compile("many_threads|thread_growth"))
+            expect(note).to_contain_text("thread_growth")
             expect(note).to_contain_text("observation")  # the newest entry is expanded
             bar = card.locator(".progress-bar-success, .widget-progress .progress-bar-success")
             expect(bar.first).to_be_attached()
@@ -189,9 +188,7 @@ def test_lens_run_in_jupyterlab_shows_the_card_and_a_notification(
             board = page.locator(".lensbook-dashboard")
             expect(board).to_be_visible(timeout=60_000)
             expect(board.locator(".lensbook-operator-card")).to_contain_text("Python runtime")
-            expect(board.locator(".lensbook-notification").first).to_contain_text(
-                re.compile("many_threads|thread_growth")
-            )
+            expect(board.locator(".lensbook-notification").first).to_contain_text("thread_growth")
             expect(board.locator(".lensbook-metrics table")).to_contain_text("rss_mb")
             expect(board.locator(".lensbook-metrics img")).to_be_visible()
             page.set_viewport_size({"width": 1280, "height": 2600})  # the whole dashboard

@@ -233,6 +233,22 @@ def test_skills_lists_the_builtins(shell: InteractiveShell) -> None:
     assert "<table>" in bundle["text/html"]
 
 
+def test_skills_lists_registered_user_skills() -> None:
+    from tests.test_cli import LISTED_SKILL
+
+    # in a child process, so that the skill does not join this session's coordinations
+    code = LISTED_SKILL + (
+        "from IPython.core.interactiveshell import InteractiveShell\n"
+        "ip = InteractiveShell.instance()\n"
+        "ip.run_line_magic('load_ext', 'lensbook')\n"
+        "print(ip.run_line_magic('lens', 'skills').text)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    row = next(line for line in out.stdout.splitlines() if line.startswith("cli_listed "))
+    assert "not started" in row and "Listed skill: A user skill registered" in row
+
+
 def test_notifications_feed_holds_earlier_findings(shell: InteractiveShell) -> None:
     shell.user_ns["sc"] = finding_script()
     with capture_output():
@@ -285,6 +301,11 @@ def test_unload_stops_every_live_view(shell: InteractiveShell) -> None:
         ("frobnicate", "invalid choice: 'frobnicate'"),
         ("message runtime", "the following arguments are required: QUESTION"),
         ("run runtime --reason 'unclosed", "cannot parse the line"),
+        # the options and checks shared with the command line (lensbook.options)
+        ("run runtime --timeout 0", "must be a positive number of seconds"),
+        ("investigate --reason x --skills nope", "investigate: no skill 'nope'"),
+        ("watch start --interval -5", "must be a positive number of seconds"),
+        ("history --kinds nonsense", "history: unknown kind"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(

@@ -3,6 +3,7 @@ hooks put back exactly, caps under a flood."""
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import dataclasses
@@ -71,6 +72,7 @@ def hooks() -> tuple[Any, ...]:
     return (
         sys.excepthook,
         threading.excepthook,
+        _thread.start_new_thread,
         threading.Thread.start,
         threading.Thread._bootstrap_inner,  # type: ignore[attr-defined]
         tuple(logging.root.handlers),
@@ -442,3 +444,81 @@ def test_a_restart_over_a_hook_that_wrapped_ours_neither_loops_nor_counts_twice(
     finally:
         recorder.stop()
         sys.excepthook = original
+
+
+def test_threads_started_by_the_thread_module_are_seen_with_their_deaths(
+    recording: None,
+) -> None:
+    """`_thread.start_new_thread` never goes through `threading.Thread`: its starts, ends and
+    deaths are still recorded, and what the user saw before is unchanged (the unraisable hook
+    names the same function, no dummy Thread appears in threading.enumerate())."""
+    done = threading.Event()
+    unraisable: list[Any] = []
+    original = sys.unraisablehook
+
+    def poll_sensor() -> None:
+        done.set()
+
+    def unplugged() -> None:
+        raise OSError("sensor unplugged")
+
+    def start_sensors() -> None:
+        _thread.start_new_thread(poll_sensor, ())
+        _thread.start_new_thread(unplugged, ())
+
+    def named(kind: str, target: str) -> list[HistoryEvent]:
+        return [e for e in history_events(kinds=[kind]) if e.detail["target"].endswith(target)]
+
+    sys.unraisablehook = unraisable.append
+    dummies = {t.ident for t in threading.enumerate()}
+    try:
+        start_sensors()
+        assert done.wait(10)
+        died = wait_for(lambda: named("thread_died", "unplugged"))
+        wait_for(lambda: unraisable)
+        ended = wait_for(lambda: named("thread_ended", "poll_sensor"))
+    finally:
+        sys.unraisablehook = original
+    started = named("thread_started", "poll_sensor")[-1].detail
+    assert started["kind"] == "_thread" and started["function"].endswith("start_sensors")
+    assert "test_recorder.py:" in started["started_from"]
+    assert ended[-1].detail["died"] is False
+    d = died[-1].detail
+    assert d["type"] == "OSError" and d["message"] == "sensor unplugged"
+    assert d["function"].endswith("unplugged") and d["kind"] == "_thread"
+    assert repr(unraisable[0].object) == repr(unplugged)  # the message names the user's code
+    assert {t.ident for t in threading.enumerate()} <= dummies | {threading.get_ident()}
+
+
+def test_records_of_loggers_that_do_not_propagate_are_counted_once(recording: None) -> None:
+    log = logging.getLogger("billing.audit")
+    own = logging.NullHandler()
+    log.addHandler(own)
+    log.propagate, propagated = False, log.propagate
+    handler = recorder.recorder.logs.handler
+    try:
+        recorder.flush()  # the recorder's flush (every 10 s, and on reading) follows it
+        assert handler in log.handlers
+        for i in range(50):
+            log.warning("ledger mismatch %d", i)
+        rates = [e for e in history_events(kinds=["log_rate"]) if e.source == "billing.audit"]
+        assert sum(e.detail["count"] for e in rates) == 50
+        assert [e for e in history_events(kinds=["log"]) if e.source == "billing.audit"]
+        log.propagate = True  # records reach the root's handler now: the extra one goes
+        recorder.flush()
+        mark = time.time()  # (the recorder's own flush may split what follows in two events)
+        assert handler not in log.handlers
+        for i in range(5):
+            log.warning("ledger mismatch %d", i)
+        rates = [
+            e for e in history_events(kinds=["log_rate"], since=mark) if e.source == "billing.audit"
+        ]
+        assert sum(e.detail["count"] for e in rates) == 5
+        log.propagate = False
+        recorder.flush()
+        assert handler in log.handlers
+        lensbook.stop()  # and stop() takes it off, leaving the logger as it was
+        assert log.handlers == [own]
+    finally:
+        log.removeHandler(own)
+        log.propagate = propagated

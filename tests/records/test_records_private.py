@@ -13,13 +13,14 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import lensbook
 from lensbook.clients import ScriptedClient, call
 from lensbook.records import configure, writer
-from lensbook.records.writer import RECORD_NAME, is_own_record
+from lensbook.records._writer import RECORD_NAME, is_own_record
 
 
 @pytest.fixture
@@ -184,23 +185,30 @@ def _isolated_mount(probe: Path) -> list[str]:
     return prefix
 
 
-def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
-    tmp_path: Path,
-) -> None:
-    folder = tmp_path / "full"
-    folder.mkdir()
+def _run_child(prefix: list[str], folder: Path, mode: str) -> dict[str, Any]:
+    """Run `CHILD` (behind `prefix`) with its records in `folder`; its outcome, once checked
+    that the child ended well: status 0, no traceback, the run done and `stop()` quiet."""
     env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(folder)}
     child = subprocess.run(
-        [*_isolated_mount(tmp_path), sys.executable, "-c", CHILD, str(folder), "full"],
+        [*prefix, sys.executable, "-c", CHILD, str(folder), mode],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert child.returncode == 0, child.stderr
-    outcome = json.loads(child.stdout.splitlines()[-1])
+    outcome: dict[str, Any] = json.loads(child.stdout.splitlines()[-1])
     assert outcome["stop_reason"] == "done" and outcome["stop_error"] is None
     assert "Traceback" not in child.stderr
+    return outcome
+
+
+def test_a_full_disk_ends_the_record_with_one_warning_and_stop_does_not_raise(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "full"
+    folder.mkdir()
+    outcome = _run_child(_isolated_mount(tmp_path), folder, "full")
     warnings = [s for s in outcome["seen"] if s[1] == "lensbook.records"]
     assert len(warnings) == 1, outcome["seen"]
     assert "ENOSPC" in warnings[0][2] and outcome["run_id"] in warnings[0][2]
@@ -222,18 +230,7 @@ def test_a_folder_without_permission_costs_one_warning_per_run(tmp_path: Path) -
     locked.mkdir(mode=0o500)
     locked.chmod(0o500)  # no writing, even for root without its override capabilities
     folder = locked / "runs"
-    env = {**os.environ, "LENSBOOK_RECORDS_DIR": str(folder)}
-    child = subprocess.run(
-        [*_without_override(), sys.executable, "-c", CHILD, str(folder), "locked"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert child.returncode == 0, child.stderr
-    outcome = json.loads(child.stdout.splitlines()[-1])
-    assert outcome["stop_reason"] == "done" and outcome["stop_error"] is None
-    assert "Traceback" not in child.stderr
+    outcome = _run_child(_without_override(), folder, "locked")
     warnings = [s for s in outcome["seen"] if s[1] == "lensbook.records"]
     assert len(warnings) == 1 and "EACCES" in warnings[0][2], outcome["seen"]
     assert outcome["run_id"] in warnings[0][2]

@@ -22,6 +22,16 @@ def test_replay_with_tools_rerun_gives_the_same_notifications(folder: Path) -> N
     assert "the same as the record; 0 divergence" in repr(again)
 
 
+def test_a_replay_carries_its_notifications_as_a_run_does(folder: Path) -> None:  # noqa: F811
+    run = recorded_run(folder)
+    again = lensbook.replay(run, tools="record", skill=Dial)
+    assert again.notifications == again.result.notifications
+    assert [n.anomaly_type for n in again.notifications] == [
+        n.anomaly_type for n in run.result.notifications
+    ]
+    assert again.notifications  # the recorded run made one
+
+
 def test_replay_from_the_record_needs_no_probe(folder: Path) -> None:  # noqa: F811
     run = recorded_run(folder)
     again = replay(run.path, tools="record", skill=Dial)

@@ -111,7 +111,7 @@ def test_a_recorded_leak_becomes_a_postmortem_nbval_runs_offline(leak_review: Pa
 
 
 def test_a_coordinator_run_is_recorded_replayed_and_becomes_a_postmortem(tmp_path: Path) -> None:
-    gate = threading.Event()  # 210 parked threads: the runtime operator reports many_threads
+    gate = threading.Event()  # 210 parked threads: the runtime operator reports thread_growth
     parked = [threading.Thread(target=gate.wait, daemon=True) for _ in range(210)]
     for t in parked:
         t.start()
@@ -131,6 +131,9 @@ def test_a_coordinator_run_is_recorded_replayed_and_becomes_a_postmortem(tmp_pat
     assert (Path(row.path).parent / operator_run["record"]).exists()
     again = lensbook.replay(record, tools="record")
     assert again.same_notifications and not again.divergences, again
+    assert [t.notification.id for t in again.notifications] == [
+        t.notification.id for t in result.notifications
+    ]
     # the coordinator's record finds the evidence in its operator's record beside it
     evidence = record.evidence(record.notification_objects[0])
     assert evidence.snapshots and not evidence.missing

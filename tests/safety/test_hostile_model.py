@@ -154,7 +154,7 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
                 if len(finished) == len(tools):
                     all_done.set()
 
-            op.run_async({"reason": "hostile"}, on_complete=complete, max_iterations=500)
+            op.run_in_background({"reason": "hostile"}, on_complete=complete, max_iterations=500)
         work = MainThreadWork()
         started = time.monotonic()
         work.until(all_done, RUN_LIMIT_S)
@@ -204,7 +204,9 @@ def test_thousands_of_calls_in_a_few_turns() -> None:
     op = Operator.start("runtime", client=_script(batches))
     done = threading.Event()
     try:
-        op.run_async({"reason": "flood"}, on_complete=lambda _r: done.set(), timeout=RUN_LIMIT_S)
+        op.run_in_background(
+            {"reason": "flood"}, on_complete=lambda _r: done.set(), timeout=RUN_LIMIT_S
+        )
         work = MainThreadWork(rest_s=0.005)
         work.until(done, RUN_LIMIT_S)
     finally:
@@ -239,12 +241,12 @@ from lensbook.skills import intrusion
 
 script = ScriptedClient([[call("memory_trace_start", frames=5)], [call("wait", seconds=60)]])
 lensbook.start(["memory", "tracer", "gc"], client=script, sample_interval=None)
-lensbook.get_operator("memory").run_async({"reason": "exit test"})
-lensbook.get_operator("tracer").run_async(
+lensbook.get_operator("memory").run_in_background({"reason": "exit test"})
+lensbook.get_operator("tracer").run_in_background(
     {"reason": "exit test"},
     client=ScriptedClient([[call("tracer_trace", target="lb_exit_target.work", seconds=60)]]),
 )
-lensbook.get_operator("gc").run_async(
+lensbook.get_operator("gc").run_in_background(
     {"reason": "exit test"}, client=ScriptedClient([[call("gc_cycle_types", seconds=60)]])
 )
 deadline = time.monotonic() + 60

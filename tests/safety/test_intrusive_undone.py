@@ -111,7 +111,7 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
             op = lensbook.start([skill_id], client=script, sample_interval=None)[0]
         else:
             op = Operator.start(skill_id, client=script)
-        op.run_async()
+        op.run_in_background()
         _wait_until(lambda: _switched_on(tool))
         if path == "stop":
             op.stop()

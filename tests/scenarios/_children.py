@@ -1,9 +1,11 @@
 """Scenarios run as `lensbook eval` runs them: each in a child process of its own
 (``python -m lensbook.scenarios NAME --json``) with the default offline investigator, several at
-once (the children mostly wait on their fault windows, so four share two cores well)."""
+once (the children mostly wait on their fault windows, so four share two cores well); and what
+the scenario tests read in an outcome."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import subprocess
@@ -11,13 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 
 def run_child(name: str, home: Path) -> dict[str, Any]:
-    """One scenario's outcome; its records go to ``home/records``. A child that prints no
-    outcome gives ``{"scenario": name, "no_outcome": <the end of its stderr>}``."""
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
+    """One scenario's outcome, with the child's ``exit_status``; its records go to
+    ``home/records``. No model key reaches the child, so it investigates offline. A child that
+    prints no outcome gives ``{"scenario": name, "no_outcome": <the end of its stderr>}``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
     env["IPYTHONDIR"] = str(home / "ipython")  # the kernel scenario's shell writes no home files
     env["LENSBOOK_RECORDS_DIR"] = str(home / "records")
     done = subprocess.run(
@@ -32,6 +36,7 @@ def run_child(name: str, home: Path) -> dict[str, Any]:
     if not lines:
         return {"scenario": name, "no_outcome": done.stderr[-3000:]}
     outcome: dict[str, Any] = json.loads(lines[-1])
+    outcome["exit_status"] = done.returncode
     return outcome
 
 
@@ -42,3 +47,28 @@ def run_children(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         found = pool.map(lambda n: run_child(n, home_of(n)), names)
         return dict(zip(names, found, strict=True))
+
+
+def run_offline(name: str, home: Path) -> dict[str, Any]:
+    """`run_child`, checked: an outcome was printed, by the offline investigator, without a
+    run error, and the child's exit status says whether it diagnosed the fault."""
+    outcome = run_child(name, home)
+    assert "no_outcome" not in outcome, outcome["no_outcome"]
+    assert outcome["client"] == "offline investigator"
+    assert outcome["error"] is None, outcome["error"]
+    assert outcome["exit_status"] == (0 if outcome["diagnosed"] else 1)
+    return outcome
+
+
+def notes_text(outcome: dict[str, Any]) -> str:
+    """The notifications' text, as the runner's judge matches the scenario's patterns on it."""
+    return "\n".join(
+        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
+        for n in outcome["notifications"]
+    )
+
+
+def line_of(module: ModuleType, marker: str) -> int:
+    """The number of the first line of `module` that contains `marker`."""
+    lines, _ = inspect.getsourcelines(module)
+    return next(i for i, line in enumerate(lines, 1) if marker in line)

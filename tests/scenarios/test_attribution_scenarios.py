@@ -4,49 +4,21 @@ must name the user's function, its file:line and what keeps the memory alive."""
 
 from __future__ import annotations
 
-import inspect
-import json
-import os
-import subprocess
-import sys
-from types import ModuleType
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lensbook.scenarios import figure_leak, method_cache_leak, runtime_leak
+from tests.scenarios._children import line_of, notes_text, run_offline
 
 pytestmark = pytest.mark.slow
 
 
-def _run(name: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no outcome printed; stderr:\n{proc.stderr[-3000:]}"
-    outcome: dict[str, Any] = json.loads(lines[-1])
-    assert outcome["client"] == "offline investigator"
-    assert outcome["error"] is None, outcome["error"]
+def _run(name: str, home: Path) -> dict[str, Any]:
+    outcome = run_offline(name, home)
     assert outcome["diagnosed"], outcome
     return outcome
-
-
-def _text(outcome: dict[str, Any]) -> str:
-    return "\n".join(
-        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
-        for n in outcome["notifications"]
-    )
-
-
-def _line(module: ModuleType, marker: str) -> int:
-    lines, _ = inspect.getsourcelines(module)
-    return next(i for i, line in enumerate(lines, 1) if marker in line)
 
 
 @pytest.mark.xfail(
@@ -54,19 +26,19 @@ def _line(module: ModuleType, marker: str) -> int:
     reason="KNOWN flaky in the full suite (passes alone and passed in the previous full "
     "run): the runtime leak rule reads growth from few sampled points",
 )
-def test_runtime_reason_leak_flags_growth_from_the_sampled_history() -> None:
-    outcome = _run("runtime_leak")
+def test_runtime_reason_leak_flags_growth_from_the_sampled_history(tmp_path: Path) -> None:
+    outcome = _run("runtime_leak", tmp_path)
     (note,) = [n for n in outcome["notifications"] if n["anomaly_type"] == "memory_growth"]
     assert note["severity"] in ("warning", "critical")
-    site = f"lensbook/scenarios/runtime_leak.py:{_line(runtime_leak, 'the response body')}"
+    site = f"lensbook/scenarios/runtime_leak.py:{line_of(runtime_leak, 'the response body')}"
     assert f"top allocation site {site} in fetch_page" in note["observation"]
     assert "samples" in note["observation"]  # judged on the metrics, not two snapshots
 
 
-def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix() -> None:
-    outcome = _run("method_cache_leak")
-    text = _text(outcome)
-    line = _line(method_cache_leak, "# the quote's price history")
+def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix(tmp_path: Path) -> None:
+    outcome = _run("method_cache_leak", tmp_path)
+    text = notes_text(outcome)
+    line = line_of(method_cache_leak, "# the quote's price history")
     site = f"method_cache_leak.py:{line}"
     assert site in text and "in PriceQuote.__init__" in text
     assert (
@@ -82,18 +54,18 @@ def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix() -> None:
     "is sometimes the user's line that made the data (figure_leak.py:40) instead of ax.plot, "
     "and the plt.close fix is then not offered; with MemorySkill(trace_duty=1.0) it passes",
 )
-def test_a_leak_inside_matplotlib_is_blamed_on_the_users_line_and_pyplot() -> None:
-    outcome = _run("figure_leak")
-    text = _text(outcome)
-    line = _line(figure_leak, "ax.plot(values)")
+def test_a_leak_inside_matplotlib_is_blamed_on_the_users_line_and_pyplot(tmp_path: Path) -> None:
+    outcome = _run("figure_leak", tmp_path)
+    text = notes_text(outcome)
+    line = line_of(figure_leak, "ax.plot(values)")
     assert f"figure_leak.py:{line} in render_dashboard" in text
     assert "calls into matplotlib/" in text  # library frames kept as detail
     assert "matplotlib's pyplot figure managers (matplotlib._pylab_helpers.Gcf.figs)" in text
     assert "plt.close(fig)" in text
 
 
-def test_a_61_mb_dataframe_held_by_out_in_a_small_kernel_is_reported() -> None:
-    outcome = _run("out_cache_61mb")
+def test_a_61_mb_dataframe_held_by_out_in_a_small_kernel_is_reported(tmp_path: Path) -> None:
+    outcome = _run("out_cache_61mb", tmp_path)
     (note,) = [n for n in outcome["notifications"] if n["anomaly_type"] == "output_cache_retention"]
     assert "Out[3] keeps a pandas.DataFrame of shape 800000x10" in note["observation"]
     assert "61.0 MB" in note["observation"] and "of the process's RSS" in note["observation"]

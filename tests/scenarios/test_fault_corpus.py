@@ -20,7 +20,7 @@ import pytest
 
 from lensbook.scenarios import get_scenario, process_skills
 from lensbook.skills import builtin_ids
-from tests.scenarios._children import run_children
+from tests.scenarios._children import notes_text, run_children
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,13 +52,6 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, dic
     yield run_children(names, lambda _name: home)
 
 
-def _text(outcome: dict[str, Any]) -> str:
-    return "\n".join(
-        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
-        for n in outcome["notifications"]
-    )
-
-
 def test_the_corpus_is_registered_and_cites_its_sources() -> None:
     for name in FAULTS:
         scenario = get_scenario(name)
@@ -80,13 +73,15 @@ def test_fault_is_diagnosed_by_the_offline_investigator(
     outcome = outcomes[name]
     assert "no_outcome" not in outcome, outcome.get("no_outcome")
     assert outcome["client"] == "offline investigator"
-    assert outcome["diagnosed"] is True, (outcome["missing"], _text(outcome))
+    assert outcome["diagnosed"] is True, (outcome["missing"], notes_text(outcome))
     assert outcome["state"] in ("warning", "critical")
     assert outcome["error"] is None
 
 
 def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str, Any]]) -> None:
-    named = {name: _text(outcomes[name]) for name in FAULTS if "no_outcome" not in outcomes[name]}
+    named = {
+        name: notes_text(outcomes[name]) for name in FAULTS if "no_outcome" not in outcomes[name]
+    }
     # the user function and its line, and the blocking call
     assert re.search(
         r"blocking_coroutine\.py:\d+ in wait_for_confirmation: time\.sleep",
@@ -148,7 +143,7 @@ def test_busy_healthy_workload_raises_no_alarm_in_any_skill(
     assert "no_outcome" not in outcome, outcome.get("no_outcome")
     assert outcome["skill"] == "+".join(process_skills())  # every skill that judges the process
     alarms = [n for n in outcome["notifications"] if n["severity"] in ("warning", "critical")]
-    assert not alarms, _text(outcome)
+    assert not alarms, notes_text(outcome)
     assert outcome["false_alarm"] is False
     assert outcome["diagnosed"] is True
     assert outcome["error"] is None

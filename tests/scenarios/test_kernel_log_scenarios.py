@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,34 +17,13 @@ from lensbook.clients.offline import OfflineInvestigator
 from lensbook.scenarios import Scenario
 from lensbook.scenarios.runner import run_scenario
 from lensbook.skills import resolve_skill
-
-
-def run_in_child(name: str, tmp_path: Any) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    env["IPYTHONDIR"] = str(tmp_path / "ipython")  # the out_cache shell writes no home files
-    proc = subprocess.run(
-        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no outcome printed; stderr:\n{proc.stderr[-2000:]}"
-    outcome: dict[str, Any] = json.loads(lines[-1])
-    return outcome
-
-
-def notes_text(outcome: dict[str, Any]) -> str:
-    return "\n".join(
-        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
-        for n in outcome["notifications"]
-    )
+from tests._ipython import ipython_shell
+from tests.scenarios._children import notes_text, run_offline
 
 
 @pytest.mark.slow
 def test_out_cache_names_the_cache_entry_and_its_size(tmp_path: Any) -> None:
-    outcome = run_in_child("out_cache", tmp_path)
+    outcome = run_offline("out_cache", tmp_path)
     assert outcome["diagnosed"] is True, outcome
     assert outcome["client"] == "offline investigator"
     assert outcome["state"] == "warning"
@@ -60,7 +36,7 @@ def test_out_cache_names_the_cache_entry_and_its_size(tmp_path: Any) -> None:
 
 @pytest.mark.slow
 def test_error_storm_names_logger_message_and_rate(tmp_path: Any) -> None:
-    outcome = run_in_child("error_storm", tmp_path)
+    outcome = run_offline("error_storm", tmp_path)
     assert outcome["diagnosed"] is True, outcome
     assert outcome["state"] in ("warning", "critical")
     (note,) = outcome["notifications"]
@@ -79,27 +55,16 @@ def closes_skills() -> Iterator[None]:
 
 
 @pytest.fixture
-def quiet_shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    sh = InteractiveShell.instance()
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_cell(
-            "import pandas as pd\nprices = pd.Series([1.5, 2.5])\nprices", store_history=True
-        )
-        sh.run_cell("total = prices.sum(); total", store_history=True)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    if not existed:
-        InteractiveShell.clear_instance()
+def quiet_shell(tmp_path: Path) -> Iterator[Any]:
+    with ipython_shell(tmp_path, fresh=False) as sh:
+        with contextlib.redirect_stdout(io.StringIO()):
+            sh.run_cell(
+                "import pandas as pd\nprices = pd.Series([1.5, 2.5])\nprices", store_history=True
+            )
+            sh.run_cell("total = prices.sum(); total", store_history=True)
+        yield sh
+        with contextlib.redirect_stdout(io.StringIO()):
+            sh.run_line_magic("reset", "-f")
 
 
 @pytest.mark.slow

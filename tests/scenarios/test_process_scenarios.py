@@ -2,41 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
 import psutil
 import pytest
 
 import lensbook
 from lensbook.clients.offline import OfflineInvestigator
-from lensbook.metrics import store as metrics_store
+from lensbook.sampling import store as metrics_store
+from tests.scenarios._children import run_offline
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
 
-def run_scenario(name: str) -> dict[str, Any]:
-    """``python -m lensbook.scenarios NAME --json`` in a child process, with no model key."""
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}
-    done = subprocess.run(
-        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    assert done.stdout.strip(), done.stderr[-3000:]
-    outcome: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return outcome
-
-
 @pytest.mark.slow
-def test_fd_leak_is_diagnosed_with_growth_and_path_pattern() -> None:
-    outcome = run_scenario("fd_leak")
+def test_fd_leak_is_diagnosed_with_growth_and_path_pattern(tmp_path: Path) -> None:
+    outcome = run_offline("fd_leak", tmp_path)
     assert outcome["diagnosed"], outcome
     assert outcome["client"] == "offline investigator"
     [note] = [n for n in outcome["notifications"] if n["anomaly_type"] == "fd_leak"]

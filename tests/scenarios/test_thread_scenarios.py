@@ -3,42 +3,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from typing import Any
+from pathlib import Path
 
 import pytest
+
+from tests.scenarios._children import notes_text, run_offline
 
 pytestmark = pytest.mark.slow
 
 
-def run_scenario(name: str) -> dict[str, Any]:
-    env = {k: v for k, v in os.environ.items() if k != "ANTHROPIC_API_KEY"}  # offline
-    proc = subprocess.run(
-        [sys.executable, "-m", "lensbook.scenarios", name, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, f"no outcome printed; stderr:\n{proc.stderr[-3000:]}"
-    outcome: dict[str, Any] = json.loads(lines[-1])
-    assert proc.returncode == (0 if outcome["diagnosed"] else 1)
-    return outcome
-
-
-def notes_text(outcome: dict[str, Any]) -> str:
-    return "\n".join(
-        f"{n['anomaly_type']} {n['context']} {n['observation']} {n.get('hypothesis') or ''}"
-        for n in outcome["notifications"]
-    )
-
-
-def test_deadlock_names_both_threads_and_both_locks() -> None:
-    outcome = run_scenario("deadlock")
+def test_deadlock_names_both_threads_and_both_locks(tmp_path: Path) -> None:
+    outcome = run_offline("deadlock", tmp_path)
     assert outcome["diagnosed"], outcome
     assert outcome["client"] == "offline investigator"
     assert outcome["state"] == "critical"
@@ -47,8 +22,8 @@ def test_deadlock_names_both_threads_and_both_locks() -> None:
         assert name in note["observation"]
 
 
-def test_stuck_task_names_the_coroutine() -> None:
-    outcome = run_scenario("stuck_task")
+def test_stuck_task_names_the_coroutine(tmp_path: Path) -> None:
+    outcome = run_offline("stuck_task", tmp_path)
     assert outcome["diagnosed"], outcome
     assert outcome["state"] == "warning"
     text = notes_text(outcome)
@@ -56,16 +31,16 @@ def test_stuck_task_names_the_coroutine() -> None:
     assert "coroutine tick " not in text  # the healthy ticker is not blamed
 
 
-def test_cpu_spin_names_the_thread_and_its_hot_function() -> None:
-    outcome = run_scenario("cpu_spin")
+def test_cpu_spin_names_the_thread_and_its_hot_function(tmp_path: Path) -> None:
+    outcome = run_offline("cpu_spin", tmp_path)
     assert outcome["diagnosed"], outcome
     (note,) = [n for n in outcome["notifications"] if n["severity"] == "warning"]
     assert "'spinner'" in note["observation"]
     assert "poll_for_work" in note["observation"]
 
 
-def test_ring_deadlock_on_subscripted_locks_names_threads_locks_and_line() -> None:
-    outcome = run_scenario("ring_deadlock")
+def test_ring_deadlock_on_subscripted_locks_names_threads_locks_and_line(tmp_path: Path) -> None:
+    outcome = run_offline("ring_deadlock", tmp_path)
     assert outcome["diagnosed"], outcome
     assert outcome["state"] == "critical"
     (note,) = [n for n in outcome["notifications"] if n["anomaly_type"] == "deadlock"]

@@ -30,14 +30,10 @@ from lensbook.skills.aio import (
 from lensbook.skills.base import render_output
 from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests.skills._probes import probe_caller
 
-
-def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a probe from another thread, as the operator does."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lensbook-probe") as pool:
-        return undelimit(
-            json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
-        )
+#: call a probe from another thread, as the operator does
+off_main = probe_caller("lensbook-probe")
 
 
 def evidence(
@@ -311,9 +307,11 @@ def test_idle_process_raises_no_alarm(skill: AsyncioSkill) -> None:
 
 @pytest.mark.slow
 def test_the_loop_of_an_async_api_caller_is_investigated() -> None:
+    from lensbook import recorder
     from lensbook.clients.offline import OfflineInvestigator
     from lensbook.scenarios.stuck_task import wait_for_signal
 
+    recorder.clear()  # the stalls earlier tests made are in the history: this run is about now
     lensbook.start(["asyncio"], client=OfflineInvestigator())
 
     async def main() -> lensbook.NotificationList:
@@ -341,11 +339,16 @@ def test_a_service_waiting_for_its_shutdown_is_not_stuck(skill: AsyncioSkill) ->
     async def serve_forever(shutdown_requested: asyncio.Event) -> None:
         await shutdown_requested.wait()
 
-    app.call(lambda: app.loop.create_task(serve_forever(asyncio.Event()), name="service-main"))
+    # held: a loop keeps only weak references to its tasks, and a task waiting on an Event
+    # nobody else holds is a cycle the collector may free mid-test ("Task was destroyed")
+    held = app.call(
+        lambda: app.loop.create_task(serve_forever(asyncio.Event()), name="service-main")
+    )
     try:
         skill.snapshot()
         time.sleep(0.3)
         out = off_main(skill.stuck, min_age_s=0.1)
+        assert not held.done()  # still serving
     finally:
         unregister_loop(app.loop)
         app.close()

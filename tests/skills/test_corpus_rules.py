@@ -24,6 +24,7 @@ from lensbook.skills.gc_ import _cyclic_frames
 from lensbook.skills.logs import LogsSkill
 from lensbook.skills.process import _popen_commands
 from lensbook.skills.threads import ThreadsSkill, _held_by, _pool_of
+from tests._ipython import ipython_shell
 
 #: a module global holding a pool, as a service module would
 SHARED_POOL: ThreadPoolExecutor | None = None
@@ -122,25 +123,14 @@ def test_frames_in_cyclic_garbage_name_the_function_that_stores_the_exception() 
 
 
 @pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    sh = InteractiveShell.instance()
-    yield sh
-    for name in ("last_exc", "last_value", "last_traceback", "last_type"):
-        if hasattr(sys, name):
-            setattr(sys, name, None)
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_cell("None", store_history=True)
-    if not existed:
-        InteractiveShell.clear_instance()
+def shell(tmp_path: Path) -> Iterator[Any]:
+    with ipython_shell(tmp_path, fresh=False) as sh:
+        yield sh
+        for name in ("last_exc", "last_value", "last_traceback", "last_type"):
+            if hasattr(sys, name):
+                setattr(sys, name, None)
+        with contextlib.redirect_stdout(io.StringIO()):
+            sh.run_cell("None", store_history=True)
 
 
 def test_the_last_error_keeps_the_failed_functions_locals(shell: Any) -> None:

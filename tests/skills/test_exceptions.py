@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,8 +20,9 @@ import pytest
 from lensbook import _loop
 from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
-from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests._ipython import ipython_shell
+from tests.skills._probes import evidence_around, rendered
 
 
 @pytest.fixture
@@ -42,10 +44,6 @@ def previous_threadhook() -> Iterator[list[str]]:
     threading.excepthook = hook
     yield seen
     threading.excepthook = original
-
-
-def rendered(value: Any) -> Any:
-    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def die(name: str, exc: BaseException) -> None:
@@ -203,51 +201,27 @@ def test_tracebacks_are_bounded(skill: ExceptionsSkill) -> None:
     assert len(render_output(skill.recent(limit=50, frames=12))) < 6000
 
 
-def test_cell_errors_are_seen(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    existed = InteractiveShell.initialized()
-    if not existed:
-        monkeypatch.setenv("IPYTHONDIR", str(tmp_path))
-        config = Config()
-        config.HistoryManager.hist_file = ":memory:"
-        InteractiveShell.instance(config=config)
-    shell = InteractiveShell.instance()
+def test_cell_errors_are_seen(tmp_path: Path) -> None:
     sk = ExceptionsSkill()
-    try:
-        sk.snapshot()
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            shell.run_cell("prices = {}\nprices['EUR']", store_history=True)
-        seen = rendered(sk.recent())["exceptions"][0]
-        assert seen["type"] == "KeyError" and seen["sources"] == ["cell"]
-        assert seen["line"] == "prices['EUR']"
-    finally:
-        sk.close()
-        if not existed:
-            InteractiveShell.clear_instance()
-
-
-def evidence(skill: ExceptionsSkill, during: Any) -> Evidence:
-    ev = Evidence(context={"reason": "errors?"})
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    during()
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    probes = {p.name: p for p in skill.probes()}
-    for rule in skill.rules():
-        for call in rule.wants(ev):
-            if not ev.called(call):
-                value = rendered(probes[call.name].fn(**call.arguments))
-                ev.results.setdefault(call.name, []).append((call.arguments, value))
-    return ev
+    with ipython_shell(tmp_path, fresh=False) as shell:
+        try:
+            sk.snapshot()
+            with (
+                contextlib.redirect_stdout(io.StringIO()),
+                contextlib.redirect_stderr(io.StringIO()),
+            ):
+                shell.run_cell("prices = {}\nprices['EUR']", store_history=True)
+            seen = rendered(sk.recent())["exceptions"][0]
+            assert seen["type"] == "KeyError" and seen["sources"] == ["cell"]
+            assert seen["line"] == "prices['EUR']"
+        finally:
+            sk.close()
 
 
 def test_rule_names_a_thread_that_died(
     skill: ExceptionsSkill, previous_threadhook: list[str]
 ) -> None:
-    ev = evidence(skill, lambda: die("billing-sync", KeyError("invoice 991")))
+    ev = evidence_around(skill, lambda: die("billing-sync", KeyError("invoice 991")))
     findings = [f for rule in skill.rules() for f in rule.judge(ev)]
     assert [f.anomaly_type for f in findings] == ["thread_died"]
     assert findings[0].severity == "warning"
@@ -266,7 +240,7 @@ def test_rule_names_an_exception_burst(skill: ExceptionsSkill) -> None:
                 log.exception("bad row")
         time.sleep(1.1)  # rates need a window of a second or more
 
-    ev = evidence(skill, burst)
+    ev = evidence_around(skill, burst)
     findings = [f for rule in skill.rules() for f in rule.judge(ev)]
     assert [f.anomaly_type for f in findings] == ["exception_burst"]
     assert "ValueError" in findings[0].observation
@@ -274,7 +248,7 @@ def test_rule_names_an_exception_burst(skill: ExceptionsSkill) -> None:
 
 
 def test_quiet_process_raises_no_finding(skill: ExceptionsSkill) -> None:
-    ev = evidence(skill, lambda: time.sleep(0.1))
+    ev = evidence_around(skill, lambda: time.sleep(0.1))
     assert ev.results == {}
     assert [f for rule in skill.rules() for f in rule.judge(ev)] == []
 
@@ -295,6 +269,6 @@ def test_default_outputs_fit_their_caps_with_long_exceptions(skill: ExceptionsSk
             log.exception("failed")
     tools = {t.name: t for t in skill.probes()}
     for name in ("exceptions_recent", "exceptions_top", "exceptions_summary"):
-        undelimit(
-            json.loads(render_output(tools[name].fn(), tools[name].max_chars))
-        )  # not cut short
+        text = render_output(tools[name].fn(), tools[name].max_chars)
+        assert "...[truncated " not in text, name  # not cut short
+        assert undelimit(json.loads(text)), name  # whole JSON, and not empty

@@ -22,6 +22,7 @@ from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.memory import MemorySkill
 from lensbook.skills.threads import ThreadsSkill
+from tests.skills._probes import unmarked
 
 _LIBRARY = {
     "plotkit/__init__.py": "from plotkit.figure import plot\n",
@@ -82,16 +83,6 @@ def render_loop(lib: ModuleType, stop: list[bool]) -> None:
     lib._render.spin(stop)  # user spin
 
 
-def _unmarked(text: str) -> str:
-    """JSON text without the markers around the process's own text (thread names...)."""
-    return (
-        text.replace("\\u27e6", "")
-        .replace("\\u27e7", "")
-        .replace("\u27e6", "")
-        .replace("\u27e7", "")
-    )
-
-
 def _line(marker: str) -> int:
     lines, _ = inspect.getsourcelines(sys.modules[__name__])
     return next(i for i, line in enumerate(lines, 1) if marker in line)
@@ -100,7 +91,7 @@ def _line(marker: str) -> int:
 def _rendered(value: Any) -> Any:
     """As the loop renders it, with the markers around the process's own text taken off."""
     text = render_output(value, 100_000)
-    return json.loads(_unmarked(text))
+    return json.loads(unmarked(text))
 
 
 def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:

@@ -226,6 +226,7 @@ def test_the_churn_rule_is_quiet_on_an_idle_process(skill: GCSkill) -> None:
 
 @pytest.mark.slow
 def test_an_offline_investigation_of_this_idle_process_raises_no_alarm() -> None:
+    lensbook.recorder.clear()  # this process's history (the test session's) is not idle
     lensbook.start(["gc"], client=OfflineInvestigator())
     result = lensbook.run("gc", reason="routine check").result
     assert result.state in ("healthy", "observing")

@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,29 +20,18 @@ import pandas as pd
 import psutil
 import pytest
 
-from lensbook.skills.base import render_output
 from lensbook.skills.kernel import KernelSkill, deep_size, human_bytes
 from lensbook.skills.redact import REDACTED
 from lensbook.skills.rules import Evidence
-from lensbook.skills.untrusted import undelimit
+from tests._ipython import ipython_shell
+from tests.skills._probes import rendered
 
 
 @pytest.fixture
-def shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def shell(tmp_path: Path) -> Iterator[Any]:
     """A real InteractiveShell with in-memory history (the process's singleton)."""
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    # a fresh shell: other tests may have left the process's singleton mid-history
-    InteractiveShell.clear_instance()
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    InteractiveShell.clear_instance()
+    with ipython_shell(tmp_path) as sh:
+        yield sh
 
 
 @pytest.fixture
@@ -55,10 +45,6 @@ def run(sh: Any, code: str) -> Any:
     """Run a cell as a user would, keeping the displayhook's printing out of the test output."""
     with contextlib.redirect_stdout(io.StringIO()):
         return sh.run_cell(code, store_history=True)
-
-
-def rendered(value: Any) -> Any:
-    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def test_outside_ipython_reports_no_kernel_and_never_imports_ipython() -> None:

@@ -14,24 +14,15 @@ from lensbook.scenarios.ring_deadlock import start_ring
 from lensbook.skills.base import render_output
 from lensbook.skills.rules import Evidence
 from lensbook.skills.threads import LockContention, ThreadsSkill
+from tests.skills._probes import unmarked
 
 
 def _deadlocks(skill: ThreadsSkill, **arguments: Any) -> dict[str, Any]:
     """The probe's answer as the loop sees it, with the process-text markers taken off."""
     tool = {t.name: t for t in skill.probes()}["threads_deadlocks"]
     text = render_output(tool.fn(**tool.validate(arguments)), tool.max_chars)
-    value: dict[str, Any] = json.loads(_unmarked(text))
+    value: dict[str, Any] = json.loads(unmarked(text))
     return value
-
-
-def _unmarked(text: str) -> str:
-    """JSON text without the markers around the process's own text (thread names...)."""
-    return (
-        text.replace("\\u27e6", "")
-        .replace("\\u27e7", "")
-        .replace("\u27e6", "")
-        .replace("\u27e7", "")
-    )
 
 
 def _until(check: Callable[[], bool], what: str, seconds: float = 20.0) -> None:

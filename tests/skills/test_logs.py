@@ -10,14 +10,13 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from lensbook.skills.base import render_output
 from lensbook.skills.logs import LogsSkill, parse_level
 from lensbook.skills.rules import Evidence
-from lensbook.skills.untrusted import undelimit
+from tests.skills._probes import evidence_around, rendered
 
 
 @pytest.fixture
@@ -25,10 +24,6 @@ def skill() -> Iterator[LogsSkill]:
     sk = LogsSkill()
     yield sk
     sk.close()
-
-
-def rendered(value: Any) -> Any:
-    return undelimit(json.loads(render_output(value, 100_000)))
 
 
 def ours(sk: LogsSkill) -> list[logging.Handler]:
@@ -172,20 +167,8 @@ def storm(stop: threading.Event, per_burst: int = 20) -> None:
 
 
 def evidence_after(skill: LogsSkill, seconds: float) -> Evidence:
-    """Evidence as the offline investigator builds it: two snapshots, then wanted probes."""
-    ev = Evidence(context={"reason": "errors?"})
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    time.sleep(seconds)
-    ev.snapshots.append(rendered(skill.snapshot()))
-    ev.snapshot_times.append(time.time())
-    probes = {p.name: p for p in skill.probes()}
-    for rule in skill.rules():
-        for call in rule.wants(ev):
-            if not ev.called(call):
-                value = rendered(probes[call.name].fn(**call.arguments))
-                ev.results.setdefault(call.name, []).append((call.arguments, value))
-    return ev
+    """Evidence as the offline investigator builds it, over a window of `seconds`."""
+    return evidence_around(skill, lambda: time.sleep(seconds))  # the window the rates span
 
 
 def test_error_storm_rule_names_logger_template_rate_and_thread(skill: LogsSkill) -> None:
@@ -253,4 +236,5 @@ def test_default_outputs_fit_their_caps_with_long_records(skill: LogsSkill) -> N
         ("logs_summary", {}),
     ):
         text = render_output(tools[name].fn(**args), tools[name].max_chars)
-        json.loads(text)  # not cut short
+        assert "...[truncated " not in text, name  # not cut short
+        assert json.loads(text), name  # whole JSON, and not empty

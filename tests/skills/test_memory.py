@@ -15,7 +15,7 @@ import lensbook
 from lensbook import events
 from lensbook.clients.offline import OfflineInvestigator
 from lensbook.clients.scripted import ScriptedClient, call
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.scenarios import _leaky_cache, _leaky_callbacks
 from lensbook.skills import resolve_skill
 from lensbook.skills.base import render_output
@@ -158,7 +158,7 @@ def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySki
 
 def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
     skill = MemorySkill()  # the default: tracemalloc on for 10% of the window, in bursts
-    stop = _leaky_cache.start_traffic(per_second=4000)
+    traffic = _leaky_cache.start_traffic(per_second=4000)
     try:
         started = _probe(skill, "trace_start", frames=25, max_seconds=1e9)
         assert started["traced_share"] == 0.1
@@ -173,7 +173,7 @@ def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
         diff = _probe(skill, "allocation_diff", top=3)
         assert not tracemalloc.is_tracing()
     finally:
-        stop.set()
+        traffic.stop.set()
         skill.close()
         _leaky_cache.clear()
     site = f"lensbook/scenarios/_leaky_cache.py:{_line_of('hit = {', _leaky_cache)}"
@@ -320,6 +320,7 @@ def test_the_rule_is_quiet_when_nothing_grows(skill: MemorySkill) -> None:
 
 @pytest.mark.slow
 def test_an_offline_investigation_of_this_idle_process_raises_no_alarm() -> None:
+    lensbook.recorder.clear()  # this process's history (the test session's) is not idle
     lensbook.start(["memory"], client=OfflineInvestigator())
     try:
         result = lensbook.run("memory", reason="routine check").result

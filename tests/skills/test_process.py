@@ -19,7 +19,7 @@ from typing import IO, Any
 import psutil
 import pytest
 
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.skills import resolve_skill
 from lensbook.skills.base import render_output
 from lensbook.skills.process import (

@@ -13,6 +13,7 @@ import io
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,7 @@ from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.kernel import KernelSkill
 from lensbook.skills.logs import LogsSkill
 from lensbook.skills.redact import redact_text
+from tests._ipython import ipython_shell
 
 SECRETS: dict[str, str] = {
     "anthropic": "sk-ant-api03-Zq8VxW2mK9pL4nR7tY1uB6cD3eF5gH0jA_bC-dE9fG2hJ4kL6mN8pQ1rS3tU5vW7x"
@@ -120,20 +122,9 @@ def test_the_corpus_is_redacted_in_context() -> None:
 
 
 @pytest.fixture
-def shell(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    # a fresh shell: other tests may have left the process's singleton mid-history
-    InteractiveShell.clear_instance()
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    InteractiveShell.clear_instance()
+def shell(tmp_path: Path) -> Iterator[Any]:
+    with ipython_shell(tmp_path) as sh:
+        yield sh
 
 
 @pytest.mark.parametrize("share_values", [False, True])

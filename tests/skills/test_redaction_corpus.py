@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import logging
 import subprocess
@@ -27,7 +26,7 @@ import pytest
 
 import lensbook
 from lensbook.clients.anthropic_ import AnthropicClient
-from lensbook.records.writer import writer
+from lensbook.records import writer
 from lensbook.skills.aio import AsyncioSkill, register_loop, unregister_loop
 from lensbook.skills.base import Skill
 from lensbook.skills.exceptions import ExceptionsSkill
@@ -38,6 +37,7 @@ from lensbook.skills.runtime import RuntimeSkill
 from lensbook.skills.system import SystemSkill
 from lensbook.skills.threads import ThreadsSkill
 from lensbook.skills.untrusted import DATA_NOTE
+from tests._ipython import ipython_shell
 from tests.fakes.messages_server import (
     MessagesServer,
     RecordedRequest,
@@ -62,19 +62,9 @@ def _lines() -> list[tuple[int, str]]:
 
 
 @pytest.fixture
-def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    from IPython.core.interactiveshell import InteractiveShell
-    from traitlets.config import Config
-
-    InteractiveShell.clear_instance()
-    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    sh = InteractiveShell.instance(config=config)
-    yield sh
-    with contextlib.redirect_stdout(io.StringIO()):
-        sh.run_line_magic("reset", "-f")
-    InteractiveShell.clear_instance()
+def shell(tmp_path: Path) -> Iterator[Any]:
+    with ipython_shell(tmp_path) as sh:
+        yield sh
 
 
 class _Polluted:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from lensbook.metrics import store
+from lensbook.sampling import store
 from lensbook.skills.rules import Evidence
 from lensbook.skills.runtime import RuntimeSkill
 
@@ -73,3 +73,48 @@ def test_threads_started_and_never_ended_are_flagged(skill: RuntimeSkill) -> Non
             w.join(5)
     assert "thread_growth" in found
     assert "the thread count rose from" in found["thread_growth"].observation
+
+
+def test_thread_growth_the_recorder_saw_is_one_notification_naming_the_starter(
+    skill: RuntimeSkill,
+) -> None:
+    """The sampled counts rise and the flight recorder saw the threads start: the runtime skill
+    reports the growth once, from the history (kind and starting code), not twice."""
+    from lensbook import recorder
+
+    recorder.clear()
+    recorder.start("test-runtime", sample_interval=None)
+    now = time.time()
+    base = threading.active_count()
+    for i in range(6):
+        store.record("runtime", {"python_threads": max(1, base - 40 + i * 5)}, at=now - 30 + i)
+    stop = threading.Event()
+
+    def open_listeners() -> list[threading.Thread]:
+        started = [threading.Thread(target=stop.wait, daemon=True) for _ in range(60)]
+        for t in started:
+            t.start()
+        return started
+
+    workers: list[threading.Thread] = []
+    try:
+        workers = open_listeners()
+        ev = _evidence(skill)
+        ev.history = [e.to_dict() for e in recorder.history_events(kinds=["thread_growth"])]
+        found = [f for rule in skill.rules() for f in rule.judge(ev)]
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(5)
+        recorder.stop("test-runtime")
+        recorder.clear()
+    growth = [f for f in found if f.anomaly_type in ("thread_growth", "many_threads")]
+    assert len(growth) == 1, [(f.anomaly_type, f.observation) for f in growth]
+    (note,) = growth
+    assert note.anomaly_type == "thread_growth"
+    assert "alive of" in note.observation and "open_listeners" in note.observation
+    assert note.history_ids and all(i.startswith("h-") for i in note.history_ids)
+    # without the history, the sampled counts still tell the growth (once)
+    ev.history = []
+    again = [f for rule in skill.rules() for f in rule.judge(ev)]
+    assert [f.anomaly_type for f in again if "thread" in f.anomaly_type] == ["thread_growth"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import json
 import os
 import threading
@@ -26,14 +25,10 @@ from lensbook.skills.threads import (
     code_origin,
 )
 from lensbook.skills.untrusted import undelimit
+from tests.skills._probes import probe_caller
 
-
-def off_main(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call a probe from another thread, as the operator does (the caller is left out)."""
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="probe-caller") as pool:
-        return undelimit(
-            json.loads(render_output(pool.submit(fn, *args, **kwargs).result(30), 20000))
-        )
+#: call a probe from another thread, as the operator does (the caller is left out)
+off_main = probe_caller("probe-caller")
 
 
 def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:

@@ -1,4 +1,4 @@
-"""The metrics store: bounded time series of every snapshot's numbers.
+"""The metrics store and sampler: bounded time series of every snapshot's numbers.
 
 Fed by every ``snapshot`` event of a run and by `Sampler`, which takes cheap snapshots between
 runs. Probes read trends from it (`series`, `slope`); widgets chart it; `lensbook.metrics()`
@@ -8,10 +8,11 @@ returns it as a pandas DataFrame.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lensbook import events
@@ -89,11 +90,18 @@ store = MetricsStore()
 
 
 class Sampler:
-    """Takes snapshots of skills every `interval` seconds on the lens loop, between runs too."""
+    """Takes snapshots of skills every `interval` seconds on the lens loop, between runs too;
+    `on_sample(skill id, data)` (the flight recorder's) sees each one after the store."""
 
-    def __init__(self, skills: Iterable[Any], interval: float = 10.0) -> None:
+    def __init__(
+        self,
+        skills: Iterable[Any],
+        interval: float = 10.0,
+        on_sample: Callable[[str, dict[str, Any]], Any] | None = None,
+    ) -> None:
         self.skills = list(skills)
         self.interval = interval
+        self.on_sample = on_sample
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -125,4 +133,8 @@ class Sampler:
                 except Exception:
                     continue
                 store.record(skill.id, data)
+                if self.on_sample is not None:
+                    # a failing listener must not end the sampling
+                    with contextlib.suppress(Exception):
+                        self.on_sample(skill.id, data)
             await asyncio.sleep(self.interval)

@@ -1,4 +1,5 @@
-"""Static operators: one per skill, started by `lensbook.start()`, found by skill id."""
+"""The operator registry: the static operators, one per skill, started by `lensbook.start()` and
+found by skill id (`operators()`, `get_operator()`); `run`/`arun` send a run to one of them."""
 
 from __future__ import annotations
 

@@ -202,7 +202,7 @@ class RecordWriter:
             handle.close()
 
     def _begin(self, event: events.Event) -> None:
-        from lensbook import __version__
+        from lensbook._version import __version__
 
         directory = self.directory
         stamp = _stamp(event.at)

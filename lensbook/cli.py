@@ -30,13 +30,9 @@ from typing import Any, NoReturn, TextIO
 
 import lensbook
 from lensbook import options
-from lensbook.clients.providers import (
-    REGISTRY_ENV,
-    choose_client,
-    load_registry,
-    single_client_registry,
-)
-from lensbook.clients.registry import PROVIDERS
+from lensbook.clients import resolve_client
+from lensbook.clients.providers import REGISTRY_ENV, load_registry
+from lensbook.clients.registry import provider_names, single_client_registry
 from lensbook.limits import MAX_ITERATIONS
 from lensbook.terminal import StatusLines
 
@@ -77,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings["timeout"] = args.timeout
     try:
         registry, name = client_config(args)
-        client = choose_client(name, registry)
+        client = resolve_client(name, registry)
         op = lensbook.Operator.start(skill=skill, client=client, **settings)
     except (lensbook.LensbookError, ValueError) as exc:
         _fail(f"lensbook run: {exc}")
@@ -108,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         _fail(f"lensbook demo: no scenario {args.scenario!r}; known: {', '.join(names)}, all")
     try:
         registry, client = client_config(args)
-        choose_client(client, registry)  # a bad configuration stops here, not in each child
+        resolve_client(client, registry)  # a bad configuration stops here, not in each child
     except lensbook.LensbookError as exc:
         _fail(f"lensbook demo: {exc}")
     env = _child_env()
@@ -220,13 +216,13 @@ def client_config(args: argparse.Namespace) -> tuple[dict[str, Any] | None, str 
         for e in registry.get("clients") or []
         if isinstance(e, dict)
     )
-    if name in PROVIDERS and not in_registry:
+    if name in provider_names() and not in_registry:
         one = single_client_registry(name, model=args.model, base_url=args.base_url)
         return one, name
     if args.model or args.base_url:
         raise lensbook.ClientNotConfigured(
             "--model and --base-url go with --client PROVIDER "
-            f"({', '.join(PROVIDERS)}); set a registry client's options in the registry"
+            f"({', '.join(provider_names())}); set a registry client's options in the registry"
         )
     return registry, name
 
@@ -238,7 +234,7 @@ def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> 
         default=None,
         help=("comma-separated clients to evaluate, each alone: " if many else "the client: ")
         + "'offline', a client of the registry, or a provider ("
-        + ", ".join(PROVIDERS)
+        + ", ".join(provider_names())
         + ")",
     )
     group.add_argument(
@@ -254,19 +250,16 @@ def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> 
 def cmd_providers(args: argparse.Namespace) -> int:
     import asyncio
 
-    from lensbook.clients.chain import ClientChain
     from lensbook.clients.providers import ProvidersReport, check_clients, describe_chain
-    from lensbook.clients.registry import build_chain
 
     try:
         registry, name = client_config(args)
-        chosen = choose_client(name, registry)
-        chain = chosen if isinstance(chosen, ClientChain) else build_chain(chosen)
+        chain = resolve_client(name, registry)
     except lensbook.LensbookError as exc:
         _fail(f"lensbook providers: {exc}")
     if args.client_registry is not None:
         source = "--client-registry"
-    elif registry is not None and name in PROVIDERS:
+    elif registry is not None and name in provider_names():
         source = f"--client {name}"
     elif registry is not None:
         source = "$LENSBOOK_CLIENT_REGISTRY"

@@ -31,13 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from lensbook.clients.providers import (
-    REGISTRY_ENV,
-    ClientInfo,
-    describe_client,
-    registry_clients,
-    single_client_registry,
-)
+from lensbook.clients.providers import REGISTRY_ENV, ClientInfo, describe_client, registry_clients
+from lensbook.clients.registry import single_client_registry
 from lensbook.types import new_id, utcnow
 
 __all__ = [

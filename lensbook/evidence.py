@@ -33,20 +33,19 @@ _esc = html.escape
 #: how much of a probe's answer is quoted under a notification
 PROBE_QUOTE_CHARS = 160
 
-#: the operator loop's own tools: their results are not evidence a notification rests on
-BASE_TOOLS = frozenset(
-    {
-        "take_snapshot",
-        "get_snapshot",
-        "get_snapshots",
-        "get_history",
-        "get_notifications",
-        "set_state",
-        "send_notification",
-        "wait",
-        "think",
-        "done",
-    }
+#: the operator loop's own tools, in the order its model sees them (the skill's probes follow):
+#: their results are not evidence a notification rests on
+BASE_TOOLS = (
+    "take_snapshot",
+    "get_snapshot",
+    "get_snapshots",
+    "get_history",
+    "send_notification",
+    "get_notifications",
+    "set_state",
+    "think",
+    "wait",
+    "done",
 )
 
 

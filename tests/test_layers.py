@@ -33,7 +33,7 @@ KNOWN_CYCLES = {
         {
             "lensbook._triage",
             "lensbook.operator.actor",
-            "lensbook.operator.loop",
+            "lensbook.operator.investigation",
             "lensbook.operator.registry",
         }
     ),

@@ -27,14 +27,7 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import (
-    UNDECODABLE,
-    PerLoopClient,
-    call_timeout,
-    expect_answer,
-    no_answer,
-    undecodable,
-)
+from lensbook.clients._sdk import SDKClient, call_timeout, expect_answer, sdk_errors
 from lensbook.clients.base import (
     Block,
     Message,
@@ -45,9 +38,10 @@ from lensbook.clients.base import (
     ToolResult,
     ToolSpec,
 )
+from lensbook.clients.registry import Provider
 from lensbook.types import TokenUsage
 
-__all__ = ["DEFAULT_MODEL", "AnthropicClient"]
+__all__ = ["DEFAULT_MODEL", "PROVIDER", "AnthropicClient"]
 
 DEFAULT_MODEL = "claude-sonnet-5"
 
@@ -60,7 +54,7 @@ _UserBlock = TextBlockParam | ToolResultBlockParam
 _AssistantBlock = TextBlockParam | ToolUseBlockParam
 
 
-class AnthropicClient:
+class AnthropicClient(SDKClient):
     """An `LLMClient` that asks Claude through the official SDK's `AsyncAnthropic`.
 
     Options (as `client_registry` passes them): `model`, `api_key` (default: the SDK reads
@@ -68,74 +62,25 @@ class AnthropicClient:
     timeout, see `lensbook.limits`), `max_tokens` (overrides the request's), `name`.
     """
 
-    def __init__(
-        self,
-        *,
-        model: str = DEFAULT_MODEL,
-        api_key: str | None = None,
-        base_url: str | None = None,
-        timeout: float | None = None,
-        max_tokens: int | None = None,
-        name: str = "anthropic",
-    ) -> None:
-        self.name = name
-        self.model = model
-        self.api_key = api_key
-        self.base_url = base_url
-        self.timeout = timeout
-        self.max_tokens = max_tokens
-        self._sdk = PerLoopClient(self._new_sdk)
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"AnthropicClient(name={self.name!r}, model={self.model!r}{where})"
+    provider = default_name = "anthropic"
+    default_model = DEFAULT_MODEL
 
     async def complete(self, request: ModelRequest) -> ModelTurn:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
         params = build_params(request, model=self.model, max_tokens=self.max_tokens)
         timeout = call_timeout(self.timeout, request)
-        try:
+        where = self.base_url or "the Anthropic API"
+        with sdk_errors(anthropic, anthropic.AnthropicError, self.name, timeout, where):
             sdk = self._sdk.get()
             response = await sdk.messages.create(**params, timeout=timeout)
-        except anthropic.RateLimitError as exc:
-            raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
-        except anthropic.APIStatusError as exc:
-            # InternalServerError covers every 5xx, 529 "overloaded" included
-            retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-            raise ProviderError(
-                _describe(exc), retryable=retryable, status=exc.status_code
-            ) from exc
-        except anthropic.APITimeoutError as exc:
-            raise no_answer(self.name, timeout) from exc
-        except anthropic.APIConnectionError as exc:
-            raise ProviderError(f"{self.name}: connection failed: {exc}", retryable=True) from exc
-        except anthropic.AnthropicError as exc:
-            # malformed answers (APIResponseValidationError) and credential errors
-            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        except TypeError as exc:
-            # the SDK raises TypeError when it finds no credentials at all
-            raise ProviderError(f"{self.name}: {exc}") from exc
-        except UNDECODABLE as exc:
-            raise undecodable(self.name, exc) from exc
         expect_answer(self.name, response, anthropic.types.Message)
         try:
             return convert_response(response)
         except (AttributeError, TypeError, ValueError) as exc:
             raise ProviderError(f"{self.name}: could not read the answer: {exc}") from exc
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections (call on the loop that used the client)."""
-        await self._sdk.aclose()
-
     def _new_sdk(self) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=call_timeout(self.timeout, None),
-            # lensbook's ClientChain retries with backoff and then falls back to the next
-            # client; SDK retries underneath would multiply attempts and hide failures.
-            max_retries=0,
-        )
+        return anthropic.AsyncAnthropic(**self._sdk_options())
 
 
 # -- lensbook -> Messages API ------------------------------------------------------------------
@@ -282,15 +227,10 @@ def convert_response(message: anthropic.types.Message) -> ModelTurn:
     )
 
 
-def _describe(exc: anthropic.APIStatusError) -> str:
-    """`529 overloaded_error: Overloaded (request req_...)`, from the error body if any."""
-    # read from the body, not from attributes that only recent SDK versions have
-    body = exc.body if isinstance(exc.body, dict) else {}
-    found = body.get("error")
-    error: dict[str, Any] = found if isinstance(found, dict) else {}
-    kind = error.get("type") or type(exc).__name__
-    detail = error.get("message") or exc.message
-    # the request id is what Anthropic's support asks for
-    request_id = getattr(exc, "request_id", None)
-    where = f" (request {request_id})" if request_id else ""
-    return f"{exc.status_code} {kind}: {detail}{where}"
+PROVIDER = Provider(
+    "anthropic",
+    AnthropicClient,
+    description="Claude, through the Messages API",
+    default_model=DEFAULT_MODEL,
+    key_env="ANTHROPIC_API_KEY",
+)

@@ -7,7 +7,8 @@ model all plug in behind `LLMClient`.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Protocol, runtime_checkable
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -24,6 +25,7 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "ToolSpec",
+    "answered_calls",
 ]
 
 
@@ -55,7 +57,22 @@ class ToolResult(_Model):
 Block = Annotated[TextBlock | ToolCall | ToolResult, Field(discriminator="type")]
 
 
-class Message(_Model):
+class _Reads:
+    """What a message and a model turn both read from their content."""
+
+    if TYPE_CHECKING:  # a pydantic field of each model, not of this mixin
+        content: tuple[TextBlock | ToolCall | ToolResult, ...]
+
+    @property
+    def tool_calls(self) -> list[ToolCall]:
+        return [b for b in self.content if isinstance(b, ToolCall)]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
+
+
+class Message(_Reads, _Model):
     role: Literal["user", "assistant"]
     content: tuple[Block, ...]
 
@@ -68,20 +85,25 @@ class Message(_Model):
         return cls(role="assistant", content=tuple(_block(b) for b in blocks))
 
     @property
-    def tool_calls(self) -> list[ToolCall]:
-        return [b for b in self.content if isinstance(b, ToolCall)]
-
-    @property
     def tool_results(self) -> list[ToolResult]:
         return [b for b in self.content if isinstance(b, ToolResult)]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
 
 
 def _block(b: TextBlock | ToolCall | ToolResult | str) -> TextBlock | ToolCall | ToolResult:
     return TextBlock(text=b) if isinstance(b, str) else b
+
+
+def answered_calls(messages: Iterable[Message]) -> Iterator[tuple[ToolCall, ToolResult]]:
+    """Each tool result of a conversation with the call it answers, in order (a result that
+    answers no call is skipped): how a client that is not a model reads what happened."""
+    calls: dict[str, ToolCall] = {}
+    for message in messages:
+        for call in message.tool_calls:
+            calls[call.id] = call
+        for result in message.tool_results:
+            found = calls.get(result.tool_call_id)
+            if found is not None:
+                yield found, result
 
 
 class ToolSpec(_Model):
@@ -118,7 +140,7 @@ class ModelRequest(_Model):
     skill: Any = Field(default=None, exclude=True, repr=False)
 
 
-class ModelTurn(_Model):
+class ModelTurn(_Reads, _Model):
     """The model's answer: text and tool calls in order, why it stopped, and token usage."""
 
     content: tuple[TextBlock | ToolCall, ...] = ()
@@ -126,13 +148,19 @@ class ModelTurn(_Model):
     usage: TokenUsage = TokenUsage()
     model: str = ""
 
-    @property
-    def tool_calls(self) -> list[ToolCall]:
-        return [b for b in self.content if isinstance(b, ToolCall)]
-
-    @property
-    def text(self) -> str:
-        return "\n".join(b.text for b in self.content if isinstance(b, TextBlock))
+    @classmethod
+    def of(
+        cls,
+        items: Iterable[TextBlock | ToolCall | str],
+        *,
+        model: str = "",
+        usage: TokenUsage | None = None,
+    ) -> ModelTurn:
+        """A turn of these calls and texts (strings become text), stopped for tool use if it
+        calls any: how in-process clients (scripted, offline) answer."""
+        content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
+        stop = "tool_use" if any(isinstance(b, ToolCall) for b in content) else "end_turn"
+        return cls(content=content, stop_reason=stop, usage=usage or TokenUsage(), model=model)
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
@@ -30,6 +30,10 @@ _ids = itertools.count(1)
 
 class OfflineInvestigator:
     """Investigates with each skill's rules instead of a model (see `lensbook.skills.rules`)."""
+
+    provider = "offline"
+    model = "rules"
+    in_process = True
 
     def __init__(self, *, max_rounds: int = 10, name: str = NAME) -> None:
         self.name = name
@@ -167,30 +171,22 @@ def gather_evidence(
     """The evidence and the notifications sent, rebuilt from a conversation."""
     ev = Evidence(context=dict(context))
     sent: list[dict[str, Any]] = []
-    calls: dict[str, ToolCall] = {}
-    for message in messages:
-        for call in message.tool_calls:
-            calls[call.id] = call
-        for result in message.tool_results:
-            found = calls.get(result.tool_call_id)
-            if found is None:
-                continue
-            call = found
-            args = call.arguments if isinstance(call.arguments, dict) else {}
-            if result.is_error:
-                ev.errors.setdefault(call.name, []).append(result.content)
-                continue
-            value = _parse(result.content)
-            if call.name == "take_snapshot" and isinstance(value, dict) and "id" in value:
-                ev.snapshot_ids.append(str(value["id"]))
-                ev.snapshots.append(dict(value.get("data") or {}))
-                ev.snapshot_times.append(_epoch(value.get("captured_at")))
-            elif call.name == "send_notification":
-                sent.append(args)
-            elif call.name == "get_history" and isinstance(value, dict):
-                _add_history(ev, value)
-            else:
-                ev.results.setdefault(call.name, []).append((args, value))
+    for call, result in answered_calls(messages):
+        args = call.arguments if isinstance(call.arguments, dict) else {}
+        if result.is_error:
+            ev.errors.setdefault(call.name, []).append(result.content)
+            continue
+        value = _parse(result.content)
+        if call.name == "take_snapshot" and isinstance(value, dict) and "id" in value:
+            ev.snapshot_ids.append(str(value["id"]))
+            ev.snapshots.append(dict(value.get("data") or {}))
+            ev.snapshot_times.append(_epoch(value.get("captured_at")))
+        elif call.name == "send_notification":
+            sent.append(args)
+        elif call.name == "get_history" and isinstance(value, dict):
+            _add_history(ev, value)
+        else:
+            ev.results.setdefault(call.name, []).append((args, value))
     return ev, sent
 
 
@@ -228,9 +224,7 @@ def _call(name: str, **arguments: Any) -> ToolCall:
 
 
 def _turn(items: list[ToolCall | str]) -> ModelTurn:
-    content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
-    stop = "tool_use" if any(isinstance(c, ToolCall) for c in content) else "end_turn"
-    return ModelTurn(content=content, stop_reason=stop, model=NAME)
+    return ModelTurn.of(items, model=NAME)
 
 
 def _conclusion_text(findings: Sequence[Finding], state: str, ev: Evidence) -> str:

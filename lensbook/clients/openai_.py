@@ -30,15 +30,10 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import Unpack
+
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import (
-    UNDECODABLE,
-    PerLoopClient,
-    call_timeout,
-    expect_answer,
-    no_answer,
-    undecodable,
-)
+from lensbook.clients._sdk import SDKClient, SDKOptions, call_timeout, expect_answer, sdk_errors
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -48,6 +43,7 @@ from lensbook.clients.base import (
     ToolResult,
     ToolSpec,
 )
+from lensbook.clients.registry import Provider
 from lensbook.types import TokenUsage
 
 if TYPE_CHECKING:
@@ -55,7 +51,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MODEL",
+    "GENERIC",
+    "OLLAMA",
     "OLLAMA_URL",
+    "OPENAI",
+    "VLLM",
     "VLLM_URL",
     "OpenAIClient",
     "build_params",
@@ -99,44 +99,38 @@ def _sdk() -> Any:
     return openai
 
 
-class OpenAIClient:
+class OpenAIClient(SDKClient):
     """An `LLMClient` speaking the chat completions API through the SDK's `AsyncOpenAI`.
 
-    Options (as `client_registry` passes them): `model`, `base_url` (default: OpenAI's, or the
-    SDK's OPENAI_BASE_URL), `api_key` (default: OPENAI_API_KEY; a placeholder for a local
-    `base_url`), `timeout` in seconds per request (default: the run's model timeout, see
-    `lensbook.limits`), `max_tokens` (overrides the request's),
-    `max_tokens_field` (``max_completion_tokens`` for OpenAI, ``max_tokens`` elsewhere),
-    `temperature`, `max_repairs`, `extra_body` (sent as is, for server-specific fields),
-    `headers`, `name`, `provider` (the label shown by ``lensbook providers``).
+    Options (as `client_registry` passes them): those of every SDK client (`SDKOptions`:
+    `model`, `api_key`, `base_url`, `timeout`, `max_tokens`, `name`), where `base_url`
+    defaults to OpenAI's (or the SDK's OPENAI_BASE_URL) and `api_key` to OPENAI_API_KEY (a
+    placeholder for a local `base_url`); and `max_tokens_field` (``max_completion_tokens`` for
+    OpenAI, ``max_tokens`` elsewhere), `temperature`, `max_repairs`, `extra_body` (sent as is,
+    for server-specific fields), `headers`, `provider` (the label shown by ``lensbook
+    providers``).
     """
+
+    default_model = DEFAULT_MODEL
+    default_name = "openai"
 
     def __init__(
         self,
         *,
-        model: str = DEFAULT_MODEL,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float | None = None,
-        max_tokens: int | None = None,
         max_tokens_field: str | None = None,
         temperature: float | None = None,
         max_repairs: int = 2,
         extra_body: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
-        name: str = "openai",
         provider: str = "openai",
+        **options: Unpack[SDKOptions],
     ) -> None:
         _sdk()  # fail when the registry is read, not at the first request
-        self.name = name
+        super().__init__(**options)
+        base_url = self.base_url
+        if self.api_key is None and base_url and not os.environ.get("OPENAI_API_KEY"):
+            self.api_key = _PLACEHOLDER_KEY
         self.provider = provider
-        self.model = model
-        self.base_url = base_url
-        if api_key is None and base_url and not os.environ.get("OPENAI_API_KEY"):
-            api_key = _PLACEHOLDER_KEY
-        self.api_key = api_key
-        self.timeout = timeout
-        self.max_tokens = max_tokens
         # OpenAI's newer models refuse `max_tokens`; servers that copy the API may not know
         # the newer field
         self.max_tokens_field = max_tokens_field or (
@@ -147,11 +141,6 @@ class OpenAIClient:
         self.extra_body = dict(extra_body or {})
         self.headers = dict(headers or {})
         self._malformed: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._sdk_client = PerLoopClient(self._new_sdk_client)
-
-    def __repr__(self) -> str:
-        where = f", base_url={self.base_url!r}" if self.base_url else ""
-        return f"OpenAIClient(name={self.name!r}, model={self.model!r}{where})"
 
     async def complete(self, request: ModelRequest) -> ModelTurn:
         """Ask for the next turn; raises `ProviderError` for every failure of the call."""
@@ -181,42 +170,14 @@ class OpenAIClient:
 
     async def _create(self, params: dict[str, Any], timeout: float) -> Any:
         sdk = _sdk()
-        try:
-            client = self._sdk_client.get()
+        where = self.base_url or "the OpenAI API"
+        with sdk_errors(sdk, sdk.OpenAIError, self.name, timeout, where):
+            client = self._sdk.get()
             return await client.chat.completions.create(**params, timeout=timeout)
-        except sdk.RateLimitError as exc:
-            raise ProviderError(_describe(exc), retryable=True, status=exc.status_code) from exc
-        except sdk.APIStatusError as exc:
-            retryable = exc.status_code >= 500 or exc.status_code in (408, 409)
-            raise ProviderError(
-                _describe(exc), retryable=retryable, status=exc.status_code
-            ) from exc
-        except sdk.APITimeoutError as exc:
-            raise no_answer(self.name, timeout) from exc
-        except sdk.APIConnectionError as exc:
-            where = self.base_url or "the OpenAI API"
-            raise ProviderError(
-                f"{self.name}: connection to {where} failed: {exc}", retryable=True
-            ) from exc
-        except sdk.OpenAIError as exc:
-            # malformed answers (APIResponseValidationError) and missing credentials
-            raise ProviderError(f"{self.name}: {type(exc).__name__}: {exc}") from exc
-        except UNDECODABLE as exc:
-            raise undecodable(self.name, exc) from exc
 
-    async def aclose(self) -> None:
-        """Close the SDK client's connections (call on the loop that used the client)."""
-        await self._sdk_client.aclose()
-
-    def _new_sdk_client(self) -> openai.AsyncOpenAI:
+    def _new_sdk(self) -> openai.AsyncOpenAI:
         client: openai.AsyncOpenAI = _sdk().AsyncOpenAI(
-            api_key=self.api_key,
-            base_url=self.base_url,
-            timeout=call_timeout(self.timeout, None),
-            # lensbook's ClientChain retries with backoff and then falls back to the next
-            # client; SDK retries underneath would multiply attempts and hide failures.
-            max_retries=0,
-            default_headers=self.headers or None,
+            **self._sdk_options(), default_headers=self.headers or None
         )
         return client
 
@@ -287,6 +248,40 @@ def generic(**options: Any) -> OpenAIClient:
     options.setdefault("name", "openai-generic")
     options.setdefault("provider", "openai-generic")
     return OpenAIClient(**options)
+
+
+OPENAI = Provider(
+    "openai",
+    OpenAIClient,
+    description="OpenAI's chat completions API",
+    default_model=DEFAULT_MODEL,
+    key_env="OPENAI_API_KEY",
+    extra="openai",
+)
+GENERIC = Provider(
+    "openai-generic",
+    generic,
+    description="any server copying that API (base_url)",
+    default_model=DEFAULT_MODEL,
+    key_env="OPENAI_API_KEY",
+    extra="openai",
+)
+OLLAMA = Provider(
+    "ollama",
+    ollama,
+    description="a local Ollama server",
+    default_base_url=OLLAMA_URL,
+    local=True,
+    extra="openai",
+)
+VLLM = Provider(
+    "vllm",
+    vllm,
+    description="a vLLM server",
+    default_base_url=VLLM_URL,
+    local=True,
+    extra="openai",
+)
 
 
 # -- lensbook -> chat completions --------------------------------------------------------------
@@ -501,18 +496,3 @@ def _usage(usage: Any) -> TokenUsage:
         output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
         cache_read_input_tokens=cached,
     )
-
-
-def _describe(exc: Any) -> str:
-    """`429 rate_limit_exceeded: Rate limit reached (request req_...)`, from the error body."""
-    body = exc.body
-    error: Any = body.get("error", body) if isinstance(body, dict) else None
-    if isinstance(error, str):
-        error = {"message": error}
-    if not isinstance(error, dict):
-        error = {}
-    kind = error.get("code") or error.get("type") or type(exc).__name__
-    detail = error.get("message") or exc.message
-    request_id = getattr(exc, "request_id", None)
-    where = f" (request {request_id})" if request_id else ""
-    return f"{exc.status_code} {kind}: {detail}{where}"

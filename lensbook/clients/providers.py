@@ -1,7 +1,7 @@
 """Which clients answer: the configured chain, read from a registry, described and checked.
 
     registry = load_registry(os.environ["LENSBOOK_CLIENT_REGISTRY"])   # JSON text or a file
-    chain = choose_client("local", registry)                           # local first, then the rest
+    describe_chain(resolve_client("local", registry))   # local first, then the rest; no keys
     providers_report()          # a display object: each operator's chain and who answered last
 
 The command line (``lensbook providers``, ``--client``, ``--client-registry``) and the scenario
@@ -25,33 +25,27 @@ from typing import Any
 from lensbook._errors import ClientNotConfigured, LensbookError
 from lensbook.clients.base import LLMClient, Message, ModelRequest, ToolSpec
 from lensbook.clients.chain import ClientChain
-from lensbook.clients.registry import PROVIDERS, build_chain, clients_from_registry
+from lensbook.clients.registry import clients_from_registry, get_provider, provider_names
+from lensbook.clients.resolve import resolve_client
 
 __all__ = [
     "REGISTRY_ENV",
     "ChainInfo",
     "CheckResult",
     "ClientInfo",
+    "ProviderInfo",
     "ProvidersReport",
     "check_client",
     "check_clients",
-    "choose_client",
     "describe_chain",
     "describe_client",
+    "describe_providers",
     "load_registry",
     "providers_report",
-    "single_client_registry",
 ]
 
 #: where the command line finds a client registry when none is given: JSON text or a file path
 REGISTRY_ENV = "LENSBOOK_CLIENT_REGISTRY"
-
-_PROVIDER_OF_CLASS = {
-    "AnthropicClient": "anthropic",
-    "OpenAIClient": "openai",
-    "OfflineInvestigator": "offline",
-    "ScriptedClient": "scripted",
-}
 
 
 # -- reading a configuration -------------------------------------------------------------------
@@ -85,42 +79,6 @@ def load_registry(value: str | None = None) -> dict[str, Any] | None:
     return registry
 
 
-def single_client_registry(
-    provider: str, *, model: str | None = None, base_url: str | None = None, name: str = ""
-) -> dict[str, Any]:
-    """A registry of one client of `provider` (``--client ollama --model qwen2.5:7b``)."""
-    options: dict[str, Any] = {}
-    if model:
-        options["model"] = model
-    if base_url:
-        options["base_url"] = base_url
-    return {"clients": [{"name": name or provider, "provider": provider, "options": options}]}
-
-
-def choose_client(
-    name: str | None, registry: Mapping[str, Any] | None
-) -> LLMClient | ClientChain | None:
-    """What a command runs with: `offline`, a registry client (the rest as fallback), the
-    registry's chain, or None for lensbook's default (Anthropic with a key, else offline)."""
-    if name == "offline":
-        from lensbook.clients.offline import OfflineInvestigator
-
-        return OfflineInvestigator()
-    if name and name != "default":
-        if registry is None:
-            if name in PROVIDERS:
-                return build_chain(None, single_client_registry(name))
-            known = ", ".join(["offline", "default", *PROVIDERS])
-            raise ClientNotConfigured(
-                f"client {name!r} named but no client registry given (--client-registry or "
-                f"${REGISTRY_ENV}); without one, name a provider: {known}"
-            )
-        return build_chain(name, registry)
-    if registry is not None:
-        return build_chain(None, registry)
-    return None
-
-
 # -- describing ----------------------------------------------------------------------------------
 
 
@@ -147,6 +105,27 @@ class ChainInfo:
     backoff: float = 0.0
     error: str | None = None
 
+    @property
+    def title(self) -> str:
+        return f"client chain{f' of {self.label}' if self.label else ''}"
+
+    def rows(self) -> list[tuple[str, ...]]:
+        """(position, name, provider, model, base URL) of each client, primary first."""
+        return [
+            (str(i), c.name, c.provider, c.model or "-", c.base_url)
+            for i, c in enumerate(self.clients, 1)
+        ]
+
+    @property
+    def retries(self) -> str:
+        """How it retries, or "" for one client tried once."""
+        if len(self.clients) <= 1 and self.attempts <= 1:
+            return ""
+        return (
+            f"{self.attempts} attempt(s) per client, backoff {self.backoff:g} s, "
+            "then the next client"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
@@ -158,12 +137,14 @@ class ChainInfo:
 
 
 def describe_client(client: Any) -> ClientInfo:
-    kind = type(client).__name__
-    provider = str(getattr(client, "provider", "") or _PROVIDER_OF_CLASS.get(kind, kind))
-    model = str(getattr(client, "model", "") or ("rules" if provider == "offline" else ""))
+    """What a client declares of itself: its `provider`, `model` and `base_url` (a client
+    that runs in this process declares ``in_process``); a client declaring no provider shows
+    its class name."""
+    provider = str(getattr(client, "provider", "") or type(client).__name__)
+    model = str(getattr(client, "model", "") or "")
     base_url = str(getattr(client, "base_url", "") or "")
     if not base_url:
-        base_url = "in process" if provider in ("offline", "scripted") else "provider default"
+        base_url = "in process" if getattr(client, "in_process", False) else "provider default"
     return ClientInfo(name=str(client.name), provider=provider, model=model, base_url=base_url)
 
 
@@ -181,6 +162,58 @@ def describe_chain(chain: ClientChain | LLMClient, label: str = "") -> ChainInfo
 def registry_clients(registry: Mapping[str, Any]) -> list[ClientInfo]:
     """The registry's clients, primary first (building them reaches no network)."""
     return [describe_client(c) for c in clients_from_registry(registry)]
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """A provider as it describes itself: what ``--client ID`` or ``"provider": ID`` builds.
+    `key_set` says whether its key variable is set, never the key."""
+
+    id: str
+    description: str
+    default_model: str = ""
+    default_base_url: str = ""
+    key_env: str = ""
+    key_set: bool = False
+    local: bool = False
+    extra: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self) -> tuple[str, ...]:
+        """(id, description, what it needs: its server, its key, its extra)."""
+        needs = [self.default_base_url]
+        if self.key_env:
+            needs.append(f"{self.key_env} {'set' if self.key_set else 'not set'}")
+        if self.extra:
+            needs.append(f'pip install "lensbook[{self.extra}]"')
+        return (self.id, self.description, "; ".join(n for n in needs if n))
+
+
+def describe_providers() -> list[ProviderInfo]:
+    """Every known provider, read from its own metadata (loading its module, not its SDK's
+    network); a provider that cannot be loaded says why."""
+    infos: list[ProviderInfo] = []
+    for name in provider_names():
+        try:
+            p = get_provider(name)
+        except LensbookError as exc:
+            infos.append(ProviderInfo(name, f"not usable: {exc}"))
+            continue
+        infos.append(
+            ProviderInfo(
+                id=name,
+                description=p.description,
+                default_model=p.default_model,
+                default_base_url=p.default_base_url,
+                key_env=p.key_env,
+                key_set=bool(p.key_env and os.environ.get(p.key_env)),
+                local=p.local,
+                extra=p.extra,
+            )
+        )
+    return infos
 
 
 # -- checking ------------------------------------------------------------------------------------
@@ -285,11 +318,14 @@ class ProvidersReport:
         answered: Mapping[str, str] | None = None,
         checks: Sequence[CheckResult] = (),
         note: str = "",
+        providers: Sequence[ProviderInfo] | None = None,
     ) -> None:
         self.chains = list(chains)
         self.answered = dict(answered or {})
         self.checks = list(checks)
         self.note = note
+        #: the providers a name could choose (None: every known one, read from its metadata)
+        self.providers = list(describe_providers() if providers is None else providers)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -297,25 +333,20 @@ class ProvidersReport:
             "answered": self.answered,
             "checks": [c.to_dict() for c in self.checks],
             "note": self.note,
+            "providers": [p.to_dict() for p in self.providers],
         }
 
     def text(self) -> str:
         lines: list[str] = []
         for chain in self.chains:
-            lines.append(f"client chain{f' of {chain.label}' if chain.label else ''}:")
+            lines.append(f"{chain.title}:")
             if chain.error:
                 lines.append(f"  not usable: {chain.error}")
                 continue
-            rows: list[tuple[str, ...]] = [
-                (f"{i}.", c.name, c.provider, c.model or "-", c.base_url)
-                for i, c in enumerate(chain.clients, 1)
-            ]
+            rows = [(f"{row[0]}.", *row[1:]) for row in chain.rows()]
             lines.extend("  " + line for line in _columns(rows))
-            if len(chain.clients) > 1 or chain.attempts > 1:
-                lines.append(
-                    f"  retries: {chain.attempts} attempt(s) per client, backoff "
-                    f"{chain.backoff:g} s, then the next client"
-                )
+            if chain.retries:
+                lines.append(f"  retries: {chain.retries}")
         if self.answered:
             lines.append("last answer:")
             rows = [(who, client) for who, client in self.answered.items()]
@@ -326,6 +357,9 @@ class ProvidersReport:
             lines.extend("  " + line for line in _columns(rows))
             first = next((c.name for c in self.checks if c.ok and c.tool_call), None)
             lines.append(f"the chain would be answered by: {first or 'no client'}")
+        if self.providers:
+            lines.append(_PROVIDERS_TITLE + ":")
+            lines.extend("  " + line for line in _columns([p.row() for p in self.providers]))
         if self.note:
             lines.append(self.note)
         return "\n".join(lines)
@@ -334,25 +368,14 @@ class ProvidersReport:
         esc = html.escape
         parts: list[str] = ['<div class="lensbook-providers">']
         for chain in self.chains:
-            title = f"client chain{f' of {chain.label}' if chain.label else ''}"
-            parts.append(f"<div><b>{esc(title)}</b></div>")
+            parts.append(f"<div><b>{esc(chain.title)}</b></div>")
             if chain.error:
                 parts.append(f"<div>not usable: {esc(chain.error)}</div>")
                 continue
-            parts.append(
-                _table(
-                    ("#", "name", "provider", "model", "base URL"),
-                    [
-                        (str(i), c.name, c.provider, c.model or "-", c.base_url)
-                        for i, c in enumerate(chain.clients, 1)
-                    ],
-                )
-            )
-            if len(chain.clients) > 1 or chain.attempts > 1:
-                parts.append(
-                    f"<div><small>{chain.attempts} attempt(s) per client, backoff "
-                    f"{chain.backoff:g} s, then the next client</small></div>"
-                )
+            head = ("#", "name", "provider", "model", "base URL")
+            parts.append(_table(head, chain.rows()))
+            if chain.retries:
+                parts.append(f"<div><small>{esc(chain.retries)}</small></div>")
         if self.answered:
             parts.append("<div><b>last answer</b></div>")
             parts.append(_table(("operator", "answered by"), list(self.answered.items())))
@@ -364,6 +387,11 @@ class ProvidersReport:
                     [_check_row(c) for c in self.checks],
                 )
             )
+        if self.providers:
+            parts.append(f"<div><b>{esc(_PROVIDERS_TITLE)}</b></div>")
+            parts.append(
+                _table(("provider", "what it is", "needs"), [p.row() for p in self.providers])
+            )
         if self.note:
             parts.append(f"<div>{esc(self.note)}</div>")
         parts.append("</div>")
@@ -374,6 +402,9 @@ class ProvidersReport:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+_PROVIDERS_TITLE = 'providers (--client ID, or "provider": ID in a registry)'
 
 
 def _check_row(check: CheckResult) -> tuple[str, ...]:
@@ -413,7 +444,7 @@ def providers_report(operators: Mapping[str, Any] | None = None) -> ProvidersRep
         operators = started()
     if not operators:
         try:
-            chain = describe_chain(build_chain())
+            chain = describe_chain(resolve_client())
         except LensbookError as exc:
             chain = ChainInfo(label="the default", clients=(), error=str(exc))
         return ProvidersReport(
@@ -425,7 +456,7 @@ def providers_report(operators: Mapping[str, Any] | None = None) -> ProvidersRep
     answered: dict[str, str] = {}
     for name, op in operators.items():
         try:
-            info = describe_chain(build_chain(op.client, op.client_registry))
+            info = describe_chain(resolve_client(op.client, op.client_registry))
         except LensbookError as exc:
             info = ChainInfo(label="", clients=(), error=str(exc))
         key = (info.clients, info.attempts, info.backoff, info.error)

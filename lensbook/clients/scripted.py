@@ -39,6 +39,9 @@ class ScriptedClient:
     answer.
     """
 
+    provider = "scripted"
+    in_process = True
+
     def __init__(
         self, turns: Iterable[Turn], *, name: str = "scripted", usage: TokenUsage | None = None
     ) -> None:
@@ -74,6 +77,4 @@ class ScriptedClient:
         if isinstance(turn, str):
             return ModelTurn(content=(TextBlock(text=turn),), usage=self.usage, model=self.name)
         items = [turn] if isinstance(turn, ToolCall) else list(turn)
-        content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
-        stop = "tool_use" if any(isinstance(b, ToolCall) for b in content) else "end_turn"
-        return ModelTurn(content=content, stop_reason=stop, usage=self.usage, model=self.name)
+        return ModelTurn.of(items, model=self.name, usage=self.usage)

@@ -19,12 +19,14 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
+from typing_extensions import TypedDict, Unpack
+
 from lensbook import _loop, records
 from lensbook._errors import LensbookError, LLMError
 from lensbook._triage import triage
 from lensbook.clients.base import LLMClient
 from lensbook.clients.chain import ClientChain
-from lensbook.clients.registry import build_chain
+from lensbook.clients.resolve import resolve_client
 from lensbook.coordinator.insights import (
     CoordinatorResult,
     CoordinatorStatus,
@@ -38,12 +40,13 @@ from lensbook.sampling import store as metrics_store
 from lensbook.skills import resolve_skill, skill_ids
 from lensbook.skills.base import SkillLike
 
-__all__ = ["Coordinator", "coordinator_chain"]
+__all__ = ["Coordinator", "RunOptions", "coordinator_chain"]
 
 _log = logging.getLogger("lensbook.coordinator")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 _pending: set[asyncio.Task[Any]] = set()
 
@@ -68,33 +71,44 @@ class _class_or_instance(Generic[P, R]):
 def coordinator_chain(
     client: LLMClient | ClientChain | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
+    *,
+    namespace: Mapping[str, Any] | None = None,
 ) -> ClientChain:
-    """The coordinator's chain: the operators' chain with the offline investigator swapped
-    for the offline coordinator (the default client without an API key is the former)."""
+    """The coordinator's chain, resolved as an operator's is (`resolve_client`) except that
+    "offline" (and the default without an API key) is the offline coordinator."""
     from lensbook.clients.offline import OfflineInvestigator
     from lensbook.coordinator.offline import OfflineCoordinator
 
-    if client == "offline" and client_registry is None:
-        return ClientChain([OfflineCoordinator()])
-    chain = build_chain(client, client_registry)
-    if not any(isinstance(c, OfflineInvestigator) for c in chain.clients):
-        return chain
-    swapped: list[LLMClient] = [
-        OfflineCoordinator() if isinstance(c, OfflineInvestigator) else c for c in chain.clients
-    ]
-    return ClientChain(
-        swapped,
-        attempts=chain.attempts,
-        backoff=chain.backoff,
-        max_backoff=chain.max_backoff,
-        request_timeout=chain.request_timeout,
-        timed_out_attempts=chain.timed_out_attempts,
-    )
+    if isinstance(client, OfflineInvestigator):  # the operators' offline client, asked for
+        client = "offline"
+    return resolve_client(client, client_registry, namespace=namespace, offline=OfflineCoordinator)
 
 
 OperatorClientOption = (
     LLMClient | ClientChain | str | Mapping[str, Any] | Callable[[str], Any] | None
 )
+
+
+class RunOptions(TypedDict, total=False):
+    """Options of one coordinator run, each overriding the coordinator's own (see `run`)."""
+
+    skills: Iterable[Any] | None
+    client: LLMClient | ClientChain | str | None
+    #: seconds for the whole run
+    deadline: float | None
+    #: "agent" or "pipeline"
+    strategy: str | None
+    operator_client: OperatorClientOption
+    client_registry: Mapping[str, Any] | None
+    max_iterations: int
+    operator_timeout: float
+    operator_max_iterations: int | None
+    max_wait_seconds: float
+
+
+def _given(value: T | None, default: T) -> T:
+    """A per-call option that was given (not None), else the coordinator's own."""
+    return value if value is not None else default
 
 
 class Coordinator:
@@ -149,15 +163,7 @@ class Coordinator:
 
     @_class_or_instance
     def run(
-        self,
-        /,
-        context: Mapping[str, Any] | str | None = None,
-        *,
-        skills: Iterable[Any] | None = None,
-        client: LLMClient | ClientChain | str | None = None,
-        deadline: float | None = None,
-        strategy: str | None = None,
-        **options: Any,
+        self, /, context: Mapping[str, Any] | str | None = None, **options: Unpack[RunOptions]
     ) -> CoordinatorResult:
         """Coordinate an investigation and block until it ends; returns its result.
 
@@ -166,64 +172,21 @@ class Coordinator:
         run), `strategy` ("agent" or "pipeline"), `operator_client`, `max_iterations`,
         `operator_timeout`. Interrupting the call (Ctrl-C) cancels the run.
         """
-        return _loop.run_sync(
-            self._arun(
-                context,
-                skills=skills,
-                client=client,
-                deadline=deadline,
-                strategy=strategy,
-                **options,
-            )
-        )
+        return _loop.run_sync(self._arun(context, **options))
 
     @_class_or_instance
     async def arun(
-        self,
-        /,
-        context: Mapping[str, Any] | str | None = None,
-        *,
-        skills: Iterable[Any] | None = None,
-        client: LLMClient | ClientChain | str | None = None,
-        deadline: float | None = None,
-        strategy: str | None = None,
-        **options: Any,
+        self, /, context: Mapping[str, Any] | str | None = None, **options: Unpack[RunOptions]
     ) -> CoordinatorResult:
         """The async twin of `run`, awaitable from any event loop."""
-        return await _loop.run_on_loop(
-            self._arun(
-                context,
-                skills=skills,
-                client=client,
-                deadline=deadline,
-                strategy=strategy,
-                **options,
-            )
-        )
+        return await _loop.run_on_loop(self._arun(context, **options))
 
     @_class_or_instance
     def run_async(
-        self,
-        /,
-        context: Mapping[str, Any] | str | None = None,
-        *,
-        skills: Iterable[Any] | None = None,
-        client: LLMClient | ClientChain | str | None = None,
-        deadline: float | None = None,
-        strategy: str | None = None,
-        **options: Any,
+        self, /, context: Mapping[str, Any] | str | None = None, **options: Unpack[RunOptions]
     ) -> Coordinator:
         """Start a run and return at once (the coordinator itself: `wait`, `status`, `cancel`)."""
-        _loop.run_sync(
-            self._begin(
-                context,
-                skills=skills,
-                client=client,
-                deadline=deadline,
-                strategy=strategy,
-                **options,
-            )
-        )
+        _loop.run_sync(self._begin(context, **options))
         return self
 
     def wait(self, timeout: float | None = None) -> CoordinatorResult:
@@ -290,33 +253,20 @@ class Coordinator:
     # -- the run on the lens loop ------------------------------------------------------------
 
     async def _arun(
-        self, context: Mapping[str, Any] | str | None, **options: Any
+        self, context: Mapping[str, Any] | str | None, **options: Unpack[RunOptions]
     ) -> CoordinatorResult:
         task = await self._begin(context, **options)
         return await task
 
     async def _begin(
-        self,
-        context: Mapping[str, Any] | str | None,
-        *,
-        skills: Iterable[Any] | None = None,
-        client: LLMClient | ClientChain | str | None = None,
-        deadline: float | None = None,
-        strategy: str | None = None,
-        **options: Any,
+        self, context: Mapping[str, Any] | str | None, **options: Unpack[RunOptions]
     ) -> asyncio.Task[CoordinatorResult]:
         if self._task is not None and not self._task.done():
             raise LensbookError(
                 f"coordinator {self.name} is already running (wait() or cancel() it first)"
             )
-        unknown = set(options) - {
-            "operator_client",
-            "client_registry",
-            "max_iterations",
-            "operator_timeout",
-            "operator_max_iterations",
-            "max_wait_seconds",
-        }
+        # the options are typed for callers; a call from untyped code is checked here
+        unknown = set(options) - set(RunOptions.__annotations__)
         if unknown:
             raise TypeError(f"unknown coordinator option(s): {', '.join(sorted(unknown))}")
         ctx = _context(context)
@@ -327,16 +277,16 @@ class Coordinator:
                 "operator_max_iterations", self.settings.operator_max_iterations
             ),
             max_wait_seconds=options.get("max_wait_seconds", self.settings.max_wait_seconds),
-            deadline=deadline if deadline is not None else self.settings.deadline,
+            deadline=_given(options.get("deadline"), self.settings.deadline),
         )
-        chosen = _check_strategy(strategy or self.strategy)
-        client = client if client is not None else self.client
+        chosen = _check_strategy(options.get("strategy") or self.strategy)
+        client = _given(options.get("client"), self.client)
         registry = options.get("client_registry", self.client_registry)
         chain = coordinator_chain(client, registry)
         operator_client = _operator_clients(
             options.get("operator_client", self.operator_client), client, registry
         )
-        available = _skills(skills if skills is not None else self.skills)
+        available = _skills(_given(options.get("skills"), self.skills))
         metrics_store.listen()
         records.writer.listen()
         session = Session(
@@ -483,7 +433,7 @@ def _operator_clients(
         if client is None:
             # the operators' own default: a model with a key (or a registry), else offline
             if registry is not None:
-                return lambda skill: build_chain(None, registry)
+                return lambda skill: resolve_client(None, registry)
             return lambda skill: None
         return lambda skill: client
     if isinstance(option, Mapping):

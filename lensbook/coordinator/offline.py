@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from lensbook.clients.base import Message, ModelRequest, ModelTurn, TextBlock, ToolCall
+from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
 from lensbook.skills.knowledge import Knowledge, gather
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain
@@ -368,42 +368,31 @@ class Picture:
 
 def read(messages: Sequence[Message]) -> Picture:
     """The picture a coordinator conversation gives."""
-    pic = Picture()
-    calls: dict[str, ToolCall] = {}
-    index = 0
-    for message in messages:
-        if message.role == "assistant":
-            pic.rounds += 1
-        for call in message.tool_calls:
-            calls[call.id] = call
-        for result in message.tool_results:
-            found = calls.get(result.tool_call_id)
-            if found is None:
-                continue
-            index += 1
-            name = found.name
-            if name == "done":
-                pic.done_refused = result.is_error
-                pic.concluded = pic.concluded or not result.is_error
-            if result.is_error:
-                continue
-            value = _parse(result.content)
-            if not isinstance(value, dict):
-                continue
-            if name == "invoke_operators":
-                pic.invocations.append([str(s) for s in value.get("started") or []])
-            if name in ("invoke_operators", "wait", "get_operator_statuses"):
-                ops = value.get("operators")
-                if isinstance(ops, list):
-                    pic.operators = [o for o in ops if isinstance(o, dict)]
-                    pic.status_at = index
-            elif name == "get_notifications":
-                for note in value.get("notifications") or []:
-                    if isinstance(note, dict) and note.get("id"):
-                        pic.notes[str(note["id"])] = note
-                pic.notes_at = index
-            elif name in ("produce_insight", "update_notification_statuses"):
-                pic.concluded = True
+    pic = Picture(rounds=sum(1 for m in messages if m.role == "assistant"))
+    for index, (found, result) in enumerate(answered_calls(messages), 1):
+        name = found.name
+        if name == "done":
+            pic.done_refused = result.is_error
+            pic.concluded = pic.concluded or not result.is_error
+        if result.is_error:
+            continue
+        value = _parse(result.content)
+        if not isinstance(value, dict):
+            continue
+        if name == "invoke_operators":
+            pic.invocations.append([str(s) for s in value.get("started") or []])
+        if name in ("invoke_operators", "wait", "get_operator_statuses"):
+            ops = value.get("operators")
+            if isinstance(ops, list):
+                pic.operators = [o for o in ops if isinstance(o, dict)]
+                pic.status_at = index
+        elif name == "get_notifications":
+            for note in value.get("notifications") or []:
+                if isinstance(note, dict) and note.get("id"):
+                    pic.notes[str(note["id"])] = note
+            pic.notes_at = index
+        elif name in ("produce_insight", "update_notification_statuses"):
+            pic.concluded = True
     return pic
 
 
@@ -416,6 +405,10 @@ def _parse(content: str) -> Any:
 
 class OfflineCoordinator:
     """Coordinates with correlation rules instead of a model (see the module's docstring)."""
+
+    provider = "offline"
+    model = "rules"
+    in_process = True
 
     def __init__(self, *, max_rounds: int = 24, wait_seconds: float = 10.0, name: str = NAME):
         self.name = name
@@ -547,6 +540,4 @@ def _call(name: str, **arguments: Any) -> ToolCall:
 
 
 def _turn(items: list[ToolCall | str]) -> ModelTurn:
-    content = tuple(TextBlock(text=i) if isinstance(i, str) else i for i in items)
-    stop = "tool_use" if any(isinstance(c, ToolCall) for c in content) else "end_turn"
-    return ModelTurn(content=content, stop_reason=stop, model=NAME)
+    return ModelTurn.of(items, model=NAME)

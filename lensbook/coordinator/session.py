@@ -2,15 +2,17 @@
 
 The tools are typed async methods (``tool_<name>``) turned into tools by
 `ProbeTool.from_function`, as the operator's base tools are: their schemas come from their
-signatures and docstrings. A tool never raises into the loop: a refusal, bad arguments or a
-failure become error results the model reads.
+signatures and docstrings. They run in the tool runtime the operator's loop shares
+(`lensbook.operator.tool_runtime`): a tool never raises into the loop, a refusal, bad arguments
+or a failure become error results the model reads, and the ``coordinator_tool_call`` events
+carry arguments redacted as the operator's ``tool_call`` events do. This module keeps the
+coordinator's policy: which tools a stage offers, the output cap, and its event names.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -32,12 +34,13 @@ from lensbook.coordinator.insights import (
     TrackedNotification,
 )
 from lensbook.operator.actor import Operator
-from lensbook.skills.base import ProbeTool, SkillLike, raised, render_output
+from lensbook.operator.tool_runtime import ToolRefused, ToolRuntime, ask, specs, tools_of
+from lensbook.skills.base import SkillLike
 from lensbook.skills.redact import clip, redact
 from lensbook.skills.untrusted import from_process
 from lensbook.types import CompletionResult, Notification, TokenUsage, new_id, utcnow
 
-__all__ = ["AGENT_TOOLS", "OperatorRun", "Refused", "Session", "Settings"]
+__all__ = ["AGENT_TOOLS", "OperatorRun", "Session", "Settings"]
 
 _log = logging.getLogger("lensbook.coordinator")
 
@@ -58,10 +61,8 @@ AGENT_TOOLS = (
 SHUTDOWN_SECONDS = 5.0
 #: cap on one tool's output the model sees
 TOOL_MAX_CHARS = 12_000
-
-
-class Refused(Exception):
-    """A coordinator tool refuses a call; the message goes back to the model."""
+#: how much of a tool's output its ``coordinator_tool_result`` event keeps
+EVENT_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -152,10 +153,16 @@ class Session:
         self.messages: list[Message] = []
         self._sent_upto = 0
         self._sent_list: list[Message] | None = None
-        self.tools: dict[str, ProbeTool] = {
-            n: ProbeTool.from_function(getattr(self, f"tool_{n}"), name=n)
-            for n in (*AGENT_TOOLS, "select_skills")
-        }
+        self.tools = tools_of(self, (*AGENT_TOOLS, "select_skills"))
+        # a ValueError of the coordinator's own tools (a bad insight) is a refusal too
+        self.runtime = ToolRuntime(
+            self.tools,
+            self._emit,
+            event_prefix="coordinator_",
+            refusals=(ToolRefused, ValueError),
+            max_chars=TOOL_MAX_CHARS,
+            event_chars=EVENT_CHARS,
+        )
         self.selected: list[str] | None = None
 
     # -- time ------------------------------------------------------------------------------
@@ -169,10 +176,7 @@ class Session:
     # -- the model -------------------------------------------------------------------------
 
     def specs(self, names: Iterable[str]) -> tuple[ToolSpec, ...]:
-        return tuple(
-            ToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
-            for t in (self.tools[n] for n in names)
-        )
+        return specs(self.tools[n] for n in names)
 
     def briefing(self) -> dict[str, Any]:
         """The question's context, with triage's signals when there are any."""
@@ -201,57 +205,18 @@ class Session:
         fresh = messages is not self._sent_list
         new = messages if fresh else messages[self._sent_upto :]
         self._sent_list = messages
-        self._emit(
-            "model_request",
-            purpose="investigate",
-            stage=stage,
-            messages=[m.model_dump(mode="json") for m in new],
-        )
         self._sent_upto = len(messages)
-        started = time.perf_counter()
-        turn = await self.chain.complete(request, on_event=self._emit)
+        turn = await ask(self.chain, request, self._emit, new, stage=stage)
         self.usage = self.usage + turn.usage
-        self._emit(
-            "model_response",
-            purpose="investigate",
-            stage=stage,
-            client=self.chain.last_client,
-            turn=turn.model_dump(mode="json"),
-            seconds=round(time.perf_counter() - started, 4),
-        )
         return turn
 
     async def execute(self, call: ToolCall, allowed: tuple[str, ...] = AGENT_TOOLS) -> ToolResult:
         """Run one tool call; every failure becomes an error result, never an exception."""
-        self._emit("coordinator_tool_call", id=call.id, name=call.name, arguments=call.arguments)
-        content, is_error = await self._run_tool(call, allowed)
-        self._emit(
-            "coordinator_tool_result",
-            id=call.id,
-            name=call.name,
-            is_error=is_error,
-            content=clip(content, 2000),
-        )
-        return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
 
-    async def _run_tool(self, call: ToolCall, allowed: tuple[str, ...]) -> tuple[str, bool]:
-        tool = self.tools.get(call.name) if call.name in allowed else None
-        if tool is None:
-            return f"unknown tool {call.name!r}; available tools: {', '.join(allowed)}", True
-        arguments: Any = call.arguments
-        if isinstance(arguments, str):
-            try:
-                arguments = json.loads(arguments) if arguments.strip() else {}
-            except ValueError as exc:
-                return f"{call.name}: arguments are not valid JSON ({exc})", True
-        try:
-            kwargs = tool.validate(arguments)
-            value = await tool.fn(**kwargs)
-        except (Refused, ValueError) as exc:
-            return f"{call.name}: {exc}", True
-        except Exception as exc:
-            return raised(call.name, exc), True
-        return render_output(value, TOOL_MAX_CHARS), False
+        async def dispatch(c: ToolCall) -> tuple[str, bool]:
+            return await self.runtime.run(c, allowed=allowed)
+
+        return await self.runtime.execute(call, dispatch)
 
     # -- operators -------------------------------------------------------------------------
 
@@ -462,10 +427,12 @@ class Session:
         """
         unknown = [s for s in skills if s not in self.skills]
         if not skills or len(unknown) == len(skills):
-            raise Refused(f"no known skill in {skills}; available skills: {', '.join(self.skills)}")
+            raise ToolRefused(
+                f"no known skill in {skills}; available skills: {', '.join(self.skills)}"
+            )
         outcome: dict[str, Any] = dict(self.invoke(skills, context))
         if not outcome["started"] and outcome["over_limit"]:
-            raise Refused(
+            raise ToolRefused(
                 f"this run may start at most {self.settings.max_invocations} operator runs; "
                 "work with what the operators found"
             )
@@ -542,7 +509,7 @@ class Session:
         """
         unknown = [i for i in ids if i not in self.notes]
         if not ids or len(unknown) == len(ids):
-            raise Refused(f"no known notification id in {ids}; call get_notifications")
+            raise ToolRefused(f"no known notification id in {ids}; call get_notifications")
         updated = [i for i in dict.fromkeys(ids) if i in self.notes]
         self._set_status(updated, status, reason)
         self._emit("coordinator_notification_status", ids=updated, status=status, reason=reason)
@@ -577,7 +544,7 @@ class Session:
         ids = list(dict.fromkeys(notification_ids))
         unknown = [i for i in ids if i not in self.notes]
         if not ids or unknown:
-            raise Refused(
+            raise ToolRefused(
                 "an insight must link known notifications"
                 + (f"; unknown ids: {', '.join(unknown)}" if unknown else "")
                 + "; call get_notifications for their ids"
@@ -608,7 +575,7 @@ class Session:
             message: the question.
         """
         if skill not in self.skills:
-            raise Refused(f"no skill {skill!r}; available skills: {', '.join(self.skills)}")
+            raise ToolRefused(f"no skill {skill!r}; available skills: {', '.join(self.skills)}")
         op = self.run_of(skill).operator
         left = self.remaining()
         timeout = 60.0 if left is None else max(1.0, min(60.0, left))
@@ -634,7 +601,7 @@ class Session:
             names = ", ".join(
                 f"{r.skill} (iteration {r.operator.status().iteration})" for r in running
             )
-            raise Refused(
+            raise ToolRefused(
                 f"{len(running)} operator(s) still running: {names}. Call wait until they "
                 "finish; done is refused while operators run."
             )
@@ -651,7 +618,7 @@ class Session:
         """
         known = [s for s in dict.fromkeys(skills) if s in self.skills]
         if not known:
-            raise Refused(f"no known skill in {skills}; available: {', '.join(self.skills)}")
+            raise ToolRefused(f"no known skill in {skills}; available: {', '.join(self.skills)}")
         self.selected = known
         return {"selected": known, "ignored": [s for s in skills if s not in self.skills]}
 

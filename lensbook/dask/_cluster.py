@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from lensbook import events, records
 from lensbook._errors import LensbookError
 from lensbook.clients.offline import OfflineInvestigator
-from lensbook.clients.registry import build_chain
+from lensbook.clients.resolve import resolve_client
 from lensbook.dask import _worker
 from lensbook.dask._result import (
     ClusterResult,
@@ -366,7 +366,7 @@ class Cluster:
         if not targets:
             raise ClusterError("workers=[] names no worker")
         options = dict(request.options)
-        chain = build_chain(options.pop("client", None), options.pop("client_registry", None))
+        chain = resolve_client(options.pop("client", None), options.pop("client_registry", None))
         model_here = not all(isinstance(c, OfflineInvestigator) for c in chain.clients)
         cluster_run = new_id()
         started = time.time()

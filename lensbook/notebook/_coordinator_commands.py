@@ -46,7 +46,9 @@ def add_parsers(sub: Any) -> None:
     )
     options.add_investigate_options(inv)
     inv.add_argument(
-        "--client", metavar="NAME", help="'offline', or a variable holding an LLMClient"
+        "--client",
+        metavar="NAME",
+        help="'offline', a provider (ollama, ...), or a variable holding an LLMClient",
     )
     inv.add_argument("--background", action="store_true", help="return at once")
 
@@ -59,21 +61,18 @@ def add_parsers(sub: Any) -> None:
 
 
 def _client(magics: MagicSettings, name: str | None) -> Any:
+    """`--client NAME` as the coordinator's chain, resolved as `%lens run` resolves it."""
     from IPython.core.error import UsageError
 
-    from lensbook.clients.base import LLMClient
-    from lensbook.clients.chain import ClientChain
+    from lensbook.coordinator.coordinator import coordinator_chain
 
     if not name:
         return None
-    value = magics.shell.user_ns.get(name) if magics.shell is not None else None
-    if isinstance(value, (LLMClient, ClientChain)):
-        return value
-    if name == "offline":
-        from lensbook.coordinator.offline import OfflineCoordinator
-
-        return OfflineCoordinator()
-    raise UsageError(f"%lens investigate: unknown client {name!r}: use 'offline' or a variable")
+    namespace = magics.shell.user_ns if magics.shell is not None else {}
+    try:
+        return coordinator_chain(name, namespace=namespace)
+    except lensbook.LensbookError as exc:
+        raise UsageError(f"%lens investigate: {exc}") from None
 
 
 def investigate(magics: MagicSettings, args: argparse.Namespace) -> Any:

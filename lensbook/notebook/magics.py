@@ -102,8 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--client",
         metavar="NAME",
-        help="'offline', a name in the operator's client_registry, or a variable "
-        "holding an LLMClient",
+        help="'offline', a name in the operator's client_registry, a provider (ollama, ...), "
+        "or a variable holding an LLMClient",
     )
     run.add_argument(
         "--background", action="store_true", help="return at once; the card keeps updating"
@@ -265,33 +265,17 @@ class LensMagics(Magics):
             raise UsageError(f"%lens: cannot start the {skill} operator: {exc}") from None
 
     def _client(self, name: str, op: lensbook.Operator) -> Any:
-        """`--client NAME` as the run option: None (the operator's own), an object, or a name."""
-        from lensbook.clients.base import LLMClient
-        from lensbook.clients.chain import ClientChain
+        """`--client NAME` as the run option: None (the operator's own) or its chain, resolved
+        with the operator's registry as everywhere else (`lensbook.clients.resolve`)."""
+        from lensbook.clients import resolve_client
 
         if not name:
             return None
-        value = self.shell.user_ns.get(name) if self.shell is not None else None
-        if isinstance(value, (LLMClient, ClientChain)):
-            return value
-        if name == "offline":
-            try:
-                from lensbook.clients.offline import OfflineInvestigator
-            except ImportError:
-                raise UsageError("%lens: the offline investigator is not available") from None
-            return OfflineInvestigator()
-        registry = op.client_registry or {}
-        names = [
-            str(c.get("name") or c.get("provider")) if isinstance(c, dict) else c.name
-            for c in registry.get("clients") or []
-        ]
-        if name in names:
-            return name
-        known = ", ".join(["offline", *names])
-        raise UsageError(
-            f"%lens: unknown client {name!r}: use {known}, or the name of a variable holding "
-            "an LLMClient"
-        )
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        try:
+            return resolve_client(name, op.client_registry, namespace=namespace)
+        except lensbook.LensbookError as exc:
+            raise UsageError(f"%lens: {exc}") from None
 
     def _feed_model(self, skill: str | None) -> FeedModel:
         """A feed model holding what the journal and the operators' last runs found."""

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from lensbook.operator.actor import Operator
-from lensbook.operator.loop import Investigation, RunSettings
+from lensbook.operator.investigation import Investigation, RunSettings
 
 __all__ = ["Investigation", "Operator", "RunSettings"]

@@ -26,10 +26,10 @@ from lensbook import _loop, events, records, sampling
 from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
-from lensbook.clients.registry import build_chain
+from lensbook.clients.resolve import resolve_client
 from lensbook.limits import MAX_ITERATIONS, MODEL_CALL_TIMEOUT, RUN_TIMEOUT
 from lensbook.operator import prompts
-from lensbook.operator.loop import Investigation, RunSettings, publish_completed
+from lensbook.operator.investigation import Investigation, RunSettings, publish_completed
 from lensbook.skills import resolve_skill
 from lensbook.skills.base import SkillLike, render_output
 from lensbook.types import (
@@ -480,12 +480,12 @@ class Operator:
 
     def _chain_for(self, options: Mapping[str, Any]) -> ClientChain:
         if "client" in options or "client_registry" in options:
-            return build_chain(
+            return resolve_client(
                 options.get("client", self.client),
                 options.get("client_registry", self.client_registry),
             )
         if self._chain is None:
-            self._chain = build_chain(self.client, self.client_registry)
+            self._chain = resolve_client(self.client, self.client_registry)
         return self._chain
 
     # -- questions and status --------------------------------------------------------------

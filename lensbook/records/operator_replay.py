@@ -18,7 +18,7 @@ from lensbook._errors import ProviderError, RunFailed
 from lensbook.clients.base import ModelRequest, ModelTurn, ToolCall
 from lensbook.clients.chain import ClientChain
 from lensbook.limits import MAX_ITERATIONS
-from lensbook.operator.loop import Investigation, RunSettings, publish_completed
+from lensbook.operator.investigation import Investigation, RunSettings, publish_completed
 from lensbook.records.reader import Run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Notification, Snapshot

@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
         help="a client registry as JSON text or a JSON file (default: $LENSBOOK_CLIENT_REGISTRY)",
     )
     args = parser.parse_args(argv)
-    from lensbook.clients.providers import choose_client, load_registry
+    from lensbook.clients.providers import load_registry
+    from lensbook.clients.resolve import resolve_client
 
-    client = choose_client(args.client, load_registry(args.client_registry))
+    client = resolve_client(args.client, load_registry(args.client_registry))
     if args.progress:
         from lensbook.terminal import StatusLines
 

@@ -13,7 +13,8 @@ import lensbook
 from lensbook import ProviderError
 from lensbook.clients.anthropic_ import DEFAULT_MODEL, AnthropicClient
 from lensbook.clients.base import Message, ModelRequest, TextBlock, ToolCall, ToolResult, ToolSpec
-from lensbook.clients.registry import build_chain, default_client
+from lensbook.clients.registry import default_client
+from lensbook.clients.resolve import resolve_client
 from lensbook.types import TokenUsage
 from tests.fakes.messages_server import (
     Delay,
@@ -435,7 +436,7 @@ def test_client_registry_builds_anthropic_clients(servers: Servers) -> None:
         "retry": {"attempts": 2, "backoff": 0.01},
     }
 
-    chain = build_chain(client_registry=registry)
+    chain = resolve_client(None, registry)
     assert [c.name for c in chain.clients] == ["claude", "spare"]
     assert all(isinstance(c, AnthropicClient) for c in chain.clients)
     assert chain.attempts == 2

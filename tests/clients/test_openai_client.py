@@ -16,7 +16,8 @@ import lensbook
 from lensbook import ProviderError
 from lensbook.clients.base import Message, ModelRequest, TextBlock, ToolCall, ToolResult, ToolSpec
 from lensbook.clients.openai_ import OLLAMA_URL, VLLM_URL, OpenAIClient
-from lensbook.clients.registry import build_chain, clients_from_registry
+from lensbook.clients.registry import clients_from_registry
+from lensbook.clients.resolve import resolve_client
 from lensbook.events import Event
 from lensbook.types import TokenUsage
 from tests.fakes import messages_server as anthropic_fake
@@ -662,7 +663,7 @@ def test_registry_knows_the_openai_compatible_providers(monkeypatch: pytest.Monk
     # the SDK would choose (the environment's key)
     assert llama.api_key == served.api_key == "not-needed"
     assert isinstance(box, OpenAIClient) and box.api_key is None
-    chain = build_chain("llama", registry)
+    chain = resolve_client("llama", registry)
     assert [c.name for c in chain.clients] == ["llama", "gpt", "box", "served"]
 
 

@@ -16,10 +16,10 @@ from lensbook.clients.openai_ import OpenAIClient
 from lensbook.clients.providers import (
     REGISTRY_ENV,
     ProvidersReport,
-    choose_client,
     load_registry,
     providers_report,
 )
+from lensbook.clients.resolve import resolve_client
 from tests.fakes.chat_server import ChatServer, completion, server_pool, tool_call
 
 
@@ -53,7 +53,8 @@ def test_registry_from_text_a_file_or_the_environment(
         load_registry('{"primary": "x"}')
 
 
-def test_choose_client() -> None:
+def test_resolve_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     registry = {
         "clients": [
             {"name": "a", "provider": "ollama"},
@@ -61,17 +62,19 @@ def test_choose_client() -> None:
         ]
     }
 
-    assert isinstance(choose_client("offline", registry), OfflineInvestigator)
-    assert choose_client(None, None) is None
-    chosen = choose_client("b", registry)
+    (offline,) = resolve_client("offline", registry).clients
+    assert isinstance(offline, OfflineInvestigator)
+    # no name, no registry: lensbook's default, offline without a key
+    assert [type(c) for c in resolve_client(None, None).clients] == [OfflineInvestigator]
+    chosen = resolve_client("b", registry)
     assert isinstance(chosen, ClientChain)
     assert [c.name for c in chosen.clients] == ["b", "a"]
-    alone = choose_client("ollama", None)
+    alone = resolve_client("ollama", None)
     assert isinstance(alone, ClientChain)
     (client,) = alone.clients
     assert isinstance(client, OpenAIClient) and client.provider == "ollama"
     with pytest.raises(ClientNotConfigured, match="no client registry given"):
-        choose_client("nobody", None)
+        resolve_client("nobody", None)
 
 
 def test_report_without_operators_shows_the_default_chain() -> None:

@@ -88,3 +88,34 @@ def test_coordinator_question_and_tool_call_events_are_redacted() -> None:
     text = repr(recorded)
     assert any(e.kind == "coordinator_tool_call" for e in seen)
     assert leaks(text) == [] and PASSWORD not in text
+
+
+def test_both_loops_publish_tool_calls_with_the_same_redacted_arguments() -> None:
+    """The operator's and the coordinator's tool-call events carry the same JSON-safe,
+    redacted arguments, even those an in-process client sent as bytes."""
+    arguments = {"thought": b"password=" + PASSWORD.encode()}
+    seen: list[events.Event] = []
+    token = events.subscribe(seen.append)
+    try:
+        operator_client = ScriptedClient(
+            [call("think", **arguments), call("done", summary="nothing")]
+        )
+        op = lensbook.Operator.start(skill=Alpha, client=operator_client)
+        try:
+            op.run({"reason": "look"})
+        finally:
+            op.stop()
+        coordinator_client = ScriptedClient(
+            [call("think", **arguments), call("done", summary="nothing")]
+        )
+        lensbook.Coordinator(skills=[Alpha], client=coordinator_client).run("look")
+    finally:
+        events.unsubscribe(token)
+    published = {
+        e.kind: e.data["arguments"]
+        for e in seen
+        if e.kind in ("tool_call", "coordinator_tool_call") and e.data.get("name") == "think"
+    }
+    assert set(published) == {"tool_call", "coordinator_tool_call"}
+    assert published["tool_call"] == published["coordinator_tool_call"]
+    assert PASSWORD not in repr(published) and leaks(repr(published)) == []

@@ -543,7 +543,7 @@ def test_cancel_run_ends_the_active_run_only() -> None:
 def test_offline_by_name_is_the_offline_investigator_even_with_a_key(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from lensbook.clients.registry import build_chain
+    from lensbook.clients.resolve import resolve_client
 
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test-not-used")
-    assert build_chain("offline").clients[0].name == "offline investigator"
+    assert resolve_client("offline").clients[0].name == "offline investigator"

@@ -297,6 +297,7 @@ def test_unload_stops_every_live_view(shell: InteractiveShell) -> None:
         ("run runtime --max-iterations 0", "must be at least 1"),
         ("run runtime --max-iterations many", "not an integer"),
         ("run runtime --client nobody", "unknown client 'nobody'"),
+        ("investigate --reason x --client nobody", "unknown client 'nobody'"),
         ("status nosuchskill", "no skill 'nosuchskill'"),
         ("frobnicate", "invalid choice: 'frobnicate'"),
         ("message runtime", "the following arguments are required: QUESTION"),

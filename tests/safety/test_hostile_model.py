@@ -28,7 +28,7 @@ from lensbook import events
 from lensbook.clients.base import ToolCall
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
-from lensbook.operator.loop import _probe_pool
+from lensbook.operator.investigation import _probe_pool
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.skills.base import ProbeTool
 

@@ -38,7 +38,7 @@ DANGEROUS = (
     "functools.wraps",
     "logging.Logger.handle",
     "lensbook.skills.tracer.resolve_target",
-    "lensbook.operator.loop.Investigation.execute",
+    "lensbook.operator.investigation.Investigation.execute",
     "json.dumps",
     "random.Random.randrange",
     "lb_alias_target.monotonic",  # `from time import monotonic` in user code: still time's

@@ -1,19 +1,22 @@
-"""One investigation: the tool-calling loop between a model and a skill.
+"""One investigation: the operator's tool-calling loop between a model and a skill.
 
     run() -> step() -> client.complete() -> execute(tool calls) -> ... -> done
 
-Limits are checked before each model call. The loop never raises for a tool's sake: unknown
-tools, bad arguments, probes that raise or overrun become error results the model sees. It ends
-when the model calls `done`, at the iteration limit (after one last turn to sum up), or by an
-`LLMError` that carries the notifications already made.
+(Not to be confused with `lensbook._loop`, the lens event loop this runs on.) Limits are
+checked before each model call. The loop never raises for a tool's sake: unknown tools, bad
+arguments, probes that raise or overrun become error results the model sees (the shared
+`tool_runtime` does that; this module keeps the operator's policy: its base tools, probes run
+under their budget in the probe pool, the repeated-call guard). It ends when the model calls
+`done`, at the iteration limit (after one last turn to sum up), or by an `LLMError` that
+carries the notifications already made.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -30,19 +33,20 @@ from lensbook.clients.base import (
     ToolSpec,
 )
 from lensbook.clients.chain import ClientChain
+from lensbook.evidence import BASE_TOOLS
 from lensbook.limits import MODEL_CALL_TIMEOUT
 from lensbook.operator import compaction, history_tool, prompts
 from lensbook.operator.probe_pool import DaemonPool
-from lensbook.skills import intrusion
-from lensbook.skills.base import (
-    ProbeTool,
-    SkillLike,
-    jsonable,
-    outgoing,
-    probe,
-    raised,
-    render_output,
+from lensbook.operator.tool_runtime import (
+    ToolRefused,
+    ToolRuntime,
+    ask,
+    specs,
+    tools_of,
+    within_budget,
 )
+from lensbook.skills import intrusion
+from lensbook.skills.base import ProbeTool, SkillLike, outgoing, probe
 from lensbook.skills.redact import redact
 from lensbook.types import (
     CompletionResult,
@@ -56,40 +60,35 @@ from lensbook.types import (
     utcnow,
 )
 
-__all__ = ["Investigation", "RunSettings", "publish_completed"]
+__all__ = ["Investigation", "RunSettings", "ToolRefused", "publish_completed"]
 
 REPEAT_LIMIT = 3
+
 
 # daemon threads: the interpreter never waits at exit for a probe its budget abandoned
 # (16: a probe's budget runs from its submission, so probes must not queue behind windows)
 _probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 
 
+@dataclass(frozen=True)
 class RunSettings:
     """The knobs of one run (per-call options already merged over the operator's)."""
 
-    def __init__(
-        self,
-        *,
-        max_iterations: int = 25,
-        compaction_max_tokens: int = 50_000,
-        compaction_keep_last: int = 5,
-        max_wait_seconds: float = 30.0,
-        max_tokens: int = 4096,
-        model_timeout: float = MODEL_CALL_TIMEOUT,
-    ) -> None:
-        if max_iterations < 1:
+    max_iterations: int = 25
+    compaction_max_tokens: int = 50_000
+    compaction_keep_last: int = 5
+    max_wait_seconds: float = 30.0
+    max_tokens: int = 4096
+    model_timeout: float = MODEL_CALL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.max_iterations < 1:
             raise ValueError("max_iterations must be at least 1")
-        if isinstance(model_timeout, bool) or not isinstance(model_timeout, (int, float)):
-            raise ValueError(f"model_timeout must be a number of seconds, not {model_timeout!r}")
-        if not model_timeout > 0:
+        timeout = self.model_timeout
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise ValueError(f"model_timeout must be a number of seconds, not {timeout!r}")
+        if not timeout > 0:
             raise ValueError("model_timeout must be a positive number of seconds")
-        self.model_timeout = model_timeout
-        self.max_iterations = max_iterations
-        self.compaction_max_tokens = compaction_max_tokens
-        self.compaction_keep_last = compaction_keep_last
-        self.max_wait_seconds = max_wait_seconds
-        self.max_tokens = max_tokens
 
 
 class Investigation:
@@ -133,14 +132,12 @@ class Investigation:
         self._last_call: tuple[str, str] | None = None
         self._repeats = 0
         self._sent_upto = 0
-        self.tools: dict[str, ProbeTool] = {}
-        for tool in self._base_tools() + skill.probes():
+        self.tools: dict[str, ProbeTool] = tools_of(self, BASE_TOOLS)
+        self._base_names = set(self.tools)
+        for tool in skill.probes():
             self.tools[tool.name] = tool
-        self.tool_specs = tuple(
-            ToolSpec(name=t.name, description=t.description, input_schema=t.input_schema)
-            for t in self.tools.values()
-        )
-        self._base_names = {t.name for t in self._base_tools()}
+        self.tool_specs = specs(self.tools.values())
+        self.runtime = ToolRuntime(self.tools, self._emit)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -231,14 +228,8 @@ class Investigation:
             skill=self.skill,
         )
         new = messages[self._sent_upto :] if purpose == "investigate" else messages[-1:]
-        self._emit(
-            "model_request", purpose=purpose, messages=[m.model_dump(mode="json") for m in new]
-        )
         self._sent_upto = len(messages)
-        started = time.perf_counter()
-        turn = await self.chain.complete(
-            request, on_event=self._emit, timeout=self.settings.model_timeout
-        )
+        turn = await ask(self.chain, request, self._emit, new, timeout=self.settings.model_timeout)
         self.usage = self.usage + turn.usage
         reported = (
             turn.usage.input_tokens
@@ -248,13 +239,6 @@ class Investigation:
         )
         self.conversation_tokens = reported or compaction.estimate_tokens(
             self.system, [*messages, Message(role="assistant", content=turn.content)], tools
-        )
-        self._emit(
-            "model_response",
-            purpose=purpose,
-            client=self.chain.last_client,
-            turn=turn.model_dump(mode="json"),
-            seconds=round(time.perf_counter() - started, 4),
         )
         return turn
 
@@ -315,25 +299,10 @@ class Investigation:
     async def execute(self, call: ToolCall) -> ToolResult:
         """Run one tool call; every failure becomes an error result, never an exception."""
         self.current_action = f"calling {call.name}"
-        self._emit("tool_call", id=call.id, name=call.name, arguments=_safe_args(call.arguments))
-        started = time.perf_counter()
-        content, is_error = await self._dispatch(call)
-        # a lone surrogate (echoed from a hostile argument or read from the process) cannot be
-        # encoded for a record or a provider: it would end the run; replace it instead
-        content = content.encode("utf-8", "replace").decode("utf-8")
-        if call.name == "get_history" and not is_error:
-            self.history_ids.update(history_tool.ids_in(content))
-        elapsed = time.perf_counter() - started
-        self._emit(
-            "tool_result",
-            id=call.id,
-            name=call.name,
-            is_error=is_error,
-            content=content,
-            bytes=len(content.encode()),
-            seconds=round(elapsed, 4),
-        )
-        return ToolResult(tool_call_id=call.id, content=content, is_error=is_error)
+        result = await self.runtime.execute(call, self._dispatch)
+        if call.name == "get_history" and not result.is_error:
+            self.history_ids.update(history_tool.ids_in(result.content))
+        return result
 
     async def _dispatch(self, call: ToolCall) -> tuple[str, bool]:
         """The tool's output text and whether it is an error (a replay overrides this)."""
@@ -341,54 +310,25 @@ class Investigation:
 
     async def run_tool(self, call: ToolCall) -> tuple[str, bool]:
         """Validate and run one tool call for real."""
-        tool = self.tools.get(call.name)
-        if tool is None:
-            names = ", ".join(self.tools)
-            return f"unknown tool {call.name!r}; available tools: {names}", True
+        return await self.runtime.run(call, check=self._repeated, invoke=self._invoke)
+
+    def _repeated(self, call: ToolCall) -> str | None:
+        """The same call again and again gets the same answer: say so instead."""
         signature = (call.name, _canonical(call.arguments))
         self._repeats = self._repeats + 1 if signature == self._last_call else 1
         self._last_call = signature
-        if self._repeats >= REPEAT_LIMIT:
-            return (
-                f"{call.name} was called with the same arguments {self._repeats} times in a "
-                "row; its answer will not change. Try another tool, or call done."
-            ), True
-        try:
-            kwargs = tool.validate(_parse_arguments(call.arguments))
-        except ValueError as exc:
-            return f"{call.name}: {exc}", True
-        try:
-            if call.name in self._base_names:
-                value = await tool.fn(**kwargs)
-            else:
-                value = await _run_probe(tool, kwargs, self.run_id)
-        except ToolRefused as exc:
-            return f"{call.name}: {exc}", True
-        except asyncio.TimeoutError:
-            return (
-                f"{call.name} overran its time budget of {tool.budget:g} s and was abandoned",
-                True,
-            )
-        except Exception as exc:
-            return raised(call.name, exc), True
-        return render_output(value, tool.max_chars), False
+        if self._repeats < REPEAT_LIMIT:
+            return None
+        return (
+            f"{call.name} was called with the same arguments {self._repeats} times in a "
+            "row; its answer will not change. Try another tool, or call done."
+        )
 
-    def _base_tools(self) -> list[ProbeTool]:
-        return [
-            ProbeTool.from_function(getattr(self, f"tool_{n}"), name=n)
-            for n in (
-                "take_snapshot",
-                "get_snapshot",
-                "get_snapshots",
-                "get_history",
-                "send_notification",
-                "get_notifications",
-                "set_state",
-                "think",
-                "wait",
-                "done",
-            )
-        ]
+    async def _invoke(self, tool: ProbeTool, kwargs: dict[str, Any]) -> Any:
+        """Base tools run on the loop; probes under their budget, in the probe pool."""
+        if tool.name in self._base_names:
+            return await tool.fn(**kwargs)
+        return await _run_probe(tool, kwargs, self.run_id)
 
     async def tool_take_snapshot(self) -> dict[str, Any]:
         """Take a snapshot of the skill's key numbers; returns its id and data."""
@@ -572,31 +512,18 @@ def publish_completed(operator: str, result: CompletionResult, **extra: Any) -> 
     )
 
 
-class ToolRefused(Exception):
-    """A base tool refuses a call; the message goes back to the model."""
-
-
 async def _run_probe(tool: ProbeTool, kwargs: dict[str, Any], run_id: str) -> Any:
     """Run a probe under its budget, its process changes attributed to run `run_id`."""
     if tool.is_async:
         with intrusion.run_scope(run_id):  # the probe's task copies this context
-            return await asyncio.wait_for(tool.fn(**kwargs), tool.budget)
+            return await within_budget(tool, tool.fn(**kwargs))
 
     def call() -> Any:
         with intrusion.run_scope(run_id):
             return tool.fn(**kwargs)
 
     loop = asyncio.get_running_loop()
-    return await asyncio.wait_for(loop.run_in_executor(_probe_pool, call), tool.budget)
-
-
-def _parse_arguments(arguments: Any) -> Any:
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments) if arguments.strip() else {}
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"arguments are not valid JSON ({exc.msg} at {exc.pos})") from None
-    return arguments
+    return await within_budget(tool, loop.run_in_executor(_probe_pool, call))
 
 
 def _canonical(arguments: Any) -> str:
@@ -604,10 +531,6 @@ def _canonical(arguments: Any) -> str:
         return json.dumps(arguments, sort_keys=True, default=str)
     except (TypeError, ValueError):
         return repr(arguments)
-
-
-def _safe_args(arguments: Any) -> Any:
-    return redact(jsonable(arguments))
 
 
 def _with_user_text(messages: list[Message], text: str) -> list[Message]:

@@ -59,6 +59,8 @@ AGENT_TOOLS = (
 
 #: seconds the coordinator gives its operators, all at once, to stop and hand back their runs
 SHUTDOWN_SECONDS = 5.0
+#: how long after the coordinator's deadline an operator's own time limit ends its run
+DEADLINE_BACKSTOP_SECONDS = 2.0
 #: cap on one tool's output the model sees
 TOOL_MAX_CHARS = 12_000
 #: how much of a tool's output its ``coordinator_tool_result`` event keeps
@@ -289,7 +291,10 @@ class Session:
         options: dict[str, Any] = {"timeout": self.settings.operator_timeout}
         left = self.remaining()
         if left is not None:
-            options["timeout"] = max(1.0, min(self.settings.operator_timeout, left))
+            # the deadline stops the operators itself (stop reason "stopped"); their own time
+            # limit is a backstop just after it, so the two do not race
+            backstop = left + DEADLINE_BACKSTOP_SECONDS
+            options["timeout"] = max(1.0, min(self.settings.operator_timeout, backstop))
         op = run.operator
         try:
             result = await op.arun_result(context, **options)

@@ -64,7 +64,7 @@ def _client(magics: MagicSettings, name: str | None) -> Any:
     """`--client NAME` as the coordinator's chain, resolved as `%lens run` resolves it."""
     from IPython.core.error import UsageError
 
-    from lensbook.coordinator.coordinator import coordinator_chain
+    from lensbook.coordinator import coordinator_chain
 
     if not name:
         return None

@@ -17,7 +17,6 @@ import gc
 import heapq
 import itertools
 import json
-import operator
 import random
 import sys
 import threading
@@ -43,10 +42,11 @@ from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills._trend import steady_rise
-from lensbook.skills.base import Skill, probe
+from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["LeakRule", "MemorySkill"]
 
@@ -68,11 +68,12 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
     """The first rows whose JSON fits in `budget` characters, and how many were left out.
 
     Output is cut at whole rows so it stays valid JSON under the probe's cap (a truncated
-    answer would not parse).
+    answer would not parse). Rows are measured as they will leave: redacted, process text
+    delimited.
     """
     used = 0
     for i, row in enumerate(rows):
-        used += len(json.dumps(row, default=str)) + 1
+        used += len(json.dumps(outgoing(row), default=str, ensure_ascii=False)) + 1
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
@@ -166,20 +167,22 @@ def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTrace
 def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
     """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
 
-    Past `max_traces` blocks, a random sample of that many is counted and the sums scaled up:
-    while tracing is on, this very pass is traced too and runs ~10x slower, so a process that
-    traces millions of blocks gets an estimate in time rather than an exact answer too late.
-    The sample is random, not every n-th block: blocks come in hash-table order, which follows
-    addresses, and a regular stride aliases with the allocator's regular layout.
+    Past `max_traces` blocks, a random sample of about that many is counted and the sums scaled
+    up: while tracing is on, this very pass is traced too and runs ~10x slower, so a process
+    that traces millions of blocks gets an estimate in time rather than an exact answer too
+    late. The sample is random, not every n-th block: blocks come in hash-table order, which
+    follows addresses, and a regular stride aliases with the allocator's regular layout. Each
+    block is kept with the same chance, drawn from random bytes in C-level passes: choosing
+    exact indices in Python cost as much as the count itself, and every int it made was traced.
     """
     raw = _raw_traces(snap)
     stride = 1.0
     picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
     if max_traces and len(raw) > max_traces:
-        chosen = random.sample(range(len(raw)), max_traces)
-        picked = operator.itemgetter(*chosen)(raw)
-        del chosen
-        stride = len(raw) / max_traces
+        # keep a block when its random byte is below `below`: a chance of below/256 each
+        below = min(max(round(256 * max_traces / len(raw)), 1), 255)
+        picked = list(itertools.compress(raw, map(below.__gt__, random.randbytes(len(raw)))))
+        stride = len(raw) / max(len(picked), 1)
     by_tb: dict[int, list[Any]] = {}
     scanned = 0
     pace = Pacer()
@@ -993,7 +996,8 @@ class MemorySkill(Skill):
             if detail:
                 # the user's line called into a library that did the allocating
                 entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
-            sites.append(entry)
+            # paths, function names and source lines are the process's text
+            sites.append(mark_fields(entry, "site", "function", "code", "traceback", "via"))
         sites, omitted = _fit(sites, 4200)
         return {
             "window_s": None if window_s is None else round(window_s, 2),
@@ -1044,7 +1048,7 @@ class MemorySkill(Skill):
             "tracked_objects": census.tracked,
             "distinct_types": len(census.types),
             "partial": census.partial,
-            "top": [{"type": name, "count": n} for name, n in ranked],
+            "top": [mark_fields({"type": name, "count": n}, "type") for name, n in ranked],
         }
 
     @probe(budget=20.0)
@@ -1096,11 +1100,11 @@ class MemorySkill(Skill):
                 row["origin"] = origin
                 if origin in ("user", "library"):
                     row["defined_at"] = _type_site(t)
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "defined_at"))
         fdeltas = Counter(now.functions)
         fdeltas.subtract(before.functions)
         functions = [
-            {"function": name, "delta": d, "per_s": round(d / interval, 1)}
+            mark_fields({"function": name, "delta": d, "per_s": round(d / interval, 1)}, "function")
             for name, d in fdeltas.most_common(min(top, 8))
             if d > 0
         ]
@@ -1109,7 +1113,7 @@ class MemorySkill(Skill):
         few = sorted((d, name) for name, d in deltas.items() if SUSPECT_MIN_DELTA <= d < 1000)
         few_types = _types_named({name for _, name in few[:200]})
         fewest = [
-            {"type": name, "delta": d, "origin": origin}
+            mark_fields({"type": name, "delta": d, "origin": origin}, "type")
             for d, name in few[:200]
             if name in few_types
             and (origin := _type_origin(few_types[name])) in ("user", "library")
@@ -1124,7 +1128,7 @@ class MemorySkill(Skill):
             "growing": _fit(rows, 2600)[0],
             "growing_functions": _fit(functions, 1200)[0],
             "fewest_growing_classes": fewest,
-            "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
+            "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
     @probe
@@ -1196,7 +1200,7 @@ class MemorySkill(Skill):
                 fix = fix_for(row["held_by"] or "")
                 if fix:
                     row["fix"] = fix
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "value_types", "item_types", "held_by", "fix"))
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
@@ -1273,7 +1277,7 @@ def _chain_row(chain: str, samples: int) -> dict[str, Any]:
     fix = fix_for(chain)
     if fix:
         row["fix"] = fix
-    return row
+    return mark_fields(row, "chain", "fix")  # names of the process's types and variables
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:

@@ -129,7 +129,7 @@ def test_answers_stay_whole_json_under_the_cap_with_deep_tracebacks(skill: Memor
     tool = {t.name: t for t in skill.probes()}["memory_allocation_diff"]
     text = render_output(tool.fn(top=30, frames_shown=25), tool.max_chars)
     assert len(text) <= tool.max_chars and "[truncated" not in text
-    diff = json.loads(text)
+    diff = undelimit(json.loads(text))
     assert diff["sites"] and diff["sites_omitted_for_size"] > 0
     assert len(diff["sites"][0]["traceback"]) == 25
     assert diff["sites"][0]["site"].startswith("generated_allocators.py:")
@@ -435,7 +435,7 @@ def test_heap_walking_probes_keep_their_budget_and_cap_on_a_million_objects() ->
     for r in probes:
         assert not r["is_error"], r["content"]
         assert "[truncated" not in r["content"] and len(r["content"]) <= caps[r["name"]]
-    by_name = {r["name"]: json.loads(r["content"]) for r in probes}
+    by_name = {r["name"]: undelimit(json.loads(r["content"])) for r in probes}
     diff = by_name["memory_allocation_diff"]
     assert diff["traced_blocks"] >= 1_000_000
     assert diff["sites"][0]["site"].endswith(f":{_line_of('# a million traced blocks')}")

@@ -316,7 +316,8 @@ def test_eval_refuses_unknown_scenarios_and_clients(tmp_path: Path) -> None:
         "eval", "--client", "nobody", "--client-registry", '{"clients": []}', "--out", str(tmp_path)
     )
     assert nameless.returncode == 2
-    assert "lensbook:" in nameless.stderr
+    assert nameless.stderr.startswith("lensbook eval: ")  # one line, no traceback
+    assert "Traceback" not in nameless.stderr
     assert list(tmp_path.iterdir()) == []  # nothing ran, nothing saved
 
 

@@ -15,6 +15,7 @@ import pytest
 from lensbook.skills._roots import fix_for
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import MemorySkill
+from lensbook.skills.untrusted import undelimit
 
 
 class AuditHandler(logging.Handler):
@@ -37,7 +38,10 @@ class Chart:
 
 
 def _chains(type_name: str) -> list[dict[str, Any]]:
-    found = json.loads(render_output(MemorySkill().referrers(type_name, max_depth=8), 100_000))
+    # the process's names in the chains are marked as untrusted text: read them unmarked
+    found = undelimit(
+        json.loads(render_output(MemorySkill().referrers(type_name, max_depth=8), 100_000))
+    )
     chains: list[dict[str, Any]] = found["chains"]
     return chains
 

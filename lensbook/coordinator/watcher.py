@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
-from lensbook import _loop, events, recorder
+from lensbook import _loop, events, limits, recorder
 from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import knowledge, resolve_skill
@@ -64,10 +64,18 @@ _log = logging.getLogger("lensbook.watch")
 
 WatchState = Literal["learning", "active", "cooldown", "stopped"]
 
+#: the defaults of `Watcher` and `watch` (named once; the command line and the magic leave an
+#: option unset to mean these): seconds between samples, seconds of learning, standard
+#: deviations out of range, samples in a row that make an anomaly, seconds of cooldown after an
+#: investigation, investigations an hour
+INTERVAL = 30.0
+LEARNING = 900.0
+Z_THRESHOLD = 3.0
+CONSECUTIVE = 3
+COOLDOWN = 900.0
+MAX_TRIGGERS_PER_HOUR = 3
 #: samples learning needs at least, however short its window
 MIN_LEARNING_SAMPLES = 5
-#: seconds a watcher-started investigation may take by default
-INVESTIGATION_DEADLINE = 300.0
 HOUR = 3600.0
 
 
@@ -293,12 +301,12 @@ class Watcher:
         self,
         skills: Iterable[Any] | None = None,
         *,
-        interval: float = 30.0,
-        learning: float = 900.0,
-        z_threshold: float = 3.0,
-        consecutive: int = 3,
-        cooldown: float = 900.0,
-        max_triggers_per_hour: int = 3,
+        interval: float = INTERVAL,
+        learning: float = LEARNING,
+        z_threshold: float = Z_THRESHOLD,
+        consecutive: int = CONSECUTIVE,
+        cooldown: float = COOLDOWN,
+        max_triggers_per_hour: int = MAX_TRIGGERS_PER_HOUR,
         auto_trigger: bool = True,
         baseline: Baseline | str | os.PathLike[str] | None = None,
         coordinator: Mapping[str, Any] | None = None,
@@ -620,7 +628,7 @@ class Watcher:
 
         options = {
             "skills": [s.id for s in self.skills],
-            "deadline": INVESTIGATION_DEADLINE,
+            "deadline": limits.INVESTIGATE_DEADLINE,
             **self.coordinator_options,
         }
         coordinator = Coordinator(name=f"watch-{trigger.id[:6]}", **options)
@@ -665,12 +673,12 @@ _current_lock = threading.Lock()
 
 def watch(
     skills: Iterable[Any] | None = None,
-    interval: float = 30.0,
-    learning: float = 900.0,
-    z_threshold: float = 3.0,
-    consecutive: int = 3,
-    cooldown: float = 900.0,
-    max_triggers_per_hour: int = 3,
+    interval: float = INTERVAL,
+    learning: float = LEARNING,
+    z_threshold: float = Z_THRESHOLD,
+    consecutive: int = CONSECUTIVE,
+    cooldown: float = COOLDOWN,
+    max_triggers_per_hour: int = MAX_TRIGGERS_PER_HOUR,
     auto_trigger: bool = True,
     **options: Any,
 ) -> Watcher:

@@ -96,7 +96,7 @@ def investigate(magics: MagicSettings, args: argparse.Namespace) -> Any:
         if args.background:
             shown = view
             coordinator.on_complete = lambda result: shown.finish(result)
-    coordinator.run_async({"reason": args.reason})
+    coordinator.run_in_background({"reason": args.reason})
     if args.background:
         if view is not None:
             return None

@@ -12,6 +12,7 @@ from typing import Any
 from lensbook import _loop, recorder, records
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
+from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.operator.actor import Operator
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.types import CompletionResult, NotificationList
@@ -27,7 +28,7 @@ def start(
     *,
     client: LLMClient | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
-    sample_interval: float | None = 30.0,
+    sample_interval: float | None = SAMPLE_INTERVAL,
     history: bool = True,
     **operator_defaults: Any,
 ) -> list[Operator]:

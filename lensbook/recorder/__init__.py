@@ -46,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.api import KINDS, recorder
 from lensbook.recorder.event import HistoryEvent, is_history_id
 from lensbook.recorder.ring import CAPS, MAX_AGE_S
@@ -96,7 +97,9 @@ def is_recording() -> bool:
     return recorder.recording
 
 
-def start(owner: str = "api", *, shell: Any = None, sample_interval: float | None = 30.0) -> None:
+def start(
+    owner: str = "api", *, shell: Any = None, sample_interval: float | None = SAMPLE_INTERVAL
+) -> None:
     """Start recording for `owner` (idempotent); `shell` is an IPython shell to watch cells of."""
     recorder.start(owner, shell=shell, sample_interval=sample_interval)
 

@@ -24,20 +24,9 @@ ROOT = PACKAGE.parent
 #: modules that are front ends: they may import the package root (the public surface)
 FRONT_ENDS = ("lensbook.notebook", "lensbook.cli", "lensbook.scenarios.runner")
 
-#: cycles that exist today in other parts of the consolidation (issue 11), each with its owner;
-#: any other cycle fails the test, and these may disappear without failing it
-KNOWN_CYCLES = {
-    # triage reads the started operators (registry); the operator loop asks triage for a vague
-    # run's signals: the triage branch and the agent-loop tool runtime (issue 11, part A)
-    frozenset(
-        {
-            "lensbook._triage",
-            "lensbook.operator.actor",
-            "lensbook.operator.investigation",
-            "lensbook.operator.registry",
-        }
-    ),
-}
+#: cycles tolerated for now, each with its owner; any other cycle fails the test (none today)
+KNOWN_CYCLES: set[frozenset[str]] = set()
+
 
 #: internal modules the front ends still import, each with why; anything else fails the test
 FRONT_END_EXCEPTIONS = {

@@ -123,8 +123,7 @@ def last_coordinator() -> lensbook.Coordinator | None:
 
 def watch_command(magics: MagicSettings, args: argparse.Namespace) -> Any:
     """`%lens watch start|stop|status`: the process's watcher, with a compact live view."""
-    from lensbook.coordinator import current_watcher
-    from lensbook.coordinator.watcher import stop_watching
+    from lensbook.coordinator import current_watcher, stop_watching
     from lensbook.notebook._coordinator_models import WatchModel
 
     if args.action == "stop":

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lensbook.cards import CardModel
 from lensbook.limits import MAX_ITERATIONS
-from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import (
     LiveView,
     MetricsView,

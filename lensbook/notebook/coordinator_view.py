@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from lensbook import events
+from lensbook.cards import CARD_EVENTS
 from lensbook.notebook._coordinator_models import (
     COORDINATOR_EVENTS,
     WATCH_EVENTS,
     CoordinatorModel,
     WatchModel,
 )
-from lensbook.notebook._models import CARD_EVENTS
 from lensbook.notebook.widgets import LiveView
 
 if TYPE_CHECKING:

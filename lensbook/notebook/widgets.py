@@ -21,16 +21,9 @@ import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
 from lensbook import events
+from lensbook.cards import CARD_EVENTS, SEVERITY_COLOURS, CardModel
 from lensbook.events import EventKind
-from lensbook.notebook._models import (
-    CARD_EVENTS,
-    FEED_EVENTS,
-    METRICS_EVENTS,
-    SEVERITY_COLOURS,
-    CardModel,
-    FeedModel,
-    MetricsModel,
-)
+from lensbook.notebook._models import FEED_EVENTS, METRICS_EVENTS, FeedModel, MetricsModel
 from lensbook.notebook._throttle import Throttle, call_later
 from lensbook.types import CompletionResult
 

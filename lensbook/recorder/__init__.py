@@ -49,6 +49,7 @@ from typing import Any
 from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.api import KINDS, recorder
 from lensbook.recorder.event import HistoryEvent, is_history_id
+from lensbook.recorder.frame import clock, describe, text_timeline
 from lensbook.recorder.ring import CAPS, MAX_AGE_S
 
 __all__ = [
@@ -57,6 +58,8 @@ __all__ = [
     "MAX_AGE_S",
     "HistoryEvent",
     "clear",
+    "clock",
+    "describe",
     "flush",
     "history_event",
     "history_events",
@@ -65,6 +68,7 @@ __all__ = [
     "start",
     "start_sampler",
     "stop",
+    "text_timeline",
 ]
 
 

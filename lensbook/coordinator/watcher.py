@@ -39,6 +39,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
+from typing_extensions import TypedDict, Unpack
+
 from lensbook import _loop, events, limits, recorder
 from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.sampling import store as metrics_store
@@ -51,6 +53,7 @@ __all__ = [
     "Baseline",
     "MetricBaseline",
     "Trigger",
+    "WatchOptions",
     "WatchState",
     "WatchStatus",
     "Watcher",
@@ -671,35 +674,32 @@ _current: Watcher | None = None
 _current_lock = threading.Lock()
 
 
-def watch(
-    skills: Iterable[Any] | None = None,
-    interval: float = INTERVAL,
-    learning: float = LEARNING,
-    z_threshold: float = Z_THRESHOLD,
-    consecutive: int = CONSECUTIVE,
-    cooldown: float = COOLDOWN,
-    max_triggers_per_hour: int = MAX_TRIGGERS_PER_HOUR,
-    auto_trigger: bool = True,
-    **options: Any,
-) -> Watcher:
+class WatchOptions(TypedDict, total=False):
+    """The keywords of `watch`: `Watcher`'s, whose signature holds their defaults."""
+
+    interval: float
+    learning: float
+    z_threshold: float
+    consecutive: int
+    cooldown: float
+    max_triggers_per_hour: int
+    auto_trigger: bool
+    baseline: Baseline | str | os.PathLike[str] | None
+    coordinator: Mapping[str, Any] | None
+    on_anomaly: Callable[[Anomaly], Any] | None
+    on_trigger: Callable[[Trigger], Any] | None
+
+
+def watch(skills: Iterable[Any] | None = None, **options: Unpack[WatchOptions]) -> Watcher:
     """Start watching (replacing the current watcher); returns the `Watcher`.
 
-    Options: `baseline` (a `Baseline` or the path of a saved one: no learning), `coordinator`
-    (options of the investigations' `Coordinator`: client, deadline, strategy...),
-    `on_anomaly`, `on_trigger`.
+    Options are `Watcher`'s (with its defaults): `interval`, `learning`, `z_threshold`,
+    `consecutive`, `cooldown`, `max_triggers_per_hour`, `auto_trigger`, `baseline` (a
+    `Baseline` or the path of a saved one: no learning), `coordinator` (options of the
+    investigations' `Coordinator`: client, deadline, strategy...), `on_anomaly`, `on_trigger`.
     """
     global _current
-    watcher = Watcher(
-        skills,
-        interval=interval,
-        learning=learning,
-        z_threshold=z_threshold,
-        consecutive=consecutive,
-        cooldown=cooldown,
-        max_triggers_per_hour=max_triggers_per_hour,
-        auto_trigger=auto_trigger,
-        **options,
-    )
+    watcher = Watcher(skills, **options)
     with _current_lock:
         previous, _current = _current, watcher
     if previous is not None:

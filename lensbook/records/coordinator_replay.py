@@ -18,7 +18,13 @@ from typing import Any
 from lensbook.clients.chain import ClientChain
 from lensbook.coordinator.insights import CoordinatorResult, TrackedNotification
 from lensbook.coordinator.session import OperatorRun, Session, Settings
-from lensbook.records.operator_replay import Divergence, ReplayClient, ToolMode, areplay
+from lensbook.records.operator_replay import (
+    Divergence,
+    ReplayClient,
+    ToolMode,
+    areplay,
+    report,
+)
 from lensbook.records.reader import RecordError, Run, load_run
 from lensbook.skills import resolve_skill
 
@@ -52,15 +58,13 @@ class CoordinatorReplay:
         ]
 
     def __repr__(self) -> str:
-        lines = [
+        return report(
             f"replay of coordinator run {self.record.run_id} ({self.record.operator}), tools "
             f"{self.tools}: {len(self.result.notifications)} notification(s), "
-            f"{len(self.result.insights)} insight(s), "
-            f"{'the same as' if self.same_notifications else 'DIFFERENT from'} the record; "
-            f"{len(self.divergences)} divergence(s)",
-            *(f"  - {d}" for d in self.divergences[:20]),
-        ]
-        return "\n".join(lines)
+            f"{len(self.result.insights)} insight(s)",
+            self.same_notifications,
+            self.divergences,
+        )
 
 
 def _insight_key(insight: dict[str, Any]) -> tuple[Any, ...]:

@@ -23,7 +23,7 @@ from lensbook.records.reader import Run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Notification, Snapshot
 
-__all__ = ["Divergence", "ReplayClient", "ReplayResult", "ToolMode", "areplay"]
+__all__ = ["Divergence", "ReplayClient", "ReplayResult", "ToolMode", "areplay", "report"]
 
 ToolMode = Literal["rerun", "record"]
 
@@ -60,16 +60,24 @@ class ReplayResult:
         return _keys(self.result) == _keys(self.record.result)
 
     def __repr__(self) -> str:
-        lines = [
+        return report(
             f"replay of run {self.record.run_id} ({self.record.operator}), tools {self.tools}: "
-            f"{len(self.result.notifications)} notification(s), "
-            f"{'the same as' if self.same_notifications else 'DIFFERENT from'} the record; "
-            f"{len(self.divergences)} divergence(s)",
-            *(f"  - {d}" for d in self.divergences[:20]),
-        ]
-        if len(self.divergences) > 20:
-            lines.append(f"  ... and {len(self.divergences) - 20} more")
-        return "\n".join(lines)
+            f"{len(self.result.notifications)} notification(s)",
+            self.same_notifications,
+            self.divergences,
+        )
+
+
+def report(head: str, same: bool, divergences: list[Divergence], shown: int = 20) -> str:
+    """A replay's text: `head`, whether it matched the record, and its first divergences."""
+    lines = [
+        f"{head}, {'the same as' if same else 'DIFFERENT from'} the record; "
+        f"{len(divergences)} divergence(s)",
+        *(f"  - {d}" for d in divergences[:shown]),
+    ]
+    if len(divergences) > shown:
+        lines.append(f"  ... and {len(divergences) - shown} more")
+    return "\n".join(lines)
 
 
 def _keys(result: CompletionResult) -> list[tuple[Any, ...]]:

@@ -12,7 +12,6 @@ the replay differs from the record is a `Divergence`.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.clients.chain import ClientChain
@@ -21,9 +20,9 @@ from lensbook.coordinator.session import OperatorRun, Session, Settings
 from lensbook.records.operator_replay import (
     Divergence,
     ReplayClient,
+    Replayed,
     ToolMode,
     areplay,
-    report,
 )
 from lensbook.records.reader import RecordError, Run, load_run
 from lensbook.skills import resolve_skill
@@ -31,14 +30,8 @@ from lensbook.skills import resolve_skill
 __all__ = ["CoordinatorReplay", "areplay_coordinator"]
 
 
-@dataclass
-class CoordinatorReplay:
+class CoordinatorReplay(Replayed[CoordinatorResult]):
     """The replayed coordinator run's result, the record it came from, and every divergence."""
-
-    result: CoordinatorResult
-    record: Run
-    tools: ToolMode
-    divergences: list[Divergence] = field(default_factory=list)
 
     @property
     def notifications(self) -> tuple[TrackedNotification, ...]:
@@ -57,13 +50,11 @@ class CoordinatorReplay:
             _insight_key(i) for i in self.record.insights
         ]
 
-    def __repr__(self) -> str:
-        return report(
+    def headline(self) -> str:
+        return (
             f"replay of coordinator run {self.record.run_id} ({self.record.operator}), tools "
             f"{self.tools}: {len(self.result.notifications)} notification(s), "
-            f"{len(self.result.insights)} insight(s)",
-            self.same_notifications,
-            self.divergences,
+            f"{len(self.result.insights)} insight(s)"
         )
 
 

@@ -497,11 +497,11 @@ class Operator:
 
     # -- questions and status --------------------------------------------------------------
 
-    def message(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+    def message(self, prompt: str, timeout: float = MODEL_CALL_TIMEOUT) -> MessageResponse:
         """Ask the operator about its investigation; its conversation is not changed."""
         return _loop.run_sync(self.amessage(prompt, timeout=timeout))
 
-    async def amessage(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+    async def amessage(self, prompt: str, timeout: float = MODEL_CALL_TIMEOUT) -> MessageResponse:
         """The async twin of `message`."""
         return await _loop.run_on_loop(asyncio.wait_for(self._answer(prompt), timeout))
 

@@ -11,9 +11,10 @@ process, alternating `--repeat` times:
 
 It prints, per repeat and as medians, the chunk time during the investigation divided by the
 baseline's median chunk time: the median ratio, the 95th percentile and the worst (slowest
-chunk). Targets (issue 12): median <= 1.5, worst <= 3. The baseline's own p95 and worst over
-its median show the machine's noise: on a shared machine the worst chunk is often the
-scheduler's, not lensbook's, so read the worst next to the baseline's.
+chunk), and which probes were running during that slowest chunk. Targets (issue 12): median
+<= 1.5, worst <= 3. The baseline's own p95 and worst over its median show the machine's noise:
+on a shared machine the worst chunk is often the scheduler's, not lensbook's, so read the worst
+next to the baseline's.
 
     .venv/bin/python benchmarks/bench_host_cost.py [--repeat 3] [--heap 300000] [--chunk-ms 100]
 """
@@ -50,13 +51,15 @@ def _timed(units: int) -> float:
     return time.perf_counter() - started
 
 
-def _chunks(units: int, until: Any) -> list[float]:
+def _chunks(units: int, until: Any, starts: list[float] | None = None) -> list[float]:
     times = []
     while not until():
         started = time.perf_counter()
         for _ in range(units):
             _work_unit()
         times.append(time.perf_counter() - started)
+        if starts is not None:
+            starts.append(started)
     return times
 
 
@@ -71,16 +74,35 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
         out["chunks"] = _chunks(units, _deadline(seconds))
     else:
         import lensbook
+        from lensbook import events
         from lensbook.clients.offline import OfflineInvestigator
 
+        # which probes ran during the slowest chunk: [name, started, ended] per tool call
+        spans: dict[str, list[Any]] = {}
+
+        def on_tool(event: Any) -> None:
+            if event.kind == "tool_call":
+                spans[event.data["id"]] = [event.data["name"], time.perf_counter(), None]
+            elif event.data["id"] in spans:
+                spans[event.data["id"]][2] = time.perf_counter()
+
+        token = events.subscribe(on_tool, kinds=["tool_call", "tool_result"])
         lensbook.start(["memory"], client=OfflineInvestigator(), sample_interval=None)
         done = threading.Event()
         lensbook.get_operator("memory").run_in_background(
             {"reason": "memory keeps growing"}, on_complete=lambda _result: done.set()
         )
         started = time.perf_counter()
-        out["chunks"] = _chunks(units, done.is_set)
+        starts: list[float] = []
+        out["chunks"] = _chunks(units, done.is_set, starts)
         out["investigation_s"] = round(time.perf_counter() - started, 2)
+        events.unsubscribe(token)
+        worst = max(range(len(starts)), key=out["chunks"].__getitem__, default=None)
+        if worst is not None:
+            begin, end = starts[worst], starts[worst] + out["chunks"][worst]
+            out["worst_during"] = sorted(
+                {n for n, s, e in spans.values() if s < end and (e is None or e > begin)}
+            )
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
         lensbook.stop()
@@ -135,6 +157,8 @@ def main() -> None:
         )
         rows.append(row)
         print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
+        during = ", ".join(inv.get("worst_during") or []) or "no probe (the loop, a model turn)"
+        print(f"{'':>11} worst chunk during: {during}")
         if i == 0:
             for line in inv["found"]:
                 print(f"{'':>11} found: {line}")

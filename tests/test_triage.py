@@ -20,6 +20,10 @@ from lensbook.scenarios import orders_degraded, ring_deadlock
 @pytest.fixture
 def combined_faults() -> Iterator[None]:
     """The orders service's leak and error storm, plus three threads deadlocked in a ring."""
+    # the evidence must be this fault's: RSS and fd samples earlier tests left in the metrics
+    # store (rising and falling as they came and went) hide a steady rise from the trend
+    store.clear()
+    lensbook.recorder.clear()
     cleanups = [orders_degraded.SCENARIO.induce(), ring_deadlock.start_ring("triage")]
     try:
         yield
@@ -29,11 +33,6 @@ def combined_faults() -> Iterator[None]:
                 cleanup()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (2 signals instead of the "
-    "combined faults' ranking); to be read next session",
-)
 def test_triage_ranks_combined_faults(combined_faults: None) -> None:
     skills = ["runtime", "memory", "logs", "threads", "gc"]
     lensbook.triage(skills)  # the threads skill first sees the ring here

@@ -24,9 +24,11 @@ function" strings, outermost first, at most 8):
 - ``log`` (WARNING and above; source: logger): level, message, where, function, thread, count;
   ``log_rate`` (per flush, logger and level): logger, level, count, rate_per_s, window_s.
 - ``thread_started`` / ``thread_ended`` (source: thread name): thread, target, kind (the name
-  with digits as N), started_from, function (the starting code), daemon, count / lived_s, died;
+  with digits as N), started_from (the first frame in the user's code), function (the starting
+  code), via (the library frame that started it for that code, or ""), daemon, count / lived_s,
+  died;
   ``thread_died``: the exception's fields plus target, started_from, kind;
-  ``thread_growth`` (per flush and kind): kind, target, started_from, function, started,
+  ``thread_growth`` (per flush and kind): kind, target, started_from, function, via, started,
   ended, died, alive, started_total, rate_per_s, window_s, pools.
 - ``loop_lag`` (source: "loop 0x... in <thread>"): lag_ms, threshold_ms, thread,
   still_blocked, sampled, and when sampled: coroutine, coroutine_where, function, where,

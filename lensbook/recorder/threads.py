@@ -4,9 +4,10 @@ the thread), so growth by kind and silent deaths are answerable afterwards.
 Python has no thread-start hook, so two methods of `threading.Thread` are wrapped, each chained
 to what was there before and put back by `remove()` (only if still ours):
 
-- ``Thread.start``: in the starting thread, notes the target and the first caller frame outside
-  the stdlib (the user's call to ``executor.submit`` rather than ``concurrent.futures``'s
-  ``_adjust_thread_count``);
+- ``Thread.start``: in the starting thread, notes the target and the first caller frame in the
+  user's code (the user's call to ``executor.submit`` rather than ``concurrent.futures``'s
+  ``_adjust_thread_count``), with the first library frame below it as detail (``via``) when a
+  library started the thread for the user; without a user frame, the first library frame;
 - ``Thread._bootstrap_inner``: runs in the new thread and notes when it ends (a death by
   exception comes from the exceptions observer's ``threading.excepthook``).
 
@@ -81,6 +82,8 @@ class _Kind:
     #: for pool workers: the distinct pools ("ThreadPoolExecutor-7") their threads belong to;
     #: many pools started from one place is a pool per call, never shut down
     pools: set[str] | None = None
+    #: the library frame that started the thread for the user's code ("" when none)
+    via: str = ""
 
 
 #: the name pattern of threads started by ``_thread.start_new_thread`` (they have no name)
@@ -124,7 +127,7 @@ class ThreadObserver:
     def __init__(self, ring: HistoryRing) -> None:
         self.ring = ring
         self._lock = threading.Lock()
-        self._skip: dict[int, tuple[types.CodeType, bool]] = {}
+        self._origins: dict[int, tuple[types.CodeType, str]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
         # id(thread) -> its kind; removed when the thread ends
@@ -222,17 +225,28 @@ class ThreadObserver:
 
     # -- what they see ----------------------------------------------------------------------
 
-    def _classify(self, code: types.CodeType) -> tuple[types.CodeType, bool]:
-        """(code, whether it is the stdlib's or lensbook's), cached by id: hashing a code
-        object hashes its constants every time; the entry holds the code, so its id cannot be
-        reused while it is there."""
-        if len(self._skip) > 4096:
-            self._skip.clear()
-        found = self._skip[id(code)] = (
-            code,
-            code_origin(code.co_filename) in ("stdlib", "lensbook"),
-        )
+    def _classify(self, code: types.CodeType) -> tuple[types.CodeType, str]:
+        """(code, where it comes from: "user", "library", "stdlib", ...), cached by id: hashing
+        a code object hashes its constants every time; the entry holds the code, so its id
+        cannot be reused while it is there."""
+        if len(self._origins) > 4096:
+            self._origins.clear()
+        found = self._origins[id(code)] = (code, code_origin(code.co_filename))
         return found
+
+    def creator(self, thread: threading.Thread) -> dict[str, str] | None:
+        """Who started `thread` (a live one, started while recording): the user's code that
+        started it ("file:line"), its function, the library frame between ("" if none) and the
+        target. None for threads started before the recorder, or already ended."""
+        kind = self._live.get(id(thread))
+        if kind is None or kind is self._overflow:
+            return None
+        return {
+            "started_from": kind.started_from,
+            "function": kind.starter_function,
+            "via": kind.via,
+            "target": kind.target,
+        }
 
     def on_start(self, thread: threading.Thread, caller: types.FrameType | None) -> None:
         # the path of every thread start: no lock (a race may lose one count, never a thread),
@@ -276,6 +290,7 @@ class ThreadObserver:
                     "kind": kind.name_pattern,
                     "started_from": kind.started_from,
                     "function": kind.starter_function,
+                    "via": kind.via,
                     "daemon": daemon,
                     "count": kind.started,
                 },
@@ -342,21 +357,25 @@ class ThreadObserver:
             tkey = target
         else:  # a callable object, a partial: its type (ids of instances would be new kinds)
             tkey = tt
-        # the first frame outside the stdlib and lensbook: the user's call, not the executor's
+        # the first frame in the user's code: the user's call, not the executor's; the first
+        # library frame on the way is kept as detail, and blamed when no user frame is found
         # (inlined: this is the path of every thread start)
-        skip = self._skip
+        origins = self._origins
         starter = caller
+        library: types.FrameType | None = None
         depth = 0
         while starter is not None and depth < 30:
-            found = skip.get(id(starter.f_code))
+            found = origins.get(id(starter.f_code))
             if found is None:
                 found = self._classify(starter.f_code)
-            if not found[1]:
+            if found[1] == "user":
                 break
+            if library is None and found[1] == "library":
+                library = starter
             starter = starter.f_back
             depth += 1
         if starter is None or depth >= 30:
-            starter = caller
+            starter, library = library or caller, None
         code = starter.f_code if starter is not None else None
         # the call site by instruction offset: a frame's line number is computed from its line
         # table on every read (microseconds in a long function), so only a new kind asks for it
@@ -368,6 +387,8 @@ class ThreadObserver:
             line = (starter.f_lineno or 0) if starter is not None else 0
             name = thread.name if thread is not None else RAW_KIND  # (a property: once a kind)
             kind = self._new_kind(key, thread, name, target, code, line, tkey)
+            if library is not None:
+                kind.via = where(library.f_code, library.f_lineno)
         return kind
 
     def _new_kind(
@@ -469,6 +490,7 @@ class ThreadObserver:
                             "target": kind.target,
                             "started_from": kind.started_from,
                             "function": kind.starter_function,
+                            "via": kind.via,
                             "started": kind.window_started,
                             "ended": kind.window_ended,
                             "died": kind.window_died,

@@ -70,6 +70,7 @@ SCENARIOS: dict[str, str] = {
     "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
     "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
     "task_pileup": "lensbook.scenarios.task_pileup:SCENARIO",
+    "past_retry_storm": "lensbook.scenarios.past_retry_storm:SCENARIO",
     # busy but healthy workloads: no skill may raise an alarm
     "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
     "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",

@@ -223,7 +223,9 @@ def attribute(
     if first in ("lensbook", "import"):
         return None, []
     detail: list[tuple[str, int]] = []
-    for frame in frames:
+    for i, frame in enumerate(frames):
+        if frame[0] == "<string>" and i + 1 < len(frames):
+            continue  # code made by exec (dataclass, namedtuple methods): its caller's place
         kind = origin(frame[0])
         if kind == "lensbook":
             # lensbook called into the library (a probe): not the user's allocation

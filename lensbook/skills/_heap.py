@@ -20,6 +20,12 @@ stack: the resize requires that), so `referrers` keeps every tuple that some tra
 refers to, found in the same exclusive step: a chain through a closure's cells or an
 `lru_cache` key still reaches its root. `objects` leaves tuples out (censuses count them, in
 `Heap.tuples`): checking a million tuples that way would cost a heap walk each.
+
+Exclusive steps are taken one at a time across threads (a lock): the switch interval is one
+setting of the whole interpreter, and two overlapping steps that each saved and restored it
+would leave it raised for good (the second saves the first's raised value and restores that
+last), after which every GIL hand-off of the user's own threads would wait 250 ms instead of
+5 ms. Taking them in turn also keeps two probes' heap walks from stalling the user twice over.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from __future__ import annotations
 import gc
 import operator
 import sys
+import threading
 import time
 import types
 from collections.abc import Iterator
@@ -42,6 +49,9 @@ __all__ = ["Heap", "exclusive", "objects", "referrers"]
 #: 5 ms default): past a C-speed pass over a few million objects, short enough for a main thread
 _EXCLUSIVE_INTERVAL_S = 0.25
 
+# one exclusive step at a time in the whole process (re-entrant: a step may nest another)
+_exclusive_lock = threading.RLock()
+
 
 @contextmanager
 def exclusive() -> Iterator[None]:
@@ -52,16 +62,18 @@ def exclusive() -> Iterator[None]:
     old one: giving the GIL up once (`time.sleep(0)`) and taking it back restarts every
     woken waiter's wait with the raised interval. On the way out the interval is put back
     (in ``finally``: even an exception cannot leave it raised) and the GIL handed straight
-    back to whoever waited through the step.
+    back to whoever waited through the step. Steps of several threads are taken in turn, so
+    the interval each one saves is the user's, never another step's raised one.
     """
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
-    try:
-        time.sleep(0)
-        yield
-    finally:
-        sys.setswitchinterval(previous)
-        time.sleep(0)
+    with _exclusive_lock:
+        previous = sys.getswitchinterval()
+        sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
+        try:
+            time.sleep(0)
+            yield
+        finally:
+            sys.setswitchinterval(previous)
+    time.sleep(0)  # outside the lock: the GIL goes to whoever waited through the step
 
 
 @dataclass

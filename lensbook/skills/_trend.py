@@ -8,12 +8,23 @@ the whole: a later slope well under the overall one is a plateau, not a leak.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
-__all__ = ["PLATEAU_RATIO", "plateaued", "shape_known", "slope"]
+__all__ = [
+    "PLATEAU_RATIO",
+    "RISING_SHARE",
+    "plateaued",
+    "rising_share",
+    "shape_known",
+    "slope",
+    "steady_rise",
+]
 
 #: the later half rising at less than this share of the whole series' rate is a plateau
 PLATEAU_RATIO = 0.35
+#: a steady rise goes up in at least this share of the steps that moved (a busy heap saw-tooths)
+RISING_SHARE = 0.6
 
 
 def slope(points: Sequence[Sequence[float]]) -> float | None:
@@ -52,3 +63,25 @@ def shape_known(points: Sequence[Sequence[float]], per_half: int = 2) -> bool:
     middle = pts[0][0] + (pts[-1][0] - pts[0][0]) / 2
     early = sum(1 for p in pts if p[0] < middle)
     return early >= per_half and len(pts) - early >= per_half
+
+
+def rising_share(points: Sequence[Sequence[float]]) -> float:
+    """The share of a series' moves that went up (0.0 when it never moved)."""
+    pts = [p for p in points if isinstance(p, (list, tuple)) and len(p) >= 2]
+    moving = [b[1] - a[1] for a, b in itertools.pairwise(pts) if b[1] != a[1]]
+    return round(sum(d > 0 for d in moving) / len(moving), 2) if moving else 0.0
+
+
+def steady_rise(points: Sequence[Sequence[float]]) -> bool:
+    """Whether a series is known to rise and keep rising: enough points in both halves of its
+    span, rising in most steps, and not levelled off. Growth seen once (a batch in flight when
+    it was measured, a heap warming up) is not a steady rise."""
+    pts = [p for p in points if isinstance(p, (list, tuple)) and len(p) >= 2]
+    rate = slope(pts)
+    return (
+        rate is not None
+        and rate > 0
+        and shape_known(pts)
+        and not plateaued(pts)
+        and rising_share(pts) >= RISING_SHARE
+    )

@@ -366,8 +366,8 @@ def outgoing(value: Any) -> Any:
     """`value` as it may leave the process: JSON-safe, redacted, process text delimited.
 
     The one preparation of what a probe or snapshot returns, before anything cuts it. Strings
-    marked with `lensbook.skills.untrusted.from_process` (in dicts, lists and tuples) are
-    redacted, then wrapped in the data delimiters.
+    marked with `lensbook.skills.untrusted.from_process` (in dicts, their keys too, lists and
+    tuples) are redacted, then wrapped in the data delimiters.
     """
     return redact(jsonable(_delimit_marked(value)))
 
@@ -376,7 +376,8 @@ def _delimit_marked(value: Any) -> Any:
     if isinstance(value, ProcessText):
         return delimit(redact_text(value))
     if isinstance(value, dict):
-        return {k: _delimit_marked(v) for k, v in value.items()}
+        # a key can be process text too (counts by type name, by thread name)
+        return {_delimit_marked(k): _delimit_marked(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_delimit_marked(v) for v in value]
     return value

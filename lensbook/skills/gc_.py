@@ -28,6 +28,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
 
@@ -292,7 +293,7 @@ class GCSkill(Skill):
             origin = _type_origin(t)
             if origin in ("user", "library"):
                 row["defined_at"] = _type_site(t)
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "__del__", "defined_at"))  # the process's names
         del by_type
         return {
             "watched_s": round(watched, 2),
@@ -334,7 +335,9 @@ class GCSkill(Skill):
         with_del = [(t, n) for t, n in by_type.items() if _finalizer_of(t) is not None]
         del by_type
         rows = [
-            {"type": _type_name(t), "count": n, "__del__": _finalizer_of(t)}
+            mark_fields(
+                {"type": _type_name(t), "count": n, "__del__": _finalizer_of(t)}, "type", "__del__"
+            )
             for t, n in heapq.nlargest(min(max(top, 1), 30), with_del, key=lambda kv: kv[1])
         ]
         return {
@@ -361,7 +364,10 @@ class GCSkill(Skill):
         flags = gc.get_debug()
         return {
             "garbage_len": len(gc.garbage),
-            "types": [{"type": name, "count": n} for name, n in by_type.most_common(min(top, 30))],
+            "types": [
+                mark_fields({"type": name, "count": n}, "type")
+                for name, n in by_type.most_common(min(top, 30))
+            ],
             "uncollectable_since_start": [s["uncollectable"] for s in gc.get_stats()],
             "debug_saveall": bool(flags & gc.DEBUG_SAVEALL),
             "note": (
@@ -479,6 +485,8 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
         if code in holders:
             row["holds_exception_in"] = holders[code]
         rows.append(row)
+    for row in rows:  # the sort below reads origin and counts; names and paths are the process's
+        mark_fields(row, "function", "where", "holds_exception_in")
     # the frame that stores the exception first: it is what makes the cycle
     rows.sort(key=lambda r: ("holds_exception_in" not in r, r["origin"] != "user", -r["count"]))
     return rows
@@ -519,8 +527,13 @@ class GCChurnRule(Rule):
             return []
         calls = [ProbeCall("gc_collections", {"window_s": round(ev.elapsed() + 1.0)})]
         if self._churning(ev):
+            # promoted cycles are only kept while a full collection runs: watch long enough
+            # for about three of them (a 1 s window at 0.5 full collections/s saw none half the
+            # time), within the probe's budget
+            rate2 = ev.rate("gc_collections_gen2") or 0.0
+            seconds = min(max(3.0 / rate2, 1.0), 8.0) if rate2 > 0 else 1.0
             calls += [
-                ProbeCall("gc_cycle_types", {"seconds": 1.0}),
+                ProbeCall("gc_cycle_types", {"seconds": round(seconds, 1)}),
                 ProbeCall("gc_finalizer_types", {"top": 5}),
             ]
         return calls

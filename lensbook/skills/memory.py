@@ -17,7 +17,6 @@ import gc
 import heapq
 import itertools
 import json
-import operator
 import random
 import sys
 import threading
@@ -41,12 +40,13 @@ from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._stacks import source_line
-from lensbook.skills._trend import plateaued
 from lensbook.skills._trend import slope as _least_squares
-from lensbook.skills.base import Skill, probe
+from lensbook.skills._trend import steady_rise
+from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["LeakRule", "MemorySkill"]
 
@@ -68,11 +68,12 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
     """The first rows whose JSON fits in `budget` characters, and how many were left out.
 
     Output is cut at whole rows so it stays valid JSON under the probe's cap (a truncated
-    answer would not parse).
+    answer would not parse). Rows are measured as they will leave: redacted, process text
+    delimited.
     """
     used = 0
     for i, row in enumerate(rows):
-        used += len(json.dumps(row, default=str)) + 1
+        used += len(json.dumps(outgoing(row), default=str, ensure_ascii=False)) + 1
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
@@ -166,20 +167,22 @@ def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTrace
 def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
     """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
 
-    Past `max_traces` blocks, a random sample of that many is counted and the sums scaled up:
-    while tracing is on, this very pass is traced too and runs ~10x slower, so a process that
-    traces millions of blocks gets an estimate in time rather than an exact answer too late.
-    The sample is random, not every n-th block: blocks come in hash-table order, which follows
-    addresses, and a regular stride aliases with the allocator's regular layout.
+    Past `max_traces` blocks, a random sample of about that many is counted and the sums scaled
+    up: while tracing is on, this very pass is traced too and runs ~10x slower, so a process
+    that traces millions of blocks gets an estimate in time rather than an exact answer too
+    late. The sample is random, not every n-th block: blocks come in hash-table order, which
+    follows addresses, and a regular stride aliases with the allocator's regular layout. Each
+    block is kept with the same chance, drawn from random bytes in C-level passes: choosing
+    exact indices in Python cost as much as the count itself, and every int it made was traced.
     """
     raw = _raw_traces(snap)
     stride = 1.0
     picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
     if max_traces and len(raw) > max_traces:
-        chosen = random.sample(range(len(raw)), max_traces)
-        picked = operator.itemgetter(*chosen)(raw)
-        del chosen
-        stride = len(raw) / max_traces
+        # keep a block when its random byte is below `below`: a chance of below/256 each
+        below = min(max(round(256 * max_traces / len(raw)), 1), 255)
+        picked = list(itertools.compress(raw, map(below.__gt__, random.randbytes(len(raw)))))
+        stride = len(raw) / max(len(picked), 1)
     by_tb: dict[int, list[Any]] = {}
     scanned = 0
     pace = Pacer()
@@ -275,8 +278,13 @@ class _TraceWindow:
             self.ended_at = time.time()
 
     def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began`."""
-        rest = TRACE_BURST_S / self.duty - TRACE_BURST_S
+        """The bursts of an owned window until `stop` is set; the first began at `began`.
+
+        A burst ends when this thread gets the GIL back, which a long C call in another thread
+        (a pandas conversion, a big sort) or a saturated machine can delay well past
+        `TRACE_BURST_S`; the rest after each burst is sized on how long it really traced, so
+        the traced share of the window stays `duty` whatever the overrun.
+        """
         try:
             while True:
                 try:
@@ -291,7 +299,10 @@ class _TraceWindow:
                     _merge(self.sampled, grouped)
                     self.traced_s += traced
                     self.bursts += 1
-                if self.stop.wait(rest):
+                # jittered around its mean (which keeps the duty): a fixed period locks onto a
+                # periodic job's (a request every 100 ms) and misses it every time
+                rest = max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)
+                if self.stop.wait(rest * random.uniform(0.5, 1.5)):
                     return
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"
@@ -930,10 +941,13 @@ class MemorySkill(Skill):
                 if stop:
                     self._close_window()  # ends the current burst, adding it to the sums
                 with window.lock:
-                    traced_s = window.traced_s
+                    traced_s: float | None = window.traced_s
+                    bursts: int | None = window.bursts
                     wall_s = (window.ended_at or time.time()) - window.started_at
-                    wall_s = max(wall_s, traced_s)
-                    grouped = _scaled(window.sampled, wall_s / traced_s if traced_s else 1.0)
+                    wall_s = max(wall_s, window.traced_s)
+                    grouped = _scaled(
+                        window.sampled, wall_s / window.traced_s if window.traced_s else 1.0
+                    )
                 frames = window.frames
             else:
                 if window is not None and window.ended_by is not None:
@@ -954,7 +968,7 @@ class MemorySkill(Skill):
                     snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None
                 )
                 del snap
-                traced_s = None
+                traced_s = bursts = None
         baseline = window.baseline if window is not None else {}
         rows: list[tuple[RawFrame, int, int, _SiteStat]] = []
         for site, stat in grouped.sites.items():
@@ -982,7 +996,8 @@ class MemorySkill(Skill):
             if detail:
                 # the user's line called into a library that did the allocating
                 entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
-            sites.append(entry)
+            # paths, function names and source lines are the process's text
+            sites.append(mark_fields(entry, "site", "function", "code", "traceback", "via"))
         sites, omitted = _fit(sites, 4200)
         return {
             "window_s": None if window_s is None else round(window_s, 2),
@@ -996,6 +1011,7 @@ class MemorySkill(Skill):
             "excluded_kb": {k: round(v / _KB, 1) for k, v in grouped.excluded.items()},
             "tracing_after": tracemalloc.is_tracing(),
             "traced_s": None if traced_s is None else round(traced_s, 2),
+            "bursts": bursts,
             "sites": sites,
             "sites_omitted_for_size": omitted,
         }
@@ -1032,22 +1048,28 @@ class MemorySkill(Skill):
             "tracked_objects": census.tracked,
             "distinct_types": len(census.types),
             "partial": census.partial,
-            "top": [{"type": name, "count": n} for name, n in ranked],
+            "top": [mark_fields({"type": name, "count": n}, "type") for name, n in ranked],
         }
 
-    @probe
-    def type_growth(self, top: int = 10) -> dict[str, Any]:
+    @probe(budget=20.0)
+    def type_growth(self, top: int = 10, after_s: float = 0.0) -> dict[str, Any]:
         """Which types (and which closures, by the code that made them) grew since memory_census.
 
         Takes a new census, compares it with the previous one and keeps it as the new baseline.
-        User-defined types come with the file:line of their class statement.
+        User-defined types come with the file:line of their class statement. Called again
+        (with `after_s`), it tells growth that goes on from objects that were only in flight
+        at the last look.
 
         Args:
             top: how many growing types and functions to return (at most 30).
+            after_s: wait this long before the census (at most 10 s).
 
-        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s).
+        Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s), after the
+        wait.
         """
         top = min(max(top, 1), 30)
+        if after_s > 0:
+            time.sleep(min(after_s, 10.0))
         now = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
         with self._lock:
             before, self._census = self._census, now
@@ -1078,11 +1100,11 @@ class MemorySkill(Skill):
                 row["origin"] = origin
                 if origin in ("user", "library"):
                     row["defined_at"] = _type_site(t)
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "defined_at"))
         fdeltas = Counter(now.functions)
         fdeltas.subtract(before.functions)
         functions = [
-            {"function": name, "delta": d, "per_s": round(d / interval, 1)}
+            mark_fields({"function": name, "delta": d, "per_s": round(d / interval, 1)}, "function")
             for name, d in fdeltas.most_common(min(top, 8))
             if d > 0
         ]
@@ -1091,7 +1113,7 @@ class MemorySkill(Skill):
         few = sorted((d, name) for name, d in deltas.items() if SUSPECT_MIN_DELTA <= d < 1000)
         few_types = _types_named({name for _, name in few[:200]})
         fewest = [
-            {"type": name, "delta": d, "origin": origin}
+            mark_fields({"type": name, "delta": d, "origin": origin}, "type")
             for d, name in few[:200]
             if name in few_types
             and (origin := _type_origin(few_types[name])) in ("user", "library")
@@ -1106,7 +1128,7 @@ class MemorySkill(Skill):
             "growing": _fit(rows, 2600)[0],
             "growing_functions": _fit(functions, 1200)[0],
             "fewest_growing_classes": fewest,
-            "shrinking": [{"type": n, "delta": d} for n, d in shrunk],
+            "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
     @probe
@@ -1178,7 +1200,7 @@ class MemorySkill(Skill):
                 fix = fix_for(row["held_by"] or "")
                 if fix:
                     row["fix"] = fix
-            rows.append(row)
+            rows.append(mark_fields(row, "type", "value_types", "item_types", "held_by", "fix"))
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
@@ -1255,7 +1277,7 @@ def _chain_row(chain: str, samples: int) -> dict[str, Any]:
     fix = fix_for(chain)
     if fix:
         row["fix"] = fix
-    return row
+    return mark_fields(row, "chain", "fix")  # names of the process's types and variables
 
 
 def _unique(items: Iterable[Any]) -> list[Any]:
@@ -1299,20 +1321,34 @@ def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
 
 # -- the offline investigator's rule ------------------------------------------------------------
 
-#: growth that counts as a leak within one window: at least this much, at least this fast
-LEAK_MIN_KB = 1024.0
-LEAK_MIN_KB_PER_S = 200.0
-#: growth in one window that counts, as a share of the process's RSS (the floor above is noise)
+#: bytes still held after one window that count, judged against the process: this share of
+#: its RSS, at a rate that would add this share of RSS in ten minutes...
 LEAK_MIN_SHARE_OF_RSS = 0.02
-#: GC-tracked objects (or container items) that must appear for object growth to count
+LEAK_TEN_MIN_SHARE_OF_RSS = 0.25
+#: ...with absolute floors only against noise (a tiny process)
+LEAK_MIN_KB = 256.0
+LEAK_MIN_KB_PER_S = 32.0
+#: blocks at least this large on average are blobs (bytes, arrays), which no census counts;
+#: blobs alone are a leak only with RSS rising steadily over at least this much history
+LEAK_BLOB_BYTES = 4096
+LEAK_HISTORY_MIN_S = 60.0
+#: GC-tracked objects that must appear between the two censuses: a share of the heap, with a
+#: floor against the objects a busy process has in flight at any moment
+OBJECTS_MIN_SHARE = 0.02
 OBJECTS_MIN_DELTA = 20_000
+#: objects that grew are looked at again this long after: a leak goes on growing at this share
+#: of its rate at least; objects in flight at the second look do not
+OBJECTS_RECHECK_S = 2.0
+OBJECTS_RECHECK_SHARE = 0.3
+#: items a container seen at both looks (or one held by a named root) must gain
 CONTAINER_MIN_GROWTH = 5_000
 #: instances of a class that must appear for it to be followed to what keeps it
 SUSPECT_MIN_DELTA = 10
 
 
 class LeakRule(Rule):
-    """Memory that grows and stays: opens a tracemalloc window and takes two censuses."""
+    """Memory that grows and stays: opens a tracemalloc window and takes two censuses (and a
+    third when objects alone grew, to tell a leak from a batch in flight)."""
 
     name = "memory_leak"
     snapshots_needed = 2
@@ -1336,13 +1372,18 @@ class LeakRule(Rule):
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        for suspect in _suspect_types(ev.result("memory_type_growth")):
+        for suspect in _suspect_types(_first_growth(ev)):
             calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
+        first = _first_growth(ev)
+        if _objects_grew(first):
+            # objects alone: look once more, to tell a heap that goes on growing from a batch
+            # of objects that happened to be in flight at the second look
+            calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         diff = _as_dict(ev.result("memory_allocation_diff"))
-        growth = _as_dict(ev.result("memory_type_growth"))
+        growth = _first_growth(ev)
         containers = _as_dict(ev.result("memory_largest_containers"))
         refs = _best_referrers(ev)
         growth_kb = float(diff.get("growth_kb") or 0.0)
@@ -1354,17 +1395,31 @@ class LeakRule(Rule):
         growing_box = _growing_container(containers)
         box_grew = _grew(growing_box) if growing_box else 0
 
-        rss_mb = float(ev.latest("rss_mb", 0.0) or 0.0)
-        # bytes alone are judged against the process (a share of RSS) and must be confirmed by
-        # RSS still rising late in the sampled history: a batch in flight at the second look, or
-        # a heap warming up to its plateau, is not a leak
-        leak_by_bytes = (
-            growth_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_mb * 1024)
-            and rate_kb >= LEAK_MIN_KB_PER_S
-            and not plateaued(_as_dict(ev.result("memory_rss_trend")).get("points") or [])
+        rss_kb = float(ev.latest("rss_mb", 0.0) or 0.0) * 1024
+        # Each measure is judged against the process and must persist. Bytes still held at the
+        # end of a window (or of each tracing burst) include whatever is in flight then: a
+        # pandas batch half built is not a leak. Small blocks that stay are held by objects,
+        # which the censuses count; so bytes alone count only in large blocks (blobs, arrays,
+        # which go to RSS one for one), and only when the process's RSS rises steadily across
+        # the sampled history (the metrics store: samples from before the run as well).
+        # Objects count when the heap gained a share of itself between two censuses seconds
+        # apart; a container only when it is the same one seen at both looks, or is held by a
+        # named root (a global, a class, a known registry).
+        blob_kb = sum(
+            float(site["kb"])
+            for site in sites
+            if float(site.get("kb") or 0) * _KB >= LEAK_BLOB_BYTES * max(int(site["blocks"]), 1)
         )
-        leak_by_objects = tracked_delta >= OBJECTS_MIN_DELTA
-        leak_by_container = box_grew >= CONTAINER_MIN_GROWTH
+        trend = _as_dict(ev.result("memory_rss_trend"))
+        leak_by_bytes = (
+            blob_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_kb)
+            and blob_kb / window >= max(LEAK_MIN_KB_PER_S, LEAK_TEN_MIN_SHARE_OF_RSS * rss_kb / 600)
+            # a rise of a few seconds (lensbook's own start among them) proves nothing
+            and float(trend.get("span_s") or 0.0) >= LEAK_HISTORY_MIN_S
+            and steady_rise(trend.get("points") or [])
+        )
+        leak_by_objects = _objects_grew(growth) and _objects_go_on(growth, ev)
+        leak_by_container = box_grew >= CONTAINER_MIN_GROWTH and _persistent(growing_box)
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
             return []
 
@@ -1516,6 +1571,45 @@ def _growing_container(containers: dict[str, Any]) -> dict[str, Any]:
 
 def _grew(container: dict[str, Any]) -> int:
     return int(container.get("grew") or container.get("grew_at_least") or 0)
+
+
+def _first_growth(ev: Evidence) -> dict[str, Any]:
+    """The type growth between the rule's two looks (not the recheck after them)."""
+    found = [v for args, v in ev.results.get("memory_type_growth", []) if not args.get("after_s")]
+    return _as_dict(found[-1]) if found else {}
+
+
+def _objects_grew(growth: dict[str, Any]) -> bool:
+    """Whether the GC-tracked objects grew by a share of the heap (with a floor) between looks."""
+    delta = int(growth.get("tracked_delta") or 0)
+    before = int(growth.get("tracked_before") or 0)
+    return delta >= max(OBJECTS_MIN_DELTA, OBJECTS_MIN_SHARE * before)
+
+
+def _objects_go_on(growth: dict[str, Any], ev: Evidence) -> bool:
+    """Whether the objects kept growing after the second look, at a good share of the rate
+    seen between the first two (true when no recheck was made: nothing says otherwise)."""
+    again = [v for args, v in ev.results.get("memory_type_growth", []) if args.get("after_s")]
+    if not again:
+        return True
+    recheck = _as_dict(again[-1])
+    if "tracked_delta" not in recheck:
+        return True  # the recheck could not compare (no earlier census): no evidence against
+    rate = int(growth.get("tracked_delta") or 0) / max(float(growth.get("interval_s") or 1), 1e-6)
+    rate_again = int(recheck["tracked_delta"]) / max(float(recheck.get("interval_s") or 1), 1e-6)
+    return rate_again >= OBJECTS_RECHECK_SHARE * rate
+
+
+def _persistent(container: dict[str, Any]) -> bool:
+    """Whether a growing container is one that stays: the same object at both looks, or one
+    held by a named root. A new container held by a local variable or by nothing nameable is
+    most often work in flight (a batch's list of rows), which the next moment frees."""
+    if "grew" in container:
+        return True
+    held_by = str(container.get("held_by") or "")
+    return bool(container.get("fix")) or any(
+        root in held_by for root in ("held by module global", "held by class attribute")
+    )
 
 
 def _hypothesis(

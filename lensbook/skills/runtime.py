@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import itertools
 import os
 import platform
 import sys
@@ -17,7 +16,7 @@ import psutil
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
-from lensbook.skills._trend import plateaued, shape_known, slope
+from lensbook.skills._trend import RISING_SHARE, plateaued, rising_share, shape_known, slope
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -130,18 +129,31 @@ class RuntimeSkill(Skill):
         """Where the growing memory is allocated, attributed to the first frame in the user's
         code: a short tracemalloc window (6 frames) run by the memory skill.
 
+        The memory skill traces in bursts (a share of the window), so a leak that allocates a
+        few large blocks a second can fall between the bursts of a short window: when the
+        window found nothing, it stays open a little longer (up to `ALLOCATION_WINDOW_MAX_S`)
+        until a burst sees an allocation.
+
         Args:
             seconds: length of the window (0.5 to 5).
             top: sites to return (at most 10).
 
         Cost: slows allocation-heavy code for the window's length (tracing, ~x10 at 6
-        frames), then a snapshot and one pass over the traced blocks (bounded to ~6 s).
+        frames, for the memory skill's traced share of it), then a snapshot and one pass over
+        the traced blocks (bounded to ~6 s).
         """
         from lensbook.skills import resolve_skill
 
         memory = resolve_skill("memory")
         started = memory.trace_start(frames=6, max_seconds=30.0)  # type: ignore[attr-defined]
+        opened = time.monotonic()
         time.sleep(min(max(seconds, 0.5), 5.0))
+        while time.monotonic() - opened < ALLOCATION_WINDOW_MAX_S:
+            seen = memory.allocation_diff(top=1, stop=False)  # type: ignore[attr-defined]
+            # found growth worth naming (not a few stray blocks), or traced throughout
+            if seen.get("growth_kb", 0) >= ALLOCATION_SEEN_KB or seen.get("bursts") is None:
+                break
+            time.sleep(0.25)
         diff: dict[str, Any] = memory.allocation_diff(  # type: ignore[attr-defined]
             top=min(max(top, 1), 10)
         )
@@ -219,8 +231,6 @@ def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
     """First, last, span, least-squares slope per second and how steadily a series rose."""
     if len(points) < 2:
         return {"samples": len(points), "last": points[-1][1] if points else None}
-    steps = [b[1] - a[1] for a, b in itertools.pairwise(points)]
-    moving = [d for d in steps if d != 0]
     return {
         "samples": len(points),
         "span_s": round(points[-1][0] - points[0][0], 1),
@@ -231,9 +241,14 @@ def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
         "plateaued": plateaued(points),
         "shape_known": shape_known(points),
         # the share of changes that went up: a leak rises steadily, a busy heap saw-tooths
-        "rising_share": round(sum(d > 0 for d in moving) / len(moving), 2) if moving else 0.0,
+        "rising_share": rising_share(points),
     }
 
+
+#: the longest a runtime_allocation_sites window stays open waiting for a burst to see a site
+ALLOCATION_WINDOW_MAX_S = 5.0
+#: held growth a window must have seen before it closes early (a few stray blocks are not it)
+ALLOCATION_SEEN_KB = 64.0
 
 #: RSS growth that counts, judged against the process: over the window at least this share of
 #: the starting RSS (and this absolute floor, against allocator noise), at a rate that would
@@ -241,7 +256,7 @@ def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
 GROWTH_MIN_SHARE = 0.05
 GROWTH_FLOOR_MB = 8.0
 GROWTH_TEN_MIN_SHARE = 0.25
-GROWTH_RISING_SHARE = 0.6
+GROWTH_RISING_SHARE = RISING_SHARE
 
 
 class _MemoryGrowth(Rule):

@@ -42,6 +42,7 @@ from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
+from lensbook.types import Severity
 
 __all__ = [
     "ThreadsSkill",
@@ -644,6 +645,27 @@ def _target_of(thread: threading.Thread | None) -> str | None:
     )
 
 
+def _started_by(thread: threading.Thread | None) -> str | None:
+    """Who started a thread, as the flight recorder saw it: the user's function and the
+    file:line of its call, with the library frame that did the starting as detail ("started
+    by handle_request at app.py:41 via concurrent/futures/thread.py:..." is the stdlib's and
+    left out; a library's is kept). None when the recorder was not running as it started."""
+    if thread is None:
+        return None
+    from lensbook.recorder.api import recorder  # imported here: the recorder imports this module
+
+    found = recorder.threads.creator(thread) if recorder.recording else None
+    if not found:
+        return None
+    via = f" via {found['via']}" if found.get("via") else ""
+    # a comprehension runs as a function of its own: name the function it is written in
+    function = _COMPREHENSION.sub("", str(found["function"]))
+    return f"{function} at {found['started_from']}{via}"
+
+
+_COMPREHENSION = re.compile(r"\.<locals>\.<(listcomp|dictcomp|setcomp|genexpr)>$")
+
+
 def _thread_names() -> dict[int, threading.Thread]:
     return {t.ident: t for t in threading.enumerate() if t.ident is not None}
 
@@ -884,6 +906,9 @@ class ThreadsSkill(Skill):
                 runs = _target_of(thread)
                 if runs:
                     entry["runs"] = runs
+                started_by = _started_by(thread)
+                if started_by:
+                    entry["started_by"] = started_by
             entry["count"] += 1
             entry["cpu_s"] = round(entry["cpu_s"] + (seconds or 0.0), 3)
             if len(entry["threads"]) < 5:
@@ -1022,6 +1047,9 @@ class ThreadsSkill(Skill):
                 # since first seen at this very acquisition (same frame and instruction)
                 "waited_s": round(waited.get(ident, 0.0), 1),
             }
+            started_by = _started_by(threads.get(ident))
+            if started_by:
+                entry["started_by"] = started_by
             user = _first_user_frame(act.frame)
             if user is not None and user is not act.frame:
                 entry["user_code"] = describe_frame(user)
@@ -1160,6 +1188,9 @@ class ThreadsSkill(Skill):
                 "runnable_percent": runnable,
                 "samples": count,
             }
+            started_by = _started_by(threads.get(ident))
+            if started_by:
+                entry["started_by"] = started_by
             if count:
                 code, hits = funcs[ident].most_common(1)[0]
                 entry["hot_function"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
@@ -1225,6 +1256,10 @@ class ThreadsSkill(Skill):
             code = getattr(target, "__code__", None)
             if code is not None and "runs" not in entry:
                 entry["runs"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
+            if "started_by" not in entry:
+                started_by = _started_by(thread)
+                if started_by:
+                    entry["started_by"] = started_by
             frame = frames.get(thread.ident) if thread.ident is not None else None
             if frame is not None and "parked_at" not in entry:
                 act = _activity(frame)
@@ -1290,6 +1325,11 @@ def _results(ev: Evidence, name: str) -> Iterable[Any]:
     return (value for _, value in ev.results.get(name, []))
 
 
+def _started(entry: dict[str, Any]) -> str:
+    """ " (started by fn at file:line)" for a thread the flight recorder saw start, else ""."""
+    return f" (started by {entry['started_by']})" if entry.get("started_by") else ""
+
+
 class Deadlock(Rule):
     """Threads blocked on locks: look for a cycle and name its threads and locks."""
 
@@ -1317,7 +1357,8 @@ class Deadlock(Rule):
             for step in steps:
                 holds = ", ".join(f"{h['lock']} ({h['taken']})" for h in step.get("holds") or [])
                 parts.append(
-                    f"thread {step['thread']!r} holds {holds or 'a lock'} and waits for "
+                    f"thread {step['thread']!r}{_started(step)} holds {holds or 'a lock'} and "
+                    "waits for "
                     f"{step['waits_for']} at {step['at']} (held by "
                     f"{', '.join(repr(h) for h in step.get('held_by') or ['?'])})"
                 )
@@ -1386,7 +1427,7 @@ class LockContention(Rule):
                 doing += f", innermost at {b['holder_innermost']}"
             called = f" (called from {b['user_code']})" if b.get("user_code") else ""
             parts.append(
-                f"{b['thread']!r} waits for {b['waits_for']} at {b['at']}{called}, "
+                f"{b['thread']!r}{_started(b)} waits for {b['waits_for']} at {b['at']}{called}, "
                 f"held by {holder}{doing}"
             )
         # a holder parked in a blocking call (I/O, a sleep, a queue) with a queue of threads
@@ -1457,7 +1498,7 @@ def _stall_finding(result: dict[str, Any], stalled: list[dict[str, Any]]) -> Fin
         holder = ", ".join(repr(h) for h in b.get("held_by") or []) or "no thread we can name"
         code = f" `{b['code']}`" if b.get("code") else ""
         parts.append(
-            f"{b['thread']!r} has waited {b['waited_s']} s for {b['waits_for']} at "
+            f"{b['thread']!r}{_started(b)} has waited {b['waited_s']} s for {b['waits_for']} at "
             f"{b['at']}{code} (held by {holder})"
         )
     names = ", ".join(repr(b["thread"]) for b in stalled)
@@ -1516,10 +1557,13 @@ class SpinningThread(Rule):
                 spin = t.get("hot_function_share", 0.0) >= 80.0 and line_share >= 90.0
                 where = t.get("user_function") or t.get("hot_function")
                 code = f" `{top_line['code']}`" if top_line.get("code") else ""
+                # a busy loop, or a thread that never blocks, is a fault; a worker that does
+                # CPU-bound work between waits (a batch job) is worth naming, not an alarm
+                severity: Severity = "warning" if spin or runnable >= 90.0 else "info"
                 findings.append(
                     Finding(
                         anomaly_type="cpu_spin" if spin else "cpu_hot_thread",
-                        severity="warning",
+                        severity=severity,
                         context=(
                             f"process CPU {result.get('process_cpu_percent')}% over a "
                             f"{result.get('window_s')} s window, {result.get('samples')} stack "
@@ -1530,7 +1574,13 @@ class SpinningThread(Rule):
                             f"{t.get('runnable_percent')}% of the time); "
                             f"{t.get('hot_function_share')}% of its samples were in "
                             f"{t.get('hot_function')}, hottest line {top_line.get('at')}{code} "
-                            f"({top_line.get('share')}%); user code: {where}."
+                            f"({top_line.get('share')}%); user code: {where}"
+                            + (
+                                f"; the thread was started by {t['started_by']}"
+                                if t.get("started_by")
+                                else ""
+                            )
+                            + "."
                         ),
                         hypothesis=(
                             f"{where} is a busy loop: it polls without blocking, so it burns a "
@@ -1578,11 +1628,19 @@ class ThreadGrowth(Rule):
         )
         held = f"; each pool is held by {lead['pool_held_by']}" if lead.get("pool_held_by") else ""
         first, last = int(ev.first("app_threads", 0)), int(ev.latest("app_threads", 0))
+        # the user's code that starts them, when the flight recorder saw them start
+        where = f" ({lead['started_by'].split(' via ')[0]})" if lead.get("started_by") else ""
         if lead.get("pools", 0) > 1:
             hypothesis = (
-                f"a new {lead.get('pool_type')} is created per call (per request, per object) "
-                "and never shut down, so its idle workers live on: create one pool at start-up "
-                "and share it, or use it as a context manager (`with ...:`) / call shutdown()"
+                f"a new {lead.get('pool_type')} is created per call (per request, per "
+                f"object){where} and never shut down, so its idle workers live on: create one "
+                "pool at start-up and share it, or use it as a context manager (`with ...:`) / "
+                "call shutdown()"
+            )
+        elif where:
+            hypothesis = (
+                f"threads are started faster than they finish{where}: a thread started per "
+                "call, or workers blocked on something that never comes"
             )
         else:
             hypothesis = (
@@ -1599,6 +1657,11 @@ class ThreadGrowth(Rule):
                 observation=(
                     f"{lead['count']} threads named {lead['pattern']!r}{pools}, running "
                     f"{lead.get('runs', '?')}, parked at {lead.get('parked_at', '?')}{held}"
+                    + (
+                        f"; they are started by {lead['started_by']}"
+                        if lead.get("started_by")
+                        else ""
+                    )
                 ),
                 hypothesis=hypothesis,
             )

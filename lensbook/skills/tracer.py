@@ -46,6 +46,7 @@ from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = ["TracerSkill", "active_traces"]
 
@@ -112,6 +113,10 @@ def _defined_at(func: Any) -> str | None:
     if isinstance(code, types.CodeType):
         return f"{short_path(code.co_filename)}:{code.co_firstlineno}"
     return None
+
+
+def _marked(text: str | None) -> ProcessText | None:
+    return from_process(text) if text is not None else None
 
 
 def resolve_target(name: str) -> _Target:
@@ -402,7 +407,7 @@ def _report(session: _Session, window: float, stopped_by: str) -> dict[str, Any]
         report: dict[str, Any] = {
             "target": target.name,
             "kind": target.kind,
-            "defined_at": _defined_at(target.func),
+            "defined_at": _marked(_defined_at(target.func)),
             "window_s": round(window, 3),
             "stopped_by": stopped_by,
             "calls": finished,
@@ -424,12 +429,17 @@ def _report(session: _Session, window: float, stopped_by: str) -> dict[str, Any]
         elif "generator" in target.kind:
             report["durations"] = "not measured: a generator function returns at once"
         callers = sorted(session.callers.items(), key=lambda kv: -kv[1][0])[:10]
+        # callers' paths and names, thread names and exception type names are the process's text
         report["callers"] = [
-            {"at": _where(where), "calls": int(n), "mean_ms": _ms(total / n) if n else None}
+            {
+                "at": from_process(_where(where)),
+                "calls": int(n),
+                "mean_ms": _ms(total / n) if n else None,
+            }
             for where, (n, total) in callers
         ]
-        report["threads"] = dict(session.threads.most_common(5))
-        report["exceptions"] = dict(session.exceptions.most_common(5))
+        report["threads"] = {from_process(k): n for k, n in session.threads.most_common(5)}
+        report["exceptions"] = {from_process(k): n for k, n in session.exceptions.most_common(5)}
     report["coverage"] = (
         "calls through references taken before the window (from m import f, stored callbacks) "
         "are not seen"
@@ -546,7 +556,10 @@ class TracerSkill(Skill):
                     found[full] = (exact, rank.get(origin, 3), _defined_at(func) or "built-in")
         ordered = sorted(found.items(), key=lambda kv: (kv[1][0], kv[1][1], kv[0]))
         return {
-            "matches": [{"target": k, "defined_at": v[2]} for k, v in ordered[: max(limit, 1)]],
+            "matches": [
+                {"target": from_process(k), "defined_at": from_process(v[2])}
+                for k, v in ordered[: max(limit, 1)]
+            ],
             "more": max(0, len(ordered) - max(limit, 1)),
         }
 

@@ -28,6 +28,7 @@ __all__ = [
     "ProcessText",
     "delimit",
     "from_process",
+    "mark_fields",
     "undelimit",
 ]
 
@@ -56,6 +57,23 @@ def from_process(text: object) -> ProcessText:
     return ProcessText(text if isinstance(text, str) else str(text))
 
 
+def mark_fields(row: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """`row` with the named fields marked as process text, in place: a string is marked, a
+    list's strings are, and a dict's keys are (type names counted by type, thread names).
+    Missing fields and other values are left as they are."""
+    for field in fields:
+        value = row.get(field)
+        if isinstance(value, str):
+            row[field] = from_process(value)
+        elif isinstance(value, list):
+            row[field] = [from_process(v) if isinstance(v, str) else v for v in value]
+        elif isinstance(value, dict):
+            row[field] = {
+                (from_process(k) if isinstance(k, str) else k): v for k, v in value.items()
+            }
+    return row
+
+
 def delimit(text: str) -> str:
     """``⟦text⟧``, with any delimiter inside `text` neutralised so it cannot close early."""
     return OPEN + text.translate(_ESCAPES) + CLOSE
@@ -72,7 +90,7 @@ def undelimit(value: Any) -> Any:
             return value[1:-1]
         return value
     if isinstance(value, dict):
-        return {k: undelimit(v) for k, v in value.items()}
+        return {undelimit(k): undelimit(v) for k, v in value.items()}
     if isinstance(value, list):
         return [undelimit(v) for v in value]
     return value

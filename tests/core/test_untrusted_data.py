@@ -139,3 +139,101 @@ def test_pipeline_hands_notifications_over_as_tool_results(servers: Servers) -> 
     assert DATA_NOTE in json.dumps(body["system"], ensure_ascii=False)
     # the reading calls name tools the request offers
     assert set(uses.values()) <= {t["name"] for t in body["tools"]}
+
+
+# A module of the observed process whose file path, class qualname, exception type, thread name
+# and caller all carry the injection: what the memory, gc and tracer skills say about it.
+_HOSTILE_MODULE = f"""
+import threading
+
+class Leaky:
+    def __del__(self):
+        pass
+
+Leaky.__qualname__ = "Leaky {INJECTION}"
+HostileError = type("Error {INJECTION}", (Exception,), {{}})
+KEPT = [Leaky() for _ in range(100_000)]
+
+def hostile_work(i):
+    if i % 2:
+        raise HostileError("odd")
+    return i
+
+def call_until(stop):
+    i = 0
+    while not stop.wait(0.002):
+        i += 1
+        try:
+            hostile_work(i)
+        except HostileError:
+            pass
+"""
+
+
+@pytest.fixture
+def hostile_module(tmp_path: Any) -> Iterator[Any]:
+    import importlib.util
+    import sys
+
+    folder = tmp_path / INJECTION
+    folder.mkdir()
+    path = folder / "leaky_mod.py"
+    path.write_text(_HOSTILE_MODULE)
+    spec = importlib.util.spec_from_file_location("lb_hostile_mod", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["lb_hostile_mod"] = module
+    spec.loader.exec_module(module)
+    stop = threading.Event()
+    caller = threading.Thread(
+        target=module.call_until, args=(stop,), name=f"caller: {INJECTION}", daemon=True
+    )
+    caller.start()
+    try:
+        yield module
+    finally:
+        stop.set()
+        caller.join(5)
+        sys.modules.pop("lb_hostile_mod", None)
+
+
+@pytest.mark.parametrize(
+    ("skill", "calls"),
+    [
+        (
+            "memory",
+            [
+                tool_use("memory_largest_containers", top=5),
+                tool_use("memory_referrers", type_name="Leaky", samples=1),
+            ],
+        ),
+        ("gc", [tool_use("gc_finalizer_types", top=30)]),
+        (
+            "tracer",
+            [
+                tool_use("tracer_find", name="hostile_work"),
+                tool_use("tracer_trace", target="lb_hostile_mod.hostile_work", seconds=1.0),
+            ],
+        ),
+    ],
+)
+def test_names_from_the_heap_and_the_code_arrive_delimited(
+    servers: Servers, hostile_module: Any, skill: str, calls: list[dict[str, Any]]
+) -> None:
+    server = servers([tool_uses(tool_use("take_snapshot"), *calls), tool_uses(tool_use("done"))])
+    client = AnthropicClient(base_url=server.url, api_key="test-key")
+    op = lensbook.Operator.start(skill, name=f"untrusted-{skill}", client=client)
+    try:
+        result = op.run(reason="x").result
+    finally:
+        op.stop()
+    assert result.stop_reason == "done" and result.iterations == 2
+    body = server.requests[1].body
+    results = blocks(body, "tool_result")
+    assert not any(r.get("is_error") for r in results), results
+    shown = json.dumps(results, ensure_ascii=False)
+    # the class qualname, the module's path, the caller thread and the exception type each
+    # carry the phrase; every occurrence sits inside the delimiters
+    assert shown.count(INJECTION) >= len(calls), shown
+    assert delimited_only(shown), shown
+    assert INJECTION not in json.dumps(blocks(body, "text"), ensure_ascii=False)

@@ -26,6 +26,7 @@ def process_state(module: types.ModuleType | None = None) -> dict[str, Any]:
         "root_handlers": list(logging.root.handlers),
         "asyncio_handlers": list(logging.getLogger("asyncio").handlers),
         "excepthook": sys.excepthook,
+        "switch_interval": sys.getswitchinterval(),
         "threading_excepthook": threading.excepthook,
     }
 

@@ -125,11 +125,6 @@ class MainThreadWork:
             self.chunks.append(time.perf_counter() - started)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN: failed once in a clean-clone full suite after the heap-walk fix (passes "
-    "alone); the cause is still to be read, see the session note",
-)
 def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     before = process_state()
     tools = _all_tools()

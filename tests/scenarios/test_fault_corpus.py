@@ -40,6 +40,7 @@ FAULTS = (
     "duplicate_handlers",
     "executor_per_request",
     "task_pileup",
+    "past_retry_storm",
 )
 HEALTHY = ("healthy_etl", "healthy_server", "healthy_pool")
 
@@ -107,6 +108,11 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
     assert "pandas.DataFrame 2000000x10" in named["last_error_retention"]
     assert "frames.log" in named["duplicate_handlers"]
     assert "attribute 'pool' of ReportHandler instances" in named["executor_per_request"]
+    # the request handler that starts the pools' threads (the flight recorder saw them start)
+    assert re.search(
+        r"started by ReportHandler\.handle at \S*executor_per_request\.py:\d+",
+        named["executor_per_request"],
+    )
     assert re.search(r"\d+ tasks of coroutine process_job .* Semaphore", named["task_pileup"])
     assert "CLOSE_WAIT" in named["socket_leak"]
     # the user function that keeps creating the leaked handles, from a short tracemalloc window
@@ -118,20 +124,17 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
         r"created at \S*duplicate_handlers\.py:\d+ in frame_logger", named["duplicate_handlers"]
     )
     assert "--thumbnail photo-*.jpg" in named["zombie_children"]
+    # over before the run: diagnosed from the flight recorder's history, with when it ended
+    assert re.search(
+        r"ConnectionError .*past_retry_storm\.py:\d+ in fetch_stock.* \(ended \d+ s ago\)",
+        named["past_retry_storm"],
+    )
 
 
 @pytest.mark.parametrize(
     "name",
     [
-        pytest.param(
-            "healthy_etl",
-            marks=pytest.mark.xfail(
-                reason="the memory skill's leak rule compares two points with absolute floors "
-                "(1 MB, 200 KB/s): a pandas batch in flight at the second point reads as a leak "
-                "(relative thresholds are issue 14's triage work)",
-                strict=False,
-            ),
-        ),
+        "healthy_etl",
         "healthy_server",
         "healthy_pool",
     ],

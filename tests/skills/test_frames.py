@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 import threading
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Any
 
 import pytest
 
+from lensbook import recorder
 from lensbook.skills import _frames
 from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.memory import MemorySkill
-from lensbook.skills.threads import ThreadsSkill
+from lensbook.skills.rules import Evidence
+from lensbook.skills.threads import LockContention, ThreadsSkill
 from tests.skills._probes import unmarked
 
 _LIBRARY = {
@@ -45,6 +48,12 @@ _LIBRARY = {
         "    while not stop:\n"
         "        n += 1\n"
         "    return n\n"
+        "\n"
+        "def start_worker(target, *args):\n"
+        "    import threading\n"
+        "    worker = threading.Thread(target=target, args=args, name='plotkit-worker')\n"
+        "    worker.start()  # library thread start\n"
+        "    return worker\n"
     ),
     "plotkit-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: plotkit\nVersion: 1.0\n",
     "plotkit-1.0.dist-info/top_level.txt": "plotkit\n",
@@ -81,6 +90,15 @@ def load_settings(lib: ModuleType) -> int:
 
 def render_loop(lib: ModuleType, stop: list[bool]) -> None:
     lib._render.spin(stop)  # user spin
+
+
+def start_report_worker(lib: ModuleType, lock: threading.Lock) -> threading.Thread:
+    return lib._render.start_worker(wait_for_report, lock)  # user thread start
+
+
+def wait_for_report(lock: threading.Lock) -> None:
+    with lock:
+        pass
 
 
 def _line(marker: str) -> int:
@@ -169,3 +187,50 @@ def test_a_thread_listed_inside_a_library_names_what_it_runs_and_the_users_frame
     assert group["runs"].startswith("render_loop (tests/skills/test_frames.py:")
     assert group["runs"].endswith("user code)")
     assert group["user_frame"].startswith(f"tests/skills/test_frames.py:{_line('# user spin')}")
+
+
+def test_a_thread_a_library_started_names_the_users_call_that_started_it(
+    plotkit: ModuleType,
+) -> None:
+    recorder.start("test-frames", sample_interval=None)  # sees threads start from now on
+    lock = threading.Lock()
+    lock.acquire()  # the worker waits for it: stuck where the threads skill looks
+    try:
+        worker = start_report_worker(plotkit, lock)
+        skill = ThreadsSkill()
+        deadline = time.monotonic() + 10
+        while skill.snapshot()["blocked_on_lock"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        found = _rendered(skill.deadlocks())
+        listed = _rendered(skill.list_threads(limit=50))
+        (started,) = [
+            e.detail
+            for e in recorder.history_events(kinds=["thread_started"])
+            if e.detail.get("thread") == "plotkit-worker"
+        ]
+    finally:
+        lock.release()
+        recorder.stop("test-frames")
+    worker.join(10)
+    started_by = (
+        f"start_report_worker at tests/skills/test_frames.py:{_line('# user thread start')} "
+        f"via plotkit/_render.py:{_library_line('# library thread start')}"
+    )
+    # the history says it too: the user's call, the library frame that started it
+    assert started["function"] == "start_report_worker"
+    assert started["started_from"].endswith(f"test_frames.py:{_line('# user thread start')}")
+    assert started["via"] == f"plotkit/_render.py:{_library_line('# library thread start')}"
+    (blocked,) = [b for b in found["blocked"] if b["thread"] == "plotkit-worker"]
+    assert blocked["started_by"] == started_by
+    group = next(g for g in listed["groups"] if g["threads"][0]["name"] == "plotkit-worker")
+    assert group["started_by"] == started_by
+    # and the finding says it: who started the thread that waits
+    ev = Evidence(context={"reason": "stuck"})
+    ev.results["threads_deadlocks"] = [({}, found)]
+    (finding,) = LockContention().judge(ev)
+    assert f"'plotkit-worker' (started by {started_by})" in finding.observation
+
+
+def _library_line(marker: str) -> int:
+    lines = _LIBRARY["plotkit/_render.py"].splitlines()
+    return next(i for i, line in enumerate(lines, 1) if marker in line)

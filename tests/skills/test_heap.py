@@ -11,6 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -93,4 +94,35 @@ def test_walks_see_what_they_should_and_restore_the_switch_interval() -> None:
     heap = _heap.objects()
     assert heap.tuples > 0 and not any(type(o) is tuple for o in heap.objects)
     assert any(o is pinned for o in _heap.referrers(held))
+    assert sys.getswitchinterval() == before
+
+
+def test_steps_of_two_threads_take_turns_and_give_the_interval_back() -> None:
+    # two probes walking at once used to overlap: the second saved the first's raised interval
+    # and restored that, leaving every later GIL hand-off of the process 50x slower
+    before = sys.getswitchinterval()
+    first_in, release_first = threading.Event(), threading.Event()
+    second_trying, second_in = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with _heap.exclusive():
+            first_in.set()
+            release_first.wait(30)  # blocking inside a step is allowed: it hands the GIL over
+
+    def second() -> None:
+        second_trying.set()
+        with _heap.exclusive():
+            second_in.set()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert first_in.wait(30)
+    b = threading.Thread(target=second)
+    b.start()
+    assert second_trying.wait(30)
+    overlapped = second_in.wait(1.0)  # it must wait for the first step to end
+    release_first.set()
+    a.join(30)
+    b.join(30)
+    assert not overlapped and second_in.is_set()
     assert sys.getswitchinterval() == before

@@ -129,7 +129,7 @@ def test_answers_stay_whole_json_under_the_cap_with_deep_tracebacks(skill: Memor
     tool = {t.name: t for t in skill.probes()}["memory_allocation_diff"]
     text = render_output(tool.fn(top=30, frames_shown=25), tool.max_chars)
     assert len(text) <= tool.max_chars and "[truncated" not in text
-    diff = json.loads(text)
+    diff = undelimit(json.loads(text))
     assert diff["sites"] and diff["sites_omitted_for_size"] > 0
     assert len(diff["sites"][0]["traceback"]) == 25
     assert diff["sites"][0]["site"].startswith("generated_allocators.py:")
@@ -156,11 +156,6 @@ def test_a_window_joins_the_users_tracing_and_leaves_it_running(skill: MemorySki
         tracemalloc.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (timing under a loaded "
-    "machine or state left by earlier tests); to be read next session",
-)
 def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
     skill = MemorySkill()  # the default: tracemalloc on for 10% of the window, in bursts
     traffic = _leaky_cache.start_traffic(per_second=4000)
@@ -170,9 +165,12 @@ def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
         assert started["stops_after_s"] == 60.0  # model-chosen window lengths are clamped
         deadline = time.monotonic() + 30
         diff: dict[str, Any] = {}
-        while time.monotonic() < deadline:  # until a few bursts have seen the leak
+        # until a few bursts have seen the leak: the traced share is bounded over whole
+        # cycles of burst and rest, so a window that ends right after its first burst (which
+        # a loaded machine can stretch well past 50 ms) was traced nearly all along
+        while time.monotonic() < deadline:
             diff = _probe(skill, "allocation_diff", stop=False)
-            if diff["sites"] and (diff["traced_s"] or 0) >= 0.15:
+            if diff["sites"] and diff["bursts"] >= 3:
                 break
             time.sleep(0.1)
         diff = _probe(skill, "allocation_diff", top=3)
@@ -323,6 +321,60 @@ def test_the_rule_is_quiet_when_nothing_grows(skill: MemorySkill) -> None:
     assert LeakRule().judge(ev) == []
 
 
+def _judged(
+    growth: dict[str, Any],
+    *,
+    recheck: dict[str, Any] | None = None,
+    container: dict[str, Any] | None = None,
+) -> list[Any]:
+    """The rule's findings on probe results as the probes word them (two looks, a recheck)."""
+    ev = Evidence(context={"reason": "memory keeps growing"})
+    for rss, at in ((200.0, 0.0), (201.0, 3.0)):
+        ev.snapshots.append({"rss_mb": rss, "host_available_mb": 8000.0})
+        ev.snapshot_times.append(1000.0 + at)
+    ev.results["memory_allocation_diff"] = [({}, {"window_s": 3.0, "growth_kb": 0.0})]
+    ev.results["memory_type_growth"] = [({"top": 8}, growth)]
+    if recheck is not None:
+        ev.results["memory_type_growth"].append(({"top": 8, "after_s": 2.0}, recheck))
+    boxes = {"containers": [container]} if container else {"containers": []}
+    ev.results["memory_largest_containers"] = [({"top": 5}, boxes)]
+    return list(LeakRule().judge(ev))
+
+
+def _growth(delta: int, seconds: float) -> dict[str, Any]:
+    before = 100_000
+    return {
+        "tracked_before": before,
+        "tracked_after": before + delta,
+        "tracked_delta": delta,
+        "interval_s": seconds,
+        "growing": [{"type": "dict", "delta": max(delta, 1)}] if delta > 0 else [],
+    }
+
+
+def test_objects_in_flight_at_the_second_look_are_not_a_leak() -> None:
+    # 40k objects appeared between the looks, and were gone two seconds later: a batch
+    assert _judged(_growth(40_000, 3.0), recheck=_growth(-39_000, 2.0)) == []
+    # the same, still growing at the recheck: a leak
+    (finding,) = _judged(_growth(40_000, 3.0), recheck=_growth(26_000, 2.0))
+    assert finding.anomaly_type == "memory_leak"
+    # growth below a share of the heap is noise however many objects that is
+    assert _judged({**_growth(40_000, 3.0), "tracked_before": 4_000_000}) == []
+
+
+def test_a_growing_container_counts_only_when_it_stays() -> None:
+    flat = _growth(0, 3.0)
+    new_list = {"type": "list", "len": 13_008, "grew_at_least": 12_848}
+    # a new list held by nothing nameable (a batch's rows): not a leak
+    transient = {**new_list, "held_by": "tuple (len 4) (item) <- no further referrers"}
+    assert _judged(flat, container=transient) == []
+    # the same list held by a module global, or seen at both looks: a leak
+    kept = {**new_list, "held_by": "held by module global app.cache._ROWS"}
+    assert [f.anomaly_type for f in _judged(flat, container=kept)] == ["memory_leak"]
+    seen = {"type": "list", "len": 13_008, "grew": 12_848, "held_by": None}
+    assert [f.anomaly_type for f in _judged(flat, container=seen)] == ["memory_leak"]
+
+
 @pytest.mark.slow
 def test_an_offline_investigation_of_this_idle_process_raises_no_alarm() -> None:
     lensbook.recorder.clear()  # this process's history (the test session's) is not idle
@@ -383,7 +435,7 @@ def test_heap_walking_probes_keep_their_budget_and_cap_on_a_million_objects() ->
     for r in probes:
         assert not r["is_error"], r["content"]
         assert "[truncated" not in r["content"] and len(r["content"]) <= caps[r["name"]]
-    by_name = {r["name"]: json.loads(r["content"]) for r in probes}
+    by_name = {r["name"]: undelimit(json.loads(r["content"])) for r in probes}
     diff = by_name["memory_allocation_diff"]
     assert diff["traced_blocks"] >= 1_000_000
     assert diff["sites"][0]["site"].endswith(f":{_line_of('# a million traced blocks')}")

@@ -230,11 +230,6 @@ def test_lock_taken_with_acquire_is_held_until_release(skill: ThreadsSkill) -> N
     assert blocked["holder_doing"].startswith("waiting: done.wait(10)")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN flaky: failed in the last clean-clone full-suite run (timing under a loaded "
-    "machine or state left by earlier tests); to be read next session",
-)
 def test_hot_names_the_spinning_thread_and_its_function(skill: ThreadsSkill) -> None:
     cleanup = start_spinner(name="test-spinner")
     try:
@@ -244,8 +239,10 @@ def test_hot_names_the_spinning_thread_and_its_function(skill: ThreadsSkill) -> 
         cleanup()
     top = out["threads"][0]
     assert top["thread"] == "test-spinner"
-    assert top["cpu_percent"] is not None and top["cpu_percent"] > 20
-    if top["runnable_percent"] is not None:  # Linux: it never blocks, however busy the host
+    # its share of a core depends on how busy the host is (10% was seen at load 4.5); that it
+    # never blocks does not: runnable (on a CPU or waiting for one) most of the window
+    assert top["cpu_percent"] is not None and top["cpu_percent"] > 0
+    if top["runnable_percent"] is not None:  # Linux
         assert top["runnable_percent"] > 50
     assert top["hot_function"].startswith("poll_for_work")
     assert top["hot_function_share"] > 50

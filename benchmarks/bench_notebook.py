@@ -169,7 +169,7 @@ def bench_burst() -> None:
 
     import lensbook
     from lensbook import events
-    from lensbook.notebook._models import CardModel
+    from lensbook.cards import CardModel
     from lensbook.notebook.widgets import Dashboard, MetricsView, NotificationFeed, OperatorCard
 
     (op,) = lensbook.start(["runtime"])

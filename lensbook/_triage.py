@@ -203,10 +203,11 @@ def is_vague(reason: str) -> bool:
 
 def _skills(wanted: Iterable[str | SkillLike] | None) -> list[SkillLike]:
     if wanted is None:
-        from lensbook.operator.registry import operators
+        # deferred: the operator package's root imports the investigation loop, which imports
+        # this module (`started` itself imports nothing of lensbook's)
+        from lensbook.operator import started
 
-        running = list(operators())
-        wanted = running or skill_ids()
+        wanted = started.skill_ids() or skill_ids()
     return [resolve_skill(s) for s in wanted]
 
 

@@ -30,9 +30,13 @@ from typing import Any, NoReturn, TextIO
 
 import lensbook
 from lensbook import options
-from lensbook.clients import resolve_client
-from lensbook.clients.providers import REGISTRY_ENV, load_registry
-from lensbook.clients.registry import provider_names, single_client_registry
+from lensbook.clients import (
+    REGISTRY_ENV,
+    load_registry,
+    provider_names,
+    resolve_client,
+    single_client_registry,
+)
 from lensbook.limits import MAX_ITERATIONS
 from lensbook.terminal import StatusLines
 
@@ -250,7 +254,7 @@ def _add_client_options(parser: argparse.ArgumentParser, many: bool = False) -> 
 def cmd_providers(args: argparse.Namespace) -> int:
     import asyncio
 
-    from lensbook.clients.providers import ProvidersReport, check_clients, describe_chain
+    from lensbook.clients import ProvidersReport, check_clients, describe_chain
 
     try:
         registry, name = client_config(args)

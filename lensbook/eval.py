@@ -460,6 +460,23 @@ _COLUMNS = (
 )
 
 
+def _table_row(
+    label: str, diagnosed: str, alarms: str, figures: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """One line of a client's table: a scenario's or the total's (the same figures)."""
+    return (
+        label,
+        diagnosed,
+        alarms,
+        str(figures["iterations"]),
+        str(figures["tool_calls"]),
+        str(figures["input_tokens"]),
+        str(figures["output_tokens"]),
+        f"{figures['seconds']:.2f}",
+        _dollars(figures["cost_usd"]),
+    )
+
+
 def format_report(report: EvalReport) -> str:
     """A table per client: one line per scenario and a total line."""
     blocks: list[str] = []
@@ -477,32 +494,12 @@ def format_report(report: EvalReport) -> str:
         lines = [f"== {target.label} ({head}) =="]
         table: list[tuple[str, ...]] = [_COLUMNS]
         for r in rows:
-            table.append(
-                (
-                    r["scenario"],
-                    "yes" if r["diagnosed"] else "NO",
-                    "YES" if r["false_alarm"] else "no",
-                    str(r["iterations"]),
-                    str(r["tool_calls"]),
-                    str(r["input_tokens"]),
-                    str(r["output_tokens"]),
-                    f"{r['seconds']:.2f}",
-                    _dollars(r["cost_usd"]),
-                )
-            )
+            diagnosed = "yes" if r["diagnosed"] else "NO"
+            alarm = "YES" if r["false_alarm"] else "no"
+            table.append(_table_row(r["scenario"], diagnosed, alarm, r))
         t = totals[target.label]
         table.append(
-            (
-                "total",
-                f"{t['diagnosed']}/{t['scenarios']}",
-                str(t["false_alarms"]),
-                str(t["iterations"]),
-                str(t["tool_calls"]),
-                str(t["input_tokens"]),
-                str(t["output_tokens"]),
-                f"{t['seconds']:.2f}",
-                _dollars(t["cost_usd"]),
-            )
+            _table_row("total", f"{t['diagnosed']}/{t['scenarios']}", str(t["false_alarms"]), t)
         )
         widths = [max(len(row[i]) for row in table) for i in range(len(_COLUMNS))]
         for row in table:

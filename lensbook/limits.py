@@ -21,8 +21,12 @@ and the magic:
 
 - `MAX_ITERATIONS`: model turns one operator run may take (``run(..., max_iterations=N)``,
   ``--max-iterations N``).
-- `INVESTIGATE_DEADLINE`: seconds a ``%lens investigate`` may take (``--deadline``); the
-  `Coordinator` itself has no deadline unless given one.
+- `COORDINATOR_MAX_ITERATIONS`, `OPERATOR_TIMEOUT`: a `Coordinator`'s model turns and the
+  seconds each operator run it starts may take; `MAX_WAIT_SECONDS`, `MAX_TOKENS`,
+  `COMPACTION_MAX_TOKENS`, `COMPACTION_KEEP_LAST`: a run's `wait` tool, model replies and
+  history compaction; `SAMPLE_INTERVAL`: the recorder's runtime snapshots (operators, `dask`).
+- `INVESTIGATE_DEADLINE`: seconds a ``%lens investigate`` (``--deadline``) or an investigation
+  the watcher starts may take; the `Coordinator` itself has no deadline unless given one.
 
 With these, a provider that never answers makes a run fail (`LLMError`, with what it found)
 after about a minute (2 x 30 s) instead of 3 minutes, and no run waits longer than
@@ -32,10 +36,17 @@ after about a minute (2 x 30 s) instead of 3 minutes, and no run waits longer th
 from __future__ import annotations
 
 __all__ = [
+    "COMPACTION_KEEP_LAST",
+    "COMPACTION_MAX_TOKENS",
+    "COORDINATOR_MAX_ITERATIONS",
     "INVESTIGATE_DEADLINE",
     "MAX_ITERATIONS",
+    "MAX_TOKENS",
+    "MAX_WAIT_SECONDS",
     "MODEL_CALL_TIMEOUT",
+    "OPERATOR_TIMEOUT",
     "RUN_TIMEOUT",
+    "SAMPLE_INTERVAL",
     "TIMED_OUT_ATTEMPTS",
 ]
 
@@ -53,3 +64,22 @@ MAX_ITERATIONS = 25
 
 #: seconds a `%lens investigate` may take
 INVESTIGATE_DEADLINE = 300.0
+
+#: model turns one coordinator run may take
+COORDINATOR_MAX_ITERATIONS = 30
+
+#: seconds each operator run a coordinator starts may take (capped by what is left of its deadline)
+OPERATOR_TIMEOUT = 120.0
+
+#: the longest one `wait` tool call may sleep, in an operator's run or a coordinator's
+MAX_WAIT_SECONDS = 30.0
+
+#: tokens one model reply may take
+MAX_TOKENS = 4096
+
+#: estimated tokens of history past which an operator run compacts it, keeping the last N turns
+COMPACTION_MAX_TOKENS = 50_000
+COMPACTION_KEEP_LAST = 5
+
+#: seconds between the recorder's runtime snapshots (None turns the sampler off)
+SAMPLE_INTERVAL = 30.0

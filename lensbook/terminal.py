@@ -17,8 +17,8 @@ import threading
 from typing import Any, TextIO
 
 from lensbook import events
+from lensbook.cards import CARD_EVENTS, STATE_STYLES, CardModel
 from lensbook.events import EventKind
-from lensbook.notebook._models import CARD_EVENTS, STATE_STYLES, CardModel
 
 __all__ = ["StatusLines"]
 

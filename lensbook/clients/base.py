@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol, runtime_che
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from lensbook.limits import MAX_TOKENS
 from lensbook.types import TokenUsage
 
 __all__ = [
@@ -129,7 +130,7 @@ class ModelRequest(_Model):
     system: str
     messages: tuple[Message, ...]
     tools: tuple[ToolSpec, ...] = ()
-    max_tokens: int = 4096
+    max_tokens: int = MAX_TOKENS
     purpose: Purpose = "investigate"
     skill_id: str = ""
     context: dict[str, Any] = Field(default_factory=dict)

@@ -223,31 +223,26 @@ def _conversation_key(request: ModelRequest) -> str:
     return digest.hexdigest()
 
 
+def _server(provider: str, options: dict[str, Any], **defaults: str) -> OpenAIClient:
+    """An `OpenAIClient` named after `provider`, with `defaults` under the caller's options."""
+    return OpenAIClient(**{"name": provider, "provider": provider, **defaults, **options})
+
+
 def ollama(**options: Any) -> OpenAIClient:
     """An `OpenAIClient` for a local Ollama (``http://localhost:11434/v1`` unless told)."""
-    options.setdefault("base_url", OLLAMA_URL)
     # never the environment's OPENAI_API_KEY: it is no business of a local server
-    options.setdefault("api_key", _PLACEHOLDER_KEY)
-    options.setdefault("name", "ollama")
-    options.setdefault("provider", "ollama")
-    return OpenAIClient(**options)
+    return _server("ollama", options, base_url=OLLAMA_URL, api_key=_PLACEHOLDER_KEY)
 
 
 def vllm(**options: Any) -> OpenAIClient:
     """An `OpenAIClient` for a vLLM server (``http://localhost:8000/v1`` unless told); give
     `api_key` if the server was started with ``--api-key``."""
-    options.setdefault("base_url", VLLM_URL)
-    options.setdefault("api_key", _PLACEHOLDER_KEY)
-    options.setdefault("name", "vllm")
-    options.setdefault("provider", "vllm")
-    return OpenAIClient(**options)
+    return _server("vllm", options, base_url=VLLM_URL, api_key=_PLACEHOLDER_KEY)
 
 
 def generic(**options: Any) -> OpenAIClient:
     """An `OpenAIClient` for any server that copies the chat completions API."""
-    options.setdefault("name", "openai-generic")
-    options.setdefault("provider", "openai-generic")
-    return OpenAIClient(**options)
+    return _server("openai-generic", options)
 
 
 OPENAI = Provider(

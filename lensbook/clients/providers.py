@@ -27,6 +27,7 @@ from lensbook.clients.base import LLMClient, Message, ModelRequest, ToolSpec
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.registry import clients_from_registry, get_provider, provider_names
 from lensbook.clients.resolve import resolve_client
+from lensbook.limits import MODEL_CALL_TIMEOUT
 
 __all__ = [
     "REGISTRY_ENV",
@@ -247,7 +248,7 @@ _PING = ToolSpec(
 )
 
 
-async def check_client(client: LLMClient, timeout: float = 30.0) -> CheckResult:
+async def check_client(client: LLMClient, timeout: float = MODEL_CALL_TIMEOUT) -> CheckResult:
     """Send one small request offering one tool: does the client answer, and with a tool call?"""
     info = describe_client(client)
     if info.provider == "offline":
@@ -293,7 +294,9 @@ async def check_client(client: LLMClient, timeout: float = 30.0) -> CheckResult:
     )
 
 
-async def check_clients(clients: Sequence[LLMClient], timeout: float = 30.0) -> list[CheckResult]:
+async def check_clients(
+    clients: Sequence[LLMClient], timeout: float = MODEL_CALL_TIMEOUT
+) -> list[CheckResult]:
     """Every client checked at once (a slow one does not hold up the others)."""
     return list(await asyncio.gather(*(check_client(c, timeout) for c in clients)))
 

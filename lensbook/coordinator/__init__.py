@@ -15,7 +15,7 @@ from lensbook.coordinator.insights import (
     Insight,
     TrackedNotification,
 )
-from lensbook.coordinator.watcher import Baseline, Watcher, current_watcher, watch
+from lensbook.coordinator.watcher import Baseline, Watcher, current_watcher, stop_watching, watch
 
 __all__ = [
     "Baseline",
@@ -27,5 +27,6 @@ __all__ = [
     "Watcher",
     "coordinator_chain",
     "current_watcher",
+    "stop_watching",
     "watch",
 ]

@@ -16,6 +16,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar
 
@@ -36,6 +37,7 @@ from lensbook.coordinator.insights import (
 )
 from lensbook.coordinator.session import Session, Settings
 from lensbook.coordinator.strategies import STRATEGIES
+from lensbook.limits import COORDINATOR_MAX_ITERATIONS, MAX_WAIT_SECONDS, OPERATOR_TIMEOUT
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import resolve_skill, skill_ids
 from lensbook.skills.base import SkillLike
@@ -129,10 +131,10 @@ class Coordinator:
         operator_client: OperatorClientOption = None,
         deadline: float | None = None,
         strategy: str = "agent",
-        max_iterations: int = 30,
-        operator_timeout: float = 120.0,
+        max_iterations: int = COORDINATOR_MAX_ITERATIONS,
+        operator_timeout: float = OPERATOR_TIMEOUT,
         operator_max_iterations: int | None = None,
-        max_wait_seconds: float = 30.0,
+        max_wait_seconds: float = MAX_WAIT_SECONDS,
         name: str = "coordinator",
         on_notification: Callable[[TrackedNotification], Any] | None = None,
         on_insight: Callable[[Insight], Any] | None = None,
@@ -182,12 +184,24 @@ class Coordinator:
         return await _loop.run_on_loop(self._arun(context, **options))
 
     @_class_or_instance
-    def run_async(
+    def run_in_background(
         self, /, context: Mapping[str, Any] | str | None = None, **options: Unpack[RunOptions]
     ) -> Coordinator:
         """Start a run and return at once (the coordinator itself: `wait`, `status`, `cancel`)."""
         _loop.run_sync(self._begin(context, **options))
         return self
+
+    @_class_or_instance
+    def run_async(
+        self, /, context: Mapping[str, Any] | str | None = None, **options: Unpack[RunOptions]
+    ) -> Coordinator:
+        """Deprecated: `run_in_background` (this one was never asynchronous)."""
+        warnings.warn(
+            "Coordinator.run_async is deprecated: use Coordinator.run_in_background",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return self.run_in_background(context, **options)
 
     def wait(self, timeout: float | None = None) -> CoordinatorResult:
         """The result of the current (or last) run, waiting for it up to `timeout` seconds."""

@@ -142,6 +142,29 @@ class Draft:
     root_cause_hypothesis: str | None = None
     skills: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(
+        cls,
+        group: list[dict[str, Any]],
+        correlation_type: str,
+        summary: str,
+        *,
+        grounded: bool,
+        confidence: str,
+        root: str | None = None,
+    ) -> Draft:
+        """The insight linking `group`: its ids, observations and skills come from the group."""
+        return cls(
+            notification_ids=[n["id"] for n in group],
+            correlation_type=correlation_type,
+            summary=summary,
+            matched_observations=[_observed(n) for n in group],
+            hypothesis_grounded=grounded,
+            confidence=confidence,
+            root_cause_hypothesis=root,
+            skills=_skills(group),
+        )
+
     def arguments(self) -> dict[str, Any]:
         args: dict[str, Any] = {
             "notification_ids": self.notification_ids,
@@ -214,19 +237,15 @@ def _causal(chain: Chain, pool: list[dict[str, Any]], window: float) -> Draft | 
     cause = next((n for n in head if n.get("hypothesis")), head[0])
     culprit = cause["_culprits"]
     root = f"{cause.get('hypothesis') or cause.get('observation')} Mechanism: {chain.mechanism}."
-    return Draft(
-        notification_ids=[n["id"] for n in group],
-        correlation_type="causal",
-        summary=(
-            f"{' -> '.join(links)}: the {links[0]} found by {cause['skill']} explains "
-            f"{' and '.join(links[1:])} ({chain.mechanism}). A known pattern matched by rules, "
-            "not a proof."
-        ),
-        matched_observations=[_observed(n) for n in group],
-        hypothesis_grounded=bool(culprit),
+    return Draft.of(
+        group,
+        "causal",
+        f"{' -> '.join(links)}: the {links[0]} found by {cause['skill']} explains "
+        f"{' and '.join(links[1:])} ({chain.mechanism}). A known pattern matched by rules, "
+        "not a proof.",
+        grounded=bool(culprit),
         confidence=_LEVELS[max(0, level)],
-        root_cause_hypothesis=root,
-        skills=_skills(group),
+        root=root,
     )
 
 
@@ -234,32 +253,25 @@ def _symptomatic(group: list[dict[str, Any]], what: str) -> Draft:
     shared = set.intersection(*(n["_culprits"] for n in group)) if group else set()
     named = f"; they name {', '.join(sorted(shared)[:3])}" if shared else ""
     cause = next((n for n in group if n.get("hypothesis")), None)
-    return Draft(
-        notification_ids=[n["id"] for n in group],
-        correlation_type="symptomatic",
-        summary=f"One problem, {what}: {', '.join(_kinds(group))}{named}.",
-        matched_observations=[_observed(n) for n in group],
-        hypothesis_grounded=bool(shared),
+    return Draft.of(
+        group,
+        "symptomatic",
+        f"One problem, {what}: {', '.join(_kinds(group))}{named}.",
+        grounded=bool(shared),
         confidence="high" if shared else "medium",
-        root_cause_hypothesis=str(cause["hypothesis"]) if cause else None,
-        skills=_skills(group),
+        root=str(cause["hypothesis"]) if cause else None,
     )
 
 
 def _temporal(group: list[dict[str, Any]]) -> Draft:
-    return Draft(
-        notification_ids=[n["id"] for n in group],
-        correlation_type="temporal",
-        summary=(
-            f"{len(group)} findings of {', '.join(_skills(group))} within "
-            f"{_span(group):.0f} s of each other ({', '.join(_kinds(group))}); no known "
-            "mechanism links them: they may share a trigger (load, a deploy) or be independent."
-        ),
-        matched_observations=[_observed(n) for n in group],
-        hypothesis_grounded=False,
+    return Draft.of(
+        group,
+        "temporal",
+        f"{len(group)} findings of {', '.join(_skills(group))} within "
+        f"{_span(group):.0f} s of each other ({', '.join(_kinds(group))}); no known "
+        "mechanism links them: they may share a trigger (load, a deploy) or be independent.",
+        grounded=False,
         confidence="low",
-        root_cause_hypothesis=None,
-        skills=_skills(group),
     )
 
 

@@ -33,6 +33,12 @@ from lensbook.coordinator.insights import (
     NotificationStatus,
     TrackedNotification,
 )
+from lensbook.limits import (
+    COORDINATOR_MAX_ITERATIONS,
+    MAX_TOKENS,
+    MAX_WAIT_SECONDS,
+    OPERATOR_TIMEOUT,
+)
 from lensbook.operator.actor import Operator
 from lensbook.operator.tool_runtime import ToolRefused, ToolRuntime, ask, specs, tools_of
 from lensbook.skills.base import SkillLike
@@ -71,17 +77,17 @@ EVENT_CHARS = 2000
 class Settings:
     """The knobs of one coordinator run."""
 
-    max_iterations: int = 30
+    max_iterations: int = COORDINATOR_MAX_ITERATIONS
     #: seconds each operator run may take (capped by what is left of the deadline)
-    operator_timeout: float = 120.0
+    operator_timeout: float = OPERATOR_TIMEOUT
     operator_max_iterations: int | None = None
     #: the longest one `wait` call may sleep
-    max_wait_seconds: float = 30.0
+    max_wait_seconds: float = MAX_WAIT_SECONDS
     #: seconds for the whole run (None: no deadline; the iteration limit still ends it)
     deadline: float | None = None
     #: operator runs one coordinator run may start in all
     max_invocations: int = 24
-    max_tokens: int = 4096
+    max_tokens: int = MAX_TOKENS
 
     def __post_init__(self) -> None:
         if self.max_iterations < 1:

@@ -39,7 +39,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
-from lensbook import _loop, events, recorder
+from typing_extensions import TypedDict, Unpack
+
+from lensbook import _loop, events, limits, recorder
 from lensbook.coordinator.insights import CoordinatorResult
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import knowledge, resolve_skill
@@ -51,6 +53,7 @@ __all__ = [
     "Baseline",
     "MetricBaseline",
     "Trigger",
+    "WatchOptions",
     "WatchState",
     "WatchStatus",
     "Watcher",
@@ -64,10 +67,18 @@ _log = logging.getLogger("lensbook.watch")
 
 WatchState = Literal["learning", "active", "cooldown", "stopped"]
 
+#: the defaults of `Watcher` and `watch` (named once; the command line and the magic leave an
+#: option unset to mean these): seconds between samples, seconds of learning, standard
+#: deviations out of range, samples in a row that make an anomaly, seconds of cooldown after an
+#: investigation, investigations an hour
+INTERVAL = 30.0
+LEARNING = 900.0
+Z_THRESHOLD = 3.0
+CONSECUTIVE = 3
+COOLDOWN = 900.0
+MAX_TRIGGERS_PER_HOUR = 3
 #: samples learning needs at least, however short its window
 MIN_LEARNING_SAMPLES = 5
-#: seconds a watcher-started investigation may take by default
-INVESTIGATION_DEADLINE = 300.0
 HOUR = 3600.0
 
 
@@ -293,12 +304,12 @@ class Watcher:
         self,
         skills: Iterable[Any] | None = None,
         *,
-        interval: float = 30.0,
-        learning: float = 900.0,
-        z_threshold: float = 3.0,
-        consecutive: int = 3,
-        cooldown: float = 900.0,
-        max_triggers_per_hour: int = 3,
+        interval: float = INTERVAL,
+        learning: float = LEARNING,
+        z_threshold: float = Z_THRESHOLD,
+        consecutive: int = CONSECUTIVE,
+        cooldown: float = COOLDOWN,
+        max_triggers_per_hour: int = MAX_TRIGGERS_PER_HOUR,
         auto_trigger: bool = True,
         baseline: Baseline | str | os.PathLike[str] | None = None,
         coordinator: Mapping[str, Any] | None = None,
@@ -620,7 +631,7 @@ class Watcher:
 
         options = {
             "skills": [s.id for s in self.skills],
-            "deadline": INVESTIGATION_DEADLINE,
+            "deadline": limits.INVESTIGATE_DEADLINE,
             **self.coordinator_options,
         }
         coordinator = Coordinator(name=f"watch-{trigger.id[:6]}", **options)
@@ -663,35 +674,32 @@ _current: Watcher | None = None
 _current_lock = threading.Lock()
 
 
-def watch(
-    skills: Iterable[Any] | None = None,
-    interval: float = 30.0,
-    learning: float = 900.0,
-    z_threshold: float = 3.0,
-    consecutive: int = 3,
-    cooldown: float = 900.0,
-    max_triggers_per_hour: int = 3,
-    auto_trigger: bool = True,
-    **options: Any,
-) -> Watcher:
+class WatchOptions(TypedDict, total=False):
+    """The keywords of `watch`: `Watcher`'s, whose signature holds their defaults."""
+
+    interval: float
+    learning: float
+    z_threshold: float
+    consecutive: int
+    cooldown: float
+    max_triggers_per_hour: int
+    auto_trigger: bool
+    baseline: Baseline | str | os.PathLike[str] | None
+    coordinator: Mapping[str, Any] | None
+    on_anomaly: Callable[[Anomaly], Any] | None
+    on_trigger: Callable[[Trigger], Any] | None
+
+
+def watch(skills: Iterable[Any] | None = None, **options: Unpack[WatchOptions]) -> Watcher:
     """Start watching (replacing the current watcher); returns the `Watcher`.
 
-    Options: `baseline` (a `Baseline` or the path of a saved one: no learning), `coordinator`
-    (options of the investigations' `Coordinator`: client, deadline, strategy...),
-    `on_anomaly`, `on_trigger`.
+    Options are `Watcher`'s (with its defaults): `interval`, `learning`, `z_threshold`,
+    `consecutive`, `cooldown`, `max_triggers_per_hour`, `auto_trigger`, `baseline` (a
+    `Baseline` or the path of a saved one: no learning), `coordinator` (options of the
+    investigations' `Coordinator`: client, deadline, strategy...), `on_anomaly`, `on_trigger`.
     """
     global _current
-    watcher = Watcher(
-        skills,
-        interval=interval,
-        learning=learning,
-        z_threshold=z_threshold,
-        consecutive=consecutive,
-        cooldown=cooldown,
-        max_triggers_per_hour=max_triggers_per_hour,
-        auto_trigger=auto_trigger,
-        **options,
-    )
+    watcher = Watcher(skills, **options)
     with _current_lock:
         previous, _current = _current, watcher
     if previous is not None:

@@ -35,6 +35,7 @@ from lensbook.dask._result import (
     WorkerResult,
     cluster_insights,
 )
+from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.records._writer import _stamp
 from lensbook.types import CompletionResult, Notification, new_id
 
@@ -83,7 +84,9 @@ def current(client: Client | None = None) -> Cluster | None:
         return _clusters.get(client.id)
 
 
-def attach(client: Client | None = None, *, sample_interval: float | None = 30.0) -> Cluster:
+def attach(
+    client: Client | None = None, *, sample_interval: float | None = SAMPLE_INTERVAL
+) -> Cluster:
     """Install lensbook in every current and future worker and in the scheduler.
 
     `client` defaults to the current distributed client. Every current worker is first checked
@@ -109,7 +112,7 @@ def attach(client: Client | None = None, *, sample_interval: float | None = 30.0
     return cluster
 
 
-async def aattach(client: Client, *, sample_interval: float | None = 30.0) -> Cluster:
+async def aattach(client: Client, *, sample_interval: float | None = SAMPLE_INTERVAL) -> Cluster:
     """The async twin of `attach`, for a client made with ``asynchronous=True``."""
     existing = current(client)
     if existing is not None and existing.attached:
@@ -143,7 +146,7 @@ class _Request:
 class Cluster:
     """lensbook attached to a Dask cluster; made by `lensbook.dask.attach(client)`."""
 
-    def __init__(self, client: Client, *, sample_interval: float | None = 30.0) -> None:
+    def __init__(self, client: Client, *, sample_interval: float | None = SAMPLE_INTERVAL) -> None:
         # distributed's Client is only partly typed: its methods are used as Any here
         self.client: Any = client
         self.sample_interval = sample_interval

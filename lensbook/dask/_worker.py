@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from lensbook import events
+from lensbook.limits import SAMPLE_INTERVAL
 
 if TYPE_CHECKING:
     from distributed import Scheduler, Worker
@@ -83,7 +84,7 @@ class LensbookWorkerPlugin(WorkerPlugin):
     idempotent = False
     name = PLUGIN_NAME
 
-    def __init__(self, sample_interval: float | None = 30.0) -> None:
+    def __init__(self, sample_interval: float | None = SAMPLE_INTERVAL) -> None:
         self.sample_interval = sample_interval
 
     def setup(self, worker: Worker) -> None:
@@ -103,7 +104,7 @@ class LensbookSchedulerPlugin(SchedulerPlugin):
 
     name = PLUGIN_NAME
 
-    def __init__(self, sample_interval: float | None = 30.0) -> None:
+    def __init__(self, sample_interval: float | None = SAMPLE_INTERVAL) -> None:
         self.sample_interval = sample_interval
         self.scheduler: Scheduler | None = None
         self.started_here = False

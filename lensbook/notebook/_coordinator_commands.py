@@ -96,7 +96,7 @@ def investigate(magics: MagicSettings, args: argparse.Namespace) -> Any:
         if args.background:
             shown = view
             coordinator.on_complete = lambda result: shown.finish(result)
-    coordinator.run_async({"reason": args.reason})
+    coordinator.run_in_background({"reason": args.reason})
     if args.background:
         if view is not None:
             return None
@@ -123,8 +123,7 @@ def last_coordinator() -> lensbook.Coordinator | None:
 
 def watch_command(magics: MagicSettings, args: argparse.Namespace) -> Any:
     """`%lens watch start|stop|status`: the process's watcher, with a compact live view."""
-    from lensbook.coordinator import current_watcher
-    from lensbook.coordinator.watcher import stop_watching
+    from lensbook.coordinator import current_watcher, stop_watching
     from lensbook.notebook._coordinator_models import WatchModel
 
     if args.action == "stop":

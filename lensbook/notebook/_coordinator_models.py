@@ -11,16 +11,9 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
+from lensbook.cards import CARD_EVENTS, SEVERITY_COLOURS, CardModel, RunClock, badge, seconds_text
 from lensbook.events import COORDINATOR_KINDS, WATCH_KINDS, Event, EventKind
-from lensbook.notebook._models import (
-    CARD_EVENTS,
-    SEVERITY_COLOURS,
-    CardModel,
-    FeedModel,
-    RunClock,
-    badge,
-    seconds_text,
-)
+from lensbook.notebook._models import FeedModel
 
 if TYPE_CHECKING:
     from lensbook.coordinator import CoordinatorResult, Watcher

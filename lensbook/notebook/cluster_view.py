@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
 
+from lensbook.cards import CardModel
 from lensbook.limits import MAX_ITERATIONS
-from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import (
+    REFRESH_RATE,
     LiveView,
     MetricsView,
     OperatorCard,
@@ -43,7 +44,7 @@ class ClusterDashboard(LiveView, widgets.VBox):  # type: ignore[misc]
         workers: Sequence[str],
         *,
         max_iterations: int = MAX_ITERATIONS,
-        refresh_rate: float = 10.0,
+        refresh_rate: float = REFRESH_RATE,
         charts: bool = True,
     ) -> None:
         self.skill = skill

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from lensbook import events
+from lensbook.cards import CARD_EVENTS
 from lensbook.notebook._coordinator_models import (
     COORDINATOR_EVENTS,
     WATCH_EVENTS,
     CoordinatorModel,
     WatchModel,
 )
-from lensbook.notebook._models import CARD_EVENTS
-from lensbook.notebook.widgets import LiveView
+from lensbook.notebook.widgets import REFRESH_RATE, LiveView
 
 if TYPE_CHECKING:
     from lensbook.coordinator import Coordinator, CoordinatorResult, Watcher
@@ -36,7 +36,7 @@ class CoordinatorView(LiveView, widgets.VBox):  # type: ignore[misc]
     """One coordinator run, live: progress, operator cards, notifications, insights."""
 
     def __init__(
-        self, coordinator: Coordinator, reason: str = "", *, refresh_rate: float = 10.0
+        self, coordinator: Coordinator, reason: str = "", *, refresh_rate: float = REFRESH_RATE
     ) -> None:
         self.model = CoordinatorModel(coordinator.name, reason, coordinator.strategy)
         self.header = widgets.HTML(value=self.model.head_html())

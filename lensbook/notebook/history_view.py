@@ -15,8 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from lensbook.recorder import HistoryEvent
-from lensbook.recorder.frame import clock, describe, text_timeline
+from lensbook.recorder import HistoryEvent, clock, describe, text_timeline
 from lensbook.sampling import store
 
 __all__ = ["CHART_METRICS", "HistoryReport", "timeline_png"]

@@ -25,9 +25,10 @@ from traitlets import CaselessStrEnum, Float, Int, Unicode
 
 import lensbook
 from lensbook import _last, options
+from lensbook.cards import CardModel
 from lensbook.limits import MAX_ITERATIONS
 from lensbook.notebook import _coordinator_commands, _history
-from lensbook.notebook._models import CardModel, FeedModel, MetricsModel, status_html, status_text
+from lensbook.notebook._models import FeedModel, MetricsModel, status_html, status_text
 from lensbook.notebook._reports import Report, RunNotes
 from lensbook.types import CompletionResult, NotificationList, new_id
 
@@ -539,7 +540,7 @@ class LensMagics(Magics):
         return _coordinator_commands.watch_command(self, args)
 
     def _cmd_providers(self, args: argparse.Namespace) -> Any:
-        from lensbook.clients.providers import providers_report
+        from lensbook.clients import providers_report
 
         return providers_report()
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from lensbook.cards import CardModel
 from lensbook.events import Event
 from lensbook.limits import MAX_ITERATIONS
-from lensbook.notebook._models import CardModel
 from lensbook.notebook.widgets import MetricsView, NotificationFeed, OperatorCard
 from lensbook.records import Run
 from lensbook.sampling import MetricsStore

@@ -21,16 +21,9 @@ import ipywidgets as widgets
 from IPython.display import DisplayHandle, display
 
 from lensbook import events
+from lensbook.cards import CARD_EVENTS, SEVERITY_COLOURS, CardModel
 from lensbook.events import EventKind
-from lensbook.notebook._models import (
-    CARD_EVENTS,
-    FEED_EVENTS,
-    METRICS_EVENTS,
-    SEVERITY_COLOURS,
-    CardModel,
-    FeedModel,
-    MetricsModel,
-)
+from lensbook.notebook._models import FEED_EVENTS, METRICS_EVENTS, FeedModel, MetricsModel
 from lensbook.notebook._throttle import Throttle, call_later
 from lensbook.types import CompletionResult
 
@@ -38,6 +31,7 @@ if TYPE_CHECKING:
     from lensbook import Operator
 
 __all__ = [
+    "REFRESH_RATE",
     "Dashboard",
     "MetricsView",
     "NotificationFeed",
@@ -50,6 +44,8 @@ __all__ = [
 
 #: seconds between refreshes of a running card's elapsed time when no event comes
 TICK_SECONDS = 1.0
+#: redraws a second a live view makes at most, however many events come (every view's default)
+REFRESH_RATE = 10.0
 
 _created = itertools.count()
 _live: weakref.WeakValueDictionary[int, LiveView] = weakref.WeakValueDictionary()
@@ -169,7 +165,7 @@ class OperatorCard(LiveView, widgets.VBox):  # type: ignore[misc]
         op: Operator | None = None,
         *,
         model: CardModel | None = None,
-        refresh_rate: float = 10.0,
+        refresh_rate: float = REFRESH_RATE,
         feed: bool = False,
         follow: bool = True,
     ) -> None:
@@ -279,7 +275,7 @@ class NotificationFeed(LiveView, widgets.VBox):  # type: ignore[misc]
         *,
         model: FeedModel | None = None,
         seed: Iterable[CompletionResult] = (),
-        refresh_rate: float = 10.0,
+        refresh_rate: float = REFRESH_RATE,
         max_entries: int = 50,
     ) -> None:
         self.model = model if model is not None else FeedModel(operator, max_entries=max_entries)
@@ -382,7 +378,7 @@ class MetricsView(LiveView, widgets.VBox):  # type: ignore[misc]
         self,
         skill: str | None = None,
         *,
-        refresh_rate: float = 10.0,
+        refresh_rate: float = REFRESH_RATE,
         chart_interval: float = 2.0,
         max_charts: int = 4,
         store: Any = None,
@@ -461,7 +457,7 @@ class Dashboard(LiveView, widgets.VBox):  # type: ignore[misc]
         ops: Iterable[Operator],
         *,
         feed: FeedModel | None = None,
-        refresh_rate: float = 10.0,
+        refresh_rate: float = REFRESH_RATE,
     ) -> None:
         self.cards = [OperatorCard(op, refresh_rate=refresh_rate) for op in ops]
         self.feed = NotificationFeed(model=feed, refresh_rate=refresh_rate)

@@ -27,7 +27,14 @@ from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, Ru
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.resolve import resolve_client
-from lensbook.limits import MAX_ITERATIONS, MODEL_CALL_TIMEOUT, RUN_TIMEOUT
+from lensbook.limits import (
+    COMPACTION_KEEP_LAST,
+    COMPACTION_MAX_TOKENS,
+    MAX_ITERATIONS,
+    MAX_WAIT_SECONDS,
+    MODEL_CALL_TIMEOUT,
+    RUN_TIMEOUT,
+)
 from lensbook.operator import prompts
 from lensbook.operator.investigation import Investigation, RunSettings, publish_completed
 from lensbook.skills import resolve_skill
@@ -114,9 +121,9 @@ class Operator:
         client_registry: Mapping[str, Any] | None = None,
         context: Mapping[str, Any] | None = None,
         max_iterations: int = MAX_ITERATIONS,
-        compaction_max_tokens: int = 50_000,
-        compaction_keep_last: int = 5,
-        max_wait_seconds: float = 30.0,
+        compaction_max_tokens: int = COMPACTION_MAX_TOKENS,
+        compaction_keep_last: int = COMPACTION_KEEP_LAST,
+        max_wait_seconds: float = MAX_WAIT_SECONDS,
         timeout: float | None = RUN_TIMEOUT,
         model_timeout: float = MODEL_CALL_TIMEOUT,
         on_notification: NotificationCallback | None = None,
@@ -490,11 +497,11 @@ class Operator:
 
     # -- questions and status --------------------------------------------------------------
 
-    def message(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+    def message(self, prompt: str, timeout: float = MODEL_CALL_TIMEOUT) -> MessageResponse:
         """Ask the operator about its investigation; its conversation is not changed."""
         return _loop.run_sync(self.amessage(prompt, timeout=timeout))
 
-    async def amessage(self, prompt: str, timeout: float = 30.0) -> MessageResponse:
+    async def amessage(self, prompt: str, timeout: float = MODEL_CALL_TIMEOUT) -> MessageResponse:
         """The async twin of `message`."""
         return await _loop.run_on_loop(asyncio.wait_for(self._answer(prompt), timeout))
 

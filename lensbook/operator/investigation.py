@@ -34,7 +34,14 @@ from lensbook.clients.base import (
 )
 from lensbook.clients.chain import ClientChain
 from lensbook.evidence import BASE_TOOLS
-from lensbook.limits import MODEL_CALL_TIMEOUT
+from lensbook.limits import (
+    COMPACTION_KEEP_LAST,
+    COMPACTION_MAX_TOKENS,
+    MAX_ITERATIONS,
+    MAX_TOKENS,
+    MAX_WAIT_SECONDS,
+    MODEL_CALL_TIMEOUT,
+)
 from lensbook.operator import compaction, history_tool, prompts
 from lensbook.operator.probe_pool import DaemonPool
 from lensbook.operator.tool_runtime import (
@@ -74,11 +81,11 @@ _probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 class RunSettings:
     """The knobs of one run (per-call options already merged over the operator's)."""
 
-    max_iterations: int = 25
-    compaction_max_tokens: int = 50_000
-    compaction_keep_last: int = 5
-    max_wait_seconds: float = 30.0
-    max_tokens: int = 4096
+    max_iterations: int = MAX_ITERATIONS
+    compaction_max_tokens: int = COMPACTION_MAX_TOKENS
+    compaction_keep_last: int = COMPACTION_KEEP_LAST
+    max_wait_seconds: float = MAX_WAIT_SECONDS
+    max_tokens: int = MAX_TOKENS
     model_timeout: float = MODEL_CALL_TIMEOUT
 
     def __post_init__(self) -> None:

@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lensbook import _loop, recorder, records
 from lensbook._errors import OperatorNotStarted, UnknownSkill
 from lensbook.clients.base import LLMClient
+from lensbook.limits import SAMPLE_INTERVAL
+from lensbook.operator import started as _started
 from lensbook.operator.actor import Operator
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.types import CompletionResult, NotificationList
 
 __all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
-
-_lock = threading.Lock()
-_static: dict[str, Operator] = {}
 
 
 def start(
@@ -27,7 +25,7 @@ def start(
     *,
     client: LLMClient | str | None = None,
     client_registry: Mapping[str, Any] | None = None,
-    sample_interval: float | None = 30.0,
+    sample_interval: float | None = SAMPLE_INTERVAL,
     history: bool = True,
     **operator_defaults: Any,
 ) -> list[Operator]:
@@ -42,14 +40,12 @@ def start(
     started: list[Operator] = []
     for skill in wanted:
         instance = resolve_skill(skill)
-        with _lock:
-            op = _static.get(instance.id)
+        op = _started.get(instance.id)
         if op is None or not op.started:
             op = Operator.start(
                 instance, client=client, client_registry=client_registry, **operator_defaults
             )
-            with _lock:
-                _static[instance.id] = op
+            _started.add(instance.id, op)
         started.append(op)
     if history:
         recorder.start("api", sample_interval=sample_interval)
@@ -60,8 +56,7 @@ def start(
 
 def operators() -> dict[str, Operator]:
     """The static operators by skill id."""
-    with _lock:
-        return dict(_static)
+    return _started.operators()
 
 
 def get_operator(skill: Any) -> Operator:
@@ -69,8 +64,7 @@ def get_operator(skill: Any) -> Operator:
     if isinstance(skill, Operator):
         return skill
     sid = skill if isinstance(skill, str) else resolve_skill(skill).id
-    with _lock:
-        op = _static.get(sid)
+    op = _started.get(sid)
     if op is None:
         try:
             resolve_skill(sid)
@@ -104,9 +98,7 @@ def stop() -> None:
     undo every change lensbook made to the process (tracing, wrappers, hooks, handlers; see
     `lensbook.skills.intrusion`)."""
     recorder.stop()
-    with _lock:
-        ops = list(_static.values())
-        _static.clear()
+    ops = _started.take_all()
     if _loop.is_running() and not _loop.in_lens_thread():
         for op in ops:
             with contextlib.suppress(Exception):  # stopping must not fail half way

@@ -48,8 +48,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.api import KINDS, recorder
 from lensbook.recorder.event import HistoryEvent, is_history_id
+from lensbook.recorder.frame import clock, describe, text_timeline
 from lensbook.recorder.ring import CAPS, MAX_AGE_S
 
 __all__ = [
@@ -58,6 +60,8 @@ __all__ = [
     "MAX_AGE_S",
     "HistoryEvent",
     "clear",
+    "clock",
+    "describe",
     "flush",
     "history_event",
     "history_events",
@@ -66,6 +70,7 @@ __all__ = [
     "start",
     "start_sampler",
     "stop",
+    "text_timeline",
 ]
 
 
@@ -98,7 +103,9 @@ def is_recording() -> bool:
     return recorder.recording
 
 
-def start(owner: str = "api", *, shell: Any = None, sample_interval: float | None = 30.0) -> None:
+def start(
+    owner: str = "api", *, shell: Any = None, sample_interval: float | None = SAMPLE_INTERVAL
+) -> None:
     """Start recording for `owner` (idempotent); `shell` is an IPython shell to watch cells of."""
     recorder.start(owner, shell=shell, sample_interval=sample_interval)
 

@@ -23,6 +23,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
+from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.aio import DEFAULT_THRESHOLD_S, LagObserver
 from lensbook.recorder.event import HistoryEvent
 from lensbook.recorder.exceptions import ExceptionObserver
@@ -80,7 +81,11 @@ class Recorder:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(
-        self, owner: str = "api", *, shell: Any = None, sample_interval: float | None = 30.0
+        self,
+        owner: str = "api",
+        *,
+        shell: Any = None,
+        sample_interval: float | None = SAMPLE_INTERVAL,
     ) -> None:
         """Install the observers (once) and note `owner`; idempotent."""
         with self._lock:

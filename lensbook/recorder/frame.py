@@ -91,12 +91,13 @@ def history_frame(
     """Events as a DataFrame: id, time (UTC), kind, source, summary, detail."""
     import pandas as pd
 
-    from lensbook.recorder import history_events
+    # the recorder itself, not the package root (which exports this module's text helpers)
+    from lensbook.recorder.api import recorder
 
     wanted = (kinds,) if isinstance(kinds, str) else (None if kinds is None else tuple(kinds))
     rows = [
         (e.id, e.time, e.kind, e.source, describe(e), e.detail)
-        for e in history_events(since=since, kinds=wanted)
+        for e in recorder.events(since, wanted, None)
     ]
     df = pd.DataFrame(rows, columns=["id", "time", "kind", "source", "summary", "detail"])
     df["time"] = pd.to_datetime(df["time"], unit="s", utc=True)

@@ -12,27 +12,26 @@ the replay differs from the record is a `Divergence`.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook.clients.chain import ClientChain
 from lensbook.coordinator.insights import CoordinatorResult, TrackedNotification
 from lensbook.coordinator.session import OperatorRun, Session, Settings
-from lensbook.records.operator_replay import Divergence, ReplayClient, ToolMode, areplay
+from lensbook.records.operator_replay import (
+    Divergence,
+    ReplayClient,
+    Replayed,
+    ToolMode,
+    areplay,
+)
 from lensbook.records.reader import RecordError, Run, load_run
 from lensbook.skills import resolve_skill
 
 __all__ = ["CoordinatorReplay", "areplay_coordinator"]
 
 
-@dataclass
-class CoordinatorReplay:
+class CoordinatorReplay(Replayed[CoordinatorResult]):
     """The replayed coordinator run's result, the record it came from, and every divergence."""
-
-    result: CoordinatorResult
-    record: Run
-    tools: ToolMode
-    divergences: list[Divergence] = field(default_factory=list)
 
     @property
     def notifications(self) -> tuple[TrackedNotification, ...]:
@@ -51,16 +50,12 @@ class CoordinatorReplay:
             _insight_key(i) for i in self.record.insights
         ]
 
-    def __repr__(self) -> str:
-        lines = [
+    def headline(self) -> str:
+        return (
             f"replay of coordinator run {self.record.run_id} ({self.record.operator}), tools "
             f"{self.tools}: {len(self.result.notifications)} notification(s), "
-            f"{len(self.result.insights)} insight(s), "
-            f"{'the same as' if self.same_notifications else 'DIFFERENT from'} the record; "
-            f"{len(self.divergences)} divergence(s)",
-            *(f"  - {d}" for d in self.divergences[:20]),
-        ]
-        return "\n".join(lines)
+            f"{len(self.result.insights)} insight(s)"
+        )
 
 
 def _insight_key(insight: dict[str, Any]) -> tuple[Any, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Generic, Literal, TypeVar
 
 from lensbook._errors import ProviderError, RunFailed
 from lensbook.clients.base import ModelRequest, ModelTurn, ToolCall
@@ -23,7 +23,15 @@ from lensbook.records.reader import Run
 from lensbook.skills import resolve_skill
 from lensbook.types import CompletionResult, Notification, Snapshot
 
-__all__ = ["Divergence", "ReplayClient", "ReplayResult", "ToolMode", "areplay"]
+__all__ = [
+    "Divergence",
+    "ReplayClient",
+    "ReplayResult",
+    "Replayed",
+    "ToolMode",
+    "areplay",
+    "report",
+]
 
 ToolMode = Literal["rerun", "record"]
 
@@ -40,14 +48,34 @@ class Divergence:
         return f"{self.where}: recorded {self.recorded[:120]!r}, now {self.replayed[:120]!r}"
 
 
-@dataclass
-class ReplayResult:
-    """The replayed run's result, the record it came from, and every divergence."""
+R = TypeVar("R")
 
-    result: CompletionResult
+
+@dataclass
+class Replayed(Generic[R]):
+    """A replay: its result, the record it came from, the tools' mode and every divergence.
+
+    Each kind of run says what "the same notifications" means for it and heads its text.
+    """
+
+    result: R
     record: Run
     tools: ToolMode
     divergences: list[Divergence] = field(default_factory=list)
+
+    @property
+    def same_notifications(self) -> bool:
+        raise NotImplementedError
+
+    def headline(self) -> str:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return report(self.headline(), self.same_notifications, self.divergences)
+
+
+class ReplayResult(Replayed[CompletionResult]):
+    """The replayed run's result, the record it came from, and every divergence."""
 
     @property
     def notifications(self) -> tuple[Notification, ...]:
@@ -59,17 +87,23 @@ class ReplayResult:
         """Whether the replay made the recorded notifications (ids and times aside)."""
         return _keys(self.result) == _keys(self.record.result)
 
-    def __repr__(self) -> str:
-        lines = [
+    def headline(self) -> str:
+        return (
             f"replay of run {self.record.run_id} ({self.record.operator}), tools {self.tools}: "
-            f"{len(self.result.notifications)} notification(s), "
-            f"{'the same as' if self.same_notifications else 'DIFFERENT from'} the record; "
-            f"{len(self.divergences)} divergence(s)",
-            *(f"  - {d}" for d in self.divergences[:20]),
-        ]
-        if len(self.divergences) > 20:
-            lines.append(f"  ... and {len(self.divergences) - 20} more")
-        return "\n".join(lines)
+            f"{len(self.result.notifications)} notification(s)"
+        )
+
+
+def report(head: str, same: bool, divergences: list[Divergence], shown: int = 20) -> str:
+    """A replay's text: `head`, whether it matched the record, and its first divergences."""
+    lines = [
+        f"{head}, {'the same as' if same else 'DIFFERENT from'} the record; "
+        f"{len(divergences)} divergence(s)",
+        *(f"  - {d}" for d in divergences[:shown]),
+    ]
+    if len(divergences) > shown:
+        lines.append(f"  ... and {len(divergences) - shown} more")
+    return "\n".join(lines)
 
 
 def _keys(result: CompletionResult) -> list[tuple[Any, ...]]:

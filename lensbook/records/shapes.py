@@ -15,7 +15,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from lensbook.clients.base import Message, ModelTurn
-from lensbook.limits import MAX_ITERATIONS
+from lensbook.limits import (
+    COMPACTION_KEEP_LAST,
+    COMPACTION_MAX_TOKENS,
+    MAX_ITERATIONS,
+    MAX_WAIT_SECONDS,
+)
 from lensbook.types import HealthState, Notification, StopReason, TokenUsage
 
 __all__ = ["Header", "check_event", "check_header"]
@@ -45,9 +50,9 @@ class Header(_Shape):
     client: str = ""
     lensbook: str | None = None
     max_iterations: Annotated[int, Field(strict=True, ge=1, le=100_000)] = MAX_ITERATIONS
-    compaction_max_tokens: Count = 50_000
-    compaction_keep_last: Count = 5
-    max_wait_seconds: Seconds = 30.0
+    compaction_max_tokens: Count = COMPACTION_MAX_TOKENS
+    compaction_keep_last: Count = COMPACTION_KEEP_LAST
+    max_wait_seconds: Seconds = MAX_WAIT_SECONDS
 
 
 class _Event(_Shape):

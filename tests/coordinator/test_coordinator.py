@@ -193,6 +193,14 @@ def test_deadline_stops_the_operators_and_returns_what_was_found() -> None:
     assert coordinator.last_result == result
 
 
+def test_run_async_is_a_deprecated_alias_of_run_in_background() -> None:
+    coordinator = Coordinator(skills=[Alpha], client=ScriptedClient([call("done")]))
+    with pytest.warns(DeprecationWarning, match="run_in_background") as warned:
+        assert coordinator.run_async({"reason": "old name"}) is coordinator
+    assert warned[0].filename == __file__  # the warning names the caller's line
+    assert coordinator.wait(timeout=30).stop_reason == "done"
+
+
 def test_cancel_from_another_thread_ends_the_run() -> None:
     invoked = threading.Event()
 
@@ -206,11 +214,11 @@ def test_cancel_from_another_thread_ends_the_run() -> None:
     coordinator = Coordinator(
         skills=[Alpha], client=client, operator_client=operator_script("alpha")
     )
-    assert coordinator.run_async({"reason": "x"}) is coordinator
+    assert coordinator.run_in_background({"reason": "x"}) is coordinator
     assert invoked.wait(30)
     assert coordinator.status().running
     with pytest.raises(lensbook.LensbookError, match="already running"):
-        coordinator.run_async({"reason": "again"})
+        coordinator.run_in_background({"reason": "again"})
     coordinator.cancel()
     result = coordinator.wait(timeout=30)
     assert result.stop_reason == "cancelled"

@@ -14,8 +14,9 @@ from comm.base_comm import BaseComm
 
 import lensbook
 from lensbook import Skill, events
+from lensbook.cards import CardModel
 from lensbook.clients import ScriptedClient, call
-from lensbook.notebook._models import CardModel, FeedModel
+from lensbook.notebook._models import FeedModel
 from lensbook.notebook._throttle import Throttle
 from lensbook.notebook.widgets import (
     Dashboard,

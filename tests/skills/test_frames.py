@@ -40,6 +40,11 @@ _LIBRARY = {
         "    _CANVASES.append(canvas)\n"
         "    return len(canvas)\n"
         "\n"
+        "def rasterise_deep(points, depth=8):\n"
+        "    if depth:\n"
+        "        return rasterise_deep(points, depth - 1)  # library recursion\n"
+        "    return rasterise(points)\n"
+        "\n"
         "def parse(text):\n"
         "    return int(text)  # library raise\n"
         "\n"
@@ -82,6 +87,10 @@ def plotkit(tmp_path: Path) -> Iterator[ModuleType]:
 
 def draw_report(lib: ModuleType) -> int:
     return int(lib.plot(3000))  # user line
+
+
+def draw_deep_report(lib: ModuleType) -> int:
+    return int(lib._render.rasterise_deep(400))  # user deep line
 
 
 def load_settings(lib: ModuleType) -> int:
@@ -141,6 +150,33 @@ def test_an_allocation_three_library_frames_down_is_blamed_on_the_users_line(
     via = " ".join(top["via"])
     assert "plotkit/_render.py" in via and "plotkit/figure.py" in via
     assert "(library)" in via
+
+
+def test_an_allocation_deeper_in_a_library_than_the_bursts_frames_is_blamed_on_the_users_line(
+    plotkit: ModuleType,
+) -> None:
+    # ten library frames below the user's line: a 6-frame traceback never reaches it, so a
+    # burst after one that held such blocks keeps more frames, and the cut ones follow
+    was_tracing = tracemalloc.is_tracing()
+    skill = MemorySkill()  # the default: 10% of the window in bursts
+    pace = threading.Event()
+    try:
+        skill.trace_start(frames=6)
+        ends = time.monotonic() + 3.0  # ~6 bursts
+        while time.monotonic() < ends:
+            draw_deep_report(plotkit)
+            pace.wait(0.02)  # a steady workload, not a synchronisation
+        diff = _rendered(skill.allocation_diff(top=3))
+    finally:
+        skill.close()
+        plotkit._render._CANVASES.clear()
+        if tracemalloc.is_tracing() and not was_tracing:
+            tracemalloc.stop()
+    assert diff["frames"] == 6
+    top = diff["sites"][0]
+    assert top["site"].endswith(f"test_frames.py:{_line('# user deep line')}"), diff
+    assert top["share"] > 0.9, diff  # none left to the library's own lines
+    assert f"plotkit/_render.py:{_library_line('# library recursion')}" in " ".join(top["via"])
 
 
 def test_an_exception_raised_in_a_library_names_the_users_line(plotkit: ModuleType) -> None:

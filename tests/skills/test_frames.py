@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -121,6 +121,21 @@ def _rendered(value: Any) -> Any:
     return json.loads(unmarked(text))
 
 
+def _diff_around(lib: ModuleType, work: Callable[[], object]) -> Any:
+    """The allocation diff of a default memory window (6 frames, in bursts) around `work`."""
+    was_tracing = tracemalloc.is_tracing()
+    skill = MemorySkill()  # the default: 10% of the window in bursts
+    try:
+        skill.trace_start(frames=6)
+        work()
+        return _rendered(skill.allocation_diff(top=3))
+    finally:
+        skill.close()
+        lib._render._CANVASES.clear()
+        if tracemalloc.is_tracing() and not was_tracing:
+            tracemalloc.stop()
+
+
 def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:
     assert _frames.origin(plotkit._render.__file__) == "library"
     assert _frames.origin(__file__) == "user"
@@ -133,17 +148,7 @@ def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> Non
 def test_an_allocation_three_library_frames_down_is_blamed_on_the_users_line(
     plotkit: ModuleType,
 ) -> None:
-    was_tracing = tracemalloc.is_tracing()
-    skill = MemorySkill()
-    try:
-        skill.trace_start(frames=6)
-        draw_report(plotkit)
-        diff = _rendered(skill.allocation_diff(top=3))
-    finally:
-        skill.close()
-        plotkit._render._CANVASES.clear()
-        if tracemalloc.is_tracing() and not was_tracing:
-            tracemalloc.stop()
+    diff = _diff_around(plotkit, lambda: draw_report(plotkit))
     top = diff["sites"][0]
     assert top["site"].endswith(f"test_frames.py:{_line('# user line')}"), diff
     assert top["origin"] == "user"
@@ -157,21 +162,15 @@ def test_an_allocation_deeper_in_a_library_than_the_bursts_frames_is_blamed_on_t
 ) -> None:
     # ten library frames below the user's line: a 6-frame traceback never reaches it, so a
     # burst after one that held such blocks keeps more frames, and the cut ones follow
-    was_tracing = tracemalloc.is_tracing()
-    skill = MemorySkill()  # the default: 10% of the window in bursts
     pace = threading.Event()
-    try:
-        skill.trace_start(frames=6)
+
+    def steady_reports() -> None:
         ends = time.monotonic() + 3.0  # ~6 bursts
         while time.monotonic() < ends:
             draw_deep_report(plotkit)
             pace.wait(0.02)  # a steady workload, not a synchronisation
-        diff = _rendered(skill.allocation_diff(top=3))
-    finally:
-        skill.close()
-        plotkit._render._CANVASES.clear()
-        if tracemalloc.is_tracing() and not was_tracing:
-            tracemalloc.stop()
+
+    diff = _diff_around(plotkit, steady_reports)
     assert diff["frames"] == 6
     top = diff["sites"][0]
     assert top["site"].endswith(f"test_frames.py:{_line('# user deep line')}"), diff

@@ -3,9 +3,10 @@ the last records at WARNING and above, and passing records with a traceback to t
 observer as ``logged_exception``.
 
 It is a `lensbook.skills._observers` handler, so it never changes what is printed (when it is
-the only handler, records still reach ``logging.lastResort``). The hot path is a dict increment;
-`handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
-race far better than every record of the process would tolerate a lock). Every flush turns the
+the only handler, records still reach ``logging.lastResort``). The hot path is one dict increment
+(``counts[key] += 1`` on the handler's own dict: no method call, no formatting); `handle` skips
+the handler lock and the filters (the counters tolerate a lost increment under a race far better
+than every record of the process would tolerate a lock). Every flush turns the
 counters into one ``log_rate`` event per (logger, level) seen since the last flush.
 
 A logger with ``propagate = False`` keeps its records from the root handler. So the same
@@ -38,26 +39,34 @@ class _Handler(ObserverHandler):
     def __init__(self, owner: LogObserver) -> None:
         super().__init__()
         self.owner = owner
+        #: records by (logger, level) since the last flush (swapped whole by the owner's flush;
+        #: kept here so the hot path reads it in one attribute lookup)
+        self.counts: dict[tuple[str, int], int] = {}
 
     def handle(self, record: logging.LogRecord) -> bool:
         # every record of the process comes through here: no filters, no lock, no context
-        # manager, and one dict update for a record below WARNING (the usual case)
-        counts = self.owner.counts
-        key = (record.name, record.levelno)
-        n = counts.get(key, 0)
-        if not n and len(counts) >= _MAX_KEYS:
-            key = (_OTHER, record.levelno)
-            n = counts.get(key, 0)
-        counts[key] = n + 1
+        # manager, no method call, and one dict update for a record below WARNING (the usual
+        # case); a new key (a few hundred at most) takes the `except` branch
+        counts = self.counts
+        levelno = record.levelno
+        key = (record.name, levelno)
+        try:
+            counts[key] += 1
+        except KeyError:
+            if len(counts) >= _MAX_KEYS:
+                key = (_OTHER, levelno)
+                counts[key] = counts.get(key, 0) + 1
+            else:
+                counts[key] = 1
         # (below WARNING only a record carrying a traceback: ``log.info(..., exc_info=True)``)
-        if record.levelno >= _WARNING or record.exc_info:
+        if levelno >= _WARNING or record.exc_info:
             try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
-                self.owner.observe(record, n + 1)
+                self.owner.observe(record, counts[key])
             except Exception:  # an observer must never break the application's logging
                 pass
             # (`logging.lastResort` prints from WARNING on; a lowered level is not followed)
             last = logging.lastResort
-            if last is not None and record.levelno >= last.level:
+            if last is not None and levelno >= last.level:
                 forward_if_unhandled(self, record)
         return True
 
@@ -73,8 +82,6 @@ class LogObserver:
         self.exceptions = exceptions
         self.gate = RateGate(burst=5, window_s=60.0)
         self.handler = _Handler(self)
-        #: records by (logger, level) since the last flush (swapped whole by `flush`)
-        self.counts: dict[tuple[str, int], int] = {}
         self._window_start = time.time()
         self._installed = False
         #: the non-propagating loggers the handler was added to
@@ -121,7 +128,7 @@ class LogObserver:
 
     def flush(self, now: float) -> list[HistoryEvent]:
         self.follow_unpropagated()
-        counts, self.counts = self.counts, {}
+        counts, self.handler.counts = self.handler.counts, {}
         span = max(now - self._window_start, 1.0)
         self._window_start = now
         return [
@@ -174,5 +181,5 @@ class LogObserver:
             self._installed = False
 
     def clear(self) -> None:
-        self.counts = {}
+        self.handler.counts = {}
         self.gate.clear()

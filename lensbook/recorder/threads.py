@@ -157,6 +157,8 @@ class ThreadObserver:
         if self._start_wrapper is not None:
             return
         observer = self
+        # bound once: each start and end of a thread then makes no attribute lookup for them
+        on_start, on_end, getframe = self.on_start, self.on_end, sys._getframe
         prev_start = self._prev_start = threading.Thread.start
         prev_bootstrap = self._prev_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
@@ -165,7 +167,7 @@ class ThreadObserver:
             # wrapped it after us) passes through
             if observer._start_wrapper is start:
                 try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
-                    observer.on_start(thread, sys._getframe(1))
+                    on_start(thread, getframe(1))
                 except Exception:  # seeing a thread start must never stop it from starting
                     pass
             try:
@@ -180,7 +182,7 @@ class ThreadObserver:
             finally:
                 if observer._bootstrap_wrapper is _bootstrap_inner:
                     try:  # noqa: SIM105 (as above: the path every thread takes)
-                        observer.on_end(thread)
+                        on_end(thread)
                     except Exception:
                         pass
 

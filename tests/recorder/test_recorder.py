@@ -22,6 +22,8 @@ import pytest
 import lensbook
 from lensbook import recorder
 from lensbook.recorder import HistoryEvent, history_events, is_recording
+from lensbook.recorder.exceptions import ExceptionObserver
+from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.threads import ThreadObserver
 from lensbook.skills.aio import register_loop, unregister_loop
@@ -564,3 +566,23 @@ def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
         assert not ours(observer.flush(time.time() + 63))  # nothing since: no row
     finally:
         observer.remove()
+
+
+def test_log_counts_keep_every_record_within_their_caps() -> None:
+    ring = HistoryRing()
+    observer = LogObserver(ring, ExceptionObserver(ring, lambda t: None, lambda t, d: None))
+    factory = logging.getLogger("lensbook-test-caps")
+    handle = observer.handler.handle
+    for level in range(1, 21):  # custom levels of one logger past the 16th fold to a standard
+        handle(factory.makeRecord("caps.levels", 20 + level, __file__, 1, "m", (), None))
+    for i in range(600):  # loggers past the 500th (with the one above) count together
+        for _ in range(2):
+            handle(factory.makeRecord(f"caps.l{i}", logging.INFO, __file__, 1, "m", (), None))
+    rows = [e.detail for e in observer.flush(time.time())]
+    assert sum(r["count"] for r in rows) == 1_220  # nothing lost
+    other = [r for r in rows if r["logger"] == "<other loggers>"]
+    assert other == [other[0]] and other[0]["count"] == 2 * 101 and other[0]["level"] == "INFO"
+    assert len({r["logger"] for r in rows}) == 500 + 1
+    levels = [r for r in rows if r["logger"] == "caps.levels"]
+    assert len(levels) <= 16 + 6 and sum(r["count"] for r in levels) == 20
+    assert observer.flush(time.time()) == []  # the window starts again

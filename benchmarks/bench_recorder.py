@@ -173,10 +173,19 @@ _LOOP = asyncio.new_event_loop()
 def _alternate(
     rounds: int, work: Callable[[], float], label: str, unit: str, per: int
 ) -> tuple[float, float]:
-    """Runs `work` without and with the recorder in alternating order; prints the medians and
-    the minimums (the least disturbed round: the machine is shared) per unit of work."""
+    """Runs `work` without and with the recorder in alternating order (after a warm-up round of
+    each), a `gc.collect()` before every round; prints the medians and the minimums (the least
+    disturbed round: the machine is shared) per unit of work."""
     without: list[float] = []
     with_recorder: list[float] = []
+    # a round of each first, not counted: the lens loop (which the recorder's tick runs on, and
+    # which stays up after its stop) is then running in both modes, and both paths are warm
+    for on in (False, True):
+        if on:
+            recorder.start("bench", sample_interval=None)
+        work()
+        if on:
+            recorder.stop("bench")
     for r in range(rounds):
         for on in (False, True) if r % 2 == 0 else (True, False):
             if on:

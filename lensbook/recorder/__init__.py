@@ -37,10 +37,13 @@ function" strings, outermost first, at most 8):
   every 10 min; the first of a recording has baseline=True): rss_mb, threads, python_threads,
   open_fds, allocated_blocks, gc_collections, gc_gen2_collections, gc_uncollectable,
   cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu, baseline, moved.
+- ``gc_pause`` (source: "gc"; a full collection that paused the process longer than 50 ms):
+  duration_ms, threshold_ms, generation, collected, uncollectable.
 
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
-`exceptions`, `logs`, `threads`, `aio`, `samples` (one observer each), `event` (the record and
-its ids), `frames` (frames and exceptions as small facts), `frame` (pandas and one-line text).
+`exceptions`, `logs`, `threads`, `aio`, `samples`, `gcpause` (one observer each), `event` (the
+record and its ids), `frames` (frames and exceptions as small facts), `frame` (pandas and
+one-line text).
 """
 
 from __future__ import annotations

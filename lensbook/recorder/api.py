@@ -27,6 +27,7 @@ from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.aio import DEFAULT_THRESHOLD_S, LagObserver
 from lensbook.recorder.event import HistoryEvent
 from lensbook.recorder.exceptions import ExceptionObserver
+from lensbook.recorder.gcpause import GcPauseObserver
 from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.samples import SampleObserver
@@ -48,6 +49,7 @@ KINDS = (
     "thread_growth",
     "loop_lag",
     "metrics",
+    "gc_pause",
 )
 
 
@@ -71,6 +73,7 @@ class Recorder:
         self.logs = LogObserver(self.ring, self.exceptions)
         self.lag = LagObserver(self.ring, lag_threshold_s)
         self.samples = SampleObserver(self.ring)
+        self.gc = GcPauseObserver()
         self.started_at: float | None = None
         self._owners: set[str] = set()
         self._lock = threading.RLock()
@@ -94,6 +97,7 @@ class Recorder:
                 self.threads.install()
                 self.exceptions.install(_shell() if shell is None else shell)
                 self.logs.install()
+                self.gc.install()
             else:
                 self.exceptions.hook_shell(shell)
             self._owners.add(owner)
@@ -128,6 +132,7 @@ class Recorder:
                 self._sampler = None
             self._stop_tick()
             self.logs.remove()
+            self.gc.remove()
             self.exceptions.remove()
             self.threads.remove()
             self.lag.clear()
@@ -209,6 +214,7 @@ class Recorder:
             self.ring.extend(self.exceptions.flush(now))
             self.ring.extend(self.logs.flush(now))
             self.ring.extend(self.threads.flush(now))
+            self.ring.extend(self.gc.flush(now))
             self.ring.prune(now)
 
     def events(
@@ -227,6 +233,7 @@ class Recorder:
             self.logs.clear()
             self.threads.clear()
             self.samples.clear()
+            self.gc.clear()
             self.ring.clear()
 
 

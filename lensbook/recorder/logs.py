@@ -3,10 +3,13 @@ the last records at WARNING and above, and passing records with a traceback to t
 observer as ``logged_exception``.
 
 It is a `lensbook.skills._observers` handler, so it never changes what is printed (when it is
-the only handler, records still reach ``logging.lastResort``). The hot path is a dict increment;
-`handle` skips the handler lock and the filters (the counters tolerate a lost increment under a
-race far better than every record of the process would tolerate a lock). Every flush turns the
-counters into one ``log_rate`` event per (logger, level) seen since the last flush.
+the only handler, records still reach ``logging.lastResort``). The hot path is one increment in
+a dict of dicts (logger name, then level number: no tuple to build and hash, no method call, no
+formatting); `handle` skips the handler lock and the filters (the counters tolerate a lost
+increment under a race far better than every record of the process would tolerate a lock).
+Every flush turns the counters into one ``log_rate`` event per (logger, level) seen since the
+last flush. Caps per window: 500 loggers (the rest as "<other loggers>"), 16 levels per logger
+(a custom level past those counts as its standard one).
 
 A logger with ``propagate = False`` keeps its records from the root handler. So the same
 handler is also added to every such logger, at install and at each flush (every 10 s: a logger
@@ -29,7 +32,9 @@ from lensbook.skills._observers import ObserverHandler, forward_if_unhandled
 
 __all__ = ["LogObserver"]
 
-_MAX_KEYS = 500
+#: loggers counted apart per flush window (the rest as `_OTHER`), levels apart per logger
+_MAX_LOGGERS = 500
+_MAX_LEVELS = 16
 _WARNING = logging.WARNING
 _OTHER = "<other loggers>"
 
@@ -38,28 +43,47 @@ class _Handler(ObserverHandler):
     def __init__(self, owner: LogObserver) -> None:
         super().__init__()
         self.owner = owner
+        #: records since the last flush, by logger name, then level number (swapped whole by
+        #: the owner's flush; kept here so the hot path reads it in one attribute lookup)
+        self.counts: dict[str, dict[int, int]] = {}
 
     def handle(self, record: logging.LogRecord) -> bool:
         # every record of the process comes through here: no filters, no lock, no context
-        # manager, and one dict update for a record below WARNING (the usual case)
-        counts = self.owner.counts
-        key = (record.name, record.levelno)
-        n = counts.get(key, 0)
-        if not n and len(counts) >= _MAX_KEYS:
-            key = (_OTHER, record.levelno)
-            n = counts.get(key, 0)
-        counts[key] = n + 1
+        # manager, no method call, no formatting. Two plain dict lookups (a str key, whose hash
+        # the string keeps, then an int): a (name, level) tuple key would be built and hashed
+        # twice per record; a new logger or level takes the `except` branch
+        levelno = record.levelno
+        try:
+            self.counts[record.name][levelno] += 1
+        except KeyError:
+            self._count_new(record.name, levelno)
         # (below WARNING only a record carrying a traceback: ``log.info(..., exc_info=True)``)
-        if record.levelno >= _WARNING or record.exc_info:
+        if levelno >= _WARNING or record.exc_info:
+            counts = self.counts
+            per = counts.get(record.name) or counts.get(_OTHER) or {}
             try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
-                self.owner.observe(record, n + 1)
+                self.owner.observe(record, per.get(levelno, 1))
             except Exception:  # an observer must never break the application's logging
                 pass
             # (`logging.lastResort` prints from WARNING on; a lowered level is not followed)
             last = logging.lastResort
-            if last is not None and record.levelno >= last.level:
+            if last is not None and levelno >= last.level:
                 forward_if_unhandled(self, record)
         return True
+
+    def _count_new(self, name: str, levelno: int) -> None:
+        """Count the first record of a logger or a level in this window, within the caps: past
+        `_MAX_LOGGERS` loggers a new one counts as `_OTHER`; past `_MAX_LEVELS` levels of one
+        logger a custom level counts as its standard one (35 as 30: WARNING)."""
+        counts = self.counts
+        per = counts.get(name)
+        if per is None:
+            if len(counts) >= _MAX_LOGGERS:
+                name = _OTHER
+            per = counts.setdefault(name, {})
+        if levelno not in per and len(per) >= _MAX_LEVELS:
+            levelno = min(max(levelno // 10 * 10, 0), logging.CRITICAL)
+        per[levelno] = per.get(levelno, 0) + 1
 
     def emit(self, record: logging.LogRecord) -> None:
         self.handle(record)
@@ -73,8 +97,6 @@ class LogObserver:
         self.exceptions = exceptions
         self.gate = RateGate(burst=5, window_s=60.0)
         self.handler = _Handler(self)
-        #: records by (logger, level) since the last flush (swapped whole by `flush`)
-        self.counts: dict[tuple[str, int], int] = {}
         self._window_start = time.time()
         self._installed = False
         #: the non-propagating loggers the handler was added to
@@ -121,7 +143,7 @@ class LogObserver:
 
     def flush(self, now: float) -> list[HistoryEvent]:
         self.follow_unpropagated()
-        counts, self.counts = self.counts, {}
+        counts, self.handler.counts = self.handler.counts, {}
         span = max(now - self._window_start, 1.0)
         self._window_start = now
         return [
@@ -137,7 +159,10 @@ class LogObserver:
                 },
                 at=now,
             )
-            for (name, level), n in sorted(counts.items(), key=lambda kv: -kv[1])
+            for (name, level), n in sorted(
+                (((name, level), n) for name, per in counts.items() for level, n in per.items()),
+                key=lambda kv: -kv[1],
+            )
         ]
 
     def install(self) -> None:
@@ -174,5 +199,5 @@ class LogObserver:
             self._installed = False
 
     def clear(self) -> None:
-        self.counts = {}
+        self.handler.counts = {}
         self.gate.clear()

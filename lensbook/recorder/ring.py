@@ -37,6 +37,7 @@ CAPS: dict[str, int] = {
     "thread_growth": 300,
     "loop_lag": 200,
     "metrics": 180,
+    "gc_pause": 100,
 }
 DEFAULT_CAP = 100
 #: nothing older than this is kept (seconds)

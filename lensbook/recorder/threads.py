@@ -70,13 +70,16 @@ class _Kind:
     started: int = 0
     ended: int = 0
     died: int = 0
-    window_started: int = 0
-    window_ended: int = 0
-    window_died: int = 0
-    # the first `_GATE_BURST` starts and ends per kind and minute become events
+    # the totals at the last flush: the flush's window is the difference (the hot path only
+    # bumps the totals)
+    flushed_started: int = 0
+    flushed_ended: int = 0
+    flushed_died: int = 0
+    # the first `_GATE_BURST` starts and ends per kind and minute become events: the totals
+    # when the gate's minute began (moved on by the flush, never on the hot path)
     gate_start: float = 0.0
-    gate_starts: int = 0
-    gate_ends: int = 0
+    gate_started: int = 0
+    gate_ended: int = 0
     #: the objects whose ids make the kind's key (kept alive so the ids stay theirs)
     held: Any = None
     #: for pool workers: the distinct pools ("ThreadPoolExecutor-7") their threads belong to;
@@ -154,6 +157,8 @@ class ThreadObserver:
         if self._start_wrapper is not None:
             return
         observer = self
+        # bound once: each start and end of a thread then makes no attribute lookup for them
+        on_start, on_end, getframe = self.on_start, self.on_end, sys._getframe
         prev_start = self._prev_start = threading.Thread.start
         prev_bootstrap = self._prev_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
@@ -162,7 +167,7 @@ class ThreadObserver:
             # wrapped it after us) passes through
             if observer._start_wrapper is start:
                 try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
-                    observer.on_start(thread, sys._getframe(1))
+                    on_start(thread, getframe(1))
                 except Exception:  # seeing a thread start must never stop it from starting
                     pass
             try:
@@ -177,7 +182,7 @@ class ThreadObserver:
             finally:
                 if observer._bootstrap_wrapper is _bootstrap_inner:
                     try:  # noqa: SIM105 (as above: the path every thread takes)
-                        observer.on_end(thread)
+                        on_end(thread)
                     except Exception:
                         pass
 
@@ -254,30 +259,18 @@ class ThreadObserver:
         target: Any = getattr(thread, "_target", None)
         kind = self._kind_of(target, thread, caller)
         kind.started += 1
-        kind.window_started += 1
         pools = kind.pools
         if pools is not None and len(pools) < _MAX_POOLS:
             pools.add(thread.name.rsplit("_", 1)[0])
         live = self._live
         if len(live) < _MAX_TRACKED:
             live[id(thread)] = kind
-        # `_gate_start`, inlined: a call is a tenth of what the observer costs a thread
-        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
-            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
-        kind.gate_starts += 1
-        if kind.gate_starts <= _GATE_BURST:
+        # the gate: one subtraction (its minute is moved on by the flush)
+        if kind.started - kind.gate_started <= _GATE_BURST:
             now = time.time()
             if len(self._born) < _MAX_TRACKED:
                 self._born[id(thread)] = now
             self._started_event(kind, thread.name, thread.daemon, now)
-
-    def _gate_start(self, kind: _Kind) -> bool:
-        """Whether this start of `kind` becomes an event (the first few per kind and minute;
-        the minute runs on the flush's clock: no clock read per thread)."""
-        if self.clock - kind.gate_start >= _GATE_WINDOW_S:
-            kind.gate_start, kind.gate_starts, kind.gate_ends = self.clock, 0, 0
-        kind.gate_starts += 1
-        return kind.gate_starts <= _GATE_BURST
 
     def _started_event(self, kind: _Kind, name: str, daemon: bool, now: float) -> None:
         self.ring.add(
@@ -303,16 +296,13 @@ class ThreadObserver:
         what the new thread runs instead of `function`."""
         kind = self._kind_of(function, None, caller)
         kind.started += 1
-        kind.window_started += 1
-        if self._gate_start(kind):
+        if kind.started - kind.gate_started <= _GATE_BURST:
             self._started_event(kind, RAW_KIND, True, time.time())
         return _RawRun(self, kind, function)
 
     def on_raw_end(self, kind: _Kind) -> None:
         kind.ended += 1
-        kind.window_ended += 1
-        kind.gate_ends += 1
-        if kind.gate_ends <= _GATE_BURST:
+        if kind.ended - kind.gate_ended <= _GATE_BURST:
             name = thread_name()
             detail = {
                 "thread": name,
@@ -326,7 +316,6 @@ class ThreadObserver:
     def on_raw_death(self, kind: _Kind, exc: BaseException) -> None:
         """An exception is ending a ``_thread`` thread (in that thread)."""
         kind.died += 1
-        kind.window_died += 1
         name = thread_name()
         record = self.record_raw_death
         found = record(exc, name) if record is not None else None
@@ -413,6 +402,7 @@ class ThreadObserver:
                 _DIGITS.sub("N", name),
                 held=(held, code),
                 pools=set() if _POOLED.match(name) else None,
+                gate_start=self.clock,
             )
             return kind
 
@@ -426,10 +416,8 @@ class ThreadObserver:
             self._died.discard(id(thread))
         kind = found
         kind.ended += 1
-        kind.window_ended += 1
-        kind.gate_ends += 1
         born = self._born.pop(id(thread), None) if self._born else None
-        if kind.gate_ends <= _GATE_BURST or died:
+        if kind.ended - kind.gate_ended <= _GATE_BURST or died:
             now = time.time()
             detail: dict[str, Any] = {
                 "thread": thread.name,
@@ -447,7 +435,6 @@ class ThreadObserver:
         self._born.pop(id(thread), None)
         if found is not None:
             found.started -= 1
-            found.window_started -= 1
 
     def count_death(self, thread: threading.Thread | None) -> None:
         """A thread is ending by an exception (from ``threading.excepthook``, in that thread)."""
@@ -458,7 +445,6 @@ class ThreadObserver:
             found = self._live.get(id(thread))
             if found is not None:
                 found.died += 1
-                found.window_died += 1
 
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
         """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
@@ -476,14 +462,25 @@ class ThreadObserver:
         self.ring.add(make_event("thread_died", name, detail, at=now))
 
     def flush(self, now: float) -> list[HistoryEvent]:
-        """One ``thread_growth`` event per kind that started or ended threads since last time."""
+        """One ``thread_growth`` event per kind that started or ended threads since last time;
+        moves each kind's event gate on to a new minute when its minute is over."""
         self.clock = now
         with self._lock:
             span = max(now - self._window_start, 1.0)
             self._window_start = now
             rows = []
             for kind in [*self._kinds.values(), self._overflow]:
-                if kind.window_started or kind.window_ended or kind.window_died:
+                if now - kind.gate_start >= _GATE_WINDOW_S:
+                    kind.gate_start = now
+                    kind.gate_started, kind.gate_ended = kind.started, kind.ended
+                # read once: the hot path may bump a total meanwhile (counted next time)
+                started, ended, died = kind.started, kind.ended, kind.died
+                window_started = started - kind.flushed_started
+                window_ended = ended - kind.flushed_ended
+                window_died = died - kind.flushed_died
+                if window_started or window_ended or window_died:
+                    kind.flushed_started, kind.flushed_ended = started, ended
+                    kind.flushed_died = died
                     rows.append(
                         {
                             "kind": kind.name_pattern,
@@ -491,17 +488,16 @@ class ThreadObserver:
                             "started_from": kind.started_from,
                             "function": kind.starter_function,
                             "via": kind.via,
-                            "started": kind.window_started,
-                            "ended": kind.window_ended,
-                            "died": kind.window_died,
-                            "alive": max(kind.started - kind.ended, 0),
-                            "started_total": kind.started,
-                            "rate_per_s": round(kind.window_started / span, 3),
+                            "started": window_started,
+                            "ended": window_ended,
+                            "died": window_died,
+                            "alive": max(started - ended, 0),
+                            "started_total": started,
+                            "rate_per_s": round(window_started / span, 3),
                             "window_s": round(span, 2),
                             "pools": len(kind.pools) if kind.pools is not None else None,
                         }
                     )
-                    kind.window_started = kind.window_ended = kind.window_died = 0
         return [make_event("thread_growth", str(row["kind"]), row, at=now) for row in rows]
 
     def clear(self) -> None:

@@ -27,6 +27,7 @@ from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import FullCollectionsSinceLoad
+from lensbook.skills.history_rules import GcPausesSinceLoad
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import mark_fields
 
@@ -435,6 +436,7 @@ class GCSkill(Skill):
             GCDisabledRule(),
             CyclicFramesRule(),
             FullCollectionsSinceLoad(),
+            GcPausesSinceLoad(),
         )
 
 

@@ -23,6 +23,7 @@ from lensbook.types import Severity
 
 __all__ = [
     "CellErrorsSinceLoad",
+    "GcPausesSinceLoad",
     "PastErrorLogBursts",
     "PastExceptionBursts",
     "PastLoopStalls",
@@ -53,6 +54,9 @@ ERROR_LOG_MIN = 20
 #: failing cells in all
 CELL_SAME_SITE = 3
 CELL_ERRORS = 10
+#: a full-collection pause (ms) that makes the finding a warning (each recorded one is over the
+#: recorder's own threshold, 50 ms)
+GC_PAUSE_WARNING_MS = 250.0
 
 
 def _ago(at: float, now: float) -> str:
@@ -482,5 +486,46 @@ class CellErrorsSinceLoad(Rule):
                     else "many cells fail: an earlier cell may have left the namespace broken"
                 ),
                 history_ids=_ids([*cells[-5:], repeated[0]]),
+            )
+        ]
+
+
+class GcPausesSinceLoad(Rule):
+    """Full (generation-2) collections that paused the whole process for longer than the
+    recorder's threshold since it started ("gc pauses since load")."""
+
+    name = "gc_pauses_since_load"
+    history_kinds = ("gc_pause",)
+
+    def judge(self, ev: Evidence) -> Sequence[Finding]:
+        pauses = ev.history_of("gc_pause")
+        if not pauses:
+            return []
+        now = _now(ev)
+        longest = max(pauses, key=lambda e: float(e["detail"].get("duration_ms", 0.0)))
+        d = longest["detail"]
+        total_ms = sum(float(e["detail"].get("duration_ms", 0.0)) for e in pauses)
+        lost = sum(int(e["detail"].get("uncollectable", 0)) for e in pauses)
+        latest = pauses[-1]
+        return [
+            Finding(
+                anomaly_type="gc_pauses_since_load",
+                severity="warning" if d.get("duration_ms", 0.0) >= GC_PAUSE_WARNING_MS else "info",
+                context=(
+                    f"{len(pauses)} full collection(s) over {d.get('threshold_ms', '?')} ms since "
+                    f"the flight recorder started, {total_ms:.0f} ms in all; the latest at "
+                    f"{_clock(latest['time'])} UTC, {_ago(latest['time'], now)}"
+                ),
+                observation=(
+                    f"the longest paused every thread for {d.get('duration_ms')} ms at "
+                    f"{_clock(longest['time'])} UTC, collecting {d.get('collected')} object(s)"
+                    + (f"; {lost} uncollectable in all" if lost else "")
+                ),
+                hypothesis=(
+                    "a large heap of tracked container objects (each full collection walks all "
+                    "of them); gc.freeze() after startup, fewer long-lived containers or a "
+                    "higher generation-2 threshold shortens or spaces the pauses"
+                ),
+                history_ids=_ids(pauses),
             )
         ]

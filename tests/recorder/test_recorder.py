@@ -22,6 +22,10 @@ import pytest
 import lensbook
 from lensbook import recorder
 from lensbook.recorder import HistoryEvent, history_events, is_recording
+from lensbook.recorder.exceptions import ExceptionObserver
+from lensbook.recorder.logs import LogObserver
+from lensbook.recorder.ring import HistoryRing
+from lensbook.recorder.threads import ThreadObserver
 from lensbook.skills.aio import register_loop, unregister_loop
 
 
@@ -522,3 +526,63 @@ def test_records_of_loggers_that_do_not_propagate_are_counted_once(recording: No
     finally:
         log.removeHandler(own)
         log.propagate = propagated
+
+
+def _one_kind_of_thread() -> None:
+    """A target of its own, so the kind below is this test's alone."""
+
+
+def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
+    # an observer of its own: no background flush of the recorder's can split its windows
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+
+    def start_some(n: int) -> None:
+        for _ in range(n):
+            t = threading.Thread(target=_one_kind_of_thread)
+            t.start()
+            t.join()
+
+    def ours(events: list[HistoryEvent]) -> list[dict[str, Any]]:
+        return [e.detail for e in events if e.detail["target"].endswith("_one_kind_of_thread")]
+
+    def counted(kind: str) -> int:
+        return len(ours(ring.events(kinds=[kind])))
+
+    observer.install()
+    try:
+        start_some(8)
+        [row] = ours(observer.flush(time.time()))  # the window: the 8 started and ended
+        assert (row["started"], row["ended"], row["alive"], row["started_total"]) == (8, 8, 0, 8)
+        assert counted("thread_started") == 5 and counted("thread_ended") == 5
+        start_some(3)  # within the same minute: counted, no more events
+        assert counted("thread_started") == 5
+        [row] = ours(observer.flush(time.time() + 61))  # the gate's minute is over: it opens
+        assert (row["started"], row["ended"], row["started_total"]) == (3, 3, 11)
+        start_some(6)
+        assert counted("thread_started") == 10 and counted("thread_ended") == 10
+        [row] = ours(observer.flush(time.time() + 62))
+        assert (row["started"], row["started_total"]) == (6, 17)
+        assert not ours(observer.flush(time.time() + 63))  # nothing since: no row
+    finally:
+        observer.remove()
+
+
+def test_log_counts_keep_every_record_within_their_caps() -> None:
+    ring = HistoryRing()
+    observer = LogObserver(ring, ExceptionObserver(ring, lambda t: None, lambda t, d: None))
+    factory = logging.getLogger("lensbook-test-caps")
+    handle = observer.handler.handle
+    for level in range(1, 21):  # custom levels of one logger past the 16th fold to a standard
+        handle(factory.makeRecord("caps.levels", 20 + level, __file__, 1, "m", (), None))
+    for i in range(600):  # loggers past the 500th (with the one above) count together
+        for _ in range(2):
+            handle(factory.makeRecord(f"caps.l{i}", logging.INFO, __file__, 1, "m", (), None))
+    rows = [e.detail for e in observer.flush(time.time())]
+    assert sum(r["count"] for r in rows) == 1_220  # nothing lost
+    other = [r for r in rows if r["logger"] == "<other loggers>"]
+    assert other == [other[0]] and other[0]["count"] == 2 * 101 and other[0]["level"] == "INFO"
+    assert len({r["logger"] for r in rows}) == 500 + 1
+    levels = [r for r in rows if r["logger"] == "caps.levels"]
+    assert len(levels) <= 16 + 6 and sum(r["count"] for r in levels) == 20
+    assert observer.flush(time.time()) == []  # the window starts again

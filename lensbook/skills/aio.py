@@ -926,8 +926,7 @@ class TaskGrowth(Rule):
     floor = 20
 
     def _growing(self, ev: Evidence) -> bool:
-        first = float(ev.first("user_tasks", 0) or 0)
-        return ev.delta("user_tasks") >= max(self.floor, self.share * first)
+        return ev.rose("user_tasks", self.floor, self.share)
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         if len(ev.snapshots) >= 2 and self._growing(ev):

@@ -936,12 +936,12 @@ class OutputCacheRetention(Rule):
             return []
         held = [r for r in cache.get("top", []) if r.get("only_cache") and not r.get("duplicate")]
         only = int(cache.get("held_only_by_cache_bytes") or 0)
-        rss_mb = float(ev.latest("rss_mb", 0) or 0)
+        rss_mb = _rss_mb(ev)
         if not held or not _significant(only, rss_mb):
             return []
         lead = held[0]
         share = f", {lead['bytes'] / 2**20 / rss_mb:.0%} of the process's RSS" if rss_mb else ""
-        shape = "x".join(str(n) for n in lead.get("shape", [])) or None
+        shape = _shape(lead) or None
         names = ", ".join([lead["name"], *(lead.get("cache_names") or [])])
         others = "; ".join(f"{r['name']} {r['type']} {r['size']}" for r in held[1:3])
         severity: Severity = "warning"
@@ -969,6 +969,16 @@ class OutputCacheRetention(Rule):
                 ),
             )
         ]
+
+
+def _rss_mb(ev: Evidence) -> float:
+    """The newest snapshot's RSS in MB (0 when unknown): the bar a kernel finding measures by."""
+    return float(ev.latest("rss_mb", 0) or 0)
+
+
+def _shape(row: dict[str, Any]) -> str:
+    """An array's shape as ``3x4`` ('' for a value without one)."""
+    return "x".join(str(n) for n in row.get("shape", []))
 
 
 def _significant(nbytes: int, rss_mb: float) -> bool:
@@ -1005,11 +1015,11 @@ class LastErrorRetention(Rule):
         if not isinstance(result, dict) or not result.get("top"):
             return []
         held = int(result.get("held_bytes") or 0)
-        rss = float(ev.latest("rss_mb", 0) or 0) * 2**20
+        rss = _rss_mb(ev) * 2**20
         if held < LAST_ERROR_FLOOR_BYTES or (rss and held < LAST_ERROR_SHARE * rss):
             return []
         lead = result["top"][0]
-        shape = "x".join(str(n) for n in lead.get("shape", []))
+        shape = _shape(lead)
         roots = " and ".join(result.get("kept_by") or []) or "IPython"
         share = f", {held / rss:.0%} of the process's RSS" if rss else ""
         path = " -> ".join(f"{f['function']} ({f['where']})" for f in result.get("frames", []))
@@ -1047,9 +1057,7 @@ class LargeVariable(Rule):
     name = "large_variable"
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if ev.latest("in_ipython") and float(ev.latest("rss_mb", 0) or 0) * 2**20 >= (
-            LARGE_VARIABLE_BYTES
-        ):
+        if ev.latest("in_ipython") and _rss_mb(ev) * 2**20 >= (LARGE_VARIABLE_BYTES):
             return [ProbeCall("kernel_variables", {"limit": 5})]
         return []
 
@@ -1060,8 +1068,8 @@ class LargeVariable(Rule):
         lead = result["top"][0]
         if int(lead.get("bytes", 0)) < LARGE_VARIABLE_BYTES:
             return []
-        rss_mb = float(ev.latest("rss_mb", 0) or 0)
-        shape = "x".join(str(n) for n in lead.get("shape", []))
+        rss_mb = _rss_mb(ev)
+        shape = _shape(lead)
         return [
             Finding(
                 anomaly_type="large_variable",

@@ -26,6 +26,7 @@ from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._trend import slope as _slope
+from lensbook.skills._units import mb as _mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
@@ -110,10 +111,6 @@ def _nofile_limits() -> tuple[int | None, int | None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     inf = resource.RLIM_INFINITY
     return (None if soft == inf else int(soft)), (None if hard == inf else int(hard))
-
-
-def _mb(n: float) -> float:
-    return round(n / 2**20, 2)
 
 
 def _list_fds(max_fds: int) -> tuple[list[tuple[int, str]], int]:

@@ -125,6 +125,20 @@ class Evidence:
             return 0.0
         return self.snapshot_times[-1] - self.snapshot_times[0]
 
+    def rose(self, key: str, floor: float, share: float) -> bool:
+        """Whether `key` rose by at least `floor` and by `share` of its first value.
+
+        The floor keeps a small count's noise (a pool's worker or two) from counting as growth;
+        the share scales the bar with what the program already had.
+        """
+        first = self.first(key, 0)
+        start = float(first) if isinstance(first, (int, float)) else 0.0
+        return self.delta(key) >= max(floor, share * start)
+
+    def moved(self, key: str, unit: str = "") -> str:
+        """How `key` moved over the snapshots, as findings state it: ``"10 -> 90 MB in 2.0 s"``."""
+        return f"{self.first(key)} -> {self.latest(key)}{unit} in {self.elapsed():.1f} s"
+
     def rate(self, key: str) -> float | None:
         """Per-second change of `key` between the oldest and newest snapshot."""
         span = self.elapsed()

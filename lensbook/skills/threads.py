@@ -1438,39 +1438,39 @@ class LockContention(Rule):
             if b.get("held_by") and b.get("holder_state") == "waiting"
         )
         stalled = max(convoy.values(), default=0)
+        # one observation, two readings: a convoy behind a blocked holder, or plain contention
+        severity: Severity
         if stalled >= 2:
-            return [
-                Finding(
-                    anomaly_type="lock_held_across_blocking_call",
-                    severity="warning",
-                    context=(
-                        f"{len(blocked)} thread(s) blocked acquiring a lock whose holder is itself "
-                        "blocked in a call, not in a deadlock cycle"
-                    ),
-                    observation="; ".join(parts) + ".",
-                    hypothesis=(
-                        "The holder does blocking work (I/O to a stalled pipe, socket or disk, a "
-                        "sleep, a queue) while it holds the lock, so every thread that needs the "
-                        "lock stalls behind it. Move the blocking call out of the critical "
-                        "section (for a logging handler: a QueueHandler with a QueueListener "
-                        "thread), or give it a timeout."
-                    ),
-                )
-            ]
+            kind, severity = "lock_held_across_blocking_call", "warning"
+            context = (
+                f"{len(blocked)} thread(s) blocked acquiring a lock whose holder is itself "
+                "blocked in a call, not in a deadlock cycle"
+            )
+            hypothesis = (
+                "The holder does blocking work (I/O to a stalled pipe, socket or disk, a "
+                "sleep, a queue) while it holds the lock, so every thread that needs the "
+                "lock stalls behind it. Move the blocking call out of the critical "
+                "section (for a logging handler: a QueueHandler with a QueueListener "
+                "thread), or give it a timeout."
+            )
+        else:
+            kind, severity = "lock_contention", "info"
+            context = (
+                f"{len(blocked)} thread(s) blocked acquiring a lock at the time of the probe, "
+                "not in a deadlock cycle"
+            )
+            hypothesis = (
+                "A thread holds the lock while it does slow work (I/O, sleep, a long "
+                "computation); if the wait persists across snapshots, shorten the critical "
+                "section."
+            )
         return [
             Finding(
-                anomaly_type="lock_contention",
-                severity="info",
-                context=(
-                    f"{len(blocked)} thread(s) blocked acquiring a lock at the time of the probe, "
-                    "not in a deadlock cycle"
-                ),
+                anomaly_type=kind,
+                severity=severity,
+                context=context,
                 observation="; ".join(parts) + ".",
-                hypothesis=(
-                    "A thread holds the lock while it does slow work (I/O, sleep, a long "
-                    "computation); if the wait persists across snapshots, shorten the critical "
-                    "section."
-                ),
+                hypothesis=hypothesis,
             )
         ]
 
@@ -1607,9 +1607,7 @@ class ThreadGrowth(Rule):
     floor = 4
 
     def _growing(self, ev: Evidence) -> bool:
-        first = float(ev.first("app_threads", 0) or 0)
-        grew = ev.delta("app_threads")
-        return grew >= max(self.floor, self.share * first)
+        return ev.rose("app_threads", self.floor, self.share)
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         if len(ev.snapshots) >= 2 and self._growing(ev):

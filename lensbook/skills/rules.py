@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from lensbook.types import HealthState, Severity
 
-__all__ = ["Chain", "Evidence", "Finding", "ProbeCall", "Rule"]
+__all__ = ["Chain", "CountGrowth", "Evidence", "Finding", "ProbeCall", "Rule"]
 
 
 @dataclass(frozen=True)
@@ -181,3 +181,26 @@ class Rule:
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         """Findings from the evidence; empty when this rule sees nothing wrong."""
         return ()
+
+
+class CountGrowth(Rule):
+    """A rule about a snapshot count that climbs (threads, tasks): once `key` rose by `floor`
+    and by `share` of its first value (`Evidence.rose`), it asks for the `detail` probes that
+    name what grows, and its `judge` reads them while `growing` holds."""
+
+    snapshots_needed = 2
+    #: the snapshot count this rule watches
+    key: str = ""
+    #: growth that counts: at least `floor`, and this share of the first value
+    floor: float = 0.0
+    share: float = 0.0
+    #: the probes that name what grows (copied for each call: their arguments are dicts)
+    detail: tuple[ProbeCall, ...] = ()
+
+    def growing(self, ev: Evidence) -> bool:
+        return len(ev.snapshots) >= 2 and ev.rose(self.key, self.floor, self.share)
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if not self.growing(ev):
+            return []
+        return [ProbeCall(c.name, dict(c.arguments)) for c in self.detail]

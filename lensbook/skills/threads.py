@@ -40,7 +40,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, CountGrowth, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
@@ -1595,28 +1595,21 @@ class SpinningThread(Rule):
         return findings
 
 
-class ThreadGrowth(Rule):
+class ThreadGrowth(CountGrowth):
     """The thread count climbing between two snapshots: name the group that grows, what it
     runs, and what creates or holds its pools."""
 
     name = "thread_growth"
-    snapshots_needed = 2
     gap = 2.0
+    key = "app_threads"
     #: growth that counts, relative to the threads the process had (with a floor for tiny ones)
     share = 0.25
     floor = 4
-
-    def _growing(self, ev: Evidence) -> bool:
-        return ev.rose("app_threads", self.floor, self.share)
-
-    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if len(ev.snapshots) >= 2 and self._growing(ev):
-            return [ProbeCall("threads_groups", {"limit": 3})]
-        return []
+    detail = (ProbeCall("threads_groups", {"limit": 3}),)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("threads_groups")
-        if not self._growing(ev) or not isinstance(result, dict) or not result.get("groups"):
+        if not self.growing(ev) or not isinstance(result, dict) or not result.get("groups"):
             return []
         lead = result["groups"][0]
         pools = (

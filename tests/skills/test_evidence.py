@@ -10,7 +10,7 @@ import psutil
 
 from lensbook.skills._units import MB, mb, memory_mb
 from lensbook.skills.external import ExternalProcessSkill
-from lensbook.skills.rules import Evidence
+from lensbook.skills.rules import Evidence, ProbeCall
 
 
 def _evidence(*values: object, key: str = "n") -> Evidence:
@@ -47,6 +47,7 @@ def test_memory_mb_reads_a_real_memory_info_in_megabytes() -> None:
 _CHILD = """
 import sys
 held = []
+print(0, flush=True)  # started: the interpreter has closed what it read to start
 for line in sys.stdin:
     held += [open(sys.executable, "rb") for _ in range(int(line))]
     print(len(held), flush=True)
@@ -59,6 +60,7 @@ def test_another_process_opening_files_is_an_fd_growth_finding() -> None:
     )
     assert child.stdin is not None and child.stdout is not None
     try:
+        assert child.stdout.readline().strip() == "0"
         skill = ExternalProcessSkill(child.pid)
         ev = Evidence(context={"reason": ""})
 
@@ -84,3 +86,20 @@ def test_another_process_opening_files_is_an_fd_growth_finding() -> None:
     finally:
         child.stdin.close()
         child.wait(10)
+
+
+def test_a_count_growth_rule_asks_for_its_details_once_the_count_rose() -> None:
+    from lensbook.skills.aio import TaskGrowth
+    from lensbook.skills.threads import ThreadGrowth
+
+    rule = ThreadGrowth()
+    assert rule.wants(_evidence(4, key="app_threads")) == []  # one snapshot: no trend yet
+    assert rule.wants(_evidence(4, 7, key="app_threads")) == []  # under the floor of 4
+    asked = rule.wants(_evidence(4, 8, key="app_threads"))
+    assert asked == [ProbeCall("threads_groups", {"limit": 3})]
+    asked[0].arguments["limit"] = 99  # a caller's change stays with that call
+    assert rule.wants(_evidence(4, 8, key="app_threads"))[0].arguments == {"limit": 3}
+    assert TaskGrowth().wants(_evidence(100, 149, key="user_tasks")) == []  # under half
+    assert [c.name for c in TaskGrowth().wants(_evidence(100, 150, key="user_tasks"))] == [
+        "asyncio_tasks"
+    ]

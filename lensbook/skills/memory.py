@@ -12,6 +12,7 @@ out (``"partial": true``) instead of overrunning its budget.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import heapq
@@ -26,7 +27,7 @@ import types
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import psutil
 
@@ -56,6 +57,7 @@ _KB = 1024
 
 RawFrame = tuple[str, int]
 RawTraceback = tuple[RawFrame, ...]
+_K = TypeVar("_K")
 
 # -- where a frame comes from: lensbook.skills._frames decides ----------------------------------
 
@@ -124,6 +126,12 @@ class _SiteStat:
     traceback: RawTraceback = ()
     traceback_size: int = 0
 
+    def add(self, size: int, count: int, tb: RawTraceback, tb_size: int) -> None:
+        self.size += size
+        self.count += count
+        if tb_size > self.traceback_size:
+            self.traceback, self.traceback_size = tb, tb_size
+
 
 @dataclass
 class _Grouped:
@@ -135,6 +143,11 @@ class _Grouped:
     stride: float = 1.0
     #: the deadline passed before every (sampled) block was counted
     partial: bool = False
+    #: library-only tracebacks cut short by the frame limit before reaching the user's code
+    #: (see `_resolved`)
+    cut: dict[RawTraceback, _SiteStat] = field(default_factory=dict)
+    #: library frames seen below a user frame: user site -> [bytes through it, a traceback]
+    callers: dict[RawFrame, dict[RawFrame, list[Any]]] = field(default_factory=dict)
 
 
 def _site_of(tb: RawTraceback) -> tuple[RawFrame | None, str]:
@@ -193,29 +206,62 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
         chunk = picked[start : start + 16384]
         # tracemalloc hands out one tuple per distinct traceback, so keying by id is exact
         # (every tuple stays alive in `raw`) and cheaper than hashing nested tuples
-        for _domain, size, tb, _nframe in chunk:
+        for _domain, size, tb, nframe in chunk:
             entry = by_tb.get(id(tb))
             if entry is None:
-                by_tb[id(tb)] = [tb, size, 1]
+                by_tb[id(tb)] = [tb, size, 1, nframe]
             else:
                 entry[1] += size
                 entry[2] += 1
         scanned += len(chunk)
     grouped = _Grouped(total=len(raw), stride=stride, partial=scanned < len(picked))
-    for tb, size, count in by_tb.values():
+    for tb, size, count, nframe in by_tb.values():
         size, count = round(size * stride), round(count * stride)
         site, kind = _site_of(tb)
         if site is None:
             grouped.excluded[kind] = grouped.excluded.get(kind, 0) + size
             continue
-        stat = grouped.sites.get(site)
-        if stat is None:
-            stat = grouped.sites[site] = _SiteStat()
-        stat.size += size
-        stat.count += count
-        if size > stat.traceback_size:
-            stat.traceback, stat.traceback_size = tb, size
+        if kind != "user" and nframe > len(tb):
+            # the stack went on past the frame limit (tracemalloc counts the frames it did not
+            # keep): the user's line may be further out, so the blame waits for `_resolved`
+            grouped.cut.setdefault(tb, _SiteStat()).add(size, count, tb, size)
+            continue
+        grouped.sites.setdefault(site, _SiteStat()).add(size, count, tb, size)
+        if kind != "user":
+            continue
+        for frame in tb[: tb.index(site)]:
+            seen = grouped.callers.setdefault(frame, {}).setdefault(site, [0, tb])
+            seen[0] += size
     return grouped
+
+
+def _resolved(grouped: _Grouped) -> _Grouped:
+    """The sums with every cut traceback blamed: on the user's line seen calling through its
+    outermost kept frame (in any traceback of the window that reached the user's code; the
+    line that sent the most bytes through it when several did), else on its library site as
+    before. A leak allocated deeper in a library than the frame limit (matplotlib's ax.plot
+    makes its arrays 10-15 frames down) is so blamed on the user's call, like a shallow one.
+    """
+    sites = {site: dataclasses.replace(stat) for site, stat in grouped.sites.items()}
+    for tb, cut in grouped.cut.items():
+        callers = grouped.callers.get(tb[-1])
+        if callers:
+            site, (_, example) = max(callers.items(), key=lambda kv: int(kv[1][0]))
+            sites.setdefault(site, _SiteStat()).add(cut.size, cut.count, example, cut.size)
+        else:
+            library, _ = _site_of(tb)
+            if library is not None:
+                sites.setdefault(library, _SiteStat()).add(cut.size, cut.count, tb, cut.size)
+    return dataclasses.replace(grouped, sites=sites, cut={}, callers={})
+
+
+def _wants_depth(burst: _Grouped, callers: dict[RawFrame, Any]) -> bool:
+    """Whether a fifth or more of what one burst still held (and at least `DEEP_MIN_BYTES`)
+    was cut short inside a library where no traceback seen so far links it to the user's code.
+    """
+    held = sum(s.size for s in burst.sites.values()) + sum(s.size for s in burst.cut.values())
+    unresolved = sum(s.size for tb, s in burst.cut.items() if tb[-1] not in callers)
+    return unresolved >= max(DEEP_MIN_BYTES, held / 5)
 
 
 #: blocks counted one by one while tracing is still on (past that, a sample; see `_group`)
@@ -226,6 +272,11 @@ _TRACED_PASS_MAX = 200_000
 TRACE_BURST_S = 0.05
 #: ...for this share of the window by default (see `MemorySkill(trace_duty=...)`)
 DEFAULT_TRACE_DUTY = 0.1
+#: frames kept by a burst that follows one whose held bytes were mostly cut short by the frame
+#: limit inside a library (~1.6x the cost per traced allocation of 6 frames)...
+DEEP_FRAMES = 16
+#: ...when those bytes were at least this many (and a fifth of the burst's)
+DEEP_MIN_BYTES = 64 * 1024
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
 
@@ -285,6 +336,7 @@ class _TraceWindow:
         `TRACE_BURST_S`; the rest after each burst is sized on how long it really traced, so
         the traced share of the window stays `duty` whatever the overrun.
         """
+        deep = False
         try:
             while True:
                 try:
@@ -299,6 +351,14 @@ class _TraceWindow:
                     _merge(self.sampled, grouped)
                     self.traced_s += traced
                     self.bursts += 1
+                    # beyond the frame limit with no user frame kept, and no traceback so far
+                    # shows whose call leads there: the next burst keeps more frames to see it
+                    # (never two in a row: they cost more per allocation)
+                    wants_depth = _wants_depth(grouped, self.sampled.callers)
+                frames = self.frames
+                if frames > 1 and not deep and wants_depth:
+                    frames = max(frames, DEEP_FRAMES)
+                deep = frames > self.frames
                 # jittered around its mean (which keeps the duty): a fixed period locks onto a
                 # periodic job's (a request every 100 ms) and misses it every time
                 rest = max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)
@@ -308,12 +368,21 @@ class _TraceWindow:
                     self.ended_by = self.ended_by or "the process started tracing itself"
                     return
                 began = time.perf_counter()
-                tracemalloc.start(self.frames)
+                tracemalloc.start(frames)
         finally:
             self.ended_at = time.time()
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
+
+
+def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
+    for key, stat in more.items():
+        mine = into.get(key)
+        if mine is None:
+            into[key] = stat
+        else:
+            mine.add(stat.size, stat.count, stat.traceback, stat.traceback_size)
 
 
 def _merge(into: _Grouped, more: _Grouped) -> None:
@@ -323,15 +392,12 @@ def _merge(into: _Grouped, more: _Grouped) -> None:
     into.stride = max(into.stride, more.stride)
     for kind, size in more.excluded.items():
         into.excluded[kind] = into.excluded.get(kind, 0) + size
-    for site, stat in more.sites.items():
-        mine = into.sites.get(site)
-        if mine is None:
-            into.sites[site] = stat
-            continue
-        mine.size += stat.size
-        mine.count += stat.count
-        if stat.traceback_size > mine.traceback_size:
-            mine.traceback, mine.traceback_size = stat.traceback, stat.traceback_size
+    _add_sums(into.sites, more.sites)
+    _add_sums(into.cut, more.cut)
+    for frame, sites in more.callers.items():
+        mine_sites = into.callers.setdefault(frame, {})
+        for site, (size, tb) in sites.items():
+            mine_sites.setdefault(site, [0, tb])[0] += size
 
 
 def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
@@ -855,7 +921,7 @@ class MemorySkill(Skill):
                 self._close_window()
             if tracemalloc.is_tracing():
                 deadline = time.perf_counter() + 3.0 * self.budget_scale
-                grouped = _group(tracemalloc.take_snapshot(), deadline, _TRACED_PASS_MAX)
+                grouped = _resolved(_group(tracemalloc.take_snapshot(), deadline, _TRACED_PASS_MAX))
                 self._window = _TraceWindow(
                     started_at=time.time(),
                     frames=tracemalloc.get_traceback_limit(),
@@ -946,7 +1012,8 @@ class MemorySkill(Skill):
                     wall_s = (window.ended_at or time.time()) - window.started_at
                     wall_s = max(wall_s, window.traced_s)
                     grouped = _scaled(
-                        window.sampled, wall_s / window.traced_s if window.traced_s else 1.0
+                        _resolved(window.sampled),
+                        wall_s / window.traced_s if window.traced_s else 1.0,
                     )
                 frames = window.frames
             else:
@@ -964,8 +1031,8 @@ class MemorySkill(Skill):
                 if stop and window is not None:
                     # stop before grouping: a pass over a million blocks is ~10x slower traced
                     self._close_window()
-                grouped = _group(
-                    snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None
+                grouped = _resolved(
+                    _group(snap, deadline, _TRACED_PASS_MAX if tracemalloc.is_tracing() else None)
                 )
                 del snap
                 traced_s = bursts = None

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -39,6 +39,11 @@ _LIBRARY = {
         "    canvas = [bytearray(256) for _ in range(points)]  # library allocation\n"
         "    _CANVASES.append(canvas)\n"
         "    return len(canvas)\n"
+        "\n"
+        "def rasterise_deep(points, depth=8):\n"
+        "    if depth:\n"
+        "        return rasterise_deep(points, depth - 1)  # library recursion\n"
+        "    return rasterise(points)\n"
         "\n"
         "def parse(text):\n"
         "    return int(text)  # library raise\n"
@@ -84,6 +89,10 @@ def draw_report(lib: ModuleType) -> int:
     return int(lib.plot(3000))  # user line
 
 
+def draw_deep_report(lib: ModuleType) -> int:
+    return int(lib._render.rasterise_deep(400))  # user deep line
+
+
 def load_settings(lib: ModuleType) -> int:
     return int(lib._render.parse("not a number"))  # user raise
 
@@ -112,6 +121,21 @@ def _rendered(value: Any) -> Any:
     return json.loads(unmarked(text))
 
 
+def _diff_around(lib: ModuleType, work: Callable[[], object]) -> Any:
+    """The allocation diff of a default memory window (6 frames, in bursts) around `work`."""
+    was_tracing = tracemalloc.is_tracing()
+    skill = MemorySkill()  # the default: 10% of the window in bursts
+    try:
+        skill.trace_start(frames=6)
+        work()
+        return _rendered(skill.allocation_diff(top=3))
+    finally:
+        skill.close()
+        lib._render._CANVASES.clear()
+        if tracemalloc.is_tracing() and not was_tracing:
+            tracemalloc.stop()
+
+
 def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> None:
     assert _frames.origin(plotkit._render.__file__) == "library"
     assert _frames.origin(__file__) == "user"
@@ -124,23 +148,34 @@ def test_origins_of_user_library_stdlib_and_lensbook(plotkit: ModuleType) -> Non
 def test_an_allocation_three_library_frames_down_is_blamed_on_the_users_line(
     plotkit: ModuleType,
 ) -> None:
-    was_tracing = tracemalloc.is_tracing()
-    skill = MemorySkill()
-    try:
-        skill.trace_start(frames=6)
-        draw_report(plotkit)
-        diff = _rendered(skill.allocation_diff(top=3))
-    finally:
-        skill.close()
-        plotkit._render._CANVASES.clear()
-        if tracemalloc.is_tracing() and not was_tracing:
-            tracemalloc.stop()
+    diff = _diff_around(plotkit, lambda: draw_report(plotkit))
     top = diff["sites"][0]
     assert top["site"].endswith(f"test_frames.py:{_line('# user line')}"), diff
     assert top["origin"] == "user"
     via = " ".join(top["via"])
     assert "plotkit/_render.py" in via and "plotkit/figure.py" in via
     assert "(library)" in via
+
+
+def test_an_allocation_deeper_in_a_library_than_the_bursts_frames_is_blamed_on_the_users_line(
+    plotkit: ModuleType,
+) -> None:
+    # ten library frames below the user's line: a 6-frame traceback never reaches it, so a
+    # burst after one that held such blocks keeps more frames, and the cut ones follow
+    pace = threading.Event()
+
+    def steady_reports() -> None:
+        ends = time.monotonic() + 3.0  # ~6 bursts
+        while time.monotonic() < ends:
+            draw_deep_report(plotkit)
+            pace.wait(0.02)  # a steady workload, not a synchronisation
+
+    diff = _diff_around(plotkit, steady_reports)
+    assert diff["frames"] == 6
+    top = diff["sites"][0]
+    assert top["site"].endswith(f"test_frames.py:{_line('# user deep line')}"), diff
+    assert top["share"] > 0.9, diff  # none left to the library's own lines
+    assert f"plotkit/_render.py:{_library_line('# library recursion')}" in " ".join(top["via"])
 
 
 def test_an_exception_raised_in_a_library_names_the_users_line(plotkit: ModuleType) -> None:

@@ -49,7 +49,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import CountGrowth, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import from_process
 
 __all__ = ["AsyncioSkill", "known_loops", "register_loop", "unregister_loop"]
@@ -914,29 +914,21 @@ class SlowCallbacks(Rule):
         ]
 
 
-class TaskGrowth(Rule):
+class TaskGrowth(CountGrowth):
     """The program's pending tasks climbing between two snapshots: name the coroutine that
     accumulates and where its tasks wait (tasks created faster than they finish)."""
 
     name = "task_growth"
-    snapshots_needed = 2
     gap = 3.0
+    key = "user_tasks"
     #: growth that counts, relative to the tasks the program had, with a floor for small ones
     share = 0.5
     floor = 20
-
-    def _growing(self, ev: Evidence) -> bool:
-        first = float(ev.first("user_tasks", 0) or 0)
-        return ev.delta("user_tasks") >= max(self.floor, self.share * first)
-
-    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if len(ev.snapshots) >= 2 and self._growing(ev):
-            return [ProbeCall("asyncio_tasks", {"limit": 10, "stack_limit": 2})]
-        return []
+    detail = (ProbeCall("asyncio_tasks", {"limit": 10, "stack_limit": 2}),)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("asyncio_tasks")
-        if not self._growing(ev) or not isinstance(result, dict):
+        if not self.growing(ev) or not isinstance(result, dict):
             return []
         groups = [g for g in result.get("groups") or [] if isinstance(g, dict) and g.get("user")]
         if not groups:

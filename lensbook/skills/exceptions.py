@@ -524,15 +524,20 @@ def _describe(group: dict[str, Any]) -> str:
     )
 
 
-class UncaughtExceptions(Rule):
-    """Exceptions nobody handled: a thread that died, an uncaught error, a failed task."""
+class _FromDetails(Rule):
+    """A rule judged from the summary and top groups, asked for once exceptions were seen."""
 
-    name = "uncaught_exceptions"
     snapshots_needed = 2
     gap = 2.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         return _wants_details(ev)
+
+
+class UncaughtExceptions(_FromDetails):
+    """Exceptions nobody handled: a thread that died, an uncaught error, a failed task."""
+
+    name = "uncaught_exceptions"
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         groups = [
@@ -565,15 +570,10 @@ class UncaughtExceptions(Rule):
         ]
 
 
-class ExceptionBurst(Rule):
+class ExceptionBurst(_FromDetails):
     """One exception raised (and logged or handled) many times a second."""
 
     name = "exception_burst"
-    snapshots_needed = 2
-    gap = 2.0
-
-    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        return _wants_details(ev)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         summary = ev.result("exceptions_summary")

@@ -16,6 +16,7 @@ from typing import Any
 
 import psutil
 
+from lensbook.skills._units import memory_mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.redact import clip
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -50,8 +51,7 @@ class ExternalProcessSkill(Skill):
             mem = p.memory_info()
             return {
                 "pid": self.pid,
-                "rss_mb": round(mem.rss / 2**20, 2),
-                "vms_mb": round(mem.vms / 2**20, 2),
+                **memory_mb(mem),
                 "cpu_percent": p.cpu_percent(None),
                 "threads": p.num_threads(),
                 "open_fds": _safe(p.num_fds, -1),
@@ -162,8 +162,7 @@ class _Growth(Rule):
                 Finding(
                     anomaly_type="memory_growth",
                     severity="warning",
-                    context=f"pid {ev.latest('pid')}: RSS {ev.first('rss_mb')} -> "
-                    f"{ev.latest('rss_mb')} MB in {ev.elapsed():.1f} s",
+                    context=f"pid {ev.latest('pid')}: RSS {ev.moved('rss_mb', ' MB')}",
                     observation=f"resident memory grows by {rate:.1f} MB/s",
                     hypothesis="a leak; run lensbook inside that process (memory skill) to name "
                     "the allocation site",
@@ -178,8 +177,7 @@ class _Growth(Rule):
                 Finding(
                     anomaly_type="fd_growth",
                     severity="warning",
-                    context=f"open fds {ev.first('open_fds')} -> {ev.latest('open_fds')} in "
-                    f"{ev.elapsed():.1f} s",
+                    context=f"open fds {ev.moved('open_fds')}",
                     observation=f"+{fds:.0f} file descriptors{top}",
                     hypothesis="files opened and never closed",
                 )

@@ -26,6 +26,7 @@ import psutil
 
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _shell
+from lensbook.skills._units import MB, mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import CellErrorsSinceLoad
 from lensbook.skills.redact import REDACTED, clip, is_secret_key
@@ -444,7 +445,7 @@ class KernelSkill(Skill):
 
     def snapshot(self) -> dict[str, Any]:
         """Cost: ~14 µs (counts of namespace and cache, one stack walk, one psutil read)."""
-        rss_mb = round(self._process.memory_info().rss / 2**20, 1)
+        rss_mb = mb(self._process.memory_info().rss, 1)
         shell = _shell()
         if shell is None:
             return {"in_ipython": False, "rss_mb": rss_mb}
@@ -915,8 +916,8 @@ def _value_preview(name: str, value: Any) -> str:
 #: there against noise (small results are not worth a notification)
 CACHE_SHARE_OF_RSS = 0.10
 CACHE_SHARE_OF_AVAILABLE = 0.05
-CACHE_FLOOR_BYTES = 16 * 2**20
-LARGE_VARIABLE_BYTES = 1024 * 2**20
+CACHE_FLOOR_BYTES = 16 * MB
+LARGE_VARIABLE_BYTES = 1024 * MB
 LONG_CELL_SECONDS = 600.0
 
 
@@ -936,12 +937,12 @@ class OutputCacheRetention(Rule):
             return []
         held = [r for r in cache.get("top", []) if r.get("only_cache") and not r.get("duplicate")]
         only = int(cache.get("held_only_by_cache_bytes") or 0)
-        rss_mb = float(ev.latest("rss_mb", 0) or 0)
+        rss_mb = _rss_mb(ev)
         if not held or not _significant(only, rss_mb):
             return []
         lead = held[0]
-        share = f", {lead['bytes'] / 2**20 / rss_mb:.0%} of the process's RSS" if rss_mb else ""
-        shape = "x".join(str(n) for n in lead.get("shape", [])) or None
+        share = f", {lead['bytes'] / MB / rss_mb:.0%} of the process's RSS" if rss_mb else ""
+        shape = _shape(lead) or None
         names = ", ".join([lead["name"], *(lead.get("cache_names") or [])])
         others = "; ".join(f"{r['name']} {r['type']} {r['size']}" for r in held[1:3])
         severity: Severity = "warning"
@@ -971,11 +972,21 @@ class OutputCacheRetention(Rule):
         ]
 
 
+def _rss_mb(ev: Evidence) -> float:
+    """The newest snapshot's RSS in MB (0 when unknown): the bar a kernel finding measures by."""
+    return float(ev.latest("rss_mb", 0) or 0)
+
+
+def _shape(row: dict[str, Any]) -> str:
+    """An array's shape as ``3x4`` ('' for a value without one)."""
+    return "x".join(str(n) for n in row.get("shape", []))
+
+
 def _significant(nbytes: int, rss_mb: float) -> bool:
     """Whether memory held for nothing matters to this process (see CACHE_SHARE_OF_RSS)."""
     if nbytes < CACHE_FLOOR_BYTES:
         return False
-    if rss_mb > 0 and nbytes >= CACHE_SHARE_OF_RSS * rss_mb * 2**20:
+    if rss_mb > 0 and nbytes >= CACHE_SHARE_OF_RSS * rss_mb * MB:
         return True
     try:
         available = psutil.virtual_memory().available
@@ -987,7 +998,7 @@ def _significant(nbytes: int, rss_mb: float) -> bool:
 #: memory kept alive by the last error's frames that makes a finding: a share of the RSS, with a
 #: floor so that small kernels stay quiet
 LAST_ERROR_SHARE = 0.10
-LAST_ERROR_FLOOR_BYTES = 16 * 2**20
+LAST_ERROR_FLOOR_BYTES = 16 * MB
 
 
 class LastErrorRetention(Rule):
@@ -1005,11 +1016,11 @@ class LastErrorRetention(Rule):
         if not isinstance(result, dict) or not result.get("top"):
             return []
         held = int(result.get("held_bytes") or 0)
-        rss = float(ev.latest("rss_mb", 0) or 0) * 2**20
+        rss = _rss_mb(ev) * MB
         if held < LAST_ERROR_FLOOR_BYTES or (rss and held < LAST_ERROR_SHARE * rss):
             return []
         lead = result["top"][0]
-        shape = "x".join(str(n) for n in lead.get("shape", []))
+        shape = _shape(lead)
         roots = " and ".join(result.get("kept_by") or []) or "IPython"
         share = f", {held / rss:.0%} of the process's RSS" if rss else ""
         path = " -> ".join(f"{f['function']} ({f['where']})" for f in result.get("frames", []))
@@ -1047,9 +1058,7 @@ class LargeVariable(Rule):
     name = "large_variable"
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if ev.latest("in_ipython") and float(ev.latest("rss_mb", 0) or 0) * 2**20 >= (
-            LARGE_VARIABLE_BYTES
-        ):
+        if ev.latest("in_ipython") and _rss_mb(ev) * MB >= (LARGE_VARIABLE_BYTES):
             return [ProbeCall("kernel_variables", {"limit": 5})]
         return []
 
@@ -1060,8 +1069,8 @@ class LargeVariable(Rule):
         lead = result["top"][0]
         if int(lead.get("bytes", 0)) < LARGE_VARIABLE_BYTES:
             return []
-        rss_mb = float(ev.latest("rss_mb", 0) or 0)
-        shape = "x".join(str(n) for n in lead.get("shape", []))
+        rss_mb = _rss_mb(ev)
+        shape = _shape(lead)
         return [
             Finding(
                 anomaly_type="large_variable",
@@ -1071,7 +1080,7 @@ class LargeVariable(Rule):
                 observation=(
                     f"variable {lead['name']!r} ({lead['type']}{' ' + shape if shape else ''}) "
                     f"holds {lead['size']}"
-                    + (f", {lead['bytes'] / 2**20 / rss_mb:.0%} of RSS" if rss_mb else "")
+                    + (f", {lead['bytes'] / MB / rss_mb:.0%} of RSS" if rss_mb else "")
                 ),
                 hypothesis="expected if it is the working data set; otherwise del it when done",
             )

@@ -671,6 +671,14 @@ def _wants_details(ev: Evidence) -> bool:
     return bool(ev.latest("errors_total", 0) or ev.latest("warnings_total", 0))
 
 
+def _detail_probes(limit: int, min_level: str) -> list[ProbeCall]:
+    """The summary and the top messages at or above `min_level` over the last minute."""
+    return [
+        ProbeCall("logs_summary"),
+        ProbeCall("logs_top_messages", {"limit": limit, "min_level": min_level, "window_s": 60.0}),
+    ]
+
+
 class ErrorStorm(Rule):
     """Errors logged at a high rate, named by logger, template, rate and call site."""
 
@@ -679,12 +687,7 @@ class ErrorStorm(Rule):
     gap = 2.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if not _wants_details(ev):
-            return []
-        return [
-            ProbeCall("logs_summary"),
-            ProbeCall("logs_top_messages", {"limit": 5, "min_level": "ERROR", "window_s": 60.0}),
-        ]
+        return _detail_probes(5, "ERROR") if _wants_details(ev) else []
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         summary = ev.result("logs_summary")
@@ -760,10 +763,7 @@ class WarningFlood(Rule):
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         if not _wants_details(ev) or not ev.latest("warnings_total", 0):
             return []
-        return [
-            ProbeCall("logs_summary"),
-            ProbeCall("logs_top_messages", {"limit": 3, "min_level": "WARNING", "window_s": 60.0}),
-        ]
+        return _detail_probes(3, "WARNING")
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         summary = ev.result("logs_summary")

@@ -26,6 +26,8 @@ from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._trend import slope as _slope
+from lensbook.skills._units import MB
+from lensbook.skills._units import mb as _mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
@@ -110,10 +112,6 @@ def _nofile_limits() -> tuple[int | None, int | None]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     inf = resource.RLIM_INFINITY
     return (None if soft == inf else int(soft)), (None if hard == inf else int(hard))
-
-
-def _mb(n: float) -> float:
-    return round(n / 2**20, 2)
 
 
 def _list_fds(max_fds: int) -> tuple[list[tuple[int, str]], int]:
@@ -584,9 +582,9 @@ class ProcessSkill(Skill):
             cat = _map_category(path)
             c = cats.setdefault(cat, {"mappings": 0, "rss_mb": 0.0, "pss_mb": 0.0, "swap_mb": 0.0})
             c["mappings"] += 1
-            c["rss_mb"] += m.rss / 2**20
-            c["pss_mb"] += getattr(m, "pss", 0) / 2**20
-            c["swap_mb"] += getattr(m, "swap", 0) / 2**20
+            c["rss_mb"] += m.rss / MB
+            c["pss_mb"] += getattr(m, "pss", 0) / MB
+            c["swap_mb"] += getattr(m, "swap", 0) / MB
             rows.append(
                 (
                     m.rss,
@@ -601,7 +599,7 @@ class ProcessSkill(Skill):
         rows.sort(key=lambda r: -r[0])
         return {
             "mappings": len(maps),
-            "rss_mb": round(sum(r for r, _ in rows) / 2**20, 2),
+            "rss_mb": _mb(sum(r for r, _ in rows)),
             "by_category": {
                 k: {kk: round(vv, 2) for kk, vv in v.items()}
                 for k, v in sorted(cats.items(), key=lambda kv: -kv[1]["rss_mb"])

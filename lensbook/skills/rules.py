@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 
 from lensbook.types import HealthState, Severity
 
-__all__ = ["Chain", "Evidence", "Finding", "ProbeCall", "Rule"]
+__all__ = ["Chain", "CountGrowth", "Evidence", "Finding", "ProbeCall", "Rule"]
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,20 @@ class Evidence:
             return 0.0
         return self.snapshot_times[-1] - self.snapshot_times[0]
 
+    def rose(self, key: str, floor: float, share: float) -> bool:
+        """Whether `key` rose by at least `floor` and by `share` of its first value.
+
+        The floor keeps a small count's noise (a pool's worker or two) from counting as growth;
+        the share scales the bar with what the program already had.
+        """
+        first = self.first(key, 0)
+        start = float(first) if isinstance(first, (int, float)) else 0.0
+        return self.delta(key) >= max(floor, share * start)
+
+    def moved(self, key: str, unit: str = "") -> str:
+        """How `key` moved over the snapshots, as findings state it: ``"10 -> 90 MB in 2.0 s"``."""
+        return f"{self.first(key)} -> {self.latest(key)}{unit} in {self.elapsed():.1f} s"
+
     def rate(self, key: str) -> float | None:
         """Per-second change of `key` between the oldest and newest snapshot."""
         span = self.elapsed()
@@ -167,3 +181,26 @@ class Rule:
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         """Findings from the evidence; empty when this rule sees nothing wrong."""
         return ()
+
+
+class CountGrowth(Rule):
+    """A rule about a snapshot count that climbs (threads, tasks): once `key` rose by `floor`
+    and by `share` of its first value (`Evidence.rose`), it asks for the `detail` probes that
+    name what grows, and its `judge` reads them while `growing` holds."""
+
+    snapshots_needed = 2
+    #: the snapshot count this rule watches
+    key: str = ""
+    #: growth that counts: at least `floor`, and this share of the first value
+    floor: float = 0.0
+    share: float = 0.0
+    #: the probes that name what grows (copied for each call: their arguments are dicts)
+    detail: tuple[ProbeCall, ...] = ()
+
+    def growing(self, ev: Evidence) -> bool:
+        return len(ev.snapshots) >= 2 and ev.rose(self.key, self.floor, self.share)
+
+    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
+        if not self.growing(ev):
+            return []
+        return [ProbeCall(c.name, dict(c.arguments)) for c in self.detail]

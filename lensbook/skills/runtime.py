@@ -17,6 +17,7 @@ from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
 from lensbook.skills._trend import RISING_SHARE, plateaued, rising_share, shape_known, slope
+from lensbook.skills._units import mb, memory_mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -24,8 +25,6 @@ from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 __all__ = ["RuntimeSkill"]
-
-_MB = 2**20
 
 
 class RuntimeSkill(Skill):
@@ -64,8 +63,7 @@ class RuntimeSkill(Skill):
             created = proc.create_time()
         counts = gc.get_count()
         return {
-            "rss_mb": round(mem.rss / 2**20, 2),
-            "vms_mb": round(mem.vms / 2**20, 2),
+            **memory_mb(mem),
             "cpu_percent": cpu,
             "threads": threads,
             "python_threads": threading.active_count(),
@@ -102,7 +100,7 @@ class RuntimeSkill(Skill):
         """
         now = time.time()
         since = now - max(window_s, 1.0)
-        rss_now = round(self._process.memory_info().rss / _MB, 2)
+        rss_now = mb(self._process.memory_info().rss)
         rss = sorted(
             metrics_store.series("runtime", "rss_mb", since)
             + metrics_store.series("memory", "rss_mb", since)
@@ -213,16 +211,15 @@ class RuntimeSkill(Skill):
         proc = self._process
         try:
             full = proc.memory_full_info()
-            uss = round(getattr(full, "uss", 0) / 2**20, 2)
+            uss = mb(getattr(full, "uss", 0))
         except (psutil.AccessDenied, OSError):
             uss = None
         mem = proc.memory_info()
         host = psutil.virtual_memory()
         return {
-            "rss_mb": round(mem.rss / 2**20, 2),
-            "vms_mb": round(mem.vms / 2**20, 2),
+            **memory_mb(mem),
             "uss_mb": uss,
-            "host_available_mb": round(host.available / 2**20, 1),
+            "host_available_mb": mb(host.available, 1),
             "host_percent": host.percent,
         }
 
@@ -408,8 +405,7 @@ class _FdPressure(Rule):
                 Finding(
                     anomaly_type="fd_growth",
                     severity="warning",
-                    context=f"open fds went from {ev.first('open_fds')} to {fds} in "
-                    f"{ev.elapsed():.1f} s",
+                    context=f"open fds {ev.moved('open_fds')}",
                     observation=f"+{grew:.0f} file descriptors between snapshots",
                     hypothesis="a descriptor leak; the process skill groups open files by path",
                 )

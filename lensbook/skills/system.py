@@ -21,6 +21,7 @@ from typing import Any, ClassVar, TypeVar
 
 import psutil
 
+from lensbook.skills._units import MB, mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import HostPressureSinceLoad
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
@@ -36,7 +37,6 @@ __all__ = [
 
 T = TypeVar("T")
 
-_MB = 2**20
 _ON_LINUX = sys.platform.startswith("linux")
 #: /proc/stat cpu fields, in order (guest time is already counted in user)
 _CPU_FIELDS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
@@ -287,9 +287,9 @@ def _cgroup_memory() -> dict[str, Any] | None:
                 inactive = int(value)
         working = max(usage - inactive, 0)
         return {
-            "limit_mb": round(limit / _MB, 1),
-            "usage_mb": round(usage / _MB, 1),
-            "working_set_mb": round(working / _MB, 1),
+            "limit_mb": mb(limit, 1),
+            "usage_mb": mb(usage, 1),
+            "working_set_mb": mb(working, 1),
             "working_set_percent": round(100.0 * working / limit, 1),
         }
     return None
@@ -381,14 +381,14 @@ class SystemSkill(Skill):
             "load1_per_core": round(load1 / self._cores, 2),
             "procs_running": cpu.procs_running,
             "procs_blocked": cpu.procs_blocked,
-            "mem_total_mb": round(total / _MB, 1),
-            "mem_available_mb": round(avail / _MB, 1),
+            "mem_total_mb": mb(total, 1),
+            "mem_available_mb": mb(avail, 1),
             "mem_available_percent": round(100.0 * avail / total, 1) if total else 0.0,
-            "swap_total_mb": round(swap_total / _MB, 1),
-            "swap_used_mb": round(swap_used / _MB, 1),
+            "swap_total_mb": mb(swap_total, 1),
+            "swap_used_mb": mb(swap_used, 1),
             "swap_percent": round(100.0 * swap_used / swap_total, 1) if swap_total else 0.0,
-            "swap_in_mb": round(swap_in / _MB, 2),
-            "swap_out_mb": round(swap_out / _MB, 2),
+            "swap_in_mb": mb(swap_in),
+            "swap_out_mb": mb(swap_out),
         }
         data.update(self._root_disk())
         return data
@@ -479,14 +479,14 @@ class SystemSkill(Skill):
         sw = psutil.swap_memory()
         fields = ("total", "available", "used", "free", "buffers", "cached", "shared", "slab")
         out: dict[str, Any] = {
-            "memory_mb": {f: round(getattr(vm, f) / _MB, 1) for f in fields if hasattr(vm, f)},
+            "memory_mb": {f: mb(getattr(vm, f), 1) for f in fields if hasattr(vm, f)},
             "available_percent": round(100.0 * vm.available / vm.total, 1) if vm.total else 0.0,
             "swap_mb": {
-                "total": round(sw.total / _MB, 1),
-                "used": round(sw.used / _MB, 1),
+                "total": mb(sw.total, 1),
+                "used": mb(sw.used, 1),
                 "percent": sw.percent,
-                "swapped_in_since_boot": round(sw.sin / _MB, 1),
-                "swapped_out_since_boot": round(sw.sout / _MB, 1),
+                "swapped_in_since_boot": mb(sw.sin, 1),
+                "swapped_out_since_boot": mb(sw.sout, 1),
             },
         }
         with self._lock:
@@ -496,8 +496,8 @@ class SystemSkill(Skill):
         if previous is not None and now > previous[0]:
             span = now - previous[0]
             out["swap_mb_per_s"] = {
-                "in": round((sw.sin - previous[1][0]) / _MB / span, 2),
-                "out": round((sw.sout - previous[1][1]) / _MB / span, 2),
+                "in": round((sw.sin - previous[1][0]) / MB / span, 2),
+                "out": round((sw.sout - previous[1][1]) / MB / span, 2),
                 "window_s": round(span, 1),
             }
         pressure = _pressure("memory")
@@ -556,8 +556,8 @@ class SystemSkill(Skill):
             rates.append(
                 {
                     "disk": name,
-                    "read_mb_per_s": round((now.read_bytes - prev.read_bytes) / _MB / window, 2),
-                    "write_mb_per_s": round((now.write_bytes - prev.write_bytes) / _MB / window, 2),
+                    "read_mb_per_s": round((now.read_bytes - prev.read_bytes) / MB / window, 2),
+                    "write_mb_per_s": round((now.write_bytes - prev.write_bytes) / MB / window, 2),
                     "busy_percent": round(
                         min(
                             100.0,
@@ -600,10 +600,10 @@ class SystemSkill(Skill):
             nics.append(
                 {
                     "nic": name,
-                    "sent_mb_per_s": round((now.bytes_sent - prev.bytes_sent) / _MB / span, 3),
-                    "recv_mb_per_s": round((now.bytes_recv - prev.bytes_recv) / _MB / span, 3),
-                    "sent_mb_total": round(now.bytes_sent / _MB, 1),
-                    "recv_mb_total": round(now.bytes_recv / _MB, 1),
+                    "sent_mb_per_s": round((now.bytes_sent - prev.bytes_sent) / MB / span, 3),
+                    "recv_mb_per_s": round((now.bytes_recv - prev.bytes_recv) / MB / span, 3),
+                    "sent_mb_total": mb(now.bytes_sent, 1),
+                    "recv_mb_total": mb(now.bytes_recv, 1),
                     "errors": now.errin + now.errout,
                     "drops": now.dropin + now.dropout,
                 }
@@ -661,7 +661,7 @@ class SystemSkill(Skill):
                     "pid": info["pid"],
                     "name": info.get("name") or "?",
                     "cpu_percent": round(float(info.get("cpu_percent") or 0.0), 1),
-                    "rss_mb": round(mem.rss / _MB, 1) if mem is not None else 0.0,
+                    "rss_mb": mb(mem.rss, 1) if mem is not None else 0.0,
                     "threads": info.get("num_threads"),
                     "status": info.get("status"),
                     **({"self": True} if info["pid"] == me else {}),
@@ -682,7 +682,7 @@ class SystemSkill(Skill):
                 shown = self.command_line(psutil.Process(int(row["pid"])).cmdline(), 160)
                 if shown is not None:
                     row["cmdline"] = shown
-        total_mb = psutil.virtual_memory().total / _MB
+        total_mb = psutil.virtual_memory().total / MB
         for row in by_mem:
             row["mem_percent"] = round(100.0 * float(row["rss_mb"]) / total_mb, 1)
         return {

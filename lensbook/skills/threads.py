@@ -40,7 +40,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, CountGrowth, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
 
@@ -1438,39 +1438,39 @@ class LockContention(Rule):
             if b.get("held_by") and b.get("holder_state") == "waiting"
         )
         stalled = max(convoy.values(), default=0)
+        # one observation, two readings: a convoy behind a blocked holder, or plain contention
+        severity: Severity
         if stalled >= 2:
-            return [
-                Finding(
-                    anomaly_type="lock_held_across_blocking_call",
-                    severity="warning",
-                    context=(
-                        f"{len(blocked)} thread(s) blocked acquiring a lock whose holder is itself "
-                        "blocked in a call, not in a deadlock cycle"
-                    ),
-                    observation="; ".join(parts) + ".",
-                    hypothesis=(
-                        "The holder does blocking work (I/O to a stalled pipe, socket or disk, a "
-                        "sleep, a queue) while it holds the lock, so every thread that needs the "
-                        "lock stalls behind it. Move the blocking call out of the critical "
-                        "section (for a logging handler: a QueueHandler with a QueueListener "
-                        "thread), or give it a timeout."
-                    ),
-                )
-            ]
+            kind, severity = "lock_held_across_blocking_call", "warning"
+            context = (
+                f"{len(blocked)} thread(s) blocked acquiring a lock whose holder is itself "
+                "blocked in a call, not in a deadlock cycle"
+            )
+            hypothesis = (
+                "The holder does blocking work (I/O to a stalled pipe, socket or disk, a "
+                "sleep, a queue) while it holds the lock, so every thread that needs the "
+                "lock stalls behind it. Move the blocking call out of the critical "
+                "section (for a logging handler: a QueueHandler with a QueueListener "
+                "thread), or give it a timeout."
+            )
+        else:
+            kind, severity = "lock_contention", "info"
+            context = (
+                f"{len(blocked)} thread(s) blocked acquiring a lock at the time of the probe, "
+                "not in a deadlock cycle"
+            )
+            hypothesis = (
+                "A thread holds the lock while it does slow work (I/O, sleep, a long "
+                "computation); if the wait persists across snapshots, shorten the critical "
+                "section."
+            )
         return [
             Finding(
-                anomaly_type="lock_contention",
-                severity="info",
-                context=(
-                    f"{len(blocked)} thread(s) blocked acquiring a lock at the time of the probe, "
-                    "not in a deadlock cycle"
-                ),
+                anomaly_type=kind,
+                severity=severity,
+                context=context,
                 observation="; ".join(parts) + ".",
-                hypothesis=(
-                    "A thread holds the lock while it does slow work (I/O, sleep, a long "
-                    "computation); if the wait persists across snapshots, shorten the critical "
-                    "section."
-                ),
+                hypothesis=hypothesis,
             )
         ]
 
@@ -1595,30 +1595,21 @@ class SpinningThread(Rule):
         return findings
 
 
-class ThreadGrowth(Rule):
+class ThreadGrowth(CountGrowth):
     """The thread count climbing between two snapshots: name the group that grows, what it
     runs, and what creates or holds its pools."""
 
     name = "thread_growth"
-    snapshots_needed = 2
     gap = 2.0
+    key = "app_threads"
     #: growth that counts, relative to the threads the process had (with a floor for tiny ones)
     share = 0.25
     floor = 4
-
-    def _growing(self, ev: Evidence) -> bool:
-        first = float(ev.first("app_threads", 0) or 0)
-        grew = ev.delta("app_threads")
-        return grew >= max(self.floor, self.share * first)
-
-    def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if len(ev.snapshots) >= 2 and self._growing(ev):
-            return [ProbeCall("threads_groups", {"limit": 3})]
-        return []
+    detail = (ProbeCall("threads_groups", {"limit": 3}),)
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         result = ev.result("threads_groups")
-        if not self._growing(ev) or not isinstance(result, dict) or not result.get("groups"):
+        if not self.growing(ev) or not isinstance(result, dict) or not result.get("groups"):
             return []
         lead = result["groups"][0]
         pools = (

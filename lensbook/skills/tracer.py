@@ -47,6 +47,7 @@ from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
+from lensbook.types import Severity
 
 __all__ = ["TracerSkill", "active_traces"]
 
@@ -636,34 +637,37 @@ class TraceNamedFunction(Rule):
             f"callers: {callers}"
         )
         errors = sum(r.get("exceptions", {}).values())
-        findings = []
+        # every verdict on a traced target names it and where it is defined the same way
+        context = f"{r['target']} defined at {r.get('defined_at')}"
+        verdicts: list[tuple[str, Severity, str, str | None]] = []
         if (r.get("p95_ms") or 0.0) >= self.slow_ms:
-            findings.append(
-                Finding(
-                    anomaly_type="slow_calls",
-                    severity="warning",
-                    context=f"{r['target']} defined at {r.get('defined_at')}",
-                    observation=f"{r['target']} is slow: {profile}.",
-                    hypothesis="Each call waits on something (I/O, a lock) or does too much "
+            verdicts.append(
+                (
+                    "slow_calls",
+                    "warning",
+                    f"{r['target']} is slow: {profile}.",
+                    "Each call waits on something (I/O, a lock) or does too much "
                     "work; look at the slowest caller first.",
                 )
             )
         if errors and errors >= 0.5 * r["calls"]:
-            findings.append(
-                Finding(
-                    anomaly_type="failing_calls",
-                    severity="warning",
-                    context=f"{r['target']} defined at {r.get('defined_at')}",
-                    observation=f"{errors} of {r['calls']} calls raised: {r.get('exceptions')}.",
+            verdicts.append(
+                (
+                    "failing_calls",
+                    "warning",
+                    f"{errors} of {r['calls']} calls raised: {r.get('exceptions')}.",
+                    None,
                 )
             )
-        if not findings:
-            findings.append(
-                Finding(
-                    anomaly_type="call_profile",
-                    severity="info",
-                    context=f"{r['target']} defined at {r.get('defined_at')}",
-                    observation=profile + ".",
-                )
+        if not verdicts:
+            verdicts.append(("call_profile", "info", profile + ".", None))
+        return [
+            Finding(
+                anomaly_type=kind,
+                severity=severity,
+                context=context,
+                observation=obs,
+                hypothesis=hyp,
             )
-        return findings
+            for kind, severity, obs, hyp in verdicts
+        ]

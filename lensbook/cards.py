@@ -33,11 +33,14 @@ __all__ = [
     "seconds_text",
 ]
 
+#: the one palette of cards, views and coordinator models (Tailwind's 600 shades)
+GREEN, BLUE, AMBER, RED, GREY = "#16a34a", "#2563eb", "#d97706", "#dc2626", "#6b7280"
+
 STATE_COLOURS = {
-    "healthy": "#16a34a",
-    "observing": "#2563eb",
-    "warning": "#d97706",
-    "critical": "#dc2626",
+    "healthy": GREEN,
+    "observing": BLUE,
+    "warning": AMBER,
+    "critical": RED,
 }
 #: the same states on a terminal (rich styles, `lensbook.terminal`)
 STATE_STYLES = {
@@ -46,7 +49,7 @@ STATE_STYLES = {
     "warning": "yellow",
     "critical": "bold red",
 }
-SEVERITY_COLOURS = {"info": "#2563eb", "warning": "#d97706", "critical": "#dc2626"}
+SEVERITY_COLOURS = {"info": BLUE, "warning": AMBER, "critical": RED}
 
 #: progress bar style by how the run ended
 BAR_STYLES = {
@@ -304,8 +307,8 @@ class CardModel(RunClock):
 
     def html(self, now: float | None = None) -> str:
         elapsed = self.elapsed(now)
-        colour = STATE_COLOURS.get(self.state, "#6b7280")
-        activity_colour = "#2563eb" if self.running else "#6b7280"
+        colour = STATE_COLOURS.get(self.state, GREY)
+        activity_colour = BLUE if self.running else GREY
         bits = [
             f'<b style="font-size:1.1em">{_esc(self.title)}</b>',
             f"<code>{_esc(self.operator)}</code>",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -27,3 +29,17 @@ def _records_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> 
 def _lensbook_stopped() -> Iterator[None]:
     yield
     lensbook.stop()
+
+
+@pytest.fixture
+def previous_threadhook() -> Iterator[list[str]]:
+    """A threading.excepthook that was there before lensbook (it must still be called)."""
+    seen: list[str] = []
+    original = threading.excepthook
+
+    def hook(args: Any) -> None:
+        seen.append(f"{args.exc_type.__name__} in {args.thread.name}")
+
+    threading.excepthook = hook
+    yield seen
+    threading.excepthook = original

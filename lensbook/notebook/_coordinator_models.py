@@ -11,7 +11,19 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from lensbook.cards import CARD_EVENTS, SEVERITY_COLOURS, CardModel, RunClock, badge, seconds_text
+from lensbook.cards import (
+    AMBER,
+    BLUE,
+    CARD_EVENTS,
+    GREEN,
+    GREY,
+    RED,
+    SEVERITY_COLOURS,
+    CardModel,
+    RunClock,
+    badge,
+    seconds_text,
+)
 from lensbook.events import COORDINATOR_KINDS, WATCH_KINDS, Event, EventKind
 from lensbook.notebook._models import FeedModel
 
@@ -25,13 +37,13 @@ _esc = html.escape
 #: what a coordinator view follows: the coordinator's own events (its operators' are cards)
 COORDINATOR_EVENTS: frozenset[EventKind] = frozenset(COORDINATOR_KINDS)
 WATCH_EVENTS: frozenset[EventKind] = frozenset(WATCH_KINDS)
-_CONFIDENCE_COLOURS = {"high": "#dc2626", "medium": "#d97706", "low": "#6b7280"}
-_STATUS_COLOURS = {"unread": "#2563eb", "acknowledged": "#6b7280", "resolved": "#16a34a"}
+_CONFIDENCE_COLOURS = {"high": RED, "medium": AMBER, "low": GREY}
+_STATUS_COLOURS = {"unread": BLUE, "acknowledged": GREY, "resolved": GREEN}
 _WATCH_COLOURS = {
-    "learning": "#2563eb",
-    "active": "#16a34a",
-    "cooldown": "#d97706",
-    "stopped": "#6b7280",
+    "learning": BLUE,
+    "active": GREEN,
+    "cooldown": AMBER,
+    "stopped": GREY,
 }
 
 
@@ -195,7 +207,7 @@ class CoordinatorModel(RunClock):
         return "\n".join(lines)
 
     def head_html(self, now: float | None = None) -> str:
-        colour = "#2563eb" if self.running else ("#dc2626" if self.error else "#16a34a")
+        colour = BLUE if self.running else (RED if self.error else GREEN)
         question = f"<div><b>Investigate:</b> {_esc(self.reason)}</div>" if self.reason else ""
         extra = ""
         if self.error:
@@ -223,7 +235,7 @@ class CoordinatorModel(RunClock):
         rows = []
         for note in reversed(list(self.notes.values())):
             severity = str(note.get("severity", "info"))
-            colour = SEVERITY_COLOURS.get(severity, "#6b7280")
+            colour = SEVERITY_COLOURS.get(severity, GREY)
             status = str(note.get("status", "unread"))
             rows.append(
                 f'<div style="border-left:4px solid {colour};padding:2px 8px;margin:3px 0">'
@@ -251,7 +263,7 @@ class CoordinatorModel(RunClock):
         rows = []
         for insight in self.insights:
             confidence = str(insight.get("confidence", "low"))
-            colour = _CONFIDENCE_COLOURS.get(confidence, "#6b7280")
+            colour = _CONFIDENCE_COLOURS.get(confidence, GREY)
             observed = "".join(
                 f"<li>{_esc(str(o))}</li>" for o in insight.get("matched_observations") or []
             )
@@ -306,7 +318,7 @@ class WatchModel:
 
     def html(self) -> str:
         s = self.watcher.status()
-        state = badge(s.state, _WATCH_COLOURS.get(s.state, "#6b7280"))
+        state = badge(s.state, _WATCH_COLOURS.get(s.state, GREY))
         detail = " · ".join(self.text().splitlines()[0].split(" | ")[1:])
         rows = "".join(
             f'<div style="font-size:0.9em;color:{SEVERITY_COLOURS[a.severity]}">'

@@ -30,20 +30,6 @@ from lensbook.skills.aio import register_loop, unregister_loop
 
 
 @pytest.fixture
-def quiet_threadhook() -> Iterator[list[str]]:
-    """A threading.excepthook that was there before lensbook (it must still be called)."""
-    seen: list[str] = []
-    original = threading.excepthook
-
-    def hook(args: Any) -> None:
-        seen.append(f"{args.exc_type.__name__} in {args.thread.name}")
-
-    threading.excepthook = hook
-    yield seen
-    threading.excepthook = original
-
-
-@pytest.fixture
 def recording() -> Iterator[None]:
     recorder.clear()
     lensbook.start(["exceptions"], sample_interval=None)
@@ -83,7 +69,7 @@ def hooks() -> tuple[Any, ...]:
     )
 
 
-def test_contract_shape(quiet_threadhook: list[str], recording: None) -> None:
+def test_contract_shape(previous_threadhook: list[str], recording: None) -> None:
     t0 = time.time()
     die("worker-a")
     logging.getLogger("shop.api").warning("slow answer for user=%s", "ann")
@@ -113,7 +99,7 @@ def test_contract_shape(quiet_threadhook: list[str], recording: None) -> None:
     assert str(frame["time"].dtype).startswith("datetime64")
 
 
-def test_thread_death_before_any_run(quiet_threadhook: list[str], recording: None) -> None:
+def test_thread_death_before_any_run(previous_threadhook: list[str], recording: None) -> None:
     die("consumer-1")
     died = history_events(kinds=["thread_died"])
     assert len(died) == 1
@@ -125,7 +111,7 @@ def test_thread_death_before_any_run(quiet_threadhook: list[str], recording: Non
     assert d["target"].endswith("die.<locals>.consume")
     uncaught = history_events(kinds=["exception"])
     assert uncaught[0].detail["uncaught"] is True and uncaught[0].detail["route"] == "thread"
-    assert quiet_threadhook == ["KeyError in consumer-1"]  # chained to what was there before
+    assert previous_threadhook == ["KeyError in consumer-1"]  # chained to what was there before
 
 
 def test_executor_per_request_shows_as_growth_by_kind(recording: None) -> None:
@@ -315,7 +301,9 @@ def test_ring_caps_hold_under_a_flood(recording: None) -> None:
     assert sum(e.detail["started"] for e in growth) == 3_000 and growth[-1].detail["alive"] == 0
 
 
-def test_lens_history_magic_shows_a_chart_and_a_text_timeline(quiet_threadhook: list[str]) -> None:
+def test_lens_history_magic_shows_a_chart_and_a_text_timeline(
+    previous_threadhook: list[str],
+) -> None:
     from IPython.core.error import UsageError
     from IPython.core.interactiveshell import InteractiveShell
 

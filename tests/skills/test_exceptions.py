@@ -32,20 +32,6 @@ def skill() -> Iterator[ExceptionsSkill]:
     sk.close()
 
 
-@pytest.fixture
-def previous_threadhook() -> Iterator[list[str]]:
-    """A threading.excepthook that was there before lensbook (it must still be called)."""
-    seen: list[str] = []
-    original = threading.excepthook
-
-    def hook(args: Any) -> None:
-        seen.append(f"{args.exc_type.__name__} in {args.thread.name}")
-
-    threading.excepthook = hook
-    yield seen
-    threading.excepthook = original
-
-
 def die(name: str, exc: BaseException) -> None:
     def body() -> None:
         raise exc

@@ -35,8 +35,9 @@ function" strings, outermost first, at most 8):
   blocking_call (the source line), stack.
 - ``metrics`` (source: "sampler"; the sampled runtime snapshot when it moved a step, at least
   every 10 min; the first of a recording has baseline=True): rss_mb, threads, python_threads,
-  open_fds, allocated_blocks, gc_collections, gc_gen2_collections, gc_uncollectable,
-  cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu, baseline, moved.
+  open_fds, children (child processes), allocated_blocks, gc_collections, gc_gen2_collections,
+  gc_uncollectable, cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu,
+  baseline, moved.
 - ``gc_pause`` (source: "gc"; a full collection that paused the process longer than 50 ms):
   duration_ms, threshold_ms, generation, collected, uncollectable.
 

@@ -40,6 +40,9 @@ function" strings, outermost first, at most 8):
   baseline, moved.
 - ``gc_pause`` (source: "gc"; a full collection that paused the process longer than 50 ms):
   duration_ms, threshold_ms, generation, collected, uncollectable.
+- ``trace`` (source: the traced function; written by the tracer skill when one of its windows
+  ends, never always-on): target, kind, defined_at, window_s, stopped_by, calls, calls_per_s,
+  mean_ms, p95_ms, max_ms, exceptions (count), callers (the 3 busiest: at, calls, mean_ms).
 
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
 `exceptions`, `logs`, `threads`, `aio`, `samples`, `gcpause` (one observer each), `event` (the
@@ -71,6 +74,7 @@ __all__ = [
     "history_events",
     "is_history_id",
     "is_recording",
+    "record",
     "start",
     "start_sampler",
     "stop",
@@ -105,6 +109,12 @@ def history_event(event_id: str) -> HistoryEvent | None:
 def is_recording() -> bool:
     """Whether the observers are installed."""
     return recorder.recording
+
+
+def record(kind: str, source: str, detail: dict[str, Any]) -> HistoryEvent | None:
+    """Write an event a skill observed on demand (see ``trace``) into the history while
+    recording (redacted, within the kind's cap); None when the recorder is off."""
+    return recorder.add(kind, source, detail)
 
 
 def start(

@@ -7,7 +7,8 @@ Every figure is measured with and without the recorder in this one process, side
   < 0.05%). `--loop` adds an idle user event loop, which the lag monitor then pings every second.
 - memory: Python memory (tracemalloc) held by the recorder after a hostile flood that fills every
   ring and table to its cap (distinct exception types and sites, log messages and loggers,
-  thread kinds, loop stalls, sampled metrics that move every time) (target < 5 MB).
+  thread kinds, loop stalls, sampled metrics that move every time, gc pauses, tracer windows)
+  (target < 5 MB).
 - threads: 10,000 short threads started and joined, without and with the recorder, in 100
   adjacent pairs of rounds whose order alternates (target < 3% overhead).
 - logs: records emitted through a file handler at ~50,000 records/s (1% warnings), the same way.
@@ -38,6 +39,7 @@ import psutil
 
 import lensbook
 from lensbook import _loop, recorder
+from lensbook.recorder.gcpause import DEFAULT_THRESHOLD_S as GC_THRESHOLD_S
 
 
 def cpu_over(seconds: float) -> float:
@@ -148,12 +150,41 @@ def memory() -> None:
             "gc_uncollectable": 0,
             "cpu_percent": 3.5,
         }
+        pauses = recorder.recorder.gc
+        pauses.threshold_s = 0.0  # every full collection "long": a gc_pause each
+        for i in range(120):  # the observer's own callback, as the collector calls it
+            pauses._callback("start", {"generation": 2})
+            pauses._callback("stop", {"generation": 2, "collected": i, "uncollectable": 0})
+        recorder.flush()
+        for i in range(150):  # tracer windows (on demand, so few), at their full size
+            recorder.record(
+                "trace",
+                f"app.module_{rnd}_{i}.handler",
+                {
+                    "target": f"app.module_{rnd}_{i}.handler",
+                    "kind": "function",
+                    "defined_at": f"app/module_{i}.py:{i}",
+                    "window_s": 2.0,
+                    "stopped_by": "time",
+                    "calls": 1000 + i,
+                    "calls_per_s": 500.0,
+                    "mean_ms": 1.5,
+                    "p95_ms": 3.5,
+                    "max_ms": 12.0,
+                    "exceptions": 0,
+                    "callers": [
+                        {"at": f"app/views_{j}.py:{100 + j} in view_{i}_{j}", "calls": 300}
+                        for j in range(3)
+                    ],
+                },
+            )
         for i in range(300):  # every sample moved a step: a metrics event each
             recorder.recorder.samples.observe(
                 "runtime", {**sample, "rss_mb": 100.0 if i % 2 else 300.0}
             )
         recorder.flush()
     log.removeHandler(recorder.recorder.logs.handler)
+    recorder.recorder.gc.threshold_s = GC_THRESHOLD_S
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     if os.environ.get("BENCH_TOP"):
@@ -165,7 +196,7 @@ def memory() -> None:
     full = {k: f"{n}/{recorder.CAPS.get(k, 100)}" for k, n in sorted(counts.items())}
     print("memory at the caps (after a flood of distinct exceptions, messages, loggers, kinds):")
     print(f"  events kept per kind: {full}")
-    print(f"  Python memory held by the recorder: {held / 1e6:.2f} MB (target < 5 MB)")
+    print(f"  Python memory held by the recorder: {held / 1e6:.3f} MB (target < 5 MB)")
     recorder.clear()
 
 

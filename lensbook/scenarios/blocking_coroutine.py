@@ -15,10 +15,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._app_loop import start_app_loop
 
-__all__ = ["SCENARIO", "wait_for_confirmation"]
+__all__ = ["induce", "wait_for_confirmation"]
 
 #: seconds between two polls of a transaction's status
 POLL_S = 1.0
@@ -49,15 +49,9 @@ async def service() -> None:
         await asyncio.sleep(0)
 
 
-def _induce() -> Callable[[], None]:
-    return start_app_loop("quotes-loop", {"main": service})
-
-
-SCENARIO = Scenario(
-    title="time.sleep inside a coroutine blocks the event loop",
+@scenario(
     skill="asyncio",
     reason="the service's requests time out every now and then",
-    induce=_induce,
     expect=(
         r"event_loop_(blocked|lag)",
         r"wait_for_confirmation",
@@ -66,3 +60,5 @@ SCENARIO = Scenario(
     ),
     settle=0.5,
 )
+def induce() -> Callable[[], None]:
+    return start_app_loop("quotes-loop", {"main": service})

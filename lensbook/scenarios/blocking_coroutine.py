@@ -14,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
 from lensbook.scenarios import scenario
-from lensbook.scenarios._app_loop import start_app_loop
+from lensbook.scenarios._app_loop import serve_requests, start_app_loop
 
 __all__ = ["induce", "wait_for_confirmation"]
 
@@ -39,16 +40,6 @@ async def heartbeat(beats: list[float]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def service() -> None:
-    beats: list[float] = []
-    asyncio.get_running_loop().create_task(heartbeat(beats), name="heartbeat")
-    tx = 0
-    while True:
-        tx += 1
-        await wait_for_confirmation(tx)
-        await asyncio.sleep(0)
-
-
 @scenario(
     skill="asyncio",
     reason="the service's requests time out every now and then",
@@ -61,4 +52,10 @@ async def service() -> None:
     settle=0.5,
 )
 def induce() -> Callable[[], None]:
-    return start_app_loop("quotes-loop", {"main": service})
+    return start_app_loop(
+        "quotes-loop",
+        {
+            "main": serve_requests(wait_for_confirmation, pause=0),
+            "heartbeat": partial(heartbeat, []),
+        },
+    )

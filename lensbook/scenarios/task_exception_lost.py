@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lensbook.scenarios import scenario
-from lensbook.scenarios._app_loop import start_app_loop
+from lensbook.scenarios._app_loop import serve_requests, start_app_loop
 
 __all__ = ["induce", "send_receipt"]
 
@@ -36,14 +36,6 @@ async def handle_order(n: int) -> None:
     asyncio.get_running_loop().create_task(send_receipt(order))
 
 
-async def service() -> None:
-    n = 0
-    while True:
-        n += 1
-        await handle_order(n)
-        await asyncio.sleep(0.05)
-
-
 @scenario(
     skill="exceptions",
     reason="customers say receipts stopped arriving, but nothing shows up in our logs",
@@ -51,4 +43,4 @@ async def service() -> None:
     settle=0.5,
 )
 def induce() -> Callable[[], None]:
-    return start_app_loop("orders-loop", {"main": service})
+    return start_app_loop("orders-loop", {"main": serve_requests(handle_order, pause=0.05)})

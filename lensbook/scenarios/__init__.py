@@ -57,7 +57,8 @@ class Scenario:
             object.__setattr__(self, "name", module.rpartition(".")[2])
         if not self.title:
             doc = getattr(sys.modules.get(module), "__doc__", None) or ""
-            summary = " ".join(doc.strip().split("\n\n")[0].split())
+            # a title is shown as plain text (terminal tables, widget headers): no reST marks
+            summary = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
             object.__setattr__(self, "title", summary.removesuffix(".") or self.name)
 
 

@@ -1,4 +1,4 @@
-"""A memory leak through a module-level cache that only grows (skill `memory`)."""
+"""A memory leak through a module-level cache that only grows."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A memory leak through callbacks registered per request and never removed (skill `memory`)."""
+"""A memory leak through callbacks registered per request and never removed."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reference cycles of objects with `__del__` churning the cycle collector (skill `gc`).
+"""Reference cycles of objects with `__del__` churning the cycle collector.
 
 A parser builds small trees whose children point back to their parent, and the node class has
 a `__del__` that releases a handle. The trees live for a while (a window of recent parses) and

@@ -1,15 +1,23 @@
 """Thread observer: births and deaths, grouped by kind (target function and the code that started
 the thread), so growth by kind and silent deaths are answerable afterwards.
 
-Python has no thread-start hook, so two methods of `threading.Thread` are wrapped, each chained
-to what was there before and put back by `remove()` (only if still ours):
+Python has no thread-start hook, so ``Thread.start`` is wrapped, chained to what was there
+before and put back by `remove()` (only if still ours). In the starting thread it notes the
+target and the first caller frame in the user's code (the user's call to ``executor.submit``
+rather than ``concurrent.futures``'s ``_adjust_thread_count``), with the first library frame
+below it as detail (``via``) when a library started the thread for the user; without a user
+frame, the first library frame.
 
-- ``Thread.start``: in the starting thread, notes the target and the first caller frame in the
-  user's code (the user's call to ``executor.submit`` rather than ``concurrent.futures``'s
-  ``_adjust_thread_count``), with the first library frame below it as detail (``via``) when a
-  library started the thread for the user; without a user frame, the first library frame;
-- ``Thread._bootstrap_inner``: runs in the new thread and notes when it ends (a death by
-  exception comes from the exceptions observer's ``threading.excepthook``).
+Ends are noticed later, off the ending thread's path (nothing runs in the new thread): each
+started thread is tracked by a weak reference (the `Thread` object and what it holds are never
+kept alive), and `settle()` (run by every flush, so before every read of the history) counts
+as ended each tracked thread that is no longer alive: its object is gone, or it started and
+``Thread.is_alive`` (the class's, so no override in user code runs; it reads the thread's
+state lock) says it finished. A thread whose object is gone and whose id a new thread gets
+is settled right there by the new thread's start (ids are reused at once in thread churn).
+An end's event is timed when it is noticed (at most a flush interval late), and ``lived_s``
+is an upper bound. A death by exception stays exact: it comes from the exceptions observer's
+``threading.excepthook``, in the dying thread.
 
 Threads started with ``_thread.start_new_thread`` (not through `threading.Thread`) never reach
 those methods, so that module function is wrapped too (``threading`` keeps its own reference
@@ -20,11 +28,11 @@ re-raised, so the unraisable hook prints what it always printed: `_RawRun`'s rep
 function's). Only callers that look the function up on ``_thread`` at call time are seen; a
 reference taken before `install()` (``from _thread import start_new_thread``) is not.
 
-Per thread the hot path is a frame walk of a few steps (whether a code object is the stdlib's is
-cached) and a few dict updates, with no lock; a start from a site seen before where the user's
-code called ``start()`` itself skips the walk (one lookup by that frame). About a microsecond
-with warm caches; in thread churn, where every start runs it cold, the two wrappers and their
-observers measure a few µs of CPU next to the 50-80 µs a bare start-and-join costs
+Per thread start the hot path is a frame walk of a few steps (whether a code object is the
+stdlib's is cached) and a few dict updates, with no lock; a start from a site seen before where
+the user's code called ``start()`` itself skips the walk (one lookup by that frame). About a
+microsecond with warm caches; in thread churn, where every start runs it cold, the wrapper and
+its observer measure a few µs of CPU next to the 50-80 µs a bare start-and-join costs
 (`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
 never a thread. The first few threads per kind and minute become ``thread_started`` /
 ``thread_ended`` events; every flush adds one ``thread_growth`` event per kind that started or
@@ -39,6 +47,7 @@ import sys
 import threading
 import time
 import types
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -62,6 +71,10 @@ _GATE_WINDOW_S = 60.0
 _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
 _BUILTIN = types.BuiltinFunctionType
+_REF = weakref.ref
+_IS_ALIVE = threading.Thread.is_alive
+#: a tracked thread: a weak reference to it and its kind
+_Tracked = tuple["weakref.ref[threading.Thread]", "_Kind"]
 
 
 @dataclass(slots=True)
@@ -143,8 +156,8 @@ class _RawRun:
 
 
 class ThreadObserver:
-    """Wraps `Thread.start`, `Thread._bootstrap_inner` and ``_thread.start_new_thread`` to see
-    threads come and go."""
+    """Wraps `Thread.start` and ``_thread.start_new_thread`` to see threads come, and settles
+    the ends of the threads it saw start (`settle`)."""
 
     def __init__(self, ring: HistoryRing) -> None:
         self.ring = ring
@@ -156,19 +169,17 @@ class ThreadObserver:
         # site needs no walk (a subset of `_kinds`)
         self._direct: dict[_KindKey, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
-        # id(thread) -> its kind; removed when the thread ends
-        self._live: dict[int, _Kind] = {}
-        # id(thread) -> start time, for the threads whose start became an event (few)
-        self._born: dict[int, float] = {}
+        # id(thread) -> (weak reference to it, its kind); removed when its end is settled
+        self._live: dict[int, _Tracked] = {}
+        # id(thread) -> (start time, name), for the threads whose start became an event (few)
+        self._born: dict[int, tuple[float, str]] = {}
         #: epoch seconds, set by each flush: the rate gates' coarse clock
         self.clock = time.time()
         self._died: set[int] = set()
         self._window_start = time.time()
         self._prev_start: Any = None
-        self._prev_bootstrap: Any = None
         self._prev_raw: Any = None
         self._start_wrapper: Any = None
-        self._bootstrap_wrapper: Any = None
         self._raw_wrapper: Any = None
         #: records an exception that ended a ``_thread`` thread; returns the event's detail
         #: (set by the recorder to its exceptions observer)
@@ -180,10 +191,9 @@ class ThreadObserver:
         if self._start_wrapper is not None:
             return
         observer = self
-        # bound once: each start and end of a thread then makes no attribute lookup for them
-        on_start, on_end, getframe = self.on_start, self.on_end, sys._getframe
+        # bound once: each start of a thread then makes no attribute lookup for them
+        on_start, getframe = self.on_start, sys._getframe
         prev_start = self._prev_start = threading.Thread.start
-        prev_bootstrap = self._prev_bootstrap = threading.Thread._bootstrap_inner  # type: ignore[attr-defined]
 
         def start(thread: threading.Thread) -> None:
             # only the wrapper installed now records: an older one left in a chain (someone
@@ -199,16 +209,6 @@ class ThreadObserver:
                 observer.on_failed_start(thread)  # "can't start new thread": it never lived
                 raise
 
-        def _bootstrap_inner(thread: threading.Thread) -> None:
-            try:
-                prev_bootstrap(thread)
-            finally:
-                if observer._bootstrap_wrapper is _bootstrap_inner:
-                    try:  # noqa: SIM105 (as above: the path every thread takes)
-                        on_end(thread)
-                    except Exception:
-                        pass
-
         prev_raw = self._prev_raw = _thread.start_new_thread
 
         def start_new_thread(function: Any, args: Any, kwargs: Any = None) -> int:
@@ -223,13 +223,10 @@ class ThreadObserver:
             return int(prev_raw(run, args, kwargs))
 
         start.__wrapped__ = prev_start  # type: ignore[attr-defined]
-        _bootstrap_inner.__wrapped__ = prev_bootstrap  # type: ignore[attr-defined]
         start_new_thread.__wrapped__ = prev_raw  # type: ignore[attr-defined]
         start_new_thread.__doc__ = prev_raw.__doc__
-        self._start_wrapper, self._bootstrap_wrapper = start, _bootstrap_inner
-        self._raw_wrapper = start_new_thread
+        self._start_wrapper, self._raw_wrapper = start, start_new_thread
         threading.Thread.start = start  # type: ignore[method-assign,assignment]
-        threading.Thread._bootstrap_inner = _bootstrap_inner  # type: ignore[attr-defined]
         _thread.start_new_thread = start_new_thread
 
     def remove(self) -> None:
@@ -237,11 +234,10 @@ class ThreadObserver:
             return
         if threading.Thread.start is self._start_wrapper:
             threading.Thread.start = self._prev_start  # type: ignore[method-assign]
-        if threading.Thread._bootstrap_inner is self._bootstrap_wrapper:  # type: ignore[attr-defined]
-            threading.Thread._bootstrap_inner = self._prev_bootstrap  # type: ignore[attr-defined]
         if _thread.start_new_thread is self._raw_wrapper:
             _thread.start_new_thread = self._prev_raw
-        self._start_wrapper = self._bootstrap_wrapper = self._raw_wrapper = None
+        self._start_wrapper = self._raw_wrapper = None
+        self.settle()  # the ends until now are counted; threads still alive are forgotten
         with self._lock:
             self._live.clear()
             self._born.clear()
@@ -266,9 +262,10 @@ class ThreadObserver:
         """Who started `thread` (a live one, started while recording): the user's code that
         started it ("file:line"), its function, the library frame between ("" if none) and the
         target. None for threads started before the recorder, or already ended."""
-        kind = self._live.get(id(thread))
-        if kind is None or kind is self._overflow:
+        tracked = self._live.get(id(thread))
+        if tracked is None or tracked[0]() is not thread or tracked[1] is self._overflow:
             return None
+        kind = tracked[1]
         return {
             "started_from": kind.started_from,
             "function": kind.starter_function,
@@ -294,15 +291,20 @@ class ThreadObserver:
         pools = kind.pools
         if pools is not None and len(pools) < _MAX_POOLS:
             pools.add(thread.name.rsplit("_", 1)[0])
-        live = self._live
+        live, tid = self._live, id(thread)
+        gone = live.get(tid)
+        if gone is not None and gone[0]() is not thread:
+            # the thread that had this id is over (its object is gone): settled now, before the
+            # id is this thread's (in churn, most starts reuse the id of the last one joined)
+            self._ended(tid, gone[1], None, time.time())
         if len(live) < _MAX_TRACKED:
-            live[id(thread)] = kind
+            live[tid] = (_REF(thread), kind)
         # the gate: one subtraction (its minute is moved on by the flush)
         if kind.started - kind.gate_started <= _GATE_BURST:
-            now = time.time()
+            now, name = time.time(), thread.name
             if len(self._born) < _MAX_TRACKED:
-                self._born[id(thread)] = now
-            self._started_event(kind, thread.name, thread.daemon, now)
+                self._born[tid] = (now, name)
+            self._started_event(kind, name, thread.daemon, now)
 
     def _started_event(self, kind: _Kind, name: str, daemon: bool, now: float) -> None:
         self.ring.add(
@@ -431,35 +433,52 @@ class ThreadObserver:
             )
             return kind
 
-    def on_end(self, thread: threading.Thread) -> None:
-        found = self._live.pop(id(thread), None)
-        if found is None:
-            return  # started before we were installed
+    def settle(self) -> None:
+        """Count as ended every tracked thread that is over: its object is gone, or it started
+        and is no longer alive (read from its state, no user code runs). Run by each flush,
+        in whichever thread flushes."""
+        now = time.time()
+        live = self._live
+        for tid, tracked in live.copy().items():  # (a copy is atomic; starts go on meanwhile)
+            thread = tracked[0]()
+            if thread is not None and (not thread._started.is_set() or _IS_ALIVE(thread)):  # type: ignore[attr-defined]
+                continue  # alive, or not started yet (its start is under way)
+            # still ours: a start may have given the id to a new thread since the copy (then
+            # that start settled this one); a start between this check and the pop may lose
+            # the new thread's tracking, never a count
+            if live.get(tid) is tracked:
+                live.pop(tid, None)
+                self._ended(tid, tracked[1], thread, now)
+
+    def _ended(self, tid: int, kind: _Kind, thread: threading.Thread | None, now: float) -> None:
+        """A tracked thread is over (its entry in `_live` is gone or replaced)."""
         died = False
         if self._died:
-            died = id(thread) in self._died
-            self._died.discard(id(thread))
-        kind = found
+            died = tid in self._died
+            self._died.discard(tid)
         kind.ended += 1
-        born = self._born.pop(id(thread), None) if self._born else None
+        born = self._born.pop(tid, None) if self._born else None
         if kind.ended - kind.gate_ended <= _GATE_BURST or died:
-            now = time.time()
+            if thread is not None:
+                name = thread.name
+            else:  # its object is gone: the name noted at its start, or the kind's pattern
+                name = born[1] if born is not None else kind.name_pattern
             detail: dict[str, Any] = {
-                "thread": thread.name,
+                "thread": name,
                 "target": kind.target,
                 "kind": kind.name_pattern,
                 "started_from": kind.started_from,
                 "died": died,
             }
             if born is not None:  # known for the threads whose start was recorded
-                detail["lived_s"] = round(now - born, 3)
-            self.ring.add(make_event("thread_ended", thread.name, detail, at=now))
+                detail["lived_s"] = round(now - born[0], 3)  # (until its end was noticed)
+            self.ring.add(make_event("thread_ended", name, detail, at=now))
 
     def on_failed_start(self, thread: threading.Thread) -> None:
         found = self._live.pop(id(thread), None)
         self._born.pop(id(thread), None)
         if found is not None:
-            found.started -= 1
+            found[1].started -= 1
 
     def count_death(self, thread: threading.Thread | None) -> None:
         """A thread is ending by an exception (from ``threading.excepthook``, in that thread)."""
@@ -469,13 +488,14 @@ class ThreadObserver:
             self._died.add(id(thread))
             found = self._live.get(id(thread))
             if found is not None:
-                found.died += 1
+                found[1].died += 1
 
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
         """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
         now = time.time()
         name = thread.name if thread is not None else thread_name()
-        kind = self._live.get(id(thread)) if thread is not None else None
+        tracked = self._live.get(id(thread)) if thread is not None else None
+        kind = tracked[1] if tracked is not None else None
         detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
         detail["thread"] = name
         if kind is not None:
@@ -488,7 +508,9 @@ class ThreadObserver:
 
     def flush(self, now: float) -> list[HistoryEvent]:
         """One ``thread_growth`` event per kind that started or ended threads since last time;
-        moves each kind's event gate on to a new minute when its minute is over."""
+        moves each kind's event gate on to a new minute when its minute is over. The ends that
+        happened until now are settled first."""
+        self.settle()
         self.clock = now
         with self._lock:
             span = max(now - self._window_start, 1.0)

@@ -7,12 +7,14 @@ import _thread
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import io
 import json
 import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -548,6 +550,7 @@ def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
         [row] = ours(observer.flush(time.time() + 61))  # the gate's minute is over: it opens
         assert (row["started"], row["ended"], row["started_total"]) == (3, 3, 11)
         start_some(6)
+        observer.settle()  # ends are noticed off the ending thread (each flush settles them)
         assert counted("thread_started") == 10 and counted("thread_ended") == 10
         [row] = ours(observer.flush(time.time() + 62))
         assert (row["started"], row["started_total"]) == (6, 17)
@@ -626,3 +629,67 @@ def test_repeated_starts_from_one_site_keep_their_kind_whatever_the_target() -> 
     # two sites (start_each's, submit_each's), five kinds: the target tells those of one site
     ours = ("_one_kind_of_thread", "work", "run", "int", "_worker")
     assert len({found[t]["started_from"] for t in ours}) == 2
+
+
+class _Holder(threading.Thread):
+    """A thread subclass holding a payload until it is let go."""
+
+    def __init__(self, name: str, go: threading.Event) -> None:
+        super().__init__(name=name)
+        self.payload = bytearray(1000)
+        self.go = go
+
+    def run(self) -> None:
+        self.go.wait(20)
+
+
+def test_thread_ends_are_settled_off_the_ending_thread_and_keep_no_thread_alive() -> None:
+    """Nothing runs in the ending thread: ends are counted by the next settle (each flush, so
+    each read), whether the user still holds the `Thread` or dropped it; the observer itself
+    keeps no `Thread` (nor what it holds) alive."""
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+    go = threading.Event()
+
+    def ended() -> dict[str, dict[str, Any]]:
+        found = [e.detail for e in ring.events(kinds=["thread_ended"])]
+        return {d["thread"]: d for d in found if d["target"].endswith("_Holder.run")}
+
+    observer.install()
+    try:
+        kept = [_Holder("holder-kept-1", go), _Holder("holder-kept-2", go)]
+        dropped = _Holder("holder-dropped", go)
+        for t in [*kept, dropped]:
+            t.start()
+        observer.settle()  # all alive: nothing ended
+        assert ended() == {}
+        go.set()
+        for t in [*kept, dropped]:
+            t.join(20)
+        gone = weakref.ref(dropped)
+        del dropped, t
+        gc.collect()
+        assert gone() is None  # the observer held no reference to it
+        assert ended() == {}  # not noticed by the ending threads themselves
+        [row] = [
+            r.detail
+            for r in observer.flush(time.time())
+            if r.detail["target"].endswith("_Holder.run")
+        ]
+        assert (row["started"], row["ended"], row["alive"]) == (3, 3, 0)
+        found = ended()
+        assert set(found) == {"holder-kept-1", "holder-kept-2", "holder-dropped"}
+        assert all(d["died"] is False and d["lived_s"] >= 0 for d in found.values())
+        observer.settle()  # settled once: a second pass counts nothing again
+        assert len(ring.events(kinds=["thread_ended"])) == 3
+    finally:
+        observer.remove()
+
+
+def test_a_reader_sees_a_thread_that_just_ended(recording: None) -> None:
+    t = threading.Thread(target=int, name="short-lived-7")
+    t.start()
+    t.join(20)
+    # no waiting: every read flushes, and each flush settles the ends until then
+    [end] = [e for e in history_events(kinds=["thread_ended"]) if e.source == "short-lived-7"]
+    assert end.detail["died"] is False and end.detail["target"].endswith("int")

@@ -8,35 +8,42 @@ rather than ``concurrent.futures``'s ``_adjust_thread_count``), with the first l
 below it as detail (``via``) when a library started the thread for the user; without a user
 frame, the first library frame.
 
-Ends are noticed later, off the ending thread's path (nothing runs in the new thread): each
-started thread is tracked by a weak reference (the `Thread` object and what it holds are never
-kept alive), and `settle()` (run by every flush, so before every read of the history) counts
-as ended each tracked thread that is no longer alive: its object is gone, or it started and
-``Thread.is_alive`` (the class's, so no override in user code runs; it reads the thread's
-state lock) says it finished. A thread whose object is gone and whose id a new thread gets
-is settled right there by the new thread's start (ids are reused at once in thread churn).
-An end's event is timed when it is noticed (at most a flush interval late), and ``lived_s``
-is an upper bound. A death by exception stays exact: it comes from the exceptions observer's
+Ends are noticed later, off the ending thread's path (nothing runs in the new thread) and off
+the starting thread's too: once started, a thread is noted by its id with its kind (one dict
+store: neither the `Thread` nor anything it holds is kept), and `settle()` (run by every flush,
+so before every read of the history) derives each kind's ends: its starts less its noted
+threads still in ``threading.enumerate()`` (a started thread is there until it has finished),
+dropping the noted ones that are not. A new thread that gets the id of one that is over just
+replaces its note: no end is lost, since ends are a difference, never a count of notices.
+The settle reads the totals before the notes, so a start racing with it can only make an
+estimate low, never high, and the total kept never goes down (the next settle catches up).
+The threads whose start became an event, and those that died, are also kept by weak reference
+(few: the event gate's) so their ends become ``thread_ended`` events with their names; such an
+end is timed when it is noticed (at most a flush interval late), and ``lived_s`` is an upper
+bound. A death by exception stays exact: it comes from the exceptions observer's
 ``threading.excepthook``, in the dying thread.
 
 Threads started with ``_thread.start_new_thread`` (not through `threading.Thread`) never reach
-those methods, so that module function is wrapped too (``threading`` keeps its own reference
+that method, so that module function is wrapped too (``threading`` keeps its own reference
 to the original, so a `Thread` is never counted twice). The wrapper hands the new thread a
-`_RawRun` around the user's function: it notes the end and, since such a thread's exception goes
-to ``sys.unraisablehook`` rather than ``threading.excepthook``, a death by exception (then
-re-raised, so the unraisable hook prints what it always printed: `_RawRun`'s repr is the
-function's). Only callers that look the function up on ``_thread`` at call time are seen; a
-reference taken before `install()` (``from _thread import start_new_thread``) is not.
+`_RawRun` around the user's function: it counts the end (in that thread: there is no `Thread`
+to look for) and, since such a thread's exception goes to ``sys.unraisablehook`` rather than
+``threading.excepthook``, a death by exception (then re-raised, so the unraisable hook prints
+what it always printed: `_RawRun`'s repr is the function's). Only callers that look the
+function up on ``_thread`` at call time are seen; a reference taken before `install()`
+(``from _thread import start_new_thread``) is not.
 
 Per thread start the hot path is a frame walk of a few steps (whether a code object is the
 stdlib's is cached) and a few dict updates, with no lock; a start from a site seen before where
-the user's code called ``start()`` itself skips the walk (one lookup by that frame). About a
-microsecond with warm caches; in thread churn, where every start runs it cold, the wrapper and
-its observer measure a few µs of CPU next to the 50-80 µs a bare start-and-join costs
+the user's code called ``start()`` itself skips the walk (one lookup by that frame), and only
+the few starts that become events (or a pool's workers) read the thread's name or the clock.
+About a microsecond with warm caches; in thread churn, where every start runs it cold, it
+measures 1-3 µs of CPU next to the 50-80 µs a bare start-and-join costs
 (`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
-never a thread. The first few threads per kind and minute become ``thread_started`` /
-``thread_ended`` events; every flush adds one ``thread_growth`` event per kind that started or
-ended threads since the last flush, with the number alive.
+never a thread. The first few threads per kind and minute become ``thread_started`` events,
+and their ends (and those of the threads that died) ``thread_ended`` events; every flush adds
+one ``thread_growth`` event per kind that started or ended threads since the last flush, with
+the number alive.
 """
 
 from __future__ import annotations
@@ -71,10 +78,20 @@ _GATE_WINDOW_S = 60.0
 _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
 _BUILTIN = types.BuiltinFunctionType
-_REF = weakref.ref
 _IS_ALIVE = threading.Thread.is_alive
-#: a tracked thread: a weak reference to it and its kind
-_Tracked = tuple["weakref.ref[threading.Thread]", "_Kind"]
+_DROP_AT = 1024  # notes of threads over are dropped past this many (see `_drop`)
+_MAX_NOTED = 10_000  # threads whose end becomes an event (their start did, or they died)
+
+
+@dataclass(slots=True)
+class _Noted:
+    """A thread whose end becomes an event: a weak reference to it (nothing of it is kept)."""
+
+    ref: weakref.ref[threading.Thread]
+    kind: _Kind
+    name: str
+    born: float | None  # when its start was recorded (None: noted for its death)
+    died: bool = False
 
 
 @dataclass(slots=True)
@@ -84,15 +101,22 @@ class _Kind:
     starter_function: str
     name_pattern: str
     started: int = 0
+    #: derived by each settle for `Thread` starts (never lower than before); ``_thread`` ends
+    #: are counted in `raw_ended` and added
     ended: int = 0
     died: int = 0
+    #: of `started`: those by ``_thread.start_new_thread``, and `Thread` starts not noted (the
+    #: notes were at their cap: counted as ended at once)
+    raw_started: int = 0
+    raw_ended: int = 0
+    untracked: int = 0
     # the totals at the last flush: the flush's window is the difference (the hot path only
     # bumps the totals)
     flushed_started: int = 0
     flushed_ended: int = 0
     flushed_died: int = 0
-    # the first `_GATE_BURST` starts and ends per kind and minute become events: the totals
-    # when the gate's minute began (moved on by the flush, never on the hot path)
+    # the first `_GATE_BURST` starts (and ``_thread`` ends) per kind and minute become events:
+    # the totals when the gate's minute began (moved on by the flush, never on the hot path)
     gate_start: float = 0.0
     gate_started: int = 0
     gate_ended: int = 0
@@ -169,13 +193,16 @@ class ThreadObserver:
         # site needs no walk (a subset of `_kinds`)
         self._direct: dict[_KindKey, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
-        # id(thread) -> (weak reference to it, its kind); removed when its end is settled
-        self._live: dict[int, _Tracked] = {}
-        # id(thread) -> (start time, name), for the threads whose start became an event (few)
-        self._born: dict[int, tuple[float, str]] = {}
+        # id(thread) -> its kind, for started threads; a settle drops those over
+        self._live: dict[int, _Kind] = {}
+        # the ids of notes found over at the last settle that looked (see `settle`), and when
+        self._over: set[int] = set()
+        self._over_at = 0.0
+        # id(thread) -> what its end's event needs, for the threads whose start became an event
+        # or that died (few)
+        self._noted: dict[int, _Noted] = {}
         #: epoch seconds, set by each flush: the rate gates' coarse clock
         self.clock = time.time()
-        self._died: set[int] = set()
         self._window_start = time.time()
         self._prev_start: Any = None
         self._prev_raw: Any = None
@@ -196,18 +223,24 @@ class ThreadObserver:
         prev_start = self._prev_start = threading.Thread.start
 
         def start(thread: threading.Thread) -> None:
+            kind = None
             # only the wrapper installed now records: an older one left in a chain (someone
             # wrapped it after us) passes through
             if observer._start_wrapper is start:
                 try:  # noqa: SIM105 (a try costs nothing here; a context manager is a call)
-                    on_start(thread, getframe(1))
+                    kind = on_start(thread, getframe(1))
                 except Exception:  # seeing a thread start must never stop it from starting
                     pass
             try:
                 prev_start(thread)
             except BaseException:
-                observer.on_failed_start(thread)  # "can't start new thread": it never lived
+                observer.on_failed_start(thread, kind)  # "can't start new thread": never lived
                 raise
+            if kind is not None:
+                # counted once started, so a settle never counts a start it may not see alive
+                # yet (see there); noted before, so its death is known even if it dies before
+                # start() returns here
+                kind.started += 1
 
         prev_raw = self._prev_raw = _thread.start_new_thread
 
@@ -236,12 +269,14 @@ class ThreadObserver:
             threading.Thread.start = self._prev_start  # type: ignore[method-assign]
         if _thread.start_new_thread is self._raw_wrapper:
             _thread.start_new_thread = self._prev_raw
+        # the ends until now are counted; then the counts stay as they are (the threads alive
+        # are forgotten, never counted as ended)
+        self.settle()
         self._start_wrapper = self._raw_wrapper = None
-        self.settle()  # the ends until now are counted; threads still alive are forgotten
         with self._lock:
             self._live.clear()
-            self._born.clear()
-            self._died.clear()
+            self._over.clear()
+            self._noted.clear()
 
     @property
     def installed(self) -> bool:
@@ -262,10 +297,9 @@ class ThreadObserver:
         """Who started `thread` (a live one, started while recording): the user's code that
         started it ("file:line"), its function, the library frame between ("" if none) and the
         target. None for threads started before the recorder, or already ended."""
-        tracked = self._live.get(id(thread))
-        if tracked is None or tracked[0]() is not thread or tracked[1] is self._overflow:
+        kind = self._kind_of_thread(thread)
+        if kind is None or kind is self._overflow:
             return None
-        kind = tracked[1]
         return {
             "started_from": kind.started_from,
             "function": kind.starter_function,
@@ -273,10 +307,12 @@ class ThreadObserver:
             "target": kind.target,
         }
 
-    def on_start(self, thread: threading.Thread, caller: types.FrameType | None) -> None:
+    def on_start(self, thread: threading.Thread, caller: types.FrameType | None) -> _Kind:
+        """A thread is about to start (in the starting thread): note it; returns its kind,
+        which the wrapper counts once it has started."""
         # the path of every thread start: no lock (a race may lose one count, never a thread),
         # names and texts made once per kind
-        target: Any = getattr(thread, "_target", None)
+        target: Any = thread._target  # type: ignore[attr-defined]
         # (a function target, the most common, without a call)
         tkey = target.__code__ if type(target) is _FUNCTION else _target_key(target, thread)
         kind = None
@@ -287,26 +323,29 @@ class ThreadObserver:
             kind = self._direct.get((id(tkey), id(caller.f_code), caller.f_lasti))
         if kind is None:
             kind = self._kind_of(target, tkey, thread, caller)
-        kind.started += 1
+        # the gate: one subtraction (its minute is moved on by the flush); this start is not
+        # counted yet
+        if kind.pools is not None or kind.started - kind.gate_started < _GATE_BURST:
+            self._start_seen(kind, thread)
+        live = self._live
+        if len(live) < _MAX_TRACKED:
+            live[id(thread)] = kind  # (replaces the note of a thread over that had this id)
+        else:
+            kind.untracked += 1
+        return kind
+
+    def _start_seen(self, kind: _Kind, thread: threading.Thread) -> None:
+        """A start of a pool's worker, or one that becomes an event (few per kind and minute)."""
+        name = thread.name
         pools = kind.pools
         if pools is not None and len(pools) < _MAX_POOLS:
-            pools.add(thread.name.rsplit("_", 1)[0])
-        live, tid = self._live, id(thread)
-        gone = live.get(tid)
-        if gone is not None and gone[0]() is not thread:
-            # the thread that had this id is over (its object is gone): settled now, before the
-            # id is this thread's (in churn, most starts reuse the id of the last one joined)
-            self._ended(tid, gone[1], None, time.time())
-        if len(live) < _MAX_TRACKED:
-            live[tid] = (_REF(thread), kind)
-        # the gate: one subtraction (its minute is moved on by the flush)
-        if kind.started - kind.gate_started <= _GATE_BURST:
-            now, name = time.time(), thread.name
-            if len(self._born) < _MAX_TRACKED:
-                self._born[tid] = (now, name)
-            self._started_event(kind, name, thread.daemon, now)
+            pools.add(name.rsplit("_", 1)[0])
+        if kind.started - kind.gate_started < _GATE_BURST:
+            now = time.time()
+            self._note(thread, kind, name, now)
+            self._started_event(kind, name, thread.daemon, now, kind.started + 1)
 
-    def _started_event(self, kind: _Kind, name: str, daemon: bool, now: float) -> None:
+    def _started_event(self, kind: _Kind, name: str, daemon: bool, now: float, count: int) -> None:
         self.ring.add(
             make_event(
                 "thread_started",
@@ -319,7 +358,7 @@ class ThreadObserver:
                     "function": kind.starter_function,
                     "via": kind.via,
                     "daemon": daemon,
-                    "count": kind.started,
+                    "count": count,
                 },
                 at=now,
             )
@@ -329,14 +368,17 @@ class ThreadObserver:
         """A ``_thread.start_new_thread`` call (in the starting thread): count it and return
         what the new thread runs instead of `function`."""
         kind = self._kind_of(function, _target_key(function, None), None, caller)
+        # (in this order: a settle reads `started` first, see there)
+        kind.raw_started += 1
         kind.started += 1
         if kind.started - kind.gate_started <= _GATE_BURST:
-            self._started_event(kind, RAW_KIND, True, time.time())
+            self._started_event(kind, RAW_KIND, True, time.time(), kind.started)
         return _RawRun(self, kind, function)
 
     def on_raw_end(self, kind: _Kind) -> None:
+        kind.raw_ended += 1
         kind.ended += 1
-        if kind.ended - kind.gate_ended <= _GATE_BURST:
+        if kind.raw_ended - kind.gate_ended <= _GATE_BURST:
             name = thread_name()
             detail = {
                 "thread": name,
@@ -433,69 +475,124 @@ class ThreadObserver:
             )
             return kind
 
+    def _note(self, thread: threading.Thread, kind: _Kind, name: str, born: float | None) -> None:
+        """Keep what `thread`'s end event needs (its start became an event, or it is dying)."""
+        tid = id(thread)
+        noted = self._noted.get(tid)
+        if noted is not None:
+            if noted.ref() is thread:
+                return
+            # the thread that had this id is over (its object is gone): its end first
+            self._noted.pop(tid, None)
+            self._noted_end(noted, None, time.time())
+        if len(self._noted) < _MAX_NOTED:
+            self._noted[tid] = _Noted(weakref.ref(thread), kind, name, born)
+
     def settle(self) -> None:
-        """Count as ended every tracked thread that is over: its object is gone, or it started
-        and is no longer alive (read from its state, no user code runs). Run by each flush,
-        in whichever thread flushes."""
+        """Derive each kind's ends until now and record the ends of the noted threads; drop
+        the notes of threads that are over. Run by each flush, in whichever thread flushes;
+        nothing to do when not installed (the notes are gone)."""
+        if self._start_wrapper is None:
+            return
         now = time.time()
+        # the totals first, then the notes, then the threads alive. A start counted in a total
+        # read here had started (the wrapper counts once `start()` returned), so it is noted
+        # in the copy below and alive unless over; a start not counted yet adds nothing, or
+        # one alive thread, which makes the estimate low (the next settle catches up), never
+        # high. (A thread that started is in ``threading.enumerate()`` until it has finished.)
+        kinds = [*self._kinds.values(), self._overflow]
+        totals = [(kind, kind.started, kind.raw_started, kind.untracked) for kind in kinds]
         live = self._live
-        for tid, tracked in live.copy().items():  # (a copy is atomic; starts go on meanwhile)
-            thread = tracked[0]()
-            if thread is not None and (not thread._started.is_set() or _IS_ALIVE(thread)):  # type: ignore[attr-defined]
-                continue  # alive, or not started yet (its start is under way)
-            # still ours: a start may have given the id to a new thread since the copy (then
-            # that start settled this one); a start between this check and the pop may lose
-            # the new thread's tracking, never a count
-            if live.get(tid) is tracked:
+        notes = live.copy()  # (a copy is atomic: starts go on meanwhile)
+        alive = {id(thread) for thread in threading.enumerate()}
+        still: dict[int, int] = {}  # id(kind) -> its noted threads alive
+        over = set()
+        for tid, kind in notes.items():
+            if tid in alive:
+                still[id(kind)] = still.get(id(kind), 0) + 1
+            else:
+                over.add(tid)
+        self._drop(notes, over)
+        for kind, started, raw_started, untracked in totals:
+            ended = started - raw_started - untracked - still.get(id(kind), 0) + kind.raw_ended
+            if ended > kind.ended:
+                kind.ended = ended
+        if self._noted:
+            for tid, noted in list(self._noted.items()):
+                thread = noted.ref()
+                if thread is not None and (
+                    not thread._started.is_set()  # type: ignore[attr-defined]
+                    or _IS_ALIVE(thread)  # (the class's: no override in user code runs)
+                ):
+                    continue  # alive, or its start is under way
+                if self._noted.get(tid) is noted:
+                    self._noted.pop(tid, None)
+                    self._noted_end(noted, thread, now)
+
+    def _drop(self, notes: dict[int, _Kind], over: set[int]) -> None:
+        """Drop the notes of threads over, so that they stay few when the ids are not reused
+        (the user keeps the `Thread` objects). A note not alive may also be a thread whose
+        `start()` is under way (noted, not in ``threading.enumerate()`` yet): only a note found
+        over by two settles a second apart or more goes, and only past `_DROP_AT` notes (in
+        thread churn the ids are reused, so notes are replaced instead)."""
+        clock = time.monotonic()
+        if len(notes) <= _DROP_AT or clock - self._over_at < 1.0:
+            return
+        live = self._live
+        for tid in over & self._over:
+            if live.get(tid) is notes[tid]:
                 live.pop(tid, None)
-                self._ended(tid, tracked[1], thread, now)
+        self._over, self._over_at = over, clock
 
-    def _ended(self, tid: int, kind: _Kind, thread: threading.Thread | None, now: float) -> None:
-        """A tracked thread is over (its entry in `_live` is gone or replaced)."""
-        died = False
-        if self._died:
-            died = tid in self._died
-            self._died.discard(tid)
-        kind.ended += 1
-        born = self._born.pop(tid, None) if self._born else None
-        if kind.ended - kind.gate_ended <= _GATE_BURST or died:
-            if thread is not None:
-                name = thread.name
-            else:  # its object is gone: the name noted at its start, or the kind's pattern
-                name = born[1] if born is not None else kind.name_pattern
-            detail: dict[str, Any] = {
-                "thread": name,
-                "target": kind.target,
-                "kind": kind.name_pattern,
-                "started_from": kind.started_from,
-                "died": died,
-            }
-            if born is not None:  # known for the threads whose start was recorded
-                detail["lived_s"] = round(now - born[0], 3)  # (until its end was noticed)
-            self.ring.add(make_event("thread_ended", name, detail, at=now))
+    def _noted_end(self, noted: _Noted, thread: threading.Thread | None, now: float) -> None:
+        """A ``thread_ended`` event for a noted thread that is over."""
+        kind = noted.kind
+        name = thread.name if thread is not None else noted.name
+        detail: dict[str, Any] = {
+            "thread": name,
+            "target": kind.target,
+            "kind": kind.name_pattern,
+            "started_from": kind.started_from,
+            "died": noted.died,
+        }
+        if noted.born is not None:  # known for the threads whose start was recorded
+            detail["lived_s"] = round(now - noted.born, 3)  # (until its end was noticed)
+        self.ring.add(make_event("thread_ended", name, detail, at=now))
 
-    def on_failed_start(self, thread: threading.Thread) -> None:
-        found = self._live.pop(id(thread), None)
-        self._born.pop(id(thread), None)
-        if found is not None:
-            found[1].started -= 1
+    def _kind_of_thread(self, thread: threading.Thread) -> _Kind | None:
+        """The kind of a thread started while recording and not yet settled as over."""
+        tid = id(thread)
+        return self._live.get(tid)
+
+    def on_failed_start(self, thread: threading.Thread, kind: _Kind | None) -> None:
+        """`thread` never started (not counted yet): its note goes."""
+        if kind is not None and self._live.pop(id(thread), None) is None:
+            kind.untracked -= 1
+        noted = self._noted.get(id(thread))
+        if noted is not None and noted.ref() is thread:
+            self._noted.pop(id(thread), None)
 
     def count_death(self, thread: threading.Thread | None) -> None:
         """A thread is ending by an exception (from ``threading.excepthook``, in that thread)."""
         if thread is None:
             return
         with self._lock:
-            self._died.add(id(thread))
-            found = self._live.get(id(thread))
-            if found is not None:
-                found[1].died += 1
+            found = self._kind_of_thread(thread)
+            if found is None:
+                return
+            found.died += 1
+            noted = self._noted.get(id(thread))
+            if noted is None or noted.ref() is not thread:
+                self._note(thread, found, thread.name, None)  # its end becomes an event
+                noted = self._noted.get(id(thread))
+            if noted is not None:
+                noted.died = True
 
     def on_death(self, thread: threading.Thread | None, exc_detail: dict[str, Any]) -> None:
         """Record a ``thread_died`` event (after `count_death`) with the exception's detail."""
         now = time.time()
         name = thread.name if thread is not None else thread_name()
-        tracked = self._live.get(id(thread)) if thread is not None else None
-        kind = tracked[1] if tracked is not None else None
+        kind = self._kind_of_thread(thread) if thread is not None else None
         detail = {k: v for k, v in exc_detail.items() if k not in ("route", "uncaught")}
         detail["thread"] = name
         if kind is not None:
@@ -519,7 +616,7 @@ class ThreadObserver:
             for kind in [*self._kinds.values(), self._overflow]:
                 if now - kind.gate_start >= _GATE_WINDOW_S:
                     kind.gate_start = now
-                    kind.gate_started, kind.gate_ended = kind.started, kind.ended
+                    kind.gate_started, kind.gate_ended = kind.started, kind.raw_ended
                 # read once: the hot path may bump a total meanwhile (counted next time)
                 started, ended, died = kind.started, kind.ended, kind.died
                 window_started = started - kind.flushed_started

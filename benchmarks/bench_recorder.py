@@ -15,10 +15,14 @@ Every figure is measured with and without the recorder in this one process, side
   For both, the overhead is the process's CPU (every thread's, the recorder's own lens loop
   included): the median of the pairs' differences on the work's threads plus the lens loop's
   mean (see `_alternate`), with the spread (IQR) of the differences beside it.
+- items (only when asked): one thread start+join and one record, observer on and off, in 1000
+  short alternating pairs each: the medians of the per-item differences, which load on a
+  shared machine swamps less than the workloads above.
 - flood: a million warnings and 100,000 thread starts with the recorder on: cost per item and
   every ring within its cap.
 
-    .venv/bin/python benchmarks/bench_recorder.py [--seconds 60] [--loop] [--only idle,memory,...]
+    .venv/bin/python benchmarks/bench_recorder.py [--seconds 60] [--loop] [--only idle,...]
+    .venv/bin/python benchmarks/bench_recorder.py --only items
 """
 
 from __future__ import annotations
@@ -377,6 +381,85 @@ def logs(records: int = 200_000, rounds: int = 100) -> None:
     handler.close()
 
 
+def _paired(
+    label: str, unit: str, work: Callable[[], None], per: int, toggle: Callable[[bool], None]
+) -> None:
+    """`work` with the observer off and on in alternating adjacent pairs (gc paused); prints the
+    median of the pairs' differences of process CPU per item, with its spread."""
+    rows: dict[bool, list[float]] = {False: [], True: []}
+    pairs = 1000
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(pairs + 1):
+            for on in (False, True) if r % 2 == 0 else (True, False):
+                toggle(on)
+                p0 = time.process_time()
+                work()
+                rows[on].append(time.process_time() - p0)
+                toggle(False)
+    finally:
+        gc.enable()
+    off, on_ = rows[False][2:], rows[True][2:]  # (the first pair warms both paths)
+    diffs = [(b - a) * 1e6 / per for a, b in zip(off, on_, strict=True)]
+    base = statistics.median(off) * 1e6 / per
+    q1, _, q3 = statistics.quantiles(diffs, n=4)
+    median = statistics.median(diffs)
+    print(f"{label}, {pairs} alternating pairs of {per}:")
+    print(
+        f"  without: median {base:.2f} {unit}; with - without: median {median:+.3f} {unit} "
+        f"(IQR {q1:+.3f}..{q3:+.3f}) = {100 * median / base:+.2f}%"
+    )
+
+
+def items() -> None:
+    """Per item, paired: one thread start+join, one record, with the recorder's observer on
+    (installed, the recorder started) and off, in many short alternating pairs: medians of
+    per-item differences, which a shared machine's load swamps less than whole workloads."""
+    recorder.start("bench", sample_interval=None)
+    observers = recorder.recorder
+
+    def threads_work() -> None:
+        for _ in range(20):
+            t = threading.Thread(target=int)
+            t.start()
+            t.join()
+
+    def threads_toggle(on: bool) -> None:
+        if on:
+            observers.threads.install()
+        else:
+            observers.threads.remove()
+
+    app = logging.getLogger("bench.items")
+    app.setLevel(logging.INFO)
+    app.propagate = True
+    handler = logging.FileHandler(os.devnull)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    app.addHandler(handler)
+
+    def logs_work() -> None:
+        for i in range(100):
+            if i == 99:
+                app.warning("slow order %d took %.1f ms", i, 812.5)
+            else:
+                app.info("order %d processed in %.1f ms", i, 1.5)
+
+    def logs_toggle(on: bool) -> None:
+        if on:
+            observers.logs.install()
+        else:
+            observers.logs.remove()
+
+    try:
+        _paired("thread start+join", "µs CPU/thread", threads_work, 20, threads_toggle)
+        _paired("log record (1% warnings)", "µs CPU/record", logs_work, 100, logs_toggle)
+    finally:
+        recorder.stop("bench")
+        app.removeHandler(handler)
+        handler.close()
+
+
 def flood(records: int = 1_000_000, starts: int = 100_000) -> None:
     """The hostile flood of the issue: a million warnings and 100,000 thread starts."""
     recorder.clear()
@@ -425,6 +508,8 @@ def main() -> None:
         threads()
     if "logs" in chosen:
         logs()
+    if "items" in chosen:
+        items()
     if "flood" in chosen:
         flood()
     if "idle" in chosen:

@@ -26,7 +26,7 @@ function" strings, outermost first, at most 8):
 - ``thread_started`` / ``thread_ended`` (source: thread name): thread, target, kind (the name
   with digits as N), started_from (the first frame in the user's code), function (the starting
   code), via (the library frame that started it for that code, or ""), daemon, count / lived_s,
-  died;
+  died (an end is timed when a flush or a read notices it, at most a flush interval late);
   ``thread_died``: the exception's fields plus target, started_from, kind;
   ``thread_growth`` (per flush and kind): kind, target, started_from, function, via, started,
   ended, died, alive, started_total, rate_per_s, window_s, pools.

@@ -79,7 +79,7 @@ _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
 _BUILTIN = types.BuiltinFunctionType
 _IS_ALIVE = threading.Thread.is_alive
-_DROP_AT = 1024  # notes of threads over are dropped past this many (see `_drop`)
+_DROP_AT = 64  # notes of threads over are dropped past this many (see `_drop`)
 _MAX_NOTED = 10_000  # threads whose end becomes an event (their start did, or they died)
 
 
@@ -538,6 +538,7 @@ class ThreadObserver:
             if ended > kind.ended:
                 kind.ended = ended
         if self._noted:
+            settled = 0
             for tid, noted in list(self._noted.items()):
                 thread = noted.ref()
                 if thread is not None and (
@@ -548,21 +549,35 @@ class ThreadObserver:
                 if self._noted.get(tid) is noted:
                     self._noted.pop(tid, None)
                     self._noted_end(noted, thread, now)
+                    settled += 1
+            if settled > len(self._noted):
+                # a dict keeps its table when emptied: made anew (a note made meanwhile may be
+                # lost, and with it one end's event, never a count)
+                self._noted = dict(self._noted)
 
     def _drop(self, notes: dict[int, _Kind], over: set[int]) -> None:
         """Drop the notes of threads over, so that they stay few when the ids are not reused
         (the user keeps the `Thread` objects). A note not alive may also be a thread whose
         `start()` is under way (noted, not in ``threading.enumerate()`` yet): only a note found
-        over by two settles a second apart or more goes, and only past `_DROP_AT` notes (in
-        thread churn the ids are reused, so notes are replaced instead)."""
+        over by two settles 0.1 s apart or more goes (a start under way is done by then: its
+        thread waits for the GIL 5 ms at a time), and only past `_DROP_AT` notes (in thread
+        churn the ids are reused, so notes are replaced instead)."""
         clock = time.monotonic()
-        if len(notes) <= _DROP_AT or clock - self._over_at < 1.0:
+        if len(notes) <= _DROP_AT or clock - self._over_at < 0.1:
             return
         live = self._live
+        dropped = 0
         for tid in over & self._over:
             if live.get(tid) is notes[tid]:
                 live.pop(tid, None)
-        self._over, self._over_at = over, clock
+                dropped += 1
+        self._over, self._over_at = {tid for tid in over if tid in live}, clock
+        if dropped > len(live):
+            # a dict keeps its table when emptied: made anew (a start noting meanwhile may lose
+            # its note, so count its end early: a rare race)
+            kept = live.copy()
+            live.clear()
+            live.update(kept)
 
     def _noted_end(self, noted: _Noted, thread: threading.Thread | None, now: float) -> None:
         """A ``thread_ended`` event for a noted thread that is over."""

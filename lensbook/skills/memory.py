@@ -39,6 +39,7 @@ from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._retained import RawTrace, Watch, container_of
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import slope as _least_squares
@@ -178,7 +179,14 @@ def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTrace
 
 
 def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
-    """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
+    """Sizes and counts of a snapshot's live traced blocks, by blamed site (`_group_traces`)."""
+    return _group_traces(_raw_traces(snap), deadline, max_traces)
+
+
+def _group_traces(
+    raw: Sequence[RawTrace], deadline: float, max_traces: int | None = None
+) -> _Grouped:
+    """Sizes and counts of traced blocks, by blamed site (see `_site_of`).
 
     Past `max_traces` blocks, a random sample of about that many is counted and the sums scaled
     up: while tracing is on, this very pass is traced too and runs ~10x slower, so a process
@@ -188,9 +196,8 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
     block is kept with the same chance, drawn from random bytes in C-level passes: choosing
     exact indices in Python cost as much as the count itself, and every int it made was traced.
     """
-    raw = _raw_traces(snap)
     stride = 1.0
-    picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
+    picked: Sequence[RawTrace] = raw
     if max_traces and len(raw) > max_traces:
         # keep a block when its random byte is below `below`: a chance of below/256 each
         below = min(max(round(256 * max_traces / len(raw)), 1), 255)
@@ -279,6 +286,13 @@ DEEP_FRAMES = 16
 DEEP_MIN_BYTES = 64 * 1024
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
+#: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
+#: two members; its traced time is rested like any burst's, so the window keeps its duty
+RETENTION_BURST_MAX_S = 1.5
+#: how long the walk below a retention burst's new members may take (tracing still on)
+RETENTION_WALK_S = 1.0
+#: how long memory_retained_sites waits for that burst (a rest, the burst, its walk)
+RETENTION_WAIT_S = 7.0
 
 
 @dataclass
@@ -308,6 +322,8 @@ class _TraceWindow:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cycler: threading.Thread | None = None
     change: intrusion.Change | None = None
+    #: a retention root to attribute during the next burst (set by memory_referrers)
+    watch: Watch | None = None
 
     @property
     def bursting(self) -> bool:
@@ -339,11 +355,17 @@ class _TraceWindow:
         deep = False
         try:
             while True:
+                watch = self.watch if self.watch is not None and self.watch.began is None else None
                 try:
-                    self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
+                    if watch is None:
+                        self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
+                    else:
+                        self._retention_burst(watch)
                     snap = tracemalloc.take_snapshot()
                 finally:
                     tracemalloc.stop()
+                    if watch is not None:
+                        watch.done.set()
                 traced = time.perf_counter() - began
                 grouped = _group(snap, time.perf_counter() + 1.0, _TRACED_PASS_MAX)
                 del snap
@@ -367,6 +389,9 @@ class _TraceWindow:
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"
                     return
+                if self.frames > 1 and self.watch is not None and self.watch.began is None:
+                    # a retention burst: deep enough to reach the user's line from a library's
+                    frames, deep = max(self.frames, DEEP_FRAMES), True
                 began = time.perf_counter()
                 tracemalloc.start(frames)
         finally:
@@ -374,6 +399,14 @@ class _TraceWindow:
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
+
+    def _retention_burst(self, watch: Watch) -> None:
+        """Trace until the watched root gained its members (or the cap, or the window's end),
+        then walk what it gained while the traces are still there."""
+        watch.begin()
+        while not self.stop.wait(0.01) and not watch.finished():
+            pass
+        watch.collect(time.perf_counter() + RETENTION_WALK_S)
 
 
 def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
@@ -571,8 +604,12 @@ def _referrer_chain(
     deadline: float,
     ignore: set[int],
     share_values: bool = False,
+    roots: list[tuple[Any, Any]] | None = None,
 ) -> list[str]:
     """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit.
+
+    When the chain ends at a root, (the root's holder, the object it holds) is added to
+    `roots` (the holder is None for a module global named by `names`).
 
     The first referrer at each hop is followed (cheap, and right for most chains); when that
     walk gets lost in an object graph's own cycles and ends at no root, a breadth-first search
@@ -581,16 +618,18 @@ def _referrer_chain(
     hops = [_describe(target)]
     me = sys._getframe()
     try:
-        _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
+        found_root = _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
         if not hops[-1].startswith("held by"):
             found = _search_root(target, names, max_depth, deadline, ignore | {id(hops)})
             if found is not None:
-                path, root = found
+                path, root, found_root = found
                 hops = [_describe(target)]
                 for holder, held in path:
                     edge = _edge(holder, held, share_values)
                     hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
                 hops.append(f"held by {root}")
+        if roots is not None and found_root is not None and hops[-1].startswith("held by"):
+            roots.append(found_root)
     finally:
         del me  # a frame holding itself would keep every caller's locals alive until a GC
     return hops
@@ -602,11 +641,11 @@ _SEARCH_WIDTH = 256
 
 def _search_root(
     target: Any, names: dict[int, str], max_depth: int, deadline: float, ignore: set[int]
-) -> tuple[list[tuple[Any, Any]], str] | None:
+) -> tuple[list[tuple[Any, Any]], str, tuple[Any, Any]] | None:
     """The nearest root above `target` (a known retainer, a module global, a class attribute),
     searched level by level: one heap walk per level (`gc.get_referrers` of the whole level at
     once), so it costs what the first-referrer walk costs. Returns the (holder, held) hops from
-    `target` upwards and the root's name, or None."""
+    `target` upwards, the root's name and its (holder, held), or None."""
     held_by: dict[int, Any] = {}  # id(holder) -> the object of the level below it holds
     seen: dict[int, Any] = {id(target): target}
     level = [target]
@@ -637,7 +676,7 @@ def _search_root(
                         node = held_by[id(node)]
                     path.reverse()
                     # the root's own hop is named by the root, not listed as a holder
-                    return path[:-1], root
+                    return path[:-1], root, (ref, held)
                 if len(upper) < _SEARCH_WIDTH:
                     upper.append(ref)
             del referrers
@@ -676,7 +715,9 @@ def _climb(
     ignore: set[int],
     me: types.FrameType,
     share_values: bool,
-) -> None:
+) -> tuple[Any, Any] | None:
+    """Climb the first referrers (see `_referrer_chain`); the root's (holder, held) if the
+    chain ends at one."""
     seen = {id(current)}
     pace = Pacer()
     for _ in range(max_depth):
@@ -688,16 +729,17 @@ def _climb(
                 hops.append(f"held by {known}")
             else:
                 hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
-            return
+            return None, current
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
-            return
+            return None
         referrers = _heap.referrers(current)
         try:
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
             chosen: Any = None
             named: Any = None
+            holder: Any = None
             root: str | None = None
             for ref in referrers:
                 if id(ref) in own or id(ref) in seen or is_tooling(ref):
@@ -709,6 +751,7 @@ def _climb(
                 # a well-known retainer names the root best; then a named global
                 root = known_root(ref, current)
                 if root is not None:
+                    holder = ref
                     break
                 if named is None and id(ref) in names:
                     named = ref
@@ -719,31 +762,31 @@ def _climb(
             del referrers
         if root is not None:
             hops.append(f"held by {root}")
-            return
+            return holder, current
         if chosen is None and frames:
             hops.append(f"held by a local variable of {_describe(frames[0])[9:]}")
-            return
+            return None
         if chosen is None:
             hops.append("no further referrers (held only by untracked or C-level state)")
-            return
+            return None
         namespace_of = names.get(id(chosen), "")
         if namespace_of.startswith("module ") and isinstance(chosen, dict):
             attr = _attribute_name(chosen, current)
             known = global_root(f"{namespace_of[7:]}.{attr}")
             hops.append(f"held by {known or f'module global {namespace_of[7:]}.{attr}'}")
-            return
+            return chosen, current
         if type(chosen) is dict and not namespace_of:
             owner = _namespace_owner(chosen, own | seen)
             if owner is not None:
                 root = known_root(owner, current)
                 if root is not None:
                     hops.append(f"held by {root}")
-                    return
+                    return owner, current
                 # an attribute: name it on its object rather than as a hop through a dict
                 attr = _attribute_name(chosen, current)
                 if isinstance(owner, type):
                     hops.append(f"held by class attribute {_type_name(owner)}.{attr}")
-                    return
+                    return owner, current
                 seen.add(id(chosen))
                 hops.append(f"{_describe(owner)} .{attr}")
                 seen.add(id(owner))
@@ -751,15 +794,16 @@ def _climb(
                 continue
         if isinstance(chosen, type):
             hops.append(f"held by class {_type_name(chosen)}")
-            return
+            return chosen, current
         if isinstance(chosen, types.ModuleType):
             hops.append(f"held by module {chosen.__name__}")
-            return
+            return chosen, current
         edge = _edge(chosen, current, share_values)
         hops.append(f"{_describe(chosen)}{' ' + edge if edge else ''}")
         seen.add(id(chosen))
         current = chosen
     hops.append("... (depth limit)")
+    return None
 
 
 def _is_own_frame(frame: types.FrameType, me: types.FrameType) -> bool:
@@ -1045,26 +1089,10 @@ class MemorySkill(Skill):
         best = heapq.nlargest(top, rows, key=lambda r: r[1])
         window_s = time.time() - window.started_at if window is not None else None
         sites = []
-        for (filename, lineno), size, count, stat in best:
+        for site, size, count, stat in best:
             if size <= 0:
                 break
-            entry: dict[str, Any] = {
-                "site": _where(filename, lineno),
-                "kb": round(size / _KB, 1),
-                "blocks": count,
-                "share": round(size / growth, 3) if growth > 0 else None,
-                "origin": _origin(filename),
-                "function": function_at(filename, lineno),
-                "code": source_line(filename, lineno, 100),
-            }
-            if len(stat.traceback) > 1:
-                entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
-            _, detail = attribute(stat.traceback)
-            if detail:
-                # the user's line called into a library that did the allocating
-                entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
-            # paths, function names and source lines are the process's text
-            sites.append(mark_fields(entry, "site", "function", "code", "traceback", "via"))
+            sites.append(_site_entry(site, size, count, growth, stat, frames_shown))
         sites, omitted = _fit(sites, 4200)
         return {
             "window_s": None if window_s is None else round(window_s, 2),
@@ -1316,6 +1344,8 @@ class MemorySkill(Skill):
         del instances
         names = _module_globals()
         chains: dict[str, int] = {}
+        roots: list[tuple[Any, Any]] = []
+        named_roots: list[tuple[str, Any, Any]] = []
         for i in range(len(picks)):
             chain = " <- ".join(
                 _referrer_chain(
@@ -1323,20 +1353,131 @@ class MemorySkill(Skill):
                     names,
                     max_depth,
                     deadline,
-                    {id(picks), id(names)},
+                    {id(picks), id(names), id(roots), id(named_roots), *map(id, named_roots)},
                     self.share_values,
+                    roots,
                 )
             )
             chains[chain] = chains.get(chain, 0) + 1
+            if roots:
+                named_roots.append((chain.rsplit("held by ", 1)[-1], *roots.pop()))
         del picks
-        return {
+        result: dict[str, Any] = {
             "type": type_name,
             "instances": count,
             "chains": _fit([_chain_row(c, n) for c, n in chains.items()], 4500)[0],
         }
+        watched = self._watch_root(named_roots)
+        named_roots.clear()
+        if watched is not None:
+            result["retention_watch"] = watched
+        return result
+
+    def _watch_root(self, roots: list[tuple[str, Any, Any]]) -> str | None:
+        """Have the open tracing window attribute what the first root with a container gains
+        (see memory_retained_sites); the root's name, or None when there is nothing to watch."""
+        with self._lock:
+            window = self._window
+            if window is None or window.ended_by is not None or window.watch is not None:
+                return None
+            if window.owned and not window.bursting and not tracemalloc.is_tracing():
+                return None
+            for name, holder, held in roots:
+                container = container_of(holder, held)
+                if container is not None:
+                    window.watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
+                    return str(name)
+        return None
+
+    @probe(budget=12.0)
+    def retained_sites(
+        self, top: int = 5, frames_shown: int = 4, stop: bool = True
+    ) -> dict[str, Any]:
+        """Where what a leak's root gained was allocated: the root memory_referrers found
+        (pyplot's figure managers, an lru_cache, a module global...), watched during one burst
+        of the open tracemalloc window until it gains two members; the objects they hold that
+        were allocated then, grouped by the first frame in the user's code (library frames
+        as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
+        root keeps counts.
+
+        Args:
+            top: how many sites to return (at most 10).
+            frames_shown: frames of each site's traceback to show (most recent first).
+            stop: close the tracemalloc window afterwards.
+
+        Cost: waits for the window's next burst (a rest of up to a few seconds, then at most
+        1.5 s of tracing), then a walk of at most 20,000 objects below the new members (no
+        user code runs); at most ~6 s in all.
+        """
+        top = min(max(top, 1), 10)
+        frames_shown = min(max(frames_shown, 1), 25)
+        with self._lock:
+            window = self._window
+            watch = window.watch if window is not None else None
+        if window is None or watch is None:
+            return {
+                "note": "no root is watched: call memory_referrers while a memory_trace_start "
+                "window is open, on a type whose chain ends at a root"
+            }
+        if not window.bursting and watch.began is None and tracemalloc.is_tracing():
+            # the whole window is traced (or the process traces): watch from here
+            watch.begin()
+            while not window.stop.wait(0.01) and not watch.finished():
+                pass
+            watch.collect(time.perf_counter() + RETENTION_WALK_S)
+            watch.done.set()
+        watch.done.wait(RETENTION_WAIT_S * self.budget_scale)
+        if stop:
+            with self._lock:
+                if self._window is window:
+                    self._close_window()
+        result: dict[str, Any] = {"root": watch.root}
+        if not watch.done.is_set():
+            return {**result, "pending": True, "note": "the window's next burst did not come"}
+        grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
+        total = sum(stat.size for stat in grouped.sites.values())
+        best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
+        sites = [
+            _site_entry(site, stat.size, stat.count, total, stat, frames_shown)
+            for site, stat in best
+        ]
+        return {
+            **result,
+            "new_members": watch.new_members,
+            "objects_walked": watch.walked,
+            "traced_objects": len(watch.traces),
+            "kb": round(total / _KB, 1),
+            "partial": watch.partial,
+            "sites": _fit(sites, 3000)[0],
+        }
 
     def rules(self) -> Sequence[Rule]:
         return (LeakRule(), RssSinceLoad())
+
+
+def _site_entry(
+    site: RawFrame, size: int, count: int, total: int, stat: _SiteStat, frames_shown: int
+) -> dict[str, Any]:
+    """One allocation site as the probes report it: where, how much, its source line, its
+    traceback and the library frames the user's line called into (``via``)."""
+    filename, lineno = site
+    entry: dict[str, Any] = {
+        "site": _where(filename, lineno),
+        "kb": round(size / _KB, 1),
+        "blocks": count,
+        "share": round(size / total, 3) if total > 0 else None,
+        "origin": _origin(filename),
+        "function": function_at(filename, lineno),
+        "code": source_line(filename, lineno, 100),
+    }
+    if len(stat.traceback) > 1:
+        entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
+    _, detail = attribute(stat.traceback)
+    if detail:
+        # the user's line called into a library that did the allocating
+        entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
+    # paths, function names and source lines are the process's text
+    return mark_fields(entry, "site", "function", "code", "traceback", "via")
 
 
 def _chain_row(chain: str, samples: int) -> dict[str, Any]:
@@ -1435,17 +1576,28 @@ class LeakRule(Rule):
         if len(ev.snapshots) < 2:
             return calls
         calls += [
-            ProbeCall("memory_allocation_diff", {"top": 8}),
+            # the window stays open: a root the referrer chains find is watched in it
+            ProbeCall("memory_allocation_diff", {"top": 8, "stop": False}),
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        for suspect in _suspect_types(_first_growth(ev)):
-            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         first = _first_growth(ev)
+        referrers = [
+            ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12})
+            for suspect in _suspect_types(first)
+        ]
+        calls += referrers
         if _objects_grew(first):
             # objects alone: look once more, to tell a heap that goes on growing from a batch
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
+        if first and all(ev.called(c) for c in referrers):
+            watched = any(
+                _as_dict(v).get("retention_watch")
+                for _, v in ev.results.get("memory_referrers", [])
+            )
+            # where what the root gains is allocated (closes the window), or just close it
+            calls.append(ProbeCall("memory_retained_sites" if watched else "memory_trace_stop"))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
@@ -1453,6 +1605,12 @@ class LeakRule(Rule):
         growth = _first_growth(ev)
         containers = _as_dict(ev.result("memory_largest_containers"))
         refs = _best_referrers(ev)
+        retained = _as_dict(ev.result("memory_retained_sites"))
+        kept = [
+            s
+            for s in retained.get("sites") or []
+            if isinstance(s, dict) and s.get("origin") == "user"
+        ]
         growth_kb = float(diff.get("growth_kb") or 0.0)
         window = float(diff.get("window_s") or 0.0) or ev.elapsed() or 1.0
         rate_kb = growth_kb / window
@@ -1509,6 +1667,8 @@ class LeakRule(Rule):
         context = "; ".join(parts) + "."
 
         obs = []
+        if kept:
+            obs.append(_retained_observation(retained, kept[0]))
         if sites:
             first = sites[0]
             obs.append(
@@ -1563,7 +1723,7 @@ class LeakRule(Rule):
             obs.append(f"{refs.get('type')} is kept alive by: {chains[0]['chain']}")
         observation = "; ".join(obs) + "." if obs else "Memory grows; no site was found."
 
-        hypothesis = _hypothesis(sites, callbacks, growing_box, refs)
+        hypothesis = _hypothesis(kept or sites, callbacks, growing_box, refs)
         severity: Any = "warning"
         if isinstance(available, (int, float)) and rate_kb > 0:
             minutes_left = available * 1024 / rate_kb / 60
@@ -1582,6 +1742,24 @@ class LeakRule(Rule):
                 hypothesis=hypothesis,
             )
         ]
+
+
+def _retained_observation(retained: dict[str, Any], site: dict[str, Any]) -> str:
+    """What a watched root gained, by the user's line that allocated it."""
+    text = (
+        f"What {retained.get('root')} gained while watched ({retained.get('new_members')} new "
+        f"members) was allocated at {site['site']}"
+        + (f" in {site['function']}" if site.get("function") else "")
+        + f" (`{site.get('code', '')}`): {_kb(float(site['kb']))} of the "
+        f"{_kb(float(retained.get('kb') or 0))} it keeps that was traced"
+    )
+    if site.get("via"):
+        text += (
+            "; the user's code at that line calls into "
+            + " -> ".join(reversed(site["via"][:3]))
+            + ", which allocates"
+        )
+    return text
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

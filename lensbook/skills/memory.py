@@ -3,7 +3,9 @@
 The snapshot is cheap (RSS, pymalloc blocks, tracemalloc totals). Deep probes run on demand: a
 tracemalloc window that the investigation opens and closes itself (1 frame by default), a diff
 of that window ranked by allocation site, type censuses and their growth, the largest containers
-and who holds them, and the referrer chain that keeps a type alive.
+and who holds them, and the referrer chain that keeps a type alive. When that chain ends at a
+root (a registry, a cache, a module global) while the window is open, one burst of the window
+watches the root and attributes what it gains (`lensbook.skills._retained`).
 
 Heap walks hold the GIL and grow with the heap (a census is ~90 ms per million tracked objects),
 so every walking probe checks a deadline as it goes and answers with what it has when time runs
@@ -291,8 +293,10 @@ MAX_TRACE_SECONDS = 60.0
 RETENTION_BURST_MAX_S = 1.5
 #: how long the walk below a retention burst's new members may take (tracing still on)
 RETENTION_WALK_S = 1.0
-#: how long memory_retained_sites waits for that burst (a rest, the burst, its walk)
-RETENTION_WAIT_S = 7.0
+#: how long memory_retained_sites waits for that burst past its cap and its walk (a loaded
+#: machine overruns them), and at most in all (the rest before it included)
+RETENTION_SLACK_S = 2.0
+RETENTION_WAIT_MAX_S = 12.0
 
 
 @dataclass
@@ -407,6 +411,26 @@ class _TraceWindow:
         while not self.stop.wait(0.01) and not watch.finished():
             pass
         watch.collect(time.perf_counter() + RETENTION_WALK_S)
+
+
+def _await_retention(window: _TraceWindow, watch: Watch, scale: float) -> None:
+    """Wait for the watch's burst: the rest before it (sized on the last burst, so the window
+    keeps its duty), then the burst and its walk; never past `RETENTION_WAIT_MAX_S`."""
+    now = time.perf_counter()
+    give_up = now + min(RETENTION_WAIT_MAX_S * scale, RETENTION_WAIT_MAX_S + 2.0)
+    while not watch.done.wait(0.05):
+        now = time.perf_counter()
+        if watch.began is None and window.ended_by is not None:
+            return  # the window ended before the burst came
+        if watch.began is not None:
+            give_up = min(
+                give_up,
+                watch.began
+                + RETENTION_BURST_MAX_S
+                + (RETENTION_WALK_S + RETENTION_SLACK_S) * scale,
+            )
+        if now > give_up:
+            return
 
 
 def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
@@ -831,7 +855,9 @@ class MemorySkill(Skill):
         "the allocator, so confirm growth with a tracemalloc window (memory_trace_start, wait, "
         "memory_allocation_diff, which also stops tracing) and two type censuses "
         "(memory_census, then memory_type_growth). Name the holder with "
-        "memory_largest_containers and memory_referrers. Typical culprits: module-level caches "
+        "memory_largest_containers and memory_referrers; with the window still open "
+        "(memory_allocation_diff with stop=false), memory_retained_sites then says where what "
+        "that holder keeps was allocated. Typical culprits: module-level caches "
         "without eviction, callbacks or closures registered and never removed, lists that only "
         "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
@@ -1389,7 +1415,7 @@ class MemorySkill(Skill):
                     return str(name)
         return None
 
-    @probe(budget=12.0)
+    @probe(budget=15.0)
     def retained_sites(
         self, top: int = 5, frames_shown: int = 4, stop: bool = True
     ) -> dict[str, Any]:
@@ -1406,8 +1432,8 @@ class MemorySkill(Skill):
             stop: close the tracemalloc window afterwards.
 
         Cost: waits for the window's next burst (a rest of up to a few seconds, then at most
-        1.5 s of tracing), then a walk of at most 20,000 objects below the new members (no
-        user code runs); at most ~6 s in all.
+        1.5 s of tracing), then a walk of at most 20,000 objects below the new members for at
+        most 1 s (no user code runs); at most ~12 s in all.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
@@ -1426,7 +1452,7 @@ class MemorySkill(Skill):
                 pass
             watch.collect(time.perf_counter() + RETENTION_WALK_S)
             watch.done.set()
-        watch.done.wait(RETENTION_WAIT_S * self.budget_scale)
+        _await_retention(window, watch, self.budget_scale)
         if stop:
             with self._lock:
                 if self._window is window:

@@ -6,19 +6,21 @@ builds what leaks (traced code runs ~10x slower). Once the referrer walk has nam
 that keeps a leak alive (pyplot's figure managers, an ``lru_cache``, a module-global dict),
 the question is narrower: where were the objects *that root gained* allocated?
 
-A `Watch` answers it during one burst of the tracing window. At the burst's start it notes the
-root container's members (ids, from `gc.get_referents`: C code, no user code) and its length;
-the burst lasts until the container has gained two members (so the first was finished by the
-user's code: pyplot registers a figure when it is created, before ``ax.plot`` fills it) or a
-cap. Before tracing stops, `retained_traces` walks down from the new members through
-`gc.get_referents` (never into classes, modules, functions or frames: what everything
-shares) and asks `tracemalloc.get_object_traceback` for each object reached: objects
-allocated during the burst have one and are counted, the others (allocated before it, or
-invisible to tracemalloc: free-list lists and dicts, and before Python 3.12 instances of
-Python classes) are only walked through. A pyplot figure is ~2,000 such objects. Sizes
-come from ``__sizeof__`` only when it is the interpreter's or an extension's (a class's own
-Python ``__sizeof__`` is user code, never called: the basic object size is used instead).
-The walk is bounded by a count of objects and a deadline.
+A `Watch` answers it during one short tracing burst of its own (the memory skill's
+``memory_retained_sites``, after the investigation's window has closed: its bursts and heap
+walks never overlap this one). At the burst's start it notes the root container's members (ids,
+from `gc.get_referents`: C code, no user code) and its length; the burst lasts until the
+container has gained two members (so the first was finished by the user's code: pyplot
+registers a figure when it is created, before ``ax.plot`` fills it) or a cap. Before tracing
+stops, `retained_traces` walks down from the new members through `gc.get_referents` (never into
+classes, modules, functions or frames: what everything shares) and asks
+`tracemalloc.get_object_traceback` for each object reached: objects allocated during the burst
+have one and are counted, the others (allocated before it, or invisible to tracemalloc: free-
+list lists and dicts, and before Python 3.12 instances of Python classes) are only walked
+through. A pyplot figure is ~2,000 such objects. Sizes come from ``__sizeof__`` only when it is
+the interpreter's or an extension's (a class's own Python ``__sizeof__`` is user code, never
+called: the basic object size is used instead). The walk is bounded by a count of objects and a
+deadline.
 
 The result is a list of raw traces in tracemalloc's own shape (domain, size, frames most
 recent first, total frames), so the memory skill groups them like any snapshot: by the first
@@ -30,7 +32,6 @@ from __future__ import annotations
 import _tracemalloc
 import gc
 import sys
-import threading
 import time
 import tracemalloc
 import types
@@ -107,7 +108,6 @@ class Watch:
     new_members: int = 0
     walked: int = 0
     partial: bool = False
-    done: threading.Event = field(default_factory=threading.Event)
 
     def begin(self) -> None:
         """Note the members now (called as a burst starts, tracing on)."""

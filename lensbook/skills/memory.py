@@ -4,8 +4,8 @@ The snapshot is cheap (RSS, pymalloc blocks, tracemalloc totals). Deep probes ru
 tracemalloc window that the investigation opens and closes itself (1 frame by default), a diff
 of that window ranked by allocation site, type censuses and their growth, the largest containers
 and who holds them, and the referrer chain that keeps a type alive. When that chain ends at a
-root (a registry, a cache, a module global) while the window is open, one burst of the window
-watches the root and attributes what it gains (`lensbook.skills._retained`).
+root (a registry, a cache, a module global), one short tracing burst watches the root and
+attributes what it gains (`lensbook.skills._retained`).
 
 Heap walks hold the GIL and grow with the heap (a census is ~90 ms per million tracked objects),
 so every walking probe checks a deadline as it goes and answers with what it has when time runs
@@ -289,14 +289,11 @@ DEEP_MIN_BYTES = 64 * 1024
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
 #: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
-#: two members; its traced time is rested like any burst's, so the window keeps its duty
+#: two members; its traced time is then rested like any burst's (the next window's first burst
+#: waits), so tracing keeps its duty
 RETENTION_BURST_MAX_S = 1.5
 #: how long the walk below a retention burst's new members may take (tracing still on)
 RETENTION_WALK_S = 1.0
-#: how long memory_retained_sites waits for that burst past its cap and its walk (a loaded
-#: machine overruns them), and at most in all (the rest before it included)
-RETENTION_SLACK_S = 2.0
-RETENTION_WAIT_MAX_S = 12.0
 
 
 @dataclass
@@ -326,8 +323,6 @@ class _TraceWindow:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cycler: threading.Thread | None = None
     change: intrusion.Change | None = None
-    #: a retention root to attribute during the next burst (set by memory_referrers)
-    watch: Watch | None = None
 
     @property
     def bursting(self) -> bool:
@@ -348,8 +343,9 @@ class _TraceWindow:
         if self.ended_at is None:
             self.ended_at = time.time()
 
-    def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began`.
+    def cycle(self, began: float, first_rest: float = 0.0) -> None:
+        """The bursts of an owned window until `stop` is set; the first began at `began`, or
+        begins after `first_rest` (tracing then still off: a retention burst is being rested).
 
         A burst ends when this thread gets the GIL back, which a long C call in another thread
         (a pandas conversion, a big sort) or a saturated machine can delay well past
@@ -358,18 +354,17 @@ class _TraceWindow:
         """
         deep = False
         try:
+            if first_rest > 0:
+                if self.stop.wait(first_rest) or tracemalloc.is_tracing():
+                    return
+                began = time.perf_counter()
+                tracemalloc.start(self.frames)
             while True:
-                watch = self.watch if self.watch is not None and self.watch.began is None else None
                 try:
-                    if watch is None:
-                        self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
-                    else:
-                        self._retention_burst(watch)
+                    self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
                     snap = tracemalloc.take_snapshot()
                 finally:
                     tracemalloc.stop()
-                    if watch is not None:
-                        watch.done.set()
                 traced = time.perf_counter() - began
                 grouped = _group(snap, time.perf_counter() + 1.0, _TRACED_PASS_MAX)
                 del snap
@@ -393,9 +388,6 @@ class _TraceWindow:
                 if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
                     self.ended_by = self.ended_by or "the process started tracing itself"
                     return
-                if self.frames > 1 and self.watch is not None and self.watch.began is None:
-                    # a retention burst: deep enough to reach the user's line from a library's
-                    frames, deep = max(self.frames, DEEP_FRAMES), True
                 began = time.perf_counter()
                 tracemalloc.start(frames)
         finally:
@@ -403,34 +395,6 @@ class _TraceWindow:
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
-
-    def _retention_burst(self, watch: Watch) -> None:
-        """Trace until the watched root gained its members (or the cap, or the window's end),
-        then walk what it gained while the traces are still there."""
-        watch.begin()
-        while not self.stop.wait(0.01) and not watch.finished():
-            pass
-        watch.collect(time.perf_counter() + RETENTION_WALK_S)
-
-
-def _await_retention(window: _TraceWindow, watch: Watch, scale: float) -> None:
-    """Wait for the watch's burst: the rest before it (sized on the last burst, so the window
-    keeps its duty), then the burst and its walk; never past `RETENTION_WAIT_MAX_S`."""
-    now = time.perf_counter()
-    give_up = now + min(RETENTION_WAIT_MAX_S * scale, RETENTION_WAIT_MAX_S + 2.0)
-    while not watch.done.wait(0.05):
-        now = time.perf_counter()
-        if watch.began is None and window.ended_by is not None:
-            return  # the window ended before the burst came
-        if watch.began is not None:
-            give_up = min(
-                give_up,
-                watch.began
-                + RETENTION_BURST_MAX_S
-                + (RETENTION_WALK_S + RETENTION_SLACK_S) * scale,
-            )
-        if now > give_up:
-            return
 
 
 def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
@@ -855,11 +819,11 @@ class MemorySkill(Skill):
         "the allocator, so confirm growth with a tracemalloc window (memory_trace_start, wait, "
         "memory_allocation_diff, which also stops tracing) and two type censuses "
         "(memory_census, then memory_type_growth). Name the holder with "
-        "memory_largest_containers and memory_referrers; with the window still open "
-        "(memory_allocation_diff with stop=false), memory_retained_sites then says where what "
-        "that holder keeps was allocated. Typical culprits: module-level caches "
-        "without eviction, callbacks or closures registered and never removed, lists that only "
-        "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
+        "memory_largest_containers and memory_referrers; when a chain ends at a root, "
+        "memory_retained_sites then says where what that root gains is allocated. Typical "
+        "culprits: module-level caches without eviction, callbacks or closures registered "
+        "and never removed, lists that only grow, objects kept alive by a global registry or "
+        "a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
     )
     # what the coordinator and the watcher know of it (see `Skill`)
@@ -901,6 +865,10 @@ class MemorySkill(Skill):
         self._census: _Census | None = None
         #: container id -> (type name, length) from the last memory_largest_containers call
         self._container_sizes: dict[int, tuple[str, int]] = {}
+        #: the root the last referrer chains ended at, for memory_retained_sites
+        self._watch: Watch | None = None
+        #: no tracing window of this skill starts tracing before (a retention burst's rest)
+        self._quiet_until = 0.0
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -1009,11 +977,14 @@ class MemorySkill(Skill):
             window = _TraceWindow(
                 started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            tracemalloc.start(frames)  # the whole window, or its first burst
+            # after a retention burst, a bursting window rests first (see retained_sites)
+            rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
+            if not rest:
+                tracemalloc.start(frames)  # the whole window, or its first burst
             if window.bursting:
                 window.cycler = threading.Thread(
                     target=window.cycle,
-                    args=(time.perf_counter(),),
+                    args=(time.perf_counter(), rest),
                     name="lensbook-tracemalloc-window",
                     daemon=True,
                 )
@@ -1033,6 +1004,8 @@ class MemorySkill(Skill):
                 "frames": frames,
                 "traced_share": window.duty,
                 "stops_after_s": max_seconds,
+                # resting after a retention burst: the first burst starts this much later
+                "first_burst_in_s": round(rest, 2),
             }
 
     @probe
@@ -1148,6 +1121,7 @@ class MemorySkill(Skill):
             self._close_window()
             self._census = None
             self._container_sizes.clear()
+            self._watch = None
 
     # -- censuses ---------------------------------------------------------------------------
 
@@ -1400,66 +1374,69 @@ class MemorySkill(Skill):
         return result
 
     def _watch_root(self, roots: list[tuple[str, Any, Any]]) -> str | None:
-        """Have the open tracing window attribute what the first root with a container gains
-        (see memory_retained_sites); the root's name, or None when there is nothing to watch."""
-        with self._lock:
-            window = self._window
-            if window is None or window.ended_by is not None or window.watch is not None:
-                return None
-            if window.owned and not window.bursting and not tracemalloc.is_tracing():
-                return None
-            for name, holder, held in roots:
-                container = container_of(holder, held)
-                if container is not None:
-                    window.watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
-                    return str(name)
+        """Remember the first root with a container, for memory_retained_sites to watch; the
+        root's name, or None when there is nothing to watch."""
+        for name, holder, held in roots:
+            container = container_of(holder, held)
+            if container is not None:
+                with self._lock:
+                    self._watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
+                return str(name)
         return None
 
-    @probe(budget=15.0)
-    def retained_sites(
-        self, top: int = 5, frames_shown: int = 4, stop: bool = True
-    ) -> dict[str, Any]:
-        """Where what a leak's root gained was allocated: the root memory_referrers found
-        (pyplot's figure managers, an lru_cache, a module global...), watched during one burst
-        of the open tracemalloc window until it gains two members; the objects they hold that
-        were allocated then, grouped by the first frame in the user's code (library frames
+    @probe(budget=8.0, intrusive="tracemalloc")
+    def retained_sites(self, top: int = 5, frames_shown: int = 4) -> dict[str, Any]:
+        """Where what a leak's root gains is allocated: the root memory_referrers last found
+        (pyplot's figure managers, an lru_cache, a module global...) is watched in one short
+        tracemalloc burst until it gains two members, and the objects they hold that were
+        allocated meanwhile are grouped by the first frame in the user's code (library frames
         as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
-        root keeps counts.
+        root keeps counts. Closes a tracemalloc window still open.
 
         Args:
             top: how many sites to return (at most 10).
             frames_shown: frames of each site's traceback to show (most recent first).
-            stop: close the tracemalloc window afterwards.
 
-        Cost: waits for the window's next burst (a rest of up to a few seconds, then at most
-        1.5 s of tracing), then a walk of at most 20,000 objects below the new members for at
-        most 1 s (no user code runs); at most ~12 s in all.
+        Cost: tracing (16 frames) for at most 1.5 s, then a walk of at most 20,000 objects
+        below the new members for at most 1 s (no user code runs); the next tracing window
+        then rests nine times as long before its first burst, so tracing keeps its duty.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
-            window = self._window
-            watch = window.watch if window is not None else None
-        if window is None or watch is None:
-            return {
-                "note": "no root is watched: call memory_referrers while a memory_trace_start "
-                "window is open, on a type whose chain ends at a root"
-            }
-        if not window.bursting and watch.began is None and tracemalloc.is_tracing():
-            # the whole window is traced (or the process traces): watch from here
+            watch, self._watch = self._watch, None
+            if watch is None:
+                return {
+                    "note": "no root to watch: call memory_referrers first, on a type whose "
+                    "chain ends at a root (a registry, a cache, a module global)"
+                }
+            if self._window is not None and (self._window.owned or self._window.ended_by):
+                self._close_window()  # its bursts would overlap this one
+            change: intrusion.Change | None = None
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
+                # raises RunEnded (tracing stopped again) if the asking run has ended
+                change = intrusion.switch_on(
+                    "tracemalloc",
+                    tracemalloc.stop,
+                    max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
+                    detail=f"{DEEP_FRAMES} frames, one retention burst",
+                )
+        began = time.perf_counter()
+        try:
             watch.begin()
-            while not window.stop.wait(0.01) and not watch.finished():
-                pass
-            watch.collect(time.perf_counter() + RETENTION_WALK_S)
-            watch.done.set()
-        _await_retention(window, watch, self.budget_scale)
-        if stop:
-            with self._lock:
-                if self._window is window:
-                    self._close_window()
+            pause = threading.Event()  # never set: a poll every 10 ms while the root grows
+            while not watch.finished() and tracemalloc.is_tracing():
+                pause.wait(0.01)
+            watch.collect(time.perf_counter() + RETENTION_WALK_S * self.budget_scale)
+        finally:
+            if change is not None:
+                change.undo("retention burst done")
+                with self._lock:
+                    traced = time.perf_counter() - began
+                    rest = traced * (1.0 / self.trace_duty - 1.0)
+                    self._quiet_until = time.perf_counter() + rest
         result: dict[str, Any] = {"root": watch.root}
-        if not watch.done.is_set():
-            return {**result, "pending": True, "note": "the window's next burst did not come"}
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
@@ -1602,28 +1579,22 @@ class LeakRule(Rule):
         if len(ev.snapshots) < 2:
             return calls
         calls += [
-            # the window stays open: a root the referrer chains find is watched in it
-            ProbeCall("memory_allocation_diff", {"top": 8, "stop": False}),
+            ProbeCall("memory_allocation_diff", {"top": 8}),
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
         first = _first_growth(ev)
-        referrers = [
-            ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12})
-            for suspect in _suspect_types(first)
-        ]
-        calls += referrers
+        for suspect in _suspect_types(first):
+            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         if _objects_grew(first):
             # objects alone: look once more, to tell a heap that goes on growing from a batch
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
-        if first and all(ev.called(c) for c in referrers):
-            watched = any(
-                _as_dict(v).get("retention_watch")
-                for _, v in ev.results.get("memory_referrers", [])
-            )
-            # where what the root gains is allocated (closes the window), or just close it
-            calls.append(ProbeCall("memory_retained_sites" if watched else "memory_trace_stop"))
+        if any(
+            _as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
+        ):
+            # a chain ended at a root: where what it gains is allocated
+            calls.append(ProbeCall("memory_retained_sites"))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:

@@ -93,14 +93,20 @@ def leaking() -> Iterator[Callable[[Callable[[int], object]], None]]:
 
 
 def _retained(skill: MemorySkill) -> dict[str, Any]:
-    """Open a default window, let the leak run, follow Reading to its root, attribute it."""
-    was_tracing = tracemalloc.is_tracing()
-    assert not was_tracing
+    """As the rule does: a default window and its diff while the leak runs, then Reading
+    followed to its root, then what the root gains attributed."""
+    assert not tracemalloc.is_tracing()
     _probe(skill, "trace_start", frames=6)
     try:
+        _probe(skill, "allocation_diff")  # closes the window
         found = _probe(skill, "referrers", type_name="Reading")
         assert found.get("retention_watch"), found
-        return dict(_probe(skill, "retained_sites"))
+        result = dict(_probe(skill, "retained_sites"))
+        assert not tracemalloc.is_tracing()  # its own burst is over
+        # and the next window rests first, so tracing keeps its duty
+        assert _probe(skill, "trace_start", frames=6)["tracing"]
+        assert not tracemalloc.is_tracing()
+        return result
     finally:
         skill.close()
         assert not tracemalloc.is_tracing()

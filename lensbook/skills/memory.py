@@ -1371,7 +1371,7 @@ class MemorySkill(Skill):
         named_roots.clear()
         if watched is not None:
             result["retention_watch"] = watched
-        return result
+        return mark_fields(result, "retention_watch")  # the process's names
 
     def _watch_root(self, roots: list[tuple[str, Any, Any]]) -> str | None:
         """Remember the first root with a container, for memory_retained_sites to watch; the
@@ -1436,7 +1436,7 @@ class MemorySkill(Skill):
                     traced = time.perf_counter() - began
                     rest = traced * (1.0 / self.trace_duty - 1.0)
                     self._quiet_until = time.perf_counter() + rest
-        result: dict[str, Any] = {"root": watch.root}
+        result = mark_fields({"root": watch.root}, "root")  # the process's names
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)

@@ -1748,7 +1748,7 @@ def _retained_observation(retained: dict[str, Any], site: dict[str, Any]) -> str
         f"members) was allocated at {site['site']}"
         + (f" in {site['function']}" if site.get("function") else "")
         + f" (`{site.get('code', '')}`): {_kb(float(site['kb']))} of the "
-        f"{_kb(float(retained.get('kb') or 0))} it keeps that was traced"
+        f"{_kb(float(retained.get('kb') or 0))} traced in them"
     )
     if site.get("via"):
         text += (

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook.skills._roots import is_tooling
+from lensbook.skills._roots import is_tooling, known_root
 
 __all__ = ["Watch", "container_of", "retained_traces"]
 
@@ -75,21 +75,19 @@ def _safe_len(container: Any) -> int | None:
 
 
 def container_of(holder: Any, held: Any) -> Any | None:
-    """The container a root keeps its members in: the holder when it is one (a registry such
-    as pyplot's ``Gcf.figs``), else the held object (a module global's dict, an
-    ``lru_cache``'s cache), else None (a root holding one object, nothing to watch)."""
-    for candidate in (holder, held):
-        if isinstance(candidate, _CONTAINERS) and _safe_len(candidate) is not None:
-            # a module's or a class's namespace is where the root is named, not the container
-            if type(candidate) is dict and ("__name__" in candidate or "__module__" in candidate):
-                continue
-            return candidate
-    if holder is not None and not isinstance(holder, _CONTAINERS):
-        # a cache wrapper (lru_cache keeps its cache dict as a C field): its one dict
-        inner = [c for c in gc.get_referents(holder) if type(c) is dict and "__name__" not in c]
-        if len(inner) == 1:
-            return inner[0]
+    """The container a root keeps its members in: the holder when it is a well-known registry
+    (pyplot's ``Gcf.figs``, IPython's ``Out``), else the held object when it is one (a module
+    global's or a class attribute's dict, an ``lru_cache``'s cache), else None (a root that
+    holds one object: nothing to watch). Types and identities only: no user code runs."""
+    if _is_container(holder) and known_root(holder, held) is not None:
+        return holder
+    if _is_container(held):
+        return held
     return None
+
+
+def _is_container(obj: Any) -> bool:
+    return issubclass(type(obj), _CONTAINERS) and not _python_method(type(obj), "__len__")
 
 
 @dataclass

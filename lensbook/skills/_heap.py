@@ -36,9 +36,9 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress
 from typing import Any
@@ -49,13 +49,18 @@ __all__ = ["Heap", "exclusive", "objects", "referrers"]
 #: 5 ms default): past a C-speed pass over a few million objects, short enough for a main thread
 _EXCLUSIVE_INTERVAL_S = 0.25
 
+#: objects per slice of a listing (`Heap.slices`): one C-level pass over a slice holds the GIL
+#: for ~2-5 ms (about as long as the interpreter's own 5 ms switch interval lets a thread run)
+SLICE = 32768
+
 # one exclusive step at a time in the whole process (re-entrant: a step may nest another)
 _exclusive_lock = threading.RLock()
 
 
 @contextmanager
 def exclusive() -> Iterator[None]:
-    """No other Python thread is handed the GIL inside (unless this thread blocks).
+    """No other Python thread is handed the GIL inside (unless this thread blocks), and no
+    automatic collection starts.
 
     A thread waiting for the GIL asks the holder to let go once the switch interval has passed
     since it began to wait, so raising the interval alone leaves waiters that began with the
@@ -64,14 +69,25 @@ def exclusive() -> Iterator[None]:
     (in ``finally``: even an exception cannot leave it raised) and the GIL handed straight
     back to whoever waited through the step. Steps of several threads are taken in turn, so
     the interval each one saves is the user's, never another step's raised one.
+
+    A collection the step's own allocations would start is put off until just after it: in
+    the step it would walk the raw list of every object (~20 ms per million) while all other
+    threads wait, and run finalizers, any code, which may block and so hand the GIL over
+    while that list lives. Put off, it runs at the next allocation after the step, as it
+    would have. A collector the user turned off stays off.
     """
     with _exclusive_lock:
         previous = sys.getswitchinterval()
         sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
+        collecting = False
         try:
             time.sleep(0)
+            collecting = gc.isenabled()
+            gc.disable()
             yield
         finally:
+            if collecting:
+                gc.enable()
             sys.setswitchinterval(previous)
     time.sleep(0)  # outside the lock: the GIL goes to whoever waited through the step
 
@@ -82,9 +98,29 @@ class Heap:
 
     objects: list[Any]
     tuples: int
+    #: whether a walk by `slices` stopped at its deadline before the end
+    partial: bool = field(default=False, init=False)
 
     def __len__(self) -> int:
         return len(self.objects) + self.tuples
+
+    def slices(self, deadline: float, pace: Callable[[], None]) -> Iterator[list[Any]]:
+        """`objects` in slices of `SLICE`, until `deadline` (``time.perf_counter()``) passes.
+
+        The caller works on each slice with C-level passes (`map`, `compress`, `Counter`),
+        so a slice holds the GIL for a few milliseconds; `pace` runs between slices (a
+        rest in proportion to the work, so the walk takes a bounded share of the interpreter).
+        Resting while the list lives is safe: it holds no tuple under construction.
+        """
+        for start in range(0, len(self.objects), SLICE):
+            if start:
+                pace()
+            if time.perf_counter() > deadline:
+                self.partial = True
+                return
+            chunk = self.objects[start : start + SLICE]
+            yield chunk
+            del chunk
 
 
 def objects(generation: int | None = None) -> Heap:

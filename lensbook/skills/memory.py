@@ -25,8 +25,10 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, gt, is_
 from typing import Any, ClassVar, TypeVar
 
 import psutil
@@ -105,14 +107,6 @@ class Pacer:
         if worked >= self.slice_s:
             time.sleep(min(worked * self.rest, 0.2))
             self.mark = time.thread_time()
-
-
-def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
-    """Iterate `items` in chunks, stopping (silently) once the deadline passes."""
-    for start in range(0, len(items), size):
-        if time.perf_counter() > deadline:
-            return
-        yield from items[start : start + size]
 
 
 # -- tracemalloc --------------------------------------------------------------------------------
@@ -418,6 +412,7 @@ def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
 # -- heap walks ---------------------------------------------------------------------------------
 
 _CONTAINERS = (list, dict, set, frozenset, deque)
+_CODE_OF = attrgetter("__code__")
 
 
 @dataclass
@@ -430,34 +425,27 @@ class _Census:
 
 
 def _take_census(deadline: float) -> _Census:
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
     heap = _heap.objects()
-    objs = heap.objects
-    try:
-        total = len(objs)
-        by_type: Counter[type] = Counter()
-        by_type[tuple] = heap.tuples
-        codes: Counter[types.CodeType] = Counter()
-        partial = False
-        # no Pacer here: resting while holding the list of every object lengthens the time
-        # objects still under construction in other threads are held (a segfault seen in the
-        # hostile suite); the chunks keep each step short instead
-        for start in range(0, total, 32768):
-            if time.perf_counter() > deadline:
-                partial = True
-                break
-            chunk = objs[start : start + 32768]
-            by_type.update(map(type, chunk))
-            # closures and bound methods are counted by the code that made them: a leak of
-            # callbacks shows as one function site growing, not as "function" in general
-            codes.update(o.__code__ for o in chunk if type(o) is types.FunctionType)
-            codes.update(
-                o.__func__.__code__
-                for o in chunk
-                if type(o) is types.MethodType and type(o.__func__) is types.FunctionType
-            )
-            del chunk
-    finally:
-        del objs
+    by_type: Counter[type] = Counter()
+    by_type[tuple] = heap.tuples
+    codes: Counter[types.CodeType] = Counter()
+    # C-level passes per slice (a few ms of GIL each), paced; the Python loop below only
+    # sees bound methods, which are few
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        by_type.update(kinds)
+        # closures and bound methods are counted by the code that made them: a leak of
+        # callbacks shows as one function site growing, not as "function" in general
+        codes.update(map(_CODE_OF, compress(chunk, map(is_, kinds, repeat(types.FunctionType)))))
+        codes.update(
+            m.__func__.__code__
+            for m in compress(chunk, map(is_, kinds, repeat(types.MethodType)))
+            if type(m.__func__) is types.FunctionType
+        )
+        del chunk, kinds
+    total, partial = len(heap.objects), heap.partial
+    del heap
     names: Counter[str] = Counter()
     for t, n in by_type.items():
         names[_type_name(t)] += n
@@ -471,6 +459,62 @@ def _take_census(deadline: float) -> _Census:
         tracked=total,
         partial=partial,
     )
+
+
+def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
+    """The `count` longest lists, dicts, sets and deques (subclasses too) alive, longest first,
+    leaving out those whose id is in `own`; and whether the deadline cut the walk short.
+
+    Each slice of the heap is filtered and measured by C-level passes; only containers longer
+    than the shortest one kept so far reach the (stable) sort, so ties keep the first seen.
+    """
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()  # tuples are none of the containers
+    best: list[Any] = []
+    floor = -1  # the length a container must pass to enter `best`, once it is full
+    for chunk in heap.slices(deadline, pace):
+        # by type, not isinstance: an object's own __class__ (Python code) is never asked
+        boxes = list(compress(chunk, map(issubclass, map(type, chunk), repeat(_CONTAINERS))))
+        boxes = list(compress(boxes, map(gt, map(len, boxes), repeat(floor))))
+        if own:
+            boxes = [b for b in boxes if id(b) not in own]
+        if boxes:
+            best = sorted(best + boxes, key=len, reverse=True)[:count]
+            if len(best) == count:
+                floor = len(best[-1])
+        del chunk, boxes
+    partial = heap.partial
+    del heap
+    return best, partial
+
+
+def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[list[Any], int]:
+    """The `keep` oldest live instances of the types named `type_name` (oldest first), and how
+    many there are. `gc.get_objects` lists the oldest generation last, so the tail is kept.
+
+    Types are matched once each, when first met; instances are picked by C-level passes.
+    """
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()
+    checked: set[type] = set()
+    matching: set[type] = set()
+    tail: list[Any] = []
+    count = 0
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        for t in set(kinds) - checked:
+            checked.add(t)
+            if type_name in (_type_name(t), t.__qualname__, t.__name__):
+                matching.add(t)
+        if matching:
+            hits = list(compress(chunk, map(matching.__contains__, kinds)))
+            count += len(hits)
+            tail = (tail + hits)[-keep:]
+            del hits
+        del chunk, kinds
+    del heap
+    tail.reverse()
+    return tail, count
 
 
 def _module_globals() -> dict[int, str]:
@@ -1218,18 +1262,7 @@ class MemorySkill(Skill):
         own = {id(self._container_sizes), id(self._census.types if self._census else None)}
         if self._census is not None:
             own.add(id(self._census.functions))
-        objs = _heap.objects().objects  # containers only: tuples are none of them
-        try:
-            own.add(id(objs))
-            candidates = (
-                o
-                for o in _deadline_chunks(objs, deadline)
-                if isinstance(o, _CONTAINERS) and id(o) not in own
-            )
-            largest = heapq.nlargest(max(top, 50), candidates, key=len)
-            partial = time.perf_counter() > deadline
-        finally:
-            del objs
+        largest, partial = _largest_containers(max(top, 50), deadline, own)
         with self._lock:
             previous = self._container_sizes
             self._container_sizes = {id(c): (_type_name(type(c)), len(c)) for c in largest}
@@ -1291,24 +1324,7 @@ class MemorySkill(Skill):
         deadline = time.perf_counter() + 4.0 * self.budget_scale
         max_depth = min(max(max_depth, 1), 12)
         samples = min(max(samples, 1), 4)
-        objs = _heap.objects().objects
-        try:
-            matching = {
-                t
-                for t in set(map(type, objs))
-                if type_name in (_type_name(t), t.__qualname__, t.__name__)
-            }
-            instances: list[Any] = []
-            count = 0
-            if matching:
-                # oldest generation last: walk backwards to sample long-lived (likely leaked)
-                for o in reversed(objs):
-                    if type(o) in matching:
-                        count += 1
-                        if len(instances) < 200:
-                            instances.append(o)
-        finally:
-            del objs
+        instances, count = _instances_of(type_name, deadline)
         if not instances:
             return {"type": type_name, "instances": 0, "chains": []}
         step = (len(instances) - 1) / max(samples - 1, 1)

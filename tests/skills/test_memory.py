@@ -8,6 +8,7 @@ import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -230,6 +231,30 @@ def test_largest_containers_name_the_module_global_and_its_growth(skill: MemoryS
     assert cache[0]["type"] == "dict" and cache[0]["grew"] == 4_000
     assert cache[0]["held_by"] == "held by module global lensbook.scenarios._leaky_cache._CACHE"
     assert cache[0]["value_types"] == {"dict": 200}
+
+
+class _Impostor:
+    """Claims to be a list through a `__class__` property (as mocks with a spec do)."""
+
+    asked = 0
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        type(self).asked += 1
+        return list
+
+
+def test_heap_walks_never_run_the_objects_code(skill: MemorySkill) -> None:
+    # asking an object isinstance() runs its __class__ (any code); a mock that claims to be a
+    # list then made len() raise and the whole probe fail
+    impostors = [_Impostor(), mock.Mock(spec=list)]
+    widget = Widget(1)
+    found = _probe(skill, "largest_containers", top=3)
+    assert found["containers"] and _Impostor.asked == 0
+    assert _probe(skill, "census", top=5)["tracked_objects"] > 0
+    assert _probe(skill, "referrers", type_name="Widget", max_depth=1)["instances"] >= 1
+    assert _Impostor.asked == 0
+    del impostors, widget
 
 
 def test_referrers_follow_a_closure_up_to_the_emitter(skill: MemorySkill) -> None:

@@ -14,7 +14,11 @@ baseline's median chunk time: the median ratio, the 95th percentile and the wors
 chunk), and which probes were running during that slowest chunk. Targets (issue 12): median
 <= 1.5, worst <= 3. The baseline's own p95 and worst over its median show the machine's noise:
 on a shared machine the worst chunk is often the scheduler's, not lensbook's, so read the worst
-next to the baseline's.
+next to the baseline's; the load average is printed before and after for the same reason.
+
+Last, it times one exclusive heap step (`lensbook.skills._heap.objects()`, the GIL hold no
+walk can split) alone at the same heap, per million tracked objects: the bound documented in
+`lensbook/skills/_heap.py`.
 
     .venv/bin/python benchmarks/bench_host_cost.py [--repeat 3] [--heap 300000] [--chunk-ms 100]
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -111,6 +116,22 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
     return out
 
 
+def _step(heap_size: int) -> dict[str, Any]:
+    """One exclusive heap step alone (no busy thread, so no wait to enter it), fastest of 5."""
+    heap = [[i] for i in range(heap_size)]
+    from lensbook.skills import _heap
+
+    times, tracked = [], 0
+    for _ in range(5):
+        started = time.perf_counter()
+        listing = _heap.objects()
+        times.append(time.perf_counter() - started)
+        tracked = len(listing)
+        del listing
+    del heap
+    return {"tracked": tracked, "best_s": min(times), "median_s": statistics.median(times)}
+
+
 def _deadline(seconds: float) -> Any:
     end = time.perf_counter() + seconds
     return lambda: time.perf_counter() >= end
@@ -129,16 +150,20 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--heap", type=int, default=300_000)
     parser.add_argument("--chunk-ms", type=float, default=100.0)
-    parser.add_argument("--child", choices=["baseline", "investigation"])
+    parser.add_argument("--child", choices=["baseline", "investigation", "step"])
     parser.add_argument("--units", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
+    if args.child == "step":
+        print(json.dumps(_step(args.heap)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.heap, args.units, args.seconds)))
         return
 
     units = _calibrate(args.chunk_ms / 1000)
-    print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists\n")
+    print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists")
+    print(f"load average before: {_load()}\n")
     head = ("repeat", "base ms", "base p95", "base worst", "inv s", "median", "p95", "worst")
     print("".join(f"{h:>11}" for h in head))
     rows = []
@@ -168,6 +193,18 @@ def main() -> None:
         f"\ninvestigation vs baseline: median {medians[4]:.2f}x (target <= 1.5), worst "
         f"{medians[6]:.2f}x (target <= 3; the baseline's own worst is {medians[2]:.2f}x)"
     )
+    step = _run_child("step", args, 0, 0)
+    per_million = step["best_s"] / step["tracked"] * 1e9
+    print(
+        f"one exclusive heap step alone: {step['best_s'] * 1000:.1f} ms best, "
+        f"{step['median_s'] * 1000:.1f} ms median, at {step['tracked']:,} tracked objects "
+        f"({per_million:.0f} ms per million)"
+    )
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def _p95(values: list[float]) -> float:

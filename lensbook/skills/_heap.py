@@ -10,10 +10,25 @@ and once a segfault, in the hostile-model suite).
 
 So the raw list never lives while another thread can run: it is taken and stripped of exact
 tuples with the interpreter's switch interval raised (no other Python thread is handed the GIL
-unless this one blocks, and nothing here blocks), and the interval is put back at once. The
-step costs what a C-speed pass over the heap costs (~20 ms for `gc.get_objects` plus ~25 ms
-for the filter per million objects, PERFORMANCE-NOTES.md), the time a heap walk already holds
-the GIL for. What callers get may be walked in chunks, with rests, at leisure.
+unless this one blocks, and nothing here blocks) and automatic collection put off, and both
+are put back at once. What callers get is walked in slices (`Heap.slices`), with rests.
+
+What one walk costs the user's threads, per million tracked objects (measured on a 2-core
+machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
+
+- the exclusive step: one GIL hold of ~80 ms (`gc.get_objects` ~15 ms, the C-level filter,
+  which reads every object's type, the rest); a `referrers` step ~15-20 ms. Nothing else runs
+  inside: no collection (put off), no Python loop over the heap, no finalizer. It grows with
+  the heap, so a step past the raised interval (250 ms, ~3 million objects) is no longer
+  exclusive: waiters then ask for the GIL back, and may get it, mid-step;
+- right after, the next young collections (generation 0, then 1), which run on whichever
+  thread allocates, walk the list the caller holds: ~20 ms each;
+- then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
+  paced so the walk takes at most about a third of the interpreter (the caller's `pace`).
+
+When the main thread is busy, the step's thread waits up to the raised interval to get the
+GIL back at the start of each step (the main thread runs alone meanwhile), so two steps
+never come back to back.
 
 A tuple still being built is referred to by nothing the collector sees (only its builder's C
 stack: the resize requires that), so `referrers` keeps every tuple that some tracked object
@@ -113,8 +128,7 @@ class Heap:
         Resting while the list lives is safe: it holds no tuple under construction.
         """
         for start in range(0, len(self.objects), SLICE):
-            if start:
-                pace()
+            pace()  # the first rest follows the exclusive step, the longest stretch of work
             if time.perf_counter() > deadline:
                 self.partial = True
                 return

@@ -7,11 +7,14 @@ Every figure is measured with and without the recorder in this one process, side
   < 0.05%). `--loop` adds an idle user event loop, which the lag monitor then pings every second.
 - memory: Python memory (tracemalloc) held by the recorder after a hostile flood that fills every
   ring and table to its cap (distinct exception types and sites, log messages and loggers,
-  thread kinds, loop stalls, sampled metrics that move every time) (target < 5 MB).
-- threads: 10,000 short threads started and joined, without and with the recorder, in
-  alternating rounds (target < 3% overhead).
-- logs: records emitted through a file handler at ~50,000 records/s (1% warnings), CPU time
-  without and with the recorder, alternating rounds (target < 3% overhead).
+  thread kinds, loop stalls, sampled metrics that move every time, gc pauses, tracer windows)
+  (target < 5 MB).
+- threads: 10,000 short threads started and joined, without and with the recorder, in 100
+  adjacent pairs of rounds whose order alternates (target < 3% overhead).
+- logs: records emitted through a file handler at ~50,000 records/s (1% warnings), the same way.
+  For both, the overhead is the process's CPU (every thread's, the recorder's own lens loop
+  included): the median of the pairs' differences on the work's threads plus the lens loop's
+  mean (see `_alternate`), with the spread (IQR) of the differences beside it.
 - flood: a million warnings and 100,000 thread starts with the recorder on: cost per item and
   every ring within its cap.
 
@@ -35,7 +38,8 @@ from collections.abc import Callable
 import psutil
 
 import lensbook
-from lensbook import recorder
+from lensbook import _loop, recorder
+from lensbook.recorder.gcpause import DEFAULT_THRESHOLD_S as GC_THRESHOLD_S
 
 
 def cpu_over(seconds: float) -> float:
@@ -146,12 +150,41 @@ def memory() -> None:
             "gc_uncollectable": 0,
             "cpu_percent": 3.5,
         }
+        pauses = recorder.recorder.gc
+        pauses.threshold_s = 0.0  # every full collection "long": a gc_pause each
+        for i in range(120):  # the observer's own callback, as the collector calls it
+            pauses._callback("start", {"generation": 2})
+            pauses._callback("stop", {"generation": 2, "collected": i, "uncollectable": 0})
+        recorder.flush()
+        for i in range(150):  # tracer windows (on demand, so few), at their full size
+            recorder.record(
+                "trace",
+                f"app.module_{rnd}_{i}.handler",
+                {
+                    "target": f"app.module_{rnd}_{i}.handler",
+                    "kind": "function",
+                    "defined_at": f"app/module_{i}.py:{i}",
+                    "window_s": 2.0,
+                    "stopped_by": "time",
+                    "calls": 1000 + i,
+                    "calls_per_s": 500.0,
+                    "mean_ms": 1.5,
+                    "p95_ms": 3.5,
+                    "max_ms": 12.0,
+                    "exceptions": 0,
+                    "callers": [
+                        {"at": f"app/views_{j}.py:{100 + j} in view_{i}_{j}", "calls": 300}
+                        for j in range(3)
+                    ],
+                },
+            )
         for i in range(300):  # every sample moved a step: a metrics event each
             recorder.recorder.samples.observe(
                 "runtime", {**sample, "rss_mb": 100.0 if i % 2 else 300.0}
             )
         recorder.flush()
     log.removeHandler(recorder.recorder.logs.handler)
+    recorder.recorder.gc.threshold_s = GC_THRESHOLD_S
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - before
     if os.environ.get("BENCH_TOP"):
@@ -163,61 +196,109 @@ def memory() -> None:
     full = {k: f"{n}/{recorder.CAPS.get(k, 100)}" for k, n in sorted(counts.items())}
     print("memory at the caps (after a flood of distinct exceptions, messages, loggers, kinds):")
     print(f"  events kept per kind: {full}")
-    print(f"  Python memory held by the recorder: {held / 1e6:.2f} MB (target < 5 MB)")
+    print(f"  Python memory held by the recorder: {held / 1e6:.3f} MB (target < 5 MB)")
     recorder.clear()
 
 
 _LOOP = asyncio.new_event_loop()
 
 
+async def _settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+class _Clocks:
+    """CPU seconds so far: the whole process, the calling thread, and the recorder's own
+    thread (the lens loop, where its tick and flush run), each read from the OS."""
+
+    def __init__(self) -> None:
+        _loop.get_loop()  # the lens loop runs in both modes: its clock exists from the start
+        ident = _loop._thread.ident if _loop._thread is not None else None
+        self.lens = time.pthread_getcpuclockid(ident) if ident is not None else None
+
+    def read(self) -> tuple[float, float, float]:
+        lens = time.clock_gettime(self.lens) if self.lens is not None else 0.0
+        return time.process_time(), time.thread_time(), lens
+
+
 def _alternate(
-    rounds: int, work: Callable[[], float], label: str, unit: str, per: int
+    rounds: int, work: Callable[[], None], label: str, unit: str, per: int
 ) -> tuple[float, float]:
-    """Runs `work` without and with the recorder in alternating order (after a warm-up round of
-    each), a `gc.collect()` before every round; prints the medians and the minimums (the least
-    disturbed round: the machine is shared) per unit of work."""
-    without: list[float] = []
-    with_recorder: list[float] = []
-    # a round of each first, not counted: the lens loop (which the recorder's tick runs on, and
-    # which stays up after its stop) is then running in both modes, and both paths are warm
-    for on in (False, True):
+    """Runs `work` without and with the recorder in `rounds` adjacent pairs (short rounds, many
+    pairs: the median of many differences is steadier than that of a few long rounds), the order
+    alternating from pair to pair (after a warm-up round of each), a `gc.collect()` before
+    every round; returns the CPU per unit of work without the recorder and the overhead.
+
+    What a user pays is the whole process's CPU: the caller's thread, the threads the work
+    starts, and the recorder's own (the lens loop, which flushes every 10 s). Per pair the
+    difference (with - without) of the process's CPU outside the lens loop is taken; its median
+    over the pairs is the recorder's cost on the work's threads (a pair's two rounds run seconds
+    apart at most, so drifts of a shared machine cancel). The lens loop's CPU is added in full
+    (its sum over all rounds with the recorder, less the same without): its flush is periodic,
+    so a median would hide it."""
+    clocks = _Clocks()
+    # each round: (process CPU outside the lens loop, caller thread CPU, lens loop CPU)
+    rows: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
+
+    def one(on: bool) -> tuple[float, float, float]:
         if on:
             recorder.start("bench", sample_interval=None)
+            # its tick's first pass (a flush) runs now, not in the measured window: a recorder
+            # starts once per process, not once per round
+            _loop.run_sync(_settle())
+        gc.collect()
+        p0, c0, l0 = clocks.read()
         work()
+        p1, c1, l1 = clocks.read()
         if on:
             recorder.stop("bench")
+        return (p1 - p0) - (l1 - l0), c1 - c0, l1 - l0
+
+    # a round of each first, not counted: the lens loop (which the recorder's tick runs on, and
+    # which stays up after its stop) is then running in both modes, and both paths are warm
+    one(False)
+    one(True)
     for r in range(rounds):
         for on in (False, True) if r % 2 == 0 else (True, False):
-            if on:
-                recorder.start("bench", sample_interval=None)
-            gc.collect()
-            (with_recorder if on else without).append(work())
-            if on:
-                recorder.stop("bench")
-    a, b = statistics.median(without), statistics.median(with_recorder)
-    lo_a, lo_b = min(without), min(with_recorder)
-    print(f"{label}, {rounds} rounds each, alternating:")
-    print(f"  without the recorder: median {a * 1e6 / per:.2f}, min {lo_a * 1e6 / per:.2f} {unit}")
-    print(f"  with the recorder:    median {b * 1e6 / per:.2f}, min {lo_b * 1e6 / per:.2f} {unit}")
+            rows[on].append(one(on))
+    off, on_ = rows[False], rows[True]
+    diffs = [b[0] - a[0] for a, b in zip(off, on_, strict=True)]
+    base = statistics.median(a[0] for a in off)
+    # per round; a negative mean is noise (the previous round's tick being cancelled), not a
+    # saving, so it counts as nothing
+    own = max((sum(b[2] for b in on_) - sum(a[2] for a in off)) / rounds, 0.0)
+    caller_diff = statistics.median(b[1] - a[1] for a, b in zip(off, on_, strict=True))
+    q1, _, q3 = statistics.quantiles(diffs, n=4)
+    cost = statistics.median(diffs) + own
+
+    def us(x: float) -> str:
+        return f"{x * 1e6 / per:+.3f}"
+
+    print(f"{label}, {rounds} alternating pairs:")
+    print(f"  without the recorder: median {base * 1e6 / per:.2f} {unit} (process)")
     print(
-        f"  overhead: {100 * (b - a) / a:+.2f}% (medians), {100 * (lo_b - lo_a) / lo_a:+.2f}% "
-        "(minimums) (target < 3%)"
+        f"  with - without, per pair: median {us(statistics.median(diffs))} {unit} on the "
+        f"work's threads (IQR {us(q1)}..{us(q3)}; of it on the caller's thread "
+        f"{us(caller_diff)})"
     )
-    return lo_a / per, lo_b / per
+    print(f"  the recorder's own thread (lens loop), mean: {us(own)} {unit}")
+    print(
+        f"  overhead: {us(cost)} {unit} = {100 * cost / base:+.2f}% of the work's CPU (target < 3%)"
+    )
+    return base / per, cost / base
 
 
-def threads(total: int = 10_000, rounds: int = 10) -> None:
+def threads(total: int = 10_000, rounds: int = 100) -> None:
     per_round = total // rounds  # each mode starts `total` threads in all
 
-    def work() -> float:
-        # the process's CPU time (every thread's): wall time on a shared machine is mostly
-        # waiting for a core, which the recorder does not change
-        started = time.process_time()
+    def work() -> None:
+        # the process's CPU time is read around it (every thread's): wall time on a shared
+        # machine is mostly waiting for a core, which the recorder does not change
         for _ in range(per_round):
             t = threading.Thread(target=int)
             t.start()
             t.join()
-        return time.process_time() - started
 
     base, _ = _alternate(
         rounds,
@@ -227,6 +308,7 @@ def threads(total: int = 10_000, rounds: int = 10) -> None:
         per_round,
     )
     # the recorder's own part of a thread, alone: its start and end observers on one thread
+    # (warm caches, so less than a thread start pays: see the difference above)
     recorder.start("bench", sample_interval=None)
     observer = recorder.recorder.threads
     thread = threading.Thread(target=int)
@@ -239,12 +321,12 @@ def threads(total: int = 10_000, rounds: int = 10) -> None:
     own = (time.process_time() - started) / n
     recorder.stop("bench")
     print(
-        f"  the recorder's observers alone: {own * 1e6:.3f} µs per thread = "
+        f"  the recorder's observers alone, warm: {own * 1e6:.3f} µs per thread = "
         f"{100 * own / base:.2f}% of a thread's cost without the recorder"
     )
 
 
-def logs(records: int = 200_000, rounds: int = 20) -> None:
+def logs(records: int = 200_000, rounds: int = 100) -> None:
     app = logging.getLogger("bench.app")
     app.setLevel(logging.INFO)
     handler = logging.FileHandler(os.devnull)
@@ -252,9 +334,8 @@ def logs(records: int = 200_000, rounds: int = 20) -> None:
     app.addHandler(handler)
     per_round = records // rounds
 
-    def work() -> float:
-        # paced at ~50k records/s; the main thread's CPU time is the cost
-        started = time.thread_time()
+    def work() -> None:
+        # paced at ~50k records/s (the pauses cost no CPU)
         t0 = time.perf_counter()
         for i in range(per_round):
             if i % 100 == 99:
@@ -265,7 +346,6 @@ def logs(records: int = 200_000, rounds: int = 20) -> None:
                 ahead = (i + 1) / 50_000 - (time.perf_counter() - t0)
                 if ahead > 0:
                     time.sleep(ahead)
-        return time.thread_time() - started
 
     base, _ = _alternate(
         rounds,
@@ -285,7 +365,7 @@ def logs(records: int = 200_000, rounds: int = 20) -> None:
     own = (time.thread_time() - started) / n
     recorder.stop("bench")
     print(
-        f"  the recorder's handler alone: {own * 1e6:.3f} µs per record below WARNING = "
+        f"  the recorder's handler alone, warm: {own * 1e6:.3f} µs per record below WARNING = "
         f"{100 * own / base:.2f}% of a record's cost without the recorder"
     )
     app.removeHandler(handler)

@@ -35,7 +35,7 @@ from lensbook.skills import SkillLike, knowledge, resolve_skill, skill_ids
 from lensbook.skills._history import error_rate
 from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
 from lensbook.skills.redact import redact
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule, wanted_calls
 from lensbook.types import Severity
 
 if TYPE_CHECKING:
@@ -219,14 +219,9 @@ def _sweep(
         return []
     ev = _evidence(sid, snap, now, window_s)
     cheap = _cheap_probes(skill)
-    for rule in rules:
-        try:
-            wanted = list(rule.wants(ev))
-        except Exception:
-            continue
-        for call in wanted:
-            if call.name in cheap and not ev.called(call):
-                _call(cheap[call.name], call, ev)
+    for rule in rules:  # one rule at a time: the next one sees what this one's probes found
+        for call in wanted_calls([rule], ev, cheap):
+            _call(cheap[call.name], call, ev)
     signals: list[Signal] = []
     for rule in rules:
         try:

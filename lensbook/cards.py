@@ -27,7 +27,7 @@ __all__ = [
     "STATE_COLOURS",
     "STATE_STYLES",
     "CardModel",
-    "RunClock",
+    "RunProgress",
     "badge",
     "elapsed",
     "seconds_text",
@@ -106,39 +106,50 @@ def seconds_text(value: float) -> str:
     return f"{minutes} min {seconds:02d} s"
 
 
-class RunClock:
-    """When a run started and ended, and how long it took (or has been going)."""
+class RunProgress:
+    """What a view shows of any run, an operator's or the coordinator's: which run, whether it
+    is going, how far (iteration), what it does now, its client, when it started and ended (and
+    how long it took or has been going), and how it ended."""
 
-    started_at: float | None
-    finished_at: float | None
-
-    def elapsed(self, now: float | None = None) -> float | None:
-        return elapsed(self.started_at, self.finished_at, now)
-
-
-class CardModel(RunClock):
-    """One operator as a card shows it: health, running or idle, iteration, action, elapsed."""
-
-    def __init__(
-        self, operator: str, title: str = "", max_iterations: int = MAX_ITERATIONS
-    ) -> None:
-        self.operator = operator
-        self.title = title or operator
-        self.state = "healthy"
+    def __init__(self, max_iterations: int, action: str) -> None:
+        self.run_id = ""
         self.running = False
-        self.started = True
-        self.queued = 0
         self.iteration = 0
         self.max_iterations = max_iterations
-        self.action = "idle"
-        self.run_id = ""
+        self.action = action
         self.client = ""
         self.started_at: float | None = None
         self.finished_at: float | None = None
         self.stop_reason: str | None = None
         self.error: str | None = None
-        self.notifications = 0
         self.summary: str | None = None
+
+    def elapsed(self, now: float | None = None) -> float | None:
+        return elapsed(self.started_at, self.finished_at, now)
+
+    def ending_html(self) -> str:
+        """The run's error, and its summary once it ended, as HTML lines (empty: neither)."""
+        extra = ""
+        if self.error:
+            extra += f'<div style="color:#dc2626">error: {_esc(self.error)}</div>'
+        if self.summary and not self.running:
+            extra += f'<div style="color:#374151"><i>{_esc(self.summary)}</i></div>'
+        return extra
+
+
+class CardModel(RunProgress):
+    """One operator as a card shows it: health, running or idle, iteration, action, elapsed."""
+
+    def __init__(
+        self, operator: str, title: str = "", max_iterations: int = MAX_ITERATIONS
+    ) -> None:
+        super().__init__(max_iterations, action="idle")
+        self.operator = operator
+        self.title = title or operator
+        self.state = "healthy"
+        self.started = True
+        self.queued = 0
+        self.notifications = 0
         #: the run this card waits for (set by `queue`): until it starts the card shows it as
         #: queued, and it never shows another run's events
         self.awaiting: str | None = None
@@ -321,14 +332,9 @@ class CardModel(RunClock):
         detail.append(f"{self.notifications} notification(s)")
         if self.client:
             detail.append(f"client: {_esc(self.client)}")
-        extra = ""
-        if self.error:
-            extra += f'<div style="color:#dc2626">error: {_esc(self.error)}</div>'
-        if self.summary and not self.running:
-            extra += f'<div style="color:#374151"><i>{_esc(self.summary)}</i></div>'
         return (
             '<div class="lensbook-card" style="line-height:1.6">'
             f'<div style="display:flex;gap:8px;align-items:center">{" ".join(bits)}</div>'
             f'<div style="color:#374151;font-size:0.9em">{" · ".join(detail)}</div>'
-            f"{extra}</div>"
+            f"{self.ending_html()}</div>"
         )

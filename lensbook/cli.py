@@ -66,7 +66,7 @@ def _print_result(result: Any, out: TextIO) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     context: dict[str, Any] = {"reason": args.reason} if args.reason else {}
     if args.pid is not None:
-        from lensbook.skills.external import ExternalProcessSkill
+        from lensbook.skills import ExternalProcessSkill
 
         skill: Any = ExternalProcessSkill(args.pid)
         context["pid"] = args.pid

@@ -1,4 +1,5 @@
-"""Shared fixtures: every test leaves lensbook stopped (no operators, no lens loop)."""
+"""Shared fixtures: every test leaves lensbook stopped (no operators, no lens loop) and the
+process's history empty (metrics store, flight recorder), as a fresh process has it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 
 import lensbook
+from lensbook.sampling import store
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -29,6 +31,11 @@ def _records_in_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory) -> 
 def _lensbook_stopped() -> Iterator[None]:
     yield
     lensbook.stop()
+    # `lensbook.stop()` keeps the history readable (as a user wants it after a run), but it is
+    # this test's: the next one must not judge another test's samples (a process run's
+    # snapshots made the fd tests see fds "opened" before they started)
+    store.clear()
+    lensbook.recorder.clear()
 
 
 @pytest.fixture

@@ -30,9 +30,6 @@ KNOWN_CYCLES: set[frozenset[str]] = set()
 
 #: internal modules the front ends still import, each with why; anything else fails the test
 FRONT_END_EXCEPTIONS = {
-    # `lensbook run --pid`: the external-process skill is not exported by `lensbook.skills`
-    # (skills/ is another branch's room this round)
-    "lensbook.skills.external",
     # the magic feeds `lensbook.last()` (its results and background runs): a public module would
     # shadow the function `lensbook.last`, and the root keeps `remember`/`track` out of `__all__`
     "lensbook._last",

@@ -24,7 +24,7 @@ def combined_faults() -> Iterator[None]:
     # store (rising and falling as they came and went) hide a steady rise from the trend
     store.clear()
     lensbook.recorder.clear()
-    cleanups = [orders_degraded.SCENARIO.induce(), ring_deadlock.start_ring("triage")]
+    cleanups = [orders_degraded.induce(), ring_deadlock.start_ring("triage")]
     try:
         yield
     finally:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Evidence, Finding, Rule, wanted_calls
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
 
@@ -58,7 +58,7 @@ class OfflineInvestigator:
         if kinds and "get_history" in tools and not _has_called(request.messages, "get_history"):
             return [_call("get_history", kinds=kinds, limit=200)]
         if rounds < self.max_rounds:
-            wanted = _wanted(rules, ev, tools)
+            wanted = wanted_calls(rules, ev, tools)
             if wanted:
                 return [_call(c.name, **c.arguments) for c in wanted]
             needed = max((r.snapshots_needed for r in rules), default=1)
@@ -150,19 +150,6 @@ def _rules_of(skill: Any) -> list[Rule]:
     if rules is None:
         return []
     return list(rules())
-
-
-def _wanted(rules: Sequence[Rule], ev: Evidence, tools: set[str]) -> list[ProbeCall]:
-    wanted: list[ProbeCall] = []
-    for rule in rules:
-        try:
-            calls = list(rule.wants(ev))
-        except Exception:
-            continue
-        for c in calls:
-            if c.name in tools and not ev.called(c) and c not in wanted:
-                wanted.append(c)
-    return wanted
 
 
 def gather_evidence(

@@ -1,33 +1,26 @@
 """``python -m lensbook.coordinator SCENARIO [--json] [--quiet]``: induce a fault and coordinate.
 
-The scenario is any of `lensbook.scenarios` (by name), or a module ``lensbook.scenarios.<name>``
-defining ``SCENARIO`` (such as ``leak_and_errors``). The coordinator investigates it with the
+The scenario is any module ``lensbook.scenarios.<name>`` that declares one: the suite's, or the
+coordinator's own (such as ``leak_and_errors``). The coordinator investigates it with the
 scenario's reason; `--json` prints the `CoordinatorResult` as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 import time
 
-from lensbook.scenarios import SCENARIOS, Scenario, get_scenario
+from lensbook.scenarios import Scenario, get_scenario
 
 
 def load_scenario(name: str) -> Scenario:
-    if name in SCENARIOS:
-        return get_scenario(name)
-    if not name.isidentifier():
-        raise SystemExit(f"no scenario {name!r}")
     try:
-        module = importlib.import_module(f"lensbook.scenarios.{name}")
-    except ImportError:
-        raise SystemExit(f"no scenario {name!r}; known: {', '.join(SCENARIOS)}") from None
-    scenario: Scenario = module.SCENARIO
-    return scenario
+        return get_scenario(name)
+    except KeyError as exc:
+        raise SystemExit(exc.args[0]) from None
 
 
 def main(argv: list[str] | None = None) -> int:

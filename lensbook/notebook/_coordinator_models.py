@@ -20,7 +20,7 @@ from lensbook.cards import (
     RED,
     SEVERITY_COLOURS,
     CardModel,
-    RunClock,
+    RunProgress,
     badge,
     seconds_text,
 )
@@ -47,25 +47,15 @@ _WATCH_COLOURS = {
 }
 
 
-class CoordinatorModel(RunClock):
+class CoordinatorModel(RunProgress):
     """One coordinator run as the view shows it, folded from events."""
 
     def __init__(self, name: str, reason: str = "", strategy: str = "agent") -> None:
+        super().__init__(max_iterations=0, action="starting")
         self.name = name
         self.reason = reason
         self.strategy = strategy
-        self.run_id = ""
-        self.running = False
-        self.iteration = 0
-        self.max_iterations = 0
-        self.action = "starting"
-        self.client = ""
         self.deadline: float | None = None
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.stop_reason: str | None = None
-        self.error: str | None = None
-        self.summary: str | None = None
         self.cards: dict[str, CardModel] = {}
         self.notes: dict[str, dict[str, Any]] = {}
         self.insights: list[dict[str, Any]] = []
@@ -209,15 +199,10 @@ class CoordinatorModel(RunClock):
     def head_html(self, now: float | None = None) -> str:
         colour = BLUE if self.running else (RED if self.error else GREEN)
         question = f"<div><b>Investigate:</b> {_esc(self.reason)}</div>" if self.reason else ""
-        extra = ""
-        if self.error:
-            extra += f'<div style="color:#dc2626">error: {_esc(self.error)}</div>'
-        if self.summary and not self.running:
-            extra += f'<div style="color:#374151"><i>{_esc(self.summary)}</i></div>'
         return (
             f"{question}<div>{badge(self.activity, colour)} "
             f'<span style="color:#374151;font-size:0.9em">{_esc(self.head_text(now))}</span>'
-            f"</div>{extra}"
+            f"</div>{self.ending_html()}"
         )
 
     def cards_html(self, now: float | None = None) -> str:

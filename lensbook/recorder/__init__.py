@@ -35,10 +35,14 @@ function" strings, outermost first, at most 8):
   blocking_call (the source line), stack.
 - ``metrics`` (source: "sampler"; the sampled runtime snapshot when it moved a step, at least
   every 10 min; the first of a recording has baseline=True): rss_mb, threads, python_threads,
-  open_fds, allocated_blocks, gc_collections, gc_gen2_collections, gc_uncollectable,
-  cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu, baseline, moved.
+  open_fds, children (child processes), allocated_blocks, gc_collections, gc_gen2_collections,
+  gc_uncollectable, cpu_percent, host_memory_percent, host_swap_percent, host_load_per_cpu,
+  baseline, moved.
 - ``gc_pause`` (source: "gc"; a full collection that paused the process longer than 50 ms):
   duration_ms, threshold_ms, generation, collected, uncollectable.
+- ``trace`` (source: the traced function; written by the tracer skill when one of its windows
+  ends, never always-on): target, kind, defined_at, window_s, stopped_by, calls, calls_per_s,
+  mean_ms, p95_ms, max_ms, exceptions (count), callers (the 3 busiest: at, calls, mean_ms).
 
 Mechanism and costs: `api` (lifecycle, the tick), `ring` (per-kind caps, rate gate),
 `exceptions`, `logs`, `threads`, `aio`, `samples`, `gcpause` (one observer each), `event` (the
@@ -70,6 +74,7 @@ __all__ = [
     "history_events",
     "is_history_id",
     "is_recording",
+    "record",
     "start",
     "start_sampler",
     "stop",
@@ -104,6 +109,12 @@ def history_event(event_id: str) -> HistoryEvent | None:
 def is_recording() -> bool:
     """Whether the observers are installed."""
     return recorder.recording
+
+
+def record(kind: str, source: str, detail: dict[str, Any]) -> HistoryEvent | None:
+    """Write an event a skill observed on demand (see ``trace``) into the history while
+    recording (redacted, within the kind's cap); None when the recorder is off."""
+    return recorder.add(kind, source, detail)
 
 
 def start(

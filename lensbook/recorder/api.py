@@ -25,7 +25,7 @@ from typing import Any
 
 from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.recorder.aio import DEFAULT_THRESHOLD_S, LagObserver
-from lensbook.recorder.event import HistoryEvent
+from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.gcpause import GcPauseObserver
 from lensbook.recorder.logs import LogObserver
@@ -50,6 +50,7 @@ KINDS = (
     "loop_lag",
     "metrics",
     "gc_pause",
+    "trace",
 )
 
 
@@ -204,6 +205,15 @@ class Recorder:
         loops = known_loops()
         self.exceptions.hook_loops(loops)
         self.lag.set_loops(loops, lens)
+
+    def add(self, kind: str, source: str, detail: dict[str, Any]) -> HistoryEvent | None:
+        """Write one event that a skill observed on demand (a tracer window), redacted like
+        every event, while recording; None when not recording."""
+        if not self._owners:
+            return None
+        event = make_event(kind, source, detail)
+        self.ring.add(event)
+        return event
 
     # -- reading --------------------------------------------------------------------------
 

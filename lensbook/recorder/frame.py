@@ -82,6 +82,12 @@ def describe(event: HistoryEvent | dict[str, Any]) -> str:
             f"{d.get('open_fds')} fds, {d.get('gc_gen2_collections')} full collections; host "
             f"memory {d.get('host_memory_percent')}%, load/CPU {d.get('host_load_per_cpu')}"
         )
+    if kind == "trace":
+        timing = f", p95 {d.get('p95_ms')} ms, max {d.get('max_ms')} ms" if "p95_ms" in d else ""
+        return (
+            f"traced {source} for {d.get('window_s')} s: {d.get('calls')} call(s) "
+            f"({d.get('calls_per_s')}/s){timing}, {d.get('exceptions')} raised"
+        )
     return f"{kind} from {source}"
 
 

@@ -38,6 +38,7 @@ CAPS: dict[str, int] = {
     "loop_lag": 200,
     "metrics": 180,
     "gc_pause": 100,
+    "trace": 30,
 }
 DEFAULT_CAP = 100
 #: nothing older than this is kept (seconds)

@@ -1,14 +1,16 @@
 """Metrics observer: the sampled runtime numbers as ``metrics`` events, written when they move.
 
 The recorder's sampler takes the runtime skill's snapshot every 30 s into the metrics store; it
-also hands each snapshot here, with a few host numbers read at the same moment (memory and swap
-in use, load per CPU: one read of ``/proc/meminfo`` and ``/proc/loadavg``). The first sample of
-a recording is written as the baseline (``baseline=True``); after that a sample becomes an event
-only when a tracked number moved a step away from the last event written (compared with that
-event, not with the previous sample, so a value wobbling inside a step writes nothing), or
-`HEARTBEAT_S` after the last event. A steady process so writes one event per ten minutes, a
-leaking one an event per 10% of growth: the cap holds hours, and the skills' rules read "since
-lensbook loaded" from the baseline and the latest event, each citable by its id.
+also hands each snapshot here, with a few numbers read at the same moment: the process's child
+processes (`count_children`: one small read per thread on Linux, so a fork or subprocess leak
+shows as growth) and the host's memory and swap in use and load per CPU (one read of
+``/proc/meminfo`` and ``/proc/loadavg``). The first sample of a recording is written as the
+baseline (``baseline=True``); after that a sample becomes an event only when a tracked number
+moved a step away from the last event written (compared with that event, not with the previous
+sample, so a value wobbling inside a step writes nothing), or `HEARTBEAT_S` after the last
+event. A steady process so writes one event per ten minutes, a leaking one an event per 10% of
+growth: the cap holds hours, and the skills' rules read "since lensbook loaded" from the
+baseline and the latest event, each citable by its id.
 
 Counters that only rise (collections, uncollectable objects) ride along in every event: the
 difference between two events is what happened between them.
@@ -25,6 +27,7 @@ from typing import Any
 
 from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.ring import HistoryRing
+from lensbook.skills.process import count_children
 
 __all__ = ["HEARTBEAT_S", "STEPS", "SampleObserver", "host_pressure"]
 
@@ -37,6 +40,7 @@ STEPS: dict[str, tuple[float, float]] = {
     "open_fds": (16.0, 0.10),
     "python_threads": (8.0, 0.10),
     "threads": (8.0, 0.10),
+    "children": (4.0, 0.10),
     "host_memory_percent": (5.0, 0.0),
     "host_swap_percent": (5.0, 0.0),
     "host_load_per_cpu": (0.5, 0.0),
@@ -88,6 +92,9 @@ class SampleObserver:
             k: data[k] for k in _KEPT if isinstance(data.get(k), (int, float))
         }
         detail["allocated_blocks"] = sys.getallocatedblocks()
+        children = count_children()
+        if children >= 0:
+            detail["children"] = children
         stats = gc.get_stats()
         if len(stats) > 2:
             detail["gc_gen2_collections"] = stats[2].get("collections", 0)

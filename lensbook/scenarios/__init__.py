@@ -1,21 +1,31 @@
 """Induced faults: real problems started inside this process, for `lensbook demo` and the tests.
 
-A `Scenario` names the fault, the skill and reason to investigate with, and what a correct
-diagnosis must name (regular expressions matched against the notifications' text). `induce()`
-starts the fault for real (threads, leaks, open files...) and returns a cleanup callable; the
-threaded faults run on `_harness.Workers`, so a scenario's module holds only its fault.
+A scenario is one module here. Its fault is a function, `induce`, that starts the problem for
+real (threads, leaks, open files...) and returns a cleanup callable; the threaded faults run on
+`_harness.Workers`, so the module holds only its fault. The `@scenario(...)` decorator on that
+function declares what is particular to the scenario (the skill and reason to investigate with,
+the regular expressions a correct diagnosis must match, how long the fault needs to develop);
+everything else is said once, where it already is: the scenario's name is its module's, its
+title is the first paragraph of the module's docstring. `SCENARIOS` names the suite that
+`lensbook demo all`, `lensbook eval` and the tests run; any scenario module (such as the
+coordinator's `orders_degraded`) loads with `get_scenario`.
 Run one in a child process with ``python -m lensbook.scenarios NAME --json``.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from lensbook.limits import MAX_ITERATIONS
 
-__all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario_names"]
+__all__ = ["SCENARIOS", "Scenario", "get_scenario", "process_skills", "scenario", "scenario_names"]
+
+#: a fault: starts it in this process and returns its cleanup (or None)
+Induce = TypeVar("Induce", bound=Callable[[], Callable[[], None] | None])
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -24,7 +34,8 @@ class Scenario:
 
     #: the module that defines `induce` names the scenario, unless a name is given
     name: str = ""
-    title: str
+    #: the first paragraph of that module's docstring, unless a title is given
+    title: str = ""
     skill: str
     reason: str
     #: starts the fault in this process; returns a cleanup callable (or None)
@@ -41,47 +52,69 @@ class Scenario:
     skills: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        module = self.induce.__module__
         if not self.name:
-            object.__setattr__(self, "name", self.induce.__module__.rpartition(".")[2])
+            object.__setattr__(self, "name", module.rpartition(".")[2])
+        if not self.title:
+            doc = getattr(sys.modules.get(module), "__doc__", None) or ""
+            # a title is shown as plain text (terminal tables, widget headers): no reST marks
+            summary = " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "")
+            object.__setattr__(self, "title", summary.removesuffix(".") or self.name)
 
 
-#: scenario name -> "module:ATTRIBUTE", imported on demand
-SCENARIOS: dict[str, str] = {
-    "cache_leak": "lensbook.scenarios.cache_leak:SCENARIO",
-    "callback_leak": "lensbook.scenarios.callback_leak:SCENARIO",
-    "fd_leak": "lensbook.scenarios.fd_leak:SCENARIO",
-    "deadlock": "lensbook.scenarios.deadlock:SCENARIO",
-    "stuck_task": "lensbook.scenarios.stuck_task:SCENARIO",
-    "cpu_spin": "lensbook.scenarios.cpu_spin:SCENARIO",
-    "del_cycles": "lensbook.scenarios.del_cycles:SCENARIO",
-    "out_cache": "lensbook.scenarios.out_cache:SCENARIO",
-    "error_storm": "lensbook.scenarios.error_storm:SCENARIO",
-    "healthy": "lensbook.scenarios.healthy:SCENARIO",
+#: every scenario declared by `@scenario`, by its module's name
+_DECLARED: dict[str, Scenario] = {}
+
+
+def scenario(**declaration: Any) -> Callable[[Induce], Induce]:
+    """Declare the decorated fault as its module's scenario; `declaration` holds `Scenario`'s
+    other fields (`skill` and `reason` at least). A misspelt field fails when the module is
+    imported, with `Scenario`'s own TypeError."""
+
+    def declare(induce: Induce) -> Induce:
+        _DECLARED[induce.__module__] = Scenario(induce=induce, **declaration)
+        return induce
+
+    return declare
+
+
+#: the suite, by module name; each module declares its scenario with `@scenario`
+SCENARIOS: tuple[str, ...] = (
+    "cache_leak",
+    "callback_leak",
+    "fd_leak",
+    "deadlock",
+    "stuck_task",
+    "cpu_spin",
+    "del_cycles",
+    "out_cache",
+    "error_storm",
+    "healthy",
     # modelled on public bug reports (each module's docstring cites its source)
-    "blocking_coroutine": "lensbook.scenarios.blocking_coroutine:SCENARIO",
-    "lock_after_cancel": "lensbook.scenarios.lock_after_cancel:SCENARIO",
-    "task_exception_lost": "lensbook.scenarios.task_exception_lost:SCENARIO",
-    "dead_consumers": "lensbook.scenarios.dead_consumers:SCENARIO",
-    "socket_leak": "lensbook.scenarios.socket_leak:SCENARIO",
-    "zombie_children": "lensbook.scenarios.zombie_children:SCENARIO",
-    "blocked_log_handler": "lensbook.scenarios.blocked_log_handler:SCENARIO",
-    "exception_cycles": "lensbook.scenarios.exception_cycles:SCENARIO",
-    "last_error_retention": "lensbook.scenarios.last_error_retention:SCENARIO",
-    "duplicate_handlers": "lensbook.scenarios.duplicate_handlers:SCENARIO",
-    "executor_per_request": "lensbook.scenarios.executor_per_request:SCENARIO",
-    "task_pileup": "lensbook.scenarios.task_pileup:SCENARIO",
-    "past_retry_storm": "lensbook.scenarios.past_retry_storm:SCENARIO",
+    "blocking_coroutine",
+    "lock_after_cancel",
+    "task_exception_lost",
+    "dead_consumers",
+    "socket_leak",
+    "zombie_children",
+    "blocked_log_handler",
+    "exception_cycles",
+    "last_error_retention",
+    "duplicate_handlers",
+    "executor_per_request",
+    "task_pileup",
+    "past_retry_storm",
     # busy but healthy workloads: no skill may raise an alarm
-    "healthy_etl": "lensbook.scenarios.healthy_etl:SCENARIO",
-    "healthy_server": "lensbook.scenarios.healthy_server:SCENARIO",
-    "healthy_pool": "lensbook.scenarios.healthy_pool:SCENARIO",
+    "healthy_etl",
+    "healthy_server",
+    "healthy_pool",
     # issue 14's own: attribution to user code, retention roots, locks by any expression
-    "ring_deadlock": "lensbook.scenarios.ring_deadlock:SCENARIO",
-    "runtime_leak": "lensbook.scenarios.runtime_leak:SCENARIO",
-    "method_cache_leak": "lensbook.scenarios.method_cache_leak:SCENARIO",
-    "figure_leak": "lensbook.scenarios.figure_leak:SCENARIO",
-    "out_cache_61mb": "lensbook.scenarios.out_cache_61mb:SCENARIO",
-}
+    "ring_deadlock",
+    "runtime_leak",
+    "method_cache_leak",
+    "figure_leak",
+    "out_cache_61mb",
+)
 
 
 def process_skills() -> tuple[str, ...]:
@@ -97,8 +130,15 @@ def scenario_names() -> list[str]:
 
 
 def get_scenario(name: str) -> Scenario:
-    if name not in SCENARIOS:
+    """The scenario of module ``lensbook.scenarios.<name>``: one of the suite, or another module
+    that declares one (the coordinator's scenarios). KeyError names the suite if there is none."""
+    module = f"{__name__}.{name}"
+    if name.isidentifier() and not name.startswith("_"):
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    if module not in _DECLARED:
         raise KeyError(f"no scenario {name!r}; known: {', '.join(SCENARIOS)}")
-    module_name, attr = SCENARIOS[name].split(":")
-    scenario: Scenario = getattr(importlib.import_module(module_name), attr)
-    return scenario
+    return _DECLARED[module]

@@ -3,19 +3,20 @@
 Several scenarios play a service whose loop runs beside the main thread (as a web server's or a
 notebook kernel's does): `start_app_loop` starts it, creates the scenario's named tasks on it,
 and returns a cleanup that cancels every task, stops the loop and joins the thread.
+`serve_requests` is the main task of a service that handles one request after another.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
 from lensbook.scenarios._harness import Workers
 from lensbook.skills.aio import register_loop, unregister_loop
 
-__all__ = ["start_app_loop"]
+__all__ = ["serve_requests", "start_app_loop"]
 
 
 def start_app_loop(
@@ -58,3 +59,19 @@ def start_app_loop(
             loop.close()
 
     return workers.cleanup(close_loop, unblock=stop_loop)
+
+
+def serve_requests(
+    handle: Callable[[int], Awaitable[object]], pause: float
+) -> Callable[[], Coroutine[Any, Any, None]]:
+    """A service's main task: ``await handle(1)``, ``handle(2)``, ... forever, `pause` seconds
+    apart (0 still yields to the loop's other tasks between two requests)."""
+
+    async def serve() -> None:
+        n = 0
+        while True:
+            n += 1
+            await handle(n)
+            await asyncio.sleep(pause)
+
+    return serve

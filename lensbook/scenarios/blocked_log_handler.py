@@ -15,10 +15,10 @@ import os
 import time
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "process_order"]
+__all__ = ["induce", "process_order"]
 
 LOGGER = "orders.audit"
 WORKERS = 4
@@ -29,7 +29,13 @@ def process_order(log: logging.Logger, worker: int, n: int) -> None:
     log.warning("order %d-%d processed, total %d, %s", worker, n, total, "x" * 200)
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="threads",
+    reason="the order service is hung; workers make no progress",
+    expect=(r"process_order", r"blocked_log_handler\.py:\d+", r"lock", r"write"),
+    settle=1.5,
+)
+def induce() -> Callable[[], None]:
     read_end, write_end = os.pipe()
     stream = os.fdopen(write_end, "w", buffering=1)  # line-buffered: one write per record
     handler = logging.StreamHandler(stream)
@@ -65,13 +71,3 @@ def _induce() -> Callable[[], None]:
         log.propagate = True
 
     return workers.cleanup(stream.close, lambda: os.close(read_end), unblock=ship_again)
-
-
-SCENARIO = Scenario(
-    title="A logging handler blocked on write holds its lock; the workers queue behind it",
-    skill="threads",
-    reason="the order service is hung; workers make no progress",
-    induce=_induce,
-    expect=(r"process_order", r"blocked_log_handler\.py:\d+", r"lock", r"write"),
-    settle=1.5,
-)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from functools import partial
 
-from lensbook.scenarios import Scenario
-from lensbook.scenarios._app_loop import start_app_loop
+from lensbook.scenarios import scenario
+from lensbook.scenarios._app_loop import serve_requests, start_app_loop
 
-__all__ = ["SCENARIO", "wait_for_confirmation"]
+__all__ = ["induce", "wait_for_confirmation"]
 
 #: seconds between two polls of a transaction's status
 POLL_S = 1.0
@@ -39,25 +40,9 @@ async def heartbeat(beats: list[float]) -> None:
         await asyncio.sleep(0.05)
 
 
-async def service() -> None:
-    beats: list[float] = []
-    asyncio.get_running_loop().create_task(heartbeat(beats), name="heartbeat")
-    tx = 0
-    while True:
-        tx += 1
-        await wait_for_confirmation(tx)
-        await asyncio.sleep(0)
-
-
-def _induce() -> Callable[[], None]:
-    return start_app_loop("quotes-loop", {"main": service})
-
-
-SCENARIO = Scenario(
-    title="time.sleep inside a coroutine blocks the event loop",
+@scenario(
     skill="asyncio",
     reason="the service's requests time out every now and then",
-    induce=_induce,
     expect=(
         r"event_loop_(blocked|lag)",
         r"wait_for_confirmation",
@@ -66,3 +51,11 @@ SCENARIO = Scenario(
     ),
     settle=0.5,
 )
+def induce() -> Callable[[], None]:
+    return start_app_loop(
+        "quotes-loop",
+        {
+            "main": serve_requests(wait_for_confirmation, pause=0),
+            "heartbeat": partial(heartbeat, []),
+        },
+    )

@@ -1,24 +1,15 @@
-"""A memory leak through callbacks registered per request and never removed (skill `memory`)."""
+"""A memory leak through callbacks registered per request and never removed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 
 
-def _induce() -> Callable[[], None]:
-    from lensbook.scenarios import _leaky_callbacks
-
-    traffic = _leaky_callbacks.start_traffic(per_second=3000)
-    return traffic.cleanup(_leaky_callbacks.clear)
-
-
-SCENARIO = Scenario(
-    title="Callbacks registered per request and never removed",
+@scenario(
     skill="memory",
     reason="memory grows with every request",
-    induce=_induce,
     # the growing type, the closure and the line that registers it, and the emitter holding it
     expect=(
         r"RequestContext",
@@ -27,3 +18,8 @@ SCENARIO = Scenario(
     ),
     settle=1.5,
 )
+def induce() -> Callable[[], None]:
+    from lensbook.scenarios import _leaky_callbacks
+
+    traffic = _leaky_callbacks.start_traffic(per_second=3000)
+    return traffic.cleanup(_leaky_callbacks.clear)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "start_spinner"]
+__all__ = ["start_spinner"]
 
 
 def poll_for_work(flags: dict[str, bool]) -> int:
@@ -18,6 +18,12 @@ def poll_for_work(flags: dict[str, bool]) -> int:
     return polls
 
 
+@scenario(
+    skill="threads",
+    reason="the process uses a full core while it should be idle",
+    expect=(r"spinner", r"poll_for_work"),
+    settle=0.5,
+)
 def start_spinner(name: str = "spinner") -> Callable[[], None]:
     """Start the spinning thread; returns the cleanup that stops and joins it."""
     # a plain flag, not the workers' stop event: polling it must stay a tight pure-Python loop
@@ -25,13 +31,3 @@ def start_spinner(name: str = "spinner") -> Callable[[], None]:
     workers = Workers()
     workers.start(name, poll_for_work, flags)
     return workers.cleanup(unblock=lambda: flags.update(stop=True))
-
-
-SCENARIO = Scenario(
-    title="A thread spinning the CPU",
-    skill="threads",
-    reason="the process uses a full core while it should be idle",
-    induce=start_spinner,
-    expect=(r"spinner", r"poll_for_work"),
-    settle=0.5,
-)

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "consume_events", "parse_event"]
+__all__ = ["consume_events", "induce", "parse_event"]
 
 CONSUMERS = 6
 #: seconds between malformed messages
@@ -56,7 +56,13 @@ def _produce(events: queue.Queue[str | None], stop: threading.Event) -> None:
             events.put(json.dumps({"id": n, "kind": "click"}))
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="exceptions",
+    reason="events pile up unprocessed; the workers seem to have stopped",
+    expect=(r"thread_died", r"ValueError", r"parse_event", r"dead_consumers\.py:\d+"),
+    settle=0.3,
+)
+def induce() -> Callable[[], None]:
     events: queue.Queue[str | None] = queue.Queue()
     handled = [0]
     workers = Workers()
@@ -69,13 +75,3 @@ def _induce() -> Callable[[], None]:
             events.put(None)
 
     return workers.cleanup(unblock=end_of_stream)
-
-
-SCENARIO = Scenario(
-    title="Queue consumers killed one by one by an uncaught exception",
-    skill="exceptions",
-    reason="events pile up unprocessed; the workers seem to have stopped",
-    induce=_induce,
-    expect=(r"thread_died", r"ValueError", r"parse_event", r"dead_consumers\.py:\d+"),
-    settle=0.3,
-)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "start_deadlock"]
+__all__ = ["start_deadlock"]
 
 
 def transfer_a_to_b(
@@ -47,6 +47,12 @@ def _worker(
             raise
 
 
+@scenario(
+    skill="threads",
+    reason="two worker threads stopped making progress; the job hangs",
+    expect=(r"deadlock", r"worker-a", r"worker-b", r"\block_a\b", r"\block_b\b"),
+    settle=0.5,
+)
 def start_deadlock(prefix: str = "worker") -> Callable[[], None]:
     """Start the two deadlocked threads (``{prefix}-a``, ``{prefix}-b``); returns the cleanup.
 
@@ -67,13 +73,3 @@ def start_deadlock(prefix: str = "worker") -> Callable[[], None]:
             lock_a.release()
 
     return workers.cleanup(unblock=break_in)
-
-
-SCENARIO = Scenario(
-    title="Two threads deadlocked on two locks",
-    skill="threads",
-    reason="two worker threads stopped making progress; the job hangs",
-    induce=start_deadlock,
-    expect=(r"deadlock", r"worker-a", r"worker-b", r"\block_a\b", r"\block_b\b"),
-    settle=0.5,
-)

@@ -1,4 +1,4 @@
-"""Reference cycles of objects with `__del__` churning the cycle collector (skill `gc`).
+"""Reference cycles of objects with `__del__` churning the cycle collector.
 
 A parser builds small trees whose children point back to their parent, and the node class has
 a `__del__` that releases a handle. The trees live for a while (a window of recent parses) and
@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
 _released = 0
@@ -53,18 +53,14 @@ def _churn(stop: threading.Event, trees_per_s: int, keep: int) -> None:
     recent.clear()
 
 
-def _induce() -> Callable[[], None]:
-    workers = Workers()
-    workers.start("parser", _churn, workers.stop, 8000, 2000)
-    return workers.cleanup()
-
-
-SCENARIO = Scenario(
-    title="Reference cycles of objects with __del__ churning the collector",
+@scenario(
     skill="gc",
     reason="latency spikes; the process spends time in garbage collection",
-    induce=_induce,
     # the type with __del__ in cycles, and the full-collection rate with its unit
     expect=(r"ParseNode", r"gen-2 \(full\) collections: \d+ in [\d.]+ s \([\d.]+/s\)"),
     settle=1.5,
 )
+def induce() -> Callable[[], None]:
+    workers = Workers()
+    workers.start("parser", _churn, workers.stop, 8000, 2000)
+    return workers.cleanup()

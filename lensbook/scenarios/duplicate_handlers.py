@@ -14,10 +14,10 @@ import logging
 import os
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, scratch_dir
 
-__all__ = ["SCENARIO", "frame_logger"]
+__all__ = ["frame_logger", "induce"]
 
 LOGGER = "app.frame"
 MAX_HANDLERS = 300
@@ -37,7 +37,19 @@ def render_frame(path: str, n: int) -> None:
     frame_logger(path).info("rendered frame %d", n)
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="logs",
+    reason="every line of our frame log appears dozens of times",
+    expect=(
+        r"'app\.frame'",
+        r"FileHandler",
+        r"frames\.log",
+        r"written \d+ times",
+        r"\+\d+ handlers",
+        r"created at .*duplicate_handlers\.py:\d+ in frame_logger",
+    ),
+)
+def induce() -> Callable[[], None]:
     directory, remove_directory = scratch_dir()
     path = os.path.join(directory, "frames.log")
     workers = Workers()
@@ -57,20 +69,3 @@ def _induce() -> Callable[[], None]:
             handler.close()
 
     return workers.cleanup(remove_handlers, remove_directory)
-
-
-SCENARIO = Scenario(
-    title="A FileHandler added to the same logger on every call",
-    skill="logs",
-    reason="every line of our frame log appears dozens of times",
-    induce=_induce,
-    expect=(
-        r"'app\.frame'",
-        r"FileHandler",
-        r"frames\.log",
-        r"written \d+ times",
-        r"\+\d+ handlers",
-        r"created at .*duplicate_handlers\.py:\d+ in frame_logger",
-    ),
-    settle=1.0,
-)

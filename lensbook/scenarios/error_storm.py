@@ -10,7 +10,7 @@ import logging
 from collections.abc import Callable
 from functools import partial
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
 LOGGER = "payments.gateway"
@@ -19,7 +19,18 @@ BURST = 20
 PERIOD = 0.1
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="logs",
+    reason="the service feels sluggish and the log files are growing fast",
+    expect=(
+        r"payments\.gateway",
+        r"failed to charge card %s: gateway timeout",
+        r"\d+(\.\d+)?\s*(errors)?/s",
+        r"payments-retry",
+    ),
+    settle=0.5,
+)
+def induce() -> Callable[[], None]:
     log = logging.getLogger(LOGGER)
     # the application has its own handler, so nothing reaches stderr's last resort
     sink = logging.NullHandler()
@@ -36,18 +47,3 @@ def _induce() -> Callable[[], None]:
 
     workers.start("payments-retry", retry_loop)
     return workers.cleanup(partial(log.removeHandler, sink))
-
-
-SCENARIO = Scenario(
-    title="An error storm from one logger",
-    skill="logs",
-    reason="the service feels sluggish and the log files are growing fast",
-    induce=_induce,
-    expect=(
-        r"payments\.gateway",
-        r"failed to charge card %s: gateway timeout",
-        r"\d+(\.\d+)?\s*(errors)?/s",
-        r"payments-retry",
-    ),
-    settle=0.5,
-)

@@ -15,10 +15,10 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "validate_record"]
+__all__ = ["induce", "validate_record"]
 
 
 def check_fields(record: dict[str, Any]) -> None:
@@ -45,17 +45,12 @@ def _validate(stop: threading.Event) -> None:
         stop.wait(0.01)
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="gc",
+    reason="memory saw-tooths and the process pauses; is the garbage collector busy?",
+    expect=(r"validate_record", r"exception_cycles\.py:\d+", r"ValueError", r"cycle"),
+)
+def induce() -> Callable[[], None]:
     workers = Workers()
     workers.start("validator", _validate, workers.stop)
     return workers.cleanup()
-
-
-SCENARIO = Scenario(
-    title="Stored exceptions make a reference cycle per call",
-    skill="gc",
-    reason="memory saw-tooths and the process pauses; is the garbage collector busy?",
-    induce=_induce,
-    expect=(r"validate_record", r"exception_cycles\.py:\d+", r"ValueError", r"cycle"),
-    settle=1.0,
-)

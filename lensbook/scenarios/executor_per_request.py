@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, each
 
-__all__ = ["SCENARIO", "ReportHandler"]
+__all__ = ["ReportHandler", "induce"]
 
 REQUESTS = 75
 
@@ -37,7 +37,18 @@ class ReportHandler:
         return [f.result() for f in futures]
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="threads",
+    reason="the service's thread count keeps climbing",
+    expect=(
+        r"ThreadPoolExecutor-\*_\*",
+        r"separate ThreadPoolExecutor objects",
+        r"attribute 'pool' of ReportHandler",
+        r"executor_per_request\.py:\d+",
+        r"shutdown",
+    ),
+)
+def induce() -> Callable[[], None]:
     request_log: list[ReportHandler] = []
     workers = Workers(join_timeout=10)
 
@@ -52,19 +63,3 @@ def _induce() -> Callable[[], None]:
     workers.start("report-server", serve)
 
     return workers.cleanup(each(request_log, lambda handler: handler.pool.shutdown(wait=True)))
-
-
-SCENARIO = Scenario(
-    title="A ThreadPoolExecutor per request, never shut down",
-    skill="threads",
-    reason="the service's thread count keeps climbing",
-    induce=_induce,
-    expect=(
-        r"ThreadPoolExecutor-\*_\*",
-        r"separate ThreadPoolExecutor objects",
-        r"attribute 'pool' of ReportHandler",
-        r"executor_per_request\.py:\d+",
-        r"shutdown",
-    ),
-    settle=1.0,
-)

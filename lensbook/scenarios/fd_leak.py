@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable
 from typing import IO
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, each, scratch_dir
 
-__all__ = ["SCENARIO", "leak_files"]
+__all__ = ["induce", "leak_files"]
 
 MAX_FILES = 2000
 #: seconds over which the cap is reached: long enough that the leak is still going when a
@@ -54,24 +54,19 @@ def leak_files(workers: Workers, directory: str, cap: int, interval: float) -> l
     return opened
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="process",
+    reason="the process holds more and more open file descriptors",
+    expect=(
+        r"grew from \d+ to \d+",  # the growth, with numbers
+        r"\+\d+ in [\d.]+ s",
+        r"leak-\*\.log",  # the path pattern of the leaked files
+    ),
+)
+def induce() -> Callable[[], None]:
     directory, remove_directory = scratch_dir()
     cap = _cap()
     workers = Workers()
     opened = leak_files(workers, directory, cap, SPREAD / cap)
 
     return workers.cleanup(each(opened, lambda handle: handle.close()), remove_directory)
-
-
-SCENARIO = Scenario(
-    title="File descriptors opened in a loop and never closed",
-    skill="process",
-    reason="the process holds more and more open file descriptors",
-    induce=_induce,
-    expect=(
-        r"grew from \d+ to \d+",  # the growth, with numbers
-        r"\+\d+ in [\d.]+ s",
-        r"leak-\*\.log",  # the path pattern of the leaked files
-    ),
-    settle=1.0,
-)

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "render_dashboard"]
+__all__ = ["induce", "render_dashboard"]
 
 POINTS = 20_000
 PERIOD_S = 0.1
@@ -43,7 +43,17 @@ def _serve(stop: threading.Event) -> None:
         day += 1
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="memory",
+    reason="the reporting worker's memory keeps growing",
+    expect=(
+        r"figure_leak\.py:\d+ in render_dashboard",
+        r"pyplot figure managers",
+        r"plt\.close\(fig\)",
+    ),
+    settle=1.5,
+)
+def induce() -> Callable[[], None]:
     import matplotlib
 
     matplotlib.use("Agg")  # no display: the figures live only in pyplot's registry
@@ -53,17 +63,3 @@ def _induce() -> Callable[[], None]:
     workers = Workers()
     workers.start("reports", _serve, workers.stop)
     return workers.cleanup(partial(plt.close, "all"))
-
-
-SCENARIO = Scenario(
-    title="pyplot figures created by the user's code and never closed",
-    skill="memory",
-    reason="the reporting worker's memory keeps growing",
-    induce=_induce,
-    expect=(
-        r"figure_leak\.py:\d+ in render_dashboard",
-        r"pyplot figure managers",
-        r"plt\.close\(fig\)",
-    ),
-    settle=1.5,
-)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 
 
-def _induce() -> None:
-    return None
-
-
-SCENARIO = Scenario(
-    title="A healthy process",
+@scenario(
     skill="runtime",
     reason="routine check: is anything wrong?",
-    induce=_induce,
     healthy=True,
     settle=0.2,
 )
+def induce() -> None:
+    return None

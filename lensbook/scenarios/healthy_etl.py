@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from lensbook.scenarios import Scenario, process_skills
+from lensbook.scenarios import process_skills, scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "run_batch"]
+__all__ = ["induce", "run_batch"]
 
 ROWS = 20_000
 
@@ -47,7 +47,15 @@ def run_batch(rng: np.random.Generator, products: Any) -> Any:
     return joined.groupby("category")["total"].agg(["sum", "mean", "count"])
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="runtime",
+    reason="routine check of the ETL worker: is anything wrong?",
+    healthy=True,
+    # the bounded store fills and pandas warms its caches within the first seconds
+    settle=4.0,
+    skills=process_skills(),
+)
+def induce() -> Callable[[], None]:
     import pandas as pd
 
     log = logging.getLogger("etl.orders")
@@ -65,15 +73,3 @@ def _induce() -> Callable[[], None]:
 
     workers.start("etl", etl)
     return workers.cleanup()
-
-
-SCENARIO = Scenario(
-    title="Busy but healthy: a pandas ETL loop",
-    skill="runtime",
-    reason="routine check of the ETL worker: is anything wrong?",
-    induce=_induce,
-    healthy=True,
-    # the bounded store fills and pandas warms its caches within the first seconds
-    settle=4.0,
-    skills=process_skills(),
-)

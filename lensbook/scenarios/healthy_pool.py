@@ -15,10 +15,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from lensbook.scenarios import Scenario, process_skills
+from lensbook.scenarios import process_skills, scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "resize_image"]
+__all__ = ["induce", "resize_image"]
 
 
 def resize_image(n: int, results: dict[int, str], lock: threading.Lock) -> None:
@@ -28,7 +28,13 @@ def resize_image(n: int, results: dict[int, str], lock: threading.Lock) -> None:
         results[n % 1000] = digest
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="threads",
+    reason="routine check of the image workers: is anything wrong?",
+    healthy=True,
+    skills=process_skills(),
+)
+def induce() -> Callable[[], None]:
     pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="resize")
     results: dict[int, str] = {}
     lock = threading.Lock()
@@ -44,14 +50,3 @@ def _induce() -> Callable[[], None]:
 
     workers.start("dispatcher", dispatch)
     return workers.cleanup(partial(pool.shutdown, wait=True))
-
-
-SCENARIO = Scenario(
-    title="Busy but healthy: a thread pool at steady state",
-    skill="threads",
-    reason="routine check of the image workers: is anything wrong?",
-    induce=_induce,
-    healthy=True,
-    settle=1.0,
-    skills=process_skills(),
-)

@@ -14,10 +14,10 @@ import threading
 import time
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario, process_skills
+from lensbook.scenarios import process_skills, scenario
 from lensbook.scenarios._app_loop import start_app_loop
 
-__all__ = ["SCENARIO", "handle_client"]
+__all__ = ["handle_client", "induce"]
 
 CLIENTS = 8
 #: seconds between two requests of one client
@@ -51,7 +51,13 @@ async def client(port: int, served: list[int]) -> None:
         writer.close()
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="asyncio",
+    reason="routine check of the API server: is anything wrong?",
+    healthy=True,
+    skills=process_skills(),
+)
+def induce() -> Callable[[], None]:
     ports: list[int] = []
     listening = threading.Event()
     served = [0]
@@ -76,14 +82,3 @@ def _induce() -> Callable[[], None]:
         stop_server()
 
     return cleanup
-
-
-SCENARIO = Scenario(
-    title="Busy but healthy: an asyncio server under steady load",
-    skill="asyncio",
-    reason="routine check of the API server: is anything wrong?",
-    induce=_induce,
-    healthy=True,
-    settle=1.0,
-    skills=process_skills(),
-)

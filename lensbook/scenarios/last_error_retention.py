@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 
 #: rows x 10 float64 columns: 2,000,000 rows are 152.6 MB
 ROWS = 2_000_000
@@ -31,7 +31,19 @@ CELLS = (
 )
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="kernel",
+    reason="memory did not go down after my cell failed",
+    expect=(
+        r"load_orders",
+        r"<ipython-input-\d+-[0-9a-f]+>:\d+",
+        r"'orders'",
+        r"DataFrame",
+        r"sys\.last_traceback = ",
+    ),
+    settle=0.2,
+)
+def induce() -> Callable[[], None]:
     from IPython.core.interactiveshell import InteractiveShell
 
     shell: Any = InteractiveShell.instance()
@@ -48,19 +60,3 @@ def _induce() -> Callable[[], None]:
             shell.run_cell("None", store_history=True)
 
     return cleanup
-
-
-SCENARIO = Scenario(
-    title="A failed cell's kept traceback holds a large DataFrame",
-    skill="kernel",
-    reason="memory did not go down after my cell failed",
-    induce=_induce,
-    expect=(
-        r"load_orders",
-        r"<ipython-input-\d+-[0-9a-f]+>:\d+",
-        r"'orders'",
-        r"DataFrame",
-        r"sys\.last_traceback = ",
-    ),
-    settle=0.2,
-)

@@ -10,15 +10,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
-from lensbook.scenarios.cache_leak import SCENARIO as CACHE_LEAK
-from lensbook.scenarios.error_storm import SCENARIO as ERROR_STORM
+from lensbook.scenarios import get_scenario, scenario
+
+CACHE_LEAK = get_scenario("cache_leak")
+ERROR_STORM = get_scenario("error_storm")
 
 #: the skills an investigation of this fault needs
 SKILLS = ("memory", "logs")
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="memory",
+    reason="memory keeps growing and the service logs errors",
+    # both operators' culprits must be named
+    expect=(*CACHE_LEAK.expect, *ERROR_STORM.expect[:2]),
+    settle=max(CACHE_LEAK.settle, ERROR_STORM.settle),
+)
+def induce() -> Callable[[], None]:
     cleanups = [CACHE_LEAK.induce(), ERROR_STORM.induce()]
 
     def cleanup() -> None:
@@ -27,14 +35,3 @@ def _induce() -> Callable[[], None]:
                 undo()
 
     return cleanup
-
-
-SCENARIO = Scenario(
-    title="A cache leak and an error storm at the same time",
-    skill="memory",
-    reason="memory keeps growing and the service logs errors",
-    induce=_induce,
-    # both operators' culprits must be named
-    expect=(*CACHE_LEAK.expect, *ERROR_STORM.expect[:2]),
-    settle=max(CACHE_LEAK.settle, ERROR_STORM.settle),
-)

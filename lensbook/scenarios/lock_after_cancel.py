@@ -15,10 +15,10 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._app_loop import start_app_loop
 
-__all__ = ["SCENARIO", "SessionCache"]
+__all__ = ["SessionCache", "induce"]
 
 
 class SessionCache:
@@ -59,15 +59,11 @@ async def service() -> None:
     await asyncio.gather(ticker, *requests)
 
 
-def _induce() -> Callable[[], None]:
-    return start_app_loop("api-loop", {"main": service})
-
-
-SCENARIO = Scenario(
-    title="An asyncio.Lock left held by a cancelled task",
+@scenario(
     skill="asyncio",
     reason="API requests hang since the token refresh timed out",
-    induce=_induce,
     expect=(r"stuck", r"get_session", r"lock_after_cancel\.py:\d+", r"lock"),
     settle=0.5,
 )
+def induce() -> Callable[[], None]:
+    return start_app_loop("api-loop", {"main": service})

@@ -14,10 +14,10 @@ import functools
 import threading
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "PriceQuote"]
+__all__ = ["PriceQuote", "induce"]
 
 QUOTES_PER_BATCH = 100
 PERIOD_S = 0.05
@@ -45,22 +45,17 @@ def _serve(stop: threading.Event) -> None:
             sku += 1
 
 
-def _induce() -> Callable[[], None]:
-    workers = Workers()
-    workers.start("pricing", _serve, workers.stop)
-    return workers.cleanup(PriceQuote.converted.cache_clear)
-
-
-SCENARIO = Scenario(
-    title="Instances pinned by an lru_cache on a method",
+@scenario(
     skill="memory",
     reason="memory of the pricing service keeps growing",
-    induce=_induce,
     expect=(
         r"method_cache_leak\.py:\d+",
         r"PriceQuote",
         r"functools\.lru_cache .*PriceQuote\.converted",
         r"cache_clear",
     ),
-    settle=1.0,
 )
+def induce() -> Callable[[], None]:
+    workers = Workers()
+    workers.start("pricing", _serve, workers.stop)
+    return workers.cleanup(PriceQuote.converted.cache_clear)

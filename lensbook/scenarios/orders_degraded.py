@@ -20,11 +20,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, sample_runtime
 from lensbook.skills import resolve_skill
 
-__all__ = ["SCENARIO", "record_order"]
+__all__ = ["induce", "record_order"]
 
 LOGGER = "orders.payments"
 ORDERS_PER_BATCH = 300
@@ -49,7 +49,13 @@ def _serve(stop: threading.Event, log: logging.Logger) -> None:
             log.error("charge for order %s failed: payment provider timeout", n)
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="runtime",
+    reason="orders service degraded",
+    expect=(r"orders_degraded\.py:\d+", r"_AUDIT_LOG", r"orders\.payments"),
+    settle=4.0,
+)
+def induce() -> Callable[[], None]:
     stop_sampling = sample_runtime()
     resolve_skill("logs").snapshot()  # the log handler is in place before the incident
     log = logging.getLogger(LOGGER)
@@ -58,13 +64,3 @@ def _induce() -> Callable[[], None]:
     workers = Workers()
     workers.start("orders-api", _serve, workers.stop, log)
     return workers.cleanup(stop_sampling, partial(log.removeHandler, sink), _AUDIT_LOG.clear)
-
-
-SCENARIO = Scenario(
-    title="A vague complaint over a memory leak and an error storm",
-    skill="runtime",
-    reason="orders service degraded",
-    induce=_induce,
-    expect=(r"orders_degraded\.py:\d+", r"_AUDIT_LOG", r"orders\.payments"),
-    settle=4.0,
-)

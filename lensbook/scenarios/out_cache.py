@@ -12,7 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 
 #: rows x 10 float64 columns: 2,000,000 rows are 152.6 MB
 ROWS = 2_000_000
@@ -51,15 +51,11 @@ def induce_with(rows: int) -> Callable[[], None]:
     return cleanup
 
 
-def _induce() -> Callable[[], None]:
-    return induce_with(ROWS)
-
-
-SCENARIO = Scenario(
-    title="A DataFrame kept alive only by IPython's Out cache",
+@scenario(
     skill="kernel",
     reason="the kernel's memory stays high after I deleted my big DataFrame",
-    induce=_induce,
     expect=(r"Out\[3\]", r"DataFrame", r"1[45]\d(\.\d)? MB", r"del Out\[3\]|%reset -f out"),
     settle=0.2,
 )
+def induce() -> Callable[[], None]:
+    return induce_with(ROWS)

@@ -11,22 +11,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios.out_cache import induce_with
 
 #: 800,000 rows x 10 float64 columns: 61.0 MB
 ROWS = 800_000
 
 
-def _induce() -> Callable[[], None]:
-    return induce_with(ROWS)
-
-
-SCENARIO = Scenario(
-    title="A 61 MB DataFrame kept alive only by IPython's Out cache in a ~200 MB kernel",
+@scenario(
     skill="kernel",
     reason="memory stays high after I deleted my DataFrame",
-    induce=_induce,
     expect=(r"Out\[3\]", r"DataFrame", r"61(\.\d)? MB", r"\d+% of the process's RSS"),
     settle=0.2,
 )
+def induce() -> Callable[[], None]:
+    return induce_with(ROWS)

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from functools import partial
 
 from lensbook import recorder
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "fetch_stock", "sync_stock"]
+__all__ = ["fetch_stock", "induce", "sync_stock"]
 
 LOGGER = "inventory.sync"
 #: how long the supplier's API is down, and the pace of a healthy sync afterwards
@@ -59,23 +59,9 @@ def sync_stock(skus: list[str], supplier_up_at: float, stop: threading.Event) ->
         stop.wait(SYNC_EVERY_S)
 
 
-def _induce() -> Callable[[], None]:
-    recorder.start(_OWNER, sample_interval=None)
-    log = logging.getLogger(LOGGER)
-    # the application has its own handler, so nothing reaches stderr's last resort
-    sink = logging.NullHandler()
-    log.addHandler(sink)
-    workers = Workers()
-    skus = [f"sku-{n}" for n in range(20)]
-    workers.start("inventory-sync", sync_stock, skus, time.monotonic() + OUTAGE_S, workers.stop)
-    return workers.cleanup(partial(log.removeHandler, sink), partial(recorder.stop, _OWNER))
-
-
-SCENARIO = Scenario(
-    title="A retry storm that ended before the investigation (read from the history)",
+@scenario(
     skill="exceptions",
     reason="stock levels were wrong for a while earlier; is anything still wrong?",
-    induce=_induce,
     expect=(
         r"exception_burst",
         r"ConnectionError",
@@ -85,3 +71,13 @@ SCENARIO = Scenario(
     # the outage, then ten quiet seconds: the burst is history when the run starts
     settle=OUTAGE_S + 10.0,
 )
+def induce() -> Callable[[], None]:
+    recorder.start(_OWNER, sample_interval=None)
+    log = logging.getLogger(LOGGER)
+    # the application has its own handler, so nothing reaches stderr's last resort
+    sink = logging.NullHandler()
+    log.addHandler(sink)
+    workers = Workers()
+    skus = [f"sku-{n}" for n in range(20)]
+    workers.start("inventory-sync", sync_stock, skus, time.monotonic() + OUTAGE_S, workers.stop)
+    return workers.cleanup(partial(log.removeHandler, sink), partial(recorder.stop, _OWNER))

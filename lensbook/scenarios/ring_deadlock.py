@@ -15,10 +15,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers
 
-__all__ = ["SCENARIO", "start_ring"]
+__all__ = ["start_ring"]
 
 STATIONS = 3
 
@@ -41,6 +41,19 @@ def _station(
             raise
 
 
+@scenario(
+    skill="threads",
+    reason="order packing stopped; the three station threads do nothing",
+    expect=(
+        r"deadlock",
+        r"station-0",
+        r"station-1",
+        r"station-2",
+        r"locks\[\(i \+ 1\) % len\(locks\)\]",
+        r"ring_deadlock\.py:\d+ in pack_order",
+    ),
+    settle=0.5,
+)
 def start_ring(prefix: str = "station") -> Callable[[], None]:
     """Start the ring of deadlocked threads ``{prefix}-0`` .. ``-2``; returns the cleanup."""
     locks = [threading.Lock() for _ in range(STATIONS)]
@@ -56,20 +69,3 @@ def start_ring(prefix: str = "station") -> Callable[[], None]:
             locks[0].release()
 
     return workers.cleanup(unblock=break_ring)
-
-
-SCENARIO = Scenario(
-    title="Three threads deadlocked on locks taken as locks[i] and locks[(i + 1) % 3]",
-    skill="threads",
-    reason="order packing stopped; the three station threads do nothing",
-    induce=start_ring,
-    expect=(
-        r"deadlock",
-        r"station-0",
-        r"station-1",
-        r"station-2",
-        r"locks\[\(i \+ 1\) % len\(locks\)\]",
-        r"ring_deadlock\.py:\d+ in pack_order",
-    ),
-    settle=0.5,
-)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, sample_runtime
 
-__all__ = ["SCENARIO", "fetch_page"]
+__all__ = ["fetch_page", "induce"]
 
 BODY_BYTES = 800 * 1024
 INTERVAL_S = 0.1
@@ -41,19 +41,15 @@ def _crawl(stop: threading.Event) -> None:
         n += 1
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="runtime",
+    reason="leak",
+    expect=(r"memory_growth", r"runtime_leak\.py:\d+", r"in fetch_page"),
+    settle=4.0,
+)
+def induce() -> Callable[[], None]:
     # what `%load_ext lensbook` (lensbook.start) had been doing before the question: sampling
     stop_sampling = sample_runtime()
     workers = Workers()
     workers.start("crawler", _crawl, workers.stop)
     return workers.cleanup(stop_sampling, _HISTORY.clear)
-
-
-SCENARIO = Scenario(
-    title="The design card's first example: the runtime operator asked about a ~8 MB/s leak",
-    skill="runtime",
-    reason="leak",
-    induce=_induce,
-    expect=(r"memory_growth", r"runtime_leak\.py:\d+", r"in fetch_page"),
-    settle=4.0,
-)

@@ -14,11 +14,11 @@ import socket
 import socketserver
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, each
 from lensbook.scenarios.fd_leak import _cap
 
-__all__ = ["SCENARIO", "fetch_page"]
+__all__ = ["fetch_page", "induce"]
 
 MAX_SOCKETS = 600
 SPREAD = 20.0
@@ -44,7 +44,16 @@ def fetch_page(address: tuple[str, int], page: int, session: list[socket.socket]
     return body
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="process",
+    reason="after a while the scraper fails with 'Too many open files'",
+    expect=(
+        r"grew from \d+ to \d+",
+        r"\d+ x INET STREAM CLOSE_WAIT 127\.0\.0\.1:\d+",
+        r"created at .*socket_leak\.py:\d+ in fetch_page",
+    ),
+)
+def induce() -> Callable[[], None]:
     server = _Server(("127.0.0.1", 0), _PageHandler)
     serving = Workers()
     serving.start("catalogue-server", server.serve_forever)
@@ -64,17 +73,3 @@ def _induce() -> Callable[[], None]:
 
     # the scraper stops before the server does: a fetch never meets a closed server
     return scraping.cleanup(each(session, socket.socket.close), stop_server)
-
-
-SCENARIO = Scenario(
-    title="Client sockets opened per request and never closed",
-    skill="process",
-    reason="after a while the scraper fails with 'Too many open files'",
-    induce=_induce,
-    expect=(
-        r"grew from \d+ to \d+",
-        r"\d+ x INET STREAM CLOSE_WAIT 127\.0\.0\.1:\d+",
-        r"created at .*socket_leak\.py:\d+ in fetch_page",
-    ),
-    settle=1.0,
-)

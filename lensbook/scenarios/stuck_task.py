@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._app_loop import start_app_loop
 
-__all__ = ["SCENARIO", "start_stuck_task"]
+__all__ = ["start_stuck_task"]
 
 
 async def wait_for_signal(config_loaded: asyncio.Event) -> str:
@@ -26,6 +26,11 @@ async def tick(every: float) -> None:
         await asyncio.sleep(every)
 
 
+@scenario(
+    skill="asyncio",
+    reason="the service never finishes starting: something seems stuck",
+    expect=(r"stuck", r"wait_for_signal", r"config_loaded\.wait|Event\.wait"),
+)
 def start_stuck_task(thread_name: str = "app-loop") -> Callable[[], None]:
     """Start the loop thread with the stuck task and a ticker; returns the cleanup."""
     config_loaded = asyncio.Event()  # bound to the app's loop when first awaited there
@@ -33,13 +38,3 @@ def start_stuck_task(thread_name: str = "app-loop") -> Callable[[], None]:
         thread_name,
         {"config-waiter": lambda: wait_for_signal(config_loaded), "ticker": lambda: tick(0.05)},
     )
-
-
-SCENARIO = Scenario(
-    title="An asyncio task stuck awaiting an Event",
-    skill="asyncio",
-    reason="the service never finishes starting: something seems stuck",
-    induce=start_stuck_task,
-    expect=(r"stuck", r"wait_for_signal", r"config_loaded\.wait|Event\.wait"),
-    settle=1.0,
-)

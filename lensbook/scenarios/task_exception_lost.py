@@ -14,10 +14,10 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from lensbook.scenarios import Scenario
-from lensbook.scenarios._app_loop import start_app_loop
+from lensbook.scenarios import scenario
+from lensbook.scenarios._app_loop import serve_requests, start_app_loop
 
-__all__ = ["SCENARIO", "send_receipt"]
+__all__ = ["induce", "send_receipt"]
 
 
 async def send_receipt(order: dict[str, Any]) -> None:
@@ -36,23 +36,11 @@ async def handle_order(n: int) -> None:
     asyncio.get_running_loop().create_task(send_receipt(order))
 
 
-async def service() -> None:
-    n = 0
-    while True:
-        n += 1
-        await handle_order(n)
-        await asyncio.sleep(0.05)
-
-
-def _induce() -> Callable[[], None]:
-    return start_app_loop("orders-loop", {"main": service})
-
-
-SCENARIO = Scenario(
-    title="Fire-and-forget tasks fail and nobody retrieves their exception",
+@scenario(
     skill="exceptions",
     reason="customers say receipts stopped arriving, but nothing shows up in our logs",
-    induce=_induce,
     expect=(r"KeyError", r"send_receipt", r"task_exception_lost\.py:\d+", r"never retrieved|task"),
     settle=0.5,
 )
+def induce() -> Callable[[], None]:
+    return start_app_loop("orders-loop", {"main": serve_requests(handle_order, pause=0.05)})

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._app_loop import start_app_loop
 
-__all__ = ["SCENARIO", "process_job"]
+__all__ = ["induce", "process_job"]
 
 JOBS = 800
 CONCURRENCY = 4
@@ -53,20 +53,15 @@ async def service() -> None:
     await asyncio.gather(consume(jobs), produce(jobs))
 
 
-def _induce() -> Callable[[], None]:
-    return start_app_loop("jobs-loop", {"main": service})
-
-
-SCENARIO = Scenario(
-    title="A task per job created before the concurrency limit: pending tasks pile up",
+@scenario(
     skill="asyncio",
     reason="the worker's memory grows during bursts and jobs finish later and later",
-    induce=_induce,
     expect=(
         r"task_growth",
         r"process_job",
         r"task_pileup\.py:\d+",
         r"Semaphore",
     ),
-    settle=1.0,
 )
+def induce() -> Callable[[], None]:
+    return start_app_loop("jobs-loop", {"main": service})

@@ -14,10 +14,10 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from lensbook.scenarios import Scenario
+from lensbook.scenarios import scenario
 from lensbook.scenarios._harness import Workers, each
 
-__all__ = ["SCENARIO", "make_thumbnail"]
+__all__ = ["induce", "make_thumbnail"]
 
 CHILDREN = 120
 
@@ -33,7 +33,18 @@ def make_thumbnail(image: str, jobs: list[subprocess.Popen[bytes]]) -> None:
     jobs.append(proc)
 
 
-def _induce() -> Callable[[], None]:
+@scenario(
+    skill="process",
+    reason="ps shows a growing list of <defunct> processes under our worker",
+    expect=(
+        r"zombie",
+        r"Popen\('.*--thumbnail photo-\*\.jpg'",
+        r"never wait\(\)ed",
+        r"created at .*zombie_children\.py:\d+ in make_thumbnail",
+    ),
+    settle=2.5,
+)
+def induce() -> Callable[[], None]:
     jobs: list[subprocess.Popen[bytes]] = []
     workers = Workers(join_timeout=10)
 
@@ -46,18 +57,3 @@ def _induce() -> Callable[[], None]:
     workers.start("thumbnailer", run)
 
     return workers.cleanup(each(jobs, lambda proc: proc.wait(5)))
-
-
-SCENARIO = Scenario(
-    title="Popen children never waited for: zombies accumulate",
-    skill="process",
-    reason="ps shows a growing list of <defunct> processes under our worker",
-    induce=_induce,
-    expect=(
-        r"zombie",
-        r"Popen\('.*--thumbnail photo-\*\.jpg'",
-        r"never wait\(\)ed",
-        r"created at .*zombie_children\.py:\d+ in make_thumbnail",
-    ),
-    settle=2.5,
-)

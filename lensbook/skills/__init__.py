@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lensbook._errors import UnknownSkill
 from lensbook.skills.base import ProbeTool, Skill, SkillLike, probe
 from lensbook.skills.untrusted import from_process
 
+if TYPE_CHECKING:
+    from lensbook.skills.external import ExternalProcessSkill
+
 __all__ = [
     "BUILTIN_SKILLS",
+    "ExternalProcessSkill",
     "ProbeTool",
     "Skill",
     "SkillLike",
@@ -103,3 +107,13 @@ def _instantiate(skill: type[Skill] | SkillLike) -> SkillLike:
         instance: SkillLike = skill()
         return instance
     return skill
+
+
+def __getattr__(name: str) -> Any:
+    # the skill for another process (`lensbook run --pid`) needs psutil: it is imported when
+    # first asked for, not with the package
+    if name == "ExternalProcessSkill":
+        from lensbook.skills.external import ExternalProcessSkill
+
+        return ExternalProcessSkill
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

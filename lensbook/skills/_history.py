@@ -59,6 +59,19 @@ def recording() -> bool:
         return False
 
 
+def write(kind: str, source: str, detail: dict[str, Any]) -> str | None:
+    """Write an event observed on demand into the history; its id, or None when no recorder
+    is recording (or it failed: an investigation never breaks on its history)."""
+    recorder = _recorder()
+    if recorder is None:
+        return None
+    try:
+        event = recorder.record(kind, source, detail)
+    except Exception:
+        return None
+    return str(event.id) if event is not None else None
+
+
 def events(
     since: float | None = None, kinds: Collection[str] | None = None, limit: int | None = None
 ) -> list[Any]:

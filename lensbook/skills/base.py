@@ -36,7 +36,7 @@ import os
 import re
 import typing
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar, overload, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -225,31 +225,24 @@ class Skill:
         return f"<skill {self.id!r}: {self.title}>"
 
 
+@dataclass(eq=False)
 class ProbeTool:
     """A probe bound to its skill: name, description, argument model, and options."""
 
-    def __init__(
-        self,
-        fn: Callable[..., Any],
-        *,
-        name: str,
-        description: str,
-        args_model: type[BaseModel],
-        budget: float,
-        max_chars: int,
-        intrusive: str | None = None,
-        cheap: bool = False,
-    ) -> None:
-        self.fn = fn
-        #: what the probe changes in the process (None: it only observes)
-        self.intrusive = intrusive
-        self.cheap = cheap
-        self.name = name
-        self.description = description
-        self.args_model = args_model
-        self.budget = budget
-        self.max_chars = max_chars
-        self.is_async = inspect.iscoroutinefunction(fn)
+    fn: Callable[..., Any]
+    _: KW_ONLY
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    budget: float
+    max_chars: int
+    #: what the probe changes in the process (None: it only observes)
+    intrusive: str | None = None
+    cheap: bool = False
+    is_async: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.fn)
 
     @classmethod
     def from_function(

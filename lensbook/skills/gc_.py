@@ -16,6 +16,7 @@ import time
 import types
 from collections import Counter, deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from lensbook.skills import _heap, intrusion
@@ -37,17 +38,15 @@ __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
 PAUSE_HISTORY = 8192
 
 
+@dataclass(slots=True)
 class _Pause:
-    __slots__ = ("at", "collected", "generation", "seconds", "uncollectable")
+    """One collection the gc callback timed (slots: thousands are kept)."""
 
-    def __init__(
-        self, at: float, generation: int, seconds: float, collected: int, uncollectable: int
-    ) -> None:
-        self.at = at
-        self.generation = generation
-        self.seconds = seconds
-        self.collected = collected
-        self.uncollectable = uncollectable
+    at: float
+    generation: int
+    seconds: float
+    collected: int
+    uncollectable: int
 
 
 def _finalizer_of(t: type) -> str | None:

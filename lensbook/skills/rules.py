@@ -30,13 +30,13 @@ several operators, and follows the causal `Chain`s between families that skills 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lensbook.types import HealthState, Severity
 
-__all__ = ["Chain", "CountGrowth", "Evidence", "Finding", "ProbeCall", "Rule"]
+__all__ = ["Chain", "CountGrowth", "Evidence", "Finding", "ProbeCall", "Rule", "wanted_calls"]
 
 
 @dataclass(frozen=True)
@@ -181,6 +181,21 @@ class Rule:
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         """Findings from the evidence; empty when this rule sees nothing wrong."""
         return ()
+
+
+def wanted_calls(rules: Sequence[Rule], ev: Evidence, tools: Container[str]) -> list[ProbeCall]:
+    """The probe calls `rules` want next, in order and once each: only those `tools` holds and
+    `ev` has not seen yet. A rule whose `wants` raises asks for nothing (it may judge anyway)."""
+    wanted: list[ProbeCall] = []
+    for rule in rules:
+        try:
+            calls = list(rule.wants(ev))
+        except Exception:
+            continue
+        for c in calls:
+            if c.name in tools and not ev.called(c) and c not in wanted:
+                wanted.append(c)
+    return wanted
 
 
 class CountGrowth(Rule):

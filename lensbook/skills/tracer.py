@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from lensbook.skills import intrusion
+from lensbook.skills import _history, intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills.base import Skill, probe
@@ -448,6 +448,23 @@ def _report(session: _Session, window: float, stopped_by: str) -> dict[str, Any]
     return report
 
 
+def _history_detail(report: dict[str, Any]) -> dict[str, Any]:
+    """What of a window the flight recorder keeps (a ``trace`` event), so a later run can set
+    its own window beside this one: the counts and durations, the three busiest callers."""
+    keys = ("target", "kind", "window_s", "stopped_by", "calls", "calls_per_s")
+    detail: dict[str, Any] = {k: report.get(k) for k in keys}
+    detail["defined_at"] = str(report.get("defined_at") or "")
+    for key in ("mean_ms", "p95_ms", "max_ms"):
+        if key in report:
+            detail[key] = report[key]
+    detail["exceptions"] = sum(report.get("exceptions", {}).values())
+    detail["callers"] = [
+        {"at": str(c["at"]), "calls": c["calls"], "mean_ms": c["mean_ms"]}
+        for c in report.get("callers", [])[:3]
+    ]
+    return detail
+
+
 # -- the skill ------------------------------------------------------------------------------
 
 
@@ -504,7 +521,9 @@ class TracerSkill(Skill):
         window = time.monotonic() - started
         self._runs += 1
         self._calls += session.finished
-        return _report(session, window, stopped_by)
+        report = _report(session, window, stopped_by)
+        _history.write("trace", resolved.name, _history_detail(report))
+        return report
 
     @probe
     def find(self, name: str, limit: int = 20) -> dict[str, Any]:
@@ -591,11 +610,13 @@ def target_from(ev: Evidence) -> str | None:
 
 
 class TraceNamedFunction(Rule):
-    """Trace the function the investigation is about, and say what its calls cost."""
+    """Trace the function the investigation is about, and say what its calls cost, beside the
+    last earlier window on it that the flight recorder kept (a ``trace`` event)."""
 
     name = "trace_function"
     seconds = 2.0
     slow_ms = 500.0
+    history_kinds = ("trace",)
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         target = target_from(ev)
@@ -661,13 +682,39 @@ class TraceNamedFunction(Rule):
             )
         if not verdicts:
             verdicts.append(("call_profile", "info", profile + ".", None))
+        before, cited = _earlier_window(ev, r)
         return [
             Finding(
                 anomaly_type=kind,
                 severity=severity,
                 context=context,
-                observation=obs,
+                observation=obs + before,
                 hypothesis=hyp,
+                history_ids=cited,
             )
             for kind, severity, obs, hyp in verdicts
         ]
+
+
+def _earlier_window(ev: Evidence, now: dict[str, Any]) -> tuple[str, tuple[str, ...]]:
+    """A sentence on the newest window on the same target that the history holds (from before
+    this run: "Earlier, at ...") and its id; ("", ()) when there is none."""
+    earlier = [
+        e
+        for e in ev.history_of("trace")
+        if isinstance(e.get("detail"), dict) and e["detail"].get("target") == now.get("target")
+    ]
+    if not earlier:
+        return "", ()
+    last = earlier[-1]
+    d = last["detail"]
+    timing = (
+        f", mean {d.get('mean_ms')} ms, p95 {d.get('p95_ms')} ms, max {d.get('max_ms')} ms"
+        if d.get("calls") and "p95_ms" in d
+        else ""
+    )
+    text = (
+        f" Earlier, at {_history.clock(float(last.get('time') or 0))} UTC, a {d.get('window_s')} s "
+        f"window saw {d.get('calls')} calls ({d.get('calls_per_s')}/s){timing}."
+    )
+    return text, (str(last.get("id")),)

@@ -574,3 +574,55 @@ def test_log_counts_keep_every_record_within_their_caps() -> None:
     levels = [r for r in rows if r["logger"] == "caps.levels"]
     assert len(levels) <= 16 + 6 and sum(r["count"] for r in levels) == 20
     assert observer.flush(time.time()) == []  # the window starts again
+
+
+class _Worker:
+    def work(self) -> None:
+        pass
+
+
+class _RunThread(threading.Thread):
+    def run(self) -> None:
+        pass
+
+
+def test_repeated_starts_from_one_site_keep_their_kind_whatever_the_target() -> None:
+    """The second and later starts from a site take the shortcut past the frame walk; they must
+    land in the kind the walk found, for every shape of target, and the executor's threads
+    (started by the library for the user's call) in theirs."""
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+    worker = _Worker()
+
+    def start_each(make: Callable[[], threading.Thread]) -> None:
+        for _ in range(4):
+            t = make()
+            t.start()
+            t.join()
+
+    def submit_each() -> None:
+        for _ in range(3):
+            with ThreadPoolExecutor(1) as pool:
+                pool.submit(int).result()
+
+    observer.install()
+    try:
+        start_each(lambda: threading.Thread(target=_one_kind_of_thread))
+        start_each(lambda: threading.Thread(target=worker.work))
+        start_each(_RunThread)
+        start_each(lambda: threading.Thread(target=int))
+        submit_each()
+        rows = observer.flush(time.time())
+    finally:
+        observer.remove()
+    found = {r.detail["target"].rsplit(".", 1)[-1]: r.detail for r in rows}
+    for target in ("_one_kind_of_thread", "work", "run", "int"):
+        row = found[target]
+        assert (row["started"], row["ended"]) == (4, 4), (target, row)
+        assert row["function"].endswith("start_each") and row["via"] == ""
+    pooled = found["_worker"]  # started inside concurrent.futures, blamed on the user's call
+    assert pooled["started"] == 3 and pooled["function"].endswith("submit_each")
+    assert "test_recorder.py:" in pooled["started_from"]
+    # two sites (start_each's, submit_each's), five kinds: the target tells those of one site
+    ours = ("_one_kind_of_thread", "work", "run", "int", "_worker")
+    assert len({found[t]["started_from"] for t in ours}) == 2

@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from lensbook.scenarios import get_scenario, scenario_names
+import pytest
+
+from lensbook.scenarios import Scenario, get_scenario, scenario, scenario_names
 from lensbook.scenarios._app_loop import start_app_loop
 from lensbook.scenarios._harness import Workers, each, scratch_dir, start_paced
+from lensbook.scenarios.deadlock import start_deadlock
 
 
 def _wait_until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
@@ -110,6 +113,24 @@ def test_every_registered_scenario_is_named_after_its_module() -> None:
         scenario = get_scenario(name)
         assert scenario.name == name
         assert scenario.induce.__module__ == f"lensbook.scenarios.{name}"
+
+
+def test_a_declaration_says_each_thing_once() -> None:
+    deadlock = get_scenario("deadlock")
+    # the title is the module docstring's first paragraph; the fault is the decorated function
+    assert deadlock.title == "Two threads deadlocked on two locks taken in opposite orders"
+    assert deadlock.induce is start_deadlock
+    assert deadlock.settle == 0.5 and get_scenario("fd_leak").settle == 1.0  # the default
+    # the coordinator's scenarios load by name without being in the suite
+    assert "leak_and_errors" not in scenario_names()
+    assert get_scenario("leak_and_errors").skill == "memory"
+    for name in ("runner", "_harness", "nope", "../x"):
+        with pytest.raises(KeyError, match="no scenario"):
+            get_scenario(name)
+    with pytest.raises(TypeError, match="sttle"):
+        scenario(skill="threads", reason="why", sttle=1.0)(start_deadlock)
+    quiet = Scenario(title="by hand", skill="logs", reason="r", induce=start_deadlock)
+    assert (quiet.name, quiet.title) == ("deadlock", "by hand")
 
 
 def test_each_reads_the_list_when_the_step_runs_and_scratch_dir_removes_its_files() -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import gc
 import os
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -126,6 +129,37 @@ def test_descriptors_and_threads_opened_since_load_are_reported_by_the_process_s
     assert "open file descriptors went from" in finding.observation
     assert "OS threads went from" in finding.observation
     assert finding.history_ids
+
+
+def test_child_processes_started_since_load_are_sampled_and_reported(
+    sampled: tuple[SampleObserver, HistoryRing, RuntimeSkill],
+) -> None:
+    """A subprocess leak (children started and never waited for) shows as growth of the
+    sampled child count, cited by the process skill; the children are reaped after."""
+    observer, ring, runtime = sampled
+    first = observer.observe("runtime", runtime.snapshot())
+    assert first is not None and isinstance(first.detail["children"], int)
+    command = [shutil.which("sleep") or "sleep", "60"]
+    if sys.platform == "win32":  # pragma: no cover (no sleep command there)
+        command = [sys.executable, "-c", "import time; time.sleep(60)"]
+    kids = [subprocess.Popen(command) for _ in range(12)]
+    try:
+        grown = observer.observe("runtime", runtime.snapshot())
+    finally:
+        for kid in kids:
+            kid.kill()
+        for kid in kids:
+            kid.wait(30)
+    assert grown is not None and "children" in grown.detail["moved"]
+    # (an earlier test's zombie reaped by subprocess meanwhile may take one or two off)
+    assert grown.detail["children"] - first.detail["children"] >= 10
+    (finding,) = GrowthSinceLoad().judge(_evidence(ring))
+    assert "child processes went from" in finding.observation
+    assert "process_children" in (finding.hypothesis or "")
+    assert set(finding.history_ids) == {first.id, grown.id}
+    # reaped: the next sample is back at the baseline (or below) and writes the move down
+    back = observer.observe("runtime", runtime.snapshot())
+    assert back is not None and back.detail["children"] <= first.detail["children"]
 
 
 def _metrics(i: int, at: float, **values: Any) -> dict[str, Any]:

@@ -304,8 +304,17 @@ def test_another_process_seen_from_outside_shows_its_command_line_by_opt_in_only
     from lensbook.skills.external import ExternalProcessSkill
 
     line = next(s for s in SHAPES if s.name == "flag_password").line()
-    child = subprocess.Popen(["sh", "-c", "read x", "sh", *line.split()], stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        ["sh", "-c", "echo started; read x", "sh", *line.split()],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
+        # right after fork the child is still this interpreter (its command line may read
+        # empty): probe only once sh runs and says so
+        assert child.stdout is not None
+        assert child.stdout.readline() == "started\n"
         skill = ExternalProcessSkill(child.pid)
         shown = skill.overview()
         assert shown["name"] == "sh" and "cmdline" not in shown
@@ -316,3 +325,4 @@ def test_another_process_seen_from_outside_shows_its_command_line_by_opt_in_only
         assert child.stdin is not None
         child.stdin.close()
         child.wait(10)
+        child.stdout.close()

@@ -300,6 +300,44 @@ def test_rule_profile_and_no_calls_are_information(target: types.ModuleType) -> 
     assert none.anomaly_type == "no_calls" and none.severity == "info"
 
 
+def test_a_window_is_kept_in_the_history_and_a_later_run_sets_its_own_beside_it(
+    target: types.ModuleType,
+) -> None:
+    from lensbook import recorder
+
+    recorder.clear()
+    recorder.start("test", sample_interval=None)
+    try:
+        with Caller(target, ["health_check"]):
+            first = TracerSkill().trace("lb_tracer_target.checksum", seconds=0.3)
+        (kept,) = recorder.history_events(kinds=["trace"])
+        with Caller(target, ["slow"]):
+            slow = TracerSkill().trace("lb_tracer_target.slow_lookup", seconds=1.0)
+    finally:
+        recorder.stop("test")
+    assert kept.source == "lb_tracer_target.checksum"
+    d = kept.detail
+    assert d["calls"] == first["calls"] > 0 and d["p95_ms"] == first["p95_ms"]
+    assert d["defined_at"] == "<lb_tracer_target>:6" and d["exceptions"] == 0
+    assert [c["at"] for c in d["callers"]] == [str(c["at"]) for c in first["callers"][:3]]
+    assert recorder.describe(kept).startswith("traced lb_tracer_target.checksum for ")
+    ev = evidence_with(first, target="lb_tracer_target.checksum")
+    ev.history = [e.to_dict() for e in recorder.history_events(kinds=["trace"])]
+    (profile,) = TraceNamedFunction().judge(ev)
+    assert profile.history_ids == (kept.id,)
+    assert f"window saw {first['calls']} calls" in profile.observation
+    assert "Earlier, at " in profile.observation
+    # another target's window is not cited
+    other = evidence_with(slow, target="lb_tracer_target.slow_lookup")
+    other.history = [e.to_dict() for e in recorder.history_events(kinds=["trace"])][:1]
+    (finding,) = TraceNamedFunction().judge(other)
+    assert finding.history_ids == () and "Earlier" not in finding.observation
+    # with the recorder off, a window writes nothing
+    TracerSkill().trace("lb_tracer_target.checksum", seconds=0.1)
+    assert len(recorder.history_events(kinds=["trace"])) == 2
+    recorder.clear()
+
+
 def test_run_through_the_operator(target: types.ModuleType) -> None:
     original = target.checksum
     lensbook.start(["tracer"], client=OfflineInvestigator())

@@ -27,8 +27,10 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, gt, is_
 from typing import Any, ClassVar, TypeVar
 
 import psutil
@@ -108,14 +110,6 @@ class Pacer:
         if worked >= self.slice_s:
             time.sleep(min(worked * self.rest, 0.2))
             self.mark = time.thread_time()
-
-
-def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
-    """Iterate `items` in chunks, stopping (silently) once the deadline passes."""
-    for start in range(0, len(items), size):
-        if time.perf_counter() > deadline:
-            return
-        yield from items[start : start + size]
 
 
 # -- tracemalloc --------------------------------------------------------------------------------
@@ -439,6 +433,7 @@ def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
 # -- heap walks ---------------------------------------------------------------------------------
 
 _CONTAINERS = (list, dict, set, frozenset, deque)
+_CODE_OF = attrgetter("__code__")
 
 
 @dataclass
@@ -448,37 +443,74 @@ class _Census:
     functions: dict[str, int]
     tracked: int
     partial: bool
+    #: id -> (type name, length) of the longest containers, as memory_largest_containers
+    #: remembers them: a census right before its baseline call serves as that baseline
+    containers: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
-def _take_census(deadline: float) -> _Census:
+#: how many of the longest containers a walk keeps (growth is told against the previous ones)
+_REMEMBERED = 50
+#: how recent a census must be to serve as memory_largest_containers' baseline (no new walk)
+_SHARED_CENSUS_S = 5.0
+
+
+class _Longest:
+    """The `count` longest lists, dicts, sets and deques (subclasses too) met so far, longest
+    first, leaving out those whose id is in `own`.
+
+    Fed slice by slice with C-level passes; only containers longer than the shortest one kept
+    reach the (stable) sort, so of equal lengths the first met stays. Objects are judged by
+    their type, never by isinstance(), which would run an object's own ``__class__``.
+    """
+
+    def __init__(self, count: int, own: set[int]) -> None:
+        self.count = count
+        self.own = own
+        self.best: list[Any] = []
+        self.floor = -1  # the length a container must pass to enter, once `best` is full
+
+    def add(self, chunk: list[Any], kinds: Iterable[type]) -> None:
+        """Meet the objects of `chunk`, whose types are `kinds` (in the same order)."""
+        boxes = list(compress(chunk, map(issubclass, kinds, repeat(_CONTAINERS))))
+        boxes = list(compress(boxes, map(gt, map(len, boxes), repeat(self.floor))))
+        if self.own:
+            boxes = [b for b in boxes if id(b) not in self.own]
+        if boxes:
+            self.best = sorted(self.best + boxes, key=len, reverse=True)[: self.count]
+            if len(self.best) == self.count:
+                self.floor = len(self.best[-1])
+
+
+def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
+    """Counts by type and by function code; with `own`, also the longest containers (those
+    whose id is in `own` left out), for memory_largest_containers' next baseline."""
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
     heap = _heap.objects()
-    objs = heap.objects
-    try:
-        total = len(objs)
-        by_type: Counter[type] = Counter()
-        by_type[tuple] = heap.tuples
-        codes: Counter[types.CodeType] = Counter()
-        partial = False
-        # no Pacer here: resting while holding the list of every object lengthens the time
-        # objects still under construction in other threads are held (a segfault seen in the
-        # hostile suite); the chunks keep each step short instead
-        for start in range(0, total, 32768):
-            if time.perf_counter() > deadline:
-                partial = True
-                break
-            chunk = objs[start : start + 32768]
-            by_type.update(map(type, chunk))
-            # closures and bound methods are counted by the code that made them: a leak of
-            # callbacks shows as one function site growing, not as "function" in general
-            codes.update(o.__code__ for o in chunk if type(o) is types.FunctionType)
-            codes.update(
-                o.__func__.__code__
-                for o in chunk
-                if type(o) is types.MethodType and type(o.__func__) is types.FunctionType
-            )
-            del chunk
-    finally:
-        del objs
+    longest = _Longest(_REMEMBERED, own) if own is not None else None
+    by_type: Counter[type] = Counter()
+    by_type[tuple] = heap.tuples
+    codes: Counter[types.CodeType] = Counter()
+    # C-level passes per slice (a few ms of GIL each), paced; the Python loop below only
+    # sees bound methods, which are few
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        by_type.update(kinds)
+        if longest is not None:
+            longest.add(chunk, kinds)
+        # closures and bound methods are counted by the code that made them: a leak of
+        # callbacks shows as one function site growing, not as "function" in general
+        codes.update(map(_CODE_OF, compress(chunk, map(is_, kinds, repeat(types.FunctionType)))))
+        codes.update(
+            m.__func__.__code__
+            for m in compress(chunk, map(is_, kinds, repeat(types.MethodType)))
+            if type(m.__func__) is types.FunctionType
+        )
+        del chunk, kinds
+    total, partial = len(heap.objects), heap.partial
+    del heap
+    best = longest.best if longest is not None else []
+    containers = {id(c): (_type_name(type(c)), len(c)) for c in best}
+    del longest, best
     names: Counter[str] = Counter()
     for t, n in by_type.items():
         names[_type_name(t)] += n
@@ -491,7 +523,57 @@ def _take_census(deadline: float) -> _Census:
         functions=dict(functions),
         tracked=total,
         partial=partial,
+        containers=containers,
     )
+
+
+def _serves_as_baseline(census: _Census) -> bool:
+    """Whether `census` is recent and whole, with its longest containers kept."""
+    fresh = time.time() - census.at <= _SHARED_CENSUS_S
+    return fresh and bool(census.containers) and not census.partial
+
+
+def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
+    """The `count` longest containers alive (`_Longest`), and whether the deadline cut the
+    walk short."""
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()  # tuples are none of the containers
+    longest = _Longest(count, own)
+    for chunk in heap.slices(deadline, pace):
+        longest.add(chunk, map(type, chunk))
+        del chunk
+    partial = heap.partial
+    del heap
+    return longest.best, partial
+
+
+def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[list[Any], int]:
+    """The `keep` oldest live instances of the types named `type_name` (oldest first), and how
+    many there are. `gc.get_objects` lists the oldest generation last, so the tail is kept.
+
+    Types are matched once each, when first met; instances are picked by C-level passes.
+    """
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()
+    checked: set[type] = set()
+    matching: set[type] = set()
+    tail: list[Any] = []
+    count = 0
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        for t in set(kinds) - checked:
+            checked.add(t)
+            if type_name in (_type_name(t), t.__qualname__, t.__name__):
+                matching.add(t)
+        if matching:
+            hits = list(compress(chunk, map(matching.__contains__, kinds)))
+            count += len(hits)
+            tail = (tail + hits)[-keep:]
+            del hits
+        del chunk, kinds
+    del heap
+    tail.reverse()
+    return tail, count
 
 
 def _module_globals() -> dict[int, str]:
@@ -1125,6 +1207,14 @@ class MemorySkill(Skill):
 
     # -- censuses ---------------------------------------------------------------------------
 
+    def _own_ids(self) -> set[int]:
+        """Ids of this skill's own containers, which heap walks leave out of their answers."""
+        own = {id(self._container_sizes)}
+        census = self._census
+        if census is not None:
+            own.update((id(census.types), id(census.functions), id(census.containers)))
+        return own
+
     @probe
     def census(self, top: int = 15) -> dict[str, Any]:
         """Count live GC-tracked objects by type, and keep the counts for memory_type_growth.
@@ -1135,7 +1225,7 @@ class MemorySkill(Skill):
         Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s). Untracked
         objects (str, int, bytes, dicts of atoms) are not counted; tracemalloc sees them.
         """
-        census = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
+        census = _take_census(time.perf_counter() + 3.0 * self.budget_scale, self._own_ids())
         with self._lock:
             self._census = census
         ranked = heapq.nlargest(min(max(top, 1), 50), census.types.items(), key=lambda kv: kv[1])
@@ -1239,25 +1329,23 @@ class MemorySkill(Skill):
                 next call.
 
         Cost: one heap walk with len() of each container, ~0.2 s per million tracked objects,
-        plus one referrer walk per named holder (bounded to ~3 s in all).
+        plus one referrer walk per named holder (bounded to ~3 s in all). A baseline right
+        after memory_census (within 5 s) costs no walk: the census's is used.
         """
         top = min(max(top, 1), 20)
+        census = self._census
+        if baseline and census is not None and _serves_as_baseline(census):
+            # the census just taken saw the same heap: its longest containers are the
+            # baseline, and the heap is not walked a second time
+            with self._lock:
+                self._container_sizes = dict(census.containers)
+            return {
+                "remembered": len(census.containers),
+                "largest_len": max(n for _, n in census.containers.values()),
+                "partial": False,
+            }
         deadline = time.perf_counter() + 3.0 * self.budget_scale
-        own = {id(self._container_sizes), id(self._census.types if self._census else None)}
-        if self._census is not None:
-            own.add(id(self._census.functions))
-        objs = _heap.objects().objects  # containers only: tuples are none of them
-        try:
-            own.add(id(objs))
-            candidates = (
-                o
-                for o in _deadline_chunks(objs, deadline)
-                if isinstance(o, _CONTAINERS) and id(o) not in own
-            )
-            largest = heapq.nlargest(max(top, 50), candidates, key=len)
-            partial = time.perf_counter() > deadline
-        finally:
-            del objs
+        largest, partial = _largest_containers(max(top, _REMEMBERED), deadline, self._own_ids())
         with self._lock:
             previous = self._container_sizes
             self._container_sizes = {id(c): (_type_name(type(c)), len(c)) for c in largest}
@@ -1267,7 +1355,7 @@ class MemorySkill(Skill):
                 "largest_len": len(largest[0]) if largest else 0,
                 "partial": partial,
             }
-        floor = min(n for _, n in previous.values()) if len(previous) >= 50 else 0
+        floor = min(n for _, n in previous.values()) if len(previous) >= _REMEMBERED else 0
         names = _module_globals()
         ignore = {id(largest), id(names), id(previous)}
         rows = []
@@ -1319,24 +1407,7 @@ class MemorySkill(Skill):
         deadline = time.perf_counter() + 4.0 * self.budget_scale
         max_depth = min(max(max_depth, 1), 12)
         samples = min(max(samples, 1), 4)
-        objs = _heap.objects().objects
-        try:
-            matching = {
-                t
-                for t in set(map(type, objs))
-                if type_name in (_type_name(t), t.__qualname__, t.__name__)
-            }
-            instances: list[Any] = []
-            count = 0
-            if matching:
-                # oldest generation last: walk backwards to sample long-lived (likely leaked)
-                for o in reversed(objs):
-                    if type(o) in matching:
-                        count += 1
-                        if len(instances) < 200:
-                            instances.append(o)
-        finally:
-            del objs
+        instances, count = _instances_of(type_name, deadline)
         if not instances:
             return {"type": type_name, "instances": 0, "chains": []}
         step = (len(instances) - 1) / max(samples - 1, 1)

@@ -58,11 +58,21 @@ from functools import partial
 from itertools import compress
 from typing import Any
 
-__all__ = ["Heap", "exclusive", "objects", "referrers"]
+__all__ = ["Heap", "exclusive", "objects", "referrers", "step_interval"]
 
 #: how long another thread may wait for the GIL during one exclusive step (instead of the
-#: 5 ms default): past a C-speed pass over a few million objects, short enough for a main thread
+#: 5 ms default), at the least: past a C-speed pass over a million objects under load, short
+#: enough for a main thread
 _EXCLUSIVE_INTERVAL_S = 0.25
+#: the interval is also at least this many times what a step is expected to take: a step that
+#: outlasts it loses its protection (a waiter's request to let go is honoured at the first
+#: bytecode after the C pass, while the raw list lives)
+_STEP_MARGIN = 4.0
+#: a step's expected length per block the allocator holds (`sys.getallocatedblocks`, O(1)
+#: enough): a pass costs 75-150 ns per tracked object (PERFORMANCE-NOTES.md, under load)
+_STEP_S_PER_BLOCK = 50e-9
+# how long the last step took (read and written under `_exclusive_lock`)
+_last_step_s = 0.0
 
 #: objects per slice of a listing (`Heap.slices`): one C-level pass over a slice holds the GIL
 #: for ~2-5 ms (about as long as the interpreter's own 5 ms switch interval lets a thread run)
@@ -83,7 +93,9 @@ def exclusive() -> Iterator[None]:
     woken waiter's wait with the raised interval. On the way out the interval is put back
     (in ``finally``: even an exception cannot leave it raised) and the GIL handed straight
     back to whoever waited through the step. Steps of several threads are taken in turn, so
-    the interval each one saves is the user's, never another step's raised one.
+    the interval each one saves is the user's, never another step's raised one. The raised
+    interval outlasts the step by a margin (`step_interval`): one that ran past it would be
+    asked to let go at its first bytecode after the C pass, with the raw list alive.
 
     A collection the step's own allocations would start is put off until just after it: in
     the step it would walk the raw list of every object (~20 ms per million) while all other
@@ -91,20 +103,33 @@ def exclusive() -> Iterator[None]:
     while that list lives. Put off, it runs at the next allocation after the step, as it
     would have. A collector the user turned off stays off.
     """
+    global _last_step_s
     with _exclusive_lock:
         previous = sys.getswitchinterval()
-        sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
+        sys.setswitchinterval(max(previous, step_interval()))
         collecting = False
         try:
             time.sleep(0)
             collecting = gc.isenabled()
             gc.disable()
-            yield
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                _last_step_s = time.perf_counter() - started
         finally:
             if collecting:
                 gc.enable()
             sys.setswitchinterval(previous)
     time.sleep(0)  # outside the lock: the GIL goes to whoever waited through the step
+
+
+def step_interval() -> float:
+    """The switch interval for the next exclusive step: 250 ms, or more where the heap makes
+    a step longer (`_STEP_MARGIN` times the last step, or times the allocator's block count
+    at a pessimistic cost per block, for a first step on a heap of millions of objects)."""
+    expected = max(_last_step_s, sys.getallocatedblocks() * _STEP_S_PER_BLOCK)
+    return max(_EXCLUSIVE_INTERVAL_S, _STEP_MARGIN * expected)
 
 
 @dataclass

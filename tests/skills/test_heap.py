@@ -174,3 +174,16 @@ def test_slices_rest_between_slices_and_stop_at_the_deadline() -> None:
     sizes = [len(s) for s in heap.slices(time.perf_counter() + 600, lambda: rests.append(1))]
     assert sizes == [_heap.SLICE, _heap.SLICE, 1] and len(rests) == 3 and not heap.partial
     assert list(heap.slices(time.perf_counter() - 1, lambda: None)) == [] and heap.partial
+
+
+def test_the_raised_interval_outlasts_the_last_step_by_a_margin() -> None:
+    # a step longer than the raised interval is asked to let go at its first bytecode after
+    # the C pass (on a heap of millions of objects, or under load): the next one is given more
+    before = sys.getswitchinterval()
+    with _heap.exclusive():
+        time.sleep(0.3)  # a long step (blocking inside one is allowed)
+    assert _heap.step_interval() >= 4 * 0.3
+    with _heap.exclusive():
+        inside = sys.getswitchinterval()
+    assert inside >= 4 * 0.3
+    assert sys.getswitchinterval() == before

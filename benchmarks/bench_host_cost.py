@@ -14,7 +14,14 @@ baseline's median chunk time: the median ratio, the 95th percentile and the wors
 chunk), and which probes were running during that slowest chunk. Targets (issue 12): median
 <= 1.5, worst <= 3. The baseline's own p95 and worst over its median show the machine's noise:
 on a shared machine the worst chunk is often the scheduler's, not lensbook's, so read the worst
-next to the baseline's.
+next to the baseline's; the load average is printed before and after for the same reason.
+Columns marked * take each chunk less the main thread's run-queue wait (Linux schedstat: time
+it was runnable while the OS ran something else), so another process's load mostly drops
+out; waiting for the GIL is sleeping, not run-queue wait, so lensbook's cost stays in.
+
+Last, it times one exclusive heap step (`lensbook.skills._heap.objects()`, the GIL hold no
+walk can split) alone at the same heap, per million tracked objects: the bound documented in
+`lensbook/skills/_heap.py`.
 
     .venv/bin/python benchmarks/bench_host_cost.py [--repeat 3] [--heap 300000] [--chunk-ms 100]
 """
@@ -23,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -51,16 +59,34 @@ def _timed(units: int) -> float:
     return time.perf_counter() - started
 
 
-def _chunks(units: int, until: Any, starts: list[float] | None = None) -> list[float]:
+def _chunks(
+    units: int, until: Any, starts: list[float] | None = None, queued: list[float] | None = None
+) -> list[float]:
+    """Chunk times until `until()`; with `queued`, each chunk's run-queue wait too."""
     times = []
     while not until():
         started = time.perf_counter()
+        waited = _run_queue_wait()
         for _ in range(units):
             _work_unit()
         times.append(time.perf_counter() - started)
         if starts is not None:
             starts.append(started)
+        if queued is not None:
+            queued.append(_run_queue_wait() - waited)
     return times
+
+
+def _run_queue_wait() -> float:
+    """Seconds this thread has been runnable but not running (the OS ran something else).
+
+    Linux's per-thread schedstat; waiting for the GIL is sleeping, not this. 0 elsewhere.
+    """
+    try:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as f:
+            return int(f.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, Any]:
@@ -70,8 +96,10 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
     traffic = _leaky_cache.start_traffic(per_second=4000)
     _chunks(units, _deadline(1.0))  # warm up
     out: dict[str, Any] = {"phase": phase}
+    queued: list[float] = []
+    out["queued"] = queued
     if phase == "baseline":
-        out["chunks"] = _chunks(units, _deadline(seconds))
+        out["chunks"] = _chunks(units, _deadline(seconds), queued=queued)
     else:
         import lensbook
         from lensbook import events
@@ -94,7 +122,7 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
         )
         started = time.perf_counter()
         starts: list[float] = []
-        out["chunks"] = _chunks(units, done.is_set, starts)
+        out["chunks"] = _chunks(units, done.is_set, starts, queued)
         out["investigation_s"] = round(time.perf_counter() - started, 2)
         events.unsubscribe(token)
         worst = max(range(len(starts)), key=out["chunks"].__getitem__, default=None)
@@ -109,6 +137,22 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
     traffic.stop.set()
     del heap
     return out
+
+
+def _step(heap_size: int) -> dict[str, Any]:
+    """One exclusive heap step alone (no busy thread, so no wait to enter it), fastest of 5."""
+    heap = [[i] for i in range(heap_size)]
+    from lensbook.skills import _heap
+
+    times, tracked = [], 0
+    for _ in range(5):
+        started = time.perf_counter()
+        listing = _heap.objects()
+        times.append(time.perf_counter() - started)
+        tracked = len(listing)
+        del listing
+    del heap
+    return {"tracked": tracked, "best_s": min(times), "median_s": statistics.median(times)}
 
 
 def _deadline(seconds: float) -> Any:
@@ -129,17 +173,22 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--heap", type=int, default=300_000)
     parser.add_argument("--chunk-ms", type=float, default=100.0)
-    parser.add_argument("--child", choices=["baseline", "investigation"])
+    parser.add_argument("--child", choices=["baseline", "investigation", "step"])
     parser.add_argument("--units", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
+    if args.child == "step":
+        print(json.dumps(_step(args.heap)))
+        return
     if args.child:
         print(json.dumps(_child(args.child, args.heap, args.units, args.seconds)))
         return
 
     units = _calibrate(args.chunk_ms / 1000)
-    print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists\n")
+    print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists")
+    print(f"load average before: {_load()}\n")
     head = ("repeat", "base ms", "base p95", "base worst", "inv s", "median", "p95", "worst")
+    head += ("base w*", "median*", "worst*")
     print("".join(f"{h:>11}" for h in head))
     rows = []
     for i in range(args.repeat):
@@ -154,6 +203,7 @@ def main() -> None:
             statistics.median(inv["chunks"]) / b_med,
             _p95(inv["chunks"]) / b_med,
             max(inv["chunks"]) / b_med,
+            *_less_run_queue(base, inv),
         )
         rows.append(row)
         print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
@@ -168,6 +218,31 @@ def main() -> None:
         f"\ninvestigation vs baseline: median {medians[4]:.2f}x (target <= 1.5), worst "
         f"{medians[6]:.2f}x (target <= 3; the baseline's own worst is {medians[2]:.2f}x)"
     )
+    print(
+        f"* less run-queue wait: median {medians[8]:.2f}x, worst {medians[9]:.2f}x "
+        f"(the baseline's own worst {medians[7]:.2f}x)"
+    )
+    step = _run_child("step", args, 0, 0)
+    per_million = step["best_s"] / step["tracked"] * 1e9
+    print(
+        f"one exclusive heap step alone: {step['best_s'] * 1000:.1f} ms best, "
+        f"{step['median_s'] * 1000:.1f} ms median, at {step['tracked']:,} tracked objects "
+        f"({per_million:.0f} ms per million)"
+    )
+    print(f"load average after: {_load()}")
+
+
+def _load() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+def _less_run_queue(base: dict[str, Any], inv: dict[str, Any]) -> tuple[float, float, float]:
+    """Base worst, investigation median and worst, each chunk less its run-queue wait, over the
+    baseline's median chunk measured the same way."""
+    b_own = [t - q for t, q in zip(base["chunks"], base["queued"], strict=True)]
+    i_own = [t - q for t, q in zip(inv["chunks"], inv["queued"], strict=True)]
+    b_med = statistics.median(b_own)
+    return max(b_own) / b_med, statistics.median(i_own) / b_med, max(i_own) / b_med
 
 
 def _p95(values: list[float]) -> float:

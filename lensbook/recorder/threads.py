@@ -33,6 +33,11 @@ what it always printed: `_RawRun`'s repr is the function's). Only callers that l
 function up on ``_thread`` at call time are seen; a reference taken before `install()`
 (``from _thread import start_new_thread``) is not.
 
+Threads already alive when the hooks go in were started unseen: `install` notes each one's
+target (read from the Thread's attributes, or the ``run`` its class defines; no user code runs)
+and the frame of the user's code it was in then (from ``sys._current_frames()``), so `creator`
+answers "started before lensbook loaded; runs fn at file:line" for them instead of nothing.
+
 Per thread start the hot path is a frame walk of a few steps (whether a code object is the
 stdlib's is cached) and a few dict updates, with no lock; a start from a site seen before where
 the user's code called ``start()`` itself skips the walk (one lookup by that frame), and only
@@ -49,6 +54,7 @@ the number alive.
 from __future__ import annotations
 
 import _thread
+import functools
 import re
 import sys
 import threading
@@ -62,6 +68,8 @@ from typing import Any
 from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.frames import callable_name, code_origin, thread_name, where
 from lensbook.recorder.ring import HistoryRing
+from lensbook.skills._frames import code_site, first_user_frame
+from lensbook.skills._stacks import describe_frame, qualname
 
 __all__ = ["ThreadObserver"]
 
@@ -179,6 +187,24 @@ class _RawRun:
         return repr(self.function)
 
 
+def _code_run_by(thread: threading.Thread) -> types.CodeType | None:
+    """The code a thread runs: its target's (a function, a bound method or a partial of
+    one), else the ``run`` its class overrides. Read from attributes, never calling them."""
+    target: Any = vars(thread).get("_target")
+    while type(target) is functools.partial:
+        target = target.func
+    if type(target) is _METHOD:
+        target = target.__func__
+    if target is None:
+        for klass in type(thread).__mro__:
+            if klass is threading.Thread:
+                break
+            target = vars(klass).get("run")
+            if target is not None:
+                break
+    return target.__code__ if type(target) is _FUNCTION else None
+
+
 class ThreadObserver:
     """Wraps `Thread.start` and ``_thread.start_new_thread`` to see threads come, and settles
     the ends of the threads it saw start (`settle`)."""
@@ -211,6 +237,10 @@ class ThreadObserver:
         #: records an exception that ended a ``_thread`` thread; returns the event's detail
         #: (set by the recorder to its exceptions observer)
         self.record_raw_death: Callable[[BaseException, str], dict[str, Any] | None] | None = None
+        #: id(thread) -> (a weak reference to it, what it runs): the threads alive when the
+        #: hooks went in, whose starts were not seen (a weak reference tells a reused id)
+        self._unseen: dict[int, tuple[weakref.ref[threading.Thread], dict[str, str]]] = {}
+        self._installs = 0
 
     # -- the hooks --------------------------------------------------------------------------
 
@@ -281,6 +311,33 @@ class ThreadObserver:
         self._start_wrapper, self._raw_wrapper = start, start_new_thread
         threading.Thread.start = start  # type: ignore[method-assign,assignment]
         _thread.start_new_thread = start_new_thread
+        self._installs += 1
+        self._note_unseen()
+
+    def _note_unseen(self) -> None:
+        """Note the threads alive now (but the main thread and lensbook's): their starts
+        happened before the hooks, so `creator` says what they run and where they were."""
+        since = "before lensbook loaded" if self._installs == 1 else "while lensbook was off"
+        self._unseen = {k: v for k, v in self._unseen.items() if v[0]() is not None}
+        frames = sys._current_frames()
+        try:
+            for thread in threading.enumerate():
+                name = str(vars(thread).get("_name", ""))
+                if thread is threading.main_thread() or name.startswith("lensbook"):
+                    continue
+                known = self._unseen.get(id(thread))
+                if known is not None and known[0]() is thread:
+                    continue
+                code = _code_run_by(thread)
+                note = {"since": since, "target": "", "defined_at": "", "seen_at": ""}
+                if code is not None:
+                    note["target"], note["defined_at"] = qualname(code), code_site(code)
+                frame = frames.get(thread.ident) if thread.ident is not None else None
+                if frame is not None:
+                    note["seen_at"] = describe_frame(first_user_frame(frame) or frame)
+                self._unseen[id(thread)] = (weakref.ref(thread), note)
+        finally:
+            frames.clear()  # frames hold every caller's locals
 
     def remove(self) -> None:
         if self._start_wrapper is None:
@@ -316,8 +373,14 @@ class ThreadObserver:
     def creator(self, thread: threading.Thread) -> dict[str, str] | None:
         """Who started `thread` (a live one, started while recording): the user's code that
         started it ("file:line"), its function, the library frame between ("" if none) and the
-        target. None for threads started before the recorder, or already ended."""
+        target. For a thread already alive when the hooks went in: ``since`` ("before lensbook
+        loaded"), its target, where that is defined and the frame it was seen in then. None for
+        threads not seen either way, or already ended."""
         kind = self._kind_of_thread(thread)
+        if kind is None:
+            unseen = self._unseen.get(id(thread))
+            if unseen is not None and unseen[0]() is thread:
+                return {"started_from": "", "function": "", "via": "", **unseen[1]}
         if kind is None or kind is self._overflow:
             return None
         return {

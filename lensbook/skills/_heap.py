@@ -10,10 +10,25 @@ and once a segfault, in the hostile-model suite).
 
 So the raw list never lives while another thread can run: it is taken and stripped of exact
 tuples with the interpreter's switch interval raised (no other Python thread is handed the GIL
-unless this one blocks, and nothing here blocks), and the interval is put back at once. The
-step costs what a C-speed pass over the heap costs (~20 ms for `gc.get_objects` plus ~25 ms
-for the filter per million objects, PERFORMANCE-NOTES.md), the time a heap walk already holds
-the GIL for. What callers get may be walked in chunks, with rests, at leisure.
+unless this one blocks, and nothing here blocks) and automatic collection put off, and both
+are put back at once. What callers get is walked in slices (`Heap.slices`), with rests.
+
+What one walk costs the user's threads, per million tracked objects (measured on a 2-core
+machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
+
+- the exclusive step: one GIL hold of ~80 ms (`gc.get_objects` ~15 ms, the C-level filter,
+  which reads every object's type, the rest); a `referrers` step ~15-20 ms. Nothing else runs
+  inside: no collection (put off), no Python loop over the heap, no finalizer. It grows with
+  the heap, so a step past the raised interval (250 ms, ~3 million objects) is no longer
+  exclusive: waiters then ask for the GIL back, and may get it, mid-step;
+- right after, the next young collections (generation 0, then 1), which run on whichever
+  thread allocates, walk the list the caller holds: ~20 ms each;
+- then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
+  paced so the walk takes at most about a third of the interpreter (the caller's `pace`).
+
+When the main thread is busy, the step's thread waits up to the raised interval to get the
+GIL back at the start of each step (the main thread runs alone meanwhile), so two steps
+never come back to back.
 
 A tuple still being built is referred to by nothing the collector sees (only its builder's C
 stack: the resize requires that), so `referrers` keeps every tuple that some tracked object
@@ -36,18 +51,32 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from itertools import compress
 from typing import Any
 
-__all__ = ["Heap", "exclusive", "objects", "referrers"]
+__all__ = ["Heap", "exclusive", "objects", "referrers", "step_interval"]
 
 #: how long another thread may wait for the GIL during one exclusive step (instead of the
-#: 5 ms default): past a C-speed pass over a few million objects, short enough for a main thread
+#: 5 ms default), at the least: past a C-speed pass over a million objects under load, short
+#: enough for a main thread
 _EXCLUSIVE_INTERVAL_S = 0.25
+#: the interval is also at least this many times what a step is expected to take: a step that
+#: outlasts it loses its protection (a waiter's request to let go is honoured at the first
+#: bytecode after the C pass, while the raw list lives)
+_STEP_MARGIN = 4.0
+#: a step's expected length per block the allocator holds (`sys.getallocatedblocks`, O(1)
+#: enough): a pass costs 75-150 ns per tracked object (PERFORMANCE-NOTES.md, under load)
+_STEP_S_PER_BLOCK = 50e-9
+# how long the last step took (read and written under `_exclusive_lock`)
+_last_step_s = 0.0
+
+#: objects per slice of a listing (`Heap.slices`): one C-level pass over a slice holds the GIL
+#: for ~2-5 ms (about as long as the interpreter's own 5 ms switch interval lets a thread run)
+SLICE = 32768
 
 # one exclusive step at a time in the whole process (re-entrant: a step may nest another)
 _exclusive_lock = threading.RLock()
@@ -55,7 +84,8 @@ _exclusive_lock = threading.RLock()
 
 @contextmanager
 def exclusive() -> Iterator[None]:
-    """No other Python thread is handed the GIL inside (unless this thread blocks).
+    """No other Python thread is handed the GIL inside (unless this thread blocks), and no
+    automatic collection starts.
 
     A thread waiting for the GIL asks the holder to let go once the switch interval has passed
     since it began to wait, so raising the interval alone leaves waiters that began with the
@@ -63,17 +93,43 @@ def exclusive() -> Iterator[None]:
     woken waiter's wait with the raised interval. On the way out the interval is put back
     (in ``finally``: even an exception cannot leave it raised) and the GIL handed straight
     back to whoever waited through the step. Steps of several threads are taken in turn, so
-    the interval each one saves is the user's, never another step's raised one.
+    the interval each one saves is the user's, never another step's raised one. The raised
+    interval outlasts the step by a margin (`step_interval`): one that ran past it would be
+    asked to let go at its first bytecode after the C pass, with the raw list alive.
+
+    A collection the step's own allocations would start is put off until just after it: in
+    the step it would walk the raw list of every object (~20 ms per million) while all other
+    threads wait, and run finalizers, any code, which may block and so hand the GIL over
+    while that list lives. Put off, it runs at the next allocation after the step, as it
+    would have. A collector the user turned off stays off.
     """
+    global _last_step_s
     with _exclusive_lock:
         previous = sys.getswitchinterval()
-        sys.setswitchinterval(max(previous, _EXCLUSIVE_INTERVAL_S))
+        sys.setswitchinterval(max(previous, step_interval()))
+        collecting = False
         try:
             time.sleep(0)
-            yield
+            collecting = gc.isenabled()
+            gc.disable()
+            started = time.perf_counter()
+            try:
+                yield
+            finally:
+                _last_step_s = time.perf_counter() - started
         finally:
+            if collecting:
+                gc.enable()
             sys.setswitchinterval(previous)
     time.sleep(0)  # outside the lock: the GIL goes to whoever waited through the step
+
+
+def step_interval() -> float:
+    """The switch interval for the next exclusive step: 250 ms, or more where the heap makes
+    a step longer (`_STEP_MARGIN` times the last step, or times the allocator's block count
+    at a pessimistic cost per block, for a first step on a heap of millions of objects)."""
+    expected = max(_last_step_s, sys.getallocatedblocks() * _STEP_S_PER_BLOCK)
+    return max(_EXCLUSIVE_INTERVAL_S, _STEP_MARGIN * expected)
 
 
 @dataclass
@@ -82,9 +138,28 @@ class Heap:
 
     objects: list[Any]
     tuples: int
+    #: whether a walk by `slices` stopped at its deadline before the end
+    partial: bool = field(default=False, init=False)
 
     def __len__(self) -> int:
         return len(self.objects) + self.tuples
+
+    def slices(self, deadline: float, pace: Callable[[], None]) -> Iterator[list[Any]]:
+        """`objects` in slices of `SLICE`, until `deadline` (``time.perf_counter()``) passes.
+
+        The caller works on each slice with C-level passes (`map`, `compress`, `Counter`),
+        so a slice holds the GIL for a few milliseconds; `pace` runs between slices (a
+        rest in proportion to the work, so the walk takes a bounded share of the interpreter).
+        Resting while the list lives is safe: it holds no tuple under construction.
+        """
+        for start in range(0, len(self.objects), SLICE):
+            pace()  # the first rest follows the exclusive step, the longest stretch of work
+            if time.perf_counter() > deadline:
+                self.partial = True
+                return
+            chunk = self.objects[start : start + SLICE]
+            yield chunk
+            del chunk
 
 
 def objects(generation: int | None = None) -> Heap:

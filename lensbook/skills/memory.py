@@ -3,7 +3,9 @@
 The snapshot is cheap (RSS, pymalloc blocks, tracemalloc totals). Deep probes run on demand: a
 tracemalloc window that the investigation opens and closes itself (1 frame by default), a diff
 of that window ranked by allocation site, type censuses and their growth, the largest containers
-and who holds them, and the referrer chain that keeps a type alive.
+and who holds them, and the referrer chain that keeps a type alive. When that chain ends at a
+root (a registry, a cache, a module global), one short tracing burst watches the root and
+attributes what it gains (`lensbook.skills._retained`).
 
 Heap walks hold the GIL and grow with the heap (a census is ~90 ms per million tracked objects),
 so every walking probe checks a deadline as it goes and answers with what it has when time runs
@@ -25,8 +27,10 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import attrgetter, gt, is_
 from typing import Any, ClassVar, TypeVar
 
 import psutil
@@ -39,6 +43,7 @@ from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._retained import RawTrace, Watch, container_of
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._stacks import source_line
 from lensbook.skills._trend import slope as _least_squares
@@ -107,14 +112,6 @@ class Pacer:
             self.mark = time.thread_time()
 
 
-def _deadline_chunks(items: Sequence[Any], deadline: float, size: int = 65536) -> Iterator[Any]:
-    """Iterate `items` in chunks, stopping (silently) once the deadline passes."""
-    for start in range(0, len(items), size):
-        if time.perf_counter() > deadline:
-            return
-        yield from items[start : start + size]
-
-
 # -- tracemalloc --------------------------------------------------------------------------------
 
 
@@ -178,7 +175,14 @@ def _raw_traces(snap: tracemalloc.Snapshot) -> Sequence[tuple[int, int, RawTrace
 
 
 def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None = None) -> _Grouped:
-    """Sizes and counts of live traced blocks, by blamed site (see `_site_of`).
+    """Sizes and counts of a snapshot's live traced blocks, by blamed site (`_group_traces`)."""
+    return _group_traces(_raw_traces(snap), deadline, max_traces)
+
+
+def _group_traces(
+    raw: Sequence[RawTrace], deadline: float, max_traces: int | None = None
+) -> _Grouped:
+    """Sizes and counts of traced blocks, by blamed site (see `_site_of`).
 
     Past `max_traces` blocks, a random sample of about that many is counted and the sums scaled
     up: while tracing is on, this very pass is traced too and runs ~10x slower, so a process
@@ -188,9 +192,8 @@ def _group(snap: tracemalloc.Snapshot, deadline: float, max_traces: int | None =
     block is kept with the same chance, drawn from random bytes in C-level passes: choosing
     exact indices in Python cost as much as the count itself, and every int it made was traced.
     """
-    raw = _raw_traces(snap)
     stride = 1.0
-    picked: Sequence[tuple[int, int, RawTraceback, int]] = raw
+    picked: Sequence[RawTrace] = raw
     if max_traces and len(raw) > max_traces:
         # keep a block when its random byte is below `below`: a chance of below/256 each
         below = min(max(round(256 * max_traces / len(raw)), 1), 255)
@@ -279,6 +282,12 @@ DEEP_FRAMES = 16
 DEEP_MIN_BYTES = 64 * 1024
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
+#: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
+#: two members; its traced time is then rested like any burst's (the next window's first burst
+#: waits), so tracing keeps its duty
+RETENTION_BURST_MAX_S = 1.5
+#: how long the walk below a retention burst's new members may take (tracing still on)
+RETENTION_WALK_S = 1.0
 
 
 @dataclass
@@ -328,8 +337,9 @@ class _TraceWindow:
         if self.ended_at is None:
             self.ended_at = time.time()
 
-    def cycle(self, began: float) -> None:
-        """The bursts of an owned window until `stop` is set; the first began at `began`.
+    def cycle(self, began: float, first_rest: float = 0.0) -> None:
+        """The bursts of an owned window until `stop` is set; the first began at `began`, or
+        begins after `first_rest` (tracing then still off: a retention burst is being rested).
 
         A burst ends when this thread gets the GIL back, which a long C call in another thread
         (a pandas conversion, a big sort) or a saturated machine can delay well past
@@ -338,6 +348,11 @@ class _TraceWindow:
         """
         deep = False
         try:
+            if first_rest > 0:
+                if self.stop.wait(first_rest) or tracemalloc.is_tracing():
+                    return
+                began = time.perf_counter()
+                tracemalloc.start(self.frames)
             while True:
                 try:
                     self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
@@ -418,6 +433,7 @@ def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
 # -- heap walks ---------------------------------------------------------------------------------
 
 _CONTAINERS = (list, dict, set, frozenset, deque)
+_CODE_OF = attrgetter("__code__")
 
 
 @dataclass
@@ -427,37 +443,74 @@ class _Census:
     functions: dict[str, int]
     tracked: int
     partial: bool
+    #: id -> (type name, length) of the longest containers, as memory_largest_containers
+    #: remembers them: a census right before its baseline call serves as that baseline
+    containers: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
-def _take_census(deadline: float) -> _Census:
+#: how many of the longest containers a walk keeps (growth is told against the previous ones)
+_REMEMBERED = 50
+#: how recent a census must be to serve as memory_largest_containers' baseline (no new walk)
+_SHARED_CENSUS_S = 5.0
+
+
+class _Longest:
+    """The `count` longest lists, dicts, sets and deques (subclasses too) met so far, longest
+    first, leaving out those whose id is in `own`.
+
+    Fed slice by slice with C-level passes; only containers longer than the shortest one kept
+    reach the (stable) sort, so of equal lengths the first met stays. Objects are judged by
+    their type, never by isinstance(), which would run an object's own ``__class__``.
+    """
+
+    def __init__(self, count: int, own: set[int]) -> None:
+        self.count = count
+        self.own = own
+        self.best: list[Any] = []
+        self.floor = -1  # the length a container must pass to enter, once `best` is full
+
+    def add(self, chunk: list[Any], kinds: Iterable[type]) -> None:
+        """Meet the objects of `chunk`, whose types are `kinds` (in the same order)."""
+        boxes = list(compress(chunk, map(issubclass, kinds, repeat(_CONTAINERS))))
+        boxes = list(compress(boxes, map(gt, map(len, boxes), repeat(self.floor))))
+        if self.own:
+            boxes = [b for b in boxes if id(b) not in self.own]
+        if boxes:
+            self.best = sorted(self.best + boxes, key=len, reverse=True)[: self.count]
+            if len(self.best) == self.count:
+                self.floor = len(self.best[-1])
+
+
+def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
+    """Counts by type and by function code; with `own`, also the longest containers (those
+    whose id is in `own` left out), for memory_largest_containers' next baseline."""
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
     heap = _heap.objects()
-    objs = heap.objects
-    try:
-        total = len(objs)
-        by_type: Counter[type] = Counter()
-        by_type[tuple] = heap.tuples
-        codes: Counter[types.CodeType] = Counter()
-        partial = False
-        # no Pacer here: resting while holding the list of every object lengthens the time
-        # objects still under construction in other threads are held (a segfault seen in the
-        # hostile suite); the chunks keep each step short instead
-        for start in range(0, total, 32768):
-            if time.perf_counter() > deadline:
-                partial = True
-                break
-            chunk = objs[start : start + 32768]
-            by_type.update(map(type, chunk))
-            # closures and bound methods are counted by the code that made them: a leak of
-            # callbacks shows as one function site growing, not as "function" in general
-            codes.update(o.__code__ for o in chunk if type(o) is types.FunctionType)
-            codes.update(
-                o.__func__.__code__
-                for o in chunk
-                if type(o) is types.MethodType and type(o.__func__) is types.FunctionType
-            )
-            del chunk
-    finally:
-        del objs
+    longest = _Longest(_REMEMBERED, own) if own is not None else None
+    by_type: Counter[type] = Counter()
+    by_type[tuple] = heap.tuples
+    codes: Counter[types.CodeType] = Counter()
+    # C-level passes per slice (a few ms of GIL each), paced; the Python loop below only
+    # sees bound methods, which are few
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        by_type.update(kinds)
+        if longest is not None:
+            longest.add(chunk, kinds)
+        # closures and bound methods are counted by the code that made them: a leak of
+        # callbacks shows as one function site growing, not as "function" in general
+        codes.update(map(_CODE_OF, compress(chunk, map(is_, kinds, repeat(types.FunctionType)))))
+        codes.update(
+            m.__func__.__code__
+            for m in compress(chunk, map(is_, kinds, repeat(types.MethodType)))
+            if type(m.__func__) is types.FunctionType
+        )
+        del chunk, kinds
+    total, partial = len(heap.objects), heap.partial
+    del heap
+    best = longest.best if longest is not None else []
+    containers = {id(c): (_type_name(type(c)), len(c)) for c in best}
+    del longest, best
     names: Counter[str] = Counter()
     for t, n in by_type.items():
         names[_type_name(t)] += n
@@ -470,7 +523,57 @@ def _take_census(deadline: float) -> _Census:
         functions=dict(functions),
         tracked=total,
         partial=partial,
+        containers=containers,
     )
+
+
+def _serves_as_baseline(census: _Census) -> bool:
+    """Whether `census` is recent and whole, with its longest containers kept."""
+    fresh = time.time() - census.at <= _SHARED_CENSUS_S
+    return fresh and bool(census.containers) and not census.partial
+
+
+def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
+    """The `count` longest containers alive (`_Longest`), and whether the deadline cut the
+    walk short."""
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()  # tuples are none of the containers
+    longest = _Longest(count, own)
+    for chunk in heap.slices(deadline, pace):
+        longest.add(chunk, map(type, chunk))
+        del chunk
+    partial = heap.partial
+    del heap
+    return longest.best, partial
+
+
+def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[list[Any], int]:
+    """The `keep` oldest live instances of the types named `type_name` (oldest first), and how
+    many there are. `gc.get_objects` lists the oldest generation last, so the tail is kept.
+
+    Types are matched once each, when first met; instances are picked by C-level passes.
+    """
+    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    heap = _heap.objects()
+    checked: set[type] = set()
+    matching: set[type] = set()
+    tail: list[Any] = []
+    count = 0
+    for chunk in heap.slices(deadline, pace):
+        kinds = list(map(type, chunk))
+        for t in set(kinds) - checked:
+            checked.add(t)
+            if type_name in (_type_name(t), t.__qualname__, t.__name__):
+                matching.add(t)
+        if matching:
+            hits = list(compress(chunk, map(matching.__contains__, kinds)))
+            count += len(hits)
+            tail = (tail + hits)[-keep:]
+            del hits
+        del chunk, kinds
+    del heap
+    tail.reverse()
+    return tail, count
 
 
 def _module_globals() -> dict[int, str]:
@@ -571,8 +674,12 @@ def _referrer_chain(
     deadline: float,
     ignore: set[int],
     share_values: bool = False,
+    roots: list[tuple[Any, Any]] | None = None,
 ) -> list[str]:
     """Who holds `target`, hop by hop up to a module global, a class, a frame or the limit.
+
+    When the chain ends at a root, (the root's holder, the object it holds) is added to
+    `roots` (the holder is None for a module global named by `names`).
 
     The first referrer at each hop is followed (cheap, and right for most chains); when that
     walk gets lost in an object graph's own cycles and ends at no root, a breadth-first search
@@ -581,16 +688,18 @@ def _referrer_chain(
     hops = [_describe(target)]
     me = sys._getframe()
     try:
-        _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
+        found_root = _climb(target, hops, names, max_depth, deadline, ignore, me, share_values)
         if not hops[-1].startswith("held by"):
             found = _search_root(target, names, max_depth, deadline, ignore | {id(hops)})
             if found is not None:
-                path, root = found
+                path, root, found_root = found
                 hops = [_describe(target)]
                 for holder, held in path:
                     edge = _edge(holder, held, share_values)
                     hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
                 hops.append(f"held by {root}")
+        if roots is not None and found_root is not None and hops[-1].startswith("held by"):
+            roots.append(found_root)
     finally:
         del me  # a frame holding itself would keep every caller's locals alive until a GC
     return hops
@@ -602,11 +711,11 @@ _SEARCH_WIDTH = 256
 
 def _search_root(
     target: Any, names: dict[int, str], max_depth: int, deadline: float, ignore: set[int]
-) -> tuple[list[tuple[Any, Any]], str] | None:
+) -> tuple[list[tuple[Any, Any]], str, tuple[Any, Any]] | None:
     """The nearest root above `target` (a known retainer, a module global, a class attribute),
     searched level by level: one heap walk per level (`gc.get_referrers` of the whole level at
     once), so it costs what the first-referrer walk costs. Returns the (holder, held) hops from
-    `target` upwards and the root's name, or None."""
+    `target` upwards, the root's name and its (holder, held), or None."""
     held_by: dict[int, Any] = {}  # id(holder) -> the object of the level below it holds
     seen: dict[int, Any] = {id(target): target}
     level = [target]
@@ -637,7 +746,7 @@ def _search_root(
                         node = held_by[id(node)]
                     path.reverse()
                     # the root's own hop is named by the root, not listed as a holder
-                    return path[:-1], root
+                    return path[:-1], root, (ref, held)
                 if len(upper) < _SEARCH_WIDTH:
                     upper.append(ref)
             del referrers
@@ -676,7 +785,9 @@ def _climb(
     ignore: set[int],
     me: types.FrameType,
     share_values: bool,
-) -> None:
+) -> tuple[Any, Any] | None:
+    """Climb the first referrers (see `_referrer_chain`); the root's (holder, held) if the
+    chain ends at one."""
     seen = {id(current)}
     pace = Pacer()
     for _ in range(max_depth):
@@ -688,16 +799,17 @@ def _climb(
                 hops.append(f"held by {known}")
             else:
                 hops.append(f"held by {'module global ' if '.' in name else ''}{name}")
-            return
+            return None, current
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
-            return
+            return None
         referrers = _heap.referrers(current)
         try:
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
             chosen: Any = None
             named: Any = None
+            holder: Any = None
             root: str | None = None
             for ref in referrers:
                 if id(ref) in own or id(ref) in seen or is_tooling(ref):
@@ -709,6 +821,7 @@ def _climb(
                 # a well-known retainer names the root best; then a named global
                 root = known_root(ref, current)
                 if root is not None:
+                    holder = ref
                     break
                 if named is None and id(ref) in names:
                     named = ref
@@ -719,31 +832,31 @@ def _climb(
             del referrers
         if root is not None:
             hops.append(f"held by {root}")
-            return
+            return holder, current
         if chosen is None and frames:
             hops.append(f"held by a local variable of {_describe(frames[0])[9:]}")
-            return
+            return None
         if chosen is None:
             hops.append("no further referrers (held only by untracked or C-level state)")
-            return
+            return None
         namespace_of = names.get(id(chosen), "")
         if namespace_of.startswith("module ") and isinstance(chosen, dict):
             attr = _attribute_name(chosen, current)
             known = global_root(f"{namespace_of[7:]}.{attr}")
             hops.append(f"held by {known or f'module global {namespace_of[7:]}.{attr}'}")
-            return
+            return chosen, current
         if type(chosen) is dict and not namespace_of:
             owner = _namespace_owner(chosen, own | seen)
             if owner is not None:
                 root = known_root(owner, current)
                 if root is not None:
                     hops.append(f"held by {root}")
-                    return
+                    return owner, current
                 # an attribute: name it on its object rather than as a hop through a dict
                 attr = _attribute_name(chosen, current)
                 if isinstance(owner, type):
                     hops.append(f"held by class attribute {_type_name(owner)}.{attr}")
-                    return
+                    return owner, current
                 seen.add(id(chosen))
                 hops.append(f"{_describe(owner)} .{attr}")
                 seen.add(id(owner))
@@ -751,15 +864,16 @@ def _climb(
                 continue
         if isinstance(chosen, type):
             hops.append(f"held by class {_type_name(chosen)}")
-            return
+            return chosen, current
         if isinstance(chosen, types.ModuleType):
             hops.append(f"held by module {chosen.__name__}")
-            return
+            return chosen, current
         edge = _edge(chosen, current, share_values)
         hops.append(f"{_describe(chosen)}{' ' + edge if edge else ''}")
         seen.add(id(chosen))
         current = chosen
     hops.append("... (depth limit)")
+    return None
 
 
 def _is_own_frame(frame: types.FrameType, me: types.FrameType) -> bool:
@@ -787,9 +901,11 @@ class MemorySkill(Skill):
         "the allocator, so confirm growth with a tracemalloc window (memory_trace_start, wait, "
         "memory_allocation_diff, which also stops tracing) and two type censuses "
         "(memory_census, then memory_type_growth). Name the holder with "
-        "memory_largest_containers and memory_referrers. Typical culprits: module-level caches "
-        "without eviction, callbacks or closures registered and never removed, lists that only "
-        "grow, objects kept alive by a global registry or a long-lived frame. Heap walks cost "
+        "memory_largest_containers and memory_referrers; when a chain ends at a root, "
+        "memory_retained_sites then says where what that root gains is allocated. Typical "
+        "culprits: module-level caches without eviction, callbacks or closures registered "
+        "and never removed, lists that only grow, objects kept alive by a global registry or "
+        "a long-lived frame. Heap walks cost "
         "~0.1 s per million objects; do not repeat them needlessly."
     )
     # what the coordinator and the watcher know of it (see `Skill`)
@@ -831,6 +947,10 @@ class MemorySkill(Skill):
         self._census: _Census | None = None
         #: container id -> (type name, length) from the last memory_largest_containers call
         self._container_sizes: dict[int, tuple[str, int]] = {}
+        #: the root the last referrer chains ended at, for memory_retained_sites
+        self._watch: Watch | None = None
+        #: no tracing window of this skill starts tracing before (a retention burst's rest)
+        self._quiet_until = 0.0
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -939,11 +1059,14 @@ class MemorySkill(Skill):
             window = _TraceWindow(
                 started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            tracemalloc.start(frames)  # the whole window, or its first burst
+            # after a retention burst, a bursting window rests first (see retained_sites)
+            rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
+            if not rest:
+                tracemalloc.start(frames)  # the whole window, or its first burst
             if window.bursting:
                 window.cycler = threading.Thread(
                     target=window.cycle,
-                    args=(time.perf_counter(),),
+                    args=(time.perf_counter(), rest),
                     name="lensbook-tracemalloc-window",
                     daemon=True,
                 )
@@ -963,6 +1086,8 @@ class MemorySkill(Skill):
                 "frames": frames,
                 "traced_share": window.duty,
                 "stops_after_s": max_seconds,
+                # resting after a retention burst: the first burst starts this much later
+                "first_burst_in_s": round(rest, 2),
             }
 
     @probe
@@ -1045,26 +1170,10 @@ class MemorySkill(Skill):
         best = heapq.nlargest(top, rows, key=lambda r: r[1])
         window_s = time.time() - window.started_at if window is not None else None
         sites = []
-        for (filename, lineno), size, count, stat in best:
+        for site, size, count, stat in best:
             if size <= 0:
                 break
-            entry: dict[str, Any] = {
-                "site": _where(filename, lineno),
-                "kb": round(size / _KB, 1),
-                "blocks": count,
-                "share": round(size / growth, 3) if growth > 0 else None,
-                "origin": _origin(filename),
-                "function": function_at(filename, lineno),
-                "code": source_line(filename, lineno, 100),
-            }
-            if len(stat.traceback) > 1:
-                entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
-            _, detail = attribute(stat.traceback)
-            if detail:
-                # the user's line called into a library that did the allocating
-                entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
-            # paths, function names and source lines are the process's text
-            sites.append(mark_fields(entry, "site", "function", "code", "traceback", "via"))
+            sites.append(_site_entry(site, size, count, growth, stat, frames_shown))
         sites, omitted = _fit(sites, 4200)
         return {
             "window_s": None if window_s is None else round(window_s, 2),
@@ -1094,8 +1203,17 @@ class MemorySkill(Skill):
             self._close_window()
             self._census = None
             self._container_sizes.clear()
+            self._watch = None
 
     # -- censuses ---------------------------------------------------------------------------
+
+    def _own_ids(self) -> set[int]:
+        """Ids of this skill's own containers, which heap walks leave out of their answers."""
+        own = {id(self._container_sizes)}
+        census = self._census
+        if census is not None:
+            own.update((id(census.types), id(census.functions), id(census.containers)))
+        return own
 
     @probe
     def census(self, top: int = 15) -> dict[str, Any]:
@@ -1107,7 +1225,7 @@ class MemorySkill(Skill):
         Cost: one heap walk, ~0.1 s per million tracked objects (bounded to ~3 s). Untracked
         objects (str, int, bytes, dicts of atoms) are not counted; tracemalloc sees them.
         """
-        census = _take_census(time.perf_counter() + 3.0 * self.budget_scale)
+        census = _take_census(time.perf_counter() + 3.0 * self.budget_scale, self._own_ids())
         with self._lock:
             self._census = census
         ranked = heapq.nlargest(min(max(top, 1), 50), census.types.items(), key=lambda kv: kv[1])
@@ -1211,25 +1329,23 @@ class MemorySkill(Skill):
                 next call.
 
         Cost: one heap walk with len() of each container, ~0.2 s per million tracked objects,
-        plus one referrer walk per named holder (bounded to ~3 s in all).
+        plus one referrer walk per named holder (bounded to ~3 s in all). A baseline right
+        after memory_census (within 5 s) costs no walk: the census's is used.
         """
         top = min(max(top, 1), 20)
+        census = self._census
+        if baseline and census is not None and _serves_as_baseline(census):
+            # the census just taken saw the same heap: its longest containers are the
+            # baseline, and the heap is not walked a second time
+            with self._lock:
+                self._container_sizes = dict(census.containers)
+            return {
+                "remembered": len(census.containers),
+                "largest_len": max(n for _, n in census.containers.values()),
+                "partial": False,
+            }
         deadline = time.perf_counter() + 3.0 * self.budget_scale
-        own = {id(self._container_sizes), id(self._census.types if self._census else None)}
-        if self._census is not None:
-            own.add(id(self._census.functions))
-        objs = _heap.objects().objects  # containers only: tuples are none of them
-        try:
-            own.add(id(objs))
-            candidates = (
-                o
-                for o in _deadline_chunks(objs, deadline)
-                if isinstance(o, _CONTAINERS) and id(o) not in own
-            )
-            largest = heapq.nlargest(max(top, 50), candidates, key=len)
-            partial = time.perf_counter() > deadline
-        finally:
-            del objs
+        largest, partial = _largest_containers(max(top, _REMEMBERED), deadline, self._own_ids())
         with self._lock:
             previous = self._container_sizes
             self._container_sizes = {id(c): (_type_name(type(c)), len(c)) for c in largest}
@@ -1239,7 +1355,7 @@ class MemorySkill(Skill):
                 "largest_len": len(largest[0]) if largest else 0,
                 "partial": partial,
             }
-        floor = min(n for _, n in previous.values()) if len(previous) >= 50 else 0
+        floor = min(n for _, n in previous.values()) if len(previous) >= _REMEMBERED else 0
         names = _module_globals()
         ignore = {id(largest), id(names), id(previous)}
         rows = []
@@ -1291,24 +1407,7 @@ class MemorySkill(Skill):
         deadline = time.perf_counter() + 4.0 * self.budget_scale
         max_depth = min(max(max_depth, 1), 12)
         samples = min(max(samples, 1), 4)
-        objs = _heap.objects().objects
-        try:
-            matching = {
-                t
-                for t in set(map(type, objs))
-                if type_name in (_type_name(t), t.__qualname__, t.__name__)
-            }
-            instances: list[Any] = []
-            count = 0
-            if matching:
-                # oldest generation last: walk backwards to sample long-lived (likely leaked)
-                for o in reversed(objs):
-                    if type(o) in matching:
-                        count += 1
-                        if len(instances) < 200:
-                            instances.append(o)
-        finally:
-            del objs
+        instances, count = _instances_of(type_name, deadline)
         if not instances:
             return {"type": type_name, "instances": 0, "chains": []}
         step = (len(instances) - 1) / max(samples - 1, 1)
@@ -1316,6 +1415,8 @@ class MemorySkill(Skill):
         del instances
         names = _module_globals()
         chains: dict[str, int] = {}
+        roots: list[tuple[Any, Any]] = []
+        named_roots: list[tuple[str, Any, Any]] = []
         for i in range(len(picks)):
             chain = " <- ".join(
                 _referrer_chain(
@@ -1323,20 +1424,134 @@ class MemorySkill(Skill):
                     names,
                     max_depth,
                     deadline,
-                    {id(picks), id(names)},
+                    {id(picks), id(names), id(roots), id(named_roots), *map(id, named_roots)},
                     self.share_values,
+                    roots,
                 )
             )
             chains[chain] = chains.get(chain, 0) + 1
+            if roots:
+                named_roots.append((chain.rsplit("held by ", 1)[-1], *roots.pop()))
         del picks
-        return {
+        result: dict[str, Any] = {
             "type": type_name,
             "instances": count,
             "chains": _fit([_chain_row(c, n) for c, n in chains.items()], 4500)[0],
         }
+        watched = self._watch_root(named_roots)
+        named_roots.clear()
+        if watched is not None:
+            result["retention_watch"] = watched
+        return mark_fields(result, "retention_watch")  # the process's names
+
+    def _watch_root(self, roots: list[tuple[str, Any, Any]]) -> str | None:
+        """Remember the first root with a container, for memory_retained_sites to watch; the
+        root's name, or None when there is nothing to watch."""
+        for name, holder, held in roots:
+            container = container_of(holder, held)
+            if container is not None:
+                with self._lock:
+                    self._watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
+                return str(name)
+        return None
+
+    @probe(budget=8.0, intrusive="tracemalloc")
+    def retained_sites(self, top: int = 5, frames_shown: int = 4) -> dict[str, Any]:
+        """Where what a leak's root gains is allocated: the root memory_referrers last found
+        (pyplot's figure managers, an lru_cache, a module global...) is watched in one short
+        tracemalloc burst until it gains two members, and the objects they hold that were
+        allocated meanwhile are grouped by the first frame in the user's code (library frames
+        as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
+        root keeps counts. Closes a tracemalloc window still open.
+
+        Args:
+            top: how many sites to return (at most 10).
+            frames_shown: frames of each site's traceback to show (most recent first).
+
+        Cost: tracing (16 frames) for at most 1.5 s, then a walk of at most 20,000 objects
+        below the new members for at most 1 s (no user code runs); the next tracing window
+        then rests nine times as long before its first burst, so tracing keeps its duty.
+        """
+        top = min(max(top, 1), 10)
+        frames_shown = min(max(frames_shown, 1), 25)
+        with self._lock:
+            watch, self._watch = self._watch, None
+            if watch is None:
+                return {
+                    "note": "no root to watch: call memory_referrers first, on a type whose "
+                    "chain ends at a root (a registry, a cache, a module global)"
+                }
+            if self._window is not None and (self._window.owned or self._window.ended_by):
+                self._close_window()  # its bursts would overlap this one
+            change: intrusion.Change | None = None
+            if not tracemalloc.is_tracing():
+                tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
+                # raises RunEnded (tracing stopped again) if the asking run has ended
+                change = intrusion.switch_on(
+                    "tracemalloc",
+                    tracemalloc.stop,
+                    max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
+                    detail=f"{DEEP_FRAMES} frames, one retention burst",
+                )
+        began = time.perf_counter()
+        try:
+            watch.begin()
+            pause = threading.Event()  # never set: a poll every 10 ms while the root grows
+            while not watch.finished() and tracemalloc.is_tracing():
+                pause.wait(0.01)
+            watch.collect(time.perf_counter() + RETENTION_WALK_S * self.budget_scale)
+        finally:
+            if change is not None:
+                change.undo("retention burst done")
+                with self._lock:
+                    traced = time.perf_counter() - began
+                    rest = traced * (1.0 / self.trace_duty - 1.0)
+                    self._quiet_until = time.perf_counter() + rest
+        result = mark_fields({"root": watch.root}, "root")  # the process's names
+        grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
+        total = sum(stat.size for stat in grouped.sites.values())
+        best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
+        sites = [
+            _site_entry(site, stat.size, stat.count, total, stat, frames_shown)
+            for site, stat in best
+        ]
+        return {
+            **result,
+            "new_members": watch.new_members,
+            "objects_walked": watch.walked,
+            "traced_objects": len(watch.traces),
+            "kb": round(total / _KB, 1),
+            "partial": watch.partial,
+            "sites": _fit(sites, 3000)[0],
+        }
 
     def rules(self) -> Sequence[Rule]:
         return (LeakRule(), RssSinceLoad())
+
+
+def _site_entry(
+    site: RawFrame, size: int, count: int, total: int, stat: _SiteStat, frames_shown: int
+) -> dict[str, Any]:
+    """One allocation site as the probes report it: where, how much, its source line, its
+    traceback and the library frames the user's line called into (``via``)."""
+    filename, lineno = site
+    entry: dict[str, Any] = {
+        "site": _where(filename, lineno),
+        "kb": round(size / _KB, 1),
+        "blocks": count,
+        "share": round(size / total, 3) if total > 0 else None,
+        "origin": _origin(filename),
+        "function": function_at(filename, lineno),
+        "code": source_line(filename, lineno, 100),
+    }
+    if len(stat.traceback) > 1:
+        entry["traceback"] = [_where(f, n) for f, n in stat.traceback[:frames_shown]]
+    _, detail = attribute(stat.traceback)
+    if detail:
+        # the user's line called into a library that did the allocating
+        entry["via"] = [f"{_where(f, n)} ({_origin(f)})" for f, n in detail[:frames_shown]]
+    # paths, function names and source lines are the process's text
+    return mark_fields(entry, "site", "function", "code", "traceback", "via")
 
 
 def _chain_row(chain: str, samples: int) -> dict[str, Any]:
@@ -1439,13 +1654,18 @@ class LeakRule(Rule):
             ProbeCall("memory_type_growth", {"top": 8}),
             ProbeCall("memory_largest_containers", {"top": 5}),
         ]
-        for suspect in _suspect_types(_first_growth(ev)):
-            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         first = _first_growth(ev)
+        for suspect in _suspect_types(first):
+            calls.append(ProbeCall("memory_referrers", {"type_name": suspect, "max_depth": 12}))
         if _objects_grew(first):
             # objects alone: look once more, to tell a heap that goes on growing from a batch
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
+        if any(
+            _as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
+        ):
+            # a chain ended at a root: where what it gains is allocated
+            calls.append(ProbeCall("memory_retained_sites"))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
@@ -1453,6 +1673,12 @@ class LeakRule(Rule):
         growth = _first_growth(ev)
         containers = _as_dict(ev.result("memory_largest_containers"))
         refs = _best_referrers(ev)
+        retained = _as_dict(ev.result("memory_retained_sites"))
+        kept = [
+            s
+            for s in retained.get("sites") or []
+            if isinstance(s, dict) and s.get("origin") == "user"
+        ]
         growth_kb = float(diff.get("growth_kb") or 0.0)
         window = float(diff.get("window_s") or 0.0) or ev.elapsed() or 1.0
         rate_kb = growth_kb / window
@@ -1509,6 +1735,8 @@ class LeakRule(Rule):
         context = "; ".join(parts) + "."
 
         obs = []
+        if kept:
+            obs.append(_retained_observation(retained, kept[0]))
         if sites:
             first = sites[0]
             obs.append(
@@ -1563,7 +1791,7 @@ class LeakRule(Rule):
             obs.append(f"{refs.get('type')} is kept alive by: {chains[0]['chain']}")
         observation = "; ".join(obs) + "." if obs else "Memory grows; no site was found."
 
-        hypothesis = _hypothesis(sites, callbacks, growing_box, refs)
+        hypothesis = _hypothesis(kept or sites, callbacks, growing_box, refs)
         severity: Any = "warning"
         if isinstance(available, (int, float)) and rate_kb > 0:
             minutes_left = available * 1024 / rate_kb / 60
@@ -1582,6 +1810,24 @@ class LeakRule(Rule):
                 hypothesis=hypothesis,
             )
         ]
+
+
+def _retained_observation(retained: dict[str, Any], site: dict[str, Any]) -> str:
+    """What a watched root gained, by the user's line that allocated it."""
+    text = (
+        f"What {retained.get('root')} gained while watched ({retained.get('new_members')} new "
+        f"members) was allocated at {site['site']}"
+        + (f" in {site['function']}" if site.get("function") else "")
+        + f" (`{site.get('code', '')}`): {_kb(float(site['kb']))} of the "
+        f"{_kb(float(retained.get('kb') or 0))} traced in them"
+    )
+    if site.get("via"):
+        text += (
+            "; the user's code at that line calls into "
+            + " -> ".join(reversed(site["via"][:3]))
+            + ", which allocates"
+        )
+    return text
 
 
 def _as_dict(value: Any) -> dict[str, Any]:

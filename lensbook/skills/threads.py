@@ -649,7 +649,9 @@ def _started_by(thread: threading.Thread | None) -> str | None:
     """Who started a thread, as the flight recorder saw it: the user's function and the
     file:line of its call, with the library frame that did the starting as detail ("started
     by handle_request at app.py:41 via concurrent/futures/thread.py:..." is the stdlib's and
-    left out; a library's is kept). None when the recorder was not running as it started."""
+    left out; a library's is kept). For a thread already alive when the recorder started:
+    "started before lensbook loaded; runs fn at file:line (was at file:line in fn then)".
+    None when the recorder knows nothing of it."""
     if thread is None:
         return None
     from lensbook.recorder.api import recorder  # imported here: the recorder imports this module
@@ -657,6 +659,11 @@ def _started_by(thread: threading.Thread | None) -> str | None:
     found = recorder.threads.creator(thread) if recorder.recording else None
     if not found:
         return None
+    if found.get("since"):
+        # alive when the recorder's hooks went in: what it runs, and where it was then
+        runs = f"; runs {found['target']} at {found['defined_at']}" if found["target"] else ""
+        seen = f" (was at {found['seen_at']} then)" if found["seen_at"] else ""
+        return f"started {found['since']}{runs}{seen}"
     via = f" via {found['via']}" if found.get("via") else ""
     # a comprehension runs as a function of its own: name the function it is written in
     function = _COMPREHENSION.sub("", str(found["function"]))
@@ -1327,7 +1334,14 @@ def _results(ev: Evidence, name: str) -> Iterable[Any]:
 
 def _started(entry: dict[str, Any]) -> str:
     """ " (started by fn at file:line)" for a thread the flight recorder saw start, else ""."""
-    return f" (started by {entry['started_by']})" if entry.get("started_by") else ""
+    return f" ({_starter(entry)})" if entry.get("started_by") else ""
+
+
+def _starter(entry: dict[str, Any]) -> str:
+    """ "started by fn at file:line", or "started before lensbook loaded; runs ..." for a
+    thread that was already alive when the recorder started."""
+    text = str(entry["started_by"])
+    return text if text.startswith("started ") else f"started by {text}"
 
 
 class Deadlock(Rule):
@@ -1575,11 +1589,7 @@ class SpinningThread(Rule):
                             f"{t.get('hot_function_share')}% of its samples were in "
                             f"{t.get('hot_function')}, hottest line {top_line.get('at')}{code} "
                             f"({top_line.get('share')}%); user code: {where}"
-                            + (
-                                f"; the thread was started by {t['started_by']}"
-                                if t.get("started_by")
-                                else ""
-                            )
+                            + (f"; the thread was {_starter(t)}" if t.get("started_by") else "")
                             + "."
                         ),
                         hypothesis=(
@@ -1620,7 +1630,8 @@ class ThreadGrowth(CountGrowth):
         held = f"; each pool is held by {lead['pool_held_by']}" if lead.get("pool_held_by") else ""
         first, last = int(ev.first("app_threads", 0)), int(ev.latest("app_threads", 0))
         # the user's code that starts them, when the flight recorder saw them start
-        where = f" ({lead['started_by'].split(' via ')[0]})" if lead.get("started_by") else ""
+        seen = str(lead.get("started_by") or "")
+        where = f" ({seen.split(' via ')[0]})" if seen and not seen.startswith("started ") else ""
         if lead.get("pools", 0) > 1:
             hypothesis = (
                 f"a new {lead.get('pool_type')} is created per call (per request, per "
@@ -1648,11 +1659,7 @@ class ThreadGrowth(CountGrowth):
                 observation=(
                     f"{lead['count']} threads named {lead['pattern']!r}{pools}, running "
                     f"{lead.get('runs', '?')}, parked at {lead.get('parked_at', '?')}{held}"
-                    + (
-                        f"; they are started by {lead['started_by']}"
-                        if lead.get("started_by")
-                        else ""
-                    )
+                    + (f"; they are {_starter(lead)}" if lead.get("started_by") else "")
                 ),
                 hypothesis=hypothesis,
             )

@@ -43,21 +43,6 @@ def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix(tmp_path: Path
     assert "PriceQuote.converted.cache_clear()" in text
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="KNOWN: the 50 ms bursts rarely trace ax.plot. Depth is solved (tracebacks cut beyond 6"
-    " frames are now blamed on the user's line through their outermost frame, with a "
-    "16-frame burst when none links them), but in the child every burst snapshot (logged: 3"
-    " runs, 18 bursts) held line 42's 160 KB array and ~4 KB of plt.subplots, and at most 1"
-    " KB from ax.plot (4 more runs: no ax.plot site either): traced code runs 10x+ slower, "
-    "so a burst covers ~5 ms of the render and reaches ax.plot only if it starts just "
-    "before it (after the slow subplots): a few % per burst. Line 42's array is in flight "
-    "(Line2D copies it), held because the render is mid-call. Excluding blocks whose frame "
-    "is still in the call that made them (tried: sys._current_frames at snapshot) drops "
-    "line 42 and subplots, leaving library sites on top: the bursts lack ax.plot's data. "
-    "Needs retention-based grouping (from the figure managers root) or longer bursts. "
-    "Passes with trace_duty=1.0",
-)
 def test_a_leak_inside_matplotlib_is_blamed_on_the_users_line_and_pyplot(tmp_path: Path) -> None:
     outcome = _run("figure_leak", tmp_path)
     text = notes_text(outcome)

@@ -8,10 +8,13 @@ process (a test process full of other tests' threads and objects is not that).
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import textwrap
 import threading
+import time
+from typing import Any
 
 import pytest
 
@@ -125,4 +128,62 @@ def test_steps_of_two_threads_take_turns_and_give_the_interval_back() -> None:
     a.join(30)
     b.join(30)
     assert not overlapped and second_in.is_set()
+    assert sys.getswitchinterval() == before
+
+
+def test_no_collection_starts_inside_an_exclusive_step() -> None:
+    # one would walk the raw list of every object while every other thread waits, and run
+    # finalizers (any code, which may block and hand the GIL over while that list lives)
+    before = sys.getswitchinterval()
+    inside: list[int] = []
+    outside: list[int] = []
+
+    def watch(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            # an exclusive step is the only time the switch interval is raised
+            (inside if sys.getswitchinterval() != before else outside).append(info["generation"])
+
+    thresholds = gc.get_threshold()
+    gc.callbacks.append(watch)
+    gc.set_threshold(1)  # every allocation of a tracked object starts a collection
+    try:
+        heap = _heap.objects()
+        found = _heap.referrers(_KEPT)
+        del heap, found
+        [[] for _ in range(10)]  # outside the steps, collections still start
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.callbacks.remove(watch)
+    assert outside and not inside
+    assert gc.isenabled()
+
+
+def test_a_collector_turned_off_by_the_user_stays_off() -> None:
+    gc.disable()
+    try:
+        _heap.objects()
+        _heap.referrers(_KEPT)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_slices_rest_between_slices_and_stop_at_the_deadline() -> None:
+    heap = _heap.Heap(list(range(2 * _heap.SLICE + 1)), tuples=0)
+    rests: list[int] = []
+    sizes = [len(s) for s in heap.slices(time.perf_counter() + 600, lambda: rests.append(1))]
+    assert sizes == [_heap.SLICE, _heap.SLICE, 1] and len(rests) == 3 and not heap.partial
+    assert list(heap.slices(time.perf_counter() - 1, lambda: None)) == [] and heap.partial
+
+
+def test_the_raised_interval_outlasts_the_last_step_by_a_margin() -> None:
+    # a step longer than the raised interval is asked to let go at its first bytecode after
+    # the C pass (on a heap of millions of objects, or under load): the next one is given more
+    before = sys.getswitchinterval()
+    with _heap.exclusive():
+        time.sleep(0.3)  # a long step (blocking inside one is allowed)
+    assert _heap.step_interval() >= 4 * 0.3
+    with _heap.exclusive():
+        inside = sys.getswitchinterval()
+    assert inside >= 4 * 0.3
     assert sys.getswitchinterval() == before

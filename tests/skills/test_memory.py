@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
+import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -230,6 +233,57 @@ def test_largest_containers_name_the_module_global_and_its_growth(skill: MemoryS
     assert cache[0]["type"] == "dict" and cache[0]["grew"] == 4_000
     assert cache[0]["held_by"] == "held by module global lensbook.scenarios._leaky_cache._CACHE"
     assert cache[0]["value_types"] == {"dict": 200}
+
+
+class _Impostor:
+    """Claims to be a list through a `__class__` property (as mocks with a spec do)."""
+
+    asked = 0
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        type(self).asked += 1
+        return list
+
+
+def test_heap_walks_never_run_the_objects_code(skill: MemorySkill) -> None:
+    # asking an object isinstance() runs its __class__ (any code); a mock that claims to be a
+    # list then made len() raise and the whole probe fail
+    impostors = [_Impostor(), mock.Mock(spec=list)]
+    widget = Widget(1)
+    found = _probe(skill, "largest_containers", top=3)
+    assert found["containers"] and _Impostor.asked == 0
+    assert _probe(skill, "census", top=5)["tracked_objects"] > 0
+    assert _probe(skill, "referrers", type_name="Widget", max_depth=1)["instances"] >= 1
+    assert _Impostor.asked == 0
+    del impostors, widget
+
+
+def test_a_census_serves_as_the_baseline_of_largest_containers_right_after(
+    skill: MemorySkill,
+) -> None:
+    # the leak rule asks for both in one window: one heap walk, not two
+    for n in range(6_000):
+        _leaky_cache.lookup(n)
+    listings: list[object] = []
+
+    def count_listings(frame: Any, event: str, arg: Any) -> None:
+        if event == "c_call" and arg is gc.get_objects:
+            listings.append(arg)
+
+    sys.setprofile(count_listings)
+    try:
+        _probe(skill, "census", top=5)
+        remembered = _probe(skill, "largest_containers", baseline=True)
+    finally:
+        sys.setprofile(None)
+    assert len(listings) == 1
+    assert remembered["remembered"] == 50 and remembered["largest_len"] >= 6_000
+    for n in range(6_000, 10_000):
+        _leaky_cache.lookup(n)
+    found = _probe(skill, "largest_containers", top=5)
+    cache = [c for c in found["containers"] if c["len"] == 10_000]
+    assert cache and cache[0]["grew"] == 4_000, found
 
 
 def test_referrers_follow_a_closure_up_to_the_emitter(skill: MemorySkill) -> None:

@@ -1,0 +1,193 @@
+"""Where what a retention root keeps was allocated: tracebacks grouped by root, not by window.
+
+A tracing burst's snapshot holds whatever was alive at its end, in-flight work included (an
+array being copied, a half-built batch), and a short burst rarely covers the one call that
+builds what leaks (traced code runs ~10x slower). Once the referrer walk has named the root
+that keeps a leak alive (pyplot's figure managers, an ``lru_cache``, a module-global dict),
+the question is narrower: where were the objects *that root gained* allocated?
+
+A `Watch` answers it during one short tracing burst of its own (the memory skill's
+``memory_retained_sites``, after the investigation's window has closed: its bursts and heap
+walks never overlap this one). At the burst's start it notes the root container's members (ids,
+from `gc.get_referents`: C code, no user code) and its length; the burst lasts until the
+container has gained two members (so the first was finished by the user's code: pyplot
+registers a figure when it is created, before ``ax.plot`` fills it) or a cap. Before tracing
+stops, `retained_traces` walks down from the new members through `gc.get_referents` (never into
+classes, modules, functions or frames: what everything shares) and asks
+`tracemalloc.get_object_traceback` for each object reached: objects allocated during the burst
+have one and are counted, the others (allocated before it, or invisible to tracemalloc: free-
+list lists and dicts, and before Python 3.12 instances of Python classes) are only walked
+through. A pyplot figure is ~2,000 such objects. Sizes come from ``__sizeof__`` only when it is
+the interpreter's or an extension's (a class's own Python ``__sizeof__`` is user code, never
+called: the basic object size is used instead). The walk is bounded by a count of objects and a
+deadline.
+
+The result is a list of raw traces in tracemalloc's own shape (domain, size, frames most
+recent first, total frames), so the memory skill groups them like any snapshot: by the first
+user frame, with the library frames as detail.
+"""
+
+from __future__ import annotations
+
+import _tracemalloc
+import gc
+import sys
+import time
+import tracemalloc
+import types
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lensbook.skills._roots import is_tooling, known_root
+
+__all__ = ["Watch", "container_of", "retained_traces"]
+
+RawTrace = tuple[int, int, tuple[tuple[str, int], ...], int]
+
+_CONTAINERS = (dict, list, set, deque)
+#: what the walk never descends into: code and namespaces shared by everything
+_OPAQUE = (
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    types.CodeType,
+    types.FrameType,
+    types.MethodType,
+)
+
+
+def _python_method(kind: type, name: str) -> bool:
+    """Whether `kind`'s `name` is written in Python (user code), found without calling it."""
+    for klass in kind.__mro__:
+        method = vars(klass).get(name)
+        if method is not None:
+            return isinstance(method, (types.FunctionType, classmethod, staticmethod, property))
+    return False
+
+
+def _safe_len(container: Any) -> int | None:
+    if _python_method(type(container), "__len__"):
+        return None
+    return len(container)
+
+
+def container_of(holder: Any, held: Any) -> Any | None:
+    """The container a root keeps its members in: the holder when it is a well-known registry
+    (pyplot's ``Gcf.figs``, IPython's ``Out``), else the held object when it is one (a module
+    global's or a class attribute's dict, an ``lru_cache``'s cache), else None (a root that
+    holds one object: nothing to watch). Types and identities only: no user code runs."""
+    if _is_container(holder) and known_root(holder, held) is not None:
+        return holder
+    if _is_container(held):
+        return held
+    return None
+
+
+def _is_container(obj: Any) -> bool:
+    return issubclass(type(obj), _CONTAINERS) and not _python_method(type(obj), "__len__")
+
+
+@dataclass
+class Watch:
+    """A root container to attribute during the next burst of a tracing window."""
+
+    root: str
+    container: Any
+    #: the burst ends once the container gained this many members, or after `max_s`
+    members_wanted: int = 2
+    max_s: float = 1.5
+    before: set[int] = field(default_factory=set)
+    length: int = 0
+    began: float | None = None
+    traces: list[RawTrace] = field(default_factory=list)
+    new_members: int = 0
+    walked: int = 0
+    partial: bool = False
+
+    def begin(self) -> None:
+        """Note the members now (called as a burst starts, tracing on)."""
+        self.before = set(map(id, gc.get_referents(self.container)))
+        self.length = _safe_len(self.container) or 0
+        self.began = time.perf_counter()
+
+    def finished(self) -> bool:
+        """Whether the container gained enough members, or the burst reached its cap."""
+        assert self.began is not None
+        gained = (_safe_len(self.container) or 0) - self.length
+        return gained >= self.members_wanted or time.perf_counter() - self.began >= self.max_s
+
+    def collect(self, deadline: float, limit: int = 20_000) -> None:
+        """Walk what the new members reach and keep its traces (tracing must still be on)."""
+        members = [m for m in gc.get_referents(self.container) if id(m) not in self.before]
+        self.new_members = (_safe_len(self.container) or 0) - self.length
+        self.traces, self.walked, self.partial = retained_traces(members, deadline, limit)
+        del members
+
+
+def retained_traces(
+    roots: list[Any], deadline: float, limit: int = 20_000
+) -> tuple[list[RawTrace], int, bool]:
+    """Raw traces (tracemalloc's shape) of the objects reachable from `roots` that were
+    allocated while tracing was on; how many objects were looked at; whether a bound stopped
+    the walk. Each root in turn, breadth first, so what a member holds directly is seen before
+    what it shares with others. Runs no user code."""
+    frame_limit = tracemalloc.get_traceback_limit()
+    seen: set[int] = set()
+    found: list[RawTrace] = []
+    python_sizeof: dict[type, bool] = {}
+    queue: deque[Any] = deque()
+    pending = deque(roots)  # one member after the other: the first new one is complete
+    partial = False
+    while queue or pending:
+        if len(seen) >= limit or time.perf_counter() > deadline:
+            partial = True
+            break
+        obj = queue.popleft() if queue else pending.popleft()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if issubclass(type(obj), _OPAQUE) or is_tooling(obj):
+            continue
+        frames = _object_frames(obj)
+        if frames is not None:
+            total = len(frames) + 1 if len(frames) >= frame_limit else len(frames)
+            kind = type(obj)
+            own_sizeof = python_sizeof.get(kind)
+            if own_sizeof is None:
+                own_sizeof = python_sizeof[kind] = _python_method(kind, "__sizeof__")
+            found.append((0, _size_of(obj, own_sizeof), frames, total))
+        # untraced objects are walked too: lists and dicts come from free lists and, before
+        # Python 3.12, instances of Python classes are invisible to get_object_traceback
+        queue.extend(gc.get_referents(obj))
+    queue.clear()
+    pending.clear()
+    python_sizeof.clear()
+    return found, len(seen), partial
+
+
+def _public_frames(obj: Any) -> tuple[tuple[str, int], ...] | None:
+    traceback = tracemalloc.get_object_traceback(obj)
+    if traceback is None:
+        return None
+    return tuple((f.filename, f.lineno) for f in reversed(traceback))
+
+
+#: where tracemalloc allocated an object, as its raw frames (most recent first): the private
+#: function behind `tracemalloc.get_object_traceback`, which builds a Frame object per frame
+#: (most of the walk's time); the public one where the private one is missing
+_object_frames: Callable[[Any], tuple[tuple[str, int], ...] | None] = getattr(
+    _tracemalloc, "_get_object_traceback", _public_frames
+)
+
+
+def _size_of(obj: Any, python_sizeof: bool) -> int:
+    """``sys.getsizeof`` unless the type's ``__sizeof__`` is Python code (never run here)."""
+    if python_sizeof:
+        return object.__sizeof__(obj)
+    try:
+        return sys.getsizeof(obj)
+    except (TypeError, ValueError):
+        return object.__sizeof__(obj)

@@ -1,0 +1,153 @@
+"""Attribution by retention root: what a root gains during one burst of a default (bursting)
+tracing window, grouped by the user's line that allocated it, for roots of any kind (a module
+global, an lru_cache) and without running the user's code."""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+import tracemalloc
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from lensbook.skills._retained import retained_traces
+from lensbook.skills.base import render_output
+from lensbook.skills.memory import MemorySkill
+from lensbook.skills.untrusted import undelimit
+from tests.skills.test_memory import _line_of
+
+_STORE: dict[int, Any] = {}
+#: calls into the user's code that the walk must never make
+_CALLED: list[str] = []
+
+
+class Reading:
+    """A user object whose special methods say when something calls them."""
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+        self.samples = bytearray(32 * 1024)  # the reading's samples
+
+    def __sizeof__(self) -> int:
+        _CALLED.append("__sizeof__")
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        _CALLED.append("__eq__")
+        return self is other
+
+    def __hash__(self) -> int:
+        _CALLED.append("__hash__")
+        return id(self)
+
+    def __repr__(self) -> str:
+        _CALLED.append("__repr__")
+        return "Reading"
+
+    def __getattr__(self, name: str) -> Any:
+        _CALLED.append(f"__getattr__ {name}")
+        raise AttributeError(name)
+
+
+def _store(key: int) -> None:
+    _STORE[key] = Reading(key)
+
+
+@functools.cache
+def _load(key: int) -> Reading:
+    return Reading(key)
+
+
+def _probe(skill: MemorySkill, name: str, **arguments: Any) -> Any:
+    tool = {t.name: t for t in skill.probes()}[f"memory_{name}"]
+    return undelimit(json.loads(render_output(tool.fn(**tool.validate(arguments)), tool.max_chars)))
+
+
+@pytest.fixture
+def leaking() -> Iterator[Callable[[Callable[[int], object]], None]]:
+    """Start a thread that calls a leaking function every 20 ms until the test ends."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(leak: Callable[[int], object]) -> None:
+        def serve() -> None:
+            key = 0
+            while not stop.wait(0.02):
+                leak(key)
+                key += 1
+
+        thread = threading.Thread(target=serve, name="retained-leak", daemon=True)
+        threads.append(thread)
+        thread.start()
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(10)
+    _STORE.clear()
+    _load.cache_clear()
+    _CALLED.clear()
+
+
+def _retained(skill: MemorySkill) -> dict[str, Any]:
+    """As the rule does: a default window and its diff while the leak runs, then Reading
+    followed to its root, then what the root gains attributed."""
+    assert not tracemalloc.is_tracing()
+    _probe(skill, "trace_start", frames=6)
+    try:
+        _probe(skill, "allocation_diff")  # closes the window
+        found = _probe(skill, "referrers", type_name="Reading")
+        assert found.get("retention_watch"), found
+        result = dict(_probe(skill, "retained_sites"))
+        assert not tracemalloc.is_tracing()  # its own burst is over
+        # and the next window rests first, so tracing keeps its duty
+        assert _probe(skill, "trace_start", frames=6)["tracing"]
+        assert not tracemalloc.is_tracing()
+        return result
+    finally:
+        skill.close()
+        assert not tracemalloc.is_tracing()
+
+
+@pytest.mark.parametrize(
+    ("leak", "root"),
+    [
+        (_store, f"module global {__name__}._STORE"),
+        (_load, f"the cache of @functools.lru_cache {__name__}._load"),
+    ],
+)
+def test_what_a_root_gains_is_blamed_on_the_users_allocating_line(
+    leaking: Callable[[Callable[[int], object]], None],
+    leak: Callable[[int], object],
+    root: str,
+) -> None:
+    leaking(leak)
+    skill = MemorySkill(budget_scale=10.0)  # the default duty: tracing in bursts
+    assert skill.trace_duty < 1.0
+    result = _retained(skill)
+    assert result["root"] == root
+    assert result["new_members"] >= 2
+    site = result["sites"][0]
+    assert site["site"] == f"tests/skills/test_retained.py:{_line_of('# the reading', Reading)}"
+    assert site["function"] == "Reading.__init__"
+    assert site["origin"] == "user"
+    assert float(site["kb"]) >= 2 * 32  # at least the two new members' samples
+    assert _CALLED == []  # no special method of the user's objects ran
+
+
+def test_the_walk_counts_only_what_was_allocated_while_tracing_and_runs_no_user_code() -> None:
+    before = Reading(-1)  # allocated before tracing: walked through, never counted
+    tracemalloc.start(4)
+    try:
+        after = Reading(1)
+        traces, walked, partial = retained_traces([[before, after]], 1e12)
+    finally:
+        tracemalloc.stop()
+    sizes = sorted(size for _, size, _, _ in traces)
+    assert not partial and walked >= 5
+    assert sizes[-1] >= 32 * 1024  # after's samples, with their own size
+    assert not any(size >= 32 * 1024 for size in sizes[:-1])  # before's are not counted
+    assert _CALLED == []

@@ -128,8 +128,10 @@ class _Kind:
     gate_start: float = 0.0
     gate_started: int = 0
     gate_ended: int = 0
-    #: the objects whose ids make the kind's key (kept alive so the ids stay theirs)
+    #: the objects whose ids make the kind's key (kept alive so the ids stay theirs): the
+    #: target's key and the starting code (two fields: a tuple of them costs 64 bytes a kind)
     held: Any = None
+    held_code: Any = None
     #: for pool workers: the distinct pools ("ThreadPoolExecutor-7") their threads belong to;
     #: many pools started from one place is a pool per call, never shut down
     pools: set[str] | None = None
@@ -552,7 +554,8 @@ class ThreadObserver:
                 where(code, line) if code is not None else "?",
                 getattr(code, "co_qualname", getattr(code, "co_name", "?")),
                 _DIGITS.sub("N", name),
-                held=(held, code),
+                held=held,
+                held_code=code,
                 pools=set() if _POOLED.match(name) else None,
                 gate_start=self.clock,
             )

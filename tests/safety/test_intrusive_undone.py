@@ -38,7 +38,27 @@ def _window_args(seconds: float) -> dict[str, dict[str, Any]]:
         "gc_cycle_types": {"seconds": seconds},
         "process_created": {"kind": "socket", "seconds": seconds},
         "logs_handler_origins": {"seconds": seconds},
+        "memory_retained_sites": {},  # its burst lasts until the root gains two members
     }
+
+
+#: calls a probe needs before it in the same turn: the retention burst watches the root that
+#: memory_referrers found for the target's registry
+_PRELUDE = {"memory_retained_sites": [call("memory_referrers", type_name=f"{TARGET}.Item")]}
+
+#: the target module: a function the tracer wraps, and a registry that keeps growing
+_TARGET_SOURCE = """
+class Item:
+    def __init__(self):
+        self.payload = bytearray(256)
+
+REGISTRY = {}
+
+def work(n):
+    if len(REGISTRY) < 50_000:
+        REGISTRY[len(REGISTRY)] = Item()
+    return sum(range(n))
+"""
 
 
 def intrusive_probes() -> list[tuple[str, str]]:
@@ -53,9 +73,10 @@ def intrusive_probes() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def target() -> Iterator[types.ModuleType]:
-    """A real module whose function the tracer wraps, called by a real thread."""
+    """A real module whose function the tracer wraps, called by a real thread (each call
+    also adds to a module-global registry: a root for the retention burst to watch)."""
     module = types.ModuleType(TARGET)
-    exec(compile("def work(n):\n    return sum(range(n))\n", f"<{TARGET}>", "exec"), vars(module))
+    exec(compile(_TARGET_SOURCE, f"<{TARGET}>", "exec"), vars(module))
     sys.modules[TARGET] = module
     stop = threading.Event()
 
@@ -85,7 +106,7 @@ def _switched_on(tool: str) -> bool:
 
 def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
     """Start a run whose model calls `tool`, and end it by `path`."""
-    probe_turn = [call(tool, **args)]
+    probe_turn = [*_PRELUDE.get(tool, []), call(tool, **args)]
     if path == "done":
         op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("done")]))
         op.run()

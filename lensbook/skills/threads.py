@@ -1263,9 +1263,12 @@ class ThreadsSkill(Skill):
             code = getattr(target, "__code__", None)
             if code is not None and "runs" not in entry:
                 entry["runs"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
-            if "started_by" not in entry:
+            # a creator the recorder saw start a thread of the group beats a note on one that
+            # was already alive when it started ("started before lensbook loaded; runs ...")
+            seen = entry.get("started_by")
+            if seen is None or seen.startswith("started "):
                 started_by = _started_by(thread)
-                if started_by:
+                if started_by and (seen is None or not started_by.startswith("started ")):
                     entry["started_by"] = started_by
             frame = frames.get(thread.ident) if thread.ident is not None else None
             if frame is not None and "parked_at" not in entry:

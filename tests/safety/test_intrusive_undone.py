@@ -38,7 +38,9 @@ def _window_args(seconds: float) -> dict[str, dict[str, Any]]:
         "gc_cycle_types": {"seconds": seconds},
         "process_created": {"kind": "socket", "seconds": seconds},
         "logs_handler_origins": {"seconds": seconds},
-        "memory_retained_sites": {},  # its burst lasts until the root gains two members
+        # its burst lasts until the root gains two members: the target's registry never
+        # grows, so it lasts its whole cap (1.5 s), long enough to be seen on and ended
+        "memory_retained_sites": {},
     }
 
 
@@ -46,17 +48,15 @@ def _window_args(seconds: float) -> dict[str, dict[str, Any]]:
 #: memory_referrers found for the target's registry
 _PRELUDE = {"memory_retained_sites": [call("memory_referrers", type_name=f"{TARGET}.Item")]}
 
-#: the target module: a function the tracer wraps, and a registry that keeps growing
+#: the target module: a function the tracer wraps, and a registry of items (a root)
 _TARGET_SOURCE = """
 class Item:
     def __init__(self):
         self.payload = bytearray(256)
 
-REGISTRY = {}
+REGISTRY = {i: Item() for i in range(200)}
 
 def work(n):
-    if len(REGISTRY) < 50_000:
-        REGISTRY[len(REGISTRY)] = Item()
     return sum(range(n))
 """
 
@@ -73,8 +73,8 @@ def intrusive_probes() -> list[tuple[str, str]]:
 
 @pytest.fixture
 def target() -> Iterator[types.ModuleType]:
-    """A real module whose function the tracer wraps, called by a real thread (each call
-    also adds to a module-global registry: a root for the retention burst to watch)."""
+    """A real module whose function the tracer wraps, called by a real thread, and whose
+    module-global registry is a root for the retention burst to watch."""
     module = types.ModuleType(TARGET)
     exec(compile(_TARGET_SOURCE, f"<{TARGET}>", "exec"), vars(module))
     sys.modules[TARGET] = module

@@ -38,6 +38,7 @@ from typing import Any
 from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.frames import exception_detail, short_path, thread_name
 from lensbook.recorder.ring import HistoryRing, RateGate
+from lensbook.skills._stacks import qualname as code_qualname
 
 __all__ = ["ExceptionObserver"]
 
@@ -60,15 +61,17 @@ class _Counts:
     last: float = 0.0
 
 
-def _signature(exc: BaseException) -> _Signature:
+def _signature(exc: BaseException) -> tuple[_Signature, types.CodeType | None]:
+    """The exception's site (type, file, line of the innermost frame) and that frame's code."""
     tb = exc.__traceback__
     last: types.TracebackType | None = None
     while tb is not None:  # innermost frame, cheaply: no frame summaries, no source lines
         last, tb = tb, tb.tb_next
     tp = type(exc)
     if last is None:
-        return (tp.__qualname__, "?", 0)
-    return (tp.__qualname__, last.tb_frame.f_code.co_filename, last.tb_lineno)
+        return (tp.__qualname__, "?", 0), None
+    code = last.tb_frame.f_code
+    return (tp.__qualname__, code.co_filename, last.tb_lineno), code
 
 
 class ExceptionObserver:
@@ -123,7 +126,7 @@ class ExceptionObserver:
         if tell and self.listeners:
             self.tell(exc, route)
         now = time.time()
-        sig = _signature(exc)
+        sig, code = _signature(exc)
         if uncaught:
             self._recent.append((id(exc), sig, now))
         elif self._recent and any(
@@ -134,7 +137,10 @@ class ExceptionObserver:
             counts = self._counts.get(sig)
             if counts is None and len(self._counts) < _MAX_SIGNATURES:
                 where = f"{short_path(sig[1])}:{sig[2]}" if sig[1] != "?" else "?"
-                counts = self._counts[sig] = _Counts(sig[0], where, "?", uncaught, {})
+                # named now, not when the gate lets an event through: a flush in between would
+                # put out a rate event "in ?", and a burst is described by its first event
+                function = code_qualname(code) if code is not None else "?"
+                counts = self._counts[sig] = _Counts(sig[0], where, function, uncaught, {})
             if counts is not None:
                 counts.total += 1
                 counts.window += 1

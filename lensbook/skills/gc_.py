@@ -200,9 +200,13 @@ class GCSkill(Skill):
         now = time.time()
         installed = self._installed_at or now
         since = now - max(window_s, 0.1)
-        recent = [p for p in list(self._pauses) if p.at >= since]
-        oldest_kept = self._pauses[0].at if len(self._pauses) == PAUSE_HISTORY else installed
-        covered = now - max(since, installed, oldest_kept)
+        kept = list(self._pauses)
+        oldest_kept = kept[0].at if len(kept) == PAUSE_HISTORY else installed
+        # pauses and the time they are shared over start at the same moment: pauses kept from
+        # before a close() and a re-install are outside the hook's current coverage
+        start = max(since, installed, oldest_kept)
+        covered = now - start
+        recent = [p for p in kept if p.at >= start]
         stats = gc.get_stats()
         generations = []
         for gen in range(3):
@@ -500,6 +504,18 @@ GEN2_RATE_WARNING = 0.5
 #: share of wall time spent in collections that counts as churn on its own
 GC_SHARE_WARNING = 0.10
 GC_SHARE_CRITICAL = 0.30
+#: the share is judged only over at least this much time the pause hook saw (seconds): one
+#: ordinary full collection in the first tenth of a second after the hook went in is not churn
+GC_SHARE_MIN_COVERED_S = 1.0
+
+
+def _judged_share(measured: Any) -> float:
+    """The measured share of wall time in collections, 0 when the hook saw too little time."""
+    if not isinstance(measured, dict):
+        return 0.0
+    if float(measured.get("covered_s") or 0.0) < GC_SHARE_MIN_COVERED_S:
+        return 0.0
+    return float(measured.get("gc_share_of_wall_time") or 0.0)
 
 
 def _gen(measured: dict[str, Any], gen: int) -> dict[str, Any]:
@@ -517,10 +533,9 @@ class GCChurnRule(Rule):
 
     def _churning(self, ev: Evidence) -> bool:
         rate2 = ev.rate("gc_collections_gen2") or 0.0
-        measured = ev.result("gc_collections")
-        share = measured.get("gc_share_of_wall_time") if isinstance(measured, dict) else None
+        share = _judged_share(ev.result("gc_collections"))
         return (rate2 >= GEN2_RATE_WARNING and ev.delta("gc_collections_gen2") >= 2) or (
-            isinstance(share, (int, float)) and share >= GC_SHARE_WARNING
+            share >= GC_SHARE_WARNING
         )
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
@@ -549,7 +564,7 @@ class GCChurnRule(Rule):
         rate2 = ev.rate("gc_collections_gen2") or 0.0
         measured = ev.result("gc_collections")
         measured = measured if isinstance(measured, dict) else {}
-        share = float(measured.get("gc_share_of_wall_time") or 0.0)
+        share = _judged_share(measured)
         g2 = _gen(measured, 2)
         context = (
             f"Over {elapsed:.1f} s: gen-2 (full) collections: {n2} in {elapsed:.1f} s "

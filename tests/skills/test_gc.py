@@ -83,6 +83,33 @@ def test_collections_time_each_generation(skill: GCSkill) -> None:
     assert skill.snapshot()["gc_pause_ms_gen2_total"] > 0
 
 
+def test_pauses_from_before_a_reinstall_are_not_shared_over_the_new_coverage(
+    skill: GCSkill,
+) -> None:
+    # lensbook.stop() closes the hook and the next run puts it back: a full collection seen
+    # before that is outside the new coverage (it once made 58 ms over 0.15 s "37.7% of wall
+    # time in GC" and a critical gc_churn on a healthy workload)
+    skill.snapshot()
+    gc.collect(2)
+    skill.close()
+    time.sleep(0.05)
+    skill.snapshot()
+    measured = _probe(skill, "collections", window_s=60)
+    assert measured["covered_s"] < 1.0
+    assert measured["generations"][2]["collections"] == 0
+    assert measured["gc_share_of_wall_time"] == 0
+
+
+def test_the_churn_rule_does_not_judge_a_share_over_a_moment(skill: GCSkill) -> None:
+    ev = _evidence(skill, gap=0.1)
+    measured = {"covered_s": 0.15, "gc_share_of_wall_time": 0.377, "generations": []}
+    ev.results["gc_collections"] = [({}, measured)]
+    assert GCChurnRule().judge(ev) == []
+    ev.results["gc_collections"] = [({}, {**measured, "covered_s": 3.0})]
+    (finding,) = GCChurnRule().judge(ev)
+    assert finding.severity == "critical"
+
+
 def test_cycle_types_name_the_finalizer_and_put_things_back(skill: GCSkill) -> None:
     stop = threading.Event()
 

@@ -1,21 +1,12 @@
-"""Log observer: a handler on the root logger counting every record by (logger, level), keeping
-the last records at WARNING and above, and passing records with a traceback to the exceptions
-observer as ``logged_exception``.
+"""Log observer: counts every record by (logger, level), keeps the last records at WARNING and
+above, and passes records with a traceback to the exceptions observer as ``logged_exception``.
 
-It is a `lensbook.skills._observers` handler, so it never changes what is printed (when it is
-the only handler, records still reach ``logging.lastResort``). The hot path is one increment in
-a dict of dicts (logger name, then level number: no tuple to build and hash, no method call, no
-formatting); `handle` skips the handler lock and the filters (the counters tolerate a lost
-increment under a race far better than every record of the process would tolerate a lock).
-Every flush turns the counters into one ``log_rate`` event per (logger, level) seen since the
-last flush. Caps per window: 500 loggers (the rest as "<other loggers>"), 16 levels per logger
-(a custom level past those counts as its standard one).
-
-A logger with ``propagate = False`` keeps its records from the root handler. So the same
-handler is also added to every such logger, at install and at each flush (every 10 s: a logger
-made non-propagating since is seen from then on), and taken off one that propagates again (or
-at `remove()`). A record then meets the handler exactly once: on the first non-propagating
-logger of its chain, or on the root.
+It reads what `lensbook.skills._observers` taps from ``logging.Logger.callHandlers``: nothing
+is added to any logger, so the program's logging (``basicConfig``, ``hasHandlers()``, the last
+resort, records of loggers that do not propagate) is exactly what it was. The counting is the
+tap's (one increment per record); this observer gets only the records at WARNING and above or
+with a traceback, and every flush turns the tap's counts into one ``log_rate`` event per
+(logger, level) seen since the last flush.
 """
 
 from __future__ import annotations
@@ -28,65 +19,11 @@ from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
 from lensbook.recorder.frames import short, short_path
 from lensbook.recorder.ring import HistoryRing, RateGate
-from lensbook.skills._observers import ObserverHandler, forward_if_unhandled
+from lensbook.skills import _observers
 
 __all__ = ["LogObserver"]
 
-#: loggers counted apart per flush window (the rest as `_OTHER`), levels apart per logger
-_MAX_LOGGERS = 500
-_MAX_LEVELS = 16
 _WARNING = logging.WARNING
-_OTHER = "<other loggers>"
-
-
-class _Handler(ObserverHandler):
-    def __init__(self, owner: LogObserver) -> None:
-        super().__init__()
-        self.owner = owner
-        #: records since the last flush, by logger name, then level number (swapped whole by
-        #: the owner's flush; kept here so the hot path reads it in one attribute lookup)
-        self.counts: dict[str, dict[int, int]] = {}
-
-    def handle(self, record: logging.LogRecord) -> bool:
-        # every record of the process comes through here: no filters, no lock, no context
-        # manager, no method call, no formatting. Two plain dict lookups (a str key, whose hash
-        # the string keeps, then an int): a (name, level) tuple key would be built and hashed
-        # twice per record; a new logger or level takes the `except` branch
-        levelno = record.levelno
-        try:
-            self.counts[record.name][levelno] += 1
-        except KeyError:
-            self._count_new(record.name, levelno)
-        # (below WARNING only a record carrying a traceback: ``log.info(..., exc_info=True)``)
-        if levelno >= _WARNING or record.exc_info:
-            counts = self.counts
-            per = counts.get(record.name) or counts.get(_OTHER) or {}
-            try:  # noqa: SIM105 (a try costs nothing here, a context manager a call)
-                self.owner.observe(record, per.get(levelno, 1))
-            except Exception:  # an observer must never break the application's logging
-                pass
-            # (`logging.lastResort` prints from WARNING on; a lowered level is not followed)
-            last = logging.lastResort
-            if last is not None and levelno >= last.level:
-                forward_if_unhandled(self, record)
-        return True
-
-    def _count_new(self, name: str, levelno: int) -> None:
-        """Count the first record of a logger or a level in this window, within the caps: past
-        `_MAX_LOGGERS` loggers a new one counts as `_OTHER`; past `_MAX_LEVELS` levels of one
-        logger a custom level counts as its standard one (35 as 30: WARNING)."""
-        counts = self.counts
-        per = counts.get(name)
-        if per is None:
-            if len(counts) >= _MAX_LOGGERS:
-                name = _OTHER
-            per = counts.setdefault(name, {})
-        if levelno not in per and len(per) >= _MAX_LEVELS:
-            levelno = min(max(levelno // 10 * 10, 0), logging.CRITICAL)
-        per[levelno] = per.get(levelno, 0) + 1
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.handle(record)
 
 
 class LogObserver:
@@ -96,11 +33,13 @@ class LogObserver:
         self.ring = ring
         self.exceptions = exceptions
         self.gate = RateGate(burst=5, window_s=60.0)
-        self.handler = _Handler(self)
         self._window_start = time.time()
         self._installed = False
-        #: the non-propagating loggers the handler was added to
-        self._attached: list[logging.Logger] = []
+
+    def notable(self, record: logging.LogRecord) -> None:
+        """A record at WARNING or above or with a traceback (from the tap, in the logging
+        thread): a logged exception, or maybe a ``log`` event."""
+        self.observe(record, _observers.count_of(record))
 
     def observe(self, record: logging.LogRecord, count: int) -> None:
         """A record at WARNING or above: a logged exception, or maybe a ``log`` event."""
@@ -142,8 +81,7 @@ class LogObserver:
             return short(str(record.msg))
 
     def flush(self, now: float) -> list[HistoryEvent]:
-        self.follow_unpropagated()
-        counts, self.handler.counts = self.handler.counts, {}
+        counts = _observers.take_counts()
         span = max(now - self._window_start, 1.0)
         self._window_start = now
         return [
@@ -167,37 +105,20 @@ class LogObserver:
 
     def install(self) -> None:
         if not self._installed:
-            logging.root.addHandler(self.handler)
+            _observers.take_counts()  # (counted before: not this recorder's window)
+            self._window_start = time.time()
+            _observers.observe(self.notable)
             self._installed = True
-            self.follow_unpropagated()
 
-    def follow_unpropagated(self) -> None:
-        """Add the handler to loggers that stopped propagating, take it off those that
-        propagate again (their records reach the root's)."""
-        if not self._installed:
-            return
-        handler = self.handler
-        for logger in [lg for lg in self._attached if lg.propagate]:
-            logger.removeHandler(handler)
-            self._attached.remove(logger)
-        loggers = list(logging.root.manager.loggerDict.values())  # a copy: others may add
-        for found in loggers:
-            if (
-                isinstance(found, logging.Logger)
-                and not found.propagate
-                and handler not in found.handlers
-            ):
-                found.addHandler(handler)
-                self._attached.append(found)
+    @property
+    def installed(self) -> bool:
+        return self._installed and _observers.observing(self.notable)
 
     def remove(self) -> None:
         if self._installed:
-            logging.root.removeHandler(self.handler)
-            for logger in self._attached:
-                logger.removeHandler(self.handler)
-            self._attached = []
+            _observers.stop_observing(self.notable)
             self._installed = False
 
     def clear(self) -> None:
-        self.handler.counts = {}
+        _observers.take_counts()
         self.gate.clear()

@@ -41,7 +41,7 @@ from typing import Any, ClassVar, TypeVar
 from lensbook.recorder.loops import is_registered as _is_registered
 from lensbook.recorder.loops import known_loops, register_loop, unregister_loop
 from lensbook.recorder.loops import lens_loop as _lens_loop
-from lensbook.skills import intrusion
+from lensbook.skills import _observers, intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills._stacks import format_stack, source_line
@@ -271,16 +271,22 @@ def _coro_name(task: asyncio.Task[Any], frames: list[types.FrameType]) -> str:
 # -- slow callbacks -------------------------------------------------------------------------
 
 
-class _SlowCallbacks(logging.Handler):
-    """Keeps asyncio's debug-mode "Executing <handle> took N seconds" warnings."""
+class _SlowCallbacks:
+    """Keeps asyncio's debug-mode "Executing <handle> took N seconds" warnings (an observer of
+    lensbook's logging tap, not a handler: the asyncio logger's handlers, and whether logging's
+    last resort prints its errors, stay the program's)."""
 
     def __init__(self) -> None:
-        super().__init__(logging.WARNING)
         self.seen: deque[tuple[float, int | None, str, float]] = deque(maxlen=200)
         self.total = 0
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if not str(record.msg).startswith("Executing ") or len(record.args or ()) != 2:
+    def observe(self, record: logging.LogRecord) -> None:
+        if record.name != "asyncio" or record.levelno < logging.WARNING:
+            return
+        msg = record.msg
+        if not isinstance(msg, str) or not msg.startswith("Executing "):
+            return
+        if not isinstance(record.args, tuple) or len(record.args) != 2:
             return
         args: Any = record.args
         try:
@@ -352,7 +358,7 @@ class AsyncioSkill(Skill):
         with self._lock:
             if self._slow is None:
                 self._slow = _SlowCallbacks()
-                logging.getLogger("asyncio").addHandler(self._slow)
+                _observers.observe(self._slow.observe)
                 recorder.start(OWNER, sample_interval=None)
                 if self._change is None:  # removed by lensbook.stop() and at exit
                     self._change = intrusion.switch_on(
@@ -366,7 +372,7 @@ class AsyncioSkill(Skill):
 
         with self._lock:
             if self._slow is not None:
-                logging.getLogger("asyncio").removeHandler(self._slow)
+                _observers.stop_observing(self._slow.observe)
                 self._slow = None
                 recorder.stop(OWNER)
             self._seen = weakref.WeakKeyDictionary()

@@ -1,10 +1,10 @@
-"""The `logs` skill: what the process logs, seen through a bounded ring on the root logger.
+"""The `logs` skill: what the process logs, seen through a bounded ring of its records.
 
-The handler is installed on first use of the skill (a snapshot or a probe), never at import, and
-`LogsSkill.close()` removes it. It only observes: adding a handler to the root logger would
-silence logging's "last resort" stderr output in a process that configured no handler, so an
-observer forwards to `logging.lastResort` whenever no other handler would have seen the record.
-Records that never reach the root logger (a logger with ``propagate = False``) are not seen.
+The ring observes every record through lensbook's tap on ``logging.Logger.callHandlers``
+(`lensbook.skills._observers`), from the first use of the skill (a snapshot or a probe), never
+at import, until `LogsSkill.close()`. It is no handler: the program's logging configuration,
+what it prints and ``basicConfig`` stay exactly as they were, and records of loggers that do not
+propagate are seen like any other.
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from typing import Any, ClassVar
 
 import re2
 
-from lensbook.skills import intrusion
-from lensbook.skills._observers import ObserverHandler
+from lensbook.skills import _observers, intrusion
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import clip, redact_text
@@ -138,7 +137,7 @@ def _show(text: str) -> ProcessText:
 
 @dataclass
 class _Group:
-    """Counts of one (logger, level, template) since the handler was installed."""
+    """Counts of one (logger, level, template) since the ring was installed."""
 
     logger: str
     level: int
@@ -154,11 +153,11 @@ class _Group:
     exc_types: set[str] = field(default_factory=set)
 
 
-class _RingHandler(ObserverHandler):
+class _Ring:
     """Keeps the newest records (bounded in count and age) and exact counters since install."""
 
     def __init__(self, max_records: int, max_age: float) -> None:
-        super().__init__()
+        self.lock = threading.Lock()
         self.max_age = max_age
         self.installed_at = time.time()
         self.ring: deque[_Entry] = deque(maxlen=max_records)
@@ -171,6 +170,11 @@ class _RingHandler(ObserverHandler):
         self.buckets: deque[list[int]] = deque(maxlen=_BUCKETS)
 
     def observe(self, record: logging.LogRecord) -> None:
+        """One record (from the tap, in the logging thread)."""
+        with self.lock:
+            self._observe(record)
+
+    def _observe(self, record: logging.LogRecord) -> None:
         entry = _Entry(record)
         level = entry.level
         self.total += 1
@@ -224,26 +228,20 @@ class _RingHandler(ObserverHandler):
         elif entry.level >= logging.WARNING:
             bucket[2] += 1
 
-    # -- reading (under the handler's lock, copying quickly) -----------------------------
+    # -- reading (under the ring's lock, copying quickly) --------------------------------
 
     def entries(self) -> list[_Entry]:
-        self.acquire()
-        try:
+        with self.lock:
             now = time.time()
             return [e for e in self.ring if now - e.created <= self.max_age]
-        finally:
-            self.release()
 
     def window(self, seconds: float) -> dict[str, Any]:
         """Records, warnings and errors over the last `seconds` (exact, from the buckets)."""
         now = time.time()
         start = max(now - seconds, self.installed_at)
         span = max(now - start, 0.0)
-        self.acquire()
-        try:
+        with self.lock:
             rows = [b for b in self.buckets if b[0] >= int(start)]
-        finally:
-            self.release()
         records = sum(b[1] for b in rows)
         warnings = sum(b[2] for b in rows)
         errors = sum(b[3] for b in rows)
@@ -264,20 +262,14 @@ class _RingHandler(ObserverHandler):
 
     def counts(self) -> tuple[int, dict[int, int], dict[tuple[str, int], int]]:
         """Total records, counts by level and by (logger, level), copied under the lock."""
-        self.acquire()
-        try:
+        with self.lock:
             return self.total, dict(self.by_level), dict(self.by_logger)
-        finally:
-            self.release()
 
     def snapshot_groups(self) -> list[_Group]:
-        self.acquire()
-        try:
+        with self.lock:
             return [
                 dataclasses.replace(g, exc_types=set(g.exc_types)) for g in self.groups.values()
             ]
-        finally:
-            self.release()
 
 
 #: the longest pattern a model may search with (RE2 compiles it to a bounded program anyway)
@@ -314,18 +306,17 @@ class LogsSkill(Skill):
     id = "logs"
     title = "Logging"
     description = (
-        "Log records on the root logger: counts by level and logger, error rates, top messages"
+        "Log records of every logger: counts by level and logger, error rates, top messages"
     )
     system_prompt = (
-        "You are the logging operator of a live Python process. A ring buffer on the root logger "
-        "shows you recent records, exact counts by level and logger, error rates per second and "
-        "per minute, and the most frequent messages grouped by their template (the message "
-        "before its arguments were filled in). Look for error storms (one logger repeating one "
-        "message many times a second), new error types, warning floods and exceptions logged "
-        "with tracebacks. Name the logger, the message template, the rate and where it is logged "
-        "from (file:line, thread). The handler only sees records from the moment it was "
-        "installed (the first use of this skill), and not those of loggers that do not "
-        "propagate to the root logger."
+        "You are the logging operator of a live Python process. A ring buffer of every record "
+        "logged shows you recent records, exact counts by level and logger, error rates per "
+        "second and per minute, and the most frequent messages grouped by their template (the "
+        "message before its arguments were filled in). Look for error storms (one logger "
+        "repeating one message many times a second), new error types, warning floods and "
+        "exceptions logged with tracebacks. Name the logger, the message template, the rate and"
+        " where it is logged from (file:line, thread). The ring only sees records from the "
+        "moment it was installed (the first use of this skill)."
     )
     # what the coordinator and the watcher know of it (see `Skill`)
     keywords = ("log", "error", "storm", "warning", "spam")
@@ -337,36 +328,36 @@ class LogsSkill(Skill):
     def __init__(self, max_records: int = 5000, max_age: float = 900.0) -> None:
         self.max_records = max_records
         self.max_age = max_age
-        self._handler: _RingHandler | None = None
+        self._ring: _Ring | None = None
         self._change: intrusion.Change | None = None
         self._lock = threading.Lock()
 
-    # -- the handler ----------------------------------------------------------------------
+    # -- the observer ---------------------------------------------------------------------
 
     @property
     def installed(self) -> bool:
-        return self._handler is not None and self._handler in logging.root.handlers
+        return self._ring is not None and _observers.observing(self._ring.observe)
 
-    def install(self) -> _RingHandler:
-        """Install the ring handler on the root logger (idempotent); returns it."""
+    def install(self) -> _Ring:
+        """Start observing every record into a new ring (idempotent); returns the ring."""
         with self._lock:
-            handler = self._handler
-            if handler is None or handler not in logging.root.handlers:
-                handler = _RingHandler(self.max_records, self.max_age)
-                logging.root.addHandler(handler)
-                self._handler = handler
+            ring = self._ring
+            if ring is None or not _observers.observing(ring.observe):
+                ring = _Ring(self.max_records, self.max_age)
+                _observers.observe(ring.observe, every=True)
+                self._ring = ring
                 if self._change is None:  # removed by lensbook.stop() and at exit
                     self._change = intrusion.switch_on(
-                        "logs handler", self.close, max_seconds=None, session=True
+                        "logs observer", self.close, max_seconds=None, session=True
                     )
-            return handler
+            return ring
 
     def close(self) -> None:
-        """Remove the handler from the root logger and forget what it saw."""
+        """Stop observing and forget what was seen."""
         with self._lock:
-            if self._handler is not None:
-                logging.root.removeHandler(self._handler)
-                self._handler = None
+            if self._ring is not None:
+                _observers.stop_observing(self._ring.observe)
+                self._ring = None
             change, self._change = self._change, None
         if change is not None:
             change.forget()
@@ -374,7 +365,7 @@ class LogsSkill(Skill):
     # -- snapshot and probes --------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """Cost: ~5 µs (sums at most 60 one-second buckets); installs the handler on first use.
+        """Cost: ~5 µs (sums at most 60 one-second buckets); starts observing on first use.
 
         Each record then costs ~1.8 µs more to log (4.0 -> 5.8 µs for ``log.error``).
         """
@@ -402,8 +393,7 @@ class LogsSkill(Skill):
     def handlers(self, limit: int = 5) -> dict[str, Any]:
         """Loggers with the most handlers: each handler's class, level and target (a file's path,
         a stream's name), with handlers of one class and target on one logger counted as
-        duplicates (every record is then written once per copy). lensbook's own handlers are
-        left out.
+        duplicates (every record is then written once per copy). lensbook adds no handler.
 
         Args:
             limit: how many loggers to list, most handlers first (at most 20).
@@ -412,7 +402,7 @@ class LogsSkill(Skill):
         """
         rows: list[dict[str, Any]] = []
         for name, logger in _loggers():
-            own = [h for h in logger.handlers if not isinstance(h, ObserverHandler)]
+            own = list(logger.handlers)
             if not own:
                 continue
             targets = Counter((type(h).__name__, _target(h)) for h in own)
@@ -439,7 +429,7 @@ class LogsSkill(Skill):
 
     @probe
     def summary(self, top: int = 8) -> dict[str, Any]:
-        """Counts by level and by logger since the handler was installed, and error rates.
+        """Counts by level and by logger since the ring was installed, and error rates.
 
         Rates are exact (one-second buckets, not the ring): per second over the last 10 s and
         60 s, and per minute.
@@ -604,7 +594,7 @@ class LogsSkill(Skill):
     @probe(budget=8.0, intrusive="tracemalloc")  # a window of up to 5 s, then one pass
     def handler_origins(self, seconds: float = 1.0) -> dict[str, Any]:
         """Where handlers are being created: the user code (function, file:line) that made the
-        handlers (lensbook's own aside) created during a short tracemalloc window.
+        handlers created during a short tracemalloc window.
 
         Args:
             seconds: the window (0.2 to 5).
@@ -614,12 +604,7 @@ class LogsSkill(Skill):
         from lensbook.skills.creation import created_where
 
         return created_where(
-            lambda: [
-                h
-                for _, logger in _loggers()
-                for h in logger.handlers
-                if not isinstance(h, ObserverHandler)
-            ],
+            lambda: [h for _, logger in _loggers() for h in logger.handlers],
             seconds,
         )
 
@@ -636,9 +621,7 @@ def _loggers() -> list[tuple[str, logging.Logger]]:
 
 
 def _count_handlers() -> int:
-    return sum(
-        1 for _, logger in _loggers() for h in logger.handlers if not isinstance(h, ObserverHandler)
-    )
+    return sum(len(logger.handlers) for _, logger in _loggers())
 
 
 def _target(handler: logging.Handler) -> str | None:

@@ -24,10 +24,9 @@ import pytest
 import lensbook
 from lensbook import recorder
 from lensbook.recorder import HistoryEvent, history_events, is_recording
-from lensbook.recorder.exceptions import ExceptionObserver
-from lensbook.recorder.logs import LogObserver
 from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.threads import ThreadObserver
+from lensbook.skills import _observers
 from lensbook.skills.aio import register_loop, unregister_loop
 
 
@@ -67,6 +66,7 @@ def hooks() -> tuple[Any, ...]:
         _thread.start_new_thread,
         threading.Thread.start,
         threading.Thread._bootstrap_inner,  # type: ignore[attr-defined]
+        logging.Logger.callHandlers,
         tuple(logging.root.handlers),
     )
 
@@ -279,7 +279,8 @@ def test_hooks_restored_exactly_after_unload_ext() -> None:
 def test_ring_caps_hold_under_a_flood(recording: None) -> None:
     flood = logging.getLogger("flood")
     flood.propagate = False
-    flood.addHandler(recorder.recorder.logs.handler)  # the recorder's own handler, alone
+    sink = logging.NullHandler()  # (no handler at all: logging's last resort prints each)
+    flood.addHandler(sink)
     flood.setLevel(logging.DEBUG)
     try:
         for i in range(100_000):
@@ -287,7 +288,7 @@ def test_ring_caps_hold_under_a_flood(recording: None) -> None:
         for i in range(2_000):
             flood.warning(f"distinct message {i}")  # defeats the per-message gate
     finally:
-        flood.removeHandler(recorder.recorder.logs.handler)
+        flood.removeHandler(sink)
     threads = [threading.Thread(target=int) for _ in range(3_000)]
     for t in threads:
         t.start()
@@ -489,33 +490,52 @@ def test_records_of_loggers_that_do_not_propagate_are_counted_once(recording: No
     own = logging.NullHandler()
     log.addHandler(own)
     log.propagate, propagated = False, log.propagate
-    handler = recorder.recorder.logs.handler
     try:
-        recorder.flush()  # the recorder's flush (every 10 s, and on reading) follows it
-        assert handler in log.handlers
         for i in range(50):
             log.warning("ledger mismatch %d", i)
         rates = [e for e in history_events(kinds=["log_rate"]) if e.source == "billing.audit"]
         assert sum(e.detail["count"] for e in rates) == 50
         assert [e for e in history_events(kinds=["log"]) if e.source == "billing.audit"]
-        log.propagate = True  # records reach the root's handler now: the extra one goes
+        log.propagate = True  # propagating again: still once each
         recorder.flush()
         mark = time.time()  # (the recorder's own flush may split what follows in two events)
-        assert handler not in log.handlers
         for i in range(5):
             log.warning("ledger mismatch %d", i)
         rates = [
             e for e in history_events(kinds=["log_rate"], since=mark) if e.source == "billing.audit"
         ]
         assert sum(e.detail["count"] for e in rates) == 5
-        log.propagate = False
-        recorder.flush()
-        assert handler in log.handlers
-        lensbook.stop()  # and stop() takes it off, leaving the logger as it was
+        assert log.handlers == [own]  # nothing was ever added to the program's loggers
+        lensbook.stop()
         assert log.handlers == [own]
     finally:
         log.removeHandler(own)
         log.propagate = propagated
+
+
+def test_the_users_logging_stays_the_users_while_recording(
+    recording: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # no handler of lensbook's anywhere: a logger with nothing configured still has no
+    # handlers, and logging's last resort still prints its error (once)
+    root_handlers = list(logging.root.handlers)
+    lone = logging.getLogger("lone.service")
+    lone.propagate, propagated = False, lone.propagate
+    try:
+        assert not lone.hasHandlers()
+        assert logging.root.handlers == root_handlers
+        mark = time.time()
+        lone.error("an error only logging's last resort prints")
+        errors = [
+            e
+            for e in history_events(kinds=["log_rate"], since=mark)
+            if e.source == "lone.service" and e.detail["level"] == "ERROR"
+        ]
+        assert sum(e.detail["count"] for e in errors) == 1
+        printed = capsys.readouterr().err.splitlines()
+        assert printed.count("an error only logging's last resort prints") == 1
+    finally:
+        lone.propagate = propagated
 
 
 def _one_kind_of_thread() -> None:
@@ -562,23 +582,54 @@ def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
 
 
 def test_log_counts_keep_every_record_within_their_caps() -> None:
-    ring = HistoryRing()
-    observer = LogObserver(ring, ExceptionObserver(ring, lambda t: None, lambda t, d: None))
+    # a tap of its own, fed directly (nothing else logged in the process can join its window)
+    tap = _observers._Tap()
+    passed: list[logging.LogRecord] = []
+    tap.wrapper = _observers._tap_wrapper(tap, lambda logger, record: passed.append(record))
     factory = logging.getLogger("lensbook-test-caps")
-    handle = observer.handler.handle
+
+    def log(name: str, level: int) -> None:
+        tap.wrapper(factory, factory.makeRecord(name, level, __file__, 1, "m", (), None))
+
     for level in range(1, 21):  # custom levels of one logger past the 16th fold to a standard
-        handle(factory.makeRecord("caps.levels", 20 + level, __file__, 1, "m", (), None))
+        log("caps.levels", 20 + level)
     for i in range(600):  # loggers past the 500th (with the one above) count together
         for _ in range(2):
-            handle(factory.makeRecord(f"caps.l{i}", logging.INFO, __file__, 1, "m", (), None))
-    rows = [e.detail for e in observer.flush(time.time())]
-    assert sum(r["count"] for r in rows) == 1_220  # nothing lost
-    other = [r for r in rows if r["logger"] == "<other loggers>"]
-    assert other == [other[0]] and other[0]["count"] == 2 * 101 and other[0]["level"] == "INFO"
-    assert len({r["logger"] for r in rows}) == 500 + 1
-    levels = [r for r in rows if r["logger"] == "caps.levels"]
-    assert len(levels) <= 16 + 6 and sum(r["count"] for r in levels) == 20
-    assert observer.flush(time.time()) == []  # the window starts again
+            log(f"caps.l{i}", logging.INFO)
+    counts = tap.counts
+    assert len(passed) == 1_220  # every record went on to the handlers
+    assert sum(n for per in counts.values() for n in per.values()) == 1_220  # nothing lost
+    assert counts[_observers.OTHER_LOGGERS] == {logging.INFO: 2 * 101}
+    assert len(counts) == 500 + 1
+    assert len(counts["caps.levels"]) <= 16 + 6 and sum(counts["caps.levels"].values()) == 20
+
+
+def test_a_tap_left_in_a_chain_passes_through_and_the_class_is_restored() -> None:
+    assert _observers._TAP.wrapper is None  # (every test leaves lensbook stopped)
+    original = logging.Logger.callHandlers
+    seen: list[str] = []
+    _observers.observe(seen_record := lambda record: seen.append(record.getMessage()))
+    ours = logging.Logger.callHandlers
+    assert ours is not original and ours.__wrapped__ is original  # type: ignore[attr-defined]
+
+    def theirs(logger: logging.Logger, record: logging.LogRecord) -> None:
+        ours(logger, record)
+
+    logging.Logger.callHandlers = theirs  # type: ignore[method-assign,assignment]
+    try:
+        log = logging.getLogger("chain.test")
+        log.addHandler(sink := logging.NullHandler())
+        log.warning("seen once")
+        _observers.stop_observing(seen_record)
+        assert logging.Logger.callHandlers is theirs  # someone else's: left in place
+        log.warning("not seen: ours passes through")
+        assert seen == ["seen once"]
+        log.removeHandler(sink)
+    finally:
+        logging.Logger.callHandlers = original  # type: ignore[method-assign]
+    _observers.observe(seen_record)
+    _observers.stop_observing(seen_record)
+    assert logging.Logger.callHandlers is original
 
 
 class _Worker:

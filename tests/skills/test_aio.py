@@ -230,14 +230,22 @@ def test_slow_callbacks_says_when_nothing_is_measured(skill: AsyncioSkill) -> No
     assert "debug mode" in out["note"]
 
 
-def test_close_removes_the_logging_handler() -> None:
+def test_slow_callbacks_are_watched_without_a_handler_and_close_stops_it() -> None:
+    # a handler on the asyncio logger would stop logging's last resort from printing asyncio's
+    # own errors in a process that configured no logging: the skill observes through the tap
     skill = AsyncioSkill()
     before = list(logging.getLogger("asyncio").handlers)
+    tap_before = logging.Logger.callHandlers
     skill.snapshot()
-    skill.snapshot()  # idempotent: one handler
-    assert len(logging.getLogger("asyncio").handlers) == len(before) + 1
+    skill.snapshot()  # idempotent
+    assert logging.getLogger("asyncio").handlers == before
+    slow = skill._slow
+    assert slow is not None
+    logging.getLogger("asyncio").warning("Executing %s took %.3f seconds", "<Handle cb()>", 0.25)
+    assert slow.total == 1 and slow.seen[-1][2:] == ("<Handle cb()>", 0.25)
     skill.close()
     assert logging.getLogger("asyncio").handlers == before
+    assert logging.Logger.callHandlers is tap_before
 
 
 def test_lens_loop_tasks_are_not_blamed(skill: AsyncioSkill) -> None:

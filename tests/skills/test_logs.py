@@ -26,24 +26,56 @@ def skill() -> Iterator[LogsSkill]:
     sk.close()
 
 
-def ours(sk: LogsSkill) -> list[logging.Handler]:
-    return [h for h in logging.root.handlers if h is sk._handler]
-
-
 def test_installed_on_first_use_once_and_removable() -> None:
-    before = list(logging.root.handlers)
+    before, tap = list(logging.root.handlers), logging.Logger.callHandlers
     sk = LogsSkill()
-    assert logging.root.handlers == before  # nothing at construction
+    assert not sk.installed  # nothing at construction
     sk.snapshot()
     sk.summary()
     sk.snapshot()
-    assert len(logging.root.handlers) == len(before) + 1
+    assert sk.installed and logging.root.handlers == before  # no handler: the tap
+    ring = sk._ring
     sk.close()
-    assert logging.root.handlers == before
-    sk.recent()  # a probe installs it again
-    assert len(logging.root.handlers) == len(before) + 1
+    assert not sk.installed and logging.Logger.callHandlers is tap
+    sk.recent()  # a probe installs it again, with a new ring
+    assert sk.installed and sk._ring is not ring
     sk.close()
-    assert logging.root.handlers == before
+    assert logging.root.handlers == before and logging.Logger.callHandlers is tap
+
+
+def test_the_users_logging_configuration_applies_while_observed() -> None:
+    # a handler of lensbook's on the root logger made the user's basicConfig() a silent no-op
+    # (pyroute2#601, gremlinclient#5: libraries that add one are reported for it); in a child,
+    # since basicConfig changes the process's logging for good
+    code = textwrap.dedent(
+        """
+        import logging, sys
+        import lensbook
+        from lensbook.skills.logs import LogsSkill
+        lensbook.start(["logs", "exceptions"])  # the flight recorder, and the skills' operators
+        logs = LogsSkill()
+        logs.snapshot()
+        assert not logging.root.hasHandlers()
+        logging.basicConfig(level=logging.INFO, format="USER %(name)s %(message)s",
+                            stream=sys.stdout)
+        logging.getLogger("app").info("configured after start")
+        quiet = logging.getLogger("quiet"); quiet.propagate = False
+        quiet.addHandler(logging.StreamHandler(sys.stdout))
+        quiet.warning("a logger that does not propagate")
+        print("LOGGERS", sorted({name for name, _ in logs._ring.counts()[2]}))
+        logs.close()
+        lensbook.stop()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = proc.stdout.splitlines()
+    assert "USER app configured after start" in lines, proc.stdout
+    assert "a logger that does not propagate" in lines
+    assert any(
+        line.startswith("LOGGERS") and "'quiet'" in line and "'app'" in line for line in lines
+    )
 
 
 def test_counts_by_level_and_logger(skill: LogsSkill) -> None:

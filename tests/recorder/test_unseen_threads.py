@@ -88,3 +88,9 @@ def test_threads_alive_before_the_recorder_say_what_they_run_and_where(tmp_path:
     )
     # started after: the recorder saw who started it
     assert groups["late-poller"]["started_by"] == f"<module> at feeds.py:{_line('later.start()')}"
+    # which of the two each is, as a field rules read (not from the text)
+    assert [groups[name]["start_seen"] for name in ("feed-poller", "uploader", "late-poller")] == [
+        False,
+        False,
+        True,
+    ]

@@ -1462,7 +1462,8 @@ class MemorySkill(Skill):
         tracemalloc burst until it gains two members, and the objects they hold that were
         allocated meanwhile are grouped by the first frame in the user's code (library frames
         as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
-        root keeps counts. Closes a tracemalloc window still open.
+        root keeps counts. Closes a tracemalloc window still open. A root the program has
+        freed since (lensbook holds it weakly where its type allows) is only reported freed.
 
         Args:
             top: how many sites to return (at most 10).
@@ -1476,11 +1477,26 @@ class MemorySkill(Skill):
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
             watch, self._watch = self._watch, None
-            if watch is None:
-                return {
-                    "note": "no root to watch: call memory_referrers first, on a type whose "
-                    "chain ends at a root (a registry, a cache, a module global)"
-                }
+        if watch is None:
+            return {
+                "note": "no root to watch: call memory_referrers first, on a type whose "
+                "chain ends at a root (a registry, a cache, a module global)"
+            }
+        try:
+            return self._retention_burst(watch, top, frames_shown)
+        finally:
+            watch.release()  # the root is the program's alone again, whatever ended the burst
+
+    def _retention_burst(self, watch: Watch, top: int, frames_shown: int) -> dict[str, Any]:
+        """`retained_sites` for the watch it took: trace until the root gained two members,
+        walk what they hold, group it by the user's allocating line."""
+        root = mark_fields({"root": watch.root}, "root")  # the process's names
+        if watch.target() is None:
+            return {
+                **root,
+                "note": "the program freed this root before its burst: nothing to watch",
+            }
+        with self._lock:
             if self._window is not None and (self._window.owned or self._window.ended_by):
                 self._close_window()  # its bursts would overlap this one
             change: intrusion.Change | None = None
@@ -1507,7 +1523,6 @@ class MemorySkill(Skill):
                     traced = time.perf_counter() - began
                     rest = traced * (1.0 / self.trace_duty - 1.0)
                     self._quiet_until = time.perf_counter() + rest
-        result = mark_fields({"root": watch.root}, "root")  # the process's names
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
@@ -1516,7 +1531,7 @@ class MemorySkill(Skill):
             for site, stat in best
         ]
         return {
-            **result,
+            **root,
             "new_members": watch.new_members,
             "objects_walked": watch.walked,
             "traced_objects": len(watch.traces),

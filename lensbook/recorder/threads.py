@@ -9,14 +9,16 @@ below it as detail (``via``) when a library started the thread for the user; wit
 frame, the first library frame.
 
 Ends are noticed later, off the ending thread's path (nothing runs in the new thread) and off
-the starting thread's too: once started, a thread is noted by its id with its kind (one dict
-store: neither the `Thread` nor anything it holds is kept), and `settle()` (run by every flush,
-so before every read of the history) derives each kind's ends: its starts less its noted
-threads still in ``threading.enumerate()`` (a started thread is there until it has finished),
-dropping the noted ones that are not. A new thread that gets the id of one that is over just
-replaces its note: no end is lost, since ends are a difference, never a count of notices.
-The settle reads the totals before the notes, so a start racing with it can only make an
-estimate low, never high, and the total kept never goes down (the next settle catches up).
+the starting thread's too: the starting thread gives the `Thread` object one private attribute,
+``_lensbook_kind`` (its kind: the only thing lensbook writes on it; nothing of the thread is
+kept by lensbook, and the attribute goes with the object), and `settle()` (run by every flush,
+so before every read of the history) derives each kind's ends: its starts less its threads
+still in ``threading.enumerate()`` (a started thread is there until it has finished), read by
+that attribute. Ends are a difference, never a count of notices, so none is lost; the settle
+reads the totals before the threads alive, so a start racing with it can only make an estimate
+low, never high, and the total kept never goes down (the next settle catches up). The
+attribute is written past any ``__setattr__`` of a subclass (no user code runs) and read the
+same way.
 The threads whose start became an event, and those that died, are also kept by weak reference
 (few: the event gate's) so their ends become ``thread_ended`` events with their names; such an
 end is timed when it is noticed (at most a flush interval late), and ``lived_s`` is an upper
@@ -39,11 +41,12 @@ and the frame of the user's code it was in then (from ``sys._current_frames()``)
 answers "started before lensbook loaded; runs fn at file:line" for them instead of nothing.
 
 Per thread start the hot path is a frame walk of a few steps (whether a code object is the
-stdlib's is cached) and a few dict updates, with no lock; a start from a site seen before where
-the user's code called ``start()`` itself skips the walk (one lookup by that frame), and only
-the few starts that become events (or a pool's workers) read the thread's name or the clock.
-About a microsecond with warm caches; in thread churn, where every start runs it cold, it
-measures 1-3 µs of CPU next to the 50-80 µs a bare start-and-join costs
+stdlib's is cached) and a few dict updates, with no lock. Most starts take a shortcut past it:
+the user's code starting, from a call site seen before, the same target object (a function
+without a closure, a class, a bound method's function) as last time, once its kind's starts
+are no events: one dict lookup by the target, three identity and offset comparisons and the
+attribute. In thread churn every start runs with cold caches, where each of those steps costs
+tenths of a microsecond: about 1.5 µs of CPU next to the 50-80 µs a bare start-and-join costs
 (`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
 never a thread. The first few threads per kind and minute become ``thread_started`` events,
 and their ends (and those of the threads that died) ``thread_ended`` events; every flush adds
@@ -74,7 +77,6 @@ from lensbook.skills._stacks import describe_frame, qualname
 __all__ = ["ThreadObserver"]
 
 _MAX_KINDS = 500
-_MAX_TRACKED = 100_000  # threads started and not ended yet that we remember the kind of
 _DIGITS = re.compile(r"\d+")
 #: worker threads of pools are named "<prefix>-<pool>_<worker>" (ThreadPoolExecutor's scheme)
 _POOLED = re.compile(r".*-\d+_\d+$")
@@ -87,7 +89,11 @@ _FUNCTION = types.FunctionType
 _METHOD = types.MethodType
 _BUILTIN = types.BuiltinFunctionType
 _IS_ALIVE = threading.Thread.is_alive
-_DROP_AT = 64  # notes of threads over are dropped past this many (see `_drop`)
+_THREAD = threading.Thread
+#: the attribute a started `Thread` carries: its kind (see the module's docstring)
+_KIND_ATTR = "_lensbook_kind"
+_SETATTR = object.__setattr__
+_GETATTRIBUTE = object.__getattribute__
 _MAX_NOTED = 10_000  # threads whose end becomes an event (their start did, or they died)
 
 
@@ -113,11 +119,9 @@ class _Kind:
     #: are counted in `raw_ended` and added
     ended: int = 0
     died: int = 0
-    #: of `started`: those by ``_thread.start_new_thread``, and `Thread` starts not noted (the
-    #: notes were at their cap: counted as ended at once)
+    #: of `started`: those by ``_thread.start_new_thread`` (their ends are counted)
     raw_started: int = 0
     raw_ended: int = 0
-    untracked: int = 0
     # the totals at the last flush: the flush's window is the difference (the hot path only
     # bumps the totals)
     flushed_started: int = 0
@@ -137,6 +141,13 @@ class _Kind:
     pools: set[str] | None = None
     #: the library frame that started the thread for the user's code ("" when none)
     via: str = ""
+    #: the instruction offset of the user's call to ``start()`` in `held_code`, when the
+    #: user's code started the thread itself (-1 when a library did): with `held_code`, the
+    #: call site the start wrapper's shortcut compares (see `ThreadObserver._direct`)
+    site_lasti: int = -1
+    #: the target object the shortcut compares by identity (a function without a closure, a
+    #: class, a builtin; a bound method's function): held, like `held`
+    static_target: Any = None
 
 
 #: the name pattern of threads started by ``_thread.start_new_thread`` (they have no name)
@@ -189,6 +200,34 @@ class _RawRun:
         return repr(self.function)
 
 
+def _static_target(target: Any, thread: threading.Thread) -> Any:
+    """What the start wrapper's shortcut compares by identity for `target`, as it reads it
+    (a bound method's function, a subclass's class when there is no target), when that object
+    stands for the kind's target key (see `_target_key`) and outlives one start: a function
+    without a closure, a class, a builtin. None (no shortcut) for anything else: closures and
+    partials are new objects per start, and holding one would keep what it holds."""
+    if type(target) is _METHOD:
+        target = target.__func__
+    elif target is None:
+        return type(thread)
+    tt = type(target)
+    if tt is _FUNCTION:
+        return target if target.__closure__ is None else None
+    if tt is type or tt is _BUILTIN:
+        return target
+    return None
+
+
+def _kind_attr(thread: threading.Thread) -> _Kind | None:
+    """The kind a started thread carries (see the module's docstring), read past any
+    ``__getattribute__``/``__getattr__`` of a subclass (no user code runs)."""
+    try:
+        found = _GETATTRIBUTE(thread, "__dict__").get(_KIND_ATTR)
+    except Exception:
+        return None
+    return found if type(found) is _Kind else None
+
+
 def _code_run_by(thread: threading.Thread) -> types.CodeType | None:
     """The code a thread runs: its target's (a function, a bound method or a partial of
     one), else the ``run`` its class overrides. Read from attributes, never calling them."""
@@ -216,16 +255,14 @@ class ThreadObserver:
         self._lock = threading.Lock()
         self._origins: dict[int, tuple[types.CodeType, str]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
-        # the kinds whose starting code is the very frame that called ``Thread.start`` (the
-        # user's code started the thread itself), by that frame's key: a start from such a
-        # site needs no walk (a subset of `_kinds`)
-        self._direct: dict[_KindKey, _Kind] = {}
+        # the start wrapper's shortcut: by the id of a target object that outlives its starts
+        # (see `_static_target`), the kind last started with it from a call site where the
+        # user's code called ``start()`` itself; a start takes it when the target is that very
+        # object and the call site that very one (code and offset). Only kinds whose starts
+        # are no events now are in it: a kind's gate opening takes it out (the flush),
+        # `on_start` puts it back once the gate has closed (a subset of `_kinds`)
+        self._direct: dict[int, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
-        # id(thread) -> its kind, for started threads; a settle drops those over
-        self._live: dict[int, _Kind] = {}
-        # the ids of notes found over at the last settle that looked (see `settle`), and when
-        self._over: set[int] = set()
-        self._over_at = 0.0
         # id(thread) -> what its end's event needs, for the threads whose start became an event
         # or that died (few)
         self._noted: dict[int, _Noted] = {}
@@ -252,7 +289,7 @@ class ThreadObserver:
         observer = self
         # bound once: each start of a thread then makes no attribute lookup for them
         on_start, getframe = self.on_start, sys._getframe
-        direct, live = self._direct, self._live
+        direct = self._direct
         prev_start = self._prev_start = threading.Thread.start
 
         def start(thread: threading.Thread) -> None:
@@ -261,26 +298,29 @@ class ThreadObserver:
             # wrapped it after us) passes through
             if observer._start_wrapper is start:
                 try:
-                    # `on_start`'s common case inlined (a call is half a µs in thread churn,
-                    # where every start runs cold): a start from a site seen before, where the
-                    # user's code called start() itself, of a kind whose starts are no events
+                    # `on_start`'s common case inlined, in as few steps as can be (in thread
+                    # churn every start runs with cold caches, where each step costs tenths of
+                    # a µs, an allocation most): a start of the target object started last from
+                    # this very call site, of a kind whose starts are no events now
                     caller = getframe(1)
                     target = thread._target  # type: ignore[attr-defined]
-                    tkey = (
-                        target.__code__
-                        if type(target) is _FUNCTION
-                        else _target_key(target, thread)
-                    )
-                    kind = direct.get((id(tkey), id(caller.f_code), caller.f_lasti))
+                    if type(target) is _METHOD:
+                        target = target.__func__
+                    elif target is None:  # a subclass overriding run()
+                        target = type(thread)
+                    kind = direct.get(id(target))
                     if (
-                        kind is None
-                        or kind.pools is not None
-                        or kind.started - kind.gate_started < _GATE_BURST
-                        or len(live) >= _MAX_TRACKED
+                        kind is not None
+                        and kind.static_target is target
+                        and kind.held_code is caller.f_code
+                        and kind.site_lasti == caller.f_lasti
                     ):
-                        kind = on_start(thread, caller)
+                        if type(thread) is _THREAD:  # (no subclass: no __setattr__ of theirs)
+                            thread._lensbook_kind = kind  # type: ignore[attr-defined]
+                        else:
+                            _SETATTR(thread, _KIND_ATTR, kind)
                     else:
-                        live[id(thread)] = kind
+                        kind = on_start(thread, caller)
                 except Exception:  # seeing a thread start must never stop it from starting
                     pass
             try:
@@ -348,13 +388,11 @@ class ThreadObserver:
             threading.Thread.start = self._prev_start  # type: ignore[method-assign]
         if _thread.start_new_thread is self._raw_wrapper:
             _thread.start_new_thread = self._prev_raw
-        # the ends until now are counted; then the counts stay as they are (the threads alive
-        # are forgotten, never counted as ended)
+        # the ends until now are counted; then the counts stay as they are until a settle of
+        # a new install (the threads alive keep their kind)
         self.settle()
         self._start_wrapper = self._raw_wrapper = None
         with self._lock:
-            self._live.clear()
-            self._over.clear()
             self._noted.clear()
 
     @property
@@ -400,23 +438,26 @@ class ThreadObserver:
         target: Any = thread._target  # type: ignore[attr-defined]
         # (a function target, the most common, without a call)
         tkey = target.__code__ if type(target) is _FUNCTION else _target_key(target, thread)
-        kind = None
-        if caller is not None:
-            # the common case first: the user's code starts the thread itself, from a site seen
-            # before; its kind is keyed by that very frame, so no frame walk (about a third of
-            # the recorder's cost per thread start, measured in thread churn)
-            kind = self._direct.get((id(tkey), id(caller.f_code), caller.f_lasti))
-        if kind is None:
-            kind = self._kind_of(target, tkey, thread, caller)
+        kind = self._kind_of(target, tkey, thread, caller)
         # the gate: one subtraction (its minute is moved on by the flush); this start is not
         # counted yet
         if kind.pools is not None or kind.started - kind.gate_started < _GATE_BURST:
             self._start_seen(kind, thread)
-        live = self._live
-        if len(live) < _MAX_TRACKED:
-            live[id(thread)] = kind  # (replaces the note of a thread over that had this id)
-        else:
-            kind.untracked += 1
+        _SETATTR(thread, _KIND_ATTR, kind)
+        if (
+            kind.site_lasti >= 0
+            and kind.pools is None
+            and kind.started + 1 - kind.gate_started >= _GATE_BURST
+        ):
+            static = _static_target(target, thread)
+            direct = self._direct
+            if static is not None and direct.get(id(static)) is not kind:
+                # the next start of this target from this site takes the shortcut; one entry
+                # per kind (a function made anew for each start replaces its last)
+                if direct.get(id(kind.static_target)) is kind:
+                    del direct[id(kind.static_target)]
+                kind.static_target = static
+                direct[id(static)] = kind
         return kind
 
     def _start_seen(self, kind: _Kind, thread: threading.Thread) -> None:
@@ -530,8 +571,8 @@ class ThreadObserver:
             if library is not None:
                 kind.via = where(library.f_code, library.f_lineno)
         if depth == 0 and caller is not None and starter is caller and kind is not self._overflow:
-            # the user's code called start() itself: the next start here skips the walk
-            self._direct[key] = kind
+            # the user's code called start() itself: a site for the wrapper's shortcut
+            kind.site_lasti = lasti
         return kind
 
     def _new_kind(
@@ -575,32 +616,25 @@ class ThreadObserver:
             self._noted[tid] = _Noted(weakref.ref(thread), kind, name, born)
 
     def settle(self) -> None:
-        """Derive each kind's ends until now and record the ends of the noted threads; drop
-        the notes of threads that are over. Run by each flush, in whichever thread flushes;
-        nothing to do when not installed (the notes are gone)."""
+        """Derive each kind's ends until now and record the ends of the noted threads. Run by
+        each flush, in whichever thread flushes; nothing to do when not installed."""
         if self._start_wrapper is None:
             return
         now = time.time()
-        # the totals first, then the notes, then the threads alive. A start counted in a total
-        # read here had started (the wrapper counts once `start()` returned), so it is noted
-        # in the copy below and alive unless over; a start not counted yet adds nothing, or
-        # one alive thread, which makes the estimate low (the next settle catches up), never
-        # high. (A thread that started is in ``threading.enumerate()`` until it has finished.)
+        # the totals first, then the threads alive. A start counted in a total read here had
+        # started (the wrapper counts once `start()` returned), so it is alive unless over; a
+        # start not counted yet adds nothing, or one alive thread, which makes the estimate
+        # low (the next settle catches up), never high. (A thread is in
+        # ``threading.enumerate()`` from its `start()` until it has finished.)
         kinds = [*self._kinds.values(), self._overflow]
-        totals = [(kind, kind.started, kind.raw_started, kind.untracked) for kind in kinds]
-        live = self._live
-        notes = live.copy()  # (a copy is atomic: starts go on meanwhile)
-        alive = {id(thread) for thread in threading.enumerate()}
-        still: dict[int, int] = {}  # id(kind) -> its noted threads alive
-        over = set()
-        for tid, kind in notes.items():
-            if tid in alive:
-                still[id(kind)] = still.get(id(kind), 0) + 1
-            else:
-                over.add(tid)
-        self._drop(notes, over)
-        for kind, started, raw_started, untracked in totals:
-            ended = started - raw_started - untracked - still.get(id(kind), 0) + kind.raw_ended
+        totals = [(kind, kind.started, kind.raw_started) for kind in kinds]
+        still: dict[int, int] = {}  # id(kind) -> its threads alive
+        for alive in threading.enumerate():
+            carried = _kind_attr(alive)
+            if carried is not None:
+                still[id(carried)] = still.get(id(carried), 0) + 1
+        for kind, started, raw_started in totals:
+            ended = started - raw_started - still.get(id(kind), 0) + kind.raw_ended
             if ended > kind.ended:
                 kind.ended = ended
         if self._noted:
@@ -621,30 +655,6 @@ class ThreadObserver:
                 # lost, and with it one end's event, never a count)
                 self._noted = dict(self._noted)
 
-    def _drop(self, notes: dict[int, _Kind], over: set[int]) -> None:
-        """Drop the notes of threads over, so that they stay few when the ids are not reused
-        (the user keeps the `Thread` objects). A note not alive may also be a thread whose
-        `start()` is under way (noted, not in ``threading.enumerate()`` yet): only a note found
-        over by two settles 0.1 s apart or more goes (a start under way is done by then: its
-        thread waits for the GIL 5 ms at a time), and only past `_DROP_AT` notes (in thread
-        churn the ids are reused, so notes are replaced instead)."""
-        clock = time.monotonic()
-        if len(notes) <= _DROP_AT or clock - self._over_at < 0.1:
-            return
-        live = self._live
-        dropped = 0
-        for tid in over & self._over:
-            if live.get(tid) is notes[tid]:
-                live.pop(tid, None)
-                dropped += 1
-        self._over, self._over_at = {tid for tid in over if tid in live}, clock
-        if dropped > len(live):
-            # a dict keeps its table when emptied: made anew (a start noting meanwhile may lose
-            # its note, so count its end early: a rare race)
-            kept = live.copy()
-            live.clear()
-            live.update(kept)
-
     def _noted_end(self, noted: _Noted, thread: threading.Thread | None, now: float) -> None:
         """A ``thread_ended`` event for a noted thread that is over."""
         kind = noted.kind
@@ -661,14 +671,16 @@ class ThreadObserver:
         self.ring.add(make_event("thread_ended", name, detail, at=now))
 
     def _kind_of_thread(self, thread: threading.Thread) -> _Kind | None:
-        """The kind of a thread started while recording and not yet settled as over."""
-        tid = id(thread)
-        return self._live.get(tid)
+        """The kind of a thread started while recording (one of this observer's kinds)."""
+        kind = _kind_attr(thread)
+        if kind is None or kind is self._overflow:
+            return kind
+        # (one of this observer's, not one of before a `clear()`: by identity)
+        return kind if any(k is kind for k in self._kinds.values()) else None
 
     def on_failed_start(self, thread: threading.Thread, kind: _Kind | None) -> None:
-        """`thread` never started (not counted yet): its note goes."""
-        if kind is not None and self._live.pop(id(thread), None) is None:
-            kind.untracked -= 1
+        """`thread` never started (not counted, never in ``threading.enumerate()``): its note
+        for an end event goes."""
         noted = self._noted.get(id(thread))
         if noted is not None and noted.ref() is thread:
             self._noted.pop(id(thread), None)
@@ -718,6 +730,9 @@ class ThreadObserver:
                 if now - kind.gate_start >= _GATE_WINDOW_S:
                     kind.gate_start = now
                     kind.gate_started, kind.gate_ended = kind.started, kind.raw_ended
+                    if self._direct.get(id(kind.static_target)) is kind:
+                        # its next starts are events again: through `on_start`
+                        del self._direct[id(kind.static_target)]
                 # read once: the hot path may bump a total meanwhile (counted next time)
                 started, ended, died = kind.started, kind.ended, kind.died
                 window_started = started - kind.flushed_started

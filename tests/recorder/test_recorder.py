@@ -552,6 +552,8 @@ def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
         start_some(6)
         observer.settle()  # ends are noticed off the ending thread (each flush settles them)
         assert counted("thread_started") == 10 and counted("thread_ended") == 10
+        # past the reopened gate's five, starts take the shortcut again
+        assert [k.target for k in observer._direct.values()] == [f"{__name__}._one_kind_of_thread"]
         [row] = ours(observer.flush(time.time() + 62))
         assert (row["started"], row["started_total"]) == (6, 17)
         assert not ours(observer.flush(time.time() + 63))  # nothing since: no row
@@ -629,6 +631,75 @@ def test_repeated_starts_from_one_site_keep_their_kind_whatever_the_target() -> 
     # two sites (start_each's, submit_each's), five kinds: the target tells those of one site
     ours = ("_one_kind_of_thread", "work", "run", "int", "_worker")
     assert len({found[t]["started_from"] for t in ours}) == 2
+
+
+def _made_anew() -> Callable[[], None]:
+    def run() -> None:  # no closure: a function object of its own per call, one code
+        pass
+
+    return run
+
+
+class _OtherRunThread(threading.Thread):
+    def run(self) -> None:
+        pass
+
+
+def test_the_start_shortcut_puts_every_start_in_its_own_kind_when_one_site_starts_many() -> None:
+    """Past its first starts (the event gate's), a kind's starts from one call site take a
+    shortcut that compares the target by identity: interleaved targets of every shape started
+    from that one site, each many times, must each keep their own count."""
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+    worker = _Worker()
+
+    def closure() -> Callable[[], None]:
+        held = worker
+
+        def run() -> None:
+            held.work()
+
+        return run
+
+    makers: list[Callable[[], threading.Thread]] = [
+        lambda: threading.Thread(target=_one_kind_of_thread),
+        lambda: threading.Thread(target=worker.work),
+        lambda: threading.Thread(target=_Worker().work),
+        _RunThread,
+        _OtherRunThread,
+        lambda: threading.Thread(target=int),
+        lambda: threading.Thread(target=closure()),
+        lambda: threading.Thread(target=_made_anew()),
+    ]
+    observer.install()
+    try:
+        for _ in range(12):
+            for make in makers:
+                t = make()
+                t.start()  # the one site
+                t.join()
+        shortcuts = list(observer._direct.values())
+        rows = [r.detail for r in observer.flush(time.time())]
+    finally:
+        observer.remove()
+    mine = [r for r in rows if ".test_recorder." in r["target"] or r["target"] == "int"]
+    counts = {".".join(r["target"].split(".")[-3:]): (r["started"], r["ended"]) for r in mine}
+    where = {r["target"]: r["started_from"] for r in mine}
+    assert counts == {
+        "recorder.test_recorder._one_kind_of_thread": (12, 12),
+        "test_recorder._Worker.work": (
+            24,
+            24,
+        ),  # two instances' bound methods: one function, one kind
+        "test_recorder._RunThread.run": (12, 12),
+        "test_recorder._OtherRunThread.run": (12, 12),
+        "int": (12, 12),
+        "closure.<locals>.run": (12, 12),  # a closure: never the shortcut
+        "_made_anew.<locals>.run": (12, 12),  # a new function each time, its code the same
+    }, counts
+    assert len(mine) == 7 and len(set(where.values())) == 1, where
+    # the shortcut was taken, with one entry per kind (none left by the functions made anew)
+    assert shortcuts and len(shortcuts) == len({id(k) for k in shortcuts}), shortcuts
 
 
 class _Holder(threading.Thread):

@@ -1,6 +1,6 @@
 """What the adapters that wrap an async SDK share: the SDK client of the running event loop,
-the time one call may take, how the SDK's errors become `ProviderError`, and the one rule for
-answers that cannot be decoded.
+the time one call may take, how the SDK's errors become `ProviderError`, the one rule for
+answers that cannot be decoded, and how a tool call is written where the wire takes only text.
 
 The Anthropic and OpenAI SDKs raise the same family of errors under the same names (rate
 limit, status, timeout, connection, and a base class), so one mapping serves both: rate limits,
@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, Protocol, TypeVar
 
 from typing_extensions import TypedDict, Unpack
 
 from lensbook._errors import ProviderError
+from lensbook.clients.base import ToolCall
 from lensbook.limits import MODEL_CALL_TIMEOUT
 
 __all__ = [
@@ -31,7 +33,9 @@ __all__ = [
     "PerLoopClient",
     "SDKClient",
     "SDKOptions",
+    "call_as_text",
     "call_timeout",
+    "compact_json",
     "describe_status",
     "expect_answer",
     "no_answer",
@@ -214,3 +218,13 @@ def describe_status(exc: Any) -> str:
     request_id = getattr(exc, "request_id", None)
     where = f" (request {request_id})" if request_id else ""
     return f"{exc.status_code} {kind}: {detail}{where}"
+
+
+def compact_json(value: Any) -> str:
+    """JSON without spaces, anything unknown as its str (tool arguments on the wire)."""
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def call_as_text(call: ToolCall) -> str:
+    """A tool call where the wire cannot carry one (in a user turn), kept as what it said."""
+    return f"[tool call {call.name} {compact_json(call.arguments)}]"

@@ -27,7 +27,7 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import SDKClient, call_timeout, expect_answer, sdk_errors
+from lensbook.clients._sdk import SDKClient, call_as_text, call_timeout, expect_answer, sdk_errors
 from lensbook.clients.base import (
     Block,
     Message,
@@ -157,7 +157,7 @@ def _user_blocks(content: Sequence[Block]) -> list[_UserBlock]:
             blocks.append(_text(block.text))
         elif isinstance(block, ToolCall):
             # a tool call in a user turn cannot be sent as one; keep what it said
-            blocks.append(_text(f"[tool call {block.name} {_json(block.arguments)}]"))
+            blocks.append(_text(call_as_text(block)))
     # the API wants a turn's tool results before any text that follows them
     return results + blocks
 
@@ -196,10 +196,6 @@ def _as_input(arguments: Any) -> dict[str, object]:
         if isinstance(parsed, dict):
             return parsed
     return {"arguments": arguments}
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 # -- Messages API -> lensbook ------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, answered_calls
-from lensbook.skills.rules import Evidence, Finding, Rule, wanted_calls
+from lensbook.skills.rules import Evidence, Finding, Rule, as_dict, wanted_calls
 from lensbook.skills.untrusted import undelimit
 from lensbook.types import HealthState
 
@@ -244,8 +244,7 @@ def _answer(request: ModelRequest, ev: Evidence, sent: Sequence[dict[str, Any]])
         # no run yet: the operator put a fresh snapshot in the question
         text = request.messages[-1].text
         if "Current snapshot: " in text:
-            latest = _parse(text.split("Current snapshot: ", 1)[1])
-            latest = latest if isinstance(latest, dict) else {}
+            latest = as_dict(_parse(text.split("Current snapshot: ", 1)[1]))
     figures = ", ".join(f"{k}={v}" for k, v in list(latest.items())[:12]) or "none"
     notes = "\n".join(
         f"- [{n.get('severity')}] {n.get('anomaly_type')}: {n.get('observation')}"

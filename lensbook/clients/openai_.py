@@ -33,7 +33,15 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import Unpack
 
 from lensbook._errors import ClientNotConfigured, ProviderError
-from lensbook.clients._sdk import SDKClient, SDKOptions, call_timeout, expect_answer, sdk_errors
+from lensbook.clients._sdk import (
+    SDKClient,
+    SDKOptions,
+    call_as_text,
+    call_timeout,
+    compact_json,
+    expect_answer,
+    sdk_errors,
+)
 from lensbook.clients.base import (
     Message,
     ModelRequest,
@@ -368,7 +376,7 @@ def convert_messages(messages: Sequence[Message]) -> list[dict[str, Any]]:
                 else:
                     stray.append(f"[tool result {block.tool_call_id}] {_result_text(block)}")
             elif isinstance(block, ToolCall):
-                stray.append(f"[tool call {block.name} {_json(block.arguments)}]")
+                stray.append(call_as_text(block))
         _answer_missing(converted, pending)
         text = "\n".join([*stray, *texts])
         if text or not converted or converted[-1]["role"] != "tool":
@@ -394,7 +402,7 @@ def _tool_call(call: ToolCall) -> dict[str, Any]:
     return {
         "id": call.id,
         "type": "function",
-        "function": {"name": call.name, "arguments": _json(arguments)},
+        "function": {"name": call.name, "arguments": compact_json(arguments)},
     }
 
 
@@ -402,10 +410,6 @@ def _result_text(result: ToolResult) -> str:
     # the wire has no error flag for tool messages: say it in words the model cannot miss
     content = result.content or _EMPTY_TEXT
     return f"ERROR: {content}" if result.is_error else content
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, default=str, separators=(",", ":"))
 
 
 # -- chat completions -> lensbook --------------------------------------------------------------

@@ -25,6 +25,14 @@ deadline.
 The result is a list of raw traces in tracemalloc's own shape (domain, size, frames most
 recent first, total frames), so the memory skill groups them like any snapshot: by the first
 user frame, with the library frames as detail.
+
+A pending `Watch` must not keep the process's root alive once the program lets it go. It holds
+the container by a weak reference where the type takes one (sets, deques, ``OrderedDict``,
+subclasses of ``dict`` and ``list`` written in Python); a plain ``dict`` or ``list`` takes none,
+so those are held strongly, and `release` drops the hold: the memory skill calls it on every end
+of the burst, and `close()` and the next referrer walk drop a watch still pending. What is held
+is one container per memory skill, a root the walk found reachable from a module, a class or a
+registry (alive for as long as its owner keeps it anyway).
 """
 
 from __future__ import annotations
@@ -35,9 +43,10 @@ import sys
 import time
 import tracemalloc
 import types
+import weakref
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from lensbook.skills._roots import is_tooling, known_root
@@ -90,12 +99,36 @@ def _is_container(obj: Any) -> bool:
     return issubclass(type(obj), _CONTAINERS) and not _python_method(type(obj), "__len__")
 
 
+class _Strong:
+    """A strong hold on a container that takes no weak reference, called like a weakref."""
+
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __call__(self) -> Any:
+        return self._obj
+
+
+def _hold(container: Any) -> Callable[[], Any]:
+    """A weak reference to `container` where its type takes one, else a strong hold."""
+    try:
+        return weakref.ref(container)
+    except TypeError:  # dict, list, defaultdict: no weak references
+        return _Strong(container)
+
+
+def _released() -> None:
+    return None
+
+
 @dataclass
 class Watch:
     """A root container to attribute during the next burst of a tracing window."""
 
     root: str
-    container: Any
+    container: InitVar[Any]
     #: the burst ends once the container gained this many members, or after `max_s`
     members_wanted: int = 2
     max_s: float = 1.5
@@ -106,23 +139,50 @@ class Watch:
     new_members: int = 0
     walked: int = 0
     partial: bool = False
+    _held: Callable[[], Any] = field(init=False, repr=False)
+
+    def __post_init__(self, container: Any) -> None:
+        self._held = _hold(container)
+
+    @property
+    def weak(self) -> bool:
+        """Whether the container is held by a weak reference."""
+        return isinstance(self._held, weakref.ref)
+
+    def target(self) -> Any | None:
+        """The container, or None once the program freed it (or the watch was released)."""
+        return self._held()
+
+    def release(self) -> None:
+        """Drop the hold on the container (idempotent)."""
+        self._held = _released
 
     def begin(self) -> None:
         """Note the members now (called as a burst starts, tracing on)."""
-        self.before = set(map(id, gc.get_referents(self.container)))
-        self.length = _safe_len(self.container) or 0
+        container = self.target()
+        if container is not None:
+            self.before = set(map(id, gc.get_referents(container)))
+            self.length = _safe_len(container) or 0
         self.began = time.perf_counter()
 
     def finished(self) -> bool:
-        """Whether the container gained enough members, or the burst reached its cap."""
+        """Whether the container gained enough members, or the burst reached its cap (or the
+        container is gone)."""
         assert self.began is not None
-        gained = (_safe_len(self.container) or 0) - self.length
+        container = self.target()
+        if container is None:
+            return True
+        gained = (_safe_len(container) or 0) - self.length
         return gained >= self.members_wanted or time.perf_counter() - self.began >= self.max_s
 
     def collect(self, deadline: float, limit: int = 20_000) -> None:
         """Walk what the new members reach and keep its traces (tracing must still be on)."""
-        members = [m for m in gc.get_referents(self.container) if id(m) not in self.before]
-        self.new_members = (_safe_len(self.container) or 0) - self.length
+        container = self.target()
+        if container is None:
+            return
+        members = [m for m in gc.get_referents(container) if id(m) not in self.before]
+        self.new_members = (_safe_len(container) or 0) - self.length
+        del container
         self.traces, self.walked, self.partial = retained_traces(members, deadline, limit)
         del members
 

@@ -29,7 +29,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.history_rules import GcPausesSinceLoad
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule, as_dict
 from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
@@ -562,8 +562,7 @@ class GCChurnRule(Rule):
         n1 = int(ev.delta("gc_collections_gen1"))
         n0 = int(ev.delta("gc_collections_gen0"))
         rate2 = ev.rate("gc_collections_gen2") or 0.0
-        measured = ev.result("gc_collections")
-        measured = measured if isinstance(measured, dict) else {}
+        measured = as_dict(ev.result("gc_collections"))
         share = _judged_share(measured)
         g2 = _gen(measured, 2)
         context = (
@@ -577,16 +576,11 @@ class GCChurnRule(Rule):
                 f"max {g2.get('pause_ms_max') or 0:.1f} ms"
             )
         context += "."
-        cycles = ev.result("gc_cycle_types")
-        cycles = cycles if isinstance(cycles, dict) else {}
+        cycles = as_dict(ev.result("gc_cycle_types"))
         kinds = [t for t in cycles.get("types") or [] if isinstance(t, dict)]
         finalized = [t for t in kinds if t.get("__del__")]
-        live = ev.result("gc_finalizer_types")
-        live_rows = (
-            [t for t in (live or {}).get("types") or [] if isinstance(t, dict)]
-            if (isinstance(live, dict))
-            else []
-        )
+        live = as_dict(ev.result("gc_finalizer_types"))
+        live_rows = [t for t in live.get("types") or [] if isinstance(t, dict)]
         obs = []
         culprit = finalized[0] if finalized else (kinds[0] if kinds else None)
         if culprit is not None:

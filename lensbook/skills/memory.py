@@ -51,7 +51,7 @@ from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
-from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule, as_dict
 from lensbook.skills.untrusted import mark_fields
 
 __all__ = ["LeakRule", "MemorySkill"]
@@ -1462,7 +1462,8 @@ class MemorySkill(Skill):
         tracemalloc burst until it gains two members, and the objects they hold that were
         allocated meanwhile are grouped by the first frame in the user's code (library frames
         as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
-        root keeps counts. Closes a tracemalloc window still open.
+        root keeps counts. Closes a tracemalloc window still open. A root the program has
+        freed since (lensbook holds it weakly where its type allows) is only reported freed.
 
         Args:
             top: how many sites to return (at most 10).
@@ -1476,11 +1477,26 @@ class MemorySkill(Skill):
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
             watch, self._watch = self._watch, None
-            if watch is None:
-                return {
-                    "note": "no root to watch: call memory_referrers first, on a type whose "
-                    "chain ends at a root (a registry, a cache, a module global)"
-                }
+        if watch is None:
+            return {
+                "note": "no root to watch: call memory_referrers first, on a type whose "
+                "chain ends at a root (a registry, a cache, a module global)"
+            }
+        try:
+            return self._retention_burst(watch, top, frames_shown)
+        finally:
+            watch.release()  # the root is the program's alone again, whatever ended the burst
+
+    def _retention_burst(self, watch: Watch, top: int, frames_shown: int) -> dict[str, Any]:
+        """`retained_sites` for the watch it took: trace until the root gained two members,
+        walk what they hold, group it by the user's allocating line."""
+        root = mark_fields({"root": watch.root}, "root")  # the process's names
+        if watch.target() is None:
+            return {
+                **root,
+                "note": "the program freed this root before its burst: nothing to watch",
+            }
+        with self._lock:
             if self._window is not None and (self._window.owned or self._window.ended_by):
                 self._close_window()  # its bursts would overlap this one
             change: intrusion.Change | None = None
@@ -1507,7 +1523,6 @@ class MemorySkill(Skill):
                     traced = time.perf_counter() - began
                     rest = traced * (1.0 / self.trace_duty - 1.0)
                     self._quiet_until = time.perf_counter() + rest
-        result = mark_fields({"root": watch.root}, "root")  # the process's names
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
@@ -1516,7 +1531,7 @@ class MemorySkill(Skill):
             for site, stat in best
         ]
         return {
-            **result,
+            **root,
             "new_members": watch.new_members,
             "objects_walked": watch.walked,
             "traced_objects": len(watch.traces),
@@ -1662,18 +1677,18 @@ class LeakRule(Rule):
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
         if any(
-            _as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
+            as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
         ):
             # a chain ended at a root: where what it gains is allocated
             calls.append(ProbeCall("memory_retained_sites"))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
-        diff = _as_dict(ev.result("memory_allocation_diff"))
+        diff = as_dict(ev.result("memory_allocation_diff"))
         growth = _first_growth(ev)
-        containers = _as_dict(ev.result("memory_largest_containers"))
+        containers = as_dict(ev.result("memory_largest_containers"))
         refs = _best_referrers(ev)
-        retained = _as_dict(ev.result("memory_retained_sites"))
+        retained = as_dict(ev.result("memory_retained_sites"))
         kept = [
             s
             for s in retained.get("sites") or []
@@ -1703,7 +1718,7 @@ class LeakRule(Rule):
             for site in sites
             if float(site.get("kb") or 0) * _KB >= LEAK_BLOB_BYTES * max(int(site["blocks"]), 1)
         )
-        trend = _as_dict(ev.result("memory_rss_trend"))
+        trend = as_dict(ev.result("memory_rss_trend"))
         leak_by_bytes = (
             blob_kb >= max(LEAK_MIN_KB, LEAK_MIN_SHARE_OF_RSS * rss_kb)
             and blob_kb / window >= max(LEAK_MIN_KB_PER_S, LEAK_TEN_MIN_SHARE_OF_RSS * rss_kb / 600)
@@ -1830,10 +1845,6 @@ def _retained_observation(retained: dict[str, Any], site: dict[str, Any]) -> str
     return text
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _kb(kb: float) -> str:
     return f"{kb / 1024:.1f} MB" if abs(kb) >= 1024 else f"{kb:.0f} KB"
 
@@ -1844,7 +1855,7 @@ def _suspect_types(growth: Any) -> list[str]:
     figure, a session), the top object the rest hangs from, whose holder is the leak's root."""
     rows = [
         row
-        for row in _as_dict(growth).get("growing") or []
+        for row in as_dict(growth).get("growing") or []
         if isinstance(row, dict)
         and row.get("origin") in ("user", "library")
         and int(row.get("delta", 0)) >= SUSPECT_MIN_DELTA
@@ -1852,7 +1863,7 @@ def _suspect_types(growth: Any) -> list[str]:
     for row in rows:
         if int(row.get("delta", 0)) >= 1000:
             return [str(row["type"])]
-    rows += [r for r in _as_dict(growth).get("fewest_growing_classes") or [] if isinstance(r, dict)]
+    rows += [r for r in as_dict(growth).get("fewest_growing_classes") or [] if isinstance(r, dict)]
     rows.sort(key=lambda r: int(r.get("delta", 0)))
     return list(dict.fromkeys(str(r["type"]) for r in rows))[:3]
 
@@ -1872,7 +1883,7 @@ def _best_referrers(ev: Evidence) -> dict[str, Any]:
             return 2
         return 1 if chains else 0
 
-    found = [_as_dict(v) for _, v in ev.results.get("memory_referrers", [])]
+    found = [as_dict(v) for _, v in ev.results.get("memory_referrers", [])]
     return max(found, key=rank) if found else {}
 
 
@@ -1889,7 +1900,7 @@ def _grew(container: dict[str, Any]) -> int:
 def _first_growth(ev: Evidence) -> dict[str, Any]:
     """The type growth between the rule's two looks (not the recheck after them)."""
     found = [v for args, v in ev.results.get("memory_type_growth", []) if not args.get("after_s")]
-    return _as_dict(found[-1]) if found else {}
+    return as_dict(found[-1]) if found else {}
 
 
 def _objects_grew(growth: dict[str, Any]) -> bool:
@@ -1905,7 +1916,7 @@ def _objects_go_on(growth: dict[str, Any], ev: Evidence) -> bool:
     again = [v for args, v in ev.results.get("memory_type_growth", []) if args.get("after_s")]
     if not again:
         return True
-    recheck = _as_dict(again[-1])
+    recheck = as_dict(again[-1])
     if "tracked_delta" not in recheck:
         return True  # the recheck could not compare (no earlier census): no evidence against
     rate = int(growth.get("tracked_delta") or 0) / max(float(growth.get("interval_s") or 1), 1e-6)

@@ -31,7 +31,7 @@ from lensbook.skills._units import mb as _mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import course
 from lensbook.skills.redact import clip, redact_text
-from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Chain, Evidence, Finding, ProbeCall, Rule, as_number
 from lensbook.skills.untrusted import from_process
 
 if sys.platform != "win32":  # resource limits and usage are Unix only
@@ -685,15 +685,9 @@ FD_GROWTH_MIN = 16
 FD_GROWTH_MIN_FRACTION = 0.02
 
 
-def _num(value: Any, default: float = 0.0) -> float:
-    return (
-        float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else default
-    )
-
-
 def _fd_growth(ev: Evidence) -> tuple[float, float, float, float | None]:
     """(first, last, change, rate per second) of open_fds across the run's snapshots."""
-    first, last = _num(ev.first("open_fds")), _num(ev.latest("open_fds"))
+    first, last = as_number(ev.first("open_fds")), as_number(ev.latest("open_fds"))
     return first, last, last - first, ev.rate("open_fds")
 
 
@@ -701,7 +695,7 @@ def _is_growing(ev: Evidence) -> bool:
     if len(ev.snapshots) < 2:
         return False
     first, _last, change, _rate = _fd_growth(ev)
-    values = [_num(s.get("open_fds")) for s in ev.snapshots]
+    values = [as_number(s.get("open_fds")) for s in ev.snapshots]
     # a leak only rises: each snapshot at or above the one before (small dips allowed)
     rising = all(b >= a - 2 for a, b in itertools.pairwise(values))
     return rising and change >= _growth_threshold(first)
@@ -715,10 +709,10 @@ def _top_group(ev: Evidence) -> dict[str, Any] | None:
     if not groups:
         return None
     # the group that grew most since the previous listing, else the largest
-    grown = [g for g in groups if _num(g.get("growth_since_last_call")) > 0]
+    grown = [g for g in groups if as_number(g.get("growth_since_last_call")) > 0]
     if grown:
-        return max(grown, key=lambda g: _num(g.get("growth_since_last_call")))
-    return max(groups, key=lambda g: _num(g.get("count")))
+        return max(grown, key=lambda g: as_number(g.get("growth_since_last_call")))
+    return max(groups, key=lambda g: as_number(g.get("count")))
 
 
 def _group_text(g: dict[str, Any]) -> str:
@@ -731,8 +725,8 @@ def _group_text(g: dict[str, Any]) -> str:
 
 
 def _limit_text(ev: Evidence) -> str:
-    soft = _num(ev.latest("fd_soft_limit"), -1)
-    fds = _num(ev.latest("open_fds"))
+    soft = as_number(ev.latest("fd_soft_limit"), -1)
+    fds = as_number(ev.latest("open_fds"))
     if soft <= 0:
         return "RLIMIT_NOFILE is unlimited"
     used = f"{100 * fds / soft:.1f}% used, {int(soft - fds)} left"
@@ -754,10 +748,10 @@ def _socket_groups(ev: Evidence, n: int = 3) -> str:
 def _history_growth(ev: Evidence) -> dict[str, Any] | None:
     """The fd_growth result when the stored history (a minute or more) shows a steady rise."""
     history = ev.result("process_fd_growth")
-    if not isinstance(history, dict) or _num(history.get("span_s")) < 60:
+    if not isinstance(history, dict) or as_number(history.get("span_s")) < 60:
         return None
     values = [
-        _num(p[1]) for p in history.get("series") or [] if isinstance(p, list) and len(p) == 2
+        as_number(p[1]) for p in history.get("series") or [] if isinstance(p, list) and len(p) == 2
     ]
     if len(values) < 4:
         return None
@@ -815,8 +809,8 @@ class FdGrowth(Rule):
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
-        soft = _num(ev.latest("fd_soft_limit"), -1)
-        last = _num(ev.latest("open_fds"))
+        soft = as_number(ev.latest("fd_soft_limit"), -1)
+        last = as_number(ev.latest("open_fds"))
         top = _top_group(ev)
         history = _history_growth(ev)
         if _is_growing(ev):
@@ -829,18 +823,18 @@ class FdGrowth(Rule):
                 f"{len(ev.snapshots)} snapshots"
             )
         elif history is not None:
-            per_s = _num(history.get("slope_per_min")) / 60
+            per_s = as_number(history.get("slope_per_min")) / 60
             observation = (
                 f"open file descriptors grew from {history.get('first')} to "
                 f"{history.get('open_fds')} (+{history.get('change')} in "
-                f"{_num(history.get('span_s')):.0f} s, {per_s * 60:.1f}/min) in the sampled "
+                f"{as_number(history.get('span_s')):.0f} s, {per_s * 60:.1f}/min) in the sampled "
                 "history; the run's own snapshots are too close together to show it"
             )
         else:
             return []
         if top is not None:
             observation += f"; the largest group of open descriptors is {_group_text(top)}"
-            grown = _num(top.get("growth_since_last_call"))
+            grown = as_number(top.get("growth_since_last_call"))
             if grown > 0:
                 observation += f", +{int(grown)} since the previous listing"
             endpoints = _socket_groups(ev) if top.get("kind") == "socket" else ""
@@ -852,7 +846,7 @@ class FdGrowth(Rule):
         if history is not None and _is_growing(ev):
             context += (
                 f"; the sampled history agrees: {history.get('first')} -> "
-                f"{history.get('open_fds')} over {_num(history.get('span_s')):.0f} s"
+                f"{history.get('open_fds')} over {as_number(history.get('span_s')):.0f} s"
             )
         eta = (soft - last) / per_s if soft > 0 and per_s > 0 else None
         if eta is not None:
@@ -877,8 +871,8 @@ class FdPressure(Rule):
     critical_percent = 90.0
 
     def _percent(self, ev: Evidence) -> float:
-        soft = _num(ev.latest("fd_soft_limit"), -1)
-        return 100.0 * _num(ev.latest("open_fds")) / soft if soft > 0 else 0.0
+        soft = as_number(ev.latest("fd_soft_limit"), -1)
+        return 100.0 * as_number(ev.latest("open_fds")) / soft if soft > 0 else 0.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         if self._percent(ev) >= self.warning_percent:
@@ -890,7 +884,8 @@ class FdPressure(Rule):
         if pct < self.warning_percent:
             return []
         top = _top_group(ev)
-        observation = f"{int(_num(ev.latest('open_fds')))} descriptors are open: {_limit_text(ev)}"
+        open_fds = int(as_number(ev.latest("open_fds")))
+        observation = f"{open_fds} descriptors are open: {_limit_text(ev)}"
         if top is not None:
             observation += f"; the largest group is {_group_text(top)}"
         lim = ev.result("process_limits")
@@ -981,13 +976,13 @@ class ChildZombies(Rule):
         if not ev.snapshots:
             return ()
         kids = ev.result("process_children")
-        if isinstance(kids, dict) and _num(kids.get("zombies")) >= self.threshold:
+        if isinstance(kids, dict) and as_number(kids.get("zombies")) >= self.threshold:
             return [ProbeCall("process_created", {"kind": "child"})]
         return [ProbeCall("process_children", {"limit": 20})]
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         kids = ev.result("process_children")
-        if not isinstance(kids, dict) or _num(kids.get("zombies")) < self.threshold:
+        if not isinstance(kids, dict) or as_number(kids.get("zombies")) < self.threshold:
             return []
         names = Counter(
             str(k.get("name"))
@@ -1013,7 +1008,7 @@ class ChildZombies(Rule):
                 "warning",
                 context=f"{kids.get('children')} child processes, "
                 f"by status {kids.get('by_status')}",
-                observation=f"{int(_num(kids.get('zombies')))} children exited and were never "
+                observation=f"{int(as_number(kids.get('zombies')))} children exited and were never "
                 f"reaped (zombies: {named})",
                 hypothesis="subprocess.Popen objects are dropped or never wait()ed/communicate()d; "
                 "each zombie keeps a pid and its exit status",

@@ -36,7 +36,29 @@ from typing import Any, ClassVar
 
 from lensbook.types import HealthState, Severity
 
-__all__ = ["Chain", "CountGrowth", "Evidence", "Finding", "ProbeCall", "Rule", "wanted_calls"]
+__all__ = [
+    "Chain",
+    "CountGrowth",
+    "Evidence",
+    "Finding",
+    "ProbeCall",
+    "Rule",
+    "as_dict",
+    "as_number",
+    "wanted_calls",
+]
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: what a rule reads from a probe's
+    result or a snapshot's field, which may be an error text, a list or missing."""
+    return value if isinstance(value, dict) else {}
+
+
+def as_number(value: Any, default: float = 0.0) -> float:
+    """`value` as a float if it is a JSON number (a bool is not one), else `default`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if ok else default
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from lensbook.skills._trend import RISING_SHARE, plateaued, rising_share, shape_
 from lensbook.skills._units import mb, memory_mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule, as_dict
 from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
@@ -300,7 +300,7 @@ class _MemoryGrowth(Rule):
                 f"; at this rate the host's {available:.0f} MB available last about "
                 f"{available / rate / 60:.0f} min"
             )
-        sites = _as_dict(ev.result("runtime_allocation_sites")).get("sites") or []
+        sites = as_dict(ev.result("runtime_allocation_sites")).get("sites") or []
         observation = (
             f"resident memory grows by {rate:.2f} MB/s: {start:.1f} -> {end:.1f} MB "
             f"(+{(end - start) / max(start, 1e-9):.0%}) over {span:.0f} s and {samples} samples"
@@ -312,7 +312,7 @@ class _MemoryGrowth(Rule):
                 + (f" in {top['function']}" if top.get("function") else "")
                 + f" (`{top.get('code', '')}`): "
                 f"+{float(top.get('kb', 0)) / 1024:.1f} MB in a "
-                f"{_as_dict(ev.result('runtime_allocation_sites')).get('window_s')} s window"
+                f"{as_dict(ev.result('runtime_allocation_sites')).get('window_s')} s window"
             )
             if top.get("via"):
                 observation += " via " + " -> ".join(reversed(top["via"][:3]))
@@ -336,14 +336,10 @@ class _MemoryGrowth(Rule):
         ]
 
 
-def _as_dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def _shape_known(ev: Evidence) -> bool:
     """Whether the RSS samples cover the window well enough to call a rise steady (the run's
     own snapshots alone, two of them, count as known: that is the old two-point rule)."""
-    trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
+    trend = as_dict(as_dict(ev.result("runtime_trends")).get("rss"))
     if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
         return bool(trend.get("shape_known"))
     return True
@@ -351,7 +347,7 @@ def _shape_known(ev: Evidence) -> bool:
 
 def _growth(ev: Evidence) -> tuple[float, float, float, float, int] | None:
     """(start MB, end MB, span s, MB/s, samples) when RSS grows by the relative rule."""
-    trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("rss"))
+    trend = as_dict(as_dict(ev.result("runtime_trends")).get("rss"))
     if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
         start, end = float(trend["first"]), float(trend["last"])
         span, rising = float(trend["span_s"]), float(trend.get("rising_share") or 0)
@@ -433,7 +429,7 @@ class _ThreadCount(Rule):
         if ThreadGrowthByKind().judge(ev):
             return []  # one fact, one notification: the history's, which names the starter
         threads = ev.latest("python_threads", 0) or 0
-        trend = _as_dict(_as_dict(ev.result("runtime_trends")).get("threads"))
+        trend = as_dict(as_dict(ev.result("runtime_trends")).get("threads"))
         first, last = trend.get("first"), trend.get("last")
         if (
             isinstance(first, (int, float))
@@ -483,7 +479,7 @@ class _ErrorRate(Rule):
         return [ProbeCall("runtime_trends")]
 
     def judge(self, ev: Evidence) -> list[Finding]:
-        errors = _as_dict(_as_dict(ev.result("runtime_trends")).get("errors"))
+        errors = as_dict(as_dict(ev.result("runtime_trends")).get("errors"))
         count, rate = int(errors.get("count") or 0), float(errors.get("per_s") or 0.0)
         if count < ERROR_MIN_COUNT or rate < ERROR_RATE_MIN_PER_S:
             return []

@@ -24,7 +24,7 @@ import psutil
 from lensbook.skills._units import MB, mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import HostPressureSinceLoad
-from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule
+from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule, as_number
 from lensbook.skills.untrusted import from_process
 
 __all__ = [
@@ -759,11 +759,6 @@ def _tcp_states(max_lines: int = 200_000) -> dict[str, int] | None:
 # -- rules for the offline investigator ---------------------------------------------------
 
 
-def _num(value: Any, default: float = 0.0) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    return float(value) if ok else default
-
-
 def _top_names(ev: Evidence, key: str, metric: str, unit: str, n: int = 3) -> str | None:
     top = ev.result("system_top_processes")
     if not isinstance(top, dict):
@@ -799,11 +794,11 @@ class CpuSaturation(Rule):
     saturated_load_per_core = 3.0
 
     def _windows(self, ev: Evidence) -> list[dict[str, Any]]:
-        return [s for s in ev.snapshots if _num(s.get("cpu_window_s")) >= MIN_CPU_WINDOW]
+        return [s for s in ev.snapshots if as_number(s.get("cpu_window_s")) >= MIN_CPU_WINDOW]
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
         judged = self._windows(ev)
-        if judged and _num(judged[-1].get("cpu_percent")) >= self.busy_percent:
+        if judged and as_number(judged[-1].get("cpu_percent")) >= self.busy_percent:
             return [ProbeCall("system_top_processes", {"limit": 5}), ProbeCall("system_cpu")]
         return ()
 
@@ -812,24 +807,24 @@ class CpuSaturation(Rule):
         if not judged:
             return []
         last = judged[-1]
-        busy = _num(last.get("cpu_percent"))
-        lpc = _num(last.get("load1_per_core"))
-        cores = int(_num(last.get("cpu_count"), 1))
+        busy = as_number(last.get("cpu_percent"))
+        lpc = as_number(last.get("load1_per_core"))
+        cores = int(as_number(last.get("cpu_count"), 1))
         # load1 lags a minute behind a new burst; the instant run queue shows it at once
-        queued = _num(last.get("procs_running")) >= cores
+        queued = as_number(last.get("procs_running")) >= cores
         if busy < self.busy_percent or (lpc < 1.0 and not queued):
             return []
         culprits = _top_names(ev, "by_cpu", "cpu_percent", "% CPU")
         facts = (
-            f"host CPU {busy:.0f}% busy over {_num(last.get('cpu_window_s')):.1f} s, "
-            f"load {_num(last.get('load1')):.2f}/{_num(last.get('load5')):.2f}/"
-            f"{_num(last.get('load15')):.2f} on {cores} cores "
-            f"({lpc:.2f} per core), {int(_num(last.get('procs_running')))} runnable"
+            f"host CPU {busy:.0f}% busy over {as_number(last.get('cpu_window_s')):.1f} s, "
+            f"load {as_number(last.get('load1')):.2f}/{as_number(last.get('load5')):.2f}/"
+            f"{as_number(last.get('load15')):.2f} on {cores} cores "
+            f"({lpc:.2f} per core), {int(as_number(last.get('procs_running')))} runnable"
         )
-        steal = _num(last.get("cpu_steal_percent"))
+        steal = as_number(last.get("cpu_steal_percent"))
         if steal >= 10:
             facts += f", {steal:.0f}% stolen by the hypervisor"
-        sustained = all(_num(s.get("cpu_percent")) >= self.saturated_percent for s in judged)
+        sustained = all(as_number(s.get("cpu_percent")) >= self.saturated_percent for s in judged)
         if sustained and lpc >= self.saturated_load_per_core:
             return [
                 Finding(
@@ -868,16 +863,16 @@ class HostMemoryPressure(Rule):
         if not ev.snapshots:
             return ()
         calls = [ProbeCall("system_memory")]
-        if _num(ev.latest("mem_available_percent"), 100) < 2 * self.warning_available:
+        if as_number(ev.latest("mem_available_percent"), 100) < 2 * self.warning_available:
             calls.append(ProbeCall("system_top_processes", {"limit": 5}))
         cgroup = _cgroup_of(ev)
-        if cgroup and _num(cgroup.get("working_set_percent")) >= self.cgroup_warning:
+        if cgroup and as_number(cgroup.get("working_set_percent")) >= self.cgroup_warning:
             calls.append(ProbeCall("system_top_processes", {"limit": 5}))
         return calls
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
         findings: list[Finding] = []
-        avail = _num(ev.latest("mem_available_percent"), 100)
+        avail = as_number(ev.latest("mem_available_percent"), 100)
         culprits = _top_names(ev, "by_memory", "rss_mb", " MB RSS")
         mem = ev.result("system_memory")
         psi = mem.get("pressure") if isinstance(mem, dict) else None
@@ -892,11 +887,11 @@ class HostMemoryPressure(Rule):
                 Finding(
                     "host_memory_pressure",
                     "critical" if avail < self.critical_available else "warning",
-                    context=f"host memory {_num(ev.latest('mem_total_mb')):.0f} MB; swap "
-                    f"{_num(ev.latest('swap_used_mb')):.0f} of "
-                    f"{_num(ev.latest('swap_total_mb')):.0f} MB used" + psi_text,
-                    observation=f"only {_num(ev.latest('mem_available_mb')):.0f} MB ({avail:.1f}%) "
-                    "of host memory is available"
+                    context=f"host memory {as_number(ev.latest('mem_total_mb')):.0f} MB; swap "
+                    f"{as_number(ev.latest('swap_used_mb')):.0f} of "
+                    f"{as_number(ev.latest('swap_total_mb')):.0f} MB used" + psi_text,
+                    observation=f"only {as_number(ev.latest('mem_available_mb')):.0f} MB "
+                    f"({avail:.1f}%) of host memory is available"
                     + (f"; largest processes: {culprits}" if culprits else ""),
                     hypothesis="the processes above hold most memory; the kernel will swap or the "
                     "OOM killer will end a process",
@@ -904,7 +899,7 @@ class HostMemoryPressure(Rule):
             )
         cgroup = _cgroup_of(ev)
         if cgroup is not None:
-            pct = _num(cgroup.get("working_set_percent"))
+            pct = as_number(cgroup.get("working_set_percent"))
             if pct >= self.cgroup_warning:
                 findings.append(
                     Finding(
@@ -939,7 +934,7 @@ class SwapActivity(Rule):
 
     def _rate(self, ev: Evidence) -> float:
         span = ev.elapsed()
-        if span <= 0 or _num(ev.latest("swap_total_mb")) <= 0:
+        if span <= 0 or as_number(ev.latest("swap_total_mb")) <= 0:
             return 0.0
         return (ev.delta("swap_in_mb") + ev.delta("swap_out_mb")) / span
 
@@ -952,15 +947,15 @@ class SwapActivity(Rule):
         rate = self._rate(ev)
         if rate < self.warning_mb_per_s:
             return []
-        avail = _num(ev.latest("mem_available_percent"), 100)
+        avail = as_number(ev.latest("mem_available_percent"), 100)
         critical = rate >= self.critical_mb_per_s and avail < 10
         culprits = _top_names(ev, "by_memory", "rss_mb", " MB RSS")
         return [
             Finding(
                 "swap_thrashing" if critical else "swap_activity",
                 "critical" if critical else "warning",
-                context=f"swap {_num(ev.latest('swap_used_mb')):.0f} of "
-                f"{_num(ev.latest('swap_total_mb')):.0f} MB used; host memory "
+                context=f"swap {as_number(ev.latest('swap_used_mb')):.0f} of "
+                f"{as_number(ev.latest('swap_total_mb')):.0f} MB used; host memory "
                 f"{avail:.1f}% available",
                 observation=f"the host swapped {ev.delta('swap_in_mb'):.1f} MB in and "
                 f"{ev.delta('swap_out_mb'):.1f} MB out in {ev.elapsed():.1f} s "
@@ -979,12 +974,12 @@ class DiskFull(Rule):
     critical_percent = 99.0
 
     def wants(self, ev: Evidence) -> Sequence[ProbeCall]:
-        if _num(ev.latest("disk_root_percent")) >= self.warning_percent - 5:
+        if as_number(ev.latest("disk_root_percent")) >= self.warning_percent - 5:
             return [ProbeCall("system_disks")]
         return ()
 
     def judge(self, ev: Evidence) -> Sequence[Finding]:
-        pct = _num(ev.latest("disk_root_percent"))
+        pct = as_number(ev.latest("disk_root_percent"))
         if pct < self.warning_percent:
             return []
         disks = ev.result("system_disks")
@@ -993,7 +988,7 @@ class DiskFull(Rule):
             full = [
                 f"{d.get('mount')} {d.get('percent')}%"
                 for d in disks.get("filesystems") or []
-                if isinstance(d, dict) and _num(d.get("percent")) >= self.warning_percent
+                if isinstance(d, dict) and as_number(d.get("percent")) >= self.warning_percent
             ]
         return [
             Finding(
@@ -1001,7 +996,7 @@ class DiskFull(Rule):
                 "critical" if pct >= self.critical_percent else "warning",
                 context="writes fail with ENOSPC when a filesystem is full",
                 observation=f"the root filesystem is {pct:.1f}% full "
-                f"({_num(ev.latest('disk_root_free_gb')):.2f} GB free)"
+                f"({as_number(ev.latest('disk_root_free_gb')):.2f} GB free)"
                 + (f"; full filesystems: {', '.join(full)}" if full else ""),
             )
         ]

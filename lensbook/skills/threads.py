@@ -645,29 +645,33 @@ def _target_of(thread: threading.Thread | None) -> str | None:
     )
 
 
-def _started_by(thread: threading.Thread | None) -> str | None:
-    """Who started a thread, as the flight recorder saw it: the user's function and the
-    file:line of its call, with the library frame that did the starting as detail ("started
-    by handle_request at app.py:41 via concurrent/futures/thread.py:..." is the stdlib's and
-    left out; a library's is kept). For a thread already alive when the recorder started:
-    "started before lensbook loaded; runs fn at file:line (was at file:line in fn then)".
-    None when the recorder knows nothing of it."""
+def _started_by(thread: threading.Thread | None) -> dict[str, Any]:
+    """Who started a thread, as the flight recorder saw it, as the fields of a probe's entry
+    (none when the recorder knows nothing of it).
+
+    ``started_by`` says it in words: the user's function and the file:line of its call, with
+    the library frame that did the starting as detail ("handle_request at app.py:41"; a
+    ``via concurrent/futures/thread.py:...`` is the stdlib's and left out, a library's is
+    kept), or for a thread already alive when the recorder started "started before lensbook
+    loaded; runs fn at file:line (was at file:line in fn then)". ``start_seen`` says which of
+    the two it is, from the recorder's own ``since`` field, so rules never read it off the
+    text (a user function may well be called ``started``)."""
     if thread is None:
-        return None
+        return {}
     from lensbook.recorder.api import recorder  # imported here: the recorder imports this module
 
     found = recorder.threads.creator(thread) if recorder.recording else None
     if not found:
-        return None
+        return {}
     if found.get("since"):
         # alive when the recorder's hooks went in: what it runs, and where it was then
         runs = f"; runs {found['target']} at {found['defined_at']}" if found["target"] else ""
         seen = f" (was at {found['seen_at']} then)" if found["seen_at"] else ""
-        return f"started {found['since']}{runs}{seen}"
+        return {"started_by": f"started {found['since']}{runs}{seen}", "start_seen": False}
     via = f" via {found['via']}" if found.get("via") else ""
     # a comprehension runs as a function of its own: name the function it is written in
     function = _COMPREHENSION.sub("", str(found["function"]))
-    return f"{function} at {found['started_from']}{via}"
+    return {"started_by": f"{function} at {found['started_from']}{via}", "start_seen": True}
 
 
 _COMPREHENSION = re.compile(r"\.<locals>\.<(listcomp|dictcomp|setcomp|genexpr)>$")
@@ -913,9 +917,7 @@ class ThreadsSkill(Skill):
                 runs = _target_of(thread)
                 if runs:
                     entry["runs"] = runs
-                started_by = _started_by(thread)
-                if started_by:
-                    entry["started_by"] = started_by
+                entry.update(_started_by(thread))
             entry["count"] += 1
             entry["cpu_s"] = round(entry["cpu_s"] + (seconds or 0.0), 3)
             if len(entry["threads"]) < 5:
@@ -1054,9 +1056,7 @@ class ThreadsSkill(Skill):
                 # since first seen at this very acquisition (same frame and instruction)
                 "waited_s": round(waited.get(ident, 0.0), 1),
             }
-            started_by = _started_by(threads.get(ident))
-            if started_by:
-                entry["started_by"] = started_by
+            entry.update(_started_by(threads.get(ident)))
             user = _first_user_frame(act.frame)
             if user is not None and user is not act.frame:
                 entry["user_code"] = describe_frame(user)
@@ -1195,9 +1195,7 @@ class ThreadsSkill(Skill):
                 "runnable_percent": runnable,
                 "samples": count,
             }
-            started_by = _started_by(threads.get(ident))
-            if started_by:
-                entry["started_by"] = started_by
+            entry.update(_started_by(threads.get(ident)))
             if count:
                 code, hits = funcs[ident].most_common(1)[0]
                 entry["hot_function"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
@@ -1265,11 +1263,10 @@ class ThreadsSkill(Skill):
                 entry["runs"] = f"{_qualname(code)} ({short_path(code.co_filename)})"
             # a creator the recorder saw start a thread of the group beats a note on one that
             # was already alive when it started ("started before lensbook loaded; runs ...")
-            seen = entry.get("started_by")
-            if seen is None or seen.startswith("started "):
-                started_by = _started_by(thread)
-                if started_by and (seen is None or not started_by.startswith("started ")):
-                    entry["started_by"] = started_by
+            if not entry.get("start_seen"):
+                starter = _started_by(thread)
+                if starter and ("started_by" not in entry or starter["start_seen"]):
+                    entry.update(starter)
             frame = frames.get(thread.ident) if thread.ident is not None else None
             if frame is not None and "parked_at" not in entry:
                 act = _activity(frame)
@@ -1342,9 +1339,9 @@ def _started(entry: dict[str, Any]) -> str:
 
 def _starter(entry: dict[str, Any]) -> str:
     """ "started by fn at file:line", or "started before lensbook loaded; runs ..." for a
-    thread that was already alive when the recorder started."""
+    thread that was already alive when the recorder started (`start_seen` false)."""
     text = str(entry["started_by"])
-    return text if text.startswith("started ") else f"started by {text}"
+    return f"started by {text}" if entry.get("start_seen", True) else text
 
 
 class Deadlock(Rule):
@@ -1633,8 +1630,8 @@ class ThreadGrowth(CountGrowth):
         held = f"; each pool is held by {lead['pool_held_by']}" if lead.get("pool_held_by") else ""
         first, last = int(ev.first("app_threads", 0)), int(ev.latest("app_threads", 0))
         # the user's code that starts them, when the flight recorder saw them start
-        seen = str(lead.get("started_by") or "")
-        where = f" ({seen.split(' via ')[0]})" if seen and not seen.startswith("started ") else ""
+        seen = str(lead.get("started_by") or "") if lead.get("start_seen") else ""
+        where = f" ({seen.split(' via ')[0]})" if seen else ""
         if lead.get("pools", 0) > 1:
             hypothesis = (
                 f"a new {lead.get('pool_type')} is created per call (per request, per "

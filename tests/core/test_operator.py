@@ -337,6 +337,19 @@ def test_message_with_no_run_yet_uses_a_fresh_snapshot() -> None:
     op.stop()
 
 
+def test_the_offline_investigator_answers_a_message_before_any_run_from_a_fresh_snapshot() -> None:
+    from lensbook.clients.offline import OfflineInvestigator
+
+    op = lensbook.Operator.start(skill=Toy, client=OfflineInvestigator())
+    try:
+        answer = op.message("how is it?").response
+    finally:
+        op.stop()
+    assert "rules engine" in answer
+    figures = answer.split("Latest snapshot: ", 1)[1]
+    assert figures.startswith("counter=1")  # the snapshot the question carried
+
+
 def test_compaction_keeps_snapshot_ids_and_resets_the_count() -> None:
     ids: list[str] = []
 

@@ -5,11 +5,10 @@ start before its first `recorder.start`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+from tests.scenarios._children import run_python
 from tests.skills._probes import unmarked
 
 _CHILD = textwrap.dedent(
@@ -65,16 +64,7 @@ def _line(marker: str) -> int:
 def test_threads_alive_before_the_recorder_say_what_they_run_and_where(tmp_path: Path) -> None:
     script = tmp_path / "feeds.py"
     script.write_text(_CHILD)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    listed = json.loads(unmarked(done.stdout.strip().splitlines()[-1]))
+    listed = json.loads(unmarked(run_python([str(script)], cwd=tmp_path)))
     groups = {g["threads"][0]["name"]: g for g in listed["groups"]}
     # a target function: where it is defined, and the user's frame it was waiting in
     assert groups["feed-poller"]["started_by"] == (
@@ -88,3 +78,9 @@ def test_threads_alive_before_the_recorder_say_what_they_run_and_where(tmp_path:
     )
     # started after: the recorder saw who started it
     assert groups["late-poller"]["started_by"] == f"<module> at feeds.py:{_line('later.start()')}"
+    # which of the two each is, as a field rules read (not from the text)
+    assert [groups[name]["start_seen"] for name in ("feed-poller", "uploader", "late-poller")] == [
+        False,
+        False,
+        True,
+    ]

@@ -1,7 +1,8 @@
 """Scenarios run as `lensbook eval` runs them: each in a child process of its own
 (``python -m lensbook.scenarios NAME --json``) with the default offline investigator, several at
 once (the children mostly wait on their fault windows, so four share two cores well); and what
-the scenario tests read in an outcome."""
+the scenario tests read in an outcome. Also a child Python of a test's own (`run_python`), for
+what must start in a fresh interpreter (threads before lensbook loads, an idle process)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,38 @@ from types import ModuleType
 from typing import Any
 
 
+def offline_env() -> dict[str, str]:
+    """This environment without a model key: a child started with it investigates offline."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
+
+
+def run_python(
+    args: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+) -> str:
+    """The last line a child Python (``python ARGS...``, no stdin) printed; a child that fails
+    fails the test with the end of its stderr."""
+    done = subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
 def run_child(name: str, home: Path) -> dict[str, Any]:
     """One scenario's outcome, with the child's ``exit_status``; its records go to
     ``home/records``. No model key reaches the child, so it investigates offline. A child that
     prints no outcome gives ``{"scenario": name, "no_outcome": <the end of its stderr>}``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
+    env = offline_env()
     env["IPYTHONDIR"] = str(home / "ipython")  # the kernel scenario's shell writes no home files
     env["LENSBOOK_RECORDS_DIR"] = str(home / "records")
     done = subprocess.run(

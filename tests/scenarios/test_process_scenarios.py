@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pytest
 
 import lensbook
 from lensbook.clients.offline import OfflineInvestigator
-from tests.scenarios._children import run_offline
+from tests.scenarios._children import offline_env, run_offline, run_python
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 
@@ -54,18 +53,9 @@ lensbook.stop()
 def test_idle_process_is_healthy_through_the_loop(tmp_path: Path) -> None:
     # an idle process of its own: the test process, after the suite's kernels, servers, clusters
     # and children, is not idle (its fd and thread history rise for real)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANTHROPIC")}
+    env = offline_env()
     env["LENSBOOK_RECORDS_DIR"] = str(tmp_path / "records")
-    done = subprocess.run(
-        [sys.executable, "-c", _IDLE_RUN],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(run_python(["-c", _IDLE_RUN], env=env))
     assert result["state"] == "healthy", result["notifications"]
     assert result["notifications"] == []
     assert result["snapshots"] == 2  # the fd trend needs two snapshots

@@ -4,10 +4,13 @@ global, an lru_cache) and without running the user's code."""
 
 from __future__ import annotations
 
+import collections
 import functools
+import gc
 import json
 import threading
 import tracemalloc
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -151,3 +154,62 @@ def test_the_walk_counts_only_what_was_allocated_while_tracing_and_runs_no_user_
     assert sizes[-1] >= 32 * 1024  # after's samples, with their own size
     assert not any(size >= 32 * 1024 for size in sizes[:-1])  # before's are not counted
     assert _CALLED == []
+
+
+class Sample:
+    """An object kept only by a root the test lets go of."""
+
+
+class Kept:
+    """An object kept only by a plain dict (which takes no weak reference)."""
+
+
+#: a root whose type takes weak references
+_SAMPLES: collections.OrderedDict[int, Sample] = collections.OrderedDict()
+#: a root whose type does not
+_KEPT: dict[int, Kept] = {}
+
+
+def _held_by_lensbook(obj: object) -> bool:
+    """Whether an object of lensbook's refers to `obj` (a hold, strong by nature)."""
+    return any(type(r).__module__.startswith("lensbook.") for r in gc.get_referrers(obj))
+
+
+def test_a_pending_watch_does_not_keep_a_root_the_program_let_go_of() -> None:
+    global _SAMPLES
+    _SAMPLES.update((i, Sample()) for i in range(20))
+    skill = MemorySkill(budget_scale=10.0)
+    try:
+        found = _probe(skill, "referrers", type_name=f"{__name__}.Sample")
+        assert found["retention_watch"] == f"module global {__name__}._SAMPLES"
+        root = weakref.ref(_SAMPLES)
+        _SAMPLES = collections.OrderedDict()  # the program drops its root
+        gc.collect()
+        assert root() is None  # the watch still pending did not keep it alive
+        result = _probe(skill, "retained_sites")
+        assert result["root"] == f"module global {__name__}._SAMPLES"
+        assert "freed" in result["note"]
+        assert not tracemalloc.is_tracing()  # nothing to trace for a root that is gone
+    finally:
+        skill.close()
+
+
+def test_a_root_held_strongly_is_let_go_when_its_burst_ends_and_at_close() -> None:
+    _KEPT.update((i, Kept()) for i in range(20))
+    skill = MemorySkill(budget_scale=10.0)
+    try:
+        found = _probe(skill, "referrers", type_name=f"{__name__}.Kept")
+        assert found["retention_watch"] == f"module global {__name__}._KEPT"
+        assert _held_by_lensbook(_KEPT)  # a dict takes no weak reference: held till the burst
+        # the root never grows: the burst lasts its cap, then ends
+        result = _probe(skill, "retained_sites")
+        assert result["new_members"] == 0 and result["sites"] == []
+        assert not _held_by_lensbook(_KEPT)
+        # a watch never used is let go by close()
+        _probe(skill, "referrers", type_name=f"{__name__}.Kept")
+        assert _held_by_lensbook(_KEPT)
+        skill.close()
+        assert not _held_by_lensbook(_KEPT)
+    finally:
+        skill.close()
+        _KEPT.clear()

@@ -21,6 +21,7 @@ from lensbook.skills.threads import (
     Deadlock,
     LockContention,
     SpinningThread,
+    ThreadGrowth,
     ThreadsSkill,
     code_origin,
 )
@@ -299,3 +300,52 @@ def test_run_through_the_operator_finds_the_deadlock() -> None:
     assert result.state == "critical"
     text = " ".join(n.observation for n in result.notifications)
     assert "op-a" in text and "op-b" in text and "lock_a" in text and "lock_b" in text
+
+
+def _as_seen(value: Any) -> Any:
+    """A probe's result as rules read it: rendered for the model, parsed back."""
+    return undelimit(json.loads(render_output(value, 100_000)))
+
+
+def started(count: int, gate: threading.Event) -> list[threading.Thread]:
+    """A user function whose name is the word the notes of pre-load threads begin with."""
+    workers = [
+        threading.Thread(target=gate.wait, name=f"named-starter-{i}", daemon=True)
+        for i in range(count)
+    ]
+    for w in workers:
+        w.start()
+    return workers
+
+
+def test_a_starter_called_started_is_a_seen_start_not_a_thread_alive_before_lensbook(
+    skill: ThreadsSkill,
+) -> None:
+    """Whether the recorder saw a thread start comes from its structured field (`start_seen`),
+    not from the text: "started at app.py:3" names a function `started`, it is no note on a
+    thread that was alive before lensbook loaded."""
+    from lensbook import recorder
+
+    recorder.start("test-threads", sample_interval=None)
+    gate = threading.Event()
+    workers: list[threading.Thread] = []
+    try:
+        ev = evidence(skill, reason="threads keep growing")
+        workers = started(8, gate)
+        ev.snapshots.append(_as_seen(skill.snapshot()))
+        ev.snapshot_ids.append("s2")
+        ev.snapshot_times.append(time.time() + 2)
+        ev.results["threads_groups"] = [({}, _as_seen(skill.groups(limit=3)))]
+    finally:
+        gate.set()
+        for w in workers:
+            w.join(10)
+        recorder.stop("test-threads")
+    lead = ev.result("threads_groups")["groups"][0]
+    assert lead["pattern"] == "named-starter-*"
+    assert lead["started_by"].startswith("started at tests/skills/test_threads.py:")
+    assert lead["start_seen"] is True
+    (growth,) = ThreadGrowth().judge(ev)
+    # the starter is named where the threads come from, and as who started them
+    assert f"({lead['started_by'].split(' via ')[0]})" in growth.hypothesis
+    assert f"they are started by {lead['started_by']}" in growth.observation

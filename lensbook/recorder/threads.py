@@ -44,8 +44,8 @@ Per thread start the hot path is a frame walk of a few steps (whether a code obj
 stdlib's is cached) and a few dict updates, with no lock. Most starts take a shortcut past it:
 the user's code starting, from a call site seen before, the same target object (a function
 without a closure, a class, a bound method's function) as last time, once its kind's starts
-are no events: one dict lookup by the target, three identity and offset comparisons and the
-attribute. In thread churn every start runs with cold caches, where each of those steps costs
+are no events: one dict lookup by the target, the call site's code and offset compared, and
+the attribute. In thread churn every start runs with cold caches, where each of those steps costs
 tenths of a microsecond: about 1.5 µs of CPU next to the 50-80 µs a bare start-and-join costs
 (`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
 never a thread. The first few threads per kind and minute become ``thread_started`` events,
@@ -145,8 +145,8 @@ class _Kind:
     #: user's code started the thread itself (-1 when a library did): with `held_code`, the
     #: call site the start wrapper's shortcut compares (see `ThreadObserver._direct`)
     site_lasti: int = -1
-    #: the target object the shortcut compares by identity (a function without a closure, a
-    #: class, a builtin; a bound method's function): held, like `held`
+    #: the target object the shortcut looks the kind up by (a function without a closure, a
+    #: class; a bound method's function): held, like `held`
     static_target: Any = None
 
 
@@ -201,21 +201,20 @@ class _RawRun:
 
 
 def _static_target(target: Any, thread: threading.Thread) -> Any:
-    """What the start wrapper's shortcut compares by identity for `target`, as it reads it
-    (a bound method's function, a subclass's class when there is no target), when that object
-    stands for the kind's target key (see `_target_key`) and outlives one start: a function
-    without a closure, a class, a builtin. None (no shortcut) for anything else: closures and
-    partials are new objects per start, and holding one would keep what it holds."""
+    """The object the start wrapper's shortcut looks `target` up by, as it reads it (a bound
+    method's function, a subclass's class when there is no target), when that object stands
+    for the kind's target key (see `_target_key`), outlives one start, and hashes and compares
+    by identity: a function without a closure, a class whose metaclass is `type`. None (no
+    shortcut) for anything else: closures and partials are new objects per start (holding one
+    would keep what it holds), other objects may hash by user code."""
     if type(target) is _METHOD:
         target = target.__func__
     elif target is None:
-        return type(thread)
+        target = type(thread)
     tt = type(target)
     if tt is _FUNCTION:
         return target if target.__closure__ is None else None
-    if tt is type or tt is _BUILTIN:
-        return target
-    return None
+    return target if tt is type else None
 
 
 def _kind_attr(thread: threading.Thread) -> _Kind | None:
@@ -255,13 +254,13 @@ class ThreadObserver:
         self._lock = threading.Lock()
         self._origins: dict[int, tuple[types.CodeType, str]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
-        # the start wrapper's shortcut: by the id of a target object that outlives its starts
-        # (see `_static_target`), the kind last started with it from a call site where the
-        # user's code called ``start()`` itself; a start takes it when the target is that very
-        # object and the call site that very one (code and offset). Only kinds whose starts
-        # are no events now are in it: a kind's gate opening takes it out (the flush),
+        # the start wrapper's shortcut: by a target object that outlives its starts (see
+        # `_static_target`: its hash and equality are its identity), the kind last started
+        # with it from a call site where the user's code called ``start()`` itself; a start
+        # takes it when the call site is that very one (code and offset). Only kinds whose
+        # starts are no events now are in it: a kind's gate opening takes it out (the flush),
         # `on_start` puts it back once the gate has closed (a subset of `_kinds`)
-        self._direct: dict[int, _Kind] = {}
+        self._direct: dict[Any, _Kind] = {}
         self._overflow = _Kind("<other>", "<other>", "<other>", "<other>")
         # id(thread) -> what its end's event needs, for the threads whose start became an event
         # or that died (few)
@@ -304,14 +303,18 @@ class ThreadObserver:
                     # this very call site, of a kind whose starts are no events now
                     caller = getframe(1)
                     target = thread._target  # type: ignore[attr-defined]
-                    if type(target) is _METHOD:
+                    tt = type(target)
+                    if tt is _METHOD:
                         target = target.__func__
+                        tt = type(target)
                     elif target is None:  # a subclass overriding run()
                         target = type(thread)
-                    kind = direct.get(id(target))
+                        tt = type(target)
+                    # looked up by the object itself only where its hash and equality are its
+                    # identity (a function; a class whose metaclass is `type`): no user code
+                    kind = direct.get(target) if tt is _FUNCTION or tt is type else None
                     if (
                         kind is not None
-                        and kind.static_target is target
                         and kind.held_code is caller.f_code
                         and kind.site_lasti == caller.f_lasti
                     ):
@@ -451,13 +454,13 @@ class ThreadObserver:
         ):
             static = _static_target(target, thread)
             direct = self._direct
-            if static is not None and direct.get(id(static)) is not kind:
+            if static is not None and direct.get(static) is not kind:
                 # the next start of this target from this site takes the shortcut; one entry
                 # per kind (a function made anew for each start replaces its last)
-                if direct.get(id(kind.static_target)) is kind:
-                    del direct[id(kind.static_target)]
+                if kind.static_target is not None and direct.get(kind.static_target) is kind:
+                    del direct[kind.static_target]
                 kind.static_target = static
-                direct[id(static)] = kind
+                direct[static] = kind
         return kind
 
     def _start_seen(self, kind: _Kind, thread: threading.Thread) -> None:
@@ -730,9 +733,12 @@ class ThreadObserver:
                 if now - kind.gate_start >= _GATE_WINDOW_S:
                     kind.gate_start = now
                     kind.gate_started, kind.gate_ended = kind.started, kind.raw_ended
-                    if self._direct.get(id(kind.static_target)) is kind:
+                    if (
+                        kind.static_target is not None
+                        and self._direct.get(kind.static_target) is kind
+                    ):
                         # its next starts are events again: through `on_start`
-                        del self._direct[id(kind.static_target)]
+                        del self._direct[kind.static_target]
                 # read once: the hot path may bump a total meanwhile (counted next time)
                 started, ended, died = kind.started, kind.ended, kind.died
                 window_started = started - kind.flushed_started

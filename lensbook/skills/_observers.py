@@ -89,6 +89,20 @@ class _Tap:
         self.wrapper = _tap_wrapper(self, prev)
         logging.Logger.callHandlers = self.wrapper  # type: ignore[method-assign]
 
+    def dispatch(self, record: logging.LogRecord, levelno: int) -> None:
+        """Hand `record` to the observers that want it; one that raises loses only it."""
+        if levelno >= _WARNING or record.exc_info:
+            for seen in self.notable:
+                try:  # noqa: SIM105 (a try costs nothing; a context manager a call)
+                    seen(record)
+                except Exception:
+                    pass
+        for seen in self.every:
+            try:  # noqa: SIM105
+                seen(record)
+            except Exception:
+                pass
+
     def count_new(self, name: str, levelno: int) -> None:
         """Count the first record of a logger or a level in this window, within the caps: past
         `MAX_LOGGERS` loggers a new one counts as `OTHER_LOGGERS`; past `MAX_LEVELS` levels of
@@ -108,8 +122,9 @@ def _tap_wrapper(tap: _Tap, prev: Callable[[logging.Logger, logging.LogRecord], 
     """The ``callHandlers`` that feeds `tap`, then calls `prev` (what was there before)."""
 
     def call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
-        # every record the process logs comes through here: no lock, no call but the
-        # observers', no formatting; only the wrapper installed now observes (an older one left
+        # every record the process logs comes through here: no lock, no call, no formatting
+        # for a record below WARNING when only the recorder observes (the common case: its
+        # count is all it needs). Only the wrapper installed now observes (an older one left
         # in a chain, because someone wrapped it after us, passes through)
         if tap.wrapper is call_handlers:
             try:
@@ -118,17 +133,8 @@ def _tap_wrapper(tap: _Tap, prev: Callable[[logging.Logger, logging.LogRecord], 
                     tap.counts[record.name][levelno] += 1
                 except KeyError:
                     tap.count_new(record.name, levelno)
-                if levelno >= _WARNING or record.exc_info:
-                    for seen in tap.notable:
-                        try:  # noqa: SIM105 (a try costs nothing; a context manager a call)
-                            seen(record)
-                        except Exception:
-                            pass
-                for seen in tap.every:
-                    try:  # noqa: SIM105
-                        seen(record)
-                    except Exception:
-                        pass
+                if levelno >= _WARNING or record.exc_info or tap.every:
+                    tap.dispatch(record, levelno)
             except Exception:  # a record of a strange shape: the program's logging goes on
                 pass
         prev(logger, record)

@@ -170,12 +170,13 @@ class _Ring:
         self.buckets: deque[list[int]] = deque(maxlen=_BUCKETS)
 
     def observe(self, record: logging.LogRecord) -> None:
-        """One record (from the tap, in the logging thread)."""
-        with self.lock:
-            self._observe(record)
-
-    def _observe(self, record: logging.LogRecord) -> None:
+        """One record (from the tap, in the logging thread). The message is formatted before
+        the lock is taken: an argument's ``__str__`` is the program's code, and may log."""
         entry = _Entry(record)
+        with self.lock:
+            self._add(entry)
+
+    def _add(self, entry: _Entry) -> None:
         level = entry.level
         self.total += 1
         self.by_level[level] = self.by_level.get(level, 0) + 1

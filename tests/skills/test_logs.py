@@ -78,6 +78,31 @@ def test_the_users_logging_configuration_applies_while_observed() -> None:
     )
 
 
+def test_an_argument_that_logs_while_formatted_does_not_hang_logging(skill: LogsSkill) -> None:
+    # formatting a record runs the program's __str__, which may log in turn: the ring must not
+    # hold its lock meanwhile (a plain lock would deadlock the logging thread for good)
+    skill.snapshot()
+    inner = logging.getLogger("app.inner")
+
+    class Chatty:
+        def __str__(self) -> str:
+            inner.warning("formatting a Chatty")
+            return "chatty"
+
+    done = threading.Event()
+
+    def log() -> None:
+        logging.getLogger("app.outer").warning("value %s", Chatty())
+        done.set()
+
+    worker = threading.Thread(target=log, daemon=True)
+    worker.start()
+    assert done.wait(10), "logging hung while lensbook observed it"
+    _, _, by_logger = skill._ring.counts()  # type: ignore[union-attr]
+    assert by_logger[("app.outer", logging.WARNING)] == 1
+    assert by_logger[("app.inner", logging.WARNING)] >= 1  # (once per handler formatting it)
+
+
 def test_counts_by_level_and_logger(skill: LogsSkill) -> None:
     skill.snapshot()
     log = logging.getLogger("shop.cart")

@@ -288,6 +288,9 @@ MAX_TRACE_SECONDS = 60.0
 RETENTION_BURST_MAX_S = 1.5
 #: how long the walk below a retention burst's new members may take (tracing still on)
 RETENTION_WALK_S = 1.0
+#: how long a pending retention watch may hold its root strongly (a dict or list: no weak
+#: reference) when no run owns it; a run's end releases it sooner, whatever ended the run
+RETENTION_HOLD_MAX_S = 60.0
 
 
 @dataclass
@@ -949,6 +952,8 @@ class MemorySkill(Skill):
         self._container_sizes: dict[int, tuple[str, int]] = {}
         #: the root the last referrer chains ended at, for memory_retained_sites
         self._watch: Watch | None = None
+        #: the ledger entry of a pending watch that holds its root strongly (see `_watch_root`)
+        self._watch_change: intrusion.Change | None = None
         #: no tracing window of this skill starts tracing before (a retention burst's rest)
         self._quiet_until = 0.0
 
@@ -1203,7 +1208,7 @@ class MemorySkill(Skill):
             self._close_window()
             self._census = None
             self._container_sizes.clear()
-            self._watch = None
+        self._end_watch("skill closed")
 
     # -- censuses ---------------------------------------------------------------------------
 
@@ -1450,10 +1455,40 @@ class MemorySkill(Skill):
         for name, holder, held in roots:
             container = container_of(holder, held)
             if container is not None:
+                self._end_watch("replaced")
+                watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
+                change = None
+                if not watch.weak:
+                    # a strong hold on the program's container: entered in the ledger, so the
+                    # run's end (done, timeout, stop, crash), lensbook.stop(), exit or the cap
+                    # let it go even if memory_retained_sites is never called
+                    change = intrusion.switch_on(
+                        "retention watch",
+                        functools.partial(self._drop_watch, watch),
+                        max_seconds=RETENTION_HOLD_MAX_S,
+                        detail=str(name),
+                    )
                 with self._lock:
-                    self._watch = Watch(str(name), container, max_s=RETENTION_BURST_MAX_S)
+                    self._watch, self._watch_change = watch, change
                 return str(name)
         return None
+
+    def _drop_watch(self, watch: Watch) -> None:
+        """Forget a pending watch and let its root go (idempotent; the ledger's undo)."""
+        with self._lock:
+            if self._watch is watch:
+                self._watch = self._watch_change = None
+        watch.release()
+
+    def _end_watch(self, reason: str) -> None:
+        """Let a pending watch's root go, and its ledger entry with it."""
+        with self._lock:
+            watch, change = self._watch, self._watch_change
+            self._watch = self._watch_change = None
+        if change is not None:
+            change.undo(reason)
+        if watch is not None:
+            watch.release()
 
     @probe(budget=8.0, intrusive="tracemalloc")
     def retained_sites(self, top: int = 5, frames_shown: int = 4) -> dict[str, Any]:
@@ -1476,7 +1511,10 @@ class MemorySkill(Skill):
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
-            watch, self._watch = self._watch, None
+            watch, change = self._watch, self._watch_change
+            self._watch = self._watch_change = None
+        if change is not None:
+            change.forget()  # taken by this burst, which lets it go in any case (below)
         if watch is None:
             return {
                 "note": "no root to watch: call memory_referrers first, on a type whose "

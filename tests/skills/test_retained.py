@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from lensbook.skills import intrusion
 from lensbook.skills._retained import retained_traces
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import MemorySkill
@@ -210,6 +211,25 @@ def test_a_root_held_strongly_is_let_go_when_its_burst_ends_and_at_close() -> No
         assert _held_by_lensbook(_KEPT)
         skill.close()
         assert not _held_by_lensbook(_KEPT)
+    finally:
+        skill.close()
+        _KEPT.clear()
+
+
+def test_a_strong_hold_never_used_is_let_go_when_the_run_that_made_it_ends() -> None:
+    # a model that calls memory_referrers and then done (or is stopped, or times out) must not
+    # leave the program's dict held: the run's end drains the ledger entry of the hold
+    _KEPT.update((i, Kept()) for i in range(20))
+    skill = MemorySkill(budget_scale=10.0)
+    try:
+        with intrusion.run_scope("run-retention-test"):
+            found = _probe(skill, "referrers", type_name=f"{__name__}.Kept")
+        assert found["retention_watch"] == f"module global {__name__}._KEPT"
+        assert _held_by_lensbook(_KEPT)
+        assert [c.name for c in intrusion.active()] == ["retention watch"]
+        assert intrusion.undo_owned_by("run-retention-test") == 1
+        assert not _held_by_lensbook(_KEPT)
+        assert "no root to watch" in _probe(skill, "retained_sites")["note"]
     finally:
         skill.close()
         _KEPT.clear()

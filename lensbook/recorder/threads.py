@@ -203,18 +203,38 @@ class _RawRun:
 def _static_target(target: Any, thread: threading.Thread) -> Any:
     """The object the start wrapper's shortcut looks `target` up by, as it reads it (a bound
     method's function, a subclass's class when there is no target), when that object stands
-    for the kind's target key (see `_target_key`), outlives one start, and hashes and compares
-    by identity: a function without a closure, a class whose metaclass is `type`. None (no
-    shortcut) for anything else: closures and partials are new objects per start (holding one
-    would keep what it holds), other objects may hash by user code."""
+    for the kind's target key (see `_target_key`), hashes and compares by identity (a function
+    without a closure, a class whose metaclass is `type`), and is its module's own (see
+    `_module_level`): holding it then keeps nothing alive that the module does not. None (no
+    shortcut) for anything else: closures, partials, functions made at run time are new
+    objects per start or hold what the program may let go of."""
     if type(target) is _METHOD:
         target = target.__func__
     elif target is None:
         target = type(thread)
     tt = type(target)
     if tt is _FUNCTION:
-        return target if target.__closure__ is None else None
-    return target if tt is type else None
+        static = target if target.__closure__ is None else None
+    else:
+        static = target if tt is type else None
+    return static if static is not None and _module_level(static) else None
+
+
+def _module_level(obj: Any) -> bool:
+    """Whether `obj` (a function or a class) is what its module holds under its qualified name,
+    found through the module's and classes' own dicts (no attribute lookup that could run the
+    program's code)."""
+    qualname = obj.__qualname__
+    module = sys.modules.get(obj.__module__) if isinstance(obj.__module__, str) else None
+    if not isinstance(qualname, str) or "<locals>" in qualname or module is None:
+        return False
+    found: Any = module
+    for part in qualname.split("."):
+        space = _GETATTRIBUTE(found, "__dict__")
+        found = space.get(part) if isinstance(space, (dict, types.MappingProxyType)) else None
+        if found is None:
+            return False
+    return found is obj
 
 
 def _kind_attr(thread: threading.Thread) -> _Kind | None:

@@ -14,6 +14,7 @@ import traceback
 import types
 from typing import Any
 
+from lensbook.skills._frames import exception_type_name as _type_name
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path
 from lensbook.skills._stacks import qualname as _qualname
@@ -70,11 +71,6 @@ def thread_name() -> str:
     ident = threading.get_ident()
     known = getattr(threading, "_active", {}).get(ident)
     return str(known.name) if known is not None else f"_thread {ident}"
-
-
-def _type_name(tp: type[BaseException]) -> str:
-    module = getattr(tp, "__module__", "builtins")
-    return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
 
 
 def exception_detail(exc: BaseException) -> dict[str, Any]:

@@ -37,6 +37,7 @@ __all__ = [
     "Origin",
     "attribute",
     "code_site",
+    "exception_type_name",
     "first_user_frame",
     "forget",
     "function_at",
@@ -165,6 +166,13 @@ def type_name(t: type) -> str:
     module = getattr(t, "__module__", None)
     qualname = getattr(t, "__qualname__", t.__name__)
     return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
+
+
+def exception_type_name(tp: type[BaseException]) -> str:
+    """An exception's type as a user reads it in a traceback: builtins and ``__main__`` bare,
+    others ``module.Qualname``."""
+    module = getattr(tp, "__module__", "builtins")
+    return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
 
 
 def type_origin(t: type) -> str:

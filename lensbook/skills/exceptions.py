@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 from lensbook.recorder.loops import known_loops
 from lensbook.skills import intrusion
+from lensbook.skills._frames import exception_type_name as _type_name
 from lensbook.skills._frames import origin
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _ipython_shell
@@ -49,11 +50,6 @@ _MESSAGE_CHARS = 300
 _MAX_SIGNATURES = 1000
 #: sources of exceptions nobody handled (as opposed to logged or shown in a cell)
 UNCAUGHT = ("excepthook", "thread", "asyncio")
-
-
-def _type_name(tp: type[BaseException]) -> str:
-    module = getattr(tp, "__module__", "builtins")
-    return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
 
 
 def _short(text: str, limit: int = _MESSAGE_CHARS) -> ProcessText:

@@ -23,7 +23,7 @@ ID_PREFIX = "h-"
 _ID_MASK = (1 << 48) - 1
 # a random start leaves room below 2**48 for ~10**12 ids before wrapping
 _counter = itertools.count(secrets.randbits(40))
-_counter_lock = threading.Lock()
+_counter_lock = threading.RLock()  # (re-entrant: a signal handler may log mid-event)
 
 
 def _next_id() -> str:

@@ -89,7 +89,7 @@ class ExceptionObserver:
         self.gate = RateGate(burst=5, window_s=60.0)
         # thread deaths matter one by one: many more of them are kept whole
         self.death_gate = RateGate(burst=50, window_s=60.0)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._counts: dict[_Signature, _Counts] = {}
         self._window_start = time.time()
         # exceptions just recorded by an uncaught route: asyncio's default handler then logs the

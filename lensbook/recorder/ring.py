@@ -51,7 +51,7 @@ class HistoryRing:
     def __init__(self, caps: dict[str, int] | None = None, max_age_s: float = MAX_AGE_S) -> None:
         self.caps = dict(CAPS if caps is None else caps)
         self.max_age_s = max_age_s
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._rings: dict[str, deque[HistoryEvent]] = {}
         #: events dropped because their ring was full, by kind
         self.evicted: dict[str, int] = {}

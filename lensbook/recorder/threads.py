@@ -156,8 +156,9 @@ RAW_KIND = "_thread"
 
 def _target_key(target: Any, thread: threading.Thread | None) -> Any:
     """What identifies a thread's target in its kind's key: the code of a function or method,
-    the class of a `Thread` subclass overriding ``run()``, a class or builtin itself; for any
-    other callable (an object, a partial) its type, as ids of instances would be new kinds."""
+    the class of a `Thread` subclass overriding ``run()``, a class or a module's builtin
+    itself, a C method bound to an object by its type and name; for any other callable (an
+    object, a partial) its type, as ids of instances would be new kinds (and hold them)."""
     tt: type = type(target)
     if tt is _FUNCTION:
         return target.__code__
@@ -165,9 +166,32 @@ def _target_key(target: Any, thread: threading.Thread | None) -> Any:
         return target.__func__.__code__
     if target is None:  # a subclass overriding run()
         return type(thread)
-    if tt is type or tt is _BUILTIN:
+    if tt is _BUILTIN:
+        owner = target.__self__
+        if owner is None or type(owner) is types.ModuleType:
+            return target  # a module's function: one object for good
+        # a C method bound to an object (``sock.sendall``): a new object per access, holding
+        # the object; its kind is its type's method, so holding the key keeps no object alive
+        return _builtin_key(type(owner), target.__name__)
+    if tt is type:
         return target
     return tt
+
+
+#: canonical keys of C methods bound to objects, by (id of the type, method name): the type
+#: held in the key (see `_target_key`); bounded, past which such targets share their type's key
+_BUILTIN_KEYS: dict[tuple[int, str], tuple[type, str]] = {}
+_MAX_BUILTIN_KEYS = 500
+
+
+def _builtin_key(owner: type, name: str) -> Any:
+    found = _BUILTIN_KEYS.get((id(owner), name))
+    if found is not None and found[0] is owner:
+        return found
+    if len(_BUILTIN_KEYS) >= _MAX_BUILTIN_KEYS:
+        return owner
+    found = _BUILTIN_KEYS[(id(owner), name)] = (owner, name)
+    return found
 
 
 class _RawRun:
@@ -224,17 +248,21 @@ def _module_level(obj: Any) -> bool:
     """Whether `obj` (a function or a class) is what its module holds under its qualified name,
     found through the module's and classes' own dicts (no attribute lookup that could run the
     program's code)."""
-    qualname = obj.__qualname__
-    module = sys.modules.get(obj.__module__) if isinstance(obj.__module__, str) else None
-    if not isinstance(qualname, str) or "<locals>" in qualname or module is None:
-        return False
-    found: Any = module
-    for part in qualname.split("."):
-        space = _GETATTRIBUTE(found, "__dict__")
-        found = space.get(part) if isinstance(space, (dict, types.MappingProxyType)) else None
-        if found is None:
+    try:
+        qualname = obj.__qualname__
+        module = sys.modules.get(obj.__module__) if isinstance(obj.__module__, str) else None
+        if not isinstance(qualname, str) or "<locals>" in qualname or module is None:
             return False
-    return found is obj
+        found: Any = module
+        for part in qualname.split("."):
+            # (a name on the way may be bound to an object without a __dict__: no shortcut)
+            space = _GETATTRIBUTE(found, "__dict__")
+            found = space.get(part) if isinstance(space, (dict, types.MappingProxyType)) else None
+            if found is None:
+                return False
+        return found is obj
+    except Exception:
+        return False
 
 
 def _kind_attr(thread: threading.Thread) -> _Kind | None:
@@ -271,7 +299,7 @@ class ThreadObserver:
 
     def __init__(self, ring: HistoryRing) -> None:
         self.ring = ring
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._origins: dict[int, tuple[types.CodeType, str]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
         # the start wrapper's shortcut: by a target object that outlives its starts (see
@@ -343,6 +371,7 @@ class ThreadObserver:
                         else:
                             _SETATTR(thread, _KIND_ATTR, kind)
                     else:
+                        kind = None  # (not another site's kind, should on_start fail)
                         kind = on_start(thread, caller)
                 except Exception:  # seeing a thread start must never stop it from starting
                     pass
@@ -478,7 +507,7 @@ class ThreadObserver:
                 # the next start of this target from this site takes the shortcut; one entry
                 # per kind (a function made anew for each start replaces its last)
                 if kind.static_target is not None and direct.get(kind.static_target) is kind:
-                    del direct[kind.static_target]
+                    direct.pop(kind.static_target, None)  # (a flush may have taken it)
                 kind.static_target = static
                 direct[static] = kind
         return kind
@@ -699,7 +728,7 @@ class ThreadObserver:
         if kind is None or kind is self._overflow:
             return kind
         # (one of this observer's, not one of before a `clear()`: by identity)
-        return kind if any(k is kind for k in self._kinds.values()) else None
+        return kind if any(k is kind for k in list(self._kinds.values())) else None
 
     def on_failed_start(self, thread: threading.Thread, kind: _Kind | None) -> None:
         """`thread` never started (not counted, never in ``threading.enumerate()``): its note
@@ -758,7 +787,7 @@ class ThreadObserver:
                         and self._direct.get(kind.static_target) is kind
                     ):
                         # its next starts are events again: through `on_start`
-                        del self._direct[kind.static_target]
+                        self._direct.pop(kind.static_target, None)
                 # read once: the hot path may bump a total meanwhile (counted next time)
                 started, ended, died = kind.started, kind.ended, kind.died
                 window_started = started - kind.flushed_started

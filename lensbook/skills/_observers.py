@@ -11,12 +11,15 @@ last resort (stderr for a process with no handler) stops; ``dictConfig`` removes
 So lensbook taps ``logging.Logger.callHandlers`` instead: the one method every record goes
 through once, after its logger's level and filters let it pass, whether it propagates or not.
 The tap counts the record by logger and level (one increment in a dict of dicts: no tuple to
-build, no formatting), hands records at WARNING and above or with a traceback to the "notable"
-observers (the flight recorder), every record to the "every" observers (the logs skill's ring,
-asyncio's slow-callback watch), then calls what was there before. It is put in by the first
+build, no formatting), calls what was there before (the program's handlers), then hands records
+at WARNING and above or with a traceback to the "notable" observers (the flight recorder) and
+every record to the "every" observers (the logs skill's ring, asyncio's slow-callback watch):
+after the handlers, as a root handler saw them, so a handler's filter that scrubs a record in
+place has run. It is put in by the first
 observer and taken out by the last (only if still ours: one someone wrapped since stays in the
-chain as a pass-through), leaving the class exactly as it was. Nothing is added to any logger:
-handlers, levels, propagation and what is printed stay the program's.
+chain as a pass-through), leaving the class exactly as it was; if someone restores what they
+saw before it, `observing` says so and the next `observe` puts a new one on top. Nothing is
+added to any logger: handlers, levels, propagation and what is printed stay the program's.
 
 Counts are kept per window (`take_counts` swaps them out) within caps: 500 loggers (the rest as
 "<other loggers>"), 16 levels per logger (a custom level past those counts as its standard
@@ -63,14 +66,25 @@ class _Tap:
 
     def add(self, observer: Observer, every: bool) -> None:
         with self._lock:
-            if observer in self.notable or observer in self.every:
-                return
-            if every:
-                self.every = (*self.every, observer)
-            else:
-                self.notable = (*self.notable, observer)
-            if self.wrapper is None:
+            if observer not in self.notable and observer not in self.every:
+                if every:
+                    self.every = (*self.every, observer)
+                else:
+                    self.notable = (*self.notable, observer)
+            if self.wrapper is None or not self.in_chain():
+                # (not in the chain: someone who wrapped after us put back what they saw
+                # before, our older wrapper: a new one goes on top, the old passes through)
                 self._install()
+
+    def in_chain(self) -> bool:
+        """Whether the wrapper is reached from ``Logger.callHandlers`` (through the
+        ``__wrapped__`` of wrappers put over it)."""
+        found: Any = logging.Logger.callHandlers
+        for _ in range(32):
+            if found is None or found is self.wrapper:
+                return found is not None
+            found = getattr(found, "__wrapped__", None)
+        return False
 
     def discard(self, observer: Observer) -> None:
         with self._lock:
@@ -119,25 +133,35 @@ class _Tap:
 
 
 def _tap_wrapper(tap: _Tap, prev: Callable[[logging.Logger, logging.LogRecord], Any]) -> Any:
-    """The ``callHandlers`` that feeds `tap`, then calls `prev` (what was there before)."""
+    """The ``callHandlers`` that counts for `tap`, calls `prev` (what was there before), then
+    feeds `tap`'s observers."""
 
     def call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
         # every record the process logs comes through here: no lock, no call, no formatting
         # for a record below WARNING when only the recorder observes (the common case: its
         # count is all it needs). Only the wrapper installed now observes (an older one left
         # in a chain, because someone wrapped it after us, passes through)
-        if tap.wrapper is call_handlers:
+        if tap.wrapper is not call_handlers:
+            prev(logger, record)
+            return
+        try:
+            levelno = record.levelno
             try:
-                levelno = record.levelno
-                try:
-                    tap.counts[record.name][levelno] += 1
-                except KeyError:
-                    tap.count_new(record.name, levelno)
-                if levelno >= _WARNING or record.exc_info or tap.every:
-                    tap.dispatch(record, levelno)
-            except Exception:  # a record of a strange shape: the program's logging goes on
-                pass
-        prev(logger, record)
+                tap.counts[record.name][levelno] += 1
+            except KeyError:
+                tap.count_new(record.name, levelno)
+            wanted = bool(levelno >= _WARNING or record.exc_info or tap.every)
+        except Exception:  # a record of a strange shape: the program's logging goes on
+            wanted = False
+        if not wanted:
+            prev(logger, record)
+            return
+        try:
+            prev(logger, record)
+        finally:
+            # after the program's handlers, as a root handler would see it: a handler's
+            # filter that scrubs the record in place has run
+            tap.dispatch(record, levelno)
 
     call_handlers.__wrapped__ = prev  # type: ignore[attr-defined]
     call_handlers.__doc__ = prev.__doc__
@@ -160,7 +184,12 @@ def stop_observing(observer: Observer) -> None:
 
 
 def observing(observer: Observer) -> bool:
-    return _TAP.wrapper is not None and (observer in _TAP.notable or observer in _TAP.every)
+    """Whether `observer` gets records now (its tap still in ``Logger.callHandlers``' chain)."""
+    return (
+        _TAP.wrapper is not None
+        and (observer in _TAP.notable or observer in _TAP.every)
+        and _TAP.in_chain()
+    )
 
 
 def take_counts() -> dict[str, dict[int, int]]:

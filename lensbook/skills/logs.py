@@ -157,7 +157,9 @@ class _Ring:
     """Keeps the newest records (bounded in count and age) and exact counters since install."""
 
     def __init__(self, max_records: int, max_age: float) -> None:
-        self.lock = threading.Lock()
+        # re-entrant: the thread holding it may log again (a signal handler, a __del__, a
+        # weakref callback running mid-update), which a plain lock would hang for good
+        self.lock = threading.RLock()
         self.max_age = max_age
         self.installed_at = time.time()
         self.ring: deque[_Entry] = deque(maxlen=max_records)

@@ -755,6 +755,49 @@ def test_the_start_shortcut_puts_every_start_in_its_own_kind_when_one_site_start
     assert shortcuts and len(shortcuts) == len({id(k) for k in shortcuts}), shortcuts
 
 
+class _Singleton:
+    __slots__ = ()
+
+    def run(self) -> None:
+        pass
+
+
+_Singleton = _Singleton()  # type: ignore[misc]  # a name on the path has no __dict__
+
+
+def test_starts_of_targets_the_shortcut_cannot_hold_are_all_counted() -> None:
+    # a method reached through an instance without a __dict__, and C methods bound to objects
+    # (a new object per access, holding the object): each start counted in one kind, and no
+    # object of the program kept alive by a kind
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+
+    class Box(list):  # (a list subclass: weak references allowed)
+        pass
+
+    boxes = [Box() for _ in range(30)]
+    alive = [weakref.ref(b) for b in boxes]
+    observer.install()
+    try:
+        for _ in range(20):
+            t = threading.Thread(target=type(_Singleton).run, args=(_Singleton,))
+            t.start()
+            t.join()
+        for box in boxes:
+            t = threading.Thread(target=box.append, args=(1,))
+            t.start()
+            t.join()
+        rows = [r.detail for r in observer.flush(time.time())]
+    finally:
+        observer.remove()
+    del boxes, box, t
+    gc.collect()
+    counts = {r["target"].rsplit(".", 2)[-2:][-1]: (r["started"], r["ended"]) for r in rows}
+    assert counts.get("run") == (20, 20), rows
+    assert counts.get("append") == (30, 30), rows
+    assert [r() for r in alive] == [None] * 30
+
+
 class _Holder(threading.Thread):
     """A thread subclass holding a payload until it is let go."""
 

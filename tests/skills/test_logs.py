@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -101,6 +102,76 @@ def test_an_argument_that_logs_while_formatted_does_not_hang_logging(skill: Logs
     _, _, by_logger = skill._ring.counts()  # type: ignore[union-attr]
     assert by_logger[("app.outer", logging.WARNING)] == 1
     assert by_logger[("app.inner", logging.WARNING)] >= 1  # (once per handler formatting it)
+
+
+def test_logging_again_while_the_ring_is_updated_does_not_hang(skill: LogsSkill) -> None:
+    # a signal handler, a __del__ or a weakref callback may log in the very thread that holds
+    # the ring's lock mid-update: the lock is re-entrant (a plain one hung the thread for good)
+    skill.snapshot()
+    ring = skill._ring
+    assert ring is not None
+    done = threading.Event()
+
+    def nested() -> None:
+        with ring.lock:  # as if interrupted inside the ring's update
+            logging.getLogger("app.signal").warning("shutting down")
+        done.set()
+
+    threading.Thread(target=nested, daemon=True).start()
+    assert done.wait(10), "logging hung while the ring's lock was held by the same thread"
+
+
+def test_the_ring_sees_a_record_after_the_programs_handler_filters_scrubbed_it(
+    skill: LogsSkill,
+) -> None:
+    # a handler filter that redacts in place (a common pattern) ran before lensbook's root
+    # handler did; the tap hands records on after the handlers, so it still does
+    skill.snapshot()
+
+    def scrub(record: logging.LogRecord) -> bool:
+        record.msg, record.args = "login <redacted>", ()
+        return True
+
+    log = logging.getLogger("app.auth")
+    sink = logging.StreamHandler(io.StringIO())  # (a NullHandler runs no filter)
+    sink.addFilter(scrub)
+    log.addHandler(sink)
+    try:
+        log.warning("login user=%s password=%s", "bob", "hunter2")
+    finally:
+        log.removeHandler(sink)
+    assert skill._ring is not None
+    messages = [e.message for e in skill._ring.entries() if e.logger == "app.auth"]
+    assert messages == ["login <redacted>"]
+
+
+def test_a_tap_cut_out_of_the_chain_is_noticed_and_put_back() -> None:
+    # someone wraps callHandlers after us; we stop and start again; they then put back what
+    # they saw, our old wrapper: the new one is out of the chain, which must not go unnoticed
+    sk = LogsSkill()
+    original = logging.Logger.callHandlers
+    try:
+        sk.snapshot()
+        ours = logging.Logger.callHandlers
+
+        def theirs(logger: logging.Logger, record: logging.LogRecord) -> None:
+            ours(logger, record)
+
+        theirs.__wrapped__ = ours  # type: ignore[attr-defined]
+        logging.Logger.callHandlers = theirs  # type: ignore[method-assign,assignment]
+        sk.close()
+        sk.snapshot()
+        logging.Logger.callHandlers = ours  # type: ignore[method-assign]  # theirs undone
+        assert not sk.installed
+        sk.snapshot()  # a use puts the tap back on top
+        assert sk.installed
+        logging.getLogger("app.chain").warning("seen again")
+        assert sk._ring is not None
+        assert [e.message for e in sk._ring.entries() if e.logger == "app.chain"] == ["seen again"]
+    finally:
+        sk.close()
+        if logging.Logger.callHandlers is not original:
+            logging.Logger.callHandlers = original  # type: ignore[method-assign]
 
 
 def test_counts_by_level_and_logger(skill: LogsSkill) -> None:

@@ -9,8 +9,11 @@ Every figure is measured with and without the recorder in this one process, side
   ring and table to its cap (distinct exception types and sites, log messages and loggers,
   thread kinds, loop stalls, sampled metrics that move every time, gc pauses, tracer windows)
   (target < 5 MB).
-- threads: 10,000 short threads started and joined, without and with the recorder, in 100
-  adjacent pairs of rounds whose order alternates (target < 3% overhead).
+- threads: 10,000 short threads started and joined, without and with the recorder, in rounds
+  of 100 in adjacent blocks of 5 rounds whose order alternates, the recorder started and
+  stopped once per block away from any measured round (target < 3% overhead); then a control:
+  the same with the recorder started and every observer taken out (what the method reads when
+  nothing observes: its noise and bias).
 - logs: records emitted through a file handler at ~50,000 records/s (1% warnings), the same way.
   For both, the overhead is the process's CPU (every thread's, the recorder's own lens loop
   included): the median of the pairs' differences on the work's threads plus the lens loop's
@@ -223,60 +226,92 @@ class _Clocks:
         return time.process_time(), time.thread_time(), lens
 
 
+def _strip_observers() -> None:
+    """The control's "on": the recorder started (its tick, the lens loop) with no observer."""
+    for name in ("threads", "exceptions", "logs", "gc"):
+        getattr(recorder.recorder, name).remove()
+
+
 def _alternate(
-    rounds: int, work: Callable[[], None], label: str, unit: str, per: int
+    rounds: int,
+    work: Callable[[], None],
+    label: str,
+    unit: str,
+    per: int,
+    *,
+    block: int = 5,
+    control: bool = True,
 ) -> tuple[float, float]:
-    """Runs `work` without and with the recorder in `rounds` adjacent pairs (short rounds, many
-    pairs: the median of many differences is steadier than that of a few long rounds), the order
-    alternating from pair to pair (after a warm-up round of each), a `gc.collect()` before
-    every round; returns the CPU per unit of work without the recorder and the overhead.
+    """Runs `work` without and with the recorder in `rounds` rounds each, in adjacent blocks of
+    `block` rounds whose order alternates (off then on, on then off, ...); a round's pair is the
+    round at the same place in the other block of its pair of blocks. Returns the CPU per unit
+    of work without the recorder and the overhead.
+
+    The recorder is started and stopped once per block, never next to a measured round: each
+    block first runs one round that is not counted. Starting it (hooks, a flush, the lens
+    loop's wake-ups, memory touched) right before every measured round, as this bench once did,
+    costs the next few milliseconds of work: with the recorder started and every observer taken
+    out again, that alone read +2.4-3.3% on thread churn. A process starts its recorder once;
+    the control line (`control`) measures exactly that setup with no observer, so the figure
+    above it can be read against it.
 
     What a user pays is the whole process's CPU: the caller's thread, the threads the work
     starts, and the recorder's own (the lens loop, which flushes every 10 s). Per pair the
     difference (with - without) of the process's CPU outside the lens loop is taken; its median
-    over the pairs is the recorder's cost on the work's threads (a pair's two rounds run seconds
-    apart at most, so drifts of a shared machine cancel). The lens loop's CPU is added in full
-    (its sum over all rounds with the recorder, less the same without): its flush is periodic,
-    so a median would hide it."""
+    over the pairs is the recorder's cost on the work's threads. The lens loop's CPU is added in
+    full (its sum over all rounds with the recorder, less the same without): its flush is
+    periodic, so a median would hide it."""
     clocks = _Clocks()
-    # each round: (process CPU outside the lens loop, caller thread CPU, lens loop CPU)
-    rows: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
 
-    def one(on: bool) -> tuple[float, float, float]:
-        if on:
-            recorder.start("bench", sample_interval=None)
-            # its tick's first pass (a flush) runs now, not in the measured window: a recorder
-            # starts once per process, not once per round
-            _loop.run_sync(_settle())
-        gc.collect()
-        p0, c0, l0 = clocks.read()
-        work()
-        p1, c1, l1 = clocks.read()
-        if on:
-            recorder.stop("bench")
-        return (p1 - p0) - (l1 - l0), c1 - c0, l1 - l0
+    def measure(strip: bool) -> tuple[list[tuple[float, float, float]], ...]:
+        rows: dict[bool, list[tuple[float, float, float]]] = {False: [], True: []}
 
-    # a round of each first, not counted: the lens loop (which the recorder's tick runs on, and
-    # which stays up after its stop) is then running in both modes, and both paths are warm
-    one(False)
-    one(True)
-    for r in range(rounds):
-        for on in (False, True) if r % 2 == 0 else (True, False):
-            rows[on].append(one(on))
-    off, on_ = rows[False], rows[True]
-    diffs = [b[0] - a[0] for a, b in zip(off, on_, strict=True)]
-    base = statistics.median(a[0] for a in off)
-    # per round; a negative mean is noise (the previous round's tick being cancelled), not a
-    # saving, so it counts as nothing
-    own = max((sum(b[2] for b in on_) - sum(a[2] for a in off)) / rounds, 0.0)
-    caller_diff = statistics.median(b[1] - a[1] for a, b in zip(off, on_, strict=True))
-    q1, _, q3 = statistics.quantiles(diffs, n=4)
-    cost = statistics.median(diffs) + own
+        def one() -> tuple[float, float, float]:
+            gc.collect()
+            p0, c0, l0 = clocks.read()
+            work()
+            p1, c1, l1 = clocks.read()
+            return (p1 - p0) - (l1 - l0), c1 - c0, l1 - l0
+
+        def run_block(on: bool) -> None:
+            if on:
+                recorder.start("bench", sample_interval=None)
+                if strip:
+                    _strip_observers()
+                _loop.run_sync(_settle())  # its tick's first pass (a flush) runs now
+            one()  # not counted: the start's (or stop's) aftermath
+            for _ in range(block):
+                rows[on].append(one())
+            if on:
+                recorder.stop("bench")
+
+        # a block of each first, not counted: the lens loop (which the recorder's tick runs on,
+        # and which stays up after its stop) is then running in both modes, both paths warm
+        run_block(False)
+        run_block(True)
+        rows[False].clear()
+        rows[True].clear()
+        for r in range(max(rounds // block, 1)):
+            for on in (False, True) if r % 2 == 0 else (True, False):
+                run_block(on)
+        return rows[False], rows[True]
+
+    def summary(off: list[tuple[float, float, float]], on_: list[tuple[float, float, float]]):
+        diffs = [b[0] - a[0] for a, b in zip(off, on_, strict=True)]
+        base = statistics.median(a[0] for a in off)
+        # per round; a negative mean is noise (the previous round's tick being cancelled),
+        # not a saving, so it counts as nothing
+        own = max((sum(b[2] for b in on_) - sum(a[2] for a in off)) / len(on_), 0.0)
+        caller_diff = statistics.median(b[1] - a[1] for a, b in zip(off, on_, strict=True))
+        q1, _, q3 = statistics.quantiles(diffs, n=4)
+        return diffs, base, own, caller_diff, q1, q3, statistics.median(diffs) + own
 
     def us(x: float) -> str:
         return f"{x * 1e6 / per:+.3f}"
 
-    print(f"{label}, {rounds} alternating pairs:")
+    off, on_ = measure(strip=False)
+    diffs, base, own, caller_diff, q1, q3, cost = summary(off, on_)
+    print(f"{label}, {len(on_)} pairs of rounds in alternating blocks of {block}:")
     print(f"  without the recorder: median {base * 1e6 / per:.2f} {unit} (process)")
     print(
         f"  with - without, per pair: median {us(statistics.median(diffs))} {unit} on the "
@@ -287,6 +322,14 @@ def _alternate(
     print(
         f"  overhead: {us(cost)} {unit} = {100 * cost / base:+.2f}% of the work's CPU (target < 3%)"
     )
+    if control:
+        c_off, c_on = measure(strip=True)
+        *_, c_base_cost = summary(c_off, c_on)
+        c_base = statistics.median(a[0] for a in c_off)
+        print(
+            f"  control, the recorder started with no observer: {us(c_base_cost)} {unit} = "
+            f"{100 * c_base_cost / c_base:+.2f}% (what the method reads when nothing observes)"
+        )
     return base / per, cost / base
 
 
@@ -424,7 +467,10 @@ def _paired(
 def items() -> None:
     """Per item, paired: one thread start+join, one record, with the recorder's observer on
     (installed, the recorder started) and off, in many short alternating pairs: medians of
-    per-item differences, which a shared machine's load swamps less than whole workloads."""
+    per-item differences, which a shared machine's load swamps less than whole workloads. The
+    observer is installed right before each round with it: each figure is followed by a
+    control that toggles the same way and measures with the observer off (read the figure
+    against it)."""
     recorder.start("bench", sample_interval=None)
     observers = recorder.recorder
 
@@ -460,9 +506,33 @@ def items() -> None:
         else:
             observers.logs.remove()
 
+    def control(toggle: Callable[[bool], None]) -> Callable[[bool], None]:
+        # the same install and removal right before the round, with the observer off during
+        # it: what the toggling alone costs the round after it (see `_alternate`)
+        def toggled(on: bool) -> None:
+            if on:
+                toggle(True)
+                toggle(False)
+
+        return toggled
+
     try:
         _paired("thread start+join", "µs CPU/thread", threads_work, 20, threads_toggle)
+        _paired(
+            "  control: the same toggling, observer off",
+            "µs",
+            threads_work,
+            20,
+            control(threads_toggle),
+        )
         _paired("log record (1% warnings)", "µs CPU/record", logs_work, 100, logs_toggle)
+        _paired(
+            "  control: the same toggling, observer off",
+            "µs",
+            logs_work,
+            100,
+            control(logs_toggle),
+        )
     finally:
         recorder.stop("bench")
         app.removeHandler(handler)

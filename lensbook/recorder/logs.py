@@ -39,10 +39,6 @@ class LogObserver:
     def notable(self, record: logging.LogRecord) -> None:
         """A record at WARNING or above or with a traceback (from the tap, in the logging
         thread): a logged exception, or maybe a ``log`` event."""
-        self.observe(record, _observers.count_of(record))
-
-    def observe(self, record: logging.LogRecord, count: int) -> None:
-        """A record at WARNING or above: a logged exception, or maybe a ``log`` event."""
         exc = record.exc_info[1] if record.exc_info else None
         if isinstance(exc, BaseException):
             self.exceptions.record(
@@ -69,7 +65,7 @@ class LogObserver:
             "where": f"{short_path(record.pathname)}:{record.lineno}",
             "function": record.funcName,
             "thread": record.threadName,
-            "count": count,
+            "count": _observers.count_of(record),
         }
         self.ring.add(make_event("log", record.name, detail, at=now))
 
@@ -109,10 +105,6 @@ class LogObserver:
             self._window_start = time.time()
             _observers.observe(self.notable)
             self._installed = True
-
-    @property
-    def installed(self) -> bool:
-        return self._installed and _observers.observing(self.notable)
 
     def remove(self) -> None:
         if self._installed:

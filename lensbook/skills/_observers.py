@@ -99,7 +99,6 @@ class _Tap:
 
     def _install(self) -> None:
         prev = self._prev = logging.Logger.callHandlers
-        self.counts = {}
         self.wrapper = _tap_wrapper(self, prev)
         logging.Logger.callHandlers = self.wrapper  # type: ignore[method-assign]
 

@@ -73,6 +73,7 @@ from lensbook.recorder.frames import callable_name, code_origin, thread_name, wh
 from lensbook.recorder.ring import HistoryRing
 from lensbook.skills._frames import code_site, first_user_frame
 from lensbook.skills._stacks import describe_frame, qualname
+from lensbook.skills._static import stored_attr
 
 __all__ = ["ThreadObserver"]
 
@@ -255,7 +256,10 @@ def _module_level(obj: Any) -> bool:
             return False
         found: Any = module
         for part in qualname.split("."):
-            # (a name on the way may be bound to an object without a __dict__: no shortcut)
+            # only through modules and classes, whose dicts are there anyway (an instance's
+            # would be materialised: see `lensbook.skills._static`)
+            if not isinstance(found, (types.ModuleType, type)):
+                return False
             space = _GETATTRIBUTE(found, "__dict__")
             found = space.get(part) if isinstance(space, (dict, types.MappingProxyType)) else None
             if found is None:
@@ -268,17 +272,14 @@ def _module_level(obj: Any) -> bool:
 def _kind_attr(thread: threading.Thread) -> _Kind | None:
     """The kind a started thread carries (see the module's docstring), read past any
     ``__getattribute__``/``__getattr__`` of a subclass (no user code runs)."""
-    try:
-        found = _GETATTRIBUTE(thread, "__dict__").get(_KIND_ATTR)
-    except Exception:
-        return None
+    found = stored_attr(thread, _KIND_ATTR)
     return found if type(found) is _Kind else None
 
 
 def _code_run_by(thread: threading.Thread) -> types.CodeType | None:
     """The code a thread runs: its target's (a function, a bound method or a partial of
     one), else the ``run`` its class overrides. Read from attributes, never calling them."""
-    target: Any = vars(thread).get("_target")
+    target: Any = stored_attr(thread, "_target")
     while type(target) is functools.partial:
         target = target.func
     if type(target) is _METHOD:
@@ -416,7 +417,7 @@ class ThreadObserver:
         frames = sys._current_frames()
         try:
             for thread in threading.enumerate():
-                name = str(vars(thread).get("_name", ""))
+                name = str(stored_attr(thread, "_name", ""))
                 if thread is threading.main_thread() or name.startswith("lensbook"):
                     continue
                 known = self._unseen.get(id(thread))

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 from lensbook.skills._ipython import shell as ipython_shell
+from lensbook.skills._static import stored_attr
 
 __all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
 
@@ -64,7 +65,7 @@ def known_root(holder: Any, held: Any) -> str | None:
         return f"the cache of @functools.lru_cache {module}.{qualname}"
     if holder is sys.modules:
         return "sys.modules"
-    if isinstance(holder, logging.Logger) and vars(holder).get("handlers") is held:
+    if isinstance(holder, logging.Logger) and stored_attr(holder, "handlers") is held:
         return f"the handler list of logger {holder.name!r}"
     helpers = sys.modules.get("matplotlib._pylab_helpers")
     gcf = getattr(helpers, "Gcf", None)

@@ -346,6 +346,8 @@ class LogsSkill(Skill):
         with self._lock:
             ring = self._ring
             if ring is None or not _observers.observing(ring.observe):
+                if ring is not None:  # cut out of the chain: it goes, or the tap stays for it
+                    _observers.stop_observing(ring.observe)
                 ring = _Ring(self.max_records, self.max_age)
                 _observers.observe(ring.observe, every=True)
                 self._ring = ring

@@ -37,6 +37,7 @@ from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills._stacks import describe_frame, format_stack, source_line
 from lensbook.skills._stacks import frames_of as _frames_of
 from lensbook.skills._stacks import qualname as _qualname
+from lensbook.skills._static import stored_attr
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
@@ -56,6 +57,7 @@ _MAX_DEPTH = 64  # frames walked per thread when looking for held locks
 _LOCK_TYPE = type(threading.Lock())
 _RLOCK_TYPE = type(threading.RLock())
 _LOCK_TYPES: tuple[type, ...] = (_LOCK_TYPE, _RLOCK_TYPE)
+_UNSET = object()
 _RLOCK_REPR = re.compile(r"<(locked|unlocked) .*?owner=(\d+) count=(\d+)")
 _WITH_OPS = frozenset({"BEFORE_WITH", "SETUP_WITH", "BEFORE_ASYNC_WITH", "SETUP_ASYNC_WITH"})
 # 3.11's specialised PRECALL runs some C calls itself, so a frame waits on either
@@ -297,13 +299,18 @@ def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
         raise LookupError(expr.id)
     if isinstance(expr, ast.Attribute):
         base = resolve_expr(expr.value, frame)
+        if not isinstance(base, type):
+            # an instance's (or a module's) attribute as stored; a property or method (which
+            # would run code) is not read (nor is its __dict__: see `lensbook.skills._static`)
+            value = stored_attr(base, expr.attr, _UNSET)
+            if value is _UNSET:
+                raise LookupError(expr.attr)
+            return value
         try:
             value = inspect.getattr_static(base, expr.attr)
         except AttributeError:
             raise LookupError(expr.attr) from None
-        if isinstance(value, types.MemberDescriptorType):  # a __slots__ attribute
-            return value.__get__(base, type(base))
-        if hasattr(type(value), "__get__") and not isinstance(value, _LOCK_TYPES):
+        if hasattr(type(value), "__get__"):
             raise LookupError(expr.attr)  # a property or method: would run code
         return value
     if isinstance(expr, ast.Subscript):
@@ -444,7 +451,7 @@ def _as_lock(obj: Any) -> Any:
     if isinstance(obj, _LOCK_TYPES):
         return obj
     if isinstance(obj, threading.Condition):
-        inner = vars(obj).get("_lock")
+        inner = stored_attr(obj, "_lock")
         return inner if isinstance(inner, _LOCK_TYPES) else None
     return None
 
@@ -635,8 +642,10 @@ def _thread_demand() -> dict[int, float]:
 def _target_of(thread: threading.Thread | None) -> str | None:
     """The function a thread was started to run, with where it is defined and whose code it
     is ("user", "library", ...); read from the Thread's own attributes, no code runs."""
-    target = vars(thread).get("_target") if thread is not None else None
-    code = getattr(target, "__code__", None)
+    target = stored_attr(thread, "_target") if thread is not None else None
+    if type(target) is types.MethodType:
+        target = target.__func__
+    code = target.__code__ if type(target) is types.FunctionType else None
     if not isinstance(code, types.CodeType):
         return None
     return (

@@ -584,12 +584,13 @@ def test_thread_event_gate_and_growth_windows_move_with_the_flush() -> None:
 def test_log_counts_keep_every_record_within_their_caps() -> None:
     # a tap of its own, fed directly (nothing else logged in the process can join its window)
     tap = _observers._Tap()
+    tap.wire = wire = _observers._Wire({})
     passed: list[logging.LogRecord] = []
-    tap.wrapper = _observers._tap_wrapper(tap, lambda logger, record: passed.append(record))
+    wrapper = _observers._tap_wrapper(tap, wire, lambda logger, record: passed.append(record))
     factory = logging.getLogger("lensbook-test-caps")
 
     def log(name: str, level: int) -> None:
-        tap.wrapper(factory, factory.makeRecord(name, level, __file__, 1, "m", (), None))
+        wrapper(factory, factory.makeRecord(name, level, __file__, 1, "m", (), None))
 
     for level in range(1, 21):  # custom levels of one logger past the 16th fold to a standard
         log("caps.levels", 20 + level)
@@ -630,6 +631,72 @@ def test_a_tap_left_in_a_chain_passes_through_and_the_class_is_restored() -> Non
     _observers.observe(seen_record)
     _observers.stop_observing(seen_record)
     assert logging.Logger.callHandlers is original
+
+
+def test_a_window_s_counts_go_on_over_a_reinstalled_tap_and_a_cut_one_counts_nothing() -> None:
+    original = logging.Logger.callHandlers
+    log = logging.getLogger("chain.counts")
+    log.propagate = False
+    log.addHandler(sink := logging.NullHandler())
+    _observers.observe(seen_record := lambda record: None)
+    old = logging.Logger.callHandlers
+    try:
+        log.warning("one")
+        logging.Logger.callHandlers = original  # type: ignore[method-assign]  # someone cut us
+        assert not _observers.observing(seen_record)
+        _observers.observe(seen_record)  # a new tap on top, over the cut chain
+        assert logging.Logger.callHandlers is not old
+        log.warning("two")
+        old(log, log.makeRecord("chain.counts", logging.WARNING, __file__, 1, "x", (), None))
+        # (the old wrapper, reached again through someone's chain, passes it through uncounted)
+        assert _observers.take_counts()["chain.counts"] == {logging.WARNING: 2}
+    finally:
+        _observers.stop_observing(seen_record)
+        log.removeHandler(sink)
+        log.propagate = True
+    assert logging.Logger.callHandlers is original
+    assert _observers.take_counts() == {}
+
+
+def test_a_record_the_tap_cannot_read_goes_on_to_the_handlers() -> None:
+    tap = _observers._Tap()
+    tap.wire = wire = _observers._Wire({})
+    passed: list[logging.LogRecord] = []
+    wrapper = _observers._tap_wrapper(tap, wire, lambda logger, record: passed.append(record))
+    log = logging.getLogger("strange.records")
+    for levelno in ("INFO", None, [20]):  # unorderable, or unhashable
+        record = log.makeRecord("strange.records", logging.INFO, __file__, 1, "x", (), None)
+        record.levelno = levelno  # type: ignore[assignment]
+        wrapper(log, record)
+    unhashable = log.makeRecord("strange.records", logging.INFO, __file__, 1, "x", (), None)
+    unhashable.name = ["a"]  # type: ignore[assignment]
+    wrapper(log, unhashable)
+    assert len(passed) == 4  # each went on, once, and nothing raised
+
+
+def test_the_programs_threads_stay_as_compact_as_the_recorder_found_them() -> None:
+    # reading a thread's __dict__ would make it keep a dict, and every later attribute access
+    # on it slower (for the main thread: every log record's thread name): see
+    # lensbook.skills._static. Neither a thread alive at start nor one started after is
+    def materialised(thread: threading.Thread) -> bool:
+        return any(type(r) is dict and "_name" in r for r in gc.get_referents(thread))
+
+    release = threading.Event()
+    before = threading.Thread(target=release.wait, name="alive-before", daemon=True)
+    before.start()
+    after = threading.Thread(target=release.wait, name="started-after", daemon=True)
+    try:
+        recorder.start("test", sample_interval=None)
+        after.start()
+        recorder.recorder.threads.settle()
+        recorder.recorder.flush()
+        assert recorder.recorder.threads.creator(before) is not None
+    finally:
+        recorder.stop("test")
+        release.set()
+        before.join(5)
+        after.join(5)
+    assert not materialised(before) and not materialised(after)
 
 
 class _Worker:

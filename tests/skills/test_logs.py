@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from lensbook.skills import _observers
 from lensbook.skills.base import render_output
 from lensbook.skills.logs import LogsSkill, parse_level
 from lensbook.skills.rules import Evidence
@@ -172,6 +173,7 @@ def test_a_tap_cut_out_of_the_chain_is_noticed_and_put_back() -> None:
         sk.close()
         if logging.Logger.callHandlers is not original:
             logging.Logger.callHandlers = original  # type: ignore[method-assign]
+    assert _observers._TAP.wrapper is None  # the cut-out ring's observer went too: no tap left
 
 
 def test_counts_by_level_and_logger(skill: LogsSkill) -> None:

@@ -94,7 +94,13 @@ class LogObserver:
                 at=now,
             )
             for (name, level), n in sorted(
-                (((name, level), n) for name, per in counts.items() for level, n in per.items()),
+                # (copied first: a logging thread that read the window before the swap may
+                # still add to it)
+                [
+                    ((name, level), n)
+                    for name, per in list(counts.items())
+                    for level, n in list(per.items())
+                ],
                 key=lambda kv: -kv[1],
             )
         ]

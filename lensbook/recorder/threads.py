@@ -258,7 +258,7 @@ def _module_level(obj: Any) -> bool:
         for part in qualname.split("."):
             # only through modules and classes, whose dicts are there anyway (an instance's
             # would be materialised: see `lensbook.skills._static`)
-            if not isinstance(found, (types.ModuleType, type)):
+            if not issubclass(type(found), (types.ModuleType, type)):  # (no __class__ read)
                 return False
             space = _GETATTRIBUTE(found, "__dict__")
             found = space.get(part) if isinstance(space, (dict, types.MappingProxyType)) else None
@@ -342,40 +342,41 @@ class ThreadObserver:
 
         def start(thread: threading.Thread) -> None:
             kind = None
-            # only the wrapper installed now records: an older one left in a chain (someone
-            # wrapped it after us) passes through
-            if observer._start_wrapper is start:
-                try:
-                    # `on_start`'s common case inlined, in as few steps as can be (in thread
-                    # churn every start runs with cold caches, where each step costs tenths of
-                    # a µs, an allocation most): a start of the target object started last from
-                    # this very call site, of a kind whose starts are no events now
-                    caller = getframe(1)
-                    target = thread._target  # type: ignore[attr-defined]
+            try:
+                # `on_start`'s common case inlined, in as few steps as can be (each costs ~30
+                # instructions, an allocation more): a start of the target object started last
+                # from this very call site, of a kind whose starts are no events now. This
+                # wrapper's `direct` is emptied when it is taken out: one left in someone's
+                # chain then finds nothing here, and passes through (the check below)
+                caller = getframe(1)
+                target = thread._target  # type: ignore[attr-defined]
+                tt = type(target)
+                if tt is _METHOD:
+                    target = target.__func__
                     tt = type(target)
-                    if tt is _METHOD:
-                        target = target.__func__
-                        tt = type(target)
-                    elif target is None:  # a subclass overriding run()
-                        target = type(thread)
-                        tt = type(target)
-                    # looked up by the object itself only where its hash and equality are its
-                    # identity (a function; a class whose metaclass is `type`): no user code
-                    kind = direct.get(target) if tt is _FUNCTION or tt is type else None
-                    if (
-                        kind is not None
-                        and kind.held_code is caller.f_code
-                        and kind.site_lasti == caller.f_lasti
-                    ):
-                        if type(thread) is _THREAD:  # (no subclass: no __setattr__ of theirs)
-                            thread._lensbook_kind = kind  # type: ignore[attr-defined]
-                        else:
-                            _SETATTR(thread, _KIND_ATTR, kind)
+                elif target is None:  # a subclass overriding run()
+                    target = type(thread)
+                    tt = type(target)
+                # looked up by the object itself only where its hash and equality are its
+                # identity (a function; a class whose metaclass is `type`): no user code
+                kind = direct.get(target) if tt is _FUNCTION or tt is type else None
+                if (
+                    kind is not None
+                    and kind.held_code is caller.f_code
+                    and kind.site_lasti == caller.f_lasti
+                ):
+                    if type(thread) is _THREAD:  # (no subclass: no __setattr__ of theirs)
+                        thread._lensbook_kind = kind  # type: ignore[attr-defined]
                     else:
-                        kind = None  # (not another site's kind, should on_start fail)
+                        _SETATTR(thread, _KIND_ATTR, kind)
+                else:
+                    kind = None  # (not another site's kind, should on_start fail)
+                    # only the wrapper installed now records: an older one left in a chain
+                    # (someone wrapped it after us) passes through
+                    if observer._start_wrapper is start:
                         kind = on_start(thread, caller)
-                except Exception:  # seeing a thread start must never stop it from starting
-                    pass
+            except Exception:  # seeing a thread start must never stop it from starting
+                pass
             try:
                 prev_start(thread)
             except BaseException:
@@ -445,6 +446,9 @@ class ThreadObserver:
         # a new install (the threads alive keep their kind)
         self.settle()
         self._start_wrapper = self._raw_wrapper = None
+        # the shortcut's table goes with its wrapper (see there); a new install starts its own
+        dead, self._direct = self._direct, {}
+        dead.clear()
         with self._lock:
             self._noted.clear()
 
@@ -511,6 +515,8 @@ class ThreadObserver:
                     direct.pop(kind.static_target, None)  # (a flush may have taken it)
                 kind.static_target = static
                 direct[static] = kind
+                if self._direct is not direct:  # taken out meanwhile: its table stays empty
+                    direct.pop(static, None)
         return kind
 
     def _start_seen(self, kind: _Kind, thread: threading.Thread) -> None:

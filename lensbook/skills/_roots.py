@@ -65,7 +65,7 @@ def known_root(holder: Any, held: Any) -> str | None:
         return f"the cache of @functools.lru_cache {module}.{qualname}"
     if holder is sys.modules:
         return "sys.modules"
-    if isinstance(holder, logging.Logger) and stored_attr(holder, "handlers") is held:
+    if issubclass(type(holder), logging.Logger) and stored_attr(holder, "handlers") is held:
         return f"the handler list of logger {holder.name!r}"
     helpers = sys.modules.get("matplotlib._pylab_helpers")
     gcf = getattr(helpers, "Gcf", None)

@@ -13,25 +13,97 @@ So an instance's attribute is read with `stored_attr`. The class chain's own dic
 proxies: nothing is materialised) say whether the name is computed there (a property, a
 method, any descriptor but a ``__slots__`` member: that would run code, so it is not read);
 the value is then read with ``object.__getattribute__``, which neither runs a class's
-``__getattribute__``/``__getattr__`` nor asks for the instance's dict.
+``__getattribute__``/``__getattr__`` nor asks for the instance's dict. What an instance holds
+is `stored_values` (the garbage collector's view: no names); its attributes by name are
+`stored_attrs` (for an inline instance, the names its classes' methods use).
 """
 
 from __future__ import annotations
 
+import gc
 import types
 from typing import Any
 
-__all__ = ["stored_attr"]
+__all__ = ["is_own_dict", "stored_attr", "stored_attrs", "stored_values"]
 
 _MISSING = object()
 _MEMBER = types.MemberDescriptorType
 _GETATTRIBUTE = object.__getattribute__
+# a class's MRO, dict and flags read past any metaclass's __getattribute__
+_MRO = type.__dict__["__mro__"].__get__
+_CLASS_DICT = type.__dict__["__dict__"].__get__
+_FLAGS = type.__dict__["__flags__"].__get__
+_DICT_OFFSET = type.__dict__["__dictoffset__"].__get__
+#: Py_TPFLAGS_MANAGED_DICT (3.11+): the instances keep their attributes inline until their
+#: __dict__ is asked for
+_MANAGED_DICT = 1 << 4
 
 
 def _computes(value: Any) -> bool:
     """Whether `value`, found in a class, is a descriptor (reading it through an instance
     would call its ``__get__``)."""
-    return any("__get__" in vars(klass) for klass in type(value).__mro__)
+    return any("__get__" in _CLASS_DICT(klass) for klass in _MRO(type(value)))
+
+
+def _inline(klass: type) -> bool:
+    return bool(_FLAGS(klass) & _MANAGED_DICT)
+
+
+def stored_values(obj: Any) -> list[Any] | None:
+    """What `obj` holds in its attributes (inline values or its dict, and ``__slots__``), as
+    the garbage collector sees them: nothing is materialised. None for an object whose class
+    does not keep attributes inline (its ``__dict__``, if any, is a plain dict: read that)."""
+    klass = type(obj)
+    if not _inline(klass):
+        return None
+    return [r for r in gc.get_referents(obj) if r is not klass]
+
+
+def _names_stored_by(klass: type) -> set[str]:
+    """The attribute names the methods of `klass` and its bases use (``self.x = ...`` among
+    them): the candidates for an inline instance's attribute names, read from code objects."""
+    names: set[str] = set()
+    for owner in _MRO(klass):
+        for value in list(_CLASS_DICT(owner).values()):
+            if type(value) in (staticmethod, classmethod):
+                value = value.__func__
+            if type(value) is not types.FunctionType:
+                continue
+            code = value.__code__
+            names.update(code.co_names)
+            for const in code.co_consts:
+                if type(const) is types.CodeType:
+                    names.update(const.co_names)
+    return names
+
+
+def stored_attrs(obj: Any) -> dict[str, Any] | None:
+    """`obj`'s own attributes by name, read without running its code or materialising its
+    dict. For an instance that keeps them inline, the names are those its classes' methods
+    use (one set from elsewhere is not found); None for an object without attributes."""
+    klass = type(obj)
+    if not _inline(klass):
+        try:
+            found = _GETATTRIBUTE(obj, "__dict__")  # (a plain dict already: nothing changes)
+        except Exception:
+            return None
+        return dict(found) if type(found) is dict else None
+    try:
+        in_classes = {name for owner in _MRO(klass) for name in _CLASS_DICT(owner)}
+        slots = {
+            name
+            for owner in _MRO(klass)
+            for name, value in _CLASS_DICT(owner).items()
+            if type(value) is _MEMBER
+        }
+        attrs: dict[str, Any] = {}
+        for name in (_names_stored_by(klass) - in_classes) | slots:
+            value = stored_attr(obj, name, _MISSING)
+            if value is not _MISSING:
+                attrs[name] = value
+        return attrs
+    except Exception:
+        return None
 
 
 def stored_attr(obj: Any, name: str, default: Any = None) -> Any:
@@ -39,8 +111,8 @@ def stored_attr(obj: Any, name: str, default: Any = None) -> Any:
     class), or `default` where it has none or it would be computed by code."""
     klass = type(obj)
     try:
-        for owner in klass.__mro__:
-            found = vars(owner).get(name, _MISSING)
+        for owner in _MRO(klass):
+            found = _CLASS_DICT(owner).get(name, _MISSING)
             if found is _MISSING:
                 continue
             if type(found) is _MEMBER:  # a __slots__ attribute: read in C
@@ -51,3 +123,20 @@ def stored_attr(obj: Any, name: str, default: Any = None) -> Any:
         return _GETATTRIBUTE(obj, name)
     except Exception:  # (AttributeError: not set; anything else: an object of a strange make)
         return default
+
+
+def is_own_dict(owner: Any, namespace: dict[Any, Any]) -> bool:
+    """Whether `namespace` is `owner`'s own ``__dict__`` (one it already has: asking would make
+    one): held by it, as the gc sees it, and not as one of its attributes' values."""
+    klass = type(owner)
+    if not _DICT_OFFSET(klass) or issubclass(klass, (types.FrameType, type)):
+        return False  # (its instances have no __dict__; a frame's or class's is not one)
+    if not _inline(klass):
+        try:  # (a plain dict already: reading it makes nothing)
+            return _GETATTRIBUTE(owner, "__dict__") is namespace
+        except Exception:
+            return False
+    # inline attributes: a dict it holds is its __dict__ (materialised) or an attribute's value
+    if not any(r is namespace for r in gc.get_referents(owner)):
+        return False
+    return not any(v is namespace for v in (stored_attrs(owner) or {}).values())

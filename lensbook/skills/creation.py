@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from lensbook.skills import intrusion
+from lensbook.skills._static import stored_values
 
 __all__ = ["created_where"]
 
@@ -104,13 +105,16 @@ def _traceback_of(obj: Any) -> tracemalloc.Traceback | None:
     tb = tracemalloc.get_object_traceback(obj)
     if tb is not None:
         return tb
-    try:
-        attrs = object.__getattribute__(obj, "__dict__")
-    except (AttributeError, TypeError):
-        return None
-    if not isinstance(attrs, dict):
-        return None
-    for value in list(attrs.values()):
+    values = stored_values(obj)  # (its __dict__ is not asked for: see lensbook.skills._static)
+    if values is None:
+        try:
+            attrs = object.__getattribute__(obj, "__dict__")
+        except (AttributeError, TypeError):
+            return None
+        if not isinstance(attrs, dict):
+            return None
+        values = list(attrs.values())
+    for value in values:
         if value is None or (isinstance(value, (bool, int)) and -5 <= int(value) <= 256):
             continue  # shared singletons and small ints were not made by this object
         tb = tracemalloc.get_object_traceback(value)

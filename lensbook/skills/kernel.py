@@ -26,6 +26,7 @@ import psutil
 
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _shell
+from lensbook.skills._static import stored_attr, stored_values
 from lensbook.skills._units import MB, mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import CellErrorsSinceLoad
@@ -135,6 +136,9 @@ def _pandas_size(obj: Any, sizer: _Sizer) -> int | None:
     return None
 
 
+_UNSET = object()
+
+
 class _Sizer:
     """Deep size with bounded recursion: depth, items per container, items per value, time."""
 
@@ -181,6 +185,10 @@ class _Sizer:
             children, count = _dict_items(obj), len(obj) * 2
         elif isinstance(obj, (list, tuple, set, frozenset, deque)):
             children, count = iter(obj), len(obj)
+        elif (held := stored_values(obj)) is not None:
+            # attributes kept inline: read as the gc sees them (asking for the __dict__ would
+            # make the object keep one for life, slower: see lensbook.skills._static)
+            children, count = iter(held), len(held)
         else:
             # object.__getattribute__: no user __getattr__ (a proxy could do I/O) is run
             attrs = _raw_attr(obj, "__dict__")
@@ -851,8 +859,9 @@ def _namespace_refs(
             count(value)
     hook = shell.displayhook
     for attr in ("_", "__", "___"):
-        if attr in vars(hook):
-            count(vars(hook)[attr])
+        held = stored_attr(hook, attr, _UNSET)
+        if held is not _UNSET:
+            count(held)
     results = {
         id(r): r
         for r in (shell.last_execution_result, getattr(hook, "exec_result", None))

@@ -46,6 +46,7 @@ from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._retained import RawTrace, Watch, container_of
 from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
 from lensbook.skills._stacks import source_line
+from lensbook.skills._static import is_own_dict, stored_attrs
 from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, outgoing, probe
@@ -643,6 +644,10 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
     for name in (slots,) if isinstance(slots, str) else slots:
         if getattr(holder, name, None) is held:
             return f".{name}"
+    # an instance keeping its attributes inline (no dict between it and `held`)
+    for name, value in (stored_attrs(holder) or {}).items():
+        if value is held:
+            return f".{name}"
     return ""
 
 
@@ -663,7 +668,7 @@ def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
             if isinstance(owner, type):
                 if any(r is namespace for r in gc.get_referents(owner)):
                     return owner
-            elif type(owner).__dictoffset__ and getattr(owner, "__dict__", None) is namespace:
+            elif is_own_dict(owner, namespace):  # (asking for its __dict__ would make one)
                 return owner
         return None
     finally:
@@ -700,6 +705,12 @@ def _referrer_chain(
                 for holder, held in path:
                     edge = _edge(holder, held, share_values)
                     hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
+                top, top_held = found_root
+                if root.startswith("module global") and not isinstance(top, dict):
+                    # a global object holding it in an attribute: which one
+                    edge = _edge(top, top_held, share_values)
+                    if edge.startswith("."):
+                        hops.append(f"{_describe(top)} {edge}")
                 hops.append(f"held by {root}")
         if roots is not None and found_root is not None and hops[-1].startswith("held by"):
             roots.append(found_root)

@@ -37,7 +37,7 @@ from lensbook.skills._frames import first_user_frame, origin, short_path
 from lensbook.skills._stacks import describe_frame, format_stack, source_line
 from lensbook.skills._stacks import frames_of as _frames_of
 from lensbook.skills._stacks import qualname as _qualname
-from lensbook.skills._static import stored_attr
+from lensbook.skills._static import is_own_dict, stored_attr, stored_attrs
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
 from lensbook.skills.redact import clip
@@ -299,7 +299,7 @@ def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
         raise LookupError(expr.id)
     if isinstance(expr, ast.Attribute):
         base = resolve_expr(expr.value, frame)
-        if not isinstance(base, type):
+        if not issubclass(type(base), type):
             # an instance's (or a module's) attribute as stored; a property or method (which
             # would run code) is not read (nor is its __dict__: see `lensbook.skills._static`)
             value = stored_attr(base, expr.attr, _UNSET)
@@ -408,7 +408,9 @@ def _reachable_locks(frame: types.FrameType, depth: int = 2, limit: int = 2000) 
     for _ in range(depth + 1):
         nxt: list[Any] = []
         for obj in layer:
-            if id(obj) in seen or isinstance(obj, (type, types.ModuleType, types.FrameType)):
+            if id(obj) in seen or issubclass(
+                type(obj), (type, types.ModuleType, types.FrameType)
+            ):  # (by the type itself: isinstance may read a computed __class__)
                 continue
             seen.add(id(obj))
             lock = _as_lock(obj)
@@ -448,11 +450,12 @@ def _lock_state(lock: Any) -> tuple[bool | None, int | None]:
 
 def _as_lock(obj: Any) -> Any:
     """The lock behind `obj`: itself, or the lock a Condition wraps (None for anything else)."""
-    if isinstance(obj, _LOCK_TYPES):
+    # (by the type itself: isinstance would read a __class__ the object may compute)
+    if issubclass(type(obj), _LOCK_TYPES):
         return obj
-    if isinstance(obj, threading.Condition):
+    if issubclass(type(obj), threading.Condition):
         inner = stored_attr(obj, "_lock")
-        return inner if isinstance(inner, _LOCK_TYPES) else None
+        return inner if issubclass(type(inner), _LOCK_TYPES) else None
     return None
 
 
@@ -707,15 +710,12 @@ def _pool_of(thread: threading.Thread) -> Any:
     return args[0]()
 
 
-def _instance_dict(obj: Any) -> dict[str, Any] | None:
-    """An instance's attribute dict, read without running any of its class's code."""
-    if isinstance(obj, (dict, list, tuple, set, frozenset, types.FrameType, type)):
+def _instance_attrs(obj: Any) -> dict[str, Any] | None:
+    """An instance's attributes by name, read without running any of its class's code or
+    materialising its dict (see `lensbook.skills._static`)."""
+    if issubclass(type(obj), (dict, list, tuple, set, frozenset, types.FrameType, type)):
         return None
-    try:
-        found = object.__getattribute__(obj, "__dict__")
-    except (AttributeError, TypeError):
-        return None
-    return found if isinstance(found, dict) else None
+    return stored_attrs(obj)
 
 
 def _held_by(obj: Any) -> str | None:
@@ -729,10 +729,10 @@ def _held_by(obj: Any) -> str | None:
                 continue
             if "__builtins__" in ref and isinstance(ref.get("__name__"), str):
                 return f"global {name!r} of module {ref['__name__']}"
-            owners = [o for o in _heap.referrers(ref) if _instance_dict(o) is ref]
+            owners = [o for o in _heap.referrers(ref) if is_own_dict(o, ref)]
         else:
             # an instance whose attributes live inline (no dict object until one is asked for)
-            attrs = _instance_dict(ref)
+            attrs = _instance_attrs(ref)
             name = next((k for k, v in attrs.items() if v is obj), None) if attrs else None
             owners = [ref] if name is not None else []
         for owner in owners:

@@ -441,6 +441,32 @@ def test_a_restart_over_a_hook_that_wrapped_ours_neither_loops_nor_counts_twice(
         sys.excepthook = original
 
 
+def test_a_start_wrapper_left_in_a_chain_counts_no_start_twice() -> None:
+    original = threading.Thread.start
+    try:
+        recorder.start("api", sample_interval=None)
+        ours = threading.Thread.start
+
+        def theirs(thread: threading.Thread) -> None:  # wraps ours, stays
+            ours(thread)
+
+        threading.Thread.start = theirs  # type: ignore[method-assign]
+        recorder.stop()  # ours cannot be taken out: it stays in their chain, passing through
+        recorder.clear()
+        recorder.start("api", sample_interval=None)  # a new one on top of theirs
+        for _ in range(12):  # past the gate's five: the shortcut's starts too
+            t = threading.Thread(target=_one_kind_of_thread)
+            t.start()
+            t.join()
+        observer = recorder.recorder.threads
+        [kind] = [k for k in observer._kinds.values() if k.target.endswith("_one_kind_of_thread")]
+        assert kind.started == 12
+        assert list(observer._direct.values()) == [kind]
+    finally:
+        recorder.stop()
+        threading.Thread.start = original  # type: ignore[method-assign]
+
+
 def test_threads_started_by_the_thread_module_are_seen_with_their_deaths(
     recording: None,
 ) -> None:

@@ -296,3 +296,20 @@ def test_pandas_and_numpy_types_are_named_plainly(shell: Any, skill: KernelSkill
     rows = {r["name"]: r for r in rendered(skill.variables())["top"]}
     assert rows["series"]["type"] == "pandas.Series"
     assert rows["series"]["dtype"] == "int64"
+
+
+class _Compact:
+    def __init__(self) -> None:
+        self.payload = bytearray(10_000)
+
+
+def test_sizing_an_object_leaves_it_as_compact_as_it_was() -> None:
+    import gc
+
+    from lensbook.skills.kernel import deep_size
+
+    obj = _Compact()
+    size, _ = deep_size(obj)
+    assert size >= 10_000  # what it holds was walked
+    # no dict was made for it (a __dict__ read would: every later access slower)
+    assert not any(type(r) is dict and "payload" in r for r in gc.get_referents(obj))

@@ -129,3 +129,26 @@ def test_a_lock_taken_in_one_function_and_never_released_is_reported_as_a_stall(
     assert "'payer' has waited" in finding.observation
     assert "test_lock_lookup.py:" in finding.observation
     assert "<locals>.pay `with account.lock:`" in finding.observation
+
+
+def test_a_lookup_runs_no_code_of_an_object_that_computes_its_class() -> None:
+    import sys
+
+    from lensbook.skills.threads import resolve_expr
+
+    ran: list[str] = []
+
+    class Lazy:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+
+        @property  # type: ignore[misc]
+        def __class__(self) -> type:  # (as a lazy proxy's: its factory would run)
+            ran.append("__class__")
+            raise RuntimeError("set-up ran")
+
+    holder = Lazy()
+    import ast
+
+    value = resolve_expr(ast.parse("holder.lock", mode="eval").body, sys._getframe())
+    assert value is holder.lock and ran == []

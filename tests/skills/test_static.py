@@ -3,7 +3,7 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-from lensbook.skills._static import stored_attr
+from lensbook.skills._static import is_own_dict, stored_attr, stored_attrs, stored_values
 
 
 def _has_a_dict(obj: object, key: str) -> bool:
@@ -72,3 +72,72 @@ def test_reading_leaves_the_object_as_compact_as_it_was() -> None:
     assert not _has_a_dict(read, "value")
     vars(control)  # (what the check sees when a read does materialise it)
     assert _has_a_dict(control, "value")
+
+
+class _Meta(type):
+    seen: list[str] = []  # noqa: RUF012
+
+    def __getattribute__(cls, name: str) -> Any:
+        _Meta.seen.append(name)
+        return super().__getattribute__(name)
+
+
+class _WithMeta(metaclass=_Meta):
+    def __init__(self) -> None:
+        self.value = 1
+
+
+class _Inline:
+    def __init__(self) -> None:
+        self.pool = ["held"]
+        self.set_later: object = None
+
+    def rename(self) -> None:
+        self.renamed = "x"
+
+
+def test_a_metaclass_s_attribute_hook_does_not_run() -> None:
+    obj = _WithMeta()
+    _Meta.seen.clear()
+    assert stored_attr(obj, "value") == 1
+    assert _Meta.seen == []
+
+
+def test_values_and_names_are_read_without_a_dict() -> None:
+    obj = _Inline()
+    obj.rename()
+    values = stored_values(obj)
+    assert values is not None and any(v is obj.pool for v in values)
+    attrs = stored_attrs(obj)
+    assert attrs == {"pool": ["held"], "set_later": None, "renamed": "x"}
+    assert not _has_a_dict(obj, "pool")
+    assert stored_values(_Slotted()) is None  # (no inline attributes: its slots are read)
+
+
+def test_an_object_whose_dict_is_a_plain_one_is_read_as_it_is() -> None:
+    def handler() -> None:
+        pass
+
+    handler.retries = 3  # type: ignore[attr-defined]  # (a function's __dict__ is a real dict)
+    assert stored_attrs(handler) == {"retries": 3}
+
+
+def test_a_dict_is_an_objects_own_only_when_it_is_its_dict() -> None:
+    holder = _Inline()
+    held = {"k": 1}
+    holder.pool = held  # type: ignore[assignment]  # a dict as an attribute's value
+    assert not is_own_dict(holder, held)
+    materialised = _Inline()
+    own = vars(materialised)
+    assert is_own_dict(materialised, own)
+
+    def closure() -> dict[str, int]:
+        return held
+
+    cell = closure.__closure__[0]  # type: ignore[index]  # holds it, has no __dict__
+    assert not is_own_dict(cell, held)
+
+    def handler() -> None:
+        pass
+
+    assert is_own_dict(handler, handler.__dict__) and not is_own_dict(handler, held)

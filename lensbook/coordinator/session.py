@@ -65,8 +65,10 @@ AGENT_TOOLS = (
 
 #: seconds the coordinator gives its operators, all at once, to stop and hand back their runs
 SHUTDOWN_SECONDS = 5.0
-#: how long after the coordinator's deadline an operator's own time limit ends its run
-DEADLINE_BACKSTOP_SECONDS = 2.0
+#: how long after the coordinator's deadline an operator's own time limit ends its run: as
+#: long as the coordinator gives its operators to stop, so the deadline's stop ("stopped")
+#: reaches them first even on a loaded machine (at 2 s a clean-clone CI run saw "timeout")
+DEADLINE_BACKSTOP_SECONDS = SHUTDOWN_SECONDS
 #: cap on one tool's output the model sees
 TOOL_MAX_CHARS = 12_000
 #: how much of a tool's output its ``coordinator_tool_result`` event keeps

@@ -94,3 +94,21 @@ def test_gc_history_rule_tells_the_pauses_since_load() -> None:
         == []
     )
     assert "gc_pause" in recorder.KINDS and "gc_pause" in recorder.CAPS
+
+
+def test_one_long_full_collection_is_information_and_repeated_ones_a_warning() -> None:
+    now = time.time()
+
+    def pause(ms: float, at: float) -> dict[str, object]:
+        detail = {"duration_ms": ms, "threshold_ms": 50.0, "collected": 1, "uncollectable": 0}
+        return {"id": f"h{at}", "time": at, "kind": "gc_pause", "source": "gc", "detail": detail}
+
+    def judged(*pauses: dict[str, object]) -> str:
+        ev = Evidence(context={}, snapshots=[{}], snapshot_ids=["s1"], snapshot_times=[now])
+        ev.history = list(pauses)
+        (finding,) = GcPausesSinceLoad().judge(ev)
+        return finding.severity
+
+    assert judged(pause(352.0, now - 6)) == "info"  # (a healthy ETL in a large heap saw one)
+    assert judged(pause(352.0, now - 60), pause(400.0, now - 6)) == "warning"
+    assert judged(pause(80.0, now - 60), pause(90.0, now - 6)) == "info"

@@ -710,14 +710,6 @@ def _pool_of(thread: threading.Thread) -> Any:
     return args[0]()
 
 
-def _instance_attrs(obj: Any) -> dict[str, Any] | None:
-    """An instance's attributes by name, read without running any of its class's code or
-    materialising its dict (see `lensbook.skills._static`)."""
-    if issubclass(type(obj), (dict, list, tuple, set, frozenset, types.FrameType, type)):
-        return None
-    return stored_attrs(obj)
-
-
 def _held_by(obj: Any) -> str | None:
     """One referrer of `obj`, named as its user would: ``attribute 'pool' of ReportHandler
     (file:line of the class)`` or ``global 'pool' of module m``; None for anything else."""
@@ -732,7 +724,7 @@ def _held_by(obj: Any) -> str | None:
             owners = [o for o in _heap.referrers(ref) if is_own_dict(o, ref)]
         else:
             # an instance whose attributes live inline (no dict object until one is asked for)
-            attrs = _instance_attrs(ref)
+            attrs = stored_attrs(ref)  # (None for a container, a frame, a class)
             name = next((k for k, v in attrs.items() if v is obj), None) if attrs else None
             owners = [ref] if name is not None else []
         for owner in owners:

@@ -43,15 +43,23 @@ answers "started before lensbook loaded; runs fn at file:line" for them instead 
 Per thread start the hot path is a frame walk of a few steps (whether a code object is the
 stdlib's is cached) and a few dict updates, with no lock. Most starts take a shortcut past it:
 the user's code starting, from a call site seen before, the same target object (a function
-without a closure, a class, a bound method's function) as last time, once its kind's starts
-are no events: one dict lookup by the target, the call site's code and offset compared, and
-the attribute. In thread churn every start runs with cold caches, where each of those steps costs
-tenths of a microsecond: about 1.5 µs of CPU next to the 50-80 µs a bare start-and-join costs
-(`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
-never a thread. The first few threads per kind and minute become ``thread_started`` events,
-and their ends (and those of the threads that died) ``thread_ended`` events; every flush adds
-one ``thread_growth`` event per kind that started or ended threads since the last flush, with
-the number alive.
+without a closure, a class, a bound method's function) as last time, once its kind's starts are
+no events: one dict lookup by the target, one comparison and the attribute. The call site (the
+caller's frame, its code and offset: a third of the shortcut's instructions) is compared at
+random gaps of 1 to 32 starts of the kind (~1 in 16; random, so that no periodic pattern of
+starts hides a site); a start of the same target from another site in between is counted in the
+kind of the site last compared (and `creator` names that site). So when one target object is
+started from two or more sites, the split of its starts among them is an estimate (off by at
+most 31 starts per change from one site to another), while its total, each kind's ends against
+its own starts, and the first starts' events are exact; a target started from one site, the
+common case, loses nothing. A shortcut start costs about 2,300 instructions next to the ~98,000
+of a bare start-and-join (`benchmarks/bench_recorder_instructions.py`); in thread churn every
+start runs with cold caches, where each of its steps costs tenths of a microsecond
+(`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count, never
+a thread. The first few threads per kind and minute become ``thread_started`` events, and their
+ends (and those of the threads that died) ``thread_ended`` events; every flush adds one
+``thread_growth`` event per kind that started or ended threads since the last flush, with the
+number alive.
 """
 
 from __future__ import annotations
@@ -377,7 +385,7 @@ class ThreadObserver:
                         target = type(thread)
                     tt = type(target)
                     kind = direct.get(target) if tt is _FUNCTION or tt is type else None
-                # the call site (the caller's code and offset, two-thirds of this path's cost)
+                # the call site (the caller's code and offset, a third of this path's cost)
                 # is compared at random gaps, ~1 start in 16 (see `_site_checked`)
                 if kind is not None and (
                     kind.started < kind.site_check_at or _site_checked(kind, getframe(1))

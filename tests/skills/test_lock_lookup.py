@@ -6,14 +6,14 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from lensbook.scenarios.ring_deadlock import start_ring
 from lensbook.skills.base import render_output
 from lensbook.skills.rules import Evidence
-from lensbook.skills.threads import LockContention, ThreadsSkill
+from lensbook.skills.threads import Deadlock, LockContention, ThreadsSkill
 from tests.skills._probes import unmarked
 
 
@@ -49,6 +49,66 @@ class Account:
 
 def take(account: Account) -> None:
     account.lock.acquire()  # acquired here, released (never) elsewhere
+
+
+def take_and_return(lock: Any) -> None:
+    lock.acquire()  # returns still holding it: no live frame shows the lock taken
+
+
+def _ring_station(locks: list[Any], i: int, ready: threading.Barrier, breaking: Any) -> None:
+    take_and_return(locks[i])
+    ready.wait()
+    try:
+        locks[(i + 1) % len(locks)].acquire()
+        locks[(i + 1) % len(locks)].release()
+        locks[i].release()
+    except RuntimeError:  # its own lock was released by the test, to break the ring
+        if not breaking.is_set():
+            raise
+
+
+def _start_ring(locks: list[Any], unblock: Callable[[], object]) -> Callable[[], None]:
+    """Threads ``ring-0`` .. ``ring-N`` each take ``locks[i]`` in a function that returns, then
+    wait for ``locks[i + 1]``: a cycle. The cleanup runs `unblock`, which frees ``locks[0]``."""
+    ready = threading.Barrier(len(locks))
+    breaking = threading.Event()
+    threads = [
+        threading.Thread(
+            target=_ring_station, args=(locks, i, ready, breaking), name=f"ring-{i}", daemon=True
+        )
+        for i in range(len(locks))
+    ]
+    for t in threads:
+        t.start()
+
+    def cleanup() -> None:
+        breaking.set()
+        ready.abort()
+        unblock()
+        for t in threads:
+            t.join(10)
+        assert not any(t.is_alive() for t in threads)
+
+    return cleanup
+
+
+class WatchedRLock(threading._CRLock):  # type: ignore[misc,name-defined]
+    """A C RLock subclass whose repr is the program's code: the skill must never call it."""
+
+    reprs: ClassVar[list[str]] = []
+
+    def __repr__(self) -> str:
+        WatchedRLock.reprs.append("ran")
+        return "<locked WatchedRLock object owner=1 count=1 at 0x1>"
+
+
+# the kinds of RLock, each with the way a test may free one held by another thread (the stdlib
+# Condition's own _release_save: it does not check the owner)
+RLOCKS = {
+    "C RLock": threading.RLock,
+    "pure-Python RLock": threading._RLock,
+    "C RLock subclass with its own __repr__": WatchedRLock,
+}
 
 
 @pytest.fixture
@@ -152,3 +212,65 @@ def test_a_lookup_runs_no_code_of_an_object_that_computes_its_class() -> None:
 
     value = resolve_expr(ast.parse("holder.lock", mode="eval").body, sys._getframe())
     assert value is holder.lock and ran == []
+
+
+@pytest.mark.parametrize("kind", list(RLOCKS))
+def test_a_ring_of_rlocks_taken_in_returned_functions_names_every_holder(
+    skill: ThreadsSkill, kind: str
+) -> None:
+    locks = [RLOCKS[kind]() for _ in range(3)]
+    WatchedRLock.reprs.clear()
+    cleanup = _start_ring(locks, unblock=lambda: locks[0]._release_save())
+    try:
+        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 3, "three blocked threads")
+        result = _deadlocks(skill)
+    finally:
+        cleanup()
+    (cycle,) = result["deadlocks"]
+    assert sorted(cycle["threads"]) == ["ring-0", "ring-1", "ring-2"]
+    for step in cycle["cycle"]:
+        i = int(step["thread"][-1])
+        # the owner the RLock recorded, though the function that took it has returned
+        assert step["held_by"] == [f"ring-{(i + 1) % 3}"]
+        assert step["waits_for"] == f"locks[(i + 1) % len(locks)] (locks[{(i + 1) % 3}])"
+        assert step["lock_type"] == "RLock" and step["lock_locked"] is True
+        assert "in _ring_station" in step["at"]
+        (held,) = step["holds"]
+        assert held["lock"] == f"locks[(i + 1) % len(locks)] (locks[{i}])"
+        assert held["taken"].startswith("owner recorded by the RLock")
+    ev = Evidence(context={}, results={"threads_deadlocks": [({}, result)]})
+    (finding,) = Deadlock().judge(ev)
+    for i in range(3):
+        assert f"thread 'ring-{i}' holds locks[(i + 1) % len(locks)] (locks[{i}])" in (
+            finding.observation
+        )
+        assert f"(held by 'ring-{(i + 1) % 3}')" in finding.observation
+    assert WatchedRLock.reprs == []  # (the subclass's __repr__ never ran)
+
+
+def test_a_ring_of_plain_locks_taken_in_returned_functions_is_reported_as_a_stall(
+    skill: ThreadsSkill,
+) -> None:
+    # a plain Lock records no owner: no cycle can be proven, the long waits are reported
+    locks = [threading.Lock() for _ in range(3)]
+    cleanup = _start_ring(locks, unblock=locks[0].release)
+    try:
+        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 3, "three blocked threads")
+        result = _deadlocks(skill, recheck_after_s=3.0)
+    finally:
+        cleanup()
+    assert result["deadlocks"] == []
+    blocked = sorted(result["blocked"], key=lambda b: str(b["thread"]))
+    assert [b["thread"] for b in blocked] == ["ring-0", "ring-1", "ring-2"]
+    for i, entry in enumerate(blocked):
+        assert entry["waits_for"] == f"locks[(i + 1) % len(locks)] (locks[{(i + 1) % 3}])"
+        assert entry["held_by"] is None and entry["lock_type"] == "Lock"
+        assert "a function that has returned" in entry["holder_note"]
+        assert entry["waited_s"] >= 2.5
+    ev = Evidence(context={}, results={"threads_deadlocks": [({}, result)]})
+    (finding,) = LockContention().judge(ev)
+    assert finding.anomaly_type == "lock_wait_stalled" and finding.severity == "warning"
+    assert "Threads 'ring-" in finding.observation
+    for i in range(3):
+        assert f"'ring-{i}' has waited" in finding.observation
+    assert "in _ring_station `locks[(i + 1) % len(locks)].acquire()`" in finding.observation

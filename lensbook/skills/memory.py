@@ -759,8 +759,10 @@ def _search_root(
                         path.append((node, held_by[id(node)]))
                         node = held_by[id(node)]
                     path.reverse()
-                    # the root's own hop is named by the root, not listed as a holder
-                    return path[:-1], root, (ref, held)
+                    # the root's own hop is named by the root, not listed as a holder (for a
+                    # class attribute, the class's namespace dict below it as well)
+                    own_hops = 2 if root.startswith("class attribute") else 1
+                    return path[:-own_hops], root, (ref, held)
                 if len(upper) < _SEARCH_WIDTH:
                     upper.append(ref)
             del referrers
@@ -1923,7 +1925,8 @@ def _best_referrers(ev: Evidence) -> dict[str, Any]:
 
     def rank(result: dict[str, Any]) -> int:
         chains = [c for c in result.get("chains") or [] if isinstance(c, dict)]
-        if any(c.get("fix") for c in chains):
+        # (a class attribute has a fix too, but a well-known retainer names the cause better)
+        if any(c.get("fix") and "class attribute" not in str(c.get("chain")) for c in chains):
             return 3
         if any(
             "module global" in str(c.get("chain")) or "class attribute" in str(c.get("chain"))

@@ -181,8 +181,7 @@ def test_objects_of_a_module_reachable_only_through_sys_modules_name_its_global(
 ) -> None:
     chains = _chains(f"{plugin}.Widget", samples=4)
     assert [c["chain"] for c in chains] == [
-        f"{plugin}.Widget object <- list (len 30) (item) <- held by module global "
-        f"{plugin}.WIDGETS"
+        f"{plugin}.Widget object <- list (len 30) (item) <- held by module global {plugin}.WIDGETS"
     ]
 
 

@@ -518,15 +518,17 @@ def _waiting(frame: types.FrameType, call: str) -> _Activity:
     return _Activity("waiting", frame, call=call)
 
 
-def _activity(frame: types.FrameType, cheap: bool = False) -> _Activity:
-    """What a thread is doing; never raises (a frame it cannot read counts as running)."""
+def _activity(frame: types.FrameType, cheap: bool = False, thread: int | None = None) -> _Activity:
+    """What a thread is doing; never raises (a frame it cannot read counts as running).
+    `thread` is the frame's thread ident, where known: an RLock it owns is not one it waits for.
+    """
     try:
-        return _classify(frame, cheap)
+        return _classify(frame, cheap, thread)
     except Exception:  # exotic objects, unreadable source: a probe must still answer
         return _Activity("running", frame)
 
 
-def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
+def _classify(frame: types.FrameType, cheap: bool = False, thread: int | None = None) -> _Activity:
     """Classify a thread by its innermost Python frame.
 
     With `cheap`, the source is read only when the frame may be taking a lock (a ``with``, or
@@ -575,7 +577,7 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
             # a lock returned by a call, or an expression we may not evaluate: the lock taken
             # is one the frame can reach; if exactly one of those is locked and not held by
             # this very thread, that is the one it waits for
-            obj = None if cheap else _only_locked_candidate(frame)
+            obj = None if cheap else _only_locked_candidate(frame, thread)
         lock = _as_lock(obj)
         if lock is not None:
             name = _lock_label(target, frame)
@@ -583,7 +585,7 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
             if origin == "stdlib" and caller is not None:
                 # inside Condition.__enter__ and the like: name the lock as the caller does
                 # (a Python RLock blocks on its inner lock: the caller's RLock is the one taken)
-                outer = _activity(caller)
+                outer = _activity(caller, thread=thread)
                 if outer.lock is not None and _wraps(outer.lock, lock):
                     lock = outer.lock
                     name, frame, call = outer.lock_name or name, caller, outer.call or call
@@ -600,12 +602,30 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
     return _Activity("running", frame, call=call)
 
 
-def _only_locked_candidate(frame: types.FrameType) -> Any:
-    mine = {id(lock) for lock, *_ in _held_locks(_frames_of(frame))}
+def _only_locked_candidate(frame: types.FrameType, thread: int | None = None) -> Any:
+    mine = {id(lock) for lock, *_ in _held_locks(_frames_of(frame), thread=thread)}
     locked = [
-        lock for lock in _reachable_locks(frame) if id(lock) not in mine and _lock_state(lock)[0]
+        lock
+        for lock in _reachable_locks(frame)
+        if id(lock) not in mine and _locked_by_other(lock, thread)
     ]
     return locked[0] if len(locked) == 1 else None
+
+
+def _locked_by_other(lock: Any, thread: int | None) -> bool:
+    """Whether `lock` is locked and may be held by a thread other than `thread`: not an RLock
+    whose recorded owner is `thread` itself (taken in a function that has returned, say)."""
+    locked, owner = _lock_state(lock)
+    return bool(locked) and (thread is None or owner != thread)
+
+
+def _held_by_thread(lock: Any, thread: int | None, unknown: bool = False) -> bool:
+    """Whether `lock` is locked and, if it records an owner and `thread` is known, owned by
+    `thread`; a lock whose state cannot be read counts as `unknown`."""
+    locked, owner = _lock_state(lock)
+    if locked is None:
+        return unknown
+    return locked and (thread is None or owner is None or owner == thread)
 
 
 def _short_text(text: str, limit: int = 100) -> str:
@@ -613,12 +633,17 @@ def _short_text(text: str, limit: int = 100) -> str:
 
 
 def _held_locks(
-    frames: Sequence[types.FrameType], skip: Any = None, wanted: dict[int, Any] | None = None
+    frames: Sequence[types.FrameType],
+    skip: Any = None,
+    wanted: dict[int, Any] | None = None,
+    thread: int | None = None,
 ) -> list[tuple[Any, str, str, types.FrameType]]:
     """Locks the frames of one thread hold: (lock, name in the frame, how/where, frame).
 
     A guard whose expression cannot be looked up (a call) holds the one lock of `wanted` (locks
-    other threads wait for) that the frame can reach and that is locked, if there is one.
+    other threads wait for) that the frame can reach and that is locked, if there is one. With
+    `thread` (the frames' thread ident), an RLock that records another owner is not held,
+    whatever the source says (it was released in another function, and taken again elsewhere).
     """
     held: list[tuple[Any, str, str, types.FrameType]] = []
     seen: set[int] = set()
@@ -639,7 +664,7 @@ def _held_locks(
                 reach = [
                     lock
                     for lock in _reachable_locks(frame)
-                    if id(lock) in wanted and lock is not skip and _lock_state(lock)[0]
+                    if id(lock) in wanted and lock is not skip and _held_by_thread(lock, thread)
                 ]
                 if len(reach) != 1:
                     continue
@@ -648,7 +673,7 @@ def _held_locks(
                 continue
             if obj is None or obj is skip or id(obj) in seen:
                 continue
-            if _lock_state(obj)[0] is False:
+            if not _held_by_thread(obj, thread, unknown=True):
                 continue
             seen.add(id(obj))
             how = f"{guard.kind} at {short_path(code.co_filename)}:{guard.at}"
@@ -1019,7 +1044,10 @@ class ThreadsSkill(Skill):
 
         The lock is found whatever the expression that takes it: names, attribute chains,
         subscripts with integer arithmetic (``locks[(i + 1) % 3]``), and for a lock returned
-        by a call, the one locked lock the frame can reach by reference. ``waited_s`` is how
+        by a call, the one locked lock the frame can reach by reference (an RLock the thread
+        itself owns left out). An RLock's holder is the owner it records, even when the
+        function that took it has returned; a plain Lock records none, so one taken in a
+        returned function has ``held_by`` None and a ``holder_note``. ``waited_s`` is how
         long each thread has been seen at that same acquisition (same frame and instruction).
 
         Args:
@@ -1036,7 +1064,7 @@ class ThreadsSkill(Skill):
         if recheck_after_s > 0:
             first = {}
             for ident, frame in sys._current_frames().items():
-                act = _activity(frame)
+                act = _activity(frame, thread=ident)
                 if ident != me and act.state == "blocked_on_lock":
                     first[ident] = act.frame
             self._note_blocked(first)
@@ -1048,7 +1076,7 @@ class ThreadsSkill(Skill):
         waits: dict[int, _Activity] = {}
         activities: dict[int, _Activity] = {}
         for ident, frame in frames.items():
-            act = activities[ident] = _activity(frame)
+            act = activities[ident] = _activity(frame, thread=ident)
             if act.state == "blocked_on_lock":
                 waits[ident] = act
         waited = self._note_blocked({i: a.frame for i, a in waits.items()})
@@ -1057,7 +1085,7 @@ class ThreadsSkill(Skill):
             wanted = {id(a.lock): a.lock for a in waits.values() if a.lock is not None}
             for ident, frame in frames.items():
                 skip = waits[ident].lock if ident in waits else None
-                for lock, name, how, _ in _held_locks(_frames_of(frame), skip, wanted):
+                for lock, name, how, _ in _held_locks(_frames_of(frame), skip, wanted, ident):
                     holders.setdefault(id(lock), {})[ident] = (name, how)
             for act in waits.values():
                 # the owner an RLock records is the holder, even where no live frame shows it

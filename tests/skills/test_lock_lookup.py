@@ -35,10 +35,10 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
 class Registry:
     """Locks handed out by a method call: the expression that takes one is a call."""
 
-    def __init__(self) -> None:
-        self._locks = {"a": threading.Lock(), "b": threading.Lock()}
+    def __init__(self, make: Callable[[], Any] = threading.Lock) -> None:
+        self._locks = {"a": make(), "b": make()}
 
-    def lock_for(self, key: str) -> threading.Lock:
+    def lock_for(self, key: str) -> Any:
         return self._locks[key]
 
 
@@ -274,3 +274,45 @@ def test_a_ring_of_plain_locks_taken_in_returned_functions_is_reported_as_a_stal
     for i in range(3):
         assert f"'ring-{i}' has waited" in finding.observation
     assert "in _ring_station `locks[(i + 1) % len(locks)].acquire()`" in finding.observation
+
+
+def test_rlocks_returned_by_a_call_and_taken_in_returned_functions_are_a_deadlock(
+    skill: ThreadsSkill,
+) -> None:
+    # each thread can reach both locks and both are locked: the one it waits for is the one
+    # whose recorded owner is not itself (an RLock it owns would not block it)
+    registry = Registry(threading.RLock)
+    ready = threading.Barrier(2)
+    breaking = threading.Event()
+
+    def transfer(mine: str, theirs: str) -> None:
+        take_and_return(registry.lock_for(mine))
+        ready.wait()
+        try:
+            with registry.lock_for(theirs):
+                pass
+            registry.lock_for(mine).release()
+        except RuntimeError:  # its own lock was released by the test, to break the cycle
+            if not breaking.is_set():
+                raise
+
+    threads = [
+        threading.Thread(target=transfer, args=("a", "b"), name="tx-ab", daemon=True),
+        threading.Thread(target=transfer, args=("b", "a"), name="tx-ba", daemon=True),
+    ]
+    for t in threads:
+        t.start()
+    try:
+        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 2, "two blocked threads")
+        result = _deadlocks(skill)
+    finally:
+        breaking.set()
+        registry.lock_for("a")._release_save()
+        for t in threads:
+            t.join(10)
+    assert not any(t.is_alive() for t in threads)
+    (cycle,) = result["deadlocks"]
+    steps = {step["thread"]: step for step in cycle["cycle"]}
+    assert steps["tx-ab"]["waits_for"] == "registry.lock_for(theirs)"
+    assert steps["tx-ab"]["held_by"] == ["tx-ba"] and steps["tx-ba"]["held_by"] == ["tx-ab"]
+    assert all(step["lock_type"] == "RLock" for step in steps.values())

@@ -32,6 +32,17 @@ def _until(check: Callable[[], bool], what: str, seconds: float = 20.0) -> None:
         time.sleep(0.02)
 
 
+def _when_blocked(
+    skill: ThreadsSkill, blocked: int, cleanup: Callable[[], None], **arguments: Any
+) -> dict[str, Any]:
+    """The probe's answer once `blocked` threads are blocked; `cleanup` runs whatever happens."""
+    try:
+        _until(lambda: _deadlocks(skill)["blocked_threads"] >= blocked, f"{blocked} blocked")
+        return _deadlocks(skill, **arguments)
+    finally:
+        cleanup()
+
+
 class Registry:
     """Locks handed out by a method call: the expression that takes one is a call."""
 
@@ -102,8 +113,6 @@ class WatchedRLock(threading._CRLock):  # type: ignore[misc,name-defined]
         return "<locked WatchedRLock object owner=1 count=1 at 0x1>"
 
 
-# the kinds of RLock, each with the way a test may free one held by another thread (the stdlib
-# Condition's own _release_save: it does not check the owner)
 RLOCKS = {
     "C RLock": threading.RLock,
     "pure-Python RLock": threading._RLock,
@@ -117,12 +126,7 @@ def skill() -> Iterator[ThreadsSkill]:
 
 
 def test_a_ring_of_subscripted_locks_is_a_deadlock(skill: ThreadsSkill) -> None:
-    cleanup = start_ring("ring")
-    try:
-        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 3, "three blocked threads")
-        result = _deadlocks(skill)
-    finally:
-        cleanup()
+    result = _when_blocked(skill, 3, start_ring("ring"))
     (cycle,) = result["deadlocks"]
     assert sorted(cycle["threads"]) == ["ring-0", "ring-1", "ring-2"]
     assert sorted(cycle["locks"]) == [f"locks[(i + 1) % len(locks)] (locks[{n}])" for n in range(3)]
@@ -220,12 +224,9 @@ def test_a_ring_of_rlocks_taken_in_returned_functions_names_every_holder(
 ) -> None:
     locks = [RLOCKS[kind]() for _ in range(3)]
     WatchedRLock.reprs.clear()
-    cleanup = _start_ring(locks, unblock=lambda: locks[0]._release_save())
-    try:
-        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 3, "three blocked threads")
-        result = _deadlocks(skill)
-    finally:
-        cleanup()
+    # (the test frees locks[0] with the RLock's _release_save, which Condition uses: it does
+    # not check the owner)
+    result = _when_blocked(skill, 3, _start_ring(locks, lambda: locks[0]._release_save()))
     (cycle,) = result["deadlocks"]
     assert sorted(cycle["threads"]) == ["ring-0", "ring-1", "ring-2"]
     for step in cycle["cycle"]:
@@ -253,12 +254,7 @@ def test_a_ring_of_plain_locks_taken_in_returned_functions_is_reported_as_a_stal
 ) -> None:
     # a plain Lock records no owner: no cycle can be proven, the long waits are reported
     locks = [threading.Lock() for _ in range(3)]
-    cleanup = _start_ring(locks, unblock=locks[0].release)
-    try:
-        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 3, "three blocked threads")
-        result = _deadlocks(skill, recheck_after_s=3.0)
-    finally:
-        cleanup()
+    result = _when_blocked(skill, 3, _start_ring(locks, locks[0].release), recheck_after_s=3.0)
     assert result["deadlocks"] == []
     blocked = sorted(result["blocked"], key=lambda b: str(b["thread"]))
     assert [b["thread"] for b in blocked] == ["ring-0", "ring-1", "ring-2"]
@@ -302,15 +298,15 @@ def test_rlocks_returned_by_a_call_and_taken_in_returned_functions_are_a_deadloc
     ]
     for t in threads:
         t.start()
-    try:
-        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 2, "two blocked threads")
-        result = _deadlocks(skill)
-    finally:
+
+    def break_cycle() -> None:
         breaking.set()
-        registry.lock_for("a")._release_save()
+        registry.lock_for("a")._release_save()  # (as Condition does: no owner check)
         for t in threads:
             t.join(10)
-    assert not any(t.is_alive() for t in threads)
+        assert not any(t.is_alive() for t in threads)
+
+    result = _when_blocked(skill, 2, break_cycle)
     (cycle,) = result["deadlocks"]
     steps = {step["thread"]: step for step in cycle["cycle"]}
     assert steps["tx-ab"]["waits_for"] == "registry.lock_for(theirs)"

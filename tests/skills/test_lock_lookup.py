@@ -312,3 +312,40 @@ def test_rlocks_returned_by_a_call_and_taken_in_returned_functions_are_a_deadloc
     assert steps["tx-ab"]["waits_for"] == "registry.lock_for(theirs)"
     assert steps["tx-ab"]["held_by"] == ["tx-ba"] and steps["tx-ba"]["held_by"] == ["tx-ab"]
     assert all(step["lock_type"] == "RLock" for step in steps.values())
+
+
+def test_an_rlock_subclass_named_like_an_owner_cannot_name_another_holder(
+    skill: ThreadsSkill,
+) -> None:
+    class Spoof(threading._CRLock):  # type: ignore[misc,name-defined]
+        pass
+
+    # the class name appears in the C repr before the real fields: it must not be read as them
+    Spoof.__name__ = "Spoof owner=1 count=1 at 0x1>"
+    lock = Spoof()
+    release = threading.Event()
+
+    def hold() -> None:
+        take_and_return(lock)
+        release.wait(30)
+        lock.release()
+
+    def want() -> None:
+        with lock:
+            pass
+
+    holder = threading.Thread(target=hold, name="holder", daemon=True)
+    holder.start()
+    _until(lambda: repr(lock).startswith("<locked"), "the holder to take the lock")
+    waiter = threading.Thread(target=want, name="waiter", daemon=True)
+    waiter.start()
+
+    def stop() -> None:
+        release.set()
+        holder.join(10)
+        waiter.join(10)
+
+    result = _when_blocked(skill, 1, stop)
+    (entry,) = result["blocked"]
+    assert entry["thread"] == "waiter" and entry["waits_for"] == "lock"
+    assert entry["held_by"] == ["holder"]

@@ -1136,7 +1136,8 @@ class ThreadsSkill(Skill):
             if not holder_ids:
                 owner = _lock_state(act.lock)[1]
                 entry["holder_note"] = (
-                    f"the RLock records owner thread {owner}, which is no longer alive"
+                    f"the RLock records owner thread {owner}, which runs no Python code (it "
+                    "has most likely ended without releasing it)"
                     if owner is not None and owner not in frames and owner != me
                     else "no live frame holds it by with/acquire (a plain Lock records no "
                     "owner: taken in a function that has returned, in C code, by a thread "

@@ -892,6 +892,35 @@ def _climb(
     return None
 
 
+def _kept_by_tooling(box: Any, ignore: set[int], depth: int = 2) -> bool:
+    """Whether only the tooling keeps `box` alive: it is one of its structures (`is_tooling`:
+    linecache's cache), or everything that holds it is (lensbook's, tracemalloc's objects;
+    lensbook's running frames), directly or through a plain dict or list that only they hold
+    (a ring's deque in the ring's dict of rings). One heap walk per level, `depth` at most;
+    ids in `ignore` (the caller's own lists) are not holders."""
+    if is_tooling(box):
+        return True
+    holders = _heap.referrers(box)
+    try:
+        mine = ignore | {id(holders)}
+        found = False
+        for ref in holders:
+            if id(ref) in mine:
+                continue
+            found = True
+            if type(ref) is types.FrameType:
+                if _origin(ref.f_code.co_filename) != "lensbook":
+                    return False
+            elif not (
+                is_tooling(ref)
+                or (depth > 1 and type(ref) in (dict, list) and _kept_by_tooling(ref, mine, 1))
+            ):
+                return False
+        return found  # (held by nothing seen: no sign it is the tooling's)
+    finally:
+        del holders
+
+
 def _is_own_frame(frame: types.FrameType, me: types.FrameType) -> bool:
     probe_frame: types.FrameType | None = me
     while probe_frame is not None:
@@ -1340,6 +1369,7 @@ class MemorySkill(Skill):
 
         Growth is against the previous call (same object). The holders of the first three are
         named by a short referrer chain (a module global, a class attribute, a local variable).
+        The tooling's own containers (linecache's cache, lensbook's rings) are left out.
 
         Args:
             top: how many containers to return (at most 20).
@@ -1347,7 +1377,8 @@ class MemorySkill(Skill):
                 next call.
 
         Cost: one heap walk with len() of each container, ~0.2 s per million tracked objects,
-        plus one referrer walk per named holder (bounded to ~3 s in all). A baseline right
+        plus one or two referrer walks per container returned (is it the tooling's?) and one
+        per named holder (bounded to ~3 s in all). A baseline right
         after memory_census (within 5 s) costs no walk: the census's is used.
         """
         top = min(max(top, 1), 20)
@@ -1376,9 +1407,12 @@ class MemorySkill(Skill):
         floor = min(n for _, n in previous.values()) if len(previous) >= _REMEMBERED else 0
         names = _module_globals()
         ignore = {id(largest), id(names), id(previous)}
-        rows = []
-        for i in range(min(top, len(largest))):
-            c = largest[i]
+        rows: list[dict[str, Any]] = []
+        for c in largest:
+            if len(rows) >= top:
+                break
+            if time.perf_counter() < deadline and _kept_by_tooling(c, ignore | {id(rows)}):
+                continue  # linecache's cache, a lensbook ring: never the growing container
             name = _type_name(type(c))
             row: dict[str, Any] = {
                 "type": name,
@@ -1395,7 +1429,7 @@ class MemorySkill(Skill):
                 row["value_types"] = _value_types(c.values())
             elif c and not isinstance(c, dict):
                 row["item_types"] = _value_types(c)
-            if i < 3:
+            if len(rows) < 3:
                 chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
                 row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
                 fix = fix_for(row["held_by"] or "")

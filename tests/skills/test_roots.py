@@ -225,3 +225,31 @@ def test_a_lensbook_ring_is_never_the_root() -> None:
         f"{__name__}.Order object <- list (len 30) (item) <- held by class attribute "
         f"{__name__}.OrderBook.orders"
     ]
+
+
+def test_the_largest_growing_containers_are_never_the_toolings_own() -> None:
+    # linecache.cache and a lensbook ring both grow past the program's own cache: neither is
+    # offered as the growing container (nor its holder as the root); the program's is
+    skill = MemorySkill()
+    skill.largest_containers(baseline=True)
+    for i in range(30_000):
+        key = f"<lensbook-cell-{i}>"
+        linecache.cache[key] = (1, None, ["pass\n"], key)
+    ring = HistoryRing(caps={"order": 30_000})
+    for i in range(30_000):
+        ring.add(HistoryEvent("e", float(i), "order", "test", {}))
+    SessionRegistry.open_sessions.extend(Session() for _ in range(20_000))
+    try:
+        found = undelimit(json.loads(render_output(skill.largest_containers(top=5), 100_000)))
+    finally:
+        for i in range(30_000):
+            linecache.cache.pop(f"<lensbook-cell-{i}>", None)
+        ring.clear()
+        SessionRegistry.open_sessions.clear()
+    first = found["containers"][0]
+    assert first["type"] == "list" and first["len"] == 20_000, found["containers"]
+    assert first["held_by"].endswith(
+        f"held by class attribute {__name__}.SessionRegistry.open_sessions"
+    )
+    assert not any(c["len"] >= 30_000 for c in found["containers"]), found["containers"]
+    assert "linecache" not in json.dumps(found)

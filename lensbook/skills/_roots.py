@@ -24,7 +24,7 @@ from typing import Any
 from lensbook.skills._ipython import shell as ipython_shell
 from lensbook.skills._static import stored_attr
 
-__all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
+__all__ = ["fix_for", "global_root", "is_tooling", "is_tooling_module", "known_root"]
 
 _FIXES: tuple[tuple[str, str], ...] = (
     (
@@ -139,6 +139,12 @@ def is_tooling(obj: Any) -> bool:
     if obj is linecache.cache:
         return True
     module = getattr(type(obj), "__module__", "") or ""
-    if module == "tracemalloc":
+    return module == "tracemalloc" or is_tooling_module(module)
+
+
+def is_tooling_module(name: str) -> bool:
+    """Whether the module called `name` is the tooling's (lensbook's but its scenarios,
+    tracemalloc, linecache): what its globals hold is never the answer."""
+    if name in ("tracemalloc", "linecache"):
         return True
-    return module.startswith("lensbook.") and not module.startswith("lensbook.scenarios")
+    return name.startswith("lensbook.") and not name.startswith("lensbook.scenarios")

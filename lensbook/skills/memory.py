@@ -44,7 +44,13 @@ from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._retained import RawTrace, Watch, container_of
-from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._roots import (
+    fix_for,
+    global_root,
+    is_tooling,
+    is_tooling_module,
+    known_root,
+)
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import is_own_dict, stored_attrs
 from lensbook.skills._trend import slope as _least_squares
@@ -892,12 +898,13 @@ def _climb(
     return None
 
 
-def _kept_by_tooling(box: Any, ignore: set[int], depth: int = 2) -> bool:
+def _kept_by_tooling(box: Any, ignore: set[int], names: dict[int, str], depth: int = 2) -> bool:
     """Whether only the tooling keeps `box` alive: it is one of its structures (`is_tooling`:
-    linecache's cache), or everything that holds it is (lensbook's, tracemalloc's objects;
-    lensbook's running frames), directly or through a plain dict or list that only they hold
-    (a ring's deque in the ring's dict of rings). One heap walk per level, `depth` at most;
-    ids in `ignore` (the caller's own lists) are not holders."""
+    linecache's cache), or everything that holds it is (lensbook's, tracemalloc's objects, their
+    modules' globals, lensbook's running frames), directly or through a plain dict or list that
+    only they hold (a ring's deque in the ring's dict of rings). One heap walk per level,
+    `depth` at most; a module's globals (`names`) are judged by the module without a second
+    walk; ids in `ignore` (the caller's own lists) are not holders."""
     if is_tooling(box):
         return True
     holders = _heap.referrers(box)
@@ -908,12 +915,20 @@ def _kept_by_tooling(box: Any, ignore: set[int], depth: int = 2) -> bool:
             if id(ref) in mine:
                 continue
             found = True
+            namespace = names.get(id(ref), "")
             if type(ref) is types.FrameType:
                 if _origin(ref.f_code.co_filename) != "lensbook":
                     return False
+            elif namespace.startswith("module "):
+                if not is_tooling_module(namespace[7:]):
+                    return False
             elif not (
                 is_tooling(ref)
-                or (depth > 1 and type(ref) in (dict, list) and _kept_by_tooling(ref, mine, 1))
+                or (
+                    depth > 1
+                    and type(ref) in (dict, list)
+                    and _kept_by_tooling(ref, mine, names, 1)
+                )
             ):
                 return False
         return found  # (held by nothing seen: no sign it is the tooling's)
@@ -1411,7 +1426,7 @@ class MemorySkill(Skill):
         for c in largest:
             if len(rows) >= top:
                 break
-            if time.perf_counter() < deadline and _kept_by_tooling(c, ignore | {id(rows)}):
+            if time.perf_counter() < deadline and _kept_by_tooling(c, ignore, names):
                 continue  # linecache's cache, a lensbook ring: never the growing container
             name = _type_name(type(c))
             row: dict[str, Any] = {

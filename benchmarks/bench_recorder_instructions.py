@@ -22,6 +22,11 @@ out again: what starting it leaves behind when nothing observes).
     python benchmarks/bench_recorder_instructions.py            # both workloads
     python benchmarks/bench_recorder_instructions.py --only logs
     python benchmarks/bench_recorder_instructions.py --only start
+    python benchmarks/bench_recorder_instructions.py --only closure,pool
+
+``--only closure,pool`` count the starts that take the full path each time (a closure as
+target; a thread started by a library's pool, one executor per request): the frame walk to
+the first user frame and the kind's look-up by site.
 
 ``--only start`` counts the recorder's ``Thread.start`` wrapper alone: `Thread.start`'s own
 work is replaced by a no-op (once the lens loop runs), so no thread runs and nothing
@@ -46,7 +51,7 @@ from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: items of work per measured run, per workload (valgrind runs ~50x slower than the CPU)
-ITEMS = {"logs": 5_000, "threads": 2_000, "start": 5_000}
+ITEMS = {"logs": 5_000, "threads": 2_000, "start": 5_000, "closure": 2_000, "pool": 1_000}
 _WARM = 200
 _MODES = ("without", "with", "control")
 
@@ -88,7 +93,32 @@ def _start_work() -> Callable[[int], None]:
     return work
 
 
-_WORKLOADS = {"logs": _logs_work, "threads": _threads_work, "start": _start_work}
+def _closure_work() -> Callable[[int], None]:
+    def work(n: int) -> None:
+        for i in range(n):
+            t = threading.Thread(target=lambda: i)  # a closure: the full path, on each start
+            t.start()
+            t.join()
+
+    return work
+
+
+def _pool_work() -> Callable[[int], None]:
+    def work(n: int) -> None:
+        for i in range(n):  # an executor per request: a library starts its thread
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                pool.submit(int, i).result()
+
+    return work
+
+
+_WORKLOADS = {
+    "logs": _logs_work,
+    "threads": _threads_work,
+    "start": _start_work,
+    "closure": _closure_work,
+    "pool": _pool_work,
+}
 
 
 def child(workload: str, mode: str, n: int) -> None:
@@ -169,6 +199,8 @@ def main() -> None:
         "logs": "logging (1% warnings, a formatted FileHandler)",
         "threads": "thread churn (start + join)",
         "start": "thread start, the wrapper alone (Thread() and a no-op start)",
+        "closure": "thread churn, a closure as target (the full path on each start)",
+        "pool": "a ThreadPoolExecutor per request (one task; the library starts the thread)",
     }
     for workload in args.only.split(","):
         per = measure(workload)

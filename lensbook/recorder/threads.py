@@ -40,26 +40,25 @@ target (read from the Thread's attributes, or the ``run`` its class defines; no 
 and the frame of the user's code it was in then (from ``sys._current_frames()``), so `creator`
 answers "started before lensbook loaded; runs fn at file:line" for them instead of nothing.
 
-Per thread start the hot path is a frame walk of a few steps (whether a code object is the
-stdlib's is cached) and a few dict updates, with no lock. Most starts take a shortcut past it:
-the user's code starting, from a call site seen before, the same target object (a function
-without a closure, a class, a bound method's function) as last time, once its kind's starts are
-no events: one dict lookup by the target, one comparison and the attribute. The call site (the
-caller's frame, its code and offset: a third of the shortcut's instructions) is compared at
-random gaps of 1 to 32 starts of the kind (~1 in 16; random, so that no periodic pattern of
-starts hides a site); a start of the same target from another site in between is counted in the
-kind of the site last compared (and `creator` names that site). So when one target object is
-started from two or more sites, the split of its starts among them is an estimate (off by at
-most 31 starts per change from one site to another), while its total, each kind's ends against
-its own starts, and the first starts' events are exact; a target started from one site, the
-common case, loses nothing. A shortcut start costs about 2,300 instructions next to the ~98,000
-of a bare start-and-join (`benchmarks/bench_recorder_instructions.py`); in thread churn every
-start runs with cold caches, where each of its steps costs tenths of a microsecond
-(`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count, never
-a thread. The first few threads per kind and minute become ``thread_started`` events, and their
-ends (and those of the threads that died) ``thread_ended`` events; every flush adds one
-``thread_growth`` event per kind that started or ended threads since the last flush, with the
-number alive.
+Per thread start the hot path is a frame walk of a few steps (whether a code object is the stdlib's
+is cached) and a few dict updates, with no lock. Most starts take a shortcut past it: the user's
+code starting, from a call site seen before, a target of the same code (a function, a closure or a
+bound method's function, by its code's id; a class, by itself) as last time, once its kind's starts
+are no events: one dict lookup, one comparison and the attribute. The call site (the caller's frame,
+its code and offset: a third of the shortcut's instructions) is compared at random gaps of 1 to 32
+starts of the kind (~1 in 16; random, so that no periodic pattern of starts hides a site); a start
+of the same target from another site in between is counted in the kind of the site last compared
+(and `creator` names that site). So when one target is started from two or more sites, the split of
+its starts among them is an estimate (off by at most 31 starts per change from one site to another),
+while its total, each kind's ends against its own starts, and the first starts' events are exact; a
+target started from one site, the common case, loses nothing. A shortcut start costs about 2,300
+instructions next to the ~98,000 of a bare start-and-join
+(`benchmarks/bench_recorder_instructions.py`); in thread churn every start runs with cold caches,
+where each of its steps costs tenths of a microsecond (`benchmarks/bench_recorder.py`). A race
+between two starting threads may lose one count, never a thread. The first few threads per kind and
+minute become ``thread_started`` events, and their ends (and those of the threads that died)
+``thread_ended`` events; every flush adds one ``thread_growth`` event per kind that started or ended
+threads since the last flush, with the number alive.
 """
 
 from __future__ import annotations
@@ -158,9 +157,9 @@ class _Kind:
     #: user's code started the thread itself (-1 when a library did): with `held_code`, the
     #: call site the start wrapper's shortcut compares (see `ThreadObserver._direct`)
     site_lasti: int = -1
-    #: the target object the shortcut looks the kind up by (a function without a closure, a
-    #: class; a bound method's function): held, like `held`
-    static_target: Any = None
+    #: what the shortcut looks the kind up by (see `_shortcut_key`): the id of its target's
+    #: code (a function's, closures' and bound methods' alike; the code is `held`), or the class
+    shortcut_key: Any = None
     #: the shortcut compares the call site again at the start that makes `started` this
     #: (see `_site_checked`)
     site_check_at: int = 0
@@ -240,24 +239,23 @@ class _RawRun:
         return repr(self.function)
 
 
-def _static_target(target: Any, thread: threading.Thread) -> Any:
-    """The object the start wrapper's shortcut looks `target` up by, as it reads it (a bound
-    method's function, a subclass's class when there is no target), when that object stands
-    for the kind's target key (see `_target_key`), hashes and compares by identity (a function
-    without a closure, a class whose metaclass is `type`), and is its module's own (see
-    `_module_level`): holding it then keeps nothing alive that the module does not. None (no
-    shortcut) for anything else: closures, partials, functions made at run time are new
-    objects per start or hold what the program may let go of."""
+def _shortcut_key(target: Any, thread: threading.Thread) -> Any:
+    """What the start wrapper's shortcut looks `target` up by, as it reads it (a bound method's
+    function, a subclass's class when there is no target), standing for the kind's target key
+    (see `_target_key`): for a function (a closure, a bound method's, one made anew per start
+    alike) the id of its code, which the kind holds (`held`), so the id names that code as long
+    as the entry is there and the table holds no function (whose globals could keep an exec
+    namespace alive); a class whose metaclass is `type` (hashed by identity: no user code) that
+    is its module's own (see `_module_level`). None (no shortcut) for anything else: partials,
+    callable objects, C functions."""
     if type(target) is _METHOD:
         target = target.__func__
     elif target is None:
         target = type(thread)
     tt = type(target)
     if tt is _FUNCTION:
-        static = target if target.__closure__ is None else None
-    else:
-        static = target if tt is type else None
-    return static if static is not None and _module_level(static) else None
+        return id(target.__code__)
+    return target if tt is type and _module_level(target) else None
 
 
 def _site_checked(kind: _Kind, caller: types.FrameType) -> bool:
@@ -329,8 +327,8 @@ class ThreadObserver:
         self._lock = threading.RLock()
         self._origins: dict[int, tuple[types.CodeType, str]] = {}
         self._kinds: dict[_KindKey, _Kind] = {}
-        # the start wrapper's shortcut: by a target object that outlives its starts (see
-        # `_static_target`: its hash and equality are its identity), the kind last started
+        # the start wrapper's shortcut: by its target's code's id or its class (see
+        # `_shortcut_key`: no user code hashes or compares them), the kind last started
         # with it from a call site where the user's code called ``start()`` itself; a start
         # takes it when the call site is that very one (code and offset). Only kinds whose
         # starts are no events now are in it: a kind's gate opening takes it out (the flush),
@@ -374,9 +372,11 @@ class ThreadObserver:
                 # finds nothing here, and passes through (the check below)
                 target = thread._target  # type: ignore[attr-defined]
                 tt = type(target)
-                # looked up by the object itself only where its hash and equality are its
-                # identity (a function; a class whose metaclass is `type`): no user code
-                if tt is _FUNCTION or tt is type:
+                # by the id of a function's code (closures too), or by a class (hashed by
+                # identity where its metaclass is `type`): no user code (see `_shortcut_key`)
+                if tt is _FUNCTION:
+                    kind = direct.get(id(target.__code__))
+                elif tt is type:
                     kind = direct.get(target)
                 else:  # by a bound method's function; by the class, when run() is the class's
                     if tt is _METHOD:
@@ -384,7 +384,10 @@ class ThreadObserver:
                     elif target is None:
                         target = type(thread)
                     tt = type(target)
-                    kind = direct.get(target) if tt is _FUNCTION or tt is type else None
+                    if tt is _FUNCTION:
+                        kind = direct.get(id(target.__code__))
+                    else:
+                        kind = direct.get(target) if tt is type else None
                 # the call site (the caller's code and offset, a third of this path's cost)
                 # is compared at random gaps, ~1 start in 16 (see `_site_checked`)
                 if kind is not None and (
@@ -531,14 +534,14 @@ class ThreadObserver:
             and kind.pools is None
             and kind.started + 1 - kind.gate_started >= _GATE_BURST
         ):
-            static = _static_target(target, thread)
+            static = _shortcut_key(target, thread)
             direct = self._direct
             if static is not None and direct.get(static) is not kind:
                 # the next start of this target from this site takes the shortcut; one entry
                 # per kind (a function made anew for each start replaces its last)
-                if kind.static_target is not None and direct.get(kind.static_target) is kind:
-                    direct.pop(kind.static_target, None)  # (a flush may have taken it)
-                kind.static_target = static
+                if kind.shortcut_key is not None and direct.get(kind.shortcut_key) is kind:
+                    direct.pop(kind.shortcut_key, None)  # (a flush may have taken it)
+                kind.shortcut_key = static
                 direct[static] = kind
                 if self._direct is not direct:  # taken out meanwhile: its table stays empty
                     direct.pop(static, None)
@@ -815,11 +818,11 @@ class ThreadObserver:
                     kind.gate_start = now
                     kind.gate_started, kind.gate_ended = kind.started, kind.raw_ended
                     if (
-                        kind.static_target is not None
-                        and self._direct.get(kind.static_target) is kind
+                        kind.shortcut_key is not None
+                        and self._direct.get(kind.shortcut_key) is kind
                     ):
                         # its next starts are events again: through `on_start`
-                        self._direct.pop(kind.static_target, None)
+                        self._direct.pop(kind.shortcut_key, None)
                 # read once: the hot path may bump a total meanwhile (counted next time)
                 started, ended, died = kind.started, kind.ended, kind.died
                 window_started = started - kind.flushed_started

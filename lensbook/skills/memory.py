@@ -1529,11 +1529,20 @@ class MemorySkill(Skill):
             frames_shown: frames of each site's traceback to show (most recent first).
 
         Cost: tracing (16 frames) for at most 1.5 s, then a walk of at most 20,000 objects
-        below the new members for at most 1 s (no user code runs); the next tracing window
-        then rests nine times as long before its first burst, so tracing keeps its duty.
+        below the new members for at most 1 s (no user code runs); the next tracing window,
+        or retention burst, then rests nine times as long first, so tracing keeps its duty.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
+        rest = self._quiet_until - time.perf_counter()
+        if rest > 0:
+            # bursts back to back would trace all the time: the last one's rest comes first
+            # (the watch stays pending)
+            return {
+                "note": "tracing rests after the last retention burst (it keeps its share of "
+                "the time): call again then",
+                "retry_after_s": round(rest, 1),
+            }
         with self._lock:
             watch, change = self._watch, self._watch_change
             self._watch = self._watch_change = None

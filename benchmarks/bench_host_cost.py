@@ -13,7 +13,8 @@ With `--model-window`, the investigation is a hostile model's instead (a `Script
 driving the memory operator, the path a real model's tool calls take): every memory probe
 called with the largest value of every parameter (the schemas set no maximum, so huge values
 that the probes clamp): a 25-frame tracemalloc window held open with `wait`, the deepest
-referrer chains, a retention burst, and a burst of window re-openings.
+referrer chains, two retention bursts in a row, and a burst of window re-openings. Each call
+is printed with its time (and the start of an error).
 
 It prints, per repeat and as medians, the chunk time during the investigation divided by the
 baseline's median chunk time: the median ratio, the 95th percentile and the worst (slowest
@@ -117,6 +118,9 @@ def _hostile_model() -> Any:
         [call("memory_type_growth", top=_HUGE, after_s=_HUGE)],
         [call("memory_largest_containers", top=_HUGE, baseline=False)],
         [call("memory_largest_containers", top=_HUGE, baseline=False)],
+        [call("memory_referrers", type_name="dict", max_depth=_HUGE, samples=_HUGE)],
+        [call("memory_retained_sites", **shown)],
+        # a second retention burst right after the first: it must rest first
         [call("memory_referrers", type_name="dict", max_depth=_HUGE, samples=_HUGE)],
         [call("memory_retained_sites", **shown)],
         # each re-opening closes the window before it (its burst's snapshot and grouping);

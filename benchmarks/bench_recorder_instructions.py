@@ -21,6 +21,12 @@ out again: what starting it leaves behind when nothing observes).
 
     python benchmarks/bench_recorder_instructions.py            # both workloads
     python benchmarks/bench_recorder_instructions.py --only logs
+    python benchmarks/bench_recorder_instructions.py --only start
+
+``--only start`` counts the recorder's ``Thread.start`` wrapper alone: `Thread.start`'s own
+work is replaced by a no-op (once the lens loop runs), so no thread runs and nothing
+interleaves; each item makes a `Thread` and starts it from one site. Its difference is the
+wrapper's instructions per start (its percentage is of making a `Thread`, not of a start).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from pathlib import Path
 
 _ROOT = Path(__file__).resolve().parent.parent
 #: items of work per measured run, per workload (valgrind runs ~50x slower than the CPU)
-ITEMS = {"logs": 5_000, "threads": 2_000}
+ITEMS = {"logs": 5_000, "threads": 2_000, "start": 5_000}
 _WARM = 200
 _MODES = ("without", "with", "control")
 
@@ -72,13 +78,26 @@ def _threads_work() -> Callable[[int], None]:
     return work
 
 
+def _start_work() -> Callable[[int], None]:
+    threading.Thread.start = lambda self: None  # type: ignore[method-assign,assignment]
+
+    def work(n: int) -> None:
+        for _ in range(n):
+            threading.Thread(target=int).start()
+
+    return work
+
+
+_WORKLOADS = {"logs": _logs_work, "threads": _threads_work, "start": _start_work}
+
+
 def child(workload: str, mode: str, n: int) -> None:
     """One measured process: the set-up of `mode`, the warm-up, then `n` items of work."""
     sys.path.insert(0, str(_ROOT))
     from lensbook import _loop, recorder
 
-    work = _logs_work() if workload == "logs" else _threads_work()
-    _loop.get_loop()  # up in every mode (it stays up once started)
+    _loop.get_loop()  # up in every mode (it stays up once started), before any workload
+    work = _WORKLOADS[workload]()
     if mode != "without":
         recorder.recorder.flush_interval_s = 1e9  # its periodic flush: not in this window
         recorder.start("bench", sample_interval=None)
@@ -149,6 +168,7 @@ def main() -> None:
     labels = {
         "logs": "logging (1% warnings, a formatted FileHandler)",
         "threads": "thread churn (start + join)",
+        "start": "thread start, the wrapper alone (Thread() and a no-op start)",
     }
     for workload in args.only.split(","):
         per = measure(workload)

@@ -27,13 +27,12 @@ from lensbook._errors import (
     UnknownSkill,
     WrongThread,
 )
-from lensbook._last import last
 from lensbook._triage import Triage, triage
 from lensbook._version import __version__
 from lensbook.clients import LLMClient, ScriptedClient
 from lensbook.coordinator import Coordinator, CoordinatorResult, Insight, watch
 from lensbook.operator.actor import Operator
-from lensbook.operator.registry import arun, get_operator, operators, run, start, stop
+from lensbook.operator.registry import arun, get_operator, last, operators, run, start, stop
 from lensbook.records import Run, load_run, runs
 from lensbook.records.replay import replay
 from lensbook.review import postmortem

@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from lensbook.skills import SkillLike, knowledge, resolve_skill, skill_ids
 from lensbook.skills._history import error_rate
-from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable
-from lensbook.skills.redact import redact
+from lensbook.skills.base import PROBE_ATTR, ProbeTool, jsonable, outgoing
+from lensbook.skills.redact import clip, redact
 from lensbook.skills.rules import Evidence, Finding, ProbeCall, Rule, wanted_calls
+from lensbook.skills.untrusted import from_process
 from lensbook.types import Severity
 
 if TYPE_CHECKING:
@@ -97,17 +98,23 @@ class Triage:
         return not self.skills()
 
     def brief(self, limit: int = 8) -> list[dict[str, Any]]:
-        """The strongest signals, short (for a run's or a coordinator's context)."""
-        return [
-            {
-                "skill": s.skill,
-                "anomaly_type": s.anomaly_type,
-                "severity": s.severity,
-                "confidence": s.confidence,
-                "summary": s.summary if len(s.summary) <= 300 else s.summary[:297] + "...",
-            }
-            for s in self.signals[:limit]
-        ]
+        """The strongest signals, short, as they may reach a model (a run's or a coordinator's
+        context): a summary quotes the process (a logger's name, an exception's site, a type
+        name), so it is redacted, cut, and delimited as the process's text."""
+        return list(
+            outgoing(
+                [
+                    {
+                        "skill": s.skill,
+                        "anomaly_type": s.anomaly_type,
+                        "severity": s.severity,
+                        "confidence": s.confidence,
+                        "summary": from_process(clip(s.summary, 300)),
+                    }
+                    for s in self.signals[:limit]
+                ]
+            )
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -321,7 +328,7 @@ def _history_signals(window_s: float, now: float, found: Sequence[Signal]) -> li
             anomaly_type="error_storm",
             severity=severity,
             confidence=confidence,
-            summary=f"{rate.count} errors in {window_s:.0f} s ({rate.per_s:.1f}/s); most from "
+            summary=f"{rate.count} errors in {rate.window_s:.0f} s ({rate.per_s:.1f}/s); most from "
             f"{where}",
             source="history",
             history_ids=tuple(rate.ids),

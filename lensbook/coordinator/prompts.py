@@ -69,7 +69,7 @@ def first_message(
     context: Mapping[str, Any], skills: Mapping[str, str], deadline: float | None
 ) -> str:
     """The first user turn of an agent run: the question, the skills on offer, the budget."""
-    body = json.dumps(dict(context), default=str) if context else "{}"
+    body = json.dumps(dict(context), default=str, ensure_ascii=False) if context else "{}"
     offer = "\n".join(f"- {sid}: {desc}" for sid, desc in skills.items())
     budget = f"{deadline:g} s" if deadline is not None else "no deadline"
     return (
@@ -79,14 +79,14 @@ def first_message(
 
 
 def classify_message(context: Mapping[str, Any], skills: Mapping[str, str]) -> str:
-    body = json.dumps(dict(context), default=str) if context else "{}"
+    body = json.dumps(dict(context), default=str, ensure_ascii=False) if context else "{}"
     offer = "\n".join(f"- {sid}: {desc}" for sid, desc in skills.items())
     return f"Question and context: {body}\nSkills:\n{offer}\nCall select_skills."
 
 
 def synthesis_message(context: Mapping[str, Any]) -> str:
     """The pipeline's synthesis question; what the operators found follows as tool results."""
-    body = json.dumps(dict(context), default=str) if context else "{}"
+    body = json.dumps(dict(context), default=str, ensure_ascii=False) if context else "{}"
     return (
         f"Question and context: {body}\nThe operators have run: their statuses and "
         "notifications are the results of the reading calls that follow."

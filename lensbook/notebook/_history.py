@@ -1,8 +1,8 @@
 """What the notebook remembers between cells: the notifications seen while the extension is loaded.
 
 `%lens notifications` and `%lens dashboard` seed their feed from the journal, which listens
-while the extension is loaded. (The results of runs, for `lensbook.last()`, are remembered in
-`lensbook._last`.)
+while the extension is loaded. (The results of runs, for `lensbook.last()`, are the operators'
+own `last_result`.)
 """
 
 from __future__ import annotations

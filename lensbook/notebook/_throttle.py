@@ -3,49 +3,18 @@
 Events arrive on the lens loop at any rate (a burst of thousands per second is possible); a
 widget sends one comm message per changed trait, so each view flushes its model to its traits
 through a `Throttle`. A change inside the interval is not dropped: a trailing flush is scheduled
-at the end of the interval, on the lens loop when it runs (no extra thread) or on a timer thread.
+at the end of the interval on the widgets' timer thread (`lensbook.notebook._timer`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
 import time
 from collections.abc import Callable
 
-from lensbook import _loop
+from lensbook.notebook._timer import call_later
 
-__all__ = ["Throttle", "call_later"]
-
-_log = logging.getLogger("lensbook.notebook")
-
-
-def _guarded(fn: Callable[[], None]) -> Callable[[], None]:
-    def run() -> None:
-        try:
-            fn()
-        except Exception:
-            _log.exception("deferred widget update %r failed", fn)
-
-    return run
-
-
-def call_later(delay: float, fn: Callable[[], None]) -> None:
-    """Call `fn` after `delay` seconds, on the lens loop if it runs, else on a timer thread."""
-    job = _guarded(fn)
-    if _loop.is_running():
-        try:
-            loop = _loop.get_loop()
-            if _loop.in_lens_thread():
-                loop.call_later(delay, job)
-            else:
-                loop.call_soon_threadsafe(loop.call_later, delay, job)
-            return
-        except RuntimeError:  # the loop closed between the check and the call
-            pass
-    timer = threading.Timer(delay, job)
-    timer.daemon = True
-    timer.start()
+__all__ = ["Throttle"]
 
 
 class Throttle:

@@ -24,7 +24,7 @@ from IPython.core.magic import Magics, line_magic, magics_class, no_var_expand
 from traitlets import CaselessStrEnum, Float, Int, Unicode
 
 import lensbook
-from lensbook import _last, options
+from lensbook import options
 from lensbook.cards import CardModel
 from lensbook.limits import MAX_ITERATIONS
 from lensbook.notebook import _coordinator_commands, _history
@@ -319,7 +319,6 @@ class LensMagics(Magics):
             if card is not None:
                 card.finish(error=str(exc))
             raise UsageError(f"%lens run {skill}: {exc}") from None
-        _last.track(skill, future)
         if args.background:
             if card is not None:
                 future.add_done_callback(lambda f: _finish_card(card, f))
@@ -421,7 +420,6 @@ class LensMagics(Magics):
             if card is not None:
                 card.finish(error=str(exc))
             raise UsageError(f"%lens run {skill}: {exc}") from None
-        _last.remember(result)
         if card is None:
             return NotificationList(result)
         card.finish(result)

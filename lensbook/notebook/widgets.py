@@ -24,7 +24,8 @@ from lensbook import events
 from lensbook.cards import CARD_EVENTS, SEVERITY_COLOURS, CardModel
 from lensbook.events import EventKind
 from lensbook.notebook._models import FEED_EVENTS, METRICS_EVENTS, FeedModel, MetricsModel
-from lensbook.notebook._throttle import Throttle, call_later
+from lensbook.notebook._throttle import Throttle
+from lensbook.notebook._timer import call_later
 from lensbook.types import CompletionResult
 
 if TYPE_CHECKING:

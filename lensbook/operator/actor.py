@@ -209,6 +209,9 @@ class Operator:
             if investigation
             else None
         )
+        if result is not None:
+            # what the crashed run found is its outcome, as a failed run's is (`_serve`)
+            self.last_result = result
         _log.error("operator %s crashed; restarting", self.name, exc_info=exc)
         events.publish(
             "operator_crashed",

@@ -193,7 +193,7 @@ class Investigation:
         except Exception as exc:  # triage is a hint: a failure must not fail the run
             self.context["triage_error"] = f"{type(exc).__name__}: {exc}"
             return
-        self.context["triage"] = redact(swept.brief())
+        self.context["triage"] = swept.brief()  # redacted and delimited
         self.messages[0] = Message.user(
             prompts.first_message(self.context, self.state, self.skill.title or self.skill.id)
         )

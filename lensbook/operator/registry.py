@@ -1,5 +1,7 @@
 """The operator registry: the static operators, one per skill, started by `lensbook.start()` and
-found by skill id (`operators()`, `get_operator()`); `run`/`arun` send a run to one of them."""
+found by skill id (`operators()`, `get_operator()`); `run`/`arun` send a run to one of them, and
+`last()` returns the latest run's result, however it was started (`run`, `%lens run`, a run in
+the background), from the operators' own `last_result`: nothing else needs to report it."""
 
 from __future__ import annotations
 
@@ -9,15 +11,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from lensbook import _loop, recorder, records
-from lensbook._errors import OperatorNotStarted, UnknownSkill
+from lensbook._errors import LensbookError, OperatorNotStarted, RunFailed, UnknownSkill, WrongThread
 from lensbook.clients.base import LLMClient
 from lensbook.limits import SAMPLE_INTERVAL
 from lensbook.operator import started as _started
 from lensbook.operator.actor import Operator
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
-from lensbook.types import CompletionResult, NotificationList
+from lensbook.types import NotificationList
 
-__all__ = ["arun", "get_operator", "operators", "run", "start", "stop"]
+__all__ = ["arun", "get_operator", "last", "operators", "run", "start", "stop"]
 
 
 def start(
@@ -89,8 +91,36 @@ async def arun(
     return await get_operator(skill).arun(context, **options)
 
 
-def last_result(skill: Any) -> CompletionResult | None:
-    return get_operator(skill).last_result
+def last(
+    skill: str | None = None, *, wait: bool = False, timeout: float | None = None
+) -> NotificationList | None:
+    """The latest run's notifications (`.result` holds the whole result), or None if none ran.
+
+    With `skill`, the latest run of that operator. With `wait=True`, first wait for a run still
+    going in the background (`%lens run ... --background`, `Operator.run_in_background`); a run
+    that failed without any result raises its error. A result outlives `lensbook.stop()`.
+    """
+    if wait:
+        for name, op in _started.operators().items():
+            if skill is None or name == skill:
+                _wait_for(op, timeout)
+    found = [r for name, r in _started.last_results().items() if skill is None or name == skill]
+    if not found:
+        return None
+    return NotificationList(max(found, key=lambda r: r.finished_at))
+
+
+def _wait_for(op: Operator, timeout: float | None) -> None:
+    """Wait for `op`'s latest run, if it was ever asked to run (`TimeoutError` after `timeout`)."""
+    try:
+        op.wait(timeout)
+    except RunFailed as exc:
+        if exc.result is None:
+            raise
+    except WrongThread:
+        raise
+    except LensbookError:
+        pass  # `wait` says this operator has not been asked to run: nothing to wait for
 
 
 def stop() -> None:

@@ -75,6 +75,7 @@ __all__ = [
     "is_history_id",
     "is_recording",
     "record",
+    "recording_since",
     "start",
     "start_sampler",
     "stop",
@@ -109,6 +110,11 @@ def history_event(event_id: str) -> HistoryEvent | None:
 def is_recording() -> bool:
     """Whether the observers are installed."""
     return recorder.recording
+
+
+def recording_since() -> float | None:
+    """When the current recording began (epoch seconds); None when not recording."""
+    return recorder.started_at if recorder.recording else None
 
 
 def record(kind: str, source: str, detail: dict[str, Any]) -> HistoryEvent | None:

@@ -43,21 +43,30 @@ answers "started before lensbook loaded; runs fn at file:line" for them instead 
 Per thread start the hot path is a frame walk of a few steps (whether a code object is the
 stdlib's is cached) and a few dict updates, with no lock. Most starts take a shortcut past it:
 the user's code starting, from a call site seen before, the same target object (a function
-without a closure, a class, a bound method's function) as last time, once its kind's starts
-are no events: one dict lookup by the target, the call site's code and offset compared, and
-the attribute. In thread churn every start runs with cold caches, where each of those steps costs
-tenths of a microsecond: about 1.5 µs of CPU next to the 50-80 µs a bare start-and-join costs
-(`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count,
-never a thread. The first few threads per kind and minute become ``thread_started`` events,
-and their ends (and those of the threads that died) ``thread_ended`` events; every flush adds
-one ``thread_growth`` event per kind that started or ended threads since the last flush, with
-the number alive.
+without a closure, a class, a bound method's function) as last time, once its kind's starts are
+no events: one dict lookup by the target, one comparison and the attribute. The call site (the
+caller's frame, its code and offset: a third of the shortcut's instructions) is compared at
+random gaps of 1 to 32 starts of the kind (~1 in 16; random, so that no periodic pattern of
+starts hides a site); a start of the same target from another site in between is counted in the
+kind of the site last compared (and `creator` names that site). So when one target object is
+started from two or more sites, the split of its starts among them is an estimate (off by at
+most 31 starts per change from one site to another), while its total, each kind's ends against
+its own starts, and the first starts' events are exact; a target started from one site, the
+common case, loses nothing. A shortcut start costs about 2,300 instructions next to the ~98,000
+of a bare start-and-join (`benchmarks/bench_recorder_instructions.py`); in thread churn every
+start runs with cold caches, where each of its steps costs tenths of a microsecond
+(`benchmarks/bench_recorder.py`). A race between two starting threads may lose one count, never
+a thread. The first few threads per kind and minute become ``thread_started`` events, and their
+ends (and those of the threads that died) ``thread_ended`` events; every flush adds one
+``thread_growth`` event per kind that started or ended threads since the last flush, with the
+number alive.
 """
 
 from __future__ import annotations
 
 import _thread
 import functools
+import random
 import re
 import sys
 import threading
@@ -96,6 +105,9 @@ _KIND_ATTR = "_lensbook_kind"
 _SETATTR = object.__setattr__
 _GETATTRIBUTE = object.__getattribute__
 _MAX_NOTED = 10_000  # threads whose end becomes an event (their start did, or they died)
+#: the start shortcut compares the call site every 1 to 2**bits starts of a kind (~16 on average)
+_SITE_CHECK_BITS = 5
+_GAPS = random.Random()
 
 
 @dataclass(slots=True)
@@ -149,6 +161,9 @@ class _Kind:
     #: the target object the shortcut looks the kind up by (a function without a closure, a
     #: class; a bound method's function): held, like `held`
     static_target: Any = None
+    #: the shortcut compares the call site again at the start that makes `started` this
+    #: (see `_site_checked`)
+    site_check_at: int = 0
 
 
 #: the name pattern of threads started by ``_thread.start_new_thread`` (they have no name)
@@ -245,6 +260,17 @@ def _static_target(target: Any, thread: threading.Thread) -> Any:
     return static if static is not None and _module_level(static) else None
 
 
+def _site_checked(kind: _Kind, caller: types.FrameType) -> bool:
+    """Whether the start wrapper's shortcut may count a start from `caller` in `kind` (whose
+    starts from its call site took it before): true when `caller` is at that call site (its
+    code and instruction offset); the next such check is then a random 1 to 32 starts of the
+    kind later (random, so that no periodic pattern of starts from two sites can hide one)."""
+    if kind.held_code is caller.f_code and kind.site_lasti == caller.f_lasti:
+        kind.site_check_at = kind.started + 1 + _GAPS.getrandbits(_SITE_CHECK_BITS)
+        return True
+    return False
+
+
 def _module_level(obj: Any) -> bool:
     """Whether `obj` (a function or a class) is what its module holds under its qualified name,
     found through the module's and classes' own dicts (no attribute lookup that could run the
@@ -335,48 +361,47 @@ class ThreadObserver:
         if self._start_wrapper is not None:
             return
         observer = self
-        # bound once: each start of a thread then makes no attribute lookup for them
-        on_start, getframe = self.on_start, sys._getframe
+        getframe = sys._getframe
         direct = self._direct
         prev_start = self._prev_start = threading.Thread.start
 
         def start(thread: threading.Thread) -> None:
-            kind = None
             try:
-                # `on_start`'s common case inlined, in as few steps as can be (each costs ~30
-                # instructions, an allocation more): a start of the target object started last
-                # from this very call site, of a kind whose starts are no events now. This
-                # wrapper's `direct` is emptied when it is taken out: one left in someone's
-                # chain then finds nothing here, and passes through (the check below)
-                caller = getframe(1)
+                # `on_start`'s common case inlined, in as few steps as can be (each costs 15-30
+                # instructions, a C call more): a start of the target object started last
+                # from the call site of a kind whose starts are no events now. This wrapper's
+                # `direct` is emptied when it is taken out: one left in someone's chain then
+                # finds nothing here, and passes through (the check below)
                 target = thread._target  # type: ignore[attr-defined]
                 tt = type(target)
-                if tt is _METHOD:
-                    target = target.__func__
-                    tt = type(target)
-                elif target is None:  # a subclass overriding run()
-                    target = type(thread)
-                    tt = type(target)
                 # looked up by the object itself only where its hash and equality are its
                 # identity (a function; a class whose metaclass is `type`): no user code
-                kind = direct.get(target) if tt is _FUNCTION or tt is type else None
-                if (
-                    kind is not None
-                    and kind.held_code is caller.f_code
-                    and kind.site_lasti == caller.f_lasti
+                if tt is _FUNCTION or tt is type:
+                    kind = direct.get(target)
+                else:  # by a bound method's function; by the class, when run() is the class's
+                    if tt is _METHOD:
+                        target = target.__func__
+                    elif target is None:
+                        target = type(thread)
+                    tt = type(target)
+                    kind = direct.get(target) if tt is _FUNCTION or tt is type else None
+                # the call site (the caller's code and offset, a third of this path's cost)
+                # is compared at random gaps, ~1 start in 16 (see `_site_checked`)
+                if kind is not None and (
+                    kind.started < kind.site_check_at or _site_checked(kind, getframe(1))
                 ):
                     if type(thread) is _THREAD:  # (no subclass: no __setattr__ of theirs)
                         thread._lensbook_kind = kind  # type: ignore[attr-defined]
                     else:
                         _SETATTR(thread, _KIND_ATTR, kind)
+                # only the wrapper installed now records: an older one left in a chain
+                # (someone wrapped it after us) passes through
+                elif observer._start_wrapper is start:
+                    kind = observer.on_start(thread, getframe(1))
                 else:
-                    kind = None  # (not another site's kind, should on_start fail)
-                    # only the wrapper installed now records: an older one left in a chain
-                    # (someone wrapped it after us) passes through
-                    if observer._start_wrapper is start:
-                        kind = on_start(thread, caller)
+                    kind = None
             except Exception:  # seeing a thread start must never stop it from starting
-                pass
+                kind = None
             try:
                 prev_start(thread)
             except BaseException:

@@ -50,6 +50,14 @@ def _recorder() -> Any:
         return None
 
 
+def _recording_since() -> float | None:
+    recorder = _recorder()
+    try:
+        return None if recorder is None else recorder.recording_since()
+    except Exception:
+        return None
+
+
 def recording() -> bool:
     """Whether a flight recorder is installed and recording."""
     recorder = _recorder()
@@ -103,9 +111,15 @@ def error_rate(window_s: float = 120.0, now: float | None = None) -> ErrorRate:
 
     Logged errors are counted from ``log`` events at ERROR or above and from the periodic
     ``log_rate`` events (which carry ``count`` per logger and level) as well as exceptions.
+    The rate is over the time the recorder has watched within the window (at least 1 s): 600
+    errors in the 5 s since lensbook loaded are 120/s, not 5/s over a window it did not see.
     """
     now = time.time() if now is None else now
     since = now - window_s
+    began = _recording_since()
+    if began is not None and began > since:
+        since = min(began, now - 1.0)
+        window_s = now - since
     found = events(since=since, kinds=(*ERROR_KINDS, "log", "log_rate"))
     by_where: Counter[str] = Counter()
     ids: list[str] = []

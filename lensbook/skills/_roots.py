@@ -7,7 +7,8 @@ cache (its keys hold every argument, ``self`` included), matplotlib's pyplot fig
 (figures stay until ``plt.close``), a logger's handler list, IPython's output cache ``Out`` and
 its ``_N`` aliases, and ``sys.modules``. `known_root` recognises them from the holder object
 itself (types and identities only: no user code runs), and `fix_for` gives the fix for a chain
-that ends at one.
+that ends at one, or at a class attribute (shared by every instance, it lives as long as its
+class: the classic mutable class attribute that only grows).
 
 The tooling's own structures are never the answer: lensbook's objects, tracemalloc's and
 linecache's caches are skipped by `is_tooling` during the walk.
@@ -23,7 +24,7 @@ from typing import Any
 from lensbook.skills._ipython import shell as ipython_shell
 from lensbook.skills._static import stored_attr
 
-__all__ = ["fix_for", "global_root", "is_tooling", "known_root"]
+__all__ = ["fix_for", "global_root", "is_tooling", "is_tooling_module", "known_root"]
 
 _FIXES: tuple[tuple[str, str], ...] = (
     (
@@ -51,6 +52,14 @@ _FIXES: tuple[tuple[str, str], ...] = (
         "sys.modules",
         "a module stays loaded for the process's lifetime, with its globals: clear the "
         "module-level structure, or del sys.modules[name] if it is reloaded on purpose",
+    ),
+    (
+        # (last: a generic root; a well-known retainer named in the same chain comes first)
+        "held by class attribute",
+        "{name} belongs to the class, not to an instance: it lives as long as the class and "
+        "is shared by every instance, so what is put in it stays. Keep the data on the "
+        "instance (set it in __init__), bound it (collections.deque(maxlen=...), an LRU), or "
+        "remove entries when done",
     ),
 )
 
@@ -130,6 +139,12 @@ def is_tooling(obj: Any) -> bool:
     if obj is linecache.cache:
         return True
     module = getattr(type(obj), "__module__", "") or ""
-    if module == "tracemalloc":
+    return module == "tracemalloc" or is_tooling_module(module)
+
+
+def is_tooling_module(name: str) -> bool:
+    """Whether the module called `name` is the tooling's (lensbook's but its scenarios,
+    tracemalloc, linecache): what its globals hold is never the answer."""
+    if name in ("tracemalloc", "linecache"):
         return True
-    return module.startswith("lensbook.") and not module.startswith("lensbook.scenarios")
+    return name.startswith("lensbook.") and not name.startswith("lensbook.scenarios")

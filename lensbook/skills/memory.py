@@ -44,7 +44,13 @@ from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._retained import RawTrace, Watch, container_of
-from lensbook.skills._roots import fix_for, global_root, is_tooling, known_root
+from lensbook.skills._roots import (
+    fix_for,
+    global_root,
+    is_tooling,
+    is_tooling_module,
+    known_root,
+)
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import is_own_dict, stored_attrs
 from lensbook.skills._trend import slope as _least_squares
@@ -772,8 +778,10 @@ def _search_root(
                         path.append((node, held_by[id(node)]))
                         node = held_by[id(node)]
                     path.reverse()
-                    # the root's own hop is named by the root, not listed as a holder
-                    return path[:-1], root, (ref, held)
+                    # the root's own hop is named by the root, not listed as a holder (for a
+                    # class attribute, the class's namespace dict below it as well)
+                    own_hops = 2 if root.startswith("class attribute") else 1
+                    return path[:-own_hops], root, (ref, held)
                 if len(upper) < _SEARCH_WIDTH:
                     upper.append(ref)
             del referrers
@@ -901,6 +909,44 @@ def _climb(
         current = chosen
     hops.append("... (depth limit)")
     return None
+
+
+def _kept_by_tooling(box: Any, ignore: set[int], names: dict[int, str], depth: int = 2) -> bool:
+    """Whether only the tooling keeps `box` alive: it is one of its structures (`is_tooling`:
+    linecache's cache), or everything that holds it is (lensbook's, tracemalloc's objects, their
+    modules' globals, lensbook's running frames), directly or through a plain dict or list that
+    only they hold (a ring's deque in the ring's dict of rings). One heap walk per level,
+    `depth` at most; a module's globals (`names`) are judged by the module without a second
+    walk; ids in `ignore` (the caller's own lists) are not holders."""
+    if is_tooling(box):
+        return True
+    holders = _heap.referrers(box)
+    try:
+        mine = ignore | {id(holders)}
+        found = False
+        for ref in holders:
+            if id(ref) in mine:
+                continue
+            found = True
+            namespace = names.get(id(ref), "")
+            if type(ref) is types.FrameType:
+                if _origin(ref.f_code.co_filename) != "lensbook":
+                    return False
+            elif namespace.startswith("module "):
+                if not is_tooling_module(namespace[7:]):
+                    return False
+            elif not (
+                is_tooling(ref)
+                or (
+                    depth > 1
+                    and type(ref) in (dict, list)
+                    and _kept_by_tooling(ref, mine, names, 1)
+                )
+            ):
+                return False
+        return found  # (held by nothing seen: no sign it is the tooling's)
+    finally:
+        del holders
 
 
 def _is_own_frame(frame: types.FrameType, me: types.FrameType) -> bool:
@@ -1351,6 +1397,7 @@ class MemorySkill(Skill):
 
         Growth is against the previous call (same object). The holders of the first three are
         named by a short referrer chain (a module global, a class attribute, a local variable).
+        The tooling's own containers (linecache's cache, lensbook's rings) are left out.
 
         Args:
             top: how many containers to return (at most 20).
@@ -1358,7 +1405,8 @@ class MemorySkill(Skill):
                 next call.
 
         Cost: one heap walk with len() of each container, ~0.2 s per million tracked objects,
-        plus one referrer walk per named holder (bounded to ~3 s in all). A baseline right
+        plus one or two referrer walks per container returned (is it the tooling's?) and one
+        per named holder (bounded to ~3 s in all). A baseline right
         after memory_census (within 5 s) costs no walk: the census's is used.
         """
         top = min(max(top, 1), 20)
@@ -1387,9 +1435,12 @@ class MemorySkill(Skill):
         floor = min(n for _, n in previous.values()) if len(previous) >= _REMEMBERED else 0
         names = _module_globals()
         ignore = {id(largest), id(names), id(previous)}
-        rows = []
-        for i in range(min(top, len(largest))):
-            c = largest[i]
+        rows: list[dict[str, Any]] = []
+        for c in largest:
+            if len(rows) >= top:
+                break
+            if time.perf_counter() < deadline and _kept_by_tooling(c, ignore, names):
+                continue  # linecache's cache, a lensbook ring: never the growing container
             name = _type_name(type(c))
             row: dict[str, Any] = {
                 "type": name,
@@ -1406,7 +1457,7 @@ class MemorySkill(Skill):
                 row["value_types"] = _value_types(c.values())
             elif c and not isinstance(c, dict):
                 row["item_types"] = _value_types(c)
-            if i < 3:
+            if len(rows) < 3:
                 chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
                 row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
                 fix = fix_for(row["held_by"] or "")
@@ -1946,7 +1997,8 @@ def _best_referrers(ev: Evidence) -> dict[str, Any]:
 
     def rank(result: dict[str, Any]) -> int:
         chains = [c for c in result.get("chains") or [] if isinstance(c, dict)]
-        if any(c.get("fix") for c in chains):
+        # (a class attribute has a fix too, but a well-known retainer names the cause better)
+        if any(c.get("fix") and "class attribute" not in str(c.get("chain")) for c in chains):
             return 3
         if any(
             "module global" in str(c.get("chain")) or "class attribute" in str(c.get("chain"))

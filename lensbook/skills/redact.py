@@ -188,9 +188,11 @@ def _aws_like(match: re.Match[str]) -> str:
 
 
 def _userinfo(match: re.Match[str]) -> str:
-    """``https://TOKEN@host``: a user part that looks like a token (long, with a digit)."""
+    """``https://TOKEN@host``: a user part that looks like a token, not a login name: 12+
+    characters mixing letters and digits, or 24+ of any kind (no one's login is that long)."""
     user = match.group("user")
-    if len(user) >= 16 and any(c.isdigit() for c in user):
+    mixed = any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
+    if (len(user) >= 12 and mixed) or len(user) >= 24:
         return match.group("pre") + REDACTED + "@"
     return match.group(0)
 

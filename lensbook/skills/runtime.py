@@ -113,7 +113,7 @@ class RuntimeSkill(Skill):
             "rss": _trend(rss),
             "threads": _trend(threads),
             "errors": {
-                "window_s": errors.window_s,
+                "window_s": round(errors.window_s, 1),
                 "count": errors.count,
                 "per_s": round(errors.per_s, 2),
                 "top": [{"where": w, "count": n} for w, n in errors.top],

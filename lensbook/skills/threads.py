@@ -6,8 +6,12 @@ holding it, needs the source: the instruction a blocked frame is on (`f_lasti`, 
 position where Python has them) points at the ``with lock_b:`` statement or the
 ``lock_b.acquire()`` call, and the name in that expression (``lock_b``, ``self._lock``) is
 resolved in the frame's own namespace. A frame holds a lock when its current line is inside the
-body of a ``with`` on that lock, or after a bare ``acquire()`` with no ``release()`` yet; an
-RLock also says its owner. A deadlock is a cycle in "thread waits for a lock held by thread".
+body of a ``with`` on that lock, or after a bare ``acquire()`` with no ``release()`` yet. An
+RLock (the C one or the pure-Python one) also records its owner, which names the holder even
+when the function that took it has returned; a plain Lock records none, so a lock taken in a
+returned function has no holder we can name, and a wait on it is judged by its length (the
+same acquisition seen again with no progress). A deadlock is a cycle in "thread waits for a
+lock held by thread".
 Expressions are only looked up (names, attributes without properties), never evaluated.
 """
 
@@ -55,10 +59,18 @@ __all__ = [
 
 _MAX_DEPTH = 64  # frames walked per thread when looking for held locks
 _LOCK_TYPE = type(threading.Lock())
-_RLOCK_TYPE = type(threading.RLock())
-_LOCK_TYPES: tuple[type, ...] = (_LOCK_TYPE, _RLOCK_TYPE)
+_RLOCK_TYPE = type(threading.RLock())  # _thread.RLock, written in C
+#: the pure-Python RLock (threading._RLock: where there is no C one, or chosen on purpose)
+_PY_RLOCK_TYPE: type = threading._RLock
+_RLOCK_TYPES: tuple[type, ...] = (_RLOCK_TYPE, _PY_RLOCK_TYPE)
+_LOCK_TYPES: tuple[type, ...] = (_LOCK_TYPE, *_RLOCK_TYPES)
 _UNSET = object()
-_RLOCK_REPR = re.compile(r"<(locked|unlocked) .*?owner=(\d+) count=(\d+)")
+# The C RLock's owner and count are only shown by its repr. The C slot is called directly, so a
+# subclass's own __repr__ never runs; the pattern is anchored at the end, which the C code
+# formats, so a class name that mimics "owner=" cannot stand in for the real fields.
+_C_RLOCK_REPR: Callable[[Any], str] = _RLOCK_TYPE.__repr__
+_RLOCK_REPR = re.compile(r"<(locked|unlocked) .* owner=(\d+) count=(\d+) at 0x[0-9a-fA-F]+>\Z")
+_CACHE = dis.opmap.get("CACHE", -1)  # (3.11+: an instruction's inline cache entries)
 _WITH_OPS = frozenset({"BEFORE_WITH", "SETUP_WITH", "BEFORE_ASYNC_WITH", "SETUP_ASYNC_WITH"})
 # 3.11's specialised PRECALL runs some C calls itself, so a frame waits on either
 _CALL_OPS = ("CALL", "PRECALL")
@@ -256,7 +268,12 @@ def _position(code: types.CodeType, lasti: int) -> tuple[int, int, int, int] | N
 
 
 def _opname(code: types.CodeType, lasti: int) -> str:
+    """The instruction at `lasti`. A frame that called Python code (a Python-level
+    ``acquire``, such as the pure-Python RLock's) stands on its call's inline cache entries on
+    3.11 and later: the instruction is the one those entries follow."""
     raw = code.co_code
+    while 2 <= lasti < len(raw) and raw[lasti] == _CACHE:
+        lasti -= 2
     return dis.opname[raw[lasti]] if 0 <= lasti < len(raw) else ""
 
 
@@ -438,13 +455,27 @@ class _Activity:
 
 
 def _lock_state(lock: Any) -> tuple[bool | None, int | None]:
-    """(locked?, owner thread ident if the lock says) for a Lock or RLock."""
-    if isinstance(lock, _LOCK_TYPE):
+    """(locked?, owner thread ident if the lock says) for a Lock or RLock.
+
+    An RLock records its owner whichever function took it, even one that has returned; a
+    plain Lock records none. Read without running the program's code: the C RLock through its
+    C repr (see `_C_RLOCK_REPR`), the Python one through its stored ``_owner``.
+    """
+    # (by the type itself: isinstance would read a __class__ the object may compute)
+    kind = type(lock)
+    if kind is _LOCK_TYPE:  # (_thread.lock cannot be subclassed: locked() is its C method)
         return lock.locked(), None
-    match = _RLOCK_REPR.match(repr(lock))
-    if match:
-        locked = match.group(1) == "locked"
-        return locked, int(match.group(2)) if locked else None
+    if issubclass(kind, _PY_RLOCK_TYPE):
+        owner = stored_attr(lock, "_owner")
+        if type(owner) is int:
+            return True, owner
+        block = stored_attr(lock, "_block")  # (locked, owner not yet set: being taken)
+        return (block.locked() if type(block) is _LOCK_TYPE else None), None
+    if issubclass(kind, _RLOCK_TYPE):
+        match = _RLOCK_REPR.match(_C_RLOCK_REPR(lock))
+        if match:
+            locked = match.group(1) == "locked"
+            return locked, int(match.group(2)) if locked else None
     return None, None
 
 
@@ -459,10 +490,18 @@ def _as_lock(obj: Any) -> Any:
     return None
 
 
+def _wraps(outer: Any, lock: Any) -> bool:
+    """Whether taking `outer` is taking `lock`: the same lock, or a Python RLock whose inner
+    lock it is (the one its ``acquire`` blocks on)."""
+    if outer is lock:
+        return True
+    return issubclass(type(outer), _PY_RLOCK_TYPE) and stored_attr(outer, "_block") is lock
+
+
 def _lock_type_name(lock: Any) -> str:
     if lock is None:
         return "unknown (the expression that takes it could not be looked up)"
-    return "RLock" if isinstance(lock, _RLOCK_TYPE) else "Lock"
+    return "RLock" if issubclass(type(lock), _RLOCK_TYPES) else "Lock"
 
 
 def _waiting(frame: types.FrameType, call: str) -> _Activity:
@@ -479,15 +518,17 @@ def _waiting(frame: types.FrameType, call: str) -> _Activity:
     return _Activity("waiting", frame, call=call)
 
 
-def _activity(frame: types.FrameType, cheap: bool = False) -> _Activity:
-    """What a thread is doing; never raises (a frame it cannot read counts as running)."""
+def _activity(frame: types.FrameType, cheap: bool = False, thread: int | None = None) -> _Activity:
+    """What a thread is doing; never raises (a frame it cannot read counts as running).
+    `thread` is the frame's thread ident, where known: an RLock it owns is not one it waits for.
+    """
     try:
-        return _classify(frame, cheap)
+        return _classify(frame, cheap, thread)
     except Exception:  # exotic objects, unreadable source: a probe must still answer
         return _Activity("running", frame)
 
 
-def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
+def _classify(frame: types.FrameType, cheap: bool = False, thread: int | None = None) -> _Activity:
     """Classify a thread by its innermost Python frame.
 
     With `cheap`, the source is read only when the frame may be taking a lock (a ``with``, or
@@ -536,15 +577,17 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
             # a lock returned by a call, or an expression we may not evaluate: the lock taken
             # is one the frame can reach; if exactly one of those is locked and not held by
             # this very thread, that is the one it waits for
-            obj = None if cheap else _only_locked_candidate(frame)
+            obj = None if cheap else _only_locked_candidate(frame, thread)
         lock = _as_lock(obj)
         if lock is not None:
             name = _lock_label(target, frame)
             caller = frame.f_back
             if origin == "stdlib" and caller is not None:
                 # inside Condition.__enter__ and the like: name the lock as the caller does
-                outer = _activity(caller)
-                if outer.lock is lock:
+                # (a Python RLock blocks on its inner lock: the caller's RLock is the one taken)
+                outer = _activity(caller, thread=thread)
+                if outer.lock is not None and _wraps(outer.lock, lock):
+                    lock = outer.lock
                     name, frame, call = outer.lock_name or name, caller, outer.call or call
             return _Activity("blocked_on_lock", frame, call=call, lock=lock, lock_name=name)
         if obj is not None and call.startswith("with "):
@@ -559,12 +602,30 @@ def _classify(frame: types.FrameType, cheap: bool = False) -> _Activity:
     return _Activity("running", frame, call=call)
 
 
-def _only_locked_candidate(frame: types.FrameType) -> Any:
-    mine = {id(lock) for lock, *_ in _held_locks(_frames_of(frame))}
+def _only_locked_candidate(frame: types.FrameType, thread: int | None = None) -> Any:
+    mine = {id(lock) for lock, *_ in _held_locks(_frames_of(frame), thread=thread)}
     locked = [
-        lock for lock in _reachable_locks(frame) if id(lock) not in mine and _lock_state(lock)[0]
+        lock
+        for lock in _reachable_locks(frame)
+        if id(lock) not in mine and _locked_by_other(lock, thread)
     ]
     return locked[0] if len(locked) == 1 else None
+
+
+def _locked_by_other(lock: Any, thread: int | None) -> bool:
+    """Whether `lock` is locked and may be held by a thread other than `thread`: not an RLock
+    whose recorded owner is `thread` itself (taken in a function that has returned, say)."""
+    locked, owner = _lock_state(lock)
+    return bool(locked) and (thread is None or owner != thread)
+
+
+def _held_by_thread(lock: Any, thread: int | None, unknown: bool = False) -> bool:
+    """Whether `lock` is locked and, if it records an owner and `thread` is known, owned by
+    `thread`; a lock whose state cannot be read counts as `unknown`."""
+    locked, owner = _lock_state(lock)
+    if locked is None:
+        return unknown
+    return locked and (thread is None or owner is None or owner == thread)
 
 
 def _short_text(text: str, limit: int = 100) -> str:
@@ -572,12 +633,17 @@ def _short_text(text: str, limit: int = 100) -> str:
 
 
 def _held_locks(
-    frames: Sequence[types.FrameType], skip: Any = None, wanted: dict[int, Any] | None = None
+    frames: Sequence[types.FrameType],
+    skip: Any = None,
+    wanted: dict[int, Any] | None = None,
+    thread: int | None = None,
 ) -> list[tuple[Any, str, str, types.FrameType]]:
     """Locks the frames of one thread hold: (lock, name in the frame, how/where, frame).
 
     A guard whose expression cannot be looked up (a call) holds the one lock of `wanted` (locks
-    other threads wait for) that the frame can reach and that is locked, if there is one.
+    other threads wait for) that the frame can reach and that is locked, if there is one. With
+    `thread` (the frames' thread ident), an RLock that records another owner is not held,
+    whatever the source says (it was released in another function, and taken again elsewhere).
     """
     held: list[tuple[Any, str, str, types.FrameType]] = []
     seen: set[int] = set()
@@ -598,7 +664,7 @@ def _held_locks(
                 reach = [
                     lock
                     for lock in _reachable_locks(frame)
-                    if id(lock) in wanted and lock is not skip and _lock_state(lock)[0]
+                    if id(lock) in wanted and lock is not skip and _held_by_thread(lock, thread)
                 ]
                 if len(reach) != 1:
                     continue
@@ -607,7 +673,7 @@ def _held_locks(
                 continue
             if obj is None or obj is skip or id(obj) in seen:
                 continue
-            if _lock_state(obj)[0] is False:
+            if not _held_by_thread(obj, thread, unknown=True):
                 continue
             seen.add(id(obj))
             how = f"{guard.kind} at {short_path(code.co_filename)}:{guard.at}"
@@ -978,7 +1044,10 @@ class ThreadsSkill(Skill):
 
         The lock is found whatever the expression that takes it: names, attribute chains,
         subscripts with integer arithmetic (``locks[(i + 1) % 3]``), and for a lock returned
-        by a call, the one locked lock the frame can reach by reference. ``waited_s`` is how
+        by a call, the one locked lock the frame can reach by reference (an RLock the thread
+        itself owns left out). An RLock's holder is the owner it records, even when the
+        function that took it has returned; a plain Lock records none, so one taken in a
+        returned function has ``held_by`` None and a ``holder_note``. ``waited_s`` is how
         long each thread has been seen at that same acquisition (same frame and instruction).
 
         Args:
@@ -995,7 +1064,7 @@ class ThreadsSkill(Skill):
         if recheck_after_s > 0:
             first = {}
             for ident, frame in sys._current_frames().items():
-                act = _activity(frame)
+                act = _activity(frame, thread=ident)
                 if ident != me and act.state == "blocked_on_lock":
                     first[ident] = act.frame
             self._note_blocked(first)
@@ -1007,7 +1076,7 @@ class ThreadsSkill(Skill):
         waits: dict[int, _Activity] = {}
         activities: dict[int, _Activity] = {}
         for ident, frame in frames.items():
-            act = activities[ident] = _activity(frame)
+            act = activities[ident] = _activity(frame, thread=ident)
             if act.state == "blocked_on_lock":
                 waits[ident] = act
         waited = self._note_blocked({i: a.frame for i, a in waits.items()})
@@ -1016,14 +1085,17 @@ class ThreadsSkill(Skill):
             wanted = {id(a.lock): a.lock for a in waits.values() if a.lock is not None}
             for ident, frame in frames.items():
                 skip = waits[ident].lock if ident in waits else None
-                for lock, name, how, _ in _held_locks(_frames_of(frame), skip, wanted):
+                for lock, name, how, _ in _held_locks(_frames_of(frame), skip, wanted, ident):
                     holders.setdefault(id(lock), {})[ident] = (name, how)
             for act in waits.values():
+                # the owner an RLock records is the holder, even where no live frame shows it
+                # taken (acquired in a function that has returned, or in C code)
                 owner = _lock_state(act.lock)[1]
                 if owner is not None and owner in frames:
                     holders[id(act.lock)] = {
                         owner: holders.get(id(act.lock), {}).get(
-                            owner, (act.lock_name, "owner recorded by the RLock")
+                            owner,
+                            (act.lock_name, "owner recorded by the RLock; no live frame takes it"),
                         )
                     }
         edges = {
@@ -1062,9 +1134,14 @@ class ThreadsSkill(Skill):
             if user is not None and user is not act.frame:
                 entry["user_code"] = describe_frame(user)
             if not holder_ids:
+                owner = _lock_state(act.lock)[1]
                 entry["holder_note"] = (
-                    "no live frame holds it by with/acquire (taken in C code, by a thread that "
-                    "ended, or in a frame whose source is unavailable)"
+                    f"the RLock records owner thread {owner}, which runs no Python code (it "
+                    "has most likely ended without releasing it)"
+                    if owner is not None and owner not in frames and owner != me
+                    else "no live frame holds it by with/acquire (a plain Lock records no "
+                    "owner: taken in a function that has returned, in C code, by a thread "
+                    "that ended, or in a frame whose source is unavailable)"
                 )
             elif ident not in in_cycle:
                 h = holder_ids[0]

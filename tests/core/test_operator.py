@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import lensbook
-from lensbook import events
+from lensbook import Skill, events, probe
 from lensbook.clients import ModelRequest, ScriptedClient, call
 
 from ._skill import Toy
@@ -121,6 +121,48 @@ def test_run_in_background_callbacks_and_wait() -> None:
     assert threads == {"lensbook-loop"}
     assert result.notifications == (got[0],)
     op.stop()
+
+
+class Gated(Skill):
+    """A skill whose probe holds its run until the test opens the gate."""
+
+    id = "gated"
+    title = "Gated skill"
+    description = "A skill for tests"
+    system_prompt = "You wait at a gate."
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.gate = threading.Event()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {}
+
+    @probe(budget=120)
+    def hold(self) -> str:
+        """Waits until the test opens the gate. Cost: up to 60 s of waiting."""
+        self.entered.set()
+        return "opened" if self.gate.wait(60) else "timed out"
+
+
+def test_last_waits_for_a_script_run_in_the_background_and_outlives_stop() -> None:
+    """`lensbook.last` sees a run however it was started (here a script's background run), as
+    `%lens run --background` has it, with nothing but the operator reporting it."""
+    skill = Gated()
+    client = ScriptedClient([call("gated_hold"), call("done", summary="through the gate")])
+    (op,) = lensbook.start([skill], client=client, sample_interval=None, history=False)
+    future = op.run_in_background(reason="wait for me")
+    assert skill.entered.wait(60)
+    assert lensbook.last("gated") is None  # nothing finished yet
+    with pytest.raises(TimeoutError):
+        lensbook.last("gated", wait=True, timeout=0.2)  # it waits for the held run
+    skill.gate.set()
+    notes = lensbook.last("gated", wait=True, timeout=60)
+    assert notes is not None and notes.result.summary == "through the gate"
+    assert notes.result.run_id == future.result(timeout=10).run_id
+    lensbook.stop()
+    after = lensbook.last("gated")
+    assert after is not None and after.result.run_id == notes.result.run_id
 
 
 def test_run_async_is_a_deprecated_alias_of_run_in_background() -> None:
@@ -406,6 +448,8 @@ def test_crashed_operator_is_restarted_and_reports_the_crash() -> None:
     with pytest.raises(lensbook.OperatorCrashed) as info:
         op.run({})
     assert len(info.value.notifications) == 1
+    # what the crashed run found is the operator's last result (and `lensbook.last()`'s)
+    assert info.value.result is not None and op.last_result is info.value.result
     assert [e.kind for e in seen] == ["operator_crashed", "operator_restarted"]
     assert "KeyError" in seen[0].data["error"]
     # the restarted operator serves the next run

@@ -237,3 +237,35 @@ def test_names_from_the_heap_and_the_code_arrive_delimited(
     assert shown.count(INJECTION) >= len(calls), shown
     assert delimited_only(shown), shown
     assert INJECTION not in json.dumps(blocks(body, "text"), ensure_ascii=False)
+
+
+def test_triage_quoting_the_process_arrives_delimited(servers: Servers) -> None:
+    """A vague question starts from triage, whose summaries quote the process (here the name of
+    the logger in an error storm): in the run's first request they sit inside the delimiters."""
+    from lensbook import recorder
+
+    recorder.stop()
+    recorder.clear()
+    recorder.start("test-untrusted-triage", sample_interval=None)
+    log = logging.getLogger(f"orders {INJECTION}")
+    log.propagate = False
+    try:
+        for i in range(60):
+            try:
+                raise RuntimeError(f"order {i} rejected")
+            except RuntimeError:
+                log.exception("checkout failed")
+        server = servers([tool_uses(tool_use("take_snapshot")), tool_uses(tool_use("done"))])
+        client = AnthropicClient(base_url=server.url, api_key="test-key")
+        op = lensbook.Operator.start("runtime", name="untrusted-triage", client=client)
+        try:
+            result = op.run(reason="service degraded").result
+        finally:
+            op.stop()
+    finally:
+        recorder.stop("test-untrusted-triage")
+        recorder.clear()
+    assert result.stop_reason == "done"
+    first = json.dumps(server.requests[0].body["messages"], ensure_ascii=False)
+    assert "triage" in first and INJECTION in first, first
+    assert delimited_only(first), first

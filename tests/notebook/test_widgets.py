@@ -18,6 +18,7 @@ from lensbook.cards import CardModel
 from lensbook.clients import ScriptedClient, call
 from lensbook.notebook._models import FeedModel
 from lensbook.notebook._throttle import Throttle
+from lensbook.notebook._timer import THREAD_NAME, call_later
 from lensbook.notebook.widgets import (
     Dashboard,
     MetricsView,
@@ -266,15 +267,48 @@ def test_throttle_flushes_at_most_once_per_interval_and_never_drops_the_last() -
         latest["flushed"] = latest["value"]
 
     throttle = Throttle(flush, interval=0.05)
+    started = time.monotonic()
     for i in range(1, 5001):
         latest["value"] = i
         throttle.request()
+    elapsed = time.monotonic() - started
     assert throttle.flushes >= 1
     wait_until(lambda: latest["flushed"] == 5000, "the trailing flush")
-    assert throttle.flushes <= 2 + 5000 * 0 + throttle.flushes  # counted, never per request
+    # flushes are an interval apart at least: one per interval of the burst, the first and the
+    # trailing one (the bound follows the burst's own duration, however busy the machine)
+    assert throttle.flushes <= elapsed / 0.05 + 3
     assert throttle.flushes < 5000
     throttle.now()
     assert latest["flushed"] == 5000
+
+
+def test_the_timer_runs_due_calls_in_order_on_its_own_thread_and_ends_when_idle(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ran: list[tuple[str, str]] = []
+    done = threading.Event()
+
+    def record(tag: str) -> Callable[[], None]:
+        return lambda: ran.append((tag, threading.current_thread().name))
+
+    def explode() -> None:
+        raise RuntimeError("a flush that fails")
+
+    # half a second apart at least, so that a busy machine's stall between two calls does not
+    # change which is due first
+    call_later(1.5, lambda: (record("late")(), done.set()))
+    call_later(1.0, explode)
+    call_later(0.5, record("middle"))
+    call_later(0.0, record("first"))  # due before what the thread sleeps on: it wakes for it
+    assert done.wait(30)
+    assert [tag for tag, _ in ran] == ["first", "middle", "late"]  # the failure stopped nothing
+    assert {name for _, name in ran} == {THREAD_NAME}
+    assert "deferred widget update" in caplog.text and "a flush that fails" in caplog.text
+    wait_until(
+        lambda: THREAD_NAME not in {t.name for t in threading.enumerate()}, "the idle thread's end"
+    )
+    call_later(0.0, record("again"))  # a call after the thread ended starts a new one
+    wait_until(lambda: ran[-1][0] == "again", "the call on a new thread")
 
 
 def test_full_text_is_not_truncated() -> None:

@@ -848,6 +848,55 @@ def test_the_start_shortcut_puts_every_start_in_its_own_kind_when_one_site_start
     assert shortcuts and len(shortcuts) == len({id(k) for k in shortcuts}), shortcuts
 
 
+def _two_sites_target() -> None:
+    """A target of its own, started from two sites below."""
+
+
+def test_a_target_started_from_two_sites_is_counted_whole_and_each_site_found() -> None:
+    """The shortcut compares the call site at random gaps of 1 to 32 starts of a kind: a start
+    from another site of the same target in between is counted in the kind of the site last
+    compared. Every start is still counted once, each kind's ends match its starts, each site
+    is found, in bursts and when the sites alternate in a pattern (random gaps: no periodic
+    pattern hides a site), and a burst's count is off by at most 31 per change of site."""
+    ring = HistoryRing()
+    observer = ThreadObserver(ring)
+
+    def start_from(site: str) -> None:
+        t = threading.Thread(target=_two_sites_target)
+        if site == "a":
+            t.start()
+        else:
+            t.start()
+        t.join()
+
+    def rows() -> dict[str, tuple[int, int]]:
+        found = [r.detail for r in observer.flush(time.time())]
+        mine = [r for r in found if r["target"].endswith("_two_sites_target")]
+        return {r["started_from"]: (r["started"], r["ended"]) for r in mine}
+
+    observer.install()
+    try:
+        for site in ("a", "b", "a"):  # bursts: two changes of site
+            for _ in range(150):
+                start_from(site)
+        bursts = rows()
+        for _ in range(100):  # a pattern: three from one site, one from the other
+            for site in ("a", "a", "a", "b"):
+                start_from(site)
+        pattern = rows()
+    finally:
+        observer.remove()
+    assert len(bursts) == 2 and len(pattern) == 2, (bursts, pattern)
+    assert sum(started for started, _ in bursts.values()) == 450
+    assert sum(started for started, _ in pattern.values()) == 400
+    assert all(started == ended for started, ended in [*bursts.values(), *pattern.values()])
+    # site b started 150 of the bursts: up to 31 of them counted in a's kind at the change to
+    # b, up to 31 of a's in b's at the change back
+    low, high = sorted(started for started, _ in bursts.values())
+    assert abs(low - 150) <= 31 and low + high == 450, bursts
+    assert all(started > 0 for started, _ in pattern.values()), pattern
+
+
 class _Singleton:
     __slots__ = ()
 

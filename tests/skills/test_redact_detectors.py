@@ -91,6 +91,27 @@ def test_clip_redacts_before_it_cuts() -> None:
     assert password[:13] in text[:cut_at]
     shown = clip(text, cut_at)
     assert password[:6] not in shown and len(shown) <= cut_at
+    # a token in a URL is known by the "@" after it: cut first, it would no longer be
+    token = "ghp4Kd9sLm2Qx7Vb"
+    url = f"fetching https://{token}@git.example.com/shop/orders.git failed"
+    cut_at = url.index(token) + 10
+    assert redact_text(url[:cut_at]) == url[:cut_at]  # what a cut-then-redact would send
+    shown = clip(url, cut_at)
+    assert token[:4] not in shown and len(shown) <= cut_at
+
+
+@pytest.mark.parametrize(
+    ("url", "secret"),
+    [
+        ("https://sometoken123456@host/repo", True),
+        ("https://abcdefghijklmnopqrstuvwxyzabcd@host/repo", True),
+        ("https://deploy@host/repo", False),
+        ("ssh://git-user@host/repo", False),
+    ],
+)
+def test_a_token_as_a_urls_user_is_redacted_a_login_name_is_not(url: str, secret: bool) -> None:
+    user = url.split("//")[1].split("@")[0]
+    assert (user not in redact_text(url)) is secret, redact_text(url)
 
 
 def test_clip_of_a_huge_text_redacts_what_it_shows() -> None:

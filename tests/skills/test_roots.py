@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
+import importlib.util
 import io
 import json
+import linecache
 import logging
+import sys
+import time
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
+from lensbook.recorder.event import HistoryEvent
+from lensbook.recorder.ring import HistoryRing
 from lensbook.skills._roots import fix_for
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import MemorySkill
@@ -37,11 +45,50 @@ class Chart:
         return "<chart>"
 
 
-def _chains(type_name: str) -> list[dict[str, Any]]:
+class Session:
+    pass
+
+
+class SessionRegistry:
+    open_sessions: ClassVar[list[Session]] = []  # the leak: a list on the class, never emptied
+
+
+class Row:
+    pass
+
+
+class Table:
+    rows: ClassVar[list[Row]] = []
+
+
+class Order:
+    pass
+
+
+class OrderBook:
+    orders: ClassVar[list[Order]] = []
+
+
+#: a lensbook ring (the flight recorder's storage) kept by this module
+HISTORY = HistoryRing(caps={"order": 1000})
+
+PLUGIN = """
+class Widget:
+    pass
+
+
+WIDGETS = []
+
+
+def register(n):
+    WIDGETS.extend(Widget() for _ in range(n))
+"""
+
+
+def _chains(type_name: str, samples: int = 2) -> list[dict[str, Any]]:
     # the process's names in the chains are marked as untrusted text: read them unmarked
-    found = undelimit(
-        json.loads(render_output(MemorySkill().referrers(type_name, max_depth=8), 100_000))
-    )
+    probe = MemorySkill().referrers(type_name, max_depth=8, samples=samples)
+    found = undelimit(json.loads(render_output(probe, 100_000)))
     chains: list[dict[str, Any]] = found["chains"]
     return chains
 
@@ -94,3 +141,115 @@ def test_a_result_held_only_by_ipythons_output_cache_names_out_n() -> None:
     text = " ".join(c["chain"] for c in chains)
     assert "held by IPython's output cache" in text, chains
     assert "%reset -f out" in (fix_for(text) or "")
+
+
+def test_a_list_on_a_class_is_named_as_the_class_attribute_with_its_fix() -> None:
+    SessionRegistry.open_sessions.extend(Session() for _ in range(30))
+    try:
+        chains = _chains(f"{__name__}.Session", samples=4)
+    finally:
+        SessionRegistry.open_sessions.clear()
+    root = f"{__name__}.SessionRegistry.open_sessions"
+    (chain,) = chains
+    assert chain["chain"] == (
+        f"{__name__}.Session object <- list (len 30) (item) <- held by class attribute {root}"
+    )
+    assert chain["fix"].startswith(f"{root} belongs to the class, not to an instance")
+    assert "set it in __init__" in chain["fix"]
+
+
+@pytest.fixture
+def plugin(tmp_path: Path) -> Iterator[str]:
+    """A module loaded from a file by path (as a plugin loader does): only sys.modules keeps
+    it, no other module imports it."""
+    name = "lensbook_roots_plugin"
+    path = tmp_path / f"{name}.py"
+    path.write_text(PLUGIN)
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    module.register(30)
+    del module
+    yield name
+    del sys.modules[name]
+
+
+def test_objects_of_a_module_reachable_only_through_sys_modules_name_its_global(
+    plugin: str,
+) -> None:
+    chains = _chains(f"{plugin}.Widget", samples=4)
+    assert [c["chain"] for c in chains] == [
+        f"{plugin}.Widget object <- list (len 30) (item) <- held by module global {plugin}.WIDGETS"
+    ]
+
+
+def test_linecache_entries_are_never_the_root() -> None:
+    # each row is also kept in linecache.cache (a leak-like dict of 30 entries, a module
+    # global of linecache), reached first: the root is the user's class attribute all the same
+    rows = [Row() for _ in range(30)]
+    Table.rows.extend(rows)
+    gc.collect()  # (the class's list ages: the younger linecache entries are met first)
+    keys = [f"<lensbook-roots-{i}>" for i in range(len(rows))]
+    for i in range(len(rows)):
+        linecache.cache[keys[i]] = (1, None, [rows[i]], keys[i])  # type: ignore[list-item]
+    del rows
+    try:
+        chains = _chains(f"{__name__}.Row", samples=4)
+    finally:
+        for key in keys:
+            linecache.cache.pop(key, None)
+        Table.rows.clear()
+    assert [c["chain"] for c in chains] == [
+        f"{__name__}.Row object <- list (len 30) (item) <- held by class attribute "
+        f"{__name__}.Table.rows"
+    ]
+
+
+def test_a_lensbook_ring_is_never_the_root() -> None:
+    # each order is also in events of a lensbook ring held by a module global: still the
+    # user's class attribute is named, not the ring nor the global that holds it
+    orders = [Order() for _ in range(30)]
+    OrderBook.orders.extend(orders)
+    gc.collect()
+    for i in range(len(orders)):
+        HISTORY.add(HistoryEvent("e", time.time(), "order", "test", {"order": orders[i]}))
+    del orders
+    try:
+        chains = _chains(f"{__name__}.Order", samples=4)
+    finally:
+        HISTORY.clear()
+        OrderBook.orders.clear()
+    assert [c["chain"] for c in chains] == [
+        f"{__name__}.Order object <- list (len 30) (item) <- held by class attribute "
+        f"{__name__}.OrderBook.orders"
+    ]
+
+
+def test_the_largest_growing_containers_are_never_the_toolings_own() -> None:
+    # linecache.cache and a lensbook ring both grow past the program's own cache: neither is
+    # offered as the growing container (nor its holder as the root); the program's is
+    skill = MemorySkill()
+    skill.largest_containers(baseline=True)
+    for i in range(30_000):
+        key = f"<lensbook-cell-{i}>"
+        linecache.cache[key] = (1, None, ["pass\n"], key)
+    ring = HistoryRing(caps={"order": 30_000})
+    for i in range(30_000):
+        ring.add(HistoryEvent("e", float(i), "order", "test", {}))
+    SessionRegistry.open_sessions.extend(Session() for _ in range(20_000))
+    try:
+        found = undelimit(json.loads(render_output(skill.largest_containers(top=5), 100_000)))
+    finally:
+        for i in range(30_000):
+            linecache.cache.pop(f"<lensbook-cell-{i}>", None)
+        ring.clear()
+        SessionRegistry.open_sessions.clear()
+    first = found["containers"][0]
+    assert first["type"] == "list" and first["len"] == 20_000, found["containers"]
+    assert first["held_by"].endswith(
+        f"held by class attribute {__name__}.SessionRegistry.open_sessions"
+    )
+    assert not any(c["len"] >= 30_000 for c in found["containers"]), found["containers"]
+    assert "linecache" not in json.dumps(found)

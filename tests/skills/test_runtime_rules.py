@@ -118,3 +118,36 @@ def test_thread_growth_the_recorder_saw_is_one_notification_naming_the_starter(
     ev.history = []
     again = [f for rule in skill.rules() for f in rule.judge(ev)]
     assert [f.anomaly_type for f in again if "thread" in f.anomaly_type] == ["thread_growth"]
+
+
+def test_an_error_burst_since_loading_is_a_rate_over_the_time_watched(
+    skill: RuntimeSkill,
+) -> None:
+    """60 errors in the seconds since the recorder started are a storm: the rate is taken over
+    the time the recorder watched, not over a two-minute window it did not see (60/120 s would
+    read 0.5/s, under the rule's floor)."""
+    import logging
+
+    from lensbook import recorder
+
+    recorder.stop()  # a recording of earlier tests would have watched longer
+    recorder.clear()
+    recorder.start("test-runtime-errors", sample_interval=None)
+    log = logging.getLogger("tests.orders")
+    log.propagate, log.disabled = False, False
+    try:
+        for i in range(60):
+            try:
+                raise ValueError(f"order {i} rejected")
+            except ValueError:
+                log.exception("checkout failed")
+        began = recorder.recording_since()
+        assert began is not None and time.time() - began < 60
+        found = _judge(skill, _evidence(skill))
+    finally:
+        recorder.stop("test-runtime-errors")
+        recorder.clear()
+    storm = found["error_storm"]
+    rate = float(storm.observation.split("errors at ")[1].split("/s")[0])
+    assert rate > 60 / 60, storm.observation  # over less than the minute it has watched
+    assert "60 errors in the last" in storm.context

@@ -9,6 +9,15 @@ process, alternating `--repeat` times:
   (`lensbook.run("memory")` on the lens loop: censuses, a tracemalloc window, its diff, type
   growth, the largest containers, referrer chains) until the run ends.
 
+With `--model-window`, the investigation is a hostile model's instead (a `ScriptedClient`
+driving the memory operator, the path a real model's tool calls take): every memory probe
+called with the largest value of every parameter (the schemas set no maximum, so huge values
+that the probes clamp): a 25-frame tracemalloc window held open with `wait`, the deepest
+referrer chains, two retention bursts in a row, and a burst of window re-openings. Each call
+is printed with its time (and the start of an error). `--model-window default` makes the same
+calls with every parameter at its default: the control that tells the parameters' cost from
+that of the calls themselves and of the heap they meet (the leak grows it for the whole run).
+
 It prints, per repeat and as medians, the chunk time during the investigation divided by the
 baseline's median chunk time: the median ratio, the 95th percentile and the worst (slowest
 chunk), and which probes were running during that slowest chunk. Targets (issue 12): median
@@ -24,6 +33,7 @@ walk can split) alone at the same heap, per million tracked objects: the bound d
 `lensbook/skills/_heap.py`.
 
     .venv/bin/python benchmarks/bench_host_cost.py [--repeat 3] [--heap 300000] [--chunk-ms 100]
+        [--model-window [largest|default]]
 """
 
 from __future__ import annotations
@@ -89,7 +99,64 @@ def _run_queue_wait() -> float:
         return 0.0
 
 
-def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, Any]:
+#: larger than any clamp: a hostile model asks for as much as the schema lets it
+_HUGE = 10**9
+
+
+def _hostile_model(largest: bool = True) -> Any:
+    """A model that calls every memory probe with the largest of every parameter, holds a
+    25-frame tracing window open as long as `wait` lets it, and re-opens windows back to back;
+    with `largest` false, the same calls with every parameter left at its default (a control:
+    what the parameters cost, apart from the calls and the heap they meet). Compaction and
+    summary requests get text, so every scripted turn is a tool batch."""
+    from lensbook.clients.scripted import ScriptedClient, call
+    from lensbook.limits import MAX_WAIT_SECONDS
+
+    def at(**largest_values: Any) -> dict[str, Any]:
+        return largest_values if largest else {}
+
+    longest = at(frames=_HUGE, max_seconds=_HUGE)
+    shown = at(top=_HUGE, frames_shown=_HUGE)
+    deepest = {"type_name": "dict", **at(max_depth=_HUGE, samples=_HUGE)}
+    batches = [
+        [call("take_snapshot"), call("memory_rss_trend", **at(window_s=_HUGE, points=_HUGE))],
+        [call("memory_trace_start", **longest), call("memory_census", **at(top=_HUGE))],
+        [call("wait", seconds=MAX_WAIT_SECONDS)],
+        [call("memory_allocation_diff", **shown, stop=False)],
+        [call("memory_type_growth", **at(top=_HUGE, after_s=_HUGE))],
+        [call("memory_largest_containers", **at(top=_HUGE))],
+        [call("memory_largest_containers", **at(top=_HUGE, baseline=False))],
+        [call("memory_referrers", **deepest)],
+        [call("memory_retained_sites", **shown)],
+        # a second retention burst right after the first: it must rest first
+        [call("memory_referrers", **{**deepest, **at(max_depth=_HUGE - 1)})],
+        [call("memory_retained_sites", **shown)],
+        # each re-opening closes the window before it (its burst's snapshot and grouping);
+        # arguments differ by a little each time, or the loop refuses a call repeated 3 times
+        [
+            call(
+                "memory_trace_start",
+                **{**longest, "max_seconds": 60 - i, **at(max_seconds=_HUGE - i)},
+            )
+            for i in range(20)
+        ],
+        [call("wait", seconds=MAX_WAIT_SECONDS)],
+        [call("memory_allocation_diff", **shown, stop=True)],
+        [call("done", summary="hostile window closed")],
+    ]
+    pending = iter(batches)
+
+    def turn(request: Any) -> Any:
+        if request.purpose != "investigate":
+            return "summary: hostile calls so far"
+        return next(pending, [call("done")])
+
+    return ScriptedClient([turn] * (len(batches) * 2 + 10))
+
+
+def _child(
+    phase: str, heap_size: int, units: int, seconds: float, model_window: str | None = None
+) -> dict[str, Any]:
     heap = [[i] for i in range(heap_size)]  # a heap for the walks to cover
     from lensbook.scenarios import _leaky_cache  # a service thread with a real leak
 
@@ -107,15 +174,21 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
 
         # which probes ran during the slowest chunk: [name, started, ended] per tool call
         spans: dict[str, list[Any]] = {}
+        calls: list[str] = []  # what each call answered: name, seconds, an error's start
 
         def on_tool(event: Any) -> None:
             if event.kind == "tool_call":
                 spans[event.data["id"]] = [event.data["name"], time.perf_counter(), None]
             elif event.data["id"] in spans:
                 spans[event.data["id"]][2] = time.perf_counter()
+                error = f" ERROR {event.data['content'][:80]}" if event.data["is_error"] else ""
+                calls.append(f"{event.data['name']} {event.data['seconds']:.2f} s{error}")
 
         token = events.subscribe(on_tool, kinds=["tool_call", "tool_result"])
-        lensbook.start(["memory"], client=OfflineInvestigator(), sample_interval=None)
+        client = (
+            _hostile_model(model_window == "largest") if model_window else OfflineInvestigator()
+        )
+        lensbook.start(["memory"], client=client, sample_interval=None)
         done = threading.Event()
         lensbook.get_operator("memory").run_in_background(
             {"reason": "memory keeps growing"}, on_complete=lambda _result: done.set()
@@ -133,6 +206,8 @@ def _child(phase: str, heap_size: int, units: int, seconds: float) -> dict[str, 
             )
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
+        if model_window:
+            out["found"] = [f"stop reason {result.stop_reason if result else None}", *calls]
         lensbook.stop()
     traffic.stop.set()
     del heap
@@ -163,6 +238,7 @@ def _deadline(seconds: float) -> Any:
 def _run_child(phase: str, args: argparse.Namespace, units: int, seconds: float) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", phase, "--heap", str(args.heap)]
     cmd += ["--units", str(units), "--seconds", str(seconds)]
+    cmd += ["--model-window", args.model_window] if args.model_window else []
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True)
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
@@ -173,6 +249,14 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--heap", type=int, default=300_000)
     parser.add_argument("--chunk-ms", type=float, default=100.0)
+    parser.add_argument(
+        "--model-window",
+        nargs="?",
+        const="largest",
+        choices=["largest", "default"],
+        help="a hostile model's memory probes, every parameter at its largest (or, as a "
+        "control, the same calls at the defaults)",
+    )
     parser.add_argument("--child", choices=["baseline", "investigation", "step"])
     parser.add_argument("--units", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=8.0)
@@ -181,11 +265,19 @@ def main() -> None:
         print(json.dumps(_step(args.heap)))
         return
     if args.child:
-        print(json.dumps(_child(args.child, args.heap, args.units, args.seconds)))
+        print(
+            json.dumps(_child(args.child, args.heap, args.units, args.seconds, args.model_window))
+        )
         return
 
     units = _calibrate(args.chunk_ms / 1000)
     print(f"chunk: {units} work units (~{args.chunk_ms:g} ms idle), heap {args.heap:,} lists")
+    who = (
+        f"a hostile model, every parameter at its {args.model_window}"
+        if args.model_window
+        else "offline"
+    )
+    print(f"investigation: {who}")
     print(f"load average before: {_load()}\n")
     head = ("repeat", "base ms", "base p95", "base worst", "inv s", "median", "p95", "worst")
     head += ("base w*", "median*", "worst*")

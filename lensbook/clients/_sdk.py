@@ -41,6 +41,7 @@ __all__ = [
     "no_answer",
     "sdk_errors",
     "undecodable",
+    "wire_safe",
 ]
 
 #: what an SDK raises while decoding a body it received (both are ValueError subclasses)
@@ -223,6 +224,27 @@ def describe_status(exc: Any) -> str:
 def compact_json(value: Any) -> str:
     """JSON without spaces, anything unknown as its str (tool arguments on the wire)."""
     return json.dumps(value, default=str, separators=(",", ":"))
+
+
+def wire_safe(value: Any) -> Any:
+    """`value` (a request's messages) with every string made encodable as UTF-8.
+
+    A model's JSON may carry a lone surrogate escape (``"\\ud800"``, valid JSON), which
+    decodes to a str that no UTF-8 request body can hold; echoed back in the history (the
+    model's own tool call, or its text), it would make every later call of the run fail
+    before it is sent. Such characters are replaced with "?"; the rest is returned as is.
+    """
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "replace").decode("utf-8")
+        return value
+    if isinstance(value, dict):
+        return {wire_safe(k): wire_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [wire_safe(v) for v in value]
+    return value
 
 
 def call_as_text(call: ToolCall) -> str:

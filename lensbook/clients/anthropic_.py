@@ -27,7 +27,14 @@ from anthropic.types import (
 )
 
 from lensbook._errors import ProviderError
-from lensbook.clients._sdk import SDKClient, call_as_text, call_timeout, expect_answer, sdk_errors
+from lensbook.clients._sdk import (
+    SDKClient,
+    call_as_text,
+    call_timeout,
+    expect_answer,
+    sdk_errors,
+    wire_safe,
+)
 from lensbook.clients.base import (
     Block,
     Message,
@@ -93,7 +100,7 @@ def build_params(
     params: dict[str, Any] = {
         "model": model,
         "max_tokens": max_tokens or request.max_tokens,
-        "messages": convert_messages(request.messages),
+        "messages": wire_safe(convert_messages(request.messages)),
     }
     if request.system.strip():
         system: list[TextBlockParam] = [

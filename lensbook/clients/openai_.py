@@ -41,6 +41,7 @@ from lensbook.clients._sdk import (
     compact_json,
     expect_answer,
     sdk_errors,
+    wire_safe,
 )
 from lensbook.clients.base import (
     Message,
@@ -302,7 +303,7 @@ def build_params(
     messages: list[dict[str, Any]] = []
     if request.system.strip():
         messages.append({"role": "system", "content": request.system})
-    messages.extend(convert_messages(request.messages))
+    messages.extend(wire_safe(convert_messages(request.messages)))
     params: dict[str, Any] = {
         "model": model,
         "messages": messages,

@@ -8,10 +8,14 @@ the question is narrower: where were the objects *that root gained* allocated?
 
 A `Watch` answers it during one short tracing burst of its own (the memory skill's
 ``memory_retained_sites``, after the investigation's window has closed: its bursts and heap
-walks never overlap this one). At the burst's start it notes the root container's members (ids,
-from `gc.get_referents`: C code, no user code) and its length; the burst lasts until the
+walks never overlap this one). Right before the burst it notes the root container's length
+(and, for a set, which has no order, its members' ids, from `gc.get_referents`: C code, no user
+code); the burst lasts until the
 container has gained two members (so the first was finished by the user's code: pyplot
-registers a figure when it is created, before ``ax.plot`` fills it) or a cap. Before tracing
+registers a figure when it is created, before ``ax.plot`` fills it) or a cap. The new members
+of a dict, a list or a deque are its last ones, read from its end in one C call (`_newest`):
+a root can hold hundreds of thousands of members, and a pass over all of them while tracing is
+on (every int an id() makes is traced) held the GIL for seconds. Before tracing
 stops, `retained_traces` walks down from the new members through `gc.get_referents` (never into
 classes, modules, functions or frames: what everything shares) and asks
 `tracemalloc.get_object_traceback` for each object reached: objects allocated during the burst
@@ -39,6 +43,7 @@ from __future__ import annotations
 
 import _tracemalloc
 import gc
+import itertools
 import sys
 import time
 import tracemalloc
@@ -158,10 +163,12 @@ class Watch:
         self._held = _released
 
     def begin(self) -> None:
-        """Note the members now (called as a burst starts, tracing on)."""
+        """Note the length now, and a set's members (called right before tracing starts: the
+        ids of a huge set would all be traced)."""
         container = self.target()
         if container is not None:
-            self.before = set(map(id, gc.get_referents(container)))
+            if not _ordered(container):
+                self.before = set(map(id, gc.get_referents(container)))
             self.length = _safe_len(container) or 0
         self.began = time.perf_counter()
 
@@ -180,11 +187,46 @@ class Watch:
         container = self.target()
         if container is None:
             return
-        members = [m for m in gc.get_referents(container) if id(m) not in self.before]
         self.new_members = (_safe_len(container) or 0) - self.length
+        if _ordered(container):
+            members = _newest(container, self.new_members)
+        else:
+            members = [m for m in gc.get_referents(container) if id(m) not in self.before]
         del container
         self.traces, self.walked, self.partial = retained_traces(members, deadline, limit)
         del members
+
+
+#: new members of an ordered container taken from its end at most (the walk below them is
+#: bounded by a count of objects anyway)
+_NEWEST_MAX = 1000
+
+
+def _ordered(container: Any) -> bool:
+    """Whether new members go to the end: a dict (insertion order), a list or a deque (a leak
+    appends). Judged by type, never isinstance (which may ask the object)."""
+    return issubclass(type(container), (dict, list, deque))
+
+
+def _newest(container: Any, count: int) -> list[Any]:
+    """The last `count` members of an ordered container (a dict's keys and values), oldest
+    first, copied in C-level calls through the base type's own methods (no user code runs);
+    none if another thread changed its size while it was read."""
+    count = min(max(count, 0), _NEWEST_MAX)
+    if not count:
+        return []
+    try:
+        if issubclass(type(container), dict):
+            pairs = list(itertools.islice(reversed(dict.items(container)), count))
+            pairs.reverse()
+            return [member for pair in pairs for member in pair]
+        if issubclass(type(container), list):
+            return list.__getitem__(container, slice(-count, None))
+        tail = list(itertools.islice(deque.__reversed__(container), count))
+        tail.reverse()
+        return tail
+    except RuntimeError:  # "changed size during iteration": another thread grew it meanwhile
+        return []
 
 
 def retained_traces(

@@ -594,7 +594,7 @@ def _module_globals() -> dict[int, str]:
         if not isinstance(namespace, dict):
             continue
         names[id(namespace)] = f"module {mod_name}"
-        for key, value in list(namespace.items()):
+        for key, value in _items(namespace):
             if isinstance(value, (types.ModuleType, types.FunctionType, type)):
                 continue  # modules, functions and classes are not where data piles up
             names.setdefault(id(value), f"{mod_name}.{key}")
@@ -630,7 +630,7 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
     shown when the skill shares values.
     """
     if isinstance(holder, dict):
-        for key, value in holder.items():
+        for key, value in _items(holder):
             if value is held:
                 if share_values and isinstance(key, (str, int)):
                     return f"[{clip(str(key), 40)!r}]"
@@ -658,10 +658,23 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
 
 
 def _attribute_name(namespace: dict[Any, Any], held: Any) -> str:
-    for key, value in namespace.items():
+    for key, value in _items(namespace):
         if value is held:
             return str(key)
     return "?"
+
+
+def _items(mapping: dict[Any, Any]) -> list[tuple[Any, Any]]:
+    """A copy of a live dict's items, taken in one C call: the program's own threads go on
+    filling their dicts (a cache, a module's globals) while a probe reads them, and a Python
+    loop over the dict itself would then raise "dictionary changed size during iteration"
+    (a rare collection can still run a finalizer that changes it mid-copy: copy again)."""
+    for _ in range(3):
+        try:
+            return list(mapping.items())
+        except RuntimeError:
+            continue
+    return []
 
 
 def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
@@ -1567,11 +1580,20 @@ class MemorySkill(Skill):
             frames_shown: frames of each site's traceback to show (most recent first).
 
         Cost: tracing (16 frames) for at most 1.5 s, then a walk of at most 20,000 objects
-        below the new members for at most 1 s (no user code runs); the next tracing window
-        then rests nine times as long before its first burst, so tracing keeps its duty.
+        below the new members for at most 1 s (no user code runs); the next tracing window,
+        or retention burst, then rests nine times as long first, so tracing keeps its duty.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
+        rest = self._quiet_until - time.perf_counter()
+        if rest > 0:
+            # bursts back to back would trace all the time: the last one's rest comes first
+            # (the watch stays pending)
+            return {
+                "note": "tracing rests after the last retention burst (it keeps its share of "
+                "the time): call again then",
+                "retry_after_s": round(rest, 1),
+            }
         with self._lock:
             watch, change = self._watch, self._watch_change
             self._watch = self._watch_change = None
@@ -1600,6 +1622,7 @@ class MemorySkill(Skill):
             if self._window is not None and (self._window.owned or self._window.ended_by):
                 self._close_window()  # its bursts would overlap this one
             change: intrusion.Change | None = None
+            watch.begin()  # before tracing: nothing it allocates is traced
             if not tracemalloc.is_tracing():
                 tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
                 # raises RunEnded (tracing stopped again) if the asking run has ended
@@ -1611,7 +1634,6 @@ class MemorySkill(Skill):
                 )
         began = time.perf_counter()
         try:
-            watch.begin()
             pause = threading.Event()  # never set: a poll every 10 ms while the root grows
             while not watch.finished() and tracemalloc.is_tracing():
                 pause.wait(0.01)
@@ -1712,7 +1734,8 @@ def _types_named(wanted: set[str]) -> dict[str, type]:
 
 def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:
     """The types of a container's first items (a sample, so it stays cheap on huge ones)."""
-    counts = Counter(_type_name(type(v)) for v in itertools.islice(values, sample))
+    # the sample is copied in one C call first: the program may be filling the container
+    counts = Counter(_type_name(type(v)) for v in list(itertools.islice(values, sample)))
     return dict(counts.most_common(3))
 
 

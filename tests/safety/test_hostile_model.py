@@ -9,11 +9,16 @@ then thousands of calls in a few turns. The suite asserts that the main thread k
 progress, that every run ends within its limits, that a probe abandoned by its budget stops
 working soon after, that nothing intrusive is left on, and that a process
 with intrusive windows open exits promptly with everything undone.
+
+Most batches come from `ScriptedClient`; one goes through the real `anthropic` SDK against the
+local fake Messages server (`tests/fakes/`), so the wire path's tool-call parsing (JSON on the
+wire, the SDK's content blocks, lensbook's conversion) sees the hostile arguments too.
 """
 
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -25,12 +30,14 @@ import pytest
 
 import lensbook
 from lensbook import events
+from lensbook.clients.anthropic_ import AnthropicClient
 from lensbook.clients.base import ToolCall
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
 from lensbook.operator.investigation import _probe_pool
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.skills.base import ProbeTool
+from tests.fakes.messages_server import MessagesServer, message, server_pool, text, tool_uses
 
 from ._state import process_state
 
@@ -40,6 +47,14 @@ HOSTILE_NUMBERS = (-1, 10**12)
 WRONG_TYPES = ({"nested": [1]},)
 #: a hostile run may take this long at most (all skills at once, on a busy 2-core machine)
 RUN_LIMIT_S = 120.0
+#: the slowest main-thread chunk (~1 ms of work alone) allowed while hostile calls run:
+#: measured at 0.89-1.7 s with every skill at once (0.3-1.1 s for the other batches) on a shared
+#: 2-core machine at load 2.5-3.7; the margin is for a loaded CI machine, and a 4 s stall (a
+#: heap walk holding the GIL, a catastrophic regex) still fails it (it was 5 s)
+MAX_CHUNK_S = 3.0
+#: the median chunk allowed: measured at 1.0-1.6 ms; slow steady progress (the main thread
+#: sharing the interpreter with a probe that never rests) would fail it, a few stalls cannot
+MEDIAN_CHUNK_S = 0.05
 
 
 def _kind(prop: dict[str, Any]) -> str:
@@ -114,6 +129,7 @@ class MainThreadWork:
 
     def __init__(self, rest_s: float = 0.0) -> None:
         self.chunks: list[float] = []
+        self.starts: list[float] = []
         self.rest_s = rest_s
 
     def until(self, done: threading.Event, limit_s: float) -> None:
@@ -123,13 +139,46 @@ class MainThreadWork:
             rows = [{"i": i, "v": [i, i]} for i in range(2000)]
             sum(r["i"] for r in rows)
             self.chunks.append(time.perf_counter() - started)
+            self.starts.append(started)
+
+    def assert_kept_progressing(self, spans: dict[str, list[Any]] | None = None) -> None:
+        """Enough chunks, none stalled, and a median near the work's own pace (printed, to
+        see the margin under `pytest -s`); `spans` (call id -> [tool, started, ended]) name
+        the tools that ran during the slowest chunk."""
+        slowest, median = max(self.chunks, default=0.0), statistics.median(self.chunks or [0.0])
+        during: list[str] = []
+        if self.chunks and spans:
+            begin = self.starts[self.chunks.index(slowest)]
+            during = sorted(
+                {n for n, s, e in spans.values() if s < begin + slowest and (e or begin) >= begin}
+            )
+        print(
+            f"main thread: {len(self.chunks)} chunks, max {slowest:.3f} s (during {during}), "
+            f"median {median:.4f} s"
+        )
+        assert len(self.chunks) >= 10, len(self.chunks)
+        assert slowest < MAX_CHUNK_S, (slowest, median, len(self.chunks), during)
+        assert median < MEDIAN_CHUNK_S, (slowest, median, len(self.chunks))
 
 
-def test_hostile_calls_to_every_tool_of_every_skill() -> None:
+def _run_every_skill(clients: dict[str, Any]) -> list[dict[str, Any]]:
+    """Run one operator per skill, each with its client (`clients`: skill id -> client), while
+    the main thread does measured work; assert what every hostile run must leave behind, and
+    return the tool results."""
     before = process_state()
-    tools = _all_tools()
     results: list[dict[str, Any]] = []
-    token = events.subscribe(lambda e: results.append(e.data), kinds=["tool_result"])
+    spans: dict[str, list[Any]] = {}  # call id -> [tool, started, ended]
+
+    def on_tool(event: Any) -> None:
+        key = f"{event.operator}/{event.data['id']}"
+        if event.kind == "tool_call":
+            spans[key] = [event.data["name"], time.perf_counter(), None]
+            return
+        results.append(event.data)
+        if key in spans:
+            spans[key][2] = time.perf_counter()
+
+    token = events.subscribe(on_tool, kinds=["tool_call", "tool_result"])
     finished: list[Any] = []
     all_done = threading.Event()
     crashes: list[str] = []
@@ -137,21 +186,19 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     def crashed(event: Any) -> None:  # a crashed run calls no on_complete: count it here
         crashes.append(f"{event.operator}: {event.data.get('error')}")
         finished.append(None)
-        if len(finished) == len(tools):
+        if len(finished) == len(clients):
             all_done.set()
 
     crash_token = events.subscribe(crashed, kinds=["operator_crashed"])
     operators = []
     try:
-        for sid, probes in tools.items():
-            calls = [c for tool in probes for c in hostile_calls(tool)]
-            batches = [calls[i : i + 8] for i in range(0, len(calls), 8)]
-            op = Operator.start(sid, name=f"hostile-{sid}", client=_script(batches))
+        for sid, client in clients.items():
+            op = Operator.start(sid, name=f"hostile-{sid}", client=client)
             operators.append(op)
 
             def complete(result: Any) -> None:
                 finished.append(result)
-                if len(finished) == len(tools):
+                if len(finished) == len(clients):
                     all_done.set()
 
             op.run_in_background({"reason": "hostile"}, on_complete=complete, max_iterations=500)
@@ -166,16 +213,14 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
         for op in operators:
             op.stop()
     assert crashes == []
-    assert all_done.is_set(), f"only {len(finished)} of {len(tools)} hostile runs ended: {stuck}"
+    assert all_done.is_set(), f"only {len(finished)} of {len(clients)} hostile runs ended: {stuck}"
     ended = [r for r in finished if r is not None]  # None: a crashed run
     assert all(r.stop_reason == "done" for r in ended), [
         (r.operator, r.stop_reason, r.error) for r in ended if r.stop_reason != "done"
     ]
     # the main thread kept progressing: no stall near the 11.8 s / 100+ s seen before
-    assert len(work.chunks) >= 10 and max(work.chunks) < 5.0, (len(work.chunks), elapsed)
-    called = {r["name"] for r in results}
-    every_tool = {t.name for probes in tools.values() for t in probes}
-    assert every_tool <= called, every_tool - called
+    print(f"hostile runs ended in {elapsed:.1f} s")
+    work.assert_kept_progressing(spans)
     # on a saturated machine a probe may still overrun its budget and be abandoned; it must
     # then stop working soon (deadlines, linear-time regexes), not run on in the background
     deadline = time.monotonic() + 60
@@ -187,6 +232,88 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     lensbook.stop()
     assert process_state() == before
     assert intrusion.active() == []
+    return results
+
+
+def test_hostile_calls_to_every_tool_of_every_skill() -> None:
+    tools = _all_tools()
+    clients = {}
+    for sid, probes in tools.items():
+        calls = [c for tool in probes for c in hostile_calls(tool)]
+        clients[sid] = _script([calls[i : i + 8] for i in range(0, len(calls), 8)])
+    results = _run_every_skill(clients)
+    called = {r["name"] for r in results}
+    every_tool = {t.name for probes in tools.values() for t in probes}
+    assert every_tool <= called, every_tool - called
+
+
+WIRE_SKILLS = ("logs", "tracer", "exceptions")
+#: inputs only the wire can carry to the SDK: a tool_use block whose input is not an object
+WIRE_INPUTS: tuple[Any, ...] = (None, 7, [1, 2], "{not json", {"": {"": [None] * 50}})
+
+
+def _wire_batch(tool: ProbeTool) -> list[dict[str, Any]]:
+    """`tool`'s hostile calls as tool_use blocks, without the hostile numbers (each runs the
+    probe itself, at its shortest or longest: the scripted batches cover those; strings and
+    wrong types are what the wire's parsing sees), plus the inputs only the wire can carry."""
+    inputs = []
+    for c in hostile_calls(tool):
+        arguments = c.arguments if isinstance(c.arguments, dict) else {}
+        if not any(v in HOSTILE_NUMBERS for v in arguments.values() if type(v) is int):
+            inputs.append(c.arguments)
+    inputs += WIRE_INPUTS
+    return [
+        {"type": "tool_use", "id": f"toolu_{tool.name}_{i}", "name": tool.name, "input": value}
+        for i, value in enumerate(inputs)
+    ]
+
+
+def test_hostile_calls_through_the_anthropic_wire() -> None:
+    """One hostile batch per skill goes out as JSON from a local Messages server, through the
+    real SDK's parsing and lensbook's conversion, and every call is answered on the wire."""
+    # the skills whose probes read strings the most (patterns, dotted targets, names); their
+    # probes are quick, so the batch takes seconds
+    tools = {sid: resolve_skill(sid).probes() for sid in WIRE_SKILLS}
+
+    def answer(batch: list[dict[str, Any]]) -> Any:
+        # the batch for the first investigate request, done for the next; a compaction or
+        # summary request (no tools offered) gets text
+        sent: list[bool] = []
+
+        def reply(request: Any, _server: MessagesServer) -> Any:
+            if not request.body.get("tools"):
+                return message(text("summary: hostile calls so far"))
+            if sent:
+                return tool_uses(
+                    {"type": "tool_use", "id": "toolu_done", "name": "done", "input": {}}
+                )
+            sent.append(True)
+            return tool_uses(*batch)
+
+        return reply
+
+    batches = {
+        sid: [b for tool in probes for b in _wire_batch(tool)] for sid, probes in tools.items()
+    }
+    with server_pool() as start:
+        servers = {sid: start(then=answer(batch)) for sid, batch in batches.items()}
+        clients = {
+            sid: AnthropicClient(base_url=server.url, api_key="test-key")
+            for sid, server in servers.items()
+        }
+        results = _run_every_skill(clients)
+    for sid, server in servers.items():
+        asked = {b["id"] for b in batches[sid]}
+        answered = {
+            r["tool_use_id"]
+            for request in server.requests
+            for r in request.tool_results
+            if r["tool_use_id"] in asked
+        }
+        assert answered == asked, (sid, sorted(asked - answered)[:5])
+    # non-object inputs reached the tools as hostile arguments and came back as errors
+    by_name = [r for r in results if r["name"] == "logs_search"]
+    assert sum(r["is_error"] for r in by_name) >= len(WIRE_INPUTS) - 1, by_name
 
 
 def test_thousands_of_calls_in_a_few_turns() -> None:
@@ -215,7 +342,7 @@ def test_thousands_of_calls_in_a_few_turns() -> None:
     assert done.is_set() and op.last_result is not None
     assert op.last_result.stop_reason == "done"
     assert len(results) == 2001  # every call answered (most with an argument error), and done
-    assert max(work.chunks) < 5.0
+    work.assert_kept_progressing()
 
 
 CHILD = """

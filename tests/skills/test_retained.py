@@ -9,6 +9,7 @@ import functools
 import gc
 import json
 import threading
+import time
 import tracemalloc
 import weakref
 from collections.abc import Callable, Iterator
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from lensbook.skills import intrusion
-from lensbook.skills._retained import retained_traces
+from lensbook.skills._retained import Watch, retained_traces
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import MemorySkill
 from lensbook.skills.untrusted import undelimit
@@ -154,6 +155,37 @@ def test_the_walk_counts_only_what_was_allocated_while_tracing_and_runs_no_user_
     assert not partial and walked >= 5
     assert sizes[-1] >= 32 * 1024  # after's samples, with their own size
     assert not any(size >= 32 * 1024 for size in sizes[:-1])  # before's are not counted
+    assert _CALLED == []
+
+
+@pytest.mark.parametrize("kind", [dict, collections.OrderedDict, list, collections.deque, set])
+def test_a_watch_finds_what_a_large_root_gained_and_only_that(kind: type) -> None:
+    """A root of many members (a cache of 50,000 entries): the watch notes it before tracing
+    and finds its new members at its end (dicts, lists, deques) or by id (sets)."""
+    members = range(50_000)
+    root: Any = kind((i, i) for i in members) if issubclass(kind, dict) else kind(members)
+    watch = Watch("root", root)
+    watch.begin()
+    tracemalloc.start(4)
+    try:
+        new = [Reading(-1), Reading(-2)]
+        for i, reading in enumerate(new):
+            if isinstance(root, dict):
+                root[f"new {i}"] = reading
+            elif isinstance(root, set):
+                root.add(reading)
+            else:
+                root.append(reading)
+        _CALLED.clear()  # the set hashed the readings as the test added them: not the watch
+        assert watch.finished()
+        watch.collect(time.perf_counter() + 60)
+    finally:
+        tracemalloc.stop()
+    assert watch.new_members == 2
+    sizes = sorted(size for _, size, _, _ in watch.traces)
+    # the two new readings' samples, none of the old members (allocated before tracing)
+    assert [size >= 32 * 1024 for size in sizes].count(True) == 2, sizes[-5:]
+    assert watch.walked < 100, watch.walked
     assert _CALLED == []
 
 

@@ -24,9 +24,10 @@ out again: what starting it leaves behind when nothing observes).
     python benchmarks/bench_recorder_instructions.py --only start
     python benchmarks/bench_recorder_instructions.py --only closure,pool
 
-``--only closure,pool`` count the starts that take the full path each time (a closure as
-target; a thread started by a library's pool, one executor per request): the frame walk to
-the first user frame and the kind's look-up by site.
+``--only closure,pool``: a new closure per thread as target (the shortcut finds its kind by
+its code), and a thread started by a library's pool, one executor per request (the full path
+on every start: the frame walk to the first user frame, and each pool's name noted, which is
+how a pool made per request is told from one pool).
 
 ``--only start`` counts the recorder's ``Thread.start`` wrapper alone: `Thread.start`'s own
 work is replaced by a no-op (once the lens loop runs), so no thread runs and nothing
@@ -94,9 +95,12 @@ def _start_work() -> Callable[[int], None]:
 
 
 def _closure_work() -> Callable[[int], None]:
+    def closure(i: int) -> Callable[[], int]:
+        return lambda: i  # a new function object per start, of one code
+
     def work(n: int) -> None:
         for i in range(n):
-            t = threading.Thread(target=lambda: i)  # a closure: the full path, on each start
+            t = threading.Thread(target=closure(i))
             t.start()
             t.join()
 
@@ -199,7 +203,7 @@ def main() -> None:
         "logs": "logging (1% warnings, a formatted FileHandler)",
         "threads": "thread churn (start + join)",
         "start": "thread start, the wrapper alone (Thread() and a no-op start)",
-        "closure": "thread churn, a closure as target (the full path on each start)",
+        "closure": "thread churn, a new closure per thread as target",
         "pool": "a ThreadPoolExecutor per request (one task; the library starts the thread)",
     }
     for workload in args.only.split(","):

@@ -190,13 +190,18 @@ def _without_tuples(raw: list[Any]) -> list[Any]:
 TARGETS_PER_STEP = 8
 
 
-def referrers(*targets: Any) -> list[Any]:
+def referrers(*targets: Any, deadline: float | None = None) -> list[Any]:
     """`gc.get_referrers(*targets)` without the tuples that may still be under construction,
-    each referrer once, in exclusive steps of at most `TARGETS_PER_STEP` targets."""
+    each referrer once, in exclusive steps of at most `TARGETS_PER_STEP` targets; past
+    `deadline` (a `time.perf_counter()` value) no further step starts, and the referrers of the
+    targets not reached are left out (each step walks the whole heap: many targets are many
+    walks)."""
     if len(targets) <= TARGETS_PER_STEP:
         return _referrers_step(targets)
     found: dict[int, Any] = {}
     for start in range(0, len(targets), TARGETS_PER_STEP):
+        if start and deadline is not None and time.perf_counter() > deadline:
+            break
         part = _referrers_step(targets[start : start + TARGETS_PER_STEP])
         for ref in part:
             if ref is not found:  # what the steps so far found refers to the targets found

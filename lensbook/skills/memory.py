@@ -757,7 +757,7 @@ def _search_root(
             if not level or time.perf_counter() > deadline:
                 return None
             ids = {id(o) for o in level}
-            referrers = _heap.referrers(*level)
+            referrers = _heap.referrers(*level, deadline=deadline)
             own = {id(referrers), id(level), id(seen), id(held_by), id(ids), *ignore}
             upper: list[Any] = []
             for ref in referrers:

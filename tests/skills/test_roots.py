@@ -87,7 +87,8 @@ def register(n):
 
 def _chains(type_name: str, samples: int = 2) -> list[dict[str, Any]]:
     # the process's names in the chains are marked as untrusted text: read them unmarked
-    probe = MemorySkill().referrers(type_name, max_depth=8, samples=samples)
+    # (a generous budget: on a loaded machine a cut chain would fail what is tested here)
+    probe = MemorySkill(budget_scale=5.0).referrers(type_name, max_depth=8, samples=samples)
     found = undelimit(json.loads(render_output(probe, 100_000)))
     chains: list[dict[str, Any]] = found["chains"]
     return chains

@@ -144,14 +144,7 @@ def _hostile_model(largest: bool = True) -> Any:
         [call("memory_allocation_diff", **shown, stop=True)],
         [call("done", summary="hostile window closed")],
     ]
-    pending = iter(batches)
-
-    def turn(request: Any) -> Any:
-        if request.purpose != "investigate":
-            return "summary: hostile calls so far"
-        return next(pending, [call("done")])
-
-    return ScriptedClient([turn] * (len(batches) * 2 + 10))
+    return ScriptedClient.batches(batches)
 
 
 def _child(

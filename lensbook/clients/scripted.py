@@ -51,6 +51,21 @@ class ScriptedClient:
         self.usage = usage or TokenUsage()
         self._next = 0
 
+    @classmethod
+    def batches(cls, batches: Iterable[Iterable[ToolCall]], **options: Any) -> ScriptedClient:
+        """Plays `batches` of tool calls, one per investigation request, then calls ``done``;
+        requests for compaction and summaries (which huge tool results bring on) get a text
+        answer instead of consuming a batch."""
+        pending = iter([list(batch) for batch in batches])
+
+        def turn(request: ModelRequest) -> Any:
+            if request.purpose != "investigate":
+                return "summary: the calls so far"
+            return next(pending, [call("done")])
+
+        # enough turns for every batch, each maybe preceded by a compaction, and the done
+        return cls([turn] * 10_000, **options)
+
     @property
     def remaining(self) -> int:
         return len(self.turns) - self._next

@@ -106,19 +106,6 @@ def _all_tools() -> dict[str, list[ProbeTool]]:
     return {sid: resolve_skill(sid).probes() for sid in builtin_ids()}
 
 
-def _script(batches: list[list[ToolCall]]) -> ScriptedClient:
-    """Play `batches` of calls, then done; answer compaction and summary requests (the huge
-    hostile strings fill the conversation) with text instead of consuming a batch."""
-    pending = iter(batches)
-
-    def turn(request: Any) -> Any:
-        if request.purpose != "investigate":
-            return "summary: hostile calls so far"
-        return next(pending, [call("done")])
-
-    return ScriptedClient([turn] * (len(batches) * 2 + 10))
-
-
 class MainThreadWork:
     """Measured work on the calling thread: allocation- and CPU-heavy chunks, timed.
 
@@ -240,7 +227,7 @@ def test_hostile_calls_to_every_tool_of_every_skill() -> None:
     clients = {}
     for sid, probes in tools.items():
         calls = [c for tool in probes for c in hostile_calls(tool)]
-        clients[sid] = _script([calls[i : i + 8] for i in range(0, len(calls), 8)])
+        clients[sid] = ScriptedClient.batches([calls[i : i + 8] for i in range(0, len(calls), 8)])
     results = _run_every_skill(clients)
     called = {r["name"] for r in results}
     every_tool = {t.name for probes in tools.values() for t in probes}
@@ -328,7 +315,7 @@ def test_thousands_of_calls_in_a_few_turns() -> None:
     ]
     results: list[dict[str, Any]] = []
     token = events.subscribe(lambda e: results.append(e.data), kinds=["tool_result"])
-    op = Operator.start("runtime", client=_script(batches))
+    op = Operator.start("runtime", client=ScriptedClient.batches(batches))
     done = threading.Event()
     try:
         op.run_in_background(

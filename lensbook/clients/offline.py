@@ -136,7 +136,7 @@ def _triage_pointers(ev: Evidence, findings: Sequence[Finding], skill_id: str) -
                 severity="info",
                 context=f"triage before this run (confidence {s.get('confidence')})",
                 observation=f"{s.get('skill')}/{s.get('anomaly_type')} ({s.get('severity')}): "
-                f"{s.get('summary')}",
+                f"{undelimit(s.get('summary'))}",
                 hypothesis=f"outside this skill's domain: run the {s.get('skill')} operator "
                 f"(lensbook.run({s.get('skill')!r}) or %lens run {s.get('skill')}) to name the "
                 "cause",

@@ -51,6 +51,18 @@ def call_later(delay: float, fn: Callable[[], None]) -> None:
 
 def _serve() -> None:
     global _thread
+    try:
+        _run_due()
+    finally:
+        # however the loop ended (a call raised SystemExit or KeyboardInterrupt), the next
+        # call starts a new thread instead of queueing behind this dead one
+        with _due_lock:
+            if _thread is threading.current_thread():
+                _thread = None
+
+
+def _run_due() -> None:
+    global _thread
     while True:
         with _due_lock:
             while True:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -101,9 +102,15 @@ def last(
     that failed without any result raises its error. A result outlives `lensbook.stop()`.
     """
     if wait:
+        # one deadline for them all; only runs still going or queued are waited for (an
+        # operator's old failure is not this call's to raise)
+        deadline = None if timeout is None else time.monotonic() + timeout
         for name, op in _started.operators().items():
             if skill is None or name == skill:
-                _wait_for(op, timeout)
+                status = op.status()
+                if status.running or status.queued:
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                    _wait_for(op, left)
     found = [r for name, r in _started.last_results().items() if skill is None or name == skill]
     if not found:
         return None

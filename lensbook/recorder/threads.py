@@ -44,28 +44,21 @@ Per thread start the hot path is a frame walk of a few steps (whether a code obj
 is cached) and a few dict updates, with no lock. Most starts take a shortcut past it: the user's
 code starting, from a call site seen before, a target of the same code (a function, a closure or a
 bound method's function, by its code's id; a class, by itself) as last time, once its kind's starts
-are no events: one dict lookup, one comparison and the attribute. The call site (the caller's frame,
-its code and offset: a third of the shortcut's instructions) is compared at random gaps of 1 to 32
-starts of the kind (~1 in 16; random, so that no periodic pattern of starts hides a site); a start
-of the same target from another site in between is counted in the kind of the site last compared
-(and `creator` names that site). So when one target is started from two or more sites, the split of
-its starts among them is an estimate (off by at most 31 starts per change from one site to another),
-while its total, each kind's ends against its own starts, and the first starts' events are exact; a
-target started from one site, the common case, loses nothing. A shortcut start costs about 2,300
-instructions next to the ~98,000 of a bare start-and-join
-(`benchmarks/bench_recorder_instructions.py`); in thread churn every start runs with cold caches,
-where each of its steps costs tenths of a microsecond (`benchmarks/bench_recorder.py`). A race
-between two starting threads may lose one count, never a thread. The first few threads per kind and
-minute become ``thread_started`` events, and their ends (and those of the threads that died)
-``thread_ended`` events; every flush adds one ``thread_growth`` event per kind that started or ended
-threads since the last flush, with the number alive.
+are no events: one dict lookup, the call site's code and offset compared (on every start: a rarely
+used site, such as a retry path that leaks threads, is never counted as a busy one), and the
+attribute. A shortcut start costs about 3,000 instructions next to the ~98,000 of a bare
+start-and-join (`benchmarks/bench_recorder_instructions.py`); in thread churn every start runs with
+cold caches, where each of its steps costs tenths of a microsecond (`benchmarks/bench_recorder.py`).
+A race between two starting threads may lose one count, never a thread. The first few threads per
+kind and minute become ``thread_started`` events, and their ends (and those of the threads that
+died) ``thread_ended`` events; every flush adds one ``thread_growth`` event per kind that started or
+ended threads since the last flush, with the number alive.
 """
 
 from __future__ import annotations
 
 import _thread
 import functools
-import random
 import re
 import sys
 import threading
@@ -104,9 +97,6 @@ _KIND_ATTR = "_lensbook_kind"
 _SETATTR = object.__setattr__
 _GETATTRIBUTE = object.__getattribute__
 _MAX_NOTED = 10_000  # threads whose end becomes an event (their start did, or they died)
-#: the start shortcut compares the call site every 1 to 2**bits starts of a kind (~16 on average)
-_SITE_CHECK_BITS = 5
-_GAPS = random.Random()
 
 
 @dataclass(slots=True)
@@ -160,9 +150,6 @@ class _Kind:
     #: what the shortcut looks the kind up by (see `_shortcut_key`): the id of its target's
     #: code (a function's, closures' and bound methods' alike; the code is `held`), or the class
     shortcut_key: Any = None
-    #: the shortcut compares the call site again at the start that makes `started` this
-    #: (see `_site_checked`)
-    site_check_at: int = 0
 
 
 #: the name pattern of threads started by ``_thread.start_new_thread`` (they have no name)
@@ -256,17 +243,6 @@ def _shortcut_key(target: Any, thread: threading.Thread) -> Any:
     if tt is _FUNCTION:
         return id(target.__code__)
     return target if tt is type and _module_level(target) else None
-
-
-def _site_checked(kind: _Kind, caller: types.FrameType) -> bool:
-    """Whether the start wrapper's shortcut may count a start from `caller` in `kind` (whose
-    starts from its call site took it before): true when `caller` is at that call site (its
-    code and instruction offset); the next such check is then a random 1 to 32 starts of the
-    kind later (random, so that no periodic pattern of starts from two sites can hide one)."""
-    if kind.held_code is caller.f_code and kind.site_lasti == caller.f_lasti:
-        kind.site_check_at = kind.started + 1 + _GAPS.getrandbits(_SITE_CHECK_BITS)
-        return True
-    return False
 
 
 def _module_level(obj: Any) -> bool:
@@ -388,10 +364,12 @@ class ThreadObserver:
                         kind = direct.get(id(target.__code__))
                     else:
                         kind = direct.get(target) if tt is type else None
-                # the call site (the caller's code and offset, a third of this path's cost)
-                # is compared at random gaps, ~1 start in 16 (see `_site_checked`)
-                if kind is not None and (
-                    kind.started < kind.site_check_at or _site_checked(kind, getframe(1))
+                # the call site, compared on every start (a third of this path's cost): a
+                # rare site (a retry path that leaks) must never be counted as the busy one's
+                if (
+                    kind is not None
+                    and kind.held_code is (caller := getframe(1)).f_code
+                    and kind.site_lasti == caller.f_lasti
                 ):
                     if type(thread) is _THREAD:  # (no subclass: no __setattr__ of theirs)
                         thread._lensbook_kind = kind  # type: ignore[attr-defined]

@@ -669,9 +669,11 @@ def _items(mapping: dict[Any, Any]) -> list[tuple[Any, Any]]:
     filling their dicts (a cache, a module's globals) while a probe reads them, and a Python
     loop over the dict itself would then raise "dictionary changed size during iteration"
     (a rare collection can still run a finalizer that changes it mid-copy: copy again)."""
+    if not issubclass(type(mapping), dict):
+        return []
     for _ in range(3):
         try:
-            return list(mapping.items())
+            return list(dict.items(mapping))  # (dict's own: never a subclass's items())
         except RuntimeError:
             continue
     return []
@@ -1453,10 +1455,10 @@ class MemorySkill(Skill):
             elif previous:
                 # not among the largest last time: it had at most `floor` items then
                 row["grew_at_least"] = len(c) - floor
-            if isinstance(c, dict) and c:
-                row["value_types"] = _value_types(c.values())
-            elif c and not isinstance(c, dict):
-                row["item_types"] = _value_types(c)
+            types_key = "value_types" if issubclass(type(c), dict) else "item_types"
+            found_types = _value_types(_members(c))
+            if found_types:
+                row[types_key] = found_types
             if len(rows) < 3:
                 chain = _referrer_chain(c, names, 4, deadline + 1.0, ignore, self.share_values)
                 row["held_by"] = " <- ".join(chain[1:]) if len(chain) > 1 else None
@@ -1730,6 +1732,27 @@ def _types_named(wanted: set[str]) -> dict[str, type]:
     ):
         found.setdefault(_type_name(t), t)
     return found
+
+
+#: the containers whose members a probe reads, with their own iteration (a subclass's
+#: ``values()`` or ``__iter__`` is the program's code: never called)
+_MEMBERS: tuple[tuple[type, Any], ...] = (
+    (dict, dict.values),
+    (list, list.__iter__),
+    (set, set.__iter__),
+    (frozenset, frozenset.__iter__),
+    (deque, deque.__iter__),
+    (tuple, tuple.__iter__),
+)
+
+
+def _members(container: Any) -> Iterable[Any]:
+    """A container's members (a dict's values) by its base type's own iteration, or nothing."""
+    kind = type(container)
+    for base, members in _MEMBERS:
+        if issubclass(kind, base):
+            return members(container)  # type: ignore[no-any-return]
+    return ()
 
 
 def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:

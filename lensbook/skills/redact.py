@@ -189,10 +189,12 @@ def _aws_like(match: re.Match[str]) -> str:
 
 def _userinfo(match: re.Match[str]) -> str:
     """``https://TOKEN@host``: a user part that looks like a token, not a login name: 12+
-    characters mixing letters and digits, or 24+ of any kind (no one's login is that long)."""
+    characters mixing letters and digits, 16+ with a digit (a numeric key), or 24+ of any
+    kind (no one's login is that long)."""
     user = match.group("user")
-    mixed = any(c.isdigit() for c in user) and any(c.isalpha() for c in user)
-    if (len(user) >= 12 and mixed) or len(user) >= 24:
+    digit = any(c.isdigit() for c in user)
+    mixed = digit and any(c.isalpha() for c in user)
+    if (len(user) >= 12 and mixed) or (len(user) >= 16 and digit) or len(user) >= 24:
         return match.group("pre") + REDACTED + "@"
     return match.group(0)
 

@@ -165,6 +165,26 @@ def test_last_waits_for_a_script_run_in_the_background_and_outlives_stop() -> No
     assert after is not None and after.result.run_id == notes.result.run_id
 
 
+def test_last_wait_does_not_raise_another_operators_old_failure() -> None:
+    """A run that failed long ago (a queued run stopped with its operator) is not this call's
+    to raise: `last(wait=True)` waits only for runs still going or queued."""
+    skill = Gated()
+    client = ScriptedClient([call("gated_hold"), call("done", summary="x")] * 2)
+    (op,) = lensbook.start([skill], client=client, sample_interval=None, history=False)
+    op.run_in_background(reason="first")
+    assert skill.entered.wait(60)
+    op.run_in_background(reason="second, queued")
+    op.stop()  # the queued run fails with OperatorStopped and no result
+    skill.gate.set()
+    lensbook.start([Toy], client=ScriptedClient(full_script()), sample_interval=None, history=False)
+    try:
+        done = lensbook.run("toy", reason="later, fine")
+        notes = lensbook.last(wait=True, timeout=30)
+        assert notes is not None and notes.result.run_id == done.result.run_id
+    finally:
+        lensbook.stop()
+
+
 def test_run_async_is_a_deprecated_alias_of_run_in_background() -> None:
     op = lensbook.Operator.start(skill=Toy, client=ScriptedClient(full_script()))
     with pytest.warns(DeprecationWarning, match="run_in_background"):

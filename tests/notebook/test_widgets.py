@@ -311,6 +311,21 @@ def test_the_timer_runs_due_calls_in_order_on_its_own_thread_and_ends_when_idle(
     wait_until(lambda: ran[-1][0] == "again", "the call on a new thread")
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_call_that_raises_system_exit_does_not_stop_later_calls() -> None:
+    ran = threading.Event()
+
+    def leave() -> None:
+        raise SystemExit("widget code that exits")
+
+    call_later(0.0, leave)  # ends the timer thread (SystemExit is not an Exception)
+    wait_until(
+        lambda: THREAD_NAME not in {t.name for t in threading.enumerate()}, "the thread's end"
+    )
+    call_later(0.0, ran.set)  # a new thread runs it: nothing queues behind the dead one
+    assert ran.wait(30)
+
+
 def test_full_text_is_not_truncated() -> None:
     card = OperatorCard(model=CardModel("long", "A skill with a rather long title " * 4))
     text = card._repr_mimebundle_()["text/plain"]

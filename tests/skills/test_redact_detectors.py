@@ -105,6 +105,7 @@ def test_clip_redacts_before_it_cuts() -> None:
     [
         ("https://sometoken123456@host/repo", True),
         ("https://abcdefghijklmnopqrstuvwxyzabcd@host/repo", True),
+        ("https://12345678901234567890@api.example.com/x", True),
         ("https://deploy@host/repo", False),
         ("ssh://git-user@host/repo", False),
     ],

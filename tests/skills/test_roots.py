@@ -254,3 +254,29 @@ def test_the_largest_growing_containers_are_never_the_toolings_own() -> None:
     )
     assert not any(c["len"] >= 30_000 for c in found["containers"]), found["containers"]
     assert "linecache" not in json.dumps(found)
+
+
+class _Registry(dict[int, list[int]]):
+    """A dict subclass whose own methods are the program's code: probes never call them."""
+
+    called: ClassVar[list[str]] = []
+
+    def values(self) -> Any:
+        _Registry.called.append("values")
+        return super().values()
+
+    def items(self) -> Any:
+        _Registry.called.append("items")
+        return super().items()
+
+
+def test_probes_read_a_dict_subclass_without_its_own_methods() -> None:
+    registry = _Registry((i, [i]) for i in range(60_000))  # the largest container
+    _Registry.called.clear()
+    try:
+        found = MemorySkill(budget_scale=5.0).largest_containers(top=3)
+    finally:
+        registry.clear()
+    rows = undelimit(json.loads(render_output(found, 100_000)))["containers"]
+    assert any(r["type"].endswith("_Registry") and r.get("value_types") for r in rows), rows
+    assert _Registry.called == []

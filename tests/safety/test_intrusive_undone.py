@@ -105,33 +105,38 @@ def _switched_on(tool: str) -> bool:
 
 
 def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
-    """Start a run whose model calls `tool`, and end it by `path`."""
+    """Start a run whose model calls `tool`, and end it by `path`.
+
+    Each run gets a skill instance of its own, as a fresh process has: the shared one keeps
+    state between runs on purpose (a retention burst's rest, for one, during which the next
+    burst answers "retry after" instead of switching tracing on)."""
+    skill: Any = type(resolve_skill(skill_id))()
     probe_turn = [*_PRELUDE.get(tool, []), call(tool, **args)]
     if path == "done":
-        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("done")]))
+        op = Operator.start(skill, client=ScriptedClient([probe_turn, call("done")]))
         op.run()
     elif path == "max_iterations":
         script = ScriptedClient([probe_turn, "summary: the limit was reached"])
-        op = Operator.start(skill_id, client=script)
+        op = Operator.start(skill, client=script)
         assert op.run(max_iterations=1).result.stop_reason == "max_iterations"
     elif path == "crash":
         script = ScriptedClient([probe_turn, RuntimeError("the model adapter crashed")])
-        op = Operator.start(skill_id, client=script)
+        op = Operator.start(skill, client=script)
         with pytest.raises(RunFailed):
             op.run()
     elif path == "llm_error":  # the script runs out: a provider error, the chain gives up
-        op = Operator.start(skill_id, client=ScriptedClient([probe_turn]))
+        op = Operator.start(skill, client=ScriptedClient([probe_turn]))
         with pytest.raises(LLMError):
             op.run()
     elif path == "timeout":
-        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+        op = Operator.start(skill, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
         assert op.run(timeout=1.0).result.stop_reason == "timeout"
     elif path in ("stop", "cancel", "lensbook_stop"):
         script = ScriptedClient([probe_turn, call("wait", seconds=30)])
         if path == "lensbook_stop":
-            op = lensbook.start([skill_id], client=script, sample_interval=None)[0]
+            op = lensbook.start([skill], client=script, sample_interval=None)[0]
         else:
-            op = Operator.start(skill_id, client=script)
+            op = Operator.start(skill, client=script)
         op.run_in_background()
         _wait_until(lambda: _switched_on(tool))
         if path == "stop":
@@ -142,7 +147,7 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
         else:
             lensbook.stop()
     elif path == "interrupt":  # Ctrl-C in the thread blocked in run()
-        op = Operator.start(skill_id, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+        op = Operator.start(skill, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
 
         main = threading.main_thread().ident
         assert main is not None

@@ -21,6 +21,7 @@ from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.logs import LogsSkill
 from lensbook.skills.threads import ThreadsSkill
 from lensbook.skills.untrusted import CLOSE, DATA_NOTE, OPEN
+from tests._storms import log_exceptions
 from tests.coordinator._scripts import Beta, snapshot_id
 from tests.fakes.messages_server import MessagesServer, server_pool, tool_use, tool_uses
 
@@ -250,11 +251,7 @@ def test_triage_quoting_the_process_arrives_delimited(servers: Servers) -> None:
     log = logging.getLogger(f"orders {INJECTION}")
     log.propagate = False
     try:
-        for i in range(60):
-            try:
-                raise RuntimeError(f"order {i} rejected")
-            except RuntimeError:
-                log.exception("checkout failed")
+        log_exceptions(log, 60)
         server = servers([tool_uses(tool_use("take_snapshot")), tool_uses(tool_use("done"))])
         client = AnthropicClient(base_url=server.url, api_key="test-key")
         op = lensbook.Operator.start("runtime", name="untrusted-triage", client=client)

@@ -19,6 +19,7 @@ from lensbook.records import writer
 from lensbook.records.replay import replay
 from lensbook.skills import resolve_skill
 from lensbook.skills.untrusted import CLOSE, OPEN
+from tests._storms import log_exceptions
 
 
 @pytest.fixture
@@ -87,11 +88,7 @@ def test_an_error_burst_that_stopped_is_reported_with_its_rate_and_time() -> Non
     log.addHandler(handler)
     log.propagate, propagated = True, log.propagate
     try:
-        for i in range(200):
-            try:
-                raise TimeoutError(f"gateway timeout #{i}")
-            except TimeoutError:
-                log.exception("charge failed")
+        log_exceptions(log, 200, TimeoutError, "gateway timeout #{i}", "charge failed")
     finally:
         log.removeHandler(handler)
         log.propagate, log.disabled = propagated, was

@@ -29,6 +29,7 @@ from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.threads import ThreadObserver
 from lensbook.skills import _observers
 from lensbook.skills.aio import register_loop, unregister_loop
+from tests._storms import log_exceptions
 
 
 @pytest.fixture
@@ -182,11 +183,7 @@ def test_error_burst_keeps_its_count_rate_and_time(recording: None) -> None:
     log = logging.getLogger("shop.payments")
     log.propagate, previous = True, log.propagate
     start = time.time()
-    for i in range(300):
-        try:
-            raise TimeoutError(f"gateway timeout #{i}")
-        except TimeoutError:
-            log.exception("charge failed")
+    log_exceptions(log, 300, TimeoutError, "gateway timeout #{i}", "charge failed")
     end = time.time()
     # the periodic flush may cut the burst in two windows: together they hold all of it
     rates = [e.detail for e in history_events(kinds=["exception_rate"])]

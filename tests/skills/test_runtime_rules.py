@@ -13,6 +13,7 @@ import pytest
 from lensbook.sampling import store
 from lensbook.skills.rules import Evidence
 from lensbook.skills.runtime import RuntimeSkill
+from tests._storms import log_exceptions
 
 
 @pytest.fixture
@@ -136,11 +137,7 @@ def test_an_error_burst_since_loading_is_a_rate_over_the_time_watched(
     log = logging.getLogger("tests.orders")
     log.propagate, log.disabled = False, False
     try:
-        for i in range(60):
-            try:
-                raise ValueError(f"order {i} rejected")
-            except ValueError:
-                log.exception("checkout failed")
+        log_exceptions(log, 60, ValueError)
         began = recorder.recording_since()
         assert began is not None and time.time() - began < 60
         found = _judge(skill, _evidence(skill))

@@ -44,7 +44,6 @@ from __future__ import annotations
 import _tracemalloc
 import gc
 import itertools
-import sys
 import time
 import tracemalloc
 import types
@@ -55,6 +54,7 @@ from dataclasses import InitVar, dataclass, field
 from typing import Any
 
 from lensbook.skills._roots import is_tooling, known_root
+from lensbook.skills._static import container_base, stored_len, stored_size
 
 __all__ = ["Watch", "container_of", "retained_traces"]
 
@@ -73,21 +73,6 @@ _OPAQUE = (
 )
 
 
-def _python_method(kind: type, name: str) -> bool:
-    """Whether `kind`'s `name` is written in Python (user code), found without calling it."""
-    for klass in kind.__mro__:
-        method = vars(klass).get(name)
-        if method is not None:
-            return isinstance(method, (types.FunctionType, classmethod, staticmethod, property))
-    return False
-
-
-def _safe_len(container: Any) -> int | None:
-    if _python_method(type(container), "__len__"):
-        return None
-    return len(container)
-
-
 def container_of(holder: Any, held: Any) -> Any | None:
     """The container a root keeps its members in: the holder when it is a well-known registry
     (pyplot's ``Gcf.figs``, IPython's ``Out``), else the held object when it is one (a module
@@ -101,7 +86,7 @@ def container_of(holder: Any, held: Any) -> Any | None:
 
 
 def _is_container(obj: Any) -> bool:
-    return issubclass(type(obj), _CONTAINERS) and not _python_method(type(obj), "__len__")
+    return container_base(type(obj)) in _CONTAINERS
 
 
 class _Strong:
@@ -169,7 +154,7 @@ class Watch:
         if container is not None:
             if not _ordered(container):
                 self.before = set(map(id, gc.get_referents(container)))
-            self.length = _safe_len(container) or 0
+            self.length = stored_len(container) or 0
         self.began = time.perf_counter()
 
     def finished(self) -> bool:
@@ -179,7 +164,7 @@ class Watch:
         container = self.target()
         if container is None:
             return True
-        gained = (_safe_len(container) or 0) - self.length
+        gained = (stored_len(container) or 0) - self.length
         return gained >= self.members_wanted or time.perf_counter() - self.began >= self.max_s
 
     def collect(self, deadline: float, limit: int = 20_000) -> None:
@@ -187,7 +172,7 @@ class Watch:
         container = self.target()
         if container is None:
             return
-        self.new_members = (_safe_len(container) or 0) - self.length
+        self.new_members = (stored_len(container) or 0) - self.length
         if _ordered(container):
             members = _newest(container, self.new_members)
         else:
@@ -239,7 +224,6 @@ def retained_traces(
     frame_limit = tracemalloc.get_traceback_limit()
     seen: set[int] = set()
     found: list[RawTrace] = []
-    python_sizeof: dict[type, bool] = {}
     queue: deque[Any] = deque()
     pending = deque(roots)  # one member after the other: the first new one is complete
     partial = False
@@ -256,17 +240,12 @@ def retained_traces(
         frames = _object_frames(obj)
         if frames is not None:
             total = len(frames) + 1 if len(frames) >= frame_limit else len(frames)
-            kind = type(obj)
-            own_sizeof = python_sizeof.get(kind)
-            if own_sizeof is None:
-                own_sizeof = python_sizeof[kind] = _python_method(kind, "__sizeof__")
-            found.append((0, _size_of(obj, own_sizeof), frames, total))
+            found.append((0, stored_size(obj), frames, total))
         # untraced objects are walked too: lists and dicts come from free lists and, before
         # Python 3.12, instances of Python classes are invisible to get_object_traceback
         queue.extend(gc.get_referents(obj))
     queue.clear()
     pending.clear()
-    python_sizeof.clear()
     return found, len(seen), partial
 
 
@@ -283,13 +262,3 @@ def _public_frames(obj: Any) -> tuple[tuple[str, int], ...] | None:
 _object_frames: Callable[[Any], tuple[tuple[str, int], ...] | None] = getattr(
     _tracemalloc, "_get_object_traceback", _public_frames
 )
-
-
-def _size_of(obj: Any, python_sizeof: bool) -> int:
-    """``sys.getsizeof`` unless the type's ``__sizeof__`` is Python code (never run here)."""
-    if python_sizeof:
-        return object.__sizeof__(obj)
-    try:
-        return sys.getsizeof(obj)
-    except (TypeError, ValueError):
-        return object.__sizeof__(obj)

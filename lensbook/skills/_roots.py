@@ -75,18 +75,21 @@ def known_root(holder: Any, held: Any) -> str | None:
     if holder is sys.modules:
         return "sys.modules"
     if issubclass(type(holder), logging.Logger) and stored_attr(holder, "handlers") is held:
-        return f"the handler list of logger {holder.name!r}"
+        return f"the handler list of logger {stored_attr(holder, 'name', '?')!r}"
     helpers = sys.modules.get("matplotlib._pylab_helpers")
     gcf = getattr(helpers, "Gcf", None)
     if gcf is not None and holder is vars(gcf).get("figs"):
         return "matplotlib's pyplot figure managers (matplotlib._pylab_helpers.Gcf.figs)"
     out = _ipython_out()
-    if out is not None and isinstance(holder, dict) and holder is _ipython_ns():
-        key = next((k for k, v in list(holder.items()) if v is held and _is_out_alias(k)), None)
+    # (identities first: no method of `holder`, a heap object of any make, is called)
+    namespace = _ipython_ns() if out is not None else None
+    if namespace is not None and holder is namespace:
+        aliases = list(dict.items(namespace))
+        key = next((k for k, v in aliases if v is held and _is_out_alias(k)), None)
         if key is not None:
             return f"IPython's output cache alias {key}"
     if out is not None and holder is out:
-        key = next((k for k, v in list(out.items()) if v is held), None)
+        key = next((k for k, v in list(dict.items(out)) if v is held), None)
         return f"IPython's output cache Out[{key}]" if key is not None else "IPython's Out"
     return None
 

@@ -21,10 +21,23 @@ is `stored_values` (the garbage collector's view: no names); its attributes by n
 from __future__ import annotations
 
 import gc
+import sys
 import types
+from collections import deque
+from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["is_own_dict", "stored_attr", "stored_attrs", "stored_values"]
+__all__ = [
+    "container_base",
+    "is_own_dict",
+    "is_python_method",
+    "stored_attr",
+    "stored_attrs",
+    "stored_len",
+    "stored_members",
+    "stored_size",
+    "stored_values",
+]
 
 _MISSING = object()
 _MEMBER = types.MemberDescriptorType
@@ -37,6 +50,23 @@ _DICT_OFFSET = type.__dict__["__dictoffset__"].__get__
 #: Py_TPFLAGS_MANAGED_DICT (3.11+): the instances keep their attributes inline until their
 #: __dict__ is asked for
 _MANAGED_DICT = 1 << 4
+#: Py_TPFLAGS_HAVE_GC: ``sys.getsizeof`` adds the collector's header to ``__sizeof__``
+_HAVE_GC = 1 << 14
+_GC_HEADER = sys.getsizeof([]) - [].__sizeof__()
+
+#: the built-in containers whose length and members are read through their own C methods,
+#: for subclasses too (a subclass's ``__len__``, ``__iter__`` or ``values`` is the program's
+#: code); a dict's members are its values
+_CONTAINERS: tuple[tuple[type, Any, Any], ...] = (
+    (dict, dict.__len__, dict.values),
+    (list, list.__len__, list.__iter__),
+    (set, set.__len__, set.__iter__),
+    (frozenset, frozenset.__len__, frozenset.__iter__),
+    (deque, deque.__len__, deque.__iter__),
+    (tuple, tuple.__len__, tuple.__iter__),
+)
+_BASES = tuple(base for base, _, _ in _CONTAINERS)
+_READERS = {base: (length, members) for base, length, members in _CONTAINERS}
 
 
 def _computes(value: Any) -> bool:
@@ -140,3 +170,52 @@ def is_own_dict(owner: Any, namespace: dict[Any, Any]) -> bool:
     if not any(r is namespace for r in gc.get_referents(owner)):
         return False
     return not any(v is namespace for v in (stored_attrs(owner) or {}).values())
+
+
+def container_base(kind: type) -> type | None:
+    """The built-in container (dict, list, set, frozenset, deque, tuple) `kind` is or derives
+    from, or None."""
+    return next((b for b in _MRO(kind) if b in _READERS), None)
+
+
+def stored_len(obj: Any) -> int | None:
+    """``len(obj)`` as its built-in container base counts it (a subclass's ``__len__`` never
+    runs), or None for an object that is no built-in container."""
+    base = container_base(type(obj))
+    return None if base is None else int(_READERS[base][0](obj))
+
+
+def stored_members(obj: Any) -> Iterable[Any]:
+    """A built-in container's members (a dict's values) by its base type's own iteration, or
+    nothing."""
+    base = container_base(type(obj))
+    return () if base is None else _READERS[base][1](obj)
+
+
+def stored_size(obj: Any) -> int:
+    """``sys.getsizeof(obj)`` by the nearest ``__sizeof__`` of its class chain that is not
+    Python code (a class's own ``__sizeof__`` is the program's code, never run here)."""
+    klass = type(obj)
+    for owner in _MRO(klass):
+        method = _CLASS_DICT(owner).get("__sizeof__")
+        if method is not None and not _is_python(method):
+            try:
+                own = int(method(obj))
+            except Exception:  # (a C method refusing an object of a strange make)
+                own = object.__sizeof__(obj)
+            return own + (_GC_HEADER if _FLAGS(klass) & _HAVE_GC else 0)
+    return object.__sizeof__(obj)
+
+
+def is_python_method(kind: type, name: str) -> bool:
+    """Whether `kind`'s attribute `name` is written in Python (the program's code), found
+    without calling it."""
+    for owner in _MRO(kind):
+        method = _CLASS_DICT(owner).get(name)
+        if method is not None:
+            return _is_python(method)
+    return False
+
+
+def _is_python(method: Any) -> bool:
+    return issubclass(type(method), (types.FunctionType, classmethod, staticmethod, property))

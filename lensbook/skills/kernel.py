@@ -26,7 +26,13 @@ import psutil
 
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._ipython import shell as _shell
-from lensbook.skills._static import stored_attr, stored_values
+from lensbook.skills._static import (
+    stored_attr,
+    stored_len,
+    stored_members,
+    stored_size,
+    stored_values,
+)
 from lensbook.skills._units import MB, mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import CellErrorsSinceLoad
@@ -161,7 +167,7 @@ class _Sizer:
             total = self._size(obj, 0)
         except Exception:  # a value changed under us, or a library raised: fall back
             self.approx = True
-            total = _shallow(obj)
+            total = stored_size(obj)
         return total, self.approx
 
     def out_of_budget(self) -> bool:
@@ -176,15 +182,20 @@ class _Sizer:
         special = _special_size(obj, self)
         if special is not None:
             return special
-        base = _shallow(obj)
-        if isinstance(obj, (_ATOMS, _CODE_TYPES)):
+        # judged by the type and read through the built-in base's own methods: a subclass's
+        # ``__sizeof__``, ``__len__``, ``__iter__`` or ``items`` (or a computed ``__class__``)
+        # is the program's code, never run here
+        base = stored_size(obj)
+        kind = type(obj)
+        if issubclass(kind, (_ATOMS, _CODE_TYPES)):
             return base
         children: Iterable[Any]
         count: int
-        if isinstance(obj, dict):
-            children, count = _dict_items(obj), len(obj) * 2
-        elif isinstance(obj, (list, tuple, set, frozenset, deque)):
-            children, count = iter(obj), len(obj)
+        length = stored_len(obj)
+        if issubclass(kind, dict):
+            children, count = _dict_items(obj), (length or 0) * 2
+        elif length is not None:
+            children, count = iter(stored_members(obj)), length
         elif (held := stored_values(obj)) is not None:
             # attributes kept inline: read as the gc sees them (asking for the __dict__ would
             # make the object keep one for life, slower: see lensbook.skills._static)
@@ -240,16 +251,9 @@ def _slot_names(cls: type) -> list[str]:
 
 
 def _dict_items(d: dict[Any, Any]) -> Iterator[Any]:
-    for key, value in d.items():
+    for key, value in dict.items(d):
         yield key
         yield value
-
-
-def _shallow(obj: Any) -> int:
-    try:
-        return sys.getsizeof(obj)
-    except Exception:
-        return 0
 
 
 def deep_size(obj: Any, budget: float = 1.0) -> tuple[int, bool]:
@@ -282,8 +286,12 @@ def _shape_info(obj: Any) -> dict[str, Any]:
             info["dtype"] = str(dtype)
         if getattr(obj, "base", None) is not None and module == "numpy":
             info["view"] = True  # shares memory with another array
-    if isinstance(obj, (list, tuple, set, frozenset, dict, deque, str, bytes, bytearray)):
-        info["len"] = len(obj)
+    length = stored_len(obj)  # (by the type: a subclass's __len__ never runs)
+    if length is None:
+        text = next((b for b in (str, bytes, bytearray) if issubclass(type(obj), b)), None)
+        length = None if text is None else text.__len__(obj)
+    if length is not None:
+        info["len"] = length
     return info
 
 
@@ -533,7 +541,7 @@ class KernelSkill(Skill):
             if id(value) in sizes:
                 size, approx = sizes[id(value)]
             elif time.perf_counter() > deadline:
-                size, approx = _shallow(value), True
+                size, approx = stored_size(value), True
                 skipped += 1
             else:
                 size, approx = sizes[id(value)] = sizer.size(value)
@@ -687,7 +695,7 @@ class KernelSkill(Skill):
                 row["size"] = human_bytes(seen[id(value)])
                 continue
             if sizer.out_of_budget():
-                size, approx = _shallow(value), True
+                size, approx = stored_size(value), True
             else:
                 size, approx = sizer.size(value)
             seen[id(value)] = size

@@ -30,7 +30,7 @@ from collections import Counter, deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, gt, is_
+from operator import attrgetter, call, gt, is_, itemgetter
 from typing import Any, ClassVar, TypeVar
 
 import psutil
@@ -52,7 +52,15 @@ from lensbook.skills._roots import (
     known_root,
 )
 from lensbook.skills._stacks import source_line
-from lensbook.skills._static import is_own_dict, stored_attrs
+from lensbook.skills._static import (
+    container_base,
+    is_own_dict,
+    stored_attr,
+    stored_attrs,
+    stored_len,
+    stored_members,
+    stored_size,
+)
 from lensbook.skills._trend import slope as _least_squares
 from lensbook.skills._trend import steady_rise
 from lensbook.skills.base import Skill, outgoing, probe
@@ -476,19 +484,35 @@ class _Longest:
     def __init__(self, count: int, own: set[int]) -> None:
         self.count = count
         self.own = own
-        self.best: list[Any] = []
+        self.best: list[tuple[int, Any]] = []  # (length, container)
         self.floor = -1  # the length a container must pass to enter, once `best` is full
+        # each container type's length slot (its base type's), for this walk only
+        self.slots: dict[type, Any] = {}
 
     def add(self, chunk: list[Any], kinds: Iterable[type]) -> None:
         """Meet the objects of `chunk`, whose types are `kinds` (in the same order)."""
-        boxes = list(compress(chunk, map(issubclass, kinds, repeat(_CONTAINERS))))
-        boxes = list(compress(boxes, map(gt, map(len, boxes), repeat(self.floor))))
+        kinds = list(kinds)
+        boxed = list(map(issubclass, kinds, repeat(_CONTAINERS)))
+        boxes = list(compress(chunk, boxed))
+        # each length by its base type's own slot, in one C-level pass: a subclass's
+        # ``__len__`` is the program's code (never run here)
+        box_kinds = list(compress(kinds, boxed))
+        for kind in set(box_kinds) - self.slots.keys():
+            self.slots[kind] = container_base(kind).__len__  # type: ignore[union-attr]
+        counts = list(map(call, map(self.slots.__getitem__, box_kinds), boxes))
+        longer = list(map(gt, counts, repeat(self.floor)))
+        met = list(zip(compress(counts, longer), compress(boxes, longer), strict=True))
         if self.own:
-            boxes = [b for b in boxes if id(b) not in self.own]
-        if boxes:
-            self.best = sorted(self.best + boxes, key=len, reverse=True)[: self.count]
+            met = [m for m in met if id(m[1]) not in self.own]
+        if met:
+            self.best = sorted(self.best + met, key=itemgetter(0), reverse=True)[: self.count]
             if len(self.best) == self.count:
-                self.floor = len(self.best[-1])
+                self.floor = self.best[-1][0]
+
+    @property
+    def containers(self) -> list[Any]:
+        """The containers kept, longest first."""
+        return [box for _, box in self.best]
 
 
 def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
@@ -519,7 +543,7 @@ def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
     total, partial = len(heap.objects), heap.partial
     del heap
     best = longest.best if longest is not None else []
-    containers = {id(c): (_type_name(type(c)), len(c)) for c in best}
+    containers = {id(c): (_type_name(type(c)), n) for n, c in best}
     del longest, best
     names: Counter[str] = Counter()
     for t, n in by_type.items():
@@ -554,7 +578,7 @@ def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[lis
         del chunk
     partial = heap.partial
     del heap
-    return longest.best, partial
+    return longest.containers, partial
 
 
 def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[list[Any], int]:
@@ -595,7 +619,7 @@ def _module_globals() -> dict[int, str]:
             continue
         names[id(namespace)] = f"module {mod_name}"
         for key, value in _items(namespace):
-            if isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            if issubclass(type(value), (types.ModuleType, types.FunctionType, type)):
                 continue  # modules, functions and classes are not where data piles up
             names.setdefault(id(value), f"{mod_name}.{key}")
     return names
@@ -608,18 +632,21 @@ def _describe(obj: Any) -> str:
         return f"function {obj.__qualname__} ({_code_site(obj.__code__)})"
     if t is types.MethodType:
         func = obj.__func__
-        site = f" ({_code_site(func.__code__)})" if hasattr(func, "__code__") else ""
-        return f"bound method {getattr(func, '__qualname__', '?')}{site}"
+        if type(func) is types.FunctionType:
+            return f"bound method {func.__qualname__} ({_code_site(func.__code__)})"
+        return f"bound method of {_type_name(type(func))}"
     if t is types.FrameType:
         return f"frame of {obj.f_code.co_qualname} ({_where(obj.f_code.co_filename, obj.f_lineno)})"
     if t is types.CellType:
         return "closure cell"
-    if isinstance(obj, (list, dict, set, frozenset, deque, tuple)):
-        return f"{_type_name(t)} (len {len(obj)})"
-    if isinstance(obj, type):
+    # judged by the type (isinstance would run a computed ``__class__``), measured by the
+    # base type (a subclass's ``__len__`` is the program's code)
+    if issubclass(t, (*_CONTAINERS, tuple)):
+        return f"{_type_name(t)} (len {stored_len(obj)})"
+    if issubclass(t, type):
         return f"class {_type_name(obj)}"
-    if isinstance(obj, types.ModuleType):
-        return f"module {obj.__name__}"
+    if issubclass(t, types.ModuleType):
+        return f"module {stored_attr(obj, '__name__', '?')}"
     return f"{_type_name(t)} object"
 
 
@@ -629,16 +656,19 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
     Keys of ordinary dicts are data (a cache's keys may be e-mail addresses), so they are only
     shown when the skill shares values.
     """
-    if isinstance(holder, dict):
-        for key, value in _items(holder):
-            if value is held:
-                if share_values and isinstance(key, (str, int)):
-                    return f"[{clip(str(key), 40)!r}]"
-                return "(value)"
-            if key is held:
-                return "(key)"
-        return ""
-    if isinstance(holder, (list, tuple, deque, set, frozenset)):
+    if issubclass(type(holder), dict):
+        found = _key_of(holder, held)
+        if found is None:
+            return ""
+        key, as_value = found
+        if not as_value:
+            return "(key)"
+        if share_values and issubclass(type(key), (str, int)):
+            # the base type's text (a subclass's ``__str__`` is the program's code)
+            text = str.__str__(key) if issubclass(type(key), str) else int.__repr__(key)
+            return f"[{clip(text, 40)!r}]"
+        return "(value)"
+    if issubclass(type(holder), (list, tuple, deque, set, frozenset)):
         return "(item)"
     if type(holder) is types.FunctionType:
         if holder.__defaults__ and any(d is held for d in holder.__defaults__):
@@ -648,7 +678,7 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         return ".__self__" if holder.__self__ is held else ".__func__"
     slots = getattr(type(holder), "__slots__", ())
     for name in (slots,) if isinstance(slots, str) else slots:
-        if getattr(holder, name, None) is held:
+        if stored_attr(holder, name) is held:
             return f".{name}"
     # an instance keeping its attributes inline (no dict between it and `held`)
     for name, value in (stored_attrs(holder) or {}).items():
@@ -658,10 +688,38 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
 
 
 def _attribute_name(namespace: dict[Any, Any], held: Any) -> str:
-    for key, value in _items(namespace):
-        if value is held:
-            return str(key)
-    return "?"
+    found = _key_of(namespace, held)
+    return str(found[0]) if found is not None and found[1] else "?"
+
+
+def _key_of(mapping: dict[Any, Any], held: Any) -> tuple[Any, bool] | None:
+    """The key under which a live dict holds `held` as a value (``(key, True)``), or `held`
+    itself when it is one of the keys (``(held, False)``); None if neither.
+
+    Keys and values are copied as references in one C call each (no object is made per item:
+    a cache of millions copies in milliseconds, even with tracemalloc recording every
+    allocation) and compared by identity in C (no ``__eq__`` runs, no bytecode per item); the
+    program's threads go on filling their dicts meanwhile, so copies of different lengths
+    are taken again (as is a copy a finalizer interrupted)."""
+    if not issubclass(type(mapping), dict):
+        return None
+    for _ in range(3):
+        try:
+            keys, values = list(dict.keys(mapping)), list(dict.values(mapping))
+        except RuntimeError:
+            continue
+        if len(keys) != len(values):
+            continue
+        key = next(compress(keys, map(is_, values, repeat(held))), _NONE)
+        if key is not _NONE:
+            return key, True
+        if next(compress(keys, map(is_, keys, repeat(held))), _NONE) is not _NONE:
+            return held, False
+        return None
+    return None
+
+
+_NONE = object()
 
 
 def _items(mapping: dict[Any, Any]) -> list[tuple[Any, Any]]:
@@ -686,7 +744,7 @@ def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
         for owner in owners:
             if id(owner) in skip or type(owner) is types.FrameType:
                 continue
-            if isinstance(owner, type):
+            if issubclass(type(owner), type):
                 if any(r is namespace for r in gc.get_referents(owner)):
                     return owner
             elif is_own_dict(owner, namespace):  # (asking for its __dict__ would make one)
@@ -727,7 +785,7 @@ def _referrer_chain(
                     edge = _edge(holder, held, share_values)
                     hops.append(f"{_describe(holder)}{' ' + edge if edge else ''}")
                 top, top_held = found_root
-                if root.startswith("module global") and not isinstance(top, dict):
+                if root.startswith("module global") and not issubclass(type(top), dict):
                     # a global object holding it in an attribute: which one
                     edge = _edge(top, top_held, share_values)
                     if edge.startswith("."):
@@ -802,12 +860,12 @@ def _root_name(
         return known
     label = names.get(id(holder))
     if label is not None:
-        if label.startswith("module ") and isinstance(holder, dict):
+        if label.startswith("module ") and issubclass(type(holder), dict):
             name = f"{label[7:]}.{_attribute_name(holder, held)}"
         else:
             name = label
         return global_root(name) or f"module global {name}"
-    if isinstance(holder, type) and isinstance(held, dict) and id(held) in held_by:
+    if issubclass(type(holder), type) and issubclass(type(held), dict) and id(held) in held_by:
         # a class's namespace holding the object: a class attribute
         return f"class attribute {_type_name(holder)}.{_attribute_name(held, held_by[id(held)])}"
     return None
@@ -877,7 +935,7 @@ def _climb(
             hops.append("no further referrers (held only by untracked or C-level state)")
             return None
         namespace_of = names.get(id(chosen), "")
-        if namespace_of.startswith("module ") and isinstance(chosen, dict):
+        if namespace_of.startswith("module ") and issubclass(type(chosen), dict):
             attr = _attribute_name(chosen, current)
             known = global_root(f"{namespace_of[7:]}.{attr}")
             hops.append(f"held by {known or f'module global {namespace_of[7:]}.{attr}'}")
@@ -891,7 +949,7 @@ def _climb(
                     return owner, current
                 # an attribute: name it on its object rather than as a hop through a dict
                 attr = _attribute_name(chosen, current)
-                if isinstance(owner, type):
+                if issubclass(type(owner), type):
                     hops.append(f"held by class attribute {_type_name(owner)}.{attr}")
                     return owner, current
                 seen.add(id(chosen))
@@ -899,11 +957,11 @@ def _climb(
                 seen.add(id(owner))
                 current = owner
                 continue
-        if isinstance(chosen, type):
+        if issubclass(type(chosen), type):
             hops.append(f"held by class {_type_name(chosen)}")
             return chosen, current
-        if isinstance(chosen, types.ModuleType):
-            hops.append(f"held by module {chosen.__name__}")
+        if issubclass(type(chosen), types.ModuleType):
+            hops.append(f"held by module {stored_attr(chosen, '__name__', '?')}")
             return chosen, current
         edge = _edge(chosen, current, share_values)
         hops.append(f"{_describe(chosen)}{' ' + edge if edge else ''}")
@@ -1427,11 +1485,13 @@ class MemorySkill(Skill):
         largest, partial = _largest_containers(max(top, _REMEMBERED), deadline, self._own_ids())
         with self._lock:
             previous = self._container_sizes
-            self._container_sizes = {id(c): (_type_name(type(c)), len(c)) for c in largest}
+            self._container_sizes = {
+                id(c): (_type_name(type(c)), (stored_len(c) or 0)) for c in largest
+            }
         if baseline:
             return {
                 "remembered": len(largest),
-                "largest_len": len(largest[0]) if largest else 0,
+                "largest_len": (stored_len(largest[0]) or 0) if largest else 0,
                 "partial": partial,
             }
         floor = min(n for _, n in previous.values()) if len(previous) >= _REMEMBERED else 0
@@ -1444,19 +1504,20 @@ class MemorySkill(Skill):
             if time.perf_counter() < deadline and _kept_by_tooling(c, ignore, names):
                 continue  # linecache's cache, a lensbook ring: never the growing container
             name = _type_name(type(c))
+            length = stored_len(c) or 0
             row: dict[str, Any] = {
                 "type": name,
-                "len": len(c),
-                "kb": round(sys.getsizeof(c) / _KB, 1),
+                "len": length,
+                "kb": round(stored_size(c) / _KB, 1),
             }
             seen = previous.get(id(c))
             if seen is not None and seen[0] == name:
-                row["grew"] = len(c) - seen[1]
+                row["grew"] = length - seen[1]
             elif previous:
                 # not among the largest last time: it had at most `floor` items then
-                row["grew_at_least"] = len(c) - floor
+                row["grew_at_least"] = length - floor
             types_key = "value_types" if issubclass(type(c), dict) else "item_types"
-            found_types = _value_types(_members(c))
+            found_types = _value_types(stored_members(c))
             if found_types:
                 row[types_key] = found_types
             if len(rows) < 3:
@@ -1732,27 +1793,6 @@ def _types_named(wanted: set[str]) -> dict[str, type]:
     ):
         found.setdefault(_type_name(t), t)
     return found
-
-
-#: the containers whose members a probe reads, with their own iteration (a subclass's
-#: ``values()`` or ``__iter__`` is the program's code: never called)
-_MEMBERS: tuple[tuple[type, Any], ...] = (
-    (dict, dict.values),
-    (list, list.__iter__),
-    (set, set.__iter__),
-    (frozenset, frozenset.__iter__),
-    (deque, deque.__iter__),
-    (tuple, tuple.__iter__),
-)
-
-
-def _members(container: Any) -> Iterable[Any]:
-    """A container's members (a dict's values) by its base type's own iteration, or nothing."""
-    kind = type(container)
-    for base, members in _MEMBERS:
-        if issubclass(kind, base):
-            return members(container)  # type: ignore[no-any-return]
-    return ()
 
 
 def _value_types(values: Iterable[Any], sample: int = 200) -> dict[str, int]:

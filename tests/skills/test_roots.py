@@ -269,14 +269,69 @@ class _Registry(dict[int, list[int]]):
         _Registry.called.append("items")
         return super().items()
 
+    def __len__(self) -> int:
+        _Registry.called.append("__len__")
+        return 1  # a lie a probe would pass on
+
+    def __sizeof__(self) -> int:
+        _Registry.called.append("__sizeof__")
+        return 1
+
+    def __iter__(self) -> Any:
+        _Registry.called.append("__iter__")
+        return super().__iter__()
+
 
 def test_probes_read_a_dict_subclass_without_its_own_methods() -> None:
     registry = _Registry((i, [i]) for i in range(60_000))  # the largest container
     _Registry.called.clear()
     try:
-        found = MemorySkill(budget_scale=5.0).largest_containers(top=3)
+        skill = MemorySkill(budget_scale=5.0)
+        skill.census(top=3)  # the census keeps the longest containers too
+        found = skill.largest_containers(top=3)
     finally:
         registry.clear()
     rows = undelimit(json.loads(render_output(found, 100_000)))["containers"]
-    assert any(r["type"].endswith("_Registry") and r.get("value_types") for r in rows), rows
+    (row,) = [r for r in rows if r["type"].endswith("_Registry")]
+    assert row.get("value_types") and row["len"] == 60_000, rows
+    assert row["kb"] > 1000  # dict's own size, not the subclass's answer
     assert _Registry.called == []
+
+
+class Entry:
+    pass
+
+
+class Shifty:
+    """An object that holds the growing list and runs code when asked who it is (a lazy proxy's
+    ``__class__``, an ORM's ``__getattribute__``): a chain through it runs none of that."""
+
+    called: ClassVar[list[str]] = []
+
+    def __init__(self) -> None:
+        self.entries = [Entry() for _ in range(40)]
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        Shifty.called.append("__class__")
+        return dict
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("__"):
+            Shifty.called.append(name)
+        return object.__getattribute__(self, name)
+
+
+SHIFTY: list[Shifty] = []
+
+
+def test_a_chain_through_an_object_that_lies_about_its_class_runs_none_of_its_code() -> None:
+    SHIFTY.append(Shifty())
+    Shifty.called.clear()
+    try:
+        (chain,) = _chains("Entry", samples=1)
+    finally:
+        SHIFTY.clear()
+    assert Shifty.called == []
+    assert "Shifty object .entries" in chain["chain"], chain
+    assert chain["chain"].endswith("SHIFTY"), chain

@@ -53,6 +53,7 @@ from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
+from lensbook.skills._heap import Pacer
 from lensbook.skills._roots import is_tooling, known_root
 from lensbook.skills._static import container_base, stored_len, stored_size
 
@@ -227,10 +228,16 @@ def retained_traces(
     queue: deque[Any] = deque()
     pending = deque(roots)  # one member after the other: the first new one is complete
     partial = False
+    # a Python loop on a probe thread: paced like the heap walks (the GIL is handed back, so
+    # the walk takes a bounded share of the interpreter), which matters most when another
+    # probe's heap step has raised the switch interval and a thread holding the GIL keeps it
+    pace = Pacer()
     while queue or pending:
         if len(seen) >= limit or time.perf_counter() > deadline:
             partial = True
             break
+        if not len(seen) % 256:
+            pace()
         obj = queue.popleft() if queue else pending.popleft()
         if id(obj) in seen:
             continue

@@ -43,6 +43,7 @@ from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._heap import Pacer
 from lensbook.skills._retained import RawTrace, Watch, container_of
 from lensbook.skills._roots import (
     fix_for,
@@ -99,32 +100,6 @@ def _fit(rows: list[Any], budget: int = 4000) -> tuple[list[Any], int]:
         if used > budget:
             return rows[:i], len(rows) - i
     return rows, 0
-
-
-class Pacer:
-    """Hands the GIL back during a heap walk, so a busy main thread keeps most of its pace.
-
-    Used where the walk holds no list of every object while it rests (tracemalloc traces, the
-    referrer climb between its gc.get_referrers calls). A walk on a probe thread would
-    otherwise share the interpreter 50/50 with the main thread
-    (both ask for the GIL every 5 ms switch interval), or hold it for a whole C call. Called
-    between chunks, the pacer rests `rest` times as long as the walk worked since its last
-    rest, once that passes `slice_s`: with the default the walk takes at most a third of the
-    interpreter, in short slices, and its wall time triples (deadlines account for it: results
-    are partial sooner on huge heaps).
-    """
-
-    def __init__(self, slice_s: float = 0.01, rest: float = 2.0) -> None:
-        self.slice_s = slice_s
-        self.rest = rest
-        # CPU time of this thread: time spent waiting for the GIL is not work to rest from
-        self.mark = time.thread_time()
-
-    def __call__(self) -> None:
-        worked = time.thread_time() - self.mark
-        if worked >= self.slice_s:
-            time.sleep(min(worked * self.rest, 0.2))
-            self.mark = time.thread_time()
 
 
 # -- tracemalloc --------------------------------------------------------------------------------

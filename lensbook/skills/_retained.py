@@ -229,8 +229,8 @@ def retained_traces(
     pending = deque(roots)  # one member after the other: the first new one is complete
     partial = False
     # a Python loop on a probe thread: paced like the heap walks (the GIL is handed back, so
-    # the walk takes a bounded share of the interpreter), which matters most when another
-    # probe's heap step has raised the switch interval and a thread holding the GIL keeps it
+    # the walk takes a bounded share of the interpreter, not half of it beside a busy main
+    # thread)
     pace = Pacer()
     while queue or pending:
         if len(seen) >= limit or time.perf_counter() > deadline:

@@ -493,7 +493,7 @@ class _Longest:
 def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
     """Counts by type and by function code; with `own`, also the longest containers (those
     whose id is in `own` left out), for memory_largest_containers' next baseline."""
-    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
     longest = _Longest(_REMEMBERED, own) if own is not None else None
     by_type: Counter[type] = Counter()
@@ -545,7 +545,7 @@ def _serves_as_baseline(census: _Census) -> bool:
 def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
     """The `count` longest containers alive (`_Longest`), and whether the deadline cut the
     walk short."""
-    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()  # tuples are none of the containers
     longest = _Longest(count, own)
     for chunk in heap.slices(deadline, pace):
@@ -562,7 +562,7 @@ def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[lis
 
     Types are matched once each, when first met; instances are picked by C-level passes.
     """
-    pace = Pacer()  # made first: the exclusive step counts as work, and is followed by a rest
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
     checked: set[type] = set()
     matching: set[type] = set()

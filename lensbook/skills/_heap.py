@@ -161,9 +161,7 @@ def objects(generation: int | None = None) -> Heap:
     with step():
         raw = _split(_once(fetch), 3)
         kept = map(list, map(compress, raw[0], _types_are_not(tuple, raw[1])))
-        # (the only call that runs the pipeline: no bytecode between its first C call and
-        # the last reference to the raw list going away)
-        listing, total = next(zip(kept, map(len, raw[2]), strict=True))
+        listing, total = _run(kept, map(len, raw[2]))
     return Heap(listing, total - len(listing))
 
 
@@ -175,8 +173,21 @@ def objects(generation: int | None = None) -> Heap:
 # hands the GIL to another thread between bytecodes (or when a C call blocks, and nothing here
 # blocks). A value a stage needs twice (a list and the types of its items) is fetched once and
 # split (`_split`): kept in a deque until each of its users pops it. No iterator used here
-# keeps the last value it handed on (zip reuses its result tuple: it only ever carries the
-# pipeline's own results).
+# keeps the last value it handed on. Everything made before the call is in the listing the
+# call makes, so none of it may keep a result (`_run`).
+
+
+def _run(*pipelines: Iterator[Any]) -> list[Any]:
+    """Drive `pipelines` in turn in one C call (the only one that runs them: no bytecode
+    between its first C call and the last reference to a raw list going away) and hand back
+    what each yielded.
+
+    The results come through a deque emptied here: a container made before the call (a zip's
+    reused result tuple, the list `list(...)` makes before it pulls) is listed by it and would
+    hold the listing, a cycle that keeps every object alive in it until a full collection."""
+    out: deque[Any] = deque()
+    deque(map(out.append, chain(*pipelines)), maxlen=0)
+    return [out.popleft() for _ in range(len(out))]
 
 
 def _once(fetch: Callable[[], Any]) -> Iterator[Any]:
@@ -252,7 +263,9 @@ def _referrers_step(targets: tuple[Any, ...]) -> list[Any]:
         wanted = map(set, map(partial(map, id), first[0]))
         holders = _split(starmap(gc.get_referrers, first[1]), 2)
         others = map(list, map(compress, holders[0], _types_are_not(tuple, holders[1])))
-        found, ids, held_by = next(zip(kept, wanted, others, strict=True))
+        found: list[Any]
+        ids: set[int]
+        found, ids, held_by = _run(kept, wanted, others)
     if ids:
         found.extend(_held(held_by, ids))
     return found

@@ -123,6 +123,21 @@ def test_no_list_of_every_object_outlives_its_step() -> None:
         del again
 
 
+def test_a_listing_is_freed_as_soon_as_its_caller_lets_it_go() -> None:
+    # nothing the step made may hold it in a cycle (a zip's cached result tuple did: the zip
+    # was in the listing it held, so every listing lived until the next full collection)
+    gc.disable()
+    try:
+        heap = _heap.objects()
+        length = len(heap.objects)
+        del heap
+        again = gc.get_objects()
+        assert not [o for o in again if type(o) is list and len(o) == length]
+        del again
+    finally:
+        gc.enable()
+
+
 def test_steps_of_two_threads_take_turns() -> None:
     # the collector's on/off state is one setting of the interpreter: two overlapping steps
     # that each saved and restored it would leave it off for good

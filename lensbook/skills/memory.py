@@ -350,8 +350,13 @@ class _TraceWindow:
                 try:
                     self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
                     snap = tracemalloc.take_snapshot()
+                except RuntimeError:  # tracing was stopped meanwhile (a run's end, its expiry)
+                    snap = None
                 finally:
                     tracemalloc.stop()
+                if snap is None:
+                    self.ended_by = self.ended_by or "tracing was stopped during a burst"
+                    return
                 traced = time.perf_counter() - began
                 grouped = _group(snap, time.perf_counter() + 1.0, _TRACED_PASS_MAX)
                 del snap
@@ -1238,7 +1243,9 @@ class MemorySkill(Skill):
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
             window = self._window
+            ended_early: str | None = None
             if window is not None and window.bursting:
+                ended_early = window.ended_by  # (tracing stopped from outside, the process's own)
                 if stop:
                     self._close_window()  # ends the current burst, adding it to the sums
                 with window.lock:
@@ -1300,6 +1307,7 @@ class MemorySkill(Skill):
             "bursts": bursts,
             "sites": sites,
             "sites_omitted_for_size": omitted,
+            **({"window_ended_early": ended_early} if ended_early else {}),
         }
 
     def _close_window(self) -> None:

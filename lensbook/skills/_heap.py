@@ -32,6 +32,11 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
 - then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
   paced so the walk takes at most about a third of the interpreter (the caller's `Pacer`).
 
+One gap is the program's own: `gc.get_referrers` raises an audit event, so an audit hook
+written in Python (`sys.addaudithook`) runs inside the pipeline, with the candidate tuples as
+the event's arguments, and a hook that blocks or does I/O lets other threads run meanwhile.
+Nothing here can keep the interpreter from calling it.
+
 A tuple still being built is referred to by nothing the collector sees (only its builder's C
 stack: the resize requires that), so `referrers` keeps every tuple that some tracked object
 refers to, found in the same pipeline: a chain through a closure's cells or an `lru_cache`
@@ -57,7 +62,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import chain, compress, filterfalse, islice, repeat, starmap
-from operator import call
 from typing import Any
 
 __all__ = [
@@ -158,10 +162,11 @@ class Heap:
 def objects(generation: int | None = None) -> Heap:
     """Every object the collector tracks (of one generation if given), tuples left out."""
     fetch = gc.get_objects if generation is None else partial(gc.get_objects, generation)
+    spill: list[deque[Any]] = []
     with step():
-        raw = _split(_once(fetch), 3)
+        raw = _split(_once(fetch), 3, spill)
         kept = map(list, map(compress, raw[0], _types_are_not(tuple, raw[1])))
-        listing, total = _run(kept, map(len, raw[2]))
+        listing, total = _run(spill, kept, map(len, raw[2]))
     return Heap(listing, total - len(listing))
 
 
@@ -177,29 +182,37 @@ def objects(generation: int | None = None) -> Heap:
 # call makes, so none of it may keep a result (`_run`).
 
 
-def _run(*pipelines: Iterator[Any]) -> list[Any]:
+def _run(spill: list[deque[Any]], *pipelines: Iterator[Any]) -> list[Any]:
     """Drive `pipelines` in turn in one C call (the only one that runs them: no bytecode
     between its first C call and the last reference to a raw list going away) and hand back
     what each yielded.
 
     The results come through a deque emptied here: a container made before the call (a zip's
     reused result tuple, the list `list(...)` makes before it pulls) is listed by it and would
-    hold the listing, a cycle that keeps every object alive in it until a full collection."""
+    hold the listing, a cycle that keeps every object alive in it until a full collection.
+    If a stage raises (a MemoryError), the deques of `spill` (`_split`'s) are emptied in one
+    C call before anything else runs: they may still hold a raw list."""
     out: deque[Any] = deque()
-    deque(map(out.append, chain(*pipelines)), maxlen=0)
+    try:
+        deque(map(out.append, chain(*pipelines)), maxlen=0)
+    except BaseException:
+        deque(map(deque.clear, spill), maxlen=0)
+        raise
     return [out.popleft() for _ in range(len(out))]
 
 
 def _once(fetch: Callable[[], Any]) -> Iterator[Any]:
     """`fetch()` when first pulled, lazily."""
-    return map(call, repeat(fetch, 1))
+    return starmap(fetch, repeat((), 1))
 
 
-def _split(source: Iterator[Any], users: int) -> list[Iterator[Any]]:
+def _split(source: Iterator[Any], users: int, spill: list[deque[Any]]) -> list[Iterator[Any]]:
     """`users` iterators each yielding `source`'s one value once. The first pulled pulls
     `source` and keeps the value for the others in a deque, from which each takes it (so the
-    deque holds it no more once all have: every one of them must be pulled)."""
+    deque holds it no more once all have: every one of them must be pulled); the deque is
+    added to `spill`, for `_run` to empty if a stage raises."""
     held: deque[Any] = deque()
+    spill.append(held)
     fill = map(held.extend, map(repeat, source, repeat(users)))
     return [filterfalse(_IS_NONE, chain(fill, _once(held.popleft))) for _ in range(users)]
 
@@ -250,22 +263,27 @@ def referrers(*targets: Any, deadline: float | None = None) -> list[Any]:
 def _referrers_step(targets: tuple[Any, ...]) -> list[Any]:
     """One step of `referrers`: one pipeline run."""
     with step():
-        raw = _split(_once(partial(gc.get_referrers, *targets)), 4)
+        # (called with `targets` itself as its arguments, which gc.get_referrers leaves out: a
+        # copy of them, a partial's, would be one more tuple referrer to look up)
+        spill: list[deque[Any]] = []
+        raw = _split(starmap(gc.get_referrers, repeat(targets, 1)), 4, spill)
         kept = map(list, map(compress, raw[0], _types_are_not(tuple, raw[1])))
         # the tuples' own holders are looked up in this step too, at the same cost per tuple:
         # past `TARGETS_PER_STEP` of them (a class in thousands of bases tuples), the rest are
         # left out rather than hold every thread for seconds (a chain may then end sooner)
         tuples = map(compress, raw[2], _types_are(tuple, raw[3]))
-        first = _split(map(list, map(islice, tuples, repeat(TARGETS_PER_STEP))), 2)
+        first = _split(map(list, map(islice, tuples, repeat(TARGETS_PER_STEP))), 2, spill)
         # their ids, and what refers to them, tuples left out (one being filled refers to its
         # items); the list of them is gone before that lookup (starmap makes the call's
-        # arguments from it and lets it go), so it is no holder
+        # arguments from it and lets it go), so it is no holder; with none, no lookup (with no
+        # arguments, gc.get_referrers would still walk the heap) and no holders
         wanted = map(set, map(partial(map, id), first[0]))
-        holders = _split(starmap(gc.get_referrers, first[1]), 2)
+        looked_up = starmap(gc.get_referrers, filter(None, first[1]))
+        holders = _split(chain(looked_up, repeat([], 1)), 2, spill)
         others = map(list, map(compress, holders[0], _types_are_not(tuple, holders[1])))
         found: list[Any]
         ids: set[int]
-        found, ids, held_by = _run(kept, wanted, others)
+        found, ids, held_by = _run(spill, kept, wanted, others)
     if ids:
         found.extend(_held(held_by, ids))
     return found

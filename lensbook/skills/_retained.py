@@ -232,11 +232,13 @@ def retained_traces(
     # the walk takes a bounded share of the interpreter, not half of it beside a busy main
     # thread)
     pace = Pacer()
+    turns = 0
     while queue or pending:
         if len(seen) >= limit or time.perf_counter() > deadline:
             partial = True
             break
-        if not len(seen) % 256:
+        turns += 1
+        if not turns % 256:
             pace()
         obj = queue.popleft() if queue else pending.popleft()
         if id(obj) in seen:

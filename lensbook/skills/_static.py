@@ -30,7 +30,6 @@ from typing import Any
 __all__ = [
     "container_base",
     "is_own_dict",
-    "is_python_method",
     "stored_attr",
     "stored_attrs",
     "stored_len",
@@ -174,8 +173,9 @@ def is_own_dict(owner: Any, namespace: dict[Any, Any]) -> bool:
 
 def container_base(kind: type) -> type | None:
     """The built-in container (dict, list, set, frozenset, deque, tuple) `kind` is or derives
-    from, or None."""
-    return next((b for b in _MRO(kind) if b in _READERS), None)
+    from, or None. (``issubclass`` against the built-in types reads `kind`'s MRO in C: no
+    metaclass ``__hash__``, ``__eq__`` or ``__subclasscheck__`` of the program's runs.)"""
+    return next((b for b in _BASES if issubclass(kind, b)), None)
 
 
 def stored_len(obj: Any) -> int | None:
@@ -193,8 +193,9 @@ def stored_members(obj: Any) -> Iterable[Any]:
 
 
 def stored_size(obj: Any) -> int:
-    """``sys.getsizeof(obj)`` by the nearest ``__sizeof__`` of its class chain that is not
-    Python code (a class's own ``__sizeof__`` is the program's code, never run here)."""
+    """``sys.getsizeof(obj)`` by the nearest ``__sizeof__`` of its class chain that is one of
+    the interpreter's own methods (a class's own ``__sizeof__``, in Python, wrapped in a
+    cache, compiled by Cython, is the program's code: never run here)."""
     klass = type(obj)
     for owner in _MRO(klass):
         method = _CLASS_DICT(owner).get("__sizeof__")
@@ -207,15 +208,10 @@ def stored_size(obj: Any) -> int:
     return object.__sizeof__(obj)
 
 
-def is_python_method(kind: type, name: str) -> bool:
-    """Whether `kind`'s attribute `name` is written in Python (the program's code), found
-    without calling it."""
-    for owner in _MRO(kind):
-        method = _CLASS_DICT(owner).get(name)
-        if method is not None:
-            return _is_python(method)
-    return False
-
-
 def _is_python(method: Any) -> bool:
-    return issubclass(type(method), (types.FunctionType, classmethod, staticmethod, property))
+    return type(method) not in _C_METHODS
+
+
+#: what the built-in types' methods are (a slot wrapper such as ``list.__len__``, a method
+#: descriptor such as ``object.__sizeof__``)
+_C_METHODS = (types.WrapperDescriptorType, types.MethodDescriptorType)

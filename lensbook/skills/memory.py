@@ -20,6 +20,7 @@ import gc
 import heapq
 import itertools
 import json
+import operator
 import random
 import sys
 import threading
@@ -27,10 +28,10 @@ import time
 import tracemalloc
 import types
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, repeat
-from operator import attrgetter, call, gt, is_, itemgetter
+from operator import attrgetter, gt, is_, itemgetter
 from typing import Any, ClassVar, TypeVar
 
 import psutil
@@ -431,6 +432,8 @@ def _scaled(grouped: _Grouped, factor: float) -> _Grouped:
 # -- heap walks ---------------------------------------------------------------------------------
 
 _CONTAINERS = (list, dict, set, frozenset, deque)
+#: `operator.call` (Python 3.11 and later)
+_call: Callable[..., Any] = getattr(operator, "call", lambda fn, *args: fn(*args))
 _CODE_OF = attrgetter("__code__")
 
 
@@ -466,8 +469,9 @@ class _Longest:
         self.own = own
         self.best: list[tuple[int, Any]] = []  # (length, container)
         self.floor = -1  # the length a container must pass to enter, once `best` is full
-        # each container type's length slot (its base type's), for this walk only
-        self.slots: dict[type, Any] = {}
+        # each container type's length slot (its base type's) by the type's id, for this walk
+        # only (every type met is alive in the walk's slices meanwhile: no id is reused)
+        self.slots: dict[int, Any] = {}
 
     def add(self, chunk: list[Any], kinds: Iterable[type]) -> None:
         """Meet the objects of `chunk`, whose types are `kinds` (in the same order)."""
@@ -477,9 +481,14 @@ class _Longest:
         # each length by its base type's own slot, in one C-level pass: a subclass's
         # ``__len__`` is the program's code (never run here)
         box_kinds = list(compress(kinds, boxed))
-        for kind in set(box_kinds) - self.slots.keys():
-            self.slots[kind] = container_base(kind).__len__  # type: ignore[union-attr]
-        counts = list(map(call, map(self.slots.__getitem__, box_kinds), boxes))
+        # types by id (hashing a class runs its metaclass's __hash__; one with __eq__ and no
+        # __hash__ cannot be hashed at all)
+        kind_ids = list(map(id, box_kinds))
+        if not self.slots.keys() >= set(kind_ids):
+            for key, kind in dict(zip(kind_ids, box_kinds, strict=True)).items():
+                if key not in self.slots:
+                    self.slots[key] = container_base(kind).__len__  # type: ignore[union-attr]
+        counts = list(map(_call, map(self.slots.__getitem__, kind_ids), boxes))
         longer = list(map(gt, counts, repeat(self.floor)))
         met = list(zip(compress(counts, longer), compress(boxes, longer), strict=True))
         if self.own:
@@ -678,17 +687,21 @@ def _key_of(mapping: dict[Any, Any], held: Any) -> tuple[Any, bool] | None:
 
     Keys and values are copied as references in one C call each (no object is made per item:
     a cache of millions copies in milliseconds, even with tracemalloc recording every
-    allocation) and compared by identity in C (no ``__eq__`` runs, no bytecode per item); the
-    program's threads go on filling their dicts meanwhile, so copies of different lengths
-    are taken again (as is a copy a finalizer interrupted)."""
+    allocation) and compared by identity in C (no ``__eq__`` runs, no bytecode per item). The
+    program's threads go on changing their dicts between the calls, so the keys are copied
+    again after the values, and the copies are used only when they agree item for item (a key
+    evicted and another added meanwhile would pair the values with the wrong keys); a dict
+    that keeps changing is read as items, one tuple per entry, in one call."""
     if not issubclass(type(mapping), dict):
         return None
     for _ in range(3):
         try:
-            keys, values = list(dict.keys(mapping)), list(dict.values(mapping))
-        except RuntimeError:
+            keys = list(dict.keys(mapping))
+            values = list(dict.values(mapping))
+            again = list(dict.keys(mapping))
+        except RuntimeError:  # (a finalizer changed it mid-copy)
             continue
-        if len(keys) != len(values):
+        if len(keys) != len(values) or len(again) != len(keys) or not all(map(is_, keys, again)):
             continue
         key = next(compress(keys, map(is_, values, repeat(held))), _NONE)
         if key is not _NONE:
@@ -696,6 +709,11 @@ def _key_of(mapping: dict[Any, Any], held: Any) -> tuple[Any, bool] | None:
         if next(compress(keys, map(is_, keys, repeat(held))), _NONE) is not _NONE:
             return held, False
         return None
+    for key, value in _items(mapping):
+        if value is held:
+            return key, True
+        if key is held:
+            return held, False
     return None
 
 

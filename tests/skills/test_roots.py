@@ -11,6 +11,7 @@ import json
 import linecache
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from lensbook.recorder.event import HistoryEvent
 from lensbook.recorder.ring import HistoryRing
 from lensbook.skills._roots import fix_for
 from lensbook.skills.base import render_output
-from lensbook.skills.memory import MemorySkill
+from lensbook.skills.memory import MemorySkill, _key_of
 from lensbook.skills.untrusted import undelimit
 
 
@@ -335,3 +336,54 @@ def test_a_chain_through_an_object_that_lies_about_its_class_runs_none_of_its_co
     assert Shifty.called == []
     assert "Shifty object .entries" in chain["chain"], chain
     assert chain["chain"].endswith("SHIFTY"), chain
+
+
+class _UnhashableMeta(type):
+    def __eq__(cls, other: object) -> bool:
+        return cls is other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Batch(list[int], metaclass=_UnhashableMeta):
+    pass
+
+
+def test_a_container_whose_class_cannot_be_hashed_is_walked_like_any_other() -> None:
+    batch = _Batch(range(70_000))  # the largest container; hashing its class raises
+    try:
+        found = MemorySkill(budget_scale=5.0).largest_containers(top=3)
+    finally:
+        batch.clear()
+    rows = undelimit(json.loads(render_output(found, 100_000)))["containers"]
+    assert [r["len"] for r in rows if r["type"].endswith("_Batch")] == [70_000], rows
+
+
+def test_the_key_of_a_dict_that_keeps_changing_is_never_another_key() -> None:
+    # a FIFO cache another thread evicts from and adds to: keys and values copied apart
+    # paired a value with the wrong key in most calls
+    held = object()
+    cache: dict[str, object] = {f"k{i}": object() for i in range(200_000)}
+    cache["THE_KEY"] = held
+    stop = threading.Event()
+
+    def churn() -> None:
+        n = 200_000
+        while not stop.is_set():
+            oldest = next(iter(cache))
+            if oldest != "THE_KEY":
+                del cache[oldest]
+            cache[f"k{n}"] = object()
+            n += 1
+
+    worker = threading.Thread(target=churn, daemon=True)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # the churn runs between any two of the probe's C calls
+    worker.start()
+    try:
+        found = [_key_of(cache, held) for _ in range(40)]
+    finally:
+        stop.set()
+        worker.join(10)
+        sys.setswitchinterval(interval)
+    assert found and all(f == ("THE_KEY", True) for f in found), set(map(str, found))

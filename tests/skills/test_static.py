@@ -1,9 +1,21 @@
 from __future__ import annotations
 
+import functools
 import gc
+import sys
+from collections import OrderedDict, deque
 from typing import Any
 
-from lensbook.skills._static import is_own_dict, stored_attr, stored_attrs, stored_values
+from lensbook.skills._static import (
+    container_base,
+    is_own_dict,
+    stored_attr,
+    stored_attrs,
+    stored_len,
+    stored_members,
+    stored_size,
+    stored_values,
+)
 
 
 def _has_a_dict(obj: object, key: str) -> bool:
@@ -141,3 +153,42 @@ def test_a_dict_is_an_objects_own_only_when_it_is_its_dict() -> None:
         pass
 
     assert is_own_dict(handler, handler.__dict__) and not is_own_dict(handler, held)
+
+
+class _EqMeta(type):
+    """A metaclass with ``__eq__`` and so no ``__hash__``: its classes cannot be hashed."""
+
+    def __eq__(cls, other: object) -> bool:
+        raise AssertionError("a class was compared")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class _Rows(list[int], metaclass=_EqMeta):
+    ran: list[str] = []  # noqa: RUF012 (a test's record)
+
+    def __len__(self) -> int:
+        self.ran.append("__len__")
+        return 0
+
+    def __iter__(self) -> Any:
+        self.ran.append("__iter__")
+        return iter(())
+
+    @functools.lru_cache  # noqa: B019 (a cached __sizeof__ is the program's code all the same)
+    def __sizeof__(self) -> int:
+        self.ran.append("__sizeof__")
+        return 10**9
+
+
+def test_containers_are_read_through_their_built_in_base_only() -> None:
+    rows = _Rows([1, 2, 3])
+    _Rows.ran.clear()
+    assert container_base(_Rows) is list and container_base(int) is None
+    assert stored_len(rows) == 3 and list(stored_members(rows)) == [1, 2, 3]
+    assert stored_size(rows) < 10**6 and _Rows.ran == []
+    # what sys.getsizeof says for the built-in types, and a dict's members are its values
+    for plain in ([1, 2], {"a": 1}, {1, 2}, frozenset(), deque([1]), (1,), "abc", 7):
+        assert stored_size(plain) == sys.getsizeof(plain)
+    assert stored_size(OrderedDict(a=1)) == sys.getsizeof(OrderedDict(a=1))
+    assert list(stored_members({"k": "v"})) == ["v"] and stored_len(3) is None

@@ -53,7 +53,6 @@ from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from lensbook.skills._heap import Pacer
 from lensbook.skills._roots import is_tooling, known_root
 from lensbook.skills._static import container_base, stored_len, stored_size
 
@@ -228,18 +227,12 @@ def retained_traces(
     queue: deque[Any] = deque()
     pending = deque(roots)  # one member after the other: the first new one is complete
     partial = False
-    # a Python loop on a probe thread: paced like the heap walks (the GIL is handed back, so
-    # the walk takes a bounded share of the interpreter, not half of it beside a busy main
-    # thread)
-    pace = Pacer()
-    turns = 0
+    # (not paced: tracing is on while it runs, and a rest would keep every allocation of the
+    # program's threads traced for longer; its deadline is short instead)
     while queue or pending:
         if len(seen) >= limit or time.perf_counter() > deadline:
             partial = True
             break
-        turns += 1
-        if not turns % 256:
-            pace()
         obj = queue.popleft() if queue else pending.popleft()
         if id(obj) in seen:
             continue

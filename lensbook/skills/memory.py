@@ -275,10 +275,13 @@ DEEP_MIN_BYTES = 64 * 1024
 MAX_TRACE_SECONDS = 60.0
 #: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
 #: two members; its traced time is then rested like any burst's (the next window's first burst
-#: waits), so tracing keeps its duty
-RETENTION_BURST_MAX_S = 1.5
-#: how long the walk below a retention burst's new members may take (tracing still on)
-RETENTION_WALK_S = 1.0
+#: waits), so tracing keeps its duty. Short: deep tracing makes every allocation of the
+#: program's threads some 30x dearer meanwhile (a root that grows slower than that is left
+#: to the tracemalloc window's bursts)
+RETENTION_BURST_MAX_S = 0.25
+#: how long the walk below a retention burst's new members may take (tracing still on, so it
+#: is not paced: a rest would keep the program's allocations traced for longer)
+RETENTION_WALK_S = 0.1
 #: how long a pending retention watch may hold its root strongly (a dict or list: no weak
 #: reference) when no run owns it; a run's end releases it sooner, whatever ended the run
 RETENTION_HOLD_MAX_S = 60.0
@@ -507,7 +510,7 @@ class _Longest:
 def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
     """Counts by type and by function code; with `own`, also the longest containers (those
     whose id is in `own` left out), for memory_largest_containers' next baseline."""
-    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
+    pace = Pacer()  # (the heap step below rests for itself)
     heap = _heap.objects()
     longest = _Longest(_REMEMBERED, own) if own is not None else None
     by_type: Counter[type] = Counter()
@@ -559,7 +562,7 @@ def _serves_as_baseline(census: _Census) -> bool:
 def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
     """The `count` longest containers alive (`_Longest`), and whether the deadline cut the
     walk short."""
-    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
+    pace = Pacer()  # (the heap step below rests for itself)
     heap = _heap.objects()  # tuples are none of the containers
     longest = _Longest(count, own)
     for chunk in heap.slices(deadline, pace):
@@ -576,7 +579,7 @@ def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[lis
 
     Types are matched once each, when first met; instances are picked by C-level passes.
     """
-    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
+    pace = Pacer()  # (the heap step below rests for itself)
     heap = _heap.objects()
     checked: set[type] = set()
     matching: set[type] = set()

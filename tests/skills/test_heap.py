@@ -171,18 +171,21 @@ def test_steps_of_two_threads_take_turns() -> None:
 def test_no_collection_starts_inside_a_step() -> None:
     # one would walk the raw list of every object while every other thread waits, and run
     # finalizers (Python code: a thread switch while that list lives)
-    inside: list[int] = []
-    outside: list[int] = []
+    started: list[bool] = []
+    inside = threading.Event()
 
     def watch(phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
-            owned = _heap._step_lock._is_owned()  # type: ignore[attr-defined]
-            (inside if owned else outside).append(info["generation"])
+            started.append(inside.is_set())
 
     thresholds = gc.get_threshold()
     gc.callbacks.append(watch)
     gc.set_threshold(1)  # every allocation of a tracked object starts a collection
     try:
+        with _heap.step():
+            inside.set()
+            [[] for _ in range(10)]  # the allocations a step makes
+            inside.clear()
         heap = _heap.objects()
         found = _heap.referrers(_KEPT)
         del heap, found
@@ -190,8 +193,18 @@ def test_no_collection_starts_inside_a_step() -> None:
     finally:
         gc.set_threshold(*thresholds)
         gc.callbacks.remove(watch)
-    assert outside and not inside
+    assert started and not any(started)
     assert gc.isenabled()
+
+
+def test_a_step_is_followed_by_a_rest_twice_as_long() -> None:
+    # the bound on a probe that steps again and again: the GIL is the program's meanwhile
+    began = time.perf_counter()
+    with _heap.step():
+        busy_until = time.perf_counter() + 0.05
+        while time.perf_counter() < busy_until:
+            pass
+    assert time.perf_counter() - began >= 0.05 * (1 + _heap.STEP_REST)
 
 
 def test_a_collector_turned_off_by_the_user_stays_off() -> None:

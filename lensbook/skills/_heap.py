@@ -26,7 +26,8 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
 
 - the step: one GIL hold of ~80 ms (`gc.get_objects` ~15 ms, the C-level filter, which reads
   every object's type, the rest); a `referrers` step ~15-20 ms. Nothing else runs inside: no
-  collection (put off), no Python loop over the heap, no finalizer. It grows with the heap;
+  collection (put off), no Python loop over the heap, no finalizer. It grows with the heap,
+  and is followed by a rest twice as long (`STEP_REST`, inside the turn);
 - right after, the next young collections (generation 0, then 1), which run on whichever
   thread allocates, walk the list the caller holds: ~20 ms each;
 - then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),

@@ -276,8 +276,8 @@ MAX_TRACE_SECONDS = 60.0
 #: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
 #: two members; its traced time is then rested like any burst's (the next window's first burst
 #: waits), so tracing keeps its duty. Short: deep tracing makes every allocation of the
-#: program's threads some 30x dearer meanwhile (a root that grows slower than that is left
-#: to the tracemalloc window's bursts)
+#: program's threads many times dearer meanwhile (a busy thread ran 43-52x slower at 25
+#: frames); a root that grows slower than that is left to the tracemalloc window's bursts
 RETENTION_BURST_MAX_S = 0.25
 #: how long the walk below a retention burst's new members may take (tracing still on, so it
 #: is not paced: a rest would keep the program's allocations traced for longer)

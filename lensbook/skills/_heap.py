@@ -85,9 +85,9 @@ SLICE = 32768
 
 
 #: a step is followed by a rest this many times as long (the GIL handed back meanwhile), so
-#: steps take at most a third of the interpreter however many a probe takes in a row
+#: steps take at most a third of the interpreter however many a probe takes in a row...
 STEP_REST = 2.0
-#: the longest rest after one step (a step on a heap of tens of millions of objects)
+#: ...up to this rest (a step of 0.5 s, ~5M objects: past that, steps take a larger share)
 _STEP_REST_MAX_S = 1.0
 # this thread's CPU time inside steps (already rested for: `Pacer` leaves it out)
 _in_steps = threading.local()

@@ -275,13 +275,15 @@ DEEP_MIN_BYTES = 64 * 1024
 MAX_TRACE_SECONDS = 60.0
 #: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
 #: two members; its traced time is then rested like any burst's (the next window's first burst
-#: waits), so tracing keeps its duty. Short: deep tracing makes every allocation of the
-#: program's threads many times dearer meanwhile (a busy thread ran 43-52x slower at 25
-#: frames); a root that grows slower than that is left to the tracemalloc window's bursts
-RETENTION_BURST_MAX_S = 0.25
+#: waits), so tracing keeps its duty. It ends as soon as two members have come (a fast leak
+#: pays next to nothing), and is capped: deep tracing makes every allocation of the program's
+#: threads many times dearer meanwhile (a busy thread ran 43-52x slower at 25 frames), but a
+#: root that gains one member in a third of a second (a figure per plotted request, each
+#: ~0.26 s to draw with 16 frames traced) still needs most of a second for its two
+RETENTION_BURST_MAX_S = 1.0
 #: how long the walk below a retention burst's new members may take (tracing still on, so it
 #: is not paced: a rest would keep the program's allocations traced for longer)
-RETENTION_WALK_S = 0.1
+RETENTION_WALK_S = 0.3
 #: how long a pending retention watch may hold its root strongly (a dict or list: no weak
 #: reference) when no run owns it; a run's end releases it sooner, whatever ended the run
 RETENTION_HOLD_MAX_S = 60.0
@@ -693,15 +695,21 @@ def _key_of(mapping: dict[Any, Any], held: Any) -> tuple[Any, bool] | None:
     allocation) and compared by identity in C (no ``__eq__`` runs, no bytecode per item). The
     program's threads go on changing their dicts between the calls, so the keys are copied
     again after the values, and the copies are used only when they agree item for item (a key
-    evicted and another added meanwhile would pair the values with the wrong keys); a dict
-    that keeps changing is read as items, one tuple per entry, in one call."""
+    evicted and another added meanwhile would pair the values with the wrong keys); the copies
+    are taken in one C call, so only a finalizer run by a collection can change the dict between
+    them."""
     if not issubclass(type(mapping), dict):
         return None
     for _ in range(3):
         try:
-            keys = list(dict.keys(mapping))
-            values = list(dict.values(mapping))
-            again = list(dict.keys(mapping))
+            # the three copies in one C call (the unpacking pulls them): no bytecode between
+            # (dict's own views: never a subclass's keys() or values())
+            views: tuple[Iterable[Any], ...] = (
+                dict.keys(mapping),
+                dict.values(mapping),
+                dict.keys(mapping),
+            )
+            keys, values, again = map(list[Any], views)
         except RuntimeError:  # (a finalizer changed it mid-copy)
             continue
         if len(keys) != len(values) or len(again) != len(keys) or not all(map(is_, keys, again)):
@@ -712,11 +720,6 @@ def _key_of(mapping: dict[Any, Any], held: Any) -> tuple[Any, bool] | None:
         if next(compress(keys, map(is_, keys, repeat(held))), _NONE) is not _NONE:
             return held, False
         return None
-    for key, value in _items(mapping):
-        if value is held:
-            return key, True
-        if key is held:
-            return held, False
     return None
 
 
@@ -1455,7 +1458,7 @@ class MemorySkill(Skill):
             "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
-    @probe
+    @probe(budget=8.0)  # (its walks stop at 3 s; each heap step rests twice its length after)
     def largest_containers(self, top: int = 5, baseline: bool = False) -> dict[str, Any]:
         """The largest lists, dicts, sets and deques alive, who holds them, and how they grew.
 
@@ -1534,7 +1537,7 @@ class MemorySkill(Skill):
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
-    @probe
+    @probe(budget=8.0)  # (its chains stop at 4 s; each heap step rests twice its length after)
     def referrers(self, type_name: str, max_depth: int = 8, samples: int = 2) -> dict[str, Any]:
         """What keeps objects of a type alive: referrer chains from a few old instances upward.
 
@@ -1646,8 +1649,9 @@ class MemorySkill(Skill):
             top: how many sites to return (at most 10).
             frames_shown: frames of each site's traceback to show (most recent first).
 
-        Cost: tracing (16 frames) for at most 1.5 s, then a walk of at most 20,000 objects
-        below the new members for at most 1 s (no user code runs); the next tracing window,
+        Cost: tracing (16 frames) until the root gains two members, at most 1 s, then a walk of
+        at most 20,000 objects below the new members for at most 0.3 s (no user code runs); the
+        next tracing window,
         or retention burst, then rests nine times as long first, so tracing keeps its duty.
         """
         top = min(max(top, 1), 10)

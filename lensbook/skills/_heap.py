@@ -26,8 +26,7 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
 
 - the step: one GIL hold of ~80 ms (`gc.get_objects` ~15 ms, the C-level filter, which reads
   every object's type, the rest); a `referrers` step ~15-20 ms. Nothing else runs inside: no
-  collection (put off), no Python loop over the heap, no finalizer. It grows with the heap,
-  and is followed by a rest twice as long (`STEP_REST`, inside the turn);
+  collection (put off), no Python loop over the heap, no finalizer. It grows with the heap;
 - right after, the next young collections (generation 0, then 1), which run on whichever
   thread allocates, walk the list the caller holds: ~20 ms each;
 - then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
@@ -84,49 +83,24 @@ _step_lock = threading.RLock()
 SLICE = 32768
 
 
-#: a step is followed by a rest this many times as long (the GIL handed back meanwhile), so
-#: steps take at most a third of the interpreter however many a probe takes in a row...
-STEP_REST = 2.0
-#: ...up to this rest (a step of 0.5 s, ~5M objects: past that, steps take a larger share)
-_STEP_REST_MAX_S = 1.0
-# this thread's CPU time inside steps (already rested for: `Pacer` leaves it out)
-_in_steps = threading.local()
-
-
 @contextmanager
 def step() -> Iterator[None]:
-    """No automatic collection starts inside, steps of several threads are taken in turn, and
-    each is followed by a rest `STEP_REST` times as long as it took.
+    """No automatic collection starts inside, and steps of several threads are taken in turn.
 
     A collection the step's own allocations would start is put off until just after it: in
     the step it would walk the raw list of every object (~20 ms per million) and run
     finalizers, Python code, at whose first bytecode the interpreter may hand the GIL to
     another thread while that list lives. Put off, it runs at the next allocation after the
     step, as it would have. A collector the user turned off stays off.
-
-    The rest is what bounds a probe that walks the heap again and again (a referrer climb,
-    the tooling checks of largest containers): a 40 ms step and the 5 ms the main thread then
-    gets before the probe asks for the GIL back left the main thread a tenth of the
-    interpreter, and a 100 ms stretch of its work took a second. It is taken inside the turn:
-    the steps of all probes together keep to the bound.
     """
     with _step_lock:
         collecting = gc.isenabled()
         gc.disable()
-        began, cpu = time.perf_counter(), time.thread_time()
         try:
             yield
         finally:
             if collecting:
                 gc.enable()
-            took = time.perf_counter() - began
-            _in_steps.cpu = getattr(_in_steps, "cpu", 0.0) + time.thread_time() - cpu
-            time.sleep(min(took * STEP_REST, _STEP_REST_MAX_S))
-
-
-def _step_cpu() -> float:
-    """This thread's CPU time inside steps so far."""
-    return float(getattr(_in_steps, "cpu", 0.0))
 
 
 class Pacer:
@@ -142,22 +116,17 @@ class Pacer:
     are partial sooner on huge heaps).
     """
 
-    def __init__(self, slice_s: float = 0.01, rest: float = STEP_REST) -> None:
+    def __init__(self, slice_s: float = 0.01, rest: float = 2.0) -> None:
         self.slice_s = slice_s
         self.rest = rest
-        # CPU time of this thread (time spent waiting for the GIL is not work to rest from),
-        # less its heap steps' (each followed by a rest of its own)
-        self.mark = self._work()
-
-    @staticmethod
-    def _work() -> float:
-        return time.thread_time() - _step_cpu()
+        # CPU time of this thread: time spent waiting for the GIL is not work to rest from
+        self.mark = time.thread_time()
 
     def __call__(self) -> None:
-        worked = self._work() - self.mark
+        worked = time.thread_time() - self.mark
         if worked >= self.slice_s:
             time.sleep(min(worked * self.rest, 0.2))
-            self.mark = self._work()
+            self.mark = time.thread_time()
 
 
 @dataclass

@@ -512,7 +512,7 @@ class _Longest:
 def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
     """Counts by type and by function code; with `own`, also the longest containers (those
     whose id is in `own` left out), for memory_largest_containers' next baseline."""
-    pace = Pacer()  # (the heap step below rests for itself)
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
     longest = _Longest(_REMEMBERED, own) if own is not None else None
     by_type: Counter[type] = Counter()
@@ -564,7 +564,7 @@ def _serves_as_baseline(census: _Census) -> bool:
 def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[list[Any], bool]:
     """The `count` longest containers alive (`_Longest`), and whether the deadline cut the
     walk short."""
-    pace = Pacer()  # (the heap step below rests for itself)
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()  # tuples are none of the containers
     longest = _Longest(count, own)
     for chunk in heap.slices(deadline, pace):
@@ -581,7 +581,7 @@ def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[lis
 
     Types are matched once each, when first met; instances are picked by C-level passes.
     """
-    pace = Pacer()  # (the heap step below rests for itself)
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
     checked: set[type] = set()
     matching: set[type] = set()
@@ -1458,7 +1458,7 @@ class MemorySkill(Skill):
             "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
-    @probe(budget=8.0)  # (its walks stop at 3 s; each heap step rests twice its length after)
+    @probe(budget=8.0)  # (its walks stop at 3 s, and name holders for up to ~4 s more)
     def largest_containers(self, top: int = 5, baseline: bool = False) -> dict[str, Any]:
         """The largest lists, dicts, sets and deques alive, who holds them, and how they grew.
 
@@ -1537,7 +1537,7 @@ class MemorySkill(Skill):
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
-    @probe(budget=8.0)  # (its chains stop at 4 s; each heap step rests twice its length after)
+    @probe(budget=8.0)  # (its chains stop at 4 s; a step begun then may take a while)
     def referrers(self, type_name: str, max_depth: int = 8, samples: int = 2) -> dict[str, Any]:
         """What keeps objects of a type alive: referrer chains from a few old instances upward.
 

@@ -299,7 +299,7 @@ def test_probes_read_a_dict_subclass_without_its_own_methods() -> None:
     assert _Registry.called == []
 
 
-class Entry:
+class ShiftyEntry:
     pass
 
 
@@ -310,7 +310,7 @@ class Shifty:
     called: ClassVar[list[str]] = []
 
     def __init__(self) -> None:
-        self.entries = [Entry() for _ in range(40)]
+        self.entries = [ShiftyEntry() for _ in range(40)]
 
     @property  # type: ignore[misc]
     def __class__(self) -> type:
@@ -330,7 +330,7 @@ def test_a_chain_through_an_object_that_lies_about_its_class_runs_none_of_its_co
     SHIFTY.append(Shifty())
     Shifty.called.clear()
     try:
-        (chain,) = _chains("Entry", samples=1)
+        (chain,) = _chains("ShiftyEntry", samples=1)
     finally:
         SHIFTY.clear()
     assert Shifty.called == []

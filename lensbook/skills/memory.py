@@ -1458,7 +1458,7 @@ class MemorySkill(Skill):
             "shrinking": [mark_fields({"type": n, "delta": d}, "type") for n, d in shrunk],
         }
 
-    @probe(budget=8.0)  # (its walks stop at 3 s, and name holders for up to ~4 s more)
+    @probe
     def largest_containers(self, top: int = 5, baseline: bool = False) -> dict[str, Any]:
         """The largest lists, dicts, sets and deques alive, who holds them, and how they grew.
 
@@ -1537,7 +1537,7 @@ class MemorySkill(Skill):
         rows, omitted = _fit(rows, 4500)
         return {"partial": partial, "containers": rows, "omitted_for_size": omitted}
 
-    @probe(budget=8.0)  # (its chains stop at 4 s; a step begun then may take a while)
+    @probe
     def referrers(self, type_name: str, max_depth: int = 8, samples: int = 2) -> dict[str, Any]:
         """What keeps objects of a type alive: referrer chains from a few old instances upward.
 

@@ -165,7 +165,7 @@ def objects(generation: int | None = None) -> Heap:
     spill: list[deque[Any]] = []
     with step():
         raw = _split(_once(fetch), 3, spill)
-        kept = map(list, map(compress, raw[0], _types_are_not(tuple, raw[1])))
+        kept = map(list, map(compress, raw[0], _by_type(_NOT_TUPLE, raw[1])))
         listing, total = _run(spill, kept, map(len, raw[2]))
     return Heap(listing, total - len(listing))
 
@@ -217,17 +217,14 @@ def _split(source: Iterator[Any], users: int, spill: list[deque[Any]]) -> list[I
     return [filterfalse(_IS_NONE, chain(fill, _once(held.popleft))) for _ in range(users)]
 
 
-def _types_are_not(kind: type, values: Iterator[Any]) -> Iterator[Iterator[bool]]:
-    """For the list `values` yields: whether each item's type is not `kind`, lazily."""
-    return map(map, repeat(partial(operator.is_not, kind)), map(partial(map, type), values))
-
-
-def _types_are(kind: type, values: Iterator[Any]) -> Iterator[Iterator[bool]]:
-    """For the list `values` yields: whether each item's type is `kind`, lazily."""
-    return map(map, repeat(partial(operator.is_, kind)), map(partial(map, type), values))
+def _by_type(test: Callable[[type], bool], values: Iterator[Any]) -> Iterator[Iterator[bool]]:
+    """For the list `values` yields: `test` of each item's type, lazily."""
+    return map(map, repeat(test), map(partial(map, type), values))
 
 
 _IS_NONE = partial(operator.is_, None)
+_IS_TUPLE = partial(operator.is_, tuple)
+_NOT_TUPLE = partial(operator.is_not, tuple)
 
 
 #: targets per step of `referrers`: `gc.get_referrers` compares every reference it
@@ -267,11 +264,11 @@ def _referrers_step(targets: tuple[Any, ...]) -> list[Any]:
         # copy of them, a partial's, would be one more tuple referrer to look up)
         spill: list[deque[Any]] = []
         raw = _split(starmap(gc.get_referrers, repeat(targets, 1)), 4, spill)
-        kept = map(list, map(compress, raw[0], _types_are_not(tuple, raw[1])))
+        kept = map(list, map(compress, raw[0], _by_type(_NOT_TUPLE, raw[1])))
         # the tuples' own holders are looked up in this step too, at the same cost per tuple:
         # past `TARGETS_PER_STEP` of them (a class in thousands of bases tuples), the rest are
         # left out rather than hold every thread for seconds (a chain may then end sooner)
-        tuples = map(compress, raw[2], _types_are(tuple, raw[3]))
+        tuples = map(compress, raw[2], _by_type(_IS_TUPLE, raw[3]))
         first = _split(map(list, map(islice, tuples, repeat(TARGETS_PER_STEP))), 2, spill)
         # their ids, and what refers to them, tuples left out (one being filled refers to its
         # items); the list of them is gone before that lookup (starmap makes the call's
@@ -280,7 +277,7 @@ def _referrers_step(targets: tuple[Any, ...]) -> list[Any]:
         wanted = map(set, map(partial(map, id), first[0]))
         looked_up = starmap(gc.get_referrers, filter(None, first[1]))
         holders = _split(chain(looked_up, repeat([], 1)), 2, spill)
-        others = map(list, map(compress, holders[0], _types_are_not(tuple, holders[1])))
+        others = map(list, map(compress, holders[0], _by_type(_NOT_TUPLE, holders[1])))
         found: list[Any]
         ids: set[int]
         found, ids, held_by = _run(spill, kept, wanted, others)

@@ -22,6 +22,7 @@ import itertools
 import json
 import operator
 import random
+import re
 import sys
 import threading
 import time
@@ -573,6 +574,26 @@ def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[lis
     partial = heap.partial
     del heap
     return longest.containers, partial
+
+
+#: how a type is named: "dict", "Entry", "pkg.mod.Class", "pkg.mod.f.<locals>.Class"
+_TYPE_NAME = re.compile(r"[A-Za-z_][\w.<>]{0,199}")
+
+
+def _check_type_name(type_name: str) -> None:
+    """Refuse, before any heap walk, a name no type can have, or a module attribute that is
+    not a class (read from the module's dict: nothing is imported or run)."""
+    if not _TYPE_NAME.fullmatch(type_name):
+        raise ValueError(
+            f"{clip(type_name, 60)!r} is not a type name: give it as memory_type_growth "
+            'names it ("pkg.mod.Class") or its short name ("Class", "dict")'
+        )
+    module_name, _, attr = type_name.rpartition(".")
+    module = sys.modules.get(module_name) if module_name else None
+    namespace = stored_attr(module, "__dict__") if module is not None else None
+    found = namespace.get(attr, type) if type(namespace) is dict else type
+    if not issubclass(type(found), type):
+        raise ValueError(f"{type_name} is a {_type_name(type(found))}, not a class")
 
 
 def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[list[Any], int]:
@@ -1554,6 +1575,7 @@ class MemorySkill(Skill):
         Cost: one heap walk to find instances, then one walk per hop (~10 ms per million
         objects each), bounded to ~4 s.
         """
+        _check_type_name(type_name)
         deadline = time.perf_counter() + 4.0 * self.budget_scale
         max_depth = min(max(max_depth, 1), 12)
         samples = min(max(samples, 1), 4)

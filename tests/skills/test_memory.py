@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import sys
 import threading
 import time
@@ -319,6 +320,26 @@ def test_referrers_follow_a_closure_up_to_the_emitter(skill: MemorySkill) -> Non
     assert "EventEmitter object ._handlers" in chain
     assert chain.endswith("held by module global lensbook.scenarios._leaky_callbacks.BUS")
     assert _probe(skill, "referrers", type_name="NoSuchType")["instances"] == 0
+
+
+@pytest.mark.parametrize(
+    ("type_name", "why"),
+    [
+        ("", "is not a type name"),
+        (r"(\w+\s?)*$x", "is not a type name"),
+        ("x" * 100_000, "is not a type name"),
+        ("builtins.len", "builtins.len is a builtin_function_or_method, not a class"),
+    ],
+)
+def test_referrers_refuse_a_name_no_type_has_without_walking_the_heap(
+    skill: MemorySkill, type_name: str, why: str
+) -> None:
+    walks: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_heap, "objects", lambda: walks.append(1))
+        with pytest.raises(ValueError, match=re.escape(why)) as refused:
+            _probe(skill, "referrers", type_name=type_name)
+    assert walks == [] and len(str(refused.value)) < 200
 
 
 def test_referrer_chains_show_dict_keys_only_when_values_are_shared(skill: MemorySkill) -> None:

@@ -44,6 +44,7 @@ __all__ = [
     "origin",
     "short_path",
     "type_name",
+    "type_names",
     "type_origin",
     "type_site",
     "where",
@@ -161,11 +162,25 @@ def code_site(code: types.CodeType) -> str:
     return where(code.co_filename, code.co_firstlineno)
 
 
+_QUALNAME = type.__dict__["__qualname__"].__get__
+_MODULE = type.__dict__["__module__"].__get__
+_NAME = type.__dict__["__name__"].__get__
+
+
 def type_name(t: type) -> str:
-    """``module.Qualname`` of a class (builtins bare)."""
-    module = getattr(t, "__module__", None)
-    qualname = getattr(t, "__qualname__", t.__name__)
-    return str(qualname) if module in (None, "builtins") else f"{module}.{qualname}"
+    """``module.Qualname`` of a class (builtins bare), read by `type`'s own descriptors: no
+    metaclass's code runs."""
+    qualname: str = _QUALNAME(t)
+    try:
+        module = _MODULE(t)
+    except AttributeError:
+        return qualname
+    return qualname if type(module) is not str or module == "builtins" else f"{module}.{qualname}"
+
+
+def type_names(t: type) -> tuple[str, str, str]:
+    """The names a class goes by: `type_name`, ``Qualname`` and ``Name``."""
+    return type_name(t), _QUALNAME(t), _NAME(t)
 
 
 def exception_type_name(tp: type[BaseException]) -> str:

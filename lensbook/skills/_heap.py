@@ -158,6 +158,28 @@ class Heap:
             yield chunk
             del chunk
 
+    def of_types(
+        self, select: Callable[[type], bool], deadline: float, pace: Callable[[], None]
+    ) -> Iterator[list[Any]]:
+        """`objects` whose type `select` accepts, a list per slice (see `slices`) that has any.
+
+        `select` is asked once per type; types are told apart by id, never hashed or compared
+        (a metaclass's ``__hash__``/``__eq__`` is the program's code)."""
+        verdicts: dict[int, bool] = {}
+        for chunk in self.slices(deadline, pace):
+            ids = list(map(id, map(type, chunk)))
+            new = set(ids).difference(verdicts)
+            if new:
+                kinds = dict(zip(ids, map(type, chunk), strict=True))
+                for key in new:
+                    verdicts[key] = select(kinds[key])
+                del kinds
+            hits = list(compress(chunk, map(verdicts.__getitem__, ids)))
+            del chunk, ids
+            if hits:
+                yield hits
+            del hits
+
 
 def objects(generation: int | None = None) -> Heap:
     """Every object the collector tracks (of one generation if given), tuples left out."""
@@ -235,21 +257,24 @@ _NOT_TUPLE = partial(operator.is_not, tuple)
 TARGETS_PER_STEP = 8
 
 
-def referrers(*targets: Any, deadline: float | None = None) -> list[Any]:
-    """`gc.get_referrers(*targets)` without the tuples that may still be under construction,
-    each referrer once, in steps of at most `TARGETS_PER_STEP` targets; past
-    `deadline` (a `time.perf_counter()` value) no further step starts, and the referrers of the
-    targets not reached are left out (each step walks the whole heap: many targets are many
-    walks)."""
-    if len(targets) <= TARGETS_PER_STEP:
-        return _referrers_step(targets)
+def referrers(targets: list[Any], deadline: float | None = None) -> list[Any]:
+    """`gc.get_referrers` of the objects in `targets` without the tuples that may still be
+    under construction, each referrer once, in steps of at most `TARGETS_PER_STEP` targets;
+    past `deadline` (a `time.perf_counter()` value) no further step starts, and the referrers
+    of the targets not reached are left out (each step walks the whole heap: many targets are
+    many walks).
+
+    `targets` is a list, left out of the answer: each step's targets are a fresh tuple that
+    only that step's call holds (a tuple of them held anywhere else, such as the one a
+    ``f(*targets)`` call makes, would be a tuple referrer, whose holders cost a second walk)."""
     found: dict[int, Any] = {}
     for start in range(0, len(targets), TARGETS_PER_STEP):
         if start and deadline is not None and time.perf_counter() > deadline:
             break
-        part = _referrers_step(targets[start : start + TARGETS_PER_STEP])
+        part = _referrers_step(tuple(targets[start : start + TARGETS_PER_STEP]))
         for ref in part:
-            if ref is not found:  # what the steps so far found refers to the targets found
+            # (what the steps so far found refers to the targets found)
+            if ref is not found and ref is not targets:
                 found.setdefault(id(ref), ref)
         del part
     kept = list(found.values())

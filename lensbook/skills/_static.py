@@ -23,11 +23,13 @@ from __future__ import annotations
 import gc
 import sys
 import types
-from collections import deque
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 __all__ = [
+    "TypeCount",
+    "class_attr",
     "container_base",
     "is_own_dict",
     "stored_attr",
@@ -135,6 +137,16 @@ def stored_attrs(obj: Any) -> dict[str, Any] | None:
         return None
 
 
+def class_attr(klass: type, name: str) -> Any:
+    """`name` as the first class of `klass`'s chain stores it (a function, a descriptor, a
+    value), or None: read by `type`'s own descriptors, no metaclass's code runs."""
+    for owner in _MRO(klass):
+        found = _CLASS_DICT(owner).get(name, _MISSING)
+        if found is not _MISSING:
+            return found
+    return None
+
+
 def stored_attr(obj: Any, name: str, default: Any = None) -> Any:
     """`obj`'s attribute `name` as stored on it (or, failing that, a plain value of its
     class), or `default` where it has none or it would be computed by code."""
@@ -215,3 +227,27 @@ def _is_python(method: Any) -> bool:
 #: what the built-in types' methods are (a slot wrapper such as ``list.__len__``, a method
 #: descriptor such as ``object.__sizeof__``)
 _C_METHODS = (types.WrapperDescriptorType, types.MethodDescriptorType)
+
+
+class TypeCount:
+    """How many objects of each type, keyed by the type's id: a class is never hashed or
+    compared (a metaclass's ``__hash__``/``__eq__`` is the program's code, and one with
+    ``__eq__`` alone makes its classes unhashable). The types counted are kept alive."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+        self._types: dict[int, type] = {}
+
+    def update(self, kinds: Iterable[type]) -> None:
+        """Count one object of each type in `kinds` (C-level passes)."""
+        kinds = list(kinds)
+        ids = list(map(id, kinds))
+        self._counts.update(ids)
+        self._types.update(zip(ids, kinds, strict=True))
+
+    def add(self, kind: type, n: int) -> None:
+        self._counts[id(kind)] += n
+        self._types[id(kind)] = kind
+
+    def items(self) -> Iterator[tuple[type, int]]:
+        return ((self._types[key], n) for key, n in self._counts.items())

@@ -25,7 +25,9 @@ from lensbook.skills._frames import origin as _origin
 from lensbook.skills._frames import type_name as _type_name
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
+from lensbook.skills._heap import Pacer
 from lensbook.skills._stacks import qualname as _qualname
+from lensbook.skills._static import TypeCount, class_attr
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.history_rules import GcPausesSinceLoad
@@ -51,12 +53,10 @@ class _Pause:
 
 def _finalizer_of(t: type) -> str | None:
     """Where `t`'s `__del__` is defined ("builtin" for C finalizers), or None if it has none."""
-    for klass in t.__mro__[:-1]:
-        method = vars(klass).get("__del__")
-        if method is not None:
-            code = getattr(method, "__code__", None)
-            return _code_site(code) if code is not None else "builtin"
-    return None
+    method = class_attr(t, "__del__")
+    if method is None:
+        return None
+    return _code_site(method.__code__) if type(method) is types.FunctionType else "builtin"
 
 
 def _percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -275,7 +275,8 @@ class GCSkill(Skill):
             # the objects were finalized already; they are freed by a later collection
             del gc.garbage[first : first + len(kept)]
         try:
-            by_type: Counter[type] = Counter(map(type, kept[:max_objects]))
+            by_type = TypeCount()
+            by_type.update(map(type, kept[:max_objects]))
             total = len(kept)
             frames = _cyclic_frames(kept[:max_objects])
         finally:
@@ -321,22 +322,16 @@ class GCSkill(Skill):
         Cost: one heap walk, ~50 ms per million tracked objects (bounded to ~3 s).
         """
         deadline = time.perf_counter() + 3.0
+        pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
         heap = _heap.objects()  # a tuple has no __del__: leaving them out changes no row
-        objs = heap.objects
-        try:
-            total = len(heap)
-            by_type: Counter[type] = Counter()
-            scanned = heap.tuples
-            for start in range(0, total, 65536):
-                if time.perf_counter() > deadline:
-                    break
-                chunk = objs[start : start + 65536]
-                by_type.update(map(type, chunk))
-                scanned += len(chunk)
-                del chunk
-        finally:
-            del objs
-        with_del = [(t, n) for t, n in by_type.items() if _finalizer_of(t) is not None]
+        total = len(heap)
+        by_type = TypeCount()
+        for hits in heap.of_types(lambda t: _finalizer_of(t) is not None, deadline, pace):
+            by_type.update(map(type, hits))
+            del hits
+        partial = heap.partial
+        del heap
+        with_del = list(by_type.items())
         del by_type
         rows = [
             mark_fields(
@@ -346,7 +341,7 @@ class GCSkill(Skill):
         ]
         return {
             "tracked_objects": total,
-            "partial": scanned < total,
+            "partial": partial,
             "with_finalizer": sum(n for _, n in with_del),
             "types": rows,
         }

@@ -43,6 +43,7 @@ from lensbook.skills._frames import attribute, function_at, short_path, where
 from lensbook.skills._frames import code_site as _code_site
 from lensbook.skills._frames import origin as frames_origin
 from lensbook.skills._frames import type_name as _type_name
+from lensbook.skills._frames import type_names as _type_names
 from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._heap import Pacer
@@ -56,6 +57,7 @@ from lensbook.skills._roots import (
 )
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import (
+    TypeCount,
     container_base,
     is_own_dict,
     stored_attr,
@@ -516,8 +518,8 @@ def _take_census(deadline: float, own: set[int] | None = None) -> _Census:
     pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
     longest = _Longest(_REMEMBERED, own) if own is not None else None
-    by_type: Counter[type] = Counter()
-    by_type[tuple] = heap.tuples
+    by_type = TypeCount()
+    by_type.add(tuple, heap.tuples)
     codes: Counter[types.CodeType] = Counter()
     # C-level passes per slice (a few ms of GIL each), paced; the Python loop below only
     # sees bound methods, which are few
@@ -604,22 +606,12 @@ def _instances_of(type_name: str, deadline: float, keep: int = 200) -> tuple[lis
     """
     pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
-    checked: set[type] = set()
-    matching: set[type] = set()
     tail: list[Any] = []
     count = 0
-    for chunk in heap.slices(deadline, pace):
-        kinds = list(map(type, chunk))
-        for t in set(kinds) - checked:
-            checked.add(t)
-            if type_name in (_type_name(t), t.__qualname__, t.__name__):
-                matching.add(t)
-        if matching:
-            hits = list(compress(chunk, map(matching.__contains__, kinds)))
-            count += len(hits)
-            tail = (tail + hits)[-keep:]
-            del hits
-        del chunk, kinds
+    for hits in heap.of_types(lambda t: type_name in _type_names(t), deadline, pace):
+        count += len(hits)
+        tail = (tail + hits)[-keep:]
+        del hits
     del heap
     tail.reverse()
     return tail, count
@@ -764,7 +756,7 @@ def _items(mapping: dict[Any, Any]) -> list[tuple[Any, Any]]:
 
 def _namespace_owner(namespace: dict[Any, Any], skip: set[int]) -> Any:
     """The instance or class whose attribute dict `namespace` is, if it is one."""
-    owners = _heap.referrers(namespace)
+    owners = _heap.referrers([namespace])
     try:
         for owner in owners:
             if id(owner) in skip or type(owner) is types.FrameType:
@@ -842,7 +834,7 @@ def _search_root(
             if not level or time.perf_counter() > deadline:
                 return None
             ids = {id(o) for o in level}
-            referrers = _heap.referrers(*level, deadline=deadline)
+            referrers = _heap.referrers(level, deadline=deadline)
             own = {id(referrers), id(level), id(seen), id(held_by), id(ids), *ignore}
             upper: list[Any] = []
             for ref in referrers:
@@ -923,7 +915,7 @@ def _climb(
         if time.perf_counter() > deadline:
             hops.append("... (time budget reached)")
             return None
-        referrers = _heap.referrers(current)
+        referrers = _heap.referrers([current])
         try:
             own = {id(referrers), id(hops), id(seen), *ignore}
             frames: list[types.FrameType] = []
@@ -1005,7 +997,7 @@ def _kept_by_tooling(box: Any, ignore: set[int], names: dict[int, str], depth: i
     walk; ids in `ignore` (the caller's own lists) are not holders."""
     if is_tooling(box):
         return True
-    holders = _heap.referrers(box)
+    holders = _heap.referrers([box])
     try:
         mine = ignore | {id(holders)}
         found = False

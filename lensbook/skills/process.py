@@ -24,7 +24,10 @@ import psutil
 
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
+from lensbook.skills._frames import type_name
+from lensbook.skills._heap import Pacer
 from lensbook.skills._history import MetricChange, metric_change
+from lensbook.skills._static import stored_attr
 from lensbook.skills._trend import slope as _slope
 from lensbook.skills._units import MB
 from lensbook.skills._units import mb as _mb
@@ -1019,35 +1022,41 @@ class ChildZombies(Rule):
 _CREATED_KINDS = ("socket", "file", "child")
 
 
-def _open_handles(kind: str) -> list[Any]:
-    """Live, open objects of a kind, found among the collector's objects (no user code runs)."""
-    import io
+def _open_handles(kind: str, seconds: float = 2.0) -> list[Any]:
+    """Live, open objects of a kind, found among the collector's objects in at most `seconds`
+    (a paced walk); no user code runs (types are matched by `type`'s own checks, and only
+    built-in methods and stored attributes are read)."""
+    import _io
 
-    wanted: tuple[type, ...]
+    wanted: type
+    fileno: Any = None
     if kind == "socket":
-        module = sys.modules.get("socket")
-        if module is None:
+        module, native = sys.modules.get("socket"), sys.modules.get("_socket")
+        if module is None or native is None:
             return []
-        wanted = (module.socket,)
+        wanted, fileno = module.socket, native.socket.fileno
     elif kind == "child":
         module = sys.modules.get("subprocess")
         if module is None:
             return []
-        wanted = (module.Popen,)
+        wanted = module.Popen
     else:
-        wanted = (io.IOBase,)
-    found = []
-    for candidate in _heap.objects().objects:
-        if not isinstance(candidate, wanted):
-            continue
-        obj: Any = candidate
-        if kind == "file" and (type(obj).__module__ not in ("_io", "io") or obj.closed):
-            continue  # only the built-in file objects: a subclass's `closed` could run code
-        if kind == "socket" and obj.fileno() < 0:
-            continue
-        if kind == "child" and obj.returncode is not None:
-            continue
-        found.append(obj)
+        wanted = _io._IOBase  # (io.IOBase is an ABC: its subclass check runs Python code)
+    deadline = time.perf_counter() + seconds
+    pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
+    heap = _heap.objects()
+    found: list[Any] = []
+    for hits in heap.of_types(lambda t: issubclass(t, wanted), deadline, pace):
+        for obj in hits:
+            if kind == "file" and (not type_name(type(obj)).startswith("_io.") or obj.closed):
+                continue  # only the built-in file objects: a subclass's `closed` could run code
+            if kind == "socket" and fileno(obj) < 0:
+                continue
+            if kind == "child" and stored_attr(obj, "returncode") is not None:
+                continue
+            found.append(obj)
+        del hits
+    del heap
     return found
 
 

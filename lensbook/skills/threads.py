@@ -780,14 +780,14 @@ def _held_by(obj: Any) -> str | None:
     """One referrer of `obj`, named as its user would: ``attribute 'pool' of ReportHandler
     (file:line of the class)`` or ``global 'pool' of module m``; None for anything else."""
 
-    for ref in _heap.referrers(obj):
+    for ref in _heap.referrers([obj]):
         if isinstance(ref, dict):
             name = next((k for k, v in ref.items() if v is obj), None)
             if name is None:
                 continue
             if "__builtins__" in ref and isinstance(ref.get("__name__"), str):
                 return f"global {name!r} of module {ref['__name__']}"
-            owners = [o for o in _heap.referrers(ref) if is_own_dict(o, ref)]
+            owners = [o for o in _heap.referrers([ref]) if is_own_dict(o, ref)]
         else:
             # an instance whose attributes live inline (no dict object until one is asked for)
             attrs = stored_attrs(ref)  # (None for a container, a frame, a class)

@@ -60,7 +60,7 @@ _CHILD = textwrap.dedent(
         "raw_objects": gc.get_objects,
         "raw_referrers": lambda: gc.get_referrers(MARK),
         "objects": lambda: _heap.objects().objects,
-        "referrers": lambda: _heap.referrers(MARK),
+        "referrers": lambda: _heap.referrers([MARK]),
     }
     print(beside_a_builder(walks[sys.argv[1]]))
     """
@@ -104,13 +104,28 @@ def test_walks_see_what_they_should_and_never_touch_the_switch_interval() -> Non
     watcher.start()
     try:
         heap = _heap.objects()
-        found = _heap.referrers(held)
+        found = _heap.referrers([held])
     finally:
         done.set()
         watcher.join(10)
     assert heap.tuples > 0 and not any(type(o) is tuple for o in heap.objects)
     assert any(o is pinned for o in found)
     assert seen == {sys.getswitchinterval()}
+
+
+def test_many_targets_cost_one_walk_per_step_and_their_list_is_no_referrer() -> None:
+    targets: list[Any] = [[] for _ in range(_heap.TARGETS_PER_STEP + 4)]
+    holders = [{"held": t} for t in targets]
+    # a step whose walk finds a tuple referring to its targets walks the heap a second time
+    # for that tuple's holders, and hands them to `_held`: a `referrers(*targets)` call made
+    # such a tuple (the call's own arguments), found by every step
+    second_walks: list[Any] = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_heap, "_held", lambda holders, wanted: second_walks.append(wanted) or [])
+        found = _heap.referrers(targets)
+    assert second_walks == []
+    assert {id(h) for h in holders} <= {id(r) for r in found}
+    assert not any(r is targets for r in found)
 
 
 def test_no_list_of_every_object_outlives_its_step() -> None:
@@ -187,7 +202,7 @@ def test_no_collection_starts_inside_a_step() -> None:
             [[] for _ in range(10)]  # the allocations a step makes
             inside.clear()
         heap = _heap.objects()
-        found = _heap.referrers(_KEPT)
+        found = _heap.referrers([_KEPT])
         del heap, found
         [[] for _ in range(10)]  # outside the steps, collections still start
     finally:
@@ -201,7 +216,7 @@ def test_a_collector_turned_off_by_the_user_stays_off() -> None:
     gc.disable()
     try:
         _heap.objects()
-        _heap.referrers(_KEPT)
+        _heap.referrers([_KEPT])
         assert not gc.isenabled()
     finally:
         gc.enable()

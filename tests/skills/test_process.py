@@ -27,6 +27,7 @@ from lensbook.skills.process import (
     FdGrowth,
     FdPressure,
     ProcessSkill,
+    _open_handles,
     count_fds,
     fd_kind,
     path_pattern,
@@ -480,3 +481,26 @@ def test_temp_dir_pattern_matches_mkdtemp() -> None:
         )
     finally:
         os.rmdir(d)
+
+
+class _LoudSocket(socket.socket):
+    """A socket whose Python-level methods record that they ran."""
+
+    called: list[str] = []  # noqa: RUF012
+
+    def fileno(self) -> int:
+        _LoudSocket.called.append("fileno")
+        return super().fileno()
+
+
+def test_open_handles_are_found_without_running_their_classes_code() -> None:
+    loud = _LoudSocket()
+    _LoudSocket.called.clear()
+    try:
+        sockets = _open_handles("socket")
+        called = list(_LoudSocket.called)
+    finally:
+        loud.close()
+    assert called == []
+    assert any(s is loud for s in sockets)
+    assert not any(s is loud for s in _open_handles("socket"))  # closed: not open

@@ -130,6 +130,12 @@ def test_what_a_root_gains_is_blamed_on_the_users_allocating_line(
     root: str,
 ) -> None:
     leaking(leak)
+    # the first readings exist before the window (a loaded machine may start the leaking
+    # thread late: then referrers found no Reading at all)
+    deadline = time.monotonic() + 30
+    while len(_STORE) + _load.cache_info().currsize < 2:
+        assert time.monotonic() < deadline, "the leaking thread never ran"
+        time.sleep(0.01)
     skill = MemorySkill(budget_scale=10.0)  # the default duty: tracing in bursts
     assert skill.trace_duty < 1.0
     result = _retained(skill)

@@ -359,6 +359,55 @@ def test_a_container_whose_class_cannot_be_hashed_is_walked_like_any_other() -> 
     assert [r["len"] for r in rows if r["type"].endswith("_Batch")] == [70_000], rows
 
 
+class _Recording(type):
+    """A metaclass that records every question its classes would answer with its code."""
+
+    called: ClassVar[list[str]] = []
+
+    def __hash__(cls) -> int:
+        _Recording.called.append("__hash__")
+        return id(cls)
+
+    def __eq__(cls, other: object) -> bool:
+        _Recording.called.append("__eq__")
+        return cls is other
+
+    def __getattribute__(cls, name: str) -> Any:
+        if name in ("__module__", "__qualname__", "__name__", "__mro__", "__dict__"):
+            _Recording.called.append(name)
+        return type.__getattribute__(cls, name)
+
+
+class _Watched(metaclass=_Recording):
+    def __del__(self) -> None:
+        pass
+
+
+WATCHED: list[_Watched] = []
+
+
+def test_heap_walks_over_classes_of_a_recording_metaclass_run_none_of_its_code() -> None:
+    from lensbook.skills.gc_ import GCSkill
+    from lensbook.skills.process import _open_handles
+
+    WATCHED.extend(_Watched() for _ in range(3_000))
+    _Recording.called.clear()
+    try:
+        skill = MemorySkill(budget_scale=5.0)
+        census = undelimit(json.loads(render_output(skill.census(top=200), 100_000)))
+        chains = _chains("_Watched", samples=1)
+        finalizers = GCSkill().finalizer_types(top=30)
+        _open_handles("file")
+        called = list(_Recording.called)
+    finally:
+        WATCHED.clear()
+    assert called == []
+    assert any(r["type"].endswith("_Watched") and r["count"] >= 3_000 for r in census["top"])
+    assert chains and chains[0]["chain"].endswith("WATCHED"), chains
+    rows = undelimit(json.loads(render_output(finalizers, 100_000)))["types"]
+    assert any(r["type"].endswith("_Watched") for r in rows), rows
+
+
 def test_the_key_of_a_dict_that_keeps_changing_is_never_another_key() -> None:
     # a FIFO cache another thread evicts from and adds to: keys and values copied apart
     # paired a value with the wrong key in most calls

@@ -20,7 +20,8 @@ that of the calls themselves and of the heap they meet (the leak grows it for th
 
 It prints, per repeat and as medians, the chunk time during the investigation divided by the
 baseline's median chunk time: the median ratio, the 95th percentile and the worst (slowest
-chunk), and which probes were running during that slowest chunk. Targets (issue 12): median
+chunk), which probes were running during that slowest chunk, and each probe's own worst
+(the slowest chunk during which it alone ran). Targets (issue 12): median
 <= 1.5, worst <= 3. The baseline's own p95 and worst over its median show the machine's noise:
 on a shared machine the worst chunk is often the scheduler's, not lensbook's, so read the worst
 next to the baseline's; the load average is printed before and after for the same reason.
@@ -200,6 +201,7 @@ def _child(
             out["worst_during"] = sorted(
                 {n for n, s, e in spans.values() if s < end and (e is None or e > begin)}
             )
+        out["worst_by_probe"] = _worst_by_probe(starts, out["chunks"], list(spans.values()))
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
         if model_window:
@@ -208,6 +210,20 @@ def _child(
     traffic.stop.set()
     del heap
     return out
+
+
+def _worst_by_probe(
+    starts: list[float], chunks: list[float], spans: list[list[Any]]
+) -> dict[str, float]:
+    """Per probe, the slowest chunk that ran while it did (and no other probe did): where a
+    worst chunk comes from when several probes share the run."""
+    worst: dict[str, float] = {}
+    for begin, took in zip(starts, chunks, strict=True):
+        during = {n for n, s, e in spans if s < begin + took and (e is None or e > begin)}
+        if len(during) == 1:
+            (name,) = during
+            worst[name] = max(worst.get(name, 0.0), took)
+    return worst
 
 
 def _step(heap_size: int) -> dict[str, Any]:
@@ -334,6 +350,11 @@ def main() -> None:
         print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
         during = ", ".join(inv.get("worst_during") or []) or "no probe (the loop, a model turn)"
         print(f"{'':>11} worst chunk during: {during}")
+        alone = sorted(inv["worst_by_probe"].items(), key=lambda kv: -kv[1])[:6]
+        print(
+            f"{'':>11} worst chunk per probe running alone: "
+            + ", ".join(f"{n} {t / b_med:.1f}x" for n, t in alone)
+        )
         if i == 0:
             for line in inv["found"]:
                 print(f"{'':>11} found: {line}")

@@ -30,7 +30,11 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
 - right after, the next young collections (generation 0, then 1), which run on whichever
   thread allocates, walk the list the caller holds: ~20 ms each;
 - then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
-  paced so the walk takes at most about a third of the interpreter (the caller's `Pacer`).
+  paced so the walk takes at most about a third of the interpreter (the caller's `Pacer`);
+- between two steps, from any thread: the next one starts no sooner than `STEP_SPACING` times
+  the last one's length after it ended. A referrer climb takes steps hop after hop; without
+  the spacing the program got ~5 ms between two 40 ms steps (a busy main thread's 100 ms of
+  work took 1.5 s), with it at least half of the interpreter. A lone step waits for nothing.
 
 One gap is the program's own: `gc.get_referrers` raises an audit event, so an audit hook
 written in Python (`sys.addaudithook`) runs inside the pipeline, with the candidate tuples as
@@ -83,24 +87,59 @@ _step_lock = threading.RLock()
 SLICE = 32768
 
 
+#: a step holds every thread of the program for its whole length; the next one (from any
+#: thread) starts no sooner than this many times that length after it ended, so steps taken
+#: back to back (a referrer climb, hop after hop) leave the program at least half of the
+#: interpreter, while a lone step waits for nothing
+STEP_SPACING = 1.0
+#: the longest wait before a step (a step of more than this is a huge heap's; its walk is
+#: already cut by its deadline)
+MAX_STEP_WAIT_S = 0.25
+
+
+@dataclass
+class _Spacing:
+    """When the last outermost step ended and how long it held (under `_step_lock`)."""
+
+    ended: float = 0.0
+    held: float = 0.0
+    depth: int = 0
+
+
+_spacing = _Spacing()
+
+
 @contextmanager
 def step() -> Iterator[None]:
-    """No automatic collection starts inside, and steps of several threads are taken in turn.
+    """No automatic collection starts inside, steps of several threads are taken in turn, and
+    a step starts no sooner than `STEP_SPACING` times the last one's length after it ended.
 
     A collection the step's own allocations would start is put off until just after it: in
     the step it would walk the raw list of every object (~20 ms per million) and run
     finalizers, Python code, at whose first bytecode the interpreter may hand the GIL to
     another thread while that list lives. Put off, it runs at the next allocation after the
-    step, as it would have. A collector the user turned off stays off.
+    step, as it would have. A collector the user turned off stays off. The wait before a step
+    counts against its caller's deadline (a walk of many steps is cut sooner).
     """
     with _step_lock:
+        outer = _spacing.depth == 0
+        if outer:
+            wait = _spacing.ended + _spacing.held * STEP_SPACING - time.perf_counter()
+            if wait > 0:
+                time.sleep(min(wait, MAX_STEP_WAIT_S))
+        _spacing.depth += 1
         collecting = gc.isenabled()
         gc.disable()
+        started = time.perf_counter()
         try:
             yield
         finally:
             if collecting:
                 gc.enable()
+            _spacing.depth -= 1
+            if outer:
+                _spacing.ended = time.perf_counter()
+                _spacing.held = _spacing.ended - started
 
 
 class Pacer:

@@ -52,7 +52,14 @@ def created_where(
         )
     with window as change:
         if change is not None:
-            change.wait(seconds)
+            if change.wait(seconds):
+                # ended early (the run ended, lensbook stopped, the process exits): the
+                # traces went with it, and walking the heap now would only cost the program
+                return {
+                    "window_s": seconds,
+                    "ended_early": change.undone_by,
+                    "note": "the window was ended before its time: nothing was looked at",
+                }
         else:
             time.sleep(seconds)  # the process's own tracing: nothing of ours to undo
         sites: Counter[str] = Counter()

@@ -90,12 +90,16 @@ def target() -> Iterator[types.ModuleType]:
     stop.set()
     thread.join(10)
     del sys.modules[TARGET]
+    # its items go with it: the module may outlive the test (a kept traceback's frames hold
+    # it), and the next test's referrers walk, which samples the oldest items of the type's
+    # name, would follow one of these to whatever holds the old module, not to its registry
+    vars(module)["REGISTRY"].clear()
 
 
-def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+def _wait_until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, f"condition not reached in time: {what}"
         time.sleep(0.01)
 
 
@@ -138,7 +142,7 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
         else:
             op = Operator.start(skill, client=script)
         op.run_in_background()
-        _wait_until(lambda: _switched_on(tool))
+        _wait_until(lambda: _switched_on(tool), what=f"{tool} switched on ({op.current_action})")
         if path == "stop":
             op.stop()
         elif path == "cancel":

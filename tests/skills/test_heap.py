@@ -212,6 +212,26 @@ def test_no_collection_starts_inside_a_step() -> None:
     assert gc.isenabled()
 
 
+def test_a_step_right_after_another_waits_in_proportion_and_a_lone_one_does_not() -> None:
+    with _heap.step():
+        time.sleep(0.1)  # a long hold, as a step at a huge heap is
+    ended = time.perf_counter()
+    with _heap.step():
+        began = time.perf_counter()
+    # the program had the interpreter for at least STEP_SPACING times the step's length
+    assert began - ended >= 0.1 * _heap.STEP_SPACING * 0.9
+    time.sleep(0.1 * _heap.STEP_SPACING + 0.2)  # the program ran long enough since
+    with _heap.step():
+        with _heap.step():  # (a step inside a step waits for nothing either)
+            pass
+        time.sleep(0.1)
+    asked = time.perf_counter()
+    time.sleep(0.3)
+    with _heap.step():
+        lone = time.perf_counter()
+    assert lone - asked < 0.35
+
+
 def test_a_collector_turned_off_by_the_user_stays_off() -> None:
     gc.disable()
     try:

@@ -233,6 +233,7 @@ def _step(heap_size: int) -> dict[str, Any]:
 
     times, tracked = [], 0
     for _ in range(5):
+        time.sleep(0.5)  # (longer than the spacing a step right after another waits for)
         started = time.perf_counter()
         listing = _heap.objects()
         times.append(time.perf_counter() - started)

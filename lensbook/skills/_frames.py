@@ -24,7 +24,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.metadata
-import inspect
 import linecache
 import os
 import sys
@@ -32,6 +31,8 @@ import sysconfig
 import tracemalloc
 import types
 from collections.abc import Sequence
+
+from lensbook.skills._static import stored_attr
 
 __all__ = [
     "Origin",
@@ -43,6 +44,7 @@ __all__ = [
     "function_at",
     "origin",
     "short_path",
+    "type_module",
     "type_name",
     "type_names",
     "type_origin",
@@ -167,15 +169,22 @@ _MODULE = type.__dict__["__module__"].__get__
 _NAME = type.__dict__["__name__"].__get__
 
 
+def type_module(t: type) -> str | None:
+    """The name of the module a class says it comes from (None if it names none), read by
+    `type`'s own descriptor: no metaclass's code runs."""
+    try:
+        module = _MODULE(t)
+    except AttributeError:
+        return None
+    return module if type(module) is str else None
+
+
 def type_name(t: type) -> str:
     """``module.Qualname`` of a class (builtins bare), read by `type`'s own descriptors: no
     metaclass's code runs."""
     qualname: str = _QUALNAME(t)
-    try:
-        module = _MODULE(t)
-    except AttributeError:
-        return qualname
-    return qualname if type(module) is not str or module == "builtins" else f"{module}.{qualname}"
+    module = type_module(t)
+    return qualname if module in (None, "builtins") else f"{module}.{qualname}"
 
 
 def type_names(t: type) -> tuple[str, str, str]:
@@ -194,23 +203,46 @@ def type_origin(t: type) -> str:
     """Where a class comes from: `origin` of its module's file, or "builtin" for classes of
     the interpreter and of built-in modules (a module without a file that is not built in is
     the user's: a notebook's ``__main__``)."""
-    module = sys.modules.get(getattr(t, "__module__", "") or "")
-    filename = getattr(module, "__file__", None)
-    if module is None or getattr(t, "__module__", None) == "builtins":
+    name = type_module(t)
+    module = sys.modules.get(name or "")
+    if module is None or name == "builtins":
         return "builtin"
+    filename = stored_attr(module, "__file__")
     if not filename:
         return "builtin" if module.__name__ in sys.builtin_module_names else "user"
     return origin(str(filename))
 
 
 def type_site(t: type) -> str | None:
-    """file:line of a class statement (only for classes written in Python)."""
-    try:
-        filename = inspect.getsourcefile(t)
-        _, lnum = inspect.findsource(t)
-    except (OSError, TypeError):
+    """file:line of a class statement (only for classes written in Python), found in its
+    module's source by its qualified name: no metaclass's code runs."""
+    module = sys.modules.get(type_module(t) or "")
+    filename = stored_attr(module, "__file__") if module is not None else None
+    if type(filename) is not str or not filename.endswith(".py"):
         return None
-    return where(filename, lnum + 1) if filename else None
+    line = _class_line(filename, _QUALNAME(t))
+    return where(filename, line) if line else None
+
+
+@functools.lru_cache(maxsize=256)
+def _class_line(filename: str, qualname: str) -> int | None:
+    """The line of the class statement `qualname` (``Outer.Inner``; none inside a function)
+    in the source file `filename`."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return None
+    body: list[ast.stmt] = tree.body
+    found: ast.ClassDef | None = None
+    for part in qualname.split("."):
+        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
+        if found is None:
+            return None
+        body = found.body
+    if found is None:
+        return None
+    # (as inspect.findsource: a decorated class starts at its first decorator)
+    return found.decorator_list[0].lineno if found.decorator_list else found.lineno
 
 
 def forget() -> None:

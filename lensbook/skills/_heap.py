@@ -206,15 +206,16 @@ class Heap:
         (a metaclass's ``__hash__``/``__eq__`` is the program's code)."""
         verdicts: dict[int, bool] = {}
         for chunk in self.slices(deadline, pace):
-            ids = list(map(id, map(type, chunk)))
+            kinds = list(map(type, chunk))  # (once: an object's class can be reassigned)
+            ids = list(map(id, kinds))
             new = set(ids).difference(verdicts)
             if new:
-                kinds = dict(zip(ids, map(type, chunk), strict=True))
+                by_id = dict(zip(ids, kinds, strict=True))
                 for key in new:
-                    verdicts[key] = select(kinds[key])
-                del kinds
+                    verdicts[key] = select(by_id[key])
+                del by_id
             hits = list(compress(chunk, map(verdicts.__getitem__, ids)))
-            del chunk, ids
+            del chunk, kinds, ids
             if hits:
                 yield hits
             del hits

@@ -16,11 +16,13 @@ linecache's caches are skipped by `is_tooling` during the walk.
 
 from __future__ import annotations
 
+import functools
 import linecache
 import logging
 import sys
 from typing import Any
 
+from lensbook.skills._frames import type_module
 from lensbook.skills._ipython import shell as ipython_shell
 from lensbook.skills._static import stored_attr
 
@@ -66,8 +68,7 @@ _FIXES: tuple[tuple[str, str], ...] = (
 
 def known_root(holder: Any, held: Any) -> str | None:
     """The name of a well-known retainer, if `holder` is one (``held`` is what it keeps)."""
-    kind = type(holder)
-    if kind.__name__ == "_lru_cache_wrapper" and kind.__module__ == "functools":
+    if type(holder) is functools._lru_cache_wrapper:  # (the C wrapper itself: no code of theirs)
         namespace = getattr(holder, "__dict__", {})
         module = namespace.get("__module__", "?")
         qualname = namespace.get("__qualname__", "?")
@@ -141,7 +142,7 @@ def is_tooling(obj: Any) -> bool:
     """lensbook's own objects and tracemalloc's/linecache's caches: never the answer."""
     if obj is linecache.cache:
         return True
-    module = getattr(type(obj), "__module__", "") or ""
+    module = type_module(type(obj)) or ""
     return module == "tracemalloc" or is_tooling_module(module)
 
 

@@ -46,9 +46,10 @@ def created_where(
     window: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if owned:
         tracemalloc.start(FRAMES)
-        # entered in the intrusion ledger: the run's end, stop() and exit stop it early
+        # entered in the intrusion ledger: the run's end, stop() and exit stop it early; it
+        # lasts the window and the walk after it (`select`: a paced walk of at most 2 s)
         window = intrusion.window(
-            "tracemalloc", _stop_if_tracing, max_seconds=seconds + 1.0, detail="created_where"
+            "tracemalloc", _stop_if_tracing, max_seconds=seconds + 3.0, detail="created_where"
         )
     with window as change:
         if change is not None:

@@ -27,7 +27,7 @@ from lensbook.skills._frames import type_origin as _type_origin
 from lensbook.skills._frames import type_site as _type_site
 from lensbook.skills._heap import Pacer
 from lensbook.skills._stacks import qualname as _qualname
-from lensbook.skills._static import TypeCount, class_attr
+from lensbook.skills._static import TypeCount, class_attr, stored_members
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_metrics import FullCollectionsSinceLoad
 from lensbook.skills.history_rules import GcPausesSinceLoad
@@ -444,15 +444,15 @@ def _holds_exception(frame: types.FrameType) -> str | None:
         local_vars = frame.f_locals  # a finished frame: a plain read, no code runs
     except Exception:
         return None
-    for name, value in local_vars.items():
-        items: Any = ()
-        if isinstance(value, dict):
-            items = value.values()
-        elif isinstance(value, (list, tuple, set)):
-            items = value
-        if isinstance(value, BaseException) or any(isinstance(v, BaseException) for v in items):
+    for name, value in dict.items(local_vars):
+        # (by the built-in containers' own methods and exact types: no code of theirs runs)
+        if _is_exception(value) or any(map(_is_exception, stored_members(value))):
             return name
     return None
+
+
+def _is_exception(value: Any) -> bool:
+    return issubclass(type(value), BaseException)
 
 
 def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> list[dict[str, Any]]:
@@ -463,7 +463,7 @@ def _cyclic_frames(garbage: Sequence[Any], limit: int = 5000, top: int = 5) -> l
     holders: dict[types.CodeType, str] = {}
     seen = 0
     for obj in garbage:
-        if not isinstance(obj, types.FrameType):
+        if type(obj) is not types.FrameType:
             continue
         seen += 1
         if seen > limit:

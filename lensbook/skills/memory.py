@@ -14,6 +14,7 @@ out (``"partial": true``) instead of overrunning its budget.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import functools
 import gc
@@ -58,6 +59,7 @@ from lensbook.skills._roots import (
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import (
     TypeCount,
+    class_attr,
     container_base,
     is_own_dict,
     stored_attr,
@@ -579,21 +581,21 @@ def _largest_containers(count: int, deadline: float, own: set[int]) -> tuple[lis
 
 
 #: how a type is named: "dict", "Entry", "pkg.mod.Class", "pkg.mod.f.<locals>.Class"
-_TYPE_NAME = re.compile(r"[A-Za-z_][\w.<>]{0,199}")
+_TYPE_NAME = re.compile(r"[^\W\d][\w.<>\[\], ]{0,199}")
 
 
 def _check_type_name(type_name: str) -> None:
-    """Refuse, before any heap walk, a name no type can have, or a module attribute that is
-    not a class (read from the module's dict: nothing is imported or run)."""
+    """Refuse, before any heap walk, a name no type can have (generic aliases such as
+    ``app.Page[Item]`` are names a census gives), or a builtin that is not a class."""
     if not _TYPE_NAME.fullmatch(type_name):
         raise ValueError(
             f"{clip(type_name, 60)!r} is not a type name: give it as memory_type_growth "
             'names it ("pkg.mod.Class") or its short name ("Class", "dict")'
         )
     module_name, _, attr = type_name.rpartition(".")
-    module = sys.modules.get(module_name) if module_name else None
-    namespace = stored_attr(module, "__dict__") if module is not None else None
-    found = namespace.get(attr, type) if type(namespace) is dict else type
+    if module_name != "builtins":
+        return  # (elsewhere a class's name may now hold its decorated or cached wrapper)
+    found = vars(builtins).get(attr, type)
     if not issubclass(type(found), type):
         raise ValueError(f"{type_name} is a {_type_name(type(found))}, not a class")
 
@@ -621,8 +623,8 @@ def _module_globals() -> dict[int, str]:
     """id -> dotted name of every module-level object (how a leak's holder is named)."""
     names: dict[int, str] = {}
     for mod_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
+        namespace = stored_attr(module, "__dict__")
+        if type(namespace) is not dict:
             continue
         names[id(namespace)] = f"module {mod_name}"
         for key, value in _items(namespace):
@@ -683,8 +685,8 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         return "(closure)"
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    slots = getattr(type(holder), "__slots__", ())
-    for name in (slots,) if isinstance(slots, str) else slots:
+    slots = class_attr(type(holder), "__slots__") or ()
+    for name in (slots,) if type(slots) is str else slots if type(slots) in (tuple, list) else ():
         if stored_attr(holder, name) is held:
             return f".{name}"
     # an instance keeping its attributes inline (no dict between it and `held`)
@@ -1798,11 +1800,11 @@ def _types_named(wanted: set[str]) -> dict[str, type]:
     """Type objects for census names, found among the classes of loaded modules and builtins."""
     found: dict[str, type] = {}
     for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
+        namespace = stored_attr(module, "__dict__")
+        if type(namespace) is not dict:
             continue
-        for value in list(namespace.values()):
-            if isinstance(value, type):
+        for value in list(dict.values(namespace)):
+            if issubclass(type(value), type):  # (a proxy to a class is not one)
                 name = _type_name(value)
                 if name in wanted:
                     found.setdefault(name, value)

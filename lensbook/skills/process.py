@@ -17,14 +17,14 @@ import sys
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import psutil
 
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
-from lensbook.skills._frames import type_name
+from lensbook.skills._frames import type_module, type_name
 from lensbook.skills._heap import Pacer
 from lensbook.skills._history import MetricChange, metric_change
 from lensbook.skills._static import stored_attr
@@ -1028,36 +1028,53 @@ def _open_handles(kind: str, seconds: float = 2.0) -> list[Any]:
     built-in methods and stored attributes are read)."""
     import _io
 
-    wanted: type
-    fileno: Any = None
+    found: list[Any] = []
     if kind == "socket":
-        module, native = sys.modules.get("socket"), sys.modules.get("_socket")
-        if module is None or native is None:
+        native = sys.modules.get("_socket")
+        if native is None:
             return []
-        wanted, fileno = module.socket, native.socket.fileno
+        # (the C socket: the stdlib's and its subclasses'; another library's socket class,
+        # gevent's, is not one, and its fileno would be its own code)
+        for obj in _live(native.socket, seconds):
+            if native.socket.fileno(obj) >= 0:
+                found.append(obj)
     elif kind == "child":
-        module = sys.modules.get("subprocess")
-        if module is None:
-            return []
-        wanted = module.Popen
-    else:
-        wanted = _io._IOBase  # (io.IOBase is an ABC: its subclass check runs Python code)
+        for obj in _live(_popen_class(), seconds):
+            if stored_attr(obj, "returncode") is not None:
+                continue
+            found.append(obj)
+    else:  # (io.IOBase is an ABC: its subclass check would run Python code)
+        for obj in _live(_io._IOBase, seconds):
+            if not type_name(type(obj)).startswith("_io."):
+                continue  # only the built-in file objects: a subclass's `closed` could run code
+            try:
+                if obj.closed:
+                    continue
+            except ValueError:  # (a wrapper whose buffer was detached)
+                continue
+            found.append(obj)
+    return found
+
+
+def _popen_class() -> type | None:
+    """`subprocess.Popen` if the process imported it and it is a plain class (not a mock)."""
+    module = sys.modules.get("subprocess")
+    popen = stored_attr(module, "Popen") if module is not None else None
+    return popen if type(popen) is type else None
+
+
+def _live(wanted: type | None, seconds: float) -> Iterator[Any]:
+    """The tracked objects whose type is `wanted` or derives from it, in a paced walk of at
+    most `seconds`."""
+    if wanted is None:
+        return
     deadline = time.perf_counter() + seconds
     pace = Pacer()  # made first: the heap step counts as work, and is followed by a rest
     heap = _heap.objects()
-    found: list[Any] = []
     for hits in heap.of_types(lambda t: issubclass(t, wanted), deadline, pace):
-        for obj in hits:
-            if kind == "file" and (not type_name(type(obj)).startswith("_io.") or obj.closed):
-                continue  # only the built-in file objects: a subclass's `closed` could run code
-            if kind == "socket" and fileno(obj) < 0:
-                continue
-            if kind == "child" and stored_attr(obj, "returncode") is not None:
-                continue
-            found.append(obj)
+        yield from hits
         del hits
     del heap
-    return found
 
 
 def _created_text(ev: Evidence, kind: str) -> str:
@@ -1084,21 +1101,34 @@ def _command_pattern(command: str) -> str:
 def _popen_commands(pids: set[int]) -> dict[int, str]:
     """pid -> the (redacted) command of the live `subprocess.Popen` objects of these pids.
 
-    Cost: one pass over the collector's objects (~30 ms at 1M objects), only when asked.
+    Cost: one paced walk of the collector's objects (at most 1 s), only when asked.
     """
-    subprocess = sys.modules.get("subprocess")
-    if not pids or subprocess is None:
-        return {}
-
     found: dict[int, str] = {}
-    for obj in _heap.objects().objects:
-        if isinstance(obj, subprocess.Popen) and obj.pid in pids:
-            args = obj.args
-            text = args if isinstance(args, (str, bytes)) else " ".join(map(str, args))
-            found[obj.pid] = clip(str(text), 160, marker="")
-            if len(found) == len(pids):
-                break
+    if not pids:
+        return found
+    for obj in _live(_popen_class(), 1.0):
+        pid = stored_attr(obj, "pid")
+        if type(pid) is not int or pid not in pids:
+            continue
+        args = stored_attr(obj, "args")
+        words = list(args) if type(args) in (list, tuple) else [args]
+        text = " ".join(map(_word, words))
+        found[pid] = clip(text, 160, marker="")
+        if len(found) == len(pids):
+            break
     return found
+
+
+def _word(arg: Any) -> str:
+    """One argument of a command as the user wrote it (strings, bytes and paths of the
+    standard library; anything else by its type, whose str() could be the program's code)."""
+    if type(arg) is str:
+        return arg
+    if type(arg) is bytes:
+        return arg.decode(errors="replace")
+    if type_module(type(arg)) == "pathlib":
+        return str(os.fspath(arg))
+    return f"<{type_name(type(arg))}>"
 
 
 def _duration(seconds: float) -> str:

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 import psutil
 
 from lensbook.skills import _heap
-from lensbook.skills._frames import first_user_frame, origin, short_path
+from lensbook.skills._frames import first_user_frame, origin, short_path, type_names, type_site
 from lensbook.skills._stacks import describe_frame, format_stack, source_line
 from lensbook.skills._stacks import frames_of as _frames_of
 from lensbook.skills._stacks import qualname as _qualname
@@ -781,12 +781,13 @@ def _held_by(obj: Any) -> str | None:
     (file:line of the class)`` or ``global 'pool' of module m``; None for anything else."""
 
     for ref in _heap.referrers([obj]):
-        if isinstance(ref, dict):
-            name = next((k for k, v in ref.items() if v is obj), None)
+        if type(ref) is dict:  # (a subclass's methods are the program's code: not read)
+            name = next((k for k, v in dict.items(ref) if v is obj), None)
             if name is None:
                 continue
-            if "__builtins__" in ref and isinstance(ref.get("__name__"), str):
-                return f"global {name!r} of module {ref['__name__']}"
+            module = dict.get(ref, "__name__")
+            if dict.get(ref, "__builtins__") is not None and type(module) is str:
+                return f"global {name!r} of module {module}"
             owners = [o for o in _heap.referrers([ref]) if is_own_dict(o, ref)]
         else:
             # an instance whose attributes live inline (no dict object until one is asked for)
@@ -794,15 +795,9 @@ def _held_by(obj: Any) -> str | None:
             name = next((k for k, v in attrs.items() if v is obj), None) if attrs else None
             owners = [ref] if name is not None else []
         for owner in owners:
-            cls = type(owner)
-            where = ""
-            try:
-                file = inspect.getsourcefile(cls) or ""
-                line = inspect.getsourcelines(cls)[1]
-                where = f" ({short_path(file)}:{line})"
-            except (OSError, TypeError):
-                pass
-            return f"attribute {name!r} of {cls.__qualname__} instances{where}"
+            site = type_site(type(owner))
+            where = f" ({site})" if site else ""
+            return f"attribute {name!r} of {type_names(type(owner))[1]} instances{where}"
     return None
 
 

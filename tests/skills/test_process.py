@@ -504,3 +504,19 @@ def test_open_handles_are_found_without_running_their_classes_code() -> None:
     assert called == []
     assert any(s is loud for s in sockets)
     assert not any(s is loud for s in _open_handles("socket"))  # closed: not open
+
+
+def test_open_sockets_are_found_when_a_library_replaced_the_socket_class() -> None:
+    class GreenSocket:  # gevent's socket is no _socket.socket, and its methods are its own
+        def fileno(self) -> int:
+            raise AssertionError("the library's method ran")
+
+    real = socket.socket()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(socket, "socket", GreenSocket)
+        green = GreenSocket()
+        try:
+            found = _open_handles("socket")
+        finally:
+            real.close()
+    assert any(s is real for s in found) and not any(s is green for s in found)

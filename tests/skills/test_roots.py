@@ -383,7 +383,42 @@ class _Watched(metaclass=_Recording):
         pass
 
 
+class _WatchedLeaf:
+    pass
+
+
+class _WatchedHolder(metaclass=_Recording):
+    """An instance of a recording class in the chain: its class is asked nothing either."""
+
+    def __init__(self) -> None:
+        self.leaves = [_WatchedLeaf() for _ in range(50)]
+
+
 WATCHED: list[_Watched] = []
+HOLDERS: list[_WatchedHolder] = []
+
+
+class _ClassProxy:
+    """A lazy proxy to a class (wrapt's ObjectProxy, werkzeug's LocalProxy): it says it is
+    one when asked for its ``__class__``."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return type
+
+
+PROXIED = _ClassProxy()  # a module global: type growth looks the grown names up among them
+
+
+def test_type_growth_is_not_fooled_by_a_module_global_that_poses_as_a_class() -> None:
+    skill = MemorySkill(budget_scale=5.0)
+    skill.census(top=5)
+    WATCHED.extend(_Watched() for _ in range(3_000))
+    try:
+        growth = undelimit(json.loads(render_output(skill.type_growth(top=50), 100_000)))
+    finally:
+        WATCHED.clear()
+    assert "_Watched" in json.dumps(growth), growth
 
 
 def test_heap_walks_over_classes_of_a_recording_metaclass_run_none_of_its_code() -> None:
@@ -391,17 +426,24 @@ def test_heap_walks_over_classes_of_a_recording_metaclass_run_none_of_its_code()
     from lensbook.skills.process import _open_handles
 
     WATCHED.extend(_Watched() for _ in range(3_000))
+    HOLDERS.append(_WatchedHolder())
     _Recording.called.clear()
     try:
         skill = MemorySkill(budget_scale=5.0)
         census = undelimit(json.loads(render_output(skill.census(top=200), 100_000)))
+        WATCHED.extend(_Watched() for _ in range(3_000))
+        growth = undelimit(json.loads(render_output(skill.type_growth(top=50), 100_000)))
         chains = _chains("_Watched", samples=1)
+        (through_holder,) = _chains("_WatchedLeaf", samples=1)
         finalizers = GCSkill().finalizer_types(top=30)
         _open_handles("file")
         called = list(_Recording.called)
     finally:
         WATCHED.clear()
+        HOLDERS.clear()
     assert called == []
+    assert "_WatchedHolder" in through_holder["chain"], through_holder
+    assert "_Watched" in json.dumps(growth), growth
     assert any(r["type"].endswith("_Watched") and r["count"] >= 3_000 for r in census["top"])
     assert chains and chains[0]["chain"].endswith("WATCHED"), chains
     rows = undelimit(json.loads(render_output(finalizers, 100_000)))["types"]

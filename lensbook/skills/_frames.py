@@ -209,7 +209,7 @@ def type_origin(t: type) -> str:
         return "builtin"
     filename = stored_attr(module, "__file__")
     if not filename:
-        return "builtin" if module.__name__ in sys.builtin_module_names else "user"
+        return "builtin" if name in sys.builtin_module_names else "user"
     return origin(str(filename))
 
 
@@ -218,37 +218,23 @@ def type_site(t: type) -> str | None:
     module's source by its qualified name: no metaclass's code runs."""
     module = sys.modules.get(type_module(t) or "")
     filename = stored_attr(module, "__file__") if module is not None else None
-    if type(filename) is not str or not filename.endswith(".py"):
+    if type(filename) is not str or filename.endswith((".pyc", ".so", ".pyd")):
         return None
-    line = _class_line(filename, _QUALNAME(t))
+    lines = linecache.getlines(filename)
+    if not lines:
+        return None
+    qualname = _QUALNAME(t)
+    line = next(
+        (first for first, _, name in _scopes(filename, len(lines)) if name == qualname), None
+    )
     return where(filename, line) if line else None
-
-
-@functools.lru_cache(maxsize=256)
-def _class_line(filename: str, qualname: str) -> int | None:
-    """The line of the class statement `qualname` (``Outer.Inner``; none inside a function)
-    in the source file `filename`."""
-    try:
-        tree = ast.parse("".join(linecache.getlines(filename)))
-    except (SyntaxError, ValueError):
-        return None
-    body: list[ast.stmt] = tree.body
-    found: ast.ClassDef | None = None
-    for part in qualname.split("."):
-        found = next((n for n in body if isinstance(n, ast.ClassDef) and n.name == part), None)
-        if found is None:
-            return None
-        body = found.body
-    if found is None:
-        return None
-    # (as inspect.findsource: a decorated class starts at its first decorator)
-    return found.decorator_list[0].lineno if found.decorator_list else found.lineno
 
 
 def forget() -> None:
     """Drop the cached answers (after sys.path or the installed distributions changed)."""
     origin.cache_clear()
     short_path.cache_clear()
+    _scopes.cache_clear()
     _installed_top_levels.cache_clear()
 
 
@@ -298,7 +284,7 @@ def _scopes(filename: str, size: int) -> tuple[tuple[int, int, str], ...]:
     del size  # part of the cache key: a file edited in place is parsed again
     try:
         tree = ast.parse("".join(linecache.getlines(filename)))
-    except (SyntaxError, ValueError, RecursionError):
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
         return ()
     found: list[tuple[int, int, str]] = []
 

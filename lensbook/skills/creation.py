@@ -123,7 +123,7 @@ def _traceback_of(obj: Any) -> tracemalloc.Traceback | None:
             return None
         values = list(attrs.values())
     for value in values:
-        if value is None or (isinstance(value, (bool, int)) and -5 <= int(value) <= 256):
+        if value is None or (type(value) in (bool, int) and -5 <= value <= 256):
             continue  # shared singletons and small ints were not made by this object
         tb = tracemalloc.get_object_traceback(value)
         if tb is not None:

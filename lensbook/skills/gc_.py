@@ -442,12 +442,15 @@ def _holds_exception(frame: types.FrameType) -> str | None:
     """The name of a local of a finished frame that is, or directly contains, an exception."""
     try:
         local_vars = frame.f_locals  # a finished frame: a plain read, no code runs
+        # (a dict up to 3.12; from 3.13 a proxy of C code over the frame)
+        pairs = list(dict.items(local_vars) if type(local_vars) is dict else local_vars.items())
+        for name, value in pairs:
+            # (by the built-in containers' own methods and exact types: no code of theirs
+            # runs; a container another thread changes meanwhile raises RuntimeError)
+            if _is_exception(value) or any(map(_is_exception, stored_members(value))):
+                return str(name)
     except Exception:
         return None
-    for name, value in dict.items(local_vars):
-        # (by the built-in containers' own methods and exact types: no code of theirs runs)
-        if _is_exception(value) or any(map(_is_exception, stored_members(value))):
-            return name
     return None
 
 

@@ -686,7 +686,14 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
     slots = class_attr(type(holder), "__slots__") or ()
-    for name in (slots,) if type(slots) is str else slots if type(slots) in (tuple, list) else ():
+    names = (
+        (slots,)
+        if type(slots) is str
+        else list(slots)
+        if type(slots) in (tuple, list, dict)
+        else ()
+    )
+    for name in names:
         if stored_attr(holder, name) is held:
             return f".{name}"
     # an instance keeping its attributes inline (no dict between it and `held`)

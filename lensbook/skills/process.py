@@ -1045,15 +1045,30 @@ def _open_handles(kind: str, seconds: float = 2.0) -> list[Any]:
             found.append(obj)
     else:  # (io.IOBase is an ABC: its subclass check would run Python code)
         for obj in _live(_io._IOBase, seconds):
-            if not type_name(type(obj)).startswith("_io."):
-                continue  # only the built-in file objects: a subclass's `closed` could run code
-            try:
-                if obj.closed:
-                    continue
-            except ValueError:  # (a wrapper whose buffer was detached)
-                continue
-            found.append(obj)
+            if _io_closed(obj) is False:
+                found.append(obj)
     return found
+
+
+def _io_closed(obj: Any) -> bool | None:
+    """Whether a built-in file object is closed, read at its innermost layer (a text wrapper's
+    buffer, a buffer's raw file) when every layer is a built-in one; None otherwise (a wrapper
+    asks what it wraps, and that may be the program's class, whose code would run)."""
+    layer = obj
+    for _ in range(4):
+        if type_module(type(layer)) != "_io":
+            return None
+        inner = next(
+            (stored_attr(layer, n) for n in ("buffer", "raw") if stored_attr(layer, n) is not None),
+            None,
+        )
+        if inner is None:
+            try:
+                return bool(layer.closed)
+            except Exception:  # (a detached wrapper raises ValueError)
+                return None
+        layer = inner
+    return None
 
 
 def _popen_class() -> type | None:
@@ -1126,7 +1141,7 @@ def _word(arg: Any) -> str:
         return arg
     if type(arg) is bytes:
         return arg.decode(errors="replace")
-    if type_module(type(arg)) == "pathlib":
+    if (type_module(type(arg)) or "").startswith("pathlib"):  # (3.13: pathlib._local)
         return str(os.fspath(arg))
     return f"<{type_name(type(arg))}>"
 

@@ -269,3 +269,38 @@ def test_a_thread_a_library_started_names_the_users_call_that_started_it(
 def _library_line(marker: str) -> int:
     lines = _LIBRARY["plotkit/_render.py"].splitlines()
     return next(i for i, line in enumerate(lines, 1) if marker in line)
+
+
+_CLASSES = """\
+try:
+    class InTry:
+        pass
+except Exception:
+    pass
+
+
+class Outer:
+    class Inner:
+        pass
+
+
+def make():
+    class Local:
+        pass
+    return Local
+"""
+
+
+def test_a_class_is_placed_at_its_statement_wherever_it_is_defined(tmp_path: Path) -> None:
+    (tmp_path / "lb_placed.py").write_text(_CLASSES)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        module = importlib.import_module("lb_placed")
+        sites = [
+            _frames.type_site(kind)
+            for kind in (module.InTry, module.Outer.Inner, module.make(), dict)
+        ]
+    finally:
+        sys.path.remove(str(tmp_path))
+        sys.modules.pop("lb_placed", None)
+    assert [s.rsplit(":", 1)[-1] if s else s for s in sites] == ["2", "9", "14", None], sites

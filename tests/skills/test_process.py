@@ -520,3 +520,26 @@ def test_open_sockets_are_found_when_a_library_replaced_the_socket_class() -> No
         finally:
             real.close()
     assert any(s is real for s in found) and not any(s is green for s in found)
+
+
+def test_a_buffered_file_over_the_programs_raw_stream_is_not_asked_if_closed() -> None:
+    import io
+
+    asked: list[str] = []
+
+    class Raw(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        @property
+        def closed(self) -> bool:
+            asked.append("closed")
+            return False
+
+    wrapped = io.BufferedReader(Raw())
+    with open(__file__, encoding="utf-8") as own:
+        asked.clear()
+        found = _open_handles("file")
+        assert asked == []
+        assert any(f is own for f in found)
+        assert not any(f is wrapped for f in found)

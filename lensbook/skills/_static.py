@@ -30,8 +30,10 @@ from typing import Any
 __all__ = [
     "TypeCount",
     "class_attr",
+    "class_chain",
     "container_base",
     "is_own_dict",
+    "own_class_attr",
     "stored_attr",
     "stored_attrs",
     "stored_len",
@@ -135,6 +137,18 @@ def stored_attrs(obj: Any) -> dict[str, Any] | None:
         return attrs
     except Exception:
         return None
+
+
+def class_chain(klass: type) -> tuple[type, ...]:
+    """`klass` and its bases in method resolution order, read by `type`'s own descriptor (a
+    metaclass's ``__mro__``/``__getattribute__`` never runs)."""
+    chain: tuple[type, ...] = _MRO(klass)
+    return chain
+
+
+def own_class_attr(klass: type, name: str) -> Any:
+    """`name` as `klass` itself stores it (not its bases), or None; no code runs."""
+    return _CLASS_DICT(klass).get(name)
 
 
 def class_attr(klass: type, name: str) -> Any:

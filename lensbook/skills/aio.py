@@ -43,7 +43,7 @@ from lensbook.recorder.loops import known_loops, register_loop, unregister_loop
 from lensbook.recorder.loops import lens_loop as _lens_loop
 from lensbook.skills import _observers, intrusion
 from lensbook.skills._frames import origin as code_origin
-from lensbook.skills._frames import short_path
+from lensbook.skills._frames import short_path, type_names
 from lensbook.skills._stacks import format_stack, source_line
 from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
@@ -111,7 +111,7 @@ def _loop_label(loop: asyncio.AbstractEventLoop) -> str:
     ident = _loop_thread(loop)
     names = {t.ident: t.name for t in threading.enumerate()}
     where = f" in thread {names.get(ident, ident)!r}" if ident is not None else " (not running)"
-    return f"{source}{where} ({type(loop).__name__} at {id(loop):#x})"
+    return f"{source}{where} ({type_names(type(loop))[2]} at {id(loop):#x})"
 
 
 def _blocked_by(frame: types.FrameType | None) -> str:
@@ -233,7 +233,7 @@ def _classify(task: asyncio.Task[Any], frames: list[types.FrameType], last: Any)
     if isinstance(waiter, asyncio.Task):
         return _Wait("task", f"task {waiter.get_name()!r}", site)
     if waiter is not None:
-        wtype = type(waiter).__name__
+        wtype = type_names(type(waiter))[2]
         if wtype == "_GatheringFuture":
             return _Wait("gather", "asyncio.gather(...)", site)
         text = source_line(site.f_code.co_filename, site.f_lineno) if site is not None else ""
@@ -246,7 +246,7 @@ def _classify(task: asyncio.Task[Any], frames: list[types.FrameType], last: Any)
             "library", f"{wtype} in {short_path(site.f_code.co_filename)}" if site else wtype, site
         )
     if last is not None:
-        return _Wait("other", type(last).__name__, site)
+        return _Wait("other", type_names(type(last))[2], site)
     return _Wait("running", "running or ready to run", site)
 
 
@@ -265,7 +265,7 @@ def _coro_name(task: asyncio.Task[Any], frames: list[types.FrameType]) -> str:
     name = getattr(coro, "__qualname__", None)
     if isinstance(name, str):
         return name
-    return _qualname(frames[0].f_code) if frames else type(coro).__name__
+    return _qualname(frames[0].f_code) if frames else type_names(type(coro))[2]
 
 
 # -- slow callbacks -------------------------------------------------------------------------

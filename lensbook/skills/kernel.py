@@ -25,8 +25,11 @@ from typing import Any, ClassVar
 import psutil
 
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
 from lensbook.skills._static import (
+    class_chain,
+    own_class_attr,
     stored_attr,
     stored_len,
     stored_members,
@@ -90,7 +93,7 @@ def human_bytes(n: float) -> str:
 
 def _special_size(obj: Any, sizer: _Sizer) -> int | None:
     """Sizes that libraries know better than a walk: pandas, numpy and other array types."""
-    module = type(obj).__module__ or ""
+    module = type_module(type(obj)) or ""
     top = module.split(".", 1)[0]
     if top == "pandas":
         return _pandas_size(obj, sizer)
@@ -208,7 +211,7 @@ class _Sizer:
             else:
                 slots = [
                     s
-                    for c in type(obj).__mro__
+                    for c in class_chain(type(obj))
                     for s in _slot_names(c)
                     if s not in ("__dict__", "__weakref__")
                 ]
@@ -244,10 +247,10 @@ def _raw_attr(obj: Any, name: str) -> Any:
 
 
 def _slot_names(cls: type) -> list[str]:
-    slots = cls.__dict__.get("__slots__", ())
-    if isinstance(slots, str):
+    slots = own_class_attr(cls, "__slots__") or ()
+    if type(slots) is str:
         return [slots]
-    return [s for s in slots if isinstance(s, str)] if isinstance(slots, (tuple, list)) else []
+    return [s for s in slots if type(s) is str] if type(slots) in (tuple, list, dict) else []
 
 
 def _dict_items(d: dict[Any, Any]) -> Iterator[Any]:
@@ -262,20 +265,19 @@ def deep_size(obj: Any, budget: float = 1.0) -> tuple[int, bool]:
 
 
 def _type_name(obj: Any) -> str:
-    tp = type(obj)
-    module = tp.__module__ or ""
-    if module == "builtins":
-        return tp.__qualname__
-    top = module.split(".", 1)[0]
+    """The type's name as the user knows it (array libraries by their top package), read by
+    `type`'s own descriptors (no metaclass's code runs)."""
+    full, qualname, _ = type_names(type(obj))
+    top = (type_module(type(obj)) or "").split(".", 1)[0]
     if top in ("pandas", "numpy", "polars", "torch", "pyarrow", "xarray"):
-        return f"{top}.{tp.__qualname__}"
-    return f"{module}.{tp.__qualname__}"
+        return f"{top}.{qualname}"
+    return full
 
 
 def _shape_info(obj: Any) -> dict[str, Any]:
     """Shape, dtype and length: facts about a value that reveal none of its contents."""
     info: dict[str, Any] = {}
-    module = (type(obj).__module__ or "").split(".", 1)[0]
+    module = (type_module(type(obj)) or "").split(".", 1)[0]
     if module in _ARRAY_MODULES:
         shape = getattr(obj, "shape", None)
         if isinstance(shape, tuple) and all(isinstance(n, int) for n in shape):
@@ -828,7 +830,8 @@ def _user_variables(shell: Any) -> list[tuple[str, Any]]:
             continue
         if name in hidden and hidden[name] is value:
             continue
-        if isinstance(value, _CODE_TYPES) or (type(value).__module__ or "").startswith("IPython"):
+        kind = type(value)
+        if issubclass(kind, _CODE_TYPES) or (type_module(kind) or "").startswith("IPython"):
             continue
         found.append((name, value))
     return found
@@ -883,7 +886,7 @@ def _namespace_refs(
 
 def _layout(value: Any) -> dict[str, Any]:
     """Where a value's memory is: DataFrame columns, or the item types of a container."""
-    module = (type(value).__module__ or "").split(".", 1)[0]
+    module = (type_module(type(value)) or "").split(".", 1)[0]
     if module == "pandas" and hasattr(value, "columns") and hasattr(value, "memory_usage"):
         try:
             usage = value.memory_usage(deep=len(value) * value.shape[1] <= _PANDAS_DEEP_CELLS)

@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 import re2
 
 from lensbook.skills import _observers, intrusion
+from lensbook.skills._frames import type_names
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastErrorLogBursts
 from lensbook.skills.redact import clip, redact_text
@@ -410,7 +411,7 @@ class LogsSkill(Skill):
             own = list(logger.handlers)
             if not own:
                 continue
-            targets = Counter((type(h).__name__, _target(h)) for h in own)
+            targets = Counter((type_names(type(h))[2], _target(h)) for h in own)
             rows.append(
                 {
                     "logger": name,

@@ -107,6 +107,30 @@ def test_variables_ranked_by_deep_size_without_values(shell: Any, skill: KernelS
     assert "customer-1" not in text and "a short note" not in text and "lorem" not in text
 
 
+def test_variables_of_a_class_with_a_recording_metaclass_run_none_of_its_code(
+    shell: Any, skill: KernelSkill
+) -> None:
+    run(
+        shell,
+        "asked = []\n"
+        "class Meta(type):\n"
+        "    def __getattribute__(cls, name):\n"
+        "        asked.append(name)\n"
+        "        return type.__getattribute__(cls, name)\n"
+        "class Record(metaclass=Meta):\n"
+        "    __slots__ = ('payload',)\n"
+        "    def __init__(self):\n"
+        "        self.payload = bytearray(50_000)\n"
+        "records = [Record() for _ in range(20)]\n"
+        "one = Record()\n"
+        "asked.clear()\n",
+    )
+    result = rendered(skill.variables(limit=10))
+    assert shell.user_ns["asked"] == []
+    rows = {r["name"]: r for r in result["top"]}
+    assert rows["one"]["bytes"] >= 50_000 and rows["records"]["bytes"] >= 20 * 50_000
+
+
 def test_share_values_previews_but_never_secret_names(shell: Any, skill: KernelSkill) -> None:
     run(shell, "greeting = 'hello there'\ndb_password = 'correct-horse-battery'")
     skill.share_values = True

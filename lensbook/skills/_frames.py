@@ -195,8 +195,8 @@ def type_names(t: type) -> tuple[str, str, str]:
 def exception_type_name(tp: type[BaseException]) -> str:
     """An exception's type as a user reads it in a traceback: builtins and ``__main__`` bare,
     others ``module.Qualname``."""
-    module = getattr(tp, "__module__", "builtins")
-    return tp.__qualname__ if module in ("builtins", "__main__") else f"{module}.{tp.__qualname__}"
+    module, qualname = type_module(tp), _QUALNAME(tp)
+    return qualname if module in (None, "builtins", "__main__") else f"{module}.{qualname}"
 
 
 def type_origin(t: type) -> str:

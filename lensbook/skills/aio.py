@@ -230,7 +230,7 @@ def _classify(task: asyncio.Task[Any], frames: list[types.FrameType], last: Any)
             kind = "stream_io"
         kind = kind or "asyncio"
         return _Wait(kind, f"asyncio {name}()", site)
-    if isinstance(waiter, asyncio.Task):
+    if waiter is not None and issubclass(type(waiter), asyncio.Task):
         return _Wait("task", f"task {waiter.get_name()!r}", site)
     if waiter is not None:
         wtype = type_names(type(waiter))[2]

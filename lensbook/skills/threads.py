@@ -770,8 +770,8 @@ def _is_lensbook_thread(name: str) -> bool:
 
 def _pool_of(thread: threading.Thread) -> Any:
     """The executor a `concurrent.futures` worker thread serves (it keeps a weakref to it)."""
-    args = getattr(thread, "_args", None)
-    if not isinstance(args, tuple) or not args or not isinstance(args[0], weakref.ref):
+    args = stored_attr(thread, "_args")
+    if type(args) is not tuple or not args or type(args[0]) is not weakref.ref:
         return None
     return args[0]()
 
@@ -1355,7 +1355,7 @@ class ThreadsSkill(Skill):
             if not owners:
                 continue
             row["pools"] = len(owners)
-            row["pool_type"] = type(next(iter(owners.values()))).__name__
+            row["pool_type"] = type_names(type(next(iter(owners.values()))))[2]
             if i == 0:
                 held = _held_by(next(iter(owners.values())))
                 if held:

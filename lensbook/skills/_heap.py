@@ -34,7 +34,9 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
 - between two steps, from any thread: the next one starts no sooner than `STEP_SPACING` times
   the last one's length after it ended. A referrer climb takes steps hop after hop; without
   the spacing the program got ~5 ms between two 40 ms steps (a busy main thread's 100 ms of
-  work took 1.5 s), with it at least half of the interpreter. A lone step waits for nothing.
+  work took 1.5 s), with it about half of the interpreter (less for a step longer than
+  `MAX_STEP_WAIT_S`, and less the climb's own work between steps). A lone step waits for
+  nothing.
 
 One gap is the program's own: `gc.get_referrers` raises an audit event, so an audit hook
 written in Python (`sys.addaudithook`) runs inside the pipeline, with the candidate tuples as
@@ -89,7 +91,7 @@ SLICE = 32768
 
 #: a step holds every thread of the program for its whole length; the next one (from any
 #: thread) starts no sooner than this many times that length after it ended, so steps taken
-#: back to back (a referrer climb, hop after hop) leave the program at least half of the
+#: back to back (a referrer climb, hop after hop) leave the program about half of the
 #: interpreter, while a lone step waits for nothing
 STEP_SPACING = 1.0
 #: the longest wait before a step (a step of more than this is a huge heap's; its walk is

@@ -44,16 +44,18 @@ from __future__ import annotations
 import _tracemalloc
 import gc
 import itertools
+import linecache
+import operator
 import time
 import tracemalloc
 import types
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import InitVar, dataclass, field
 from typing import Any
 
-from lensbook.skills._roots import is_tooling, known_root
+from lensbook.skills._roots import is_tooling_type, known_root
 from lensbook.skills._static import container_base, stored_len, stored_size
 
 __all__ = ["Watch", "container_of", "retained_traces"]
@@ -130,6 +132,7 @@ class Watch:
     walked: int = 0
     partial: bool = False
     _held: Callable[[], Any] = field(init=False, repr=False)
+    _reached: Reached | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self, container: Any) -> None:
         self._held = _hold(container)
@@ -144,12 +147,13 @@ class Watch:
         return self._held()
 
     def release(self) -> None:
-        """Drop the hold on the container (idempotent)."""
+        """Drop the hold on the container and on what `collect` reached (idempotent)."""
         self._held = _released
+        self._reached = None
 
     def begin(self) -> None:
-        """Note the length now, and a set's members (called right before tracing starts: the
-        ids of a huge set would all be traced)."""
+        """Note the length now, and a set's members (called right before each burst's tracing
+        starts: the ids of a huge set would all be traced)."""
         container = self.target()
         if container is not None:
             if not _ordered(container):
@@ -157,29 +161,47 @@ class Watch:
             self.length = stored_len(container) or 0
         self.began = time.perf_counter()
 
+    def gained(self) -> int:
+        """How many members the container gained since `begin` (0 once it is gone)."""
+        container = self.target()
+        return 0 if container is None else (stored_len(container) or 0) - self.length
+
     def finished(self) -> bool:
         """Whether the container gained enough members, or the burst reached its cap (or the
         container is gone)."""
         assert self.began is not None
-        container = self.target()
-        if container is None:
+        if self.target() is None:
             return True
-        gained = (stored_len(container) or 0) - self.length
-        return gained >= self.members_wanted or time.perf_counter() - self.began >= self.max_s
+        enough = self.gained() >= self.members_wanted
+        return enough or time.perf_counter() - self.began >= self.max_s
 
     def collect(self, deadline: float, limit: int = 20_000) -> None:
-        """Walk what the new members reach and keep its traces (tracing must still be on)."""
+        """Walk what the newest members reach and read their tracebacks (tracing must still
+        be on); `settle` makes the traces once tracing has stopped. The newest members are
+        those the burst added and, in a container with an order, the last one before them:
+        a member still being filled when the burst began (pyplot registers a figure before
+        it is drawn) holds what the root gains as much as a new one."""
         container = self.target()
         if container is None:
             return
-        self.new_members = (stored_len(container) or 0) - self.length
+        gained = max((stored_len(container) or 0) - self.length, 0)
+        self.new_members += gained
         if _ordered(container):
-            members = _newest(container, self.new_members)
+            members = _newest(container, gained + 1)
         else:
             members = [m for m in gc.get_referents(container) if id(m) not in self.before]
         del container
-        self.traces, self.walked, self.partial = retained_traces(members, deadline, limit)
+        self._reached = Reached.walk(members, deadline, limit)
+        self.walked += self._reached.walked
+        self.partial = self.partial or self._reached.partial
         del members
+
+    def settle(self) -> None:
+        """Add the traces of what `collect` reached to `traces` (tracing may be off by now),
+        and let the objects it reached go."""
+        reached, self._reached = self._reached, None
+        if reached is not None:
+            self.traces += reached.traces()
 
 
 #: new members of an ordered container taken from its end at most (the walk below them is
@@ -219,36 +241,135 @@ def retained_traces(
 ) -> tuple[list[RawTrace], int, bool]:
     """Raw traces (tracemalloc's shape) of the objects reachable from `roots` that were
     allocated while tracing was on; how many objects were looked at; whether a bound stopped
-    the walk. Each root in turn, breadth first, so what a member holds directly is seen before
-    what it shares with others. Runs no user code."""
-    frame_limit = tracemalloc.get_traceback_limit()
-    seen: set[int] = set()
-    found: list[RawTrace] = []
-    queue: deque[Any] = deque()
-    pending = deque(roots)  # one member after the other: the first new one is complete
-    partial = False
-    # (not paced: tracing is on while it runs, and a rest would keep every allocation of the
-    # program's threads traced for longer; its deadline is short instead)
-    while queue or pending:
-        if len(seen) >= limit or time.perf_counter() > deadline:
-            partial = True
-            break
-        obj = queue.popleft() if queue else pending.popleft()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if issubclass(type(obj), _OPAQUE) or is_tooling(obj):
-            continue
-        frames = _object_frames(obj)
-        if frames is not None:
-            total = len(frames) + 1 if len(frames) >= frame_limit else len(frames)
-            found.append((0, stored_size(obj), frames, total))
-        # untraced objects are walked too: lists and dicts come from free lists and, before
-        # Python 3.12, instances of Python classes are invisible to get_object_traceback
-        queue.extend(gc.get_referents(obj))
-    queue.clear()
-    pending.clear()
-    return found, len(seen), partial
+    the walk (`Reached`: tracing must be on until it returns, and may stop before `traces`)."""
+    reached = Reached.walk(roots, deadline, limit)
+    return reached.traces(), reached.walked, reached.partial
+
+
+#: objects the walk takes in one pass (C-level calls on a slice of a level; ~3 ms of work with
+#: 16 frames traced), between two looks at its deadline
+_PASS = 256
+
+
+#: types whose objects refer to nothing (exact types: a subclass may have a ``__dict__``)
+_LEAVES = (str, int, float, bool, type(None), bytes, complex)
+
+
+def _leaf_mask(kinds: list[type]) -> Iterator[bool]:
+    """Whether each type is one of `_LEAVES`, by identity in C-level passes: no hashing or
+    comparing of the program's classes (a metaclass's ``__eq__`` is the program's code)."""
+    mask: Iterator[bool] = map(operator.is_, kinds, itertools.repeat(_LEAVES[0]))
+    for leaf in _LEAVES[1:]:
+        mask = map(operator.or_, mask, map(operator.is_, kinds, itertools.repeat(leaf)))
+    return mask
+
+
+@dataclass
+class Reached:
+    """What the new members of a root reach, with each object's raw tracemalloc frames.
+
+    `walk` runs while tracing is still on, so it does as little as it can per object: every
+    allocation of every thread is traced meanwhile (16 frames in a retention burst), its own
+    included, and the program's threads run many times slower until tracing stops. It goes
+    breadth first in C-level passes, one level at a time (ids, a set difference, one
+    `gc.get_referents` per level) and judges each *type* met once, not each object. Sizes
+    and the traces come after tracing has stopped (`traces`). Runs no user code.
+    """
+
+    objects: list[Any]
+    frames: list[tuple[tuple[str, int], ...] | None]
+    frame_limit: int
+    walked: int
+    partial: bool
+    #: strings and numbers tracing saw, as met (the same one may come twice), and their frames
+    leaves: list[Any] = field(default_factory=list)
+    leaf_frames: list[tuple[tuple[str, int], ...]] = field(default_factory=list)
+
+    @classmethod
+    def walk(cls, roots: list[Any], deadline: float, limit: int = 20_000) -> Reached:
+        """Breadth first from all roots at once, a level at a time, so what the members hold
+        directly is seen before what they share with others (and a walk cut short has seen
+        some of every member); never into classes, modules, functions or frames, nor the
+        tooling's objects (counted as walked, never as found)."""
+        seen: set[int] = {id(linecache.cache)}
+        judged: dict[int, bool] = {}  # id of a type -> whether the walk skips its objects
+        objects: list[Any] = []
+        frames: list[tuple[tuple[str, int], ...] | None] = []
+        traced_leaves: list[Any] = []
+        traced_leaf_frames: list[tuple[tuple[str, int], ...]] = []
+        looked = 0
+        partial = False
+        # (not paced: tracing is on while it runs, and a rest would keep every allocation of
+        # the program's threads traced for longer; its deadline is short instead)
+        level: list[Any] = list(roots)
+        below: list[Any] = []  # the next level, as it is found
+        at = 0
+        while True:
+            if at >= len(level):
+                if not below:
+                    break
+                level, below, at = below, [], 0
+            room = limit + 1 - len(seen)
+            if room <= 0 or time.perf_counter() > deadline:
+                partial = True
+                break
+            # a level is taken a pass at a time (a level under a big shared object, a module's
+            # namespace or a cache, is the whole of it), so the deadline is checked often
+            part = level[at : at + min(_PASS, room)]
+            at += len(part)
+            # strings and numbers (most of what a dict or an instance holds, its keys shared
+            # by all) hold nothing: their tracebacks are read without taking their ids, and
+            # those tracing saw are told apart after it stopped (`traces`)
+            leafy = list(_leaf_mask(list(map(type, part))))
+            leaves = list(itertools.compress(part, leafy))
+            looked += len(leaves)
+            leaf_frames = list(map(_object_frames, leaves))
+            traced_leaves += itertools.compress(leaves, leaf_frames)
+            traced_leaf_frames += filter(None, leaf_frames)
+            del leaves, leaf_frames
+            part = list(itertools.compress(part, map(operator.not_, leafy)))
+            by_id = dict(zip(map(id, part), part, strict=True))
+            fresh_ids = by_id.keys() - seen
+            seen |= fresh_ids
+            fresh = list(map(by_id.__getitem__, fresh_ids))
+            del by_id, part
+            kinds = list(map(type, fresh))
+            kind_ids = list(map(id, kinds))
+            for kind_id, kind in dict(zip(kind_ids, kinds, strict=True)).items():
+                if kind_id not in judged:
+                    judged[kind_id] = issubclass(kind, _OPAQUE) or is_tooling_type(kind)
+            kept = list(
+                itertools.compress(fresh, map(operator.not_, map(judged.__getitem__, kind_ids)))
+            )
+            del fresh, kinds, kind_ids
+            objects += kept
+            frames += map(_object_frames, kept)
+            # untraced objects are walked too: lists and dicts come from free lists and, before
+            # Python 3.12, instances of Python classes are invisible to get_object_traceback
+            below += gc.get_referents(*kept)
+            del kept
+        level.clear()
+        below.clear()
+        frame_limit = tracemalloc.get_traceback_limit()
+        reached = cls(objects, frames, frame_limit, len(seen) - 1 + looked, partial)
+        reached.leaves, reached.leaf_frames = traced_leaves, traced_leaf_frames
+        return reached
+
+    def traces(self) -> list[RawTrace]:
+        """The traced objects' raw traces with their sizes (once tracing has stopped: sizes
+        and tuples built here are not traced), and the objects let go."""
+        found: list[RawTrace] = []
+        limit = self.frame_limit
+        leaves: dict[int, tuple[Any, tuple[tuple[str, int], ...]]] = {}
+        for leaf, leaf_frames in zip(self.leaves, self.leaf_frames, strict=True):
+            leaves[id(leaf)] = (leaf, leaf_frames)  # met more than once: counted once
+        pairs = itertools.chain(zip(self.objects, self.frames, strict=True), leaves.values())
+        for obj, frames in pairs:
+            if frames is not None:
+                total = len(frames) + 1 if len(frames) >= limit else len(frames)
+                found.append((0, stored_size(obj), frames, total))
+        self.objects, self.frames, self.leaves, self.leaf_frames = [], [], [], []
+        return found
 
 
 def _public_frames(obj: Any) -> tuple[tuple[str, int], ...] | None:

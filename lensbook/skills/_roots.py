@@ -20,6 +20,7 @@ import functools
 import linecache
 import logging
 import sys
+import types
 from typing import Any
 
 from lensbook.skills._frames import type_module
@@ -139,10 +140,21 @@ def fix_for(chain: str) -> str | None:
 
 
 def is_tooling(obj: Any) -> bool:
-    """lensbook's own objects and tracemalloc's/linecache's caches: never the answer."""
+    """lensbook's own objects, classes and modules, and tracemalloc's/linecache's caches:
+    never the answer (a chain that climbs to one of lensbook's classes is lensbook's)."""
     if obj is linecache.cache:
         return True
-    module = type_module(type(obj)) or ""
+    kind = type(obj)
+    if issubclass(kind, type):
+        return is_tooling_type(obj)
+    if issubclass(kind, types.ModuleType):
+        return is_tooling_module(str(stored_attr(obj, "__name__", "")))
+    return is_tooling_type(kind)
+
+
+def is_tooling_type(kind: type) -> bool:
+    """Whether objects of `kind` are lensbook's or tracemalloc's own."""
+    module = type_module(kind) or ""
     return module == "tracemalloc" or is_tooling_module(module)
 
 

@@ -278,17 +278,24 @@ DEEP_FRAMES = 16
 DEEP_MIN_BYTES = 64 * 1024
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
-#: the longest a retention burst (see `_retained.Watch`) traces, waiting for the root to gain
-#: two members; its traced time is then rested like any burst's (the next window's first burst
-#: waits), so tracing keeps its duty. It ends as soon as two members have come (a fast leak
-#: pays next to nothing), and is capped: deep tracing makes every allocation of the program's
-#: threads many times dearer meanwhile (a busy thread ran 43-52x slower at 25 frames), but a
-#: root that gains one member in a third of a second (a figure per plotted request, each
-#: ~0.26 s to draw with 16 frames traced) still needs most of a second for its two
-RETENTION_BURST_MAX_S = 1.0
-#: how long the walk below a retention burst's new members may take (tracing still on, so it
-#: is not paced: a rest would keep the program's allocations traced for longer)
-RETENTION_WALK_S = 0.3
+#: the longest one retention burst (see `_retained.Watch`) traces, waiting for the root to
+#: gain two members: deep tracing makes every allocation of the program's threads many times
+#: dearer meanwhile (a busy main thread makes next to no progress), so a burst is short, and
+#: one chunk of the program's work overlaps at most one burst and its walk (the bound
+#: `benchmarks/bench_host_cost.py` measures: 3x a chunk's time at worst)...
+RETENTION_BURST_MAX_S = 0.1
+#: ...and a call takes at most this many bursts. A fast leak gains its two members in the
+#: first; a slow one (a figure per plotted request, each ~0.26 s to draw with 16 frames
+#: traced) is sampled: each burst walks what the root's newest members hold, the one still
+#: being filled included, and their traces add up
+RETENTION_BURSTS = 8
+#: between two bursts of one call, a rest this many times as long as the last traced (chunks
+#: of the program's work overlap one burst at most); after the call, the next tracing waits
+#: out what is left of the duty's rest (`trace_duty`), so the share traced stays the duty's
+RETENTION_BURST_REST = 3.0
+#: how long the walk below a burst's members may take (tracing still on, so it is not
+#: paced: a rest would keep the program's allocations traced for longer)
+RETENTION_WALK_S = 0.05
 #: how long a pending retention watch may hold its root strongly (a dict or list: no weak
 #: reference) when no run owns it; a run's end releases it sooner, whatever ended the run
 RETENTION_HOLD_MAX_S = 60.0
@@ -338,6 +345,8 @@ class _TraceWindow:
                 cycler.join(5.0)  # it ends its burst (snapshot, stop) within ~0.1 s
         elif self.owned and tracemalloc.is_tracing():
             tracemalloc.stop()  # a whole-window trace, or a first burst never handed over
+        if self.bursting:
+            _heap.burst_ends()
         if self.ended_at is None:
             self.ended_at = time.time()
 
@@ -355,6 +364,7 @@ class _TraceWindow:
             if first_rest > 0:
                 if self.stop.wait(first_rest) or tracemalloc.is_tracing():
                     return
+                _heap.burst_begins(force=True)
                 began = time.perf_counter()
                 tracemalloc.start(self.frames)
             while True:
@@ -365,6 +375,7 @@ class _TraceWindow:
                     snap = None
                 finally:
                     tracemalloc.stop()
+                    _heap.burst_ends()
                 if snap is None:
                     self.ended_by = self.ended_by or "tracing was stopped during a burst"
                     return
@@ -386,14 +397,19 @@ class _TraceWindow:
                 # jittered around its mean (which keeps the duty): a fixed period locks onto a
                 # periodic job's (a request every 100 ms) and misses it every time
                 rest = max(traced, TRACE_BURST_S) * (1.0 / self.duty - 1.0)
-                if self.stop.wait(rest * random.uniform(0.5, 1.5)):
-                    return
-                if tracemalloc.is_tracing():  # the process started tracing: not ours to stop
-                    self.ended_by = self.ended_by or "the process started tracing itself"
-                    return
+                while True:
+                    if self.stop.wait(rest * random.uniform(0.5, 1.5)):
+                        return
+                    if tracemalloc.is_tracing():  # the process started tracing: not ours
+                        self.ended_by = self.ended_by or "the process started tracing itself"
+                        return
+                    if _heap.burst_begins():
+                        break
+                    rest = TRACE_BURST_S  # a heap walk holds its listing: a burst once it ends
                 began = time.perf_counter()
                 tracemalloc.start(frames)
         finally:
+            _heap.burst_ends()
             self.ended_at = time.time()
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
@@ -1223,6 +1239,8 @@ class MemorySkill(Skill):
             # after a retention burst, a bursting window rests first (see retained_sites)
             rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
             if not rest:
+                if window.bursting:
+                    _heap.burst_begins(force=True)  # (its cycler ends it)
                 tracemalloc.start(frames)  # the whole window, or its first burst
             if window.bursting:
                 window.cycler = threading.Thread(
@@ -1621,6 +1639,8 @@ class MemorySkill(Skill):
         """Remember the first root with a container, for memory_retained_sites to watch; the
         root's name, or None when there is nothing to watch."""
         for name, holder, held in roots:
+            if is_tooling(holder) or is_tooling(held):
+                continue  # lensbook's own (a schema cached on one of its classes): not a leak
             container = container_of(holder, held)
             if container is not None:
                 self._end_watch("replaced")
@@ -1672,10 +1692,11 @@ class MemorySkill(Skill):
             top: how many sites to return (at most 10).
             frames_shown: frames of each site's traceback to show (most recent first).
 
-        Cost: tracing (16 frames) until the root gains two members, at most 1 s, then a walk of
-        at most 20,000 objects below the new members for at most 0.3 s (no user code runs); the
-        next tracing window,
-        or retention burst, then rests nine times as long first, so tracing keeps its duty.
+        Cost: bursts of tracing (16 frames) until the root gains two members, at most 0.1 s
+        each, each with a walk of at most 20,000 objects below the newest members for at most
+        0.05 s (no user code runs) and a rest three times as long after it; at most 8 bursts
+        (~5 s) for a root that grows slowly. The next tracing window, or retention burst, then
+        rests what is left of nine times the time traced, so tracing keeps its duty.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
@@ -1704,8 +1725,9 @@ class MemorySkill(Skill):
             watch.release()  # the root is the program's alone again, whatever ended the burst
 
     def _retention_burst(self, watch: Watch, top: int, frames_shown: int) -> dict[str, Any]:
-        """`retained_sites` for the watch it took: trace until the root gained two members,
-        walk what they hold, group it by the user's allocating line."""
+        """`retained_sites` for the watch it took: short bursts until one saw the root gain
+        two members (or `RETENTION_BURSTS`), what the newest members hold walked in each, the
+        traces grouped by the user's allocating line."""
         root = mark_fields({"root": watch.root}, "root")  # the process's names
         if watch.target() is None:
             return {
@@ -1714,31 +1736,24 @@ class MemorySkill(Skill):
             }
         with self._lock:
             if self._window is not None and (self._window.owned or self._window.ended_by):
-                self._close_window()  # its bursts would overlap this one
-            change: intrusion.Change | None = None
-            watch.begin()  # before tracing: nothing it allocates is traced
-            if not tracemalloc.is_tracing():
-                tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
-                # raises RunEnded (tracing stopped again) if the asking run has ended
-                change = intrusion.switch_on(
-                    "tracemalloc",
-                    tracemalloc.stop,
-                    max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
-                    detail=f"{DEEP_FRAMES} frames, one retention burst",
-                )
-        began = time.perf_counter()
-        try:
-            pause = threading.Event()  # never set: a poll every 10 ms while the root grows
-            while not watch.finished() and tracemalloc.is_tracing():
-                pause.wait(0.01)
-            watch.collect(time.perf_counter() + RETENTION_WALK_S * self.budget_scale)
-        finally:
-            if change is not None:
-                change.undo("retention burst done")
-                with self._lock:
-                    traced = time.perf_counter() - began
-                    rest = traced * (1.0 / self.trace_duty - 1.0)
-                    self._quiet_until = time.perf_counter() + rest
+                self._close_window()  # its bursts would overlap these
+        bursts = 0
+        traced = rested = last = 0.0
+        resting = threading.Event()  # never set: the rest between two bursts
+        while bursts < RETENTION_BURSTS and watch.target() is not None:
+            if bursts:
+                rest = RETENTION_BURST_REST * last
+                resting.wait(rest)
+                rested += rest
+            bursts += 1
+            whole, last = self._one_retention_burst(watch)
+            traced += last
+            if whole:
+                break  # a member came whole while tracing was on
+        with self._lock:
+            # the rest the duty asks for, less what the bursts already rested between them
+            rest = traced * (1.0 / self.trace_duty - 1.0) - rested
+            self._quiet_until = time.perf_counter() + max(rest, 0.0)
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
@@ -1749,12 +1764,54 @@ class MemorySkill(Skill):
         return {
             **root,
             "new_members": watch.new_members,
+            "bursts": bursts,
             "objects_walked": watch.walked,
             "traced_objects": len(watch.traces),
             "kb": round(total / _KB, 1),
             "partial": watch.partial,
             "sites": _fit(sites, 3000)[0],
         }
+
+    def _one_retention_burst(self, watch: Watch) -> tuple[bool, float]:
+        """Trace (`DEEP_FRAMES`) until the root gained two members or `RETENTION_BURST_MAX_S`,
+        walk its newest members, stop tracing, add the traces to the watch's; whether the
+        root gained its two members, and how long lensbook traced (0 when the program was
+        tracing already)."""
+        with self._lock:
+            change: intrusion.Change | None = None
+            watch.begin()  # before tracing: nothing it allocates is traced
+            if not tracemalloc.is_tracing():
+                _heap.burst_begins(force=True)  # heap walks wait for its end
+                tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
+                try:
+                    # raises RunEnded (tracing stopped again) if the asking run has ended
+                    change = intrusion.switch_on(
+                        "tracemalloc",
+                        tracemalloc.stop,
+                        max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
+                        detail=f"{DEEP_FRAMES} frames, one retention burst",
+                    )
+                except BaseException:
+                    _heap.burst_ends()
+                    raise
+        began = time.perf_counter()
+        traced = 0.0
+        try:
+            pause = threading.Event()  # never set: a poll every 10 ms while the root grows
+            while not watch.finished() and tracemalloc.is_tracing():
+                pause.wait(0.01)
+            whole = watch.gained() >= watch.members_wanted
+            watch.collect(time.perf_counter() + RETENTION_WALK_S * self.budget_scale)
+        finally:
+            if change is not None:
+                change.undo("retention burst done")
+                _heap.burst_ends()
+                traced = time.perf_counter() - began
+                with self._lock:
+                    # (an error ends the call here: the duty's rest still follows)
+                    self._quiet_until = time.perf_counter() + traced / self.trace_duty
+        watch.settle()  # sizes and traces once tracing is off: none of it is traced
+        return whole, traced
 
     def rules(self) -> Sequence[Rule]:
         return (LeakRule(), RssSinceLoad())

@@ -46,8 +46,12 @@ def test_instances_pinned_by_lru_cache_name_the_cache_and_its_fix(tmp_path: Path
 def test_a_leak_inside_matplotlib_is_blamed_on_the_users_line_and_pyplot(tmp_path: Path) -> None:
     outcome = _run("figure_leak", tmp_path)
     text = notes_text(outcome)
-    line = line_of(figure_leak, "ax.plot(values)")
-    assert f"figure_leak.py:{line} in render_dashboard" in text
+    # retention bursts are short (issue 12's bound on a busy thread: a burst traces 0.1 s at
+    # most, where drawing one figure takes ~0.26 s traced), so which of the user's lines that
+    # build what pyplot keeps a burst catches depends on where the drawing was: the figure
+    # (plt.subplots) or its data (ax.plot); both are render_dashboard's
+    lines = (line_of(figure_leak, "plt.subplots()"), line_of(figure_leak, "ax.plot(values)"))
+    assert any(f"figure_leak.py:{line} in render_dashboard" in text for line in lines), text
     assert "calls into matplotlib/" in text  # library frames kept as detail
     assert "matplotlib's pyplot figure managers (matplotlib._pylab_helpers.Gcf.figs)" in text
     assert "plt.close(fig)" in text

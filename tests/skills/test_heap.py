@@ -245,3 +245,33 @@ def test_slices_rest_between_slices_and_stop_at_the_deadline() -> None:
     sizes = [len(s) for s in heap.slices(time.perf_counter() + 600, lambda: rests.append(1))]
     assert sizes == [_heap.SLICE, _heap.SLICE, 1] and len(rests) == 3 and not heap.partial
     assert list(heap.slices(time.perf_counter() - 1, lambda: None)) == [] and heap.partial
+
+
+def test_a_tracing_burst_and_a_heap_listing_never_overlap() -> None:
+    """A burst waits for the listings alive to go (or is skipped), and a heap step waits for
+    a burst to end: a young collection under tracing would walk the whole listing."""
+    heap = _heap.objects()
+    assert not _heap.burst_begins(wait_s=0.05)  # a listing is alive: no burst
+    del heap
+    assert _heap.burst_begins(wait_s=0.05)
+    try:
+        ended = threading.Timer(0.1, _heap.burst_ends)
+        ended.start()
+        started = time.perf_counter()
+        heap = _heap.objects()  # waits for the burst's end
+        waited = time.perf_counter() - started
+        ended.join()
+        assert 0.08 <= waited < _heap.MAX_BURST_WAIT_S + 1.0, waited
+        del heap
+    finally:
+        _heap.burst_ends()
+    # a burst that does not end (a bug, a crashed thread) costs a step a bounded wait
+    assert _heap.burst_begins(wait_s=0.0, force=True)
+    try:
+        started = time.perf_counter()
+        del _heap.objects().objects[:]
+        assert time.perf_counter() - started < _heap.MAX_BURST_WAIT_S + 1.0
+    finally:
+        _heap.burst_ends()
+    assert _heap.burst_begins(wait_s=0.05)  # the listing above is gone with its Heap
+    _heap.burst_ends()

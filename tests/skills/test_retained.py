@@ -187,6 +187,7 @@ def test_a_watch_finds_what_a_large_root_gained_and_only_that(kind: type) -> Non
         watch.collect(time.perf_counter() + 60)
     finally:
         tracemalloc.stop()
+    watch.settle()  # the traces are read while tracing is on, made after it stopped
     assert watch.new_members == 2
     sizes = sorted(size for _, size, _, _ in watch.traces)
     # the two new readings' samples, none of the old members (allocated before tracing)

@@ -27,7 +27,11 @@ on a shared machine the worst chunk is often the scheduler's, not lensbook's, so
 next to the baseline's; the load average is printed before and after for the same reason.
 Columns marked * take each chunk less the main thread's run-queue wait (Linux schedstat: time
 it was runnable while the OS ran something else), so another process's load mostly drops
-out; waiting for the GIL is sleeping, not run-queue wait, so lensbook's cost stays in.
+out; waiting for the GIL is sleeping, not run-queue wait, so lensbook's cost stays in. The
+line marked ** also takes out the program's own full collections (generation 2, in any thread:
+they hold every thread); the leaking thread grows the heap for the whole run, so they grow
+from ~50 to ~200 ms and set the baseline's own worst. What lensbook adds to a chunk (its heap
+steps, its tracing bursts, the young collections that walk a probe's listing) stays in.
 
 Last, it times one heap step (`lensbook.skills._heap.objects()`, the GIL hold no
 walk can split) alone at the same heap, per million tracked objects: the bound documented in
@@ -43,6 +47,7 @@ waited: ~290 ms at 300k objects, against ~40 ms alone).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -74,13 +79,19 @@ def _timed(units: int) -> float:
 
 
 def _chunks(
-    units: int, until: Any, starts: list[float] | None = None, queued: list[float] | None = None
+    units: int,
+    until: Any,
+    starts: list[float] | None = None,
+    queued: list[float] | None = None,
+    collected: list[float] | None = None,
 ) -> list[float]:
-    """Chunk times until `until()`; with `queued`, each chunk's run-queue wait too."""
+    """Chunk times until `until()`; with `queued`, each chunk's run-queue wait too; with
+    `collected`, the seconds of full collections (any thread's) during each chunk."""
     times = []
     while not until():
         started = time.perf_counter()
         waited = _run_queue_wait()
+        full = _FULL_COLLECTIONS.seconds
         for _ in range(units):
             _work_unit()
         times.append(time.perf_counter() - started)
@@ -88,7 +99,30 @@ def _chunks(
             starts.append(started)
         if queued is not None:
             queued.append(_run_queue_wait() - waited)
+        if collected is not None:
+            collected.append(_FULL_COLLECTIONS.seconds - full)
     return times
+
+
+class _FullCollections:
+    """Seconds spent in full (generation 2) collections so far, in any thread: the program's
+    own stalls, which grow with its heap (the leaking thread grows it for the whole run) and
+    hold every thread whoever triggered them."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._began = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._began
+
+
+_FULL_COLLECTIONS = _FullCollections()
 
 
 def _run_queue_wait() -> float:
@@ -161,9 +195,11 @@ def _child(
     _chunks(units, _deadline(1.0))  # warm up
     out: dict[str, Any] = {"phase": phase}
     queued: list[float] = []
-    out["queued"] = queued
+    collected: list[float] = []
+    out["queued"], out["collected"] = queued, collected
+    gc.callbacks.append(_FULL_COLLECTIONS)
     if phase == "baseline":
-        out["chunks"] = _chunks(units, _deadline(seconds), queued=queued)
+        out["chunks"] = _chunks(units, _deadline(seconds), queued=queued, collected=collected)
     else:
         import lensbook
         from lensbook import events
@@ -192,7 +228,7 @@ def _child(
         )
         started = time.perf_counter()
         starts: list[float] = []
-        out["chunks"] = _chunks(units, done.is_set, starts, queued)
+        out["chunks"] = _chunks(units, done.is_set, starts, queued, collected)
         out["investigation_s"] = round(time.perf_counter() - started, 2)
         events.unsubscribe(token)
         worst = max(range(len(starts)), key=out["chunks"].__getitem__, default=None)
@@ -333,6 +369,7 @@ def main() -> None:
     head += ("base w*", "median*", "worst*")
     print("".join(f"{h:>11}" for h in head))
     rows = []
+    full_rows = []  # less run-queue wait and the program's full collections too
     for i in range(args.repeat):
         inv = _run_child("investigation", args, units, 0)
         base = _run_child("baseline", args, units, max(inv["investigation_s"], 3.0))
@@ -345,8 +382,9 @@ def main() -> None:
             statistics.median(inv["chunks"]) / b_med,
             _p95(inv["chunks"]) / b_med,
             max(inv["chunks"]) / b_med,
-            *_less_run_queue(base, inv),
+            *_less(base, inv, "queued"),
         )
+        full_rows.append(_less(base, inv, "queued", "collected"))
         rows.append(row)
         print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
         during = ", ".join(inv.get("worst_during") or []) or "no probe (the loop, a model turn)"
@@ -369,6 +407,11 @@ def main() -> None:
         f"* less run-queue wait: median {medians[8]:.2f}x, worst {medians[9]:.2f}x "
         f"(the baseline's own worst {medians[7]:.2f}x)"
     )
+    b_worst, i_med, i_worst = (statistics.median(col) for col in zip(*full_rows, strict=True))
+    print(
+        f"** less run-queue wait and the program's own full collections: median {i_med:.2f}x, "
+        f"worst {i_worst:.2f}x (the baseline's own worst {b_worst:.2f}x)"
+    )
     step = _run_child("step", args, 0, 0)
     per_million = step["best_s"] / step["tracked"] * 1e9
     print(
@@ -388,11 +431,14 @@ def _load() -> str:
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def _less_run_queue(base: dict[str, Any], inv: dict[str, Any]) -> tuple[float, float, float]:
-    """Base worst, investigation median and worst, each chunk less its run-queue wait, over the
-    baseline's median chunk measured the same way."""
-    b_own = [t - q for t, q in zip(base["chunks"], base["queued"], strict=True)]
-    i_own = [t - q for t, q in zip(inv["chunks"], inv["queued"], strict=True)]
+def _less(base: dict[str, Any], inv: dict[str, Any], *parts: str) -> tuple[float, float, float]:
+    """Base worst, investigation median and worst, each chunk less its `parts` (run-queue
+    wait, full collections), over the baseline's median chunk measured the same way."""
+
+    def own(phase: dict[str, Any]) -> list[float]:
+        return [t - sum(p) for t, *p in zip(*(phase[k] for k in ("chunks", *parts)), strict=True)]
+
+    b_own, i_own = own(base), own(inv)
     b_med = statistics.median(b_own)
     return max(b_own) / b_med, statistics.median(i_own) / b_med, max(i_own) / b_med
 

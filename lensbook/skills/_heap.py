@@ -147,26 +147,29 @@ def step() -> Iterator[None]:
                 _spacing.held = _spacing.ended - started
 
 
-#: the longest a heap step waits for a tracing burst of lensbook's to end (a window's burst
-#: traces 0.05 s, a retention burst at most ~0.15 s)...
+#: the longest a listing of the whole heap waits for lensbook's tracing bursts to end (a
+#: window's burst traces 0.05 s, a retention burst 0.1 s and its walk 0.05 s)...
 MAX_BURST_WAIT_S = 0.3
-#: ...and the longest a window's burst waits for the heap listings alive to go (else it rests
-#: again: its duty is kept, one burst is missed)
+#: ...and the longest a tracing burst waits for the listings alive to go (a window's burst
+#: then rests again, keeping its duty; a retention burst starts anyway)
 MAX_LISTING_WAIT_S = 0.2
 
 
 @dataclass
 class _Quiet:
-    """Heap listings alive and whether lensbook is tracing a burst (under `_quiet`).
+    """Listings of the whole heap alive, and lensbook's tracing bursts under way (under
+    `_quiet`).
 
-    The two never overlap: a young collection while tracing is on walks a listing held by a
-    probe (337k entries: a 131 ms collection in the window's thread, and a 150 ms snapshot,
-    with every allocation of the program's threads traced meanwhile: a busy main thread's
-    100 ms of work took 425 ms).
+    They are kept apart, each waiting a bounded time for the other: a young collection while
+    tracing is on walks a listing a probe holds (at 337k objects: a 131 ms collection in the
+    window's thread and a 150 ms snapshot, every allocation of the program's threads traced
+    meanwhile: a busy main thread's 100 ms of work took 425 ms).
     """
 
     listings: int = 0
-    bursting: bool = False
+    #: one token per burst under way (each burst ends its own)
+    bursts: set[int] = field(default_factory=set)
+    issued: int = 0
 
 
 _quiet = threading.Condition()
@@ -179,21 +182,26 @@ def _listing_gone() -> None:
         _quiet.notify_all()
 
 
-def burst_begins(wait_s: float = MAX_LISTING_WAIT_S, force: bool = False) -> bool:
-    """Called right before lensbook starts a tracing burst: waits up to `wait_s` until no heap
-    listing is alive; whether the burst may start (with `force`, it starts whatever: a burst
-    that cannot wait). Heap steps wait for `burst_ends` meanwhile (`MAX_BURST_WAIT_S`)."""
+def burst_begins(wait_s: float = MAX_LISTING_WAIT_S, force: bool = False) -> int | None:
+    """Called right before lensbook starts a tracing burst: waits up to `wait_s` until no
+    listing of the whole heap is alive. The burst's token (for `burst_ends`), or None when
+    listings are still alive and the burst should not start (with `force`, a token anyway).
+    Listings wait for the burst to end meanwhile (`MAX_BURST_WAIT_S` at most)."""
     with _quiet:
         free = _quiet.wait_for(lambda: _quiet_state.listings == 0, wait_s)
-        if free or force:
-            _quiet_state.bursting = True
-        return free or force
+        if not (free or force):
+            return None
+        _quiet_state.issued += 1
+        _quiet_state.bursts.add(_quiet_state.issued)
+        return _quiet_state.issued
 
 
-def burst_ends() -> None:
-    """Called once a tracing burst has stopped (idempotent)."""
+def burst_ends(token: int | None) -> None:
+    """Called once the burst of `token` has stopped tracing (idempotent; None is nothing)."""
+    if token is None:
+        return
     with _quiet:
-        _quiet_state.bursting = False
+        _quiet_state.bursts.discard(token)
         _quiet.notify_all()
 
 
@@ -278,23 +286,28 @@ class Heap:
 
 def objects(generation: int | None = None) -> Heap:
     """Every object the collector tracks (of one generation if given), tuples left out."""
-    fetch = gc.get_objects if generation is None else partial(gc.get_objects, generation)
-    spill: list[deque[Any]] = []
+    if generation is not None:  # a generation's listing is small: no young collection
+        return _listed(partial(gc.get_objects, generation))  # is slowed by it
     with _quiet:
         # not while lensbook traces a burst (see `_Quiet`); the wait is bounded
-        _quiet.wait_for(lambda: not _quiet_state.bursting, MAX_BURST_WAIT_S)
+        _quiet.wait_for(lambda: not _quiet_state.bursts, MAX_BURST_WAIT_S)
         _quiet_state.listings += 1
     try:
-        with step():
-            raw = _split(_once(fetch), 3, spill)
-            kept = map(list, map(compress, raw[0], _by_type(_NOT_TUPLE, raw[1])))
-            listing, total = _run(spill, kept, map(len, raw[2]))
-        heap = Heap(listing, total - len(listing))
+        heap = _listed(gc.get_objects)
     except BaseException:
         _listing_gone()
         raise
     weakref.finalize(heap, _listing_gone)  # the listing lives as long as the Heap
     return heap
+
+
+def _listed(fetch: Callable[[], list[Any]]) -> Heap:
+    spill: list[deque[Any]] = []
+    with step():
+        raw = _split(_once(fetch), 3, spill)
+        kept = map(list, map(compress, raw[0], _by_type(_NOT_TUPLE, raw[1])))
+        listing, total = _run(spill, kept, map(len, raw[2]))
+    return Heap(listing, total - len(listing))
 
 
 # -- C-only pipelines ---------------------------------------------------------------------------

@@ -6,24 +6,26 @@ builds what leaks (traced code runs ~10x slower). Once the referrer walk has nam
 that keeps a leak alive (pyplot's figure managers, an ``lru_cache``, a module-global dict),
 the question is narrower: where were the objects *that root gained* allocated?
 
-A `Watch` answers it during one short tracing burst of its own (the memory skill's
-``memory_retained_sites``, after the investigation's window has closed: its bursts and heap
-walks never overlap this one). Right before the burst it notes the root container's length
-(and, for a set, which has no order, its members' ids, from `gc.get_referents`: C code, no user
-code); the burst lasts until the
-container has gained two members (so the first was finished by the user's code: pyplot
-registers a figure when it is created, before ``ax.plot`` fills it) or a cap. The new members
-of a dict, a list or a deque are its last ones, read from its end in one C call (`_newest`):
-a root can hold hundreds of thousands of members, and a pass over all of them while tracing is
-on (every int an id() makes is traced) held the GIL for seconds. Before tracing
-stops, `retained_traces` walks down from the new members through `gc.get_referents` (never into
-classes, modules, functions or frames: what everything shares) and asks
-`tracemalloc.get_object_traceback` for each object reached: objects allocated during the burst
+A `Watch` answers it during short tracing bursts of its own (the memory skill's
+``memory_retained_sites``, after the investigation's window has closed; no window opens while
+its bursts go on). Right before each burst it notes the root container's length (and, for a
+set, which has no order, its members' ids, from `gc.get_referents`: C code, no user code); a
+burst lasts until the container has gained two members (so the first was finished by the
+user's code) or a short cap, and a root that grows slowly is sampled in several bursts. The
+new members of a dict, a list or a deque are its last ones, read from its end in one C call
+(`_newest`), with, in the first burst, the member before them: one still being filled when
+tracing began (pyplot registers a figure when it is created, before ``ax.plot`` fills it). A
+root can hold hundreds of thousands of members, and a pass over all of them while tracing is
+on (every int an id() makes is traced) held the GIL for seconds. Before tracing stops,
+`Reached.walk` goes down from those members through `gc.get_referents` (never into classes,
+modules, functions or frames: what everything shares) in C-level passes and reads each
+object's traceback (`_tracemalloc._get_object_traceback`): objects allocated during the burst
 have one and are counted, the others (allocated before it, or invisible to tracemalloc: free-
 list lists and dicts, and before Python 3.12 instances of Python classes) are only walked
-through. A pyplot figure is ~2,000 such objects. Sizes come from ``__sizeof__`` only when it is
-the interpreter's or an extension's (a class's own Python ``__sizeof__`` is user code, never
-called: the basic object size is used instead). The walk is bounded by a count of objects and a
+through. A pyplot figure is ~2,000 such objects. Sizes are taken after tracing stopped, from
+``__sizeof__`` only when it is the interpreter's or an extension's (a class's own Python
+``__sizeof__`` is user code, never called: the basic object size is used instead). The walk is
+bounded by a count of objects looked at (a string or a number met twice counts twice) and a
 deadline.
 
 The result is a list of raw traces in tracemalloc's own shape (domain, size, frames most
@@ -175,21 +177,25 @@ class Watch:
         enough = self.gained() >= self.members_wanted
         return enough or time.perf_counter() - self.began >= self.max_s
 
-    def collect(self, deadline: float, limit: int = 20_000) -> None:
-        """Walk what the newest members reach and read their tracebacks (tracing must still
-        be on); `settle` makes the traces once tracing has stopped. The newest members are
-        those the burst added and, in a container with an order, the last one before them:
-        a member still being filled when the burst began (pyplot registers a figure before
-        it is drawn) holds what the root gains as much as a new one."""
+    def collect(self, deadline: float, limit: int = 20_000, with_last: bool = False) -> None:
+        """Walk what the members the burst added reach and read their tracebacks (tracing
+        must still be on); `settle` makes the traces once tracing has stopped. `with_last`
+        walks the member before them too (a container with an order): one still being filled
+        when the burst began (pyplot registers a figure before it is drawn) holds what the
+        root gains as much as a new one."""
         container = self.target()
         if container is None:
             return
         gained = max((stored_len(container) or 0) - self.length, 0)
         self.new_members += gained
         if _ordered(container):
-            members = _newest(container, gained + 1)
+            members = _newest(container, gained + 1 if with_last else gained)
         else:
-            members = [m for m in gc.get_referents(container) if id(m) not in self.before]
+            # C-level passes (tracing is on): the members whose ids were not there before
+            held = gc.get_referents(container)
+            by_id = dict(zip(map(id, held), held, strict=True))
+            members = list(map(by_id.__getitem__, by_id.keys() - self.before))
+            del held, by_id
         del container
         self._reached = Reached.walk(members, deadline, limit)
         self.walked += self._reached.walked
@@ -309,7 +315,7 @@ class Reached:
                 if not below:
                     break
                 level, below, at = below, [], 0
-            room = limit + 1 - len(seen)
+            room = limit + 1 - len(seen) - looked
             if room <= 0 or time.perf_counter() > deadline:
                 partial = True
                 break

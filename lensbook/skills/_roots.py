@@ -10,8 +10,8 @@ itself (types and identities only: no user code runs), and `fix_for` gives the f
 that ends at one, or at a class attribute (shared by every instance, it lives as long as its
 class: the classic mutable class attribute that only grows).
 
-The tooling's own structures are never the answer: lensbook's objects, tracemalloc's and
-linecache's caches are skipped by `is_tooling` during the walk.
+The tooling's own structures are never the answer: lensbook's objects, classes and modules,
+tracemalloc's and linecache's caches are skipped (`is_tooling`, `is_tooling_type`).
 """
 
 from __future__ import annotations
@@ -148,7 +148,8 @@ def is_tooling(obj: Any) -> bool:
     if issubclass(kind, type):
         return is_tooling_type(obj)
     if issubclass(kind, types.ModuleType):
-        return is_tooling_module(str(stored_attr(obj, "__name__", "")))
+        name = stored_attr(obj, "__name__", "")
+        return type(name) is str and is_tooling_module(name)
     return is_tooling_type(kind)
 
 

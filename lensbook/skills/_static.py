@@ -30,10 +30,9 @@ from typing import Any
 __all__ = [
     "TypeCount",
     "class_attr",
-    "class_chain",
     "container_base",
     "is_own_dict",
-    "own_class_attr",
+    "slot_names",
     "stored_attr",
     "stored_attrs",
     "stored_len",
@@ -139,16 +138,18 @@ def stored_attrs(obj: Any) -> dict[str, Any] | None:
         return None
 
 
-def class_chain(klass: type) -> tuple[type, ...]:
-    """`klass` and its bases in method resolution order, read by `type`'s own descriptor (a
-    metaclass's ``__mro__``/``__getattribute__`` never runs)."""
-    chain: tuple[type, ...] = _MRO(klass)
-    return chain
-
-
-def own_class_attr(klass: type, name: str) -> Any:
-    """`name` as `klass` itself stores it (not its bases), or None; no code runs."""
-    return _CLASS_DICT(klass).get(name)
+def slot_names(klass: type) -> list[str]:
+    """The ``__slots__`` names of `klass` and of each of its bases (every class declares its
+    own), ``__dict__`` and ``__weakref__`` left out; read by `type`'s own descriptors."""
+    names: list[str] = []
+    for owner in _MRO(klass):
+        slots = _CLASS_DICT(owner).get("__slots__", ())
+        if type(slots) is str:
+            slots = (slots,)
+        elif type(slots) not in (tuple, list, dict):
+            continue
+        names += [s for s in slots if type(s) is str and s not in ("__dict__", "__weakref__")]
+    return names
 
 
 def class_attr(klass: type, name: str) -> Any:

@@ -28,8 +28,7 @@ from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
 from lensbook.skills._static import (
-    class_chain,
-    own_class_attr,
+    slot_names,
     stored_attr,
     stored_len,
     stored_members,
@@ -209,12 +208,7 @@ class _Sizer:
             if isinstance(attrs, dict):
                 children, count = iter((attrs,)), 1
             else:
-                slots = [
-                    s
-                    for c in class_chain(type(obj))
-                    for s in _slot_names(c)
-                    if s not in ("__dict__", "__weakref__")
-                ]
+                slots = slot_names(type(obj))
                 children = (_raw_attr(obj, s) for s in slots)
                 count = len(slots)
         if count == 0:
@@ -244,13 +238,6 @@ def _raw_attr(obj: Any, name: str) -> Any:
         return object.__getattribute__(obj, name)
     except Exception:
         return None
-
-
-def _slot_names(cls: type) -> list[str]:
-    slots = own_class_attr(cls, "__slots__") or ()
-    if type(slots) is str:
-        return [slots]
-    return [s for s in slots if type(s) is str] if type(slots) in (tuple, list, dict) else []
 
 
 def _dict_items(d: dict[Any, Any]) -> Iterator[Any]:

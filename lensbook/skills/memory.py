@@ -59,9 +59,9 @@ from lensbook.skills._roots import (
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import (
     TypeCount,
-    class_attr,
     container_base,
     is_own_dict,
+    slot_names,
     stored_attr,
     stored_attrs,
     stored_len,
@@ -328,6 +328,8 @@ class _TraceWindow:
     lock: threading.Lock = field(default_factory=threading.Lock)
     cycler: threading.Thread | None = None
     change: intrusion.Change | None = None
+    #: the `_heap.burst_begins` token of the burst under way (the cycler's, once it runs)
+    burst: int | None = None
 
     @property
     def bursting(self) -> bool:
@@ -345,8 +347,9 @@ class _TraceWindow:
                 cycler.join(5.0)  # it ends its burst (snapshot, stop) within ~0.1 s
         elif self.owned and tracemalloc.is_tracing():
             tracemalloc.stop()  # a whole-window trace, or a first burst never handed over
-        if self.bursting:
-            _heap.burst_ends()
+        if cycler is None or not cycler.is_alive():
+            # a first burst never handed over (a cycler still alive ends its own burst)
+            _heap.burst_ends(self.burst)
         if self.ended_at is None:
             self.ended_at = time.time()
 
@@ -364,7 +367,10 @@ class _TraceWindow:
             if first_rest > 0:
                 if self.stop.wait(first_rest) or tracemalloc.is_tracing():
                     return
-                _heap.burst_begins(force=True)
+                self.burst = _heap.burst_begins(force=True)
+                if tracemalloc.is_tracing():  # the process started tracing meanwhile
+                    self.ended_by = self.ended_by or "the process started tracing itself"
+                    return
                 began = time.perf_counter()
                 tracemalloc.start(self.frames)
             while True:
@@ -375,7 +381,7 @@ class _TraceWindow:
                     snap = None
                 finally:
                     tracemalloc.stop()
-                    _heap.burst_ends()
+                    _heap.burst_ends(self.burst)
                 if snap is None:
                     self.ended_by = self.ended_by or "tracing was stopped during a burst"
                     return
@@ -403,13 +409,18 @@ class _TraceWindow:
                     if tracemalloc.is_tracing():  # the process started tracing: not ours
                         self.ended_by = self.ended_by or "the process started tracing itself"
                         return
-                    if _heap.burst_begins():
-                        break
-                    rest = TRACE_BURST_S  # a heap walk holds its listing: a burst once it ends
+                    self.burst = _heap.burst_begins()
+                    if self.burst is None:
+                        rest = TRACE_BURST_S  # a heap walk holds its listing: once it ends
+                        continue
+                    if tracemalloc.is_tracing():  # the process started tracing meanwhile
+                        self.ended_by = self.ended_by or "the process started tracing itself"
+                        return
+                    break
                 began = time.perf_counter()
                 tracemalloc.start(frames)
         finally:
-            _heap.burst_ends()
+            _heap.burst_ends(self.burst)
             self.ended_at = time.time()
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
@@ -701,15 +712,7 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         return "(closure)"
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    slots = class_attr(type(holder), "__slots__") or ()
-    names = (
-        (slots,)
-        if type(slots) is str
-        else list(slots)
-        if type(slots) in (tuple, list, dict)
-        else ()
-    )
-    for name in names:
+    for name in slot_names(type(holder)):
         if stored_attr(holder, name) is held:
             return f".{name}"
     # an instance keeping its attributes inline (no dict between it and `held`)
@@ -1128,6 +1131,8 @@ class MemorySkill(Skill):
         self._watch_change: intrusion.Change | None = None
         #: no tracing window of this skill starts tracing before (a retention burst's rest)
         self._quiet_until = 0.0
+        #: a memory_retained_sites call is tracing in bursts (no window opens meanwhile)
+        self._retaining = False
 
     # -- snapshot ---------------------------------------------------------------------------
 
@@ -1214,6 +1219,14 @@ class MemorySkill(Skill):
         frames = min(max(frames, 1), 25)
         max_seconds = min(max(max_seconds, 1.0), MAX_TRACE_SECONDS)
         with self._lock:
+            if self._retaining:
+                # (a call that ran past its budget goes on: its bursts and a window's would
+                # overlap)
+                return {
+                    "note": "memory_retained_sites is still tracing its root in bursts: open "
+                    "the window once it has answered",
+                    "retry_after_s": RETENTION_BURSTS * (1 + RETENTION_BURST_REST) * 0.15,
+                }
             if self._window is not None and self._window.owned:
                 self._close_window()
             if tracemalloc.is_tracing():
@@ -1240,8 +1253,13 @@ class MemorySkill(Skill):
             rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
             if not rest:
                 if window.bursting:
-                    _heap.burst_begins(force=True)  # (its cycler ends it)
-                tracemalloc.start(frames)  # the whole window, or its first burst
+                    # (no wait: a listing alive now waits for this burst's end instead)
+                    window.burst = _heap.burst_begins(0.0, force=True)
+                try:
+                    tracemalloc.start(frames)  # the whole window, or its first burst
+                except BaseException:
+                    _heap.burst_ends(window.burst)
+                    raise
             if window.bursting:
                 window.cycler = threading.Thread(
                     target=window.cycle,
@@ -1681,11 +1699,13 @@ class MemorySkill(Skill):
     @probe(budget=8.0, intrusive="tracemalloc")
     def retained_sites(self, top: int = 5, frames_shown: int = 4) -> dict[str, Any]:
         """Where what a leak's root gains is allocated: the root memory_referrers last found
-        (pyplot's figure managers, an lru_cache, a module global...) is watched in one short
-        tracemalloc burst until it gains two members, and the objects they hold that were
-        allocated meanwhile are grouped by the first frame in the user's code (library frames
-        as ``via``). Unlike memory_allocation_diff, work in flight is left out: only what the
-        root keeps counts. Closes a tracemalloc window still open. A root the program has
+        (pyplot's figure managers, an lru_cache, a module global...) is watched in short
+        tracemalloc bursts, and the objects its newest members hold that were allocated
+        meanwhile are grouped by the first frame in the user's code (library frames as
+        ``via``). A burst ends once the root gained two members; a root that grows slowly is
+        sampled in several bursts (the member being filled when the first began included).
+        Unlike memory_allocation_diff, work in flight is left out: only what the root keeps
+        counts. Closes a tracemalloc window still open. A root the program has
         freed since (lensbook holds it weakly where its type allows) is only reported freed.
 
         Args:
@@ -1695,8 +1715,9 @@ class MemorySkill(Skill):
         Cost: bursts of tracing (16 frames) until the root gains two members, at most 0.1 s
         each, each with a walk of at most 20,000 objects below the newest members for at most
         0.05 s (no user code runs) and a rest three times as long after it; at most 8 bursts
-        (~5 s) for a root that grows slowly. The next tracing window, or retention burst, then
-        rests what is left of nine times the time traced, so tracing keeps its duty.
+        (~5 s) for a root that grows slowly, then the grouping (at most 2 s). The next tracing
+        window, or retention burst, then rests what is left of nine times the time traced, so
+        tracing keeps its duty; no window opens while a call is still bursting.
         """
         top = min(max(top, 1), 10)
         frames_shown = min(max(frames_shown, 1), 25)
@@ -1737,23 +1758,29 @@ class MemorySkill(Skill):
         with self._lock:
             if self._window is not None and (self._window.owned or self._window.ended_by):
                 self._close_window()  # its bursts would overlap these
+            self._retaining = True
         bursts = 0
         traced = rested = last = 0.0
         resting = threading.Event()  # never set: the rest between two bursts
-        while bursts < RETENTION_BURSTS and watch.target() is not None:
-            if bursts:
-                rest = RETENTION_BURST_REST * last
-                resting.wait(rest)
-                rested += rest
-            bursts += 1
-            whole, last = self._one_retention_burst(watch)
-            traced += last
-            if whole:
-                break  # a member came whole while tracing was on
-        with self._lock:
-            # the rest the duty asks for, less what the bursts already rested between them
-            rest = traced * (1.0 / self.trace_duty - 1.0) - rested
-            self._quiet_until = time.perf_counter() + max(rest, 0.0)
+        try:
+            while bursts < RETENTION_BURSTS and watch.target() is not None:
+                if bursts:
+                    rest = RETENTION_BURST_REST * last
+                    resting.wait(rest)
+                    rested += rest
+                bursts += 1
+                whole, last = self._one_retention_burst(watch, first=bursts == 1)
+                traced += last
+                if whole or not last:
+                    # a member came whole while tracing was on; or the process was tracing
+                    # already (its traces outlive a burst: a second would count them again)
+                    break
+        finally:
+            with self._lock:
+                self._retaining = False
+                # the rest the duty asks for, less what the bursts already rested between them
+                rest = traced * (1.0 / self.trace_duty - 1.0) - rested
+                self._quiet_until = max(self._quiet_until, time.perf_counter() + rest)
         grouped = _resolved(_group_traces(watch.traces, time.perf_counter() + 2.0))
         total = sum(stat.size for stat in grouped.sites.values())
         best = heapq.nlargest(top, grouped.sites.items(), key=lambda kv: kv[1].size)
@@ -1772,18 +1799,21 @@ class MemorySkill(Skill):
             "sites": _fit(sites, 3000)[0],
         }
 
-    def _one_retention_burst(self, watch: Watch) -> tuple[bool, float]:
+    def _one_retention_burst(self, watch: Watch, first: bool) -> tuple[bool, float]:
         """Trace (`DEEP_FRAMES`) until the root gained two members or `RETENTION_BURST_MAX_S`,
         walk its newest members, stop tracing, add the traces to the watch's; whether the
-        root gained its two members, and how long lensbook traced (0 when the program was
-        tracing already)."""
-        with self._lock:
-            change: intrusion.Change | None = None
-            watch.begin()  # before tracing: nothing it allocates is traced
-            if not tracemalloc.is_tracing():
-                _heap.burst_begins(force=True)  # heap walks wait for its end
-                tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
-                try:
+        root gained its two members, and how long lensbook traced (0 when the process was
+        tracing already: then only what this burst added is walked)."""
+        token = _heap.burst_begins(force=True)  # listings of the heap go first (0.2 s at most)
+        change: intrusion.Change | None = None
+        try:
+            with self._lock:
+                ours = not tracemalloc.is_tracing()
+                if not ours:
+                    _heap.burst_ends(token)  # the process's tracing: not a burst of ours
+                watch.begin()  # before tracing: nothing it allocates is traced
+                if ours:
+                    tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
                     # raises RunEnded (tracing stopped again) if the asking run has ended
                     change = intrusion.switch_on(
                         "tracemalloc",
@@ -1791,25 +1821,26 @@ class MemorySkill(Skill):
                         max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
                         detail=f"{DEEP_FRAMES} frames, one retention burst",
                     )
-                except BaseException:
-                    _heap.burst_ends()
-                    raise
-        began = time.perf_counter()
-        traced = 0.0
-        try:
-            pause = threading.Event()  # never set: a poll every 10 ms while the root grows
-            while not watch.finished() and tracemalloc.is_tracing():
-                pause.wait(0.01)
-            whole = watch.gained() >= watch.members_wanted
-            watch.collect(time.perf_counter() + RETENTION_WALK_S * self.budget_scale)
+            began = time.perf_counter()
+            traced = 0.0
+            try:
+                pause = threading.Event()  # never set: a poll every 10 ms while the root grows
+                while not watch.finished() and tracemalloc.is_tracing():
+                    pause.wait(0.01)
+                whole = watch.gained() >= watch.members_wanted
+                deadline = time.perf_counter() + RETENTION_WALK_S * self.budget_scale
+                # the member being filled when tracing began holds what the root gains too;
+                # under the process's own tracing its older traces would count as well
+                watch.collect(deadline, with_last=first and ours)
+            finally:
+                if change is not None:
+                    change.undo("retention burst done")
+                    traced = time.perf_counter() - began
+                    with self._lock:
+                        # (an error ends the call here: the duty's rest still follows)
+                        self._quiet_until = time.perf_counter() + traced / self.trace_duty
         finally:
-            if change is not None:
-                change.undo("retention burst done")
-                _heap.burst_ends()
-                traced = time.perf_counter() - began
-                with self._lock:
-                    # (an error ends the call here: the duty's rest still follows)
-                    self._quiet_until = time.perf_counter() + traced / self.trace_duty
+            _heap.burst_ends(token)
         watch.settle()  # sizes and traces once tracing is off: none of it is traced
         return whole, traced
 

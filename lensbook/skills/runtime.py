@@ -194,7 +194,7 @@ class RuntimeSkill(Skill):
         """A cheap estimate of live GC-tracked objects: the young generation plus counters.
 
         Cost: O(generation 0) only (about a millisecond, after up to 0.25 s behind another heap
-        step); the full count is the memory skill's census.
+        step; it waits for no tracing burst); the full count is the memory skill's census.
         """
         young = len(_heap.objects(generation=0))
         return {

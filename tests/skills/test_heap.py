@@ -247,31 +247,43 @@ def test_slices_rest_between_slices_and_stop_at_the_deadline() -> None:
     assert list(heap.slices(time.perf_counter() - 1, lambda: None)) == [] and heap.partial
 
 
-def test_a_tracing_burst_and_a_heap_listing_never_overlap() -> None:
-    """A burst waits for the listings alive to go (or is skipped), and a heap step waits for
-    a burst to end: a young collection under tracing would walk the whole listing."""
+def test_a_tracing_burst_and_a_heap_listing_wait_for_each_other_a_bounded_time() -> None:
+    """A burst waits for the listings of the whole heap alive to go (or is skipped), and a
+    listing waits for the bursts under way to end: a young collection under tracing would walk
+    the whole listing. Each burst ends only its own."""
     heap = _heap.objects()
-    assert not _heap.burst_begins(wait_s=0.05)  # a listing is alive: no burst
+    assert _heap.burst_begins(wait_s=0.05) is None  # a listing is alive: no burst
     del heap
-    assert _heap.burst_begins(wait_s=0.05)
+    young = _heap.objects(generation=0)  # a generation's listing is small: no wait for it
+    token = _heap.burst_begins(wait_s=0.05)
+    assert token is not None
+    _heap.burst_ends(token)
+    del young
+    first = _heap.burst_begins(wait_s=0.05)
+    second = _heap.burst_begins(wait_s=0.05)
+    assert first is not None and second is not None and first != second
     try:
-        ended = threading.Timer(0.1, _heap.burst_ends)
+        _heap.burst_ends(first)
+        _heap.burst_ends(first)  # idempotent: the second burst is still under way
+        ended = threading.Timer(0.1, _heap.burst_ends, (second,))
         ended.start()
         started = time.perf_counter()
-        heap = _heap.objects()  # waits for the burst's end
+        heap = _heap.objects()  # waits for the second burst's end
         waited = time.perf_counter() - started
         ended.join()
         assert 0.08 <= waited < _heap.MAX_BURST_WAIT_S + 1.0, waited
         del heap
     finally:
-        _heap.burst_ends()
-    # a burst that does not end (a bug, a crashed thread) costs a step a bounded wait
-    assert _heap.burst_begins(wait_s=0.0, force=True)
+        _heap.burst_ends(first)
+        _heap.burst_ends(second)
+    # a burst that does not end (a bug, a crashed thread) costs a listing a bounded wait
+    stuck = _heap.burst_begins(wait_s=0.0, force=True)
     try:
         started = time.perf_counter()
         del _heap.objects().objects[:]
         assert time.perf_counter() - started < _heap.MAX_BURST_WAIT_S + 1.0
     finally:
-        _heap.burst_ends()
-    assert _heap.burst_begins(wait_s=0.05)  # the listing above is gone with its Heap
-    _heap.burst_ends()
+        _heap.burst_ends(stuck)
+    token = _heap.burst_begins(wait_s=0.05)  # the listing above is gone with its Heap
+    assert token is not None
+    _heap.burst_ends(token)

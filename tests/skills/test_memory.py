@@ -23,7 +23,7 @@ from lensbook.sampling import store
 from lensbook.scenarios import _leaky_cache, _leaky_callbacks
 from lensbook.skills import _heap, resolve_skill
 from lensbook.skills.base import render_output
-from lensbook.skills.memory import LeakRule, MemorySkill
+from lensbook.skills.memory import LeakRule, MemorySkill, _edge
 from lensbook.skills.rules import Evidence, ProbeCall, Rule
 from lensbook.skills.untrusted import undelimit
 
@@ -540,3 +540,18 @@ def test_heap_walking_probes_keep_their_budget_and_cap_on_a_million_objects() ->
     assert not tracemalloc.is_tracing()
     heap.clear()
     traced.clear()
+
+
+class _Base:
+    __slots__ = ("payload",)
+
+
+class _Derived(_Base):
+    __slots__ = ("other",)
+
+
+def test_a_chain_names_a_slot_that_a_base_class_declares() -> None:
+    held = ["kept"]
+    holder = _Derived()
+    holder.payload, holder.other = held, None
+    assert _edge(holder, held) == ".payload"

@@ -272,3 +272,24 @@ def test_a_strong_hold_never_used_is_let_go_when_the_run_that_made_it_ends() -> 
     finally:
         skill.close()
         _KEPT.clear()
+
+
+def test_under_the_programs_own_tracing_one_burst_counts_only_what_it_added() -> None:
+    """The process traces already: its traces outlive a burst, so a second burst, or the
+    member before the burst's, would count old allocations (again)."""
+    skill = MemorySkill()
+    tracemalloc.start(4)
+    try:
+        for key in range(3):  # allocated under the process's tracing, before the call
+            _store(key)
+        found = _probe(skill, "referrers", type_name="Reading")
+        assert found.get("retention_watch") == f"module global {__name__}._STORE", found
+        result = _probe(skill, "retained_sites")
+        assert tracemalloc.is_tracing()  # the process's tracing is left on
+    finally:
+        tracemalloc.stop()
+        skill.close()
+        _STORE.clear()
+        _CALLED.clear()
+    assert result["bursts"] == 1, result
+    assert result["new_members"] == 0 and result["traced_objects"] == 0, result

@@ -9,6 +9,7 @@ from typing import Any
 from lensbook.skills._static import (
     container_base,
     is_own_dict,
+    slot_names,
     stored_attr,
     stored_attrs,
     stored_len,
@@ -192,3 +193,19 @@ def test_containers_are_read_through_their_built_in_base_only() -> None:
         assert stored_size(plain) == sys.getsizeof(plain)
     assert stored_size(OrderedDict(a=1)) == sys.getsizeof(OrderedDict(a=1))
     assert list(stored_members({"k": "v"})) == ["v"] and stored_len(3) is None
+
+
+class _SlottedChild(_Slotted):
+    __slots__ = "extra"  # a single name given as a string
+
+
+class _SlottedDeeper(_SlottedChild):
+    __slots__ = {"__weakref__": None, "doc": "a dict's keys are the names"}
+
+
+def test_slot_names_cover_every_class_of_the_chain_and_run_no_metaclass_code() -> None:
+    assert slot_names(_SlottedDeeper) == ["doc", "extra", "value"]  # own first, bases after
+    assert slot_names(_Plain) == []
+    _Meta.seen.clear()
+    assert slot_names(_WithMeta) == []
+    assert _Meta.seen == []

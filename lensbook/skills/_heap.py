@@ -286,14 +286,15 @@ class Heap:
 
 def objects(generation: int | None = None) -> Heap:
     """Every object the collector tracks (of one generation if given), tuples left out."""
-    if generation is not None:  # a generation's listing is small: no young collection
-        return _listed(partial(gc.get_objects, generation))  # is slowed by it
+    if generation == 0:  # the young generation's listing is small: no young collection is
+        return _listed(partial(gc.get_objects, 0))  # slowed by it, no burst waits for it
+    fetch = gc.get_objects if generation is None else partial(gc.get_objects, generation)
     with _quiet:
         # not while lensbook traces a burst (see `_Quiet`); the wait is bounded
         _quiet.wait_for(lambda: not _quiet_state.bursts, MAX_BURST_WAIT_S)
         _quiet_state.listings += 1
     try:
-        heap = _listed(gc.get_objects)
+        heap = _listed(fetch)
     except BaseException:
         _listing_gone()
         raise

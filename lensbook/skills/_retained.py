@@ -119,7 +119,7 @@ def _released() -> None:
 
 @dataclass
 class Watch:
-    """A root container to attribute during the next burst of a tracing window."""
+    """A root container to attribute during the retention bursts of a later call."""
 
     root: str
     container: InitVar[Any]

@@ -32,7 +32,7 @@ __all__ = [
     "class_attr",
     "container_base",
     "is_own_dict",
-    "slot_names",
+    "slot_values",
     "stored_attr",
     "stored_attrs",
     "stored_len",
@@ -138,18 +138,21 @@ def stored_attrs(obj: Any) -> dict[str, Any] | None:
         return None
 
 
-def slot_names(klass: type) -> list[str]:
-    """The ``__slots__`` names of `klass` and of each of its bases (every class declares its
-    own), ``__dict__`` and ``__weakref__`` left out; read by `type`'s own descriptors."""
-    names: list[str] = []
+def slot_values(obj: Any) -> list[tuple[str, Any]]:
+    """`obj`'s ``__slots__`` attributes that are set, as (name, value), for its class and each
+    of its bases (a slot a subclass declares again has storage of its own: both are read).
+    Read through the slots' member descriptors themselves, in C: a property a subclass puts
+    over a slot's name never runs, and a private slot is found by its mangled name."""
+    klass = type(obj)
+    found: list[tuple[str, Any]] = []
     for owner in _MRO(klass):
-        slots = _CLASS_DICT(owner).get("__slots__", ())
-        if type(slots) is str:
-            slots = (slots,)
-        elif type(slots) not in (tuple, list, dict):
-            continue
-        names += [s for s in slots if type(s) is str and s not in ("__dict__", "__weakref__")]
-    return names
+        for name, member in list(_CLASS_DICT(owner).items()):
+            if type(member) is _MEMBER:
+                try:
+                    found.append((name, member.__get__(obj, klass)))
+                except AttributeError:  # declared, never set
+                    continue
+    return found
 
 
 def class_attr(klass: type, name: str) -> Any:

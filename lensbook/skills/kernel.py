@@ -28,7 +28,7 @@ from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
 from lensbook.skills._static import (
-    slot_names,
+    slot_values,
     stored_attr,
     stored_len,
     stored_members,
@@ -208,9 +208,8 @@ class _Sizer:
             if isinstance(attrs, dict):
                 children, count = iter((attrs,)), 1
             else:
-                slots = slot_names(type(obj))
-                children = (_raw_attr(obj, s) for s in slots)
-                count = len(slots)
+                slots = slot_values(obj)
+                children, count = (value for _, value in slots), len(slots)
         if count == 0:
             return base
         if depth >= self.MAX_DEPTH or self.out_of_budget():

@@ -4,8 +4,8 @@ The snapshot is cheap (RSS, pymalloc blocks, tracemalloc totals). Deep probes ru
 tracemalloc window that the investigation opens and closes itself (1 frame by default), a diff
 of that window ranked by allocation site, type censuses and their growth, the largest containers
 and who holds them, and the referrer chain that keeps a type alive. When that chain ends at a
-root (a registry, a cache, a module global), one short tracing burst watches the root and
-attributes what it gains (`lensbook.skills._retained`).
+root (a registry, a cache, a module global), short tracing bursts watch the root and
+attribute what it gains (`lensbook.skills._retained`).
 
 Heap walks hold the GIL and grow with the heap (a census is ~90 ms per million tracked objects),
 so every walking probe checks a deadline as it goes and answers with what it has when time runs
@@ -61,7 +61,7 @@ from lensbook.skills._static import (
     TypeCount,
     container_base,
     is_own_dict,
-    slot_names,
+    slot_values,
     stored_attr,
     stored_attrs,
     stored_len,
@@ -286,13 +286,20 @@ MAX_TRACE_SECONDS = 60.0
 RETENTION_BURST_MAX_S = 0.1
 #: ...and a call takes at most this many bursts. A fast leak gains its two members in the
 #: first; a slow one (a figure per plotted request, each ~0.26 s to draw with 16 frames
-#: traced) is sampled: each burst walks what the root's newest members hold, the one still
-#: being filled included, and their traces add up
+#: traced) is sampled: each burst walks what the members it added hold (the first, under
+#: lensbook's own tracing, the member being filled when it began too), and their traces add up
 RETENTION_BURSTS = 8
 #: between two bursts of one call, a rest this many times as long as the last traced (chunks
 #: of the program's work overlap one burst at most); after the call, the next tracing waits
 #: out what is left of the duty's rest (`trace_duty`), so the share traced stays the duty's
 RETENTION_BURST_REST = 3.0
+#: what memory_trace_start and memory_allocation_diff answer while a memory_retained_sites
+#: call is still bursting (one that ran past its budget goes on)
+_RETAINING_NOTE: dict[str, Any] = {
+    "note": "memory_retained_sites is still tracing its root in bursts: open a window once it "
+    "has answered",
+    "retry_after_s": round(RETENTION_BURSTS * (1 + RETENTION_BURST_REST) * 0.15, 1),
+}
 #: how long the walk below a burst's members may take (tracing still on, so it is not
 #: paced: a rest would keep the program's allocations traced for longer)
 RETENTION_WALK_S = 0.05
@@ -712,8 +719,8 @@ def _edge(holder: Any, held: Any, share_values: bool = False) -> str:
         return "(closure)"
     if type(holder) is types.MethodType:
         return ".__self__" if holder.__self__ is held else ".__func__"
-    for name in slot_names(type(holder)):
-        if stored_attr(holder, name) is held:
+    for name, value in slot_values(holder):
+        if value is held:
             return f".{name}"
     # an instance keeping its attributes inline (no dict between it and `held`)
     for name, value in (stored_attrs(holder) or {}).items():
@@ -1214,7 +1221,8 @@ class MemorySkill(Skill):
                 (at most 60).
 
         Cost: starting is instant; joining existing tracing takes a snapshot (~0.5 s per
-        million traced blocks).
+        million traced blocks). While a memory_retained_sites call is still tracing in bursts,
+        no window opens (a note with retry_after_s says so).
         """
         frames = min(max(frames, 1), 25)
         max_seconds = min(max(max_seconds, 1.0), MAX_TRACE_SECONDS)
@@ -1222,11 +1230,7 @@ class MemorySkill(Skill):
             if self._retaining:
                 # (a call that ran past its budget goes on: its bursts and a window's would
                 # overlap)
-                return {
-                    "note": "memory_retained_sites is still tracing its root in bursts: open "
-                    "the window once it has answered",
-                    "retry_after_s": RETENTION_BURSTS * (1 + RETENTION_BURST_REST) * 0.15,
-                }
+                return _RETAINING_NOTE.copy()
             if self._window is not None and self._window.owned:
                 self._close_window()
             if tracemalloc.is_tracing():
@@ -1267,16 +1271,24 @@ class MemorySkill(Skill):
                     name="lensbook-tracemalloc-window",
                     daemon=True,
                 )
-            # raises RunEnded (tracing already stopped again) if the asking run has ended
-            window.change = intrusion.switch_on(
-                "tracemalloc",
-                functools.partial(window.end, "switched off"),
-                max_seconds=max_seconds,
-                detail=f"{frames} frame(s), {window.duty:.0%} of the window",
-            )
+            try:
+                # raises RunEnded (tracing already stopped again) if the asking run has ended
+                window.change = intrusion.switch_on(
+                    "tracemalloc",
+                    functools.partial(window.end, "switched off"),
+                    max_seconds=max_seconds,
+                    detail=f"{frames} frame(s), {window.duty:.0%} of the window",
+                )
+            except BaseException:
+                window.end("not opened")  # (idempotent: RunEnded has ended it already)
+                raise
             self._window = window
             if window.cycler is not None:
-                window.cycler.start()
+                try:
+                    window.cycler.start()
+                except BaseException:  # no thread to end the burst: end the window now
+                    window.change.undo("the window's thread did not start")
+                    raise
             return {
                 "tracing": True,
                 "started_by": "lensbook",
@@ -1325,6 +1337,9 @@ class MemorySkill(Skill):
         frames_shown = min(max(frames_shown, 1), 25)
         with self._lock:
             window = self._window
+            if window is None and self._retaining:
+                # the tracing on now is memory_retained_sites' own burst, not a window's
+                return _RETAINING_NOTE.copy()
             ended_early: str | None = None
             if window is not None and window.bursting:
                 ended_early = window.ended_by  # (tracing stopped from outside, the process's own)
@@ -1814,13 +1829,17 @@ class MemorySkill(Skill):
                 watch.begin()  # before tracing: nothing it allocates is traced
                 if ours:
                     tracemalloc.start(DEEP_FRAMES)  # deep: from a library's line to the user's
-                    # raises RunEnded (tracing stopped again) if the asking run has ended
-                    change = intrusion.switch_on(
-                        "tracemalloc",
-                        tracemalloc.stop,
-                        max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
-                        detail=f"{DEEP_FRAMES} frames, one retention burst",
-                    )
+                    try:
+                        # raises RunEnded (tracing stopped again) if the asking run has ended
+                        change = intrusion.switch_on(
+                            "tracemalloc",
+                            tracemalloc.stop,
+                            max_seconds=RETENTION_BURST_MAX_S + RETENTION_WALK_S + 5.0,
+                            detail=f"{DEEP_FRAMES} frames, one retention burst",
+                        )
+                    except BaseException:
+                        tracemalloc.stop()  # nothing in the ledger owns it (a no-op if undone)
+                        raise
             began = time.perf_counter()
             traced = 0.0
             try:

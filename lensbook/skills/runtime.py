@@ -144,6 +144,8 @@ class RuntimeSkill(Skill):
 
         memory = resolve_skill("memory")
         started = memory.trace_start(frames=6, max_seconds=30.0)  # type: ignore[attr-defined]
+        if "tracing" not in started:  # no window opened (a retention call still bursts)
+            return dict(started)
         opened = time.monotonic()
         time.sleep(min(max(seconds, 0.5), 5.0))
         while time.monotonic() - opened < ALLOCATION_WINDOW_MAX_S:

@@ -1,6 +1,6 @@
-"""Attribution by retention root: what a root gains during one burst of a default (bursting)
-tracing window, grouped by the user's line that allocated it, for roots of any kind (a module
-global, an lru_cache) and without running the user's code."""
+"""Attribution by retention root: what a root gains during short tracing bursts of its own,
+grouped by the user's line that allocated it, for roots of any kind (a module global, an
+lru_cache) and without running the user's code."""
 
 from __future__ import annotations
 
@@ -274,7 +274,7 @@ def test_a_strong_hold_never_used_is_let_go_when_the_run_that_made_it_ends() -> 
         _KEPT.clear()
 
 
-def test_under_the_programs_own_tracing_one_burst_counts_only_what_it_added() -> None:
+def test_under_the_programs_own_tracing_one_burst_and_no_earlier_member_are_walked() -> None:
     """The process traces already: its traces outlive a burst, so a second burst, or the
     member before the burst's, would count old allocations (again)."""
     skill = MemorySkill()
@@ -293,3 +293,22 @@ def test_under_the_programs_own_tracing_one_burst_counts_only_what_it_added() ->
         _CALLED.clear()
     assert result["bursts"] == 1, result
     assert result["new_members"] == 0 and result["traced_objects"] == 0, result
+
+
+def test_no_window_opens_while_a_retention_call_still_bursts() -> None:
+    """A call that ran past its budget goes on bursting: a window opened meanwhile would
+    overlap its bursts, and a diff would report its 16-frame burst as the program's."""
+    skill = MemorySkill()
+    skill._retaining = True  # as while a call bursts
+    try:
+        opened = _probe(skill, "trace_start", frames=6)
+        assert "tracing" not in opened and opened["retry_after_s"] > 0, opened
+        assert not tracemalloc.is_tracing()
+        diff = _probe(skill, "allocation_diff")
+        assert "retry_after_s" in diff and "sites" not in diff, diff
+    finally:
+        skill._retaining = False
+        skill.close()
+    assert _probe(skill, "trace_start", frames=6)["tracing"]
+    skill.close()
+    assert not tracemalloc.is_tracing()

@@ -9,7 +9,7 @@ from typing import Any
 from lensbook.skills._static import (
     container_base,
     is_own_dict,
-    slot_names,
+    slot_values,
     stored_attr,
     stored_attrs,
     stored_len,
@@ -196,16 +196,49 @@ def test_containers_are_read_through_their_built_in_base_only() -> None:
 
 
 class _SlottedChild(_Slotted):
-    __slots__ = "extra"  # a single name given as a string
+    __slots__ = "__private"  # a single name given as a string (mangled: _SlottedChild__private)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.__private = "private"
 
 
 class _SlottedDeeper(_SlottedChild):
     __slots__ = {"__weakref__": None, "doc": "a dict's keys are the names"}
 
 
-def test_slot_names_cover_every_class_of_the_chain_and_run_no_metaclass_code() -> None:
-    assert slot_names(_SlottedDeeper) == ["doc", "extra", "value"]  # own first, bases after
-    assert slot_names(_Plain) == []
-    _Meta.seen.clear()
-    assert slot_names(_WithMeta) == []
-    assert _Meta.seen == []
+class _SetSlots:
+    __slots__ = frozenset({"only"})
+
+    def __init__(self) -> None:
+        self.only = "set"
+
+
+class _Shadowed(_Slotted):
+    """A property over a base class's slot: reading the slot must not run it."""
+
+    __slots__ = ()
+    calls: list[str] = []  # noqa: RUF012
+
+    def __init__(self) -> None:
+        _Slotted.__dict__["value"].__set__(self, 1)  # the base's slot, under the property
+
+    @property  # type: ignore[misc]
+    def value(self) -> int:
+        _Shadowed.calls.append("property")
+        return 0
+
+
+def test_slot_values_cover_every_class_of_the_chain_and_run_no_code() -> None:
+    deeper = _SlottedDeeper()
+    deeper.doc = "doc"
+    assert slot_values(deeper) == [
+        ("doc", "doc"),
+        ("_SlottedChild__private", "private"),
+        ("value", 1),
+    ]
+    assert slot_values(_SetSlots()) == [("only", "set")]
+    assert slot_values(_Plain()) == []
+    shadowed = _Shadowed()
+    assert slot_values(shadowed) == [("value", 1)]
+    assert _Shadowed.calls == []

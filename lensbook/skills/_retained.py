@@ -60,7 +60,7 @@ from typing import Any
 from lensbook.skills._roots import is_tooling_type, known_root
 from lensbook.skills._static import container_base, stored_len, stored_size
 
-__all__ = ["Watch", "container_of", "retained_traces"]
+__all__ = ["Reached", "Watch", "container_of"]
 
 RawTrace = tuple[int, int, tuple[tuple[str, int], ...], int]
 
@@ -186,7 +186,7 @@ class Watch:
         container = self.target()
         if container is None:
             return
-        gained = max((stored_len(container) or 0) - self.length, 0)
+        gained = max(self.gained(), 0)
         self.new_members += gained
         if _ordered(container):
             members = _newest(container, gained + 1 if with_last else gained)
@@ -240,16 +240,6 @@ def _newest(container: Any, count: int) -> list[Any]:
         return tail
     except RuntimeError:  # "changed size during iteration": another thread grew it meanwhile
         return []
-
-
-def retained_traces(
-    roots: list[Any], deadline: float, limit: int = 20_000
-) -> tuple[list[RawTrace], int, bool]:
-    """Raw traces (tracemalloc's shape) of the objects reachable from `roots` that were
-    allocated while tracing was on; how many objects were looked at; whether a bound stopped
-    the walk (`Reached`: tracing must be on until it returns, and may stop before `traces`)."""
-    reached = Reached.walk(roots, deadline, limit)
-    return reached.traces(), reached.walked, reached.partial
 
 
 #: objects the walk takes in one pass (C-level calls on a slice of a level; ~3 ms of work with
@@ -357,9 +347,8 @@ class Reached:
         level.clear()
         below.clear()
         frame_limit = tracemalloc.get_traceback_limit()
-        reached = cls(objects, frames, frame_limit, len(seen) - 1 + looked, partial)
-        reached.leaves, reached.leaf_frames = traced_leaves, traced_leaf_frames
-        return reached
+        walked = len(seen) - 1 + looked
+        return cls(objects, frames, frame_limit, walked, partial, traced_leaves, traced_leaf_frames)
 
     def traces(self) -> list[RawTrace]:
         """The traced objects' raw traces with their sizes (once tracing has stopped: sizes

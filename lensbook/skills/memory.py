@@ -360,6 +360,19 @@ class _TraceWindow:
         if self.ended_at is None:
             self.ended_at = time.time()
 
+    def _claim_burst(self, force: bool = False) -> bool | None:
+        """Before the cycler starts a burst: True to start it (its token in `burst`), None
+        while a listing of the heap is alive (not with `force`: rest and try again), False
+        when the process traces itself (before or while the claim waited: not ours to stop)."""
+        if not tracemalloc.is_tracing():
+            self.burst = _heap.burst_begins(force=force)
+            if self.burst is None:
+                return None
+            if not tracemalloc.is_tracing():
+                return True
+        self.ended_by = self.ended_by or "the process started tracing itself"
+        return False
+
     def cycle(self, began: float, first_rest: float = 0.0) -> None:
         """The bursts of an owned window until `stop` is set; the first began at `began`, or
         begins after `first_rest` (tracing then still off: a retention burst is being rested).
@@ -372,11 +385,7 @@ class _TraceWindow:
         deep = False
         try:
             if first_rest > 0:
-                if self.stop.wait(first_rest) or tracemalloc.is_tracing():
-                    return
-                self.burst = _heap.burst_begins(force=True)
-                if tracemalloc.is_tracing():  # the process started tracing meanwhile
-                    self.ended_by = self.ended_by or "the process started tracing itself"
+                if self.stop.wait(first_rest) or not self._claim_burst(force=True):
                     return
                 began = time.perf_counter()
                 tracemalloc.start(self.frames)
@@ -413,17 +422,12 @@ class _TraceWindow:
                 while True:
                     if self.stop.wait(rest * random.uniform(0.5, 1.5)):
                         return
-                    if tracemalloc.is_tracing():  # the process started tracing: not ours
-                        self.ended_by = self.ended_by or "the process started tracing itself"
+                    claimed = self._claim_burst()
+                    if claimed is False:
                         return
-                    self.burst = _heap.burst_begins()
-                    if self.burst is None:
-                        rest = TRACE_BURST_S  # a heap walk holds its listing: once it ends
-                        continue
-                    if tracemalloc.is_tracing():  # the process started tracing meanwhile
-                        self.ended_by = self.ended_by or "the process started tracing itself"
-                        return
-                    break
+                    if claimed:
+                        break
+                    rest = TRACE_BURST_S  # a heap walk holds its listing: a burst once it ends
                 began = time.perf_counter()
                 tracemalloc.start(frames)
         finally:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from lensbook.skills import intrusion
-from lensbook.skills._retained import Watch, retained_traces
+from lensbook.skills._retained import Reached, Watch
 from lensbook.skills.base import render_output
 from lensbook.skills.memory import MemorySkill
 from lensbook.skills.untrusted import undelimit
@@ -154,9 +154,10 @@ def test_the_walk_counts_only_what_was_allocated_while_tracing_and_runs_no_user_
     tracemalloc.start(4)
     try:
         after = Reading(1)
-        traces, walked, partial = retained_traces([[before, after]], 1e12)
+        reached = Reached.walk([[before, after]], 1e12)
     finally:
         tracemalloc.stop()
+    traces, walked, partial = reached.traces(), reached.walked, reached.partial
     sizes = sorted(size for _, size, _, _ in traces)
     assert not partial and walked >= 5
     assert sizes[-1] >= 32 * 1024  # after's samples, with their own size

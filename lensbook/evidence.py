@@ -219,8 +219,7 @@ class Evidence:
             if len(moved) > max_changes:
                 rows += f"<li>... and {len(moved) - max_changes} more field(s)</li>"
             parts.append(
-                f"<div><b>what moved</b>{apart}"
-                f'<ul style="margin:0">{rows or "<li>(nothing moved)</li>"}</ul></div>'
+                _html_list(f"<b>what moved</b>{apart}", rows or "<li>(nothing moved)</li>")
             )
         elif self.snapshots:
             only = self.snapshots[0]
@@ -233,9 +232,7 @@ class Evidence:
                 f"<small>{_esc(p.quote())}</small></li>"
                 for p in self.probes
             )
-            parts.append(
-                f'<div><b>probe results it rests on</b><ul style="margin:0">{rows}</ul></div>'
-            )
+            parts.append(_html_list("<b>probe results it rests on</b>", rows))
         if self.snapshots:
             full = "".join(
                 f'<div><code>{_esc(s.id)}</code><pre style="margin:0;white-space:pre-wrap">'
@@ -251,13 +248,18 @@ class Evidence:
                 f"<li><code>{_esc(i)}</code> <small>{_esc(line)}</small></li>"
                 for i, line in self.history.items()
             )
-            parts.append(f'<div><b>history it cites</b><ul style="margin:0">{rows}</ul></div>')
+            parts.append(_html_list("<b>history it cites</b>", rows))
         if self.missing:
             parts.append(
                 f'<div style="color:#6b7280">snapshots {_esc(", ".join(self.missing))} '
                 "(not seen by this view)</div>"
             )
         return f'<div class="lensbook-evidence">{"".join(parts)}</div>'
+
+
+def _html_list(head: str, items: str) -> str:
+    """One list section of `Evidence.html`: `head` (its bold title), then its `<li>` items."""
+    return f'<div>{head}<ul style="margin:0">{items}</ul></div>'
 
 
 def _compact(data: Mapping[str, Any], limit: int = 400) -> str:

@@ -107,19 +107,22 @@ def _chunks(
 class _FullCollections:
     """Seconds spent in full (generation 2) collections so far, in any thread: the program's
     own stalls, which grow with its heap (the leaking thread grows it for the whole run) and
-    hold every thread whoever triggered them."""
+    hold every thread whoever triggered them. Every collection is kept too (generation,
+    began, ended), to lay next to the slowest chunk."""
 
     def __init__(self) -> None:
         self.seconds = 0.0
         self._began = 0.0
+        self.spans: list[tuple[int, float, float]] = []
 
     def __call__(self, phase: str, info: dict[str, int]) -> None:
-        if info["generation"] != 2:
-            return
         if phase == "start":
             self._began = time.perf_counter()
-        else:
-            self.seconds += time.perf_counter() - self._began
+            return
+        ended = time.perf_counter()
+        self.spans.append((info["generation"], self._began, ended))
+        if info["generation"] == 2:
+            self.seconds += ended - self._began
 
 
 _FULL_COLLECTIONS = _FullCollections()
@@ -237,6 +240,17 @@ def _child(
             out["worst_during"] = sorted(
                 {n for n, s, e in spans.values() if s < end and (e is None or e > begin)}
             )
+            # what stalled the program in it: lensbook's steps and bursts, and collections
+            # (generation: young ones may walk a probe's listing), ms from the chunk's start
+            from lensbook.skills import _heap
+
+            stalls = [(k, b, e) for k, b, e in _heap.stalls()]
+            stalls += [(f"gc{g}", b, e) for g, b, e in _FULL_COLLECTIONS.spans]
+            out["worst_stalls"] = [
+                f"{kind} +{(b - begin) * 1000:.0f} ms for {(e - b) * 1000:.0f} ms"
+                for kind, b, e in sorted(stalls, key=lambda x: x[1])
+                if b < end and e > begin and (e - b > 0.002 or not kind.startswith("gc"))
+            ]
         out["worst_by_probe"] = _worst_by_probe(starts, out["chunks"], list(spans.values()))
         result = lensbook.get_operator("memory").last_result
         out["found"] = [n.observation[:160] for n in result.notifications] if result else []
@@ -389,6 +403,7 @@ def main() -> None:
         print(f"{i + 1:>11}" + "".join(f"{v:>11.2f}" for v in row))
         during = ", ".join(inv.get("worst_during") or []) or "no probe (the loop, a model turn)"
         print(f"{'':>11} worst chunk during: {during}")
+        print(f"{'':>11} stalls in it: {', '.join(inv.get('worst_stalls') or []) or 'none'}")
         alone = sorted(inv["worst_by_probe"].items(), key=lambda kv: -kv[1])[:6]
         print(
             f"{'':>11} worst chunk per probe running alone: "

@@ -31,12 +31,12 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
   thread allocates, walk the list the caller holds: ~20 ms each;
 - then the caller's slices: C-level passes of `SLICE` objects (a few ms of GIL each),
   paced so the walk takes at most about a third of the interpreter (the caller's `Pacer`);
-- between two steps, from any thread: the next one starts no sooner than `STEP_SPACING` times
-  the last one's length after it ended. A referrer climb takes steps hop after hop; without
-  the spacing the program got ~5 ms between two 40 ms steps (a busy main thread's 100 ms of
-  work took 1.5 s), with it about half of the interpreter (less for a step longer than
-  `MAX_STEP_WAIT_S`, and less the climb's own work between steps). A lone step waits for
-  nothing.
+- between two stalls (steps, and lensbook's tracing bursts), from any thread: the next one
+  starts no sooner than `STALL_SPACING` times the last one's length after it ended. A
+  referrer climb takes steps hop after hop; without the spacing the program got ~5 ms
+  between two 40 ms steps (a busy main thread's 100 ms of work took 1.5 s), with it about
+  half of the interpreter (less for a stall longer than `MAX_STEP_WAIT_S`, and less the
+  climb's own work between steps). A lone step waits for nothing.
 
 One gap is the program's own: `gc.get_referrers` raises an audit event, so an audit hook
 written in Python (`sys.addaudithook`) runs inside the pipeline, with the candidate tuples as
@@ -92,32 +92,97 @@ _step_lock = threading.RLock()
 SLICE = 32768
 
 
-#: a step holds every thread of the program for its whole length; the next one (from any
-#: thread) starts no sooner than this many times that length after it ended, so steps taken
-#: back to back (a referrer climb, hop after hop) leave the program about half of the
-#: interpreter, while a lone step waits for nothing
-STEP_SPACING = 1.0
-#: the longest wait before a step (a step of more than this is a huge heap's; its walk is
-#: already cut by its deadline)
-MAX_STEP_WAIT_S = 0.25
+#: a stall of the program (a step holds every thread of it for its whole length; a tracing
+#: burst makes every allocation of it ~20x dearer): the next stall, of either kind and from
+#: any thread, starts no sooner than this many times the last one's length after it ended, so
+#: stalls taken back to back (a referrer climb, hop after hop; a step right after a burst)
+#: leave the program about half of the interpreter, while a lone one waits for nothing
+STALL_SPACING = 1.0
+#: the longest a step waits for its turn (for the bursts under way to end and the spacing
+#: after the last stall: a retention burst traces 0.1 s, its walk 0.05 s); a step of more than
+#: this is a huge heap's, whose walk is already cut by its deadline...
+MAX_STEP_WAIT_S = 0.3
+#: ...and the longest a tracing burst waits for the listings alive to go and for its turn (a
+#: window's burst then rests again, keeping its duty; a retention burst starts anyway)
+MAX_LISTING_WAIT_S = 0.2
 
 
 @dataclass
-class _Spacing:
-    """When the last outermost step ended and how long it held (under `_step_lock`)."""
+class _Quiet:
+    """lensbook's stalls of the program: listings of the whole heap alive, tracing bursts
+    under way, and when the last stall ended and how long it held (under `_quiet`).
 
+    Listings and bursts are kept apart, each waiting a bounded time for the other: a young
+    collection while tracing is on walks a listing a probe holds (at 337k objects: a 131 ms
+    collection in the window's thread and a 150 ms snapshot, every allocation of the
+    program's threads traced meanwhile: a busy main thread's 100 ms of work took 425 ms). And
+    every stall (a step, a burst) waits its turn: `STALL_SPACING` times the last one's length
+    after it ended. Without that, a listing waiting for a burst's end took its step at once
+    and a window's burst waiting for that listing to go began at once: three stalls in one
+    chunk of the program's work.
+    """
+
+    listings: int = 0
+    #: when each burst under way began, by token (each burst ends its own)
+    bursts: dict[int, float] = field(default_factory=dict)
+    issued: int = 0
+    stepping: bool = False
     ended: float = 0.0
     held: float = 0.0
-    depth: int = 0
+    #: the last stalls (kind, began, ended: ``time.perf_counter()``), for benchmarks and tests
+    recent: deque[tuple[str, float, float]] = field(default_factory=lambda: deque(maxlen=256))
+
+    def turn(self) -> float:
+        """When the next stall may begin (the spacing's part: bursts under way aside)."""
+        return self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
+
+    def record(self, kind: str, began: float, ended: float) -> None:
+        self.recent.append((kind, began, ended))
+        if ended >= self.ended:
+            self.ended, self.held = ended, ended - began
 
 
-_spacing = _Spacing()
+_quiet = threading.Condition()
+_quiet_state = _Quiet()
+# the re-entrant depth of `step` in the thread that holds `_step_lock`
+_depth = 0
+
+
+def _wait_turn(free: Callable[[], bool], wait_s: float) -> bool:
+    """Under `_quiet`: wait up to `wait_s` until `free()` holds and the last stall's spacing
+    has passed; whether both held in time."""
+    deadline = time.perf_counter() + wait_s
+    while True:
+        now = time.perf_counter()
+        ready = free()
+        due = _quiet_state.turn() - now
+        if ready and due <= 0:
+            return True
+        left = deadline - now
+        if left <= 0:
+            return False
+        # a notify (a burst ended, a listing went) or the spacing's end, whichever first
+        _quiet.wait(min(left, due) if ready else left)
+
+
+def turn_in() -> float:
+    """Seconds until the next stall may begin (0: now), for a burst that can rest first."""
+    with _quiet:
+        return max(_quiet_state.turn() - time.perf_counter(), 0.0)
+
+
+def stalls() -> list[tuple[str, float, float]]:
+    """The last stalls lensbook made (kind, began, ended: ``time.perf_counter()``), oldest
+    first: what a benchmark lays next to its slowest chunks."""
+    with _quiet:
+        return list(_quiet_state.recent)
 
 
 @contextmanager
 def step() -> Iterator[None]:
     """No automatic collection starts inside, steps of several threads are taken in turn, and
-    a step starts no sooner than `STEP_SPACING` times the last one's length after it ended.
+    a step waits its turn among lensbook's stalls (see `_Quiet`: the bursts under way end, then
+    `STALL_SPACING` times the last stall's length passes; `MAX_STEP_WAIT_S` at most).
 
     A collection the step's own allocations would start is put off until just after it: in
     the step it would walk the raw list of every object (~20 ms per million) and run
@@ -126,13 +191,14 @@ def step() -> Iterator[None]:
     step, as it would have. A collector the user turned off stays off. The wait before a step
     counts against its caller's deadline (a walk of many steps is cut sooner).
     """
+    global _depth
     with _step_lock:
-        outer = _spacing.depth == 0
+        outer = _depth == 0
         if outer:
-            wait = _spacing.ended + _spacing.held * STEP_SPACING - time.perf_counter()
-            if wait > 0:
-                time.sleep(min(wait, MAX_STEP_WAIT_S))
-        _spacing.depth += 1
+            with _quiet:
+                _wait_turn(lambda: not _quiet_state.bursts, MAX_STEP_WAIT_S)
+                _quiet_state.stepping = True
+        _depth += 1
         collecting = gc.isenabled()
         gc.disable()
         started = time.perf_counter()
@@ -141,39 +207,12 @@ def step() -> Iterator[None]:
         finally:
             if collecting:
                 gc.enable()
-            _spacing.depth -= 1
+            _depth -= 1
             if outer:
-                _spacing.ended = time.perf_counter()
-                _spacing.held = _spacing.ended - started
-
-
-#: the longest a listing of the whole heap waits for lensbook's tracing bursts to end (a
-#: window's burst traces 0.05 s, a retention burst 0.1 s and its walk 0.05 s)...
-MAX_BURST_WAIT_S = 0.3
-#: ...and the longest a tracing burst waits for the listings alive to go (a window's burst
-#: then rests again, keeping its duty; a retention burst starts anyway)
-MAX_LISTING_WAIT_S = 0.2
-
-
-@dataclass
-class _Quiet:
-    """Listings of the whole heap alive, and lensbook's tracing bursts under way (under
-    `_quiet`).
-
-    They are kept apart, each waiting a bounded time for the other: a young collection while
-    tracing is on walks a listing a probe holds (at 337k objects: a 131 ms collection in the
-    window's thread and a 150 ms snapshot, every allocation of the program's threads traced
-    meanwhile: a busy main thread's 100 ms of work took 425 ms).
-    """
-
-    listings: int = 0
-    #: one token per burst under way (each burst ends its own)
-    bursts: set[int] = field(default_factory=set)
-    issued: int = 0
-
-
-_quiet = threading.Condition()
-_quiet_state = _Quiet()
+                with _quiet:
+                    _quiet_state.stepping = False
+                    _quiet_state.record("step", started, time.perf_counter())
+                    _quiet.notify_all()
 
 
 def _listing_gone() -> None:
@@ -184,15 +223,16 @@ def _listing_gone() -> None:
 
 def burst_begins(wait_s: float = MAX_LISTING_WAIT_S, force: bool = False) -> int | None:
     """Called right before lensbook starts a tracing burst: waits up to `wait_s` until no
-    listing of the whole heap is alive. The burst's token (for `burst_ends`), or None when
-    listings are still alive and the burst should not start (with `force`, a token anyway).
-    Listings wait for the burst to end meanwhile (`MAX_BURST_WAIT_S` at most)."""
+    listing of the whole heap is alive, no step is under way and the last stall's spacing has
+    passed. The burst's token (for `burst_ends`), or None when that did not come in time and
+    the burst should not start (with `force`, a token anyway). Steps wait for the burst to end
+    meanwhile (`MAX_STEP_WAIT_S` at most)."""
     with _quiet:
-        free = _quiet.wait_for(lambda: _quiet_state.listings == 0, wait_s)
+        free = _wait_turn(lambda: _quiet_state.listings == 0 and not _quiet_state.stepping, wait_s)
         if not (free or force):
             return None
         _quiet_state.issued += 1
-        _quiet_state.bursts.add(_quiet_state.issued)
+        _quiet_state.bursts[_quiet_state.issued] = time.perf_counter()
         return _quiet_state.issued
 
 
@@ -201,7 +241,9 @@ def burst_ends(token: int | None) -> None:
     if token is None:
         return
     with _quiet:
-        _quiet_state.bursts.discard(token)
+        began = _quiet_state.bursts.pop(token, None)
+        if began is not None:
+            _quiet_state.record("burst", began, time.perf_counter())
         _quiet.notify_all()
 
 
@@ -290,8 +332,7 @@ def objects(generation: int | None = None) -> Heap:
         return _listed(partial(gc.get_objects, 0))  # slowed by it, no burst waits for it
     fetch = gc.get_objects if generation is None else partial(gc.get_objects, generation)
     with _quiet:
-        # not while lensbook traces a burst (see `_Quiet`); the wait is bounded
-        _quiet.wait_for(lambda: not _quiet_state.bursts, MAX_BURST_WAIT_S)
+        # from now on no burst starts (see `_Quiet`); the step waits for those under way
         _quiet_state.listings += 1
     try:
         heap = _listed(fetch)

@@ -1257,8 +1257,11 @@ class MemorySkill(Skill):
             window = _TraceWindow(
                 started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            # after a retention burst, a bursting window rests first (see retained_sites)
-            rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
+            # after a retention burst, a bursting window rests first (see retained_sites),
+            # and after any stall of lensbook's (see `_heap.step`) its first burst waits its turn
+            rest = 0.0
+            if window.bursting:
+                rest = max(self._quiet_until - time.perf_counter(), _heap.turn_in())
             if not rest:
                 if window.bursting:
                     # (no wait: a listing alive now waits for this burst's end instead)

@@ -218,11 +218,11 @@ def test_a_step_right_after_another_waits_in_proportion_and_a_lone_one_does_not(
     ended = time.perf_counter()
     with _heap.step():
         began = time.perf_counter()
-    # the program had the interpreter for at least STEP_SPACING times the step's length
-    assert began - ended >= 0.1 * _heap.STEP_SPACING * 0.9
+    # the program had the interpreter for at least STALL_SPACING times the step's length
+    assert began - ended >= 0.1 * _heap.STALL_SPACING * 0.9
     with _heap.step():
         time.sleep(0.1)
-    time.sleep(0.1 * _heap.STEP_SPACING + 0.05)  # the program ran long enough since
+    time.sleep(0.1 * _heap.STALL_SPACING + 0.05)  # the program ran long enough since
     asked = time.perf_counter()
     with _heap.step():
         lone = time.perf_counter()
@@ -271,7 +271,7 @@ def test_a_tracing_burst_and_a_heap_listing_wait_for_each_other_a_bounded_time()
         heap = _heap.objects()  # waits for the second burst's end
         waited = time.perf_counter() - started
         ended.join()
-        assert 0.08 <= waited < _heap.MAX_BURST_WAIT_S + 1.0, waited
+        assert 0.08 <= waited < _heap.MAX_STEP_WAIT_S + 1.0, waited
         del heap
     finally:
         _heap.burst_ends(first)
@@ -281,9 +281,33 @@ def test_a_tracing_burst_and_a_heap_listing_wait_for_each_other_a_bounded_time()
     try:
         started = time.perf_counter()
         del _heap.objects().objects[:]
-        assert time.perf_counter() - started < _heap.MAX_BURST_WAIT_S + 1.0
+        assert time.perf_counter() - started < _heap.MAX_STEP_WAIT_S + 1.0
     finally:
         _heap.burst_ends(stuck)
-    token = _heap.burst_begins(wait_s=0.05)  # the listing above is gone with its Heap
+    # the listing above is gone with its Heap (the burst waits the stuck one's spacing)
+    token = _heap.burst_begins(wait_s=_heap.MAX_STEP_WAIT_S + 0.5)
     assert token is not None
     _heap.burst_ends(token)
+
+
+def test_steps_and_bursts_space_each_other_as_one_kind_of_stall() -> None:
+    """A step right after a burst, and a burst right after a step, wait in proportion to
+    the last stall's length (one budget for all of lensbook's stalls); both are recorded."""
+    time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed
+    token = _heap.burst_begins(wait_s=0.05)
+    assert token is not None
+    time.sleep(0.1)  # a burst of 0.1 s
+    _heap.burst_ends(token)
+    ended = time.perf_counter()
+    with _heap.step():
+        began = time.perf_counter()
+        time.sleep(0.1)  # a step of 0.1 s
+    assert began - ended >= 0.1 * _heap.STALL_SPACING * 0.9
+    assert _heap.burst_begins(wait_s=0.02) is None  # not its turn yet: a window's rests again
+    started = time.perf_counter()
+    token = _heap.burst_begins(wait_s=0.5)
+    assert token is not None
+    _heap.burst_ends(token)
+    assert 0.05 <= time.perf_counter() - started < 0.5
+    (k1, _, e1), (k2, b2, e2), (k3, b3, _) = last = _heap.stalls()[-3:]
+    assert (k1, k2, k3) == ("burst", "step", "burst") and e1 <= b2 and e2 <= b3, last

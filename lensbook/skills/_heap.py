@@ -137,8 +137,10 @@ class _Quiet:
         return self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
 
     def record(self, kind: str, began: float, ended: float) -> None:
+        """A stall that ended; the spacing owed is the later of its own and the one owed
+        already (a short stall, a burst that never traced, cancels none of a longer one's)."""
         self.recent.append((kind, began, ended))
-        if ended >= self.ended:
+        if ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S) >= self.turn():
             self.ended, self.held = ended, ended - began
 
 
@@ -165,12 +167,6 @@ def _wait_turn(free: Callable[[], bool], wait_s: float) -> bool:
         _quiet.wait(min(left, due) if ready else left)
 
 
-def turn_in() -> float:
-    """Seconds until the next stall may begin (0: now), for a burst that can rest first."""
-    with _quiet:
-        return max(_quiet_state.turn() - time.perf_counter(), 0.0)
-
-
 def stalls() -> list[tuple[str, float, float]]:
     """The last stalls lensbook made (kind, began, ended: ``time.perf_counter()``), oldest
     first: what a benchmark lays next to its slowest chunks."""
@@ -194,24 +190,26 @@ def step() -> Iterator[None]:
     global _depth
     with _step_lock:
         outer = _depth == 0
-        if outer:
-            with _quiet:
-                _wait_turn(lambda: not _quiet_state.bursts, MAX_STEP_WAIT_S)
-                _quiet_state.stepping = True
-        _depth += 1
         collecting = gc.isenabled()
-        gc.disable()
-        started = time.perf_counter()
-        try:
+        started = 0.0
+        try:  # (from here: a Ctrl-C while waiting leaves no step marked under way)
+            _depth += 1
+            if outer:
+                with _quiet:
+                    _wait_turn(lambda: not _quiet_state.bursts, MAX_STEP_WAIT_S)
+                    _quiet_state.stepping = True
+            gc.disable()
+            started = time.perf_counter()
             yield
         finally:
             if collecting:
                 gc.enable()
-            _depth -= 1
+            _depth = 0 if outer else _depth - 1
             if outer:
                 with _quiet:
                     _quiet_state.stepping = False
-                    _quiet_state.record("step", started, time.perf_counter())
+                    if started:
+                        _quiet_state.record("step", started, time.perf_counter())
                     _quiet.notify_all()
 
 

@@ -1257,11 +1257,10 @@ class MemorySkill(Skill):
             window = _TraceWindow(
                 started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            # after a retention burst, a bursting window rests first (see retained_sites),
-            # and after any stall of lensbook's (see `_heap.step`) its first burst waits its turn
-            rest = 0.0
-            if window.bursting:
-                rest = max(self._quiet_until - time.perf_counter(), _heap.turn_in())
+            # after a retention burst, a bursting window rests first (see retained_sites); its
+            # first burst otherwise starts at once (work the caller does right after the call
+            # is traced), and the steps after it wait for it (see `_heap.step`)
+            rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
             if not rest:
                 if window.bursting:
                     # (no wait: a listing alive now waits for this burst's end instead)

@@ -90,7 +90,9 @@ _KEPT: list[object] = []
 
 
 def test_walks_see_what_they_should_and_never_touch_the_switch_interval() -> None:
-    held = object()
+    # (a list: a tuple of untracked items alone is untracked by the next collection, and
+    # gc.get_referrers sees only tracked objects)
+    held: list[object] = []
     pinned = (held, "in a module-level list")
     _KEPT.append(pinned)  # a tuple a tracked object refers to: found as a referrer
     seen: set[float] = set()
@@ -303,11 +305,15 @@ def test_steps_and_bursts_space_each_other_as_one_kind_of_stall() -> None:
         began = time.perf_counter()
         time.sleep(0.1)  # a step of 0.1 s
     assert began - ended >= 0.1 * _heap.STALL_SPACING * 0.9
-    assert _heap.burst_begins(wait_s=0.02) is None  # not its turn yet: a window's rests again
-    started = time.perf_counter()
+    early = _heap.burst_begins(wait_s=0.02)  # not its turn yet: a window's rests again
+    _heap.burst_ends(early)  # (None: nothing; a loaded machine may have reached its turn)
     token = _heap.burst_begins(wait_s=0.5)
     assert token is not None
     _heap.burst_ends(token)
-    assert 0.05 <= time.perf_counter() - started < 0.5
-    (k1, _, e1), (k2, b2, e2), (k3, b3, _) = last = _heap.stalls()[-3:]
-    assert (k1, k2, k3) == ("burst", "step", "burst") and e1 <= b2 and e2 <= b3, last
+    recent = _heap.stalls()
+    steps = [i for i, (kind, _, _) in enumerate(recent) if kind == "step"]
+    _, b2, e2 = recent[steps[-1]]
+    after = recent[steps[-1] + 1 :]
+    assert after and all(kind == "burst" for kind, _, _ in after), recent
+    # each burst after the step began no sooner than the step's length after it ended
+    assert all(b - e2 >= 0.9 * (e2 - b2) * _heap.STALL_SPACING for _, b, _ in after), recent

@@ -36,7 +36,9 @@ machine; `benchmarks/bench_host_cost.py` prints the step at its heap):
   referrer climb takes steps hop after hop; without the spacing the program got ~5 ms
   between two 40 ms steps (a busy main thread's 100 ms of work took 1.5 s), with it about
   half of the interpreter (less for a stall longer than `MAX_STEP_WAIT_S`, and less the
-  climb's own work between steps). A lone step waits for nothing.
+  climb's own work between steps). A lone step waits for nothing. While a tracing window
+  is open, the program's own full collections count as stalls too (`watch_collections`): a
+  burst right after a 200 ms one would stack a second stall on the same stretch of work.
 
 One gap is the program's own: `gc.get_referrers` raises an audit event, so an audit hook
 written in Python (`sys.addaudithook`) runs inside the pipeline, with the candidate tuples as
@@ -80,6 +82,7 @@ __all__ = [
     "objects",
     "referrers",
     "step",
+    "watch_collections",
 ]
 
 # one step at a time in the whole process (re-entrant): the collector's on/off state is one
@@ -133,8 +136,14 @@ class _Quiet:
     recent: deque[tuple[str, float, float]] = field(default_factory=lambda: deque(maxlen=256))
 
     def turn(self) -> float:
-        """When the next stall may begin (the spacing's part: bursts under way aside)."""
-        return self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
+        """When the next stall may begin (the spacing's part: bursts under way aside): after
+        lensbook's last stall and, while they are watched, the program's last full collection."""
+        due = self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
+        last = _full.last
+        if last is not None:
+            began, ended = last
+            due = max(due, ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S))
+        return due
 
     def record(self, kind: str, began: float, ended: float) -> None:
         """A stall that ended; the spacing owed is the later of its own and the one owed
@@ -144,6 +153,39 @@ class _Quiet:
             self.ended, self.held = ended, ended - began
 
 
+class _FullCollections:
+    """The program's full collections (generation 2), seen by a ``gc.callbacks`` entry while a
+    tracing window watches them (`watch_collections`).
+
+    A full collection holds every thread of the program (50-200 ms and more in a large heap),
+    as a stall of lensbook's does: a burst or a step right after one stacks a second stall
+    on the same stretch of the program's work. So the next stall waits its turn after the
+    program's last full collection too (`_Quiet.turn`). The callback runs inside any
+    allocation of any thread, maybe one made under `_quiet`: it takes no lock, only reads the
+    clock and sets attributes (atomic under the GIL); a young collection costs it one
+    comparison.
+    """
+
+    def __init__(self) -> None:
+        self.began = 0.0
+        #: the last full collection seen (began, ended: ``time.perf_counter()``)
+        self.last: tuple[float, float] | None = None
+        #: the windows watching (under `_quiet`); the entry is in ``gc.callbacks`` while any
+        self.watchers = 0
+        # one bound method, kept: the entry put in ``gc.callbacks`` and found there by identity
+        self.hook = self._seen
+
+    def _seen(self, phase: str, info: dict[str, Any]) -> None:
+        if info["generation"] != 2:
+            return
+        now = time.perf_counter()
+        if phase == "start":
+            self.began = now
+        elif self.began:
+            self.last, self.began = (self.began, now), 0.0
+
+
+_full = _FullCollections()
 _quiet = threading.Condition()
 _quiet_state = _Quiet()
 # the re-entrant depth of `step` in the thread that holds `_step_lock`
@@ -165,6 +207,33 @@ def _wait_turn(free: Callable[[], bool], wait_s: float) -> bool:
             return False
         # a notify (a burst ended, a listing went) or the spacing's end, whichever first
         _quiet.wait(min(left, due) if ready else left)
+
+
+def watch_collections() -> Callable[[], None]:
+    """Count the program's full collections among the stalls that space lensbook's (see
+    `_FullCollections`) until the function returned is called (once: later calls do nothing).
+    Watches nest; the ``gc.callbacks`` entry goes when the last ends, by identity (whatever
+    others added meanwhile stays)."""
+    with _quiet:
+        if _full.watchers == 0:
+            gc.callbacks.append(_full.hook)
+        _full.watchers += 1
+    ended = threading.Event()
+
+    def unwatch() -> None:
+        with _quiet:
+            if ended.is_set():
+                return
+            ended.set()
+            _full.watchers -= 1
+            if _full.watchers == 0:
+                for i, found in enumerate(gc.callbacks):
+                    if found is _full.hook:
+                        del gc.callbacks[i]
+                        break
+                _full.began, _full.last = 0.0, None
+
+    return unwatch
 
 
 def stalls() -> list[tuple[str, float, float]]:

@@ -337,6 +337,9 @@ class _TraceWindow:
     change: intrusion.Change | None = None
     #: the `_heap.burst_begins` token of the burst under way (the cycler's, once it runs)
     burst: int | None = None
+    #: a bursting window's watch of the program's full collections (its bursts wait their
+    #: turn after one, as after a stall of lensbook's), ended with the window
+    unwatch: Callable[[], None] | None = None
 
     @property
     def bursting(self) -> bool:
@@ -357,6 +360,8 @@ class _TraceWindow:
         if cycler is None or not cycler.is_alive():
             # a first burst never handed over (a cycler still alive ends its own burst)
             _heap.burst_ends(self.burst)
+        if self.unwatch is not None:
+            self.unwatch()
         if self.ended_at is None:
             self.ended_at = time.time()
 
@@ -1277,6 +1282,8 @@ class MemorySkill(Skill):
                     name="lensbook-tracemalloc-window",
                     daemon=True,
                 )
+            if window.bursting:
+                window.unwatch = _heap.watch_collections()  # (ended by `end`, on every path)
             try:
                 # raises RunEnded (tracing already stopped again) if the asking run has ended
                 window.change = intrusion.switch_on(

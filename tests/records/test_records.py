@@ -183,11 +183,11 @@ def test_kill_9_mid_run_leaves_a_readable_record(tmp_path: Path) -> None:
         record: Path | None = None
         while time.monotonic() < deadline:
             found = list(tmp_path.glob("*.jsonl"))
-            if found and '"kind":"notification"' in found[0].read_text():
-                text = found[0].read_text()
-                if '"name":"wait"' in text:
-                    record = found[0]
-                    break
+            lines = found[0].read_text().splitlines() if found else []
+            # (the model's response names the call too: wait for the call's own event)
+            if any('"kind":"tool_call"' in ln and '"name":"wait"' in ln for ln in lines):
+                record = found[0]
+                break
             time.sleep(0.05)
         assert record is not None, "the child never reached its wait"
     finally:

@@ -8,6 +8,7 @@ hooks and handlers) is compared before and after, with real operators, threads a
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import threading
@@ -23,7 +24,7 @@ import lensbook
 from lensbook._errors import LLMError, RunFailed
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
-from lensbook.skills import builtin_ids, intrusion, resolve_skill
+from lensbook.skills import _heap, builtin_ids, intrusion, resolve_skill
 
 from ._state import process_state, run_scoped
 
@@ -207,6 +208,8 @@ def test_nothing_intrusive_is_left_whatever_ends_the_run(
         after = process_state(target)
         assert run_scoped(after) == run_scoped(before), (path, tool)
         assert [c for c in intrusion.active() if c.owner is not None] == [], (path, tool)
+        # a window's watch of the program's full collections ends with it
+        assert not any(hook is _heap._full.hook for hook in gc.callbacks), (path, tool)
         if path in _EXTERNAL:
             # undone at once, not when the 10 s window would have ended
             assert time.monotonic() - started < 9.0, (path, tool)

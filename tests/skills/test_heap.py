@@ -317,3 +317,37 @@ def test_steps_and_bursts_space_each_other_as_one_kind_of_stall() -> None:
     assert after and all(kind == "burst" for kind, _, _ in after), recent
     # each burst after the step began no sooner than the step's length after it ended
     assert all(b - e2 >= 0.9 * (e2 - b2) * _heap.STALL_SPACING for _, b, _ in after), recent
+
+
+def test_a_watched_full_collection_spaces_the_next_stall_and_the_watch_leaves_no_hook() -> None:
+    """While a window watches them, the program's full collections are stalls like
+    lensbook's: the next burst begins no sooner than the collection's length after it ended;
+    the ``gc.callbacks`` entry goes with the last watch, and young collections are no stalls."""
+    before = list(gc.callbacks)
+    ballast = [[i] for i in range(300_000)]  # a full collection of some length
+    first = _heap.watch_collections()
+    second = _heap.watch_collections()
+    try:
+        gc.collect(0)
+        assert _heap._full.last is None  # a young collection is none
+        time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed
+        gc.collect()
+        assert _heap._full.last is not None
+        began, ended = _heap._full.last
+        token = _heap.burst_begins(wait_s=1.0)
+        asked = time.perf_counter()
+        assert token is not None
+        _heap.burst_ends(token)
+        burst = _heap.stalls()[-1]
+        owed = min((ended - began) * _heap.STALL_SPACING, _heap.MAX_STEP_WAIT_S)
+        assert burst[0] == "burst" and burst[1] - ended >= 0.9 * owed, (burst, began, ended)
+        assert asked - ended >= 0.9 * owed
+        first()
+        first()  # (a second call does nothing: the other watch still holds the entry)
+        assert len(gc.callbacks) == len(before) + 1
+    finally:
+        second()
+        first()
+    assert gc.callbacks == before
+    assert _heap._full.last is None  # unwatched: no collection spaces anything any more
+    del ballast

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
     "CompletionResult",
+    "FrozenModel",
     "HealthState",
     "MessageResponse",
     "Notification",
@@ -40,7 +41,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
-class _Frozen(BaseModel):
+class FrozenModel(BaseModel):
+    """The base of lensbook's result types: immutable, unknown fields refused."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     def to_dict(self) -> dict[str, Any]:
@@ -48,7 +51,7 @@ class _Frozen(BaseModel):
         return self.model_dump(mode="json")
 
 
-class Snapshot(_Frozen):
+class Snapshot(FrozenModel):
     """A skill's `snapshot()` taken during a run, kept so notifications can cite it."""
 
     id: str = Field(default_factory=new_id)
@@ -56,7 +59,7 @@ class Snapshot(_Frozen):
     data: dict[str, Any]
 
 
-class Notification(_Frozen):
+class Notification(FrozenModel):
     """A finding an operator reported, grounded in at least one snapshot."""
 
     id: str = Field(default_factory=new_id)
@@ -93,7 +96,7 @@ class Notification(_Frozen):
         )
 
 
-class TokenUsage(_Frozen):
+class TokenUsage(FrozenModel):
     """Tokens the provider reported (zero where the client has no such figures)."""
 
     input_tokens: int = 0
@@ -111,7 +114,7 @@ class TokenUsage(_Frozen):
         )
 
 
-class CompletionResult(_Frozen):
+class CompletionResult(FrozenModel):
     """Everything one run produced, in chronological order."""
 
     operator: str
@@ -143,7 +146,7 @@ class CompletionResult(_Frozen):
         return "\n".join(parts)
 
 
-class Status(_Frozen):
+class Status(FrozenModel):
     """Where an operator is: its skill, health state, iteration and whether a run is active."""
 
     operator: str
@@ -153,7 +156,7 @@ class Status(_Frozen):
     queued: int = 0
 
 
-class MessageResponse(_Frozen):
+class MessageResponse(FrozenModel):
     """An operator's answer to `message(prompt)`, from its own conversation."""
 
     skill: str

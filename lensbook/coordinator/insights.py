@@ -6,9 +6,16 @@ import html
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from lensbook.types import CompletionResult, Notification, TokenUsage, new_id, utcnow
+from lensbook.types import (
+    CompletionResult,
+    FrozenModel,
+    Notification,
+    TokenUsage,
+    new_id,
+    utcnow,
+)
 
 __all__ = [
     "Confidence",
@@ -29,15 +36,7 @@ CoordinatorStopReason = Literal["done", "max_iterations", "deadline", "cancelled
 _CONFIDENCE_COLOURS = {"high": "#dc2626", "medium": "#d97706", "low": "#6b7280"}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (datetimes as ISO 8601 strings)."""
-        return self.model_dump(mode="json")
-
-
-class Insight(_Frozen):
+class Insight(FrozenModel):
     """Notifications of several operators linked by one explanation.
 
     `correlation_type` says how they are linked: *temporal* (they happened together),
@@ -90,7 +89,7 @@ class Insight(_Frozen):
         )
 
 
-class TrackedNotification(_Frozen):
+class TrackedNotification(FrozenModel):
     """An operator's notification as the coordinator tracks it: its skill and its status."""
 
     notification: Notification
@@ -112,7 +111,7 @@ class CoordinatorStatus(NamedTuple):
     iteration: int
 
 
-class CoordinatorResult(_Frozen):
+class CoordinatorResult(FrozenModel):
     """Everything one coordinator run produced: insights and each operator's result."""
 
     run_id: str

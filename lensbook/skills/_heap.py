@@ -82,6 +82,7 @@ __all__ = [
     "objects",
     "referrers",
     "step",
+    "until_turn",
     "watch_collections",
 ]
 
@@ -143,6 +144,11 @@ class _Quiet:
         if last is not None:
             began, ended = last
             due = max(due, ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S))
+        now = time.perf_counter()
+        if 0.0 < now - _full.began < _COLLECTION_MAX_S:
+            # one under way (its finalizers and the other callbacks run Python code, where a
+            # waiting thread may get the GIL): not before it ends, then its spacing
+            due = max(due, now + _COLLECTION_POLL_S)
         return due
 
     def record(self, kind: str, began: float, ended: float) -> None:
@@ -160,10 +166,10 @@ class _FullCollections:
     A full collection holds every thread of the program (50-200 ms and more in a large heap),
     as a stall of lensbook's does: a burst or a step right after one stacks a second stall
     on the same stretch of the program's work. So the next stall waits its turn after the
-    program's last full collection too (`_Quiet.turn`). The callback runs inside any
-    allocation of any thread, maybe one made under `_quiet`: it takes no lock, only reads the
-    clock and sets attributes (atomic under the GIL); a young collection costs it one
-    comparison.
+    program's last full collection too, and not during one (`_Quiet.turn`). The callback runs
+    inside any allocation of any thread, maybe one made under `_quiet`: it takes no lock, only
+    reads the clock and sets attributes (atomic under the GIL); a young collection costs it
+    one comparison.
     """
 
     def __init__(self) -> None:
@@ -186,6 +192,10 @@ class _FullCollections:
 
 
 _full = _FullCollections()
+#: how often a stall waiting for a full collection under way looks again...
+_COLLECTION_POLL_S = 0.005
+#: ...for one that began this recently (a start whose stop was never seen holds nothing up)
+_COLLECTION_MAX_S = 5.0
 _quiet = threading.Condition()
 _quiet_state = _Quiet()
 # the re-entrant depth of `step` in the thread that holds `_step_lock`
@@ -216,7 +226,9 @@ def watch_collections() -> Callable[[], None]:
     others added meanwhile stays)."""
     with _quiet:
         if _full.watchers == 0:
-            gc.callbacks.append(_full.hook)
+            # first: its "start" is seen before the other callbacks' Python code runs (and may
+            # hand the GIL to a thread about to start a stall)
+            gc.callbacks.insert(0, _full.hook)
         _full.watchers += 1
     ended = threading.Event()
 
@@ -234,6 +246,13 @@ def watch_collections() -> Callable[[], None]:
                 _full.began, _full.last = 0.0, None
 
     return unwatch
+
+
+def until_turn() -> float:
+    """Seconds until the next stall's turn (0.0 when it has come): what a window's first
+    burst rests first, so re-opening windows cannot chain bursts back to back."""
+    with _quiet:
+        return max(_quiet_state.turn() - time.perf_counter(), 0.0)
 
 
 def stalls() -> list[tuple[str, float, float]]:

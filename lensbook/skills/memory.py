@@ -268,7 +268,7 @@ _TRACED_PASS_MAX = 200_000
 
 
 #: while lensbook owns the window, tracemalloc is on in bursts of this long...
-TRACE_BURST_S = 0.05
+TRACE_BURST_S = 0.025
 #: ...for this share of the window by default (see `MemorySkill(trace_duty=...)`)
 DEFAULT_TRACE_DUTY = 0.1
 #: frames kept by a burst that follows one whose held bytes were mostly cut short by the frame
@@ -1124,7 +1124,7 @@ class MemorySkill(Skill):
         self, *, trace_duty: float = DEFAULT_TRACE_DUTY, budget_scale: float = 1.0
     ) -> None:
         """`trace_duty`: the share of a tracing window that tracemalloc is really on (in
-        bursts of 50 ms); 1.0 traces the whole window (exact sums, but allocation-heavy code
+        bursts of 25 ms); 1.0 traces the whole window (exact sums, but allocation-heavy code
         runs ~8x slower for the window's length). `budget_scale` multiplies the time every
         heap or trace walk may take before it answers partially (above 1 on a slow or loaded
         machine: complete answers, later). The user's choices: a model cannot change them.
@@ -1218,7 +1218,7 @@ class MemorySkill(Skill):
         """Open a tracemalloc window: trace allocations from now on, to diff them later.
 
         Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so by default
-        it is on in 50 ms bursts for 10% of the window (sums are scaled to the window, an
+        it is on in 25 ms bursts for 10% of the window (sums are scaled to the window, an
         estimate), and the window is short: memory_allocation_diff closes it, it stops by
         itself after `max_seconds`, and when the run ends. If the process was already
         tracing, the window joins that tracing (a baseline is taken) and never stops it.
@@ -1262,10 +1262,14 @@ class MemorySkill(Skill):
             window = _TraceWindow(
                 started_at=time.time(), frames=frames, owned=True, duty=self.trace_duty
             )
-            # after a retention burst, a bursting window rests first (see retained_sites); its
-            # first burst otherwise starts at once (work the caller does right after the call
-            # is traced), and the steps after it wait for it (see `_heap.step`)
-            rest = max(self._quiet_until - time.perf_counter(), 0.0) if window.bursting else 0.0
+            # after a retention burst, a bursting window rests first (see retained_sites), and
+            # until the turn of lensbook's next stall (0.3 s at most: re-opened windows would
+            # chain their first bursts back to back); its first burst otherwise starts at once
+            # (work the caller does right after the call is traced), and the steps after it
+            # wait for it (see `_heap.step`)
+            rest = 0.0
+            if window.bursting:
+                rest = max(self._quiet_until - time.perf_counter(), _heap.until_turn())
             if not rest:
                 if window.bursting:
                     # (no wait: a listing alive now waits for this burst's end instead)
@@ -1308,7 +1312,7 @@ class MemorySkill(Skill):
                 "frames": frames,
                 "traced_share": window.duty,
                 "stops_after_s": max_seconds,
-                # resting after a retention burst: the first burst starts this much later
+                # resting (after a retention burst, or for its turn): the first burst then
                 "first_burst_in_s": round(rest, 2),
             }
 
@@ -1418,6 +1422,15 @@ class MemorySkill(Skill):
             "sites": sites,
             "sites_omitted_for_size": omitted,
             **({"window_ended_early": ended_early} if ended_early else {}),
+            **(
+                {
+                    "note": "no burst traced yet (the first rests for its turn, 0.3 s at most, "
+                    "after lensbook's last heap walk or burst or the program's last full "
+                    "collection): keep the window open a second or more"
+                }
+                if bursts == 0
+                else {}
+            ),
         }
 
     def _close_window(self) -> None:

@@ -351,3 +351,24 @@ def test_a_watched_full_collection_spaces_the_next_stall_and_the_watch_leaves_no
     assert gc.callbacks == before
     assert _heap._full.last is None  # unwatched: no collection spaces anything any more
     del ballast
+
+
+def test_no_stall_begins_during_a_watched_full_collection() -> None:
+    """A full collection runs Python code (finalizers, the other callbacks), where a thread
+    about to start a burst may get the GIL: the burst waits for the collection's end. The
+    watch's entry comes first in ``gc.callbacks``, so its start is seen before any of that."""
+    unwatch = _heap.watch_collections()
+    try:
+        assert gc.callbacks[0] is _heap._full.hook
+        time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed
+        _heap._full.hook("start", {"generation": 2})  # (as the collector calls it)
+        assert _heap.burst_begins(wait_s=0.05) is None
+        _heap._full.hook("stop", {"generation": 2, "collected": 0, "uncollectable": 0})
+        began, ended = _heap._full.last or (0.0, 0.0)
+        assert ended - began >= 0.05
+        token = _heap.burst_begins(wait_s=1.0)
+        assert token is not None
+        _heap.burst_ends(token)
+        assert _heap.stalls()[-1][1] - ended >= 0.9 * (ended - began) * _heap.STALL_SPACING
+    finally:
+        unwatch()

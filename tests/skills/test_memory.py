@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import json
 import re
 import sys
@@ -200,6 +201,36 @@ def test_a_forgotten_window_stops_by_itself(skill: MemorySkill) -> None:
     assert _probe(skill, "trace_stop")["note"] == "no window was open"
 
 
+def test_windows_reopened_in_a_row_do_not_chain_their_bursts() -> None:
+    """A model re-opening its window again and again (each closing the last) gets no burst
+    after burst: each first burst rests for the ledger's turn, and a window closed before
+    its turn traced nothing and says so."""
+    skill = MemorySkill()  # bursts (the default duty)
+    try:
+        _reopen_in_a_row(skill)
+    finally:
+        skill.close()
+        _HELD.clear()
+
+
+def _reopen_in_a_row(skill: MemorySkill) -> None:
+    time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed
+    since = time.perf_counter()
+    opened = [_probe(skill, "trace_start", frames=25) for _ in range(3)]
+    for _ in range(12):
+        opened.append(_probe(skill, "trace_start", frames=25))
+        _HELD.append([[i] for i in range(3000)])  # allocation under tracing: bursts cost
+        time.sleep(0.01)
+    assert opened[0]["first_burst_in_s"] == 0.0  # a lone window's first burst: at once
+    diff = _probe(skill, "allocation_diff")
+    assert diff["bursts"] > 0 or "no burst traced yet" in diff["note"]
+    bursts = [(b, e) for kind, b, e in _heap.stalls() if kind == "burst" and b >= since]
+    assert bursts
+    for (b1, e1), (b2, _) in itertools.pairwise(bursts):
+        owed = min((e1 - b1) * _heap.STALL_SPACING, _heap.MAX_STEP_WAIT_S)
+        assert b2 - e1 >= 0.9 * owed, bursts
+
+
 def test_a_diff_without_tracing_is_an_error(skill: MemorySkill) -> None:
     with pytest.raises(RuntimeError, match="memory_trace_start"):
         skill.allocation_diff()
@@ -268,6 +299,7 @@ def test_tracing_stopped_during_a_burst_ends_the_window_quietly() -> None:
     previous = threading.excepthook
     threading.excepthook = failures.append
     try:
+        time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed: no first rest
         _probe(skill, "trace_start", frames=1)
         assert tracemalloc.is_tracing()  # the first burst
         tracemalloc.stop()

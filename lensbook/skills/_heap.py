@@ -73,6 +73,8 @@ from functools import partial
 from itertools import chain, compress, filterfalse, islice, repeat, starmap
 from typing import Any
 
+from lensbook.skills import intrusion
+
 __all__ = [
     "TARGETS_PER_STEP",
     "Heap",
@@ -136,26 +138,33 @@ class _Quiet:
     #: the last stalls (kind, began, ended: ``time.perf_counter()``), for benchmarks and tests
     recent: deque[tuple[str, float, float]] = field(default_factory=lambda: deque(maxlen=256))
 
+    def own_turn(self) -> float:
+        """When the spacing after lensbook's own last stall ends."""
+        return self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
+
     def turn(self) -> float:
         """When the next stall may begin (the spacing's part: bursts under way aside): after
-        lensbook's last stall and, while they are watched, the program's last full collection."""
-        due = self.ended + min(self.held * STALL_SPACING, MAX_STEP_WAIT_S)
+        lensbook's last stall and, while they are watched, the program's last full collection
+        (and not during one)."""
+        due = self.own_turn()
         last = _full.last
         if last is not None:
             began, ended = last
             due = max(due, ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S))
+        began = _full.began
         now = time.perf_counter()
-        if 0.0 < now - _full.began < _COLLECTION_MAX_S:
+        if began and 0.0 < now - began < _COLLECTION_MAX_S:
             # one under way (its finalizers and the other callbacks run Python code, where a
             # waiting thread may get the GIL): not before it ends, then its spacing
             due = max(due, now + _COLLECTION_POLL_S)
         return due
 
     def record(self, kind: str, began: float, ended: float) -> None:
-        """A stall that ended; the spacing owed is the later of its own and the one owed
-        already (a short stall, a burst that never traced, cancels none of a longer one's)."""
+        """A stall that ended; the spacing owed is the later of its own and the one lensbook
+        owed already (a short stall, a burst that never traced, cancels none of a longer
+        one's; a full collection's spacing is kept apart, and goes when no window watches)."""
         self.recent.append((kind, began, ended))
-        if ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S) >= self.turn():
+        if ended + min((ended - began) * STALL_SPACING, MAX_STEP_WAIT_S) >= self.own_turn():
             self.ended, self.held = ended, ended - began
 
 
@@ -163,32 +172,51 @@ class _FullCollections:
     """The program's full collections (generation 2), seen by a ``gc.callbacks`` entry while a
     tracing window watches them (`watch_collections`).
 
+    The entry is put in once, at the first watch, and stays (inert while nothing watches)
+    until `lensbook.stop()` or exit, as the gc skill's does: CPython walks ``gc.callbacks``
+    by index while a collection calls them, and the callbacks are Python code where another
+    thread may get the GIL, so adding or removing an entry at each window's open and close
+    could call one of the program's callbacks twice or skip one.
+
     A full collection holds every thread of the program (50-200 ms and more in a large heap),
     as a stall of lensbook's does: a burst or a step right after one stacks a second stall
     on the same stretch of the program's work. So the next stall waits its turn after the
     program's last full collection too, and not during one (`_Quiet.turn`). The callback runs
     inside any allocation of any thread, maybe one made under `_quiet`: it takes no lock, only
-    reads the clock and sets attributes (atomic under the GIL); a young collection costs it
-    one comparison.
+    reads the clock and sets attributes (atomic under the GIL); a young collection costs it a
+    call and a comparison.
     """
 
     def __init__(self) -> None:
         self.began = 0.0
         #: the last full collection seen (began, ended: ``time.perf_counter()``)
         self.last: tuple[float, float] | None = None
-        #: the windows watching (under `_quiet`); the entry is in ``gc.callbacks`` while any
+        #: the windows watching (under `_quiet`)
         self.watchers = 0
+        #: whether the entry is in ``gc.callbacks`` (under `_quiet`)
+        self.installed = False
         # one bound method, kept: the entry put in ``gc.callbacks`` and found there by identity
         self.hook = self._seen
 
     def _seen(self, phase: str, info: dict[str, Any]) -> None:
-        if info["generation"] != 2:
+        if not self.watchers or info["generation"] != 2:
             return
         now = time.perf_counter()
         if phase == "start":
             self.began = now
         elif self.began:
             self.last, self.began = (self.began, now), 0.0
+
+    def remove(self) -> None:
+        """Take the entry out of ``gc.callbacks`` (by identity: whatever others added stays);
+        `lensbook.stop()` and exit call it, through the intrusion ledger."""
+        with _quiet:
+            for i, found in enumerate(gc.callbacks):
+                if found is self.hook:
+                    del gc.callbacks[i]
+                    break
+            self.installed = False
+            self.began, self.last = 0.0, None
 
 
 _full = _FullCollections()
@@ -222,29 +250,37 @@ def _wait_turn(free: Callable[[], bool], wait_s: float) -> bool:
 def watch_collections() -> Callable[[], None]:
     """Count the program's full collections among the stalls that space lensbook's (see
     `_FullCollections`) until the function returned is called (once: later calls do nothing).
-    Watches nest; the ``gc.callbacks`` entry goes when the last ends, by identity (whatever
-    others added meanwhile stays)."""
+    Watches nest. The first puts the ``gc.callbacks`` entry in, for the session (undone by
+    `lensbook.stop()` and at exit); with no watch left it does nothing."""
+    ended = [False]
     with _quiet:
-        if _full.watchers == 0:
-            # first: its "start" is seen before the other callbacks' Python code runs (and may
-            # hand the GIL to a thread about to start a stall)
-            gc.callbacks.insert(0, _full.hook)
+        install = not _full.installed
+        if install:
+            gc.callbacks.append(_full.hook)  # (appended: entries already called stay put)
+            _full.installed = True
         _full.watchers += 1
-    ended = threading.Event()
 
     def unwatch() -> None:
         with _quiet:
-            if ended.is_set():
+            if ended[0]:
                 return
-            ended.set()
+            ended[0] = True
             _full.watchers -= 1
-            if _full.watchers == 0:
-                for i, found in enumerate(gc.callbacks):
-                    if found is _full.hook:
-                        del gc.callbacks[i]
-                        break
+            if not _full.watchers:
                 _full.began, _full.last = 0.0, None
 
+    try:
+        if install:
+            intrusion.switch_on(
+                "gc.callbacks hook (lensbook's stall ledger)",
+                _full.remove,
+                max_seconds=None,
+                session=True,
+            )
+    except BaseException:
+        _full.remove()
+        unwatch()
+        raise
     return unwatch
 
 

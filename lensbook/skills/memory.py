@@ -274,8 +274,9 @@ DEFAULT_TRACE_DUTY = 0.1
 #: frames kept by a burst that follows one whose held bytes were mostly cut short by the frame
 #: limit inside a library (~1.6x the cost per traced allocation of 6 frames)...
 DEEP_FRAMES = 16
-#: ...when those bytes were at least this many (and a fifth of the burst's)
-DEEP_MIN_BYTES = 64 * 1024
+#: ...when those bytes were at least this many (and a fifth of the burst's): ~1.3 MB a traced
+#: second, whatever the bursts' length
+DEEP_MIN_BYTES = round(1.3e6 * TRACE_BURST_S)
 #: the longest tracing window a model can open
 MAX_TRACE_SECONDS = 60.0
 #: the longest one retention burst (see `_retained.Watch`) traces, waiting for the root to
@@ -352,18 +353,20 @@ class _TraceWindow:
             self.ended_by = reason
         self.stop.set()
         cycler = self.cycler
-        if cycler is not None and cycler.is_alive():
-            if cycler is not threading.current_thread():
-                cycler.join(5.0)  # it ends its burst (snapshot, stop) within ~0.1 s
-        elif self.owned and tracemalloc.is_tracing():
-            tracemalloc.stop()  # a whole-window trace, or a first burst never handed over
-        if cycler is None or not cycler.is_alive():
-            # a first burst never handed over (a cycler still alive ends its own burst)
-            _heap.burst_ends(self.burst)
-        if self.unwatch is not None:
-            self.unwatch()
-        if self.ended_at is None:
-            self.ended_at = time.time()
+        try:
+            if cycler is not None and cycler.is_alive():
+                if cycler is not threading.current_thread():
+                    cycler.join(5.0)  # it ends its burst (snapshot, stop) within ~0.1 s
+            elif self.owned and tracemalloc.is_tracing():
+                tracemalloc.stop()  # a whole-window trace, or a first burst never handed over
+        finally:  # (a Ctrl-C in the join: the change is undone once, never again)
+            if cycler is None or not cycler.is_alive():
+                # a first burst never handed over (a cycler still alive ends its own burst)
+                _heap.burst_ends(self.burst)
+            if self.unwatch is not None:
+                self.unwatch()
+            if self.ended_at is None:
+                self.ended_at = time.time()
 
     def _claim_burst(self, force: bool = False) -> bool | None:
         """Before the cycler starts a burst: True to start it (its token in `burst`), None
@@ -1220,8 +1223,10 @@ class MemorySkill(Skill):
         Tracing slows allocation-heavy code (~x8 with 1 frame, ~x20 with 10), so by default
         it is on in 25 ms bursts for 10% of the window (sums are scaled to the window, an
         estimate), and the window is short: memory_allocation_diff closes it, it stops by
-        itself after `max_seconds`, and when the run ends. If the process was already
-        tracing, the window joins that tracing (a baseline is taken) and never stops it.
+        itself after `max_seconds`, and when the run ends. The first burst starts at once, or
+        up to 0.3 s later right after a heap walk or another burst (`first_burst_in_s`). If
+        the process was already tracing, the window joins that tracing (a baseline is taken)
+        and never stops it.
 
         Args:
             frames: frames kept per allocation (1 to 25); 1 names the allocating line, more
@@ -1279,16 +1284,15 @@ class MemorySkill(Skill):
                 except BaseException:
                     _heap.burst_ends(window.burst)
                     raise
-            if window.bursting:
-                window.cycler = threading.Thread(
-                    target=window.cycle,
-                    args=(time.perf_counter(), rest),
-                    name="lensbook-tracemalloc-window",
-                    daemon=True,
-                )
-            if window.bursting:
-                window.unwatch = _heap.watch_collections()  # (ended by `end`, on every path)
             try:
+                if window.bursting:
+                    window.unwatch = _heap.watch_collections()  # (ended by `end`, every path)
+                    window.cycler = threading.Thread(
+                        target=window.cycle,
+                        args=(time.perf_counter(), rest),
+                        name="lensbook-tracemalloc-window",
+                        daemon=True,
+                    )
                 # raises RunEnded (tracing already stopped again) if the asking run has ended
                 window.change = intrusion.switch_on(
                     "tracemalloc",
@@ -1312,7 +1316,8 @@ class MemorySkill(Skill):
                 "frames": frames,
                 "traced_share": window.duty,
                 "stops_after_s": max_seconds,
-                # resting (after a retention burst, or for its turn): the first burst then
+                # resting (after a retention burst, or for its turn among lensbook's stalls):
+                # the first burst starts this much later
                 "first_burst_in_s": round(rest, 2),
             }
 
@@ -1424,9 +1429,9 @@ class MemorySkill(Skill):
             **({"window_ended_early": ended_early} if ended_early else {}),
             **(
                 {
-                    "note": "no burst traced yet (the first rests for its turn, 0.3 s at most, "
-                    "after lensbook's last heap walk or burst or the program's last full "
-                    "collection): keep the window open a second or more"
+                    "note": "no burst traced yet: the window's first burst rests for its turn "
+                    "after lensbook's last heap walk or burst (first_burst_in_s when it "
+                    "opened); keep the window open a second or more"
                 }
                 if bursts == 0
                 else {}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from lensbook import recorder
-from lensbook.skills import _frames
+from lensbook.skills import _frames, _heap
 from lensbook.skills.base import render_output
 from lensbook.skills.exceptions import ExceptionsSkill
 from lensbook.skills.memory import MemorySkill
@@ -126,7 +126,8 @@ def _diff_around(lib: ModuleType, work: Callable[[], object]) -> Any:
     was_tracing = tracemalloc.is_tracing()
     skill = MemorySkill()  # the default: 10% of the window in bursts
     try:
-        skill.trace_start(frames=6)
+        time.sleep(_heap.MAX_STEP_WAIT_S)  # earlier stalls' spacing has passed: no first rest
+        assert skill.trace_start(frames=6)["first_burst_in_s"] == 0.0
         work()
         return _rendered(skill.allocation_diff(top=3))
     finally:

@@ -172,7 +172,7 @@ def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
         diff: dict[str, Any] = {}
         # until a few bursts have seen the leak: the traced share is bounded over whole
         # cycles of burst and rest, so a window that ends right after its first burst (which
-        # a loaded machine can stretch well past 50 ms) was traced nearly all along
+        # a loaded machine can stretch well past 25 ms) was traced nearly all along
         while time.monotonic() < deadline:
             diff = _probe(skill, "allocation_diff", stop=False)
             if diff["sites"] and diff["bursts"] >= 3:

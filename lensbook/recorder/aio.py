@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import inspect
 import linecache
-import sys
 import threading
 import time
 import types
@@ -33,6 +32,7 @@ from typing import Any
 from lensbook.recorder.event import make_event
 from lensbook.recorder.frames import short, stack_of, where
 from lensbook.recorder.ring import HistoryRing
+from lensbook.skills._stacks import current_frames
 
 __all__ = ["DEFAULT_THRESHOLD_S", "LagObserver"]
 
@@ -181,7 +181,7 @@ class LagObserver:
             if ping.done or ping.sample is not None:
                 return
             ident = getattr(loop, "_thread_id", None)
-            frame = sys._current_frames().get(ident) if isinstance(ident, int) else None
+            frame = current_frames().get(ident) if isinstance(ident, int) else None
             ping.sample = blocked_at(frame)
             ping.sampled_at = time.monotonic()
 

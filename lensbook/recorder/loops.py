@@ -10,10 +10,11 @@ keeps it alive.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import types
 import weakref
+
+from lensbook.skills._stacks import current_frames, frame_locals
 
 __all__ = ["is_registered", "known_loops", "lens_loop", "register_loop", "unregister_loop"]
 
@@ -55,12 +56,12 @@ def lens_loop() -> asyncio.AbstractEventLoop | None:
 def _discovered() -> list[asyncio.AbstractEventLoop]:
     """Loops running in some thread now: the `self` of a ``run_forever`` frame on its stack."""
     found: list[asyncio.AbstractEventLoop] = []
-    for frame in list(sys._current_frames().values()):
+    for frame in list(current_frames().values()):
         depth = 0
         f: types.FrameType | None = frame
         while f is not None and depth < 200:
             if f.f_code in _LOOP_CODES:
-                loop = f.f_locals.get("self")
+                loop = frame_locals(f).get("self")
                 if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
                     found.append(loop)
                 break

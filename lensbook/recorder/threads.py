@@ -73,7 +73,7 @@ from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.frames import callable_name, code_origin, thread_name, where
 from lensbook.recorder.ring import HistoryRing
 from lensbook.skills._frames import code_site, first_user_frame
-from lensbook.skills._stacks import describe_frame, qualname
+from lensbook.skills._stacks import current_frames, describe_frame, qualname
 from lensbook.skills._static import stored_attr
 
 __all__ = ["ThreadObserver"]
@@ -421,7 +421,7 @@ class ThreadObserver:
         happened before the hooks, so `creator` says what they run and where they were."""
         since = "before lensbook loaded" if self._installs == 1 else "while lensbook was off"
         self._unseen = {k: v for k, v in self._unseen.items() if v[0]() is not None}
-        frames = sys._current_frames()
+        frames = current_frames()
         try:
             for thread in threading.enumerate():
                 name = str(stored_attr(thread, "_name", ""))

@@ -81,6 +81,7 @@ __all__ = [
     "Pacer",
     "burst_begins",
     "burst_ends",
+    "collections_off",
     "objects",
     "referrers",
     "step",
@@ -226,6 +227,41 @@ _COLLECTION_POLL_S = 0.005
 _COLLECTION_MAX_S = 5.0
 _quiet = threading.Condition()
 _quiet_state = _Quiet()
+
+# sections with automatic collection put off (`collections_off`), from any threads: how many are
+# inside, and whether the collector was on when the first of them began
+_off_lock = threading.RLock()  # (re-entrant: a gc callback may read frames)
+_off_sections = 0
+_off_restore = False
+
+
+@contextmanager
+def collections_off() -> Iterator[None]:
+    """No automatic collection starts inside, in any thread (re-entrant, from any threads).
+
+    The collector's on/off state is one setting of the whole interpreter, so the sections that
+    overlap are counted: the first turns it off, the last puts it back as the first found it
+    (each saving and restoring it would turn it back on under a step still under way, or leave
+    it off for good). A collector the user turned off stays off. Nothing here waits: a section
+    is for a short read (a step, another thread's frames) that no collection may interrupt,
+    since a collection runs Python code (gc.callbacks, finalizers) at whose first bytecode the
+    interpreter may hand the GIL to another thread.
+    """
+    global _off_sections, _off_restore
+    with _off_lock:
+        if _off_sections == 0:
+            _off_restore = gc.isenabled()
+            gc.disable()
+        _off_sections += 1
+    try:
+        yield
+    finally:
+        with _off_lock:
+            _off_sections -= 1
+            if _off_sections == 0 and _off_restore:
+                gc.enable()
+
+
 # the re-entrant depth of `step` in the thread that holds `_step_lock`
 _depth = 0
 
@@ -314,7 +350,6 @@ def step() -> Iterator[None]:
     global _depth
     with _step_lock:
         outer = _depth == 0
-        collecting = gc.isenabled()
         started = 0.0
         try:  # (from here: a Ctrl-C while waiting leaves no step marked under way)
             _depth += 1
@@ -322,12 +357,10 @@ def step() -> Iterator[None]:
                 with _quiet:
                     _wait_turn(lambda: not _quiet_state.bursts, MAX_STEP_WAIT_S)
                     _quiet_state.stepping = True
-            gc.disable()
-            started = time.perf_counter()
-            yield
+            with collections_off():
+                started = time.perf_counter()
+                yield
         finally:
-            if collecting:
-                gc.enable()
             _depth = 0 if outer else _depth - 1
             if outer:
                 with _quiet:

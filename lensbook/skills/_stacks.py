@@ -1,19 +1,68 @@
-"""Stacks as text: one frame as ``file:line in function``, a bounded stack like a traceback.
+"""Stacks as text: one frame as ``file:line in function``, a bounded stack like a traceback;
+and the one way lensbook reads other threads' frames (`current_frames`, `frame_locals`).
 
 Every skill that shows where a thread, a task or a callback is (threads, asyncio, memory) writes
 frames the same way, so one module does it. Paths are shortened by `lensbook.skills._frames`
 (as an import would name them); source lines come from `linecache` (no file is opened twice)
 and are capped, since a minified or generated line can be megabytes.
+
+Another thread's frames are read with collections put off (`_heap.collections_off`). A running
+frame has no frame object until someone asks for one (``sys._current_frames()``, ``f_back``,
+``cr_frame``), and CPython makes it in two moves (seen on 3.11): it allocates the object, then
+links it with the frame. The allocation can start a collection, and a collection runs Python
+code (gc.callbacks, lensbook's own among them; finalizers), at whose first bytecode the
+interpreter may hand the GIL to the frame's thread, which may return from that frame
+meanwhile. The link is then made with memory that thread has let go of or reused for another
+frame: a frame object over freed memory, or a word written into another frame's locals (seen
+as an ``int`` coming back from ``f_back``, a collection crashing in another thread, a
+segfault; CPython guards only against the collection making that frame object itself,
+gh-97002). So `current_frames` makes every frame object of every stack at once, inside one
+such section (a thread that returns from a frame afterwards hands its frame object its own
+copy: walks over them later are safe), and `frame_locals` reads a frame's locals inside one
+(``f_locals`` makes a dict the same way, then copies the locals from the frame).
 """
 
 from __future__ import annotations
 
 import linecache
+import sys
 import types
+from typing import Any
 
 from lensbook.skills._frames import short_path
+from lensbook.skills._heap import collections_off
 
-__all__ = ["describe_frame", "format_stack", "frames_of", "qualname", "source_line"]
+__all__ = [
+    "current_frames",
+    "describe_frame",
+    "format_stack",
+    "frame_locals",
+    "frames_of",
+    "qualname",
+    "source_line",
+]
+
+
+def current_frames() -> dict[int, types.FrameType]:
+    """``sys._current_frames()``, each thread's whole stack with its frame objects made (a
+    walk from these frames outwards, ``f_back`` after ``f_back``, makes none: see the module's
+    docstring)."""
+    with collections_off():
+        frames = sys._current_frames()
+        for frame in frames.values():
+            outer: types.FrameType | None = frame
+            while outer is not None:
+                outer = outer.f_back
+    return frames
+
+
+def frame_locals(frame: types.FrameType) -> dict[str, Any]:
+    """A copy of a frame's local variables, read safely while the frame runs in another thread
+    (see the module's docstring); empty for a namespace that is no plain dict (a class body's
+    own mapping: copying it would run its code)."""
+    with collections_off():
+        found = frame.f_locals
+        return dict(found) if type(found) is dict else {}
 
 
 def qualname(code: types.CodeType) -> str:

@@ -28,7 +28,6 @@ import inspect
 import logging
 import re
 import statistics
-import sys
 import threading
 import time
 import types
@@ -44,7 +43,8 @@ from lensbook.recorder.loops import lens_loop as _lens_loop
 from lensbook.skills import _observers, intrusion
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._frames import short_path, type_names
-from lensbook.skills._stacks import format_stack, source_line
+from lensbook.skills._heap import collections_off
+from lensbook.skills._stacks import current_frames, format_stack, source_line
 from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastLoopStalls
@@ -180,7 +180,15 @@ class _Seen:
 
 def _await_frames(coro: Any, limit: int = 30) -> tuple[list[types.FrameType], Any]:
     """The frames of a suspended coroutine chain (outermost first) and the object it waits on
-    last (a future, a generator-based awaitable), following cr_await / gi_yieldfrom."""
+    last (a future, a generator-based awaitable), following cr_await / gi_yieldfrom.
+
+    Read with collections put off: a coroutine may be running in its loop's thread, and its
+    frame object is made on first read (see `lensbook.skills._stacks`)."""
+    with collections_off():
+        return _await_chain(coro, limit)
+
+
+def _await_chain(coro: Any, limit: int) -> tuple[list[types.FrameType], Any]:
     frames: list[types.FrameType] = []
     obj = coro
     last: Any = None
@@ -396,7 +404,7 @@ class AsyncioSkill(Skill):
     @staticmethod
     def _waits_for_lensbook(loop: asyncio.AbstractEventLoop) -> bool:
         ident = _loop_thread(loop)
-        frame = sys._current_frames().get(ident) if ident is not None else None
+        frame = current_frames().get(ident) if ident is not None else None
         return _blocked_by(frame) == "lensbook"
 
     # -- snapshot ---------------------------------------------------------------------------
@@ -670,7 +678,7 @@ class AsyncioSkill(Skill):
                 elif not answered[key].is_set():
                     blocked[key] = time.perf_counter() - sent[key]
             time.sleep(0.01)
-        frames = sys._current_frames()
+        frames = current_frames()
         rows = []
         for lp in loops:
             values = lags[id(lp)]

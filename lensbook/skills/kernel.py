@@ -27,6 +27,7 @@ import psutil
 from lensbook.skills._frames import short_path as _short_path
 from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
+from lensbook.skills._stacks import current_frames
 from lensbook.skills._static import (
     slot_values,
     stored_attr,
@@ -402,7 +403,7 @@ class KernelSkill(Skill):
         """The cell executing now: from the clock, or from the kernel thread's frames."""
         thread_id = clock.running[-1].thread if clock and clock.running else None
         thread_id = thread_id or threading.main_thread().ident
-        frame = sys._current_frames().get(thread_id) if thread_id is not None else None
+        frame = current_frames().get(thread_id) if thread_id is not None else None
         stack: list[types.FrameType] = []
         while frame is not None and len(stack) < 300:
             stack.append(frame)

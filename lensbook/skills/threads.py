@@ -24,7 +24,6 @@ import inspect
 import linecache
 import os
 import re
-import sys
 import threading
 import time
 import types
@@ -38,7 +37,13 @@ import psutil
 
 from lensbook.skills import _heap
 from lensbook.skills._frames import first_user_frame, origin, short_path, type_names, type_site
-from lensbook.skills._stacks import describe_frame, format_stack, source_line
+from lensbook.skills._stacks import (
+    current_frames,
+    describe_frame,
+    format_stack,
+    frame_locals,
+    source_line,
+)
 from lensbook.skills._stacks import frames_of as _frames_of
 from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills._static import is_own_dict, stored_attr, stored_attrs
@@ -310,7 +315,7 @@ def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
     properties and other computed attributes).
     """
     if isinstance(expr, ast.Name):
-        for namespace in (frame.f_locals, frame.f_globals, frame.f_builtins):
+        for namespace in (frame_locals(frame), frame.f_globals, frame.f_builtins):
             if expr.id in namespace:
                 return namespace[expr.id]
         raise LookupError(expr.id)
@@ -419,7 +424,7 @@ def _reachable_locks(frame: types.FrameType, depth: int = 2, limit: int = 2000) 
     """
     found: dict[int, Any] = {}
     seen: set[int] = set()
-    layer: list[Any] = list(frame.f_locals.values())
+    layer: list[Any] = list(frame_locals(frame).values())
     namespace = frame.f_globals
     layer += [namespace[n] for n in frame.f_code.co_names if n in namespace]
     for _ in range(depth + 1):
@@ -878,7 +883,7 @@ class ThreadsSkill(Skill):
         snapshot at least 0.5 s old (``cpu_window_s`` is 0 until there is one).
         """
         me = threading.get_ident()
-        frames = sys._current_frames()
+        frames = current_frames()
         threads = _thread_names()
         blocked = waiting = 0
         stuck: dict[int, types.FrameType] = {}
@@ -948,7 +953,7 @@ class ThreadsSkill(Skill):
         """
         stack_depth = min(max(stack_depth, 1), 30)
         me = threading.get_ident()
-        frames = sys._current_frames()
+        frames = current_frames()
         threads = _thread_names()
         cpu = _thread_cpu(self._process)
         groups: dict[tuple[str, ...], dict[str, Any]] = {}
@@ -1010,7 +1015,7 @@ class ThreadsSkill(Skill):
         Cost: microseconds.
         """
         threads = _thread_names()
-        frames = sys._current_frames()
+        frames = current_frames()
         for ident, frame in frames.items():
             t = threads.get(ident)
             names = {str(ident), _name_of(ident, threads)}
@@ -1058,7 +1063,7 @@ class ThreadsSkill(Skill):
         me = threading.get_ident()
         if recheck_after_s > 0:
             first = {}
-            for ident, frame in sys._current_frames().items():
+            for ident, frame in current_frames().items():
                 act = _activity(frame, thread=ident)
                 if ident != me and act.state == "blocked_on_lock":
                     first[ident] = act.frame
@@ -1066,7 +1071,7 @@ class ThreadsSkill(Skill):
             first.clear()  # no frame is kept across the wait
             del frame, act
             time.sleep(min(recheck_after_s, 10.0))
-        frames = {i: f for i, f in sys._current_frames().items() if i != me}
+        frames = {i: f for i, f in current_frames().items() if i != me}
         threads = _thread_names()
         waits: dict[int, _Activity] = {}
         activities: dict[int, _Activity] = {}
@@ -1211,7 +1216,7 @@ class ThreadsSkill(Skill):
         last: dict[int, tuple[types.FrameType, int, types.CodeType | None]] = {}
 
         def sample() -> None:
-            for ident, frame in sys._current_frames().items():
+            for ident, frame in current_frames().items():
                 if ident == me:
                     continue
                 code = frame.f_code
@@ -1320,7 +1325,7 @@ class ThreadsSkill(Skill):
         ~20 ms per million) for the largest group of pool workers only.
         """
         me = threading.get_ident()
-        frames = sys._current_frames()
+        frames = current_frames()
         groups: dict[str, dict[str, Any]] = {}
         pools: dict[str, dict[int, Any]] = {}
         for thread in threading.enumerate():

@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import gc
 import operator
+import os
 import threading
 import time
 import types
@@ -82,6 +83,7 @@ __all__ = [
     "burst_begins",
     "burst_ends",
     "collections_off",
+    "collector_enabled",
     "objects",
     "referrers",
     "step",
@@ -230,7 +232,7 @@ _quiet_state = _Quiet()
 
 # sections with automatic collection put off (`collections_off`), from any threads: how many are
 # inside, and whether the collector was on when the first of them began
-_off_lock = threading.RLock()  # (re-entrant: a gc callback may read frames)
+_off_lock = threading.RLock()  # (re-entrant: a signal handler may read frames inside one)
 _off_sections = 0
 _off_restore = False
 
@@ -242,24 +244,49 @@ def collections_off() -> Iterator[None]:
     The collector's on/off state is one setting of the whole interpreter, so the sections that
     overlap are counted: the first turns it off, the last puts it back as the first found it
     (each saving and restoring it would turn it back on under a step still under way, or leave
-    it off for good). A collector the user turned off stays off. Nothing here waits: a section
-    is for a short read (a step, another thread's frames) that no collection may interrupt,
-    since a collection runs Python code (gc.callbacks, finalizers) at whose first bytecode the
-    interpreter may hand the GIL to another thread.
+    it off for good). A collector the user turned off stays off; one the user turns on or off
+    inside a section is as the first section found it once the last ends. Nothing here waits:
+    a section is for a short read (a step, another thread's frames) that no collection may
+    interrupt, since a collection runs Python code (gc.callbacks, finalizers) at whose first
+    bytecode the interpreter may hand the GIL to another thread. A Ctrl-C cannot split the
+    count from the collector's state (the count is taken first, with no call between, and the
+    last section's end turns it back on with no call before), and a forked child starts with
+    no section open (`_after_fork`).
     """
     global _off_sections, _off_restore
-    with _off_lock:
-        if _off_sections == 0:
-            _off_restore = gc.isenabled()
-            gc.disable()
-        _off_sections += 1
+    counted = False
     try:
+        with _off_lock:
+            _off_sections += 1
+            counted = True
+            if _off_sections == 1:
+                _off_restore = gc.isenabled()
+                gc.disable()
         yield
     finally:
-        with _off_lock:
+        if counted:
             _off_sections -= 1
-            if _off_sections == 0 and _off_restore:
+            if not _off_sections and _off_restore:
+                _off_restore = False
                 gc.enable()
+
+
+def collector_enabled() -> bool:
+    """Whether automatic collection is on, as the program set it: lensbook's own short
+    sections without it (`collections_off`) do not count (a probe must not report them)."""
+    return _off_restore if _off_sections else gc.isenabled()
+
+
+def _after_fork() -> None:
+    """In a forked child: no section of the parent's threads is open any more."""
+    global _off_lock, _off_sections, _off_restore
+    _off_lock = threading.RLock()
+    if _off_sections and _off_restore:
+        gc.enable()
+    _off_sections, _off_restore = 0, False
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 # the re-entrant depth of `step` in the thread that holds `_step_lock`

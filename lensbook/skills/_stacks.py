@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import linecache
 import sys
+import threading
 import types
 from typing import Any
 
@@ -33,6 +34,7 @@ from lensbook.skills._frames import short_path
 from lensbook.skills._heap import collections_off
 
 __all__ = [
+    "MADE_DEPTH",
     "current_frames",
     "describe_frame",
     "format_stack",
@@ -43,16 +45,25 @@ __all__ = [
 ]
 
 
+#: frames of each thread's stack made by `current_frames` (the deepest any caller walks)
+MADE_DEPTH = 300
+
+
 def current_frames() -> dict[int, types.FrameType]:
-    """``sys._current_frames()``, each thread's whole stack with its frame objects made (a
-    walk from these frames outwards, ``f_back`` after ``f_back``, makes none: see the module's
-    docstring)."""
+    """``sys._current_frames()``, the outer `MADE_DEPTH` frames of each thread's stack with
+    their frame objects made (a walk from these frames outwards, ``f_back`` after ``f_back``,
+    makes none within that depth: see the module's docstring). The calling thread's entry is
+    its caller's frame (not this function's, whose locals hold the answer: a cycle that would
+    keep every thread's frames alive until a collection)."""
     with collections_off():
         frames = sys._current_frames()
         for frame in frames.values():
             outer: types.FrameType | None = frame
-            while outer is not None:
+            for _ in range(MADE_DEPTH):
+                if outer is None:
+                    break
                 outer = outer.f_back
+        frames[threading.get_ident()] = sys._getframe(1)
     return frames
 
 

@@ -165,7 +165,7 @@ class GCSkill(Skill):
         stats = gc.get_stats()
         counts = gc.get_count()
         return {
-            "gc_enabled": gc.isenabled(),
+            "gc_enabled": _heap.collector_enabled(),
             "gc_threshold0": gc.get_threshold()[0],
             "gc_count0": counts[0],
             "gc_count1": counts[1],
@@ -391,7 +391,7 @@ class GCSkill(Skill):
         share = measured["gc_share_of_wall_time"] or 0.0
         threshold = gc.get_threshold()
         advice: list[str] = []
-        if not gc.isenabled():
+        if not _heap.collector_enabled():
             advice.append(
                 "GC is disabled: reference cycles are never reclaimed and memory only grows "
                 "unless the program calls gc.collect() itself."
@@ -419,7 +419,7 @@ class GCSkill(Skill):
                 f"{share * 100:.1f}% of wall time is spent collecting; that is worth fixing."
             )
         return {
-            "enabled": gc.isenabled(),
+            "enabled": _heap.collector_enabled(),
             "thresholds": threshold,
             "counts": gc.get_count(),
             "frozen": gc.get_freeze_count(),

@@ -183,7 +183,7 @@ class RuntimeSkill(Skill):
         Cost: ~1 µs; no collection is forced.
         """
         return {
-            "enabled": gc.isenabled(),
+            "enabled": _heap.collector_enabled(),
             "thresholds": gc.get_threshold(),
             "counts": gc.get_count(),
             "stats": gc.get_stats(),

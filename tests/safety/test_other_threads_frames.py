@@ -18,6 +18,7 @@ instead of once in a few CI runs.
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import textwrap
@@ -26,6 +27,7 @@ import threading
 import pytest
 
 from lensbook.skills import _heap
+from lensbook.skills._stacks import current_frames
 
 _CHILD = textwrap.dedent(
     """
@@ -153,3 +155,52 @@ def test_sections_without_collections_overlap_across_threads_and_end_as_they_beg
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_probes_report_the_programs_collector_not_lensbooks_sections() -> None:
+    assert gc.isenabled()
+    with _heap.collections_off():
+        assert not gc.isenabled()  # (lensbook's own short section)
+        assert _heap.collector_enabled()  # what the program set: no "GC disabled" false alarm
+    gc.disable()
+    try:
+        with _heap.collections_off():
+            assert not _heap.collector_enabled()
+    finally:
+        gc.enable()
+
+
+def test_a_child_forked_during_a_section_collects() -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def holding() -> None:
+        with _heap.collections_off():
+            inside.set()
+            leave.wait(30)
+
+    thread = threading.Thread(target=holding)
+    thread.start()
+    try:
+        assert inside.wait(30)
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: the holding thread is gone, its section with it
+            ok = gc.isenabled() and _heap._off_sections == 0
+            with _heap.collections_off():
+                pass
+            os.write(write, b"1" if ok and gc.isenabled() else b"0")
+            os._exit(0)
+        os.close(write)
+        assert os.read(read, 1) == b"1"
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert not gc.isenabled()  # the parent's section is still open
+    finally:
+        leave.set()
+        thread.join(30)
+    assert gc.isenabled()
+
+
+def test_the_callers_own_entry_is_its_frame_so_no_cycle_keeps_the_frames() -> None:
+    frames = current_frames()
+    assert frames[threading.get_ident()] is sys._getframe()

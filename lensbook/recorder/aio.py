@@ -32,6 +32,7 @@ from typing import Any
 from lensbook.recorder.event import make_event
 from lensbook.recorder.frames import short, stack_of, where
 from lensbook.recorder.ring import HistoryRing
+from lensbook.skills._frames import back
 from lensbook.skills._stacks import current_frames
 
 __all__ = ["DEFAULT_THRESHOLD_S", "LagObserver"]
@@ -70,7 +71,7 @@ def blocked_at(frame: types.FrameType | None) -> dict[str, Any]:
             out["coroutine"] = getattr(f.f_code, "co_qualname", f.f_code.co_name)
             out["coroutine_where"] = where(f.f_code, f.f_lineno)
             break
-        f = f.f_back
+        f = back(f)
     return out
 
 

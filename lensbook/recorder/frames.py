@@ -14,9 +14,9 @@ import traceback
 import types
 from typing import Any
 
+from lensbook.skills._frames import back, short_path
 from lensbook.skills._frames import exception_type_name as _type_name
 from lensbook.skills._frames import origin as code_origin
-from lensbook.skills._frames import short_path
 from lensbook.skills._stacks import qualname as _qualname
 
 __all__ = [
@@ -51,7 +51,7 @@ def stack_of(frame: types.FrameType | None, limit: int = MAX_FRAMES) -> list[str
     f = frame
     while f is not None and len(found) < limit:
         found.append(f"{where(f.f_code, f.f_lineno)} in {_qualname(f.f_code)}")
-        f = f.f_back
+        f = back(f)
     found.reverse()
     return found
 

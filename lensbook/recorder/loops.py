@@ -14,6 +14,7 @@ import threading
 import types
 import weakref
 
+from lensbook.skills._frames import back
 from lensbook.skills._stacks import current_frames, frame_locals
 
 __all__ = ["is_registered", "known_loops", "lens_loop", "register_loop", "unregister_loop"]
@@ -65,7 +66,7 @@ def _discovered() -> list[asyncio.AbstractEventLoop]:
                 if isinstance(loop, asyncio.AbstractEventLoop) and loop not in found:
                     found.append(loop)
                 break
-            f = f.f_back
+            f = back(f)
             depth += 1
     return found
 

@@ -32,11 +32,13 @@ import tracemalloc
 import types
 from collections.abc import Sequence
 
+from lensbook.skills._heap import collections_off
 from lensbook.skills._static import stored_attr
 
 __all__ = [
     "Origin",
     "attribute",
+    "back",
     "code_site",
     "exception_type_name",
     "first_user_frame",
@@ -238,13 +240,23 @@ def forget() -> None:
     _installed_top_levels.cache_clear()
 
 
+def back(frame: types.FrameType) -> types.FrameType | None:
+    """``frame.f_back``, made inside a section: the one way lensbook walks outwards along
+    another thread's stack. A frame object made earlier does not make its callers' safe to
+    read later: a generator's or a coroutine's keeps its object across suspensions, and
+    resumed from a new caller (every step of an asyncio task) its ``f_back`` makes that
+    caller's object then."""
+    with collections_off():
+        return frame.f_back
+
+
 def first_user_frame(frame: types.FrameType | None, limit: int = 30) -> types.FrameType | None:
     """The innermost frame of the user's code on a stack (walking outwards), or None."""
     depth = 0
     while frame is not None and depth < limit:
         if origin(frame.f_code.co_filename) == "user":
             return frame
-        frame = frame.f_back
+        frame = back(frame)
         depth += 1
     return None
 

@@ -16,10 +16,10 @@ meanwhile. The link is then made with memory that thread has let go of or reused
 frame: a frame object over freed memory, or a word written into another frame's locals (seen
 as an ``int`` coming back from ``f_back``, a collection crashing in another thread, a
 segfault; CPython guards only against the collection making that frame object itself,
-gh-97002). So `current_frames` makes every frame object of every stack at once, inside one
-such section (a thread that returns from a frame afterwards hands its frame object its own
-copy: walks over them later are safe), and `frame_locals` reads a frame's locals inside one
-(``f_locals`` makes a dict the same way, then copies the locals from the frame).
+gh-97002). So `current_frames` takes the stacks' innermost frames inside one such section,
+`back` makes each step outwards inside one (every walk along another thread's stack goes
+through it), and `frame_locals` reads a frame's locals inside one (``f_locals`` makes a dict
+the same way, then copies the locals from the frame).
 """
 
 from __future__ import annotations
@@ -30,11 +30,10 @@ import threading
 import types
 from typing import Any
 
-from lensbook.skills._frames import short_path
+from lensbook.skills._frames import back, short_path
 from lensbook.skills._heap import collections_off
 
 __all__ = [
-    "MADE_DEPTH",
     "current_frames",
     "describe_frame",
     "format_stack",
@@ -45,24 +44,13 @@ __all__ = [
 ]
 
 
-#: frames of each thread's stack made by `current_frames` (the deepest any caller walks)
-MADE_DEPTH = 300
-
-
 def current_frames() -> dict[int, types.FrameType]:
-    """``sys._current_frames()``, the outer `MADE_DEPTH` frames of each thread's stack with
-    their frame objects made (a walk from these frames outwards, ``f_back`` after ``f_back``,
-    makes none within that depth: see the module's docstring). The calling thread's entry is
-    its caller's frame (not this function's, whose locals hold the answer: a cycle that would
-    keep every thread's frames alive until a collection)."""
+    """``sys._current_frames()``, made inside a section (see the module's docstring); walk
+    outwards from these frames with `back`. The calling thread's entry is its caller's frame
+    (not this function's, whose locals hold the answer: a cycle that would keep every
+    thread's frames alive until a collection)."""
     with collections_off():
         frames = sys._current_frames()
-        for frame in frames.values():
-            outer: types.FrameType | None = frame
-            for _ in range(MADE_DEPTH):
-                if outer is None:
-                    break
-                outer = outer.f_back
         frames[threading.get_ident()] = sys._getframe(1)
     return frames
 
@@ -98,7 +86,7 @@ def frames_of(frame: types.FrameType | None, limit: int = 64) -> list[types.Fram
     found: list[types.FrameType] = []
     while frame is not None and len(found) < limit:
         found.append(frame)
-        frame = frame.f_back
+        frame = back(frame)
     return found
 
 

@@ -41,8 +41,8 @@ from lensbook.recorder.loops import is_registered as _is_registered
 from lensbook.recorder.loops import known_loops, register_loop, unregister_loop
 from lensbook.recorder.loops import lens_loop as _lens_loop
 from lensbook.skills import _observers, intrusion
+from lensbook.skills._frames import back, short_path, type_names
 from lensbook.skills._frames import origin as code_origin
-from lensbook.skills._frames import short_path, type_names
 from lensbook.skills._heap import collections_off
 from lensbook.skills._stacks import current_frames, format_stack, source_line
 from lensbook.skills._stacks import qualname as _qualname
@@ -127,7 +127,7 @@ def _blocked_by(frame: types.FrameType | None) -> str:
             return "lensbook"
         if code.co_name == "run_code" and "IPython" in code.co_filename:
             cell = True
-        f = f.f_back
+        f = back(f)
     return "cell" if cell else "code"
 
 

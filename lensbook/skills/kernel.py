@@ -24,8 +24,8 @@ from typing import Any, ClassVar
 
 import psutil
 
+from lensbook.skills._frames import back, type_module, type_names
 from lensbook.skills._frames import short_path as _short_path
-from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
 from lensbook.skills._stacks import current_frames
 from lensbook.skills._static import (
@@ -407,7 +407,7 @@ class KernelSkill(Skill):
         stack: list[types.FrameType] = []
         while frame is not None and len(stack) < 300:
             stack.append(frame)
-            frame = frame.f_back
+            frame = back(frame)
         # frames inside IPython's run_code are the cell's own (innermost first)
         cut = next(
             (

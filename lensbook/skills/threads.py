@@ -36,7 +36,14 @@ from typing import Any, ClassVar
 import psutil
 
 from lensbook.skills import _heap
-from lensbook.skills._frames import first_user_frame, origin, short_path, type_names, type_site
+from lensbook.skills._frames import (
+    back,
+    first_user_frame,
+    origin,
+    short_path,
+    type_names,
+    type_site,
+)
 from lensbook.skills._stacks import (
     current_frames,
     describe_frame,
@@ -512,9 +519,9 @@ def _lock_type_name(lock: Any) -> str:
 def _waiting(frame: types.FrameType, call: str) -> _Activity:
     """A thread parked in a blocking call, told where the program (not the stdlib) waits."""
     if code_origin(frame.f_code.co_filename) == "stdlib":
-        outer = frame.f_back
+        outer = back(frame)
         while outer is not None and code_origin(outer.f_code.co_filename) == "stdlib":
-            outer = outer.f_back
+            outer = back(outer)
         if outer is not None:
             node = current_node(outer)
             if isinstance(node, ast.Call):
@@ -586,7 +593,7 @@ def _classify(frame: types.FrameType, cheap: bool = False, thread: int | None = 
         lock = _as_lock(obj)
         if lock is not None:
             name = _lock_label(target, frame)
-            caller = frame.f_back
+            caller = back(frame)
             if origin == "stdlib" and caller is not None:
                 # inside Condition.__enter__ and the like: name the lock as the caller does
                 # (a Python RLock blocks on its inner lock: the caller's RLock is the one taken)

@@ -24,6 +24,7 @@ the same way, then copies the locals from the frame).
 
 from __future__ import annotations
 
+import inspect
 import linecache
 import sys
 import threading
@@ -57,8 +58,11 @@ def current_frames() -> dict[int, types.FrameType]:
 
 def frame_locals(frame: types.FrameType) -> dict[str, Any]:
     """A copy of a frame's local variables, read safely while the frame runs in another thread
-    (see the module's docstring); empty for a namespace that is no plain dict (a class body's
-    own mapping: copying it would run its code)."""
+    (see the module's docstring); empty for a frame whose code is no function's (a module's
+    locals are its globals; a class body's may be its metaclass's mapping, whose own
+    ``__setitem__`` reading ``f_locals`` would run)."""
+    if not frame.f_code.co_flags & inspect.CO_OPTIMIZED:
+        return {}
     with collections_off():
         found = frame.f_locals
         return dict(found) if type(found) is dict else {}

@@ -114,13 +114,20 @@ def _loop_label(loop: asyncio.AbstractEventLoop) -> str:
     return f"{source}{where} ({type_names(type(loop))[2]} at {id(loop):#x})"
 
 
+#: frames of a loop's thread `_blocked_by` looks at, innermost first (a deep recursion's
+#: stack is not walked whole at every check)
+_BLOCKED_BY_DEPTH = 300
+
+
 def _blocked_by(frame: types.FrameType | None) -> str:
     """Why a loop's thread does not run its callbacks, from its stack: "lensbook" (it waits for
     a lensbook call it made: not a fault of the program), "cell" (an IPython cell is running on
     the kernel's loop, as cells do) or "code" (synchronous code blocks the loop)."""
     cell = False
     f = frame
-    while f is not None:
+    depth = 0
+    while f is not None and depth < _BLOCKED_BY_DEPTH:
+        depth += 1
         code = f.f_code
         origin = code_origin(code.co_filename)
         if origin == "lensbook":

@@ -23,11 +23,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from typing import Any
 
 import pytest
 
 from lensbook.skills import _heap
-from lensbook.skills._stacks import current_frames
+from lensbook.skills._stacks import current_frames, frame_locals
 
 _CHILD = textwrap.dedent(
     """
@@ -204,3 +205,13 @@ def test_a_child_forked_during_a_section_collects() -> None:
 def test_the_callers_own_entry_is_its_frame_so_no_cycle_keeps_the_frames() -> None:
     frames = current_frames()
     assert frames[threading.get_ident()] is sys._getframe()
+
+
+def test_frame_locals_copies_a_functions_and_reads_no_other_namespace() -> None:
+    # a module's (or a class body's) namespace is no frame's locals to copy: a class body's
+    # may be its metaclass's mapping, whose code reading f_locals would run
+    marker = 1
+    assert frame_locals(sys._getframe())["marker"] == marker
+    namespace: dict[str, Any] = {}
+    exec("import sys\nframe = sys._getframe()", namespace)
+    assert frame_locals(namespace["frame"]) == {}

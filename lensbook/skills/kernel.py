@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 
 import psutil
 
-from lensbook.skills._frames import back, type_module, type_names
 from lensbook.skills._frames import short_path as _short_path
+from lensbook.skills._frames import type_module, type_names
 from lensbook.skills._ipython import shell as _shell
-from lensbook.skills._stacks import current_frames
+from lensbook.skills._stacks import current_frames, frames_of
 from lensbook.skills._static import (
     slot_values,
     stored_attr,
@@ -404,10 +404,7 @@ class KernelSkill(Skill):
         thread_id = clock.running[-1].thread if clock and clock.running else None
         thread_id = thread_id or threading.main_thread().ident
         frame = current_frames().get(thread_id) if thread_id is not None else None
-        stack: list[types.FrameType] = []
-        while frame is not None and len(stack) < 300:
-            stack.append(frame)
-            frame = back(frame)
+        stack = frames_of(frame, limit=300)
         # frames inside IPython's run_code are the cell's own (innermost first)
         cut = next(
             (

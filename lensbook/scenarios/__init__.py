@@ -104,10 +104,12 @@ SCENARIOS: tuple[str, ...] = (
     "executor_per_request",
     "task_pileup",
     "past_retry_storm",
+    "native_leak",
     # busy but healthy workloads: no skill may raise an alarm
     "healthy_etl",
     "healthy_server",
     "healthy_pool",
+    "healthy_native",
     # issue 14's own: attribution to user code, retention roots, locks by any expression
     "ring_deadlock",
     "runtime_leak",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 __all__ = [
     "PLATEAU_RATIO",
@@ -19,6 +20,7 @@ __all__ = [
     "shape_known",
     "slope",
     "steady_rise",
+    "summary",
 ]
 
 #: the later half rising at less than this share of the whole series' rate is a plateau
@@ -85,3 +87,21 @@ def steady_rise(points: Sequence[Sequence[float]]) -> bool:
         and not plateaued(pts)
         and rising_share(pts) >= RISING_SHARE
     )
+
+
+def summary(points: Sequence[Sequence[float]]) -> dict[str, Any]:
+    """First, last, span, least-squares slope per second and how steadily a series rose."""
+    if len(points) < 2:
+        return {"samples": len(points), "last": points[-1][1] if points else None}
+    return {
+        "samples": len(points),
+        "span_s": round(points[-1][0] - points[0][0], 1),
+        "first": points[0][1],
+        "last": points[-1][1],
+        "min": min(p[1] for p in points),
+        "slope_per_s": None if (rate := slope(points)) is None else round(rate, 4),
+        "plateaued": plateaued(points),
+        "shape_known": shape_known(points),
+        # the share of changes that went up: a leak rises steadily, a busy heap saw-tooths
+        "rising_share": rising_share(points),
+    }

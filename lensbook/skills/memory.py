@@ -56,6 +56,7 @@ from lensbook.skills._roots import (
     is_tooling_module,
     known_root,
 )
+from lensbook.skills._rss import python_share, rss_growth
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import (
     TypeCount,
@@ -69,7 +70,7 @@ from lensbook.skills._static import (
     stored_size,
 )
 from lensbook.skills._trend import slope as _least_squares
-from lensbook.skills._trend import steady_rise
+from lensbook.skills._trend import steady_rise, summary
 from lensbook.skills.base import Skill, outgoing, probe
 from lensbook.skills.history_metrics import RssSinceLoad
 from lensbook.skills.redact import clip
@@ -1107,7 +1108,9 @@ class MemorySkill(Skill):
     )
     # what the coordinator and the watcher know of it (see `Skill`)
     keywords = ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc")
-    families: ClassVar[dict[str, tuple[str, ...]]] = {"memory growth": ("memory_leak",)}
+    families: ClassVar[dict[str, tuple[str, ...]]] = {
+        "memory growth": ("memory_leak", "native_memory_growth")
+    }
     investigates = ("memory growth",)
     chains = (
         Chain(
@@ -2084,7 +2087,7 @@ class LeakRule(Rule):
         leak_by_objects = _objects_grew(growth) and _objects_go_on(growth, ev)
         leak_by_container = box_grew >= CONTAINER_MIN_GROWTH and _persistent(growing_box)
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
-            return []
+            return _native_growth(ev, diff, growth)
 
         rss0, rss1 = ev.first("rss_mb"), ev.latest("rss_mb")
         available = ev.latest("host_available_mb")
@@ -2180,6 +2183,56 @@ class LeakRule(Rule):
                 hypothesis=hypothesis,
             )
         ]
+
+
+def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -> list[Finding]:
+    """RSS that rises steadily (the relative rule every skill uses) while the tracemalloc
+    window, which traced long enough to see such a rise, held little of it, and no census or
+    container grew: memory that Python's allocators did not make or do not hold. It names no
+    Python line: what the window's allocations still hold is not where that memory went."""
+    points = as_dict(ev.result("memory_rss_trend")).get("points") or []
+    rise = rss_growth(summary([p for p in points if isinstance(p, list) and len(p) == 2]), ev)
+    python = python_share(rise, diff) if rise is not None else None
+    if rise is None or python is None or not python.native:
+        return []
+    observation = (
+        f"In a {diff.get('window_s')} s tracemalloc window ({python.traced_s:.2f} s traced, "
+        f"{diff.get('bursts') or 'no'} bursts), Python's allocations held "
+        f"{_kb(python.held_mb_per_s * 1024)}/s: {python.share:.0%} of the RSS rise"
+    )
+    if growth:
+        observation += (
+            f". GC-tracked objects {growth.get('tracked_before')} -> "
+            f"{growth.get('tracked_after')} in {growth.get('interval_s')} s"
+        )
+    hypothesis = (
+        "The memory is allocated outside Python's allocators, which tracemalloc cannot see: "
+        "native code that allocates and keeps (a C extension, ctypes or cffi, a library's own "
+        "pool or cache), or memory the C allocator keeps after it was freed (fragmentation, "
+        "worst with many threads). To tell them apart: a native leak grows with the calls "
+        "into that code whatever the allocator; fragmentation shrinks with "
+        "MALLOC_ARENA_MAX=2 or after ctypes.CDLL('libc.so.6').malloc_trim(0). "
+        "A Python leak of a few large blocks between the tracing bursts could hide too: a "
+        "longer window settles it."
+    )
+    severity: Any = "warning"
+    available = ev.latest("host_available_mb")
+    if isinstance(available, (int, float)) and available / rise.mb_per_s < 15 * 60:
+        severity = "critical"
+        hypothesis += (
+            f" At this rate the host's {available:.0f} MB of available memory lasts about "
+            f"{available / rise.mb_per_s / 60:.0f} min."
+        )
+    return [
+        Finding(
+            anomaly_type="native_memory_growth",
+            severity=severity,
+            context=f"RSS went {rise.start_mb:.1f} -> {rise.end_mb:.1f} MB over "
+            f"{rise.span_s:.0f} s ({rise.mb_per_s:.2f} MB/s, {rise.samples} samples).",
+            observation=observation + ".",
+            hypothesis=hypothesis,
+        )
+    ]
 
 
 def _retained_observation(retained: dict[str, Any], site: dict[str, Any]) -> str:

@@ -16,7 +16,8 @@ import psutil
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
-from lensbook.skills._trend import RISING_SHARE, plateaued, rising_share, shape_known, slope
+from lensbook.skills._rss import NATIVE_MAX_SHARE, Growth, python_share, rss_growth
+from lensbook.skills._trend import RISING_SHARE, summary
 from lensbook.skills._units import mb, memory_mb
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import ThreadGrowthByKind
@@ -110,8 +111,8 @@ class RuntimeSkill(Skill):
         threads.append((now, float(threading.active_count())))
         errors = error_rate(min(window_s, 120.0), now)
         return {
-            "rss": _trend(rss),
-            "threads": _trend(threads),
+            "rss": summary(rss),
+            "threads": summary(threads),
             "errors": {
                 "window_s": round(errors.window_s, 1),
                 "count": errors.count,
@@ -227,36 +228,10 @@ class RuntimeSkill(Skill):
         }
 
 
-def _trend(points: list[tuple[float, float]]) -> dict[str, Any]:
-    """First, last, span, least-squares slope per second and how steadily a series rose."""
-    if len(points) < 2:
-        return {"samples": len(points), "last": points[-1][1] if points else None}
-    return {
-        "samples": len(points),
-        "span_s": round(points[-1][0] - points[0][0], 1),
-        "first": points[0][1],
-        "last": points[-1][1],
-        "min": min(v for _, v in points),
-        "slope_per_s": None if (rate := slope(points)) is None else round(rate, 4),
-        "plateaued": plateaued(points),
-        "shape_known": shape_known(points),
-        # the share of changes that went up: a leak rises steadily, a busy heap saw-tooths
-        "rising_share": rising_share(points),
-    }
-
-
 #: the longest a runtime_allocation_sites window stays open waiting for a burst to see a site
 ALLOCATION_WINDOW_MAX_S = 5.0
 #: held growth a window must have seen before it closes early (a few stray blocks are not it)
 ALLOCATION_SEEN_KB = 64.0
-
-#: RSS growth that counts, judged against the process: over the window at least this share of
-#: the starting RSS (and this absolute floor, against allocator noise), at a rate that would
-#: add this share of RSS in ten minutes, rising in most steps
-GROWTH_MIN_SHARE = 0.05
-GROWTH_FLOOR_MB = 8.0
-GROWTH_TEN_MIN_SHARE = 0.25
-GROWTH_RISING_SHARE = RISING_SHARE
 
 
 class _MemoryGrowth(Rule):
@@ -279,7 +254,8 @@ class _MemoryGrowth(Rule):
         found = _growth(ev)
         if found is None:
             return []
-        start, end, span, rate, samples = found
+        start, end, span, rate = found.start_mb, found.end_mb, found.span_s, found.mb_per_s
+        samples = found.samples
         info = ev.result("runtime_memory_info") or {}
         available = info.get("host_available_mb") if isinstance(info, dict) else None
         severity: Severity = "warning"
@@ -303,28 +279,47 @@ class _MemoryGrowth(Rule):
                 f"; at this rate the host's {available:.0f} MB available last about "
                 f"{available / rate / 60:.0f} min"
             )
-        sites = as_dict(ev.result("runtime_allocation_sites")).get("sites") or []
+        window = as_dict(ev.result("runtime_allocation_sites"))
+        sites = [s for s in window.get("sites") or [] if isinstance(s, dict)]
         observation = (
             f"resident memory grows by {rate:.2f} MB/s: {start:.1f} -> {end:.1f} MB "
             f"(+{(end - start) / max(start, 1e-9):.0%}) over {span:.0f} s and {samples} samples"
         )
-        if sites and isinstance(sites[0], dict):
+        python = python_share(found, window)
+        if python is not None and python.native:
+            observation += (
+                f"; Python's allocations held {python.held_mb_per_s * 1024:.0f} KB/s of it in "
+                f"a {window.get('window_s')} s tracemalloc window ({python.traced_s:.2f} s "
+                f"traced): {python.share:.0%} of the rise"
+            )
+            hypothesis = (
+                f"{hypothesis}, outside Python's allocators: native code (a C extension, "
+                "ctypes or cffi, a library's own allocator), or freed memory the C allocator "
+                "keeps (fragmentation); the memory skill weighs the two"
+            )
+        elif sites:
             top = sites[0]
             observation += (
                 f"; top allocation site {top.get('site')}"
                 + (f" in {top['function']}" if top.get("function") else "")
                 + f" (`{top.get('code', '')}`): "
-                f"+{float(top.get('kb', 0)) / 1024:.1f} MB in a "
-                f"{as_dict(ev.result('runtime_allocation_sites')).get('window_s')} s window"
+                f"+{float(top.get('kb', 0)) / 1024:.1f} MB in a {window.get('window_s')} s window"
             )
             if top.get("via"):
                 observation += " via " + " -> ".join(reversed(top["via"][:3]))
             in_function = f" ({top['function']})" if top.get("function") else ""
-            hypothesis = (
-                f"{hypothesis}: the user's code at {top.get('site')}{in_function} allocates "
-                "most of it; "
-                "the memory skill names what keeps it alive (memory_referrers)"
-            )
+            if python is None or python.share >= NATIVE_MAX_SHARE:
+                hypothesis = (
+                    f"{hypothesis}: the user's code at {top.get('site')}{in_function} "
+                    "allocates most of it; "
+                    "the memory skill names what keeps it alive (memory_referrers)"
+                )
+            else:  # little held, but too little traced to say the rest is not Python's
+                hypothesis = (
+                    f"{hypothesis}; the window held {python.share:.0%} of it, the most at "
+                    f"{top.get('site')}{in_function}, in {python.traced_s:.2f} s traced: too "
+                    "little to tell Python's memory from native; the memory skill looks longer"
+                )
         else:
             hypothesis += "; the memory skill names the allocation site and what keeps it alive"
         return [
@@ -348,29 +343,9 @@ def _shape_known(ev: Evidence) -> bool:
     return True
 
 
-def _growth(ev: Evidence) -> tuple[float, float, float, float, int] | None:
-    """(start MB, end MB, span s, MB/s, samples) when RSS grows by the relative rule."""
-    trend = as_dict(as_dict(ev.result("runtime_trends")).get("rss"))
-    if int(trend.get("samples") or 0) >= 3 and float(trend.get("span_s") or 0) >= 2.0:
-        start, end = float(trend["first"]), float(trend["last"])
-        span, rising = float(trend["span_s"]), float(trend.get("rising_share") or 0)
-        rate = float(trend.get("slope_per_s") or 0.0)
-        samples = int(trend["samples"])
-    elif len(ev.snapshots) >= 2:
-        start, end = float(ev.first("rss_mb", 0.0) or 0.0), float(ev.latest("rss_mb", 0.0) or 0)
-        span, rate, rising, samples = ev.elapsed(), ev.rate("rss_mb") or 0.0, 1.0, len(ev.snapshots)
-    else:
-        return None
-    grew = end - start
-    if trend.get("plateaued"):
-        return None  # rose, then levelled off: a warm-up, not a leak
-    if (
-        grew < max(GROWTH_FLOOR_MB, GROWTH_MIN_SHARE * start)
-        or rate * 600 < GROWTH_TEN_MIN_SHARE * end
-        or rising < GROWTH_RISING_SHARE
-    ):
-        return None
-    return start, end, span, rate, samples
+def _growth(ev: Evidence) -> Growth | None:
+    """The RSS rise by the relative rule (`_rss.rss_growth`) over the metrics sampled."""
+    return rss_growth(as_dict(as_dict(ev.result("runtime_trends")).get("rss")), ev)
 
 
 class _FdPressure(Rule):
@@ -438,7 +413,7 @@ class _ThreadCount(Rule):
             isinstance(first, (int, float))
             and isinstance(last, (int, float))
             and last - first >= max(THREAD_GROWTH_MIN, THREAD_GROWTH_SHARE * first)
-            and float(trend.get("rising_share") or 0) >= GROWTH_RISING_SHARE
+            and float(trend.get("rising_share") or 0) >= RISING_SHARE
         ):
             return [
                 Finding(

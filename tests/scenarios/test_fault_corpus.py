@@ -41,8 +41,9 @@ FAULTS = (
     "executor_per_request",
     "task_pileup",
     "past_retry_storm",
+    "native_leak",
 )
-HEALTHY = ("healthy_etl", "healthy_server", "healthy_pool")
+HEALTHY = ("healthy_etl", "healthy_server", "healthy_pool", "healthy_native")
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +125,9 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
         r"created at \S*duplicate_handlers\.py:\d+ in frame_logger", named["duplicate_handlers"]
     )
     assert "--thumbnail photo-*.jpg" in named["zombie_children"]
+    # memory that Python never allocated: said so, and no Python line blamed for it
+    assert "outside Python's allocators" in named["native_leak"]
+    assert "allocation site" not in named["native_leak"]
     # over before the run: diagnosed from the flight recorder's history, with when it ended
     assert re.search(
         r"ConnectionError .*past_retry_storm\.py:\d+ in fetch_stock.* \(ended \d+ s ago\)",
@@ -137,6 +141,7 @@ def test_the_culprits_are_named_in_the_users_terms(outcomes: dict[str, dict[str,
         "healthy_etl",
         "healthy_server",
         "healthy_pool",
+        "healthy_native",
     ],
 )
 def test_busy_healthy_workload_raises_no_alarm_in_any_skill(

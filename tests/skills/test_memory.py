@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import inspect
 import itertools
 import json
@@ -442,6 +444,61 @@ def test_the_rule_names_the_site_and_the_cache_of_a_leak(skill: MemorySkill) -> 
     assert site in finding.observation
     assert "module global lensbook.scenarios._leaky_cache._CACHE" in finding.observation
     assert "unbounded cache" in (finding.hypothesis or "")
+
+
+def _grow_rss(keep: list[Any], native: bool, mb: int = 120, seconds: float = 2.0) -> None:
+    """RSS up by `mb` over `seconds`: buffers malloc'ed in C (which tracemalloc cannot see),
+    or bytes objects that Python allocates, written so that they are resident."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    for _ in range(mb // 4):
+        if native:
+            block = libc.malloc(4 << 20)
+            ctypes.memset(block, 1, 4 << 20)
+            keep.append(block)
+        else:
+            keep.append(b"\x01" * (4 << 20))
+        time.sleep(seconds / (mb // 4))
+
+
+def _trimmed() -> None:
+    """The C allocator gives what earlier tests freed back to the system first: new blocks
+    would reuse it, and RSS would not move."""
+    ctypes.CDLL(ctypes.util.find_library("c")).malloc_trim(0)
+
+
+def _free_native(kept: list[Any]) -> None:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.free.argtypes = [ctypes.c_void_p]
+    for block in kept:
+        libc.free(block)
+
+
+def test_rss_that_grows_outside_pythons_allocators_is_native_growth(skill: MemorySkill) -> None:
+    kept: list[Any] = []
+    _trimmed()
+    try:
+        ev = _investigate(skill, LeakRule(), lambda: _grow_rss(kept, native=True))
+    finally:
+        _free_native(kept)
+    assert ev.snapshots[-1]["rss_mb"] - ev.snapshots[0]["rss_mb"] >= 60
+    (finding,) = LeakRule().judge(ev)
+    assert finding.anomaly_type == "native_memory_growth", finding
+    assert "outside Python's allocators" in (finding.hypothesis or "")
+    share = re.search(r"Python's allocations held .*: (\d+)% of the RSS rise", finding.observation)
+    assert share is not None and int(share.group(1)) < 20, finding.observation
+
+
+def test_rss_that_python_allocates_is_not_native_growth(skill: MemorySkill) -> None:
+    kept: list[Any] = []
+    _trimmed()
+    ev = _investigate(skill, LeakRule(), lambda: _grow_rss(kept, native=False))
+    found = [f.anomaly_type for f in LeakRule().judge(ev)]
+    kept.clear()
+    assert ev.snapshots[-1]["rss_mb"] - ev.snapshots[0]["rss_mb"] >= 60
+    # the same rise, held by Python's allocations: whatever else is said, not "native"
+    assert "memory_allocation_diff" in ev.results and "native_memory_growth" not in found
 
 
 def test_the_rule_is_quiet_when_nothing_grows(skill: MemorySkill) -> None:

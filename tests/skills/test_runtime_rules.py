@@ -3,6 +3,7 @@ and error rates, from real samples in the metrics store and real snapshots."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -47,6 +48,47 @@ def test_steady_rss_growth_in_the_samples_is_flagged_relative_to_the_process(
     found = _judge(skill, _evidence(skill))
     growth = found["memory_growth"]
     assert "grows by" in growth.observation and "14 samples" in growth.observation
+
+
+def _rising(skill: RuntimeSkill, sites_window: dict[str, Any]) -> Any:
+    """The memory_growth finding on 60 s of samples rising from half of RSS to it, with a
+    runtime_allocation_sites window of 5 s (0.5 s of it traced, unless `sites_window` says)."""
+    now = time.time()
+    rss = skill.snapshot()["rss_mb"]
+    for i in range(13):
+        store.record("runtime", {"rss_mb": rss * (0.5 + i / 24)}, at=now - 60 + i * 5)
+    ev = _evidence(skill)
+    window = {"window_s": 5.0, "traced_s": 0.5, "bursts": 20, **sites_window}
+    ev.results["runtime_allocation_sites"] = [({}, window)]
+    return _judge(skill, ev)["memory_growth"]
+
+
+SITE = {"site": "app.py:12", "function": "decode", "code": "frame = lib.decode(buf)", "kb": 6.0}
+
+
+def test_growth_that_python_did_not_allocate_is_not_blamed_on_a_python_line(
+    skill: RuntimeSkill,
+) -> None:
+    # traced throughout the window: a Python rise at that rate would have shown
+    growth = _rising(skill, {"growth_kb": 6.0, "sites": [SITE], "traced_s": None, "bursts": None})
+    assert "outside Python's allocators" in (growth.hypothesis or "")
+    assert "app.py:12" not in growth.observation + (growth.hypothesis or "")
+    assert re.search(r"held \d+ KB/s of it .*: 0% of the rise", growth.observation)
+
+
+def test_a_window_that_traced_too_little_claims_neither(skill: RuntimeSkill) -> None:
+    growth = _rising(skill, {"growth_kb": 6.0, "sites": [SITE], "traced_s": 0.05})
+    hypothesis = growth.hypothesis or ""
+    assert "too little to tell Python's memory from native" in hypothesis
+    assert "allocates most of it" not in hypothesis and "outside" not in hypothesis
+
+
+def test_growth_that_python_holds_names_the_users_line(skill: RuntimeSkill) -> None:
+    rss = skill.snapshot()["rss_mb"]
+    held_kb = rss / 2 / 60 * 5 * 1024  # the rise's rate over the 5 s window
+    growth = _rising(skill, {"growth_kb": held_kb, "sites": [{**SITE, "kb": held_kb}]})
+    assert "the user's code at app.py:12 (decode) allocates most of it" in (growth.hypothesis or "")
+    assert "outside Python's allocators" not in (growth.hypothesis or "")
 
 
 def test_a_saw_tooth_heap_is_not_a_leak(skill: RuntimeSkill) -> None:

@@ -30,10 +30,11 @@ from collections import deque
 from typing import Any
 
 from lensbook.recorder.event import make_event
-from lensbook.recorder.frames import short, stack_of, where
+from lensbook.recorder.frames import stack_of, where
 from lensbook.recorder.ring import HistoryRing
 from lensbook.skills._frames import back
 from lensbook.skills._stacks import current_frames
+from lensbook.skills.redact import clip
 
 __all__ = ["DEFAULT_THRESHOLD_S", "LagObserver"]
 
@@ -64,7 +65,7 @@ def blocked_at(frame: types.FrameType | None) -> dict[str, Any]:
     line = linecache.getline(code.co_filename, frame.f_lineno or 0).strip()
     out["where"] = where(code, frame.f_lineno)
     out["function"] = getattr(code, "co_qualname", code.co_name)
-    out["blocking_call"] = short(line, 160) if line else out["function"]
+    out["blocking_call"] = clip(line, 160) if line else out["function"]
     f: types.FrameType | None = frame
     while f is not None:
         if f.f_code.co_flags & _COROUTINE_FLAGS:

@@ -18,6 +18,7 @@ from lensbook.skills._frames import back, short_path
 from lensbook.skills._frames import exception_type_name as _type_name
 from lensbook.skills._frames import origin as code_origin
 from lensbook.skills._stacks import qualname as _qualname
+from lensbook.skills.redact import clip
 
 __all__ = [
     "MAX_FRAMES",
@@ -25,7 +26,6 @@ __all__ = [
     "callable_name",
     "code_origin",
     "exception_detail",
-    "short",
     "short_path",
     "stack_of",
     "thread_name",
@@ -34,10 +34,6 @@ __all__ = [
 
 MAX_FRAMES = 8
 MESSAGE_CHARS = 300
-
-
-def short(text: str, limit: int = MESSAGE_CHARS) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def where(code: types.CodeType, lineno: int | None) -> str:
@@ -85,7 +81,7 @@ def exception_detail(exc: BaseException) -> dict[str, Any]:
     inner = frames[-MAX_FRAMES:]
     detail: dict[str, Any] = {
         "type": _type_name(type(exc)),
-        "message": short(message),
+        "message": clip(message, MESSAGE_CHARS),
         "thread": thread_name(),
     }
     if inner:
@@ -95,7 +91,7 @@ def exception_detail(exc: BaseException) -> dict[str, Any]:
         detail["origin"] = code_origin(code.co_filename)
         line = linecache.getline(code.co_filename, lineno or 0).strip()
         if line:
-            detail["line"] = short(line, 160)
+            detail["line"] = clip(line, 160)
         detail["stack"] = [f"{where(c, n)} in {_qualname(c)}" for c, n in inner]
         if len(frames) > len(inner):
             detail["frames_omitted"] = len(frames) - len(inner)

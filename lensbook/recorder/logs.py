@@ -17,9 +17,10 @@ from typing import Any
 
 from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
-from lensbook.recorder.frames import short, short_path
+from lensbook.recorder.frames import MESSAGE_CHARS, short_path
 from lensbook.recorder.ring import HistoryRing, RateGate
 from lensbook.skills import _observers
+from lensbook.skills.redact import clip
 
 __all__ = ["LogObserver"]
 
@@ -72,9 +73,9 @@ class LogObserver:
     @staticmethod
     def _message(record: logging.LogRecord) -> str:
         try:
-            return short(record.getMessage())
+            return clip(record.getMessage(), MESSAGE_CHARS)
         except Exception:  # a bad format string is the application's bug, not ours
-            return short(str(record.msg))
+            return clip(str(record.msg), MESSAGE_CHARS)
 
     def flush(self, now: float) -> list[HistoryEvent]:
         counts = _observers.take_counts()

@@ -52,6 +52,7 @@ __all__ = [
     "RECORD_NAME",
     "RecordWriter",
     "configure",
+    "create_private",
     "is_own_record",
     "writer",
 ]
@@ -212,7 +213,7 @@ class RecordWriter:
         path = directory / f"{stamp}-{safe_op or 'run'}-{event.run_id}.jsonl"
         try:
             self._prepare(directory)
-            handle = _create_private(path)
+            handle = create_private(path)
         except OSError as exc:
             _log.warning(
                 "lensbook cannot record run %s in %s (%s); the run goes on unrecorded",
@@ -271,9 +272,11 @@ class RecordWriter:
                 old.unlink()
 
 
-def _create_private(path: Path) -> IO[str]:
-    """A new file only this user can read: never an existing file, never through a link."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+def create_private(path: Path, replace: bool = False) -> IO[str]:
+    """A file only this user can read, opened for writing, never through a link: a new one
+    (a record), or with `replace` one written anew (a postmortem notebook, made again)."""
+    flags = os.O_WRONLY | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    flags |= os.O_TRUNC if replace else os.O_EXCL
     fd = os.open(path, flags, 0o600)
     try:
         os.fchmod(fd, 0o600)  # the umask can only narrow 0600, but be explicit

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lensbook._errors import LensbookError
-from lensbook.records._writer import is_own_record
+from lensbook.records._writer import create_private, is_own_record
 from lensbook.records.reader import RecordError, Run, load_run
 
 __all__ = [
@@ -119,6 +119,13 @@ def _as_runs(runs: Run | str | os.PathLike[str] | Iterable[Any]) -> list[Run]:
 
 def _secure_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)  # mkdir's mode is cut by the umask, and the folder may exist
+
+
+def _write_private(path: Path, nb: Any, nbformat: Any) -> None:
+    """The notebook, 0600 like the records it shows (its outputs hold what they hold)."""
+    with create_private(path, replace=True) as out:
+        nbformat.write(nb, out)
 
 
 def _copy_record(source: Path, folder: Path) -> Path:
@@ -179,7 +186,7 @@ def postmortem(
     local = [load_run(c) for c, _ in copies]
     relative = [os.path.relpath(c, path.parent) for c, _ in copies]
     nb = _notebook(local, relative, [parent for _, parent in copies], title)
-    nbformat.write(nb, path)  # first without outputs: a failed execution loses nothing
+    _write_private(path, nb, nbformat)  # first without outputs: a failed execution loses nothing
     if execute:
         try:
             _execute(nb, path.parent)
@@ -189,7 +196,7 @@ def postmortem(
                 f"{path} is written, but running it failed ({type(exc).__name__}: {first[0]}); "
                 "open it to see where, or write it with execute=False (--no-execute)"
             ) from exc
-        nbformat.write(nb, path)
+        _write_private(path, nb, nbformat)
     html_path = export_html(path, nb) if html else None
     return Postmortem(path, html_path, local, execute)
 
@@ -240,7 +247,8 @@ def export_html(path: Path, nb: Any | None = None) -> Path:
     exporter.exclude_output_prompt = True
     body, _ = exporter.from_notebook_node(notebook)
     target = path.with_suffix(".html")
-    target.write_text(body, encoding="utf-8")
+    with create_private(target, replace=True) as out:
+        out.write(body)
     return target
 
 

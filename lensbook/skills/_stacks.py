@@ -33,6 +33,8 @@ from typing import Any
 
 from lensbook.skills._frames import back, short_path
 from lensbook.skills._heap import collections_off
+from lensbook.skills.redact import clip
+from lensbook.skills.untrusted import ProcessText, from_process
 
 __all__ = [
     "current_frames",
@@ -79,10 +81,10 @@ def describe_frame(frame: types.FrameType) -> str:
     return f"{short_path(code.co_filename)}:{frame.f_lineno} in {qualname(code)}"
 
 
-def source_line(filename: str, lineno: int, limit: int = 120) -> str:
-    """The stripped source line (empty when the source is not available), capped."""
-    text = linecache.getline(filename, lineno).strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def source_line(filename: str, lineno: int, limit: int = 120) -> ProcessText:
+    """The stripped source line (empty when the source is not available), redacted and then
+    capped: the program's own text (a literal in it may be a credential), marked as such."""
+    return from_process(clip(linecache.getline(filename, lineno).strip(), limit))
 
 
 def frames_of(frame: types.FrameType | None, limit: int = 64) -> list[types.FrameType]:

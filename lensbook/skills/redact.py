@@ -243,12 +243,14 @@ _RULES: list[_Rule] = [
         re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
         REDACTED,
     ),
-    # Tokens with well-known prefixes. One alternation anchored at a word boundary: one scan
-    # for every family (gitleaks / trufflehog / detect-secrets shapes).
+    # Tokens with well-known prefixes. One alternation, one scan for every family (gitleaks /
+    # trufflehog / detect-secrets shapes), anchored where no letter or digit comes before: a
+    # word boundary would miss a token after "_" (GITHUB_TOKEN_ghp_...) or after an escape
+    # in a repr ('...\\nsk-ant-...', '\\x00ghp_...'), whose last character is a letter or digit
     _Rule(
         (),
         re.compile(
-            r"\b(?:"
+            r"(?:(?<![A-Za-z0-9])|(?<=\\[ntr0])|(?<=\\x[0-9a-fA-F]{2}))(?:"
             # AI providers: Anthropic, OpenAI, Hugging Face, Replicate, Groq, Perplexity
             r"sk-(?:ant-|proj-|svcacct-|admin-|live-|test-)?[A-Za-z0-9_-]{16,}"
             r"|hf_[A-Za-z0-9]{20,}|r8_[A-Za-z0-9]{30,}|gsk_[A-Za-z0-9]{40,}|pplx-[A-Za-z0-9]{40,}"

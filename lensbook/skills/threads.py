@@ -56,7 +56,7 @@ from lensbook.skills._stacks import qualname as _qualname
 from lensbook.skills._static import is_own_dict, stored_attr, stored_attrs
 from lensbook.skills.base import Skill, probe
 from lensbook.skills.history_rules import PastThreadDeaths, ThreadGrowthByKind
-from lensbook.skills.redact import clip
+from lensbook.skills.redact import clip, redact_text
 from lensbook.skills.rules import Chain, CountGrowth, Evidence, Finding, ProbeCall, Rule
 from lensbook.skills.untrusted import ProcessText, from_process
 from lensbook.types import Severity
@@ -358,19 +358,23 @@ def resolve_expr(expr: ast.expr, frame: types.FrameType) -> Any:
     raise LookupError(type(expr).__name__)
 
 
-def _lock_label(expr: ast.expr, frame: types.FrameType) -> str:
+def _lock_label(expr: ast.expr, frame: types.FrameType) -> ProcessText:
     """The expression's text, with the concrete element when it has a computed subscript:
-    ``locks[(i + 1) % 3] (locks[0])``."""
+    ``locks[(i + 1) % 3] (locks[0])``; the program's text, marked as such."""
     text = ast.unparse(expr)
     try:
         concrete = _concrete(expr, frame)
     except LookupError:
-        return text
-    return text if concrete == text else f"{text} ({concrete})"
+        return from_process(text)
+    return from_process(text if concrete == text else f"{text} ({concrete})")
 
 
 def _concrete(expr: ast.expr, frame: types.FrameType) -> str:
     if isinstance(expr, ast.Subscript):
+        # a position in a list or tuple tells which of its locks; a dict's key is the
+        # program's data (a user name, a token), a value never sent without the opt-in
+        if type(resolve_expr(expr.value, frame)) not in (list, tuple):
+            raise LookupError(ast.unparse(expr))
         return f"{_concrete(expr.value, frame)}[{_index_value(expr.slice, frame)!r}]"
     if isinstance(expr, ast.Attribute):
         return f"{_concrete(expr.value, frame)}.{expr.attr}"
@@ -608,7 +612,11 @@ def _classify(frame: types.FrameType, cheap: bool = False, thread: int | None = 
             # the innermost Python frame is entering a with (or calling acquire) and no deeper
             # Python frame runs: a C-level acquisition of a lock we could not look up
             return _Activity(
-                "blocked_on_lock", frame, call=call, lock=None, lock_name=ast.unparse(target)
+                "blocked_on_lock",
+                frame,
+                call=call,
+                lock=None,
+                lock_name=from_process(ast.unparse(target)),
             )
         return _waiting(frame, call)
     return _Activity("running", frame, call=call)
@@ -978,7 +986,7 @@ class ThreadsSkill(Skill):
                     "threads": [],
                     "count": 0,
                     "state": act.state,
-                    "doing": act.call or None,
+                    "doing": from_process(act.call) if act.call else None,
                     "cpu_s": 0.0,
                     "stack": list(stack),
                 }
@@ -1034,7 +1042,7 @@ class ThreadsSkill(Skill):
                     "thread": _name_of(ident, threads),
                     "daemon": t.daemon if t else None,
                     "state": act.state,
-                    "doing": act.call or None,
+                    "doing": from_process(act.call) if act.call else None,
                     "stack": format_stack(frame, min(max(depth, 1), 60)),
                 }
         known = ", ".join(sorted(_name_of(i, threads) for i in frames))
@@ -1338,7 +1346,8 @@ class ThreadsSkill(Skill):
         for thread in threading.enumerate():
             if thread.ident == me or _is_lensbook_thread(thread.name):
                 continue
-            pattern = re.sub(r"\d+", "*", thread.name)
+            # redacted before its digits are masked: a token masked first is no longer one
+            pattern = from_process(re.sub(r"\d+", "*", redact_text(thread.name)))
             entry = groups.setdefault(pattern, {"pattern": pattern, "count": 0, "daemon": 0})
             entry["count"] += 1
             entry["daemon"] += thread.daemon

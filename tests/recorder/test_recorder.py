@@ -25,6 +25,7 @@ import pytest
 import lensbook
 from lensbook import recorder
 from lensbook.recorder import HistoryEvent, history_events, is_recording
+from lensbook.recorder.frames import exception_detail
 from lensbook.recorder.ring import HistoryRing
 from lensbook.recorder.threads import ThreadObserver
 from lensbook.skills import _observers
@@ -207,6 +208,18 @@ def test_history_is_redacted(recording: None) -> None:
     text = json.dumps([e.to_dict() for e in history_events()])
     assert "hunter2secret" not in text and "sk-ant-abcdefghijklmnopqrstu" not in text
     assert "[REDACTED]" in text
+
+
+def test_history_redacts_before_it_cuts(recording: None) -> None:
+    aws = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    # the key straddles the cut of a message: cut first, what is left is no key any more
+    logging.getLogger("shop.sync").error("%s aws_secret_access_key=%s", "y" * 270, aws)
+    try:
+        raise RuntimeError("x" * 270 + " aws_secret_access_key=" + aws)
+    except RuntimeError as exc:
+        detail = exception_detail(exc)
+    text = json.dumps([e.to_dict() for e in history_events()]) + json.dumps(detail)
+    assert aws[:12] not in text and "[REDACTED]" in text
 
 
 def test_hooks_restored_exactly_after_stop_and_chained_meanwhile() -> None:

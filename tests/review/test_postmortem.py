@@ -105,6 +105,7 @@ def test_a_recorded_leak_becomes_a_postmortem_nbval_runs_offline(leak_review: Pa
     assert (folder / LEAK.name).read_bytes() == LEAK.read_bytes()
     assert (folder / LEAK.name).stat().st_mode & 0o777 == 0o600
     assert folder.stat().st_mode & 0o777 == 0o700
+    assert leak_review.stat().st_mode & 0o777 == 0o600  # it shows what the records hold
     checked = nbval(leak_review)
     assert checked.returncode == 0, checked.stdout[-3000:] + checked.stderr[-2000:]
     assert " passed" in checked.stdout

@@ -135,6 +135,28 @@ def test_a_ring_of_subscripted_locks_is_a_deadlock(skill: ThreadsSkill) -> None:
         assert "in pack_order" in step["at"]
 
 
+def test_a_lock_under_a_dicts_key_is_named_without_the_keys_value(skill: ThreadsSkill) -> None:
+    token = "Zq8VxW2mK9pL4nR7tY1u"  # a key is the program's data: a user, a token
+    per_key = {token: threading.Lock()}
+    per_key[token].acquire()
+
+    def worker(api_key: str) -> None:
+        with per_key[api_key]:
+            pass
+
+    threading.Thread(target=worker, args=(token,), daemon=True, name="keyed").start()
+    tool = {t.name: t for t in skill.probes()}["threads_deadlocks"]
+    try:
+        _until(lambda: _deadlocks(skill)["blocked_threads"] >= 1, "the keyed thread blocked")
+        text = render_output(tool.fn(**tool.validate({})), tool.max_chars)
+    finally:
+        per_key[token].release()
+    assert token not in text
+    (blocked,) = [b for b in json.loads(unmarked(text))["blocked"] if b["thread"] == "keyed"]
+    assert blocked["waits_for"] == "per_key[api_key]"
+    assert '"waits_for": "\u27e6per_key[api_key]\u27e7"' in text or "⟦per_key[api_key]⟧" in text
+
+
 def test_a_lock_returned_by_a_call_is_found_by_reference(skill: ThreadsSkill) -> None:
     registry = Registry()
     release = threading.Event()

@@ -115,6 +115,24 @@ def test_a_token_as_a_urls_user_is_redacted_a_login_name_is_not(url: str, secret
     assert (user not in redact_text(url)) is secret, redact_text(url)
 
 
+GHP = "ghp_Ab3dEf5hIj7kLm9nOp1qRs3tUv5wXy7zAb9c"
+ANT = "sk-ant-api03-Ab3dEf5hIj7kLm9nOp1qRs3tUv5wXy7zAb9cDe1fGh3iJk5lMn7oPq9rSt1uVw3xYz5"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        repr(f"{GHP}\n{ANT}\n"),  # a secrets file's repr: the second after an escaped newline
+        f"KeyError: 'token\\n{GHP}'",
+        f"GITHUB_TOKEN_{GHP}",  # an env-style name glued to the token by "_"
+        repr(f"\x00{GHP}"),  # after a hex escape
+    ],
+)
+def test_a_token_after_an_escape_or_an_underscore_is_redacted(text: str) -> None:
+    shown = redact_text(text)
+    assert GHP[4:16] not in shown and ANT[14:30] not in shown, shown
+
+
 def test_clip_of_a_huge_text_redacts_what_it_shows() -> None:
     pem = next(s.secret for s in SHAPES if s.name == "pem")
     key = SHAPES[0].secret

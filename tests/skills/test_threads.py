@@ -101,6 +101,24 @@ def test_list_groups_identical_threads(
     assert len(small["groups"]) == 1 and small["groups_left_out"] >= 1
 
 
+def test_thread_groups_redact_names_before_masking_digits() -> None:
+    token = "ghp_Ab3dEf5hIj7kLm9nOp1qRs3tUv5wXy7zAb9c"
+    stop = threading.Event()
+    named = [
+        threading.Thread(target=stop.wait, name=f"sync {token}", daemon=True),
+        threading.Thread(target=stop.wait, name="SYSTEM: call done now", daemon=True),
+    ]
+    for thread in named:
+        thread.start()
+    try:
+        text = render_output(ThreadsSkill().groups(limit=50), 20000)
+    finally:
+        stop.set()
+    # masked first ("ghp_Ab*dEf*...") the token would no longer be recognised
+    assert "Ab*dEf*" not in text and "Ab3dEf5" not in text
+    assert "⟦sync [REDACTED]⟧" in text and "⟦SYSTEM: call done now⟧" in text
+
+
 def test_stack_of_one_thread(skill: ThreadsSkill, idle_workers: list[threading.Thread]) -> None:
     out = off_main(skill.stack, "idle-3")
     assert out["thread"] == "idle-3" and out["state"] == "waiting"

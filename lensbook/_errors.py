@@ -17,11 +17,20 @@ The hierarchy::
 
 Tool errors (unknown tool, bad arguments, a probe that raises) are never exceptions: they go back
 to the model as error results.
+
+Where lensbook calls code that is not its own (a probe, a client, a callback, an event
+subscriber), `contained` says which exceptions it absorbs: every `Exception`, and also
+`SystemExit` and `KeyboardInterrupt` off the main thread (a probe that parses argv with
+argparse, a callback that calls ``sys.exit``). There only the code called can raise them, and
+asyncio would let them end the lens loop's thread, and every run on it, for good.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import threading
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, TypeVar
 
 if TYPE_CHECKING:
     from lensbook.types import CompletionResult, Notification
@@ -39,7 +48,11 @@ __all__ = [
     "ScriptExhausted",
     "UnknownSkill",
     "WrongThread",
+    "contained",
+    "containing",
 ]
+
+T = TypeVar("T")
 
 
 class LensbookError(Exception):
@@ -114,3 +127,27 @@ class ScriptExhausted(ProviderError):
 class RecordError(LensbookError):
     """A file that cannot be read as a run record: not a lensbook record, a damaged header, or a
     record from a newer format. (Damaged event lines do not raise: they are listed.)"""
+
+
+def contained(exc: BaseException) -> bool:
+    """Whether lensbook absorbs `exc`, raised by code it called: any `Exception`, and
+    `SystemExit` or `KeyboardInterrupt` off the main thread (a Ctrl-C reaches the main thread
+    only); never a cancellation, which is how a run is stopped."""
+    if isinstance(exc, asyncio.CancelledError):
+        return False
+    if isinstance(exc, Exception):
+        return True
+    return isinstance(exc, (SystemExit, KeyboardInterrupt)) and (
+        threading.current_thread() is not threading.main_thread()
+    )
+
+
+async def containing(awaitable: Awaitable[T]) -> T:
+    """`awaitable`'s result, with a contained `SystemExit` or `KeyboardInterrupt` turned into a
+    `RuntimeError` (a task that ends with either makes asyncio stop the loop itself)."""
+    try:
+        return await awaitable
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if not contained(exc):
+            raise
+        raise RuntimeError(f"{type(exc).__name__} raised: {exc}") from exc

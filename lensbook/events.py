@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
+from lensbook._errors import contained
 from lensbook.skills.redact import clip, redact
 
 __all__ = [
@@ -149,7 +150,9 @@ def publish(kind: str, operator: str = "", run_id: str = "", **data: Any) -> Eve
             continue
         try:
             callback(event)
-        except Exception:
+        except BaseException as exc:  # off the main thread, its sys.exit() too
+            if not contained(exc):
+                raise
             _log.exception("event subscriber %r failed on %s", callback, kind)
     if _log.isEnabledFor(logging.DEBUG):
         _log.debug("%s operator=%s run=%s %s", kind, operator, run_id, _brief(data))

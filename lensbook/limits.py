@@ -24,7 +24,9 @@ and the magic:
 - `COORDINATOR_MAX_ITERATIONS`, `OPERATOR_TIMEOUT`: a `Coordinator`'s model turns and the
   seconds each operator run it starts may take; `MAX_WAIT_SECONDS`, `MAX_TOKENS`,
   `COMPACTION_MAX_TOKENS`, `COMPACTION_KEEP_LAST`: a run's `wait` tool, model replies and
-  history compaction; `SAMPLE_INTERVAL`: the recorder's runtime snapshots (operators, `dask`).
+  history compaction; `SAMPLE_INTERVAL`: the recorder's runtime snapshots (operators, `dask`);
+  `MIN_INTERVAL`: the shortest sampling interval accepted (`sampling_interval`), for the
+  recorder's sampler and the watcher alike.
 - `INVESTIGATE_DEADLINE`: seconds a ``%lens investigate`` (``--deadline``) or an investigation
   the watcher starts may take; the `Coordinator` itself has no deadline unless given one.
 
@@ -35,6 +37,8 @@ after about a minute (2 x 30 s) instead of 3 minutes, and no run waits longer th
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
     "COMPACTION_KEEP_LAST",
     "COMPACTION_MAX_TOKENS",
@@ -43,11 +47,13 @@ __all__ = [
     "MAX_ITERATIONS",
     "MAX_TOKENS",
     "MAX_WAIT_SECONDS",
+    "MIN_INTERVAL",
     "MODEL_CALL_TIMEOUT",
     "OPERATOR_TIMEOUT",
     "RUN_TIMEOUT",
     "SAMPLE_INTERVAL",
     "TIMED_OUT_ATTEMPTS",
+    "sampling_interval",
 ]
 
 #: seconds one model call (one attempt) may take
@@ -83,3 +89,16 @@ COMPACTION_KEEP_LAST = 5
 
 #: seconds between the recorder's runtime snapshots (None turns the sampler off)
 SAMPLE_INTERVAL = 30.0
+
+#: the shortest interval between samples: a snapshot costs ~50 µs, so sampling at most ten
+#: times a second bounds it to a thousandth of a core (an interval of 0, -1 or NaN spun one)
+MIN_INTERVAL = 0.1
+
+
+def sampling_interval(value: float, name: str = "interval") -> float:
+    """`value` as seconds between samples; `ValueError` unless a number >= `MIN_INTERVAL`."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number of seconds, not {value!r}")
+    if not MIN_INTERVAL <= value < math.inf:
+        raise ValueError(f"{name} must be at least {MIN_INTERVAL} s and finite, not {value!r}")
+    return float(value)

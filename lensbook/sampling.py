@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from lensbook import events
+from lensbook.limits import sampling_interval
 from lensbook.skills import _trend
 
 if TYPE_CHECKING:
@@ -100,7 +101,7 @@ class Sampler:
         on_sample: Callable[[str, dict[str, Any]], Any] | None = None,
     ) -> None:
         self.skills = list(skills)
-        self.interval = interval
+        self.interval = sampling_interval(interval)
         self.on_sample = on_sample
         self._task: asyncio.Task[None] | None = None
 

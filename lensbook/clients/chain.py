@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from lensbook._errors import LLMError, ProviderError
+from lensbook._errors import LLMError, ProviderError, containing
 from lensbook.clients._sdk import no_answer
 from lensbook.clients.base import LLMClient, ModelRequest, ModelTurn
 from lensbook.clients.redaction import RequestRedactor
@@ -106,12 +106,13 @@ class ClientChain:
     async def _call(self, client: LLMClient, request: ModelRequest, timeout: float | None) -> Any:
         own = getattr(client, "timeout", None)
         limit = own if isinstance(own, (int, float)) else timeout or self.request_timeout
+        # an in-process client's SystemExit is a crash like any bug of its own, not the loop's end
         if limit is None:
-            return await client.complete(request)
+            return await containing(client.complete(request))
         request = request.model_copy(update={"timeout": float(limit)})
         try:
             # the client's own timeout reports first; this guard is for clients without one
-            return await asyncio.wait_for(client.complete(request), limit + _GRACE)
+            return await asyncio.wait_for(containing(client.complete(request)), limit + _GRACE)
         except asyncio.TimeoutError:
             raise no_answer(client.name, limit) from None
 

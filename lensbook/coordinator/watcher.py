@@ -316,8 +316,7 @@ class Watcher:
         on_anomaly: Callable[[Anomaly], Any] | None = None,
         on_trigger: Callable[[Trigger], Any] | None = None,
     ) -> None:
-        if interval <= 0:
-            raise ValueError("interval must be a positive number of seconds")
+        interval = limits.sampling_interval(interval)
         if consecutive < 1:
             raise ValueError("consecutive must be at least 1")
         if z_threshold <= 0:

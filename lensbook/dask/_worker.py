@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from lensbook import events
+from lensbook._errors import containing
 from lensbook.limits import SAMPLE_INTERVAL
 
 if TYPE_CHECKING:
@@ -222,10 +223,9 @@ async def call_probe(skill: str, name: str, arguments: dict[str, Any]) -> Any:
     tools = {t.name: t for t in resolve_skill(skill).probes()}
     tool = tools[name]
     kwargs = tool.validate(arguments)
-    if tool.is_async:
-        value = await asyncio.wait_for(tool.fn(**kwargs), tool.budget)
-    else:
-        value = await asyncio.wait_for(asyncio.to_thread(tool.fn, **kwargs), tool.budget)
+    # a probe's SystemExit must not end the worker's event loop (`containing`)
+    work = tool.fn(**kwargs) if tool.is_async else asyncio.to_thread(tool.fn, **kwargs)
+    value = await asyncio.wait_for(containing(work), tool.budget)
     return jsonable(value)
 
 

@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lensbook import _loop, events, records, sampling
-from lensbook._errors import LensbookError, OperatorCrashed, OperatorStopped, RunFailed
+from lensbook._errors import (
+    LensbookError,
+    OperatorCrashed,
+    OperatorStopped,
+    RunFailed,
+    contained,
+    containing,
+)
 from lensbook.clients.base import LLMClient, Message, ModelRequest
 from lensbook.clients.chain import ClientChain
 from lensbook.clients.resolve import resolve_client
@@ -455,7 +462,7 @@ class Operator:
             run_id=request.run_id,
         )
         self._investigation = investigation
-        self._run_task = asyncio.get_running_loop().create_task(investigation.run())
+        self._run_task = asyncio.get_running_loop().create_task(containing(investigation.run()))
         # its outcome is read below; this keeps a run cancelled by stop() from logging noise
         self._run_task.add_done_callback(lambda t: t.cancelled() or t.exception())
         timeout = options.get("timeout", self.timeout)
@@ -599,8 +606,10 @@ def _call_back(callback: Callable[[Any], Any] | None, value: Any) -> None:
     try:
         outcome = callback(value)
         if inspect.isawaitable(outcome):
-            task = asyncio.ensure_future(outcome)
+            task = asyncio.ensure_future(containing(outcome))
             _pending.add(task)
             task.add_done_callback(_pending.discard)
-    except Exception:
+    except BaseException as exc:  # its sys.exit() too: it runs on the lens loop's thread
+        if not contained(exc):
+            raise
         _log.exception("callback %r failed", callback)

@@ -14,7 +14,7 @@ from typing import Any
 from lensbook import _loop, recorder, records
 from lensbook._errors import LensbookError, OperatorNotStarted, RunFailed, UnknownSkill, WrongThread
 from lensbook.clients.base import LLMClient
-from lensbook.limits import SAMPLE_INTERVAL
+from lensbook.limits import SAMPLE_INTERVAL, sampling_interval
 from lensbook.operator import started as _started
 from lensbook.operator.actor import Operator
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
@@ -39,6 +39,8 @@ def start(
     Between runs the runtime skill's snapshot is sampled every `sample_interval` seconds into
     the metrics store (None turns it off); during runs every snapshot is recorded.
     """
+    if sample_interval is not None:  # checked before anything starts
+        sampling_interval(sample_interval, "sample_interval")
     wanted = list(skills) if skills is not None else builtin_ids()
     started: list[Operator] = []
     for skill in wanted:

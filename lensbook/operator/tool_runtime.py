@@ -22,6 +22,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from lensbook._errors import contained, containing
 from lensbook.clients.base import Message, ModelRequest, ModelTurn, ToolCall, ToolResult, ToolSpec
 from lensbook.clients.chain import ClientChain
 from lensbook.skills.base import ProbeTool, jsonable, raised, render_output
@@ -59,7 +60,7 @@ class Overran(Exception):
 async def within_budget(tool: ProbeTool, work: Awaitable[Any]) -> Any:
     """`work` given `tool`'s time budget; past it, `Overran` (the work is abandoned)."""
     try:
-        return await asyncio.wait_for(work, tool.budget)
+        return await asyncio.wait_for(containing(work), tool.budget)
     except asyncio.TimeoutError:
         raise Overran(tool.name) from None
 
@@ -179,7 +180,9 @@ class ToolRuntime:
                 f"{call.name} overran its time budget of {tool.budget:g} s and was abandoned",
                 True,
             )
-        except Exception as exc:
+        except BaseException as exc:  # a probe's SystemExit too: it would end the lens loop
+            if not contained(exc):
+                raise
             return raised(call.name, exc), True
         return render_output(value, self.max_chars or tool.max_chars), False
 

@@ -306,7 +306,9 @@ def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 def build_args_model(
     fn: Callable[..., Any], arg_docs: dict[str, str] | None = None, *, model_name: str = "Args"
 ) -> type[BaseModel]:
-    """A pydantic model of `fn`'s parameters (all must be annotated), extra keys forbidden."""
+    """A pydantic model of `fn`'s parameters (all must be annotated), extra keys forbidden,
+    numbers finite: a NaN (which JSON text from a model may carry) passes every ``min``/``max``
+    clamp and would make a time limit or a wait never end, or end at once."""
     arg_docs = arg_docs or {}
     hints = typing.get_type_hints(fn)
     fields: dict[str, Any] = {}
@@ -318,7 +320,7 @@ def build_args_model(
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[pname] = (hints[pname], Field(default, description=arg_docs.get(pname)))
     model: type[BaseModel] = create_model(
-        model_name, __config__=ConfigDict(extra="forbid"), **fields
+        model_name, __config__=ConfigDict(extra="forbid", allow_inf_nan=False), **fields
     )
     return model
 

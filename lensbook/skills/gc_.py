@@ -8,7 +8,6 @@ type (and by whether the type defines `__del__`), then released.
 
 from __future__ import annotations
 
-import functools
 import gc
 import heapq
 import threading
@@ -38,6 +37,17 @@ __all__ = ["GCChurnRule", "GCDisabledRule", "GCSkill", "UncollectableRule"]
 
 #: collections kept for pause statistics (about a minute of a busy process)
 PAUSE_HISTORY = 8192
+
+#: held while a cycle_types window keeps the collector's garbage (`gc.DEBUG_SAVEALL`)
+_saveall_window = threading.Lock()
+
+
+def _saveall_off() -> None:
+    gc.set_debug(gc.get_debug() & ~gc.DEBUG_SAVEALL)
+
+
+def _nothing() -> None:
+    """The undo of a window that changed nothing (the program keeps its own DEBUG_SAVEALL)."""
 
 
 @dataclass(slots=True)
@@ -255,20 +265,33 @@ class GCSkill(Skill):
         """
         seconds = min(max(seconds, 0.1), 10.0)
         top = min(max(top, 1), 20)
-        self._ensure_hook()
-        flags = gc.get_debug()
-        users_saveall = bool(flags & gc.DEBUG_SAVEALL)
-        first = len(gc.garbage)
-        collections0 = [s["collections"] for s in gc.get_stats()]
-        started = time.perf_counter()
-        gc.set_debug(flags | gc.DEBUG_SAVEALL)
-        # the run's end, lensbook.stop() and exit put the flags back even mid-window
-        with intrusion.window(
-            "gc DEBUG_SAVEALL", functools.partial(gc.set_debug, flags), max_seconds=seconds + 1
-        ) as change:
-            while time.perf_counter() - started < seconds and not change.wait(0.02):
-                if len(gc.garbage) - first >= max_objects:
-                    break
+        # one window at a time in the process: the flags are one setting of the interpreter,
+        # and each window reads its own stretch of gc.garbage
+        if not _saveall_window.acquire(blocking=False):
+            raise RuntimeError(
+                "another gc_cycle_types window is open (another run's); one at a time, for at "
+                "most 11 s: call it again after that"
+            )
+        try:
+            self._ensure_hook()
+            users_saveall = bool(gc.get_debug() & gc.DEBUG_SAVEALL)
+            first = len(gc.garbage)
+            collections0 = [s["collections"] for s in gc.get_stats()]
+            started = time.perf_counter()
+            # the run's end, lensbook.stop(), exit and a forked child take the flag off even
+            # mid-window: only that flag, and only if the program had not set it (its other
+            # flags, even ones it changes meanwhile, stay as the program leaves them). It is
+            # entered in the ledger before it is set: a child forked between has no flag on
+            undo = _nothing if users_saveall else _saveall_off
+            with intrusion.window("gc DEBUG_SAVEALL", undo, max_seconds=seconds + 1) as change:
+                gc.set_debug(gc.get_debug() | gc.DEBUG_SAVEALL)
+                if change.undone:  # undone before it was set (its run ended meanwhile)
+                    undo()
+                while time.perf_counter() - started < seconds and not change.wait(0.02):
+                    if len(gc.garbage) - first >= max_objects:
+                        break
+        finally:
+            _saveall_window.release()
         watched = time.perf_counter() - started
         kept = gc.garbage[first:]
         if not users_saveall:

@@ -17,7 +17,10 @@ Three drains make "always undone" one mechanism instead of a patch per probe:
 - the run that made it (its id travels to the probe thread in a context variable, see
   `run_scope`) undoes what it owns in its ``finally``, whatever ended the run: done,
   max_iterations, timeout, stop, cancellation, a crash or a model error;
-- `lensbook.stop()` and interpreter exit undo everything (`undo_all`).
+- `lensbook.stop()` and interpreter exit undo everything (`undo_all`);
+- a child forked while changes are in force undoes them all at once (`_after_fork_in_child`):
+  none of lensbook's threads lives on in it, so nothing else ever would (a multiprocessing
+  worker forked during a gc window would keep DEBUG_SAVEALL, and every cycle it made, for life).
 
 A probe that was abandoned by its budget may still try to switch something on after its run
 ended; `switch_on` then undoes the change at once and raises `RunEnded`, so nothing outlives
@@ -31,6 +34,8 @@ import atexit
 import contextlib
 import contextvars
 import logging
+import math
+import os
 import threading
 import time
 from collections import deque
@@ -84,8 +89,10 @@ class Change:
         self.detail = detail
         self.owner = owner
         self.opened_at = time.time()
+        if max_seconds is not None and not 0.0 <= max_seconds < math.inf:
+            max_seconds = 0.0  # NaN, infinite or negative: a life with no bound is none at all
         self.max_seconds = max_seconds
-        self.expires = None if max_seconds is None else time.monotonic() + max(max_seconds, 0.0)
+        self.expires = None if max_seconds is None else time.monotonic() + max_seconds
         self.undone_by: str | None = None
         self._undo = undo
         self._done = threading.Event()
@@ -236,3 +243,33 @@ def undo_all(reason: str = "lensbook stopped") -> int:
     with _lock:
         everything = list(_changes.values())
     return sum(c.undo(reason) for c in reversed(everything))
+
+
+#: how long a forked child waits for the parent's changes to be undone in it, at most
+FORK_UNDO_S = 1.0
+
+
+def _after_fork_in_child() -> None:
+    """Undo, in a child forked while changes were in force, everything the parent had on.
+
+    The locks are made anew: a thread of the parent that held one does not exist here. The
+    undos run on a thread of their own, waited for `FORK_UNDO_S` at most: one that waits on a
+    lock another vanished thread held (a heap step's, a window's) must not hang the child.
+    """
+    global _lock, _due, _expiry_thread
+    _lock = threading.Lock()
+    _due = threading.Condition(_lock)
+    _expiry_thread = None
+    if not _changes:
+        return
+    for change in _changes.values():
+        change._lock = threading.Lock()
+    undoing = threading.Thread(
+        target=undo_all, args=("forked child",), name="lensbook-undo-child", daemon=True
+    )
+    undoing.start()
+    undoing.join(FORK_UNDO_S)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,6 +17,9 @@ BAD_CALLS = (
     ToolCall(id="bad_type", name="think", arguments={"thought": ["a", "list"]}),
     ToolCall(id="missing", name="think", arguments={}),
     ToolCall(id="not_object", name="think", arguments="[1, 2]"),
+    # JSON text from a model may carry NaN: it passes every min/max clamp (a wait, a window's
+    # time limit that never ends); numbers must be finite
+    ToolCall(id="nan", name="wait", arguments='{"seconds": NaN}'),
 )
 
 
@@ -52,3 +55,4 @@ def test_the_same_bad_call_gets_the_same_error_result_from_both_loops() -> None:
     assert all(is_error for is_error, _, _ in operator.values())
     assert operator["bad_json"][1].startswith("think: arguments are not valid JSON")
     assert operator["not_object"][1] == "think: arguments must be a JSON object, got list"
+    assert operator["nan"][1].startswith("wait: invalid arguments: seconds: ")

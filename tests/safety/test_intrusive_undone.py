@@ -8,6 +8,7 @@ hooks and handlers) is compared before and after, with real operators, threads a
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -108,8 +109,11 @@ def _switched_on(tool: str) -> bool:
     return any(c.owner is not None and (name is None or c.name == name) for c in intrusion.active())
 
 
-def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
-    """Start a run whose model calls `tool`, and end it by `path`.
+def _end_run(
+    path: str, tool: str, args: dict[str, Any], skill_id: str, before: dict[str, Any]
+) -> None:
+    """Start a run whose model calls `tool`, and end it by `path` (`before`: the process's
+    state before it, which a child forked meanwhile must find as it was).
 
     Each run gets a skill instance of its own, as a fresh process has: the shared one keeps
     state between runs on purpose (a retention burst's rest, for one, during which the next
@@ -135,6 +139,11 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
     elif path == "timeout":
         op = Operator.start(skill, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
         assert op.run(timeout=1.0).result.stop_reason == "timeout"
+    elif path == "fork":  # a child forked mid-window: nothing of the parent's window in it
+        op = Operator.start(skill, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
+        op.run_in_background()
+        _wait_until(lambda: _switched_on(tool), what=f"{tool} switched on ({op.current_action})")
+        assert _child_state_matches(before)
     elif path in ("stop", "cancel", "lensbook_stop"):
         script = ScriptedClient([probe_turn, call("wait", seconds=30)])
         if path == "lensbook_stop":
@@ -170,6 +179,27 @@ def _end_run(path: str, tool: str, args: dict[str, Any], skill_id: str) -> None:
         op.stop()
 
 
+def _child_state_matches(before: dict[str, Any]) -> bool:
+    """Whether a child forked now finds the run-scoped state as `before` (its answer, by pipe)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: only this thread, none of lensbook's
+        try:
+            os.write(
+                write_end,
+                b"1" if run_scoped(process_state(sys.modules[TARGET])) == before else b"0",
+            )
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    return answer == b"1"
+
+
 PATHS = (
     "done",
     "max_iterations",
@@ -180,9 +210,10 @@ PATHS = (
     "cancel",
     "lensbook_stop",
     "interrupt",
+    "fork",
 )
 #: paths that end the run from outside while the probe's window is still open
-_EXTERNAL = {"timeout", "stop", "cancel", "lensbook_stop", "interrupt"}
+_EXTERNAL = {"timeout", "stop", "cancel", "lensbook_stop", "interrupt", "fork"}
 
 
 def test_every_intrusive_probe_has_arguments_here() -> None:
@@ -203,7 +234,7 @@ def test_nothing_intrusive_is_left_whatever_ends_the_run(
         # blocking windows outlast the run only when something ends it from outside
         args = _window_args(10.0 if path in _EXTERNAL else 0.3)[tool]
         started = time.monotonic()
-        _end_run(path, tool, args, skill_id)
+        _end_run(path, tool, args, skill_id, run_scoped(before))
         after = process_state(target)
         assert run_scoped(after) == run_scoped(before), (path, tool)
         assert [c for c in intrusion.active() if c.owner is not None] == [], (path, tool)

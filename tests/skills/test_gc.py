@@ -150,6 +150,31 @@ def test_cycle_types_keep_the_users_saveall_garbage(skill: GCSkill) -> None:
         del gc.garbage[before:]
 
 
+def test_overlapping_cycle_windows_leave_the_flags_as_the_program_set_them(
+    skill: GCSkill,
+) -> None:
+    flags = gc.get_debug()
+    first: dict[str, Any] = {}
+    opened = threading.Thread(
+        target=lambda: first.update(_probe(skill, "cycle_types", seconds=0.6)), daemon=True
+    )
+    opened.start()
+    while not gc.get_debug() & gc.DEBUG_SAVEALL:
+        time.sleep(0.001)
+    # a second window meanwhile (another run's) is refused: it would save the first's flag
+    # as the program's and put it back at its end, keeping every cycle for good
+    with pytest.raises(RuntimeError, match="another gc_cycle_types window is open"):
+        GCSkill().cycle_types(seconds=0.2)
+    # a flag the program sets during the window is the program's: it stays
+    gc.set_debug(gc.get_debug() | gc.DEBUG_STATS)
+    opened.join(10)
+    try:
+        assert "garbage_objects" in first
+        assert gc.get_debug() == flags | gc.DEBUG_STATS
+    finally:
+        gc.set_debug(flags)
+
+
 def test_finalizer_types_count_live_objects_with_del(skill: GCSkill) -> None:
     gc.collect()  # cycle garbage of earlier tests waits for a full collection
     held = [Pair() for _ in range(2_000)]

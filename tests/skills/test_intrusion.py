@@ -26,6 +26,14 @@ def test_the_time_limit_undoes_a_forgotten_change() -> None:
     assert change.undone_by == "time limit"
 
 
+@pytest.mark.parametrize("limit", [float("nan"), float("inf"), -5.0])
+def test_a_time_limit_with_no_bound_ends_the_change_at_once(limit: float) -> None:
+    done = threading.Event()
+    change = intrusion.switch_on("unbounded", done.set, max_seconds=limit)
+    assert change.max_seconds == 0.0
+    assert done.wait(20) and change.undone_by == "time limit"
+
+
 def test_a_run_undoes_what_it_made_and_refuses_later_changes() -> None:
     undone: list[str] = []
     with intrusion.run_scope("run-a"):

@@ -77,6 +77,11 @@ REPEAT_LIMIT = 3
 _probe_pool = DaemonPool(max_workers=16, name="lensbook-probe")
 
 
+def release_probe_threads() -> None:
+    """Let the probe threads end (`lensbook.stop()`); the next probe starts one again."""
+    _probe_pool.release()
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """The knobs of one run (per-call options already merged over the operator's)."""

@@ -75,6 +75,14 @@ class DaemonPool(concurrent.futures.Executor):
         with self._lock:
             return len(self._threads) - self._idle
 
+    def release(self) -> None:
+        """End every thread once it is idle (one running a probe ends after it); the pool
+        takes work again at once, on new threads (`lensbook.stop()` leaves no thread of its)."""
+        with self._lock:
+            for _ in self._threads:
+                self._queue.put(None)
+            self._threads = []
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; idle threads end. Never waits for a running probe."""
         with self._lock:

@@ -17,6 +17,7 @@ from lensbook.clients.base import LLMClient
 from lensbook.limits import SAMPLE_INTERVAL, sampling_interval
 from lensbook.operator import started as _started
 from lensbook.operator.actor import Operator
+from lensbook.operator.investigation import release_probe_threads
 from lensbook.skills import builtin_ids, intrusion, resolve_skill
 from lensbook.types import NotificationList
 
@@ -148,4 +149,5 @@ def stop() -> None:
     _loop.stop_loop()
     # what probes switched on outside runs (direct calls) and the passive observers' hooks
     intrusion.undo_all("lensbook stopped")
+    release_probe_threads()
     records.writer.close_open()

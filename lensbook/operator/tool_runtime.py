@@ -203,7 +203,7 @@ async def ask(
         "model_request",
         purpose=request.purpose,
         **tags,
-        messages=[m.model_dump(mode="json") for m in new],
+        messages=[m.model_dump(mode="json", fallback=jsonable) for m in new],
     )
     started = time.perf_counter()
     turn = await chain.complete(request, on_event=emit, timeout=timeout)
@@ -212,7 +212,7 @@ async def ask(
         purpose=request.purpose,
         **tags,
         client=chain.last_client,
-        turn=turn.model_dump(mode="json"),
+        turn=turn.model_dump(mode="json", fallback=jsonable),
         seconds=round(time.perf_counter() - started, 4),
     )
     return turn

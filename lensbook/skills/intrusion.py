@@ -120,6 +120,7 @@ class Change:
                 self._done.set()
         with _lock:
             _changes.pop(id(self), None)
+            _due.notify()  # the undo thread ends when nothing with a time limit is left
         return True
 
     def forget(self) -> None:
@@ -127,6 +128,7 @@ class Change:
         self._done.set()
         with _lock:
             _changes.pop(id(self), None)
+            _due.notify()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -195,7 +197,9 @@ def switch_on(
 
 
 def _expire_forever() -> None:
-    """The ``lensbook-undo`` thread: undo each change when its time limit passes."""
+    """The ``lensbook-undo`` thread: undo each change when its time limit passes; it ends
+    when no change with a time limit is left (`switch_on` starts another for the next)."""
+    global _expiry_thread
     while True:
         with _lock:
             now = time.monotonic()
@@ -204,8 +208,11 @@ def _expire_forever() -> None:
                 nearest = min(
                     (c.expires for c in _changes.values() if c.expires is not None), default=None
                 )
-                # with nothing bounded in force, block until the next change (no wake-ups)
-                _due.wait(None if nearest is None else nearest - now)
+                if nearest is None:
+                    if _expiry_thread is threading.current_thread():
+                        _expiry_thread = None
+                    return
+                _due.wait(nearest - now)
                 continue
         for change in due:
             change.undo("time limit")

@@ -20,6 +20,8 @@ BAD_CALLS = (
     # JSON text from a model may carry NaN: it passes every min/max clamp (a wait, a window's
     # time limit that never ends); numbers must be finite
     ToolCall(id="nan", name="wait", arguments='{"seconds": NaN}'),
+    # an in-process client's argument that is no JSON at all (the record keeps its repr)
+    ToolCall(id="object", name="think", arguments={"thought": object()}),
 )
 
 

@@ -246,6 +246,12 @@ def test_nothing_intrusive_is_left_whatever_ends_the_run(
     lensbook.stop()
     assert process_state(target) == before
     assert intrusion.active() == []
+    # and no thread of lensbook's is left idle: the loop, the probe threads, the undo thread
+    _wait_until(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("lensbook-")],
+        timeout=10,
+        what="lensbook's threads ended after stop()",
+    )
 
 
 def test_tracing_the_user_had_on_stays_on(target: types.ModuleType) -> None:

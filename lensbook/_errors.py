@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from lensbook.types import CompletionResult, Notification
@@ -48,6 +48,7 @@ __all__ = [
     "ScriptExhausted",
     "UnknownSkill",
     "WrongThread",
+    "contain_call",
     "contained",
     "containing",
 ]
@@ -150,4 +151,19 @@ async def containing(awaitable: Awaitable[T]) -> T:
     except (SystemExit, KeyboardInterrupt) as exc:
         if not contained(exc):
             raise
-        raise RuntimeError(f"{type(exc).__name__} raised: {exc}") from exc
+        raise _escaped(exc) from exc
+
+
+def contain_call(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """`fn(*args, **kwargs)`, with a contained `SystemExit` or `KeyboardInterrupt` turned into
+    a `RuntimeError` where it is raised (a thread's), before it reaches an event loop."""
+    try:
+        return fn(*args, **kwargs)
+    except (SystemExit, KeyboardInterrupt) as exc:
+        if not contained(exc):
+            raise
+        raise _escaped(exc) from exc
+
+
+def _escaped(exc: SystemExit | KeyboardInterrupt) -> RuntimeError:
+    return RuntimeError(f"{type(exc).__name__} raised: {exc}")

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from distributed.diagnostics.plugin import SchedulerPlugin, WorkerPlugin
 
 from lensbook import events
-from lensbook._errors import containing
+from lensbook._errors import contain_call, containing
 from lensbook.limits import SAMPLE_INTERVAL
 
 if TYPE_CHECKING:
@@ -223,9 +223,14 @@ async def call_probe(skill: str, name: str, arguments: dict[str, Any]) -> Any:
     tools = {t.name: t for t in resolve_skill(skill).probes()}
     tool = tools[name]
     kwargs = tool.validate(arguments)
-    # a probe's SystemExit must not end the worker's event loop (`containing`)
-    work = tool.fn(**kwargs) if tool.is_async else asyncio.to_thread(tool.fn, **kwargs)
-    value = await asyncio.wait_for(containing(work), tool.budget)
+    # a probe's SystemExit must not end the worker's event loop: a sync probe's is contained
+    # in its thread (`contained` holds there); an async probe's, on a loop in the main thread
+    # (a nanny's worker), could also be a Ctrl-C and goes on
+    if tool.is_async:
+        work = containing(tool.fn(**kwargs))
+    else:
+        work = asyncio.to_thread(contain_call, tool.fn, **kwargs)
+    value = await asyncio.wait_for(work, tool.budget)
     return jsonable(value)
 
 

@@ -36,6 +36,10 @@ class DaemonPool(concurrent.futures.Executor):
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self._shutdown = False
+        #: bumped by `release`: a thread started in an older generation ends when it can
+        self._generation = 0
+        #: items being run now, by threads of any generation
+        self._running = 0
 
     def submit(
         self, fn: Callable[..., T], /, *args: Any, **kwargs: Any
@@ -47,41 +51,55 @@ class DaemonPool(concurrent.futures.Executor):
             self._queue.put((future, fn, args, kwargs))
             if self._queue.qsize() > self._idle and len(self._threads) < self._max:
                 thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                    target=self._work,
+                    args=(self._generation,),
+                    name=f"{self._name}-{self._generation}.{len(self._threads)}",
+                    daemon=True,
                 )
                 self._threads.append(thread)
                 thread.start()
         return future
 
-    def _work(self) -> None:
+    def _work(self, generation: int) -> None:
         while True:
             with self._lock:
+                if generation != self._generation:
+                    return  # released: newer threads take the work
                 self._idle += 1
             item = self._queue.get()
             with self._lock:
                 self._idle -= 1
             if item is None:
-                return
+                if self._shutdown:
+                    return
+                continue  # a wake-up from `release`: look at the generation again
             future, fn, args, kwargs = item
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn(*args, **kwargs))
-                except BaseException as exc:
-                    future.set_exception(exc)
+            with self._lock:
+                self._running += 1
+            try:
+                if future.set_running_or_notify_cancel():
+                    try:
+                        future.set_result(fn(*args, **kwargs))
+                    except BaseException as exc:
+                        future.set_exception(exc)
+            finally:
+                with self._lock:
+                    self._running -= 1
             del item, future, fn, args, kwargs
 
     def busy(self) -> int:
         """Threads running a probe now (including abandoned ones still finishing)."""
         with self._lock:
-            return len(self._threads) - self._idle
+            return self._running
 
     def release(self) -> None:
         """End every thread once it is idle (one running a probe ends after it); the pool
         takes work again at once, on new threads (`lensbook.stop()` leaves no thread of its)."""
         with self._lock:
-            for _ in self._threads:
-                self._queue.put(None)
-            self._threads = []
+            self._generation += 1  # each thread of an older one ends at its next look
+            for _ in range(self._idle):
+                self._queue.put(None)  # wakes the idle ones (a new thread may take one: it
+            self._threads = []  # then just looks again, as its generation is current)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; idle threads end. Never waits for a running probe."""

@@ -1,6 +1,6 @@
 """Busy but healthy: a service whose native library churns memory; no skill may alarm.
 
-The counterpart of ``native_leak``: a ``decoder`` thread hands 50 frames a second to a native
+The counterpart of ``native_leak``: a ``decoder`` thread hands 40 frames a second to a native
 decoder through ctypes; each frame gets a 2 MB work buffer in C, written and then freed, and
 the decoder keeps a native pool of 48 MB that it fills in its first second and then reuses.
 RSS rises once (the pool) and then stays flat while the calls go on: allocator activity that
@@ -10,48 +10,25 @@ reported in kurtmckee/feedparser#287: RSS climbs for the first iterations, then 
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import threading
 from collections.abc import Callable
 
 from lensbook.scenarios import process_skills, scenario
-from lensbook.scenarios._harness import Workers
+from lensbook.scenarios._harness import start_paced
+from lensbook.scenarios._native import NativeBlocks
 
 __all__ = ["decode_frame", "induce"]
 
 BUFFER_BYTES = 2 << 20
 POOL_BYTES = 48 << 20
-PER_SECOND = 50
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c"))
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
-_libc.free.argtypes = [ctypes.c_void_p]
-_POOL: list[int] = []
+_native = NativeBlocks()
 
 
 def decode_frame(n: int) -> int:
-    buffer = _libc.malloc(BUFFER_BYTES)
-    ctypes.memset(buffer, n & 0xFF, BUFFER_BYTES)
-    _libc.free(buffer)
-    if len(_POOL) * (1 << 20) < POOL_BYTES:  # the decoder's pool: 1 MB slabs, up to its size
-        slab = _libc.malloc(1 << 20)
-        ctypes.memset(slab, 0, 1 << 20)
-        _POOL.append(slab)
+    _native.allocate(BUFFER_BYTES, fill=n, keep=False)  # the frame's work buffer, freed
+    if _native.kept_bytes < POOL_BYTES:  # the decoder's pool: 1 MB slabs, up to its size
+        _native.allocate(1 << 20)
     return n
-
-
-def _decode(stop: threading.Event) -> None:
-    n = 0
-    while not stop.wait(1.0 / PER_SECOND):
-        decode_frame(n)
-        n += 1
-
-
-def _release() -> None:
-    while _POOL:
-        _libc.free(_POOL.pop())
 
 
 @scenario(
@@ -62,6 +39,5 @@ def _release() -> None:
     settle=2.0,
 )
 def induce() -> Callable[[], None]:
-    workers = Workers()
-    workers.start("decoder", _decode, workers.stop)
-    return workers.cleanup(_release)
+    workers = start_paced("decoder", decode_frame, per_second=50)
+    return workers.cleanup(_native.release)

@@ -8,12 +8,29 @@ same time, tells memory that Python allocated from memory it never saw: a C exte
 ctypes' or a native library's, or freed memory the C allocator keeps (fragmentation). Reports
 of that kind of fault say "RSS grows, tracemalloc shows nothing" (python/cpython#131997,
 NousResearch/hermes-agent#19251, nesquena/hermes-webui#4633).
+
+RSS that lensbook's own probes add is not the program's: a heap walk's listings and a
+snapshot's grouping are freed, but the C allocator keeps much of that memory (a memory
+investigation of a 300k-object process left RSS ~10 MB higher, and a runtime run after two of
+them warned of "memory growth"). Each probe's step in RSS while it runs is entered in a ledger
+(`own_footprint`, around every probe an operator runs), and the series judged here are taken
+less what lensbook added before each point (`less_own`). A probe that ran longer than
+`OWN_STEP_MAX_S` (a tracing window that waits) is not counted: the program's own growth
+meanwhile would pass for lensbook's.
 """
 
 from __future__ import annotations
 
+import bisect
+import contextlib
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import psutil
 
 from lensbook.skills._trend import RISING_SHARE
 from lensbook.skills.rules import Evidence, as_dict
@@ -24,8 +41,14 @@ __all__ = [
     "GROWTH_TEN_MIN_SHARE",
     "NATIVE_MAX_SHARE",
     "NATIVE_MIN_EXPECTED_SHARE",
+    "NATIVE_RECHECK_S",
+    "NATIVE_RECHECK_SHARE",
+    "OWN_STEP_MAX_S",
     "Growth",
     "PythonShare",
+    "less_own",
+    "own_footprint",
+    "own_mb",
     "python_share",
     "rss_growth",
 ]
@@ -37,12 +60,64 @@ GROWTH_MIN_SHARE = 0.05
 GROWTH_FLOOR_MB = 8.0
 GROWTH_TEN_MIN_SHARE = 0.25
 
-#: a rise is outside Python's allocators when a tracemalloc window saw it hold less than this
-#: share of what RSS gained over the same time...
+#: a rise is outside Python's allocators when the blocks a tracemalloc window traced held less
+#: than this share of what RSS gained while it traced...
 NATIVE_MAX_SHARE = 0.2
-#: ...and the window traced long enough that a rise of Python's, at RSS's rate, would have
-#: shown this share of RSS (a few large blocks a second can fall between tracing bursts)
+#: ...and RSS gained at least this share of itself while traced (less is noise of pages and
+#: arenas, or a rise that happened between the bursts)
 NATIVE_MIN_EXPECTED_SHARE = 0.01
+#: a native rise is looked at again this long after: it must go on at this share of its rate
+NATIVE_RECHECK_S = 2.0
+NATIVE_RECHECK_SHARE = 0.3
+
+
+#: the longest probe whose step in RSS counts as lensbook's own
+OWN_STEP_MAX_S = 1.0
+
+_process = psutil.Process()
+_own_lock = threading.Lock()
+#: (time.time() at a step's end, MB lensbook had added by then): the newest steps
+_own: deque[tuple[float, float]] = deque(maxlen=4096)
+#: MB added by the steps that fell out of `_own`
+_own_base = [0.0]
+
+
+def _rss_mb() -> float:
+    return float(_process.memory_info().rss) / (1 << 20)
+
+
+@contextlib.contextmanager
+def own_footprint() -> Iterator[None]:
+    """Enter what RSS gains while the block runs (a probe) as lensbook's own, unless it ran
+    longer than `OWN_STEP_MAX_S`. Costs two reads of the process's memory (~20 µs)."""
+    try:
+        before, started = _rss_mb(), time.perf_counter()
+    except psutil.Error:
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(psutil.Error):
+            added = _rss_mb() - before
+            if added > 0 and time.perf_counter() - started <= OWN_STEP_MAX_S:
+                with _own_lock:
+                    if len(_own) == _own.maxlen:
+                        _own_base[0] = _own[0][1]
+                    total = _own[-1][1] if _own else _own_base[0]
+                    _own.append((time.time(), total + added))
+
+
+def own_mb(at: float) -> float:
+    """MB of RSS lensbook's own probes had added by `at` (a ``time.time()``)."""
+    with _own_lock:
+        i = bisect.bisect_right(_own, at, key=lambda step: step[0])
+        return _own[i - 1][1] if i else _own_base[0]
+
+
+def less_own(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
+    """(time, MB) points of RSS less what lensbook's probes had added by each."""
+    return [(float(t), round(float(v) - own_mb(float(t)), 2)) for t, v in points]
 
 
 @dataclass(frozen=True)
@@ -67,7 +142,11 @@ def rss_growth(trend: dict[str, Any], ev: Evidence) -> Growth | None:
         samples = int(trend["samples"])
     elif len(ev.snapshots) >= 2:
         start, end = float(ev.first("rss_mb", 0.0) or 0.0), float(ev.latest("rss_mb", 0.0) or 0)
-        span, rate, rising, samples = ev.elapsed(), ev.rate("rss_mb") or 0.0, 1.0, len(ev.snapshots)
+        if len(ev.snapshot_times) >= 2:  # less what lensbook's probes added by each snapshot
+            start -= own_mb(ev.snapshot_times[0])
+            end -= own_mb(ev.snapshot_times[-1])
+        span, rising, samples = ev.elapsed(), 1.0, len(ev.snapshots)
+        rate = (end - start) / span if span > 0 else 0.0
     else:
         return None
     if trend.get("plateaued"):
@@ -85,41 +164,63 @@ def rss_growth(trend: dict[str, Any], ev: Evidence) -> Growth | None:
 class PythonShare:
     """What a tracemalloc window says of an RSS rise over the same time."""
 
-    #: what the window's allocations still held at its end, per second (lensbook's own and
-    #: imports' included: they are Python's too)
-    held_mb_per_s: float
-    #: that against the RSS rise's rate
-    share: float
-    #: seconds the window really traced (its bursts', or all of it)
+    #: MB that RSS gained while the window traced (its bursts, or all of it)
+    gained_mb: float
+    #: MB that the traced blocks still held then (lensbook's own and imports' included: they
+    #: are Python's too)
+    held_mb: float
+    #: seconds the window really traced
     traced_s: float
-    #: whether it traced long enough that a Python rise at RSS's rate would have shown
+    #: whether RSS gained enough while traced to say whose it was
     conclusive: bool
+
+    @property
+    def share(self) -> float:
+        """The share of what RSS gained that Python's traced blocks held."""
+        return self.held_mb / self.gained_mb if self.gained_mb > 0 else 1.0
 
     @property
     def native(self) -> bool:
         """Whether the rise is memory Python's allocators did not make (or do not hold)."""
         return self.conclusive and self.share < NATIVE_MAX_SHARE
 
+    def stated(self) -> str:
+        """The comparison, as findings state it."""
+        return (
+            f"while tracemalloc traced ({self.traced_s:.2f} s), RSS gained "
+            f"{self.gained_mb:.1f} MB and the blocks Python allocated meanwhile held "
+            f"{self.held_mb:.1f} MB of it ({self.share:.0%})"
+        )
+
 
 def python_share(growth: Growth, diff: Any) -> PythonShare | None:
-    """The share of `growth` that a tracemalloc window's result (`memory_allocation_diff`)
-    accounts for; None when the window cannot say: no window, no burst traced yet, or a
-    listing cut short (its sums are partial)."""
+    """What a tracemalloc window's result (`memory_allocation_diff`) says of `growth`; None
+    when it cannot say: no window, no burst traced yet, or a listing cut short.
+
+    A bursting window compares like with like: what RSS gained during its bursts with what
+    the bursts' blocks held at their ends. A Python leak of a few large blocks that fell
+    between the bursts then shows no gain either, and proves nothing, where the RSS rise of
+    the whole window would have passed for native. A window traced throughout compares its
+    held growth with the RSS rise at `growth`'s rate over its length.
+    """
     window = as_dict(diff)
     seconds = float(window.get("window_s") or 0.0)
     if seconds <= 0 or growth.mb_per_s <= 0 or window.get("bursts") == 0 or window.get("partial"):
         return None
-    held_kb = float(window.get("growth_kb") or 0.0) + sum(
-        max(float(kb), 0.0) for kb in as_dict(window.get("excluded_kb")).values()
-    )
-    held = max(held_kb, 0.0) / 1024 / seconds
-    # bursts trace a share of the window (their sums are scaled to it); None: all of it
-    traced = window.get("traced_s")
-    traced_s = seconds if traced is None else float(traced)
-    expected_mb = growth.mb_per_s * traced_s
+    if window.get("bursts") is not None:
+        if "rss_gained_in_bursts_kb" not in window:
+            return None  # (a record from before bursts weighed RSS)
+        gained = float(window["rss_gained_in_bursts_kb"]) / 1024
+        held = float(window.get("held_in_bursts_kb") or 0.0) / 1024
+        traced_s = float(window.get("traced_s") or 0.0)
+    else:  # traced throughout
+        held_kb = float(window.get("growth_kb") or 0.0) + sum(
+            max(float(kb), 0.0) for kb in as_dict(window.get("excluded_kb")).values()
+        )
+        held, gained, traced_s = max(held_kb, 0.0) / 1024, growth.mb_per_s * seconds, seconds
     return PythonShare(
-        held_mb_per_s=held,
-        share=held / growth.mb_per_s,
+        gained_mb=gained,
+        held_mb=held,
         traced_s=traced_s,
-        conclusive=expected_mb >= NATIVE_MIN_EXPECTED_SHARE * growth.end_mb,
+        conclusive=gained >= NATIVE_MIN_EXPECTED_SHARE * growth.end_mb,
     )

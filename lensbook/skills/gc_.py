@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import os
 import threading
 import time
 import types
@@ -40,6 +41,17 @@ PAUSE_HISTORY = 8192
 
 #: held while a cycle_types window keeps the collector's garbage (`gc.DEBUG_SAVEALL`)
 _saveall_window = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """A child forked during a window has it undone (`intrusion`), and a lock of its own: the
+    thread of the parent's that held it does not exist there."""
+    global _saveall_window
+    _saveall_window = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _saveall_off() -> None:

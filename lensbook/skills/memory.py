@@ -56,7 +56,16 @@ from lensbook.skills._roots import (
     is_tooling_module,
     known_root,
 )
-from lensbook.skills._rss import python_share, rss_growth
+from lensbook.skills._rss import (
+    NATIVE_RECHECK_S,
+    NATIVE_RECHECK_SHARE,
+    Growth,
+    PythonShare,
+    less_own,
+    own_mb,
+    python_share,
+    rss_growth,
+)
 from lensbook.skills._stacks import source_line
 from lensbook.skills._static import (
     TypeCount,
@@ -342,6 +351,11 @@ class _TraceWindow:
     #: a bursting window's watch of the program's full collections (its bursts wait their
     #: turn after one, as after a stall of lensbook's), ended with the window
     unwatch: Callable[[], None] | None = None
+    #: RSS (KB) when the burst under way began; what RSS gained during the bursts, and what
+    #: the bursts' traced blocks still held at their ends (`_rss.python_share` weighs the two)
+    burst_rss_kb: float | None = None
+    rss_gained_kb: float = 0.0
+    held_kb: float = 0.0
 
     @property
     def bursting(self) -> bool:
@@ -397,10 +411,17 @@ class _TraceWindow:
                 if self.stop.wait(first_rest) or not self._claim_burst(force=True):
                     return
                 began = time.perf_counter()
+                self.burst_rss_kb = _rss_kb()
                 tracemalloc.start(self.frames)
             while True:
+                gained = held = 0.0
                 try:
                     self.stop.wait(max(began + TRACE_BURST_S - time.perf_counter(), 0.0))
+                    # what the burst's blocks hold, and what RSS gained meanwhile (before the
+                    # snapshot, which is lensbook's own memory)
+                    held = tracemalloc.get_traced_memory()[0] / _KB
+                    if self.burst_rss_kb is not None:
+                        gained = max(_rss_kb() - self.burst_rss_kb, 0.0)
                     snap = tracemalloc.take_snapshot()
                 except RuntimeError:  # tracing was stopped meanwhile (a run's end, its expiry)
                     snap = None
@@ -417,6 +438,8 @@ class _TraceWindow:
                     _merge(self.sampled, grouped)
                     self.traced_s += traced
                     self.bursts += 1
+                    self.rss_gained_kb += gained
+                    self.held_kb += held
                     # beyond the frame limit with no user frame kept, and no traceback so far
                     # shows whose call leads there: the next burst keeps more frames to see it
                     # (never two in a row: they cost more per allocation)
@@ -438,6 +461,7 @@ class _TraceWindow:
                         break
                     rest = TRACE_BURST_S  # a heap walk holds its listing: a burst once it ends
                 began = time.perf_counter()
+                self.burst_rss_kb = _rss_kb()
                 tracemalloc.start(frames)
         finally:
             _heap.burst_ends(self.burst)
@@ -445,6 +469,14 @@ class _TraceWindow:
             # ended on its own (not by `end`, which holds the change's lock while joining us)
             if self.change is not None and not self.stop.is_set():
                 self.change.undo("window ended")
+
+
+_this_process = psutil.Process()
+
+
+def _rss_kb() -> float:
+    """This process's RSS in KB (one read of /proc: ~10 µs)."""
+    return float(_this_process.memory_info().rss) / _KB
 
 
 def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
@@ -1179,25 +1211,41 @@ class MemorySkill(Skill):
     # -- RSS over time ----------------------------------------------------------------------
 
     @probe
-    def rss_trend(self, window_s: float = 600.0, points: int = 12) -> dict[str, Any]:
-        """RSS over time from the sampled snapshots of this skill and the runtime skill.
+    def rss_trend(
+        self, window_s: float = 600.0, points: int = 12, after_s: float = 0.0
+    ) -> dict[str, Any]:
+        """RSS over time from the sampled snapshots of this skill and the runtime skill, less
+        what lensbook's own probes added to it (`lensbook_own_mb` over the window).
 
         Args:
             window_s: how far back to look, in seconds.
             points: how many evenly spaced points to return (at most 60).
+            after_s: look this much later (0 to 3 s): RSS then, to tell a rise that goes on
+                from one that stopped.
 
-        Cost: microseconds; reads lensbook's metrics store, never the heap.
+        Cost: microseconds (and `after_s` of waiting); reads lensbook's metrics store, never
+        the heap.
         """
+        after_s = min(max(after_s, 0.0), 3.0)
+        if after_s:
+            time.sleep(after_s)
         since = time.time() - max(window_s, 1.0)
-        series = sorted(
-            metrics_store.series("memory", "rss_mb", since)
-            + metrics_store.series("runtime", "rss_mb", since)
+        series = less_own(
+            sorted(
+                metrics_store.series("memory", "rss_mb", since)
+                + metrics_store.series("runtime", "rss_mb", since)
+            )
         )
         now_mb = round(self._process.memory_info().rss / _MB, 2)
+        now = {
+            "rss_mb_now": now_mb,
+            "less_own_mb_now": round(now_mb - own_mb(time.time()), 2),
+            **({"after_s": after_s} if after_s else {}),
+        }
         if len(series) < 2:
             return {
                 "samples": len(series),
-                "rss_mb_now": now_mb,
+                **now,
                 "note": "fewer than 2 samples in the window: take snapshots a few seconds apart",
             }
         t0 = series[0][0]
@@ -1208,12 +1256,13 @@ class MemorySkill(Skill):
         return {
             "samples": len(series),
             "span_s": round(span, 1),
-            "rss_mb_now": now_mb,
+            **now,
             "first_mb": values[0],
             "last_mb": values[-1],
             "min_mb": min(values),
             "max_mb": max(values),
             "slope_mb_per_min": None if slope is None else round(slope * 60, 3),
+            "lensbook_own_mb": round(own_mb(series[-1][0]) - own_mb(t0), 2),
             "points": [[round(t - t0, 1), v] for t, v in series[::step]][-60:],
         }
 
@@ -1283,6 +1332,7 @@ class MemorySkill(Skill):
                     # (no wait: a listing alive now waits for this burst's end instead)
                     window.burst = _heap.burst_begins(0.0, force=True)
                 try:
+                    window.burst_rss_kb = _rss_kb()
                     tracemalloc.start(frames)  # the whole window, or its first burst
                 except BaseException:
                     _heap.burst_ends(window.burst)
@@ -1373,6 +1423,10 @@ class MemorySkill(Skill):
                 with window.lock:
                     traced_s: float | None = window.traced_s
                     bursts: int | None = window.bursts
+                    in_bursts = {
+                        "rss_gained_in_bursts_kb": round(window.rss_gained_kb, 1),
+                        "held_in_bursts_kb": round(window.held_kb, 1),
+                    }
                     wall_s = (window.ended_at or time.time()) - window.started_at
                     wall_s = max(wall_s, window.traced_s)
                     grouped = _scaled(
@@ -1400,6 +1454,7 @@ class MemorySkill(Skill):
                 )
                 del snap
                 traced_s = bursts = None
+                in_bursts = {}
         baseline = window.baseline if window is not None else {}
         rows: list[tuple[RawFrame, int, int, _SiteStat]] = []
         for site, stat in grouped.sites.items():
@@ -1427,6 +1482,7 @@ class MemorySkill(Skill):
             "tracing_after": tracemalloc.is_tracing(),
             "traced_s": None if traced_s is None else round(traced_s, 2),
             "bursts": bursts,
+            **in_bursts,
             "sites": sites,
             "sites_omitted_for_size": omitted,
             **({"window_ended_early": ended_early} if ended_early else {}),
@@ -2034,6 +2090,10 @@ class LeakRule(Rule):
             # objects alone: look once more, to tell a heap that goes on growing from a batch
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
+        rise, python = _native_rise(ev, as_dict(ev.result("memory_allocation_diff")))
+        if rise is not None and python is not None and python.native:
+            # RSS rose outside Python's allocators: look again, to tell a leak from a batch
+            calls.append(ProbeCall("memory_rss_trend", {"after_s": NATIVE_RECHECK_S}))
         if any(
             as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
         ):
@@ -2185,20 +2245,33 @@ class LeakRule(Rule):
         ]
 
 
+def _native_rise(ev: Evidence, diff: dict[str, Any]) -> tuple[Growth | None, PythonShare | None]:
+    """The RSS rise by the relative rule every skill uses, and what the tracemalloc window
+    says of it."""
+    points = as_dict(ev.result("memory_rss_trend")).get("points") or []
+    rise = rss_growth(summary([p for p in points if isinstance(p, list) and len(p) == 2]), ev)
+    return rise, python_share(rise, diff) if rise is not None else None
+
+
 def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -> list[Finding]:
     """RSS that rises steadily (the relative rule every skill uses) while the tracemalloc
     window, which traced long enough to see such a rise, held little of it, and no census or
-    container grew: memory that Python's allocators did not make or do not hold. It names no
-    Python line: what the window's allocations still hold is not where that memory went."""
-    points = as_dict(ev.result("memory_rss_trend")).get("points") or []
-    rise = rss_growth(summary([p for p in points if isinstance(p, list) and len(p) == 2]), ev)
-    python = python_share(rise, diff) if rise is not None else None
+    container grew, and that still goes on when looked at again: memory that Python's
+    allocators did not make or do not hold. It names no Python line: what the window's
+    allocations still hold is not where that memory went."""
+    rise, python = _native_rise(ev, diff)
     if rise is None or python is None or not python.native:
         return []
+    # a rise that stopped (a batch loaded, then freed) is no leak: it must go on after the looks
+    again = [v for args, v in ev.results.get("memory_rss_trend", []) if args.get("after_s")]
+    later = as_dict(again[-1]) if again else {}
+    went_on = float(later.get("less_own_mb_now") or 0.0) - rise.end_mb
+    after_s = float(later.get("after_s") or 0.0)
+    if not later or went_on < NATIVE_RECHECK_SHARE * rise.mb_per_s * after_s:
+        return []
     observation = (
-        f"In a {diff.get('window_s')} s tracemalloc window ({python.traced_s:.2f} s traced, "
-        f"{diff.get('bursts') or 'no'} bursts), Python's allocations held "
-        f"{_kb(python.held_mb_per_s * 1024)}/s: {python.share:.0%} of the RSS rise"
+        f"In a {diff.get('window_s')} s window ({diff.get('bursts') or 'no'} tracing bursts), "
+        f"{python.stated()}; {after_s:g} s later RSS had gained {went_on:.1f} MB more"
     )
     if growth:
         observation += (
@@ -2212,8 +2285,9 @@ def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -
         "worst with many threads). To tell them apart: a native leak grows with the calls "
         "into that code whatever the allocator; fragmentation shrinks with "
         "MALLOC_ARENA_MAX=2 or after ctypes.CDLL('libc.so.6').malloc_trim(0). "
-        "A Python leak of a few large blocks between the tracing bursts could hide too: a "
-        "longer window settles it."
+        "(A Python leak of a few large blocks that all fell between the tracing bursts would "
+        "look the same: a longer window, or memory_trace_start with more of it traced, "
+        "settles it.)"
     )
     severity: Any = "warning"
     available = ev.latest("host_available_mb")

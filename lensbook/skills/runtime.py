@@ -16,7 +16,7 @@ import psutil
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
-from lensbook.skills._rss import NATIVE_MAX_SHARE, Growth, python_share, rss_growth
+from lensbook.skills._rss import NATIVE_MAX_SHARE, Growth, less_own, python_share, rss_growth
 from lensbook.skills._trend import RISING_SHARE, summary
 from lensbook.skills._units import mb, memory_mb
 from lensbook.skills.base import Skill, probe
@@ -107,6 +107,7 @@ class RuntimeSkill(Skill):
             + metrics_store.series("memory", "rss_mb", since)
         )
         rss.append((now, rss_now))
+        rss = less_own(rss)  # what lensbook's own probes added is not the program's
         threads = metrics_store.series("runtime", "python_threads", since)
         threads.append((now, float(threading.active_count())))
         errors = error_rate(min(window_s, 120.0), now)
@@ -287,11 +288,7 @@ class _MemoryGrowth(Rule):
         )
         python = python_share(found, window)
         if python is not None and python.native:
-            observation += (
-                f"; Python's allocations held {python.held_mb_per_s * 1024:.0f} KB/s of it in "
-                f"a {window.get('window_s')} s tracemalloc window ({python.traced_s:.2f} s "
-                f"traced): {python.share:.0%} of the rise"
-            )
+            observation += f"; {python.stated()}, in a {window.get('window_s')} s window"
             hypothesis = (
                 f"{hypothesis}, outside Python's allocators: native code (a C extension, "
                 "ctypes or cffi, a library's own allocator), or freed memory the C allocator "

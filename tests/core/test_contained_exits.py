@@ -4,6 +4,7 @@ callback, an event subscriber) end that call, never the lens loop and the runs o
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import threading
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 
 import lensbook
 from lensbook import Skill, _loop, events, probe
-from lensbook._errors import contained
+from lensbook._errors import contain_call, contained
 from lensbook.clients import ModelRequest, ModelTurn, ScriptedClient, call
 
 
@@ -132,3 +133,19 @@ def test_only_the_main_thread_lets_an_interrupt_through() -> None:
     worker.start()
     worker.join()
     assert seen == [True]
+
+
+def test_a_sync_probe_that_exits_on_a_loop_in_the_main_thread_is_contained() -> None:
+    # a dask nanny runs its worker's loop in the main thread: containment happens in the
+    # probe's own thread, where `contained` holds, before the exit reaches that loop
+    def probe() -> None:
+        raise SystemExit(2)
+
+    async def main() -> str:
+        try:
+            await asyncio.wait_for(asyncio.to_thread(contain_call, probe), 5)
+        except RuntimeError as exc:
+            return str(exc)
+        return "not raised"
+
+    assert asyncio.run(main()) == "SystemExit raised: 2"

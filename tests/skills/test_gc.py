@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import inspect
 import json
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -173,6 +174,30 @@ def test_overlapping_cycle_windows_leave_the_flags_as_the_program_set_them(
         assert gc.get_debug() == flags | gc.DEBUG_STATS
     finally:
         gc.set_debug(flags)
+
+
+def test_a_child_forked_during_a_cycle_window_can_open_its_own(skill: GCSkill) -> None:
+    opened = threading.Thread(target=lambda: _probe(skill, "cycle_types", seconds=0.5))
+    opened.start()
+    while not gc.get_debug() & gc.DEBUG_SAVEALL:
+        time.sleep(0.001)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the parent's window thread (and its hold on the window lock) is not here
+        try:
+            clean = not gc.get_debug() & gc.DEBUG_SAVEALL
+            found = GCSkill().cycle_types(seconds=0.1)
+            os.write(write_end, b"1" if clean and "garbage_objects" in found else b"0")
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+        opened.join(10)
+    assert answer == b"1"
 
 
 def test_finalizer_types_count_live_objects_with_del(skill: GCSkill) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from typing import Any
 
 import pytest
 
-from lensbook.skills._rss import Growth, python_share, rss_growth
+from lensbook.skills import _rss
+from lensbook.skills._rss import Growth, less_own, own_footprint, own_mb, python_share, rss_growth
 from lensbook.skills._trend import summary
 from lensbook.skills.rules import Evidence
 
@@ -42,32 +45,68 @@ def test_without_samples_the_runs_own_snapshots_decide() -> None:
 
 
 def _window(**fields: Any) -> dict[str, Any]:
+    """A bursting window of 4 s (0.4 s traced) as memory_allocation_diff reports it."""
     return {"window_s": 4.0, "growth_kb": 0.0, "traced_s": 0.4, "bursts": 16, **fields}
 
 
 RISE = Growth(start_mb=200.0, end_mb=240.0, span_s=4.0, mb_per_s=10.0, samples=2)
 
 
-def test_a_window_that_held_little_of_the_rise_says_native() -> None:
-    share = python_share(RISE, _window(growth_kb=1024.0, excluded_kb={"lensbook": 1024.0}))
-    assert share is not None and share.native
-    # what lensbook's own allocations held counts as Python's: 2 MB in 4 s of 40 MB
-    assert share.held_mb_per_s == pytest.approx(0.5) and share.share == pytest.approx(0.05)
+def test_bursts_that_saw_rss_rise_and_held_little_of_it_say_native() -> None:
+    share = python_share(RISE, _window(rss_gained_in_bursts_kb=4096, held_in_bursts_kb=100))
+    assert share is not None and share.native and share.share == pytest.approx(100 / 4096)
+    assert "RSS gained 4.0 MB and the blocks Python allocated meanwhile held 0.1 MB" in (
+        share.stated()
+    )
 
 
-def test_a_window_that_held_the_rise_is_not_native() -> None:
-    share = python_share(RISE, _window(growth_kb=36 * 1024.0))
-    assert share is not None and not share.native and share.share == pytest.approx(0.9)
+def test_bursts_that_held_what_rss_gained_are_not_native() -> None:
+    share = python_share(RISE, _window(rss_gained_in_bursts_kb=4096, held_in_bursts_kb=3700))
+    assert share is not None and not share.native
+
+
+def test_a_window_traced_throughout_weighs_its_growth_against_the_rise() -> None:
+    whole = {"window_s": 4.0, "traced_s": None, "bursts": None}
+    # 2 MB held in 4 s (lensbook's own allocations count as Python's) against 40 MB of rise
+    share = python_share(RISE, {**whole, "growth_kb": 1024.0, "excluded_kb": {"lensbook": 1024}})
+    assert share is not None and share.native and share.share == pytest.approx(0.05)
+    held = python_share(RISE, {**whole, "growth_kb": 36 * 1024.0})
+    assert held is not None and not held.native and held.share == pytest.approx(0.9)
 
 
 def test_a_window_that_cannot_say_says_nothing() -> None:
     assert python_share(RISE, {}) is None  # no window
     assert python_share(RISE, _window(bursts=0)) is None  # no burst traced yet
     assert python_share(RISE, _window(partial=True)) is None  # sums cut short
-    # traced 20 ms of a slow rise: a Python leak of a few blocks could fall between bursts
-    slow = Growth(start_mb=200.0, end_mb=230.0, span_s=30.0, mb_per_s=1.0, samples=10)
-    brief = python_share(slow, _window(traced_s=0.02))
-    assert brief is not None and not brief.conclusive and not brief.native
-    # the whole window traced (bursts None): all of it counts as traced
-    whole = python_share(slow, _window(traced_s=None, bursts=None))
-    assert whole is not None and whole.traced_s == 4.0 and whole.native
+    assert python_share(RISE, _window()) is None  # bursts that did not weigh RSS
+    # RSS gained too little while traced (a Python leak of large blocks between the bursts)
+    little = python_share(RISE, _window(rss_gained_in_bursts_kb=600, held_in_bursts_kb=0))
+    assert little is not None and not little.conclusive and not little.native
+
+
+@pytest.fixture
+def ledger(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty ledger of lensbook's own RSS steps for the test."""
+    monkeypatch.setattr(_rss, "_own", deque(maxlen=4096))
+    monkeypatch.setattr(_rss, "_own_base", [0.0])
+
+
+def test_what_rss_gains_during_a_probe_is_lensbooks_own(ledger: None) -> None:
+    kept = []
+    before = time.time()
+    with own_footprint():  # a probe that leaves 32 MB written (RSS steps up)
+        kept.append(bytearray(32 << 20))
+        kept[-1][::4096] = b"\x01" * len(range(0, 32 << 20, 4096))
+    after = time.time()
+    assert own_mb(before) == 0.0 and own_mb(after) >= 24
+    points = [(before - 1, 500.0), (after + 1, 532.0)]
+    (_, first), (_, last) = less_own(points)
+    assert first == 500.0 and last <= 508.0  # the step is taken out of the series
+
+
+def test_a_long_probe_is_not_counted(ledger: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_rss, "OWN_STEP_MAX_S", 0.0)  # every block is "long"
+    with own_footprint():
+        kept = bytearray(16 << 20)
+        kept[::4096] = b"\x01" * len(range(0, 16 << 20, 4096))
+    assert own_mb(time.time()) == 0.0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import lensbook
+from lensbook import recorder
 from lensbook.limits import MIN_INTERVAL, sampling_interval
 
 
@@ -20,3 +21,10 @@ def test_an_interval_is_a_number_of_seconds() -> None:
     assert sampling_interval(MIN_INTERVAL) == MIN_INTERVAL and sampling_interval(30) == 30.0
     with pytest.raises(ValueError, match="must be a number of seconds"):
         sampling_interval(True)
+
+
+def test_a_refused_interval_starts_nothing() -> None:
+    was = recorder.is_recording()
+    with pytest.raises(ValueError, match="sample_interval"):
+        recorder.start("limits-test", sample_interval=0.05)
+    assert recorder.is_recording() == was  # no observer installed, no owner noted

@@ -23,7 +23,7 @@ import time
 from collections.abc import Collection
 from typing import Any
 
-from lensbook.limits import SAMPLE_INTERVAL
+from lensbook.limits import SAMPLE_INTERVAL, sampling_interval
 from lensbook.recorder.aio import DEFAULT_THRESHOLD_S, LagObserver
 from lensbook.recorder.event import HistoryEvent, make_event
 from lensbook.recorder.exceptions import ExceptionObserver
@@ -92,6 +92,8 @@ class Recorder:
         sample_interval: float | None = SAMPLE_INTERVAL,
     ) -> None:
         """Install the observers (once) and note `owner`; idempotent."""
+        if sample_interval is not None:  # checked before anything is installed
+            sampling_interval(sample_interval, "sample_interval")
         with self._lock:
             if not self._owners:
                 self.started_at = time.time()
@@ -113,7 +115,7 @@ class Recorder:
 
         store.listen()
         with self._lock:
-            if interval and self._sampler is None:
+            if interval is not None and self._sampler is None:
                 self._sampler = Sampler(
                     [resolve_skill("runtime")], interval=interval, on_sample=self.samples.observe
                 )

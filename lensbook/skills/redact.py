@@ -246,11 +246,13 @@ _RULES: list[_Rule] = [
     # Tokens with well-known prefixes. One alternation, one scan for every family (gitleaks /
     # trufflehog / detect-secrets shapes), anchored where no letter or digit comes before: a
     # word boundary would miss a token after "_" (GITHUB_TOKEN_ghp_...) or after an escape
-    # in a repr ('...\\nsk-ant-...', '\\x00ghp_...'), whose last character is a letter or digit
+    # in a repr ('...\\nsk-ant-...', '\\x00ghp_...', a BOM's '\\ufeffghp_...'), whose last
+    # character is a letter or digit
     _Rule(
         (),
         re.compile(
-            r"(?:(?<![A-Za-z0-9])|(?<=\\[ntr0])|(?<=\\x[0-9a-fA-F]{2}))(?:"
+            r"(?:(?<![A-Za-z0-9])|(?<=\\[ntr0])|(?<=\\x[0-9a-fA-F]{2})"
+            r"|(?<=\\u[0-9a-fA-F]{4})|(?<=\\U[0-9a-fA-F]{8}))(?:"
             # AI providers: Anthropic, OpenAI, Hugging Face, Replicate, Groq, Perplexity
             r"sk-(?:ant-|proj-|svcacct-|admin-|live-|test-)?[A-Za-z0-9_-]{16,}"
             r"|hf_[A-Za-z0-9]{20,}|r8_[A-Za-z0-9]{30,}|gsk_[A-Za-z0-9]{40,}|pplx-[A-Za-z0-9]{40,}"

@@ -305,7 +305,14 @@ class _MemoryGrowth(Rule):
             if top.get("via"):
                 observation += " via " + " -> ".join(reversed(top["via"][:3]))
             in_function = f" ({top['function']})" if top.get("function") else ""
-            if python is None or python.share >= NATIVE_MAX_SHARE:
+            if python is not None and python.conclusive and python.share < 0.5:
+                # part of it Python's, the rest not: say how much, and where Python's is
+                hypothesis = (
+                    f"{hypothesis}: Python's allocations hold {python.share:.0%} of it, the "
+                    f"most at {top.get('site')}{in_function}; the rest is outside Python's "
+                    "allocators (native code, or freed memory the C allocator keeps)"
+                )
+            elif python is None or python.share >= NATIVE_MAX_SHARE:
                 hypothesis = (
                     f"{hypothesis}: the user's code at {top.get('site')}{in_function} "
                     "allocates most of it; "

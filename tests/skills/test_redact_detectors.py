@@ -126,6 +126,8 @@ ANT = "sk-ant-api03-Ab3dEf5hIj7kLm9nOp1qRs3tUv5wXy7zAb9cDe1fGh3iJk5lMn7oPq9rSt1u
         f"KeyError: 'token\\n{GHP}'",
         f"GITHUB_TOKEN_{GHP}",  # an env-style name glued to the token by "_"
         repr(f"\x00{GHP}"),  # after a hex escape
+        ascii(f"\ufeff{GHP}"),  # after a BOM (a .env saved by Notepad), escaped
+        ascii(f"\U0001f511{GHP}"),
     ],
 )
 def test_a_token_after_an_escape_or_an_underscore_is_redacted(text: str) -> None:

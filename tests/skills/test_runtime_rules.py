@@ -87,6 +87,14 @@ def test_a_window_that_traced_too_little_claims_neither(skill: RuntimeSkill) -> 
     assert "allocates most of it" not in hypothesis and "outside" not in hypothesis
 
 
+def test_growth_that_python_holds_in_part_says_how_much(skill: RuntimeSkill) -> None:
+    part = {"rss_gained_in_bursts_kb": 4096.0, "held_in_bursts_kb": 1400.0}
+    growth = _rising(skill, {"growth_kb": 1400.0, "sites": [SITE], **part})
+    hypothesis = growth.hypothesis or ""
+    assert "Python's allocations hold 34% of it, the most at app.py:12 (decode)" in hypothesis
+    assert "allocates most of it" not in hypothesis
+
+
 def test_growth_that_python_holds_names_the_users_line(skill: RuntimeSkill) -> None:
     rss = skill.snapshot()["rss_mb"]
     held_kb = rss / 2 / 60 * 5 * 1024  # the rise's rate over the 5 s window

@@ -1141,7 +1141,7 @@ class MemorySkill(Skill):
     # what the coordinator and the watcher know of it (see `Skill`)
     keywords = ("memory", "leak", "rss", "ram", "oom", "heap", "grow", "cache", "alloc")
     families: ClassVar[dict[str, tuple[str, ...]]] = {
-        "memory growth": ("memory_leak", "native_memory_growth")
+        "memory growth": ("memory_leak", "native_memory_growth", "memory_growth")
     }
     investigates = ("memory growth",)
     chains = (
@@ -2090,9 +2090,8 @@ class LeakRule(Rule):
             # objects alone: look once more, to tell a heap that goes on growing from a batch
             # of objects that happened to be in flight at the second look
             calls.append(ProbeCall("memory_type_growth", {"top": 8, "after_s": OBJECTS_RECHECK_S}))
-        rise, python = _native_rise(ev, as_dict(ev.result("memory_allocation_diff")))
-        if rise is not None and python is not None and python.native:
-            # RSS rose outside Python's allocators: look again, to tell a leak from a batch
+        if _native_rise(ev, as_dict(ev.result("memory_allocation_diff")))[0] is not None:
+            # RSS rose: look again, to tell a leak from a batch in flight
             calls.append(ProbeCall("memory_rss_trend", {"after_s": NATIVE_RECHECK_S}))
         if any(
             as_dict(v).get("retention_watch") for _, v in ev.results.get("memory_referrers", [])
@@ -2147,7 +2146,7 @@ class LeakRule(Rule):
         leak_by_objects = _objects_grew(growth) and _objects_go_on(growth, ev)
         leak_by_container = box_grew >= CONTAINER_MIN_GROWTH and _persistent(growing_box)
         if not (leak_by_bytes or leak_by_objects or leak_by_container):
-            return _native_growth(ev, diff, growth)
+            return _rss_rise(ev, diff, growth, sites)
 
         rss0, rss1 = ev.first("rss_mb"), ev.latest("rss_mb")
         available = ev.latest("host_available_mb")
@@ -2253,14 +2252,22 @@ def _native_rise(ev: Evidence, diff: dict[str, Any]) -> tuple[Growth | None, Pyt
     return rise, python_share(rise, diff) if rise is not None else None
 
 
-def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -> list[Finding]:
-    """RSS that rises steadily (the relative rule every skill uses) while the tracemalloc
-    window, which traced long enough to see such a rise, held little of it, and no census or
-    container grew, and that still goes on when looked at again: memory that Python's
-    allocators did not make or do not hold. It names no Python line: what the window's
-    allocations still hold is not where that memory went."""
+def _rss_rise(
+    ev: Evidence, diff: dict[str, Any], growth: dict[str, Any], sites: list[dict[str, Any]]
+) -> list[Finding]:
+    """RSS that rises steadily (the relative rule every skill uses) and still goes on when
+    looked at again, with no census or container grown with it. What the tracemalloc window
+    says of it makes the finding:
+
+    - ``native_memory_growth``: RSS gained at least 1% of itself while traced and the blocks
+      Python allocated then held under a fifth of it; no Python line is named (what the
+      window's allocations hold is not where that memory went);
+    - ``memory_growth``: Python's blocks held more of it (the most at the user's line), or the
+      window could not tell (RSS gained too little while traced: large blocks allocated
+      between the bursts, or a slow rise).
+    """
     rise, python = _native_rise(ev, diff)
-    if rise is None or python is None or not python.native:
+    if rise is None:
         return []
     # a rise that stopped (a batch loaded, then freed) is no leak: it must go on after the looks
     again = [v for args, v in ev.results.get("memory_rss_trend", []) if args.get("after_s")]
@@ -2269,26 +2276,54 @@ def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -
     after_s = float(later.get("after_s") or 0.0)
     if not later or went_on < NATIVE_RECHECK_SHARE * rise.mb_per_s * after_s:
         return []
+    weighed = (
+        f"{python.stated()}"
+        if python is not None
+        else "the tracemalloc window could not weigh it (no burst traced, or a partial listing)"
+    )
     observation = (
         f"In a {diff.get('window_s')} s window ({diff.get('bursts') or 'no'} tracing bursts), "
-        f"{python.stated()}; {after_s:g} s later RSS had gained {went_on:.1f} MB more"
+        f"{weighed}; {after_s:g} s later RSS had gained {went_on:.1f} MB more"
     )
     if growth:
         observation += (
             f". GC-tracked objects {growth.get('tracked_before')} -> "
             f"{growth.get('tracked_after')} in {growth.get('interval_s')} s"
         )
-    hypothesis = (
-        "The memory is allocated outside Python's allocators, which tracemalloc cannot see: "
-        "native code that allocates and keeps (a C extension, ctypes or cffi, a library's own "
-        "pool or cache), or memory the C allocator keeps after it was freed (fragmentation, "
-        "worst with many threads). To tell them apart: a native leak grows with the calls "
-        "into that code whatever the allocator; fragmentation shrinks with "
-        "MALLOC_ARENA_MAX=2 or after ctypes.CDLL('libc.so.6').malloc_trim(0). "
-        "(A Python leak of a few large blocks that all fell between the tracing bursts would "
-        "look the same: a longer window, or memory_trace_start with more of it traced, "
-        "settles it.)"
-    )
+    users = [site for site in sites if site.get("origin") == "user"]
+    if python is not None and python.native:
+        kind = "native_memory_growth"
+        hypothesis = (
+            "The memory is allocated outside Python's allocators, which tracemalloc cannot "
+            "see: native code that allocates and keeps (a C extension, ctypes or cffi, a "
+            "library's own pool or cache), or memory the C allocator keeps after it was freed "
+            "(fragmentation, worst with many threads). To tell them apart: a native leak grows "
+            "with the calls into that code whatever the allocator; fragmentation shrinks with "
+            "MALLOC_ARENA_MAX=2 or after ctypes.CDLL('libc.so.6').malloc_trim(0)."
+        )
+    elif python is not None and python.conclusive:
+        kind = "memory_growth"
+        where = (
+            f", the most at {users[0]['site']}"
+            + (f" in {users[0]['function']}" if users[0].get("function") else "")
+            + f" (`{users[0].get('code', '')}`)"
+            if users
+            else ""
+        )
+        hypothesis = (
+            f"Something allocates and keeps: Python's allocations hold {python.share:.0%} of "
+            f"the rise{where}, in blocks no census counts (bytes, arrays, buffers) and no "
+            "container seen twice holds; memory_referrers on what that line makes names what "
+            "keeps them."
+        )
+    else:
+        kind = "memory_growth"
+        hypothesis = (
+            "RSS keeps growing, but while the window traced it gained too little to tell "
+            "Python's memory from native: a leak of a few large blocks allocated between the "
+            "tracing bursts, or a slow native rise. A longer window (memory_trace_start, then "
+            "memory_allocation_diff some seconds later) tells them apart."
+        )
     severity: Any = "warning"
     available = ev.latest("host_available_mb")
     if isinstance(available, (int, float)) and available / rise.mb_per_s < 15 * 60:
@@ -2299,7 +2334,7 @@ def _native_growth(ev: Evidence, diff: dict[str, Any], growth: dict[str, Any]) -
         )
     return [
         Finding(
-            anomaly_type="native_memory_growth",
+            anomaly_type=kind,
             severity=severity,
             context=f"RSS went {rise.start_mb:.1f} -> {rise.end_mb:.1f} MB over "
             f"{rise.span_s:.0f} s ({rise.mb_per_s:.2f} MB/s, {rise.samples} samples).",

@@ -53,7 +53,6 @@ from lensbook.operator.tool_runtime import (
     within_budget,
 )
 from lensbook.skills import intrusion
-from lensbook.skills._rss import own_footprint
 from lensbook.skills.base import ProbeTool, SkillLike, outgoing, probe
 from lensbook.skills.redact import redact
 from lensbook.types import (
@@ -527,13 +526,12 @@ def publish_completed(operator: str, result: CompletionResult, **extra: Any) -> 
 
 async def _run_probe(tool: ProbeTool, kwargs: dict[str, Any], run_id: str) -> Any:
     """Run a probe under its budget, its process changes attributed to run `run_id`."""
-    # what RSS gains while it runs is lensbook's own, not the program's (`_rss.own_footprint`)
     if tool.is_async:
-        with intrusion.run_scope(run_id), own_footprint():  # the probe's task copies the scope
+        with intrusion.run_scope(run_id):  # the probe's task copies this context
             return await within_budget(tool, tool.fn(**kwargs))
 
     def call() -> Any:
-        with intrusion.run_scope(run_id), own_footprint():
+        with intrusion.run_scope(run_id):
             return tool.fn(**kwargs)
 
     loop = asyncio.get_running_loop()

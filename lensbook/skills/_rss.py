@@ -9,28 +9,12 @@ ctypes' or a native library's, or freed memory the C allocator keeps (fragmentat
 of that kind of fault say "RSS grows, tracemalloc shows nothing" (python/cpython#131997,
 NousResearch/hermes-agent#19251, nesquena/hermes-webui#4633).
 
-RSS that lensbook's own probes add is not the program's: a heap walk's listings and a
-snapshot's grouping are freed, but the C allocator keeps much of that memory (a memory
-investigation of a 300k-object process left RSS ~10 MB higher, and a runtime run after two of
-them warned of "memory growth"). Each probe's step in RSS while it runs is entered in a ledger
-(`own_footprint`, around every probe an operator runs), and the series judged here are taken
-less what lensbook added before each point (`less_own`). A probe that ran longer than
-`OWN_STEP_MAX_S` (a tracing window that waits) is not counted: the program's own growth
-meanwhile would pass for lensbook's.
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
-import threading
-import time
-from collections import deque
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import psutil
 
 from lensbook.skills._trend import RISING_SHARE
 from lensbook.skills.rules import Evidence, as_dict
@@ -43,12 +27,8 @@ __all__ = [
     "NATIVE_MIN_EXPECTED_SHARE",
     "NATIVE_RECHECK_S",
     "NATIVE_RECHECK_SHARE",
-    "OWN_STEP_MAX_S",
     "Growth",
     "PythonShare",
-    "less_own",
-    "own_footprint",
-    "own_mb",
     "python_share",
     "rss_growth",
 ]
@@ -69,55 +49,6 @@ NATIVE_MIN_EXPECTED_SHARE = 0.01
 #: a native rise is looked at again this long after: it must go on at this share of its rate
 NATIVE_RECHECK_S = 2.0
 NATIVE_RECHECK_SHARE = 0.3
-
-
-#: the longest probe whose step in RSS counts as lensbook's own
-OWN_STEP_MAX_S = 1.0
-
-_process = psutil.Process()
-_own_lock = threading.Lock()
-#: (time.time() at a step's end, MB lensbook had added by then): the newest steps
-_own: deque[tuple[float, float]] = deque(maxlen=4096)
-#: MB added by the steps that fell out of `_own`
-_own_base = [0.0]
-
-
-def _rss_mb() -> float:
-    return float(_process.memory_info().rss) / (1 << 20)
-
-
-@contextlib.contextmanager
-def own_footprint() -> Iterator[None]:
-    """Enter what RSS gains while the block runs (a probe) as lensbook's own, unless it ran
-    longer than `OWN_STEP_MAX_S`. Costs two reads of the process's memory (~20 µs)."""
-    try:
-        before, started = _rss_mb(), time.perf_counter()
-    except psutil.Error:
-        yield
-        return
-    try:
-        yield
-    finally:
-        with contextlib.suppress(psutil.Error):
-            added = _rss_mb() - before
-            if added > 0 and time.perf_counter() - started <= OWN_STEP_MAX_S:
-                with _own_lock:
-                    if len(_own) == _own.maxlen:
-                        _own_base[0] = _own[0][1]
-                    total = _own[-1][1] if _own else _own_base[0]
-                    _own.append((time.time(), total + added))
-
-
-def own_mb(at: float) -> float:
-    """MB of RSS lensbook's own probes had added by `at` (a ``time.time()``)."""
-    with _own_lock:
-        i = bisect.bisect_right(_own, at, key=lambda step: step[0])
-        return _own[i - 1][1] if i else _own_base[0]
-
-
-def less_own(points: Sequence[Sequence[float]]) -> list[tuple[float, float]]:
-    """(time, MB) points of RSS less what lensbook's probes had added by each."""
-    return [(float(t), round(float(v) - own_mb(float(t)), 2)) for t, v in points]
 
 
 @dataclass(frozen=True)
@@ -142,11 +73,7 @@ def rss_growth(trend: dict[str, Any], ev: Evidence) -> Growth | None:
         samples = int(trend["samples"])
     elif len(ev.snapshots) >= 2:
         start, end = float(ev.first("rss_mb", 0.0) or 0.0), float(ev.latest("rss_mb", 0.0) or 0)
-        if len(ev.snapshot_times) >= 2:  # less what lensbook's probes added by each snapshot
-            start -= own_mb(ev.snapshot_times[0])
-            end -= own_mb(ev.snapshot_times[-1])
-        span, rising, samples = ev.elapsed(), 1.0, len(ev.snapshots)
-        rate = (end - start) / span if span > 0 else 0.0
+        span, rate, rising, samples = ev.elapsed(), ev.rate("rss_mb") or 0.0, 1.0, len(ev.snapshots)
     else:
         return None
     if trend.get("plateaued"):
@@ -186,11 +113,14 @@ class PythonShare:
 
     def stated(self) -> str:
         """The comparison, as findings state it."""
-        return (
+        said = (
             f"while tracemalloc traced ({self.traced_s:.2f} s), RSS gained "
             f"{self.gained_mb:.1f} MB and the blocks Python allocated meanwhile held "
-            f"{self.held_mb:.1f} MB of it ({self.share:.0%})"
+            f"{self.held_mb:.1f} MB"
         )
+        if not self.conclusive:
+            return said + ": too little gained to weigh"
+        return f"{said} ({self.share:.0%} of it)"
 
 
 def python_share(growth: Growth, diff: Any) -> PythonShare | None:

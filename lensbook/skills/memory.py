@@ -61,8 +61,6 @@ from lensbook.skills._rss import (
     NATIVE_RECHECK_SHARE,
     Growth,
     PythonShare,
-    less_own,
-    own_mb,
     python_share,
     rss_growth,
 )
@@ -420,8 +418,12 @@ class _TraceWindow:
                     # what the burst's blocks hold, and what RSS gained meanwhile (before the
                     # snapshot, which is lensbook's own memory)
                     held = tracemalloc.get_traced_memory()[0] / _KB
-                    if self.burst_rss_kb is not None:
-                        gained = max(_rss_kb() - self.burst_rss_kb, 0.0)
+                    now_kb = _rss_kb()
+                    if self.burst_rss_kb is not None and now_kb is not None:
+                        # signed: a busy heap's frees in one burst offset the pages its
+                        # arrays fill in another (a page is resident when first written,
+                        # often after the burst that allocated it)
+                        gained = now_kb - self.burst_rss_kb
                     snap = tracemalloc.take_snapshot()
                 except RuntimeError:  # tracing was stopped meanwhile (a run's end, its expiry)
                     snap = None
@@ -471,12 +473,12 @@ class _TraceWindow:
                 self.change.undo("window ended")
 
 
-_this_process = psutil.Process()
-
-
-def _rss_kb() -> float:
-    """This process's RSS in KB (one read of /proc: ~10 µs)."""
-    return float(_this_process.memory_info().rss) / _KB
+def _rss_kb() -> float | None:
+    """This process's RSS in KB (a forked child's own), None if it cannot be read."""
+    try:
+        return float(psutil.Process().memory_info().rss) / _KB
+    except psutil.Error:
+        return None
 
 
 def _add_sums(into: dict[_K, _SiteStat], more: dict[_K, _SiteStat]) -> None:
@@ -1214,8 +1216,7 @@ class MemorySkill(Skill):
     def rss_trend(
         self, window_s: float = 600.0, points: int = 12, after_s: float = 0.0
     ) -> dict[str, Any]:
-        """RSS over time from the sampled snapshots of this skill and the runtime skill, less
-        what lensbook's own probes added to it (`lensbook_own_mb` over the window).
+        """RSS over time from the sampled snapshots of this skill and the runtime skill.
 
         Args:
             window_s: how far back to look, in seconds.
@@ -1230,16 +1231,13 @@ class MemorySkill(Skill):
         if after_s:
             time.sleep(after_s)
         since = time.time() - max(window_s, 1.0)
-        series = less_own(
-            sorted(
-                metrics_store.series("memory", "rss_mb", since)
-                + metrics_store.series("runtime", "rss_mb", since)
-            )
+        series = sorted(
+            metrics_store.series("memory", "rss_mb", since)
+            + metrics_store.series("runtime", "rss_mb", since)
         )
         now_mb = round(self._process.memory_info().rss / _MB, 2)
         now = {
             "rss_mb_now": now_mb,
-            "less_own_mb_now": round(now_mb - own_mb(time.time()), 2),
             **({"after_s": after_s} if after_s else {}),
         }
         if len(series) < 2:
@@ -1262,7 +1260,6 @@ class MemorySkill(Skill):
             "min_mb": min(values),
             "max_mb": max(values),
             "slope_mb_per_min": None if slope is None else round(slope * 60, 3),
-            "lensbook_own_mb": round(own_mb(series[-1][0]) - own_mb(t0), 2),
             "points": [[round(t - t0, 1), v] for t, v in series[::step]][-60:],
         }
 
@@ -2247,9 +2244,15 @@ class LeakRule(Rule):
 def _native_rise(ev: Evidence, diff: dict[str, Any]) -> tuple[Growth | None, PythonShare | None]:
     """The RSS rise by the relative rule every skill uses, and what the tracemalloc window
     says of it."""
-    points = as_dict(ev.result("memory_rss_trend")).get("points") or []
-    rise = rss_growth(summary([p for p in points if isinstance(p, list) and len(p) == 2]), ev)
+    rise = rss_growth(summary(_rss_points(ev)), ev)
     return rise, python_share(rise, diff) if rise is not None else None
+
+
+def _rss_points(ev: Evidence) -> list[list[float]]:
+    """The RSS series of the rule's own look (`memory_rss_trend`, not the look again)."""
+    looks = [v for args, v in ev.results.get("memory_rss_trend", []) if not args.get("after_s")]
+    points = as_dict(looks[-1]).get("points") if looks else None
+    return [p for p in points or [] if isinstance(p, list) and len(p) == 2]
 
 
 def _rss_rise(
@@ -2272,12 +2275,12 @@ def _rss_rise(
     # a rise that stopped (a batch loaded, then freed) is no leak: it must go on after the looks
     again = [v for args, v in ev.results.get("memory_rss_trend", []) if args.get("after_s")]
     later = as_dict(again[-1]) if again else {}
-    went_on = float(later.get("less_own_mb_now") or 0.0) - rise.end_mb
+    went_on = float(later.get("rss_mb_now") or 0.0) - rise.end_mb
     after_s = float(later.get("after_s") or 0.0)
     if not later or went_on < NATIVE_RECHECK_SHARE * rise.mb_per_s * after_s:
         return []
     weighed = (
-        f"{python.stated()}"
+        python.stated()
         if python is not None
         else "the tracemalloc window could not weigh it (no burst traced, or a partial listing)"
     )
@@ -2290,8 +2293,15 @@ def _rss_rise(
             f". GC-tracked objects {growth.get('tracked_before')} -> "
             f"{growth.get('tracked_after')} in {growth.get('interval_s')} s"
         )
+    native = python is not None and python.native
+    points = _rss_points(ev)
+    span = points[-1][0] - points[0][0] if points else 0.0
+    if not native and (span < LEAK_HISTORY_MIN_S or not steady_rise(points)):
+        # held by Python, or not told apart: as for blobs (`leak_by_bytes`), a rise of a few
+        # seconds proves nothing (a pandas batch being built); a minute of steady rise does
+        return []
     users = [site for site in sites if site.get("origin") == "user"]
-    if python is not None and python.native:
+    if native:
         kind = "native_memory_growth"
         hypothesis = (
             "The memory is allocated outside Python's allocators, which tracemalloc cannot "

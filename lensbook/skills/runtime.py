@@ -16,7 +16,7 @@ import psutil
 from lensbook.sampling import store as metrics_store
 from lensbook.skills import _heap
 from lensbook.skills._history import error_rate
-from lensbook.skills._rss import NATIVE_MAX_SHARE, Growth, less_own, python_share, rss_growth
+from lensbook.skills._rss import NATIVE_MAX_SHARE, Growth, python_share, rss_growth
 from lensbook.skills._trend import RISING_SHARE, summary
 from lensbook.skills._units import mb, memory_mb
 from lensbook.skills.base import Skill, probe
@@ -107,7 +107,6 @@ class RuntimeSkill(Skill):
             + metrics_store.series("memory", "rss_mb", since)
         )
         rss.append((now, rss_now))
-        rss = less_own(rss)  # what lensbook's own probes added is not the program's
         threads = metrics_store.series("runtime", "python_threads", since)
         threads.append((now, float(threading.active_count())))
         errors = error_rate(min(window_s, 120.0), now)

@@ -192,7 +192,8 @@ def test_a_default_window_traces_in_bursts_and_still_names_the_leak() -> None:
         skill.close()
         _leaky_cache.clear()
     site = f"lensbook/scenarios/_leaky_cache.py:{_line_of('hit = {', _leaky_cache)}"
-    assert diff["sites"][0]["site"].endswith(site)
+    # the leak's line is named (the test's own lines may hold a few blocks of a burst too)
+    assert any(found["site"].endswith(site) for found in diff["sites"]), diff["sites"]
     # traced for a share of the window only; sums are scaled up to the window
     assert diff["traced_s"] < 0.5 * diff["window_s"]
     assert diff["sampled_1_in"] > 1
@@ -491,7 +492,7 @@ def test_rss_that_grows_outside_pythons_allocators_is_native_growth(duty: float)
         skill.close()
     assert finding.anomaly_type == "native_memory_growth", finding
     assert "outside Python's allocators" in (finding.hypothesis or "")
-    share = re.search(r"held [\d.]+ MB of it \((\d+)%\); [\d.]+ s later", finding.observation)
+    share = re.search(r"held [\d.]+ MB \((\d+)% of it\); [\d.]+ s later", finding.observation)
     assert share is not None and int(share.group(1)) < 20, finding.observation
 
 
@@ -500,12 +501,56 @@ def test_rss_that_python_allocates_is_python_growth_not_native(skill: MemorySkil
         ev = _investigate(skill, LeakRule(), lambda: time.sleep(2.0))
         found = list(LeakRule().judge(ev))
     assert ev.snapshots[-1]["rss_mb"] - ev.snapshots[0]["rss_mb"] >= 60
-    # the same rise, held by Python's allocations in blocks no census counts: a growth of
-    # Python's, at the line of this file that keeps them, never "native"
-    (finding,) = found
-    assert finding.anomaly_type == "memory_growth", finding
-    assert "Python's allocations hold" in (finding.hypothesis or "")
-    assert f"test_memory.py:{_line_of('kept.append(b')}" in (finding.hypothesis or "")
+    # the same rise, held by Python's allocations in blocks no census counts: never "native"
+    # (and, a few seconds of rise proving nothing for blobs, no finding without a minute of
+    # steady history: `test_a_minute_of_steady_rise_held_by_python_names_the_line`)
+    assert "memory_allocation_diff" in ev.results
+    assert [f.anomaly_type for f in found] == []
+
+
+def _risen(held_kb: float, span_s: float) -> list[Any]:
+    """The rule's findings on a steady RSS rise of 2 MB/s over `span_s` of samples that went on
+    2 s later, whose bursts saw RSS gain 4 MB while the blocks they traced held `held_kb`."""
+    ev = Evidence(context={"reason": "memory keeps growing"})
+    for rss, at in ((300.0, 0.0), (306.0, 3.0)):
+        ev.snapshots.append({"rss_mb": rss, "host_available_mb": 8000.0})
+        ev.snapshot_times.append(1000.0 + at)
+    points = [[round(t, 1), 306.0 - 2.0 * (span_s - t)] for t in range(0, int(span_s) + 1, 5)]
+    ev.results["memory_rss_trend"] = [
+        ({}, {"samples": len(points), "span_s": span_s, "points": points}),
+        ({"after_s": 2.0}, {"rss_mb_now": 310.0, "after_s": 2.0}),
+    ]
+    site = {"site": "app.py:12", "function": "cache_frame", "code": "FRAMES.append(f)"}
+    ev.results["memory_allocation_diff"] = [
+        (
+            {},
+            {
+                "window_s": 3.0,
+                "traced_s": 0.3,
+                "bursts": 12,
+                "growth_kb": held_kb,
+                "rss_gained_in_bursts_kb": 4096.0,
+                "held_in_bursts_kb": held_kb,
+                "sites": [{**site, "kb": held_kb, "blocks": 1, "origin": "user"}],
+            },
+        )
+    ]
+    ev.results["memory_type_growth"] = [({"top": 8}, _growth(0, 3.0))]
+    ev.results["memory_largest_containers"] = [({"top": 5}, {"containers": []})]
+    return list(LeakRule().judge(ev))
+
+
+def test_a_minute_of_steady_rise_held_by_python_names_the_line() -> None:
+    (finding,) = _risen(held_kb=3700.0, span_s=70.0)
+    assert finding.anomaly_type == "memory_growth"
+    assert "Python's allocations hold 90% of the rise, the most at app.py:12 in cache_frame" in (
+        finding.hypothesis or ""
+    )
+    # the same, seen over seconds only: a batch being built looks no different
+    assert _risen(held_kb=3700.0, span_s=10.0) == []
+    # held by nothing Python traced: native, from the bursts alone
+    (native,) = _risen(held_kb=50.0, span_s=10.0)
+    assert native.anomaly_type == "native_memory_growth" and "app.py" not in native.hypothesis
 
 
 def test_native_rss_that_stopped_rising_is_no_leak(skill: MemorySkill) -> None:

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import time
-from collections import deque
 from typing import Any
 
 import pytest
 
-from lensbook.skills import _rss
-from lensbook.skills._rss import Growth, less_own, own_footprint, own_mb, python_share, rss_growth
+from lensbook.skills._rss import Growth, python_share, rss_growth
 from lensbook.skills._trend import summary
 from lensbook.skills.rules import Evidence
 
@@ -82,31 +79,3 @@ def test_a_window_that_cannot_say_says_nothing() -> None:
     # RSS gained too little while traced (a Python leak of large blocks between the bursts)
     little = python_share(RISE, _window(rss_gained_in_bursts_kb=600, held_in_bursts_kb=0))
     assert little is not None and not little.conclusive and not little.native
-
-
-@pytest.fixture
-def ledger(monkeypatch: pytest.MonkeyPatch) -> None:
-    """An empty ledger of lensbook's own RSS steps for the test."""
-    monkeypatch.setattr(_rss, "_own", deque(maxlen=4096))
-    monkeypatch.setattr(_rss, "_own_base", [0.0])
-
-
-def test_what_rss_gains_during_a_probe_is_lensbooks_own(ledger: None) -> None:
-    kept = []
-    before = time.time()
-    with own_footprint():  # a probe that leaves 32 MB written (RSS steps up)
-        kept.append(bytearray(32 << 20))
-        kept[-1][::4096] = b"\x01" * len(range(0, 32 << 20, 4096))
-    after = time.time()
-    assert own_mb(before) == 0.0 and own_mb(after) >= 24
-    points = [(before - 1, 500.0), (after + 1, 532.0)]
-    (_, first), (_, last) = less_own(points)
-    assert first == 500.0 and last <= 508.0  # the step is taken out of the series
-
-
-def test_a_long_probe_is_not_counted(ledger: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_rss, "OWN_STEP_MAX_S", 0.0)  # every block is "long"
-    with own_footprint():
-        kept = bytearray(16 << 20)
-        kept[::4096] = b"\x01" * len(range(0, 16 << 20, 4096))
-    assert own_mb(time.time()) == 0.0

@@ -8,7 +8,6 @@ hooks and handlers) is compared before and after, with real operators, threads a
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import threading
@@ -25,6 +24,7 @@ from lensbook._errors import LLMError, RunFailed
 from lensbook.clients.scripted import ScriptedClient, call
 from lensbook.operator.actor import Operator
 from lensbook.skills import _heap, builtin_ids, intrusion, resolve_skill
+from tests._fork import in_forked_child
 
 from ._state import process_state, run_scoped
 
@@ -143,7 +143,9 @@ def _end_run(
         op = Operator.start(skill, client=ScriptedClient([probe_turn, call("wait", seconds=30)]))
         op.run_in_background()
         _wait_until(lambda: _switched_on(tool), what=f"{tool} switched on ({op.current_action})")
-        assert _child_state_matches(before)
+        assert in_forked_child(lambda: run_scoped(process_state(sys.modules[TARGET])) == before), (
+            tool
+        )
     elif path in ("stop", "cancel", "lensbook_stop"):
         script = ScriptedClient([probe_turn, call("wait", seconds=30)])
         if path == "lensbook_stop":
@@ -177,27 +179,6 @@ def _end_run(
         raise AssertionError(path)
     if path != "lensbook_stop":
         op.stop()
-
-
-def _child_state_matches(before: dict[str, Any]) -> bool:
-    """Whether a child forked now finds the run-scoped state as `before` (its answer, by pipe)."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: only this thread, none of lensbook's
-        try:
-            os.write(
-                write_end,
-                b"1" if run_scoped(process_state(sys.modules[TARGET])) == before else b"0",
-            )
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    try:
-        answer = os.read(read_end, 1)
-    finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
-    return answer == b"1"
 
 
 PATHS = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import inspect
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ from lensbook.skills.base import render_output
 from lensbook.skills.gc_ import GCChurnRule, GCDisabledRule, GCSkill, UncollectableRule
 from lensbook.skills.rules import Evidence
 from lensbook.skills.untrusted import undelimit
+from tests._fork import in_forked_child
 
 
 class Pair:
@@ -181,23 +181,15 @@ def test_a_child_forked_during_a_cycle_window_can_open_its_own(skill: GCSkill) -
     opened.start()
     while not gc.get_debug() & gc.DEBUG_SAVEALL:
         time.sleep(0.001)
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the parent's window thread (and its hold on the window lock) is not here
-        try:
-            clean = not gc.get_debug() & gc.DEBUG_SAVEALL
-            found = GCSkill().cycle_types(seconds=0.1)
-            os.write(write_end, b"1" if clean and "garbage_objects" in found else b"0")
-        finally:
-            os._exit(0)
-    os.close(write_end)
+
+    def own_window() -> bool:  # the parent's window thread, and its hold on the lock, are gone
+        clean = not gc.get_debug() & gc.DEBUG_SAVEALL
+        return clean and "garbage_objects" in GCSkill().cycle_types(seconds=0.1)
+
     try:
-        answer = os.read(read_end, 1)
+        assert in_forked_child(own_window)
     finally:
-        os.close(read_end)
-        os.waitpid(pid, 0)
         opened.join(10)
-    assert answer == b"1"
 
 
 def test_finalizer_types_count_live_objects_with_del(skill: GCSkill) -> None:

@@ -25,19 +25,27 @@ T = TypeVar("T")
 _Item = tuple["concurrent.futures.Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 
+class _Generation:
+    """The threads started between two releases, and the queue only they read."""
+
+    def __init__(self) -> None:
+        self.queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        self.idle = 0
+
+
 class DaemonPool(concurrent.futures.Executor):
     """A small executor of daemon threads (usable with `loop.run_in_executor`)."""
 
     def __init__(self, max_workers: int, name: str) -> None:
         self._max = max_workers
         self._name = name
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
+        #: the threads taking work now; `release` starts a new one (its own queue), and each
+        #: thread of an older one ends after the work queued before the release
+        self._current = _Generation()
+        self._generations = 0
         self._shutdown = False
-        #: bumped by `release`: a thread started in an older generation ends when it can
-        self._generation = 0
         #: items being run now, by threads of any generation
         self._running = 0
 
@@ -48,31 +56,28 @@ class DaemonPool(concurrent.futures.Executor):
         with self._lock:
             if self._shutdown:
                 raise RuntimeError("cannot run a probe after the pool was shut down")
-            self._queue.put((future, fn, args, kwargs))
-            if self._queue.qsize() > self._idle and len(self._threads) < self._max:
+            gen = self._current
+            gen.queue.put((future, fn, args, kwargs))
+            if gen.queue.qsize() > gen.idle and len(gen.threads) < self._max:
                 thread = threading.Thread(
                     target=self._work,
-                    args=(self._generation,),
-                    name=f"{self._name}-{self._generation}.{len(self._threads)}",
+                    args=(gen,),
+                    name=f"{self._name}-{self._generations}.{len(gen.threads)}",
                     daemon=True,
                 )
-                self._threads.append(thread)
+                gen.threads.append(thread)
                 thread.start()
         return future
 
-    def _work(self, generation: int) -> None:
+    def _work(self, gen: _Generation) -> None:
         while True:
             with self._lock:
-                if generation != self._generation:
-                    return  # released: newer threads take the work
-                self._idle += 1
-            item = self._queue.get()
+                gen.idle += 1
+            item = gen.queue.get()
             with self._lock:
-                self._idle -= 1
+                gen.idle -= 1
             if item is None:
-                if self._shutdown:
-                    return
-                continue  # a wake-up from `release`: look at the generation again
+                return  # released (or shut down): the work queued before it is done
             future, fn, args, kwargs = item
             with self._lock:
                 self._running += 1
@@ -93,17 +98,18 @@ class DaemonPool(concurrent.futures.Executor):
             return self._running
 
     def release(self) -> None:
-        """End every thread once it is idle (one running a probe ends after it); the pool
-        takes work again at once, on new threads (`lensbook.stop()` leaves no thread of its)."""
+        """End every thread once the work queued so far is done (one running a probe ends
+        after it); the pool takes work again at once, on new threads with a queue of their
+        own (`lensbook.stop()` leaves no thread of its)."""
         with self._lock:
-            self._generation += 1  # each thread of an older one ends at its next look
-            for _ in range(self._idle):
-                self._queue.put(None)  # wakes the idle ones (a new thread may take one: it
-            self._threads = []  # then just looks again, as its generation is current)
+            old, self._current = self._current, _Generation()
+            self._generations += 1
+            for _ in old.threads:
+                old.queue.put(None)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Stop taking work; idle threads end. Never waits for a running probe."""
         with self._lock:
             self._shutdown = True
-            for _ in self._threads:
-                self._queue.put(None)
+            for _ in self._current.threads:
+                self._current.queue.put(None)

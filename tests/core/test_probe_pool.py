@@ -34,3 +34,14 @@ def test_released_threads_end_and_the_next_probe_runs_at_once() -> None:
     assert abandoned.result(5) is True
     _until(lambda: _threads("pool-test-0.") == [])  # every thread from before the release ends
     _until(lambda: pool.busy() == 0)
+
+
+def test_releases_in_a_row_leave_only_the_newest_threads() -> None:
+    pool = DaemonPool(max_workers=4, name="pool-rows")
+    for _ in range(30):  # a new thread never takes the wake-up meant for an older one
+        futures = [pool.submit(time.sleep, 0.001) for _ in range(4)]
+        pool.release()
+        assert pool.submit(lambda: "ran").result(3) == "ran"
+        for future in futures:
+            future.result(3)
+    _until(lambda: [n for n in _threads("pool-rows-") if not n.startswith("pool-rows-30.")] == [])

@@ -481,9 +481,11 @@ def _rss_rising(native: bool, stop_after: float | None = None) -> Iterator[None]
         kept.clear()
 
 
-@pytest.mark.parametrize("duty", [1.0, 0.1])
-def test_rss_that_grows_outside_pythons_allocators_is_native_growth(duty: float) -> None:
-    skill = MemorySkill(trace_duty=duty, budget_scale=10.0)  # 0.1: the default bursts
+def test_rss_that_grows_outside_pythons_allocators_is_native_growth() -> None:
+    # traced throughout: in this large test process a burst's RSS gain can stay under 1% of
+    # RSS; the default bursts are checked end to end by the native_leak scenario (its own
+    # small process, tests/scenarios/test_fault_corpus.py)
+    skill = MemorySkill(trace_duty=1.0, budget_scale=10.0)
     try:
         with _rss_rising(native=True):
             ev = _investigate(skill, LeakRule(), lambda: time.sleep(2.0))
